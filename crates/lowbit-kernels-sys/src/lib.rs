@@ -1,0 +1,1 @@
+//! lowbit-kernels-sys (placeholder)
