@@ -1,0 +1,213 @@
+/*
+ * lowbit_kernels.h: THE C ABI between lowbit's CUDA kernels and every host caller.
+ *
+ * This is the only header bindgen reads (crates/lowbit-kernels-sys/build.rs), so it is plain C:
+ * fixed-width integer types from <stdint.h> only. No <stddef.h>/size_t (bindgen runs on a bare
+ * libclang without the compiler's resource directory), no C++ types, no CUDA headers. Sizes and
+ * indices are int64_t; device pointers are typed const pointers; streams are `void*`.
+ *
+ * Conventions for every launcher:
+ *   - It is asynchronous: it enqueues work on `stream` and returns. `stream` is a cudaStream_t /
+ *     CUstream of the context current on the calling thread; NULL (0) is the legacy default stream.
+ *     The caller must make the thread's current context the one that owns every pointer (the Rust
+ *     layer binds the device's primary context before each call).
+ *   - It validates its arguments on the host before touching the GPU and returns a lowbit_status.
+ *     Nothing is launched unless the returned code is LOWBIT_OK. After the launch it captures
+ *     cudaGetLastError(): a failed launch (bad configuration, no kernel image for this GPU, an
+ *     earlier sticky error) comes back as LOWBIT_ERR_CUDA with the cudaError_t in `cuda_error`.
+ *     Errors inside the running kernel surface later, at the next synchronizing call.
+ *   - Device pointers must be valid device (or managed) memory of at least the documented number
+ *     of elements. Pointer-to-device validity cannot be checked on the host; sizes are the caller's
+ *     contract (the Rust layer checks them against the quantized weight before calling).
+ *
+ * Weight formats and their exact dequantization arithmetic are fixed by docs/formats.md; the
+ * GPU results are bit-identical to lowbit-core's CPU dequantizer.
+ */
+#ifndef LOWBIT_KERNELS_H
+#define LOWBIT_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Version of this C ABI. Bumped on any incompatible change of a prototype or struct below. */
+#define LOWBIT_KERNELS_ABI_VERSION 1
+
+/** Status codes carried in lowbit_status.code. */
+enum lowbit_status_code {
+    /** Success: the work was enqueued. */
+    LOWBIT_OK = 0,
+    /** A size is out of range or inconsistent (n or k < 1, group length not dividing k, ...). */
+    LOWBIT_ERR_SHAPE = 1,
+    /** A pointer or size does not meet an alignment the kernel needs. */
+    LOWBIT_ERR_ALIGNMENT = 2,
+    /** No kernel is compiled for this combination (e.g. an unsupported bit width). */
+    LOWBIT_ERR_NO_KERNEL = 3,
+    /** A required pointer is NULL, or an enum argument (dtype) has an unknown value. */
+    LOWBIT_ERR_INVALID_ARGUMENT = 4,
+    /** The CUDA runtime reported an error; lowbit_status.cuda_error holds the cudaError_t. */
+    LOWBIT_ERR_CUDA = 5
+};
+
+/** Result of every launcher: a lowbit_status_code and, for LOWBIT_ERR_CUDA, the cudaError_t. */
+typedef struct lowbit_status {
+    /** One of enum lowbit_status_code. */
+    int32_t code;
+    /** The cudaError_t value when code == LOWBIT_ERR_CUDA, else 0. */
+    int32_t cuda_error;
+} lowbit_status;
+
+/** Output element type of the dequantizers (values for their `out_dtype` argument). */
+enum lowbit_dtype {
+    /** IEEE binary16, written as its 16-bit pattern (`__half`). */
+    LOWBIT_DTYPE_F16 = 0,
+    /** bfloat16, written as its 16-bit pattern (`__nv_bfloat16`). */
+    LOWBIT_DTYPE_BF16 = 1
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Build information
+ * ------------------------------------------------------------------------------------------- */
+
+/** Returns LOWBIT_KERNELS_ABI_VERSION as compiled into the static library. */
+int32_t lowbit_kernels_abi_version(void);
+
+/**
+ * Returns CUDART_VERSION of the CUDA runtime the library was compiled and statically linked
+ * against (e.g. 13000 for CUDA 13.0).
+ */
+int32_t lowbit_kernels_cudart_version(void);
+
+/**
+ * Writes the CUDA driver's version (cudaDriverGetVersion, e.g. 13000) to `*version`; 0 when no
+ * driver is installed. Returns LOWBIT_ERR_INVALID_ARGUMENT if `version` is NULL.
+ */
+lowbit_status lowbit_cuda_driver_version(int32_t *version);
+
+/**
+ * Returns the symbolic name of a cudaError_t value (cudaGetErrorName, e.g. "cudaErrorInvalidValue").
+ * The string is static; never NULL.
+ */
+const char *lowbit_cuda_error_name(int32_t cuda_error);
+
+/** Returns the description of a cudaError_t value (cudaGetErrorString). Static; never NULL. */
+const char *lowbit_cuda_error_string(int32_t cuda_error);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dequantization: every weight format of docs/formats.md -> row-major [n, k] f16 or bf16.
+ *
+ * Common arguments:
+ *   n, k       rows (output features) and columns (input features) of W; both >= 1.
+ *   group_len  columns per quantization group; must divide k. Per-channel = k.
+ *   out        device buffer of n*k 16-bit elements, row-major, written completely.
+ *   out_dtype  LOWBIT_DTYPE_F16 or LOWBIT_DTYPE_BF16.
+ *   stream     cudaStream_t (NULL = legacy default stream).
+ * Code bitstreams (`codes`) hold ceil(k*bits/32) uint32 words per row (docs/formats.md).
+ * Any k is supported; 16-byte vector stores are used when k % 8 == 0 and `out` is 16-byte
+ * aligned, 2-byte stores otherwise. Limits: k <= 2^31 - 1 and n * ceil(k/8) <= 2^32 - 1
+ * (LOWBIT_ERR_SHAPE otherwise). Alignment (LOWBIT_ERR_ALIGNMENT otherwise): uint32/f32 arrays
+ * 4-byte, f16 arrays and `out` 2-byte aligned.
+ * Errors: NULL required pointer or unknown out_dtype -> LOWBIT_ERR_INVALID_ARGUMENT; bits outside
+ * the format's range -> LOWBIT_ERR_NO_KERNEL; bad n, k, group_len -> LOWBIT_ERR_SHAPE.
+ * ------------------------------------------------------------------------------------------- */
+
+/**
+ * INT affine (w{2..8}-int[-asym]): w = f32(q - z) * f32(s), rounded once to the output type.
+ *
+ * codes   [n, ceil(k*bits/32)] uint32 bitstream rows of `bits`-bit unsigned codes.
+ * scales  [n, k/group_len] f16 bit patterns.
+ * zeros   [n, k/group_len] uint8 zero points, or NULL for the symmetric format (z = 2^(bits-1)).
+ * g_idx   [k] uint32 act-order group index of every column (each < k/group_len), or NULL for the
+ *         contiguous grouping (group of column c = c / group_len). An out-of-range entry produces
+ *         NaN outputs for that column instead of an out-of-bounds read.
+ * bits    2..8.
+ */
+lowbit_status lowbit_dequant_int_affine(const uint32_t *codes, const uint16_t *scales,
+                                        const uint8_t *zeros, const uint32_t *g_idx, int64_t n,
+                                        int64_t k, int32_t bits, int64_t group_len, void *out,
+                                        int32_t out_dtype, void *stream);
+
+/**
+ * bipolar-INT (w{1..8}-bipolar): value = 2u - (2^bits - 1) from `bits` bit planes,
+ * w = fmaf(f32(value), scale, offset) as ONE fused multiply-add (offset = 0 when absent).
+ *
+ * planes   [bits][n][ceil(k/32)] uint32; bit c%32 of word [i][r][c/32] is bit i of the code of
+ *          element (r, c).
+ * scales   [n, k/group_len] f32.
+ * offsets  [n, k/group_len] f32, or NULL (symmetric: offset 0).
+ * bits     1..8.
+ */
+lowbit_status lowbit_dequant_bipolar(const uint32_t *planes, const float *scales,
+                                     const float *offsets, int64_t n, int64_t k, int32_t bits,
+                                     int64_t group_len, void *out, int32_t out_dtype,
+                                     void *stream);
+
+/**
+ * BitMoD mixed datatypes (w{3,4}-mixed): per group one of four FP3/FP4 variants that differ only
+ * in the value of the "negative zero" code, chosen by a 2-bit selector.
+ * group_scale = f32(q_g) * f32(ch_scale); w = f32(grid value) * group_scale.
+ *
+ * codes           [n, ceil(k*bits/32)] uint32 bitstream rows (sign = top bit of each code).
+ * group_scales    [n, k/group_len] uint8 (q_g).
+ * selectors       [n, ceil((k/group_len)/4)] uint8; group j uses bits 2(j%4)..2(j%4)+1 of byte j/4.
+ * channel_scales  [n] f16 bit patterns.
+ * bits            3 or 4.
+ */
+lowbit_status lowbit_dequant_mixed(const uint32_t *codes, const uint8_t *group_scales,
+                                   const uint8_t *selectors, const uint16_t *channel_scales,
+                                   int64_t n, int64_t k, int32_t bits, int64_t group_len,
+                                   void *out, int32_t out_dtype, void *stream);
+
+/**
+ * LUT formats (NF4, any 2^bits-entry table): w = lut[code] * f32(scale).
+ *
+ * codes   [n, ceil(k*bits/32)] uint32 bitstream rows.
+ * lut     [2^bits] f32 table.
+ * scales  [n, k/group_len] f16 bit patterns (group absmax).
+ * bits    1..8.
+ */
+lowbit_status lowbit_dequant_lut(const uint32_t *codes, const float *lut, const uint16_t *scales,
+                                 int64_t n, int64_t k, int32_t bits, int64_t group_len, void *out,
+                                 int32_t out_dtype, void *stream);
+
+/* ---------------------------------------------------------------------------------------------
+ * Host emulation of the dequantizers.
+ *
+ * Same arguments and validation as the launchers above, but every pointer is HOST memory and the
+ * work runs synchronously on the calling CPU thread: the kernel's per-thread function (the same
+ * __host__ __device__ code: bit extraction, group walk, decode tables, rounding, the 8-wide store)
+ * is called for every thread index in turn. It exists so that machines without a GPU can check
+ * the kernels' decode logic bit-exactly against lowbit-core; it is not a fast CPU path.
+ * They never call into the CUDA runtime, so they work without a driver.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Host emulation of lowbit_dequant_int_affine (host pointers, synchronous). */
+lowbit_status lowbit_dequant_int_affine_host(const uint32_t *codes, const uint16_t *scales,
+                                             const uint8_t *zeros, const uint32_t *g_idx,
+                                             int64_t n, int64_t k, int32_t bits,
+                                             int64_t group_len, void *out, int32_t out_dtype);
+
+/** Host emulation of lowbit_dequant_bipolar (host pointers, synchronous). */
+lowbit_status lowbit_dequant_bipolar_host(const uint32_t *planes, const float *scales,
+                                          const float *offsets, int64_t n, int64_t k, int32_t bits,
+                                          int64_t group_len, void *out, int32_t out_dtype);
+
+/** Host emulation of lowbit_dequant_mixed (host pointers, synchronous). */
+lowbit_status lowbit_dequant_mixed_host(const uint32_t *codes, const uint8_t *group_scales,
+                                        const uint8_t *selectors, const uint16_t *channel_scales,
+                                        int64_t n, int64_t k, int32_t bits, int64_t group_len,
+                                        void *out, int32_t out_dtype);
+
+/** Host emulation of lowbit_dequant_lut (host pointers, synchronous). */
+lowbit_status lowbit_dequant_lut_host(const uint32_t *codes, const float *lut,
+                                      const uint16_t *scales, int64_t n, int64_t k, int32_t bits,
+                                      int64_t group_len, void *out, int32_t out_dtype);
+
+#ifdef __cplusplus
+} /* extern "C" */
+static_assert(sizeof(lowbit_status) == 8, "lowbit_status is two int32_t");
+#endif
+
+#endif /* LOWBIT_KERNELS_H */
