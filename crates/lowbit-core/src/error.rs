@@ -96,6 +96,79 @@ pub enum LowbitError {
         #[source]
         source: std::io::Error,
     },
+    // ---- model files, GGUF and checkpoints (model.rs, gguf.rs, checkpoint.rs) ----
+    /// A model file (safetensors) that cannot be parsed or is inconsistent.
+    #[error("invalid model file {path}: {reason}")]
+    InvalidModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tensor whose element type cannot be converted to f32 by this reader.
+    #[error("tensor '{tensor}' in {path} has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// Its dtype as the file spells it (`I64`, `Q4_K`, ...).
+        dtype: String,
+    },
+    /// A tensor name that the file does not contain.
+    #[error("tensor '{name}' not found in {path}")]
+    TensorNotFound {
+        /// The file.
+        path: PathBuf,
+        /// The missing tensor.
+        name: String,
+    },
+    /// A GGUF file that is truncated or malformed.
+    #[error("corrupt GGUF file {path}: {reason}")]
+    CorruptGguf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A GGUF file of a version other than 2 or 3 (or a big-endian one, whose version reads byte-swapped).
+    #[error("unsupported GGUF version {found} in {path} (supported: 2 and 3, little-endian)")]
+    UnsupportedGgufVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version field as read.
+        found: u32,
+    },
+    /// A lowbit checkpoint that is truncated, malformed, incomplete or inconsistent.
+    #[error("corrupt checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint tensor whose bytes do not match the CRC-32 recorded in the header.
+    #[error("checksum mismatch in checkpoint {path}: {what} has CRC-32 {found:#010x}, header records {expected:#010x}")]
+    ChecksumMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The tensor (or header section) whose checksum failed.
+        what: String,
+        /// The recorded CRC-32.
+        expected: u32,
+        /// The CRC-32 of the bytes in the file.
+        found: u32,
+    },
+    /// A checkpoint written by an incompatible version of the format.
+    #[error("unsupported checkpoint format version '{found}' in {path} (supported: {supported})")]
+    UnsupportedCheckpointVersion {
+        /// The file.
+        path: PathBuf,
+        /// The `lowbit.format_version` found.
+        found: String,
+        /// The versions this build reads.
+        supported: String,
+    },
 }
 
 /// `Result` with [`LowbitError`].
