@@ -25,6 +25,7 @@ pub mod lut;
 pub mod metrics;
 pub mod model;
 pub mod reference;
+pub mod repack;
 mod util;
 pub mod weight;
 
