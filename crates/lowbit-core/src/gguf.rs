@@ -458,10 +458,7 @@ impl GgmlType {
 
     /// Whether the type is a block-quantized format (as opposed to a plain float or integer type).
     pub fn is_quantized(self) -> bool {
-        !matches!(
-            self,
-            Self::F32 | Self::F16 | Self::BF16 | Self::F64 | Self::I8 | Self::I16 | Self::I32 | Self::I64
-        )
+        !matches!(self, Self::F32 | Self::F16 | Self::BF16 | Self::F64 | Self::I8 | Self::I16 | Self::I32 | Self::I64)
     }
 }
 
@@ -677,9 +674,10 @@ impl GgufFile {
         })?;
         dequantize_blocks(info.ggml_type, bytes, n).map_err(|e| match e {
             DequantError::Unsupported => self.unsupported(info),
-            DequantError::Size(reason) => {
-                LowbitError::CorruptGguf { path: self.path.clone(), reason: format!("tensor '{}': {reason}", info.name) }
-            }
+            DequantError::Size(reason) => LowbitError::CorruptGguf {
+                path: self.path.clone(),
+                reason: format!("tensor '{}': {reason}", info.name),
+            },
         })
     }
 }
@@ -694,7 +692,7 @@ pub fn unpermute_qk(data: &[f32], n: usize, k: usize, n_head: usize) -> std::res
     if n.checked_mul(k) != Some(data.len()) {
         return Err(format!("{} values do not form a [{n}, {k}] matrix", data.len()));
     }
-    if n_head == 0 || n % (2 * n_head) != 0 {
+    if n_head == 0 || !n.is_multiple_of(2 * n_head) {
         return Err(format!("{n} rows cannot be split into {n_head} heads of an even number of rows"));
     }
     let hd = n / n_head;
@@ -743,8 +741,10 @@ pub fn dequantize_blocks(ty: GgmlType, bytes: &[u8], n_elements: usize) -> std::
         return Err(DequantError::Unsupported);
     }
     let (block, block_bytes) = ty.block_layout().ok_or(DequantError::Unsupported)?;
-    if n_elements % block != 0 {
-        return Err(DequantError::Size(format!("{n_elements} elements are not a whole number of {block}-element {ty} blocks")));
+    if !n_elements.is_multiple_of(block) {
+        return Err(DequantError::Size(format!(
+            "{n_elements} elements are not a whole number of {block}-element {ty} blocks"
+        )));
     }
     let n_blocks = n_elements / block;
     if n_blocks.checked_mul(block_bytes) != Some(bytes.len()) {
@@ -1005,7 +1005,7 @@ fn parse(buf: &[u8]) -> PResult<Header> {
             None => None,
             Some((block, block_bytes)) => {
                 let ne0 = dims.first().copied().unwrap_or(1);
-                if ne0 % block as u64 != 0 {
+                if !ne0.is_multiple_of(block as u64) {
                     return corrupt(format!(
                         "tensor '{name}' of type {ggml_type}: row length {ne0} is not a multiple of the block size {block}"
                     ));
@@ -1016,8 +1016,10 @@ fn parse(buf: &[u8]) -> PResult<Header> {
                 }
             }
         };
-        if offset % alignment != 0 {
-            return corrupt(format!("tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}"));
+        if !offset.is_multiple_of(alignment) {
+            return corrupt(format!(
+                "tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}"
+            ));
         }
         if !names.insert(name.clone()) {
             return corrupt(format!("duplicate tensor name '{name}'"));

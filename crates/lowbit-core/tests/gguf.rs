@@ -194,7 +194,12 @@ fn typed_tensors() -> Vec<(T, Vec<f32>)> {
     // F16 [2, 3]
     let h: Vec<f16> = [1.0f32, -2.5, 0.333, 65504.0, -0.0, 1e-5].iter().map(|&x| f16::from_f32(x)).collect();
     out.push((
-        T { name: "f16.weight", ne: vec![3, 2], ty: 1, data: h.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect() },
+        T {
+            name: "f16.weight",
+            ne: vec![3, 2],
+            ty: 1,
+            data: h.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect(),
+        },
         h.iter().map(|x| x.to_f32()).collect(),
     ));
     // BF16 [4]
@@ -334,10 +339,7 @@ fn every_metadata_value_type_round_trips() {
     assert_eq!(items, vec![1, 2, 3]);
     let strs: Vec<&str> = file.get("arr.str").unwrap().as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
     assert_eq!(strs, vec!["a", "", "ccc"]);
-    assert_eq!(
-        file.get("arr.empty"),
-        Some(&GgufValue::Array { element_type: GgufValueType::F32, values: vec![] })
-    );
+    assert_eq!(file.get("arr.empty"), Some(&GgufValue::Array { element_type: GgufValueType::F32, values: vec![] }));
     match file.get("arr.nested").unwrap() {
         GgufValue::Array { element_type: GgufValueType::Array, values } => {
             assert_eq!(values.len(), 2);
@@ -490,7 +492,8 @@ fn corrupt_reason(bytes: Vec<u8>) -> String {
 
 fn small_file() -> Vec<u8> {
     let (tensors, _): (Vec<T>, Vec<Vec<f32>>) = typed_tensors().into_iter().unzip();
-    let kv = [("general.architecture", V::Str("test")), ("general.name", V::Str("tiny")), ("x", V::Arr(4, vec![V::U32(7)]))];
+    let kv =
+        [("general.architecture", V::Str("test")), ("general.name", V::Str("tiny")), ("x", V::Arr(4, vec![V::U32(7)]))];
     build(3, &kv, &tensors, 32)
 }
 
