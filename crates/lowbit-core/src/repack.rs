@@ -303,6 +303,48 @@ impl TiledWeight {
         })
     }
 
+    /// The code of element `(r, c)` (kernel column order: after the act-order permutation) read back from
+    /// the tiled streams; the inverse of the packing, used by tests and for debugging layouts.
+    pub fn code_at(&self, r: usize, c: usize) -> u8 {
+        let ts = self.format.tiles_per_step();
+        let (s, rr) = (r / 16, r % 16);
+        let (tile, cc) = (c / 16, c % 16);
+        let (ks, j) = (tile / ts, tile % ts);
+        let ksteps = self.k_pad / (ts * 16);
+        // Fragment position: lane (g, t), element index i of a0..a7.
+        let (g, hi_row) = (rr % 8, rr >= 8);
+        let (t, hi_col, odd) = ((cc % 8) / 2, cc >= 8, cc % 2 == 1);
+        let i = (hi_col as usize) * 4 + (hi_row as usize) * 2 + odd as usize;
+        let lane = g * 4 + t;
+        let base = ((s * ksteps + ks) * 32 + lane) * WORDS_PER_LANE;
+        let w = &self.words[base..base + WORDS_PER_LANE];
+        let hbase = ((s * ksteps + ks) * 32 + lane) * HI_WORDS_PER_LANE;
+        let hi = |bit: usize| -> u32 { (self.hi_words[hbase + bit / 32] >> (bit % 32)) & 1 };
+        let r2 = i / 2; // register holding element i
+        let code = match self.format {
+            TiledFormat::Int4 => {
+                const SLOT: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+                (w[j] >> (4 * SLOT[i])) & 15
+            }
+            TiledFormat::Lut4 => (w[j] >> (4 * i)) & 15,
+            TiledFormat::Int8 => (w[2 * j + i / 4] >> (8 * (i % 4))) & 255,
+            TiledFormat::Int2 | TiledFormat::Int3 => {
+                let (p, h) = (j % 2, i % 2);
+                let lo = (w[j / 2] >> (2 * (4 * p + r2 + 8 * h))) & 3;
+                if self.format == TiledFormat::Int3 {
+                    lo | hi(32 * (j / 4) + 16 * h + 4 * (j % 4) + r2) << 2
+                } else {
+                    lo
+                }
+            }
+            TiledFormat::Lut2 | TiledFormat::Lut3 => {
+                let lo = (w[j / 2] >> (16 * (j % 2) + 2 * i)) & 3;
+                if self.format == TiledFormat::Lut3 { lo | hi(32 * (j / 4) + 8 * (j % 4) + i) << 2 } else { lo }
+            }
+        };
+        code as u8
+    }
+
     /// Number of groups along the padded K.
     pub fn groups(&self) -> usize {
         self.k_pad / self.group_len

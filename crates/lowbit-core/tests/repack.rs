@@ -1,0 +1,153 @@
+//! The tiled GEMM layout: every code is where `code_at` (written independently of the packer, from the
+//! fragment-position formula) finds it, padding is zero, metadata is where the kernels read it, and bad
+//! weights are refused.
+
+use half::f16;
+use lowbit_core::bipolar::BipolarMatrix;
+use lowbit_core::lut::NF4;
+use lowbit_core::repack::{TiledFormat, TiledWeight};
+use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+fn weights(n: usize, k: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((n, k), |_| rng.random_range(-1.0f32..1.0))
+}
+
+/// Codes of the plain weight in kernel column order.
+fn plain_codes(w: &QuantizedWeight) -> (Vec<u8>, usize) {
+    match w {
+        QuantizedWeight::Int(q) => (q.unpacked_codes(), q.k),
+        QuantizedWeight::Mixed(q) => (q.unpacked_codes(), q.k),
+        QuantizedWeight::Lut(q) => (q.unpacked_codes(), q.k),
+        QuantizedWeight::Bipolar(_) => unreachable!(),
+    }
+}
+
+fn check_roundtrip(w: &QuantizedWeight, expect: TiledFormat) {
+    let t = TiledWeight::from_weight(w).expect("repack");
+    assert_eq!(t.format, expect);
+    let (codes, k) = plain_codes(w);
+    let n = codes.len() / k;
+    assert_eq!(t.n_pad % 16, 0);
+    assert_eq!(t.k_pad % (t.format.tiles_per_step() * 16), 0);
+    assert!(t.k_pad >= k && t.k_pad - k < t.format.tiles_per_step() * 16);
+    for r in 0..t.n_pad {
+        for c in 0..t.k_pad {
+            let col = t.perm.as_ref().map_or(c, |p| if c < k { p[c] as usize } else { c });
+            let want = if r < n && c < k { codes[r * k + col] } else { 0 };
+            assert_eq!(t.code_at(r, c), want, "{:?} n={n} k={k} at ({r}, {c})", t.format);
+        }
+    }
+}
+
+#[test]
+fn int_codes_land_where_the_fragment_formula_says() {
+    for bits in [2u32, 3, 4, 8] {
+        for g in [Granularity::Group(32), Granularity::Group(128), Granularity::PerChannel] {
+            for (n, k) in [(17, 128), (33, 384)] {
+                let q =
+                    IntAffineWeight::quantize(weights(n, k, bits as u64 + k as u64).view(), bits, false, g).unwrap();
+                let expect = match bits {
+                    2 => TiledFormat::Int2,
+                    3 => TiledFormat::Int3,
+                    4 => TiledFormat::Int4,
+                    _ => TiledFormat::Int8,
+                };
+                check_roundtrip(&QuantizedWeight::Int(q), expect);
+            }
+        }
+    }
+}
+
+#[test]
+fn per_channel_with_odd_k_is_padded() {
+    let q = IntAffineWeight::quantize(weights(5, 200, 3).view(), 4, true, Granularity::PerChannel).unwrap();
+    let w = QuantizedWeight::Int(q);
+    check_roundtrip(&w, TiledFormat::Int4);
+    let t = TiledWeight::from_weight(&w).unwrap();
+    assert_eq!((t.k_pad, t.group_len, t.groups()), (256, 256, 1));
+}
+
+#[test]
+fn act_order_sorts_columns_by_group() {
+    let (n, k, g) = (16, 256, 64);
+    let mut perm: Vec<usize> = (0..k).collect();
+    perm.shuffle(&mut StdRng::seed_from_u64(9));
+    let q =
+        IntAffineWeight::quantize_act_order(weights(n, k, 1).view(), 4, false, Granularity::Group(g), &perm).unwrap();
+    let gi = q.g_idx.clone().unwrap();
+    let w = QuantizedWeight::Int(q);
+    let t = TiledWeight::from_weight(&w).unwrap();
+    let p = t.perm.clone().expect("act-order keeps a permutation");
+    for (j, &c) in p.iter().enumerate() {
+        assert_eq!(gi[c as usize] as usize, j / g, "kernel column {j} (source {c}) is in the wrong group");
+    }
+    check_roundtrip(&w, TiledFormat::Int4);
+}
+
+#[test]
+fn table_formats_roundtrip() {
+    let m = MixedWeight::quantize(weights(20, 256, 5).view(), 4, 128).unwrap();
+    check_roundtrip(&QuantizedWeight::Mixed(m), TiledFormat::Lut4);
+    let m3 = MixedWeight::quantize(weights(20, 384, 6).view(), 3, 64).unwrap();
+    check_roundtrip(&QuantizedWeight::Mixed(m3), TiledFormat::Lut3);
+    let nf4 = LutWeight::quantize(weights(18, 192, 7).view(), &NF4, Granularity::Group(64)).unwrap();
+    check_roundtrip(&QuantizedWeight::Lut(nf4), TiledFormat::Lut4);
+    let lut2 =
+        LutWeight::quantize(weights(18, 160, 8).view(), &[-1.0, -0.3, 0.2, 1.0], Granularity::Group(32)).unwrap();
+    check_roundtrip(&QuantizedWeight::Lut(lut2), TiledFormat::Lut2);
+}
+
+#[test]
+fn metadata_sits_at_strip_group_row() {
+    let (n, k) = (40, 256);
+    let q = IntAffineWeight::quantize(weights(n, k, 11).view(), 4, false, Granularity::Group(64)).unwrap();
+    let t = TiledWeight::from_weight(&QuantizedWeight::Int(q.clone())).unwrap();
+    let groups = t.groups();
+    for r in 0..t.n_pad {
+        for gi in 0..groups {
+            let (s, rr) = (r / 16, r % 16);
+            let i = ((s * groups + gi) * 8 + rr % 8) * 2;
+            let half = if rr >= 8 { 1 } else { 0 };
+            let scale = f16::from_bits((t.meta[i] >> (16 * half)) as u16);
+            let zero = (t.meta[i + 1] >> (8 * half)) & 0xFF;
+            if r < n {
+                assert_eq!(scale, q.scales[r * 4 + gi]);
+                assert_eq!(zero, q.zeros[r * 4 + gi] as u32);
+            } else {
+                assert_eq!((scale.to_bits(), zero), (0, 0), "padding rows carry zero metadata");
+            }
+        }
+    }
+}
+
+#[test]
+fn mixed_tables_and_channel_scales() {
+    let m = MixedWeight::quantize(weights(20, 128, 12).view(), 3, 32).unwrap();
+    let t = TiledWeight::from_weight(&QuantizedWeight::Mixed(m.clone())).unwrap();
+    assert_eq!(t.lut.len(), 4 * 8);
+    assert_eq!(&t.lut[0..8], &[0.0, 1.0, 2.0, 4.0, 3.0, -1.0, -2.0, -4.0]); // FP3 ER+: code 4 -> +3
+    assert_eq!(t.channel_scales.len(), t.n_pad);
+    assert_eq!(t.channel_scales[3], m.channel_scales[3].to_f32());
+    assert_eq!(t.channel_scales[t.n_pad - 1], 0.0);
+}
+
+#[test]
+fn unsupported_weights_are_typed_errors() {
+    let b = BipolarMatrix::quantize(weights(4, 64, 1).view(), 2, Granularity::Group(32)).unwrap();
+    assert!(matches!(TiledWeight::from_weight(&QuantizedWeight::Bipolar(b)), Err(LowbitError::Unsupported(_))));
+    for bits in [5u32, 6, 7] {
+        let q = IntAffineWeight::quantize(weights(4, 64, 2).view(), bits, true, Granularity::Group(32)).unwrap();
+        assert!(matches!(
+            TiledWeight::from_weight(&QuantizedWeight::Int(q)),
+            Err(LowbitError::UnsupportedBits { bits: b, .. }) if b == bits
+        ));
+    }
+    let mut q = IntAffineWeight::quantize(weights(4, 64, 2).view(), 4, true, Granularity::Group(32)).unwrap();
+    q.scales.pop();
+    assert!(matches!(TiledWeight::from_weight(&QuantizedWeight::Int(q)), Err(LowbitError::ShapeMismatch { .. })));
+}
