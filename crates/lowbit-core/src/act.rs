@@ -31,6 +31,12 @@ pub struct Int8Activations {
     pub scales: Vec<f32>,
 }
 
+/// `absmax / 127`, or 1 when that is 0 (an all-zero row, or a subnormal absmax whose scale underflows): the
+/// codes are then all 0 and the scale stays valid (finite and positive).
+fn nonzero_scale(s: f32) -> f32 {
+    if s == 0.0 { 1.0 } else { s }
+}
+
 fn quantize_row(row: impl Iterator<Item = f32>, s: f32, out: &mut Vec<i8>) {
     out.extend(row.map(|x| rne(x / s).clamp(-127.0, 127.0) as i8));
 }
@@ -44,7 +50,7 @@ impl Int8Activations {
         let mut scales = Vec::with_capacity(m);
         for row in x.rows() {
             let absmax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let s = if absmax == 0.0 { 1.0 } else { absmax / 127.0 };
+            let s = nonzero_scale(absmax / 127.0);
             quantize_row(row.iter().copied(), s, &mut codes);
             scales.push(s);
         }
@@ -69,7 +75,7 @@ impl Int8Activations {
     pub fn calibrate_per_tensor(x: ArrayView2<f32>) -> Result<f32> {
         check_matrix("calibration activations", &x)?;
         let absmax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-        Ok(if absmax == 0.0 { 1.0 } else { absmax / 127.0 })
+        Ok(nonzero_scale(absmax / 127.0))
     }
 
     /// Checks lengths and ranges.

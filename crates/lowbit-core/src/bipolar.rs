@@ -75,6 +75,7 @@ pub fn code_from_signed(x: i32, bits: u32) -> u8 {
 impl BipolarMatrix {
     /// Native symmetric quantization: `Δ = absmax / (2^p − 1)` per group, each value to the nearest odd
     /// integer of `w / Δ` (`u = clamp(floor(t / 2) + 2^(p−1), 0, 2^p − 1)`). Offsets are absent.
+    /// An all-zero group gets `Δ = 0` (its codes dequantize to exact zeros).
     pub fn quantize(w: ArrayView2<f32>, bits: u32, granularity: Granularity) -> Result<Self> {
         check_bits(bits)?;
         check_matrix("bipolar input", &w)?;
@@ -90,9 +91,11 @@ impl BipolarMatrix {
             for gi in 0..k / g {
                 let cols = gi * g..(gi + 1) * g;
                 let absmax = cols.clone().fold(0f32, |m, c| m.max(row[c].abs()));
-                let delta = if absmax == 0.0 { 1.0 } else { absmax / max };
+                // Zero is not representable, so an all-zero group (or one whose Δ underflows) gets Δ = 0:
+                // every code then dequantizes to exactly 0 (Δ = 1 would turn its zeros into ±1).
+                let delta = absmax / max;
                 for c in cols {
-                    let t = row[c] / delta;
+                    let t = if delta > 0.0 { row[c] / delta } else { 0.0 };
                     codes[r * k + c] = ((t / 2.0).floor() + half).clamp(0.0, max) as u8;
                 }
                 scales.push(delta);

@@ -74,7 +74,10 @@ impl LutWeight {
         let (n, k) = w.dim();
         granularity.check(k, FORMAT)?;
         let g = granularity.group_len(k);
-        let mids: Vec<f32> = lut.windows(2).map(|p| (p[0] + p[1]) * 0.5).collect();
+        // Midpoints in f64 (exact unless two neighbours differ by more than 2^29 in magnitude): an f32
+        // midpoint can round up past the true one, and an `x` equal to it (strictly nearer the upper entry)
+        // would then get the lower code.
+        let mids: Vec<f64> = lut.windows(2).map(|p| (p[0] as f64 + p[1] as f64) * 0.5).collect();
         let mut codes = vec![0u8; n * k];
         let mut scales = Vec::with_capacity(n * (k / g));
         for r in 0..n {
@@ -85,7 +88,8 @@ impl LutWeight {
                 let s = if absmax == 0.0 { f16::ONE } else { f16_scale(absmax, "LUT scale")? };
                 let sf = s.to_f32();
                 for c in cols {
-                    codes[r * k + c] = mids.partition_point(|&m| m < row[c] / sf) as u8;
+                    let x = (row[c] / sf) as f64;
+                    codes[r * k + c] = mids.partition_point(|&m| m < x) as u8;
                 }
                 scales.push(s);
             }

@@ -77,6 +77,11 @@ pub fn gemm_f64(x: ArrayView2<f64>, w: ArrayView2<f64>) -> Result<Array2<f64>> {
 /// The reference for any (activation, weight) pair: both dequantized, f64 accumulation.
 pub fn gemm(x: &Activations, w: &QuantizedWeight) -> Result<Array2<f64>> {
     w.validate()?;
+    match x {
+        Activations::Int8(a) => a.validate()?,
+        Activations::Bipolar(a) => a.validate()?,
+        Activations::F32(_) | Activations::F16(_) | Activations::Bf16(_) => {}
+    }
     let wd = w.dequantize().mapv(f64::from);
     gemm_f64(x.dequantize().view(), wd.view())
 }
@@ -94,6 +99,8 @@ pub fn int8_gemm_exact(x: &Int8Activations, w_int: ArrayView2<i32>) -> Result<Ar
 
 /// Exact integer product of two bipolar matrices' values: `Σ_k v_x · v_w` (before scales).
 pub fn bipolar_gemm_exact(x: &BipolarMatrix, w: &BipolarMatrix) -> Result<Array2<i64>> {
+    x.validate()?;
+    w.validate()?;
     if x.k != w.k {
         return Err(LowbitError::shape("bipolar GEMM K", format!("K = {}", x.k), format!("K = {}", w.k)));
     }
@@ -104,6 +111,9 @@ pub fn bipolar_gemm_exact(x: &BipolarMatrix, w: &BipolarMatrix) -> Result<Array2
 /// The same product computed the way the 1-bit tensor-core kernels do: for every plane pair (i, j),
 /// `D_ij = 4·popc(X_i ∧ W_j) − 2·r^X_i − 2·r^W_j + K`, recovered as `Σ 2^(i+j)·D_ij`.
 pub fn bipolar_gemm_popcount(x: &BipolarMatrix, w: &BipolarMatrix) -> Result<Array2<i64>> {
+    // Set padding bits would be counted by the popcounts; a short plane buffer would panic.
+    x.validate()?;
+    w.validate()?;
     if x.k != w.k {
         return Err(LowbitError::shape("bipolar GEMM K", format!("K = {}", x.k), format!("K = {}", w.k)));
     }

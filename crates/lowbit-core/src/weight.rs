@@ -114,8 +114,11 @@ impl FromStr for WeightScheme {
         let mut parts = lower.split('-');
         let head = parts.next().unwrap_or_default();
         let digits = head.strip_prefix('w').ok_or_else(|| bad("must start with w<bits>, e.g. w4-int-g128"))?;
-        let digits = digits.split('a').next().unwrap_or_default(); // "w4a16" -> "4"
-        let bits: u32 = digits.parse().map_err(|_| bad("bits after 'w' must be a number"))?;
+        let (digits, act) = digits.split_once('a').map_or((digits, None), |(w, a)| (w, Some(a))); // "w4a16"
+        if act.is_some_and(|a| parse_digits::<u32>(a).is_none()) {
+            return Err(bad("activation tag must be a<bits>, e.g. w4a16"));
+        }
+        let bits: u32 = parse_digits(digits).ok_or_else(|| bad("bits after 'w' must be a number"))?;
         let kind_str = parts.next().ok_or_else(|| bad("missing kind (int, bipolar, mixed, nf4)"))?;
         let mut kind = match kind_str {
             "int" => SchemeKind::Int { symmetric: true },
@@ -128,7 +131,16 @@ impl FromStr for WeightScheme {
             }
         };
         let mut granularity = None;
+        let mut symmetry_given = false;
         for p in parts {
+            // Each of symmetry and group may be given once: "w4-int-g128-pc" or "w4-int-asym-sym" is ambiguous.
+            let repeated = match p {
+                "asym" | "sym" => std::mem::replace(&mut symmetry_given, true),
+                _ => granularity.is_some() && (p == "pc" || p == "perchannel" || p.starts_with('g')),
+            };
+            if repeated {
+                return Err(bad(&format!("'{p}' repeats or contradicts an earlier part")));
+            }
             match p {
                 "asym" => match kind {
                     SchemeKind::Int { .. } => kind = SchemeKind::Int { symmetric: false },
@@ -137,7 +149,7 @@ impl FromStr for WeightScheme {
                 "sym" => {}
                 "pc" | "perchannel" => granularity = Some(Granularity::PerChannel),
                 g if g.starts_with('g') => {
-                    let v: usize = g[1..].parse().map_err(|_| bad("group must be g32, g64, g128 or pc"))?;
+                    let v: usize = parse_digits(&g[1..]).ok_or_else(|| bad("group must be g32, g64, g128 or pc"))?;
                     granularity = Some(Granularity::Group(v));
                 }
                 other => return Err(bad(&format!("unexpected part '{other}'"))),
@@ -150,6 +162,14 @@ impl FromStr for WeightScheme {
         })?;
         Ok(scheme)
     }
+}
+
+/// A non-empty run of ASCII digits as a number (`str::parse` alone would also take a leading `+`).
+fn parse_digits<T: FromStr>(t: &str) -> Option<T> {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
 }
 
 /// A quantized weight matrix in any lowbit format.
