@@ -205,6 +205,86 @@ lowbit_status lowbit_dequant_lut_host(const uint32_t *codes, const float *lut,
                                       const uint16_t *scales, int64_t n, int64_t k, int32_t bits,
                                       int64_t group_len, void *out, int32_t out_dtype);
 
+/* ---------------------------------------------------------------------------------------------
+ * Weight-only GEMM: Y[m, n] = X[m, k] * dequant(W)[n, k]^T, X and Y f16 or bf16 (kernels/weight_only).
+ *
+ * W is in the tiled fragment layout written by lowbit-core's repack.rs (docs/formats.md, "Tiled GEMM
+ * layout"): 16-row strips x 16-column tiles, each lane's codes of a k-step in one 16-byte word group.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Code arrangement of a tiled weight (lowbit_wo_weight.format); matches lowbit-core TiledFormat. */
+enum lowbit_wo_format {
+    /** INT 2-bit, zero point per group. */
+    LOWBIT_WO_INT2 = 0,
+    /** INT 3-bit (2-bit low stream + high-bit stream). */
+    LOWBIT_WO_INT3 = 1,
+    /** INT 4-bit. */
+    LOWBIT_WO_INT4 = 2,
+    /** INT 8-bit. */
+    LOWBIT_WO_INT8 = 3,
+    /** 2-bit table codes. */
+    LOWBIT_WO_LUT2 = 4,
+    /** 3-bit table codes (BitMoD FP3, 3-bit LUTs). */
+    LOWBIT_WO_LUT3 = 5,
+    /** 4-bit table codes (NF4, BitMoD FP4, 4-bit LUTs). */
+    LOWBIT_WO_LUT4 = 6
+};
+
+/** A tiled weight in device memory (every pointer is a device pointer). */
+typedef struct lowbit_wo_weight {
+    /** One of enum lowbit_wo_format. */
+    int32_t format;
+    /** Logical rows (output features) and columns (input features). */
+    int32_t n, k;
+    /** n rounded up to 16; k rounded up to the format's k-step (64 for 4-bit, 32 for 8-bit, 128 for 2/3-bit). */
+    int32_t n_pad, k_pad;
+    /** Columns per group, a multiple of 16 dividing k_pad (per-channel: k_pad). */
+    int32_t group_len;
+    /** [n_pad/16][k_pad/kstep][32][4] code words; 16-byte aligned. */
+    const uint32_t *words;
+    /** [n_pad/16][k_pad/kstep][32][2] 3-bit high bits (INT3/LUT3 only, else NULL); 8-byte aligned. */
+    const uint32_t *hi_words;
+    /** [n_pad/16][k_pad/group_len][8][2]: f16 scale pair (rows g, g+8), aux (zero points or selectors). */
+    const uint32_t *meta;
+    /** [n_pad] f32 scales applied after the reduction (BitMoD channel scale), or NULL for 1. */
+    const float *channel_scales;
+    /** [lut_tables][2^bits] f32 value tables (table formats only, else NULL). */
+    const float *lut;
+    /** Number of tables: 1 (NF4 / LUT) or 4 (BitMoD, chosen per group by the aux selector). */
+    int32_t lut_tables;
+    /** Act-order: kernel column j is X column perm[j] ([k] uint32), or NULL. */
+    const uint32_t *perm;
+} lowbit_wo_weight;
+
+/** Optional launch overrides for benchmarking and tests; 0 in a field = automatic. */
+typedef struct lowbit_wo_config {
+    /** Rows of X per block: 8, 16, 32 or 64. */
+    int32_t m_tile;
+    /** Split-K factor (blocks along K). */
+    int32_t splits;
+    /** X columns staged per shared-memory chunk (a multiple of the k-step). */
+    int32_t kc;
+} lowbit_wo_config;
+
+/**
+ * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K partial sums and the
+ * act-order gather of X); 0 when none; -1 for invalid arguments. `num_sms` <= 0 queries the current device.
+ */
+int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int32_t dtype,
+                                       const lowbit_wo_config *cfg, int32_t num_sms);
+
+/**
+ * Y[m, n] = X[m, k] * dequant(W)^T with f32 accumulation, X rows `ldx` elements apart (ldx >= k), Y dense.
+ * dtype: LOWBIT_DTYPE_F16 or LOWBIT_DTYPE_BF16 for both X and Y. `workspace` (256-byte aligned) must hold
+ * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. `cfg` may be NULL (automatic).
+ * Errors: LOWBIT_ERR_SHAPE (inconsistent n/k/padding/group, m < 1, ldx < k), LOWBIT_ERR_ALIGNMENT,
+ * LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, bad dtype or config, workspace too small),
+ * LOWBIT_ERR_NO_KERNEL (unknown format), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_wo_gemm(const lowbit_wo_weight *w, const void *x, int64_t ldx, void *y, int64_t m, int32_t dtype,
+                             void *workspace, int64_t workspace_bytes, const lowbit_wo_config *cfg, int32_t num_sms,
+                             void *stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 static_assert(sizeof(lowbit_status) == 8, "lowbit_status is two int32_t");

@@ -231,7 +231,7 @@ impl TiledWeight {
         let n_pad = src.n.div_ceil(16) * 16;
         let k_pad = src.k.div_ceil(kstep) * kstep;
         let group_len = if per_channel { k_pad } else { src.group_len };
-        if k_pad % group_len != 0 || group_len % 16 != 0 {
+        if !k_pad.is_multiple_of(group_len) || !group_len.is_multiple_of(16) {
             return Err(LowbitError::Unsupported(format!(
                 "group length {group_len} with padded K {k_pad} (groups must be whole tiles)"
             )));

@@ -1,0 +1,363 @@
+//! Weight-only GEMM `Y[M, N] = X[M, K] · dequant(W)[N, K]ᵀ` with X, Y in f16 or bf16
+//! (`kernels/weight_only/`).
+//!
+//! A [`WeightOnlyGemm`] holds one quantized weight on the device in the kernels' tiled fragment
+//! layout (lowbit-core [`TiledWeight`]): INT 2/3/4/8-bit (symmetric, asymmetric, act-order), BitMoD
+//! mixed 3/4-bit, NF4 and 2/3/4-bit tables. [`WeightOnlyGemm::plan`] checks a problem before anything
+//! runs (CUTLASS-style `can_implement`) and says how much workspace it needs; [`WeightOnlyGemm::run`]
+//! launches on the device's stream, [`WeightOnlyGemm::run_raw`] on any caller's stream (PyTorch).
+//! [`WeightOnlyGemm::reference`] is the CPU oracle: lowbit-core's f64 GEMM on the dequantized weight.
+
+use std::ffi::c_void;
+
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, SyncOnDrop};
+use lowbit_core::repack::{TiledFormat, TiledWeight};
+use lowbit_core::{QuantizedWeight, WeightScheme};
+use lowbit_kernels_sys as sys;
+use ndarray::{Array2, ArrayView2};
+
+use crate::buffer::{DeviceTensor, OutDtype, upload};
+use crate::device::Device;
+use crate::error::{CudaError, Result, check_with};
+
+const LAUNCHER: &str = "lowbit_wo_gemm";
+
+/// Optional overrides of the automatic launch plan (benchmarks and tests); `None` = automatic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GemmConfig {
+    /// Rows of X per block: 8, 16, 32 or 64.
+    pub m_tile: Option<u32>,
+    /// Split-K factor.
+    pub splits: Option<u32>,
+    /// Columns of X staged per shared-memory chunk (a multiple of the format's k-step).
+    pub kc: Option<u32>,
+}
+
+impl GemmConfig {
+    fn to_ffi(self) -> sys::lowbit_wo_config {
+        sys::lowbit_wo_config {
+            m_tile: self.m_tile.unwrap_or(0) as i32,
+            splits: self.splits.unwrap_or(0) as i32,
+            kc: self.kc.unwrap_or(0) as i32,
+        }
+    }
+}
+
+/// A checked GEMM problem: what [`WeightOnlyGemm::run`] will launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmPlan {
+    /// Rows of X and Y.
+    pub m: usize,
+    /// Element type of X and Y.
+    pub dtype: OutDtype,
+    /// Workspace bytes the launch needs (split-K partial sums, act-order gather); 0 = none.
+    pub workspace_bytes: usize,
+    /// Launch overrides.
+    pub config: GemmConfig,
+}
+
+/// A quantized weight resident on one device in the weight-only GEMM layout.
+#[derive(Debug)]
+pub struct WeightOnlyGemm {
+    words: CudaSlice<u32>,
+    hi_words: Option<CudaSlice<u32>>,
+    meta: CudaSlice<u32>,
+    channel_scales: Option<CudaSlice<f32>>,
+    lut: Option<CudaSlice<f32>>,
+    perm: Option<CudaSlice<u32>>,
+    format: TiledFormat,
+    lut_tables: i32,
+    n: usize,
+    k: usize,
+    n_pad: usize,
+    k_pad: usize,
+    group_len: usize,
+    scheme: WeightScheme,
+    ordinal: usize,
+    sm_count: i32,
+    weight_bytes: usize,
+}
+
+impl WeightOnlyGemm {
+    /// Validates and repacks `w` (lowbit-core [`TiledWeight::from_weight`]) and uploads it to `dev`.
+    /// bipolar-INT weights are rejected (they run on the bipolar GEMM).
+    pub fn new(dev: &Device, w: &QuantizedWeight) -> Result<Self> {
+        let tiled = TiledWeight::from_weight(w)?;
+        Self::from_tiled(dev, &tiled, w.scheme(), w.storage_bytes())
+    }
+
+    /// Uploads an already repacked weight; `scheme` and `weight_bytes` (the packed size a user would
+    /// store) are kept for reporting.
+    pub fn from_tiled(dev: &Device, t: &TiledWeight, scheme: WeightScheme, weight_bytes: usize) -> Result<Self> {
+        let too_big = |what: &str| CudaError::Shape { launcher: LAUNCHER, detail: format!("{what} exceeds 2^31 - 1") };
+        if t.n_pad > i32::MAX as usize || t.k_pad > i32::MAX as usize {
+            return Err(too_big("n or k"));
+        }
+        let opt = |v: &Vec<f32>| -> Result<Option<CudaSlice<f32>>> {
+            if v.is_empty() { Ok(None) } else { Ok(Some(upload(dev, v)?)) }
+        };
+        let g = Self {
+            words: upload(dev, &t.words)?,
+            hi_words: if t.hi_words.is_empty() { None } else { Some(upload(dev, &t.hi_words)?) },
+            meta: upload(dev, &t.meta)?,
+            channel_scales: opt(&t.channel_scales)?,
+            lut: opt(&t.lut)?,
+            perm: t.perm.as_ref().map(|p| upload(dev, p)).transpose()?,
+            format: t.format,
+            lut_tables: if t.lut.is_empty() { 0 } else { (t.lut.len() >> t.format.bits()) as i32 },
+            n: t.n,
+            k: t.k,
+            n_pad: t.n_pad,
+            k_pad: t.k_pad,
+            group_len: t.group_len,
+            scheme,
+            ordinal: dev.ordinal(),
+            sm_count: dev.info().sm_count as i32,
+            weight_bytes,
+        };
+        // Uploads are ordered on the device's stream; make them visible to any stream (run_raw).
+        dev.synchronize()?;
+        Ok(g)
+    }
+
+    /// `(N, K)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// The weight's scheme.
+    pub fn scheme(&self) -> WeightScheme {
+        self.scheme
+    }
+
+    /// Bytes of the quantized weight as stored (codes and metadata), for bandwidth figures.
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+
+    /// The C descriptor with device pointers; the guards order each access on `stream`.
+    fn ffi<'a>(
+        &'a self,
+        stream: &'a cudarc::driver::CudaStream,
+        guards: &mut Vec<SyncOnDrop<'a>>,
+    ) -> sys::lowbit_wo_weight {
+        let mut ptr = |p: (u64, SyncOnDrop<'a>)| {
+            guards.push(p.1);
+            p.0
+        };
+        sys::lowbit_wo_weight {
+            format: self.format as i32,
+            n: self.n as i32,
+            k: self.k as i32,
+            n_pad: self.n_pad as i32,
+            k_pad: self.k_pad as i32,
+            group_len: self.group_len as i32,
+            words: ptr(self.words.device_ptr(stream)) as *const u32,
+            hi_words: self.hi_words.as_ref().map_or(std::ptr::null(), |h| ptr(h.device_ptr(stream)) as *const u32),
+            meta: ptr(self.meta.device_ptr(stream)) as *const u32,
+            channel_scales: self
+                .channel_scales
+                .as_ref()
+                .map_or(std::ptr::null(), |c| ptr(c.device_ptr(stream)) as *const f32),
+            lut: self.lut.as_ref().map_or(std::ptr::null(), |l| ptr(l.device_ptr(stream)) as *const f32),
+            lut_tables: self.lut_tables,
+            perm: self.perm.as_ref().map_or(std::ptr::null(), |p| ptr(p.device_ptr(stream)) as *const u32),
+        }
+    }
+
+    /// Checks that the kernels implement `m` rows of `dtype` with `config` and returns the plan
+    /// (including the workspace size). Nothing is launched; no GPU work is done.
+    pub fn plan(&self, dev: &Device, m: usize, dtype: OutDtype, config: GemmConfig) -> Result<GemmPlan> {
+        self.check_device(dev)?;
+        if m == 0 || m > i32::MAX as usize {
+            return Err(CudaError::Shape { launcher: LAUNCHER, detail: format!("m = {m} (need 1..=2^31-1)") });
+        }
+        if let Some(t) = config.m_tile
+            && ![8, 16, 32, 64].contains(&t)
+        {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("m_tile {t} (8, 16, 32 or 64)"),
+            });
+        }
+        let kstep = self.format.tiles_per_step() as u32 * 16;
+        if let Some(kc) = config.kc
+            && (kc == 0 || kc % kstep != 0)
+        {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("kc {kc} is not a positive multiple of the k-step {kstep}"),
+            });
+        }
+        if config.splits == Some(0) {
+            return Err(CudaError::InvalidArgument { launcher: LAUNCHER, detail: "splits = 0".into() });
+        }
+        dev.bind_to_thread()?;
+        let mut guards = Vec::new();
+        let w = self.ffi(dev.stream(), &mut guards);
+        let cfg = config.to_ffi();
+        // SAFETY: pure host computation on the descriptor's integers; no pointer is dereferenced.
+        let bytes = unsafe { sys::lowbit_wo_gemm_workspace_bytes(&w, m as i64, dtype.to_ffi(), &cfg, self.sm_count) };
+        drop(guards);
+        if bytes < 0 {
+            return Err(CudaError::InvalidArgument {
+                launcher: "lowbit_wo_gemm_workspace_bytes",
+                detail: format!("m={m} dtype={dtype} config={config:?}"),
+            });
+        }
+        Ok(GemmPlan { m, dtype, workspace_bytes: bytes as usize, config })
+    }
+
+    fn check_device(&self, dev: &Device) -> Result<()> {
+        if dev.ordinal() != self.ordinal {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "weight lives on device {}, launch requested on device {}",
+                    self.ordinal,
+                    dev.ordinal()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocates a workspace big enough for `plan` (None when it needs none).
+    pub fn workspace(&self, dev: &Device, plan: &GemmPlan) -> Result<Option<CudaSlice<u8>>> {
+        if plan.workspace_bytes == 0 {
+            return Ok(None);
+        }
+        dev.bind_to_thread()?;
+        Ok(Some(dev.stream().alloc_zeros::<u8>(plan.workspace_bytes)?))
+    }
+
+    /// Runs `y = x · Wᵀ` on the device's stream: `x` is `[M, K]`, `y` is `[M, N]`, same dtype.
+    /// Asynchronous. `workspace` must come from [`Self::workspace`] for a plan of the same M and dtype
+    /// (or be `None` when the plan needs none).
+    pub fn run(
+        &self,
+        dev: &Device,
+        x: &DeviceTensor,
+        y: &mut DeviceTensor,
+        config: GemmConfig,
+        workspace: Option<&mut CudaSlice<u8>>,
+    ) -> Result<()> {
+        if x.cols() != self.k || y.cols() != self.n || x.rows() != y.rows() || x.dtype() != y.dtype() {
+            return Err(CudaError::Shape {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "x is [{}, {}] {}, y is [{}, {}] {}, W is [{}, {}]: need x [M, K], y [M, N] of one dtype",
+                    x.rows(),
+                    x.cols(),
+                    x.dtype(),
+                    y.rows(),
+                    y.cols(),
+                    y.dtype(),
+                    self.n,
+                    self.k
+                ),
+            });
+        }
+        let plan = self.plan(dev, x.rows(), x.dtype(), config)?;
+        let have = workspace.as_ref().map_or(0, |w| w.len());
+        if have < plan.workspace_bytes {
+            return Err(CudaError::BufferSize {
+                what: "weight-only GEMM workspace",
+                expected: plan.workspace_bytes,
+                got: have,
+            });
+        }
+        dev.bind_to_thread()?;
+        let stream = dev.stream();
+        let mut guards = Vec::new();
+        let w = self.ffi(stream, &mut guards);
+        let (xp, xg) = x.data().device_ptr(stream);
+        let (yp, yg) = y.data_mut().device_ptr_mut(stream);
+        let (wsp, wsg) = match workspace {
+            Some(ws) => {
+                let (p, g) = ws.device_ptr_mut(stream);
+                (p, Some(g))
+            }
+            None => (0, None),
+        };
+        let cfg = config.to_ffi();
+        // SAFETY: the descriptor's arrays were built by `TiledWeight` for exactly these sizes and live as
+        // long as `self`; x and y hold [M, K] and [M, N] elements (checked above); the workspace holds
+        // the planned bytes; all are allocations of `dev`'s context (current on this thread) and the
+        // launch goes to its stream.
+        let status = unsafe {
+            sys::lowbit_wo_gemm(
+                &w,
+                xp as *const c_void,
+                self.k as i64,
+                yp as *mut c_void,
+                plan.m as i64,
+                plan.dtype.to_ffi(),
+                wsp as *mut c_void,
+                plan.workspace_bytes as i64,
+                &cfg,
+                self.sm_count,
+                stream.cu_stream().cast(),
+            )
+        };
+        drop((xg, yg, wsg, guards));
+        check_with(status, LAUNCHER, || format!("m={} n={} k={} {} {:?}", plan.m, self.n, self.k, plan.dtype, config))
+    }
+
+    /// Runs on a caller's stream with raw device pointers (PyTorch tensors: `data_ptr()` and
+    /// `torch.cuda.current_stream().cuda_stream`). Asynchronous; nothing is synchronized.
+    ///
+    /// # Safety
+    /// - `x` must address `m` rows of `ldx >= K` elements and `y` `m * N` writable elements, of `dtype`,
+    ///   and `workspace` at least [`GemmPlan::workspace_bytes`] bytes (256-byte aligned, or 0 when none is
+    ///   needed), all in `dev`'s primary context and not used by other work until the launch completes;
+    /// - `stream` must be a valid stream of that context (or null) for the duration of the launch;
+    /// - `self` must outlive the launch on `stream`.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run_raw(
+        &self,
+        dev: &Device,
+        x: u64,
+        ldx: usize,
+        y: u64,
+        plan: &GemmPlan,
+        workspace: u64,
+        stream: *mut c_void,
+    ) -> Result<()> {
+        let previous = cudarc::driver::result::ctx::get_current()?;
+        dev.bind_to_thread()?;
+        let mut guards = Vec::new();
+        let w = self.ffi(dev.stream(), &mut guards);
+        let cfg = plan.config.to_ffi();
+        // SAFETY: per this function's contract; the launcher validates sizes, nullness and alignment.
+        let status = unsafe {
+            sys::lowbit_wo_gemm(
+                &w,
+                x as *const c_void,
+                ldx as i64,
+                y as *mut c_void,
+                plan.m as i64,
+                plan.dtype.to_ffi(),
+                workspace as *mut c_void,
+                plan.workspace_bytes as i64,
+                &cfg,
+                self.sm_count,
+                stream,
+            )
+        };
+        drop(guards);
+        if let Some(prev) = previous
+            && prev != dev.context().cu_ctx()
+        {
+            // SAFETY: `prev` was current on this thread a moment ago and is still alive.
+            unsafe { cudarc::driver::result::ctx::set_current(prev) }?;
+        }
+        check_with(status, LAUNCHER, || format!("m={} n={} k={} ldx={ldx}", plan.m, self.n, self.k))
+    }
+
+    /// CPU oracle: `x · dequant(W)ᵀ` with f64 accumulation on the exactly dequantized weight.
+    pub fn reference(w: &QuantizedWeight, x: ArrayView2<f32>) -> Result<Array2<f64>> {
+        let act = lowbit_core::reference::Activations::F32(x.to_owned());
+        Ok(lowbit_core::reference::gemm(&act, w)?)
+    }
+}

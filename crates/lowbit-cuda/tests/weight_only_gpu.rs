@@ -1,0 +1,365 @@
+//! Weight-only GEMM on the GPU vs the CPU reference (f64 accumulation on the exactly dequantized weight).
+//!
+//! Every format (INT 2/3/4/8 symmetric, asymmetric and act-order; BitMoD 3/4-bit; NF4; 2- and 3-bit
+//! tables) × {f16, bf16} × M ∈ {1, 3, 17, 67, 333} on odd shapes and real layer shapes, with outputs
+//! poisoned (NaN) before each run; forced launch plans (m-tile, split-K, X chunk) against the same
+//! reference; the identity test (X = I gives the dequantized weight, bit-exact for INT and BitMoD);
+//! a launch on a foreign stream; and every bad input a typed error.
+//!
+//! Tolerance model (stated, per dtype): relative Frobenius error ≤ 2e-3 (f16) / 1.2e-2 (bf16), and every
+//! element within `rtol · (|ref| + rms(ref))` with rtol = 1e-2 (f16) / 4e-2 (bf16). Sources of error:
+//! X is exact (the reference uses the same 16-bit values), INT weights are exact integers times an f32
+//! scale, table values are rounded once to the output type, accumulation is f32, the output is rounded once.
+//!
+//! GPU tests are `#[ignore]`d: `scripts/gpu-run` runs them with `--include-ignored`; without a GPU they
+//! print `SKIP`, unless `LOWBIT_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::weights;
+use cudarc::driver::{DevicePtr, DevicePtrMut};
+use half::{bf16, f16};
+use lowbit_core::bipolar::BipolarMatrix;
+use lowbit_core::lut::NF4;
+use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
+use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, OutDtype, WeightOnlyGemm, upload};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const POISON: u16 = 0x7FFF;
+
+fn require_gpu() -> bool {
+    std::env::var("LOWBIT_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+fn device_or_skip(test: &str) -> Option<Device> {
+    match Device::open(0) {
+        Ok(dev) => Some(dev),
+        Err(e) if require_gpu() => panic!("{test}: LOWBIT_REQUIRE_GPU=1 but {e}"),
+        Err(e) => {
+            println!("SKIP {test}: {e}");
+            None
+        }
+    }
+}
+
+/// Random activations in ±1 rounded to `dtype`: the 16-bit patterns and their exact f64 values.
+fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut bits = Vec::with_capacity(m * k);
+    let vals = Array2::from_shape_fn((m, k), |_| {
+        let v: f32 = rng.random_range(-1.0f32..1.0);
+        let (b, x) = match dtype {
+            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
+            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
+        };
+        bits.push(b);
+        x
+    });
+    (bits, vals)
+}
+
+fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
+    bits.iter()
+        .map(|&b| match dtype {
+            OutDtype::F16 => f16::from_bits(b).to_f64(),
+            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
+        })
+        .collect()
+}
+
+/// Checks `got` (16-bit patterns, [m, n]) against `reference` with the tolerance model above.
+fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
+    let (fro_tol, rtol) = match dtype {
+        OutDtype::F16 => (2e-3, 1e-2),
+        OutDtype::Bf16 => (1.2e-2, 4e-2),
+    };
+    let g = to_f64(got, dtype);
+    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
+        if !y.is_finite() {
+            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
+        }
+        if (y - r).abs() > rtol * (r.abs() + rms) {
+            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
+        }
+        num += (y - r) * (y - r);
+        den += r * r;
+    }
+    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+    if rel > fro_tol {
+        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
+    }
+    Ok(())
+}
+
+/// One GEMM on the GPU into a poisoned output; returns the output bits.
+fn run_gemm(dev: &Device, g: &WeightOnlyGemm, x: &[u16], m: usize, dtype: OutDtype, cfg: GemmConfig) -> Vec<u16> {
+    let (n, k) = g.shape();
+    let xt = {
+        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
+        let data = upload(dev, x).expect("upload x");
+        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
+        t
+    };
+    let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
+    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
+    let mut ws = g.workspace(dev, &plan).expect("workspace");
+    g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
+    y.to_host_bits().expect("download y")
+}
+
+fn reference(w: &QuantizedWeight, x: &Array2<f64>) -> Array2<f64> {
+    let wd = w.dequantize().mapv(f64::from);
+    x.dot(&wd.t())
+}
+
+struct Case {
+    name: String,
+    w: QuantizedWeight,
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut add = |name: String, w: QuantizedWeight| out.push(Case { name, w });
+    let g = Granularity::Group;
+    // (N, K) small odd shapes; K a multiple of every group used with it.
+    for (n, k) in [(37usize, 384usize), (131, 640)] {
+        for (bits, sym, gran) in [
+            (4, true, g(128)),
+            (4, false, g(128)),
+            (4, true, g(32)),
+            (4, false, g(64)),
+            (4, true, Granularity::PerChannel),
+            (8, true, Granularity::PerChannel),
+            (8, false, g(128)),
+            (2, false, g(64)),
+            (2, true, g(128)),
+            (3, false, g(128)),
+            (3, true, g(32)),
+        ] {
+            let q = IntAffineWeight::quantize(weights(n, k, 7 + bits as u64).view(), bits, sym, gran).unwrap();
+            add(format!("w{bits}-int-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" }), QuantizedWeight::Int(q));
+        }
+        let mut perm: Vec<usize> = (0..k).collect();
+        perm.shuffle(&mut StdRng::seed_from_u64(n as u64));
+        let q = IntAffineWeight::quantize_act_order(weights(n, k, 3).view(), 4, false, g(128), &perm).unwrap();
+        add(format!("w4-int-asym-g128-actorder {n}x{k}"), QuantizedWeight::Int(q));
+        for (bits, group) in [(4u32, 128usize), (3, 128), (3, 32)] {
+            let q = MixedWeight::quantize(weights(n, k, 11 + bits as u64).view(), bits, group).unwrap();
+            add(format!("w{bits}-mixed-g{group} {n}x{k}"), QuantizedWeight::Mixed(q));
+        }
+        let q = LutWeight::quantize(weights(n, k, 13).view(), &NF4, g(64)).unwrap();
+        add(format!("w4-nf4-g64 {n}x{k}"), QuantizedWeight::Lut(q));
+        let lut3 = [-1.0, -0.6, -0.3, -0.1, 0.1, 0.3, 0.6, 1.0];
+        let q = LutWeight::quantize(weights(n, k, 14).view(), &lut3, g(128)).unwrap();
+        add(format!("w3-lut-g128 {n}x{k}"), QuantizedWeight::Lut(q));
+        let q = LutWeight::quantize(weights(n, k, 15).view(), &[-1.0, -0.25, 0.3, 1.0], g(32)).unwrap();
+        add(format!("w2-lut-g32 {n}x{k}"), QuantizedWeight::Lut(q));
+    }
+    // Per-channel with K not a multiple of 8 (element-wise staging of X) and of the k-step.
+    let q = IntAffineWeight::quantize(weights(29, 203, 21).view(), 4, false, Granularity::PerChannel).unwrap();
+    add("w4-int-asym-pc 29x203".into(), QuantizedWeight::Int(q));
+    out
+}
+
+/// Real layer shapes (Llama-2-7B MLP down / up projections), M ∈ {1, 17}.
+fn real_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (n, k) in [(4096usize, 11008usize), (11008, 4096)] {
+        let q = IntAffineWeight::quantize(weights(n, k, 31).view(), 4, true, Granularity::Group(128)).unwrap();
+        out.push(Case { name: format!("w4-int-g128 {n}x{k}"), w: QuantizedWeight::Int(q) });
+        let q = MixedWeight::quantize(weights(n, k, 32).view(), 3, 128).unwrap();
+        out.push(Case { name: format!("w3-mixed-g128 {n}x{k}"), w: QuantizedWeight::Mixed(q) });
+    }
+    out
+}
+
+fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
+    let Some(dev) = device_or_skip(test) else { return };
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for case in &cases {
+        let g = WeightOnlyGemm::new(&dev, &case.w).expect("upload");
+        let (_, k) = g.shape();
+        for dtype in [OutDtype::F16, OutDtype::Bf16] {
+            for &m in ms {
+                let (xb, xv) = activations(m, k, dtype, m as u64 * 31 + k as u64);
+                let got = run_gemm(&dev, &g, &xb, m, dtype, GemmConfig::default());
+                let name = format!("{} m={m} {dtype}", case.name);
+                if let Err(e) = compare(&name, &got, &reference(&case.w, &xv), dtype) {
+                    failures.push(e);
+                }
+                count += 1;
+            }
+        }
+    }
+    println!("{test}: {count} GEMMs checked, {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {count} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_every_format_odd_shapes() {
+    sweep("gpu_weight_only_every_format_odd_shapes", cases(), &[1, 3, 17, 67, 333]);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_real_shapes() {
+    sweep("gpu_weight_only_real_shapes", real_cases(), &[1, 17]);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_forced_plans() {
+    let Some(dev) = device_or_skip("gpu_weight_only_forced_plans") else { return };
+    let (n, k) = (272, 2048);
+    let mut failures = Vec::new();
+    for (bits, fmt) in [(4u32, "int4"), (3, "int3")] {
+        let w = QuantizedWeight::Int(
+            IntAffineWeight::quantize(weights(n, k, 41).view(), bits, false, Granularity::Group(128)).unwrap(),
+        );
+        let g = WeightOnlyGemm::new(&dev, &w).unwrap();
+        let kstep = if bits == 4 { 64 } else { 128 };
+        for m in [1usize, 20, 64] {
+            let dtype = OutDtype::F16;
+            let (xb, xv) = activations(m, k, dtype, 5 + m as u64);
+            let r = reference(&w, &xv);
+            for m_tile in [8u32, 16, 32, 64] {
+                for splits in [1u32, 3, 7] {
+                    for kc in [kstep, 4 * kstep, 1024] {
+                        let cfg = GemmConfig { m_tile: Some(m_tile), splits: Some(splits), kc: Some(kc) };
+                        let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
+                        if let Err(e) = compare(&format!("{fmt} m={m} {cfg:?}"), &got, &r, dtype) {
+                            failures.push(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// X = I: Y[m][n] = W[n][m], so the GEMM reproduces the dequantized weight (transposed). Exact for INT and
+/// BitMoD (integers times f32 scales); table formats round the table to the output type first (≤ 1 ulp).
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_identity() {
+    let Some(dev) = device_or_skip("gpu_weight_only_identity") else { return };
+    let k = 256;
+    let mut failures = Vec::new();
+    let mut ws: Vec<(String, QuantizedWeight, bool)> = Vec::new();
+    for bits in [2u32, 3, 4, 8] {
+        let q =
+            IntAffineWeight::quantize(weights(48, k, bits as u64).view(), bits, false, Granularity::Group(64)).unwrap();
+        ws.push((format!("int{bits}"), QuantizedWeight::Int(q), true));
+    }
+    for bits in [3u32, 4] {
+        let q = MixedWeight::quantize(weights(48, k, 9).view(), bits, 128).unwrap();
+        ws.push((format!("mixed{bits}"), QuantizedWeight::Mixed(q), true));
+    }
+    let q = LutWeight::quantize(weights(48, k, 10).view(), &NF4, Granularity::Group(128)).unwrap();
+    ws.push(("nf4".into(), QuantizedWeight::Lut(q), false));
+    for (name, w, exact) in &ws {
+        let g = WeightOnlyGemm::new(&dev, w).unwrap();
+        let (n, _) = g.shape();
+        for dtype in [OutDtype::F16, OutDtype::Bf16] {
+            for m in [64usize, k] {
+                // X = first m rows of I_k.
+                let eye: Vec<u16> = (0..m * k)
+                    .map(|i| {
+                        let one = i / k == i % k;
+                        match dtype {
+                            OutDtype::F16 => if one { f16::ONE } else { f16::ZERO }.to_bits(),
+                            OutDtype::Bf16 => if one { bf16::ONE } else { bf16::ZERO }.to_bits(),
+                        }
+                    })
+                    .collect();
+                let got = run_gemm(&dev, &g, &eye, m, dtype, GemmConfig::default());
+                let want: Vec<u16> = match dtype {
+                    OutDtype::F16 => w.dequantize_f16().iter().map(|v| v.to_bits()).collect(),
+                    OutDtype::Bf16 => w.dequantize_bf16().iter().map(|v| v.to_bits()).collect(),
+                };
+                for r in 0..m {
+                    for c in 0..n {
+                        let (a, b) = (got[r * n + c], want[c * k + r]);
+                        let ulps = (a as i32 - b as i32).abs();
+                        if (*exact && a != b) || (!*exact && ulps > 1) {
+                            failures
+                                .push(format!("{name} {dtype} m={m}: Y[{r}][{c}] = {a:#06x}, W[{c}][{r}] = {b:#06x}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches, first: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_foreign_stream() {
+    let Some(dev) = device_or_skip("gpu_weight_only_foreign_stream") else { return };
+    let (n, k, m) = (96, 512, 5);
+    let w = QuantizedWeight::Int(
+        IntAffineWeight::quantize(weights(n, k, 2).view(), 4, true, Granularity::Group(128)).unwrap(),
+    );
+    let g = WeightOnlyGemm::new(&dev, &w).unwrap();
+    let dtype = OutDtype::F16;
+    let (xb, xv) = activations(m, k, dtype, 77);
+    let side = dev.stream().fork().expect("fork stream");
+    let x = upload(&dev, &xb).unwrap();
+    let mut y = upload(&dev, &vec![POISON; m * n]).unwrap();
+    dev.synchronize().unwrap();
+    let plan = g.plan(&dev, m, dtype, GemmConfig::default()).unwrap();
+    let mut ws = g.workspace(&dev, &plan).unwrap();
+    {
+        let (xp, _gx) = x.device_ptr(&side);
+        let (yp, _gy) = y.device_ptr_mut(&side);
+        let wsp = ws.as_mut().map_or(0, |w| w.device_ptr_mut(&side).0);
+        // SAFETY: x, y and the workspace are live allocations of dev's context with the planned sizes;
+        // `side` is a stream of that context and is synchronized below before anything is freed.
+        unsafe { g.run_raw(&dev, xp, k, yp, &plan, wsp, side.cu_stream().cast()) }.unwrap();
+    }
+    side.synchronize().unwrap();
+    let got = side.clone_dtoh(&y).unwrap();
+    compare("foreign stream", &got, &reference(&w, &xv), dtype).unwrap();
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_bad_input_is_typed() {
+    let Some(dev) = device_or_skip("gpu_weight_only_bad_input_is_typed") else { return };
+    let w = QuantizedWeight::Int(
+        IntAffineWeight::quantize(weights(32, 256, 1).view(), 4, true, Granularity::Group(64)).unwrap(),
+    );
+    let g = WeightOnlyGemm::new(&dev, &w).unwrap();
+    let d = GemmConfig::default();
+    assert!(matches!(g.plan(&dev, 0, OutDtype::F16, d), Err(CudaError::Shape { .. })));
+    let bad_tile = GemmConfig { m_tile: Some(12), ..d };
+    assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_tile), Err(CudaError::InvalidArgument { .. })));
+    let bad_kc = GemmConfig { kc: Some(48), ..d };
+    assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_kc), Err(CudaError::InvalidArgument { .. })));
+    // x with the wrong K, y with the wrong N, mixed dtypes.
+    let x = DeviceTensor::zeros(&dev, 4, 255, OutDtype::F16).unwrap();
+    let mut y = DeviceTensor::zeros(&dev, 4, 32, OutDtype::F16).unwrap();
+    assert!(matches!(g.run(&dev, &x, &mut y, d, None), Err(CudaError::Shape { .. })));
+    let x = DeviceTensor::zeros(&dev, 4, 256, OutDtype::Bf16).unwrap();
+    assert!(matches!(g.run(&dev, &x, &mut y, d, None), Err(CudaError::Shape { .. })));
+    // A split-K plan without its workspace.
+    let x = DeviceTensor::zeros(&dev, 4, 256, OutDtype::F16).unwrap();
+    let split = GemmConfig { splits: Some(2), ..d };
+    assert!(g.plan(&dev, 4, OutDtype::F16, split).unwrap().workspace_bytes > 0);
+    assert!(matches!(g.run(&dev, &x, &mut y, split, None), Err(CudaError::BufferSize { .. })));
+    // bipolar weights belong to the bipolar GEMM.
+    let b = BipolarMatrix::quantize(weights(8, 64, 1).view(), 2, Granularity::Group(32)).unwrap();
+    assert!(matches!(
+        WeightOnlyGemm::new(&dev, &QuantizedWeight::Bipolar(b)),
+        Err(CudaError::Core(LowbitError::Unsupported(_)))
+    ));
+}

@@ -1,0 +1,231 @@
+// lowbit/wo_decode.cuh: register dequantizers of the weight-only GEMM's tiled fragment layout.
+//
+// Each decoder turns one lane's codes of one 16x16 weight tile into the four 32-bit registers of an
+// mma.m16n8k16 A fragment: register i holds the pair (a_{2i}, a_{2i+1}); registers 0 and 2 belong to
+// row g of the tile, 1 and 3 to row g+8 (g = lane / 4). Outputs are *unscaled*: INT formats give the
+// exact integers q - z, table formats the table values; the per-group scale is applied to the f32
+// accumulators after the group's MMAs, which keeps the dequantization exact and cheap.
+//
+// The integer decoders place codes in the mantissa of a float whose exponent makes the code the units
+// digit ("magic numbers": f16 0x6400 = 1024, bf16 0x4300 = 128, f32 0x4B000000 = 2^23), so one LOP3 or
+// PRMT converts two codes at a time and one exact subtraction removes magic + zero point. The layouts
+// these decoders read are written by lowbit-core's repack.rs (see docs/formats.md, "Tiled GEMM layout").
+#pragma once
+
+#include <type_traits>
+
+#include "lowbit/mma.cuh"
+
+namespace lowbit {
+namespace wo {
+
+// ---- 16-bit pair arithmetic on raw 32-bit registers ------------------------------------------------
+template <typename T>
+struct Pair;
+
+template <>
+struct Pair<__half> {
+    static constexpr uint32_t kMagic = 0x64006400u;  // (1024, 1024)
+    static constexpr int kMagicInt = 1024;
+    __device__ static uint32_t sub(uint32_t a, uint32_t b) {
+        __half2 r = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+        return *reinterpret_cast<uint32_t*>(&r);
+    }
+    __device__ static uint32_t fma(uint32_t a, uint32_t b, uint32_t c) {
+        __half2 r = __hfma2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b),
+                            *reinterpret_cast<__half2*>(&c));
+        return *reinterpret_cast<uint32_t*>(&r);
+    }
+    __device__ static uint32_t pack(float lo, float hi) {
+        __half2 r = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t*>(&r);
+    }
+    __device__ static uint32_t splat(float v) { return pack(v, v); }
+};
+
+template <>
+struct Pair<__nv_bfloat16> {
+    static constexpr uint32_t kMagic = 0x43004300u;  // (128, 128)
+    static constexpr int kMagicInt = 128;
+    __device__ static uint32_t sub(uint32_t a, uint32_t b) {
+        __nv_bfloat162 r =
+            __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+        return *reinterpret_cast<uint32_t*>(&r);
+    }
+    __device__ static uint32_t pack(float lo, float hi) {
+        __nv_bfloat162 r = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t*>(&r);
+    }
+    __device__ static uint32_t splat(float v) { return pack(v, v); }
+};
+
+// Per-group decoder context: INT zero-point constants or the two rows' table bases.
+struct GroupCtx {
+    uint32_t zc[4];          // INT: per-register constants derived from the zero points
+    const uint32_t* tab_g;   // tables: pair table of row g (shared memory)
+    const uint32_t* tab_g8;  // tables: pair table of row g + 8
+};
+
+// ---- INT 4-bit: one word per tile, nibble slots [a0, a2, a4, a6, a1, a3, a5, a7] --------------------
+struct Int4 {
+    static constexpr int kTiles = 4, kBits = 4;
+    static constexpr bool kHasHi = false, kIsLut = false;
+    static constexpr int kEntries = 0;
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        const int zg = aux & 0xFF, zg8 = (aux >> 8) & 0xFF;
+        if constexpr (std::is_same_v<T, __half>) {
+            c.zc[0] = Pair<T>::splat(float(1024 + zg));  // lo nibbles: 1024 + q - (1024 + z)
+            c.zc[1] = Pair<T>::splat(float(-(64 + zg8)));  // hi nibbles: (1024 + 16q)/16 - (64 + z)
+        } else {
+            c.zc[0] = Pair<T>::splat(float(128 + zg));
+            c.zc[1] = Pair<T>::splat(float(128 + zg8));
+        }
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j];
+        if constexpr (std::is_same_v<T, __half>) {
+            constexpr uint32_t kSixteenth = 0x2C002C00u;  // (1/16, 1/16)
+            a[0] = Pair<T>::sub(and_or(q, 0x000F000Fu, Pair<T>::kMagic), c.zc[0]);
+            a[1] = Pair<T>::fma(and_or(q, 0x00F000F0u, Pair<T>::kMagic), kSixteenth, c.zc[1]);
+            a[2] = Pair<T>::sub(and_or(q >> 8, 0x000F000Fu, Pair<T>::kMagic), c.zc[0]);
+            a[3] = Pair<T>::fma(and_or(q >> 8, 0x00F000F0u, Pair<T>::kMagic), kSixteenth, c.zc[1]);
+        } else {
+            // bf16 has 8 significant bits: a nibble shifted by 4 would leave the exact range, so shift first.
+            a[0] = Pair<T>::sub(and_or(q, 0x000F000Fu, Pair<T>::kMagic), c.zc[0]);
+            a[1] = Pair<T>::sub(and_or(q >> 4, 0x000F000Fu, Pair<T>::kMagic), c.zc[1]);
+            a[2] = Pair<T>::sub(and_or(q >> 8, 0x000F000Fu, Pair<T>::kMagic), c.zc[0]);
+            a[3] = Pair<T>::sub(and_or(q >> 12, 0x000F000Fu, Pair<T>::kMagic), c.zc[1]);
+        }
+    }
+};
+
+// ---- INT 8-bit: two words per tile, bytes [a0..a3], [a4..a7] --------------------------------------
+struct Int8 {
+    static constexpr int kTiles = 2, kBits = 8;
+    static constexpr bool kHasHi = false, kIsLut = false;
+    static constexpr int kEntries = 0;
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        const int zg = aux & 0xFF, zg8 = (aux >> 8) & 0xFF;
+        if constexpr (std::is_same_v<T, __half>) {
+            c.zc[0] = Pair<T>::splat(float(1024 + zg));
+            c.zc[1] = Pair<T>::splat(float(1024 + zg8));
+        } else {  // bf16: bytes do not fit its 8-bit significand next to a magic; go through f32
+            c.zc[0] = __float_as_uint(8388608.0f + float(zg));
+            c.zc[1] = __float_as_uint(8388608.0f + float(zg8));
+        }
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t w0 = w[2 * j], w1 = w[2 * j + 1];
+        if constexpr (std::is_same_v<T, __half>) {
+            constexpr uint32_t m = 0x64646464u;
+            a[0] = Pair<T>::sub(prmt(w0, m, 0x4140), c.zc[0]);
+            a[1] = Pair<T>::sub(prmt(w0, m, 0x4342), c.zc[1]);
+            a[2] = Pair<T>::sub(prmt(w1, m, 0x4140), c.zc[0]);
+            a[3] = Pair<T>::sub(prmt(w1, m, 0x4342), c.zc[1]);
+        } else {
+            constexpr uint32_t m = 0x4B000000u;  // f32 2^23: byte b in the low mantissa gives 2^23 + b
+            const float z0 = __uint_as_float(c.zc[0]), z1 = __uint_as_float(c.zc[1]);
+            auto f = [](uint32_t v, uint32_t sel, float z) { return __uint_as_float(prmt(v, m, sel)) - z; };
+            a[0] = Pair<T>::pack(f(w0, 0x7650, z0), f(w0, 0x7651, z0));
+            a[1] = Pair<T>::pack(f(w0, 0x7652, z1), f(w0, 0x7653, z1));
+            a[2] = Pair<T>::pack(f(w1, 0x7650, z0), f(w1, 0x7651, z0));
+            a[3] = Pair<T>::pack(f(w1, 0x7652, z1), f(w1, 0x7653, z1));
+        }
+    }
+};
+
+// ---- INT 2-bit and 3-bit ------------------------------------------------------------------------------
+// Low two bits: two tiles per word; slot 4p + r = a_{2r} and slot 4p + r + 8 = a_{2r+1} of tile p, at bits
+// 2*slot. 3-bit high bits: four tiles per word, bit 16h + 4u + r for tile u, register r, half h.
+template <int BITS>
+struct IntLow {
+    static_assert(BITS == 2 || BITS == 3, "2- or 3-bit");
+    static constexpr int kTiles = 8, kBits = BITS;
+    static constexpr bool kHasHi = BITS == 3, kIsLut = false;
+    static constexpr int kEntries = 0;
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        const int zg = aux & 0xFF, zg8 = (aux >> 8) & 0xFF;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const int z = (r & 1) ? zg8 : zg;
+            if constexpr (std::is_same_v<T, __half>) {
+                c.zc[r] = Pair<T>::splat(-float((1024 >> (2 * r)) + z));  // v * 4^-r - (1024 * 4^-r + z)
+            } else {
+                c.zc[r] = Pair<T>::splat(float(128 + z));
+            }
+        }
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t* h, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j >> 1] >> (8 * (j & 1));
+        const int u = j & 3;
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            if constexpr (std::is_same_v<T, __half>) {
+                // 1024 + c * 4^r keeps c * 4^r <= 448 inside the exact integer range of f16 at 1024.
+                uint32_t v = and_or(q, 0x00030003u << (2 * r), Pair<T>::kMagic);
+                if constexpr (BITS == 3) {
+                    const int sh = 4 * u - r - 2;  // high bit of (tile u, reg r) -> bit 2r + 2
+                    const uint32_t hs = sh >= 0 ? (h[j >> 2] >> sh) : (h[j >> 2] << -sh);
+                    v = and_or(hs, 0x00040004u << (2 * r), v);
+                }
+                const uint32_t inv = r == 0 ? 0x3C003C00u : r == 1 ? 0x34003400u : r == 2 ? 0x2C002C00u : 0x24002400u;
+                a[r] = Pair<T>::fma(v, inv, c.zc[r]);
+            } else {
+                uint32_t v = and_or(q >> (2 * r), 0x00030003u, Pair<T>::kMagic);
+                if constexpr (BITS == 3) {
+                    const int sh = 4 * u + r - 2;  // high bit -> bit 2
+                    const uint32_t hs = sh >= 0 ? (h[j >> 2] >> sh) : (h[j >> 2] << -sh);
+                    v = and_or(hs, 0x00040004u, v);
+                }
+                a[r] = Pair<T>::sub(v, c.zc[r]);
+            }
+        }
+    }
+};
+
+// ---- Table formats (NF4, any 2^b LUT, BitMoD) --------------------------------------------------------
+// Codes in natural fragment order; every register is one lookup of a pair table in shared memory whose
+// entry for a pair index holds both (unscaled) values. BitMoD has four tables, chosen per (row, group).
+template <int BITS>
+struct Lut {
+    static_assert(BITS >= 2 && BITS <= 4, "2..4-bit tables");
+    static constexpr int kTiles = BITS == 4 ? 4 : 8, kBits = BITS;
+    static constexpr bool kHasHi = BITS == 3, kIsLut = true;
+    static constexpr int kEntries = 1 << (2 * BITS);  // pair-table entries
+    // Codes (c0, c1) of pair index i.
+    __host__ __device__ static void split(int i, int& c0, int& c1) {
+        if (BITS == 4) {
+            c0 = i & 15, c1 = i >> 4;
+        } else if (BITS == 2) {
+            c0 = i & 3, c1 = i >> 2;
+        } else {
+            c0 = (i & 3) | ((i >> 4) & 1) << 2;
+            c1 = ((i >> 2) & 3) | ((i >> 5) & 1) << 2;
+        }
+    }
+    template <typename T>
+    __device__ static void ctx(uint32_t, GroupCtx&) {}
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t* h, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            uint32_t idx;
+            if constexpr (BITS == 4) {
+                idx = (w[j] >> (8 * r)) & 0xFF;
+            } else {
+                idx = (w[j >> 1] >> (16 * (j & 1) + 4 * r)) & 0xF;
+                if constexpr (BITS == 3) idx |= ((h[j >> 2] >> (8 * (j & 3) + 2 * r)) & 3) << 4;
+            }
+            a[r] = ((r & 1) ? c.tab_g8 : c.tab_g)[idx];
+        }
+    }
+};
+
+}  // namespace wo
+}  // namespace lowbit

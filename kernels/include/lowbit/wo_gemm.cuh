@@ -1,0 +1,289 @@
+// Weight-only GEMM, warp-level tensor cores (mma.sync m16n8k16): Y[M, N] = X[M, K] * dequant(W)[N, K]^T.
+//
+// Algorithm
+//   W (quantized, tiled fragment layout from lowbit-core repack.rs) is the A operand: every warp owns one
+//   16-row strip of W and streams its codes straight from HBM into registers with 16-byte loads,
+//   P k-steps ahead (no shared-memory round trip: each weight byte is used by exactly one warp). X is the
+//   B operand: the block stages X[m-tile, K-chunk] in shared memory with cp.async (double-buffered) and
+//   every warp reads its fragments with ldmatrix. Codes are decoded in registers to exact unscaled
+//   values (wo_decode.cuh); the MMAs of one quantization group accumulate into f32 `accg`, which is
+//   scaled by the group's scale pair into `acc` when the group ends (per-channel: at the end).
+//
+// Partitioning
+//   block = 8 warps = 8 strips (128 rows of W) x one split of the K range x one m-tile of MT*8 rows of X.
+//   grid = (ceil(strips / 8), splits, ceil(M / (8*MT))). With splits > 1 each block atomically adds its
+//   f32 partial into a zeroed workspace and a second kernel converts it to the output type.
+//
+// Limits
+//   Any M >= 1, N >= 1; K >= 1 (padded to the k-step by the repack; X columns >= K read as zeros).
+//   X rows are staged with 16-byte cp.async when K % 8 == 0 and X is 16-byte aligned, element by
+//   element otherwise. One m-tile holds at most 64 rows of X; larger M runs several m-tiles, each
+//   streaming W again (the large-M path of the Rust layer picks dequantize + cuBLAS beyond that).
+#pragma once
+
+#include "lowbit/mma.cuh"
+#include "lowbit/wo_decode.cuh"
+
+namespace lowbit {
+namespace wo {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+
+// Everything a launch needs; filled by the launcher from lowbit_wo_weight and the call's arguments.
+struct Args {
+    const uint32_t* words;     // [strips][ksteps][32][4] codes
+    const uint32_t* hi_words;  // [strips][ksteps][32][2] 3-bit high bits, or null
+    const uint32_t* meta;      // [strips][groups][8][2]: f16 scale pair, aux
+    const float* chan;         // [n_pad] post-reduction row scales, or null (= 1)
+    const float* lut;          // [n_tables][2^bits] value tables, or null
+    int n_tables;
+    const void* x;  // [m][ldx] activations (T)
+    void* y;        // [m][n] output (T), when splits == 1
+    float* ws;      // [m][n] f32 partial sums, when splits > 1
+    int m, n, k, ldx;
+    int strips, ksteps, gtiles, groups;
+    int steps_per_split, kc;  // K-range per split (k-steps) and X chunk (columns)
+    int x_vec;                // 1: 16-byte cp.async staging of X is allowed
+};
+
+template <typename T>
+__device__ __forceinline__ T to_out(float v);
+template <>
+__device__ __forceinline__ __half to_out<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 to_out<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Stage X[m0 : m0 + ROWS, c0 : c0 + kc] into shared memory (row stride kc + 8 halves: the 16-byte pad
+// keeps ldmatrix's eight row addresses in distinct bank groups). Out-of-range elements become zeros.
+template <typename T, int ROWS>
+__device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
+    const T* x = static_cast<const T*>(p.x);
+    const int lds = p.kc + 8, pieces = p.kc / 8;
+    for (int i = threadIdx.x; i < ROWS * pieces; i += kThreads) {
+        const int r = i / pieces, c = (i - r * pieces) * 8;
+        const int gm = m0 + r, gk = c0 + c;
+        T* d = dst + r * lds + c;
+        if (p.x_vec) {
+            const bool ok = gm < p.m && gk < p.k;  // K % 8 == 0: a piece is wholly in or out
+            cp_async16_zfill(d, ok ? static_cast<const void*>(x + size_t(gm) * p.ldx + gk) : p.x, ok);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                d[e] = (gm < p.m && gk + e < p.k) ? x[size_t(gm) * p.ldx + gk + e] : to_out<T>(0.f);
+            }
+        }
+    }
+    cp_async_commit();
+}
+
+template <class Fmt, typename T, int MT, int P>
+__global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
+    constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    T* xs = reinterpret_cast<T*>(smem);
+    const int lds = p.kc + 8;
+    uint32_t* tab = reinterpret_cast<uint32_t*>(xs + 2 * ROWS * lds);
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
+    const int strip = blockIdx.x * kWarps + warp;
+    const bool active = strip < p.strips;
+    const int m0 = blockIdx.z * ROWS;
+    const int s_begin = blockIdx.y * p.steps_per_split;
+    const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
+    if (s_begin >= s_end) return;  // block-uniform, before any barrier
+    const int spc = p.kc / KSTEP;  // k-steps per X chunk
+
+    if constexpr (Fmt::kIsLut) {
+        // Pair tables in the output type: entry i of table t = (lut[t][c0(i)], lut[t][c1(i)]).
+        for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += kThreads) {
+            const int t = i / Fmt::kEntries, e = i - t * Fmt::kEntries;
+            int c0, c1;
+            Fmt::split(e, c0, c1);
+            tab[i] = Pair<T>::pack(p.lut[t * (1 << Fmt::kBits) + c0], p.lut[t * (1 << Fmt::kBits) + c1]);
+        }
+    }
+
+    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight.
+    const size_t lane_off = size_t(strip) * p.ksteps * 32 + lane;
+    const uint32_t* wptr = p.words + lane_off * 4;
+    const uint32_t* hptr = Fmt::kHasHi ? p.hi_words + lane_off * 2 : nullptr;
+    uint32_t wb[P][4], hb[P][2];
+    auto load_w = [&](int i, int step) {
+        if (active && step < s_end) {
+            const uint4 v = ld_stream_u4(wptr + size_t(step) * 128);
+            wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
+            if constexpr (Fmt::kHasHi) {
+                const uint2 h = ld_stream_u2(hptr + size_t(step) * 64);
+                hb[i][0] = h.x, hb[i][1] = h.y;
+            }
+        }
+    };
+#pragma unroll
+    for (int i = 0; i < P; ++i) load_w(i, s_begin + i);
+
+    // Group metadata: the current group's pair is in use, the next one is already loading.
+    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(strip) * p.groups * 8 + g;
+    auto load_meta = [&](int gi) -> uint2 {
+        return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
+    };
+    int tile = s_begin * TS;
+    int gi = tile / p.gtiles, tig = tile - gi * p.gtiles;
+    uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
+    GroupCtx ctx;
+    auto set_ctx = [&](uint32_t aux) {
+        Fmt::template ctx<T>(aux, ctx);
+        if constexpr (Fmt::kIsLut) {
+            ctx.tab_g = tab + (aux & 0xFF) * Fmt::kEntries;
+            ctx.tab_g8 = tab + ((aux >> 8) & 0xFF) * Fmt::kEntries;
+        }
+    };
+    set_ctx(cur.y);
+
+    float acc[MT][4], accg[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mt][e] = 0.f, accg[mt][e] = 0.f;
+    auto flush = [&](uint32_t scale_pair) {
+        const float2 s = __half22float2(*reinterpret_cast<const __half2*>(&scale_pair));
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            acc[mt][0] += s.x * accg[mt][0], acc[mt][1] += s.x * accg[mt][1];
+            acc[mt][2] += s.y * accg[mt][2], acc[mt][3] += s.y * accg[mt][3];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
+        }
+    };
+
+    const int nsteps = s_end - s_begin;
+    stage_x<T, ROWS>(p, xs, m0, s_begin * KSTEP);
+    for (int s0 = s_begin; s0 < s_end; s0 += P) {
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+            const int s = s0 + i;
+            if (s < s_end) {
+                const int rel = s - s_begin, chunk = rel / spc, within = rel - chunk * spc;
+                if (within == 0) {
+                    // Chunk `chunk` landed; every warp is done with chunk - 1, whose buffer takes chunk + 1.
+                    cp_async_wait<0>();
+                    __syncthreads();
+                    if ((chunk + 1) * spc < nsteps) {
+                        stage_x<T, ROWS>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
+                    }
+                }
+                const T* xb = xs + (chunk & 1) * ROWS * lds + within * KSTEP;
+                uint32_t bf[MT][4];
+#pragma unroll
+                for (int j = 0; j < TS; ++j) {
+                    if ((j & 1) == 0) {
+                        // B fragments of tiles j and j+1 for every m-subtile: rows mt*8 + lane%8,
+                        // columns 16j + 8*(lane/8): one ldmatrix.x4.
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            ldmatrix_x4(bf[mt], xb + (mt * 8 + (lane & 7)) * lds + j * 16 + (lane >> 3) * 8);
+                        }
+                    }
+                    uint32_t a[4];
+                    Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                    }
+                    if (++tig == p.gtiles) {
+                        flush(cur.x);
+                        tig = 0;
+                        ++gi;
+                        cur = nxt;
+                        nxt = load_meta(gi + 1);
+                        set_ctx(cur.y);
+                    }
+                }
+                load_w(i, s + P);
+            }
+        }
+    }
+    if (tig != 0) flush(cur.x);
+    if (!active) return;
+
+    // Epilogue: C fragment (c0, c1) = row g, (c2, c3) = row g + 8 of the strip; columns 2t, 2t+1 are rows of Y.
+    const int n0 = strip * 16 + g, n1 = n0 + 8;
+    const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
+    T* y = static_cast<T*>(p.y);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int n = e < 2 ? n0 : n1;
+            const int mm = m0 + mt * 8 + 2 * (lane & 3) + (e & 1);
+            const float v = acc[mt][e] * (e < 2 ? cs0 : cs1);
+            if (mm < p.m && n < p.n) {
+                if (p.ws) {
+                    atomicAdd(p.ws + size_t(mm) * p.n + n, v);
+                } else {
+                    y[size_t(mm) * p.n + n] = to_out<T>(v);
+                }
+            }
+        }
+    }
+}
+
+// Split-K finish: Y = T(workspace).
+template <typename T>
+__global__ void convert_kernel(const float* ws, T* y, int64_t count) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+        y[i] = to_out<T>(ws[i]);
+    }
+}
+
+// Act-order: X'[m][j] = X[m][perm[j]], so the kernel sees groups as contiguous column ranges.
+template <typename T>
+__global__ void gather_kernel(const T* x, const uint32_t* perm, T* out, int m, int k) {
+    const int64_t total = int64_t(m) * k;
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+        const int64_t r = i / k;
+        out[i] = x[r * k + perm[i - r * k]];
+    }
+}
+
+// Shared memory of one block: two X chunks plus the pair tables.
+template <class Fmt, int MT>
+constexpr size_t smem_bytes(int kc, int n_tables) {
+    size_t s = 2 * size_t(MT * 8) * (kc + 8) * 2;
+    if (Fmt::kIsLut) s += size_t(n_tables) * Fmt::kEntries * 4;
+    return s;
+}
+
+template <class Fmt, typename T, int MT>
+cudaError_t launch_mt(const Args& a, int splits, int mtiles, cudaStream_t s) {
+    auto kern = gemm_kernel<Fmt, T, MT, 4>;
+    const size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
+    if (smem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+        if (e != cudaSuccess) return e;
+    }
+    const dim3 grid((a.strips + kWarps - 1) / kWarps, splits, mtiles);
+    kern<<<grid, kThreads, smem, s>>>(a);
+    return cudaGetLastError();
+}
+
+template <class Fmt, typename T>
+cudaError_t launch_dtype(const Args& a, int mt, int splits, int mtiles, cudaStream_t s) {
+    switch (mt) {
+        case 1: return launch_mt<Fmt, T, 1>(a, splits, mtiles, s);
+        case 2: return launch_mt<Fmt, T, 2>(a, splits, mtiles, s);
+        case 4: return launch_mt<Fmt, T, 4>(a, splits, mtiles, s);
+        default: return launch_mt<Fmt, T, 8>(a, splits, mtiles, s);
+    }
+}
+
+}  // namespace wo
+}  // namespace lowbit
+
+// Defines the launcher of one format (both output types, every m-tile); used once per inst_*.cu.
+#define LOWBIT_WO_INSTANTIATE(NAME, FMT)                                                                    \
+    cudaError_t lowbit_wo_launch_##NAME(const lowbit::wo::Args& a, int dtype, int mt, int splits, int mtiles, \
+                                        cudaStream_t s) {                                                  \
+        return dtype == 0 ? lowbit::wo::launch_dtype<FMT, __half>(a, mt, splits, mtiles, s)                \
+                          : lowbit::wo::launch_dtype<FMT, __nv_bfloat16>(a, mt, splits, mtiles, s);        \
+    }

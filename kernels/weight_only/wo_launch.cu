@@ -1,0 +1,208 @@
+// Weight-only GEMM launchers (extern "C", declared in lowbit_kernels.h): argument checks, the automatic
+// launch plan (m-tile, split-K, X chunk) and the dispatch over format x dtype x m-tile instances.
+#include <cuda_runtime.h>
+
+#include "lowbit/wo_gemm.cuh"
+#include "lowbit_kernels.h"
+
+using namespace lowbit::wo;
+
+// One function per format, each in its own translation unit (inst_*.cu) so nvcc compiles them in parallel.
+#define LOWBIT_WO_DECLARE(NAME) cudaError_t lowbit_wo_launch_##NAME(const Args&, int, int, int, int, cudaStream_t);
+LOWBIT_WO_DECLARE(int2)
+LOWBIT_WO_DECLARE(int3)
+LOWBIT_WO_DECLARE(int4)
+LOWBIT_WO_DECLARE(int8)
+LOWBIT_WO_DECLARE(lut2)
+LOWBIT_WO_DECLARE(lut3)
+LOWBIT_WO_DECLARE(lut4)
+
+namespace {
+
+lowbit_status make_status(int32_t code, cudaError_t e = cudaSuccess) { return lowbit_status{code, int32_t(e)}; }
+
+struct FormatInfo {
+    int tiles;      // tiles per k-step
+    bool has_hi;    // 3-bit high-bit stream
+    bool is_lut;    // table format
+    int bits;
+};
+
+bool format_info(int32_t f, FormatInfo& fi) {
+    switch (f) {
+        case LOWBIT_WO_INT2: fi = {8, false, false, 2}; return true;
+        case LOWBIT_WO_INT3: fi = {8, true, false, 3}; return true;
+        case LOWBIT_WO_INT4: fi = {4, false, false, 4}; return true;
+        case LOWBIT_WO_INT8: fi = {2, false, false, 8}; return true;
+        case LOWBIT_WO_LUT2: fi = {8, false, true, 2}; return true;
+        case LOWBIT_WO_LUT3: fi = {8, true, true, 3}; return true;
+        case LOWBIT_WO_LUT4: fi = {4, false, true, 4}; return true;
+        default: return false;
+    }
+}
+
+struct Plan {
+    int mt;      // m-subtiles of 8 rows per block
+    int mtiles;  // blocks along M
+    int splits, steps_per_split, kc;
+    int64_t ws_split_bytes, ws_gather_bytes;
+};
+
+bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+
+lowbit_status check_weight(const lowbit_wo_weight* w, FormatInfo& fi) {
+    if (!w) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (!format_info(w->format, fi)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    const int kstep = fi.tiles * 16;
+    if (w->n < 1 || w->k < 1 || w->n_pad != (w->n + 15) / 16 * 16 || w->k_pad < w->k || w->k_pad % kstep != 0 ||
+        w->k_pad - w->k >= kstep || w->group_len < 16 || w->group_len % 16 != 0 || w->k_pad % w->group_len != 0) {
+        return make_status(LOWBIT_ERR_SHAPE);
+    }
+    if (!w->words || !w->meta || (fi.has_hi && !w->hi_words) || (fi.is_lut && !w->lut)) {
+        return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    }
+    if (fi.is_lut && (w->lut_tables < 1 || w->lut_tables > 4)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (!aligned(w->words, 16) || (fi.has_hi && !aligned(w->hi_words, 8)) || !aligned(w->meta, 8) ||
+        !aligned(w->channel_scales, 4) || !aligned(w->lut, 4) || !aligned(w->perm, 4)) {
+        return make_status(LOWBIT_ERR_ALIGNMENT);
+    }
+    return make_status(LOWBIT_OK);
+}
+
+int sm_count(int32_t given) {
+    if (given > 0) return given;
+    int dev = 0, n = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n;
+}
+
+Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32_t elem_bytes,
+               const lowbit_wo_config* cfg, int sms) {
+    Plan p{};
+    const int want_mt = cfg && cfg->m_tile > 0 ? cfg->m_tile / 8 : 0;
+    p.mt = want_mt > 0 ? want_mt : (m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8);
+    p.mtiles = int((m + p.mt * 8 - 1) / (p.mt * 8));
+    const int kstep = fi.tiles * 16, ksteps = w->k_pad / kstep;
+    const int strips = w->n_pad / 16, nblk = (strips + kWarps - 1) / kWarps;
+    int splits;
+    if (cfg && cfg->splits > 0) {
+        splits = cfg->splits;
+    } else {
+        // Enough blocks for ~3 per SM, but keep at least 8 k-steps (one 16-byte load each) per split.
+        const int64_t blocks = int64_t(nblk) * p.mtiles;
+        splits = int((3 * int64_t(sms) + blocks - 1) / blocks);
+        splits = splits < 1 ? 1 : splits;
+        const int max_splits = ksteps / 8 > 0 ? ksteps / 8 : 1;
+        splits = splits > max_splits ? max_splits : splits;
+    }
+    splits = splits > ksteps ? ksteps : splits;
+    p.steps_per_split = (ksteps + splits - 1) / splits;
+    p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
+    const int kc_max = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
+    int kc = p.steps_per_split * kstep;
+    if (kc > kc_max) kc = kc_max / kstep * kstep;
+    if (kc < kstep) kc = kstep;
+    p.kc = kc;
+    p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
+    p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
+    return p;
+}
+
+cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
+    switch (format) {
+        case LOWBIT_WO_INT2: return lowbit_wo_launch_int2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_INT3: return lowbit_wo_launch_int3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_INT4: return lowbit_wo_launch_int4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_INT8: return lowbit_wo_launch_int8(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_LUT2: return lowbit_wo_launch_lut2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_LUT3: return lowbit_wo_launch_lut3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        default: return lowbit_wo_launch_lut4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+    }
+}
+
+template <typename T>
+cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void* workspace, cudaStream_t s) {
+    Args a = a0;
+    char* ws = static_cast<char*>(workspace);
+    if (w->perm) {
+        T* gathered = reinterpret_cast<T*>(ws + pl.ws_split_bytes);
+        const int64_t total = int64_t(a.m) * a.k;
+        const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
+        gather_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(a.x), w->perm, gathered, a.m, a.k);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        a.x = gathered;
+        a.ldx = a.k;
+        a.x_vec = a.k % 8 == 0;
+    }
+    if (pl.splits > 1) {
+        a.ws = reinterpret_cast<float*>(ws);
+        cudaError_t e = cudaMemsetAsync(a.ws, 0, size_t(a.m) * a.n * 4, s);
+        if (e != cudaSuccess) return e;
+    }
+    cudaError_t e = launch_format(w->format, std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16, a, pl, s);
+    if (e != cudaSuccess || pl.splits == 1) return e;
+    const int64_t total = int64_t(a.m) * a.n;
+    const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
+    convert_kernel<T><<<blocks, 256, 0, s>>>(a.ws, static_cast<T*>(a.y), total);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+extern "C" int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight* w, int64_t m, int32_t dtype,
+                                                  const lowbit_wo_config* cfg, int32_t num_sms) {
+    FormatInfo fi;
+    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
+        return -1;
+    }
+    const Plan p = make_plan(w, fi, m, 2, cfg, sm_count(num_sms));
+    return p.ws_split_bytes + p.ws_gather_bytes;
+}
+
+extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x, int64_t ldx, void* y, int64_t m,
+                                        int32_t dtype, void* workspace, int64_t workspace_bytes,
+                                        const lowbit_wo_config* cfg, int32_t num_sms, void* stream) {
+    FormatInfo fi;
+    lowbit_status st = check_weight(w, fi);
+    if (st.code != LOWBIT_OK) return st;
+    if (!x || !y) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (m < 1 || m > (int64_t(1) << 31) - 1 || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
+    if (!aligned(x, 2) || !aligned(y, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
+    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 ||
+                (cfg->m_tile != 0 && cfg->m_tile != 8 && cfg->m_tile != 16 && cfg->m_tile != 32 && cfg->m_tile != 64) ||
+                (cfg->kc != 0 && cfg->kc % (fi.tiles * 16) != 0))) {
+        return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    }
+    const Plan pl = make_plan(w, fi, m, 2, cfg, sm_count(num_sms));
+    const int64_t need = pl.ws_split_bytes + pl.ws_gather_bytes;
+    if (need > 0 && (!workspace || workspace_bytes < need || !aligned(workspace, 256))) {
+        return make_status(workspace && workspace_bytes >= need ? LOWBIT_ERR_ALIGNMENT : LOWBIT_ERR_INVALID_ARGUMENT);
+    }
+    Args a{};
+    a.words = w->words;
+    a.hi_words = w->hi_words;
+    a.meta = w->meta;
+    a.chan = w->channel_scales;
+    a.lut = w->lut;
+    a.n_tables = fi.is_lut ? w->lut_tables : 0;
+    a.x = x;
+    a.y = y;
+    a.ws = nullptr;
+    a.m = int(m);
+    a.n = w->n;
+    a.k = w->k;
+    a.ldx = int(ldx);
+    a.strips = w->n_pad / 16;
+    a.ksteps = w->k_pad / (fi.tiles * 16);
+    a.gtiles = w->group_len / 16;
+    a.groups = w->k_pad / w->group_len;
+    a.steps_per_split = pl.steps_per_split;
+    a.kc = pl.kc;
+    a.x_vec = (ldx % 8 == 0) && (w->k % 8 == 0) && aligned(x, 16);
+    const cudaStream_t s = static_cast<cudaStream_t>(stream);
+    const cudaError_t e = dtype == LOWBIT_DTYPE_F16 ? run<__half>(w, a, pl, workspace, s)
+                                                    : run<__nv_bfloat16>(w, a, pl, workspace, s);
+    return e == cudaSuccess ? make_status(LOWBIT_OK) : make_status(LOWBIT_ERR_CUDA, e);
+}
