@@ -412,8 +412,12 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<CheckpointSummary> {
         .layers
         .into_iter()
         .map(|e| {
-            let tensors: Vec<TensorSummary> =
-                e.tensors.into_iter().map(|(field, t)| TensorSummary { field, ..t.summary() }).collect();
+            // Fields in the format's own order (codes first, then its metadata), not alphabetically.
+            let order: Vec<&str> =
+                field_specs(&e).map(|specs| specs.iter().map(|f| f.field).collect()).unwrap_or_default();
+            let mut tensors: Vec<TensorSummary> =
+                e.tensors.iter().map(|(field, t)| TensorSummary { field: field.clone(), ..t.summary() }).collect();
+            tensors.sort_by_key(|t| order.iter().position(|f| *f == t.field).unwrap_or(usize::MAX));
             LayerSummary {
                 bytes: tensors.iter().map(|t| t.bytes).sum(),
                 name: e.name,
