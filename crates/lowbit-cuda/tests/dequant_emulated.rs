@@ -126,9 +126,9 @@ fn gpu_launchers_validate_arguments_before_any_cuda_call() {
     assert_eq!(int_gpu_status(c, s, 1 << 40, 1 << 20, 4, 32, o, f16), code(sys::LOWBIT_ERR_SHAPE), "too many chunks");
     assert_eq!(int_gpu_status(c, s, 1, 32, 1, 32, o, f16), code(sys::LOWBIT_ERR_NO_KERNEL), "INT has no 1-bit");
     assert_eq!(int_gpu_status(c, s, 1, 32, 9, 32, o, f16), code(sys::LOWBIT_ERR_NO_KERNEL));
-    // SAFETY (pointer arithmetic): one byte into `codes`/`out`, never dereferenced: rejected.
-    let c_odd = unsafe { c.cast::<u8>().add(1).cast::<u32>() };
-    let o_odd = unsafe { o.cast::<u8>().add(1).cast::<u16>() };
+    // One byte past an aligned address; never dereferenced: the launcher rejects it.
+    let c_odd = c.wrapping_byte_add(1);
+    let o_odd = o.wrapping_byte_add(1);
     assert_eq!(int_gpu_status(c_odd, s, 1, 32, 4, 32, o, f16), code(sys::LOWBIT_ERR_ALIGNMENT));
     assert_eq!(int_gpu_status(c, s, 1, 32, 4, 32, o_odd, f16), code(sys::LOWBIT_ERR_ALIGNMENT));
 

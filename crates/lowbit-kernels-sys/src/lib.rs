@@ -10,6 +10,8 @@
 //! `LOWBIT_CUDA_ARCHS` (e.g. `sm_90a`) narrows the compiled GPU targets for quick dev builds.
 #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, missing_docs)]
 #![allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+// The doc comments come verbatim from the C header, where `[n, k]` is a shape, not a link.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
