@@ -19,10 +19,11 @@
 //! file. A truncated or corrupt file is a [`LowbitError::CorruptGguf`], never a panic or a huge allocation.
 //!
 //! Dequantization to f32 ([`GgufFile::dequantize`]) supports `F32`, `F16`, `BF16`, `Q8_0`, `Q4_0`, `Q4_1`,
-//! `Q5_0` and `Q5_1`, with the arithmetic of llama.cpp's `dequantize_row_*` (and of `gguf-py`): one f32
-//! multiply (exact: a code of at most 8 bits times an f16 scale fits the f32 significand), plus one f32 add
-//! for the formats with a minimum, so the results are bit-identical to both. Other GGML types are listed and
-//! sized (so files using them can be inspected) but not dequantized.
+//! `Q5_0`, `Q5_1` and the K-quants `Q2_K`, `Q3_K`, `Q4_K`, `Q5_K`, `Q6_K`, with the arithmetic of llama.cpp's
+//! `dequantize_row_*` (and of `gguf-py`): every product of an f16 scale, a sub-scale and a code is exact in f32,
+//! and at most one rounding follows (the subtraction of the minimum, or Q6_K's final product), so the results are
+//! bit-identical to both. Other GGML types (i-quants, ternary, MXFP4, ...) are listed and sized, so files using
+//! them can be inspected, but not dequantized.
 //!
 //! **Q/K row order.** llama.cpp's converter permutes the rows of `attn_q` / `attn_k` of Llama-architecture
 //! models for its RoPE layout. [`GgufFile::dequantize`] undoes that permutation (see [`unpermute_qk`]), so
@@ -452,7 +453,19 @@ impl GgmlType {
     pub fn can_dequantize(self) -> bool {
         matches!(
             self,
-            Self::F32 | Self::F16 | Self::BF16 | Self::Q8_0 | Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1
+            Self::F32
+                | Self::F16
+                | Self::BF16
+                | Self::Q8_0
+                | Self::Q4_0
+                | Self::Q4_1
+                | Self::Q5_0
+                | Self::Q5_1
+                | Self::Q2_K
+                | Self::Q3_K
+                | Self::Q4_K
+                | Self::Q5_K
+                | Self::Q6_K
         )
     }
 
@@ -798,9 +811,91 @@ pub fn dequantize_blocks(ty: GgmlType, bytes: &[u8], n_elements: usize) -> std::
                 }
             }
         }
+        GgmlType::Q2_K => blocks.for_each(|b| dequant_q2_k(b, &mut out)),
+        GgmlType::Q3_K => blocks.for_each(|b| dequant_q3_k(b, &mut out)),
+        GgmlType::Q4_K | GgmlType::Q5_K => blocks.for_each(|b| dequant_q45_k(b, ty == GgmlType::Q5_K, &mut out)),
+        GgmlType::Q6_K => blocks.for_each(|b| dequant_q6_k(b, &mut out)),
         _ => return Err(DequantError::Unsupported),
     }
     Ok(out)
+}
+
+// K-quants: super-blocks of 256 values (llama.cpp `dequantize_row_q*_K`, gguf-py `Q*_K.dequantize_blocks`).
+// In every one the products are exact in f32 (f16 scale × ≤ 8-bit sub-scale × ≤ 6-bit code), so the single
+// rounding of the final subtraction (or of the last product for Q6_K) matches both references bit for bit.
+
+/// Q2_K, 84 bytes: `scales[16]` (low nibble scale, high nibble min, per 16 values), `qs[64]` (2-bit codes),
+/// f16 `d`, f16 `dmin`. Value `e`: code `(qs[32·(e/128) + e%32] >> 2·((e/32)%4)) & 3`, sub-block `e/16`,
+/// `w = d·sc·q − dmin·m`.
+fn dequant_q2_k(b: &[u8], out: &mut Vec<f32>) {
+    let (scales, qs) = (&b[0..16], &b[16..80]);
+    let (d, dmin) = (le_f16(&b[80..82]), le_f16(&b[82..84]));
+    for e in 0..256 {
+        let sc = scales[e / 16];
+        let q = (qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3;
+        let dl = d * (sc & 0x0F) as f32;
+        let ml = dmin * (sc >> 4) as f32;
+        out.push(dl * q as f32 - ml);
+    }
+}
+
+/// Q3_K, 110 bytes: `hmask[32]` (bit `e/32` of byte `e%32` set means no −4 offset), `qs[64]` (low 2 bits, as
+/// Q2_K), `scales[12]` (sixteen 6-bit scales, biased by 32), f16 `d`. `w = d·(sc − 32)·(q_low − 4·!hbit)`.
+fn dequant_q3_k(b: &[u8], out: &mut Vec<f32>) {
+    let (hmask, qs, scales) = (&b[0..32], &b[32..96], &b[96..108]);
+    let d = le_f16(&b[108..110]);
+    let scale = |j: usize| -> f32 {
+        let low = (scales[j % 8] >> (4 * (j / 8))) & 0x0F;
+        let high = (scales[8 + j % 4] >> (2 * (j / 4))) & 0x03;
+        ((low | (high << 4)) as i32 - 32) as f32
+    };
+    for e in 0..256 {
+        let low = ((qs[32 * (e / 128) + e % 32] >> (2 * ((e / 32) % 4))) & 3) as i32;
+        let high_set = (hmask[e % 32] >> (e / 32)) & 1 == 1;
+        let q = low - if high_set { 0 } else { 4 };
+        out.push(d * scale(e / 16) * q as f32);
+    }
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) of Q4_K / Q5_K (llama.cpp `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Q4_K (144 bytes: f16 `d`, f16 `dmin`, `scales[12]`, `qs[128]`) and Q5_K (176 bytes: the same plus `qh[32]`
+/// before `qs`). Value `e`: sub-block `e/32`; low nibble `(qs[32·(e/64) + e%32] >> 4·((e/32)%2)) & 15`; Q5_K's
+/// fifth bit is bit `e/32` of `qh[e%32]`. `w = d·sc·q − dmin·m`.
+fn dequant_q45_k(b: &[u8], five_bits: bool, out: &mut Vec<f32>) {
+    let (d, dmin) = (le_f16(&b[0..2]), le_f16(&b[2..4]));
+    let scales = &b[4..16];
+    let (qh, qs) = if five_bits { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+    for e in 0..256 {
+        let (sc, m) = scale_min_k4(e / 32, scales);
+        let mut q = (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0x0F;
+        if five_bits {
+            q |= ((qh[e % 32] >> (e / 32)) & 1) << 4;
+        }
+        out.push(d * sc as f32 * q as f32 - dmin * m as f32);
+    }
+}
+
+/// Q6_K, 210 bytes: `ql[128]` (low nibbles), `qh[64]` (high 2 bits), `scales[16]` (i8, per 16 values), f16 `d`.
+/// Value `e` (`h = e/128`, `r = e%128`): low `(ql[64h + r%64] >> 4·(r/64)) & 15`, high
+/// `(qh[32h + r%32] >> 2·(r/32)) & 3`; `w = d·sc·(q − 32)`.
+fn dequant_q6_k(b: &[u8], out: &mut Vec<f32>) {
+    let (ql, qh, scales) = (&b[0..128], &b[128..192], &b[192..208]);
+    let d = le_f16(&b[208..210]);
+    for e in 0..256 {
+        let (h, r) = (e / 128, e % 128);
+        let low = (ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0F;
+        let high = (qh[32 * h + r % 32] >> (2 * (r / 32))) & 0x03;
+        let q = (low | (high << 4)) as i32 - 32;
+        out.push(d * scales[e / 16] as i8 as f32 * q as f32);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

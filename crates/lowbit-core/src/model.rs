@@ -5,7 +5,7 @@
 //!   and `F64`, or any GGUF tensor type that [`crate::gguf`] dequantizes (with llama.cpp's Q/K row permutation
 //!   undone). Integer and boolean tensors (buffers such as BERT's `position_ids`) are not weights: they are
 //!   listed in [`FloatModel::non_float`] and not converted. Float encodings that cannot be converted (FP8, FP4,
-//!   complex, GGUF K-quants, ...) are a typed [`LowbitError::UnsupportedDtype`].
+//!   complex, GGUF i-quants, ...) are a typed [`LowbitError::UnsupportedDtype`].
 //! - [`describe`] lists a model's tensors (name, dtype, shape, bytes) from the header alone.
 //! - [`classify`] / [`select_linear`] decide which tensors are Linear weights: 2-D, named `*.weight`, not an
 //!   embedding or a norm ([`EXCLUDED_NAME_PATTERNS`]), with `K` (columns) a multiple of [`K_MULTIPLE`].
