@@ -262,9 +262,21 @@ typedef struct lowbit_wo_config {
     int32_t m_tile;
     /** Split-K factor (blocks along K). */
     int32_t splits;
-    /** X columns staged per shared-memory chunk (a multiple of the k-step). */
+    /** X columns staged per shared-memory chunk (a multiple of the k-step; mma.sync path). */
     int32_t kc;
+    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU) or LOWBIT_WO_PATH_WGMMA (sm_90a). */
+    int32_t path;
 } lowbit_wo_config;
+
+/** Values of lowbit_wo_config.path. */
+enum lowbit_wo_path {
+    /** Pick by M and GPU: wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
+    LOWBIT_WO_PATH_AUTO = 0,
+    /** Warp-level mma.sync kernel (sm_80+), any M (<= 64 rows of X per block, split-K). */
+    LOWBIT_WO_PATH_MMA = 1,
+    /** Warpgroup wgmma kernel (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere), 128 rows of X per block. */
+    LOWBIT_WO_PATH_WGMMA = 2
+};
 
 /**
  * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K partial sums and the

@@ -16,6 +16,14 @@ LOWBIT_WO_DECLARE(int8)
 LOWBIT_WO_DECLARE(lut2)
 LOWBIT_WO_DECLARE(lut3)
 LOWBIT_WO_DECLARE(lut4)
+#define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
+LOWBIT_WO_DECLARE_WGMMA(int2)
+LOWBIT_WO_DECLARE_WGMMA(int3)
+LOWBIT_WO_DECLARE_WGMMA(int4)
+LOWBIT_WO_DECLARE_WGMMA(int8)
+LOWBIT_WO_DECLARE_WGMMA(lut2)
+LOWBIT_WO_DECLARE_WGMMA(lut3)
+LOWBIT_WO_DECLARE_WGMMA(lut4)
 
 namespace {
 
@@ -41,7 +49,11 @@ bool format_info(int32_t f, FormatInfo& fi) {
     }
 }
 
+constexpr int kWgmmaBn = 128;     // rows of X per wgmma block
+constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this M up (Hopper)
+
 struct Plan {
+    bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
     int splits, steps_per_split, kc;
@@ -76,9 +88,20 @@ int sm_count(int32_t given) {
     return n;
 }
 
-Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32_t elem_bytes,
-               const lowbit_wo_config* cfg, int sms) {
+bool wgmma_usable(int32_t format, int32_t dtype);
+
+Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32_t dtype, int32_t elem_bytes,
+               const lowbit_wo_config* cfg, int sms, bool x_vec) {
     Plan p{};
+    const int path = cfg ? cfg->path : LOWBIT_WO_PATH_AUTO;
+    p.wgmma = path == LOWBIT_WO_PATH_WGMMA ||
+              (path == LOWBIT_WO_PATH_AUTO && m >= kWgmmaMinM && x_vec && wgmma_usable(w->format, dtype));
+    p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
+    if (p.wgmma) {
+        p.mtiles = int((m + kWgmmaBn - 1) / kWgmmaBn);
+        p.splits = 1;
+        return p;
+    }
     const int want_mt = cfg && cfg->m_tile > 0 ? cfg->m_tile / 8 : 0;
     p.mt = want_mt > 0 ? want_mt : (m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8);
     p.mtiles = int((m + p.mt * 8 - 1) / (p.mt * 8));
@@ -104,8 +127,33 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     if (kc < kstep) kc = kstep;
     p.kc = kc;
     p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
-    p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
     return p;
+}
+
+cudaError_t wgmma_format(int32_t format, int32_t dtype, const Args& a, int mtiles, cudaStream_t s) {
+    switch (format) {
+        case LOWBIT_WO_INT2: return lowbit_wo_wgmma_int2(a, dtype, mtiles, s);
+        case LOWBIT_WO_INT3: return lowbit_wo_wgmma_int3(a, dtype, mtiles, s);
+        case LOWBIT_WO_INT4: return lowbit_wo_wgmma_int4(a, dtype, mtiles, s);
+        case LOWBIT_WO_INT8: return lowbit_wo_wgmma_int8(a, dtype, mtiles, s);
+        case LOWBIT_WO_LUT2: return lowbit_wo_wgmma_lut2(a, dtype, mtiles, s);
+        case LOWBIT_WO_LUT3: return lowbit_wo_wgmma_lut3(a, dtype, mtiles, s);
+        default: return lowbit_wo_wgmma_lut4(a, dtype, mtiles, s);
+    }
+}
+
+// Whether the wgmma path can run here: a Hopper GPU and kernels compiled for sm_90a.
+bool wgmma_usable(int32_t format, int32_t dtype) {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (major != 9) return false;
+    const bool ok = wgmma_format(format, dtype, Args{}, -1, nullptr) == cudaSuccess;
+    cudaGetLastError();  // clear a failed attribute query
+    return ok;
 }
 
 cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
@@ -140,7 +188,9 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         cudaError_t e = cudaMemsetAsync(a.ws, 0, size_t(a.m) * a.n * 4, s);
         if (e != cudaSuccess) return e;
     }
-    cudaError_t e = launch_format(w->format, std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16, a, pl, s);
+    const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
+    if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
+    cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
     const int64_t total = int64_t(a.m) * a.n;
     const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
@@ -156,7 +206,9 @@ extern "C" int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight* w, int
     if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
         return -1;
     }
-    const Plan p = make_plan(w, fi, m, 2, cfg, sm_count(num_sms));
+    // X alignment is unknown here: plan as if aligned (the launch falls back to a split-free mma.sync plan
+    // for misaligned X, which needs no more workspace than this).
+    const Plan p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
     return p.ws_split_bytes + p.ws_gather_bytes;
 }
 
@@ -170,12 +222,22 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     if (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     if (m < 1 || m > (int64_t(1) << 31) - 1 || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
     if (!aligned(x, 2) || !aligned(y, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
-    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 ||
+    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 2 ||
                 (cfg->m_tile != 0 && cfg->m_tile != 8 && cfg->m_tile != 16 && cfg->m_tile != 32 && cfg->m_tile != 64) ||
                 (cfg->kc != 0 && cfg->kc % (fi.tiles * 16) != 0))) {
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }
-    const Plan pl = make_plan(w, fi, m, 2, cfg, sm_count(num_sms));
+    // With act-order, X is gathered into an aligned workspace first, so only ldx/K/alignment of that matter.
+    const bool x_vec = w->perm ? (w->k % 8 == 0) : ((ldx % 8 == 0) && (w->k % 8 == 0) && aligned(x, 16));
+    Plan pl = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), x_vec);
+    if (pl.wgmma && !x_vec) {
+        if (cfg && cfg->path == LOWBIT_WO_PATH_WGMMA) return make_status(LOWBIT_ERR_ALIGNMENT);
+        lowbit_wo_config one = cfg ? *cfg : lowbit_wo_config{};
+        one.path = LOWBIT_WO_PATH_MMA;
+        one.splits = 1;
+        pl = make_plan(w, fi, m, dtype, 2, &one, sm_count(num_sms), x_vec);
+    }
+    if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
     const int64_t need = pl.ws_split_bytes + pl.ws_gather_bytes;
     if (need > 0 && (!workspace || workspace_bytes < need || !aligned(workspace, 256))) {
         return make_status(workspace && workspace_bytes >= need ? LOWBIT_ERR_ALIGNMENT : LOWBIT_ERR_INVALID_ARGUMENT);

@@ -7,7 +7,7 @@
 //!   bit-exact dequantizer that the GPU kernels are tested against.
 //! - [`weight`]: [`QuantizedWeight`], the sum of all weight formats, and [`WeightScheme`], the textual scheme
 //!   names (`w4-int-g128`, `w3-mixed-g128`, ...) used by the CLI, the checkpoint and the benches.
-//! - [`reference`]: naive f64-accumulating GEMMs on dequantized operands, the oracle for every kernel.
+//! - [`mod@reference`]: naive f64-accumulating GEMMs on dequantized operands, the oracle for every kernel.
 //! - [`metrics`]: SQNR, relative Frobenius error, max abs error.
 //! - [`checkpoint`]: the versioned safetensors checkpoint of quantized tensors.
 //! - [`model`] and [`gguf`]: readers for float model weights (safetensors, GGUF) that the CLI quantizes.

@@ -39,7 +39,7 @@ pub use buffer::{DeviceTensor, OutDtype, OutElement, download, upload};
 pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_host};
 pub use device::{Device, DeviceInfo, device_count, gpu_available};
 pub use error::{CudaError, Result};
-pub use weight_only::{GemmConfig, GemmPlan, WeightOnlyGemm};
+pub use weight_only::{GemmConfig, GemmPath, GemmPlan, WeightOnlyGemm};
 
 /// `nvcc --version`'s release line of the compiler that built the kernels.
 pub const NVCC_VERSION: &str = lowbit_kernels_sys::NVCC_VERSION;

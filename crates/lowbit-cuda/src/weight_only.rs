@@ -22,9 +22,20 @@ use crate::error::{CudaError, Result, check_with};
 
 const LAUNCHER: &str = "lowbit_wo_gemm";
 
+/// Which kernel runs a weight-only GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmPath {
+    /// Warp-level `mma.sync` kernel (sm_80+), split-K, up to 64 rows of X per block: the small-M path.
+    Mma,
+    /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block: the large-M path.
+    Wgmma,
+}
+
 /// Optional overrides of the automatic launch plan (benchmarks and tests); `None` = automatic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmConfig {
+    /// Kernel path (automatic: wgmma for M >= 128 on Hopper, mma.sync otherwise).
+    pub path: Option<GemmPath>,
     /// Rows of X per block: 8, 16, 32 or 64.
     pub m_tile: Option<u32>,
     /// Split-K factor.
@@ -39,6 +50,11 @@ impl GemmConfig {
             m_tile: self.m_tile.unwrap_or(0) as i32,
             splits: self.splits.unwrap_or(0) as i32,
             kc: self.kc.unwrap_or(0) as i32,
+            path: match self.path {
+                None => sys::LOWBIT_WO_PATH_AUTO as i32,
+                Some(GemmPath::Mma) => sys::LOWBIT_WO_PATH_MMA as i32,
+                Some(GemmPath::Wgmma) => sys::LOWBIT_WO_PATH_WGMMA as i32,
+            },
         }
     }
 }

@@ -22,7 +22,7 @@ use half::{bf16, f16};
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::lut::NF4;
 use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
-use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, OutDtype, WeightOnlyGemm, upload};
+use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -178,6 +178,22 @@ fn real_cases() -> Vec<Case> {
     out
 }
 
+/// The paths this GPU runs: always mma.sync; wgmma on Hopper (compute capability 9.x).
+fn paths(dev: &Device) -> Vec<Option<GemmPath>> {
+    let mut p = vec![None, Some(GemmPath::Mma)];
+    if dev.info().compute_capability.0 == 9 {
+        p.push(Some(GemmPath::Wgmma));
+    } else {
+        println!(
+            "no wgmma on {} (sm_{}{}): wgmma path not tested",
+            dev.info().name,
+            dev.info().compute_capability.0,
+            dev.info().compute_capability.1
+        );
+    }
+    p
+}
+
 fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
     let Some(dev) = device_or_skip(test) else { return };
     let mut failures = Vec::new();
@@ -188,12 +204,20 @@ fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
         for dtype in [OutDtype::F16, OutDtype::Bf16] {
             for &m in ms {
                 let (xb, xv) = activations(m, k, dtype, m as u64 * 31 + k as u64);
-                let got = run_gemm(&dev, &g, &xb, m, dtype, GemmConfig::default());
-                let name = format!("{} m={m} {dtype}", case.name);
-                if let Err(e) = compare(&name, &got, &reference(&case.w, &xv), dtype) {
-                    failures.push(e);
+                let r = reference(&case.w, &xv);
+                for path in paths(&dev) {
+                    // X rows beyond K % 8 != 0 cannot use the wgmma path's 16-byte staging.
+                    if path == Some(GemmPath::Wgmma) && k % 8 != 0 {
+                        continue;
+                    }
+                    let cfg = GemmConfig { path, ..GemmConfig::default() };
+                    let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
+                    let name = format!("{} m={m} {dtype} {path:?}", case.name);
+                    if let Err(e) = compare(&name, &got, &r, dtype) {
+                        failures.push(e);
+                    }
+                    count += 1;
                 }
-                count += 1;
             }
         }
     }
@@ -232,7 +256,12 @@ fn gpu_weight_only_forced_plans() {
             for m_tile in [8u32, 16, 32, 64] {
                 for splits in [1u32, 3, 7] {
                     for kc in [kstep, 4 * kstep, 1024] {
-                        let cfg = GemmConfig { m_tile: Some(m_tile), splits: Some(splits), kc: Some(kc) };
+                        let cfg = GemmConfig {
+                            m_tile: Some(m_tile),
+                            splits: Some(splits),
+                            kc: Some(kc),
+                            path: Some(GemmPath::Mma),
+                        };
                         let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
                         if let Err(e) = compare(&format!("{fmt} m={m} {cfg:?}"), &got, &r, dtype) {
                             failures.push(e);

@@ -80,7 +80,7 @@ __device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
 template <class Fmt, typename T, int MT, int P>
 __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
-    extern __shared__ __align__(16) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem[];
     T* xs = reinterpret_cast<T*>(smem);
     const int lds = p.kc + 8;
     uint32_t* tab = reinterpret_cast<uint32_t*>(xs + 2 * ROWS * lds);
