@@ -207,6 +207,9 @@ impl IntAffineWeight {
         self.granularity.check(self.k, FORMAT)?;
         let ng = self.granularity.n_groups(self.k);
         check_len("codes", self.codes.len(), self.n * words_per_row(self.k, self.bits))?;
+        if let Some(r) = crate::bits::first_dirty_row_tail(&self.codes, self.n, self.k, self.bits) {
+            return Err(LowbitError::invalid("codes", format!("padding bits after the last code of row {r} are set")));
+        }
         check_len("scales", self.scales.len(), self.n * ng)?;
         check_len("zeros", self.zeros.len(), self.n * ng)?;
         if let Some((i, s)) = self.scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && s.to_f32() > 0.0)) {

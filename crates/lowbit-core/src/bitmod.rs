@@ -200,6 +200,9 @@ impl MixedWeight {
         Granularity::Group(self.group).check(self.k, FORMAT)?;
         let ng = self.n_groups();
         check_len("codes", self.codes.len(), self.n * words_per_row(self.k, self.bits))?;
+        if let Some(r) = crate::bits::first_dirty_row_tail(&self.codes, self.n, self.k, self.bits) {
+            return Err(LowbitError::invalid("codes", format!("padding bits after the last code of row {r} are set")));
+        }
         check_len("group_scales", self.group_scales.len(), self.n * ng)?;
         check_len("selectors", self.selectors.len(), self.n * ng.div_ceil(4))?;
         check_len("channel_scales", self.channel_scales.len(), self.n)?;

@@ -108,3 +108,16 @@ pub fn plane_popcounts(planes: &[u32], rows: usize, k: usize, bits: u32) -> Vec<
     let wpr = k.div_ceil(32);
     (0..bits as usize * rows).map(|pr| planes[pr * wpr..(pr + 1) * wpr].iter().map(|w| w.count_ones()).sum()).collect()
 }
+
+/// Index of the first row whose bitstream has a set bit past its last code (`None` if every row's tail
+/// padding is zero). Kernels never read those bits, but a checkpoint or hand-built weight with garbage
+/// there is corrupt, and comparing weights field by field must not depend on it.
+pub fn first_dirty_row_tail(words: &[u32], rows: usize, k: usize, bits: u32) -> Option<usize> {
+    let wpr = words_per_row(k, bits);
+    let used = k * bits as usize - (wpr - 1) * 32; // bits used in the last word, 1..=32
+    if used == 32 || wpr == 0 {
+        return None;
+    }
+    let mask = !0u32 << used;
+    (0..rows).find(|&r| words.get(r * wpr + wpr - 1).is_some_and(|w| w & mask != 0))
+}

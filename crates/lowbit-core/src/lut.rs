@@ -124,6 +124,9 @@ impl LutWeight {
         }
         self.granularity.check(self.k, FORMAT)?;
         check_len("codes", self.codes.len(), self.n * words_per_row(self.k, self.bits))?;
+        if let Some(r) = crate::bits::first_dirty_row_tail(&self.codes, self.n, self.k, self.bits) {
+            return Err(LowbitError::invalid("codes", format!("padding bits after the last code of row {r} are set")));
+        }
         check_len("scales", self.scales.len(), self.n * self.granularity.n_groups(self.k))?;
         if let Some((i, s)) = self.scales.iter().enumerate().find(|(_, s)| !(s.is_finite() && s.to_f32() > 0.0)) {
             return Err(LowbitError::invalid("scales", format!("scale {s} at {i} is not finite and positive")));

@@ -702,3 +702,27 @@ fn error_messages_name_the_problem() {
     let e = "w4-int-g100".parse::<WeightScheme>().unwrap_err();
     assert!(e.to_string().contains("w4-int-g100"), "{e}");
 }
+
+#[test]
+fn dirty_row_padding_bits_are_rejected() {
+    use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight};
+    // K = 100 at 3 bits = 300 bits per row: 10 words, the last 20 bits are padding.
+    let w = ndarray::Array2::from_shape_fn((3, 100), |(r, c)| ((r * 100 + c) as f32 * 0.37).sin());
+    let mut q = IntAffineWeight::quantize(w.view(), 3, true, Granularity::PerChannel).unwrap();
+    q.validate().unwrap();
+    let wpr = q.codes.len() / 3;
+    q.codes[3 * wpr - 1] |= 1 << 31;
+    assert!(matches!(q.validate(), Err(LowbitError::InvalidValue { .. })));
+    let t = [-1.0f32, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0];
+    let mut l3 = LutWeight::quantize(w.view(), &t, Granularity::PerChannel).unwrap();
+    l3.validate().unwrap();
+    l3.codes[wpr - 1] |= 1 << 30;
+    assert!(matches!(l3.validate(), Err(LowbitError::InvalidValue { .. })));
+    // K = 96 at 3 bits = 288 bits = exactly 9 words: the top bit belongs to a real code, so flipping it is
+    // a different (valid) weight, not corrupt padding.
+    let w = ndarray::Array2::from_shape_fn((2, 96), |(r, c)| ((r * 96 + c) as f32 * 0.71).cos());
+    let mut m = MixedWeight::quantize(w.view(), 3, 32).unwrap();
+    let wpr = m.codes.len() / 2;
+    m.codes[wpr - 1] ^= 1 << 31;
+    assert!(m.validate().is_ok());
+}
