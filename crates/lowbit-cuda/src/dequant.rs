@@ -60,7 +60,7 @@ fn geometry(w: &QuantizedWeight) -> Result<(i64, i64, i32, i64)> {
         QuantizedWeight::Mixed(w) => (w.n, w.k, w.bits, w.group),
         QuantizedWeight::Lut(w) => (w.n, w.k, w.bits, w.granularity.group_len(w.k)),
     };
-    let launcher = launcher_name(w, false);
+    let launcher = launcher_name(w);
     let too_big = || CudaError::Shape {
         launcher,
         detail: format!("n={n} k={k}: the dequantizer supports k <= 2^31 - 1 and n * ceil(k/8) <= 2^32 - 1"),
@@ -73,16 +73,13 @@ fn geometry(w: &QuantizedWeight) -> Result<(i64, i64, i32, i64)> {
     Ok((n as i64, k as i64, bits as i32, group_len as i64))
 }
 
-fn launcher_name(w: &QuantizedWeight, host: bool) -> &'static str {
-    match (w, host) {
-        (QuantizedWeight::Int(_), false) => "lowbit_dequant_int_affine",
-        (QuantizedWeight::Bipolar(_), false) => "lowbit_dequant_bipolar",
-        (QuantizedWeight::Mixed(_), false) => "lowbit_dequant_mixed",
-        (QuantizedWeight::Lut(_), false) => "lowbit_dequant_lut",
-        (QuantizedWeight::Int(_), true) => "lowbit_dequant_int_affine_host",
-        (QuantizedWeight::Bipolar(_), true) => "lowbit_dequant_bipolar_host",
-        (QuantizedWeight::Mixed(_), true) => "lowbit_dequant_mixed_host",
-        (QuantizedWeight::Lut(_), true) => "lowbit_dequant_lut_host",
+/// The GPU launcher that handles `w`'s format (for error messages before a launch).
+fn launcher_name(w: &QuantizedWeight) -> &'static str {
+    match w {
+        QuantizedWeight::Int(_) => "lowbit_dequant_int_affine",
+        QuantizedWeight::Bipolar(_) => "lowbit_dequant_bipolar",
+        QuantizedWeight::Mixed(_) => "lowbit_dequant_mixed",
+        QuantizedWeight::Lut(_) => "lowbit_dequant_lut",
     }
 }
 

@@ -27,6 +27,15 @@ use lowbit_cuda::{
 /// Poisoned elements on each side of the raw-pointer output (128 bytes keeps 16-byte alignment).
 const GUARD: usize = 64;
 
+/// `LOWBIT_SWEEP=quick` narrows the sweep (scripts/gpu-run sets it under compute-sanitizer, which
+/// is 10-100x slower); the default is the full sweep.
+fn sweep() -> Sweep {
+    match std::env::var("LOWBIT_SWEEP").as_deref() {
+        Ok("quick") => Sweep::Quick,
+        _ => Sweep::Full,
+    }
+}
+
 fn require_gpu() -> bool {
     std::env::var("LOWBIT_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
@@ -70,7 +79,7 @@ fn check_gpu(test: &str, generate: fn(Sweep, &mut dyn FnMut(Case))) {
     let stream_handle = dev.stream().cu_stream().cast();
     let mut failures = Vec::new();
     let mut count = 0usize;
-    generate(Sweep::Full, &mut |case: Case| {
+    generate(sweep(), &mut |case: Case| {
         count += 1;
         let dw = match DeviceWeight::upload(&dev, &case.weight) {
             Ok(dw) => dw,
