@@ -60,6 +60,11 @@ struct Plan {
     int64_t ws_split_bytes, ws_gather_bytes;
 };
 
+// Shared memory of the mma.sync kernel for a plan: two X chunks (+ the pair tables, at most 4 x 256 words).
+int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p) {
+    return 2 * int64_t(p.mt * 8) * (p.kc + 8) * 2 + (fi.is_lut ? 4 * (int64_t(1) << (2 * fi.bits)) * 4 : 0);
+}
+
 bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
 
 lowbit_status check_weight(const lowbit_wo_weight* w, FormatInfo& fi) {
@@ -89,6 +94,12 @@ int sm_count(int32_t given) {
 }
 
 bool wgmma_usable(int32_t format, int32_t dtype);
+
+int max_smem_optin() {
+    int dev = 0, v = 48 * 1024;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return v;
+}
 
 Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32_t dtype, int32_t elem_bytes,
                const lowbit_wo_config* cfg, int sms, bool x_vec) {
@@ -238,6 +249,10 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
         pl = make_plan(w, fi, m, dtype, 2, &one, sm_count(num_sms), x_vec);
     }
     if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    if (!pl.wgmma && mma_smem_bytes(fi, pl) > max_smem_optin()) {
+        // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
+        return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    }
     const int64_t need = pl.ws_split_bytes + pl.ws_gather_bytes;
     if (need > 0 && (!workspace || workspace_bytes < need || !aligned(workspace, 256))) {
         return make_status(workspace && workspace_bytes >= need ? LOWBIT_ERR_ALIGNMENT : LOWBIT_ERR_INVALID_ARGUMENT);

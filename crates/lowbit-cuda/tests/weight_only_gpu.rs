@@ -255,7 +255,8 @@ fn gpu_weight_only_forced_plans() {
             let r = reference(&w, &xv);
             for m_tile in [8u32, 16, 32, 64] {
                 for splits in [1u32, 3, 7] {
-                    for kc in [kstep, 4 * kstep, 1024] {
+                    // The largest chunk that fits 228 KB of shared memory at this m-tile, and two small ones.
+                    for kc in [kstep, 4 * kstep, 2048 * 8 / m_tile] {
                         let cfg = GemmConfig {
                             m_tile: Some(m_tile),
                             splits: Some(splits),
@@ -297,7 +298,13 @@ fn gpu_weight_only_identity() {
     for (name, w, exact) in &ws {
         let g = WeightOnlyGemm::new(&dev, w).unwrap();
         let (n, _) = g.shape();
-        for dtype in [OutDtype::F16, OutDtype::Bf16] {
+        for (dtype, path) in [OutDtype::F16, OutDtype::Bf16]
+            .into_iter()
+            .flat_map(|d| paths(&dev).into_iter().filter(|p| p.is_some()).map(move |p| (d, p)))
+        {
+            // mma.sync scales the f32 accumulator per group: exact for INT and BitMoD. wgmma scales the 16-bit
+            // weight before the MMA (one extra rounding): within 1 ulp.
+            let exact = *exact && path == Some(GemmPath::Mma);
             for m in [64usize, k] {
                 // X = first m rows of I_k.
                 let eye: Vec<u16> = (0..m * k)
@@ -309,7 +316,7 @@ fn gpu_weight_only_identity() {
                         }
                     })
                     .collect();
-                let got = run_gemm(&dev, &g, &eye, m, dtype, GemmConfig::default());
+                let got = run_gemm(&dev, &g, &eye, m, dtype, GemmConfig { path, ..GemmConfig::default() });
                 let want: Vec<u16> = match dtype {
                     OutDtype::F16 => w.dequantize_f16().iter().map(|v| v.to_bits()).collect(),
                     OutDtype::Bf16 => w.dequantize_bf16().iter().map(|v| v.to_bits()).collect(),
@@ -318,9 +325,10 @@ fn gpu_weight_only_identity() {
                     for c in 0..n {
                         let (a, b) = (got[r * n + c], want[c * k + r]);
                         let ulps = (a as i32 - b as i32).abs();
-                        if (*exact && a != b) || (!*exact && ulps > 1) {
-                            failures
-                                .push(format!("{name} {dtype} m={m}: Y[{r}][{c}] = {a:#06x}, W[{c}][{r}] = {b:#06x}"));
+                        if (exact && a != b) || (!exact && ulps > 1) {
+                            failures.push(format!(
+                                "{name} {dtype} {path:?} m={m}: Y[{r}][{c}] = {a:#06x}, W[{c}][{r}] = {b:#06x}"
+                            ));
                         }
                     }
                 }
@@ -374,6 +382,16 @@ fn gpu_weight_only_bad_input_is_typed() {
     assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_tile), Err(CudaError::InvalidArgument { .. })));
     let bad_kc = GemmConfig { kc: Some(48), ..d };
     assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_kc), Err(CudaError::InvalidArgument { .. })));
+    // A chunk too large for shared memory at this m-tile (2 x 64 rows x 8192 columns): refused at launch with
+    // a typed error, not a CUDA error.
+    let wide = QuantizedWeight::Int(
+        IntAffineWeight::quantize(weights(16, 8192, 2).view(), 4, true, Granularity::Group(128)).unwrap(),
+    );
+    let gw = WeightOnlyGemm::new(&dev, &wide).unwrap();
+    let x = DeviceTensor::zeros(&dev, 64, 8192, OutDtype::F16).unwrap();
+    let mut y = DeviceTensor::zeros(&dev, 64, 16, OutDtype::F16).unwrap();
+    let huge = GemmConfig { m_tile: Some(64), kc: Some(8192), splits: Some(1), path: Some(GemmPath::Mma) };
+    assert!(matches!(gw.run(&dev, &x, &mut y, huge, None), Err(CudaError::InvalidArgument { .. })));
     // x with the wrong K, y with the wrong N, mixed dtypes.
     let x = DeviceTensor::zeros(&dev, 4, 255, OutDtype::F16).unwrap();
     let mut y = DeviceTensor::zeros(&dev, 4, 32, OutDtype::F16).unwrap();
