@@ -1,0 +1,300 @@
+//! `lowbit-bench`: lowbit's benchmark CLI (see `benches/README.md`).
+//!
+//! Exit codes: 0 success; 1 error (or a run that stopped early; its partial results are still
+//! written); 2 no usable GPU or no libcublas; 3 the run finished but a spot check failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use lowbit_bench::baseline::{self, Baseline};
+use lowbit_bench::context::BenchContext;
+use lowbit_bench::progress::Progress;
+use lowbit_bench::report::{MethodInfo, Report, SCHEMA_VERSION, fmt_opt, run_plot, write_report};
+use lowbit_bench::shapes::{self, parse_usize_list};
+use lowbit_bench::suites::weight_only::{self, WeightOnlyConfig};
+use lowbit_bench::sysinfo::now_utc;
+use lowbit_bench::timing::{TimingConfig, TimingMethod};
+use lowbit_bench::weights::{CHUNK_ROWS, default_threads};
+use lowbit_bench::{BenchError, Result};
+
+/// lowbit's benchmark harness: kernels vs cuBLAS, in the same run, on the same card.
+#[derive(Debug, Parser)]
+#[command(name = "lowbit-bench", version, about)]
+struct Cli {
+    /// CUDA device ordinal.
+    #[arg(long, global = true, default_value_t = 0)]
+    device: usize,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Weight-only GEMM (W{2,3,4,8}A16) vs cuBLAS fp16 / bf16 over layer shapes and M.
+    WeightOnly(Box<WeightOnlyArgs>),
+    /// Device, versions and measured copy bandwidth.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct WeightOnlyArgs {
+    /// Shapes: acceptance | all | quick | NxK,... | model names (llama-2-7b, mamba2-8b, ...), comma-separated.
+    /// Default: acceptance (quick with --quick).
+    #[arg(long)]
+    shapes: Option<String>,
+    /// M values, comma-separated. Default: 1,2,4,...,1024,4096 (1,16,256 with --quick).
+    #[arg(long = "m")]
+    m: Option<String>,
+    /// Weight schemes, comma-separated, or `all`.
+    #[arg(long, default_value = weight_only::DEFAULT_SCHEMES)]
+    schemes: String,
+    /// Baselines, comma-separated (each also sets the kernel's activation dtype for its rows).
+    #[arg(long, default_value = "cublas-f16,cublas-bf16")]
+    baselines: String,
+    /// Timed batches per operation (median reported).
+    #[arg(long, default_value_t = 50)]
+    reps: usize,
+    /// Untimed batches before them.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// graph (CUDA graph replay of each batch) or stream (host launches).
+    #[arg(long, default_value = "graph")]
+    timing: String,
+    /// Rotate weights through at least this multiple of the L2 size.
+    #[arg(long, default_value_t = 3.0)]
+    l2_factor: f64,
+    /// Smallest estimated duration of one timed batch, µs.
+    #[arg(long, default_value_t = 1000.0)]
+    min_batch_us: f64,
+    /// Time budget for the timed batches of one operation, s (lowers --reps, never below 5).
+    #[arg(long, default_value_t = 2.0)]
+    max_seconds_per_op: f64,
+    /// Sleep between operations, ms.
+    #[arg(long, default_value_t = 0)]
+    cooldown_ms: u64,
+    /// Rows quantized per (shape, scheme); the others repeat them. 0 = every row.
+    #[arg(long, default_value_t = CHUNK_ROWS)]
+    chunk_rows: usize,
+    /// Skip the correctness spot check.
+    #[arg(long)]
+    no_check: bool,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Host threads for preparation (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output directory; results go to <out>/<card>/weight-only.{json,md}.
+    #[arg(long, default_value = "docs/results")]
+    out: PathBuf,
+    /// Smoke test: 2 shapes, M in {1, 16, 256} (explicit --shapes / --m win).
+    #[arg(long)]
+    quick: bool,
+    /// Also run `python3 benches/plot.py` on the JSON (never fails the run).
+    #[arg(long)]
+    plot: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::WeightOnly(args) => weight_only_cmd(cli.device, args),
+        Cmd::Info { json } => info_cmd(cli.device, *json).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_environment() { 2 } else { 1 })
+        }
+    }
+}
+
+fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
+    // Everything that can be validated without a GPU is validated first.
+    let rows = shapes::builtin_rows()?;
+    let shape_spec = a.shapes.clone().unwrap_or_else(|| if a.quick { "quick" } else { "acceptance" }.to_string());
+    let default_ms = if a.quick { &weight_only::QUICK_MS[..] } else { &weight_only::DEFAULT_MS[..] };
+    let ms = match &a.m {
+        Some(s) => parse_usize_list(s, "--m")?,
+        None => default_ms.to_vec(),
+    };
+    if a.reps == 0 {
+        return Err(BenchError::invalid("--reps must be at least 1"));
+    }
+    let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+    if !non_negative(a.l2_factor) || !non_negative(a.min_batch_us) || !non_negative(a.max_seconds_per_op) {
+        return Err(BenchError::invalid(
+            "--l2-factor, --min-batch-us and --max-seconds-per-op must be finite and >= 0",
+        ));
+    }
+    if a.max_seconds_per_op == 0.0 {
+        return Err(BenchError::invalid("--max-seconds-per-op must be positive"));
+    }
+    let timing = TimingConfig {
+        warmup: a.warmup,
+        reps: a.reps,
+        l2_factor: a.l2_factor,
+        method: a.timing.parse::<TimingMethod>()?,
+        min_batch_us: a.min_batch_us,
+        max_seconds_per_op: a.max_seconds_per_op,
+        cooldown_ms: a.cooldown_ms,
+    };
+    let threads = a.threads.unwrap_or_else(default_threads).max(1);
+    let cfg = WeightOnlyConfig {
+        shapes: shapes::select(&shape_spec, &rows)?,
+        ms,
+        schemes: weight_only::parse_schemes(&a.schemes)?,
+        baselines: Baseline::parse_list(&a.baselines)?,
+        timing: timing.clone(),
+        check: !a.no_check,
+        seed: a.seed,
+        threads,
+        chunk_rows: a.chunk_rows,
+    };
+
+    let started = now_utc();
+    let mut ctx = BenchContext::open(device, true)?;
+    let progress = Progress::new(weight_only::planned_ops(&cfg));
+    progress.log(format!(
+        "{} ({}), {} SMs, L2 {} MiB; cuBLAS {}; {} shapes x {} M x {} schemes x {} baselines",
+        ctx.card().name,
+        ctx.card().slug,
+        ctx.card().sm_count,
+        ctx.card().l2_cache_bytes >> 20,
+        ctx.software().cublas.as_deref().unwrap_or("?"),
+        cfg.shapes.len(),
+        cfg.ms.len(),
+        cfg.schemes.len(),
+        cfg.baselines.len()
+    ));
+    let copy = ctx.measure_copy_bandwidth()?;
+    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let output = weight_only::run(&ctx, &cfg, &progress);
+    progress.finish();
+
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        suite: weight_only::SUITE.to_string(),
+        started_utc: started,
+        finished_utc: now_utc(),
+        command: std::env::args().collect(),
+        card: ctx.finish_card(),
+        software: ctx.software().clone(),
+        method: MethodInfo {
+            timing: timing.clone(),
+            timing_description: format!(
+                "CUDA events on one non-blocking stream; per operation: one untimed call per weight copy, an \
+                 estimate, then {} untimed and up to {} timed batches ({}), each batch a whole number of \
+                 rotations through the weight copies lasting >= {} us; time per call = median over batches of \
+                 batch time / calls. Copies: smallest R with R x bytes >= {} x L2.",
+                timing.warmup,
+                timing.reps,
+                match timing.method {
+                    TimingMethod::Graph => "each batch captured once into a CUDA graph and replayed",
+                    TimingMethod::Stream => "each batch launched back-to-back from the host",
+                },
+                timing.min_batch_us,
+                timing.l2_factor
+            ),
+            weights: format!(
+                "N(0, 0.02^2) floats; the first {} rows (all rows when N is smaller or not a multiple of 16) \
+                 quantized with lowbit_core::quantize and repacked, then repeated to N rows; cuBLAS weights are the \
+                 unquantized floats of the same rows in f16 / bf16",
+                cfg.chunk_rows
+            ),
+            activations: "uniform in [-1, 1), one [max M, K] matrix per dtype, the first M rows used; not rotated \
+                          (L2-resident when they fit, as in decode)"
+                .to_string(),
+            check: if cfg.check {
+                "spot check per (scheme, M, dtype): kernel output (NaN-poisoned first) vs cuBLAS on the exactly \
+                 dequantized weight rounded to the dtype; relative Frobenius error, tolerance 4e-3 (f16) / 2.4e-2 (bf16)"
+                    .to_string()
+            } else {
+                "none (--no-check)".to_string()
+            },
+            seed: cfg.seed,
+            threads,
+        },
+        shapes: cfg.shapes.clone(),
+        rows: output.rows,
+        skipped: output.skipped,
+        aborted: output.aborted,
+    };
+    let (json, md) = write_report(&a.out, &report, &weight_only::markdown(&report))?;
+    eprintln!("wrote {} and {}", json.display(), md.display());
+    if a.plot {
+        match run_plot(&json) {
+            Ok(png) => eprintln!("wrote {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    }
+    let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
+    if let Some(a) = &report.aborted {
+        eprintln!("error: the run stopped early: {a}");
+        return Ok(ExitCode::from(1));
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} points failed the correctness spot check (rel_err in the JSON)");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn info_cmd(device: usize, json: bool) -> Result<()> {
+    let has_cublas = baseline::ensure_cublas().is_ok();
+    let mut ctx = BenchContext::open(device, has_cublas)?;
+    let copy = ctx.measure_copy_bandwidth()?;
+    let card = ctx.finish_card();
+    let sw = ctx.software().clone();
+    if json {
+        let v = serde_json::json!({ "card": card, "software": sw });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("device      {} (ordinal {}, {}), cc {}", card.name, card.ordinal, card.slug, card.compute_capability);
+    println!("PCI         {}", card.pci_bus_id.as_deref().unwrap_or("?"));
+    println!(
+        "SMs {}, L2 {} MiB, memory {:.1} GiB",
+        card.sm_count,
+        card.l2_cache_bytes >> 20,
+        card.memory_bytes as f64 / (1u64 << 30) as f64
+    );
+    let pct = card.hbm_peak_gbps.map(|p| 100.0 * copy / p);
+    println!(
+        "bandwidth   D2D copy {copy:.0} GB/s (read + write, {} MiB) = {}% of HBM peak {} GB/s",
+        card.copy_bytes.unwrap_or(0) >> 20,
+        fmt_opt(pct, 1),
+        fmt_opt(card.hbm_peak_gbps, 0)
+    );
+    if let Some(c) = card.clocks_start {
+        println!(
+            "clocks      SM {} / max {} MHz, memory {} MHz, power {} W",
+            fmt_opt(c.sm_mhz, 0),
+            fmt_opt(c.max_sm_mhz, 0),
+            fmt_opt(c.mem_mhz, 0),
+            fmt_opt(c.power_w, 1)
+        );
+    } else {
+        println!("clocks      (nvidia-smi not available)");
+    }
+    println!("driver      {} (CUDA {})", sw.driver.as_deref().unwrap_or("?"), sw.driver_cuda);
+    println!("cudart      {} (static, in the kernel library)", sw.cuda_runtime);
+    match &sw.cublas {
+        Some(v) => println!(
+            "cuBLAS      {v} ({}), {}{}",
+            sw.cublas_version.map_or("?".to_string(), |v| v.to_string()),
+            sw.cublas_library.as_deref().unwrap_or("?"),
+            sw.cublas_found_in.as_ref().map_or(String::new(), |d| format!(" (found in {d}, not on LD_LIBRARY_PATH)"))
+        ),
+        None => println!("cuBLAS      not found: {}", BenchError::NoCublas),
+    }
+    println!("nvcc        {}", sw.nvcc);
+    println!("kernels     {} (ABI {})", sw.kernel_archs, sw.kernels_abi);
+    Ok(())
+}
