@@ -83,6 +83,9 @@ struct WeightOnlyArgs {
     /// Skip the correctness spot check.
     #[arg(long)]
     no_check: bool,
+    /// Kernel path of the weight-only GEMM: auto (wgmma from M = 128 on Hopper), mma or wgmma.
+    #[arg(long, default_value = "auto")]
+    path: String,
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -156,6 +159,19 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
         seed: a.seed,
         threads,
         chunk_rows: a.chunk_rows,
+        gemm: lowbit_cuda::GemmConfig {
+            path: match a.path.as_str() {
+                "auto" => None,
+                "mma" => Some(lowbit_cuda::GemmPath::Mma),
+                "wgmma" => Some(lowbit_cuda::GemmPath::Wgmma),
+                other => {
+                    return Err(lowbit_bench::error::BenchError::invalid(format!(
+                        "--path {other}: expected auto, mma or wgmma"
+                    )));
+                }
+            },
+            ..lowbit_cuda::GemmConfig::default()
+        },
     };
 
     let started = now_utc();

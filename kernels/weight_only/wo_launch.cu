@@ -122,9 +122,11 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     if (cfg && cfg->splits > 0) {
         splits = cfg->splits;
     } else {
-        // Enough blocks for ~3 per SM, but keep at least 8 k-steps (one 16-byte load each) per split.
+        // About 8 blocks per SM (2-3 resident at a time): many short blocks keep the last wave's tail
+        // small (224 blocks on 132 SMs would leave 40 SMs with half the work of the others). Keep at
+        // least 8 k-steps (8 16-byte loads per lane) per split.
         const int64_t blocks = int64_t(nblk) * p.mtiles;
-        splits = int((3 * int64_t(sms) + blocks - 1) / blocks);
+        splits = int((8 * int64_t(sms) + blocks - 1) / blocks);
         splits = splits < 1 ? 1 : splits;
         const int max_splits = ksteps / 8 > 0 ? ksteps / 8 : 1;
         splits = splits > max_splits ? max_splits : splits;

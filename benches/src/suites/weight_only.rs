@@ -82,6 +82,8 @@ pub struct WeightOnlyConfig {
     pub threads: usize,
     /// Rows quantized per (shape, scheme); the rest repeat them (0 = quantize every row).
     pub chunk_rows: usize,
+    /// Launch overrides of the kernel (path; `default()` = automatic).
+    pub gemm: GemmConfig,
 }
 
 /// Kernel id of a scheme in reports: `w{bits}a16-{kind}-{granularity}`, e.g. `w4a16-int-g128`,
@@ -489,7 +491,7 @@ fn run_shape(
                 let dtype = b.dtype();
                 let what = format!("{} {id} M={m} {dtype}", op_name(&st.scheme));
                 pb.set_message(what.clone());
-                match time_kernel(ctx, &timer, st, m, dtype, xs[&dtype].device_ptr(stream).0, y_ptr) {
+                match time_kernel(ctx, &timer, st, m, dtype, xs[&dtype].device_ptr(stream).0, y_ptr, cfg.gemm) {
                     Ok(meas) => {
                         let row = make_row(&st.scheme, (m, n, k), &meas, *b, base, st.row_ctx);
                         pb.log(format!(
@@ -546,6 +548,7 @@ fn run_shape(
 }
 
 /// Times one scheme at (M, dtype).
+#[allow(clippy::too_many_arguments)]
 fn time_kernel(
     ctx: &BenchContext,
     timer: &crate::timing::Timer,
@@ -554,10 +557,11 @@ fn time_kernel(
     dtype: OutDtype,
     x_ptr: u64,
     y_ptr: u64,
+    gemm: GemmConfig,
 ) -> Result<Measurement> {
     let (dev, stream) = (ctx.device(), ctx.stream());
     let (_, k) = st.copies[0].shape();
-    let plan = st.copies[0].plan(dev, m, dtype, GemmConfig::default())?;
+    let plan = st.copies[0].plan(dev, m, dtype, gemm)?;
     let mut ws = st.copies[0].workspace(dev, &plan)?;
     dev.synchronize()?; // the workspace was allocated on the device's default stream
     let ws_ptr = ws.as_mut().map_or(0, |w| w.device_ptr_mut(stream).0);
@@ -588,7 +592,7 @@ fn check_point(
 ) -> Result<f64> {
     let (dev, stream) = (ctx.device(), ctx.stream());
     let g = &st.copies[0];
-    let plan = g.plan(dev, m, dtype, GemmConfig::default())?;
+    let plan = g.plan(dev, m, dtype, cfg.gemm)?;
     let mut ws = g.workspace(dev, &plan)?;
     dev.synchronize()?;
     let x_ptr = x.device_ptr(stream).0;
@@ -947,6 +951,7 @@ mod tests {
             seed: 0,
             threads: 1,
             chunk_rows: 1024,
+            gemm: GemmConfig::default(),
         };
         assert_eq!(planned_ops(&cfg), 4 * 12 * 2 * 9);
     }

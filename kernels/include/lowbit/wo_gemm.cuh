@@ -104,31 +104,35 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
         }
     }
 
-    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight.
-    const size_t lane_off = size_t(strip) * p.ksteps * 32 + lane;
+    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight. A load past
+    // this split's last step re-reads that step (in bounds, no branch); a warp beyond N reads strip 0.
+    const size_t lane_off = size_t(active ? strip : 0) * p.ksteps * 32 + lane;
     const uint32_t* wptr = p.words + lane_off * 4;
     const uint32_t* hptr = Fmt::kHasHi ? p.hi_words + lane_off * 2 : nullptr;
+    const int s_last = s_end - 1;
     uint32_t wb[P][4], hb[P][2];
     auto load_w = [&](int i, int step) {
-        if (active && step < s_end) {
-            const uint4 v = ld_stream_u4(wptr + size_t(step) * 128);
-            wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
-            if constexpr (Fmt::kHasHi) {
-                const uint2 h = ld_stream_u2(hptr + size_t(step) * 64);
-                hb[i][0] = h.x, hb[i][1] = h.y;
-            }
+        step = min(step, s_last);
+        const uint4 v = ld_stream_u4(wptr + size_t(step) * 128);
+        wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
+        if constexpr (Fmt::kHasHi) {
+            const uint2 h = ld_stream_u2(hptr + size_t(step) * 64);
+            hb[i][0] = h.x, hb[i][1] = h.y;
         }
     };
 #pragma unroll
     for (int i = 0; i < P; ++i) load_w(i, s_begin + i);
 
     // Group metadata: the current group's pair is in use, the next one is already loading.
-    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(strip) * p.groups * 8 + g;
-    auto load_meta = [&](int gi) -> uint2 {
-        return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
-    };
-    int tile = s_begin * TS;
-    int gi = tile / p.gtiles, tig = tile - gi * p.gtiles;
+    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
+    auto load_meta = [&](int gi) -> uint2 { return gi < p.groups ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0); };
+    const int tile0 = s_begin * TS;
+    int gi = tile0 / p.gtiles, tig = tile0 - gi * p.gtiles;
+    // Groups of whole k-steps (every group size >= the k-step: g128 at 4 bits, per-channel, ...) are
+    // flushed once per step, with no per-tile bookkeeping; smaller groups (g32/g64 at 2-4 bits) per tile.
+    const bool step_groups = p.gtiles >= TS;
+    const int spg = step_groups ? p.gtiles / TS : 1;  // k-steps per group
+    int sig = tig / TS;                               // k-steps of the current group done
     uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
     GroupCtx ctx;
     auto set_ctx = [&](uint32_t aux) {
@@ -145,44 +149,50 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mt][e] = 0.f, accg[mt][e] = 0.f;
-    auto flush = [&](uint32_t scale_pair) {
-        const float2 s = __half22float2(*reinterpret_cast<const __half2*>(&scale_pair));
+    auto flush = [&]() {
+        const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-            acc[mt][0] += s.x * accg[mt][0], acc[mt][1] += s.x * accg[mt][1];
-            acc[mt][2] += s.y * accg[mt][2], acc[mt][3] += s.y * accg[mt][3];
+            acc[mt][0] += sc.x * accg[mt][0], acc[mt][1] += sc.x * accg[mt][1];
+            acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
 #pragma unroll
             for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
         }
+        ++gi;
+        cur = nxt;
+        nxt = load_meta(gi + 1);
+        set_ctx(cur.y);
     };
 
     const int nsteps = s_end - s_begin;
     stage_x<T, ROWS>(p, xs, m0, s_begin * KSTEP);
+    int chunk = -1, chunk_left = 0;
+    const T* xb = xs;
+    // ldmatrix row address of this lane within a chunk: rows mt*8 + lane%8, columns 8*(lane/8).
+    const int lds_lane = (lane & 7) * lds + (lane >> 3) * 8;
     for (int s0 = s_begin; s0 < s_end; s0 += P) {
 #pragma unroll
         for (int i = 0; i < P; ++i) {
-            const int s = s0 + i;
-            if (s < s_end) {
-                const int rel = s - s_begin, chunk = rel / spc, within = rel - chunk * spc;
-                if (within == 0) {
-                    // Chunk `chunk` landed; every warp is done with chunk - 1, whose buffer takes chunk + 1.
+            if (s0 + i < s_end) {
+                if (chunk_left == 0) {
+                    // Chunk `chunk` + 1 landed; every warp is done with the previous one, whose buffer
+                    // takes the chunk after.
+                    ++chunk;
                     cp_async_wait<0>();
                     __syncthreads();
                     if ((chunk + 1) * spc < nsteps) {
                         stage_x<T, ROWS>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
                     }
+                    xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
+                    chunk_left = spc;
                 }
-                const T* xb = xs + (chunk & 1) * ROWS * lds + within * KSTEP;
+                --chunk_left;
                 uint32_t bf[MT][4];
-#pragma unroll
-                for (int j = 0; j < TS; ++j) {
+                auto tile = [&](int j) {
                     if ((j & 1) == 0) {
-                        // B fragments of tiles j and j+1 for every m-subtile: rows mt*8 + lane%8,
-                        // columns 16j + 8*(lane/8): one ldmatrix.x4.
+                        // B fragments of tiles j and j+1 for every m-subtile: one ldmatrix.x4 each.
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            ldmatrix_x4(bf[mt], xb + (mt * 8 + (lane & 7)) * lds + j * 16 + (lane >> 3) * 8);
-                        }
+                        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(bf[mt], xb + mt * 8 * lds + j * 16);
                     }
                     uint32_t a[4];
                     Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
@@ -190,20 +200,37 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
                     for (int mt = 0; mt < MT; ++mt) {
                         mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
                     }
-                    if (++tig == p.gtiles) {
-                        flush(cur.x);
-                        tig = 0;
-                        ++gi;
-                        cur = nxt;
-                        nxt = load_meta(gi + 1);
-                        set_ctx(cur.y);
+                };
+                if (step_groups) {
+#pragma unroll
+                    for (int j = 0; j < TS; ++j) tile(j);
+                    if (++sig == spg) {
+                        sig = 0;
+                        flush();
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < TS; ++j) {
+                        tile(j);
+                        if (++tig == p.gtiles) {
+                            tig = 0;
+                            flush();
+                        }
                     }
                 }
-                load_w(i, s + P);
+                xb += KSTEP;
+                load_w(i, s0 + i + P);
             }
         }
     }
-    if (tig != 0) flush(cur.x);
+    if (step_groups ? sig != 0 : tig != 0) {
+        const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            acc[mt][0] += sc.x * accg[mt][0], acc[mt][1] += sc.x * accg[mt][1];
+            acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
+        }
+    }
     if (!active) return;
 
     // Epilogue: C fragment (c0, c1) = row g, (c2, c3) = row g + 8 of the strip; columns 2t, 2t+1 are rows of Y.

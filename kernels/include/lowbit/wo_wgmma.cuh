@@ -47,7 +47,11 @@ __device__ __forceinline__ void scale_pairs(uint32_t sp, uint32_t& sg, uint32_t&
     sg8 = Pair<T>::splat(s.y);
 }
 
-constexpr int kWgStages = 4;
+// X ring depth: a stage is refilled two steps after its wgmma group was issued (wait_group 1 + barrier),
+// so S - 2 stages are in flight ahead of the tensor cores.
+constexpr int kWgStages = 6;
+// Weight k-steps in flight per lane (16-byte loads straight from HBM into registers).
+constexpr int kWgPrefetch = 4;
 
 template <class Fmt, int BN>
 constexpr size_t wgmma_smem_bytes(int n_tables) {
@@ -100,7 +104,8 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args p) {
     const size_t lane_off = size_t(strip) * ksteps * 32 + lane;
     const uint32_t* wptr = p.words + lane_off * 4;
     const uint32_t* hptr = Fmt::kHasHi ? p.hi_words + lane_off * 2 : nullptr;
-    uint32_t wb[2][4], hb[2][2];
+    constexpr int PW = kWgPrefetch;
+    uint32_t wb[PW][4], hb[PW][2];
     auto load_w = [&](int i, int step) {
         if (active && step < ksteps) {
             const uint4 v = ld_stream_u4(wptr + size_t(step) * 128);
@@ -131,33 +136,33 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args p) {
     set_group();
 
     for (int s = 0; s < S - 2; ++s) load_stage(s);
-    load_w(0, 0);
-    load_w(1, 1);
+#pragma unroll
+    for (int i = 0; i < PW; ++i) load_w(i, i);
 
     float acc[BN / 2];
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
     uint32_t abuf[2][TS][4];
 
-    for (int s0 = 0; s0 < ksteps; s0 += 2) {
+    for (int s0 = 0; s0 < ksteps; s0 += PW) {
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < PW; ++i) {
             const int s = s0 + i;
             if (s < ksteps) {
                 // Stage s has landed for this thread; the barrier makes it everyone's, and also certifies
                 // that every warpgroup finished the wgmma groups <= s-2 (their wait_group 1 at step s-1),
                 // so ring slot (s-2) % S may be refilled.
-                cp_async_wait<S - 3>();
+                cp_async_wait<S - 3>();  // stages s+1 .. s+S-3 may still be in flight
                 __syncthreads();
                 load_stage(s + S - 2);
 #pragma unroll
                 for (int j = 0; j < TS; ++j) {
                     uint32_t a[4];
                     Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
-                    abuf[i][j][0] = mul_pair<T>(a[0], sg);
-                    abuf[i][j][1] = mul_pair<T>(a[1], sg8);
-                    abuf[i][j][2] = mul_pair<T>(a[2], sg);
-                    abuf[i][j][3] = mul_pair<T>(a[3], sg8);
+                    abuf[i & 1][j][0] = mul_pair<T>(a[0], sg);
+                    abuf[i & 1][j][1] = mul_pair<T>(a[1], sg8);
+                    abuf[i & 1][j][2] = mul_pair<T>(a[2], sg);
+                    abuf[i & 1][j][3] = mul_pair<T>(a[3], sg8);
                     if (++tig == p.gtiles) {
                         tig = 0;
                         ++gi;
@@ -166,12 +171,12 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args p) {
                         set_group();
                     }
                 }
-                load_w(i, s + 2);
+                load_w(i, s + PW);
                 const unsigned char* stage = smem + (s % S) * STAGE;
                 wgmma_fence();
 #pragma unroll
                 for (int j = 0; j < TS; ++j) {
-                    wgmma_rs<T, BN>(acc, abuf[i][j], smem_desc(stage + j * SLAB, 128, 256), 1);
+                    wgmma_rs<T, BN>(acc, abuf[i & 1][j], smem_desc(stage + j * SLAB, 128, 256), 1);
                 }
                 wgmma_commit();
                 wgmma_wait<1>();
