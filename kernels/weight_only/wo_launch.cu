@@ -114,7 +114,10 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
         return p;
     }
     const int want_mt = cfg && cfg->m_tile > 0 ? cfg->m_tile / 8 : 0;
-    p.mt = want_mt > 0 ? want_mt : (m <= 8 ? 1 : m <= 16 ? 2 : m <= 32 ? 4 : 8);
+    // m-tiles of 32 rows beyond M = 16: the 64-row tile needs ~150 registers (one block per SM, too few
+    // warps to hide HBM latency), while 32-row tiles run two or three blocks per SM and the second m-tile of
+    // a strip group reads its weights from L2 (the grid puts m-tiles next to each other).
+    p.mt = want_mt > 0 ? want_mt : (m <= 8 ? 1 : m <= 16 ? 2 : 4);
     p.mtiles = int((m + p.mt * 8 - 1) / (p.mt * 8));
     const int kstep = fi.tiles * 16, ksteps = w->k_pad / kstep;
     const int strips = w->n_pad / 16, nblk = (strips + kWarps - 1) / kWarps;
@@ -280,6 +283,8 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     a.steps_per_split = pl.steps_per_split;
     a.kc = pl.kc;
     a.x_vec = (ldx % 8 == 0) && (w->k % 8 == 0) && aligned(x, 16);
+    a.auto_splits = !(cfg && cfg->splits > 0);
+    a.sms = sm_count(num_sms);
     const cudaStream_t s = static_cast<cudaStream_t>(stream);
     const cudaError_t e = dtype == LOWBIT_DTYPE_F16 ? run<__half>(w, a, pl, workspace, s)
                                                     : run<__nv_bfloat16>(w, a, pl, workspace, s);

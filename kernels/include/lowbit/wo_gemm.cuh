@@ -21,6 +21,8 @@
 //   streaming W again (the large-M path of the Rust layer picks dequantize + cuBLAS beyond that).
 #pragma once
 
+#include <cmath>
+
 #include "lowbit/mma.cuh"
 #include "lowbit/wo_decode.cuh"
 
@@ -45,6 +47,8 @@ struct Args {
     int strips, ksteps, gtiles, groups;
     int steps_per_split, kc;  // K-range per split (k-steps) and X chunk (columns)
     int x_vec;                // 1: 16-byte cp.async staging of X is allowed
+    int auto_splits;          // 1: the launch may re-pick the split count (>= 2) to fill whole waves
+    int sms;                  // multiprocessors of the device (for that choice)
 };
 
 template <typename T>
@@ -86,10 +90,12 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
     uint32_t* tab = reinterpret_cast<uint32_t*>(xs + 2 * ROWS * lds);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
-    const int strip = blockIdx.x * kWarps + warp;
+    // Grid (m-tiles, strip groups, splits): the m-tiles of one strip group and split are neighbours in
+    // launch order, so they run together and all but the first read the weights from L2.
+    const int strip = blockIdx.y * kWarps + warp;
     const bool active = strip < p.strips;
-    const int m0 = blockIdx.z * ROWS;
-    const int s_begin = blockIdx.y * p.steps_per_split;
+    const int m0 = blockIdx.x * ROWS;
+    const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
     if (s_begin >= s_end) return;  // block-uniform, before any barrier
     const int spc = p.kc / KSTEP;  // k-steps per X chunk
@@ -281,15 +287,45 @@ constexpr size_t smem_bytes(int kc, int n_tables) {
     return s;
 }
 
+// k-steps of weights in flight per lane: deeper for the small m-tiles, whose warps are few and cheap.
+template <int MT>
+constexpr int prefetch_steps() {
+    return MT <= 2 ? 8 : 4;
+}
+
 template <class Fmt, typename T, int MT>
-cudaError_t launch_mt(const Args& a, int splits, int mtiles, cudaStream_t s) {
-    auto kern = gemm_kernel<Fmt, T, MT, 4>;
+cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<MT>()>;
+    Args a = a0;
+    const int kstep = Fmt::kTiles * 16, nblk = (a.strips + kWarps - 1) / kWarps;
+    if (a.auto_splits && splits > 1) {
+        // Pick the split count whose blocks fill the resident slots in the most nearly whole waves
+        // (a last wave that is 10% full costs almost a whole wave). At least 8 k-steps per split.
+        int occ = 0;
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, smem_bytes<Fmt, MT>(a.kc, a.n_tables));
+        cudaGetLastError();
+        const int64_t slots = int64_t(occ > 0 ? occ : 1) * (a.sms > 0 ? a.sms : 1);
+        const int max_s = a.ksteps / 8 > 2 ? a.ksteps / 8 : 2;
+        double best = -1;
+        for (int c = 2; c <= max_s; ++c) {
+            const int sps = (a.ksteps + c - 1) / c, real = (a.ksteps + sps - 1) / sps;
+            const double waves = double(int64_t(nblk) * mtiles * real) / double(slots);
+            const double eff = waves / std::ceil(waves);
+            if (eff > best + 0.02) {
+                best = eff;
+                splits = real;
+                a.steps_per_split = sps;
+            }
+        }
+        const int kc = a.steps_per_split * kstep;
+        if (kc < a.kc) a.kc = kc;  // a shorter split needs a shorter chunk, never a longer one
+    }
     const size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
     }
-    const dim3 grid((a.strips + kWarps - 1) / kWarps, splits, mtiles);
+    const dim3 grid(mtiles, nblk, splits);
     kern<<<grid, kThreads, smem, s>>>(a);
     return cudaGetLastError();
 }
