@@ -86,6 +86,12 @@ struct WeightOnlyArgs {
     /// Kernel path of the weight-only GEMM: auto (wgmma from M = 128 on Hopper), mma or wgmma.
     #[arg(long, default_value = "auto")]
     path: String,
+    /// Force the split-K factor of the mma.sync path (default: automatic).
+    #[arg(long)]
+    splits: Option<u32>,
+    /// Force the rows of X per block of the mma.sync path: 8, 16, 32 or 64 (default: automatic).
+    #[arg(long)]
+    m_tile: Option<u32>,
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -170,6 +176,8 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
                     )));
                 }
             },
+            splits: a.splits,
+            m_tile: a.m_tile,
             ..lowbit_cuda::GemmConfig::default()
         },
     };
