@@ -139,7 +139,9 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
     const bool step_groups = p.gtiles >= TS;
     const int spg = step_groups ? p.gtiles / TS : 1;  // k-steps per group
     int sig = tig / TS;                               // k-steps of the current group done
-    uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
+    // Metadata comes from HBM too (it is read once): keep three groups in flight behind the current one,
+    // or every group switch waits a full memory latency (the first profile's dominant stall).
+    uint2 cur = load_meta(gi), nx1 = load_meta(gi + 1), nx2 = load_meta(gi + 2), nx3 = load_meta(gi + 3);
     GroupCtx ctx;
     auto set_ctx = [&](uint32_t aux) {
         Fmt::template ctx<T>(aux, ctx);
@@ -165,8 +167,10 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
             for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
         }
         ++gi;
-        cur = nxt;
-        nxt = load_meta(gi + 1);
+        cur = nx1;
+        nx1 = nx2;
+        nx2 = nx3;
+        nx3 = load_meta(gi + 3);
         set_ctx(cur.y);
     };
 
