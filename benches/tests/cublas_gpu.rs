@@ -113,7 +113,7 @@ fn gpu_timer_graph_and_stream_methods() {
             .measure(wps.len(), |i| {
                 // SAFETY: x, the weight copies and y have the GEMM's sizes on this context and outlive
                 // the measurement (the stream is synchronized below).
-                unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, xp, wps[i], yp) }
+                Ok(unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, xp, wps[i], yp) }?)
             })
             .unwrap();
         stream.synchronize().unwrap();
@@ -132,7 +132,7 @@ fn gpu_timer_graph_and_stream_methods() {
     stream.synchronize().unwrap();
     let mut launch = |i: usize| {
         // SAFETY: as above.
-        unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, xp, wps[i], yp) }
+        Ok(unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, xp, wps[i], yp) }?)
     };
     let graph = timer.capture(6, wps.len(), &mut launch).unwrap();
     assert!(stream.clone_dtoh(&y).unwrap().iter().all(|&v| v == 0xFFFF), "capture must not execute");

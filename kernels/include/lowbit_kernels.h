@@ -297,6 +297,20 @@ lowbit_status lowbit_wo_gemm(const lowbit_wo_weight *w, const void *x, int64_t l
                              void *workspace, int64_t workspace_bytes, const lowbit_wo_config *cfg, int32_t num_sms,
                              void *stream);
 
+/**
+ * Dequantizes a tiled weight into a dense row-major [n, k] matrix (`ld_out` >= k elements per row) of
+ * f16 or bf16, in the kernel's column order (act-order weights: columns permuted by `perm`). Scaling in f32,
+ * one rounding: bit-identical to lowbit-core for INT and BitMoD formats, within 1 ulp for tables. The
+ * large-M path runs this and then cuBLAS.
+ */
+lowbit_status lowbit_wo_dequantize(const lowbit_wo_weight *w, void *out, int64_t ld_out, int32_t dtype, void *stream);
+
+/**
+ * Act-order helper: out[m][j] = x[m][perm[j]] for j < k (`out` dense [m, k]); needs w->perm.
+ */
+lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight *w, const void *x, int64_t ldx, int64_t m, void *out,
+                                       int32_t dtype, void *stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 static_assert(sizeof(lowbit_status) == 8, "lowbit_status is two int32_t");

@@ -24,6 +24,14 @@ LOWBIT_WO_DECLARE_WGMMA(int8)
 LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
+#define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
+LOWBIT_WO_DECLARE_DEQUANT(int2)
+LOWBIT_WO_DECLARE_DEQUANT(int3)
+LOWBIT_WO_DECLARE_DEQUANT(int4)
+LOWBIT_WO_DECLARE_DEQUANT(int8)
+LOWBIT_WO_DECLARE_DEQUANT(lut2)
+LOWBIT_WO_DECLARE_DEQUANT(lut3)
+LOWBIT_WO_DECLARE_DEQUANT(lut4)
 
 namespace {
 
@@ -192,7 +200,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         T* gathered = reinterpret_cast<T*>(ws + pl.ws_split_bytes);
         const int64_t total = int64_t(a.m) * a.k;
         const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
-        gather_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(a.x), w->perm, gathered, a.m, a.k);
+        gather_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(a.x), a.ldx, w->perm, gathered, a.m, a.k);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;
         a.x = gathered;
@@ -288,5 +296,75 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     const cudaStream_t s = static_cast<cudaStream_t>(stream);
     const cudaError_t e = dtype == LOWBIT_DTYPE_F16 ? run<__half>(w, a, pl, workspace, s)
                                                     : run<__nv_bfloat16>(w, a, pl, workspace, s);
+    return e == cudaSuccess ? make_status(LOWBIT_OK) : make_status(LOWBIT_ERR_CUDA, e);
+}
+
+namespace {
+
+cudaError_t dequant_format(int32_t format, int32_t dtype, const Args& a, void* out, int ld, cudaStream_t s) {
+    switch (format) {
+        case LOWBIT_WO_INT2: return lowbit_wo_dequant_int2(a, dtype, out, ld, s);
+        case LOWBIT_WO_INT3: return lowbit_wo_dequant_int3(a, dtype, out, ld, s);
+        case LOWBIT_WO_INT4: return lowbit_wo_dequant_int4(a, dtype, out, ld, s);
+        case LOWBIT_WO_INT8: return lowbit_wo_dequant_int8(a, dtype, out, ld, s);
+        case LOWBIT_WO_LUT2: return lowbit_wo_dequant_lut2(a, dtype, out, ld, s);
+        case LOWBIT_WO_LUT3: return lowbit_wo_dequant_lut3(a, dtype, out, ld, s);
+        default: return lowbit_wo_dequant_lut4(a, dtype, out, ld, s);
+    }
+}
+
+// The descriptor's fields as kernel arguments (no X / Y).
+Args weight_args(const lowbit_wo_weight* w, const FormatInfo& fi) {
+    Args a{};
+    a.words = w->words;
+    a.hi_words = w->hi_words;
+    a.meta = w->meta;
+    a.chan = w->channel_scales;
+    a.lut = w->lut;
+    a.n_tables = fi.is_lut ? w->lut_tables : 0;
+    a.n = w->n;
+    a.k = w->k;
+    a.strips = w->n_pad / 16;
+    a.ksteps = w->k_pad / (fi.tiles * 16);
+    a.gtiles = w->group_len / 16;
+    a.groups = w->k_pad / w->group_len;
+    return a;
+}
+
+}  // namespace
+
+extern "C" lowbit_status lowbit_wo_dequantize(const lowbit_wo_weight* w, void* out, int64_t ld_out, int32_t dtype,
+                                              void* stream) {
+    FormatInfo fi;
+    const lowbit_status st = check_weight(w, fi);
+    if (st.code != LOWBIT_OK) return st;
+    if (!out || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (ld_out < w->k || ld_out > INT32_MAX) return make_status(LOWBIT_ERR_SHAPE);
+    if (!aligned(out, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
+    const cudaError_t e = dequant_format(w->format, dtype, weight_args(w, fi), out, int(ld_out), static_cast<cudaStream_t>(stream));
+    return e == cudaSuccess ? make_status(LOWBIT_OK) : make_status(LOWBIT_ERR_CUDA, e);
+}
+
+extern "C" lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight* w, const void* x, int64_t ldx, int64_t m,
+                                                  void* out, int32_t dtype, void* stream) {
+    FormatInfo fi;
+    const lowbit_status st = check_weight(w, fi);
+    if (st.code != LOWBIT_OK) return st;
+    if (!w->perm || !x || !out || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
+        return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    }
+    if (m < 1 || m > INT32_MAX || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
+    if (!aligned(x, 2) || !aligned(out, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
+    const int64_t total = m * w->k;
+    const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
+    const cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (dtype == LOWBIT_DTYPE_F16) {
+        gather_kernel<__half><<<blocks, 256, 0, s>>>(static_cast<const __half*>(x), ldx, w->perm,
+                                                     static_cast<__half*>(out), int(m), w->k);
+    } else {
+        gather_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(static_cast<const __nv_bfloat16*>(x), ldx, w->perm,
+                                                            static_cast<__nv_bfloat16*>(out), int(m), w->k);
+    }
+    const cudaError_t e = cudaGetLastError();
     return e == cudaSuccess ? make_status(LOWBIT_OK) : make_status(LOWBIT_ERR_CUDA, e);
 }

@@ -481,7 +481,7 @@ fn run_shape(
                 // SAFETY: x holds m_max ≥ m rows of K, each weight copy N·K and y m_max·N elements of the
                 // baseline's dtype, all allocated on this stream's context and alive until the
                 // stream is synchronized at the end of this function.
-                unsafe { cublas.gemm_raw(b.dtype(), m, n, k, x_ptr, w_ptrs[i], y_ptr) }
+                Ok(unsafe { cublas.gemm_raw(b.dtype(), m, n, k, x_ptr, w_ptrs[i], y_ptr) }?)
             })?;
             pb.inc();
             base_times.push((*b, meas));

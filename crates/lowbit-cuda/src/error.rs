@@ -81,6 +81,14 @@ pub enum CudaError {
         /// Elements given.
         got: usize,
     },
+    /// libcublas (CUDA 13) could not be loaded from any of the usual places.
+    #[error(
+        "libcublas.so.13 not found (searched LOWBIT_CUBLAS_DIR, PyTorch's lib/, nvidia/cu13/lib under site-packages, /usr/local/cuda, ldconfig)"
+    )]
+    NoCublas,
+    /// A cuBLAS call failed.
+    #[error("cuBLAS error: {0:?}")]
+    Cublas(#[from] cudarc::cublas::result::CublasError),
     /// A CUDA driver API call made through cudarc failed.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] DriverError),

@@ -17,6 +17,7 @@ use lowbit_kernels_sys as sys;
 use ndarray::{Array2, ArrayView2};
 
 use crate::buffer::{DeviceTensor, OutDtype, upload};
+use crate::cublas::{Cublas, ensure_cublas};
 use crate::device::Device;
 use crate::error::{CudaError, Result, check_with};
 
@@ -27,14 +28,21 @@ const LAUNCHER: &str = "lowbit_wo_gemm";
 pub enum GemmPath {
     /// Warp-level `mma.sync` kernel (sm_80+), split-K, up to 64 rows of X per block: the small-M path.
     Mma,
-    /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block: the large-M path.
+    /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block.
     Wgmma,
+    /// Dequantize the weight into the workspace (`lowbit_wo_dequantize`), then cuBLAS f16/bf16 GEMM: the
+    /// large-M path while the wgmma kernel is slower than cuBLAS (see `kernels/weight_only/NOTES.md`).
+    DequantCublas,
 }
+
+/// From this M up the automatic plan dequantizes and calls cuBLAS (when libcublas is available).
+pub const DEQUANT_CUBLAS_MIN_M: usize = 128;
 
 /// Optional overrides of the automatic launch plan (benchmarks and tests); `None` = automatic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmConfig {
-    /// Kernel path (automatic: wgmma for M >= 128 on Hopper, mma.sync otherwise).
+    /// Kernel path (automatic: dequantize + cuBLAS from M = 128 when libcublas loads, else wgmma from
+    /// M = 128 on Hopper, mma.sync otherwise).
     pub path: Option<GemmPath>,
     /// Rows of X per block: 8, 16, 32 or 64.
     pub m_tile: Option<u32>,
@@ -54,6 +62,7 @@ impl GemmConfig {
                 None => sys::LOWBIT_WO_PATH_AUTO as i32,
                 Some(GemmPath::Mma) => sys::LOWBIT_WO_PATH_MMA as i32,
                 Some(GemmPath::Wgmma) => sys::LOWBIT_WO_PATH_WGMMA as i32,
+                Some(GemmPath::DequantCublas) => sys::LOWBIT_WO_PATH_AUTO as i32, // never reaches the launcher
             },
         }
     }
@@ -66,8 +75,11 @@ pub struct GemmPlan {
     pub m: usize,
     /// Element type of X and Y.
     pub dtype: OutDtype,
-    /// Workspace bytes the launch needs (split-K partial sums, act-order gather); 0 = none.
+    /// Workspace bytes the launch needs (split-K partial sums, act-order gather, the dense weight of the
+    /// cuBLAS path); 0 = none.
     pub workspace_bytes: usize,
+    /// The plan dequantizes into the workspace and calls cuBLAS ([`GemmPath::DequantCublas`]).
+    pub dequant_cublas: bool,
     /// Launch overrides.
     pub config: GemmConfig,
 }
@@ -92,6 +104,8 @@ pub struct WeightOnlyGemm {
     ordinal: usize,
     sm_count: i32,
     weight_bytes: usize,
+    /// cuBLAS handle of the large-M path, made on first use (`None` inside: libcublas not loadable).
+    cublas: std::sync::OnceLock<Option<std::sync::Mutex<Cublas>>>,
 }
 
 impl WeightOnlyGemm {
@@ -130,6 +144,7 @@ impl WeightOnlyGemm {
             ordinal: dev.ordinal(),
             sm_count: dev.info().sm_count as i32,
             weight_bytes,
+            cublas: std::sync::OnceLock::new(),
         };
         // Uploads are ordered on the device's stream; make them visible to any stream (run_raw).
         dev.synchronize()?;
@@ -208,6 +223,28 @@ impl WeightOnlyGemm {
         if config.splits == Some(0) {
             return Err(CudaError::InvalidArgument { launcher: LAUNCHER, detail: "splits = 0".into() });
         }
+        let dequant = match config.path {
+            Some(GemmPath::DequantCublas) => {
+                if self.cublas(dev).is_none() {
+                    return Err(CudaError::NoCublas);
+                }
+                true
+            }
+            None => m >= DEQUANT_CUBLAS_MIN_M && self.cublas(dev).is_some(),
+            Some(_) => false,
+        };
+        if dequant {
+            // The dense weight, then (act-order) the gathered X, each 256-byte aligned.
+            let align = |b: usize| b.div_ceil(256) * 256;
+            let gather = if self.perm.is_some() { align(m * self.k * 2) } else { 0 };
+            return Ok(GemmPlan {
+                m,
+                dtype,
+                workspace_bytes: align(self.n * self.k * 2) + gather,
+                config,
+                dequant_cublas: true,
+            });
+        }
         dev.bind_to_thread()?;
         let mut guards = Vec::new();
         let w = self.ffi(dev.stream(), &mut guards);
@@ -221,7 +258,83 @@ impl WeightOnlyGemm {
                 detail: format!("m={m} dtype={dtype} config={config:?}"),
             });
         }
-        Ok(GemmPlan { m, dtype, workspace_bytes: bytes as usize, config })
+        Ok(GemmPlan { m, dtype, workspace_bytes: bytes as usize, config, dequant_cublas: false })
+    }
+
+    /// The cuBLAS handle of the large-M path (made on first use, on `dev`'s stream); `None` when libcublas
+    /// cannot be loaded.
+    fn cublas(&self, dev: &Device) -> Option<&std::sync::Mutex<Cublas>> {
+        self.cublas
+            .get_or_init(|| {
+                ensure_cublas().ok()?;
+                Cublas::new(dev.stream().clone()).ok().map(std::sync::Mutex::new)
+            })
+            .as_ref()
+    }
+
+    /// The large-M path on `stream`: dequantize into the workspace, gather X's columns for act-order
+    /// weights, cuBLAS GEMM.
+    ///
+    /// # Safety
+    /// As [`Self::run_raw`]; `ldx` must equal K; `workspace` holds `plan.workspace_bytes` bytes.
+    unsafe fn run_dequant_cublas(
+        &self,
+        dev: &Device,
+        x: u64,
+        y: u64,
+        plan: &GemmPlan,
+        workspace: u64,
+        stream: *mut c_void,
+    ) -> Result<()> {
+        let blas = self.cublas(dev).ok_or(CudaError::NoCublas)?;
+        let blas = blas.lock().map_err(|_| CudaError::InvalidArgument {
+            launcher: "cublas",
+            detail: "cuBLAS handle poisoned by a panic in another thread".into(),
+        })?;
+        if workspace == 0 {
+            return Err(CudaError::BufferSize {
+                what: "weight-only GEMM workspace",
+                expected: plan.workspace_bytes,
+                got: 0,
+            });
+        }
+        let dense = workspace;
+        let dense_bytes = (self.n * self.k * 2).div_ceil(256) * 256;
+        let mut guards = Vec::new();
+        let w = self.ffi(dev.stream(), &mut guards);
+        let dt = plan.dtype.to_ffi();
+        // SAFETY: the descriptor's arrays live as long as `self`; `dense` holds N·K 16-bit elements (the
+        // plan counted them) and `stream` is valid per the contract.
+        let st = unsafe { sys::lowbit_wo_dequantize(&w, dense as *mut c_void, self.k as i64, dt, stream) };
+        check_with(st, "lowbit_wo_dequantize", || format!("n={} k={} {}", self.n, self.k, plan.dtype))?;
+        let mut xp = x;
+        if self.perm.is_some() {
+            let gathered = dense + dense_bytes as u64;
+            // SAFETY: x holds m·K elements (contract), `gathered` m·K (the plan counted them).
+            let st = unsafe {
+                sys::lowbit_wo_gather_columns(
+                    &w,
+                    x as *const c_void,
+                    self.k as i64,
+                    plan.m as i64,
+                    gathered as *mut c_void,
+                    dt,
+                    stream,
+                )
+            };
+            check_with(st, "lowbit_wo_gather_columns", || format!("m={} k={}", plan.m, self.k))?;
+            xp = gathered;
+        }
+        drop(guards);
+        // The handle launches on its own stream: point it at `stream` for this call, then back.
+        let handle = blas.handle();
+        // SAFETY: valid handle; `stream` is a valid stream of this context (contract).
+        unsafe { cudarc::cublas::sys::cublasSetStream_v2(handle, stream as _) }.result()?;
+        // SAFETY: W (dense, N·K), X (m·K) and Y (m·N) are device buffers of this context (contract and plan).
+        let r = unsafe { blas.gemm_raw(plan.dtype, plan.m, self.n, self.k, xp, dense, y) };
+        // SAFETY: as above, with the handle's own stream.
+        unsafe { cudarc::cublas::sys::cublasSetStream_v2(handle, blas.stream().cu_stream() as _) }.result()?;
+        r
     }
 
     fn check_device(&self, dev: &Device) -> Result<()> {
@@ -285,6 +398,22 @@ impl WeightOnlyGemm {
         }
         dev.bind_to_thread()?;
         let stream = dev.stream();
+        if plan.dequant_cublas {
+            let (xp, xg) = x.data().device_ptr(stream);
+            let (yp, yg) = y.data_mut().device_ptr_mut(stream);
+            let (wsp, wsg) = match workspace {
+                Some(ws) => {
+                    let (p, g) = ws.device_ptr_mut(stream);
+                    (p, Some(g))
+                }
+                None => (0, None),
+            };
+            // SAFETY: x, y and the workspace hold what the plan needs (checked above) and belong to dev's
+            // context, current on this thread; the work goes to dev's stream.
+            let r = unsafe { self.run_dequant_cublas(dev, xp, yp, &plan, wsp, stream.cu_stream().cast()) };
+            drop((xg, yg, wsg));
+            return r;
+        }
         let mut guards = Vec::new();
         let w = self.ffi(stream, &mut guards);
         let (xp, xg) = x.data().device_ptr(stream);
@@ -342,6 +471,23 @@ impl WeightOnlyGemm {
     ) -> Result<()> {
         let previous = cudarc::driver::result::ctx::get_current()?;
         dev.bind_to_thread()?;
+        if plan.dequant_cublas {
+            if ldx != self.k {
+                return Err(CudaError::Shape {
+                    launcher: "weight-only GEMM (dequantize + cuBLAS)",
+                    detail: format!("ldx = {ldx} must equal K = {} on this path", self.k),
+                });
+            }
+            // SAFETY: forwarded from this function's contract.
+            let r = unsafe { self.run_dequant_cublas(dev, x, y, plan, workspace, stream) };
+            if let Some(prev) = previous
+                && prev != dev.context().cu_ctx()
+            {
+                // SAFETY: `prev` was current on this thread a moment ago and is still alive.
+                unsafe { cudarc::driver::result::ctx::set_current(prev) }?;
+            }
+            return r;
+        }
         let mut guards = Vec::new();
         let w = self.ffi(dev.stream(), &mut guards);
         let cfg = plan.config.to_ffi();

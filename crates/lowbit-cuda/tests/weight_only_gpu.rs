@@ -178,9 +178,16 @@ fn real_cases() -> Vec<Case> {
     out
 }
 
-/// The paths this GPU runs: always mma.sync; wgmma on Hopper (compute capability 9.x).
+/// The paths this GPU runs: always mma.sync; dequantize + cuBLAS where libcublas loads (required under
+/// `LOWBIT_REQUIRE_GPU=1`); wgmma on Hopper (compute capability 9.x).
 fn paths(dev: &Device) -> Vec<Option<GemmPath>> {
     let mut p = vec![None, Some(GemmPath::Mma)];
+    if lowbit_cuda::cublas::ensure_cublas().is_ok() {
+        p.push(Some(GemmPath::DequantCublas));
+    } else {
+        assert!(!require_gpu(), "LOWBIT_REQUIRE_GPU=1 but libcublas.so.13 cannot be loaded");
+        println!("no libcublas: dequantize + cuBLAS path not tested");
+    }
     if dev.info().compute_capability.0 == 9 {
         p.push(Some(GemmPath::Wgmma));
     } else {
@@ -302,9 +309,10 @@ fn gpu_weight_only_identity() {
             .into_iter()
             .flat_map(|d| paths(&dev).into_iter().filter(|p| p.is_some()).map(move |p| (d, p)))
         {
-            // mma.sync scales the f32 accumulator per group: exact for INT and BitMoD, and tables (rounded
-            // to the 16-bit type once) within 1 ulp. wgmma scales the 16-bit weight before the MMA, one more
-            // rounding: INT and BitMoD within 1 ulp, tables within 2.
+            // mma.sync scales the f32 accumulator per group and the dequantize + cuBLAS path scales in f32
+            // before one rounding: exact for INT and BitMoD, tables (rounded to the 16-bit type once) within
+            // 1 ulp. wgmma scales the 16-bit weight before the MMA, one more rounding: INT and BitMoD within
+            // 1 ulp, tables within 2.
             let wgmma = path == Some(GemmPath::Wgmma);
             let max_ulps = if *exact { wgmma as i32 } else { 1 + wgmma as i32 };
             for m in [64usize, k] {

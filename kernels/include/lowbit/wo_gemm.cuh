@@ -265,6 +265,85 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
     }
 }
 
+// Dequantizes the tiled weight to a dense row-major [n, k] matrix of T (the large-M path hands it to cuBLAS).
+// One warp per (strip, k-step): each lane decodes its eight codes per tile with the GEMM's own decoder and
+// writes them at their fragment positions (rows g, g+8 x columns 2t, 2t+1, 2t+8, 2t+9: the four lanes of
+// a quad fill a 32-byte sector of each row). Scaling is in f32 and rounds once: bit-identical to
+// lowbit-core's dequantizer for INT and BitMoD, within 1 ulp for tables (their values are rounded to T first).
+// Columns are in kernel order (act-order weights: permuted; X is gathered the same way).
+template <class Fmt, typename T>
+__global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out, int ld_out) {
+    constexpr int TS = Fmt::kTiles;
+    extern __shared__ __align__(128) unsigned char smem[];
+    uint32_t* tab = reinterpret_cast<uint32_t*>(smem);
+    if constexpr (Fmt::kIsLut) {
+        for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += kThreads) {
+            const int t = i / Fmt::kEntries, e = i - t * Fmt::kEntries;
+            int c0, c1;
+            Fmt::split(e, c0, c1);
+            tab[i] = Pair<T>::pack(p.lut[t * (1 << Fmt::kBits) + c0], p.lut[t * (1 << Fmt::kBits) + c1]);
+        }
+        __syncthreads();
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int strip = blockIdx.x * kWarps + warp;
+    const int step = blockIdx.y;
+    if (strip >= p.strips) return;
+    const size_t off = (size_t(strip) * p.ksteps + step) * 32 + lane;
+    const uint4 v = ld_stream_u4(p.words + off * 4);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t h[2] = {0, 0};
+    if constexpr (Fmt::kHasHi) {
+        const uint2 hv = ld_stream_u2(p.hi_words + off * 2);
+        h[0] = hv.x, h[1] = hv.y;
+    }
+    const int n0 = strip * 16 + g;
+    const float c0 = p.chan ? p.chan[n0] : 1.f, c1 = p.chan ? p.chan[n0 + 8] : 1.f;
+    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(strip) * p.groups * 8 + g;
+#pragma unroll
+    for (int j = 0; j < TS; ++j) {
+        const int tile = step * TS + j;
+        const uint2 m = __ldg(meta + size_t(tile / p.gtiles) * 8);
+        GroupCtx ctx;
+        Fmt::template ctx<T>(m.y, ctx);
+        if constexpr (Fmt::kIsLut) {
+            ctx.tab_g = tab + (m.y & 0xFF) * Fmt::kEntries;
+            ctx.tab_g8 = tab + ((m.y >> 8) & 0xFF) * Fmt::kEntries;
+        }
+        uint32_t a[4];
+        Fmt::template decode<T>(w, h, j, ctx, a);
+        const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&m.x));
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const int row = n0 + ((r & 1) ? 8 : 0);
+            const int col = tile * 16 + 2 * t + ((r & 2) ? 8 : 0);
+            const float s = (r & 1) ? sc.y * c1 : sc.x * c0;
+            float lo, hi;
+            if constexpr (std::is_same_v<T, __half>) {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&a[r]));
+                lo = f.x, hi = f.y;
+            } else {
+                const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&a[r]));
+                lo = f.x, hi = f.y;
+            }
+            if (row < p.n) {
+                T* dst = out + size_t(row) * ld_out + col;
+                // BitMoD: (grid * q_g) * chan in f32 is exact like lowbit-core's grid * (q_g * chan).
+                if (col < p.k) dst[0] = to_out<T>(lo * s);
+                if (col + 1 < p.k) dst[1] = to_out<T>(hi * s);
+            }
+        }
+    }
+}
+
+template <class Fmt, typename T>
+cudaError_t launch_dequant(const Args& a, T* out, int ld_out, cudaStream_t s) {
+    const size_t smem = Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0;
+    const dim3 grid((a.strips + kWarps - 1) / kWarps, a.ksteps);
+    dequant_kernel<Fmt, T><<<grid, kThreads, smem, s>>>(a, out, ld_out);
+    return cudaGetLastError();
+}
+
 // Split-K finish: Y = T(workspace).
 template <typename T>
 __global__ void convert_kernel(const float* ws, T* y, int64_t count) {
@@ -275,11 +354,11 @@ __global__ void convert_kernel(const float* ws, T* y, int64_t count) {
 
 // Act-order: X'[m][j] = X[m][perm[j]], so the kernel sees groups as contiguous column ranges.
 template <typename T>
-__global__ void gather_kernel(const T* x, const uint32_t* perm, T* out, int m, int k) {
+__global__ void gather_kernel(const T* x, int64_t ldx, const uint32_t* perm, T* out, int m, int k) {
     const int64_t total = int64_t(m) * k;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
         const int64_t r = i / k;
-        out[i] = x[r * k + perm[i - r * k]];
+        out[i] = x[r * ldx + perm[i - r * k]];
     }
 }
 
@@ -347,10 +426,15 @@ cudaError_t launch_dtype(const Args& a, int mt, int splits, int mtiles, cudaStre
 }  // namespace wo
 }  // namespace lowbit
 
-// Defines the launcher of one format (both output types, every m-tile); used once per inst_*.cu.
+// Defines the launchers of one format (both output types: every m-tile of the GEMM, and the dense
+// dequantizer); used once per inst_*.cu.
 #define LOWBIT_WO_INSTANTIATE(NAME, FMT)                                                                    \
     cudaError_t lowbit_wo_launch_##NAME(const lowbit::wo::Args& a, int dtype, int mt, int splits, int mtiles, \
                                         cudaStream_t s) {                                                  \
         return dtype == 0 ? lowbit::wo::launch_dtype<FMT, __half>(a, mt, splits, mtiles, s)                \
                           : lowbit::wo::launch_dtype<FMT, __nv_bfloat16>(a, mt, splits, mtiles, s);        \
+    }                                                                                                       \
+    cudaError_t lowbit_wo_dequant_##NAME(const lowbit::wo::Args& a, int dtype, void* out, int ld, cudaStream_t s) { \
+        return dtype == 0 ? lowbit::wo::launch_dequant<FMT, __half>(a, static_cast<__half*>(out), ld, s)    \
+                          : lowbit::wo::launch_dequant<FMT, __nv_bfloat16>(a, static_cast<__nv_bfloat16*>(out), ld, s); \
     }
