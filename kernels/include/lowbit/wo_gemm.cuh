@@ -271,6 +271,8 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
 // a quad fill a 32-byte sector of each row). Scaling is in f32 and rounds once: bit-identical to
 // lowbit-core's dequantizer for INT and BitMoD, within 1 ulp for tables (their values are rounded to T first).
 // Columns are in kernel order (act-order weights: permuted; X is gathered the same way).
+constexpr int kDequantSteps = 8;
+
 template <class Fmt, typename T>
 __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out, int ld_out) {
     constexpr int TS = Fmt::kTiles;
@@ -287,19 +289,35 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int strip = blockIdx.x * kWarps + warp;
-    const int step = blockIdx.y;
     if (strip >= p.strips) return;
-    const size_t off = (size_t(strip) * p.ksteps + step) * 32 + lane;
-    const uint4 v = ld_stream_u4(p.words + off * 4);
-    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-    uint32_t h[2] = {0, 0};
-    if constexpr (Fmt::kHasHi) {
-        const uint2 hv = ld_stream_u2(p.hi_words + off * 2);
-        h[0] = hv.x, h[1] = hv.y;
+    // kDequantSteps k-steps per warp, all loads issued before the first decode.
+    const int step0 = blockIdx.y * kDequantSteps;
+    uint32_t wv[kDequantSteps][4], hv[kDequantSteps][2];
+#pragma unroll
+    for (int i = 0; i < kDequantSteps; ++i) {
+        const int step = min(step0 + i, p.ksteps - 1);
+        const size_t off = (size_t(strip) * p.ksteps + step) * 32 + lane;
+        const uint4 v = ld_stream_u4(p.words + off * 4);
+        wv[i][0] = v.x, wv[i][1] = v.y, wv[i][2] = v.z, wv[i][3] = v.w;
+        if constexpr (Fmt::kHasHi) {
+            const uint2 h2 = ld_stream_u2(p.hi_words + off * 2);
+            hv[i][0] = h2.x, hv[i][1] = h2.y;
+        } else {
+            hv[i][0] = hv[i][1] = 0;
+        }
     }
     const int n0 = strip * 16 + g;
     const float c0 = p.chan ? p.chan[n0] : 1.f, c1 = p.chan ? p.chan[n0 + 8] : 1.f;
     const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(strip) * p.groups * 8 + g;
+    using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+    // Pairs start at even columns: 4-byte aligned when the row pitch and the base are.
+    const bool pair_stores = (ld_out % 2 == 0) && (reinterpret_cast<uintptr_t>(out) % 4 == 0);
+#pragma unroll
+    for (int i = 0; i < kDequantSteps; ++i) {
+    const int step = step0 + i;
+    if (step >= p.ksteps) break;
+    const uint32_t* w = wv[i];
+    const uint32_t* h = hv[i];
 #pragma unroll
     for (int j = 0; j < TS; ++j) {
         const int tile = step * TS + j;
@@ -329,17 +347,26 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
             if (row < p.n) {
                 T* dst = out + size_t(row) * ld_out + col;
                 // BitMoD: (grid * q_g) * chan in f32 is exact like lowbit-core's grid * (q_g * chan).
-                if (col < p.k) dst[0] = to_out<T>(lo * s);
-                if (col + 1 < p.k) dst[1] = to_out<T>(hi * s);
+                const T vlo = to_out<T>(lo * s), vhi = to_out<T>(hi * s);
+                if (pair_stores && col + 1 < p.k) {
+                    // One 4-byte store per pair: a quad of lanes writes 16 contiguous bytes of a row.
+                    T2 v;
+                    v.x = vlo, v.y = vhi;
+                    *reinterpret_cast<T2*>(dst) = v;
+                } else {
+                    if (col < p.k) dst[0] = vlo;
+                    if (col + 1 < p.k) dst[1] = vhi;
+                }
             }
         }
+    }
     }
 }
 
 template <class Fmt, typename T>
 cudaError_t launch_dequant(const Args& a, T* out, int ld_out, cudaStream_t s) {
     const size_t smem = Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0;
-    const dim3 grid((a.strips + kWarps - 1) / kWarps, a.ksteps);
+    const dim3 grid((a.strips + kWarps - 1) / kWarps, (a.ksteps + kDequantSteps - 1) / kDequantSteps);
     dequant_kernel<Fmt, T><<<grid, kThreads, smem, s>>>(a, out, ld_out);
     return cudaGetLastError();
 }
