@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Case, POISON, Sweep, first_mismatch, reference_bits};
+use common::{Case, POISON, Sweep, device_or_skip, first_mismatch, reference_bits, require_gpu};
 use cudarc::driver::DevicePtrMut;
 use half::{bf16, f16};
 use lowbit_core::{QuantizedWeight, WeightScheme, quantize};
@@ -33,22 +33,6 @@ fn sweep() -> Sweep {
     match std::env::var("LOWBIT_SWEEP").as_deref() {
         Ok("quick") => Sweep::Quick,
         _ => Sweep::Full,
-    }
-}
-
-fn require_gpu() -> bool {
-    std::env::var("LOWBIT_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
-
-/// Device 0, or `None` after printing a skip line (a failure under `LOWBIT_REQUIRE_GPU=1`).
-fn device_or_skip(test: &str) -> Option<Device> {
-    match Device::open(0) {
-        Ok(dev) => Some(dev),
-        Err(e) if require_gpu() => panic!("{test}: LOWBIT_REQUIRE_GPU=1 but {e}"),
-        Err(e) => {
-            println!("SKIP {test}: {e}");
-            None
-        }
     }
 }
 

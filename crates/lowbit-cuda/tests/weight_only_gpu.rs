@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::weights;
+use common::{device_or_skip, require_gpu, weights};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
 use half::{bf16, f16};
 use lowbit_core::bipolar::BipolarMatrix;
@@ -29,21 +29,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 const POISON: u16 = 0x7FFF;
-
-fn require_gpu() -> bool {
-    std::env::var("LOWBIT_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}
-
-fn device_or_skip(test: &str) -> Option<Device> {
-    match Device::open(0) {
-        Ok(dev) => Some(dev),
-        Err(e) if require_gpu() => panic!("{test}: LOWBIT_REQUIRE_GPU=1 but {e}"),
-        Err(e) => {
-            println!("SKIP {test}: {e}");
-            None
-        }
-    }
-}
 
 /// Random activations in ±1 rounded to `dtype`: the 16-bit patterns and their exact f64 values.
 fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {

@@ -315,7 +315,8 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
 #pragma unroll
     for (int i = 0; i < kDequantSteps; ++i) {
     const int step = step0 + i;
-    if (step >= p.ksteps) break;
+    // A guard, not a break: a break would stop the unrolling and index wv[] at run time (local memory).
+    if (step < p.ksteps) {
     const uint32_t* w = wv[i];
     const uint32_t* h = hv[i];
 #pragma unroll
@@ -359,6 +360,7 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
                 }
             }
         }
+    }
     }
     }
 }

@@ -276,3 +276,20 @@ pub fn reference_bits(w: &QuantizedWeight, bf16: bool) -> Vec<u16> {
         w.dequantize_f16().into_iter().map(|v| v.to_bits()).collect()
     }
 }
+
+/// `LOWBIT_REQUIRE_GPU=1`: a missing GPU (or cuBLAS) fails the test instead of skipping it.
+pub fn require_gpu() -> bool {
+    std::env::var("LOWBIT_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// Device 0, or `None` after printing a skip line (a failure under `LOWBIT_REQUIRE_GPU=1`).
+pub fn device_or_skip(test: &str) -> Option<lowbit_cuda::Device> {
+    match lowbit_cuda::Device::open(0) {
+        Ok(dev) => Some(dev),
+        Err(e) if require_gpu() => panic!("{test}: LOWBIT_REQUIRE_GPU=1 but {e}"),
+        Err(e) => {
+            println!("SKIP {test}: {e}");
+            None
+        }
+    }
+}
