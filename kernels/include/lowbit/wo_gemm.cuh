@@ -266,18 +266,26 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
 }
 
 // Dequantizes the tiled weight to a dense row-major [n, k] matrix of T (the large-M path hands it to cuBLAS).
-// One warp per (strip, k-step): each lane decodes its eight codes per tile with the GEMM's own decoder and
-// writes them at their fragment positions (rows g, g+8 x columns 2t, 2t+1, 2t+8, 2t+9: the four lanes of
-// a quad fill a 32-byte sector of each row). Scaling is in f32 and rounds once: bit-identical to
-// lowbit-core's dequantizer for INT and BitMoD, within 1 ulp for tables (their values are rounded to T first).
-// Columns are in kernel order (act-order weights: permuted; X is gathered the same way).
+// Block = 8 warps = 8 strips (128 rows) x kDequantSteps k-steps. Each lane decodes its eight codes per tile
+// with the GEMM's own decoder, scales in f32 (one rounding: bit-identical to lowbit-core for INT and BitMoD,
+// within 1 ulp for tables, whose values are rounded to T first) and writes the pairs into a shared-memory
+// tile [128 rows][k-step columns]; the block then writes the tile out with 16-byte row-contiguous stores
+// (direct 4-byte fragment stores reached only 0.7 TB/s: v5 in NOTES.md). Columns are in kernel order
+// (act-order weights: permuted; X is gathered the same way).
 constexpr int kDequantSteps = 8;
+
+template <class Fmt>
+constexpr size_t dequant_smem_bytes(int n_tables) {
+    return (Fmt::kIsLut ? size_t(n_tables) * Fmt::kEntries * 4 : 0) + size_t(kWarps * 16) * (Fmt::kTiles * 16 + 8) * 2;
+}
 
 template <class Fmt, typename T>
 __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out, int ld_out) {
-    constexpr int TS = Fmt::kTiles;
+    constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, LDS = KSTEP + 8;  // tile row pitch: +16 B, no conflicts
     extern __shared__ __align__(128) unsigned char smem[];
     uint32_t* tab = reinterpret_cast<uint32_t*>(smem);
+    const size_t tab_bytes = Fmt::kIsLut ? size_t(p.n_tables) * Fmt::kEntries * 4 : 0;
+    T* tile_s = reinterpret_cast<T*>(smem + tab_bytes);  // [128][LDS]
     if constexpr (Fmt::kIsLut) {
         for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += kThreads) {
             const int t = i / Fmt::kEntries, e = i - t * Fmt::kEntries;
@@ -289,14 +297,15 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
     }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int strip = blockIdx.x * kWarps + warp;
-    if (strip >= p.strips) return;
+    const bool active = strip < p.strips;
     // kDequantSteps k-steps per warp, all loads issued before the first decode.
     const int step0 = blockIdx.y * kDequantSteps;
+    const size_t lane_off = size_t(active ? strip : 0) * p.ksteps * 32 + lane;
     uint32_t wv[kDequantSteps][4], hv[kDequantSteps][2];
 #pragma unroll
     for (int i = 0; i < kDequantSteps; ++i) {
         const int step = min(step0 + i, p.ksteps - 1);
-        const size_t off = (size_t(strip) * p.ksteps + step) * 32 + lane;
+        const size_t off = lane_off + size_t(step) * 32;
         const uint4 v = ld_stream_u4(p.words + off * 4);
         wv[i][0] = v.x, wv[i][1] = v.y, wv[i][2] = v.z, wv[i][3] = v.w;
         if constexpr (Fmt::kHasHi) {
@@ -306,68 +315,74 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const Args p, T* out,
             hv[i][0] = hv[i][1] = 0;
         }
     }
-    const int n0 = strip * 16 + g;
+    const int n0 = (active ? strip : 0) * 16 + g;
     const float c0 = p.chan ? p.chan[n0] : 1.f, c1 = p.chan ? p.chan[n0 + 8] : 1.f;
-    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(strip) * p.groups * 8 + g;
-    using T2 = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
-    // Pairs start at even columns: 4-byte aligned when the row pitch and the base are.
-    const bool pair_stores = (ld_out % 2 == 0) && (reinterpret_cast<uintptr_t>(out) % 4 == 0);
+    const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
+    const int row0 = blockIdx.x * kWarps * 16;  // first row of the block
+    const bool vec_out = (ld_out % 8 == 0) && (reinterpret_cast<uintptr_t>(out) % 16 == 0);
 #pragma unroll
     for (int i = 0; i < kDequantSteps; ++i) {
-    const int step = step0 + i;
-    // A guard, not a break: a break would stop the unrolling and index wv[] at run time (local memory).
-    if (step < p.ksteps) {
-    const uint32_t* w = wv[i];
-    const uint32_t* h = hv[i];
+        const int step = step0 + i;
+        // Block-uniform guard (not a break: that would stop the unrolling and index wv[] at run time).
+        if (step < p.ksteps) {
 #pragma unroll
-    for (int j = 0; j < TS; ++j) {
-        const int tile = step * TS + j;
-        const uint2 m = __ldg(meta + size_t(tile / p.gtiles) * 8);
-        GroupCtx ctx;
-        Fmt::template ctx<T>(m.y, ctx);
-        if constexpr (Fmt::kIsLut) {
-            ctx.tab_g = tab + (m.y & 0xFF) * Fmt::kEntries;
-            ctx.tab_g8 = tab + ((m.y >> 8) & 0xFF) * Fmt::kEntries;
-        }
-        uint32_t a[4];
-        Fmt::template decode<T>(w, h, j, ctx, a);
-        const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&m.x));
+            for (int j = 0; j < TS; ++j) {
+                const int tile = step * TS + j;
+                const uint2 m = __ldg(meta + size_t(tile / p.gtiles) * 8);
+                GroupCtx ctx;
+                Fmt::template ctx<T>(m.y, ctx);
+                if constexpr (Fmt::kIsLut) {
+                    ctx.tab_g = tab + (m.y & 0xFF) * Fmt::kEntries;
+                    ctx.tab_g8 = tab + ((m.y >> 8) & 0xFF) * Fmt::kEntries;
+                }
+                uint32_t a[4];
+                Fmt::template decode<T>(wv[i], hv[i], j, ctx, a);
+                const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&m.x));
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const int row = n0 + ((r & 1) ? 8 : 0);
-            const int col = tile * 16 + 2 * t + ((r & 2) ? 8 : 0);
-            const float s = (r & 1) ? sc.y * c1 : sc.x * c0;
-            float lo, hi;
-            if constexpr (std::is_same_v<T, __half>) {
-                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&a[r]));
-                lo = f.x, hi = f.y;
-            } else {
-                const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&a[r]));
-                lo = f.x, hi = f.y;
-            }
-            if (row < p.n) {
-                T* dst = out + size_t(row) * ld_out + col;
-                // BitMoD: (grid * q_g) * chan in f32 is exact like lowbit-core's grid * (q_g * chan).
-                const T vlo = to_out<T>(lo * s), vhi = to_out<T>(hi * s);
-                if (pair_stores && col + 1 < p.k) {
-                    // One 4-byte store per pair: a quad of lanes writes 16 contiguous bytes of a row.
-                    T2 v;
-                    v.x = vlo, v.y = vhi;
-                    *reinterpret_cast<T2*>(dst) = v;
-                } else {
-                    if (col < p.k) dst[0] = vlo;
-                    if (col + 1 < p.k) dst[1] = vhi;
+                for (int r = 0; r < 4; ++r) {
+                    // BitMoD: (grid * q_g) * chan in f32 is exact like lowbit-core's grid * (q_g * chan).
+                    const float sr = (r & 1) ? sc.y * c1 : sc.x * c0;
+                    float lo, hi;
+                    if constexpr (std::is_same_v<T, __half>) {
+                        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&a[r]));
+                        lo = f.x, hi = f.y;
+                    } else {
+                        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&a[r]));
+                        lo = f.x, hi = f.y;
+                    }
+                    const int rr = warp * 16 + g + ((r & 1) ? 8 : 0);
+                    const int cc = j * 16 + 2 * t + ((r & 2) ? 8 : 0);
+                    *reinterpret_cast<uint32_t*>(tile_s + rr * LDS + cc) = Pair<T>::pack(lo * sr, hi * sr);
                 }
             }
+            __syncthreads();
+            // 128 rows x KSTEP columns: KSTEP / 8 16-byte pieces per row, consecutive threads along a row.
+            const int col0 = step * KSTEP;
+            for (int q = threadIdx.x; q < kWarps * 16 * (KSTEP / 8); q += kThreads) {
+                const int rr = q / (KSTEP / 8), c8 = (q - rr * (KSTEP / 8)) * 8;
+                const int row = row0 + rr, col = col0 + c8;
+                if (row >= p.n || col >= p.k) continue;
+                const T* src = tile_s + rr * LDS + c8;
+                T* dst = out + size_t(row) * ld_out + col;
+                if (vec_out && col + 8 <= p.k) {
+                    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+                } else {
+                    for (int e = 0; e < 8 && col + e < p.k; ++e) dst[e] = src[e];
+                }
+            }
+            __syncthreads();  // the tile is rewritten by the next step
         }
-    }
-    }
     }
 }
 
 template <class Fmt, typename T>
 cudaError_t launch_dequant(const Args& a, T* out, int ld_out, cudaStream_t s) {
-    const size_t smem = Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0;
+    const size_t smem = dequant_smem_bytes<Fmt>(a.n_tables);
+    if (smem > 48 * 1024) {
+        const cudaError_t e =
+            cudaFuncSetAttribute(dequant_kernel<Fmt, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+        if (e != cudaSuccess) return e;
+    }
     const dim3 grid((a.strips + kWarps - 1) / kWarps, (a.ksteps + kDequantSteps - 1) / kDequantSteps);
     dequant_kernel<Fmt, T><<<grid, kThreads, smem, s>>>(a, out, ld_out);
     return cudaGetLastError();
