@@ -83,7 +83,7 @@ struct WeightOnlyArgs {
     /// Skip the correctness spot check.
     #[arg(long)]
     no_check: bool,
-    /// Kernel path of the weight-only GEMM: auto (wgmma from M = 128 on Hopper), mma or wgmma.
+    /// Kernel path of the weight-only GEMM: auto, mma, wgmma or dequant (dequantize + cuBLAS).
     #[arg(long, default_value = "auto")]
     path: String,
     /// Force the split-K factor of the mma.sync path (default: automatic).
@@ -170,9 +170,10 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
                 "auto" => None,
                 "mma" => Some(lowbit_cuda::GemmPath::Mma),
                 "wgmma" => Some(lowbit_cuda::GemmPath::Wgmma),
+                "dequant" => Some(lowbit_cuda::GemmPath::DequantCublas),
                 other => {
                     return Err(lowbit_bench::error::BenchError::invalid(format!(
-                        "--path {other}: expected auto, mma or wgmma"
+                        "--path {other}: expected auto, mma, wgmma or dequant"
                     )));
                 }
             },

@@ -36,14 +36,15 @@ pub enum GemmPath {
 }
 
 /// From this M up the automatic plan dequantizes and calls cuBLAS (when libcublas is available). Measured
-/// on an H200 (`kernels/weight_only/NOTES.md`, v5): the dequantization costs ~0.6-0.75 ms on 28672x8192, so
-/// the path wins over the wgmma kernel only from M = 1024 (0.47x vs 0.30x of cuBLAS f16), not at 128-512.
-pub const DEQUANT_CUBLAS_MIN_M: usize = 1024;
+/// on an H200 (`kernels/weight_only/NOTES.md`, v6): the shared-memory-staged dequantization costs ~0.17 ms on
+/// 28672x8192, so dequantize + cuBLAS beats the wgmma kernel from M = 128 (294 vs 374 µs) and the mma.sync
+/// kernel stays ahead at M = 64 (232 vs ~290 µs).
+pub const DEQUANT_CUBLAS_MIN_M: usize = 128;
 
 /// Optional overrides of the automatic launch plan (benchmarks and tests); `None` = automatic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmConfig {
-    /// Kernel path (automatic: dequantize + cuBLAS from M = 1024 when libcublas loads, wgmma from M = 128
+    /// Kernel path (automatic: dequantize + cuBLAS from M = 128 when libcublas loads, else wgmma from M = 128
     /// on Hopper, mma.sync otherwise).
     pub path: Option<GemmPath>,
     /// Rows of X per block: 8, 16, 32 or 64.
