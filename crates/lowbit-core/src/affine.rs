@@ -48,7 +48,8 @@ fn check_bits(bits: u32) -> Result<()> {
 }
 
 /// f16 scale from an f32 one: never zero (a zero scale would turn `w / s` into infinities), finite.
-pub(crate) fn f16_scale(s: f32, what: &str) -> Result<f16> {
+/// A non-positive or underflowing `s` gives the smallest positive f16; an overflowing one is an error.
+pub fn f16_scale(s: f32, what: &str) -> Result<f16> {
     let h = f16::from_f32(s);
     if !h.is_finite() {
         return Err(LowbitError::invalid(what, format!("scale {s} overflows f16 (max 65504)")));
@@ -83,6 +84,50 @@ fn quantize_value(v: f32, s: f16, z: u8, bits: u32, symmetric: bool) -> u8 {
     } else {
         let qmax = ((1u32 << bits) - 1) as f32;
         (rne(v / s) + z as f32).clamp(0.0, qmax) as u8
+    }
+}
+
+/// The INT affine quantizer of one group, exactly as [`IntAffineWeight::quantize`] applies it: group scale and
+/// zero point from the group's values, then codes from the stored (f16) scale. Calibrators (GPTQ in
+/// lowbit-calib) use it to quantize column by column with the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AffineQuantizer {
+    bits: u32,
+    symmetric: bool,
+}
+
+impl AffineQuantizer {
+    /// A quantizer for `bits ∈ 2..=8`, symmetric or asymmetric.
+    pub fn new(bits: u32, symmetric: bool) -> Result<Self> {
+        check_bits(bits)?;
+        Ok(Self { bits, symmetric })
+    }
+
+    /// Bits per code.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// Whether the zero point is fixed at `2^(b−1)`.
+    pub fn symmetric(&self) -> bool {
+        self.symmetric
+    }
+
+    /// The f16 scale and u8 zero point of a group with these values (`docs/formats.md`, INT affine).
+    pub fn group_params(&self, vals: &[f32]) -> Result<(f16, u8)> {
+        group_params(vals, self.bits, self.symmetric)
+    }
+
+    /// The code of `v` under a group's scale and zero point.
+    #[inline]
+    pub fn code(&self, v: f32, scale: f16, zero: u8) -> u8 {
+        quantize_value(v, scale, zero, self.bits, self.symmetric)
+    }
+
+    /// The dequantized value of `code`, `f32(q − z) · f32(scale)` (bit-exact with [`IntAffineWeight::dequantize`]).
+    #[inline]
+    pub fn dequantize(&self, code: u8, scale: f16, zero: u8) -> f32 {
+        (code as i32 - zero as i32) as f32 * scale.to_f32()
     }
 }
 

@@ -67,21 +67,39 @@ pub fn qmax(bits: u32, sel: u8) -> f32 {
     value_table(bits, sel).iter().map(|v| v.unsigned_abs()).max().unwrap_or(1) as f32
 }
 
-/// Nearest-value quantizer for one datatype: sorted (value, code) pairs and midpoints.
-struct Grid {
+/// Nearest-value quantizer for one datatype (grid units): sorted (value, code) pairs and midpoints. Ties go
+/// to the lower value and values beyond the ends saturate, as in [`MixedWeight::quantize`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatatypeGrid {
     values: Vec<f32>,
     codes: Vec<u8>,
     mids: Vec<f32>,
 }
 
-impl Grid {
-    fn new(bits: u32, sel: u8) -> Self {
+impl DatatypeGrid {
+    /// The grid of datatype `sel` (0 ER+, 1 ER−, 2 EA+, 3 EA−) for 3- or 4-bit codes.
+    pub fn new(bits: u32, sel: u8) -> Result<Self> {
+        check_bits(bits)?;
+        if sel > 3 {
+            return Err(LowbitError::invalid("BitMoD selector", format!("{sel} is not in 0..4")));
+        }
+        Ok(Self::build(bits, sel))
+    }
+
+    /// The code and grid value nearest to `x` (in grid units).
+    #[inline]
+    pub fn quantize(&self, x: f32) -> (u8, f32) {
+        let i = self.nearest(x);
+        (self.codes[i], self.values[i])
+    }
+
+    fn build(bits: u32, sel: u8) -> Self {
         let mut pairs: Vec<(i8, u8)> = value_table(bits, sel).into_iter().zip(0u8..).collect();
         pairs.sort();
         pairs.dedup_by_key(|p| p.0); // +0 appears once (−0 was replaced by the SV)
         let values: Vec<f32> = pairs.iter().map(|p| p.0 as f32).collect();
         let mids = values.windows(2).map(|w| (w[0] + w[1]) * 0.5).collect();
-        Grid { codes: pairs.iter().map(|p| p.1).collect(), values, mids }
+        DatatypeGrid { codes: pairs.iter().map(|p| p.1).collect(), values, mids }
     }
 
     /// Index of the nearest value; ties go to the lower value, values beyond the ends saturate.
@@ -113,7 +131,7 @@ pub struct MixedWeight {
 }
 
 /// Sum of squared errors and codes of `vals` quantized onto `grid` with scale `s`.
-fn group_error(vals: &[f32], grid: &Grid, s: f32, codes: &mut [u8]) -> f64 {
+fn group_error(vals: &[f32], grid: &DatatypeGrid, s: f32, codes: &mut [u8]) -> f64 {
     let mut err = 0f64;
     for (v, c) in vals.iter().zip(codes.iter_mut()) {
         let i = if s > 0.0 { grid.nearest(v / s) } else { grid.nearest(0.0) };
@@ -136,7 +154,7 @@ impl MixedWeight {
         let (n, k) = w.dim();
         Granularity::Group(group).check(k, FORMAT)?;
         let ng = k / group;
-        let grids: Vec<Grid> = (0..4).map(|s| Grid::new(bits, s)).collect();
+        let grids: Vec<DatatypeGrid> = (0..4).map(|s| DatatypeGrid::build(bits, s)).collect();
         let qmaxes: Vec<f32> = (0..4).map(|s| qmax(bits, s)).collect();
         let mut codes = vec![0u8; n * k];
         let mut group_scales = vec![0u8; n * ng];
