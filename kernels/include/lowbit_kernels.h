@@ -264,23 +264,28 @@ typedef struct lowbit_wo_config {
     int32_t splits;
     /** X columns staged per shared-memory chunk (a multiple of the k-step; mma.sync path). */
     int32_t kc;
-    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU) or LOWBIT_WO_PATH_WGMMA (sm_90a). */
+    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU), LOWBIT_WO_PATH_WGMMA (sm_90a) or
+     *  LOWBIT_WO_PATH_STREAM (any GPU, m <= 16). */
     int32_t path;
 } lowbit_wo_config;
 
 /** Values of lowbit_wo_config.path. */
 enum lowbit_wo_path {
-    /** Pick by M and GPU: wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
+    /** Pick by M and GPU: the streaming kernel for M <= 16 (unless m_tile > 16, splits or kc is forced),
+     *  wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
     LOWBIT_WO_PATH_AUTO = 0,
     /** Warp-level mma.sync kernel (sm_80+), any M (<= 64 rows of X per block, split-K). */
     LOWBIT_WO_PATH_MMA = 1,
     /** Warpgroup wgmma kernel (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere), 128 rows of X per block. */
-    LOWBIT_WO_PATH_WGMMA = 2
+    LOWBIT_WO_PATH_WGMMA = 2,
+    /** Persistent weight-streaming mma.sync kernel for m <= 16 (one launch; LOWBIT_ERR_SHAPE for m > 16). */
+    LOWBIT_WO_PATH_STREAM = 3
 };
 
 /**
- * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K partial sums and the
- * act-order gather of X); 0 when none; -1 for invalid arguments. `num_sms` <= 0 queries the current device.
+ * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K or streaming partial sums and
+ * arrival counters, and the act-order gather of X); 0 when none; -1 for invalid arguments. `num_sms` <= 0
+ * queries the current device.
  */
 int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int32_t dtype,
                                        const lowbit_wo_config *cfg, int32_t num_sms);
@@ -288,7 +293,10 @@ int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int
 /**
  * Y[m, n] = X[m, k] * dequant(W)^T with f32 accumulation, X rows `ldx` elements apart (ldx >= k), Y dense.
  * dtype: LOWBIT_DTYPE_F16 or LOWBIT_DTYPE_BF16 for both X and Y. `workspace` (256-byte aligned) must hold
- * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. `cfg` may be NULL (automatic).
+ * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. The workspace must be zero-filled
+ * before its first use; every call leaves it zero-filled again (the streaming path's partial sums and
+ * arrival counters clean up after themselves), so one workspace serves any number of calls on one stream.
+ * `cfg` may be NULL (automatic).
  * Errors: LOWBIT_ERR_SHAPE (inconsistent n/k/padding/group, m < 1, ldx < k), LOWBIT_ERR_ALIGNMENT,
  * LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, bad dtype or config, workspace too small),
  * LOWBIT_ERR_NO_KERNEL (unknown format), LOWBIT_ERR_CUDA.
@@ -310,6 +318,136 @@ lowbit_status lowbit_wo_dequantize(const lowbit_wo_weight *w, void *out, int64_t
  */
 lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight *w, const void *x, int64_t ldx, int64_t m, void *out,
                                        int32_t dtype, void *stream);
+
+/* ---------------------------------------------------------------------------------------------
+ * int8 tensor-core GEMM (kernels/int8): W8A8 and W4A8.
+ *
+ *   acc[m, n] = sum_k X[m, k] * Wq[n, k]          exact int32 (X int8 [m, k] row-major, `ldx` bytes apart)
+ *   y[m, n]   = ((f32(acc) * rs[m]) * cs[n] + rc[m] * cc[n]) + bias[n]   (each step rounded once, f32)
+ *
+ * Wq is the int8 weight (LOWBIT_I8_W8) or the 4-bit weight expanded to int8 as q * s, q = u - 8 in -8..7,
+ * s the integer group scale 1..16 (LOWBIT_I8_W4; lowbit-core int8::W4A8Weight). The output is f16, bf16,
+ * int8 (sat(rne(y / out_scale))) or the raw int32 accumulator.
+ * Limits (LOWBIT_ERR_SHAPE): 1 <= m, n < 2^31; k >= 16 and k % 16 == 0 (W8) / k >= 32 and k % 32 == 0 (W4);
+ * W4 group_len a multiple of 32 dividing k. Alignment (LOWBIT_ERR_ALIGNMENT): x, codes 16-byte aligned,
+ * ldx and ld_bytes multiples of 16; y aligned to its element, ldy >= n.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Weight formats of lowbit_i8_weight.format. */
+enum lowbit_i8_wformat {
+    /** int8 codes, [n][ld_bytes] row-major (k contiguous). */
+    LOWBIT_I8_W8 = 0,
+    /** 4-bit codes u = q + 8, 8 per 32-bit word in nibble order [k0, k1, k4, k5, k2, k3, k6, k7]. */
+    LOWBIT_I8_W4 = 1
+};
+
+/** Output types of lowbit_i8_epilogue.out_dtype. */
+enum lowbit_i8_out_dtype {
+    /** f16 (round to nearest). */
+    LOWBIT_I8_OUT_F16 = 0,
+    /** bf16 (round to nearest). */
+    LOWBIT_I8_OUT_BF16 = 1,
+    /** int8: sat(rne(y / out_scale)) to -128..127. */
+    LOWBIT_I8_OUT_I8 = 2,
+    /** The raw int32 accumulator (no scales). */
+    LOWBIT_I8_OUT_I32 = 3
+};
+
+/** Kernel paths (lowbit_i8_config.path). */
+enum lowbit_i8_path {
+    /** wgmma on sm_90 when compiled for sm_90a, else mma.sync. */
+    LOWBIT_I8_PATH_AUTO = 0,
+    /** mma.sync m16n8k32 (IMMA), any sm_80+ GPU. */
+    LOWBIT_I8_PATH_MMA = 1,
+    /** wgmma m64nNk32 s8 (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere). */
+    LOWBIT_I8_PATH_WGMMA = 2
+};
+
+/** An int8 GEMM weight in device memory. */
+typedef struct lowbit_i8_weight {
+    /** One of enum lowbit_i8_wformat. */
+    int32_t format;
+    /** Rows (output features) and columns (input features). */
+    int32_t n, k;
+    /** W8: [n][ld_bytes] int8; W4: [n][ld_bytes] packed bytes (k / 2 used). */
+    const void *codes;
+    /** Bytes between weight rows (>= k for W8, >= k / 2 for W4), a multiple of 16. */
+    int64_t ld_bytes;
+    /** W4 only: [n][k / group_len] integer group scales 1..16, or NULL for all 1 (per-channel). */
+    const uint8_t *group_scales;
+    /** W4 only: columns per group scale (a multiple of 32 dividing k); ignored when group_scales is NULL. */
+    int32_t group_len;
+} lowbit_i8_weight;
+
+/** The fused epilogue: per-row / per-column scale and correction vectors (device pointers, f32). */
+typedef struct lowbit_i8_epilogue {
+    /** One of enum lowbit_i8_out_dtype. */
+    int32_t out_dtype;
+    /** [m] row scales (per-token activation scales), or NULL: row_scale_value for every row. */
+    const float *row_scale;
+    /** Per-tensor row scale used when row_scale is NULL. */
+    float row_scale_value;
+    /** [n] column scales (weight channel scales), or NULL for 1. */
+    const float *col_scale;
+    /** [m] and [n] rank-1 correction y += row_corr[m] * col_corr[n]: both or neither. */
+    const float *row_corr;
+    /** See row_corr. */
+    const float *col_corr;
+    /** [n] bias, or NULL. */
+    const float *bias;
+    /** Output scale of LOWBIT_I8_OUT_I8 (finite, > 0). */
+    float out_scale;
+} lowbit_i8_epilogue;
+
+/** Launch overrides (tests, benchmarks); 0 in a field = automatic. */
+typedef struct lowbit_i8_config {
+    /** One of enum lowbit_i8_path. */
+    int32_t path;
+    /** Activation rows per CTA: wgmma 8, 16, 64, 128, 256 (256: W8 only); mma.sync 16 or 64. */
+    int32_t bx;
+    /** Split-K factor (>= 1). */
+    int32_t splits;
+} lowbit_i8_config;
+
+/**
+ * Workspace bytes lowbit_i8_gemm needs for this weight, m and config (the int32 split-K accumulator), 0 when
+ * none, -1 for invalid arguments. `num_sms` <= 0 queries the current device.
+ */
+int64_t lowbit_i8_gemm_workspace_bytes(const lowbit_i8_weight *w, int64_t m, const lowbit_i8_config *cfg,
+                                       int32_t num_sms);
+
+/**
+ * y[m, n] = epilogue(X[m, k] * Wq^T) (see above). `y` has `ldy` elements per row of the output type.
+ * `workspace` (256-byte aligned) holds lowbit_i8_gemm_workspace_bytes() bytes (may be NULL when 0); it must
+ * be zero before its first use, and every completed call leaves it zero again (the split-K partial sums and
+ * arrival counters clean up after themselves), so one workspace serves any number of calls on one stream
+ * (never two concurrent calls). `cfg` may be NULL.
+ * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, unknown enum,
+ * a lone correction vector, out_scale <= 0 for int8 output, bad config, workspace too small),
+ * LOWBIT_ERR_NO_KERNEL (wgmma requested where it cannot run), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_i8_gemm(const lowbit_i8_weight *w, const int8_t *x, int64_t ldx, int64_t m,
+                             const lowbit_i8_epilogue *epi, void *y, int64_t ldy, void *workspace,
+                             int64_t workspace_bytes, const lowbit_i8_config *cfg, int32_t num_sms, void *stream);
+
+/** Whether the wgmma path can run on the current device (sm_90 with sm_90a code compiled in): 1 or 0. */
+int32_t lowbit_i8_wgmma_available(void);
+
+/**
+ * Activation quantization, one pass per row (token): f16/bf16 X[m, k] (`ldx` elements apart) ->
+ *   h = x + residual (then residual := h, rounded to the dtype) when `residual` is not NULL;
+ *   h = h * rsqrt(mean(h^2) + eps) * gamma when `gamma` ([k], dtype) is not NULL (RMSNorm);
+ *   h = FWHT_H(h) / sqrt(H) on each block of `hadamard` = H contiguous columns when H > 1 (power of two,
+ *       2..8192, dividing k);
+ *   q = sat127(rne(h / s)) with s = absmax(h) / 127 per row (1 for an all-zero row) written to scales[m]
+ *       when static_scale <= 0, else s = static_scale (per-tensor; `scales` may be NULL).
+ * q is int8 [m][ldq] (codes in -127..127). Limits: 1 <= k <= 16384 (one row in shared memory); x, residual,
+ * gamma 2-byte and scales 4-byte aligned. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT,
+ * LOWBIT_ERR_INVALID_ARGUMENT (NULL x / q, NULL scales with a dynamic scale, bad dtype, NaN / inf scale or eps).
+ */
+lowbit_status lowbit_act_quant(const void *x, int64_t ldx, void *residual, const void *gamma, float eps,
+                               int32_t hadamard, float static_scale, int8_t *q, int64_t ldq, float *scales,
+                               int64_t m, int64_t k, int32_t dtype, void *stream);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -21,6 +21,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod gguf;
 pub mod granularity;
+pub mod int8;
 pub mod lut;
 pub mod metrics;
 pub mod model;

@@ -1,0 +1,523 @@
+//! Weights and CPU references of the int8 tensor-core GEMMs (W8A8, W4A8; `kernels/int8/`).
+//!
+//! - [`W8Weight`]: int8 weights with per-channel f32 scales, `w ≈ s[n] · q`, `q ∈ [−127, 127]`.
+//! - [`W4A8Weight`]: 4-bit weights in QQQ-style two-level form, `w ≈ s[n] · g[n][j] · q`, `q ∈ [−8, 7]`, an
+//!   integer group scale `g ∈ [1, 16]` per group of `group` columns (per-channel: no group scales, `g = 1`), so
+//!   that the kernel's int8 operand `q · g` (|q · g| ≤ 128) is exact and the GEMM accumulates exactly in int32.
+//! - [`gemm_i32`]: the exact int32 reference `acc = X · Wqᵀ`, [`Epilogue`]: the fused epilogue, written step by
+//!   step as the kernel computes it (each operation rounded once in f32), so that outputs match bit for bit.
+//! - [`act_quant_reference`]: residual add + RMSNorm + normalized Hadamard rotation + int8 quantization.
+//!
+//! The packed 4-bit layout ([`W4A8Weight::packed`]) is `[n][k / 8]` u32 words of 8 codes `u = q + 8`, nibble `i`
+//! of a word holding column `8w + [0, 1, 4, 5, 2, 3, 6, 7][i]` (the order the kernel's expansion wants).
+
+use half::{bf16, f16};
+use ndarray::ArrayView2;
+
+use crate::error::{LowbitError, Result};
+use crate::util::{check_len, check_matrix, rne};
+
+/// Column of nibble `i` within its 8-column word.
+pub const W4_NIBBLE_COLUMN: [usize; 8] = [0, 1, 4, 5, 2, 3, 6, 7];
+
+/// int8 weight codes `[n, k]` with per-channel scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct W8Weight {
+    /// Rows (output features).
+    pub n: usize,
+    /// Columns (input features).
+    pub k: usize,
+    /// Codes in `[−127, 127]`, row-major.
+    pub codes: Vec<i8>,
+    /// `n` channel scales.
+    pub scales: Vec<f32>,
+}
+
+fn scale_or_one(s: f32) -> f32 {
+    if s == 0.0 || !s.is_finite() { 1.0 } else { s }
+}
+
+impl W8Weight {
+    /// Symmetric per-channel quantization: `s = absmax / 127`, `q = rne(w / s)`.
+    pub fn quantize(w: ArrayView2<f32>) -> Result<Self> {
+        check_matrix("int8 weight", &w)?;
+        let (n, k) = w.dim();
+        let mut codes = Vec::with_capacity(n * k);
+        let mut scales = Vec::with_capacity(n);
+        for row in w.rows() {
+            let s = scale_or_one(row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0);
+            codes.extend(row.iter().map(|&v| rne(v / s).clamp(-127.0, 127.0) as i8));
+            scales.push(s);
+        }
+        Ok(Self { n, k, codes, scales })
+    }
+
+    /// Checks lengths and code ranges.
+    pub fn validate(&self) -> Result<()> {
+        check_len("int8 weight codes", self.codes.len(), self.n * self.k)?;
+        check_len("int8 weight scales", self.scales.len(), self.n)?;
+        if let Some(i) = self.codes.iter().position(|&c| c == i8::MIN) {
+            return Err(LowbitError::invalid("int8 weight codes", format!("-128 at {i} (range is ±127)")));
+        }
+        Ok(())
+    }
+
+    /// `f32(q) · s`, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.codes.iter().enumerate().map(|(i, &q)| q as f32 * self.scales[i / self.k]).collect()
+    }
+}
+
+/// 4-bit weight for the W4A8 GEMM (QQQ-style two-level symmetric quantization).
+#[derive(Debug, Clone, PartialEq)]
+pub struct W4A8Weight {
+    /// Rows (output features).
+    pub n: usize,
+    /// Columns (input features), a multiple of 32.
+    pub k: usize,
+    /// Columns per group scale (a multiple of 32 dividing `k`), or `None` for per-channel.
+    pub group: Option<usize>,
+    /// `[n][k / 8]` words of codes `u = q + 8` (see the module documentation for the nibble order).
+    pub packed: Vec<u32>,
+    /// `[n][k / group]` integer group scales in `1..=16` (empty when per-channel).
+    pub group_scales: Vec<u8>,
+    /// `n` channel scales (f32).
+    pub scales: Vec<f32>,
+}
+
+impl W4A8Weight {
+    /// Quantizes `w` `[n, k]`. Per-channel: `s = absmax / 7`, `q = clamp(rne(w / s), −8, 7)`. Grouped (QQQ):
+    /// `s = absmax / 112` gives int8 values `w8 = rne(w / s) ∈ [−112, 112]`; per group
+    /// `g = clamp(⌈absmax(w8) / 7⌉, 1, 16)` and `q = clamp(rne(w8 / g), −8, 7)`.
+    pub fn quantize(w: ArrayView2<f32>, group: Option<usize>) -> Result<Self> {
+        check_matrix("W4A8 weight", &w)?;
+        let (n, k) = w.dim();
+        if k % 32 != 0 {
+            return Err(LowbitError::KNotDivisible { k, group: 32 });
+        }
+        if let Some(g) = group
+            && (g == 0 || g % 32 != 0 || k % g != 0)
+        {
+            return Err(LowbitError::InvalidGroupSize {
+                group: g,
+                format: "W4A8".into(),
+                supported: "multiples of 32 dividing K",
+            });
+        }
+        let mut codes: Vec<i8> = Vec::with_capacity(n * k);
+        let mut gsc = Vec::new();
+        let mut scales = Vec::with_capacity(n);
+        for row in w.rows() {
+            let absmax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+            match group {
+                None => {
+                    let s = scale_or_one(absmax / 7.0);
+                    codes.extend(row.iter().map(|&v| rne(v / s).clamp(-8.0, 7.0) as i8));
+                    scales.push(s);
+                }
+                Some(g) => {
+                    let s = scale_or_one(absmax / 112.0);
+                    let w8: Vec<f32> = row.iter().map(|&v| rne(v / s).clamp(-112.0, 112.0)).collect();
+                    for chunk in w8.chunks(g) {
+                        let am = chunk.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        let gs = ((am / 7.0).ceil() as i32).clamp(1, 16);
+                        gsc.push(gs as u8);
+                        codes.extend(chunk.iter().map(|&v| rne(v / gs as f32).clamp(-8.0, 7.0) as i8));
+                    }
+                    scales.push(s);
+                }
+            }
+        }
+        Ok(Self { n, k, group, packed: pack_w4(&codes, n, k)?, group_scales: gsc, scales })
+    }
+
+    /// Number of group scales per row (1 when per-channel).
+    pub fn groups_per_row(&self) -> usize {
+        self.group.map_or(1, |g| self.k / g)
+    }
+
+    /// Checks lengths and ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.k % 32 != 0 {
+            return Err(LowbitError::KNotDivisible { k: self.k, group: 32 });
+        }
+        check_len("W4A8 packed codes", self.packed.len(), self.n * self.k / 8)?;
+        check_len("W4A8 channel scales", self.scales.len(), self.n)?;
+        match self.group {
+            None => check_len("W4A8 group scales", self.group_scales.len(), 0)?,
+            Some(g) => {
+                if g == 0 || g % 32 != 0 || self.k % g != 0 {
+                    return Err(LowbitError::KNotDivisible { k: self.k, group: g });
+                }
+                check_len("W4A8 group scales", self.group_scales.len(), self.n * (self.k / g))?;
+                if let Some(i) = self.group_scales.iter().position(|&s| s == 0 || s > 16) {
+                    return Err(LowbitError::invalid(
+                        "W4A8 group scales",
+                        format!("{} at {i} (range 1..=16)", self.group_scales[i]),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The 4-bit codes `q ∈ [−8, 7]`, `[n, k]` row-major.
+    pub fn codes(&self) -> Vec<i8> {
+        unpack_w4(&self.packed, self.n, self.k)
+    }
+
+    /// The int8 operand the kernel feeds the tensor cores: `q · g`, `[n, k]` row-major.
+    pub fn expanded_i8(&self) -> Vec<i8> {
+        let q = self.codes();
+        match self.group {
+            None => q,
+            Some(g) => {
+                let gpr = self.k / g;
+                q.iter()
+                    .enumerate()
+                    .map(|(i, &c)| {
+                        let (r, col) = (i / self.k, i % self.k);
+                        (c as i32 * self.group_scales[r * gpr + col / g] as i32) as i8
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// `s[n] · f32(q · g)`, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.expanded_i8().iter().enumerate().map(|(i, &v)| v as f32 * self.scales[i / self.k]).collect()
+    }
+
+    /// Bytes of the packed weight as stored (codes, group scales, channel scales).
+    pub fn storage_bytes(&self) -> usize {
+        self.packed.len() * 4 + self.group_scales.len() + self.scales.len() * 4
+    }
+}
+
+/// Packs codes `q ∈ [−8, 7]` (`[n, k]`, `k % 8 == 0`) into the kernel's `[n][k / 8]` word layout.
+pub fn pack_w4(codes: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
+    check_len("W4 codes", codes.len(), n * k)?;
+    if k % 8 != 0 {
+        return Err(LowbitError::KNotDivisible { k, group: 8 });
+    }
+    if let Some(i) = codes.iter().position(|&q| !(-8..=7).contains(&q)) {
+        return Err(LowbitError::invalid("W4 codes", format!("{} at {i} (range -8..=7)", codes[i])));
+    }
+    Ok(codes
+        .chunks(8)
+        .map(|c| {
+            (0..8).fold(0u32, |w, nib| w | (((c[W4_NIBBLE_COLUMN[nib]] as i32 + 8) as u32) << (4 * nib)))
+        })
+        .collect())
+}
+
+/// Inverse of [`pack_w4`].
+pub fn unpack_w4(words: &[u32], n: usize, k: usize) -> Vec<i8> {
+    let mut out = vec![0i8; n * k];
+    for (wi, &w) in words.iter().enumerate() {
+        for nib in 0..8 {
+            out[wi * 8 + W4_NIBBLE_COLUMN[nib]] = (((w >> (4 * nib)) & 0xF) as i32 - 8) as i8;
+        }
+    }
+    out
+}
+
+/// Exact `acc[m, n] = Σ_k x[m, k] · w[n, k]` in int32 (`x` `[m, k]`, `w` `[n, k]`, row-major). Panics only on
+/// buffer lengths that do not match the sizes (a caller bug).
+pub fn gemm_i32(x: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
+    assert_eq!(x.len(), m * k, "x length");
+    assert_eq!(w.len(), n * k, "w length");
+    let mut out = vec![0i32; m * n];
+    for r in 0..m {
+        let xr = &x[r * k..(r + 1) * k];
+        for c in 0..n {
+            let wr = &w[c * k..(c + 1) * k];
+            out[r * n + c] = xr.iter().zip(wr).map(|(&a, &b)| a as i32 * b as i32).sum();
+        }
+    }
+    out
+}
+
+/// Output type of the int8 GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum I8Out {
+    /// f16, round to nearest even.
+    F16,
+    /// bf16, round to nearest even.
+    Bf16,
+    /// int8: `sat(rne(y / out_scale))`.
+    I8,
+    /// The raw int32 accumulator.
+    I32,
+}
+
+/// The fused epilogue of the int8 GEMM on the CPU (host vectors; `None` = absent).
+#[derive(Debug, Clone, Default)]
+pub struct Epilogue {
+    /// `[m]` row scales (per-token activation scales); `None` = `row_scale_value` for every row.
+    pub row_scale: Option<Vec<f32>>,
+    /// Per-tensor row scale.
+    pub row_scale_value: f32,
+    /// `[n]` column scales (weight channel scales).
+    pub col_scale: Option<Vec<f32>>,
+    /// `[m]` × `[n]` rank-1 correction.
+    pub correction: Option<(Vec<f32>, Vec<f32>)>,
+    /// `[n]` bias.
+    pub bias: Option<Vec<f32>>,
+    /// int8 output scale.
+    pub out_scale: f32,
+}
+
+impl Epilogue {
+    /// `v = ((f32(acc) · rs[m]) · cs[n] + rc[m] · cc[n]) + bias[n]`, each operation rounded once (the
+    /// correction as one fused multiply-add), exactly as the kernel computes it.
+    pub fn value(&self, acc: i32, m: usize, n: usize) -> f32 {
+        let rs = self.row_scale.as_ref().map_or(self.row_scale_value, |v| v[m]);
+        let mut v = acc as f32 * rs;
+        if let Some(cs) = &self.col_scale {
+            v *= cs[n];
+        }
+        if let Some((rc, cc)) = &self.correction {
+            v = rc[m].mul_add(cc[n], v);
+        }
+        if let Some(b) = &self.bias {
+            v += b[n];
+        }
+        v
+    }
+
+    /// The int8 output code of `v`.
+    pub fn to_i8(&self, v: f32) -> i8 {
+        rne(v / self.out_scale).clamp(-128.0, 127.0) as i8
+    }
+
+    /// Applies the epilogue to an `[m, n]` accumulator: the output as raw little-endian element bits
+    /// (u16 for f16 / bf16, i8 as u8, i32 as its bits), one `u32` per element.
+    pub fn apply(&self, acc: &[i32], m: usize, n: usize, out: I8Out) -> Vec<u32> {
+        assert_eq!(acc.len(), m * n, "accumulator length");
+        acc.iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                let (r, c) = (i / n, i % n);
+                match out {
+                    I8Out::I32 => a as u32,
+                    I8Out::F16 => f16::from_f32(self.value(a, r, c)).to_bits() as u32,
+                    I8Out::Bf16 => bf16::from_f32(self.value(a, r, c)).to_bits() as u32,
+                    I8Out::I8 => self.to_i8(self.value(a, r, c)) as u8 as u32,
+                }
+            })
+            .collect()
+    }
+}
+
+/// What [`act_quant_reference`] does besides quantizing.
+#[derive(Debug, Clone, Default)]
+pub struct ActQuantOptions {
+    /// `[m, k]` residual added first (the sum, rounded to the activation type, replaces it).
+    pub residual: Option<Vec<f32>>,
+    /// RMSNorm weight `[k]` and epsilon.
+    pub rms_norm: Option<(Vec<f32>, f32)>,
+    /// Hadamard block size (power of two dividing k), or 0 / 1 for none.
+    pub hadamard: usize,
+    /// Per-tensor static scale; `None` = dynamic per-token scales.
+    pub static_scale: Option<f32>,
+    /// Round the residual sum to bf16 (true) or f16 (false).
+    pub bf16: bool,
+}
+
+/// Output of [`act_quant_reference`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActQuantResult {
+    /// int8 codes `[m, k]`.
+    pub codes: Vec<i8>,
+    /// Per-token scales (`[m]`) or the one static scale.
+    pub scales: Vec<f32>,
+    /// The updated residual (`x + residual` rounded to the activation type), when a residual was given.
+    pub residual: Option<Vec<f32>>,
+    /// The values that were quantized (after norm and rotation), `[m, k]`.
+    pub values: Vec<f32>,
+}
+
+/// In-place normalized fast Walsh–Hadamard transform on each block of `h` values (`h` a power of two).
+pub fn fwht_normalized(v: &mut [f32], h: usize) {
+    assert!(h.is_power_of_two() && v.len() % h == 0, "block size");
+    for block in v.chunks_mut(h) {
+        let mut len = 1;
+        while len < h {
+            for start in (0..h).step_by(2 * len) {
+                for i in start..start + len {
+                    let (a, b) = (block[i], block[i + len]);
+                    block[i] = a + b;
+                    block[i + len] = a - b;
+                }
+            }
+            len *= 2;
+        }
+        let s = 1.0 / (h as f32).sqrt();
+        block.iter_mut().for_each(|x| *x *= s);
+    }
+}
+
+/// CPU reference of the activation quantization kernel (`lowbit_act_quant`) on `x` `[m, k]` (values already
+/// in the activation type). Sums are in f64 here, f32 in the kernel: RMSNorm / Hadamard outputs agree to a few
+/// f32 ulps, so codes may differ by one where a value falls on a rounding boundary.
+pub fn act_quant_reference(x: &[f32], m: usize, k: usize, opt: &ActQuantOptions) -> Result<ActQuantResult> {
+    check_len("activations", x.len(), m * k)?;
+    if opt.hadamard > 1 && (!opt.hadamard.is_power_of_two() || k % opt.hadamard != 0) {
+        return Err(LowbitError::invalid("hadamard size", format!("{} (power of two dividing k = {k})", opt.hadamard)));
+    }
+    let round = |v: f32| if opt.bf16 { bf16::from_f32(v).to_f32() } else { f16::from_f32(v).to_f32() };
+    let mut vals = x.to_vec();
+    let mut res_out = None;
+    if let Some(r) = &opt.residual {
+        check_len("residual", r.len(), m * k)?;
+        vals.iter_mut().zip(r).for_each(|(v, &r)| *v = round(*v + r));
+        res_out = Some(vals.clone());
+    }
+    let mut codes = Vec::with_capacity(m * k);
+    let mut scales = Vec::new();
+    for row in vals.chunks_mut(k) {
+        if let Some((g, eps)) = &opt.rms_norm {
+            check_len("RMSNorm weight", g.len(), k)?;
+            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / k as f64;
+            let inv = 1.0 / (ms + *eps as f64).sqrt();
+            row.iter_mut().zip(g).for_each(|(v, &g)| *v = (*v as f64 * inv * g as f64) as f32);
+        }
+        if opt.hadamard > 1 {
+            fwht_normalized(row, opt.hadamard);
+        }
+        let s = match opt.static_scale {
+            Some(s) => s,
+            None => {
+                let s = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                let s = if s == 0.0 { 1.0 } else { s };
+                scales.push(s);
+                s
+            }
+        };
+        codes.extend(row.iter().map(|&v| rne(v / s).clamp(-127.0, 127.0) as i8));
+    }
+    if let Some(s) = opt.static_scale {
+        scales.push(s);
+    }
+    Ok(ActQuantResult { codes, scales, residual: res_out, values: vals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn pack_round_trip_and_nibble_order() {
+        let codes: Vec<i8> = (0..64).map(|i| ((i * 7) % 16) as i8 - 8).collect();
+        let p = pack_w4(&codes, 2, 32).unwrap();
+        assert_eq!(unpack_w4(&p, 2, 32), codes);
+        // column 2 of the first word sits in nibble 4, column 4 in nibble 2
+        let w = p[0];
+        assert_eq!(((w >> 16) & 0xF) as i32 - 8, codes[2] as i32);
+        assert_eq!(((w >> 8) & 0xF) as i32 - 8, codes[4] as i32);
+        assert!(pack_w4(&[9i8; 8], 1, 8).is_err());
+        assert!(pack_w4(&[0i8; 12], 1, 12).is_err());
+    }
+
+    /// The kernel's IMAD expansion: lane = u * s + (4096 − 8 s) per 16-bit lane, low byte = q * s.
+    #[test]
+    fn imad_expansion_is_exact() {
+        for s in 1u32..=16 {
+            let c = (4096 - 8 * s) * 0x0001_0001;
+            for u0 in 0u32..16 {
+                for u1 in 0u32..16 {
+                    let r = (u0 | (u1 << 16)).wrapping_mul(s).wrapping_add(c);
+                    let b0 = (r & 0xFF) as u8 as i8;
+                    let b2 = ((r >> 16) & 0xFF) as u8 as i8;
+                    assert_eq!(b0 as i32, (u0 as i32 - 8) * s as i32, "s={s} u={u0}");
+                    assert_eq!(b2 as i32, (u1 as i32 - 8) * s as i32, "s={s} u={u1}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn w4_quantization_error_is_small_and_bounded() {
+        let mut seed = 7;
+        let w = Array2::from_shape_fn((5, 256), |_| lcg(&mut seed));
+        for group in [None, Some(128), Some(32)] {
+            let q = W4A8Weight::quantize(w.view(), group).unwrap();
+            q.validate().unwrap();
+            assert!(q.expanded_i8().iter().all(|&v| (-128..=112).contains(&(v as i32))));
+            let d = q.dequantize();
+            let err: f32 = d.iter().zip(w.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
+            let nrm: f32 = w.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!(err / nrm < 0.16, "{group:?}: {}", err / nrm);
+        }
+        assert!(W4A8Weight::quantize(w.view(), Some(48)).is_err());
+        let w = Array2::<f32>::ones((2, 40));
+        assert!(W4A8Weight::quantize(w.view(), None).is_err());
+    }
+
+    #[test]
+    fn w8_quantization_and_exact_gemm() {
+        let mut seed = 3;
+        let w = Array2::from_shape_fn((3, 48), |_| lcg(&mut seed));
+        let q = W8Weight::quantize(w.view()).unwrap();
+        q.validate().unwrap();
+        let x: Vec<i8> = (0..2 * 48).map(|i| ((i * 37) % 255) as i8).collect();
+        let acc = gemm_i32(&x, 2, 48, &q.codes, 3);
+        for r in 0..2 {
+            for c in 0..3 {
+                let want: i64 = (0..48).map(|j| x[r * 48 + j] as i64 * q.codes[c * 48 + j] as i64).sum();
+                assert_eq!(acc[r * 3 + c] as i64, want);
+            }
+        }
+    }
+
+    #[test]
+    fn epilogue_order_and_int8_saturation() {
+        let e = Epilogue {
+            row_scale: Some(vec![0.5, 2.0]),
+            col_scale: Some(vec![3.0]),
+            correction: Some((vec![1.0, -1.0], vec![0.25])),
+            bias: Some(vec![1.0]),
+            out_scale: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(e.value(4, 0, 0), 4.0 * 0.5 * 3.0 + 0.25 + 1.0);
+        assert_eq!(e.value(4, 1, 0), 4.0 * 2.0 * 3.0 - 0.25 + 1.0);
+        assert_eq!(e.to_i8(1000.0), 127);
+        assert_eq!(e.to_i8(-1000.0), -128);
+        assert_eq!(e.to_i8(0.75), 2); // 1.5 rounds to even
+        let out = e.apply(&[4, 4], 2, 1, I8Out::I32);
+        assert_eq!(out, vec![4, 4]);
+    }
+
+    #[test]
+    fn act_quant_plain_matches_per_token_quantizer() {
+        let mut seed = 11;
+        let x: Vec<f32> = (0..3 * 64).map(|_| lcg(&mut seed)).collect();
+        let r = act_quant_reference(&x, 3, 64, &ActQuantOptions::default()).unwrap();
+        let a = crate::Int8Activations::quantize_per_token(
+            ndarray::ArrayView2::from_shape((3, 64), &x).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r.codes, a.codes);
+        assert_eq!(r.scales, a.scales);
+    }
+
+    #[test]
+    fn fwht_is_orthonormal() {
+        let mut v = vec![1.0f32, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0];
+        fwht_normalized(&mut v, 4);
+        assert_eq!(&v[..4], &[0.5, 0.5, 0.5, 0.5]);
+        let n2: f32 = v[4..].iter().map(|x| x * x).sum();
+        assert!((n2 - 4.0).abs() < 1e-6);
+        fwht_normalized(&mut v, 4);
+        assert!((v[0] - 1.0).abs() < 1e-6 && (v[5] - 2.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,189 @@
+// int8 GEMM launchers (extern "C", declared in lowbit_kernels.h): argument checks, the launch plan (path,
+// activation rows per CTA, split-K) and the dispatch to the instances of inst_w8.cu / inst_w4.cu.
+#include <cuda_runtime.h>
+
+#include "lowbit/check.cuh"
+#include "lowbit/i8_gemm.cuh"
+#include "lowbit_kernels.h"
+
+cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
+cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
+
+namespace {
+
+using lowbit::i8::kBK;
+using lowbit::i8::kBW;
+
+struct Plan {
+    bool wg;
+    int bx;
+    int splits;
+    int steps_per_split;
+    int64_t ws_bytes;      // int32 accumulator + counters, 0 without split-K
+    int64_t counters_off;  // byte offset of the counters in the workspace
+};
+
+int sm_count(int32_t given) {
+    if (given > 0) return given;
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
+}
+
+cudaError_t dispatch(const lowbit::i8::Args& a, bool w4, bool wg, int bx, int splits, cudaStream_t st) {
+    return w4 ? lowbit_i8_launch_w4(a, wg ? 1 : 0, bx, splits, st) : lowbit_i8_launch_w8(a, wg ? 1 : 0, bx, splits, st);
+}
+
+// wgmma runs here: a compute capability 9.x device and sm_90a code in the library.
+bool wgmma_runs() {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (major != 9) return false;
+    lowbit::i8::Args probe{};
+    const bool ok = dispatch(probe, false, true, 8, -1, nullptr) == cudaSuccess;
+    (void)cudaGetLastError();
+    return ok;
+}
+
+bool valid_bx(bool wg, bool w4, int bx) {
+    if (wg) return bx == 8 || bx == 16 || bx == 64 || bx == 128 || (bx == 256 && !w4);
+    return bx == 16 || bx == 64;
+}
+
+lowbit_status check_weight(const lowbit_i8_weight* w) {
+    LOWBIT_REQUIRE(w != nullptr && w->codes != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
+    LOWBIT_REQUIRE(w->format == LOWBIT_I8_W8 || w->format == LOWBIT_I8_W4, LOWBIT_ERR_INVALID_ARGUMENT);
+    const bool w4 = w->format == LOWBIT_I8_W4;
+    LOWBIT_REQUIRE(w->n >= 1 && w->k >= (w4 ? 32 : 16) && w->k % (w4 ? 32 : 16) == 0, LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(w->ld_bytes >= (w4 ? w->k / 2 : w->k), LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(w->ld_bytes % 16 == 0 && lowbit::is_aligned(w->codes, 16), LOWBIT_ERR_ALIGNMENT);
+    if (w4 && w->group_scales) {
+        LOWBIT_REQUIRE(w->group_len >= 32 && w->group_len % 32 == 0 && w->k % w->group_len == 0, LOWBIT_ERR_SHAPE);
+    }
+    return lowbit::status_ok();
+}
+
+lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_config* cfg, int nsm, Plan& p) {
+    const lowbit_status ws = check_weight(w);
+    if (ws.code != LOWBIT_OK) return ws;
+    LOWBIT_REQUIRE(m >= 1 && m <= INT32_MAX, LOWBIT_ERR_SHAPE);
+    const bool w4 = w->format == LOWBIT_I8_W4;
+    const int path = cfg ? cfg->path : LOWBIT_I8_PATH_AUTO;
+    LOWBIT_REQUIRE(path == LOWBIT_I8_PATH_AUTO || path == LOWBIT_I8_PATH_MMA || path == LOWBIT_I8_PATH_WGMMA,
+                   LOWBIT_ERR_INVALID_ARGUMENT);
+    LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+    if (path == LOWBIT_I8_PATH_WGMMA) {
+        LOWBIT_REQUIRE(wgmma_runs(), LOWBIT_ERR_NO_KERNEL);
+        p.wg = true;
+    } else {
+        p.wg = path == LOWBIT_I8_PATH_AUTO && wgmma_runs();
+    }
+    if (cfg && cfg->bx) {
+        LOWBIT_REQUIRE(valid_bx(p.wg, w4, cfg->bx), LOWBIT_ERR_INVALID_ARGUMENT);
+        p.bx = cfg->bx;
+    } else if (p.wg) {
+        p.bx = m <= 8 ? 8 : m <= 16 ? 16 : m <= 64 ? 64 : (m < 512 || w4) ? 128 : 256;
+    } else {
+        p.bx = m <= 16 ? 16 : 64;
+    }
+    const int ksteps = (w->k + kBK - 1) / kBK;
+    const int64_t tiles = int64_t((w->n + kBW - 1) / kBW) * ((m + p.bx - 1) / p.bx);
+    int splits = 1;
+    if (cfg && cfg->splits) {
+        splits = cfg->splits;
+    } else if (m <= 64) {
+        // Weight streaming: fill every SM, and choose the split whose last wave is fullest.
+        const int smax = ksteps / 2 < 16 ? ksteps / 2 : 16;
+        double best = 0;
+        for (int s = 1; s <= (smax > 1 ? smax : 1); ++s) {
+            const int64_t ctas = tiles * s;
+            const int64_t waves = (ctas + nsm - 1) / nsm;
+            const double eff = double(ctas) / double(waves * nsm);
+            if (eff > best + 0.02) best = eff, splits = s;
+        }
+    } else if (tiles < nsm / 2) {
+        const int64_t s = nsm / tiles;
+        const int smax = ksteps / 4 > 1 ? ksteps / 4 : 1;
+        splits = int(s < smax ? s : smax);
+    }
+    if (splits > ksteps) splits = ksteps;
+    p.steps_per_split = (ksteps + splits - 1) / splits;
+    p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
+    if (p.splits > 1) {
+        const int64_t acc = (m * int64_t(w->n) * 4 + 255) / 256 * 256;
+        p.counters_off = acc;
+        p.ws_bytes = acc + tiles * 4;
+    } else {
+        p.ws_bytes = 0;
+        p.counters_off = 0;
+    }
+    return lowbit::status_ok();
+}
+
+}  // namespace
+
+extern "C" int32_t lowbit_i8_wgmma_available(void) { return wgmma_runs() ? 1 : 0; }
+
+extern "C" int64_t lowbit_i8_gemm_workspace_bytes(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_config* cfg,
+                                                  int32_t num_sms) {
+    Plan p{};
+    if (make_plan(w, m, cfg, sm_count(num_sms), p).code != LOWBIT_OK) return -1;
+    return p.ws_bytes;
+}
+
+extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t* x, int64_t ldx, int64_t m,
+                                        const lowbit_i8_epilogue* epi, void* y, int64_t ldy, void* workspace,
+                                        int64_t workspace_bytes, const lowbit_i8_config* cfg, int32_t num_sms,
+                                        void* stream) {
+    LOWBIT_REQUIRE(x != nullptr && epi != nullptr && y != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
+    Plan p{};
+    const lowbit_status ps = make_plan(w, m, cfg, sm_count(num_sms), p);
+    if (ps.code != LOWBIT_OK) return ps;
+    LOWBIT_REQUIRE(ldx >= w->k && ldy >= w->n, LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(ldx % 16 == 0 && lowbit::is_aligned(x, 16), LOWBIT_ERR_ALIGNMENT);
+    const int out = epi->out_dtype;
+    LOWBIT_REQUIRE(out >= LOWBIT_I8_OUT_F16 && out <= LOWBIT_I8_OUT_I32, LOWBIT_ERR_INVALID_ARGUMENT);
+    const int esize = out == LOWBIT_I8_OUT_I32 ? 4 : out == LOWBIT_I8_OUT_I8 ? 1 : 2;
+    LOWBIT_REQUIRE(lowbit::is_aligned(y, esize), LOWBIT_ERR_ALIGNMENT);
+    LOWBIT_REQUIRE((epi->row_corr == nullptr) == (epi->col_corr == nullptr), LOWBIT_ERR_INVALID_ARGUMENT);
+    if (out == LOWBIT_I8_OUT_I8) LOWBIT_REQUIRE(epi->out_scale > 0.f && epi->out_scale < INFINITY, LOWBIT_ERR_INVALID_ARGUMENT);
+    for (const void* v : {static_cast<const void*>(epi->row_scale), static_cast<const void*>(epi->col_scale),
+                          static_cast<const void*>(epi->row_corr), static_cast<const void*>(epi->col_corr),
+                          static_cast<const void*>(epi->bias)}) {
+        LOWBIT_REQUIRE(lowbit::is_aligned(v, 4), LOWBIT_ERR_ALIGNMENT);
+    }
+    if (p.ws_bytes > 0) {
+        LOWBIT_REQUIRE(workspace != nullptr && workspace_bytes >= p.ws_bytes, LOWBIT_ERR_INVALID_ARGUMENT);
+        LOWBIT_REQUIRE(lowbit::is_aligned(workspace, 256), LOWBIT_ERR_ALIGNMENT);
+    }
+
+    lowbit::i8::Args a{};
+    a.x = x;
+    a.ldx = ldx;
+    a.m = int(m);
+    a.w = static_cast<const uint8_t*>(w->codes);
+    a.ldw = w->ld_bytes;
+    a.n = w->n;
+    a.k = w->k;
+    const bool w4 = w->format == LOWBIT_I8_W4;
+    a.gs = w4 ? w->group_scales : nullptr;
+    a.group_len = a.gs ? w->group_len : w->k;
+    a.groups = w->k / a.group_len;
+    a.ksteps = (w->k + kBK - 1) / kBK;
+    a.steps_per_split = p.steps_per_split;
+    a.ws = p.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
+    a.counters = p.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + p.counters_off) : nullptr;
+    a.epi = lowbit::i8::Epilogue{out,          epi->row_scale, epi->row_scale_value, epi->col_scale,
+                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale};
+    a.y = y;
+    a.ldy = ldy;
+
+    lowbit::clear_pending_error();
+    const cudaError_t e = dispatch(a, w4, p.wg, p.bx, p.splits, static_cast<cudaStream_t>(stream));
+    if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
+    return lowbit::status_from_cuda(e);
+}
