@@ -40,19 +40,21 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Lower Cholesky factor `L` of a symmetric positive-definite `a` (`a = L Lᵀ`); only the lower triangle of
-/// `a` is read. `None` when a pivot is not positive (the matrix is not numerically positive definite).
+/// `a` is read. `None` when the matrix is not numerically positive definite: a pivot `≤ k·ε·a_ii` (a singular
+/// matrix whose last pivot is rounding noise would otherwise give a factor of garbage).
 ///
 /// Errors: `a` not square, empty or not finite.
 pub fn cholesky_lower(a: ArrayView2<f64>) -> Result<Option<Array2<f64>>> {
     let k = check_square("Cholesky input", &a)?;
     let mut l = Array2::<f64>::zeros((k, k));
     let ls = l.as_slice_mut().expect("fresh array is contiguous");
+    let tol = k as f64 * f64::EPSILON;
     for i in 0..k {
         for j in 0..=i {
             let (ri, rj) = (i * k, j * k);
             let s = a[[i, j]] - dot(&ls[ri..ri + j], &ls[rj..rj + j]);
             if i == j {
-                if !(s > 0.0 && s.is_finite()) {
+                if !(s > tol * a[[i, i]] && s.is_finite()) {
                     return Ok(None);
                 }
                 ls[ri + i] = s.sqrt();
