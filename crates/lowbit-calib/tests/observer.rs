@@ -115,11 +115,14 @@ fn mse_clip_of_a_gaussian_matches_theory_and_the_data() {
     let g: Vec<f32> = (0..100_000).map(|_| normal(&mut r)).collect();
     let mut h = Histogram::new(2048).unwrap();
     h.add(g.iter().copied());
-    for (bits, lo, hi) in [(3u32, 1.6f32, 2.4f32), (4, 2.1, 2.9), (8, 3.3, 5.0)] {
+    // 2 bits symmetric is the ternary quantizer {−c, 0, c}: its optimum for N(0,1) is c = 1.224σ.
+    let ternary = h.mse_clip(2, true, 400).unwrap().range.hi;
+    assert!((ternary - 1.224).abs() < 0.02, "ternary clip {ternary}");
+    for (bits, lo, hi) in [(3u32, 1.8f32, 2.1f32), (4, 2.35, 2.65), (8, 3.3, 5.0)] {
         let clip = h.mse_clip(bits, true, DEFAULT_CLIP_STEPS).unwrap();
         let c = clip.range.hi;
-        // Optimal clips of N(0,1) for uniform quantizers (Banner et al., ACIQ): ~1.9σ (3 bits, 7 levels),
-        // ~2.5σ (4 bits, 15 levels); 8 bits hardly clips.
+        // Optimal clips of N(0,1) for symmetric uniform quantizers: ~1.96σ (3 bits, 7 levels), ~2.5σ
+        // (4 bits, 15 levels); 8 bits hardly clips.
         assert!(c > lo && c < hi, "{bits} bits: clip {c}");
         assert!(clip.mse <= clip.mse_minmax);
         // The model's error is the data's error (piecewise-uniform density vs the samples).
