@@ -6,6 +6,7 @@
 
 use crate::datatype::{DatatypeSearch, ErrorMetric};
 use crate::error::{CalibError, Result};
+use crate::gptq::ClipSearch;
 use half::f16;
 use lowbit_core::affine::{AffineQuantizer, f16_scale};
 use lowbit_core::bipolar::value as bipolar_value;
@@ -220,6 +221,47 @@ impl Codec {
             }
             Codec::Bipolar(c) => Params::Bipolar { delta: absmax(vals) / ((1u32 << c.bits) - 1) as f32 },
         })
+    }
+
+    /// Like [`Self::params`], then, for the scale-based formats (INT, LUT, bipolar; BitMoD searches its own
+    /// scales), the shrink `p = 1 − s/grid` of the group's range (`s = 0 ..= max_shrink·grid`) whose
+    /// parameters give the least (weighted) squared error of the group's values; `p = 1` wins ties.
+    pub(crate) fn params_clipped(
+        &self,
+        row: usize,
+        vals: &[f32],
+        weights: Option<&[f64]>,
+        clip: Option<&ClipSearch>,
+    ) -> Result<Params> {
+        let base = self.params(row, vals, weights)?;
+        let Some(clip) = clip else { return Ok(base) };
+        if matches!(self, Codec::Mixed(_)) {
+            return Ok(base);
+        }
+        let err = |p: &Params| -> f64 {
+            vals.iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let d = (self.quantize(row, v, p).1 - v) as f64;
+                    d * d * weights.map_or(1.0, |w| w[i])
+                })
+                .sum()
+        };
+        let mut best = (err(&base), base);
+        let mut scaled = vec![0f32; vals.len()];
+        let steps = (clip.max_shrink as f64 * clip.grid as f64).floor() as usize;
+        for s in 1..=steps.min(clip.grid.saturating_sub(1)) {
+            let p = 1.0 - s as f32 / clip.grid as f32;
+            for (d, &v) in scaled.iter_mut().zip(vals) {
+                *d = v * p;
+            }
+            let cand = self.params(row, &scaled, weights)?;
+            let e = err(&cand);
+            if e < best.0 {
+                best = (e, cand);
+            }
+        }
+        Ok(best.1)
     }
 
     /// Code of `v` and its exact dequantized value (what lowbit-core's `dequantize` returns for it).

@@ -49,6 +49,26 @@ pub struct GptqOptions {
     pub static_groups: bool,
     /// BitMoD per-group datatype search (mixed schemes only).
     pub datatype_search: DatatypeSearch,
+    /// Per-group range shrink search for the scale-based formats (INT, NF4/LUT, bipolar), as GPTQ's `mse`
+    /// option: `None` (default) keeps the full group range.
+    pub clip_search: Option<ClipSearch>,
+}
+
+/// Search of a group's range shrink: candidates `p = 1 − s/grid` for `s = 0 ..= max_shrink·grid`, each
+/// giving the group's parameters from its values times `p`; the one with the least squared error of the
+/// group's weights (weighted by the Hessian diagonal under GPTQ) wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipSearch {
+    /// Steps per unit of shrink (GPTQ: 100), ≥ 1.
+    pub grid: usize,
+    /// Largest shrink tried, in `[0, 1)` (GPTQ: 0.8).
+    pub max_shrink: f32,
+}
+
+impl Default for ClipSearch {
+    fn default() -> Self {
+        Self { grid: 100, max_shrink: 0.8 }
+    }
 }
 
 impl Default for GptqOptions {
@@ -60,6 +80,7 @@ impl Default for GptqOptions {
             act_order: false,
             static_groups: false,
             datatype_search: DatatypeSearch::default(),
+            clip_search: None,
         }
     }
 }
@@ -81,6 +102,11 @@ impl GptqOptions {
         }
         if self.block_size == 0 {
             return Err(CalibError::option("block_size", "must be at least 1"));
+        }
+        if let Some(c) = self.clip_search
+            && (c.grid == 0 || !(0.0..1.0).contains(&c.max_shrink))
+        {
+            return Err(CalibError::option("clip_search", format!("{c:?}: need grid >= 1 and max_shrink in [0, 1)")));
         }
         self.datatype_search.validate()
     }
@@ -210,7 +236,8 @@ pub(crate) fn round_to_nearest(codec: &Codec, wt: ArrayView2<f64>, weights: Opti
     let (k, n) = wt.dim();
     let perm: Vec<usize> = (0..k).collect();
     let mut wt = wt.to_owned();
-    let out = Engine { codec, weights, perm: &perm, block: k, static_groups: false }.run(wt.view_mut(), None)?;
+    let out =
+        Engine { codec, weights, perm: &perm, block: k, static_groups: false, clip: None }.run(wt.view_mut(), None)?;
     codec.assemble(n, k, &out.codes, &out.params, None)
 }
 
@@ -252,8 +279,15 @@ fn run_gptq(w: ArrayView2<f32>, h: &Hessian, mut codec: Codec, opts: &GptqOption
     let static_params = if static_groups {
         let identity: Vec<usize> = (0..k).collect();
         Some(
-            Engine { codec: &codec, weights: Some(&diag), perm: &identity, block: k, static_groups: false }
-                .group_params_all(wt.view())?,
+            Engine {
+                codec: &codec,
+                weights: Some(&diag),
+                perm: &identity,
+                block: k,
+                static_groups: false,
+                clip: opts.clip_search,
+            }
+            .group_params_all(wt.view())?,
         )
     } else {
         None
@@ -276,8 +310,14 @@ fn run_gptq(w: ArrayView2<f32>, h: &Hessian, mut codec: Codec, opts: &GptqOption
         lambda = (lambda * 2.0).min(opts.max_damp_percent);
     };
     let weights_p: Vec<f64> = perm.iter().map(|&p| diag[p]).collect();
-    let engine =
-        Engine { codec: &codec, weights: Some(&weights_p), perm: &perm, block: opts.block_size, static_groups };
+    let engine = Engine {
+        codec: &codec,
+        weights: Some(&weights_p),
+        perm: &perm,
+        block: opts.block_size,
+        static_groups,
+        clip: opts.clip_search,
+    };
     let out = match static_params {
         Some(sp) => engine.run_with(wp.view_mut(), Some(u.view()), sp)?,
         None => engine.run(wp.view_mut(), Some(u.view()))?,
@@ -315,6 +355,8 @@ struct Engine<'a> {
     block: usize,
     /// Parameters indexed by original group (`perm[i] / G`) rather than processing group (`i / G`).
     static_groups: bool,
+    /// Range shrink search of group parameters.
+    clip: Option<ClipSearch>,
 }
 
 struct EngineOut {
@@ -347,7 +389,7 @@ impl Engine<'_> {
             for (t, v) in vals.iter_mut().enumerate() {
                 *v = wt[[start + t, r]] as f32;
             }
-            params[r * ng + start / g] = self.codec.params(r, &vals, w)?;
+            params[r * ng + start / g] = self.codec.params_clipped(r, &vals, w, self.clip.as_ref())?;
         }
         Ok(())
     }

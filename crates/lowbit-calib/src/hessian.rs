@@ -2,6 +2,9 @@
 //!
 //! GPTQ keeps a running mean (`H ← H·n/(n+m) + (2/(n+m))·XᵀX`). Here the raw sum `Σ XᵀX` is kept in f64 and
 //! scaled once in [`HessianAccumulator::finish`]: the same matrix, one rounding instead of one per batch.
+//! `n` counts rows (tokens). The reference counts sequences instead, which multiplies `H` by the sequence
+//! length: GPTQ's result does not change with a constant factor on `H` (the damping is relative to its mean
+//! diagonal and the updates use ratios of `U`'s entries), only the reported loss does.
 //! Each batch is multiplied in f32 row chunks (`matrixmultiply` through ndarray's `dot`), only the upper
 //! block triangle, split over the available cores, and each chunk's product is added into the f64 sum.
 

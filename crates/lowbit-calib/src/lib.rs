@@ -50,7 +50,7 @@ pub mod observer;
 
 pub use datatype::{DatatypeSearch, ErrorMetric, bitmod_quantize};
 pub use error::{CalibError, Result};
-pub use gptq::{GptqOptions, GptqResult, GptqStats, gptq_quantize, gptq_quantize_lut, rtn_quantize};
+pub use gptq::{ClipSearch, GptqOptions, GptqResult, GptqStats, gptq_quantize, gptq_quantize_lut, rtn_quantize};
 pub use hessian::{Hessian, HessianAccumulator};
 pub use observer::{
     ClipRange, Histogram, HistogramObserver, MinMaxObserver, MseClip, ObserverGranularity, ScaleMethod, static_scale,

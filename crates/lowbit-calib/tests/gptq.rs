@@ -175,3 +175,37 @@ fn custom_lut_and_dead_columns() {
         Err(CalibError::UnsupportedScheme { .. })
     ));
 }
+
+#[test]
+fn clip_search_never_worsens_the_weighted_group_error_and_keeps_gptq_ahead() {
+    let mut r = rng(13);
+    let (n, k) = (16, 128);
+    // Heavy-tailed weights (a few large values per row), where shrinking the range pays off.
+    let mut w = gaussian(&mut r, n, k, 0.05);
+    for i in 0..n {
+        w[[i, (i * 37) % k]] = 0.6;
+    }
+    let d: Vec<f64> = (0..k).map(|i| 1.0 + (i % 3) as f64).collect();
+    let hd = Hessian::from_matrix(Array2::from_diag(&ndarray::Array1::from(d.clone())), 10).unwrap();
+    let clip = GptqOptions { clip_search: Some(lowbit_calib::ClipSearch::default()), ..GptqOptions::default() };
+    let weighted = |wq: &Array2<f32>| -> f64 {
+        wq.indexed_iter().map(|((i, j), v)| d[j] * ((*v - w[[i, j]]) as f64).powi(2)).sum()
+    };
+    for s in ["w3-int-g32", "w2-int-asym-g64", "w4-nf4-g32", "w2-bipolar-g32", "w3-mixed-g32"] {
+        let base = gptq_quantize(w.view(), &hd, &scheme(s), &GptqOptions::default()).unwrap().weight.dequantize();
+        let clipped = gptq_quantize(w.view(), &hd, &scheme(s), &clip).unwrap().weight.dequantize();
+        // Diagonal H: no error feedback, each group's parameters are the weighted-error minimisers.
+        assert!(weighted(&clipped) <= weighted(&base) * (1.0 + 1e-12), "{s}");
+        if s == "w3-int-g32" {
+            assert!(weighted(&clipped) < 0.9 * weighted(&base), "clipping must help heavy tails at 3 bits");
+        }
+    }
+    let x = correlated_activations(&mut r, 512, k, 12);
+    let h = hessian_of(&x);
+    let sc = scheme("w3-int-g32");
+    let rtn = quantize(w.view(), &sc).unwrap().dequantize();
+    let out = gptq_quantize(w.view(), &h, &sc, &clip).unwrap();
+    assert!(output_error(&x, &w, &out.weight.dequantize()) < 0.8 * output_error(&x, &w, &rtn));
+    let bad = GptqOptions { clip_search: Some(lowbit_calib::ClipSearch { grid: 0, max_shrink: 0.5 }), ..clip };
+    assert!(matches!(gptq_quantize(w.view(), &h, &sc, &bad), Err(CalibError::InvalidOption { .. })));
+}
