@@ -40,7 +40,7 @@ pub use buffer::{DeviceTensor, OutDtype, OutElement, download, upload};
 pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_host};
 pub use device::{Device, DeviceInfo, device_count, gpu_available};
 pub use error::{CudaError, Result};
-pub use weight_only::{DEQUANT_CUBLAS_MIN_M, GemmConfig, GemmPath, GemmPlan, WeightOnlyGemm};
+pub use weight_only::{DEQUANT_CUBLAS_MIN_M, GemmConfig, GemmPath, GemmPlan, STREAM_MAX_M, WeightOnlyGemm};
 
 /// `nvcc --version`'s release line of the compiler that built the kernels.
 pub const NVCC_VERSION: &str = lowbit_kernels_sys::NVCC_VERSION;
