@@ -1,0 +1,279 @@
+"""`quantize_(model, config, calib_data=None, filter_fn=None)`: quantize a model's `nn.Linear` layers in place."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from . import _C
+from .configs import CONFIG_TYPES, Bipolar, Config, W4A8, W8A8, WeightOnly, config_to_dict
+from .modules import LowbitLinear, PackedWeight
+
+FilterFn = Callable[[nn.Module, str], bool]
+
+# Modules that hold a weight matrix but that lowbit does not quantize: reported, left untouched.
+_UNSUPPORTED_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.Bilinear,
+    nn.MultiheadAttention,
+)
+
+
+@dataclass
+class LayerReport:
+    """One quantized layer."""
+
+    name: str
+    scheme: str
+    shape: tuple[int, int]
+    storage_bytes: int
+    method: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QuantizeReport:
+    """What `quantize_` did: quantized layers, layers it skipped (with the reason) and unsupported layers."""
+
+    quantized: list[LayerReport] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+    calib_samples: int = 0
+
+    @property
+    def storage_bytes(self) -> int:
+        return sum(q.storage_bytes for q in self.quantized)
+
+    def __str__(self) -> str:
+        lines = [
+            f"lowbit.quantize_: {len(self.quantized)} layers quantized "
+            f"({self.storage_bytes / 2**20:.2f} MiB packed), {len(self.skipped)} skipped, "
+            f"{len(self.unsupported)} unsupported left untouched"
+        ]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
+        lines += [f"  unsupported {name}: {why}" for name, why in self.unsupported]
+        return "\n".join(lines)
+
+
+def _progress(iterable: Iterable[Any], desc: str, total: Optional[int], enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def _float_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes()
+
+
+def _group_ok(config: Config, k: int) -> Optional[str]:
+    g = getattr(config, "group_size", None)
+    if g is not None and k % g != 0:
+        return f"in_features={k} is not divisible by group_size={g}"
+    return None
+
+
+def _run_model(model: nn.Module, batch: Any) -> None:
+    if isinstance(batch, Mapping):
+        model(**batch)
+    elif isinstance(batch, (tuple, list)):
+        model(*batch)
+    else:
+        model(batch)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class _Calibration:
+    """Per-layer Hessian accumulators and activation observers fed by forward pre-hooks."""
+
+    def __init__(self, targets: dict[str, nn.Linear], hessians: bool, observers: bool) -> None:
+        self.hessian = {n: _C.HessianAccumulator(m.in_features) for n, m in targets.items()} if hessians else {}
+        self.observer = {n: _C.ActivationObserver() for n in targets} if observers else {}
+        self.handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in targets.items()]
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0]
+            k = module.in_features
+            x2 = x.detach().reshape(-1, k)
+            data = _float_bytes(x2)
+            if name in self.hessian:
+                self.hessian[name].update(data, x2.shape[0])
+            if name in self.observer:
+                self.observer[name].update(data, x2.shape[0], k)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def quantize_(
+    model: nn.Module,
+    config: Config,
+    calib_data: Optional[Iterable[Any]] = None,
+    filter_fn: Optional[FilterFn] = None,
+    *,
+    progress: bool = True,
+) -> QuantizeReport:
+    """Quantizes `model` in place: every `nn.Linear` accepted by `filter_fn(module, fqn)` (all by default) is replaced
+    by a `LowbitLinear` holding its weight in `config`'s format.
+
+    - Without `calib_data`: round-to-nearest.
+    - With `calib_data` (an iterable of model inputs: tensors, tuples of positional arguments or dicts of keyword
+      arguments): one calibration pass with forward hooks collects each layer's input activations into a Hessian
+      (and, for `static_scales`, an activation histogram); then `config.method` `"gptq"` runs GPTQ, `"rtn"` runs
+      round-to-nearest with the activation-aware datatype search for BitMoD mixed formats.
+
+    Layers whose `in_features` the group size does not divide are skipped, and modules lowbit cannot quantize
+    (convolutions, attention blocks with fused weights, ...) are left untouched; both are listed in the returned
+    report and in a warning. Bad configs and empty or non-finite calibration data raise before anything changes.
+    """
+    if not isinstance(config, CONFIG_TYPES):
+        raise TypeError(
+            f"config must be one of {', '.join(t.__name__ for t in CONFIG_TYPES)}, got {type(config).__name__}"
+        )
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(config, WeightOnly) and config.act_order and calib_data is None:
+        raise ValueError("act_order needs calib_data (the column order comes from the Hessian)")
+    if isinstance(config, (W8A8, W4A8)) and config.static_scales and calib_data is None:
+        raise ValueError("static_scales needs calib_data")
+    if calib_data is not None and isinstance(calib_data, (torch.Tensor, Mapping)):
+        calib_data = [calib_data]
+    if isinstance(config, (W8A8, W4A8)):
+        warnings.warn(
+            f"lowbit: {type(config).__name__} runs on the emulated path (int8 fake quantization of activations + "
+            "dequantized weights); lowbit's int8 GEMM kernels are not wired into the Python package yet",
+            stacklevel=2,
+        )
+
+    report = QuantizeReport()
+    targets: dict[str, nn.Linear] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LowbitLinear):
+            continue
+        if isinstance(module, nn.Linear):
+            if filter_fn is not None and not filter_fn(module, name):
+                continue
+            why = _group_ok(config, module.in_features)
+            if name == "":
+                why = "the model itself is an nn.Linear: wrap it in a module to quantize it in place"
+            if why is not None:
+                report.skipped.append((name, why))
+                continue
+            targets[name] = module
+        elif isinstance(module, _UNSUPPORTED_TYPES) or (
+            type(module).__name__ == "Conv1D" and hasattr(module, "weight")  # transformers' GPT-2 style Conv1D
+        ):
+            if filter_fn is None or filter_fn(module, name):
+                report.unsupported.append((name, type(module).__name__))
+
+    calib: Optional[_Calibration] = None
+    if calib_data is not None and targets:
+        static = bool(getattr(config, "static_scales", False))
+        calib = _Calibration(targets, hessians=True, observers=static)
+        device = _model_device(model)
+        seen = 0
+        try:
+            with torch.no_grad():
+                for batch in _progress(calib_data, "lowbit: calibration", None, progress):
+                    _run_model(model, _to_device(batch, device))
+                    seen += 1
+        finally:
+            calib.remove()
+        if seen == 0:
+            raise ValueError("calib_data has no samples")
+        report.calib_samples = seen
+
+    act_bits = config.act_bits
+    for name, module in _progress(list(targets.items()), "lowbit: quantize", len(targets), progress):
+        packed, method, stats = _quantize_layer(module, config, calib, name)
+        act_scale = None
+        if calib is not None and name in calib.observer:
+            act_scale = float(calib.observer[name].static_scale(getattr(config, "scale_method", "mse")))
+        new = LowbitLinear(
+            packed,
+            module.bias,
+            act_bits=act_bits,
+            act_scale=act_scale,
+            config=config_to_dict(config),
+        )
+        _set_module(model, name, new)
+        report.quantized.append(
+            LayerReport(name, packed.scheme, (packed.out_features, packed.in_features), packed.storage_bytes, method, stats)
+        )
+
+    if report.skipped or report.unsupported:
+        warnings.warn(str(report), stacklevel=2)
+    return report
+
+
+def _quantize_layer(
+    module: nn.Linear, config: Config, calib: Optional[_Calibration], name: str
+) -> tuple[PackedWeight, str, dict[str, Any]]:
+    w = module.weight
+    n, k = w.shape
+    data = _float_bytes(w)
+    scheme = config.scheme
+    if calib is None:
+        return PackedWeight(_C.quantize(data, n, k, scheme)), "rtn", {}
+    hessian = calib.hessian[name].finish()
+    is_mixed = isinstance(config, WeightOnly) and config.dtype == "mixed"
+    metric = "hessian" if is_mixed else "mse"
+    if config.method == "rtn":
+        q = _C.rtn_quantize(data, n, k, scheme, datatype_metric=metric, hessian=hessian)
+        return PackedWeight(q), "rtn+search" if is_mixed else "rtn", {}
+    opts = config.gptq
+    act_order = bool(getattr(config, "act_order", False))
+    q, stats = _C.gptq_quantize(
+        data,
+        n,
+        k,
+        hessian,
+        scheme,
+        damp_percent=opts.damp_percent,
+        block_size=opts.block_size,
+        act_order=act_order,
+        static_groups=opts.static_groups,
+        datatype_metric=metric,
+        clip_search=opts.clip_search,
+    )
+    return PackedWeight(q), "gptq", dict(stats)
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+__all__ = ["Bipolar", "LayerReport", "QuantizeReport", "W4A8", "W8A8", "WeightOnly", "quantize_"]
