@@ -206,9 +206,7 @@ pub fn pack_w4(codes: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
     }
     Ok(codes
         .chunks(8)
-        .map(|c| {
-            (0..8).fold(0u32, |w, nib| w | (((c[W4_NIBBLE_COLUMN[nib]] as i32 + 8) as u32) << (4 * nib)))
-        })
+        .map(|c| (0..8).fold(0u32, |w, nib| w | (((c[W4_NIBBLE_COLUMN[nib]] as i32 + 8) as u32) << (4 * nib))))
         .collect())
 }
 
@@ -502,10 +500,8 @@ mod tests {
         let mut seed = 11;
         let x: Vec<f32> = (0..3 * 64).map(|_| lcg(&mut seed)).collect();
         let r = act_quant_reference(&x, 3, 64, &ActQuantOptions::default()).unwrap();
-        let a = crate::Int8Activations::quantize_per_token(
-            ndarray::ArrayView2::from_shape((3, 64), &x).unwrap(),
-        )
-        .unwrap();
+        let a =
+            crate::Int8Activations::quantize_per_token(ndarray::ArrayView2::from_shape((3, 64), &x).unwrap()).unwrap();
         assert_eq!(r.codes, a.codes);
         assert_eq!(r.scales, a.scales);
     }

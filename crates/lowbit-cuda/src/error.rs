@@ -89,6 +89,9 @@ pub enum CudaError {
     /// A cuBLAS call failed.
     #[error("cuBLAS error: {0:?}")]
     Cublas(#[from] cudarc::cublas::result::CublasError),
+    /// A cuBLASLt call failed.
+    #[error("cuBLASLt error: {0:?}")]
+    CublasLt(#[from] cudarc::cublaslt::result::CublasError),
     /// A CUDA driver API call made through cudarc failed.
     #[error("CUDA driver error: {0}")]
     Driver(#[from] DriverError),

@@ -31,15 +31,18 @@
 
 pub mod buffer;
 pub mod cublas;
+pub mod cublaslt;
 pub mod dequant;
 pub mod device;
 pub mod error;
+pub mod int8;
 pub mod weight_only;
 
 pub use buffer::{DeviceTensor, OutDtype, OutElement, download, upload};
 pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_host};
 pub use device::{Device, DeviceInfo, device_count, gpu_available};
 pub use error::{CudaError, Result};
+pub use int8::{I8Config, I8Epilogue, I8Path, I8Plan, Int8Gemm, RowScale};
 pub use weight_only::{DEQUANT_CUBLAS_MIN_M, GemmConfig, GemmPath, GemmPlan, STREAM_MAX_M, WeightOnlyGemm};
 
 /// `nvcc --version`'s release line of the compiler that built the kernels.

@@ -1,0 +1,487 @@
+//! int8 tensor-core GEMMs (W8A8, W4A8), the activation quantizer and the cuBLASLt int8 baseline on the GPU,
+//! against lowbit-core's CPU references.
+//!
+//! Tolerance model: the int32 accumulator is compared **exactly** (output type i32) on odd shapes, every
+//! path (wgmma where it runs, mma.sync always), forced tile widths and split-K factors; the fused epilogue
+//! (f16, bf16, int8 outputs with per-token / per-tensor scales, channel scales, rank-1 correction, bias) is
+//! compared **bit for bit** with `lowbit_core::int8::Epilogue::apply`, which performs the same f32 operations in
+//! the same order. Outputs are poisoned first (0x7FFF7FFF words: an untouched element cannot match). The
+//! activation quantizer is bit-exact without RMSNorm / Hadamard (same IEEE operations); with them the CPU sums in
+//! f64, so codes may differ by one at rounding boundaries (≤ 1 everywhere, ≤ 1% of codes) and scales by 1e-4.
+//!
+//! GPU tests are `#[ignore]`d: `scripts/gpu-run` runs them with `--include-ignored`; without a GPU they print
+//! `SKIP`, unless `LOWBIT_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::device_or_skip;
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use half::{bf16, f16};
+use lowbit_core::int8::{ActQuantOptions, Epilogue, I8Out, W4A8Weight, W8Weight, act_quant_reference, gemm_i32};
+use lowbit_cuda::cublaslt::CublasLtInt8;
+use lowbit_cuda::int8::{ActQuantConfig, RawEpilogue, act_quant, wgmma_available};
+use lowbit_cuda::{CudaError, Device, I8Config, I8Epilogue, I8Path, Int8Gemm, OutDtype, RowScale, upload};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const POISON32: i32 = 0x7FFF_7FFF;
+
+fn rand_i8(len: usize, seed: u64) -> Vec<i8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-127i32..=127) as i8).collect()
+}
+
+fn rand_w(n: usize, k: usize, seed: u64) -> Array2<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((n, k), |_| {
+        loop {
+            let v: f32 = rng.random_range(-1.0f32..1.0);
+            if v.abs() > 1e-3 {
+                break v;
+            }
+        }
+    })
+}
+
+fn rand_f32(len: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+fn paths(dev: &Device) -> Vec<I8Path> {
+    let mut v = vec![I8Path::Mma];
+    if wgmma_available(dev).unwrap() {
+        v.insert(0, I8Path::Wgmma);
+    }
+    v
+}
+
+/// Runs the GEMM with an i32 output into a poisoned buffer and returns the accumulator.
+fn run_i32(dev: &Device, g: &Int8Gemm, x: &CudaSlice<i8>, m: usize, cfg: I8Config) -> Result<Vec<i32>, CudaError> {
+    let (n, _) = g.shape();
+    let mut y = upload(dev, &vec![POISON32; m * n])?;
+    let plan = g.plan(dev, m, cfg)?;
+    let mut ws = g.workspace(dev, &plan)?;
+    let epi = I8Epilogue::scaled(I8Out::I32, RowScale::PerTensor(1.0));
+    g.run(dev, x, m, &epi, &mut y, cfg, ws.as_mut())?;
+    let out = dev.stream().clone_dtoh(&y)?;
+    if let Some(ws) = ws {
+        let w: Vec<u8> = dev.stream().clone_dtoh(&ws)?;
+        assert!(w.iter().all(|&b| b == 0), "split-K workspace not left zero");
+    }
+    Ok(out)
+}
+
+fn check_exact(name: &str, got: &[i32], want: &[i32], n: usize) {
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        let bad = got.iter().zip(want).filter(|(a, b)| a != b).count();
+        panic!(
+            "{name}: {bad} of {} elements differ; first at m={} n={}: got {} want {}",
+            got.len(),
+            i / n,
+            i % n,
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// (m, n, k) problems: single rows, odd primes, one past tile sizes, K not a multiple of the 128-byte stage.
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 32),
+    (1, 37, 96),
+    (3, 129, 160),
+    (8, 128, 128),
+    (17, 200, 4128),
+    (33, 255, 544),
+    (67, 131, 1056),
+    (129, 300, 2080),
+    (333, 77, 256),
+];
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn w8a8_accumulator_is_exact_on_odd_shapes_every_path() {
+    let Some(dev) = device_or_skip("w8a8_accumulator_is_exact_on_odd_shapes_every_path") else { return };
+    for (si, &(m, n, k)) in SHAPES.iter().chain([(1, 4096, 4096), (1000, 384, 512)].iter()).enumerate() {
+        let w = W8Weight::quantize(rand_w(n, k, si as u64).view()).unwrap();
+        let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+        let xs = rand_i8(m * k, 100 + si as u64);
+        let x = upload(&dev, &xs).unwrap();
+        let want = gemm_i32(&xs, m, k, &w.codes, n);
+        for path in paths(&dev) {
+            let cfg = I8Config { path: Some(path), ..Default::default() };
+            let got = run_i32(&dev, &g, &x, m, cfg).unwrap();
+            check_exact(&format!("W8 {path:?} m={m} n={n} k={k}"), &got, &want, n);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn w8a8_forced_tiles_and_splits_are_exact() {
+    let Some(dev) = device_or_skip("w8a8_forced_tiles_and_splits_are_exact") else { return };
+    let (m, n, k) = (77, 259, 2080);
+    let w = W8Weight::quantize(rand_w(n, k, 5).view()).unwrap();
+    let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+    let xs = rand_i8(m * k, 6);
+    let x = upload(&dev, &xs).unwrap();
+    let want = gemm_i32(&xs, m, k, &w.codes, n);
+    for path in paths(&dev) {
+        let bxs: &[u32] = if path == I8Path::Wgmma { &[8, 16, 64, 128, 256] } else { &[16, 64] };
+        for &bx in bxs {
+            for splits in [1u32, 2, 3, 17] {
+                let cfg = I8Config { path: Some(path), bx: Some(bx), splits: Some(splits) };
+                // Twice with one workspace: the split-K workspace must clean up after itself.
+                let plan = g.plan(&dev, m, cfg).unwrap();
+                let mut ws = g.workspace(&dev, &plan).unwrap();
+                for rep in 0..2 {
+                    let mut y = upload(&dev, &vec![POISON32; m * n]).unwrap();
+                    let epi = I8Epilogue::scaled(I8Out::I32, RowScale::PerTensor(1.0));
+                    g.run(&dev, &x, m, &epi, &mut y, cfg, ws.as_mut()).unwrap();
+                    let got = dev.stream().clone_dtoh(&y).unwrap();
+                    check_exact(&format!("W8 {path:?} bx={bx} splits={splits} rep={rep}"), &got, &want, n);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn w4a8_accumulator_is_exact_per_channel_and_grouped() {
+    let Some(dev) = device_or_skip("w4a8_accumulator_is_exact_per_channel_and_grouped") else { return };
+    let shapes: Vec<(usize, usize, usize)> =
+        SHAPES.iter().copied().chain([(1, 4096, 4096), (16, 1000, 1024), (300, 260, 640)]).collect();
+    for (si, &(m, n, k)) in shapes.iter().enumerate() {
+        for group in [None, Some(128), Some(32)] {
+            if group.is_some_and(|g| k % g != 0) {
+                continue;
+            }
+            let w = W4A8Weight::quantize(rand_w(n, k, 50 + si as u64).view(), group).unwrap();
+            let g = Int8Gemm::new_w4(&dev, &w).unwrap();
+            let xs = rand_i8(m * k, 200 + si as u64);
+            let x = upload(&dev, &xs).unwrap();
+            let want = gemm_i32(&xs, m, k, &w.expanded_i8(), n);
+            for path in paths(&dev) {
+                let bxs: &[Option<u32>] =
+                    if path == I8Path::Wgmma { &[None, Some(8), Some(128)] } else { &[None, Some(16)] };
+                for &bx in bxs {
+                    let cfg = I8Config { path: Some(path), bx, ..Default::default() };
+                    let got = run_i32(&dev, &g, &x, m, cfg).unwrap();
+                    check_exact(&format!("W4 {group:?} {path:?} bx={bx:?} m={m} n={n} k={k}"), &got, &want, n);
+                }
+            }
+        }
+    }
+}
+
+/// Epilogues bit for bit against the CPU: f16 / bf16 / int8 outputs, per-token and per-tensor scales, channel
+/// scales (the weight's), rank-1 correction and bias.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn fused_epilogues_match_the_cpu_bit_for_bit() {
+    let Some(dev) = device_or_skip("fused_epilogues_match_the_cpu_bit_for_bit") else { return };
+    for (w4, m, n, k) in [(false, 5, 133, 272), (true, 19, 70, 256), (false, 130, 64, 512), (true, 1, 300, 1024)] {
+        let wf = rand_w(n, k, 9);
+        let (g, codes, cs) = if w4 {
+            let w = W4A8Weight::quantize(wf.view(), Some(128)).unwrap();
+            (Int8Gemm::new_w4(&dev, &w).unwrap(), w.expanded_i8(), w.scales.clone())
+        } else {
+            let w = W8Weight::quantize(wf.view()).unwrap();
+            (Int8Gemm::new_w8(&dev, &w).unwrap(), w.codes.clone(), w.scales.clone())
+        };
+        let xs = rand_i8(m * k, 10);
+        let x = upload(&dev, &xs).unwrap();
+        let acc = gemm_i32(&xs, m, k, &codes, n);
+        let rs = rand_f32(m, 1e-3, 2e-2, 11);
+        let rc = rand_f32(m, -1.0, 1.0, 12);
+        let cc = rand_f32(n, -1.0, 1.0, 13);
+        let bias = rand_f32(n, -0.5, 0.5, 14);
+        let (rs_d, rc_d, cc_d, b_d) = (
+            upload(&dev, &rs).unwrap(),
+            upload(&dev, &rc).unwrap(),
+            upload(&dev, &cc).unwrap(),
+            upload(&dev, &bias).unwrap(),
+        );
+        for path in paths(&dev) {
+            for (variant, per_token, corr, with_bias) in
+                [("scales", true, false, false), ("all", true, true, true), ("per-tensor+bias", false, false, true)]
+            {
+                let cpu = Epilogue {
+                    row_scale: per_token.then(|| rs.clone()),
+                    row_scale_value: 7.5e-3,
+                    col_scale: Some(cs.clone()),
+                    correction: corr.then(|| (rc.clone(), cc.clone())),
+                    bias: with_bias.then(|| bias.clone()),
+                    out_scale: 0.05,
+                };
+                let gpu = I8Epilogue {
+                    out: I8Out::F16,
+                    row_scale: if per_token { RowScale::PerToken(&rs_d) } else { RowScale::PerTensor(7.5e-3) },
+                    col_scale: None,
+                    correction: corr.then_some((&rc_d, &cc_d)),
+                    bias: with_bias.then_some(&b_d),
+                    out_scale: 0.05,
+                };
+                let cfg = I8Config { path: Some(path), ..Default::default() };
+                let plan = g.plan(&dev, m, cfg).unwrap();
+                let mut ws = g.workspace(&dev, &plan).unwrap();
+                let name = |o: I8Out| format!("{variant} {o:?} {path:?} w4={w4} m={m} n={n} k={k}");
+                for out in [I8Out::F16, I8Out::Bf16] {
+                    let mut y = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+                    g.run(&dev, &x, m, &I8Epilogue { out, ..gpu }, &mut y, cfg, ws.as_mut()).unwrap();
+                    let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u32).collect();
+                    let want = cpu.apply(&acc, m, n, out);
+                    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+                        let f = |b: u32| {
+                            if out == I8Out::F16 {
+                                f16::from_bits(b as u16).to_f32()
+                            } else {
+                                bf16::from_bits(b as u16).to_f32()
+                            }
+                        };
+                        panic!("{}: first mismatch at {i}: got {} want {}", name(out), f(got[i]), f(want[i]));
+                    }
+                }
+                let mut y = upload(&dev, &vec![0x55i8; m * n]).unwrap();
+                g.run(&dev, &x, m, &I8Epilogue { out: I8Out::I8, ..gpu }, &mut y, cfg, ws.as_mut()).unwrap();
+                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u8 as u32).collect();
+                let want = cpu.apply(&acc, m, n, I8Out::I8);
+                assert_eq!(got, want, "{}", name(I8Out::I8));
+                assert!(want.iter().any(|&v| v != 0x55), "{}: int8 test data all 0x55", name(I8Out::I8));
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn cublaslt_int8_baseline_is_exact() {
+    let Some(dev) = device_or_skip("cublaslt_int8_baseline_is_exact") else { return };
+    let lt = match CublasLtInt8::new(dev.stream().clone()) {
+        Ok(l) => l,
+        Err(CudaError::NoCublas) if !common::require_gpu() => return println!("SKIP: no libcublasLt"),
+        Err(e) => panic!("cuBLASLt: {e}"),
+    };
+    for (i, &(m, n, k)) in
+        [(1, 4096, 4096), (16, 1024, 256), (17, 36, 100), (256, 516, 1028), (1024, 256, 4096)].iter().enumerate()
+    {
+        let xs = rand_i8(m * k, 300 + i as u64);
+        let ws = rand_i8(n * k, 400 + i as u64);
+        let (x, w) = (upload(&dev, &xs).unwrap(), upload(&dev, &ws).unwrap());
+        let mut y = upload(&dev, &vec![POISON32; m * n]).unwrap();
+        match lt.matmul(m, n, k, &x, &w, &mut y) {
+            Ok(()) => {
+                let got = dev.stream().clone_dtoh(&y).unwrap();
+                check_exact(&format!("cuBLASLt m={m} n={n} k={k}"), &got, &gemm_i32(&xs, m, k, &ws, n), n);
+            }
+            Err(e) => panic!("cuBLASLt int8 m={m} n={n} k={k}: {e}"),
+        }
+    }
+    let (x, w) = (upload(&dev, &rand_i8(8 * 18, 1)).unwrap(), upload(&dev, &rand_i8(8 * 18, 2)).unwrap());
+    let mut y = upload(&dev, &vec![0i32; 64]).unwrap();
+    assert!(matches!(lt.matmul(8, 8, 18, &x, &w, &mut y), Err(CudaError::Shape { .. })));
+}
+
+fn bits_of(v: &[f32], dtype: OutDtype) -> Vec<u16> {
+    v.iter()
+        .map(|&x| match dtype {
+            OutDtype::F16 => f16::from_f32(x).to_bits(),
+            OutDtype::Bf16 => bf16::from_f32(x).to_bits(),
+        })
+        .collect()
+}
+
+fn vals_of(b: &[u16], dtype: OutDtype) -> Vec<f32> {
+    b.iter()
+        .map(|&x| match dtype {
+            OutDtype::F16 => f16::from_bits(x).to_f32(),
+            OutDtype::Bf16 => bf16::from_bits(x).to_f32(),
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn act_quant_matches_the_cpu() {
+    let Some(dev) = device_or_skip("act_quant_matches_the_cpu") else { return };
+    for dtype in [OutDtype::F16, OutDtype::Bf16] {
+        for (i, &(m, k)) in [(1usize, 64usize), (3, 4096), (37, 1000), (5, 11008), (2, 16384)].iter().enumerate() {
+            let xb = bits_of(&rand_f32(m * k, -3.0, 3.0, 500 + i as u64), dtype);
+            let xv = vals_of(&xb, dtype);
+            let x = upload(&dev, &xb).unwrap();
+            let had = [0usize, 64, 0, 128, 8192][i];
+            let variants: Vec<(&str, ActQuantOptions)> = vec![
+                ("plain", ActQuantOptions { bf16: dtype == OutDtype::Bf16, ..Default::default() }),
+                (
+                    "static",
+                    ActQuantOptions { static_scale: Some(0.02), bf16: dtype == OutDtype::Bf16, ..Default::default() },
+                ),
+                (
+                    "residual+rmsnorm+hadamard",
+                    ActQuantOptions {
+                        residual: Some(vals_of(&bits_of(&rand_f32(m * k, -1.0, 1.0, 9), dtype), dtype)),
+                        rms_norm: Some((vals_of(&bits_of(&rand_f32(k, 0.5, 1.5, 8), dtype), dtype), 1e-6)),
+                        hadamard: had,
+                        bf16: dtype == OutDtype::Bf16,
+                        static_scale: None,
+                    },
+                ),
+            ];
+            for (name, opt) in variants {
+                let want = act_quant_reference(&xv, m, k, &opt).unwrap();
+                let mut q = upload(&dev, &vec![0x55i8; m * k]).unwrap();
+                let mut sc = upload(&dev, &vec![f32::NAN; m]).unwrap();
+                let mut res = opt.residual.as_ref().map(|r| upload(&dev, &bits_of(r, dtype)).unwrap());
+                let gamma = opt.rms_norm.as_ref().map(|(g, _)| upload(&dev, &bits_of(g, dtype)).unwrap());
+                let cfg = ActQuantConfig {
+                    rms_norm: gamma.as_ref().map(|g| (g, opt.rms_norm.as_ref().unwrap().1)),
+                    hadamard: opt.hadamard,
+                    static_scale: opt.static_scale,
+                };
+                act_quant(&dev, &x, m, k, dtype, res.as_mut(), &cfg, &mut q, &mut sc).unwrap();
+                let got_q = dev.stream().clone_dtoh(&q).unwrap();
+                let got_s = dev.stream().clone_dtoh(&sc).unwrap();
+                let tag = format!("{name} {dtype} m={m} k={k} H={}", opt.hadamard);
+                if let Some(r) = &res {
+                    let got_r = vals_of(&dev.stream().clone_dtoh(r).unwrap(), dtype);
+                    assert_eq!(&got_r, want.residual.as_ref().unwrap(), "{tag}: residual");
+                }
+                if name == "residual+rmsnorm+hadamard" {
+                    for (a, b) in got_s.iter().zip(&want.scales) {
+                        assert!((a - b).abs() <= 1e-4 * b.abs(), "{tag}: scale {a} vs {b}");
+                    }
+                    let diff = got_q.iter().zip(&want.codes).filter(|(a, b)| a != b).count();
+                    assert!(
+                        got_q.iter().zip(&want.codes).all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1),
+                        "{tag}: code off by > 1"
+                    );
+                    assert!(diff * 100 <= got_q.len(), "{tag}: {diff} codes differ");
+                } else {
+                    assert_eq!(got_q, want.codes, "{tag}: codes");
+                    if opt.static_scale.is_none() {
+                        assert_eq!(got_s, want.scales, "{tag}: scales");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The quantizer feeding the GEMM end to end: int8 X and its per-token scales into a W8A8 f16 output, compared
+/// with the float GEMM of the dequantized operands (a sanity bound on the whole pipeline, not a bit check).
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn act_quant_feeds_the_gemm() {
+    let Some(dev) = device_or_skip("act_quant_feeds_the_gemm") else { return };
+    let (m, n, k) = (9, 96, 512);
+    let xv = vals_of(&bits_of(&rand_f32(m * k, -1.0, 1.0, 77), OutDtype::F16), OutDtype::F16);
+    let x = upload(&dev, &bits_of(&xv, OutDtype::F16)).unwrap();
+    let mut q = upload(&dev, &vec![0i8; m * k]).unwrap();
+    let mut sc = upload(&dev, &vec![0f32; m]).unwrap();
+    act_quant(&dev, &x, m, k, OutDtype::F16, None, &ActQuantConfig::default(), &mut q, &mut sc).unwrap();
+    let wf = rand_w(n, k, 78);
+    let w = W8Weight::quantize(wf.view()).unwrap();
+    let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+    let mut y = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+    let plan = g.plan(&dev, m, I8Config::default()).unwrap();
+    let mut ws = g.workspace(&dev, &plan).unwrap();
+    g.run(
+        &dev,
+        &q,
+        m,
+        &I8Epilogue::scaled(I8Out::F16, RowScale::PerToken(&sc)),
+        &mut y,
+        I8Config::default(),
+        ws.as_mut(),
+    )
+    .unwrap();
+    let got = vals_of(&dev.stream().clone_dtoh(&y).unwrap(), OutDtype::F16);
+    let (mut num, mut den) = (0f64, 0f64);
+    for r in 0..m {
+        for c in 0..n {
+            let want: f64 = (0..k).map(|j| xv[r * k + j] as f64 * wf[[c, j]] as f64).sum();
+            num += (got[r * n + c] as f64 - want).powi(2);
+            den += want * want;
+        }
+    }
+    assert!((num / den).sqrt() < 0.03, "W8A8 relative error {}", (num / den).sqrt());
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn bad_inputs_are_typed_errors() {
+    let Some(dev) = device_or_skip("bad_inputs_are_typed_errors") else { return };
+    let w = W8Weight::quantize(rand_w(8, 40, 1).view()).unwrap();
+    assert!(matches!(Int8Gemm::new_w8(&dev, &w), Err(CudaError::Shape { .. })));
+    let w = W8Weight::quantize(rand_w(8, 64, 1).view()).unwrap();
+    let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+    assert!(matches!(g.plan(&dev, 0, I8Config::default()), Err(CudaError::Shape { .. })));
+    assert!(matches!(
+        g.plan(&dev, 4, I8Config { bx: Some(24), ..Default::default() }),
+        Err(CudaError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        g.plan(&dev, 4, I8Config { splits: Some(0), ..Default::default() }),
+        Err(CudaError::InvalidArgument { .. })
+    ));
+    if !wgmma_available(&dev).unwrap() {
+        let e = g.plan(&dev, 4, I8Config { path: Some(I8Path::Wgmma), ..Default::default() }).unwrap_err();
+        assert!(matches!(e, CudaError::NoKernel { .. }), "{e}");
+    }
+    let x = upload(&dev, &rand_i8(4 * 64, 2)).unwrap();
+    let mut y16 = upload(&dev, &vec![0u16; 4 * 8]).unwrap();
+    let mut y32 = upload(&dev, &vec![0i32; 4 * 8]).unwrap();
+    let cfg = I8Config::default();
+    // wrong output element size, short buffers
+    let e =
+        g.run(&dev, &x, 4, &I8Epilogue::scaled(I8Out::I32, RowScale::PerTensor(1.0)), &mut y16, cfg, None).unwrap_err();
+    assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
+    let e =
+        g.run(&dev, &x, 5, &I8Epilogue::scaled(I8Out::I32, RowScale::PerTensor(1.0)), &mut y32, cfg, None).unwrap_err();
+    assert!(matches!(e, CudaError::BufferSize { .. }), "{e}");
+    let short = upload(&dev, &[1f32; 3]).unwrap();
+    let e = g
+        .run(&dev, &x, 4, &I8Epilogue::scaled(I8Out::F16, RowScale::PerToken(&short)), &mut y16, cfg, None)
+        .unwrap_err();
+    assert!(matches!(e, CudaError::BufferSize { .. }), "{e}");
+    // int8 output needs a positive scale
+    let mut y8 = upload(&dev, &vec![0i8; 4 * 8]).unwrap();
+    let epi = I8Epilogue { out_scale: 0.0, ..I8Epilogue::scaled(I8Out::I8, RowScale::PerTensor(1.0)) };
+    let e = g.run(&dev, &x, 4, &epi, &mut y8, cfg, None).unwrap_err();
+    assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
+    // raw launches: misaligned x, a lone correction vector, ldx < K
+    let plan = g.plan(&dev, 4, cfg).unwrap();
+    let (xp, _gx) = x.device_ptr(dev.stream());
+    let (yp, _gy) = y32.device_ptr_mut(dev.stream());
+    let raw = RawEpilogue { out: I8Out::I32, rs: 0, rs_val: 1.0, cs: 0, rc: 0, cc: 0, bias: 0, out_scale: 1.0 };
+    let stream = dev.stream().cu_stream().cast();
+    // SAFETY: every call below is rejected by the launcher's host-side checks before any launch.
+    unsafe {
+        let e = g.run_raw(&dev, xp + 1, 64, &raw, yp, 8, &plan, 0, 0, stream).unwrap_err();
+        assert!(matches!(e, CudaError::Alignment { .. }), "{e}");
+        let e = g.run_raw(&dev, xp, 64, &RawEpilogue { rc: xp, ..raw }, yp, 8, &plan, 0, 0, stream).unwrap_err();
+        assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
+        let e = g.run_raw(&dev, xp, 32, &raw, yp, 8, &plan, 0, 0, stream).unwrap_err();
+        assert!(matches!(e, CudaError::Shape { .. }), "{e}");
+    }
+    // W4: K must be a multiple of 32 (lowbit-core refuses to build it)
+    assert!(W4A8Weight::quantize(rand_w(4, 48, 3).view(), None).is_err());
+    // act_quant: Hadamard size not dividing K, K too large
+    let xb = upload(&dev, &vec![0x3C00u16; 2 * 96]).unwrap();
+    let mut q = upload(&dev, &vec![0i8; 2 * 96]).unwrap();
+    let mut s = upload(&dev, &vec![0f32; 2]).unwrap();
+    let cfg = ActQuantConfig { hadamard: 64, ..Default::default() };
+    let e = act_quant(&dev, &xb, 2, 96, OutDtype::F16, None, &cfg, &mut q, &mut s).unwrap_err();
+    assert!(matches!(e, CudaError::Shape { .. }), "{e}");
+    let cfg = ActQuantConfig { hadamard: 3, ..Default::default() };
+    let e = act_quant(&dev, &xb, 2, 96, OutDtype::F16, None, &cfg, &mut q, &mut s).unwrap_err();
+    assert!(matches!(e, CudaError::Shape { .. }), "{e}");
+    let big = upload(&dev, &vec![0u16; 20000]).unwrap();
+    let mut qb = upload(&dev, &vec![0i8; 20000]).unwrap();
+    let e =
+        act_quant(&dev, &big, 1, 20000, OutDtype::F16, None, &ActQuantConfig::default(), &mut qb, &mut s).unwrap_err();
+    assert!(matches!(e, CudaError::Shape { .. }), "{e}");
+}
