@@ -15,7 +15,7 @@ else an emulated path (exact dequantization + torch matmul) gives the same resul
 from __future__ import annotations
 
 from . import _C, ops
-from .configs import Bipolar, GPTQOptions, W4A8, W8A8, WeightOnly
+from .configs import W4A8, W8A8, Bipolar, GPTQOptions, WeightOnly
 from .modules import LowbitLinear, PackedWeight
 from .quantize import LayerReport, QuantizeReport, quantize_
 from .serialization import load, save
@@ -34,14 +34,14 @@ def build_info() -> dict[str, object]:
 
 
 __all__ = [
+    "W4A8",
+    "W8A8",
     "Bipolar",
     "GPTQOptions",
     "LayerReport",
     "LowbitLinear",
     "PackedWeight",
     "QuantizeReport",
-    "W4A8",
-    "W8A8",
     "WeightOnly",
     "build_info",
     "gpu_available",

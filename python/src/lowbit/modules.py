@@ -131,8 +131,10 @@ class LowbitLinear(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        act = "float" if self.act_bits is None else f"int{self.act_bits}" + (
-            " static" if self.act_scale is not None else " per-token"
+        act = (
+            "float"
+            if self.act_bits is None
+            else f"int{self.act_bits}" + (" static" if self.act_scale is not None else " per-token")
         )
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

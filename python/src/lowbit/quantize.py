@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import _C
-from .configs import CONFIG_TYPES, Bipolar, Config, W4A8, W8A8, WeightOnly, config_to_dict
+from .configs import CONFIG_TYPES, W4A8, W8A8, Bipolar, Config, WeightOnly, config_to_dict
 from .modules import LowbitLinear, PackedWeight
 
 FilterFn = Callable[[nn.Module, str], bool]
@@ -229,7 +229,9 @@ def quantize_(
         )
         _set_module(model, name, new)
         report.quantized.append(
-            LayerReport(name, packed.scheme, (packed.out_features, packed.in_features), packed.storage_bytes, method, stats)
+            LayerReport(
+                name, packed.scheme, (packed.out_features, packed.in_features), packed.storage_bytes, method, stats
+            )
         )
 
     if report.skipped or report.unsupported:
@@ -276,4 +278,4 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-__all__ = ["Bipolar", "LayerReport", "QuantizeReport", "W4A8", "W8A8", "WeightOnly", "quantize_"]
+__all__ = ["W4A8", "W8A8", "Bipolar", "LayerReport", "QuantizeReport", "WeightOnly", "quantize_"]

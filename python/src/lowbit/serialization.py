@@ -101,7 +101,8 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
     layers, passthrough, source = _C.load_checkpoint(p)
     if source.get(_KEY_FORMAT) != FORMAT:
         raise ValueError(
-            f"{p}: unsupported lowbit Python checkpoint format {source.get(_KEY_FORMAT)!r} (this build reads {FORMAT!r})"
+            f"{p}: unsupported lowbit Python checkpoint format {source.get(_KEY_FORMAT)!r} "
+            f"(this build reads {FORMAT!r})"
         )
     modules: dict[str, dict[str, Any]] = _json(source, _KEY_MODULES, p)
     dtypes: dict[str, str] = _json(source, _KEY_DTYPES, p)
@@ -160,7 +161,9 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
         raise ValueError(f"{p}: tensors not in the model: {', '.join(unexpected[:10])}")
     for name, t in state.items():
         if tuple(own[name].shape) != tuple(t.shape):
-            raise ValueError(f"{p}: tensor '{name}' is {list(t.shape)} in the file, {list(own[name].shape)} in the model")
+            raise ValueError(
+                f"{p}: tensor '{name}' is {list(t.shape)} in the file, {list(own[name].shape)} in the model"
+            )
     missing = sorted(set(own) - set(state))
     if strict and missing:
         raise ValueError(f"{p}: the file lacks tensors of the model: {', '.join(missing[:10])}")
