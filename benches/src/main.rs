@@ -12,6 +12,7 @@ use lowbit_bench::context::BenchContext;
 use lowbit_bench::progress::Progress;
 use lowbit_bench::report::{MethodInfo, Report, SCHEMA_VERSION, fmt_opt, run_plot, write_report};
 use lowbit_bench::shapes::{self, parse_usize_list};
+use lowbit_bench::suites::int8;
 use lowbit_bench::suites::weight_only::{self, WeightOnlyConfig};
 use lowbit_bench::sysinfo::now_utc;
 use lowbit_bench::timing::{TimingConfig, TimingMethod};
@@ -33,6 +34,8 @@ struct Cli {
 enum Cmd {
     /// Weight-only GEMM (W{2,3,4,8}A16) vs cuBLAS fp16 / bf16 over layer shapes and M.
     WeightOnly(Box<WeightOnlyArgs>),
+    /// int8 tensor-core GEMMs (W8A8, W4A8) vs cuBLASLt int8 and cuBLAS fp16 over layer shapes and M.
+    Int8(Box<Int8Args>),
     /// Device, versions and measured copy bandwidth.
     Info {
         /// Print JSON instead of text.
@@ -109,10 +112,63 @@ struct WeightOnlyArgs {
     plot: bool,
 }
 
+#[derive(Debug, Args)]
+struct Int8Args {
+    /// Shapes: acceptance | all | quick | NxK,... | model names. Default: llama-2-7b,llama-2-70b,mamba2-8b.
+    #[arg(long)]
+    shapes: Option<String>,
+    /// M values, comma-separated. Default: 1,16,256,1024,4096.
+    #[arg(long = "m")]
+    m: Option<String>,
+    /// Ops: w8a8, w4a8-g128, w4a8 (comma-separated) or all.
+    #[arg(long, default_value = "all")]
+    ops: String,
+    /// Timed batches per operation (median reported).
+    #[arg(long, default_value_t = 50)]
+    reps: usize,
+    /// Untimed batches before them.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// graph (CUDA graph replay of each batch) or stream (host launches).
+    #[arg(long, default_value = "graph")]
+    timing: String,
+    /// Rotate weights through at least this multiple of the L2 size.
+    #[arg(long, default_value_t = 3.0)]
+    l2_factor: f64,
+    /// Smallest estimated duration of one timed batch, µs.
+    #[arg(long, default_value_t = 1000.0)]
+    min_batch_us: f64,
+    /// Time budget for the timed batches of one operation, s.
+    #[arg(long, default_value_t = 1.0)]
+    max_seconds_per_op: f64,
+    /// Skip the exact spot check against cuBLASLt.
+    #[arg(long)]
+    no_check: bool,
+    /// Kernel path: auto, mma or wgmma.
+    #[arg(long, default_value = "auto")]
+    path: String,
+    /// Force the split-K factor.
+    #[arg(long)]
+    splits: Option<u32>,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Host threads for preparation (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output directory; results go to <out>/<card>/int8.{json,md}.
+    #[arg(long, default_value = "docs/results")]
+    out: PathBuf,
+    /// Also run `python3 benches/plot.py` on the JSON (never fails the run).
+    #[arg(long)]
+    plot: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Cmd::WeightOnly(args) => weight_only_cmd(cli.device, args),
+        Cmd::Int8(args) => int8_cmd(cli.device, args),
         Cmd::Info { json } => info_cmd(cli.device, *json).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -267,6 +323,116 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
     }
     if failed > 0 {
         eprintln!("error: {failed} points failed the correctness spot check (rel_err in the JSON)");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
+    let rows = shapes::builtin_rows()?;
+    let ms = match &a.m {
+        Some(s) => parse_usize_list(s, "--m")?,
+        None => int8::DEFAULT_MS.to_vec(),
+    };
+    if a.reps == 0 || !(a.max_seconds_per_op > 0.0) || !(a.l2_factor >= 0.0) || !(a.min_batch_us >= 0.0) {
+        return Err(BenchError::invalid("--reps >= 1, --max-seconds-per-op > 0, --l2-factor and --min-batch-us >= 0"));
+    }
+    let timing = TimingConfig {
+        warmup: a.warmup,
+        reps: a.reps,
+        l2_factor: a.l2_factor,
+        method: a.timing.parse::<TimingMethod>()?,
+        min_batch_us: a.min_batch_us,
+        max_seconds_per_op: a.max_seconds_per_op,
+        cooldown_ms: 0,
+    };
+    let threads = a.threads.unwrap_or_else(default_threads).max(1);
+    let cfg = int8::Int8Config {
+        shapes: shapes::select(a.shapes.as_deref().unwrap_or(int8::DEFAULT_SHAPES), &rows)?,
+        ms,
+        ops: int8::Op::parse_list(&a.ops)?,
+        timing: timing.clone(),
+        check: !a.no_check,
+        seed: a.seed,
+        threads,
+        gemm: lowbit_cuda::I8Config {
+            path: match a.path.as_str() {
+                "auto" => None,
+                "mma" => Some(lowbit_cuda::I8Path::Mma),
+                "wgmma" => Some(lowbit_cuda::I8Path::Wgmma),
+                other => return Err(BenchError::invalid(format!("--path {other}: expected auto, mma or wgmma"))),
+            },
+            splits: a.splits,
+            ..lowbit_cuda::I8Config::default()
+        },
+    };
+    let started = now_utc();
+    let mut ctx = BenchContext::open(device, true)?;
+    let progress = Progress::new(int8::planned_ops(&cfg));
+    progress.log(format!(
+        "{} ({}), {} SMs; cuBLAS {}; {} shapes x {} M x {} ops",
+        ctx.card().name,
+        ctx.card().slug,
+        ctx.card().sm_count,
+        ctx.software().cublas.as_deref().unwrap_or("?"),
+        cfg.shapes.len(),
+        cfg.ms.len(),
+        cfg.ops.len()
+    ));
+    let copy = ctx.measure_copy_bandwidth()?;
+    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let output = int8::run(&ctx, &cfg, &progress);
+    progress.finish();
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        suite: int8::SUITE.to_string(),
+        started_utc: started,
+        finished_utc: now_utc(),
+        command: std::env::args().collect(),
+        card: ctx.finish_card(),
+        software: ctx.software().clone(),
+        method: MethodInfo {
+            timing: timing.clone(),
+            timing_description: "as lowbit-bench weight-only: CUDA events on one non-blocking stream, batches of whole \
+                                 rotations through the weight copies captured into CUDA graphs, median over batches"
+                .to_string(),
+            weights: format!(
+                "N(0, 0.02^2) floats; the first {} rows quantized (W8 per-channel, W4 QQQ g128 / per-channel), \
+                 repeated to N rows; cuBLASLt gets the W8 codes, cuBLAS the fp16 floats",
+                int8::CHUNK_ROWS
+            ),
+            activations: "random int8 codes in [-127, 127] with per-token f32 scales (kernels); random fp16 in \
+                          [-1, 1) (cuBLAS fp16); one [max M, K] matrix, first M rows"
+                .to_string(),
+            check: if cfg.check {
+                "exact: each op's int32 accumulator (poisoned output) equals cuBLASLt int8 on the same operands"
+                    .to_string()
+            } else {
+                "none (--no-check)".to_string()
+            },
+            seed: cfg.seed,
+            threads,
+        },
+        shapes: cfg.shapes.clone(),
+        rows: output.rows,
+        skipped: output.skipped,
+        aborted: output.aborted,
+    };
+    let (json, md) = write_report(&a.out, &report, &int8::markdown(&report))?;
+    eprintln!("wrote {} and {}", json.display(), md.display());
+    if a.plot {
+        match run_plot(&json) {
+            Ok(png) => eprintln!("wrote {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    }
+    if let Some(ab) = &report.aborted {
+        eprintln!("error: the run stopped early: {ab}");
+        return Ok(ExitCode::from(1));
+    }
+    let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
+    if failed > 0 {
+        eprintln!("error: {failed} rows failed the exact check against cuBLASLt");
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,8 @@
 // activation rows per CTA, split-K) and the dispatch to the instances of inst_w8.cu / inst_w4.cu.
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "lowbit/check.cuh"
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit_kernels.h"
@@ -34,18 +36,27 @@ cudaError_t dispatch(const lowbit::i8::Args& a, bool w4, bool wg, int bx, int sp
     return w4 ? lowbit_i8_launch_w4(a, wg ? 1 : 0, bx, splits, st) : lowbit_i8_launch_w8(a, wg ? 1 : 0, bx, splits, st);
 }
 
-// wgmma runs here: a compute capability 9.x device and sm_90a code in the library.
+// wgmma runs here: a compute capability 9.x device and sm_90a code in the library. Cached per device ordinal
+// (the answer cannot change within a process), so launches pay for the queries once.
 bool wgmma_runs() {
+    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
     int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
-    if (major != 9) return false;
-    lowbit::i8::Args probe{};
-    const bool ok = dispatch(probe, false, true, 8, -1, nullptr) == cudaSuccess;
-    (void)cudaGetLastError();
+    if (dev >= 0 && dev < 64 && cache[dev].load(std::memory_order_relaxed) != 0) return cache[dev].load() == 2;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    bool ok = false;
+    if (major == 9) {
+        lowbit::i8::Args probe{};
+        ok = dispatch(probe, false, true, 8, -1, nullptr) == cudaSuccess;
+        (void)cudaGetLastError();
+    }
+    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1);
     return ok;
 }
 
