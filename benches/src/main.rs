@@ -86,7 +86,7 @@ struct WeightOnlyArgs {
     /// Skip the correctness spot check.
     #[arg(long)]
     no_check: bool,
-    /// Kernel path of the weight-only GEMM: auto, stream (M <= 16), mma, wgmma or dequant (dequantize + cuBLAS).
+    /// Kernel path of the weight-only GEMM: auto, mma, wgmma or dequant (dequantize + cuBLAS).
     #[arg(long, default_value = "auto")]
     path: String,
     /// Force the split-K factor of the mma.sync path (default: automatic).
@@ -224,13 +224,12 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
         gemm: lowbit_cuda::GemmConfig {
             path: match a.path.as_str() {
                 "auto" => None,
-                "stream" => Some(lowbit_cuda::GemmPath::Stream),
                 "mma" => Some(lowbit_cuda::GemmPath::Mma),
                 "wgmma" => Some(lowbit_cuda::GemmPath::Wgmma),
                 "dequant" => Some(lowbit_cuda::GemmPath::DequantCublas),
                 other => {
                     return Err(lowbit_bench::error::BenchError::invalid(format!(
-                        "--path {other}: expected auto, stream, mma, wgmma or dequant"
+                        "--path {other}: expected auto, mma, wgmma or dequant"
                     )));
                 }
             },

@@ -264,28 +264,23 @@ typedef struct lowbit_wo_config {
     int32_t splits;
     /** X columns staged per shared-memory chunk (a multiple of the k-step; mma.sync path). */
     int32_t kc;
-    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU), LOWBIT_WO_PATH_WGMMA (sm_90a) or
-     *  LOWBIT_WO_PATH_STREAM (any GPU, m <= 16). */
+    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU) or LOWBIT_WO_PATH_WGMMA (sm_90a). */
     int32_t path;
 } lowbit_wo_config;
 
 /** Values of lowbit_wo_config.path. */
 enum lowbit_wo_path {
-    /** Pick by M and GPU: the streaming kernel for M <= 16 (unless m_tile > 16, splits or kc is forced),
-     *  wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
+    /** Pick by M and GPU: wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
     LOWBIT_WO_PATH_AUTO = 0,
     /** Warp-level mma.sync kernel (sm_80+), any M (<= 64 rows of X per block, split-K). */
     LOWBIT_WO_PATH_MMA = 1,
     /** Warpgroup wgmma kernel (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere), 128 rows of X per block. */
-    LOWBIT_WO_PATH_WGMMA = 2,
-    /** Persistent weight-streaming mma.sync kernel for m <= 16 (one launch; LOWBIT_ERR_SHAPE for m > 16). */
-    LOWBIT_WO_PATH_STREAM = 3
+    LOWBIT_WO_PATH_WGMMA = 2
 };
 
 /**
- * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K or streaming partial sums and
- * arrival counters, and the act-order gather of X); 0 when none; -1 for invalid arguments. `num_sms` <= 0
- * queries the current device.
+ * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K partial sums and the
+ * act-order gather of X); 0 when none; -1 for invalid arguments. `num_sms` <= 0 queries the current device.
  */
 int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int32_t dtype,
                                        const lowbit_wo_config *cfg, int32_t num_sms);
@@ -293,10 +288,7 @@ int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int
 /**
  * Y[m, n] = X[m, k] * dequant(W)^T with f32 accumulation, X rows `ldx` elements apart (ldx >= k), Y dense.
  * dtype: LOWBIT_DTYPE_F16 or LOWBIT_DTYPE_BF16 for both X and Y. `workspace` (256-byte aligned) must hold
- * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. The workspace must be zero-filled
- * before its first use; every call leaves it zero-filled again (the streaming path's partial sums and
- * arrival counters clean up after themselves), so one workspace serves any number of calls on one stream.
- * `cfg` may be NULL (automatic).
+ * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. `cfg` may be NULL (automatic).
  * Errors: LOWBIT_ERR_SHAPE (inconsistent n/k/padding/group, m < 1, ldx < k), LOWBIT_ERR_ALIGNMENT,
  * LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, bad dtype or config, workspace too small),
  * LOWBIT_ERR_NO_KERNEL (unknown format), LOWBIT_ERR_CUDA.

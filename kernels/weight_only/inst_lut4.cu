@@ -1,8 +1,6 @@
-// Weight-only GEMM instances for one format (every output type and m-tile; streaming, mma.sync and wgmma paths): see lowbit/wo_stream.cuh, lowbit/wo_gemm.cuh, lowbit/wo_wgmma.cuh.
+// Weight-only GEMM instances for one format (every output type and m-tile; mma.sync and wgmma paths): see lowbit/wo_gemm.cuh.
 #include "lowbit/wo_gemm.cuh"
-#include "lowbit/wo_stream.cuh"
 #include "lowbit/wo_wgmma.cuh"
 
 LOWBIT_WO_INSTANTIATE(lut4, lowbit::wo::Lut<4>)
 LOWBIT_WO_INSTANTIATE_WGMMA(lut4, lowbit::wo::Lut<4>)
-LOWBIT_WO_INSTANTIATE_STREAM(lut4, lowbit::wo::Lut<4>)

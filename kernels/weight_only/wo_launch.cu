@@ -24,14 +24,6 @@ LOWBIT_WO_DECLARE_WGMMA(int8)
 LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
-#define LOWBIT_WO_DECLARE_STREAM(NAME) cudaError_t lowbit_wo_stream_##NAME(const Args&, int, int, cudaStream_t);
-LOWBIT_WO_DECLARE_STREAM(int2)
-LOWBIT_WO_DECLARE_STREAM(int3)
-LOWBIT_WO_DECLARE_STREAM(int4)
-LOWBIT_WO_DECLARE_STREAM(int8)
-LOWBIT_WO_DECLARE_STREAM(lut2)
-LOWBIT_WO_DECLARE_STREAM(lut3)
-LOWBIT_WO_DECLARE_STREAM(lut4)
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -68,11 +60,8 @@ bool format_info(int32_t f, FormatInfo& fi) {
 constexpr int kWgmmaBn = 128;     // rows of X per wgmma block
 constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this M up (Hopper)
 
-constexpr int kStreamMaxM = 16;   // the streaming kernel's largest M (two m-subtiles of 8 rows)
-
 struct Plan {
     bool wgmma;  // warpgroup path (else mma.sync)
-    bool stream; // small-M streaming kernel (wo_stream.cuh)
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
     int splits, steps_per_split, kc;
@@ -133,18 +122,6 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
         return p;
     }
     const int want_mt = cfg && cfg->m_tile > 0 ? cfg->m_tile / 8 : 0;
-    // AUTO streams small M unless the caller forced a split-K / chunk / m-tile of the mma.sync kernel.
-    const bool forced_mma = cfg && (cfg->splits > 0 || cfg->kc > 0 || cfg->m_tile > 16);
-    p.stream = path == LOWBIT_WO_PATH_STREAM || (path == LOWBIT_WO_PATH_AUTO && m <= kStreamMaxM && !forced_mma);
-    if (p.stream) {
-        // One launch; the workspace holds the f32 partial sums and the strips' arrival counters.
-        const int need_mt = m <= 8 ? 1 : 2;
-        p.mt = want_mt > need_mt ? want_mt : need_mt;
-        p.mtiles = 1;
-        p.splits = 1;
-        p.ws_split_bytes = (m * w->n * 4 + 255) / 256 * 256 + (int64_t(w->n_pad / 16) * 4 + 255) / 256 * 256;
-        return p;
-    }
     // m-tiles of 32 rows beyond M = 16: the 64-row tile needs ~150 registers (one block per SM, too few
     // warps to hide HBM latency), while 32-row tiles run two or three blocks per SM and the second m-tile of
     // a strip group reads its weights from L2 (the grid puts m-tiles next to each other).
@@ -203,18 +180,6 @@ bool wgmma_usable(int32_t format, int32_t dtype) {
     return ok;
 }
 
-cudaError_t stream_format(int32_t format, int32_t dtype, const Args& a, int mt, cudaStream_t s) {
-    switch (format) {
-        case LOWBIT_WO_INT2: return lowbit_wo_stream_int2(a, dtype, mt, s);
-        case LOWBIT_WO_INT3: return lowbit_wo_stream_int3(a, dtype, mt, s);
-        case LOWBIT_WO_INT4: return lowbit_wo_stream_int4(a, dtype, mt, s);
-        case LOWBIT_WO_INT8: return lowbit_wo_stream_int8(a, dtype, mt, s);
-        case LOWBIT_WO_LUT2: return lowbit_wo_stream_lut2(a, dtype, mt, s);
-        case LOWBIT_WO_LUT3: return lowbit_wo_stream_lut3(a, dtype, mt, s);
-        default: return lowbit_wo_stream_lut4(a, dtype, mt, s);
-    }
-}
-
 cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
     switch (format) {
         case LOWBIT_WO_INT2: return lowbit_wo_launch_int2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
@@ -241,12 +206,6 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         a.x = gathered;
         a.ldx = a.k;
         a.x_vec = a.k % 8 == 0;
-    }
-    const int32_t dt = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
-    if (pl.stream) {
-        a.ws = reinterpret_cast<float*>(ws);
-        a.counters = reinterpret_cast<uint32_t*>(ws + (int64_t(a.m) * a.n * 4 + 255) / 256 * 256);
-        return stream_format(w->format, dt, a, pl.mt, s);
     }
     if (pl.splits > 1) {
         a.ws = reinterpret_cast<float*>(ws);
@@ -287,7 +246,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     if (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     if (m < 1 || m > (int64_t(1) << 31) - 1 || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
     if (!aligned(x, 2) || !aligned(y, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
-    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 3 ||
+    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 2 ||
                 (cfg->m_tile != 0 && cfg->m_tile != 8 && cfg->m_tile != 16 && cfg->m_tile != 32 && cfg->m_tile != 64) ||
                 (cfg->kc != 0 && cfg->kc % (fi.tiles * 16) != 0))) {
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
@@ -303,10 +262,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
         pl = make_plan(w, fi, m, dtype, 2, &one, sm_count(num_sms), x_vec);
     }
     if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
-    if (pl.stream && (m > kStreamMaxM || pl.mt > 2 || int64_t(w->n_pad / 16) * (w->k_pad / (fi.tiles * 16)) >= (int64_t(1) << 31))) {
-        return make_status(LOWBIT_ERR_SHAPE);  // M > 16 (or a weight of 2^31 k-steps) on the streaming path
-    }
-    if (!pl.wgmma && !pl.stream && mma_smem_bytes(fi, pl) > max_smem_optin()) {
+    if (!pl.wgmma && mma_smem_bytes(fi, pl) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

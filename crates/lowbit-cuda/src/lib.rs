@@ -43,7 +43,7 @@ pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_h
 pub use device::{Device, DeviceInfo, device_count, gpu_available};
 pub use error::{CudaError, Result};
 pub use int8::{I8Config, I8Epilogue, I8Path, I8Plan, Int8Gemm, RowScale};
-pub use weight_only::{DEQUANT_CUBLAS_MIN_M, GemmConfig, GemmPath, GemmPlan, STREAM_MAX_M, WeightOnlyGemm};
+pub use weight_only::{DEQUANT_CUBLAS_MIN_M, GemmConfig, GemmPath, GemmPlan, WeightOnlyGemm};
 
 /// `nvcc --version`'s release line of the compiler that built the kernels.
 pub const NVCC_VERSION: &str = lowbit_kernels_sys::NVCC_VERSION;

@@ -26,11 +26,7 @@ const LAUNCHER: &str = "lowbit_wo_gemm";
 /// Which kernel runs a weight-only GEMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GemmPath {
-    /// Persistent weight-streaming `mma.sync` kernel (sm_80+) for M <= 16: one launch, every warp streams
-    /// a contiguous range of the weight (`kernels/include/lowbit/wo_stream.cuh`); the automatic choice for
-    /// M <= 16. Its workspace must stay zero-filled between calls (it is, see [`WeightOnlyGemm::workspace`]).
-    Stream,
-    /// Warp-level `mma.sync` kernel (sm_80+), split-K, up to 64 rows of X per block: the path for M = 17..127.
+    /// Warp-level `mma.sync` kernel (sm_80+), split-K, up to 64 rows of X per block: the small-M path.
     Mma,
     /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block.
     Wgmma,
@@ -38,9 +34,6 @@ pub enum GemmPath {
     /// large-M path while the wgmma kernel is slower than cuBLAS (see `kernels/weight_only/NOTES.md`).
     DequantCublas,
 }
-
-/// Largest M of [`GemmPath::Stream`] (two 8-row m-subtiles).
-pub const STREAM_MAX_M: usize = 16;
 
 /// From this M up the automatic plan dequantizes and calls cuBLAS (when libcublas is available). Measured
 /// on an H200 (`kernels/weight_only/NOTES.md`, v6): the shared-memory-staged dequantization costs ~0.17 ms on
@@ -70,7 +63,6 @@ impl GemmConfig {
             kc: self.kc.unwrap_or(0) as i32,
             path: match self.path {
                 None => sys::LOWBIT_WO_PATH_AUTO as i32,
-                Some(GemmPath::Stream) => sys::LOWBIT_WO_PATH_STREAM as i32,
                 Some(GemmPath::Mma) => sys::LOWBIT_WO_PATH_MMA as i32,
                 Some(GemmPath::Wgmma) => sys::LOWBIT_WO_PATH_WGMMA as i32,
                 Some(GemmPath::DequantCublas) => sys::LOWBIT_WO_PATH_AUTO as i32, // never reaches the launcher
@@ -234,12 +226,6 @@ impl WeightOnlyGemm {
         if config.splits == Some(0) {
             return Err(CudaError::InvalidArgument { launcher: LAUNCHER, detail: "splits = 0".into() });
         }
-        if config.path == Some(GemmPath::Stream) && m > STREAM_MAX_M {
-            return Err(CudaError::Shape {
-                launcher: LAUNCHER,
-                detail: format!("m = {m}: the streaming path takes at most {STREAM_MAX_M} rows"),
-            });
-        }
         let dequant = match config.path {
             Some(GemmPath::DequantCublas) => {
                 if self.cublas(dev).is_none() {
@@ -368,8 +354,7 @@ impl WeightOnlyGemm {
         Ok(())
     }
 
-    /// Allocates a zero-filled workspace big enough for `plan` (None when it needs none). The kernels leave
-    /// it zero-filled after every launch, so it can be reused for any number of calls on one stream.
+    /// Allocates a workspace big enough for `plan` (None when it needs none).
     pub fn workspace(&self, dev: &Device, plan: &GemmPlan) -> Result<Option<CudaSlice<u8>>> {
         if plan.workspace_bytes == 0 {
             return Ok(None);

@@ -4,7 +4,6 @@
 //! tables) × {f16, bf16} × M ∈ {1, 3, 17, 67, 333} on odd shapes and real layer shapes, with outputs
 //! poisoned (NaN) before each run; forced launch plans (m-tile, split-K, X chunk) against the same
 //! reference; the identity test (X = I gives the dequantized weight, bit-exact for INT and BitMoD);
-//! the streaming kernel's self-cleaning workspace (reused across calls, zero after each);
 //! a launch on a foreign stream; and every bad input a typed error.
 //!
 //! Tolerance model (stated, per dtype): relative Frobenius error ≤ 2e-3 (f16) / 1.2e-2 (bf16), and every
@@ -167,7 +166,7 @@ fn real_cases() -> Vec<Case> {
 /// The paths this GPU runs: always mma.sync; dequantize + cuBLAS where libcublas loads (required under
 /// `LOWBIT_REQUIRE_GPU=1`); wgmma on Hopper (compute capability 9.x).
 fn paths(dev: &Device) -> Vec<Option<GemmPath>> {
-    let mut p = vec![None, Some(GemmPath::Stream), Some(GemmPath::Mma)];
+    let mut p = vec![None, Some(GemmPath::Mma)];
     if lowbit_cuda::cublas::ensure_cublas().is_ok() {
         p.push(Some(GemmPath::DequantCublas));
     } else {
@@ -201,10 +200,6 @@ fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
                 for path in paths(&dev) {
                     // X rows beyond K % 8 != 0 cannot use the wgmma path's 16-byte staging.
                     if path == Some(GemmPath::Wgmma) && k % 8 != 0 {
-                        continue;
-                    }
-                    // The streaming kernel takes M <= 16.
-                    if path == Some(GemmPath::Stream) && m > lowbit_cuda::STREAM_MAX_M {
                         continue;
                     }
                     let cfg = GemmConfig { path, ..GemmConfig::default() };
@@ -305,10 +300,7 @@ fn gpu_weight_only_identity() {
             // 1 ulp, tables within 2.
             let wgmma = path == Some(GemmPath::Wgmma);
             let max_ulps = if *exact { wgmma as i32 } else { 1 + wgmma as i32 };
-            for m in [16usize, 64, k] {
-                if path == Some(GemmPath::Stream) && m > lowbit_cuda::STREAM_MAX_M {
-                    continue;
-                }
+            for m in [64usize, k] {
                 // X = first m rows of I_k.
                 let eye: Vec<u16> = (0..m * k)
                     .map(|i| {
@@ -401,9 +393,6 @@ fn gpu_weight_only_bad_input_is_typed() {
     assert!(matches!(g.run(&dev, &x, &mut y, d, None), Err(CudaError::Shape { .. })));
     let x = DeviceTensor::zeros(&dev, 4, 256, OutDtype::Bf16).unwrap();
     assert!(matches!(g.run(&dev, &x, &mut y, d, None), Err(CudaError::Shape { .. })));
-    // The streaming path takes at most 16 rows.
-    let stream = GemmConfig { path: Some(GemmPath::Stream), ..d };
-    assert!(matches!(g.plan(&dev, 17, OutDtype::F16, stream), Err(CudaError::Shape { .. })));
     // A split-K plan without its workspace.
     let x = DeviceTensor::zeros(&dev, 4, 256, OutDtype::F16).unwrap();
     let split = GemmConfig { splits: Some(2), ..d };
@@ -415,54 +404,4 @@ fn gpu_weight_only_bad_input_is_typed() {
         WeightOnlyGemm::new(&dev, &QuantizedWeight::Bipolar(b)),
         Err(CudaError::Core(LowbitError::Unsupported(_)))
     ));
-}
-
-/// The streaming kernel (M <= 16) hands partial sums between the warps that share a strip through its
-/// workspace and leaves it zero-filled: run the same plan several times on one workspace (strips owned by
-/// one warp, strips shared by many, K not a multiple of the k-step, unaligned X), check every result against
-/// the reference and the workspace for zeros afterwards.
-#[test]
-#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
-fn gpu_weight_only_stream_workspace_stays_clean() {
-    let Some(dev) = device_or_skip("gpu_weight_only_stream_workspace_stays_clean") else { return };
-    let mut failures = Vec::new();
-    // (n, k, bits, group): many contributors per strip; one warp per several strips; a K tail.
-    // (odd K: unaligned X rows, scalar loads.)
-    let cases = [
-        (48usize, 8192usize, 4u32, Some(128usize)),
-        (4096, 64, 4, Some(64)),
-        (200, 1001, 3, None),
-        (35, 6000, 2, None),
-    ];
-    for (n, k, bits, group) in cases {
-        let gran = group.map_or(Granularity::PerChannel, Granularity::Group);
-        let w = QuantizedWeight::Int(
-            IntAffineWeight::quantize(weights(n, k, 3 + bits as u64).view(), bits, false, gran).unwrap(),
-        );
-        let g = WeightOnlyGemm::new(&dev, &w).unwrap();
-        for (dtype, m) in [(OutDtype::F16, 1usize), (OutDtype::Bf16, 7), (OutDtype::F16, 16)] {
-            let cfg = GemmConfig { path: Some(GemmPath::Stream), ..GemmConfig::default() };
-            let plan = g.plan(&dev, m, dtype, cfg).unwrap();
-            let mut ws = g.workspace(&dev, &plan).unwrap();
-            assert!(ws.is_some(), "the streaming plan needs a workspace");
-            for round in 0..3u64 {
-                let (xb, xv) = activations(m, k, dtype, 1000 * round + m as u64);
-                let mut x = DeviceTensor::filled(&dev, m, k, dtype, 0).unwrap();
-                let data = upload(&dev, &xb).unwrap();
-                dev.stream().memcpy_dtod(&data, x.data_mut()).unwrap();
-                let mut y = DeviceTensor::filled(&dev, m, n, dtype, POISON).unwrap();
-                g.run(&dev, &x, &mut y, cfg, ws.as_mut()).unwrap();
-                let got = y.to_host_bits().unwrap();
-                let name = format!("stream {n}x{k} w{bits} m={m} {dtype} round {round}");
-                if let Err(e) = compare(&name, &got, &reference(&w, &xv), dtype) {
-                    failures.push(e);
-                }
-                let left = dev.stream().clone_dtoh(ws.as_ref().unwrap()).unwrap();
-                if let Some(i) = left.iter().position(|&b| b != 0) {
-                    failures.push(format!("{name}: workspace byte {i} of {} is {:#04x}, not 0", left.len(), left[i]));
-                }
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -49,7 +49,6 @@ struct Args {
     int x_vec;                // 1: 16-byte cp.async staging of X is allowed
     int auto_splits;          // 1: the launch may re-pick the split count (>= 2) to fill whole waves
     int sms;                  // multiprocessors of the device (for that choice)
-    uint32_t* counters;       // [strips] arrival counters of the streaming kernel (wo_stream.cuh), or null
 };
 
 template <typename T>
