@@ -81,8 +81,8 @@ __device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
     cp_async_commit();
 }
 
-template <class Fmt, typename T, int MT, int P>
-__global__ void __launch_bounds__(kThreads) gemm_kernel(const Args p) {
+template <class Fmt, typename T, int MT, int P, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
     T* xs = reinterpret_cast<T*>(smem);
@@ -414,15 +414,27 @@ constexpr size_t smem_bytes(int kc, int n_tables) {
     return s;
 }
 
-// k-steps of weights in flight per lane: deeper for the small m-tiles, whose warps are few and cheap.
-template <int MT>
+// k-steps of weights in flight per lane. Measured on an H200 (NOTES.md v7): with the small m-tiles the
+// kernel is issue-bound, so resident warps beat deeper per-warp prefetch: 4 steps at 4 blocks per SM ran
+// M = 1 on 28672x8192 in 48.5 us, 8 steps at 3 blocks in 55 us, at 2 blocks in 64 us.
+template <class Fmt, int MT>
 constexpr int prefetch_steps() {
-    return MT <= 2 ? 8 : 4;
+    return 4;
+}
+
+// Resident blocks per SM each m-tile is compiled for (registers capped at 65536 / (256 * MINB)): 4 for one
+// 8-row m-subtile (63 registers), 3 for two (80), none for the larger m-tiles. Formats whose decoders need
+// more registers (3-bit high-bit stream, tables, the 8-tile k-steps of 2/3-bit) get one block less, where
+// the cap would spill (checked with --warn-on-spills for sm_80, sm_89, sm_90a).
+template <class Fmt, int MT>
+constexpr int min_blocks() {
+    constexpr bool heavy = Fmt::kHasHi || Fmt::kIsLut || Fmt::kTiles > 4;  // 3-bit, tables, 8 tiles per step
+    return MT == 1 ? (heavy ? 3 : 4) : MT == 2 ? (Fmt::kTiles > 4 ? 2 : 3) : 1;
 }
 
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<MT>()>;
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT>()>;
     Args a = a0;
     const int kstep = Fmt::kTiles * 16, nblk = (a.strips + kWarps - 1) / kWarps;
     if (a.auto_splits && splits > 1) {
