@@ -125,3 +125,91 @@ def perplexity(model: nn.Module, windows: list[torch.Tensor]) -> float:
 def not_lm_head(module: nn.Module, name: str) -> bool:
     """filter_fn keeping the (tied) output head in full precision."""
     return name != "lm_head"
+
+
+# ---- experiments shared by test_models.py and tools/accuracy.py ------------------------------------------------
+
+
+def minilm_configs() -> dict[str, Any]:
+    import lowbit
+
+    return {
+        "W8 per-channel INT": lowbit.WeightOnly(bits=8, group_size=None),
+        "W4 g128 INT": lowbit.WeightOnly(bits=4, group_size=128, symmetric=False),
+        "W4 g128 mixed": lowbit.WeightOnly(bits=4, group_size=128, dtype="mixed"),
+        "W3 g128 mixed": lowbit.WeightOnly(bits=3, group_size=128, dtype="mixed"),
+    }
+
+
+def smollm2_configs() -> dict[str, Any]:
+    """SmolLM2's hidden size 576 is not a multiple of 128, so its groups are 64 (and symmetric: the shipped Q4_1
+    grid is 4-bit asymmetric g32, which would reproduce the weights exactly, see reference/real-models.md)."""
+    import lowbit
+
+    return {
+        "W8 per-channel INT": lowbit.WeightOnly(bits=8, group_size=None),
+        "W4 g64 INT": lowbit.WeightOnly(bits=4, group_size=64),
+        "W4 g64 mixed": lowbit.WeightOnly(bits=4, group_size=64, dtype="mixed"),
+        "W3 g64 mixed": lowbit.WeightOnly(bits=3, group_size=64, dtype="mixed"),
+    }
+
+
+def _calibrated(config: Any, method: str) -> Any:
+    """The config of a calibrated run: `search` = RTN with the activation-aware datatype search, `gptq` = GPTQ
+    (with act-order for INT weights)."""
+    import dataclasses
+
+    if method == "search":
+        return dataclasses.replace(config, method="rtn")
+    return dataclasses.replace(config, method="gptq", act_order=config.dtype == "int")
+
+
+@functools.lru_cache(maxsize=1)
+def minilm_calibration(n_calib: int = 64) -> Any:
+    """One calibration pass of the float MiniLM over 64 fortunes / Python-docs lines, shared by every config."""
+    import lowbit
+
+    model, tok = minilm()
+    batches = minilm_batches(tok, (lines("fortunes-calib.txt") + lines("python-docs-calib.txt"))[:n_calib])
+    return lowbit.calibrate(model, batches, progress=False)
+
+
+@functools.lru_cache(maxsize=1)
+def smollm2_calibration(windows: int = 16, window: int = 256) -> Any:
+    """One calibration pass of the float SmolLM2 over 16 × 256 tokens of Python-docs tutorial text."""
+    import lowbit
+
+    model, tok = smollm2()
+    calib = token_windows(tok, "python-docs-calib.txt", window, windows)
+    return lowbit.calibrate(model, calib, filter_fn=not_lm_head, progress=False)
+
+
+def minilm_run(config: Any, method: str, n_calib: int = 64) -> float:
+    """Mean cosine of quantized vs fp32 MiniLM embeddings of the fortunes evaluation sentences.
+    `method`: `rtn` (no calibration), `search` (activation-aware datatype search), `gptq` (with act-order for INT)."""
+    import lowbit
+
+    model, tok = minilm()
+    eval_b = minilm_batches(tok, lines("fortunes-eval.txt"))
+    ref = minilm_embed(model, eval_b)
+    calib = None
+    if method != "rtn":
+        config = _calibrated(config, method)
+        calib = minilm_calibration(n_calib)
+    lowbit.quantize_(model, config, calib_data=calib, progress=False)
+    return mean_cosine(minilm_embed(model, eval_b), ref)
+
+
+def smollm2_run(config: Any, method: str, *, eval_windows: int = 2, window: int = 256) -> float:
+    """Perplexity of the quantized SmolLM2 on Python-docs evaluation text (`config=None`: the fp32 model)."""
+    import lowbit
+
+    model, tok = smollm2()
+    windows = token_windows(tok, "python-docs-eval.txt", window, eval_windows)
+    if config is not None:
+        calib = None
+        if method != "rtn":
+            config = _calibrated(config, method)
+            calib = smollm2_calibration()
+        lowbit.quantize_(model, config, calib_data=calib, filter_fn=not_lm_head, progress=False)
+    return perplexity(model, windows)

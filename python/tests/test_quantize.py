@@ -130,3 +130,17 @@ def test_bipolar_config() -> None:
     with torch.no_grad():
         y = m(x)
     assert torch.nn.functional.cosine_similarity(y.flatten(), ref.flatten(), dim=0) > 0.98
+
+
+def test_one_calibration_serves_several_configs() -> None:
+    torch.manual_seed(4)
+    base = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+    calib = lowbit.calibrate(base, [_correlated(256, 128, s) for s in range(2)], progress=False)
+    assert calib.samples == 2 and set(calib.hessians) == {"0", "2"}
+    for config in (lowbit.WeightOnly(bits=4, group_size=32), lowbit.WeightOnly(bits=3, group_size=64, dtype="mixed")):
+        m = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+        m.load_state_dict(base.state_dict())
+        r = lowbit.quantize_(m, config, calib_data=calib, progress=False)
+        assert [q.method for q in r.quantized] == ["gptq", "gptq"]
+    with pytest.raises(ValueError, match="observers"), pytest.warns(UserWarning, match="emulated"):
+        lowbit.quantize_(nn.Sequential(nn.Linear(128, 128)), lowbit.W8A8(static_scales=True), calib_data=calib)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from . import _C, ops
 from .configs import W4A8, W8A8, Bipolar, GPTQOptions, WeightOnly
 from .modules import LowbitLinear, PackedWeight
-from .quantize import LayerReport, QuantizeReport, quantize_
+from .quantize import Calibration, LayerReport, QuantizeReport, calibrate, quantize_
 from .serialization import load, save
 
 __version__: str = _C.__version__
@@ -37,6 +37,7 @@ __all__ = [
     "W4A8",
     "W8A8",
     "Bipolar",
+    "Calibration",
     "GPTQOptions",
     "LayerReport",
     "LowbitLinear",
@@ -44,6 +45,7 @@ __all__ = [
     "QuantizeReport",
     "WeightOnly",
     "build_info",
+    "calibrate",
     "gpu_available",
     "load",
     "ops",

@@ -110,22 +110,20 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class _Calibration:
+class _Collector:
     """Per-layer Hessian accumulators and activation observers fed by forward pre-hooks."""
 
-    def __init__(self, targets: dict[str, nn.Linear], hessians: bool, observers: bool) -> None:
-        self.hessian = {n: _C.HessianAccumulator(m.in_features) for n, m in targets.items()} if hessians else {}
+    def __init__(self, targets: dict[str, nn.Linear], observers: bool) -> None:
+        self.hessian = {n: _C.HessianAccumulator(m.in_features) for n, m in targets.items()}
         self.observer = {n: _C.ActivationObserver() for n in targets} if observers else {}
         self.handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in targets.items()]
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0]
             k = module.in_features
-            x2 = x.detach().reshape(-1, k)
+            x2 = args[0].detach().reshape(-1, k)
             data = _float_bytes(x2)
-            if name in self.hessian:
-                self.hessian[name].update(data, x2.shape[0])
+            self.hessian[name].update(data, x2.shape[0])
             if name in self.observer:
                 self.observer[name].update(data, x2.shape[0], k)
 
@@ -134,6 +132,63 @@ class _Calibration:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+class Calibration:
+    """Statistics of a model's linear layers collected from calibration data by `lowbit.calibrate`: each layer's
+    input Hessian `(2/n)·Σ xᵀx` and, optionally, an activation histogram for static int8 scales.
+
+    Pass it as `calib_data` to `quantize_` to quantize several copies of the same model (different configs) from one
+    calibration pass.
+    """
+
+    def __init__(self, hessians: dict[str, _C.Hessian], observers: dict[str, _C.ActivationObserver], samples: int):
+        self.hessians = hessians
+        self.observers = observers
+        self.samples = samples
+
+    def __repr__(self) -> str:
+        return f"Calibration({len(self.hessians)} layers, {self.samples} batches, observers={bool(self.observers)})"
+
+
+def calibrate(
+    model: nn.Module,
+    calib_data: Iterable[Any],
+    filter_fn: Optional[FilterFn] = None,
+    *,
+    observers: bool = False,
+    progress: bool = True,
+) -> Calibration:
+    """Runs `model` over `calib_data` (tensors, tuples of positional arguments or dicts of keyword arguments) and
+    collects the input statistics of every `nn.Linear` accepted by `filter_fn(module, fqn)`. NaN/Inf activations or
+    an empty `calib_data` raise `ValueError`."""
+    targets = {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not isinstance(m, LowbitLinear) and (filter_fn is None or filter_fn(m, n))
+    }
+    return _calibrate(model, targets, calib_data, observers, progress)
+
+
+def _calibrate(
+    model: nn.Module, targets: dict[str, nn.Linear], calib_data: Iterable[Any], observers: bool, progress: bool
+) -> Calibration:
+    if isinstance(calib_data, (torch.Tensor, Mapping)):
+        calib_data = [calib_data]
+    collector = _Collector(targets, observers)
+    device = _model_device(model)
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in _progress(calib_data, "lowbit: calibration", None, progress):
+                _run_model(model, _to_device(batch, device))
+                seen += 1
+    finally:
+        collector.remove()
+    if seen == 0:
+        raise ValueError("calib_data has no samples")
+    hessians = {n: acc.finish() for n, acc in collector.hessian.items() if acc.samples > 0}
+    return Calibration(hessians, collector.observer, seen)
 
 
 def quantize_(
@@ -167,8 +222,6 @@ def quantize_(
         raise ValueError("act_order needs calib_data (the column order comes from the Hessian)")
     if isinstance(config, (W8A8, W4A8)) and config.static_scales and calib_data is None:
         raise ValueError("static_scales needs calib_data")
-    if calib_data is not None and isinstance(calib_data, (torch.Tensor, Mapping)):
-        calib_data = [calib_data]
     if isinstance(config, (W8A8, W4A8)):
         warnings.warn(
             f"lowbit: {type(config).__name__} runs on the emulated path (int8 fake quantization of activations + "
@@ -197,29 +250,26 @@ def quantize_(
             if filter_fn is None or filter_fn(module, name):
                 report.unsupported.append((name, type(module).__name__))
 
-    calib: Optional[_Calibration] = None
-    if calib_data is not None and targets:
-        static = bool(getattr(config, "static_scales", False))
-        calib = _Calibration(targets, hessians=True, observers=static)
-        device = _model_device(model)
-        seen = 0
-        try:
-            with torch.no_grad():
-                for batch in _progress(calib_data, "lowbit: calibration", None, progress):
-                    _run_model(model, _to_device(batch, device))
-                    seen += 1
-        finally:
-            calib.remove()
-        if seen == 0:
-            raise ValueError("calib_data has no samples")
-        report.calib_samples = seen
+    static = bool(getattr(config, "static_scales", False))
+    calib: Optional[Calibration] = None
+    if isinstance(calib_data, Calibration):
+        calib = calib_data
+        if static and not calib.observers:
+            raise ValueError("static_scales needs a Calibration made with observers=True")
+    elif calib_data is not None and targets:
+        calib = _calibrate(model, targets, calib_data, static, progress)
+    if calib is not None:
+        report.calib_samples = calib.samples
+        for n in [n for n in targets if n not in calib.hessians]:
+            report.skipped.append((n, "no calibration activations reached this layer"))
+            del targets[n]
 
     act_bits = config.act_bits
     for name, module in _progress(list(targets.items()), "lowbit: quantize", len(targets), progress):
         packed, method, stats = _quantize_layer(module, config, calib, name)
         act_scale = None
-        if calib is not None and name in calib.observer:
-            act_scale = float(calib.observer[name].static_scale(getattr(config, "scale_method", "mse")))
+        if calib is not None and static and name in calib.observers:
+            act_scale = float(calib.observers[name].static_scale(getattr(config, "scale_method", "mse")))
         new = LowbitLinear(
             packed,
             module.bias,
@@ -240,7 +290,7 @@ def quantize_(
 
 
 def _quantize_layer(
-    module: nn.Linear, config: Config, calib: Optional[_Calibration], name: str
+    module: nn.Linear, config: Config, calib: Optional[Calibration], name: str
 ) -> tuple[PackedWeight, str, dict[str, Any]]:
     w = module.weight
     n, k = w.shape
@@ -248,7 +298,7 @@ def _quantize_layer(
     scheme = config.scheme
     if calib is None:
         return PackedWeight(_C.quantize(data, n, k, scheme)), "rtn", {}
-    hessian = calib.hessian[name].finish()
+    hessian = calib.hessians[name]
     is_mixed = isinstance(config, WeightOnly) and config.dtype == "mixed"
     metric = "hessian" if is_mixed else "mse"
     if config.method == "rtn":
@@ -278,4 +328,4 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-__all__ = ["W4A8", "W8A8", "Bipolar", "LayerReport", "QuantizeReport", "WeightOnly", "quantize_"]
+__all__ = ["W4A8", "W8A8", "Bipolar", "LayerReport", "QuantizeReport", "WeightOnly", "calibrate", "quantize_"]
