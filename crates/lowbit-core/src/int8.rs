@@ -17,7 +17,7 @@ use ndarray::ArrayView2;
 use crate::error::{LowbitError, Result};
 use crate::util::{check_len, check_matrix, rne};
 
-/// Column of nibble `i` within its 8-column word.
+/// Fragment position (0..8: columns `4t..4t+3`, then `16+4t..16+4t+3`) held by nibble `i` of a word.
 pub const W4_NIBBLE_COLUMN: [usize; 8] = [0, 1, 4, 5, 2, 3, 6, 7];
 
 /// int8 weight codes `[n, k]` with per-channel scales.
@@ -77,7 +77,7 @@ pub struct W4A8Weight {
     pub k: usize,
     /// Columns per group scale (a multiple of 32 dividing `k`), or `None` for per-channel.
     pub group: Option<usize>,
-    /// `[n][k / 8]` words of codes `u = q + 8` (see the module documentation for the nibble order).
+    /// `[n][k / 8]` words of codes `u = q + 8` (see [`pack_w4`] for the order).
     pub packed: Vec<u32>,
     /// `[n][k / group]` integer group scales in `1..=16` (empty when per-channel).
     pub group_scales: Vec<u8>,
@@ -195,27 +195,40 @@ impl W4A8Weight {
     }
 }
 
-/// Packs codes `q ∈ [−8, 7]` (`[n, k]`, `k % 8 == 0`) into the kernel's `[n][k / 8]` word layout.
+/// Column (within its 32-column block) of nibble `nib` of word `t` of the block: the word holds the
+/// `mma.m16n8k32` A-fragment columns of lane `t` (`4t..4t+3` and `16+4t..16+4t+3`), nibble `i` holding the
+/// fragment position [`W4_NIBBLE_COLUMN`]`[i]`.
+pub fn w4_column(t: usize, nib: usize) -> usize {
+    let j = W4_NIBBLE_COLUMN[nib];
+    if j < 4 { 4 * t + j } else { 16 + 4 * t + (j - 4) }
+}
+
+/// Packs codes `q ∈ [−8, 7]` (`[n, k]`, `k % 32 == 0`) into the kernel's `[n][k / 8]` word layout: per row and
+/// 32-column block four words, word `t`, nibble `i` = column `32 b + w4_column(t, i)`.
 pub fn pack_w4(codes: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
     check_len("W4 codes", codes.len(), n * k)?;
-    if k % 8 != 0 {
-        return Err(LowbitError::KNotDivisible { k, group: 8 });
+    if k % 32 != 0 {
+        return Err(LowbitError::KNotDivisible { k, group: 32 });
     }
     if let Some(i) = codes.iter().position(|&q| !(-8..=7).contains(&q)) {
         return Err(LowbitError::invalid("W4 codes", format!("{} at {i} (range -8..=7)", codes[i])));
     }
-    Ok(codes
-        .chunks(8)
-        .map(|c| (0..8).fold(0u32, |w, nib| w | (((c[W4_NIBBLE_COLUMN[nib]] as i32 + 8) as u32) << (4 * nib))))
-        .collect())
+    let mut out = Vec::with_capacity(n * k / 8);
+    for block in codes.chunks(32) {
+        for t in 0..4 {
+            out.push((0..8).fold(0u32, |w, nib| w | (((block[w4_column(t, nib)] as i32 + 8) as u32) << (4 * nib))));
+        }
+    }
+    Ok(out)
 }
 
 /// Inverse of [`pack_w4`].
 pub fn unpack_w4(words: &[u32], n: usize, k: usize) -> Vec<i8> {
     let mut out = vec![0i8; n * k];
     for (wi, &w) in words.iter().enumerate() {
+        let (block, t) = (wi / 4, wi % 4);
         for nib in 0..8 {
-            out[wi * 8 + W4_NIBBLE_COLUMN[nib]] = (((w >> (4 * nib)) & 0xF) as i32 - 8) as i8;
+            out[block * 32 + w4_column(t, nib)] = (((w >> (4 * nib)) & 0xF) as i32 - 8) as i8;
         }
     }
     out
@@ -417,12 +430,15 @@ mod tests {
         let codes: Vec<i8> = (0..64).map(|i| ((i * 7) % 16) as i8 - 8).collect();
         let p = pack_w4(&codes, 2, 32).unwrap();
         assert_eq!(unpack_w4(&p, 2, 32), codes);
-        // column 2 of the first word sits in nibble 4, column 4 in nibble 2
-        let w = p[0];
-        assert_eq!(((w >> 16) & 0xF) as i32 - 8, codes[2] as i32);
-        assert_eq!(((w >> 8) & 0xF) as i32 - 8, codes[4] as i32);
-        assert!(pack_w4(&[9i8; 8], 1, 8).is_err());
-        assert!(pack_w4(&[0i8; 12], 1, 12).is_err());
+        // word 1 (lane t = 1): nibble 0 = column 4, nibble 2 = fragment position 4 = column 20, nibble 4 = column 6
+        let w = p[1];
+        assert_eq!((w & 0xF) as i32 - 8, codes[4] as i32);
+        assert_eq!(((w >> 8) & 0xF) as i32 - 8, codes[20] as i32);
+        assert_eq!(((w >> 16) & 0xF) as i32 - 8, codes[6] as i32);
+        let cols: std::collections::BTreeSet<usize> = (0..4).flat_map(|t| (0..8).map(move |i| w4_column(t, i))).collect();
+        assert_eq!(cols.len(), 32);
+        assert!(pack_w4(&[9i8; 32], 1, 32).is_err());
+        assert!(pack_w4(&[0i8; 16], 1, 16).is_err());
     }
 
     /// The kernel's IMAD expansion: lane = u * s + (4096 − 8 s) per 16-bit lane, low byte = q * s.

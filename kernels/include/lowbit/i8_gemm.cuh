@@ -25,9 +25,14 @@
 //   groups); mma.sync reads it with ldmatrix (8 contiguous 16-byte rows per matrix: conflict-free).
 //   A ring of S slots holds (W8) the weight and X tiles of one stage, filled by 16-byte cp.async with
 //   zero-fill outside [N or M] x K; D = S - 2 stages are in flight ahead of the tensor cores.
-//   W4: the ring holds the raw 4-bit stage (64 bytes per row); every thread expands the chunks it copied
-//   itself (so no barrier is needed between copy and expansion) into one of two expanded int8 weight
-//   buffers, one stage ahead of the MMA: the expansion of stage s + 1 overlaps the tensor cores on stage s.
+//   W4: the ring holds the raw 4-bit stage (64 bytes per row, same core-matrix layout over its 4 chunks). The
+//   packing puts a lane's A-fragment codes of rows g and g + 8 in one 32-bit word each, so every lane reads two
+//   words per k32 block, expands them in registers (exact IMAD trick below) and feeds the tensor cores from
+//   registers: wgmma's register-A form (double-buffered across stages) or mma.sync's A fragment. No shared-
+//   memory write-back, no proxy fence.
+//   Ordering: cp.async writes + cp.async.wait_group + __syncthreads before wgmma reads them (as the weight-only
+//   wgmma kernel does). A per-stage fence.proxy.async compiled to MEMBAR.ALL.CTA, which waited for every copy
+//   in flight and serialized the pipeline (v1 measurement, NOTES.md).
 //
 // Limits: K % 16 == 0 (W8) or K % 32 == 0 (W4), 16-byte aligned X / W rows (ldx % 16 == 0); the launcher
 // checks. W4 group length a multiple of 32 dividing K (a 16-byte chunk = 32 codes never straddles groups).
@@ -82,10 +87,11 @@ struct Args {
 };
 
 // ---------------------------------------------------------------------------------------------------
-// 4-bit expansion. A 32-bit word holds 8 codes u = q + 8 in nibble order [k0, k1, k4, k5, k2, k3, k6, k7]
-// (lowbit-core int8::pack_w4). Two nibbles go into the two 16-bit lanes of a register, one IMAD computes
-// u * s + (4096 - 8 s) per lane (no carry between lanes: the lane value stays in [3968, 4208]), whose low
-// byte is (q * s) mod 256, the int8 two's complement of q * s; two PRMTs gather the low bytes in k order.
+// 4-bit expansion. A 32-bit word holds 8 codes u = q + 8 of logical positions [0, 1, 4, 5, 2, 3, 6, 7] in
+// nibbles 0..7 (lowbit-core int8::pack_w4). Two nibbles go into the two 16-bit lanes of a register, one IMAD
+// computes u * s + (4096 - 8 s) per lane (no carry between lanes: the lane value stays in [3968, 4208]), whose
+// low byte is (q * s) mod 256, the int8 two's complement of q * s; two PRMTs gather the low bytes in logical
+// order: `lo` = positions 0..3, `hi` = positions 4..7.
 // ---------------------------------------------------------------------------------------------------
 __host__ __device__ __forceinline__ uint32_t w4_offset(uint32_t s) { return (4096u - 8u * s) * 0x00010001u; }
 
@@ -176,21 +182,35 @@ struct Geometry {
     static constexpr int kWStage = W4 ? kBW * kBK / 2 : kBW * kBK;  // ring bytes of the weight stage
     static constexpr int kXStage = BX * kBK;
     static constexpr int kSlot = kWStage + kXStage;
-    static constexpr int kExp = W4 ? 2 * kBW * kBK : 0;             // two expanded int8 weight tiles
 };
 
 // Shared-memory slots of an instance: as many as fit `budget` bytes, at most 10.
 template <int BX, bool W4>
 constexpr int slots_for(int budget) {
-    using G = Geometry<BX, W4>;
-    const int s = (budget - G::kExp) / G::kSlot;
+    const int s = budget / Geometry<BX, W4>::kSlot;
     return s > 10 ? 10 : s;
 }
 
 template <int BX, bool W4, int S>
 constexpr size_t smem_bytes() {
-    using G = Geometry<BX, W4>;
-    return size_t(S) * G::kSlot + G::kExp;
+    return size_t(S) * Geometry<BX, W4>::kSlot;
+}
+
+// W4: the A fragment (mma.m16n8k32 / wgmma register layout) of k32 block j for the 16 weight rows from `row0`
+// of the raw stage: word t of the 16-byte chunk of rows g and g + 8 holds exactly this lane's 8 + 8 codes
+// (lowbit-core int8::pack_w4), expanded with the rows' group scales s0 / s1.
+__device__ __forceinline__ void w4_fragment(const unsigned char* raw, int row0, int j, int g, int t, uint32_t s0,
+                                            uint32_t s1, uint32_t (&a)[4]) {
+    const uint32_t w0 = *reinterpret_cast<const uint32_t*>(raw + cm_off(row0 + g, j, kBW) + 4 * t);
+    const uint32_t w1 = *reinterpret_cast<const uint32_t*>(raw + cm_off(row0 + g + 8, j, kBW) + 4 * t);
+    expand_w4(w0, s0, w4_offset(s0), a[0], a[2]);
+    expand_w4(w1, s1, w4_offset(s1), a[1], a[3]);
+}
+
+// Group scale of weight row `gn` at column `gk` (1 without group scales or outside the matrix).
+__device__ __forceinline__ uint32_t w4_scale(const Args& p, int gn, int gk) {
+    if (p.gs == nullptr || gn >= p.n || gk >= p.k) return 1;
+    return __ldg(p.gs + size_t(gn) * p.groups + gk / p.group_len);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -209,21 +229,21 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
     using G = Geometry<BX, W4>;
     constexpr int D = S - 2;  // stages in flight ahead of the MMA
     extern __shared__ __align__(128) unsigned char smem[];
-    unsigned char* exp_buf = smem + S * G::kSlot;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, tq = lane & 3;
     const int n0 = blockIdx.x * kBW, m0 = blockIdx.y * BX;
     const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
     const int nsteps = s_end - s_begin;
+    const int row0 = warp * 16;  // this warp's 16-row strip of the weight tile (both paths)
 
     // Copy of one stage (local index t, global stage s_begin + t) into ring slot t % S; always commits a
-    // group so the group count stays uniform.
+    // group so the group count stays uniform. Warp unit u covers 8 rows x 4 chunks (64 contiguous bytes per row).
     auto load_stage = [&](int t) {
         if (t < nsteps) {
             unsigned char* slot = smem + (t % S) * G::kSlot;
-            const int kb = (s_begin + t) * kBK;  // first K byte of the stage
-            // X tile: BX rows x 8 chunks. Warp unit u covers 8 rows x 4 chunks (64 contiguous bytes per row).
+            const int kb = (s_begin + t) * kBK;  // first K column of the stage
             for (int i = tid; i < BX * 8; i += kThreads) {
                 const int u = i >> 5, l = i & 31;
                 const int r = (u >> 1) * 8 + (l & 7), c = (u & 1) * 4 + (l >> 3);
@@ -232,61 +252,31 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
                 cp_async16_zfill(slot + G::kWStage + cm_off(r, c, BX),
                                  ok ? static_cast<const void*>(p.x + size_t(gm) * p.ldx + gk) : p.x, ok);
             }
-            if constexpr (!W4) {
+            constexpr int WCH = W4 ? 4 : 8;  // 16-byte chunks per weight row and stage
 #pragma unroll
-                for (int i = tid; i < kBW * 8; i += kThreads) {
-                    const int u = i >> 5, l = i & 31;
-                    const int r = (u >> 1) * 8 + (l & 7), c = (u & 1) * 4 + (l >> 3);
-                    const int gn = n0 + r, gk = kb + c * 16;
-                    const bool ok = gn < p.n && gk < p.k;
-                    cp_async16_zfill(slot + cm_off(r, c, kBW),
-                                     ok ? static_cast<const void*>(p.w + size_t(gn) * p.ldw + gk) : p.w, ok);
-                }
-            } else {
-                // Raw 4-bit stage: 128 rows x 4 chunks of 16 bytes (32 codes). Warpgroup wg copies (and later
-                // expands) its own 64 rows: thread j of the warpgroup takes chunks j and j + 128.
-                const int wg = tid >> 7, j0 = tid & 127;
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int j = j0 + h * 128;
-                    const int r = wg * 64 + (j >> 2), c = j & 3;
-                    const int gn = n0 + r, gk = kb + c * 32;
-                    const bool ok = gn < p.n && gk < p.k;
-                    cp_async16_zfill(slot + (wg * 256 + j) * 16,
-                                     ok ? static_cast<const void*>(p.w + size_t(gn) * p.ldw + gk / 2) : p.w, ok);
-                }
+            for (int i = tid; i < kBW * WCH; i += kThreads) {
+                const int u = i >> 5, l = i & 31;
+                const int r = W4 ? u * 8 + (l & 7) : (u >> 1) * 8 + (l & 7);
+                const int c = W4 ? (l >> 3) : (u & 1) * 4 + (l >> 3);
+                const int gn = n0 + r, gk = kb + c * (W4 ? 32 : 16);
+                const bool ok = gn < p.n && gk < p.k;
+                cp_async16_zfill(slot + cm_off(r, c, kBW),
+                                 ok ? static_cast<const void*>(p.w + size_t(gn) * p.ldw + (W4 ? gk / 2 : gk)) : p.w,
+                                 ok);
             }
         }
         cp_async_commit();
     };
 
-    // W4: expands this thread's two raw chunks of local stage t into expanded buffer t & 1.
-    auto expand_stage = [&](int t) {
-        if constexpr (W4) {
-            if (t < nsteps) {
-                const unsigned char* slot = smem + (t % S) * G::kSlot;
-                unsigned char* e = exp_buf + (t & 1) * (kBW * kBK);
-                const int wg = tid >> 7, j0 = tid & 127;
-                const int kb = (s_begin + t) * kBK;
+    // W4 fragments of stage t (rows row0 + g, row0 + g + 8), all four k32 blocks.
+    auto w4_stage = [&](int t, uint32_t (&ab)[kBK / 32][4]) {
+        const unsigned char* slot = smem + (t % S) * G::kSlot;
+        const int kb = (s_begin + t) * kBK;
+        const int gn = n0 + row0 + g;
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int j = j0 + h * 128;
-                    const int r = wg * 64 + (j >> 2), c = j & 3;
-                    const int gn = n0 + r, gk = kb + c * 32;
-                    uint32_t s = 1;
-                    if (p.gs && gn < p.n && gk < p.k) s = __ldg(p.gs + size_t(gn) * p.groups + gk / p.group_len);
-                    const uint32_t off = w4_offset(s);
-                    const uint4 raw = *reinterpret_cast<const uint4*>(slot + (wg * 256 + j) * 16);
-                    uint4 a, b;
-                    expand_w4(raw.x, s, off, a.x, a.y);
-                    expand_w4(raw.y, s, off, a.z, a.w);
-                    expand_w4(raw.z, s, off, b.x, b.y);
-                    expand_w4(raw.w, s, off, b.z, b.w);
-                    *reinterpret_cast<uint4*>(e + cm_off(r, 2 * c, kBW)) = a;
-                    *reinterpret_cast<uint4*>(e + cm_off(r, 2 * c + 1, kBW)) = b;
-                }
-                if constexpr (WG) fence_proxy_async_smem();
-            }
+        for (int j = 0; j < kBK / 32; ++j) {
+            const uint32_t s0 = w4_scale(p, gn, kb + 32 * j), s1 = w4_scale(p, gn + 8, kb + 32 * j);
+            w4_fragment(slot, row0, j, g, tq, s0, s1, ab[j]);
         }
     };
 
@@ -298,37 +288,48 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
         int32_t acc[BX / 2];
 #pragma unroll
         for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
-        if constexpr (W4) {
+        // One stage: operands landed (own copies) + barrier (everyone's copies, and every warpgroup has finished
+        // the wgmma group two stages back, so its ring slot may be refilled), refill, MMA, keep one group in flight.
+        auto step = [&](int t, uint32_t (&ab)[kBK / 32][4]) {
             cp_async_wait<D - 1>();
-            expand_stage(0);
-        }
-        for (int t = 0; t < nsteps; ++t) {
-            // W8: stage t landed; W4: stage t + 1 landed (expanded below), stage t expanded last step.
-            if constexpr (W4) cp_async_wait<D - 2>(); else cp_async_wait<D - 1>();
-            fence_proxy_async_smem();  // the cp.async (generic proxy) writes, for wgmma's operand reads
             __syncthreads();
             load_stage(t + D);
             const unsigned char* slot = smem + (t % S) * G::kSlot;
-            const unsigned char* wt = W4 ? exp_buf + (t & 1) * (kBW * kBK) : slot;
             const unsigned char* xt = slot + G::kWStage;
+            if constexpr (W4) {
+                w4_stage(t, ab);
+                // Pin the A registers' definitions before the warpgroup arrive (volatile asms keep their order), so
+                // no expansion instruction lands inside the wgmma pipeline stage (ptxas would serialize the wgmmas).
+#pragma unroll
+                for (int j = 0; j < kBK / 32; ++j)
+                    asm volatile("" : "+r"(ab[j][0]), "+r"(ab[j][1]), "+r"(ab[j][2]), "+r"(ab[j][3]));
+            }
             wgmma_fence();
             wgmma_fence_regs_s32(acc);
 #pragma unroll
             for (int j = 0; j < kBK / 32; ++j) {
-                const uint64_t da = smem_desc(wt + wg * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
                 const uint64_t db = smem_desc(xt + 2 * j * BX * 16, BX * 16, 128);
-                wgmma_ss_s8<BX>(acc, da, db, 1);
+                if constexpr (W4) {
+                    wgmma_rs_s8<BX>(acc, ab[j], db, 1);
+                } else {
+                    const uint64_t da = smem_desc(slot + wg * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
+                    wgmma_ss_s8<BX>(acc, da, db, 1);
+                }
             }
             wgmma_commit();
             wgmma_fence_regs_s32(acc);
             wgmma_wait<1>();
-            expand_stage(t + 1);
+        };
+        // A registers double-buffered (W4): the group of stage t may still read ab0 while stage t + 1 fills ab1.
+        uint32_t ab0[kBK / 32][4], ab1[kBK / 32][4];
+        for (int t = 0; t < nsteps; t += 2) {
+            step(t, ab0);
+            if (t + 1 < nsteps) step(t + 1, ab1);
         }
         wgmma_wait<0>();
         wgmma_fence_regs_s32(acc);
-        // acc[4i + e]: weight row 64 wg + 16 (warp % 4) + g + 8 (e >= 2), activation row 8i + 2t + (e & 1).
-        const int g = lane >> 2, tq = lane & 3;
-        const int nr = n0 + wg * 64 + (warp & 3) * 16 + g;
+        // acc[4i + e]: weight row 16 warp + g + 8 (e >= 2), activation row 8i + 2t + (e & 1).
+        const int nr = n0 + row0 + g;
 #pragma unroll
         for (int i = 0; i < BX / 8; ++i) {
 #pragma unroll
@@ -344,23 +345,24 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
         int32_t acc[NT][4];
 #pragma unroll
         for (int i = 0; i < NT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0;
-        if constexpr (W4) {
-            cp_async_wait<D - 1>();
-            expand_stage(0);
-        }
         const int lm = lane >> 3, lr = lane & 7;  // ldmatrix: matrix index, row within it
         for (int t = 0; t < nsteps; ++t) {
-            if constexpr (W4) cp_async_wait<D - 2>(); else cp_async_wait<D - 1>();
+            cp_async_wait<D - 1>();
             __syncthreads();
             load_stage(t + D);
             const unsigned char* slot = smem + (t % S) * G::kSlot;
-            const unsigned char* wt = W4 ? exp_buf + (t & 1) * (kBW * kBK) : slot;
             const unsigned char* xt = slot + G::kWStage;
+            uint32_t aw[kBK / 32][4];
+            if constexpr (W4) w4_stage(t, aw);
 #pragma unroll
             for (int j = 0; j < kBK / 32; ++j) {
                 uint32_t a[4];
-                // matrices: (rows 0-7, chunk 2j), (rows 8-15, chunk 2j), (rows 0-7, 2j+1), (rows 8-15, 2j+1)
-                ldmatrix_x4(a, wt + cm_off(warp * 16 + (lm & 1) * 8 + lr, 2 * j + (lm >> 1), kBW));
+                if constexpr (W4) {
+                    a[0] = aw[j][0], a[1] = aw[j][1], a[2] = aw[j][2], a[3] = aw[j][3];
+                } else {
+                    // (rows 0-7, chunk 2j), (rows 8-15, chunk 2j), (rows 0-7, 2j+1), (rows 8-15, 2j+1)
+                    ldmatrix_x4(a, slot + cm_off(row0 + (lm & 1) * 8 + lr, 2 * j + (lm >> 1), kBW));
+                }
 #pragma unroll
                 for (int nt = 0; nt < NT; nt += 2) {
                     // (tile nt, chunk 2j), (nt, 2j+1), (nt+1, 2j), (nt+1, 2j+1); a lone last tile repeats itself.
@@ -371,10 +373,8 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
                     if (nt + 1 < NT) mma_s8_m16n8k32(acc[nt + 1], a, b[2], b[3]);
                 }
             }
-            expand_stage(t + 1);
         }
-        const int g = lane >> 2, tq = lane & 3;
-        const int nr = n0 + warp * 16 + g;
+        const int nr = n0 + row0 + g;
 #pragma unroll
         for (int i = 0; i < NT; ++i) {
 #pragma unroll
