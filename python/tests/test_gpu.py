@@ -3,7 +3,7 @@ a missing GPU a failure (scripts/gpu-run --python)."""
 
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 import helpers
 import pytest
@@ -69,35 +69,71 @@ def test_minilm_kernels_match_emulated(cuda_device: str) -> None:
 def test_smollm2_kernels_match_emulated_and_decode_faster_than_fp16(cuda_device: str) -> None:
     model, tok = helpers.smollm2()
     model = model.to(cuda_device).half()
+    layers = model.config.num_hidden_layers
     windows = helpers.token_windows(tok, "python-docs-eval.txt", 256, 2)
-    dense = _decode_ms(model, tok, cuda_device)
+    dense_eager, dense_graph = _decode_ms(model, tok, cuda_device)
     base = helpers.perplexity(model, windows)
     lowbit.quantize_(model, lowbit.WeightOnly(bits=4, group_size=64), filter_fn=helpers.not_lm_head, progress=False)
     ppl_kernel = helpers.perplexity(model, windows)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOWBIT_EMULATE", "1")
         ppl_emul = helpers.perplexity(model, windows)
-    quant = _decode_ms(model, tok, cuda_device)
-    name = torch.cuda.get_device_name(0)
+    before = ops.stats["kernel"]
+    quant_eager, quant_graph = _decode_ms(model, tok, cuda_device)
+    assert ops.stats["kernel"] > before
     print(
-        f"SmolLM2 w4-int-g64 on {name}: ppl fp16 {base:.3f}, kernel {ppl_kernel:.3f}, emulated {ppl_emul:.3f}; "
-        f"batch-1 decode {quant:.2f} ms/token vs fp16 {dense:.2f} ms/token ({dense / quant:.2f}x)"
+        f"SmolLM2 ({layers} layers) w4-int-g64 on {torch.cuda.get_device_name(0)}: ppl fp16 {base:.3f}, "
+        f"lowbit kernels {ppl_kernel:.3f}, emulated {ppl_emul:.3f}; batch-1 decode ms/token: "
+        f"CUDA graph {quant_graph:.3f} vs fp16 {dense_graph:.3f} ({dense_graph / quant_graph:.2f}x), "
+        f"eager {quant_eager:.3f} vs fp16 {dense_eager:.3f} ({dense_eager / quant_eager:.2f}x)"
     )
     assert abs(ppl_kernel - ppl_emul) / ppl_emul < 0.01
-    assert quant < dense, (quant, dense)
+    assert quant_graph < dense_graph, (quant_graph, dense_graph)
 
 
 @torch.no_grad()
-def _decode_ms(model: nn.Module, tok: object, device: str, steps: int = 64) -> float:
-    """Batch-1 greedy decode with a KV cache: milliseconds per generated token (CUDA events, after a warm-up)."""
+def _decode_ms(model: nn.Module, tok: object, device: str, steps: int = 64) -> tuple[float, float]:
+    """Batch-1 greedy decode with a static KV cache, milliseconds per token (CUDA events): each step run eagerly,
+    then each step replayed from one captured CUDA graph."""
+    from transformers import StaticCache
+
     ids = tok("def fibonacci(n):", return_tensors="pt").input_ids.to(device)  # type: ignore[operator]
-    model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    model.generate(ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False)
-    end.record()
-    torch.cuda.synchronize()
-    assert time.perf_counter() - t0 > 0
-    return start.elapsed_time(end) / steps
+    n = ids.shape[1]
+    cache = StaticCache(config=model.config, max_cache_len=n + 3 * steps + 8)
+    logits = model(ids, past_key_values=cache, cache_position=torch.arange(n, device=device), use_cache=True).logits
+    token = logits[:, -1].argmax(-1, keepdim=True)
+    pos = torch.tensor([n], device=device)
+
+    def step() -> torch.Tensor:
+        return model(token, past_key_values=cache, cache_position=pos, use_cache=True).logits
+
+    def advance(out: torch.Tensor) -> None:
+        token.copy_(out[:, -1].argmax(-1, keepdim=True))
+        pos.add_(1)
+
+    def timed(run: Callable[[], torch.Tensor]) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            advance(run())
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / steps
+
+    for _ in range(3):  # warm-up: device copies of the weights, cuBLAS handles
+        advance(step())
+    eager = timed(step)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        advance(step())
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return out
+
+    return eager, timed(replay)
