@@ -150,6 +150,9 @@ struct Int8Args {
     /// Force the split-K factor.
     #[arg(long)]
     splits: Option<u32>,
+    /// Force the activation rows per CTA (wgmma 8, 16, 64, 128, 256; mma.sync 16, 64).
+    #[arg(long)]
+    bx: Option<u32>,
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -362,7 +365,7 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
                 other => return Err(BenchError::invalid(format!("--path {other}: expected auto, mma or wgmma"))),
             },
             splits: a.splits,
-            ..lowbit_cuda::I8Config::default()
+            bx: a.bx,
         },
     };
     let started = now_utc();

@@ -320,16 +320,16 @@ lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight *w, const void *x,
  * Wq is the int8 weight (LOWBIT_I8_W8) or the 4-bit weight expanded to int8 as q * s, q = u - 8 in -8..7,
  * s the integer group scale 1..16 (LOWBIT_I8_W4; lowbit-core int8::W4A8Weight). The output is f16, bf16,
  * int8 (sat(rne(y / out_scale))) or the raw int32 accumulator.
- * Limits (LOWBIT_ERR_SHAPE): 1 <= m, n < 2^31; k >= 16 and k % 16 == 0 (W8) / k >= 32 and k % 32 == 0 (W4);
- * W4 group_len a multiple of 32 dividing k. Alignment (LOWBIT_ERR_ALIGNMENT): x, codes 16-byte aligned,
- * ldx and ld_bytes multiples of 16; y aligned to its element, ldy >= n.
+ * Limits (LOWBIT_ERR_SHAPE): 1 <= m < 2^31, 1 <= n <= 128 * 65535; k >= 16 and k % 16 == 0 (W8) / k >= 32
+ * and k % 32 == 0 (W4); W4 group_len a multiple of 32 dividing k. Alignment (LOWBIT_ERR_ALIGNMENT): x, codes
+ * 16-byte aligned, ldx a multiple of 16; y aligned to its element, ldy >= n.
  * ------------------------------------------------------------------------------------------- */
 
 /** Weight formats of lowbit_i8_weight.format. */
 enum lowbit_i8_wformat {
-    /** int8 codes, [n][ld_bytes] row-major (k contiguous). */
+    /** int8 codes. */
     LOWBIT_I8_W8 = 0,
-    /** 4-bit codes u = q + 8, 8 per 32-bit word in nibble order [k0, k1, k4, k5, k2, k3, k6, k7]. */
+    /** 4-bit codes u = q + 8 in lowbit-core int8::pack_w4's fragment order (docs/formats.md). */
     LOWBIT_I8_W4 = 1
 };
 
@@ -361,10 +361,12 @@ typedef struct lowbit_i8_weight {
     int32_t format;
     /** Rows (output features) and columns (input features). */
     int32_t n, k;
-    /** W8: [n][ld_bytes] int8; W4: [n][ld_bytes] packed bytes (k / 2 used). */
+    /**
+     * Tiled codes (lowbit-core int8::tile_weight): [ceil(n/128)][ceil(k/128)] blocks of 128 rows x 128 columns,
+     * 16384 bytes (W8) or 8192 bytes (W4), zero-padded; inside a block byte (row r, 16-byte chunk c) sits at
+     * c * 2048 + (r / 8) * 128 + (r % 8) * 16 (W4 chunks hold the packed words of 32 columns). 16-byte aligned.
+     */
     const void *codes;
-    /** Bytes between weight rows (>= k for W8, >= k / 2 for W4), a multiple of 16. */
-    int64_t ld_bytes;
     /** W4 only: [n][k / group_len] integer group scales 1..16, or NULL for all 1 (per-channel). */
     const uint8_t *group_scales;
     /** W4 only: columns per group scale (a multiple of 32 dividing k); ignored when group_scales is NULL. */
@@ -440,6 +442,79 @@ int32_t lowbit_i8_wgmma_available(void);
 lowbit_status lowbit_act_quant(const void *x, int64_t ldx, void *residual, const void *gamma, float eps,
                                int32_t hadamard, float static_scale, int8_t *q, int64_t ldq, float *scales,
                                int64_t m, int64_t k, int32_t dtype, void *stream);
+
+/* -------------------------------------------------------------------------------------------
+ * Bipolar-INT GEMM on bit planes (kernels/bipolar, APT-LLM): BGMMA (wgmma b1 .and.popc) on sm_90a.
+ * Y_int[m, n] = sum_k v_x[m, k] * v_w[n, k] exact in int32 for p-bit activations x q-bit weights, where a
+ * b-bit code u means v = 2u - (2^b - 1); then the int8 GEMM's epilogue (lowbit_i8_epilogue, the same formula:
+ * y = f32(Y_int) * row_scale[m] * col_scale[n] (+ row_corr[m] * col_corr[n]) (+ bias[n]), or Y_int for
+ * LOWBIT_I8_OUT_I32). The int8 mapping of the same product runs through lowbit_i8_gemm (lowbit-cuda chooses).
+ * Limits (LOWBIT_ERR_SHAPE): 1 <= rows < 2^31, 1 <= k, k * (2^p - 1) * (2^q - 1) < 2^31, ld >= ceil(k / 32),
+ * plane_stride >= rows * ld. Alignment (LOWBIT_ERR_ALIGNMENT): planes 16-byte aligned, ld a multiple of 4
+ * words, plane_stride a multiple of 4, row sums 4-byte aligned. LOWBIT_ERR_NO_KERNEL: no plane instance for
+ * (p, q, bx) or not an sm_90 device with sm_90a code. Padding bits beyond k must be zero.
+ * ------------------------------------------------------------------------------------------- */
+
+/** One operand of the bipolar plane GEMM in device memory. */
+typedef struct lowbit_bip_operand {
+    /** Bit planes: plane i (bit i of every code) at planes + i * plane_stride, rows of `ld` words; column k is
+     *  bit k % 32 of word k / 32; bits beyond k zero. */
+    const uint32_t *planes;
+    /** Words per plane row (a multiple of 4, >= ceil(k / 32)). */
+    int64_t ld;
+    /** Words between planes (a multiple of 4, >= rows * ld). */
+    int64_t plane_stride;
+    /** [rows] sum over k of the row's values v (int32). */
+    const int32_t *row_sums;
+    /** Bits per code, 1..8. */
+    int32_t bits;
+    /** Rows: M (activations) or N (weights). */
+    int32_t rows;
+} lowbit_bip_operand;
+
+/** Launch overrides of the plane GEMM; 0 = automatic. */
+typedef struct lowbit_bip_config {
+    /** Activation rows per CTA (an instance's: 8, or the large tile of kernels/bipolar/README.md). */
+    int32_t bx;
+    /** Split-K factor (>= 1). */
+    int32_t splits;
+} lowbit_bip_config;
+
+/** 1 when the plane GEMM has an instance for p-bit activations x q-bit weights with `bx` activation rows per
+ *  CTA (0 = any) that runs on the current device, else 0. */
+int32_t lowbit_bip_plane_available(int32_t p, int32_t q, int32_t bx);
+
+/** Workspace bytes of lowbit_bip_gemm (split-K partial sums and counters), 0 when none, -1 for invalid
+ *  arguments. */
+int64_t lowbit_bip_gemm_workspace_bytes(const lowbit_bip_operand *x, const lowbit_bip_operand *w, int32_t k,
+                                        const lowbit_bip_config *cfg, int32_t num_sms);
+
+/**
+ * y = epilogue(Y_int) for X (x, p = x->bits) and W (w, q = w->bits), see above. `workspace` as for
+ * lowbit_i8_gemm (zero before first use, left zero, one stream at a time). `cfg` may be NULL.
+ * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT, LOWBIT_ERR_NO_KERNEL,
+ * LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_bip_gemm(const lowbit_bip_operand *x, const lowbit_bip_operand *w, int32_t k,
+                              const lowbit_i8_epilogue *epi, void *y, int64_t ldy, void *workspace,
+                              int64_t workspace_bytes, const lowbit_bip_config *cfg, int32_t num_sms, void *stream);
+
+/**
+ * Activation quantization to p-bit bipolar codes, one CTA per row: f16/bf16 X[m, k] (`ldx` elements apart) ->
+ *   s = absmax(row) / (2^p - 1) (IEEE f32 division; 0 for an all-zero row), t = x / s (0 when s = 0),
+ *   u = clamp(floor(t / 2) + 2^(p-1), 0, 2^p - 1) (the nearest odd value; lowbit-core BipolarMatrix::quantize);
+ *   scales[m] = s; row_sums[m] = sum_k (2u - (2^p - 1));
+ *   planes (may be NULL): bit planes [p][m][ld] as lowbit_bip_operand (ld a multiple of 4 words >= ceil(k/32),
+ *   plane i at planes + i * plane_stride; padding bits written 0, words beyond ceil(k/32) left alone);
+ *   codes8 (may be NULL): int8 [m][ldc]: the value v when p <= 7, the signed code u - 128 when p = 8 (the int8
+ *   mapping's operand).
+ * Limits: 1 <= p <= 8, 1 <= k < 2^31; x 2-byte, scales/row_sums 4-byte, planes 16-byte aligned.
+ * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL x / scales / row_sums, both
+ * outputs NULL, bad dtype), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_bip_act_quant(const void *x, int64_t ldx, int64_t m, int64_t k, int32_t dtype, int32_t p,
+                                   float *scales, int32_t *row_sums, uint32_t *planes, int64_t ld,
+                                   int64_t plane_stride, int8_t *codes8, int64_t ldc, void *stream);
 
 #ifdef __cplusplus
 } /* extern "C" */

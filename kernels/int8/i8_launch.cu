@@ -70,8 +70,7 @@ lowbit_status check_weight(const lowbit_i8_weight* w) {
     LOWBIT_REQUIRE(w->format == LOWBIT_I8_W8 || w->format == LOWBIT_I8_W4, LOWBIT_ERR_INVALID_ARGUMENT);
     const bool w4 = w->format == LOWBIT_I8_W4;
     LOWBIT_REQUIRE(w->n >= 1 && w->k >= (w4 ? 32 : 16) && w->k % (w4 ? 32 : 16) == 0, LOWBIT_ERR_SHAPE);
-    LOWBIT_REQUIRE(w->ld_bytes >= (w4 ? w->k / 2 : w->k), LOWBIT_ERR_SHAPE);
-    LOWBIT_REQUIRE(w->ld_bytes % 16 == 0 && lowbit::is_aligned(w->codes, 16), LOWBIT_ERR_ALIGNMENT);
+    LOWBIT_REQUIRE(lowbit::is_aligned(w->codes, 16), LOWBIT_ERR_ALIGNMENT);
     if (w4 && w->group_scales) {
         LOWBIT_REQUIRE(w->group_len >= 32 && w->group_len % 32 == 0 && w->k % w->group_len == 0, LOWBIT_ERR_SHAPE);
     }
@@ -103,6 +102,7 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     }
     const int ksteps = (w->k + kBK - 1) / kBK;
     const int64_t tiles = int64_t((w->n + kBW - 1) / kBW) * ((m + p.bx - 1) / p.bx);
+    LOWBIT_REQUIRE((w->n + kBW - 1) / kBW <= 65535, LOWBIT_ERR_SHAPE);
     int splits = 1;
     if (cfg && cfg->splits) {
         splits = cfg->splits;
@@ -177,7 +177,6 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     a.ldx = ldx;
     a.m = int(m);
     a.w = static_cast<const uint8_t*>(w->codes);
-    a.ldw = w->ld_bytes;
     a.n = w->n;
     a.k = w->k;
     const bool w4 = w->format == LOWBIT_I8_W4;

@@ -234,6 +234,53 @@ pub fn unpack_w4(words: &[u32], n: usize, k: usize) -> Vec<i8> {
     out
 }
 
+/// Rows and columns of one tile block of the int8 GEMM's weight layout.
+pub const TILE_ROWS: usize = 128;
+/// Columns (K) of one tile block.
+pub const TILE_COLS: usize = 128;
+
+/// Bytes of the tiled weight of an `[n, k]` W8 (`w4 = false`) or W4 weight.
+pub fn tiled_bytes(n: usize, k: usize, w4: bool) -> usize {
+    n.div_ceil(TILE_ROWS) * k.div_ceil(TILE_COLS) * TILE_ROWS * if w4 { TILE_COLS / 2 } else { TILE_COLS }
+}
+
+/// The int8 GEMM's tiled weight layout (`kernels/int8`): `rows` holds `n` rows of `k` int8 codes (W8) or of
+/// `k / 2` packed bytes (W4, [`pack_w4`]'s words little-endian). Output: `[⌈n/128⌉][⌈k/128⌉]` blocks of 128 rows ×
+/// 128 columns (16384 bytes W8, 8192 bytes W4), zero-padded; inside a block, 16-byte chunk `c` of row `r` sits at
+/// byte `c · 2048 + (r / 8) · 128 + (r % 8) · 16` (the kernel's shared-memory core-matrix order), so one stage of
+/// the kernel is one contiguous copy.
+pub fn tile_weight(rows: &[u8], n: usize, k: usize, w4: bool) -> Result<Vec<u8>> {
+    let row_bytes = if w4 { k / 2 } else { k };
+    check_len("int8 GEMM weight bytes", rows.len(), n * row_bytes)?;
+    if k % if w4 { 32 } else { 16 } != 0 {
+        return Err(LowbitError::KNotDivisible { k, group: if w4 { 32 } else { 16 } });
+    }
+    let stage = if w4 { TILE_COLS / 2 } else { TILE_COLS };
+    let block = TILE_ROWS * stage;
+    let (nt, kt) = (n.div_ceil(TILE_ROWS), k.div_ceil(TILE_COLS));
+    let mut out = vec![0u8; nt * kt * block];
+    for b_n in 0..nt {
+        for b_k in 0..kt {
+            let base = (b_n * kt + b_k) * block;
+            for r in 0..TILE_ROWS {
+                let row = b_n * TILE_ROWS + r;
+                if row >= n {
+                    break;
+                }
+                for c in 0..stage / 16 {
+                    let off = b_k * stage + c * 16;
+                    if off >= row_bytes {
+                        break;
+                    }
+                    let dst = base + c * 2048 + (r / 8) * 128 + (r % 8) * 16;
+                    out[dst..dst + 16].copy_from_slice(&rows[row * row_bytes + off..row * row_bytes + off + 16]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Exact `acc[m, n] = Σ_k x[m, k] · w[n, k]` in int32 (`x` `[m, k]`, `w` `[n, k]`, row-major). Panics only on
 /// buffer lengths that do not match the sizes (a caller bug).
 pub fn gemm_i32(x: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
@@ -520,6 +567,27 @@ mod tests {
             crate::Int8Activations::quantize_per_token(ndarray::ArrayView2::from_shape((3, 64), &x).unwrap()).unwrap();
         assert_eq!(r.codes, a.codes);
         assert_eq!(r.scales, a.scales);
+    }
+
+    #[test]
+    fn tiling_places_chunks_in_core_matrix_order() {
+        let (n, k) = (130, 160);
+        let rows: Vec<u8> = (0..n * k).map(|i| (i % 251) as u8 + 1).collect();
+        let t = tile_weight(&rows, n, k, false).unwrap();
+        assert_eq!(t.len(), tiled_bytes(n, k, false));
+        assert_eq!(t.len(), 2 * 2 * 16384);
+        // row 9, columns 16..32 (chunk 1) of block (0, 0)
+        let at = 2048 + 128 + 16;
+        assert_eq!(&t[at..at + 16], &rows[9 * k + 16..9 * k + 32]);
+        // row 129 (block row 1, r = 1), columns 144..160 (block column 1, chunk 1)
+        let at = 3 * 16384 + 2048 + 16;
+        assert_eq!(&t[at..at + 16], &rows[129 * k + 144..129 * k + 160]);
+        // padding: columns 160.. of block column 1 and rows 130.. are zero
+        assert!(t[3 * 16384 + 2 * 2048..3 * 16384 + 3 * 2048].iter().all(|&b| b == 0));
+        assert_eq!(t.iter().filter(|&&b| b != 0).count(), n * k);
+        let t4 = tile_weight(&rows[..n * k / 2], n, k, true).unwrap();
+        assert_eq!(t4.len(), tiled_bytes(n, k, true));
+        assert!(tile_weight(&rows[..10], 1, 10, false).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::ffi::c_void;
 
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, SyncOnDrop};
-use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight};
+use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight, tile_weight};
 use lowbit_kernels_sys as sys;
 
 use crate::buffer::{OutDtype, upload};
@@ -129,24 +129,10 @@ pub struct Int8Gemm {
     w4: bool,
     n: usize,
     k: usize,
-    ld_bytes: usize,
     group_len: usize,
     ordinal: usize,
     sm_count: i32,
     weight_bytes: usize,
-}
-
-/// Rows padded to a multiple of 16 bytes (the kernel's 16-byte copies).
-fn padded_rows(bytes: &[u8], n: usize, row: usize) -> (Vec<u8>, usize) {
-    let ld = row.div_ceil(16) * 16;
-    if ld == row {
-        return (bytes.to_vec(), ld);
-    }
-    let mut out = vec![0u8; n * ld];
-    for r in 0..n {
-        out[r * ld..r * ld + row].copy_from_slice(&bytes[r * row..(r + 1) * row]);
-    }
-    (out, ld)
 }
 
 impl Int8Gemm {
@@ -160,17 +146,17 @@ impl Int8Gemm {
             });
         }
         let bytes: Vec<u8> = w.codes.iter().map(|&c| c as u8).collect();
-        let (rows, ld) = padded_rows(&bytes, w.n, w.k);
-        Self::upload(dev, &rows, None, &w.scales, false, w.n, w.k, ld, w.k, w.n * w.k + 4 * w.n)
+        let tiled = tile_weight(&bytes, w.n, w.k, false)?;
+        Self::upload(dev, &tiled, None, &w.scales, false, w.n, w.k, w.k, w.n * w.k + 4 * w.n)
     }
 
     /// Uploads a 4-bit weight (W4A8, per-channel or grouped). K must be a multiple of 32.
     pub fn new_w4(dev: &Device, w: &W4A8Weight) -> Result<Self> {
         w.validate()?;
         let bytes: Vec<u8> = w.packed.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let (rows, ld) = padded_rows(&bytes, w.n, w.k / 2);
+        let tiled = tile_weight(&bytes, w.n, w.k, true)?;
         let gs = if w.group.is_some() { Some(w.group_scales.as_slice()) } else { None };
-        Self::upload(dev, &rows, gs, &w.scales, true, w.n, w.k, ld, w.group.unwrap_or(w.k), w.storage_bytes())
+        Self::upload(dev, &tiled, gs, &w.scales, true, w.n, w.k, w.group.unwrap_or(w.k), w.storage_bytes())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -182,7 +168,6 @@ impl Int8Gemm {
         w4: bool,
         n: usize,
         k: usize,
-        ld_bytes: usize,
         group_len: usize,
         weight_bytes: usize,
     ) -> Result<Self> {
@@ -196,7 +181,6 @@ impl Int8Gemm {
             w4,
             n,
             k,
-            ld_bytes,
             group_len,
             ordinal: dev.ordinal(),
             sm_count: dev.info().sm_count as i32,
@@ -232,7 +216,6 @@ impl Int8Gemm {
             n: self.n as i32,
             k: self.k as i32,
             codes: codes as *const c_void,
-            ld_bytes: self.ld_bytes as i64,
             group_scales: gs as *const u8,
             group_len: self.group_len as i32,
         }
@@ -576,16 +559,8 @@ pub fn act_quant(
 mod tests {
     use super::*;
 
-    fn weight(format: i32, k: i32, ld: i64, codes: usize) -> sys::lowbit_i8_weight {
-        sys::lowbit_i8_weight {
-            format,
-            n: 8,
-            k,
-            codes: codes as *const c_void,
-            ld_bytes: ld,
-            group_scales: std::ptr::null(),
-            group_len: 0,
-        }
+    fn weight(format: i32, k: i32, codes: usize) -> sys::lowbit_i8_weight {
+        sys::lowbit_i8_weight { format, n: 8, k, codes: codes as *const c_void, group_scales: std::ptr::null(), group_len: 0 }
     }
 
     /// The launcher's host-side checks run before any CUDA call, so bad arguments are typed errors even without
@@ -616,15 +591,14 @@ mod tests {
             };
             check_with(st, LAUNCHER, || "test".into())
         };
-        assert!(matches!(call(&weight(0, 64, 64, 4096), std::ptr::null()), Err(CudaError::InvalidArgument { .. })));
-        assert!(matches!(call(&weight(0, 40, 48, 4096), x), Err(CudaError::Shape { .. })));
-        assert!(matches!(call(&weight(1, 48, 32, 4096), x), Err(CudaError::Shape { .. })));
-        assert!(matches!(call(&weight(7, 64, 64, 4096), x), Err(CudaError::InvalidArgument { .. })));
-        assert!(matches!(call(&weight(0, 64, 64, 4100), x), Err(CudaError::Alignment { .. })));
-        assert!(matches!(call(&weight(0, 64, 72, 4096), x), Err(CudaError::Alignment { .. })));
-        assert!(matches!(call(&weight(0, 64, 32, 4096), x), Err(CudaError::Shape { .. })));
+        assert!(matches!(call(&weight(0, 64, 4096), std::ptr::null()), Err(CudaError::InvalidArgument { .. })));
+        assert!(matches!(call(&weight(0, 40, 4096), x), Err(CudaError::Shape { .. })));
+        assert!(matches!(call(&weight(1, 48, 4096), x), Err(CudaError::Shape { .. })));
+        assert!(matches!(call(&weight(7, 64, 4096), x), Err(CudaError::InvalidArgument { .. })));
+        assert!(matches!(call(&weight(0, 64, 4100), x), Err(CudaError::Alignment { .. })));
+        assert!(matches!(call(&weight(0, 0, 4096), x), Err(CudaError::Shape { .. })));
         // SAFETY: host-only planning on integers; the placeholder pointer is never dereferenced.
-        let ws = unsafe { sys::lowbit_i8_gemm_workspace_bytes(&weight(0, 40, 48, 4096), 1, std::ptr::null(), 132) };
+        let ws = unsafe { sys::lowbit_i8_gemm_workspace_bytes(&weight(0, 40, 4096), 1, std::ptr::null(), 132) };
         assert_eq!(ws, -1);
         // SAFETY: NULL x is rejected before anything else.
         let st = unsafe {

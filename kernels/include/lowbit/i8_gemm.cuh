@@ -34,8 +34,11 @@
 //   wgmma kernel does). A per-stage fence.proxy.async compiled to MEMBAR.ALL.CTA, which waited for every copy
 //   in flight and serialized the pipeline (v1 measurement, NOTES.md).
 //
-// Limits: K % 16 == 0 (W8) or K % 32 == 0 (W4), 16-byte aligned X / W rows (ldx % 16 == 0); the launcher
-// checks. W4 group length a multiple of 32 dividing K (a 16-byte chunk = 32 codes never straddles groups).
+// Weights are stored tiled (lowbit-core int8::tile_weight): per 128-row tile and 128-column stage one contiguous,
+// zero-padded block already in the core-matrix order above (16 KB W8, 8 KB W4), so a stage is one linear copy
+// with perfect DRAM locality (v2's row-major weights touched 128 DRAM pages per stage: ~1.7 TB/s on an H200).
+// Limits: K % 16 == 0 (W8) or K % 32 == 0 (W4), 16-byte aligned X rows (ldx % 16 == 0); the launcher checks.
+// W4 group length a multiple of 32 dividing K (a 16-byte chunk = 32 codes never straddles groups).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -72,8 +75,7 @@ struct Args {
     const int8_t* x;
     int64_t ldx;
     int m;
-    const uint8_t* w;     // W8: [N][ldw] int8; W4: [N][ldw] packed bytes
-    int64_t ldw;          // bytes per weight row
+    const uint8_t* w;     // tiled weight: [ceil(N/128)][ksteps][stage block] (lowbit-core int8::tile_weight)
     int n, k;
     const uint8_t* gs;    // W4: [N][groups] group scales 1..16 (nullptr: all 1)
     int groups, group_len;
@@ -232,7 +234,8 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, tq = lane & 3;
-    const int n0 = blockIdx.x * kBW, m0 = blockIdx.y * BX;
+    // blockIdx.x walks the M tiles of one weight tile: CTAs resident together share weight tiles through L2.
+    const int n0 = blockIdx.y * kBW, m0 = blockIdx.x * BX;
     const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
     const int nsteps = s_end - s_begin;
@@ -252,18 +255,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
                 cp_async16_zfill(slot + G::kWStage + cm_off(r, c, BX),
                                  ok ? static_cast<const void*>(p.x + size_t(gm) * p.ldx + gk) : p.x, ok);
             }
-            constexpr int WCH = W4 ? 4 : 8;  // 16-byte chunks per weight row and stage
+            // Weight stage: one contiguous, zero-padded block of the tiled layout, already in core-matrix order.
+            const uint8_t* wsrc = p.w + (size_t(blockIdx.y) * p.ksteps + (s_begin + t)) * G::kWStage;
 #pragma unroll
-            for (int i = tid; i < kBW * WCH; i += kThreads) {
-                const int u = i >> 5, l = i & 31;
-                const int r = W4 ? u * 8 + (l & 7) : (u >> 1) * 8 + (l & 7);
-                const int c = W4 ? (l >> 3) : (u & 1) * 4 + (l >> 3);
-                const int gn = n0 + r, gk = kb + c * (W4 ? 32 : 16);
-                const bool ok = gn < p.n && gk < p.k;
-                cp_async16_zfill(slot + cm_off(r, c, kBW),
-                                 ok ? static_cast<const void*>(p.w + size_t(gn) * p.ldw + (W4 ? gk / 2 : gk)) : p.w,
-                                 ok);
-            }
+            for (int i = tid; i < G::kWStage / 16; i += kThreads) cp_async16_zfill(slot + i * 16, wsrc + i * 16, true);
         }
         cp_async_commit();
     };
@@ -273,9 +268,12 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
         const unsigned char* slot = smem + (t % S) * G::kSlot;
         const int kb = (s_begin + t) * kBK;
         const int gn = n0 + row0 + g;
+        // Groups of a multiple of 128 columns: one scale per row for the whole stage.
+        const bool per_stage = p.group_len % kBK == 0;
+        uint32_t s0 = w4_scale(p, gn, kb), s1 = w4_scale(p, gn + 8, kb);
 #pragma unroll
         for (int j = 0; j < kBK / 32; ++j) {
-            const uint32_t s0 = w4_scale(p, gn, kb + 32 * j), s1 = w4_scale(p, gn + 8, kb + 32 * j);
+            if (!per_stage && j > 0) s0 = w4_scale(p, gn, kb + 32 * j), s1 = w4_scale(p, gn + 8, kb + 32 * j);
             w4_fragment(slot, row0, j, g, tq, s0, s1, ab[j]);
         }
     };
@@ -406,7 +404,7 @@ cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
     constexpr size_t smem = smem_bytes<BX, W4, S>();
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
-    const dim3 grid((a.n + kBW - 1) / kBW, (a.m + BX - 1) / BX, splits);
+    const dim3 grid((a.m + BX - 1) / BX, (a.n + kBW - 1) / kBW, splits);
     kern<<<grid, kThreads, smem, st>>>(a);
     return cudaGetLastError();
 }
