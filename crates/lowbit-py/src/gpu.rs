@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use lowbit_cuda::{Device, GemmConfig, OutDtype, WeightOnlyGemm};
+use lowbit_core::LowbitError;
+use lowbit_cuda::{CudaError, Device, GemmConfig, OutDtype, WeightOnlyGemm};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -44,8 +45,8 @@ pub struct PyGpuGemm {
 #[pymethods]
 impl PyGpuGemm {
     /// Repacks `weight` for the GPU and uploads it to device `device` (synchronous).
-    /// Raises `NotImplementedError` for formats the weight-only GEMM does not run (bipolar), `RuntimeError`
-    /// when no GPU can be used.
+    /// Raises `NotImplementedError` for formats the weight-only GEMM does not run (bipolar, INT 5-7 bits),
+    /// `RuntimeError` when no GPU can be used.
     #[new]
     fn new(py: Python<'_>, weight: PyRef<'_, PyQWeight>, device: usize) -> PyResult<Self> {
         if let lowbit_core::QuantizedWeight::Bipolar(_) = &weight.inner {
@@ -56,7 +57,13 @@ impl PyGpuGemm {
         let dev = device_for(py, device)?;
         let w = &weight.inner;
         let d = dev.clone();
-        let gemm = py.detach(move || WeightOnlyGemm::new(&d, w)).map_err(cuda_err)?;
+        let gemm = py.detach(move || WeightOnlyGemm::new(&d, w)).map_err(|e| match e {
+            // A format the weight-only GEMM has no kernel for (e.g. INT 5-7 bits): the caller falls back to the
+            // emulated path.
+            CudaError::Core(LowbitError::UnsupportedBits { .. } | LowbitError::Unsupported(_))
+            | CudaError::NoKernel { .. } => pyo3::exceptions::PyNotImplementedError::new_err(e.to_string()),
+            e => cuda_err(e),
+        })?;
         Ok(Self { dev, gemm })
     }
 
