@@ -450,7 +450,8 @@ lowbit_status lowbit_act_quant(const void *x, int64_t ldx, void *residual, const
  * y = f32(Y_int) * row_scale[m] * col_scale[n] (+ row_corr[m] * col_corr[n]) (+ bias[n]), or Y_int for
  * LOWBIT_I8_OUT_I32). The int8 mapping of the same product runs through lowbit_i8_gemm (lowbit-cuda chooses).
  * Limits (LOWBIT_ERR_SHAPE): 1 <= rows < 2^31, 1 <= k, k * (2^p - 1) * (2^q - 1) < 2^31, ld >= ceil(k / 32),
- * plane_stride >= rows * ld. Alignment (LOWBIT_ERR_ALIGNMENT): planes 16-byte aligned, ld a multiple of 4
+ * plane_stride >= rows * ld; plane bits beyond k zero up to the next multiple of 128 columns (the kernel reads
+ * whole 16-byte chunks). Alignment (LOWBIT_ERR_ALIGNMENT): planes 16-byte aligned, ld a multiple of 4
  * words, plane_stride a multiple of 4, row sums 4-byte aligned. LOWBIT_ERR_NO_KERNEL: no plane instance for
  * (p, q, bx) or not an sm_90 device with sm_90a code. Padding bits beyond k must be zero.
  * ------------------------------------------------------------------------------------------- */
@@ -503,9 +504,10 @@ lowbit_status lowbit_bip_gemm(const lowbit_bip_operand *x, const lowbit_bip_oper
  * Activation quantization to p-bit bipolar codes, one CTA per row: f16/bf16 X[m, k] (`ldx` elements apart) ->
  *   s = absmax(row) / (2^p - 1) (IEEE f32 division; 0 for an all-zero row), t = x / s (0 when s = 0),
  *   u = clamp(floor(t / 2) + 2^(p-1), 0, 2^p - 1) (the nearest odd value; lowbit-core BipolarMatrix::quantize);
- *   scales[m] = s; row_sums[m] = sum_k (2u - (2^p - 1));
+ *   scales[m] = s; row_sums[m] = sum_k (2u - (2^p - 1)); row_corr[m] = s * f32(row_sums[m]) when row_corr is not
+ *   NULL (the epilogue's row correction of weight offsets: sum_k x~ * b_w = b_w * s * row_sums);
  *   planes (may be NULL): bit planes [p][m][ld] as lowbit_bip_operand (ld a multiple of 4 words >= ceil(k/32),
- *   plane i at planes + i * plane_stride; padding bits written 0, words beyond ceil(k/32) left alone);
+ *   plane i at planes + i * plane_stride; padding bits and words up to the next multiple of 4 written 0);
  *   codes8 (may be NULL): int8 [m][ldc]: the value v when p <= 7, the signed code u - 128 when p = 8 (the int8
  *   mapping's operand).
  * Limits: 1 <= p <= 8, 1 <= k < 2^31; x 2-byte, scales/row_sums 4-byte, planes 16-byte aligned.
@@ -513,7 +515,7 @@ lowbit_status lowbit_bip_gemm(const lowbit_bip_operand *x, const lowbit_bip_oper
  * outputs NULL, bad dtype), LOWBIT_ERR_CUDA.
  */
 lowbit_status lowbit_bip_act_quant(const void *x, int64_t ldx, int64_t m, int64_t k, int32_t dtype, int32_t p,
-                                   float *scales, int32_t *row_sums, uint32_t *planes, int64_t ld,
+                                   float *scales, int32_t *row_sums, float *row_corr, uint32_t *planes, int64_t ld,
                                    int64_t plane_stride, int8_t *codes8, int64_t ldc, void *stream);
 
 #ifdef __cplusplus

@@ -1,0 +1,512 @@
+// Exactness check and micro-benchmark of the bipolar plane GEMM (kernels/bipolar) through its C ABI, built with
+// nvcc on the GPU machine itself (no Rust there), with the int8 core and direct cuBLASLt int8 / cuBLAS fp16
+// baselines (dlopen'ed) timed in the same run:
+//
+//   bash benches/micro/bipolar.sh        (compiles the library sources it needs in parallel, then runs)
+//
+// Part 1 (check): random codes for every instantiated (p, q) on odd shapes, plane GEMM with int32 output vs a
+// host integer reference (exact), split-K and both tile sizes; the activation kernel vs a host re-implementation
+// (codes, row sums, scales bit-exact); prints PASS/FAIL counts and exits non-zero on any mismatch.
+// Part 2 (bench): CUDA-event medians; effective TOPS = 2 M N K / t for every WpAq; same-run baselines.
+// Not the bench of record (lowbit-bench is); it exists to iterate on the kernel with one device call.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit_kernels.h"
+
+#define CK(...)                                                                                          \
+    do {                                                                                                 \
+        cudaError_t e_ = (__VA_ARGS__);                                                                  \
+        if (e_ != cudaSuccess) {                                                                         \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); \
+            exit(1);                                                                                     \
+        }                                                                                                \
+    } while (0)
+#define ST(...)                                                                                          \
+    do {                                                                                                 \
+        lowbit_status s_ = (__VA_ARGS__);                                                                \
+        if (s_.code != LOWBIT_OK) {                                                                      \
+            fprintf(stderr, "%s:%d %s: status %d cuda %d\n", __FILE__, __LINE__, #__VA_ARGS__, s_.code,   \
+                    s_.cuda_error);                                                                      \
+            exit(1);                                                                                     \
+        }                                                                                                \
+    } while (0)
+
+static std::mt19937_64 rng(12345);
+
+struct HostOperand {
+    int bits, rows, k;
+    int64_t ld;
+    std::vector<uint8_t> codes;     // [rows][k]
+    std::vector<uint32_t> planes;   // [bits][rows][ld]
+    std::vector<int32_t> sums;      // [rows]
+};
+
+static int64_t ld_words(int k) { return ((k + 31) / 32 + 3) / 4 * 4; }
+
+// Random planes only (timing): padding bits zero, row sums 0 (values do not change the timing).
+static HostOperand random_planes(int bits, int rows, int k) {
+    HostOperand o{bits, rows, k, ld_words(k), {}, {}, {}};
+    o.planes.resize(size_t(bits) * rows * o.ld);
+    const int64_t words = (k + 31) / 32;
+    for (size_t i = 0; i < o.planes.size(); i += 2) {
+        const uint64_t r = rng();
+        o.planes[i] = uint32_t(r);
+        if (i + 1 < o.planes.size()) o.planes[i + 1] = uint32_t(r >> 32);
+    }
+    for (size_t rr = 0; rr < size_t(bits) * rows; ++rr)
+        for (int64_t w = words - 1; w < o.ld; ++w) {
+            uint32_t& x = o.planes[rr * o.ld + w];
+            if (w >= words) x = 0;
+            else if (k % 32) x &= (1u << (k % 32)) - 1;
+        }
+    o.sums.assign(rows, 0);
+    return o;
+}
+
+static HostOperand make_operand(int bits, int rows, int k, bool fill_codes = true) {
+    HostOperand o{bits, rows, k, ld_words(k), {}, {}, {}};
+    o.codes.resize(size_t(rows) * k);
+    if (fill_codes)
+        for (auto& c : o.codes) c = uint8_t(rng() & ((1u << bits) - 1));
+    o.planes.assign(size_t(bits) * rows * o.ld, 0);
+    o.sums.assign(rows, 0);
+    const int maxc = (1 << bits) - 1;
+    for (int r = 0; r < rows; ++r) {
+        int64_t s = 0;
+        for (int c = 0; c < k; ++c) {
+            const int u = o.codes[size_t(r) * k + c];
+            s += 2 * u - maxc;
+            for (int i = 0; i < bits; ++i)
+                if ((u >> i) & 1) o.planes[(size_t(i) * rows + r) * o.ld + c / 32] |= 1u << (c % 32);
+        }
+        o.sums[r] = int32_t(s);
+    }
+    return o;
+}
+
+struct DevOperand {
+    uint32_t* planes = nullptr;
+    int32_t* sums = nullptr;
+    lowbit_bip_operand op{};
+};
+
+static DevOperand upload(const HostOperand& h) {
+    DevOperand d;
+    CK(cudaMalloc(&d.planes, h.planes.size() * 4));
+    CK(cudaMemcpy(d.planes, h.planes.data(), h.planes.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d.sums, h.sums.size() * 4));
+    CK(cudaMemcpy(d.sums, h.sums.data(), h.sums.size() * 4, cudaMemcpyHostToDevice));
+    d.op = lowbit_bip_operand{d.planes, h.ld, int64_t(h.rows) * h.ld, d.sums, h.bits, h.rows};
+    return d;
+}
+
+static void release(DevOperand& d) {
+    cudaFree(d.planes);
+    cudaFree(d.sums);
+}
+
+static lowbit_i8_epilogue epi_i32() {
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_I32;
+    e.row_scale_value = 1.f;
+    e.out_scale = 1.f;
+    return e;
+}
+
+static int g_fail = 0, g_pass = 0;
+
+// Plane GEMM, int32 output, vs the host reference on every element.
+static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits) {
+    HostOperand hx = make_operand(p, m, k), hw = make_operand(q, n, k);
+    DevOperand dx = upload(hx), dw = upload(hw);
+    lowbit_bip_config cfg{bx, splits};
+    const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dw.op, k, &cfg, 0);
+    if (wsb < 0) {
+        printf("FAIL plan p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d\n", p, q, m, n, k, bx, splits);
+        ++g_fail;
+        return;
+    }
+    void* ws = nullptr;
+    if (wsb) {
+        CK(cudaMalloc(&ws, wsb));
+        CK(cudaMemset(ws, 0, wsb));
+    }
+    int32_t* y;
+    const int64_t ldy = n + 3;
+    CK(cudaMalloc(&y, size_t(m) * ldy * 4));
+    CK(cudaMemset(y, 0x7F, size_t(m) * ldy * 4));  // poison
+    const lowbit_i8_epilogue e = epi_i32();
+    bool ok = true;
+    for (int rep = 0; rep < 2 && ok; ++rep) {  // twice: the self-cleaning workspace must be clean again
+        ST(lowbit_bip_gemm(&dx.op, &dw.op, k, &e, y, ldy, ws, wsb, &cfg, 0, nullptr));
+        CK(cudaDeviceSynchronize());
+        std::vector<int32_t> got(size_t(m) * ldy);
+        CK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
+        const int maxp = (1 << p) - 1, maxq = (1 << q) - 1;
+        for (int r = 0; r < m && ok; ++r)
+            for (int c = 0; c < n && ok; ++c) {
+                int64_t s = 0;
+                const uint8_t* xr = &hx.codes[size_t(r) * k];
+                const uint8_t* wr = &hw.codes[size_t(c) * k];
+                for (int j = 0; j < k; ++j) s += int64_t(2 * xr[j] - maxp) * (2 * wr[j] - maxq);
+                if (got[size_t(r) * ldy + c] != s) {
+                    printf("FAIL p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d rep=%d at (%d,%d): got %d want %lld\n", p, q,
+                           m, n, k, bx, splits, rep, r, c, got[size_t(r) * ldy + c], (long long)s);
+                    ok = false;
+                }
+            }
+        for (int r = 0; r < m && ok; ++r)  // guard columns untouched
+            for (int c = n; c < ldy; ++c)
+                if (uint32_t(got[size_t(r) * ldy + c]) != 0x7F7F7F7Fu) ok = false;
+    }
+    ok ? ++g_pass : ++g_fail;
+    cudaFree(y);
+    if (ws) cudaFree(ws);
+    release(dx);
+    release(dw);
+}
+
+// Activation kernel vs the host formula.
+static void check_act(int p, int m, int k) {
+    std::vector<__half> hx(size_t(m) * k);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    for (auto& v : hx) v = __float2half(nd(rng));
+    if (m > 1)
+        for (int c = 0; c < k; ++c) hx[c] = __float2half(0.f);  // an all-zero row
+    __half* dx;
+    CK(cudaMalloc(&dx, hx.size() * 2));
+    CK(cudaMemcpy(dx, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+    const int64_t ld = ld_words(k), ps = m * ld;
+    uint32_t* planes;
+    float* scales;
+    int32_t* sums;
+    int8_t* c8;
+    CK(cudaMalloc(&planes, size_t(p) * ps * 4));
+    CK(cudaMemset(planes, 0xFF, size_t(p) * ps * 4));
+    CK(cudaMalloc(&scales, m * 4));
+    CK(cudaMalloc(&sums, m * 4));
+    CK(cudaMalloc(&c8, size_t(m) * k));
+    ST(lowbit_bip_act_quant(dx, k, m, k, LOWBIT_DTYPE_F16, p, scales, sums, nullptr, planes, ld, ps, c8, k, nullptr));
+    CK(cudaDeviceSynchronize());
+    std::vector<uint32_t> gp(size_t(p) * ps);
+    std::vector<float> gs(m);
+    std::vector<int32_t> gsum(m);
+    std::vector<int8_t> gc8(size_t(m) * k);
+    CK(cudaMemcpy(gp.data(), planes, gp.size() * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gs.data(), scales, m * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gsum.data(), sums, m * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gc8.data(), c8, gc8.size(), cudaMemcpyDeviceToHost));
+    HostOperand want = make_operand(p, m, k, false);
+    const int maxc = (1 << p) - 1, half = 1 << (p - 1);
+    bool ok = true;
+    for (int r = 0; r < m; ++r) {
+        float amax = 0.f;
+        for (int c = 0; c < k; ++c) amax = std::max(amax, std::fabs(__half2float(hx[size_t(r) * k + c])));
+        const float s = amax / float(maxc);
+        if (std::memcmp(&s, &gs[r], 4) != 0) ok = false;
+        for (int c = 0; c < k; ++c) {
+            const float t = s > 0.f ? __half2float(hx[size_t(r) * k + c]) / s : 0.f;
+            const int u = int(std::min(std::max(std::floor(t / 2.f) + float(half), 0.f), float(maxc)));
+            want.codes[size_t(r) * k + c] = uint8_t(u);
+            if (gc8[size_t(r) * k + c] != int8_t(p == 8 ? u - 128 : 2 * u - maxc)) ok = false;
+        }
+    }
+    {  // pack the host codes and compare planes and row sums
+        HostOperand t{p, m, k, ld, want.codes, std::vector<uint32_t>(size_t(p) * m * ld, 0), std::vector<int32_t>(m, 0)};
+        for (int r = 0; r < m; ++r) {
+            int64_t s = 0;
+            for (int c = 0; c < k; ++c) {
+                const int u = t.codes[size_t(r) * k + c];
+                s += 2 * u - maxc;
+                for (int i = 0; i < p; ++i)
+                    if ((u >> i) & 1) t.planes[(size_t(i) * m + r) * ld + c / 32] |= 1u << (c % 32);
+            }
+            t.sums[r] = int32_t(s);
+        }
+        if (t.planes != gp) ok = false;
+        if (t.sums != gsum) ok = false;
+    }
+    if (!ok) printf("FAIL act p=%d m=%d k=%d\n", p, m, k);
+    ok ? ++g_pass : ++g_fail;
+    cudaFree(dx);
+    cudaFree(planes);
+    cudaFree(scales);
+    cudaFree(sums);
+    cudaFree(c8);
+}
+
+// ------------------------------------------------------------------ baselines (dlopen)
+typedef int (*LtCreate)(void**);
+typedef int (*LtDescCreate)(void**, int, int);
+typedef int (*LtDescSet)(void*, int, const void*, size_t);
+typedef int (*LtLayoutCreate)(void**, int, uint64_t, uint64_t, int64_t);
+typedef int (*LtPrefCreate)(void**);
+typedef int (*LtPrefSet)(void*, int, const void*, size_t);
+struct LtHeur {
+    uint64_t algo[8];
+    size_t ws;
+    int state;
+    float waves;
+    int reserved[4];
+};
+typedef int (*LtHeuristic)(void*, void*, void*, void*, void*, void*, void*, int, LtHeur*, int*);
+typedef int (*LtMatmul)(void*, void*, const void*, const void*, void*, const void*, void*, const void*, const void*,
+                        void*, void*, void*, const void*, void*, size_t, cudaStream_t);
+typedef int (*BlasCreate)(void**);
+typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
+                          const void*, void*, int, int, int, int);
+
+struct Lt {
+    void* h = nullptr;
+    LtMatmul mm = nullptr;
+    void *desc, *a, *b, *c, *ws;
+    LtHeur heur;
+    bool ok = false;
+};
+
+static void* g_lt = nullptr;
+static void* g_blas = nullptr;
+
+static bool lt_setup(Lt& lt, int m, int n, int k) {
+    if (!g_lt) g_lt = dlopen("libcublasLt.so.13", RTLD_NOW);
+    if (!g_lt) return false;
+    auto create = (LtCreate)dlsym(g_lt, "cublasLtCreate");
+    auto dcreate = (LtDescCreate)dlsym(g_lt, "cublasLtMatmulDescCreate");
+    auto dset = (LtDescSet)dlsym(g_lt, "cublasLtMatmulDescSetAttribute");
+    auto lcreate = (LtLayoutCreate)dlsym(g_lt, "cublasLtMatrixLayoutCreate");
+    auto pcreate = (LtPrefCreate)dlsym(g_lt, "cublasLtMatmulPreferenceCreate");
+    auto pset = (LtPrefSet)dlsym(g_lt, "cublasLtMatmulPreferenceSetAttribute");
+    auto heur = (LtHeuristic)dlsym(g_lt, "cublasLtMatmulAlgoGetHeuristic");
+    lt.mm = (LtMatmul)dlsym(g_lt, "cublasLtMatmul");
+    if (!create || !lt.mm || create(&lt.h)) return false;
+    dcreate(&lt.desc, 72 /*COMPUTE_32I*/, 10 /*R_32I*/);
+    int trans = 1;
+    dset(lt.desc, 3 /*TRANSA*/, &trans, 4);
+    lcreate(&lt.a, 3 /*R_8I*/, k, n, k);
+    lcreate(&lt.b, 3, k, m, k);
+    lcreate(&lt.c, 10, n, m, n);
+    void* pref;
+    pcreate(&pref);
+    size_t wsb = 32 << 20;
+    pset(pref, 1 /*MAX_WORKSPACE_BYTES*/, &wsb, 8);
+    int got = 0;
+    if (heur(lt.h, lt.desc, lt.a, lt.b, lt.c, lt.c, pref, 1, &lt.heur, &got) || got < 1) return false;
+    CK(cudaMalloc(&lt.ws, wsb));
+    lt.ok = true;
+    return true;
+}
+
+static float time_ms(int reps, const std::function<void()>& f) {
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<float> ts;
+    for (int t = 0; t < 7; ++t) {
+        cudaEventRecord(a);
+        for (int i = 0; i < reps; ++i) f();
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        ts.push_back(ms / reps);
+    }
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+}
+
+// Plane GEMM timing on rotated weight copies (> 3x L2 when the weights are small), f16 output with scales.
+static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0) {
+    HostOperand hx = random_planes(p, m, k);
+    const size_t wbytes = size_t(q) * n * ld_words(k) * 4;
+    const int copies = std::max<int>(1, int((200ull << 20) / std::max<size_t>(wbytes, 1)) + 1);
+    const int nc = std::min(copies, 8);
+    std::vector<DevOperand> dws;
+    HostOperand hw = random_planes(q, n, k);
+    for (int i = 0; i < nc; ++i) dws.push_back(upload(hw));
+    DevOperand dx = upload(hx);
+    float *rs, *cs;
+    CK(cudaMalloc(&rs, m * 4));
+    CK(cudaMalloc(&cs, n * 4));
+    std::vector<float> ones(std::max(m, n), 1e-3f);
+    CK(cudaMemcpy(rs, ones.data(), m * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(cs, ones.data(), n * 4, cudaMemcpyHostToDevice));
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_F16;
+    e.row_scale = rs;
+    e.col_scale = cs;
+    e.out_scale = 1.f;
+    lowbit_bip_config cfg{bx, splits};
+    const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dws[0].op, k, &cfg, 0);
+    if (wsb < 0) return -1.f;
+    void* ws = nullptr;
+    if (wsb) {
+        CK(cudaMalloc(&ws, wsb));
+        CK(cudaMemset(ws, 0, wsb));
+    }
+    __half* y;
+    CK(cudaMalloc(&y, size_t(m) * n * 2));
+    int it = 0;
+    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k * p * q / 16 + 1e6))));
+    const float ms = time_ms(reps, [&] {
+        ST(lowbit_bip_gemm(&dx.op, &dws[it++ % nc].op, k, &e, y, n, ws, wsb, &cfg, 0, nullptr));
+    });
+    for (auto& d : dws) release(d);
+    release(dx);
+    cudaFree(y);
+    cudaFree(rs);
+    cudaFree(cs);
+    if (ws) cudaFree(ws);
+    return ms;
+}
+
+static float bench_lt(int m, int n, int k) {
+    Lt lt;
+    if (!lt_setup(lt, m, n, k)) return -1.f;
+    int8_t *a, *b;
+    int32_t* c;
+    CK(cudaMalloc(&a, size_t(n) * k));
+    CK(cudaMalloc(&b, size_t(m) * k));
+    CK(cudaMalloc(&c, size_t(m) * n * 4));
+    CK(cudaMemset(a, 3, size_t(n) * k));
+    CK(cudaMemset(b, 5, size_t(m) * k));
+    int32_t alpha = 1, beta = 0;
+    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k / 2 + 1e6))));
+    const float ms = time_ms(reps, [&] {
+        lt.mm(lt.h, lt.desc, &alpha, a, lt.a, b, lt.b, &beta, c, lt.c, c, lt.c, lt.heur.algo, lt.ws, 32 << 20, nullptr);
+    });
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(c);
+    return ms;
+}
+
+static float bench_f16(int m, int n, int k) {
+    if (!g_blas) g_blas = dlopen("libcublas.so.13", RTLD_NOW);
+    if (!g_blas) return -1.f;
+    auto create = (BlasCreate)dlsym(g_blas, "cublasCreate_v2");
+    auto gemm = (BlasGemmEx)dlsym(g_blas, "cublasGemmEx");
+    void* h;
+    if (!create || !gemm || create(&h)) return -1.f;
+    __half *a, *b, *c;
+    CK(cudaMalloc(&a, size_t(n) * k * 2));
+    CK(cudaMalloc(&b, size_t(m) * k * 2));
+    CK(cudaMalloc(&c, size_t(m) * n * 2));
+    CK(cudaMemset(a, 0x3c, size_t(n) * k * 2));
+    CK(cudaMemset(b, 0x30, size_t(m) * k * 2));
+    float alpha = 1.f, beta = 0.f;
+    const int reps = std::max(3, std::min(200, int(1e9 / (double(m) * n * k / 16 + 1e6))));
+    const float ms = time_ms(reps, [&] {
+        gemm(h, 1, 0, n, m, k, &alpha, a, 2 /*R_16F*/, k, b, 2, k, &beta, c, 2, n, 68 /*COMPUTE_32F*/, -1);
+    });
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(c);
+    return ms;
+}
+
+static float bench_i8core(int m, int n, int k) {
+    int8_t *w, *x;
+    const size_t wb = size_t((n + 127) / 128) * ((k + 127) / 128) * 16384;  // tiled W8 (lowbit-core tile_weight)
+    CK(cudaMalloc(&w, wb));
+    CK(cudaMalloc(&x, size_t(m) * k));
+    CK(cudaMemset(w, 3, wb));
+    CK(cudaMemset(x, 5, size_t(m) * k));
+    float* cs;
+    CK(cudaMalloc(&cs, n * 4));
+    lowbit_i8_weight wt{LOWBIT_I8_W8, n, k, w, nullptr, 0};
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_F16;
+    e.row_scale_value = 1.f;
+    e.col_scale = cs;
+    e.out_scale = 1.f;
+    const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&wt, m, nullptr, 0);
+    void* ws = nullptr;
+    if (wsb > 0) {
+        CK(cudaMalloc(&ws, wsb));
+        CK(cudaMemset(ws, 0, wsb));
+    }
+    __half* y;
+    CK(cudaMalloc(&y, size_t(m) * n * 2));
+    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k / 2 + 1e6))));
+    const float ms = time_ms(reps, [&] { ST(lowbit_i8_gemm(&wt, x, k, m, &e, y, n, ws, wsb, nullptr, 0, nullptr)); });
+    cudaFree(w);
+    cudaFree(x);
+    cudaFree(cs);
+    cudaFree(y);
+    if (ws) cudaFree(ws);
+    return ms;
+}
+
+static double tops(double ms, double m, double n, double k) { return 2 * m * n * k / (ms * 1e-3) / 1e12; }
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "all";
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    if (mode == "all" || mode == "check") {
+        // every instance, large and small tile, odd shapes, split-K
+        for (int p = 1; p <= 8; ++p)
+            for (int q = 1; q <= 8; ++q) {
+                for (int bx : {8, 16, 32, 64, 128, 256}) {
+                    if (!lowbit_bip_plane_available(p, q, bx)) continue;
+                    check_gemm(p, q, 37, 133, 300, bx, 1);
+                    check_gemm(p, q, bx + 3, 129, 1100, bx, 0);
+                    check_gemm(p, q, 5, 200, 2317, bx, 3);
+                }
+            }
+        check_gemm(1, 1, 300, 200, 4096 + 77, 256, 1);
+        check_gemm(2, 2, 129, 259, 8192, 0, 0);
+        check_gemm(8, 4, 1, 3001, 8192, 0, 0);
+        for (int p = 1; p <= 8; ++p) {
+            check_act(p, 3, 300);
+            check_act(p, 17, 4096 + 33);
+        }
+        printf("check: %d passed, %d failed\n", g_pass, g_fail);
+    }
+    if (mode == "all" || mode == "bench") {
+        const double S = 8192;
+        const float lt_sq = bench_lt(8192, 8192, 8192), w1a1 = bench_plane(1, 1, 8192, 8192, 8192);
+        printf("8192^3: cublaslt-int8 %.1f us (%.0f TOPS) | w1a1 plane %.1f us (%.0f eff TOPS, %.2fx)\n", lt_sq * 1e3,
+               tops(lt_sq, S, S, S), w1a1 * 1e3, tops(w1a1, S, S, S), lt_sq / w1a1);
+        const float lt = bench_lt(4096, 8192, 8192), i8c = bench_i8core(4096, 8192, 8192);
+        printf("M=4096 N=K=8192: cublaslt-int8 %.1f us (%.0f TOPS) | lowbit int8 core %.1f us (%.2fx)\n", lt * 1e3,
+               tops(lt, 4096, S, S), i8c * 1e3, lt / i8c);
+        const int pq[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {1, 4}, {4, 1}, {2, 4}, {4, 2}, {1, 3}, {3, 1}, {3, 2}, {2, 3},
+                             {1, 8}, {8, 1}};
+        for (auto& v : pq) {
+            const float t = bench_plane(v[0], v[1], 4096, 8192, 8192);
+            printf("  w%da%d plane (A %d-bit) %.1f us  %.0f eff TOPS  %.2fx cublaslt-int8\n", v[1], v[0], v[0],
+                   t * 1e3, tops(t, 4096, S, S), lt / t);
+        }
+        const float f16 = bench_f16(1, 28672, 8192);
+        printf("M=1 N=28672 K=8192: cublas-f16 %.1f us\n", f16 * 1e3);
+        for (int q : {1, 2, 3, 4, 8})
+            for (int p : {8, 4, 2}) {
+                const float t = bench_plane(p, q, 1, 28672, 8192);
+                printf("  w%da%d plane %.1f us  %.2fx cublas-f16\n", q, p, t * 1e3, f16 / t);
+            }
+        for (int mm : {16, 256, 1024}) {
+            const float l = bench_lt(mm, 8192, 8192), f = bench_f16(mm, 8192, 8192);
+            printf("M=%d N=K=8192: cublaslt-int8 %.1f us, cublas-f16 %.1f us\n", mm, l * 1e3, f * 1e3);
+            for (auto& v : pq) {
+                const float t = bench_plane(v[0], v[1], mm, 8192, 8192);
+                if (t > 0) printf("  w%da%d plane %.1f us  %.2fx int8 %.2fx f16\n", v[1], v[0], t * 1e3, l / t, f / t);
+            }
+        }
+    }
+    return g_fail ? 1 : 0;
+}

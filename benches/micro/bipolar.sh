@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds benches/micro/bipolar.cu with the library sources it needs (bipolar plane GEMM, activation kernel, int8
+# core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`
+# or `all` (default). Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+NVCC=${NVCC:-nvcc}
+OUT=${BIP_BUILD:-/tmp/bip_micro}
+mkdir -p "$OUT"
+FLAGS=(-O3 -std=c++17 --expt-relaxed-constexpr -Xptxas=--warn-on-spills -gencode=arch=compute_90a,code=sm_90a -Ikernels/include)
+SRCS=(kernels/bipolar/inst_a.cu kernels/bipolar/inst_b.cu kernels/bipolar/inst_c.cu kernels/bipolar/inst_d.cu
+      kernels/bipolar/bip_launch.cu kernels/bipolar/bip_act_quant.cu kernels/int8/i8_launch.cu kernels/int8/inst_w8.cu
+      kernels/int8/inst_w4.cu benches/micro/bipolar.cu)
+pids=()
+for s in "${SRCS[@]}"; do
+  "$NVCC" "${FLAGS[@]}" -c "$s" -o "$OUT/$(basename "$s" .cu).o" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+"$NVCC" -gencode=arch=compute_90a,code=sm_90a "$OUT"/*.o -o "$OUT/bipolar" -ldl
+if [ -z "${BIP_NO_LIBS:-}" ]; then
+  for d in $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+    for sub in nvidia/cu13/lib nvidia/cublas/lib torch/lib; do
+      [ -e "$d/$sub/libcublasLt.so.13" ] && export LD_LIBRARY_PATH="$d/$sub:${LD_LIBRARY_PATH:-}"
+    done
+  done
+fi
+"$OUT/bipolar" "${1:-all}"

@@ -1,0 +1,214 @@
+// Bipolar plane-GEMM launchers (extern "C", declared in lowbit_kernels.h): argument checks, the launch plan
+// (activation rows per CTA, split-K) and the dispatch to the instances of inst_{a,b,c,d}.cu.
+#include <cuda_runtime.h>
+
+#include <atomic>
+
+#include "lowbit/bip_gemm.cuh"
+#include "lowbit/check.cuh"
+#include "lowbit_kernels.h"
+
+cudaError_t lowbit_bip_launch_a(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
+cudaError_t lowbit_bip_launch_b(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
+cudaError_t lowbit_bip_launch_c(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
+cudaError_t lowbit_bip_launch_d(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
+
+namespace {
+
+using lowbit::bip::kBW;
+
+cudaError_t dispatch(const lowbit::bip::Args& a, int p, int q, int bx, int splits, cudaStream_t st, int* kc) {
+    switch (p) {
+        case 1: return lowbit_bip_launch_a(a, p, q, bx, splits, st, kc);
+        case 2: return lowbit_bip_launch_b(a, p, q, bx, splits, st, kc);
+        case 3: case 5: case 6: case 7: return lowbit_bip_launch_c(a, p, q, bx, splits, st, kc);
+        case 4: case 8: return lowbit_bip_launch_d(a, p, q, bx, splits, st, kc);
+        default: return cudaErrorInvalidValue;
+    }
+}
+
+// The large tile of (p, q): the most activation rows with p * bx <= 256 and p * q * bx <= 256 (instances exist
+// for p * q <= 8), or 0.
+int large_bx(int p, int q) {
+    if (p * q > 8) return 0;
+    int best = 0;
+    for (int b : {8, 16, 32, 64, 128, 256})
+        if (p * b <= 256 && p * q * b <= 256) best = b;
+    return best;
+}
+
+// Whether the instance (p, q, bx) exists in the library (compile-time list, not the device).
+bool has_instance(int p, int q, int bx) {
+    int info[2] = {0, 0};
+    return bx > 0 && dispatch(lowbit::bip::Args{}, p, q, bx, -2, nullptr, info) == cudaSuccess;
+}
+
+// The plane kernels run here: an sm_90 device and sm_90a code in the library (cached per device).
+bool plane_runs() {
+    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (dev >= 0 && dev < 64 && cache[dev].load(std::memory_order_relaxed) != 0) return cache[dev].load() == 2;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int info[2] = {0, 0};
+    const bool ok = major == 9 && dispatch(lowbit::bip::Args{}, 1, 1, 256, -1, nullptr, info) == cudaSuccess;
+    (void)cudaGetLastError();
+    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1);
+    return ok;
+}
+
+int sm_count(int32_t given) {
+    if (given > 0) return given;
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
+}
+
+struct Plan {
+    int bx, kc, resident, steps, splits, steps_per_split;
+    int64_t ws_bytes, counters_off;
+};
+
+lowbit_status check_operand(const lowbit_bip_operand* o, int32_t k) {
+    LOWBIT_REQUIRE(o != nullptr && o->planes != nullptr && o->row_sums != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
+    LOWBIT_REQUIRE(o->bits >= 1 && o->bits <= 8 && o->rows >= 1, LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(o->ld >= (int64_t(k) + 31) / 32 && o->plane_stride >= int64_t(o->rows) * o->ld, LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(o->ld % 4 == 0 && o->plane_stride % 4 == 0 && lowbit::is_aligned(o->planes, 16) &&
+                       lowbit::is_aligned(o->row_sums, 4),
+                   LOWBIT_ERR_ALIGNMENT);
+    return lowbit::status_ok();
+}
+
+lowbit_status make_plan(const lowbit_bip_operand* x, const lowbit_bip_operand* w, int32_t k,
+                        const lowbit_bip_config* cfg, int nsm, Plan& pl) {
+    LOWBIT_REQUIRE(k >= 1, LOWBIT_ERR_SHAPE);
+    for (const lowbit_bip_operand* o : {x, w}) {
+        const lowbit_status s = check_operand(o, k);
+        if (s.code != LOWBIT_OK) return s;
+    }
+    const int p = x->bits, q = w->bits;
+    // |Y_int| <= k (2^p - 1)(2^q - 1) must fit int32.
+    LOWBIT_REQUIRE(int64_t(k) * ((1 << p) - 1) * ((1 << q) - 1) < (int64_t(1) << 31), LOWBIT_ERR_SHAPE);
+    LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+    const int m = x->rows;
+    if (cfg && cfg->bx) {
+        LOWBIT_REQUIRE(has_instance(p, q, cfg->bx), LOWBIT_ERR_NO_KERNEL);
+        pl.bx = cfg->bx;
+    } else {
+        const int big = large_bx(p, q);
+        pl.bx = (m <= 16 || big == 0) ? 8 : big;
+        LOWBIT_REQUIRE(has_instance(p, q, pl.bx), LOWBIT_ERR_NO_KERNEL);
+    }
+    LOWBIT_REQUIRE(plane_runs(), LOWBIT_ERR_NO_KERNEL);
+    int info[2] = {0, 0};
+    dispatch(lowbit::bip::Args{}, p, q, pl.bx, -2, nullptr, info);
+    pl.kc = info[0];
+    pl.resident = info[1];
+    const int kchunks = (k + 127) / 128;
+    pl.steps = (kchunks + pl.kc - 1) / pl.kc;
+    const int64_t tiles = int64_t((w->rows + kBW - 1) / kBW) * ((m + pl.bx - 1) / pl.bx);
+    int splits = 1;
+    if (cfg && cfg->splits) {
+        splits = cfg->splits;
+    } else if (tiles < 2 * int64_t(nsm) * pl.resident) {
+        // Few tiles (small M): split K so the last wave over all resident CTA slots is as full as possible, at
+        // least 3 stages per split.
+        const int64_t slots = int64_t(nsm) * pl.resident;
+        const int smax = pl.steps / 3 < 16 ? pl.steps / 3 : 16;
+        double best = 0;
+        for (int s = 1; s <= (smax > 1 ? smax : 1); ++s) {
+            const int64_t ctas = tiles * s;
+            const int64_t waves = (ctas + slots - 1) / slots;
+            const double eff = double(ctas) / double(waves * slots);
+            if (eff > best + 0.02) best = eff, splits = s;
+        }
+    }
+    if (splits > pl.steps) splits = pl.steps;
+    pl.steps_per_split = (pl.steps + splits - 1) / splits;
+    pl.splits = (pl.steps + pl.steps_per_split - 1) / pl.steps_per_split;
+    if (pl.splits > 1) {
+        const int64_t acc = (int64_t(m) * w->rows * 4 + 255) / 256 * 256;
+        pl.counters_off = acc;
+        pl.ws_bytes = acc + tiles * 4;
+    } else {
+        pl.ws_bytes = 0;
+        pl.counters_off = 0;
+    }
+    return lowbit::status_ok();
+}
+
+}  // namespace
+
+extern "C" int32_t lowbit_bip_plane_available(int32_t p, int32_t q, int32_t bx) {
+    if (p < 1 || p > 8 || q < 1 || q > 8 || bx < 0) return 0;
+    if (bx == 0) bx = large_bx(p, q) ? large_bx(p, q) : 8;
+    return has_instance(p, q, bx) && plane_runs() ? 1 : 0;
+}
+
+extern "C" int64_t lowbit_bip_gemm_workspace_bytes(const lowbit_bip_operand* x, const lowbit_bip_operand* w,
+                                                   int32_t k, const lowbit_bip_config* cfg, int32_t num_sms) {
+    Plan pl{};
+    if (make_plan(x, w, k, cfg, sm_count(num_sms), pl).code != LOWBIT_OK) return -1;
+    return pl.ws_bytes;
+}
+
+extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowbit_bip_operand* w, int32_t k,
+                                         const lowbit_i8_epilogue* epi, void* y, int64_t ldy, void* workspace,
+                                         int64_t workspace_bytes, const lowbit_bip_config* cfg, int32_t num_sms,
+                                         void* stream) {
+    LOWBIT_REQUIRE(epi != nullptr && y != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
+    Plan pl{};
+    const lowbit_status ps = make_plan(x, w, k, cfg, sm_count(num_sms), pl);
+    if (ps.code != LOWBIT_OK) return ps;
+    LOWBIT_REQUIRE(ldy >= w->rows, LOWBIT_ERR_SHAPE);
+    const int out = epi->out_dtype;
+    LOWBIT_REQUIRE(out >= LOWBIT_I8_OUT_F16 && out <= LOWBIT_I8_OUT_I32, LOWBIT_ERR_INVALID_ARGUMENT);
+    const int esize = out == LOWBIT_I8_OUT_I32 ? 4 : out == LOWBIT_I8_OUT_I8 ? 1 : 2;
+    LOWBIT_REQUIRE(lowbit::is_aligned(y, esize), LOWBIT_ERR_ALIGNMENT);
+    LOWBIT_REQUIRE((epi->row_corr == nullptr) == (epi->col_corr == nullptr), LOWBIT_ERR_INVALID_ARGUMENT);
+    if (out == LOWBIT_I8_OUT_I8)
+        LOWBIT_REQUIRE(epi->out_scale > 0.f && epi->out_scale < INFINITY, LOWBIT_ERR_INVALID_ARGUMENT);
+    for (const void* v : {static_cast<const void*>(epi->row_scale), static_cast<const void*>(epi->col_scale),
+                          static_cast<const void*>(epi->row_corr), static_cast<const void*>(epi->col_corr),
+                          static_cast<const void*>(epi->bias)}) {
+        LOWBIT_REQUIRE(lowbit::is_aligned(v, 4), LOWBIT_ERR_ALIGNMENT);
+    }
+    if (pl.ws_bytes > 0) {
+        LOWBIT_REQUIRE(workspace != nullptr && workspace_bytes >= pl.ws_bytes, LOWBIT_ERR_INVALID_ARGUMENT);
+        LOWBIT_REQUIRE(lowbit::is_aligned(workspace, 256), LOWBIT_ERR_ALIGNMENT);
+    }
+
+    lowbit::bip::Args a{};
+    a.x = x->planes;
+    a.ldx = x->ld;
+    a.x_plane = x->plane_stride;
+    a.m = x->rows;
+    a.w = w->planes;
+    a.ldw = w->ld;
+    a.w_plane = w->plane_stride;
+    a.n = w->rows;
+    a.k = k;
+    a.sx = x->row_sums;
+    a.sw = w->row_sums;
+    a.kchunks = (k + 127) / 128;
+    a.steps = pl.steps;
+    a.steps_per_split = pl.steps_per_split;
+    a.ws = pl.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
+    a.counters = pl.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + pl.counters_off) : nullptr;
+    a.epi = lowbit::i8::Epilogue{out,           epi->row_scale, epi->row_scale_value, epi->col_scale,
+                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale};
+    a.y = y;
+    a.ldy = ldy;
+
+    lowbit::clear_pending_error();
+    int info[2] = {0, 0};
+    const cudaError_t e = dispatch(a, x->bits, w->bits, pl.bx, pl.splits, static_cast<cudaStream_t>(stream), info);
+    if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
+    return lowbit::status_from_cuda(e);
+}
