@@ -107,13 +107,15 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     if (cfg && cfg->splits) {
         splits = cfg->splits;
     } else if (m <= 64) {
-        // Weight streaming: fill every SM, and choose the split whose last wave is fullest.
+        // Weight streaming: fill every SM, and choose the split whose last wave is fullest (the narrow wgmma
+        // instances run three CTAs per SM, lowbit/i8_gemm.cuh min_blocks).
+        const int slots = nsm * ((p.wg && p.bx <= 16) ? 3 : 1);
         const int smax = ksteps / 2 < 16 ? ksteps / 2 : 16;
         double best = 0;
         for (int s = 1; s <= (smax > 1 ? smax : 1); ++s) {
             const int64_t ctas = tiles * s;
-            const int64_t waves = (ctas + nsm - 1) / nsm;
-            const double eff = double(ctas) / double(waves * nsm);
+            const int64_t waves = (ctas + slots - 1) / slots;
+            const double eff = double(ctas) / double(waves * slots);
             if (eff > best + 0.02) best = eff, splits = s;
         }
     } else if (tiles < nsm / 2) {

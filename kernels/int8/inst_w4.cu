@@ -5,8 +5,8 @@
 cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st) {
     using namespace lowbit::i8;
     if (wg) {
-        LOWBIT_I8_CASE(8, true, true, kBudgetWg)
-        LOWBIT_I8_CASE(16, true, true, kBudgetWg)
+        LOWBIT_I8_CASE(8, true, true, kBudgetWgSmall)
+        LOWBIT_I8_CASE(16, true, true, kBudgetWgSmall)
         LOWBIT_I8_CASE(64, true, true, kBudgetWg)
         LOWBIT_I8_CASE(128, true, true, kBudgetWg)
     } else {

@@ -5,8 +5,8 @@
 cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st) {
     using namespace lowbit::i8;
     if (wg) {
-        LOWBIT_I8_CASE(8, false, true, kBudgetWg)
-        LOWBIT_I8_CASE(16, false, true, kBudgetWg)
+        LOWBIT_I8_CASE(8, false, true, kBudgetWgSmall)
+        LOWBIT_I8_CASE(16, false, true, kBudgetWgSmall)
         LOWBIT_I8_CASE(64, false, true, kBudgetWg)
         LOWBIT_I8_CASE(128, false, true, kBudgetWg)
         LOWBIT_I8_CASE(256, false, true, kBudgetWg)

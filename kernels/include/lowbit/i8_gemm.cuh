@@ -198,6 +198,15 @@ constexpr size_t smem_bytes() {
     return size_t(S) * Geometry<BX, W4>::kSlot;
 }
 
+// CTAs per SM an instance is built for: the narrow wgmma tiles of small M (BX <= 16) run three CTAs per SM
+// (72 KB of ring each, <= 85 registers), so that one CTA's per-stage latency chain (barrier, dependent wgmmas,
+// W4 expansion) overlaps the others' and the weight stream stays near HBM bandwidth (v3: one CTA per SM spent
+// ~1100 cycles per stage whatever the stage's bytes).
+template <int BX, bool WG>
+constexpr int min_blocks() {
+    return (WG && BX <= 16) ? 3 : 1;
+}
+
 // W4: the A fragment (mma.m16n8k32 / wgmma register layout) of k32 block j for the 16 weight rows from `row0`
 // of the raw stage: word t of the 16-byte chunk of rows g and g + 8 holds exactly this lane's 8 + 8 codes
 // (lowbit-core int8::pack_w4), expanded with the rows' group scales s0 / s1.
@@ -219,7 +228,7 @@ __device__ __forceinline__ uint32_t w4_scale(const Args& p, int gn, int gk) {
 // The kernel. WG = true: wgmma (sm_90a); false: mma.sync m16n8k32 (sm_80+). S ring slots.
 // ---------------------------------------------------------------------------------------------------
 template <int BX, bool W4, bool WG, int S>
-__global__ void __launch_bounds__(kThreads, 1) gemm_kernel(const Args p) {
+__global__ void __launch_bounds__(kThreads, min_blocks<BX, WG>()) gemm_kernel(const Args p) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     if constexpr (WG) {
@@ -412,6 +421,7 @@ cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
 // Shared-memory budgets of the two paths: Hopper (227 KB per block) and sm_80 / sm_89 (99 KB on sm_89).
 constexpr int kBudgetWg = 200 * 1024;
 constexpr int kBudgetMma = 96 * 1024;
+constexpr int kBudgetWgSmall = 72 * 1024;  // three CTAs per SM (min_blocks)
 
 }  // namespace i8
 }  // namespace lowbit
