@@ -18,6 +18,18 @@ for s in "${SRCS[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 "$NVCC" -gencode=arch=compute_90a,code=sm_90a "$OUT"/*.o -o "$OUT/bipolar" -ldl
+if [ -n "${BIP_V2:-}" ]; then  # the same program with v2's stage geometry, for a same-run comparison
+  mkdir -p "$OUT/v2"
+  pids=()
+  for s in kernels/bipolar/inst_a.cu kernels/bipolar/inst_b.cu kernels/bipolar/inst_c.cu kernels/bipolar/inst_d.cu; do
+    "$NVCC" "${FLAGS[@]}" -DLOWBIT_BIP_GEOMETRY_V2 -c "$s" -o "$OUT/v2/$(basename "$s" .cu).o" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  objs=()
+  for o in "$OUT"/*.o; do case "$(basename "$o")" in inst_[abcd].o) objs+=("$OUT/v2/$(basename "$o")");; *) objs+=("$o");; esac; done
+  "$NVCC" -gencode=arch=compute_90a,code=sm_90a "${objs[@]}" -o "$OUT/bipolar_v2" -ldl
+fi
 if [ -z "${BIP_NO_LIBS:-}" ]; then
   for d in $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
     for sub in nvidia/cu13/lib nvidia/cublas/lib torch/lib; do
@@ -26,3 +38,4 @@ if [ -z "${BIP_NO_LIBS:-}" ]; then
   done
 fi
 "$OUT/bipolar" "${1:-all}"
+if [ -n "${BIP_V2:-}" ]; then echo "=== v2 geometry (same run) ==="; "$OUT/bipolar_v2" "${2:-bench}"; fi

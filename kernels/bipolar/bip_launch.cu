@@ -101,8 +101,10 @@ lowbit_status make_plan(const lowbit_bip_operand* x, const lowbit_bip_operand* w
         LOWBIT_REQUIRE(has_instance(p, q, cfg->bx), LOWBIT_ERR_NO_KERNEL);
         pl.bx = cfg->bx;
     } else {
+        // The decode tile for small M where it exists, else the large tile (and the other as the fallback).
         const int big = large_bx(p, q);
-        pl.bx = (m <= 16 || big == 0) ? 8 : big;
+        const bool small = has_instance(p, q, 8);
+        pl.bx = ((m <= 16 && small) || big == 0) ? 8 : big;
         LOWBIT_REQUIRE(has_instance(p, q, pl.bx), LOWBIT_ERR_NO_KERNEL);
     }
     LOWBIT_REQUIRE(plane_runs(), LOWBIT_ERR_NO_KERNEL);

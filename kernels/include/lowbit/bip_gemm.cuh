@@ -70,11 +70,23 @@ struct Args {
     int64_t ldy;
 };
 
-// Chunks per stage of an instance: the largest of 8 / 4 / 2 that still leaves 4 ring slots in `budget`.
+// Chunks per stage of an instance. v3 (default): small stages, many in flight: the bytes in flight are about
+// budget - 2 slots, so 2 chunks (one k256 step) for the decode tiles (BX <= 16) and 4 for the large ones, up to 16
+// slots. LOWBIT_BIP_GEOMETRY_V2 keeps v2's rule (the largest of 8 / 4 / 2 leaving 4 slots, at most 8 slots) for
+// same-run comparisons (benches/micro/bipolar.sh builds both).
+#ifdef LOWBIT_BIP_GEOMETRY_V2
+constexpr int kMaxSlots = 8;
 template <int P, int Q, int BX>
 constexpr int chunks_for(int budget) {
     return (Q * kBW + P * BX) * 8 * 16 * 4 <= budget ? 8 : (Q * kBW + P * BX) * 4 * 16 * 4 <= budget ? 4 : 2;
 }
+#else
+constexpr int kMaxSlots = 16;
+template <int P, int Q, int BX>
+constexpr int chunks_for(int budget) {
+    return BX <= 16 ? 2 : (Q * kBW + P * BX) * 4 * 16 * 4 <= budget ? 4 : 2;
+}
+#endif
 
 template <int P, int Q, int BX, int KC>
 struct Geometry {
@@ -88,7 +100,7 @@ struct Geometry {
 template <int P, int Q, int BX, int KC>
 constexpr int slots_for(int budget) {
     const int s = budget / Geometry<P, Q, BX, KC>::kSlot;
-    return s > 8 ? 8 : s;
+    return s > kMaxSlots ? kMaxSlots : s;
 }
 
 __device__ __forceinline__ int cm_off(int r, int c, int R) { return c * R * 16 + (r >> 3) * 128 + (r & 7) * 16; }
@@ -359,16 +371,20 @@ cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
     return cudaGetLastError();
 }
 
-// Shared memory and residency per instance: the large tiles take one CTA per SM and 200 KB of ring; the small
-// tiles (decode, BX <= 16: weight streaming, latency-bound short CTAs) 100 KB, and two CTAs per SM when their
-// accumulators (Q * P * BX / 2 registers) leave room under the 128-register cap.
-template <int P, int Q, int BX>
-constexpr int budget_for() {
-    return BX <= 16 ? 100 * 1024 : 200 * 1024;
-}
+// Shared memory and residency per instance: one CTA per SM with 200 KB of ring, or (decode tiles, BX <= 16, whose
+// accumulators Q * P * BX / 2 leave room under the 128-register cap) two CTAs per SM with 110 KB each: weight
+// streaming is latency-bound, so bytes in flight per SM are what counts.
 template <int P, int Q, int BX>
 constexpr int min_blocks_for() {
     return (BX <= 16 && Q * P * BX <= 128) ? 2 : 1;
+}
+template <int P, int Q, int BX>
+constexpr int budget_for() {
+#ifdef LOWBIT_BIP_GEOMETRY_V2
+    return BX <= 16 ? 100 * 1024 : 200 * 1024;
+#else
+    return min_blocks_for<P, Q, BX>() == 2 ? 110 * 1024 : 200 * 1024;
+#endif
 }
 
 }  // namespace bip
