@@ -150,6 +150,24 @@ impl Int8Gemm {
         Self::upload(dev, &tiled, None, &w.scales, false, w.n, w.k, w.k, w.n * w.k + 4 * w.n)
     }
 
+    /// Uploads exact int8 operand codes over the full two's-complement range (−128 included), `[n, k]` row-major,
+    /// with `n` channel scales: for callers whose codes are exact integers of another format rather than the
+    /// symmetric quantizer's ±127 (the bipolar GEMM's int8 mapping). K must be a multiple of 16.
+    pub fn new_w8_codes(dev: &Device, codes: &[i8], n: usize, k: usize, scales: &[f32]) -> Result<Self> {
+        if codes.len() != n * k || scales.len() != n || n == 0 {
+            return Err(CudaError::Shape {
+                launcher: LAUNCHER,
+                detail: format!("W8 codes {} / scales {} for n = {n}, k = {k}", codes.len(), scales.len()),
+            });
+        }
+        if k % 16 != 0 || k == 0 {
+            return Err(CudaError::Shape { launcher: LAUNCHER, detail: format!("W8 k = {k} (need a multiple of 16)") });
+        }
+        let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+        let tiled = tile_weight(&bytes, n, k, false)?;
+        Self::upload(dev, &tiled, None, scales, false, n, k, k, n * k + 4 * n)
+    }
+
     /// Uploads a 4-bit weight (W4A8, per-channel or grouped). K must be a multiple of 32.
     pub fn new_w4(dev: &Device, w: &W4A8Weight) -> Result<Self> {
         w.validate()?;

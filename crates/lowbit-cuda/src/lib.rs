@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+pub mod bipolar;
 pub mod buffer;
 pub mod cublas;
 pub mod cublaslt;
@@ -38,6 +39,7 @@ pub mod error;
 pub mod int8;
 pub mod weight_only;
 
+pub use bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations, BipolarGemm};
 pub use buffer::{DeviceTensor, OutDtype, OutElement, download, upload};
 pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_host};
 pub use device::{Device, DeviceInfo, device_count, gpu_available};

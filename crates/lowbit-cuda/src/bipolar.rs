@@ -1,0 +1,737 @@
+//! bipolar-INT GEMM (APT-LLM, `kernels/bipolar/`): `p`-bit bipolar activations × `q`-bit bipolar weights, for
+//! every `p, q ∈ 1..=8`, with two tensor-core mappings of the same exact integer product
+//! `Y_int[m, n] = Σ_k v_x[m, k] · v_w[n, k]` (each `b`-bit code `u` means `v = 2u − (2^b − 1)`):
+//!
+//! - [`BipMapping::Planes`]: the `p·q` one-bit plane products on BGMMA (`wgmma … b1.and.popc`, sm_90a), recovered
+//!   as `Σ 2^(i+j)·D_ij` in registers with the popcount correction — the winner when `p·q` is small;
+//! - [`BipMapping::Int8`]: the values themselves through the int8 core ([`Int8Gemm`], wgmma s8 / IMMA): a value of
+//!   `b ≤ 7` bits fits int8 as is; an 8-bit value `v = 2ŝ + 1` enters as `ŝ = u − 128` and the epilogue's scale
+//!   and rank-1 correction vectors restore `Y_int` (`2·acc + Σ v` of the other side). Cases that would need a
+//!   rank-2 correction (8-bit activations with 8-bit weights, or with weight offsets) have no int8 mapping.
+//!
+//! Both end in the int8 core's epilogue: `y = f32(Y_int)·a_x[m]·a_w[n] (+ a_x[m]·S_x[m]·b_w[n])` to f16 / bf16,
+//! where `a_x` are per-token activation scales, `a_w` per-channel weight scales and `b_w` the optional offsets of
+//! INT-converted weights ([`BipolarMatrix::from_int_affine`]); `S_x` is the activation row's value sum.
+//! [`BipolarGemm::plan`] picks the mapping per `(p, q, M, N, K)` unless forced. Per-group weight scales are not
+//! supported yet (the plane path steps K in 256-bit blocks): such weights are rejected with a typed error.
+
+use std::ffi::c_void;
+
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, SyncOnDrop};
+use lowbit_core::bipolar::BipolarMatrix;
+use lowbit_core::granularity::Granularity;
+use lowbit_core::int8::I8Out;
+use lowbit_kernels_sys as sys;
+
+use crate::buffer::{OutDtype, upload};
+use crate::device::Device;
+use crate::error::{CudaError, Result, check_with};
+use crate::int8::{I8Config, I8Epilogue, Int8Gemm, RowScale, out_elem_bytes};
+
+const LAUNCHER: &str = "lowbit_bip_gemm";
+const ACT_LAUNCHER: &str = "lowbit_bip_act_quant";
+
+/// Tensor-core mapping of the bipolar GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BipMapping {
+    /// Bit planes on BGMMA (sm_90a).
+    Planes,
+    /// Exact int8 expansion through the int8 core.
+    Int8,
+}
+
+/// Launch overrides; `None` = automatic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BipConfig {
+    /// Mapping (automatic: [`BipolarGemm::choose`]).
+    pub mapping: Option<BipMapping>,
+    /// Plane path: activation rows per CTA (8, or the instance's large tile).
+    pub bx: Option<u32>,
+    /// Plane path: split-K factor.
+    pub splits: Option<u32>,
+}
+
+/// A checked problem: what [`BipolarGemm::run`] launches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BipPlan {
+    /// Rows of X and Y.
+    pub m: usize,
+    /// The mapping that runs.
+    pub mapping: BipMapping,
+    /// Workspace bytes (split-K; 0 = none).
+    pub workspace_bytes: usize,
+    /// Launch overrides.
+    pub config: BipConfig,
+}
+
+/// Words per plane row: `ceil(K / 32)` rounded up to a multiple of 4 (16-byte rows).
+pub fn plane_ld(k: usize) -> usize {
+    k.div_ceil(32).next_multiple_of(4)
+}
+
+/// Bit planes `[bits][rows][ceil(K/32)]` (lowbit-core layout) re-laid with rows of [`plane_ld`] words.
+fn padded_planes(planes: &[u32], bits: usize, rows: usize, k: usize) -> Vec<u32> {
+    let (w, ld) = (k.div_ceil(32), plane_ld(k));
+    let mut out = vec![0u32; bits * rows * ld];
+    for (i, src) in planes.chunks_exact(w).enumerate() {
+        out[i * ld..i * ld + w].copy_from_slice(src);
+    }
+    out
+}
+
+/// Σ_k v per row of a bipolar matrix, in i64 (then checked to fit i32 by the callers' K limit).
+fn value_sums(m: &BipolarMatrix) -> Vec<i32> {
+    let pop = m.plane_popcounts();
+    (0..m.n)
+        .map(|r| {
+            let s: i64 = (0..m.bits as usize).map(|i| (2 * pop[i * m.n + r] as i64 - m.k as i64) << i).sum();
+            s as i32
+        })
+        .collect()
+}
+
+/// Which activation vector the int8 mapping's row correction uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowCorr {
+    None,
+    /// `a_x` (8-bit activations: `+ a_x · (a_w · S_w)`).
+    Scales,
+    /// `a_x · S_x` (weight offsets, or 8-bit weights).
+    ScaledSums,
+}
+
+#[derive(Debug)]
+struct Int8Side {
+    gemm: Int8Gemm,
+    col_scale: CudaSlice<f32>,
+    col_corr: Option<CudaSlice<f32>>,
+    row_corr: RowCorr,
+}
+
+/// Activations of one GEMM call on the device: per-token scales, value row sums, bit planes and the int8 operand.
+#[derive(Debug)]
+pub struct BipolarActivations {
+    m: usize,
+    k: usize,
+    bits: u32,
+    planes: CudaSlice<u32>,
+    scales: CudaSlice<f32>,
+    row_sums: CudaSlice<i32>,
+    row_corr: CudaSlice<f32>,
+    codes8: CudaSlice<i8>,
+}
+
+impl BipolarActivations {
+    /// Rows (tokens).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+    /// Per-token scales `[M]`.
+    pub fn scales(&self) -> &CudaSlice<f32> {
+        &self.scales
+    }
+    /// Value row sums `[M]`.
+    pub fn row_sums(&self) -> &CudaSlice<i32> {
+        &self.row_sums
+    }
+    /// Bit planes `[p][M][plane_ld(K)]`.
+    pub fn planes(&self) -> &CudaSlice<u32> {
+        &self.planes
+    }
+    /// The int8 mapping's operand `[M][K16]` (K rounded up to 16; the value, or `u − 128` for 8 bits).
+    pub fn codes8(&self) -> &CudaSlice<i8> {
+        &self.codes8
+    }
+}
+
+/// A bipolar-INT weight on one device, ready for both mappings.
+#[derive(Debug)]
+pub struct BipolarGemm {
+    n: usize,
+    k: usize,
+    q: u32,
+    p: u32,
+    planes: CudaSlice<u32>,
+    row_sums: CudaSlice<i32>,
+    scales: CudaSlice<f32>,
+    offsets: Option<CudaSlice<f32>>,
+    int8: Option<Int8Side>,
+    int8_missing: &'static str,
+    host_row_sums: Vec<i32>,
+    ordinal: usize,
+    sm_count: i32,
+}
+
+fn k16(k: usize) -> usize {
+    k.next_multiple_of(16)
+}
+
+impl BipolarGemm {
+    /// Uploads a `q`-bit bipolar weight (per-channel scales, optional offsets) for `p`-bit activations. Checks
+    /// `K·(2^p − 1)(2^q − 1) < 2^31` (the exact int32 result); builds the int8 mapping's weight where it exists.
+    pub fn new(dev: &Device, w: &BipolarMatrix, p: u32) -> Result<Self> {
+        w.validate()?;
+        if !(1..=8).contains(&p) {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("activation bits {p} (supported 1..=8)"),
+            });
+        }
+        if w.granularity != Granularity::PerChannel {
+            return Err(CudaError::NoKernel {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "weight scales {:?}: the bipolar GEMM supports per-channel weight scales only",
+                    w.granularity
+                ),
+            });
+        }
+        let (n, k, q) = (w.n, w.k, w.bits);
+        let bound = k as u64 * ((1u64 << p) - 1) * ((1u64 << q) - 1);
+        if n > i32::MAX as usize || bound >= 1 << 31 {
+            return Err(CudaError::Shape {
+                launcher: LAUNCHER,
+                detail: format!("n = {n}, K = {k}: K·(2^{p} − 1)(2^{q} − 1) = {bound} must stay below 2^31"),
+            });
+        }
+        let host_row_sums = value_sums(w);
+        let planes = upload(dev, &padded_planes(&w.planes, q as usize, n, k))?;
+        let row_sums = upload(dev, &host_row_sums)?;
+        let scales = upload(dev, &w.scales)?;
+        let offsets = w.offsets.as_ref().map(|o| upload(dev, o)).transpose()?;
+
+        // The int8 mapping: operands are the values (b <= 7) or u - 128 (b = 8).
+        let (int8, int8_missing) = if k % 16 != 0 {
+            (None, "K is not a multiple of 16 (int8 core)")
+        } else if p == 8 && (q == 8 || w.offsets.is_some()) {
+            (None, "8-bit activations with 8-bit weights or weight offsets need a rank-2 correction")
+        } else {
+            let max = (1i32 << q) - 1;
+            let codes: Vec<i8> = w
+                .codes()
+                .iter()
+                .map(|&u| if q == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 })
+                .collect();
+            let fx = if p == 8 { 2.0f32 } else { 1.0 };
+            let fw = if q == 8 { 2.0f32 } else { 1.0 };
+            let cs: Vec<f32> = w.scales.iter().map(|s| s * fx * fw).collect();
+            let off = w.offsets.as_ref();
+            let (col_corr, row_corr) = if p == 8 {
+                // Y = 2 acc + S_w[n]: + a_x[m] · (a_w S_w)[n].
+                let cc: Vec<f32> = w.scales.iter().zip(&host_row_sums).map(|(s, &sw)| s * sw as f32).collect();
+                (Some(cc), RowCorr::Scales)
+            } else if q == 8 {
+                // Y = 2 acc + S_x[m]: + (a_x S_x)[m] · a_w[n] (+ (a_x S_x)[m] · b_w[n]).
+                let cc: Vec<f32> = w.scales.iter().enumerate().map(|(i, s)| s + off.map_or(0.0, |o| o[i])).collect();
+                (Some(cc), RowCorr::ScaledSums)
+            } else if let Some(o) = off {
+                (Some(o.clone()), RowCorr::ScaledSums)
+            } else {
+                (None, RowCorr::None)
+            };
+            let gemm = Int8Gemm::new_w8_codes(dev, &codes, n, k, &cs)?;
+            let side = Int8Side {
+                gemm,
+                col_scale: upload(dev, &cs)?,
+                col_corr: col_corr.map(|c| upload(dev, &c)).transpose()?,
+                row_corr,
+            };
+            (Some(side), "")
+        };
+        dev.synchronize()?;
+        Ok(Self {
+            n,
+            k,
+            q,
+            p,
+            planes,
+            row_sums,
+            scales,
+            offsets,
+            int8,
+            int8_missing,
+            host_row_sums,
+            ordinal: dev.ordinal(),
+            sm_count: dev.info().sm_count as i32,
+        })
+    }
+
+    /// `(N, K)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// `(p, q)`: activation and weight bits.
+    pub fn bits(&self) -> (u32, u32) {
+        (self.p, self.q)
+    }
+
+    /// The weight's value row sums `S_w` (host copy).
+    pub fn weight_row_sums(&self) -> &[i32] {
+        &self.host_row_sums
+    }
+
+    /// Whether the int8 mapping exists for this weight (and why not).
+    pub fn int8_mapping(&self) -> std::result::Result<(), &'static str> {
+        if self.int8.is_some() { Ok(()) } else { Err(self.int8_missing) }
+    }
+
+    /// Whether the plane mapping has an instance for these bits and `bx` (0 = any) on `dev`.
+    pub fn planes_available(&self, dev: &Device, bx: u32) -> Result<bool> {
+        dev.bind_to_thread()?;
+        // SAFETY: host-side instance lookup and device attribute queries; no launch.
+        Ok(unsafe { sys::lowbit_bip_plane_available(self.p as i32, self.q as i32, bx as i32) } == 1)
+    }
+
+    /// The automatic mapping for `m` rows: bit planes where they exist and either M is small (weight streaming:
+    /// `q` bits per weight instead of 8) or `p·q ≤ 2` (the plane products are cheaper than one int8 product);
+    /// otherwise the int8 core; planes as the fallback. See `kernels/bipolar/NOTES.md` for the measurements.
+    pub fn choose(&self, dev: &Device, m: usize) -> Result<Option<BipMapping>> {
+        let planes = self.planes_available(dev, 0)?;
+        let pq = self.p * self.q;
+        Ok(if planes && (m <= 64 || pq <= 2) {
+            Some(BipMapping::Planes)
+        } else if self.int8.is_some() {
+            Some(BipMapping::Int8)
+        } else if planes {
+            Some(BipMapping::Planes)
+        } else {
+            None
+        })
+    }
+
+    fn operands(&self, x_planes: u64, x_sums: u64, m: usize) -> (sys::lowbit_bip_operand, sys::lowbit_bip_operand) {
+        let ld = plane_ld(self.k) as i64;
+        let x = sys::lowbit_bip_operand {
+            planes: x_planes as *const u32,
+            ld,
+            plane_stride: m as i64 * ld,
+            row_sums: x_sums as *const i32,
+            bits: self.p as i32,
+            rows: m as i32,
+        };
+        let w = sys::lowbit_bip_operand {
+            planes: std::ptr::null(),
+            ld,
+            plane_stride: self.n as i64 * ld,
+            row_sums: std::ptr::null(),
+            bits: self.q as i32,
+            rows: self.n as i32,
+        };
+        (x, w)
+    }
+
+    fn check_device(&self, dev: &Device) -> Result<()> {
+        if dev.ordinal() != self.ordinal {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "weight lives on device {}, launch requested on device {}",
+                    self.ordinal,
+                    dev.ordinal()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `m` rows can run with `config`; returns the plan with its mapping and workspace size.
+    pub fn plan(&self, dev: &Device, m: usize, config: BipConfig) -> Result<BipPlan> {
+        self.check_device(dev)?;
+        if m == 0 || m > i32::MAX as usize {
+            return Err(CudaError::Shape { launcher: LAUNCHER, detail: format!("m = {m} (need 1..=2^31-1)") });
+        }
+        if config.bx == Some(0) || config.splits == Some(0) {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("config {config:?}: bx and splits must be positive"),
+            });
+        }
+        let mapping = match config.mapping {
+            Some(mp) => mp,
+            None => self.choose(dev, m)?.ok_or_else(|| CudaError::NoKernel {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "W{}A{} on {}: no plane instance here and no int8 mapping ({})",
+                    self.q,
+                    self.p,
+                    dev.info().sm_name(),
+                    self.int8_missing
+                ),
+            })?,
+        };
+        let workspace_bytes = match mapping {
+            BipMapping::Int8 => {
+                let side = self.int8.as_ref().ok_or_else(|| CudaError::NoKernel {
+                    launcher: LAUNCHER,
+                    detail: format!("int8 mapping of W{}A{}: {}", self.q, self.p, self.int8_missing),
+                })?;
+                side.gemm.plan(dev, m, I8Config::default())?.workspace_bytes
+            }
+            BipMapping::Planes => {
+                if !self.planes_available(dev, config.bx.unwrap_or(0))? {
+                    return Err(CudaError::NoKernel {
+                        launcher: LAUNCHER,
+                        detail: format!(
+                            "plane mapping of W{}A{} (bx {:?}) on {}: no instance (sm_90a only; p·q ≤ 8, or small tiles \
+                             for p, q ∈ {{1, 2, 3, 4, 8}} with p·q ≤ 32)",
+                            self.q,
+                            self.p,
+                            config.bx,
+                            dev.info().sm_name()
+                        ),
+                    });
+                }
+                let (x, mut w) = self.operands(1 << 12, 1 << 12, m);
+                w.planes = (1usize << 12) as *const u32;
+                w.row_sums = (1usize << 12) as *const i32;
+                let cfg = sys::lowbit_bip_config {
+                    bx: config.bx.unwrap_or(0) as i32,
+                    splits: config.splits.unwrap_or(0) as i32,
+                };
+                dev.bind_to_thread()?;
+                // SAFETY: pure host planning on the descriptors' integers (placeholder pointers are only checked for
+                // nullness and alignment); may query the current device.
+                let b = unsafe { sys::lowbit_bip_gemm_workspace_bytes(&x, &w, self.k as i32, &cfg, self.sm_count) };
+                if b < 0 {
+                    return Err(CudaError::InvalidArgument {
+                        launcher: LAUNCHER,
+                        detail: format!("m={m} W{}A{} config={config:?}", self.q, self.p),
+                    });
+                }
+                b as usize
+            }
+        };
+        Ok(BipPlan { m, mapping, workspace_bytes, config })
+    }
+
+    /// A zeroed workspace for `plan` (`None` when it needs none). Reusable across calls of one stream.
+    pub fn workspace(&self, dev: &Device, plan: &BipPlan) -> Result<Option<CudaSlice<u8>>> {
+        if plan.workspace_bytes == 0 {
+            return Ok(None);
+        }
+        dev.bind_to_thread()?;
+        Ok(Some(dev.stream().alloc_zeros::<u8>(plan.workspace_bytes + 256)?))
+    }
+
+    /// Device buffers for `m` rows of activations.
+    pub fn activations(&self, dev: &Device, m: usize) -> Result<BipolarActivations> {
+        if m == 0 {
+            return Err(CudaError::Shape { launcher: ACT_LAUNCHER, detail: "m = 0".into() });
+        }
+        dev.bind_to_thread()?;
+        let s = dev.stream();
+        Ok(BipolarActivations {
+            m,
+            k: self.k,
+            bits: self.p,
+            planes: s.alloc_zeros::<u32>(self.p as usize * m * plane_ld(self.k))?,
+            scales: s.alloc_zeros::<f32>(m)?,
+            row_sums: s.alloc_zeros::<i32>(m)?,
+            row_corr: s.alloc_zeros::<f32>(m)?,
+            codes8: s.alloc_zeros::<i8>(m * k16(self.k))?,
+        })
+    }
+
+    /// Uploads host-quantized activations (`p`-bit, per-token scales: granularity per-channel over rows, no
+    /// offsets) into `acts`: tests and offline use. The int8 operand and the row vectors are derived on the host
+    /// exactly as the activation kernel computes them.
+    pub fn upload_activations(&self, dev: &Device, x: &BipolarMatrix) -> Result<BipolarActivations> {
+        x.validate()?;
+        if x.k != self.k || x.bits != self.p || x.granularity != Granularity::PerChannel || x.offsets.is_some() {
+            return Err(CudaError::InvalidArgument {
+                launcher: ACT_LAUNCHER,
+                detail: format!(
+                    "activations [{}, {}] {}-bit {:?} offsets {}: need K = {}, {} bits, per-token scales, no offsets",
+                    x.n,
+                    x.k,
+                    x.bits,
+                    x.granularity,
+                    x.offsets.is_some(),
+                    self.k,
+                    self.p
+                ),
+            });
+        }
+        let (m, k) = (x.n, x.k);
+        let sums = value_sums(x);
+        let max = (1i32 << self.p) - 1;
+        let mut c8 = vec![0i8; m * k16(k)];
+        for (r, row) in x.codes().chunks_exact(k).enumerate() {
+            for (c, &u) in row.iter().enumerate() {
+                c8[r * k16(k) + c] = if self.p == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 };
+            }
+        }
+        let rc: Vec<f32> = x.scales.iter().zip(&sums).map(|(s, &v)| s * v as f32).collect();
+        Ok(BipolarActivations {
+            m,
+            k,
+            bits: self.p,
+            planes: upload(dev, &padded_planes(&x.planes, self.p as usize, m, k))?,
+            scales: upload(dev, &x.scales)?,
+            row_sums: upload(dev, &sums)?,
+            row_corr: upload(dev, &rc)?,
+            codes8: upload(dev, &c8)?,
+        })
+    }
+
+    /// Quantizes f16 / bf16 activations `x` (`[m, K]` row-major, `m = acts.m()`) into `acts` on the device's stream
+    /// (one kernel: scales, planes, int8 operand, row sums; bit-exact with `BipolarMatrix::quantize` per token).
+    pub fn quantize_activations(
+        &self,
+        dev: &Device,
+        x: &CudaSlice<u16>,
+        dtype: OutDtype,
+        acts: &mut BipolarActivations,
+    ) -> Result<()> {
+        self.check_device(dev)?;
+        let (m, k) = (acts.m, self.k);
+        if acts.k != k || acts.bits != self.p {
+            return Err(CudaError::InvalidArgument {
+                launcher: ACT_LAUNCHER,
+                detail: format!(
+                    "activation buffers for K = {}, {} bits; weight needs {k}, {}",
+                    acts.k, acts.bits, self.p
+                ),
+            });
+        }
+        if x.len() < m * k {
+            return Err(CudaError::BufferSize { what: "bipolar activations x", expected: m * k, got: x.len() });
+        }
+        dev.bind_to_thread()?;
+        let st = dev.stream();
+        let ld = plane_ld(k);
+        let (xp, xg) = x.device_ptr(st);
+        let (sp, sg) = acts.scales.device_ptr_mut(st);
+        let (rp, rg) = acts.row_sums.device_ptr_mut(st);
+        let (cp, cg) = acts.row_corr.device_ptr_mut(st);
+        let (pp, pg) = acts.planes.device_ptr_mut(st);
+        let (qp, qg) = acts.codes8.device_ptr_mut(st);
+        // SAFETY: the buffers were allocated by `activations` for m rows of K (planes [p][m][ld], codes [m][K16]),
+        // x holds m * K elements (checked); all belong to dev's context, current here; launched on its stream.
+        let status = unsafe {
+            sys::lowbit_bip_act_quant(
+                xp as *const c_void,
+                k as i64,
+                m as i64,
+                k as i64,
+                dtype.to_ffi(),
+                self.p as i32,
+                sp as *mut f32,
+                rp as *mut i32,
+                cp as *mut f32,
+                pp as *mut u32,
+                ld as i64,
+                (m * ld) as i64,
+                qp as *mut i8,
+                k16(k) as i64,
+                st.cu_stream().cast(),
+            )
+        };
+        drop((xg, sg, rg, cg, pg, qg));
+        check_with(status, ACT_LAUNCHER, || format!("m={m} k={k} p={} {dtype:?}", self.p))
+    }
+
+    /// `y = epilogue(Y_int)` on the device's stream (see the module docs); `y` is `[M, N]` of `out`'s element
+    /// size. With [`I8Out::I32`] `y` receives the mapping's exact integer: `Y_int` for the plane mapping, the int8
+    /// core's accumulator for the int8 mapping ([`Self::exact_from_int8`] turns it into `Y_int`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run<Y: DeviceRepr>(
+        &self,
+        dev: &Device,
+        acts: &BipolarActivations,
+        out: I8Out,
+        y: &mut CudaSlice<Y>,
+        plan: &BipPlan,
+        workspace: Option<&mut CudaSlice<u8>>,
+    ) -> Result<()> {
+        self.check_device(dev)?;
+        let m = plan.m;
+        if acts.m != m || acts.k != self.k || acts.bits != self.p {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "activations [{}, {}] {}-bit for a plan of m = {m}, K = {}, {} bits",
+                    acts.m, acts.k, acts.bits, self.k, self.p
+                ),
+            });
+        }
+        let esize = out_elem_bytes(out);
+        if std::mem::size_of::<Y>() != esize {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("output {out:?} has {esize}-byte elements, y has {}-byte", std::mem::size_of::<Y>()),
+            });
+        }
+        if y.len() < m * self.n {
+            return Err(CudaError::BufferSize { what: "bipolar GEMM y", expected: m * self.n, got: y.len() });
+        }
+        let have = workspace.as_ref().map_or(0, |w| w.len());
+        if have < plan.workspace_bytes {
+            return Err(CudaError::BufferSize {
+                what: "bipolar GEMM workspace",
+                expected: plan.workspace_bytes,
+                got: have,
+            });
+        }
+        match plan.mapping {
+            BipMapping::Int8 => {
+                let side = self.int8.as_ref().ok_or_else(|| CudaError::NoKernel {
+                    launcher: LAUNCHER,
+                    detail: format!("int8 mapping: {}", self.int8_missing),
+                })?;
+                let rc = match side.row_corr {
+                    RowCorr::None => None,
+                    RowCorr::Scales => Some(&acts.scales),
+                    RowCorr::ScaledSums => Some(&acts.row_corr),
+                };
+                let epi = I8Epilogue {
+                    out,
+                    row_scale: RowScale::PerToken(&acts.scales),
+                    col_scale: Some(&side.col_scale),
+                    correction: rc.zip(side.col_corr.as_ref()),
+                    bias: None,
+                    out_scale: 1.0,
+                };
+                side.gemm.run(dev, &acts.codes8, m, &epi, y, I8Config::default(), workspace)
+            }
+            BipMapping::Planes => self.run_planes(dev, acts, out, y, plan, workspace),
+        }
+    }
+
+    fn run_planes<'a, Y: DeviceRepr>(
+        &'a self,
+        dev: &'a Device,
+        acts: &'a BipolarActivations,
+        out: I8Out,
+        y: &mut CudaSlice<Y>,
+        plan: &BipPlan,
+        workspace: Option<&mut CudaSlice<u8>>,
+    ) -> Result<()> {
+        dev.bind_to_thread()?;
+        let st = dev.stream();
+        let mut guards: Vec<SyncOnDrop<'a>> = Vec::new();
+        let mut ptr = |p: (u64, SyncOnDrop<'a>)| keep(&mut guards, p);
+        let xp = ptr(acts.planes.device_ptr(st));
+        let xs = ptr(acts.row_sums.device_ptr(st));
+        let wp = ptr(self.planes.device_ptr(st));
+        let ws_sums = ptr(self.row_sums.device_ptr(st));
+        let rs = ptr(acts.scales.device_ptr(st));
+        let cs = ptr(self.scales.device_ptr(st));
+        let (rc, cc) = match &self.offsets {
+            Some(o) => (ptr(acts.row_corr.device_ptr(st)), ptr(o.device_ptr(st))),
+            None => (0, 0),
+        };
+        let (yp, yg) = y.device_ptr_mut(st);
+        let (wsp, wsg) = match workspace {
+            Some(w) => {
+                let (p, g) = w.device_ptr_mut(st);
+                (p.next_multiple_of(256), Some(g))
+            }
+            None => (0, None),
+        };
+        let (x, mut w) = self.operands(xp, xs, plan.m);
+        w.planes = wp as *const u32;
+        w.row_sums = ws_sums as *const i32;
+        let e = sys::lowbit_i8_epilogue {
+            out_dtype: out_ffi(out),
+            row_scale: rs as *const f32,
+            row_scale_value: 1.0,
+            col_scale: cs as *const f32,
+            row_corr: rc as *const f32,
+            col_corr: cc as *const f32,
+            bias: std::ptr::null(),
+            out_scale: 1.0,
+        };
+        let cfg = sys::lowbit_bip_config {
+            bx: plan.config.bx.unwrap_or(0) as i32,
+            splits: plan.config.splits.unwrap_or(0) as i32,
+        };
+        // SAFETY: every buffer was sized for this weight / these activations (checked in `run`); all belong to
+        // dev's context, current here; the guards order them on its stream; y is borrowed mutably; the workspace
+        // holds plan.workspace_bytes after 256-byte alignment (allocated with 256 bytes of slack).
+        let status = unsafe {
+            sys::lowbit_bip_gemm(
+                &x,
+                &w,
+                self.k as i32,
+                &e,
+                yp as *mut c_void,
+                self.n as i64,
+                wsp as *mut c_void,
+                plan.workspace_bytes as i64,
+                &cfg,
+                self.sm_count,
+                st.cu_stream().cast(),
+            )
+        };
+        drop((yg, wsg, guards));
+        check_with(status, LAUNCHER, || {
+            format!("m={} n={} k={} W{}A{} out={out:?} {:?}", plan.m, self.n, self.k, self.q, self.p, plan.config)
+        })
+    }
+
+    /// `Y_int` from the int8 mapping's raw accumulator (`[M, N]`, [`I8Out::I32`]) and the activations' value row
+    /// sums: `Y = fx·fw·acc + (p = 8: S_w) + (q = 8: S_x)` (8-bit sides enter as `ŝ`, `v = 2ŝ + 1`).
+    pub fn exact_from_int8(&self, acc: &[i32], m: usize, x_row_sums: &[i32]) -> Vec<i64> {
+        let f = if self.p == 8 { 2 } else { 1 } * if self.q == 8 { 2 } else { 1 };
+        (0..m * self.n)
+            .map(|i| {
+                let (r, c) = (i / self.n, i % self.n);
+                let mut v = f * acc[i] as i64;
+                if self.p == 8 {
+                    v += self.host_row_sums[c] as i64;
+                }
+                if self.q == 8 {
+                    v += x_row_sums[r] as i64;
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+fn keep<'a>(guards: &mut Vec<SyncOnDrop<'a>>, p: (u64, SyncOnDrop<'a>)) -> u64 {
+    guards.push(p.1);
+    p.0
+}
+
+fn out_ffi(out: I8Out) -> i32 {
+    (match out {
+        I8Out::F16 => sys::LOWBIT_I8_OUT_F16,
+        I8Out::Bf16 => sys::LOWBIT_I8_OUT_BF16,
+        I8Out::I8 => sys::LOWBIT_I8_OUT_I8,
+        I8Out::I32 => sys::LOWBIT_I8_OUT_I32,
+    }) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lowbit_core::bipolar::BipolarMatrix;
+
+    #[test]
+    fn padded_planes_keep_rows_and_zero_padding() {
+        let k = 70; // 3 words, ld 4
+        let codes: Vec<u8> = (0..2 * k).map(|i| (i * 7 % 4) as u8).collect();
+        let m = BipolarMatrix::from_codes(2, k, 2, Granularity::PerChannel, &codes, vec![1.0; 2], None).unwrap();
+        let p = padded_planes(&m.planes, 2, 2, k);
+        assert_eq!(plane_ld(k), 4);
+        assert_eq!(p.len(), 2 * 2 * 4);
+        for (i, row) in m.planes.chunks_exact(3).enumerate() {
+            assert_eq!(&p[i * 4..i * 4 + 3], row);
+            assert_eq!(p[i * 4 + 3], 0);
+        }
+    }
+
+    #[test]
+    fn value_sums_match_values() {
+        let k = 45;
+        for bits in 1..=8u32 {
+            let codes: Vec<u8> = (0..3 * k).map(|i| ((i * 37 + 11) % (1 << bits)) as u8).collect();
+            let m = BipolarMatrix::from_codes(3, k, bits, Granularity::PerChannel, &codes, vec![1.0; 3], None).unwrap();
+            let want: Vec<i32> = m.values().rows().into_iter().map(|r| r.sum()).collect();
+            assert_eq!(value_sums(&m), want, "bits {bits}");
+        }
+    }
+}

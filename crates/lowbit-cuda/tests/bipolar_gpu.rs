@@ -1,0 +1,287 @@
+//! bipolar-INT GEMM (`kernels/bipolar`) on the GPU against lowbit-core's CPU references.
+//!
+//! Tolerance model: the exact integer product `Y_int = Σ v_x·v_w` is compared **exactly** with
+//! `reference::bipolar_gemm_exact` for every `(p, q)` and both mappings on odd shapes (plane mapping: its int32
+//! output is `Y_int`; int8 mapping: its accumulator, turned into `Y_int` by `exact_from_int8`), with forced tiles
+//! and split-K; outputs are poisoned first. The plane mapping's f16 epilogue is compared **bit for bit** with
+//! `lowbit_core::int8::Epilogue::value` (same f32 operations, same order); the int8 mapping's f16 output (other
+//! rounding order) within 1e-2 relative of the f64 product of the dequantized operands. The activation kernel is
+//! bit-exact with `BipolarMatrix::quantize` per token.
+//!
+//! GPU tests are `#[ignore]`d: `scripts/gpu-run` runs them with `--include-ignored`; without a GPU they print
+//! `SKIP`, unless `LOWBIT_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::device_or_skip;
+use cudarc::driver::CudaSlice;
+use half::f16;
+use lowbit_core::bipolar::BipolarMatrix;
+use lowbit_core::granularity::Granularity;
+use lowbit_core::int8::{Epilogue, I8Out};
+use lowbit_core::reference::bipolar_gemm_exact;
+use lowbit_cuda::bipolar::plane_ld;
+use lowbit_cuda::{BipConfig, BipMapping, BipolarGemm, CudaError, Device, OutDtype, upload};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const POISON32: i32 = 0x7FFF_7FFF;
+
+fn rand_bipolar(rows: usize, k: usize, bits: u32, offsets: bool, seed: u64) -> BipolarMatrix {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let codes: Vec<u8> = (0..rows * k).map(|_| rng.random_range(0..(1u32 << bits)) as u8).collect();
+    let scales: Vec<f32> = (0..rows).map(|_| rng.random_range(0.001f32..0.02)).collect();
+    let off = offsets.then(|| (0..rows).map(|_| rng.random_range(-0.05f32..0.05)).collect());
+    BipolarMatrix::from_codes(rows, k, bits, Granularity::PerChannel, &codes, scales, off).unwrap()
+}
+
+fn run_i32(dev: &Device, g: &BipolarGemm, x: &BipolarMatrix, cfg: BipConfig) -> Result<Vec<i32>, CudaError> {
+    let (n, _) = g.shape();
+    let m = x.n;
+    let acts = g.upload_activations(dev, x)?;
+    let mut y = upload(dev, &vec![POISON32; m * n])?;
+    let plan = g.plan(dev, m, cfg)?;
+    let mut ws = g.workspace(dev, &plan)?;
+    // Twice: a split-K workspace must be left clean for the next call.
+    for _ in 0..2 {
+        g.run(dev, &acts, I8Out::I32, &mut y, &plan, ws.as_mut())?;
+    }
+    let out = dev.stream().clone_dtoh(&y)?;
+    if let Some(ws) = ws {
+        let w: Vec<u8> = dev.stream().clone_dtoh(&ws)?;
+        assert!(w.iter().all(|&b| b == 0), "split-K workspace not left zero");
+    }
+    let acc = if plan.mapping == BipMapping::Int8 {
+        let sums: Vec<i32> = x.values().rows().into_iter().map(|r| r.sum()).collect();
+        g.exact_from_int8(&out, m, &sums).into_iter().map(|v| v as i32).collect()
+    } else {
+        out
+    };
+    Ok(acc)
+}
+
+fn check_exact(name: &str, got: &[i32], want: &Array2<i64>) {
+    let n = want.ncols();
+    let w: Vec<i64> = want.iter().copied().collect();
+    if let Some(i) = got.iter().zip(&w).position(|(&a, &b)| a as i64 != b) {
+        let bad = got.iter().zip(&w).filter(|(a, b)| **a as i64 != **b).count();
+        panic!("{name}: {bad} of {} differ; first at m={} n={}: got {} want {}", w.len(), i / n, i % n, got[i], w[i]);
+    }
+}
+
+/// Odd shapes (m, n, k): decode rows, one past tiles, K not a multiple of 32 / 128 / 256 (int8 mapping: K % 16).
+const SHAPES: [(usize, usize, usize); 4] = [(1, 129, 272), (37, 133, 300), (70, 255, 1040), (261, 131, 2320)];
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_planes_exact_every_pq() {
+    let Some(dev) = device_or_skip("gpu_bipolar_planes_exact_every_pq") else { return };
+    let mut ran = 0;
+    for p in 1..=8u32 {
+        for q in 1..=8u32 {
+            for (si, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let seed = (p * 100 + q * 10) as u64 + si as u64;
+                let w = rand_bipolar(n, k, q, false, seed);
+                let x = rand_bipolar(m, k, p, false, seed + 1000);
+                let g = BipolarGemm::new(&dev, &w, p).unwrap();
+                if !g.planes_available(&dev, 0).unwrap() {
+                    continue;
+                }
+                let want = bipolar_gemm_exact(&x, &w).unwrap();
+                let cfgs = [
+                    BipConfig { mapping: Some(BipMapping::Planes), ..Default::default() },
+                    BipConfig { mapping: Some(BipMapping::Planes), bx: Some(8), splits: Some(3), ..Default::default() },
+                ];
+                for cfg in cfgs {
+                    match run_i32(&dev, &g, &x, cfg) {
+                        Ok(got) => {
+                            check_exact(&format!("planes W{q}A{p} m={m} n={n} k={k} {cfg:?}"), &got, &want);
+                            ran += 1;
+                        }
+                        Err(CudaError::NoKernel { .. }) if cfg.bx.is_some() => {}
+                        Err(e) => panic!("W{q}A{p} m={m} n={n} k={k} {cfg:?}: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran > 100, "only {ran} plane runs");
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_int8_exact_every_pq() {
+    let Some(dev) = device_or_skip("gpu_bipolar_int8_exact_every_pq") else { return };
+    let mut ran = 0;
+    for p in 1..=8u32 {
+        for q in 1..=8u32 {
+            for (si, &(m, n, k)) in SHAPES.iter().enumerate() {
+                let k = k.next_multiple_of(16);
+                let seed = (p * 1000 + q * 10) as u64 + si as u64;
+                let w = rand_bipolar(n, k, q, false, seed);
+                let x = rand_bipolar(m, k, p, false, seed + 7);
+                let g = BipolarGemm::new(&dev, &w, p).unwrap();
+                let cfg = BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() };
+                if g.int8_mapping().is_err() {
+                    assert!(matches!(run_i32(&dev, &g, &x, cfg), Err(CudaError::NoKernel { .. })));
+                    assert_eq!((p, q), (8, 8));
+                    continue;
+                }
+                let got = run_i32(&dev, &g, &x, cfg).unwrap();
+                check_exact(&format!("int8 W{q}A{p} m={m} n={n} k={k}"), &got, &bipolar_gemm_exact(&x, &w).unwrap());
+                ran += 1;
+            }
+        }
+    }
+    assert_eq!(ran, 63 * SHAPES.len());
+}
+
+/// The CPU epilogue of the plane mapping: `((f32(Y)·a_x)·a_w + (a_x·S_x)·b_w)`.
+fn epilogue_ref(x: &BipolarMatrix, w: &BipolarMatrix, y: &Array2<i64>) -> Vec<u16> {
+    let sx: Vec<i32> = x.values().rows().into_iter().map(|r| r.sum()).collect();
+    let e = Epilogue {
+        row_scale: Some(x.scales.clone()),
+        row_scale_value: 1.0,
+        col_scale: Some(w.scales.clone()),
+        correction: w
+            .offsets
+            .as_ref()
+            .map(|o| (x.scales.iter().zip(&sx).map(|(s, &v)| s * v as f32).collect(), o.clone())),
+        bias: None,
+        out_scale: 1.0,
+    };
+    let n = w.n;
+    (0..x.n * n).map(|i| f16::from_f32(e.value(y[[i / n, i % n]] as i32, i / n, i % n)).to_bits()).collect()
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_f16_epilogue_both_mappings() {
+    let Some(dev) = device_or_skip("gpu_bipolar_f16_epilogue_both_mappings") else { return };
+    let (m, n, k) = (45, 200, 1024);
+    for (p, q) in [(1, 1), (2, 2), (4, 2), (8, 2), (2, 8), (4, 4)] {
+        for offsets in [false, true] {
+            let w = rand_bipolar(n, k, q, offsets, (p * 10 + q) as u64);
+            let x = rand_bipolar(m, k, p, false, (p * 10 + q) as u64 + 99);
+            let g = BipolarGemm::new(&dev, &w, p).unwrap();
+            let acts = g.upload_activations(&dev, &x).unwrap();
+            let yint = bipolar_gemm_exact(&x, &w).unwrap();
+            let want_bits = epilogue_ref(&x, &w, &yint);
+            let wd = w.dequantize();
+            let xd = x.dequantize();
+            for mapping in [BipMapping::Planes, BipMapping::Int8] {
+                let cfg = BipConfig { mapping: Some(mapping), ..Default::default() };
+                let plan = match g.plan(&dev, m, cfg) {
+                    Ok(p) => p,
+                    Err(CudaError::NoKernel { .. }) => continue,
+                    Err(e) => panic!("{e}"),
+                };
+                let mut ws = g.workspace(&dev, &plan).unwrap();
+                let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+                g.run(&dev, &acts, I8Out::F16, &mut y, &plan, ws.as_mut()).unwrap();
+                let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+                if mapping == BipMapping::Planes {
+                    assert_eq!(got, want_bits, "planes W{q}A{p} offsets {offsets}: f16 epilogue not bit-exact");
+                } else {
+                    for i in 0..m * n {
+                        let (r, c) = (i / n, i % n);
+                        let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
+                        let g = f16::from_bits(got[i]).to_f64();
+                        let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
+                        assert!((g - want).abs() <= tol, "int8 W{q}A{p} off {offsets} ({r},{c}): got {g} want {want}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_act_quant_matches_cpu() {
+    let Some(dev) = device_or_skip("gpu_bipolar_act_quant_matches_cpu") else { return };
+    let mut rng = StdRng::seed_from_u64(5);
+    for p in 1..=8u32 {
+        for &(m, k) in &[(3usize, 300usize), (17, 4129)] {
+            let xf: Vec<f16> = (0..m * k).map(|_| f16::from_f32(rng.random_range(-3.0f32..3.0))).collect();
+            let mut xh = xf.clone();
+            xh[..k].iter_mut().for_each(|v| *v = f16::ZERO); // an all-zero row
+            let x32 = Array2::from_shape_fn((m, k), |(r, c)| xh[r * k + c].to_f32());
+            let want = BipolarMatrix::quantize(x32.view(), p, Granularity::PerChannel).unwrap();
+            let w = rand_bipolar(8, k, 1, false, 3);
+            let g = BipolarGemm::new(&dev, &w, p).unwrap();
+            let mut acts = g.activations(&dev, m).unwrap();
+            let xd = upload(&dev, &xh.iter().map(|v| v.to_bits()).collect::<Vec<u16>>()).unwrap();
+            g.quantize_activations(&dev, &xd, OutDtype::F16, &mut acts).unwrap();
+            let scales: Vec<f32> = dev.stream().clone_dtoh(acts.scales()).unwrap();
+            assert_eq!(scales, want.scales, "p={p} m={m} k={k} scales");
+            let planes: Vec<u32> = dev.stream().clone_dtoh(acts.planes()).unwrap();
+            let (wpr, ld) = (k.div_ceil(32), plane_ld(k));
+            for (i, row) in want.planes.chunks_exact(wpr).enumerate() {
+                assert_eq!(&planes[i * ld..i * ld + wpr], row, "p={p} m={m} k={k} plane row {i}");
+                assert!(planes[i * ld + wpr..(i + 1) * ld].iter().all(|&v| v == 0), "padding words");
+            }
+            let sums: Vec<i32> = dev.stream().clone_dtoh(acts.row_sums()).unwrap();
+            let want_sums: Vec<i32> = want.values().rows().into_iter().map(|r| r.sum()).collect();
+            assert_eq!(sums, want_sums, "p={p} row sums");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_bad_inputs_are_typed_errors() {
+    let Some(dev) = device_or_skip("gpu_bipolar_bad_inputs_are_typed_errors") else { return };
+    let w = rand_bipolar(64, 256, 2, false, 1);
+    // activation bits out of range
+    assert!(matches!(BipolarGemm::new(&dev, &w, 0), Err(CudaError::InvalidArgument { .. })));
+    assert!(matches!(BipolarGemm::new(&dev, &w, 9), Err(CudaError::InvalidArgument { .. })));
+    // per-group weight scales
+    let codes = vec![1u8; 64 * 256];
+    let wg = BipolarMatrix::from_codes(64, 256, 2, Granularity::Group(128), &codes, vec![1.0; 128], None).unwrap();
+    assert!(matches!(BipolarGemm::new(&dev, &wg, 2), Err(CudaError::NoKernel { .. })));
+    // exact int32 bound: K (2^8 - 1)^2 >= 2^31
+    let big = rand_bipolar(1, 33280, 8, false, 2);
+    assert!(matches!(BipolarGemm::new(&dev, &big, 8), Err(CudaError::Shape { .. })));
+    let g = BipolarGemm::new(&dev, &w, 2).unwrap();
+    // m = 0, zero config fields
+    assert!(matches!(g.plan(&dev, 0, BipConfig::default()), Err(CudaError::Shape { .. })));
+    assert!(matches!(
+        g.plan(&dev, 4, BipConfig { splits: Some(0), ..Default::default() }),
+        Err(CudaError::InvalidArgument { .. })
+    ));
+    // a tile with no instance
+    assert!(matches!(
+        g.plan(&dev, 4, BipConfig { mapping: Some(BipMapping::Planes), bx: Some(24), ..Default::default() }),
+        Err(CudaError::NoKernel { .. })
+    ));
+    // activations of the wrong width / bits
+    let x_bad = rand_bipolar(4, 128, 2, false, 3);
+    assert!(matches!(g.upload_activations(&dev, &x_bad), Err(CudaError::InvalidArgument { .. })));
+    let x = rand_bipolar(4, 256, 2, false, 4);
+    let acts = g.upload_activations(&dev, &x).unwrap();
+    let plan = g.plan(&dev, 4, BipConfig::default()).unwrap();
+    let mut ws = g.workspace(&dev, &plan).unwrap();
+    // y too short, wrong element size, plan for other m
+    let mut short: CudaSlice<u16> = upload(&dev, &[0u16; 10]).unwrap();
+    assert!(matches!(
+        g.run(&dev, &acts, I8Out::F16, &mut short, &plan, ws.as_mut()),
+        Err(CudaError::BufferSize { .. })
+    ));
+    let mut y32: CudaSlice<i32> = upload(&dev, &vec![0i32; 4 * 64]).unwrap();
+    assert!(matches!(
+        g.run(&dev, &acts, I8Out::F16, &mut y32, &plan, ws.as_mut()),
+        Err(CudaError::InvalidArgument { .. })
+    ));
+    let plan5 = g.plan(&dev, 5, BipConfig::default()).unwrap();
+    assert!(matches!(g.run(&dev, &acts, I8Out::I32, &mut y32, &plan5, None), Err(CudaError::InvalidArgument { .. })));
+    // 8x8 has no int8 mapping
+    let w8 = rand_bipolar(16, 256, 8, false, 5);
+    let g8 = BipolarGemm::new(&dev, &w8, 8).unwrap();
+    assert!(g8.int8_mapping().is_err());
+    assert!(matches!(
+        g8.plan(&dev, 4, BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() }),
+        Err(CudaError::NoKernel { .. })
+    ));
+}
