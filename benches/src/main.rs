@@ -395,9 +395,10 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
         software: ctx.software().clone(),
         method: MethodInfo {
             timing: timing.clone(),
-            timing_description: "as lowbit-bench weight-only: CUDA events on one non-blocking stream, batches of whole \
+            timing_description:
+                "as lowbit-bench weight-only: CUDA events on one non-blocking stream, batches of whole \
                                  rotations through the weight copies captured into CUDA graphs, median over batches"
-                .to_string(),
+                    .to_string(),
             weights: format!(
                 "N(0, 0.02^2) floats; the first {} rows quantized (W8 per-channel, W4 QQQ g128 / per-channel), \
                  repeated to N rows; cuBLASLt gets the W8 codes, cuBLAS the fp16 floats",

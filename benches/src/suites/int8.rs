@@ -267,18 +267,19 @@ struct OpState {
     weight_bytes: usize,
 }
 
-fn build_op(ctx: &BenchContext, op: Op, floats: ndarray::ArrayView2<f32>, n: usize, cfg: &Int8Config) -> Result<OpState> {
+fn build_op(
+    ctx: &BenchContext,
+    op: Op,
+    floats: ndarray::ArrayView2<f32>,
+    n: usize,
+    cfg: &Int8Config,
+) -> Result<OpState> {
     let (dev, l2) = (ctx.device(), ctx.device().info().l2_cache_bytes);
     let k = floats.ncols();
     let (copies, expanded, weight_bytes) = match op {
         Op::W8a8 => {
             let c = W8Weight::quantize(floats)?;
-            let full = W8Weight {
-                n,
-                k,
-                codes: repeat_rows(&c.codes, k, n),
-                scales: repeat_rows(&c.scales, 1, n),
-            };
+            let full = W8Weight { n, k, codes: repeat_rows(&c.codes, k, n), scales: repeat_rows(&c.scales, 1, n) };
             let r = rotation_copies(n * k, l2, cfg.timing.l2_factor);
             let copies = (0..r).map(|_| Int8Gemm::new_w8(dev, &full)).collect::<std::result::Result<Vec<_>, _>>()?;
             (copies, lowbit_cuda::upload(dev, &full.codes)?, n * k + 4 * n)
@@ -329,7 +330,9 @@ fn run_shape(
     for &op in &cfg.ops {
         match build_op(ctx, op, floats.view(), n, cfg) {
             Ok(s) => ops.push(s),
-            Err(e) if is_soft(&e) => out.skipped.push(Skipped { what: format!("{} {id}", op.name()), reason: e.to_string() }),
+            Err(e) if is_soft(&e) => {
+                out.skipped.push(Skipped { what: format!("{} {id}", op.name()), reason: e.to_string() })
+            }
             Err(e) => return Err(e),
         }
     }

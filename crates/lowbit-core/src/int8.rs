@@ -482,7 +482,8 @@ mod tests {
         assert_eq!((w & 0xF) as i32 - 8, codes[4] as i32);
         assert_eq!(((w >> 8) & 0xF) as i32 - 8, codes[20] as i32);
         assert_eq!(((w >> 16) & 0xF) as i32 - 8, codes[6] as i32);
-        let cols: std::collections::BTreeSet<usize> = (0..4).flat_map(|t| (0..8).map(move |i| w4_column(t, i))).collect();
+        let cols: std::collections::BTreeSet<usize> =
+            (0..4).flat_map(|t| (0..8).map(move |i| w4_column(t, i))).collect();
         assert_eq!(cols.len(), 32);
         assert!(pack_w4(&[9i8; 32], 1, 32).is_err());
         assert!(pack_w4(&[0i8; 16], 1, 16).is_err());

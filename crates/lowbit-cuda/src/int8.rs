@@ -578,7 +578,14 @@ mod tests {
     use super::*;
 
     fn weight(format: i32, k: i32, codes: usize) -> sys::lowbit_i8_weight {
-        sys::lowbit_i8_weight { format, n: 8, k, codes: codes as *const c_void, group_scales: std::ptr::null(), group_len: 0 }
+        sys::lowbit_i8_weight {
+            format,
+            n: 8,
+            k,
+            codes: codes as *const c_void,
+            group_scales: std::ptr::null(),
+            group_len: 0,
+        }
     }
 
     /// The launcher's host-side checks run before any CUDA call, so bad arguments are typed errors even without
