@@ -73,13 +73,16 @@ struct Int4 {
     static constexpr int kEntries = 0;
     template <typename T>
     __device__ static void ctx(uint32_t aux, GroupCtx& c) {
-        const int zg = aux & 0xFF, zg8 = (aux >> 8) & 0xFF;
+        // Built with integer ops (this runs once per group on the issue-bound small-M path): for a 4-bit
+        // zero point z (0..15), f16(1024 + z) = 0x6400 + z, f16(-(64 + z)) = 0xD400 + 16z and
+        // bf16(128 + z) = 0x4300 + z exactly; x * 0x10001 copies a 16-bit pattern into both halves.
+        const uint32_t zg = aux & 0xFFu, zg8 = (aux >> 8) & 0xFFu;
         if constexpr (std::is_same_v<T, __half>) {
-            c.zc[0] = Pair<T>::splat(float(1024 + zg));  // lo nibbles: 1024 + q - (1024 + z)
-            c.zc[1] = Pair<T>::splat(float(-(64 + zg8)));  // hi nibbles: (1024 + 16q)/16 - (64 + z)
+            c.zc[0] = zg * 0x10001u + 0x64006400u;         // lo nibbles: 1024 + q - (1024 + z)
+            c.zc[1] = (zg8 << 4) * 0x10001u + 0xD400D400u;  // hi nibbles: (1024 + 16q)/16 - (64 + z)
         } else {
-            c.zc[0] = Pair<T>::splat(float(128 + zg));
-            c.zc[1] = Pair<T>::splat(float(128 + zg8));
+            c.zc[0] = zg * 0x10001u + 0x43004300u;
+            c.zc[1] = zg8 * 0x10001u + 0x43004300u;
         }
     }
     template <typename T>

@@ -110,24 +110,29 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         }
     }
 
-    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight. A load past
-    // this split's last step re-reads that step (in bounds, no branch); a warp beyond N reads strip 0.
+    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight, through a
+    // running pointer (this path is issue-bound: no per-load index arithmetic). Loads past this split's
+    // last step are predicated off (their registers are never read); a warp beyond N reads strip 0.
     const size_t lane_off = size_t(active ? strip : 0) * p.ksteps * 32 + lane;
-    const uint32_t* wptr = p.words + lane_off * 4;
-    const uint32_t* hptr = Fmt::kHasHi ? p.hi_words + lane_off * 2 : nullptr;
-    const int s_last = s_end - 1;
+    const uint32_t* wnext = p.words + (lane_off + size_t(s_begin) * 32) * 4;
+    const uint32_t* hnext = Fmt::kHasHi ? p.hi_words + (lane_off + size_t(s_begin) * 32) * 2 : nullptr;
+    int s_next = s_begin;  // k-step the next load_w fetches
     uint32_t wb[P][4], hb[P][2];
-    auto load_w = [&](int i, int step) {
-        step = min(step, s_last);
-        const uint4 v = ld_stream_u4(wptr + size_t(step) * 128);
-        wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
-        if constexpr (Fmt::kHasHi) {
-            const uint2 h = ld_stream_u2(hptr + size_t(step) * 64);
-            hb[i][0] = h.x, hb[i][1] = h.y;
+    auto load_w = [&](int i) {
+        if (s_next < s_end) {
+            const uint4 v = ld_stream_u4(wnext);
+            wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
+            if constexpr (Fmt::kHasHi) {
+                const uint2 h = ld_stream_u2(hnext);
+                hb[i][0] = h.x, hb[i][1] = h.y;
+            }
         }
+        ++s_next;
+        wnext += 128;
+        if constexpr (Fmt::kHasHi) hnext += 64;
     };
 #pragma unroll
-    for (int i = 0; i < P; ++i) load_w(i, s_begin + i);
+    for (int i = 0; i < P; ++i) load_w(i);
 
     // Group metadata: the current group's pair is in use, the next one is already loading.
     const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
@@ -180,58 +185,67 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     const T* xb = xs;
     // ldmatrix row address of this lane within a chunk: rows mt*8 + lane%8, columns 8*(lane/8).
     const int lds_lane = (lane & 7) * lds + (lane >> 3) * 8;
-    for (int s0 = s_begin; s0 < s_end; s0 += P) {
+    // The main loop, compiled once per group bookkeeping (whole k-steps per group, or tiles per group) so the
+    // choice costs no instructions per k-step.
+    auto main_loop = [&](auto kStepGroups) {
+        for (int s0 = s_begin; s0 < s_end; s0 += P) {
 #pragma unroll
-        for (int i = 0; i < P; ++i) {
-            if (s0 + i < s_end) {
-                if (chunk_left == 0) {
-                    // Chunk `chunk` + 1 landed; every warp is done with the previous one, whose buffer
-                    // takes the chunk after.
-                    ++chunk;
-                    cp_async_wait<0>();
-                    __syncthreads();
-                    if ((chunk + 1) * spc < nsteps) {
-                        stage_x<T, ROWS>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
+            for (int i = 0; i < P; ++i) {
+                if (s0 + i < s_end) {
+                    if (chunk_left == 0) {
+                        // Chunk `chunk` + 1 landed; every warp is done with the previous one, whose buffer
+                        // takes the chunk after.
+                        ++chunk;
+                        cp_async_wait<0>();
+                        __syncthreads();
+                        if ((chunk + 1) * spc < nsteps) {
+                            stage_x<T, ROWS>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
+                        }
+                        xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
+                        chunk_left = spc;
                     }
-                    xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
-                    chunk_left = spc;
-                }
-                --chunk_left;
-                uint32_t bf[MT][4];
-                auto tile = [&](int j) {
-                    if ((j & 1) == 0) {
-                        // B fragments of tiles j and j+1 for every m-subtile: one ldmatrix.x4 each.
+                    --chunk_left;
+                    uint32_t bf[MT][4];
+                    auto tile = [&](int j) {
+                        if ((j & 1) == 0) {
+                            // B fragments of tiles j and j+1 for every m-subtile: one ldmatrix.x4 each.
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(bf[mt], xb + mt * 8 * lds + j * 16);
-                    }
-                    uint32_t a[4];
-                    Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
+                            for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(bf[mt], xb + mt * 8 * lds + j * 16);
+                        }
+                        uint32_t a[4];
+                        Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
-                    }
-                };
-                if (step_groups) {
+                        for (int mt = 0; mt < MT; ++mt) {
+                            mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                        }
+                    };
+                    if constexpr (decltype(kStepGroups)::value) {
 #pragma unroll
-                    for (int j = 0; j < TS; ++j) tile(j);
-                    if (++sig == spg) {
-                        sig = 0;
-                        flush();
-                    }
-                } else {
-#pragma unroll
-                    for (int j = 0; j < TS; ++j) {
-                        tile(j);
-                        if (++tig == p.gtiles) {
-                            tig = 0;
+                        for (int j = 0; j < TS; ++j) tile(j);
+                        if (++sig == spg) {
+                            sig = 0;
                             flush();
                         }
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < TS; ++j) {
+                            tile(j);
+                            if (++tig == p.gtiles) {
+                                tig = 0;
+                                flush();
+                            }
+                        }
                     }
+                    xb += KSTEP;
+                    load_w(i);
                 }
-                xb += KSTEP;
-                load_w(i, s0 + i + P);
             }
         }
+    };
+    if (step_groups) {
+        main_loop(std::true_type{});
+    } else {
+        main_loop(std::false_type{});
     }
     if (step_groups ? sig != 0 : tig != 0) {
         const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
