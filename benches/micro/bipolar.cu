@@ -508,5 +508,38 @@ int main(int argc, char** argv) {
             }
         }
     }
+    if (mode == "suite") {
+        // The issue's grid: p, q in {1, 2, 3, 4, 8}, M in {1, 16, 256, 1024, 4096, 8192}, N = K = 8192, plus
+        // M = 1 on N = 28672, K = 8192. One JSON object per line (benches/micro/bipolar_report.py builds the
+        // tables). The int8 mapping's time is the int8 core's W8 time for the shape (same kernel; only the epilogue
+        // vectors differ); it has no instance for W8A8.
+        const int bits[5] = {1, 2, 3, 4, 8};
+        struct Shape {
+            int m, n, k;
+        };
+        std::vector<Shape> shapes;
+        for (int mm : {1, 16, 256, 1024, 4096, 8192}) shapes.push_back({mm, 8192, 8192});
+        shapes.push_back({1, 28672, 8192});
+        for (const Shape& sh : shapes) {
+            const float lt_exact = bench_lt(sh.m, sh.n, sh.k);
+            const float f16 = bench_f16(sh.m, sh.n, sh.k);
+            const float i8c = bench_i8core(sh.m, sh.n, sh.k);
+            printf("{\"card\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"op\": \"cublaslt-int8\", \"us\": %.2f}\n",
+                   prop.name, sh.m, sh.n, sh.k, lt_exact * 1e3);
+            printf("{\"card\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"op\": \"cublas-f16\", \"us\": %.2f}\n",
+                   prop.name, sh.m, sh.n, sh.k, f16 * 1e3);
+            printf("{\"card\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"op\": \"lowbit-int8-core\", \"us\": %.2f}\n",
+                   prop.name, sh.m, sh.n, sh.k, i8c * 1e3);
+            for (int q : bits)
+                for (int p : bits) {
+                    const float t = bench_plane(p, q, sh.m, sh.n, sh.k);
+                    if (t > 0)
+                        printf("{\"card\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"op\": \"w%da%d-bipolar\", "
+                               "\"mapping\": \"planes\", \"us\": %.2f}\n",
+                               prop.name, sh.m, sh.n, sh.k, q, p, t * 1e3);
+                }
+            fflush(stdout);
+        }
+    }
     return g_fail ? 1 : 0;
 }

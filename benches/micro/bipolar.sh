@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds benches/micro/bipolar.cu with the library sources it needs (bipolar plane GEMM, activation kernel, int8
-# core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`
-# or `all` (default). Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
+# core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`,
+# `suite` (JSON lines for bipolar_report.py) or `all` = check + bench (default); several modes comma-separated.
+# BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench). Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-nvcc}
@@ -18,17 +19,17 @@ for s in "${SRCS[@]}"; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 "$NVCC" -gencode=arch=compute_90a,code=sm_90a "$OUT"/*.o -o "$OUT/bipolar" -ldl
-if [ -n "${BIP_V2:-}" ]; then  # the same program with v2's stage geometry, for a same-run comparison
-  mkdir -p "$OUT/v2"
+if [ -n "${BIP_V3:-}" ]; then  # the same program with v3's stage geometry, for a same-run comparison
+  mkdir -p "$OUT/v3"
   pids=()
   for s in kernels/bipolar/inst_a.cu kernels/bipolar/inst_b.cu kernels/bipolar/inst_c.cu kernels/bipolar/inst_d.cu; do
-    "$NVCC" "${FLAGS[@]}" -DLOWBIT_BIP_GEOMETRY_V2 -c "$s" -o "$OUT/v2/$(basename "$s" .cu).o" &
+    "$NVCC" "${FLAGS[@]}" -DLOWBIT_BIP_GEOMETRY_V3 -c "$s" -o "$OUT/v3/$(basename "$s" .cu).o" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
   objs=()
-  for o in "$OUT"/*.o; do case "$(basename "$o")" in inst_[abcd].o) objs+=("$OUT/v2/$(basename "$o")");; *) objs+=("$o");; esac; done
-  "$NVCC" -gencode=arch=compute_90a,code=sm_90a "${objs[@]}" -o "$OUT/bipolar_v2" -ldl
+  for o in "$OUT"/*.o; do case "$(basename "$o")" in inst_[abcd].o) objs+=("$OUT/v3/$(basename "$o")");; *) objs+=("$o");; esac; done
+  "$NVCC" -gencode=arch=compute_90a,code=sm_90a "${objs[@]}" -o "$OUT/bipolar_v3" -ldl
 fi
 if [ -z "${BIP_NO_LIBS:-}" ]; then
   for d in $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
@@ -37,5 +38,6 @@ if [ -z "${BIP_NO_LIBS:-}" ]; then
     done
   done
 fi
-"$OUT/bipolar" "${1:-all}"
-if [ -n "${BIP_V2:-}" ]; then echo "=== v2 geometry (same run) ==="; "$OUT/bipolar_v2" "${2:-bench}"; fi
+MODES=${1:-all}
+for mode in ${MODES//,/ }; do "$OUT/bipolar" "$mode"; done  # e.g. check,suite
+if [ -n "${BIP_V3:-}" ]; then echo "=== v3 geometry (same run) ==="; "$OUT/bipolar_v3" "${2:-bench}"; fi

@@ -70,11 +70,11 @@ struct Args {
     int64_t ldy;
 };
 
-// Chunks per stage of an instance. v3 (default): small stages, many in flight: the bytes in flight are about
-// budget - 2 slots, so 2 chunks (one k256 step) for the decode tiles (BX <= 16) and 4 for the large ones, up to 16
-// slots. LOWBIT_BIP_GEOMETRY_V2 keeps v2's rule (the largest of 8 / 4 / 2 leaving 4 slots, at most 8 slots) for
-// same-run comparisons (benches/micro/bipolar.sh builds both).
-#ifdef LOWBIT_BIP_GEOMETRY_V2
+// Chunks per stage of an instance. v2 (default): the largest of 8 / 4 / 2 chunks that leaves 4 ring slots, at most
+// 8 slots. LOWBIT_BIP_GEOMETRY_V3 selects v3's smaller stages (2 chunks for decode tiles, 4 for large ones, up to 16
+// slots), measured slower for decode and equal for large tiles on H200 (NOTES.md); kept for same-run comparisons
+// (benches/micro/bipolar.sh BIP_V3=1).
+#ifndef LOWBIT_BIP_GEOMETRY_V3
 constexpr int kMaxSlots = 8;
 template <int P, int Q, int BX>
 constexpr int chunks_for(int budget) {
@@ -371,16 +371,16 @@ cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
     return cudaGetLastError();
 }
 
-// Shared memory and residency per instance: one CTA per SM with 200 KB of ring, or (decode tiles, BX <= 16, whose
-// accumulators Q * P * BX / 2 leave room under the 128-register cap) two CTAs per SM with 110 KB each: weight
-// streaming is latency-bound, so bytes in flight per SM are what counts.
+// Shared memory and residency per instance: large tiles one CTA per SM with a 200 KB ring; decode tiles (BX <= 16)
+// 100 KB, and two CTAs per SM where their accumulators (Q * P * BX / 2 registers) leave room under the 128-register
+// cap (v3: 110 KB for those, 200 KB for the others).
 template <int P, int Q, int BX>
 constexpr int min_blocks_for() {
     return (BX <= 16 && Q * P * BX <= 128) ? 2 : 1;
 }
 template <int P, int Q, int BX>
 constexpr int budget_for() {
-#ifdef LOWBIT_BIP_GEOMETRY_V2
+#ifndef LOWBIT_BIP_GEOMETRY_V3
     return BX <= 16 ? 100 * 1024 : 200 * 1024;
 #else
     return min_blocks_for<P, Q, BX>() == 2 ? 110 * 1024 : 200 * 1024;
