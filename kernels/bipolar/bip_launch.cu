@@ -107,6 +107,7 @@ lowbit_status make_plan(const lowbit_bip_operand* x, const lowbit_bip_operand* w
         pl.bx = ((m <= 16 && small) || big == 0) ? 8 : big;
         LOWBIT_REQUIRE(has_instance(p, q, pl.bx), LOWBIT_ERR_NO_KERNEL);
     }
+    LOWBIT_REQUIRE((int64_t(m) + pl.bx - 1) / pl.bx <= 65535, LOWBIT_ERR_SHAPE);  // gridDim.y
     LOWBIT_REQUIRE(plane_runs(), LOWBIT_ERR_NO_KERNEL);
     int info[2] = {0, 0};
     dispatch(lowbit::bip::Args{}, p, q, pl.bx, -2, nullptr, info);

@@ -453,7 +453,7 @@ lowbit_status lowbit_act_quant(const void *x, int64_t ldx, void *residual, const
  * plane_stride >= rows * ld; plane bits beyond k zero up to the next multiple of 128 columns (the kernel reads
  * whole 16-byte chunks). Alignment (LOWBIT_ERR_ALIGNMENT): planes 16-byte aligned, ld a multiple of 4
  * words, plane_stride a multiple of 4, row sums 4-byte aligned. LOWBIT_ERR_NO_KERNEL: no plane instance for
- * (p, q, bx) or not an sm_90 device with sm_90a code. Padding bits beyond k must be zero.
+ * (p, q, bx) or not an sm_90 device with sm_90a code. Padding bits beyond k must be zero. ceil(m / bx) <= 65535.
  * ------------------------------------------------------------------------------------------- */
 
 /** One operand of the bipolar plane GEMM in device memory. */

@@ -90,6 +90,40 @@ fn value_sums(m: &BipolarMatrix) -> Vec<i32> {
         .collect()
 }
 
+/// The int8 mapping's operand of `b`-bit bipolar codes: the value `2u − (2^b − 1)` for `b ≤ 7`, `u − 128` for 8 bits.
+pub fn int8_operand(codes: &[u8], bits: u32) -> Vec<i8> {
+    let max = (1i32 << bits) - 1;
+    codes.iter().map(|&u| if bits == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 }).collect()
+}
+
+/// `Y_int` (`[m, n]`) from the int8 mapping's accumulator `acc = Σ op_x·op_w` and the value row sums of both sides:
+/// `Y = fx·fw·acc + (p = 8: S_w[n]) + (q = 8: S_x[m])`, `f = 2` for an 8-bit side (`v = 2ŝ + 1`). W8A8 (no int8
+/// mapping) is outside its domain.
+pub fn exact_from_int8_parts(
+    acc: &[i32],
+    m: usize,
+    n: usize,
+    p: u32,
+    q: u32,
+    x_sums: &[i32],
+    w_sums: &[i32],
+) -> Vec<i64> {
+    let f = if p == 8 { 2 } else { 1 } * if q == 8 { 2 } else { 1 };
+    (0..m * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            let mut v = f * acc[i] as i64;
+            if p == 8 {
+                v += w_sums[c] as i64;
+            }
+            if q == 8 {
+                v += x_sums[r] as i64;
+            }
+            v
+        })
+        .collect()
+}
+
 /// Which activation vector the int8 mapping's row correction uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RowCorr {
@@ -206,12 +240,7 @@ impl BipolarGemm {
         } else if p == 8 && (q == 8 || w.offsets.is_some()) {
             (None, "8-bit activations with 8-bit weights or weight offsets need a rank-2 correction")
         } else {
-            let max = (1i32 << q) - 1;
-            let codes: Vec<i8> = w
-                .codes()
-                .iter()
-                .map(|&u| if q == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 })
-                .collect();
+            let codes = int8_operand(&w.codes(), q);
             let fx = if p == 8 { 2.0f32 } else { 1.0 };
             let fw = if q == 8 { 2.0f32 } else { 1.0 };
             let cs: Vec<f32> = w.scales.iter().map(|s| s * fx * fw).collect();
@@ -283,13 +312,14 @@ impl BipolarGemm {
         Ok(unsafe { sys::lowbit_bip_plane_available(self.p as i32, self.q as i32, bx as i32) } == 1)
     }
 
-    /// The automatic mapping for `m` rows: bit planes where they exist and either M is small (weight streaming:
-    /// `q` bits per weight instead of 8) or `p·q ≤ 2` (the plane products are cheaper than one int8 product);
-    /// otherwise the int8 core; planes as the fallback. See `kernels/bipolar/NOTES.md` for the measurements.
+    /// The automatic mapping for `m` rows: bit planes where an instance exists and either M ≤ 64 (weight streaming:
+    /// `q` bits per weight instead of 8) or `p·q ≤ 4`; otherwise the int8 core; planes as the fallback. From the H200
+    /// measurements of `kernels/bipolar/NOTES.md` (M = 4096, N = K = 8192: planes W2A2 748 µs, W1A4 760 µs, W4A1
+    /// 1090 µs vs 1316 µs for the int8 core; W2A4 1352 µs ≈ int8, W4A2 1993 µs slower).
     pub fn choose(&self, dev: &Device, m: usize) -> Result<Option<BipMapping>> {
         let planes = self.planes_available(dev, 0)?;
         let pq = self.p * self.q;
-        Ok(if planes && (m <= 64 || pq <= 2) {
+        Ok(if planes && (m <= 64 || pq <= 4) {
             Some(BipMapping::Planes)
         } else if self.int8.is_some() {
             Some(BipMapping::Int8)
@@ -455,12 +485,10 @@ impl BipolarGemm {
         }
         let (m, k) = (x.n, x.k);
         let sums = value_sums(x);
-        let max = (1i32 << self.p) - 1;
+        let ops = int8_operand(&x.codes(), self.p);
         let mut c8 = vec![0i8; m * k16(k)];
-        for (r, row) in x.codes().chunks_exact(k).enumerate() {
-            for (c, &u) in row.iter().enumerate() {
-                c8[r * k16(k) + c] = if self.p == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 };
-            }
+        for (r, row) in ops.chunks_exact(k).enumerate() {
+            c8[r * k16(k)..r * k16(k) + k].copy_from_slice(row);
         }
         let rc: Vec<f32> = x.scales.iter().zip(&sums).map(|(s, &v)| s * v as f32).collect();
         Ok(BipolarActivations {
@@ -674,20 +702,7 @@ impl BipolarGemm {
     /// `Y_int` from the int8 mapping's raw accumulator (`[M, N]`, [`I8Out::I32`]) and the activations' value row
     /// sums: `Y = fx·fw·acc + (p = 8: S_w) + (q = 8: S_x)` (8-bit sides enter as `ŝ`, `v = 2ŝ + 1`).
     pub fn exact_from_int8(&self, acc: &[i32], m: usize, x_row_sums: &[i32]) -> Vec<i64> {
-        let f = if self.p == 8 { 2 } else { 1 } * if self.q == 8 { 2 } else { 1 };
-        (0..m * self.n)
-            .map(|i| {
-                let (r, c) = (i / self.n, i % self.n);
-                let mut v = f * acc[i] as i64;
-                if self.p == 8 {
-                    v += self.host_row_sums[c] as i64;
-                }
-                if self.q == 8 {
-                    v += x_row_sums[r] as i64;
-                }
-                v
-            })
-            .collect()
+        exact_from_int8_parts(acc, m, self.n, self.p, self.q, x_row_sums, &self.host_row_sums)
     }
 }
 
@@ -721,6 +736,28 @@ mod tests {
         for (i, row) in m.planes.chunks_exact(3).enumerate() {
             assert_eq!(&p[i * 4..i * 4 + 3], row);
             assert_eq!(p[i * 4 + 3], 0);
+        }
+    }
+
+    /// The int8 mapping's algebra, on the CPU for every (p, q) but W8A8: int8 operands, an exact int32 product
+    /// (lowbit-core's int8 reference GEMM) and the correction give the bipolar product exactly.
+    #[test]
+    fn int8_mapping_is_exact_for_every_pq() {
+        let (m, n, k) = (5, 7, 83);
+        for p in 1..=8u32 {
+            for q in 1..=8u32 {
+                if p == 8 && q == 8 {
+                    continue;
+                }
+                let cx: Vec<u8> = (0..m * k).map(|i| ((i * 131 + p as usize * 7) % (1 << p)) as u8).collect();
+                let cw: Vec<u8> = (0..n * k).map(|i| ((i * 197 + q as usize * 3) % (1 << q)) as u8).collect();
+                let x = BipolarMatrix::from_codes(m, k, p, Granularity::PerChannel, &cx, vec![1.0; m], None).unwrap();
+                let w = BipolarMatrix::from_codes(n, k, q, Granularity::PerChannel, &cw, vec![1.0; n], None).unwrap();
+                let acc = lowbit_core::int8::gemm_i32(&int8_operand(&cx, p), m, k, &int8_operand(&cw, q), n);
+                let got = exact_from_int8_parts(&acc, m, n, p, q, &value_sums(&x), &value_sums(&w));
+                let want: Vec<i64> = lowbit_core::reference::bipolar_gemm_exact(&x, &w).unwrap().into_iter().collect();
+                assert_eq!(got, want, "W{q}A{p}");
+            }
         }
     }
 
