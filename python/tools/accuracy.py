@@ -63,15 +63,16 @@ Methods, each on the same model and data:
 - **datatype search** (BitMoD mixed FP3/FP4 only): round-to-nearest, each group's datatype chosen by the
   activation-weighted error `Σ_k H_kk (ŵ_k − w_k)²` (`config.method = "rtn"` with `calib_data`).
 - **GPTQ**: lowbit-calib's GPTQ (damping 1 %, blocks of 128, act-order for INT) with the Hessian of each layer's
-  inputs, collected by forward hooks in one pass of the float model over the calibration data.
+  inputs, collected by forward hooks in one pass of the float model over the calibration data (`lowbit.calibrate`,
+  one pass per model shared by every row).
 
 Bits/weight include the metadata (scales, zero points, datatype selectors) for the model's hidden size.
 
 ## all-MiniLM-L6-v2 (fp32, 36 quantized `nn.Linear` + pooler)
 
 Mean cosine similarity between the quantized and the fp32 sentence embeddings (mean pooling, L2-normalised) of 64
-fortunes (`python/tests/data/fortunes-eval.txt`); calibration: 64 other fortunes and Python-docs lines
-(`fortunes-calib.txt`, `python-docs-calib.txt`). Higher is better.
+fortunes (`python/tests/data/fortunes-eval.txt`); calibration: 64 other fortunes (`fortunes-calib.txt`). Higher is
+better.
 
 | scheme | lowbit scheme | bits/weight | RTN | datatype search | GPTQ |
 |---|---|---|---|---|---|
@@ -80,9 +81,9 @@ fortunes (`python/tests/data/fortunes-eval.txt`); calibration: 64 other fortunes
 ## SmolLM2-135M-Instruct (GGUF → torch, 210 quantized `nn.Linear`; the tied `lm_head` stays fp32)
 
 Perplexity on 2 × 256 tokens of the Python 3.11 floating-point tutorial (`python-docs-eval.txt`); calibration:
-4 × 256 tokens of other tutorial pages (`python-docs-calib.txt`). Lower is better. Groups are 64 because the hidden
-size 576 is not a multiple of 128 (`quantize_` skips and reports layers whose K the group does not divide), and the
-INT grid is symmetric: the shipped weights already sit on a 4-bit asymmetric g32 grid (Q4_1), which a matching
+16 × 256 tokens of nine other tutorial pages (`python-docs-calib.txt`). Lower is better. Groups are 64 because the
+hidden size 576 is not a multiple of 128 (`quantize_` skips and reports layers whose K the group does not divide),
+and the INT grid is symmetric: the shipped weights already sit on a 4-bit asymmetric g32 grid (Q4_1), which a matching
 scheme would reproduce exactly (`reference/real-models.md` §2.4).
 
 | scheme | lowbit scheme | bits/weight | RTN | datatype search | GPTQ |
