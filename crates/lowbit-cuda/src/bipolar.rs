@@ -235,7 +235,7 @@ impl BipolarGemm {
         let offsets = w.offsets.as_ref().map(|o| upload(dev, o)).transpose()?;
 
         // The int8 mapping: operands are the values (b <= 7) or u - 128 (b = 8).
-        let (int8, int8_missing) = if k % 16 != 0 {
+        let (int8, int8_missing) = if !k.is_multiple_of(16) {
             (None, "K is not a multiple of 16 (int8 core)")
         } else if p == 8 && (q == 8 || w.offsets.is_some()) {
             (None, "8-bit activations with 8-bit weights or weight offsets need a rank-2 correction")
