@@ -336,7 +336,13 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
         Some(s) => parse_usize_list(s, "--m")?,
         None => int8::DEFAULT_MS.to_vec(),
     };
-    if a.reps == 0 || !(a.max_seconds_per_op > 0.0) || !(a.l2_factor >= 0.0) || !(a.min_batch_us >= 0.0) {
+    let finite_at_least = |v: f64, lo: f64| v.is_finite() && v >= lo;
+    if a.reps == 0
+        || !finite_at_least(a.max_seconds_per_op, 0.0)
+        || a.max_seconds_per_op == 0.0
+        || !finite_at_least(a.l2_factor, 0.0)
+        || !finite_at_least(a.min_batch_us, 0.0)
+    {
         return Err(BenchError::invalid("--reps >= 1, --max-seconds-per-op > 0, --l2-factor and --min-batch-us >= 0"));
     }
     let timing = TimingConfig {

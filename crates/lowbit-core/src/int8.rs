@@ -92,15 +92,15 @@ impl W4A8Weight {
     pub fn quantize(w: ArrayView2<f32>, group: Option<usize>) -> Result<Self> {
         check_matrix("W4A8 weight", &w)?;
         let (n, k) = w.dim();
-        if k % 32 != 0 {
+        if !k.is_multiple_of(32) {
             return Err(LowbitError::KNotDivisible { k, group: 32 });
         }
         if let Some(g) = group
-            && (g == 0 || g % 32 != 0 || k % g != 0)
+            && (g == 0 || !g.is_multiple_of(32) || !k.is_multiple_of(g))
         {
             return Err(LowbitError::InvalidGroupSize {
                 group: g,
-                format: "W4A8".into(),
+                format: "W4A8",
                 supported: "multiples of 32 dividing K",
             });
         }
@@ -138,7 +138,7 @@ impl W4A8Weight {
 
     /// Checks lengths and ranges.
     pub fn validate(&self) -> Result<()> {
-        if self.k % 32 != 0 {
+        if !self.k.is_multiple_of(32) {
             return Err(LowbitError::KNotDivisible { k: self.k, group: 32 });
         }
         check_len("W4A8 packed codes", self.packed.len(), self.n * self.k / 8)?;
@@ -146,7 +146,7 @@ impl W4A8Weight {
         match self.group {
             None => check_len("W4A8 group scales", self.group_scales.len(), 0)?,
             Some(g) => {
-                if g == 0 || g % 32 != 0 || self.k % g != 0 {
+                if g == 0 || !g.is_multiple_of(32) || !self.k.is_multiple_of(g) {
                     return Err(LowbitError::KNotDivisible { k: self.k, group: g });
                 }
                 check_len("W4A8 group scales", self.group_scales.len(), self.n * (self.k / g))?;
@@ -207,7 +207,7 @@ pub fn w4_column(t: usize, nib: usize) -> usize {
 /// 32-column block four words, word `t`, nibble `i` = column `32 b + w4_column(t, i)`.
 pub fn pack_w4(codes: &[i8], n: usize, k: usize) -> Result<Vec<u32>> {
     check_len("W4 codes", codes.len(), n * k)?;
-    if k % 32 != 0 {
+    if !k.is_multiple_of(32) {
         return Err(LowbitError::KNotDivisible { k, group: 32 });
     }
     if let Some(i) = codes.iter().position(|&q| !(-8..=7).contains(&q)) {
@@ -252,7 +252,7 @@ pub fn tiled_bytes(n: usize, k: usize, w4: bool) -> usize {
 pub fn tile_weight(rows: &[u8], n: usize, k: usize, w4: bool) -> Result<Vec<u8>> {
     let row_bytes = if w4 { k / 2 } else { k };
     check_len("int8 GEMM weight bytes", rows.len(), n * row_bytes)?;
-    if k % if w4 { 32 } else { 16 } != 0 {
+    if !k.is_multiple_of(if w4 { 32 } else { 16 }) {
         return Err(LowbitError::KNotDivisible { k, group: if w4 { 32 } else { 16 } });
     }
     let stage = if w4 { TILE_COLS / 2 } else { TILE_COLS };
@@ -399,7 +399,7 @@ pub struct ActQuantResult {
 
 /// In-place normalized fast Walsh–Hadamard transform on each block of `h` values (`h` a power of two).
 pub fn fwht_normalized(v: &mut [f32], h: usize) {
-    assert!(h.is_power_of_two() && v.len() % h == 0, "block size");
+    assert!(h.is_power_of_two() && v.len().is_multiple_of(h), "block size");
     for block in v.chunks_mut(h) {
         let mut len = 1;
         while len < h {
@@ -422,7 +422,7 @@ pub fn fwht_normalized(v: &mut [f32], h: usize) {
 /// f32 ulps, so codes may differ by one where a value falls on a rounding boundary.
 pub fn act_quant_reference(x: &[f32], m: usize, k: usize, opt: &ActQuantOptions) -> Result<ActQuantResult> {
     check_len("activations", x.len(), m * k)?;
-    if opt.hadamard > 1 && (!opt.hadamard.is_power_of_two() || k % opt.hadamard != 0) {
+    if opt.hadamard > 1 && (!opt.hadamard.is_power_of_two() || !k.is_multiple_of(opt.hadamard)) {
         return Err(LowbitError::invalid("hadamard size", format!("{} (power of two dividing k = {k})", opt.hadamard)));
     }
     let round = |v: f32| if opt.bf16 { bf16::from_f32(v).to_f32() } else { f16::from_f32(v).to_f32() };

@@ -78,10 +78,10 @@ pub fn int8_shape_supported(m: usize, n: usize, k: usize) -> Result<()> {
     if m == 0 || n == 0 || k == 0 || m > i32::MAX as usize || n > i32::MAX as usize || k > i32::MAX as usize {
         return bad(format!("m={m} n={n} k={k} (each 1..=2^31-1)"));
     }
-    if k % 4 != 0 {
+    if !k.is_multiple_of(4) {
         return bad(format!("k = {k} is not a multiple of 4 (int8 leading dimensions)"));
     }
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         return bad(format!("n = {n} is not a multiple of 4 (ld of the int32 output)"));
     }
     Ok(())
@@ -172,7 +172,7 @@ impl CublasLtInt8 {
     /// alive until the call has executed; `y` aliases neither input.
     pub unsafe fn matmul_raw(&self, m: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
         int8_shape_supported(m, n, k)?;
-        if x % 16 != 0 || w % 16 != 0 || y % 16 != 0 {
+        if !x.is_multiple_of(16) || !w.is_multiple_of(16) || !y.is_multiple_of(16) {
             return Err(CudaError::Alignment { launcher: NAME, detail: "x, w and y must be 16-byte aligned".into() });
         }
         self.plan(m, n, k)?;

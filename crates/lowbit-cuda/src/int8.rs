@@ -139,7 +139,7 @@ impl Int8Gemm {
     /// Uploads an int8 weight (W8A8). K must be a multiple of 16.
     pub fn new_w8(dev: &Device, w: &W8Weight) -> Result<Self> {
         w.validate()?;
-        if w.k % 16 != 0 || w.k == 0 {
+        if !w.k.is_multiple_of(16) || w.k == 0 {
             return Err(CudaError::Shape {
                 launcher: LAUNCHER,
                 detail: format!("W8 k = {} (need a multiple of 16)", w.k),
@@ -160,7 +160,7 @@ impl Int8Gemm {
                 detail: format!("W8 codes {} / scales {} for n = {n}, k = {k}", codes.len(), scales.len()),
             });
         }
-        if k % 16 != 0 || k == 0 {
+        if !k.is_multiple_of(16) || k == 0 {
             return Err(CudaError::Shape { launcher: LAUNCHER, detail: format!("W8 k = {k} (need a multiple of 16)") });
         }
         let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();

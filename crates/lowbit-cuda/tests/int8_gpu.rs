@@ -156,7 +156,7 @@ fn w4a8_accumulator_is_exact_per_channel_and_grouped() {
         SHAPES.iter().copied().chain([(1, 4096, 4096), (16, 1000, 1024), (300, 260, 640)]).collect();
     for (si, &(m, n, k)) in shapes.iter().enumerate() {
         for group in [None, Some(128), Some(32)] {
-            if group.is_some_and(|g| k % g != 0) {
+            if group.is_some_and(|g| !k.is_multiple_of(g)) {
                 continue;
             }
             let w = W4A8Weight::quantize(rand_w(n, k, 50 + si as u64).view(), group).unwrap();
@@ -432,8 +432,8 @@ fn bad_inputs_are_typed_errors() {
         assert!(matches!(e, CudaError::NoKernel { .. }), "{e}");
     }
     let x = upload(&dev, &rand_i8(4 * 64, 2)).unwrap();
-    let mut y16 = upload(&dev, &vec![0u16; 4 * 8]).unwrap();
-    let mut y32 = upload(&dev, &vec![0i32; 4 * 8]).unwrap();
+    let mut y16 = upload(&dev, &[0u16; 4 * 8]).unwrap();
+    let mut y32 = upload(&dev, &[0i32; 4 * 8]).unwrap();
     let cfg = I8Config::default();
     // wrong output element size, short buffers
     let e =
@@ -448,7 +448,7 @@ fn bad_inputs_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(e, CudaError::BufferSize { .. }), "{e}");
     // int8 output needs a positive scale
-    let mut y8 = upload(&dev, &vec![0i8; 4 * 8]).unwrap();
+    let mut y8 = upload(&dev, &[0i8; 4 * 8]).unwrap();
     let epi = I8Epilogue { out_scale: 0.0, ..I8Epilogue::scaled(I8Out::I8, RowScale::PerTensor(1.0)) };
     let e = g.run(&dev, &x, 4, &epi, &mut y8, cfg, None).unwrap_err();
     assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
@@ -471,8 +471,8 @@ fn bad_inputs_are_typed_errors() {
     assert!(W4A8Weight::quantize(rand_w(4, 48, 3).view(), None).is_err());
     // act_quant: Hadamard size not dividing K, K too large
     let xb = upload(&dev, &vec![0x3C00u16; 2 * 96]).unwrap();
-    let mut q = upload(&dev, &vec![0i8; 2 * 96]).unwrap();
-    let mut s = upload(&dev, &vec![0f32; 2]).unwrap();
+    let mut q = upload(&dev, &[0i8; 2 * 96]).unwrap();
+    let mut s = upload(&dev, &[0f32; 2]).unwrap();
     let cfg = ActQuantConfig { hadamard: 64, ..Default::default() };
     let e = act_quant(&dev, &xb, 2, 96, OutDtype::F16, None, &cfg, &mut q, &mut s).unwrap_err();
     assert!(matches!(e, CudaError::Shape { .. }), "{e}");
