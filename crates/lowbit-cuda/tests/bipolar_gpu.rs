@@ -91,7 +91,7 @@ fn gpu_bipolar_planes_exact_every_pq() {
                 let want = bipolar_gemm_exact(&x, &w).unwrap();
                 let cfgs = [
                     BipConfig { mapping: Some(BipMapping::Planes), ..Default::default() },
-                    BipConfig { mapping: Some(BipMapping::Planes), bx: Some(8), splits: Some(3), ..Default::default() },
+                    BipConfig { mapping: Some(BipMapping::Planes), bx: Some(8), splits: Some(3) },
                 ];
                 for cfg in cfgs {
                     match run_i32(&dev, &g, &x, cfg) {
@@ -184,10 +184,10 @@ fn gpu_bipolar_f16_epilogue_both_mappings() {
                 if mapping == BipMapping::Planes {
                     assert_eq!(got, want_bits, "planes W{q}A{p} offsets {offsets}: f16 epilogue not bit-exact");
                 } else {
-                    for i in 0..m * n {
+                    for (i, &bits) in got.iter().enumerate() {
                         let (r, c) = (i / n, i % n);
                         let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
-                        let g = f16::from_bits(got[i]).to_f64();
+                        let g = f16::from_bits(bits).to_f64();
                         let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
                         assert!((g - want).abs() <= tol, "int8 W{q}A{p} off {offsets} ({r},{c}): got {g} want {want}");
                     }
