@@ -352,17 +352,7 @@ impl BipolarGemm {
     }
 
     fn check_device(&self, dev: &Device) -> Result<()> {
-        if dev.ordinal() != self.ordinal {
-            return Err(CudaError::InvalidArgument {
-                launcher: LAUNCHER,
-                detail: format!(
-                    "weight lives on device {}, launch requested on device {}",
-                    self.ordinal,
-                    dev.ordinal()
-                ),
-            });
-        }
-        Ok(())
+        dev.check_owner(self.ordinal, LAUNCHER)
     }
 
     /// Checks that `m` rows can run with `config`; returns the plan with its mapping and workspace size.

@@ -346,17 +346,7 @@ impl DeviceWeight {
     }
 
     fn check_device(&self, dev: &Device) -> Result<()> {
-        if dev.ordinal() != self.ordinal {
-            return Err(CudaError::InvalidArgument {
-                launcher: "DeviceWeight",
-                detail: format!(
-                    "weight lives on device {}, launch requested on device {}",
-                    self.ordinal,
-                    dev.ordinal()
-                ),
-            });
-        }
-        Ok(())
+        dev.check_owner(self.ordinal, "DeviceWeight")
     }
 
     /// Dequantizes into `out` (shape `[N, K]`, its own dtype) on `dev`'s stream. Asynchronous:

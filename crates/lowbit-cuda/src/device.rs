@@ -127,6 +127,18 @@ impl Device {
         self.info.ordinal
     }
 
+    /// `Ok` when data that lives on device `owner` may be used on this device; otherwise the typed error every
+    /// resident weight (dequantizer and GEMM families) reports, naming `launcher` and both ordinals.
+    pub fn check_owner(&self, owner: usize, launcher: &'static str) -> Result<()> {
+        if self.ordinal() != owner {
+            return Err(CudaError::InvalidArgument {
+                launcher,
+                detail: format!("weight lives on device {owner}, launch requested on device {}", self.ordinal()),
+            });
+        }
+        Ok(())
+    }
+
     /// Makes this device's context current on the calling thread (the kernel library's runtime
     /// launches into the current context).
     pub fn bind_to_thread(&self) -> Result<()> {

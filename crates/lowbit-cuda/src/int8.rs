@@ -240,17 +240,7 @@ impl Int8Gemm {
     }
 
     fn check_device(&self, dev: &Device) -> Result<()> {
-        if dev.ordinal() != self.ordinal {
-            return Err(CudaError::InvalidArgument {
-                launcher: LAUNCHER,
-                detail: format!(
-                    "weight lives on device {}, launch requested on device {}",
-                    self.ordinal,
-                    dev.ordinal()
-                ),
-            });
-        }
-        Ok(())
+        dev.check_owner(self.ordinal, LAUNCHER)
     }
 
     /// Checks that the kernels implement `m` rows with `config`; returns the plan with its workspace size.

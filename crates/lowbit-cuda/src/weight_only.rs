@@ -341,17 +341,7 @@ impl WeightOnlyGemm {
     }
 
     fn check_device(&self, dev: &Device) -> Result<()> {
-        if dev.ordinal() != self.ordinal {
-            return Err(CudaError::InvalidArgument {
-                launcher: LAUNCHER,
-                detail: format!(
-                    "weight lives on device {}, launch requested on device {}",
-                    self.ordinal,
-                    dev.ordinal()
-                ),
-            });
-        }
-        Ok(())
+        dev.check_owner(self.ordinal, LAUNCHER)
     }
 
     /// Allocates a workspace big enough for `plan` (None when it needs none).
