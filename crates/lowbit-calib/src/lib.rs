@@ -16,6 +16,9 @@
 //! - [`datatype`]: BitMoD per-group datatype search options (squared or Hessian-weighted error, candidate
 //!   subsets) and [`bitmod_quantize`].
 //! - [`linalg`]: Cholesky, triangular inverse, and the upper Cholesky factor of `H⁻¹`.
+//! - [`quamba`]: Quamba / Quamba2 for Mamba SSMs: the percentile EMA observer, group absmax observers (B/C
+//!   per state group, x per cluster, SSM state per cluster and state index), sort-and-cluster (head and
+//!   channel reordering with Ward / K-means clusters), and offline Hadamard fusion.
 //!
 //! Bipolar conversion of an INT weight is lowbit-core's ([`lowbit_core::BipolarMatrix::from_int_affine`],
 //! lossless), so it is not repeated here.
@@ -47,6 +50,7 @@ pub mod gptq;
 pub mod hessian;
 pub mod linalg;
 pub mod observer;
+pub mod quamba;
 
 pub use datatype::{DatatypeSearch, ErrorMetric, bitmod_quantize};
 pub use error::{CalibError, Result};
