@@ -15,7 +15,7 @@ else an emulated path (exact dequantization + torch matmul) gives the same resul
 from __future__ import annotations
 
 from . import _C, ops
-from .configs import W4A8, W8A8, Bipolar, GPTQOptions, WeightOnly
+from .configs import W4A8, W8A8, Bipolar, GPTQOptions, Mamba, WeightOnly
 from .modules import LowbitLinear, PackedWeight
 from .quantize import Calibration, LayerReport, QuantizeReport, calibrate, quantize_
 from .serialization import load, save
@@ -41,6 +41,7 @@ __all__ = [
     "GPTQOptions",
     "LayerReport",
     "LowbitLinear",
+    "Mamba",
     "PackedWeight",
     "QuantizeReport",
     "WeightOnly",

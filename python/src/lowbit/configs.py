@@ -192,8 +192,63 @@ class Bipolar:
         return False
 
 
-Config = Union[WeightOnly, W8A8, W4A8, Bipolar]
-CONFIG_TYPES = (WeightOnly, W8A8, W4A8, Bipolar)
+@dataclass(frozen=True)
+class Mamba:
+    """Quamba2-style SSM-aware quantization of Mamba1 / Mamba2 mixers (`lowbit.mamba`): W8A8, W4A8 or W4A16.
+
+    - `w_bits` 8 (int8 per output channel) or 4 (INT4 groups of `group_size`, GPTQ with `calib_data`);
+      `a_bits` 8 (int8 activations with static calibrated scales end to end) or 16 (float activations, only
+      with `w_bits=4`).
+    - `sort_and_cluster`: Mamba2's sort-and-cluster scales of the SSM input x (`head_clusters` x
+      `dim_clusters` per SSD group); for Mamba1 it needs `pseudo_headdim` (channels of d_inner treated as a
+      head); off, x gets one per-tensor percentile scale (`percentile`, Quamba).
+    - `per_state_group`: one scale per SSD group for B and C (Mamba2), else per-tensor.
+    - `hadamard`: fuse block Hadamards into in_proj / out_proj with the online FWHTs.
+    - `gptq`: GPTQ for 4-bit weights when calibration data is given (else round-to-nearest).
+    - `quantize_head`: also quantize the embedding (int8 / int4 per row) and lm_head (as the blocks' linears).
+    """
+
+    w_bits: int = 8
+    a_bits: int = 8
+    group_size: int = 128
+    sort_and_cluster: bool = True
+    per_state_group: bool = True
+    hadamard: bool = True
+    gptq: bool = True
+    percentile: float = 0.9995
+    head_clusters: int = 4
+    dim_clusters: int = 4
+    pseudo_headdim: Optional[int] = None
+    quantize_head: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("w_bits", self.w_bits, (4, 8))
+        _check_int("a_bits", self.a_bits, (8, 16))
+        if self.w_bits == 8 and self.a_bits == 16:
+            raise ValueError("Mamba(w_bits=8, a_bits=16) is not a lowbit configuration (choose W8A8, W4A8 or W4A16)")
+        _check_group(self.group_size)
+        if not (0.5 < self.percentile <= 1.0):
+            raise ValueError(f"percentile={self.percentile} must be in (0.5, 1]")
+        for name in ("head_clusters", "dim_clusters"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not (1 <= v <= 64):
+                raise ValueError(f"{name}={v!r} must be an int in 1..64")
+        if self.pseudo_headdim is not None and (
+            isinstance(self.pseudo_headdim, bool) or not isinstance(self.pseudo_headdim, int) or self.pseudo_headdim < 1
+        ):
+            raise ValueError(f"pseudo_headdim={self.pseudo_headdim!r} must be a positive int or None")
+
+    @property
+    def scheme(self) -> str:
+        return f"mamba-w{self.w_bits}a{self.a_bits}"
+
+    @property
+    def act_bits(self) -> Optional[int]:
+        return 8 if self.a_bits == 8 else None
+
+
+Config = Union[WeightOnly, W8A8, W4A8, Bipolar, Mamba]
+CONFIG_TYPES = (WeightOnly, W8A8, W4A8, Bipolar, Mamba)
 
 
 def config_to_dict(config: Config) -> dict[str, object]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import _C
-from .configs import CONFIG_TYPES, W4A8, W8A8, Bipolar, Config, WeightOnly, config_to_dict
+from .configs import CONFIG_TYPES, W4A8, W8A8, Bipolar, Config, Mamba, WeightOnly, config_to_dict
 from .modules import LowbitLinear, PackedWeight
 
 FilterFn = Callable[[nn.Module, str], bool]
@@ -218,6 +218,10 @@ def quantize_(
         )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(config, Mamba):  # SSM-aware: whole Mamba mixers, not single nn.Linear layers (lowbit.mamba)
+        from .mamba import quantize_mamba_
+
+        return quantize_mamba_(model, config, calib_data, filter_fn, progress=progress)
     if isinstance(config, WeightOnly) and config.act_order and calib_data is None:
         raise ValueError("act_order needs calib_data (the column order comes from the Hessian)")
     if isinstance(config, (W8A8, W4A8)) and config.static_scales and calib_data is None:

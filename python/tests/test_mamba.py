@@ -1,0 +1,282 @@
+"""lowbit.Mamba (Quamba2-style SSM quantization) on random-init HF Mamba1 / Mamba2 models and the real typeseg tagger.
+
+Tolerances: relative L2 error of the logits vs fp32. Random-init tiny models have unstructured weights, so 4-bit
+weights alone cost ~10-30% (the W4A16 row shows the weight-only part); the bounds are about 1.5x what the
+emulated path measures here, so a broken scale, permutation or cache path (errors of order 1) fails them.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lowbit
+from lowbit import mamba as lm
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 97
+
+
+def _mamba1() -> nn.Module:
+    torch.manual_seed(1)
+    cfg = transformers.MambaConfig(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, expand=2, state_size=8, conv_kernel=4, time_step_rank=8
+    )
+    return transformers.MambaForCausalLM(cfg).eval()
+
+
+def _mamba2() -> nn.Module:
+    torch.manual_seed(2)
+    cfg = transformers.Mamba2Config(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=2,
+        expand=2,
+        head_dim=16,
+        num_heads=8,
+        n_groups=2,
+        state_size=16,
+        chunk_size=8,
+        conv_kernel=4,
+    )
+    return transformers.Mamba2ForCausalLM(cfg).eval()
+
+
+MODELS = {"mamba1": _mamba1, "mamba2": _mamba2}
+CONFIGS = {
+    "w8a8": (lowbit.Mamba(w_bits=8, a_bits=8), 0.10),
+    "w4a8": (lowbit.Mamba(w_bits=4, a_bits=8, group_size=32), 0.45),
+    "w4a16": (lowbit.Mamba(w_bits=4, a_bits=16, group_size=32), 0.45),
+}
+
+
+def _calib(n: int = 3, length: int = 19) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    return [torch.randint(0, VOCAB, (2, length), generator=g) for _ in range(n)]
+
+
+def _ids(length: int = 13) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (2, length), generator=torch.Generator().manual_seed(3))
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / a.float().norm())
+
+
+def _quantized(kind: str, config: lowbit.Mamba) -> tuple[nn.Module, nn.Module]:
+    model = MODELS[kind]()
+    q = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lowbit.quantize_(q, config, calib_data=_calib(), progress=False)
+    return model, q
+
+
+def _mixer_input(model: nn.Module, ids: torch.Tensor, layer: int = 0) -> torch.Tensor:
+    bb = model.backbone
+    with torch.no_grad():
+        return bb.layers[layer].norm(bb.embeddings(ids))
+
+
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_float_replay_matches_hf_mixer(kind: str) -> None:
+    model = MODELS[kind]()
+    h = _mixer_input(model, _ids())
+    mixer = model.backbone.layers[0].mixer
+    with torch.no_grad():
+        ref = mixer(h)
+        mine = lm._m1_forward(lm.spec_of(mixer), h) if kind == "mamba1" else lm._m2_forward(lm.spec_of(mixer), h)
+    assert _rel(ref, mine) < 1e-5
+
+
+def test_fwht_is_an_orthonormal_symmetric_transform() -> None:
+    x = torch.randn(3, 96)
+    for block in (2, 8, 32):
+        y = lm.fwht(x, block)
+        torch.testing.assert_close(lm.fwht(y, block), x, atol=1e-5, rtol=1e-5)  # H·H = I
+        torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1), atol=1e-4, rtol=1e-5)
+    h = lm.fwht(torch.eye(16), 16)
+    torch.testing.assert_close(h, h.T)
+    assert lm.hadamard_block(2560) == 512 and lm.hadamard_block(5120) == 1024 and lm.hadamard_block(33) == 1
+    with pytest.raises(ValueError):
+        lm.fwht(x, 64)
+
+
+def test_mamba2_reordering_alone_is_compute_invariant() -> None:
+    model = _mamba2()
+    h = _mixer_input(model, _ids(11))
+    p = lm.spec_of(model.backbone.layers[0].mixer)
+    stat = torch.rand(p.d_inner)
+    snc = lm.sort_and_cluster(stat, p.ngroups, p.nheads // p.ngroups, p.headdim, 2, 4)
+    assert snc["head_perm"] != list(range(p.nheads)) or snc["channel_perm"] != list(range(p.d_inner))
+    q = lm.reorder_mamba2(p, snc["head_perm"], snc["channel_perm"])
+    with torch.no_grad():
+        torch.testing.assert_close(lm._m2_forward(q, h), lm._m2_forward(p, h), atol=1e-5, rtol=1e-5)
+    # channels that leave their head are rejected
+    bad = list(range(p.d_inner))
+    bad[0], bad[p.headdim] = bad[p.headdim], bad[0]
+    with pytest.raises(ValueError):
+        lm.reorder_mamba2(p, list(range(p.nheads)), bad)
+
+
+def test_mamba1_reordering_alone_is_compute_invariant() -> None:
+    model = _mamba1()
+    h = _mixer_input(model, _ids(11))
+    p = lm.spec_of(model.backbone.layers[0].mixer)
+    perm = torch.randperm(p.d_inner, generator=torch.Generator().manual_seed(0)).tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(lm._m1_forward(lm.reorder_mamba1(p, perm), h), lm._m1_forward(p, h))
+
+
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_hadamard_fusion_alone_is_compute_invariant(kind: str) -> None:
+    model = MODELS[kind]()
+    h = _mixer_input(model, _ids(9))
+    p = lm.spec_of(model.backbone.layers[0].mixer)
+    q = lm.fuse_hadamard(p, lm.hadamard_block(p.w_in.shape[1]), lm.hadamard_block(p.w_out.shape[1]))
+    assert q.had_in == 64 and q.had_out == 128
+    fwd = lm._m1_forward if kind == "mamba1" else lm._m2_forward
+    with torch.no_grad():
+        torch.testing.assert_close(fwd(q, h), fwd(p, h), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cfg", list(CONFIGS))
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_quantized_model_stays_close_to_fp32(kind: str, cfg: str) -> None:
+    config, tol = CONFIGS[cfg]
+    model, q = _quantized(kind, config)
+    mixers = [m for m in q.modules() if isinstance(m, (lm.QuantMamba1Mixer, lm.QuantMamba2Mixer))]
+    assert len(mixers) == 2
+    ids = _ids(13)
+    with torch.no_grad():
+        err = _rel(model(ids).logits, q(ids).logits)
+    assert err < tol, f"{kind} {cfg}: relative logit error {err:.4f} >= {tol}"
+
+
+@pytest.mark.parametrize("cfg", ["w8a8", "w4a16"])
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_decode_with_cache_equals_prefill(kind: str, cfg: str) -> None:
+    _, q = _quantized(kind, CONFIGS[cfg][0] if cfg == "w8a8" else lowbit.Mamba(4, 16, group_size=32, gptq=False))
+    ids = _ids(9)
+    with torch.no_grad():
+        full = q(ids).logits
+        cache = transformers.DynamicCache(config=q.config)
+        out = q(ids[:, :5], cache=cache, use_cache=True)
+        steps = [out.logits]
+        for t in range(5, ids.shape[1]):
+            out = q(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+            steps.append(out.logits)
+        stepped = torch.cat(steps, dim=1)
+    # int8 path: identical codes everywhere; y passes through f16 in both paths, the state update order differs
+    assert _rel(full, stepped) < 2e-3
+    with torch.no_grad():
+        gen = q.generate(ids[:1, :4], max_new_tokens=5, do_sample=False)
+        manual = ids[:1, :4]
+        for _ in range(5):
+            manual = torch.cat([manual, q(manual).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(gen, manual)
+
+
+def test_sort_and_cluster_and_per_state_group_options_run() -> None:
+    model = _mamba2()
+    ids = _ids(13)
+    errs = {}
+    for name, cfg in {
+        "quamba2": lowbit.Mamba(8, 8),
+        "per_tensor": lowbit.Mamba(8, 8, sort_and_cluster=False, per_state_group=False),
+    }.items():
+        q = copy.deepcopy(model)
+        lowbit.quantize_(q, cfg, calib_data=_calib(), progress=False)
+        with torch.no_grad():
+            errs[name] = _rel(model(ids).logits, q(ids).logits)
+    assert all(e < 0.2 for e in errs.values()), errs
+
+
+def test_bare_mixer() -> None:
+    model = _mamba2()
+    mixer = model.backbone.layers[1].mixer
+    calib = [torch.randn(2, 17, 64) for _ in range(3)]
+    q = lm.quantize_mixer(mixer, lowbit.Mamba(8, 8), calib)
+    assert isinstance(q, lm.QuantMamba2Mixer) and q.gamma is None
+    h = torch.randn(2, 11, 64)
+    with torch.no_grad():
+        assert _rel(mixer(h), q(h)) < 0.1
+    with pytest.raises(ValueError, match="quantize_mixer"):
+        lowbit.quantize_(mixer, lowbit.Mamba(8, 8), calib_data=calib)
+
+
+def test_bad_configs_raise() -> None:
+    with pytest.raises(ValueError):
+        lowbit.Mamba(w_bits=8, a_bits=16)
+    with pytest.raises(ValueError):
+        lowbit.Mamba(w_bits=3)
+    with pytest.raises(ValueError):
+        lowbit.Mamba(a_bits=4)
+    with pytest.raises(ValueError):
+        lowbit.Mamba(head_clusters=0)
+    with pytest.raises(ValueError):
+        lowbit.Mamba(percentile=0.2)
+    with pytest.raises(ValueError, match="calib_data"):
+        lowbit.quantize_(_mamba1(), lowbit.Mamba(8, 8))
+    with pytest.raises(ValueError, match="no Mamba"):
+        lowbit.quantize_(nn.Sequential(nn.Linear(4, 4)), lowbit.Mamba(4, 16))
+    with pytest.raises(ValueError, match="pseudo_headdim"):
+        lowbit.quantize_(_mamba1(), lowbit.Mamba(8, 8, pseudo_headdim=48), calib_data=_calib(1))
+
+
+# ---- typeseg: the real pretrained bidirectional Mamba-1 -------------------------------------------------------
+
+
+def _typeseg():
+    tp = pytest.importorskip("typeseg_port")
+    if not tp.have_typeseg():
+        pytest.skip("typeseg is not installed in .tools/models (scripts/setup)")
+    return tp
+
+
+@pytest.mark.model
+def test_typeseg_port_matches_package_forward() -> None:
+    tp = _typeseg()
+    toks = tp.tokens("def f(x):\n    return x * 2\n<div>hi</div>\nSELECT 1;  -- end\n")
+    ref = tp.reference_logits(toks)
+    with torch.no_grad():
+        out = tp.model()(torch.from_numpy(toks.astype(np.int64))[None])[0].numpy()
+    assert np.abs(out - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+@pytest.mark.model
+def test_typeseg_w8a8_agreement() -> None:
+    tp = _typeseg()
+    from helpers import text
+
+    model = tp.model()
+    calib = tp.windows(text("python-docs-calib.txt"), 128, 2)
+    evalw = tp.windows(text("python-docs-eval.txt"), 256, 1)
+    q = copy.deepcopy(model)
+    lowbit.quantize_(q, lowbit.Mamba(8, 8), calib_data=calib, progress=False)
+    assert isinstance(q.blocks[0].mixer, lm.QuantMamba1Mixer)
+    with torch.no_grad():
+        agree = np.mean([float((model(w).argmax(-1) == q(w).argmax(-1)).float().mean()) for w in evalw])
+    assert agree >= 0.99, agree
+
+
+# ---- GPU: kernels == emulated ------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_gpu_kernels_match_emulated(kind: str, cuda_device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, q = _quantized(kind, lowbit.Mamba(8, 8))
+    q = q.to(cuda_device).half()
+    ids = _ids(37).to(cuda_device)
+    with torch.no_grad():
+        kern = q(ids).logits
+        monkeypatch.setenv("LOWBIT_EMULATE", "1")
+        emu = q(ids).logits
+    assert _rel(emu, kern) < 2e-2
