@@ -518,6 +518,124 @@ lowbit_status lowbit_bip_act_quant(const void *x, int64_t ldx, int64_t m, int64_
                                    float *scales, int32_t *row_sums, float *row_corr, uint32_t *planes, int64_t ld,
                                    int64_t plane_stride, int8_t *codes8, int64_t ldc, void *stream);
 
+/* ---------------------------------------------------------------------------------------------
+ * State-space models, Mamba1 side and shared pieces (kernels/ssm): int8 causal depthwise conv1d, the
+ * Mamba1 selective scan with int8 inputs, gated RMSNorm -> FWHT -> int8. Quantization is symmetric:
+ * value = code * scale, codes -127..127, quantize = sat127(rne(v / s)). Activations are row-major
+ * [batch, len, channels] with `ld*` elements between consecutive tokens (rows), so a slice of a wider
+ * projection output can be passed without a copy; token (b, t) starts at (b * len + t) * ld.
+ * ------------------------------------------------------------------------------------------- */
+
+/** Largest conv1d width the kernels take (Mamba uses 4). */
+#define LOWBIT_SSM_MAX_CONV_WIDTH 4
+/** Largest Mamba1 d_state the selective scan takes. */
+#define LOWBIT_SSM_MAX_DSTATE 64
+/** Largest row length of lowbit_ssm_gated_rmsnorm_quant (one row in shared memory). */
+#define LOWBIT_SSM_MAX_NORM_DIM 16384
+
+/**
+ * Causal depthwise conv1d on int8 activations, prefill over a whole sequence:
+ *   y[b, t, c] = sum_{j < W} weight[c, j] * (x[b, t - W + 1 + j, c] * x_scale[c]) + bias[c]
+ * with x = 0 before t = 0 (each sequence starts from an empty state), then SiLU when `silu` != 0, then
+ * q[b, t, c] = sat127(rne(y / out_scale[c])). f32 arithmetic. x int8 [batch, len, channels] (`ldx`),
+ * y int8 [batch, len, channels] (`ldy`, must not overlap x); x_scale, bias (may be NULL), out_scale f32 [channels];
+ * weight f32 [channels, width]. Limits: 1 <= width <= LOWBIT_SSM_MAX_CONV_WIDTH, batch * len < 2^31,
+ * channels < 2^31; scale / weight / bias 4-byte aligned; out_scale entries > 0 (not checked: device memory).
+ * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL pointer), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_ssm_conv1d_int8(const int8_t *x, int64_t ldx, int64_t batch, int64_t len, int64_t channels,
+                                     const float *x_scale, const float *weight, int32_t width, const float *bias,
+                                     const float *out_scale, int32_t silu, int8_t *y, int64_t ldy, void *stream);
+
+/**
+ * One decode step of the same conv1d: conv_state int8 [batch, channels, width] holds the last `width` input
+ * codes of each channel (oldest first, same x_scale); it is shifted left by one and x[b, c] appended (in
+ * place), then y[b, c] = quant(act(sum_j weight[c, j] * state[b, c, j] * x_scale[c] + bias[c])) as above.
+ * x int8 [batch, channels] (`ldx`), y int8 [batch, channels] (`ldy`). Limits and errors as the prefill.
+ */
+lowbit_status lowbit_ssm_conv1d_update_int8(const int8_t *x, int64_t ldx, int8_t *conv_state, int64_t batch,
+                                            int64_t channels, const float *x_scale, const float *weight,
+                                            int32_t width, const float *bias, const float *out_scale, int32_t silu,
+                                            int8_t *y, int64_t ldy, void *stream);
+
+/** Inputs of the Mamba1 selective scan (lowbit_ssm_selective_scan_int8 / lowbit_ssm_state_update_int8). */
+typedef struct lowbit_ssm_scan_params {
+    /** u (the conv output x) int8 [batch, len, dim], `ldu` elements per token; scale per channel [dim]. */
+    const int8_t *u;
+    int64_t ldu;
+    const float *u_scale;
+    /** dt int8 [batch, len, dim] (`lddt`), per-tensor scale; dt_bias f32 [dim] (may be NULL = 0). */
+    const int8_t *dt;
+    int64_t lddt;
+    float dt_scale;
+    const float *dt_bias;
+    /** delta = softplus(dt * dt_scale + dt_bias) + dt_add (softplus skipped when delta_softplus == 0). */
+    float dt_add;
+    int32_t delta_softplus;
+    /** A f32 [dim, dstate] (already negative: -exp(A_log)). */
+    const float *a;
+    /** B and C int8 [batch, len, dstate] (`ldb` / `ldc`), per-tensor scales. */
+    const int8_t *b;
+    int64_t ldb;
+    float b_scale;
+    const int8_t *c;
+    int64_t ldc;
+    float c_scale;
+    /** D skip f32 [dim] (may be NULL = none). */
+    const float *d_skip;
+    /** z gate int8 [batch, len, dim] (`ldz`, may be NULL = no gate), per-tensor scale. */
+    const int8_t *z;
+    int64_t ldz;
+    float z_scale;
+    /** Sizes. dstate <= LOWBIT_SSM_MAX_DSTATE. */
+    int64_t batch;
+    int64_t len;
+    int64_t dim;
+    int64_t dstate;
+    /** Nonzero: scan t = len - 1 down to 0 (the backward half of a bidirectional Mamba). */
+    int32_t reverse;
+} lowbit_ssm_scan_params;
+
+/**
+ * Mamba1 selective scan with int8 inputs, f32 arithmetic and state: for every (b, d), over t in scan order,
+ *   delta = softplus(dt * dt_scale + dt_bias[d]) + dt_add         (softplus(v) = v for v > 20)
+ *   h[n]  = exp(delta * A[d, n]) * h[n] + delta * (B[b, t, n] * b_scale) * (u * u_scale[d])
+ *   y     = sum_n (C[b, t, n] * c_scale) * h[n] + d_skip[d] * u * u_scale[d];  y *= silu(z * z_scale) if z
+ * h starts at initial_state f32 [batch, dim, dstate] (NULL: zeros); the last h goes to final_state (same shape,
+ * may be NULL; may equal initial_state: each element is read before it is written). y is f16 [batch, len, dim]
+ * (`ldy`). Limits: 1 <= dstate <= LOWBIT_SSM_MAX_DSTATE, batch * len < 2^31, dim < 2^31; float pointers 4-byte,
+ * y 2-byte aligned; scales finite. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT,
+ * LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_ssm_selective_scan_int8(const lowbit_ssm_scan_params *p, const float *initial_state,
+                                             float *final_state, void *y, int64_t ldy, void *stream);
+
+/**
+ * One decode step of the selective scan: p->len must be 1 (inputs [batch, dim] / [batch, dstate] with `ld*`
+ * elements between batch rows) and p->reverse 0; state f32 [batch, dim, dstate] is updated in place; y f16
+ * [batch, dim] (`ldy`). Same arithmetic, limits and errors as lowbit_ssm_selective_scan_int8.
+ */
+lowbit_status lowbit_ssm_state_update_int8(const lowbit_ssm_scan_params *p, float *state, void *y, int64_t ldy,
+                                           void *stream);
+
+/**
+ * Gated RMSNorm -> Hadamard -> int8, one CTA per row (token): y f16 [rows, dim] (`ldy`) ->
+ *   g = y * silu(z * z_scale) when z (int8 [rows, dim], `ldz`) is not NULL, else y;
+ *   when norm != 0: g = g * rsqrt(mean(g^2 over its group) + eps) on each group of `group_size` contiguous
+ *       channels (group_size divides dim; Mamba2's norm_before_gate = False);
+ *   g = g * weight[i] when weight (f32 [dim]) is not NULL;
+ *   g = FWHT_H(g) / sqrt(H) on each block of `hadamard` = H contiguous channels when H > 1 (power of two
+ *       dividing dim, the lowbit_act_quant transform);
+ *   q = sat127(rne(g / out_scale)) (static per-tensor scale), int8 [rows, dim] (`ldq`).
+ * Limits: 1 <= dim <= LOWBIT_SSM_MAX_NORM_DIM, rows < 2^31; y, z rows, weight aligned to their element size.
+ * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL y / q, out_scale <= 0 or not
+ * finite, eps < 0), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_ssm_gated_rmsnorm_quant(const void *y, int64_t ldy, const int8_t *z, int64_t ldz, float z_scale,
+                                             const float *weight, int64_t rows, int64_t dim, int64_t group_size,
+                                             float eps, int32_t norm, int32_t hadamard, float out_scale, int8_t *q,
+                                             int64_t ldq, void *stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 static_assert(sizeof(lowbit_status) == 8, "lowbit_status is two int32_t");

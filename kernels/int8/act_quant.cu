@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "lowbit/check.cuh"
+#include "lowbit/row_ops.cuh"
 #include "lowbit_kernels.h"
 
 namespace {
@@ -29,27 +30,6 @@ template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-// Sum (or max) over the CTA; every thread gets the result.
-template <bool MAX>
-__device__ float block_reduce(float v, float* red) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, u) : v + u;
-    }
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    __syncthreads();  // red[] may still be read by a previous reduction
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    v = lane < int(blockDim.x >> 5) ? red[lane] : (MAX ? 0.f : 0.f);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, u) : v + u;
-    }
-    return v;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) act_quant_kernel(const T* __restrict__ x, int64_t ldx, T* residual,
@@ -73,21 +53,12 @@ __global__ void __launch_bounds__(kThreads) act_quant_kernel(const T* __restrict
         ss = fmaf(v, v, ss);
     }
     if (gamma) {
-        const float inv = rsqrtf(block_reduce<false>(ss, red) / float(k) + eps);
+        const float inv = rsqrtf(lowbit::block_reduce<false>(ss, red) / float(k) + eps);
         for (int i = threadIdx.x; i < k; i += blockDim.x) row[i] = row[i] * inv * to_f32(gamma[i]);
     }
     float hs = 1.f;
     if (hadamard > 1) {
-        __syncthreads();
-        for (int len = 1; len < hadamard; len <<= 1) {
-            for (int p = threadIdx.x; p < k / 2; p += blockDim.x) {
-                const int i = (p / len) * 2 * len + (p % len), j = i + len;
-                const float a = row[i], b = row[j];
-                row[i] = a + b;
-                row[j] = a - b;
-            }
-            __syncthreads();
-        }
+        lowbit::fwht_shared(row, k, hadamard);
         hs = rsqrtf(float(hadamard));
     }
     float amax = 0.f;
@@ -98,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) act_quant_kernel(const T* __restrict
     }
     float s = static_scale;
     if (!(s > 0.f)) {
-        s = block_reduce<true>(amax, red) / 127.f;
+        s = lowbit::block_reduce<true>(amax, red) / 127.f;
         if (s == 0.f) s = 1.f;
         if (threadIdx.x == 0) scales[m] = s;
     }

@@ -8,6 +8,7 @@
 //! - [`weight`]: [`QuantizedWeight`], the sum of all weight formats, and [`WeightScheme`], the textual scheme
 //!   names (`w4-int-g128`, `w3-mixed-g128`, ...) used by the CLI, the checkpoint and the benches.
 //! - [`mod@reference`]: naive f64-accumulating GEMMs on dequantized operands, the oracle for every kernel.
+//! - [`ssm`]: CPU references of the state-space-model kernels (int8 conv1d, Mamba1 selective scan, gated norm).
 //! - [`metrics`]: SQNR, relative Frobenius error, max abs error.
 //! - [`checkpoint`]: the versioned safetensors checkpoint of quantized tensors.
 //! - [`model`] and [`gguf`]: readers for float model weights (safetensors, GGUF) that the CLI quantizes.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod reference;
 pub mod repack;
+pub mod ssm;
 mod util;
 pub mod weight;
 
