@@ -95,6 +95,9 @@ struct WeightOnlyArgs {
     /// Force the rows of X per block of the mma.sync path: 8, 16, 32 or 64 (default: automatic).
     #[arg(long)]
     m_tile: Option<u32>,
+    /// Force the warps per 16-row strip of the mma.sync path (in-block split-K): 1, 2, 4 or 8.
+    #[arg(long)]
+    k_warps: Option<u32>,
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -238,6 +241,7 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
             },
             splits: a.splits,
             m_tile: a.m_tile,
+            k_warps: a.k_warps,
             ..lowbit_cuda::GemmConfig::default()
         },
     };

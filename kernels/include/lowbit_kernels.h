@@ -266,6 +266,10 @@ typedef struct lowbit_wo_config {
     int32_t kc;
     /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU) or LOWBIT_WO_PATH_WGMMA (sm_90a). */
     int32_t path;
+    /** Warps per 16-row strip of W on the mma.sync path (in-block split-K): 1, 2, 4 or 8; 0 = automatic (more
+     *  than one only for grids smaller than one block per SM whose whole K fits one X chunk). > 1 needs an
+     *  m-tile of 8 or 16 rows and excludes splits > 1 (else LOWBIT_ERR_INVALID_ARGUMENT). */
+    int32_t k_warps;
 } lowbit_wo_config;
 
 /** Values of lowbit_wo_config.path. */

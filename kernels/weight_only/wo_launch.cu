@@ -65,6 +65,7 @@ struct Plan {
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
     int splits, steps_per_split, kc;
+    int kw;      // warps per strip (in-block split-K), 1 = one warp per strip
     int64_t ws_split_bytes, ws_gather_bytes;
 };
 
@@ -119,6 +120,7 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     if (p.wgmma) {
         p.mtiles = int((m + kWgmmaBn - 1) / kWgmmaBn);
         p.splits = 1;
+        p.kw = 1;
         return p;
     }
     const int want_mt = cfg && cfg->m_tile > 0 ? cfg->m_tile / 8 : 0;
@@ -143,11 +145,33 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
         splits = splits > max_splits ? max_splits : splits;
     }
     splits = splits > ksteps ? ksteps : splits;
+    // In-block split-K for small problems: when the whole K range fits one X chunk and there are too few
+    // strip groups to occupy the GPU, give each strip kw warps (the largest kw whose grid still fits one
+    // wave) instead of splitting K across blocks, which costs a memset and a convert launch beside the GEMM
+    // (three graph nodes where cuBLAS's GEMV has one: the batch-1 decode of small models is made of such
+    // layers). An explicit splits or k_warps in the config wins.
+    const int kc_cap = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
+    const int want_kw = cfg ? cfg->k_warps : 0;
+    p.kw = 1;
+    if (want_kw > 1) {
+        p.kw = want_kw;
+        splits = 1;
+    } else if (want_kw == 0 && p.mt <= 2 && !(cfg && cfg->splits > 0) && ksteps * kstep <= kc_cap &&
+               int64_t(nblk) * p.mtiles < sms) {
+        for (int kw = kWarps; kw > 1; kw /= 2) {
+            const int64_t blocks = int64_t((strips + kWarps / kw - 1) / (kWarps / kw)) * p.mtiles;
+            if (blocks <= sms && ksteps >= kw) {
+                p.kw = kw;
+                splits = 1;
+                break;
+            }
+        }
+    }
     p.steps_per_split = (ksteps + splits - 1) / splits;
     p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
     const int kc_max = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
     int kc = p.steps_per_split * kstep;
-    if (kc > kc_max) kc = kc_max / kstep * kstep;
+    if (kc > kc_max && p.kw == 1) kc = kc_max / kstep * kstep;  // kw > 1 needs the whole range in one chunk
     if (kc < kstep) kc = kstep;
     p.kc = kc;
     p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
@@ -247,6 +271,9 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     if (m < 1 || m > (int64_t(1) << 31) - 1 || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
     if (!aligned(x, 2) || !aligned(y, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
     if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 2 ||
+                (cfg->k_warps != 0 && cfg->k_warps != 1 && cfg->k_warps != 2 && cfg->k_warps != 4 &&
+                 cfg->k_warps != 8) ||
+                (cfg->k_warps > 1 && cfg->splits > 1) ||
                 (cfg->m_tile != 0 && cfg->m_tile != 8 && cfg->m_tile != 16 && cfg->m_tile != 32 && cfg->m_tile != 64) ||
                 (cfg->kc != 0 && cfg->kc % (fi.tiles * 16) != 0))) {
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
@@ -262,6 +289,8 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
         pl = make_plan(w, fi, m, dtype, 2, &one, sm_count(num_sms), x_vec);
     }
     if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
+    if (pl.kw > 1 && (pl.wgmma || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     if (!pl.wgmma && mma_smem_bytes(fi, pl) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
@@ -292,6 +321,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     a.kc = pl.kc;
     a.x_vec = (ldx % 8 == 0) && (w->k % 8 == 0) && aligned(x, 16);
     a.auto_splits = !(cfg && cfg->splits > 0);
+    a.kw = pl.kw;
     a.sms = sm_count(num_sms);
     const cudaStream_t s = static_cast<cudaStream_t>(stream);
     const cudaError_t e = dtype == LOWBIT_DTYPE_F16 ? run<__half>(w, a, pl, workspace, s)

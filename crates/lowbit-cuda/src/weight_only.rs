@@ -53,6 +53,9 @@ pub struct GemmConfig {
     pub splits: Option<u32>,
     /// Columns of X staged per shared-memory chunk (a multiple of the format's k-step).
     pub kc: Option<u32>,
+    /// Warps per 16-row strip of W (in-block split-K): 1, 2, 4 or 8 (automatic: more than one for small
+    /// grids whose whole K fits one chunk of X).
+    pub k_warps: Option<u32>,
 }
 
 impl GemmConfig {
@@ -61,6 +64,7 @@ impl GemmConfig {
             m_tile: self.m_tile.unwrap_or(0) as i32,
             splits: self.splits.unwrap_or(0) as i32,
             kc: self.kc.unwrap_or(0) as i32,
+            k_warps: self.k_warps.unwrap_or(0) as i32,
             path: match self.path {
                 None => sys::LOWBIT_WO_PATH_AUTO as i32,
                 Some(GemmPath::Mma) => sys::LOWBIT_WO_PATH_MMA as i32,

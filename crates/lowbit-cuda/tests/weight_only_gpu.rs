@@ -254,11 +254,28 @@ fn gpu_weight_only_forced_plans() {
                             splits: Some(splits),
                             kc: Some(kc),
                             path: Some(GemmPath::Mma),
+                            k_warps: Some(1),
                         };
                         let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
                         if let Err(e) = compare(&format!("{fmt} m={m} {cfg:?}"), &got, &r, dtype) {
                             failures.push(e);
                         }
+                    }
+                }
+            }
+            // In-block split-K: the whole K range in one chunk (fits shared memory up to 16-row m-tiles at
+            // K = 2048), 2, 4 or 8 warps per strip, each with a share of the 32 or 16 k-steps.
+            for m_tile in [8u32, 16] {
+                for k_warps in [2u32, 4, 8] {
+                    let cfg = GemmConfig {
+                        m_tile: Some(m_tile),
+                        k_warps: Some(k_warps),
+                        path: Some(GemmPath::Mma),
+                        ..GemmConfig::default()
+                    };
+                    let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
+                    if let Err(e) = compare(&format!("{fmt} m={m} {cfg:?}"), &got, &r, dtype) {
+                        failures.push(e);
                     }
                 }
             }
@@ -377,6 +394,12 @@ fn gpu_weight_only_bad_input_is_typed() {
     assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_tile), Err(CudaError::InvalidArgument { .. })));
     let bad_kc = GemmConfig { kc: Some(48), ..d };
     assert!(matches!(g.plan(&dev, 4, OutDtype::F16, bad_kc), Err(CudaError::InvalidArgument { .. })));
+    // k_warps: 1, 2, 4 or 8, and never together with a split across blocks.
+    let x4 = DeviceTensor::zeros(&dev, 4, 256, OutDtype::F16).unwrap();
+    let mut y4 = DeviceTensor::zeros(&dev, 4, 32, OutDtype::F16).unwrap();
+    for bad in [GemmConfig { k_warps: Some(3), ..d }, GemmConfig { k_warps: Some(2), splits: Some(2), ..d }] {
+        assert!(matches!(g.run(&dev, &x4, &mut y4, bad, None), Err(CudaError::InvalidArgument { .. })), "{bad:?}");
+    }
     // A chunk too large for shared memory at this m-tile (2 x 64 rows x 8192 columns): refused at launch with
     // a typed error, not a CUDA error.
     let wide = QuantizedWeight::Int(
@@ -385,7 +408,10 @@ fn gpu_weight_only_bad_input_is_typed() {
     let gw = WeightOnlyGemm::new(&dev, &wide).unwrap();
     let x = DeviceTensor::zeros(&dev, 64, 8192, OutDtype::F16).unwrap();
     let mut y = DeviceTensor::zeros(&dev, 64, 16, OutDtype::F16).unwrap();
-    let huge = GemmConfig { m_tile: Some(64), kc: Some(8192), splits: Some(1), path: Some(GemmPath::Mma) };
+    let huge = GemmConfig { m_tile: Some(64), kc: Some(8192), splits: Some(1), path: Some(GemmPath::Mma), k_warps: None };
+    assert!(matches!(gw.run(&dev, &x, &mut y, huge, None), Err(CudaError::InvalidArgument { .. })));
+    // In-block split-K needs the whole K range in one chunk: 2 x 64 rows x 8192 columns does not fit.
+    let huge = GemmConfig { m_tile: Some(64), k_warps: Some(4), path: Some(GemmPath::Mma), ..d };
     assert!(matches!(gw.run(&dev, &x, &mut y, huge, None), Err(CudaError::InvalidArgument { .. })));
     // x with the wrong K, y with the wrong N, mixed dtypes.
     let x = DeviceTensor::zeros(&dev, 4, 255, OutDtype::F16).unwrap();

@@ -13,6 +13,11 @@
 //   block = 8 warps = 8 strips (128 rows of W) x one split of the K range x one m-tile of MT*8 rows of X.
 //   grid = (ceil(strips / 8), splits, ceil(M / (8*MT))). With splits > 1 each block atomically adds its
 //   f32 partial into a zeroed workspace and a second kernel converts it to the output type.
+//   Small problems (few strips, K short enough for one X chunk) instead split K *inside* the block: with
+//   kw > 1 warps per strip the block covers 8/kw strips, warp w works on strip w/kw and the (w%kw)-th
+//   share of the k-steps, and the kw partial sums meet in shared memory at the end. One launch, no
+//   workspace, kw times more blocks: a 576x576 layer runs 36 blocks instead of 5, and every warp has its
+//   one or two k-steps of weights in flight at once instead of a chain of nine.
 //
 // Limits
 //   Any M >= 1, N >= 1; K >= 1 (padded to the k-step by the repack; X columns >= K read as zeros).
@@ -21,6 +26,7 @@
 //   streaming W again (the large-M path of the Rust layer picks dequantize + cuBLAS beyond that).
 #pragma once
 
+#include <climits>
 #include <cmath>
 
 #include "lowbit/mma.cuh"
@@ -48,6 +54,7 @@ struct Args {
     int steps_per_split, kc;  // K-range per split (k-steps) and X chunk (columns)
     int x_vec;                // 1: 16-byte cp.async staging of X is allowed
     int auto_splits;          // 1: the launch may re-pick the split count (>= 2) to fill whole waves
+    int kw;                   // warps per strip (1, 2, 4, 8): in-block split-K; > 1 needs one X chunk
     int sms;                  // multiprocessors of the device (for that choice)
 };
 
@@ -81,7 +88,9 @@ __device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
     cp_async_commit();
 }
 
-template <class Fmt, typename T, int MT, int P, int MINB>
+// KW: the in-block split-K variant (p.kw > 1 warps per strip). A separate instance, so that the common
+// one-warp-per-strip kernel keeps its register budget (its 64-register cap at 8-row m-tiles leaves no room).
+template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false>
 __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -92,12 +101,16 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     // Grid (m-tiles, strip groups, splits): the m-tiles of one strip group and split are neighbours in
     // launch order, so they run together and all but the first read the weights from L2.
-    const int strip = blockIdx.y * kWarps + warp;
+    const int strip = KW ? blockIdx.y * (kWarps / p.kw) + warp / p.kw : blockIdx.y * kWarps + warp;
     const bool active = strip < p.strips;
     const int m0 = blockIdx.x * ROWS;
-    const int s_begin = blockIdx.z * p.steps_per_split;
-    const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
-    if (s_begin >= s_end) return;  // block-uniform, before any barrier
+    const int b_begin = blockIdx.z * p.steps_per_split;  // this block's k-steps, staged from b_begin
+    const int b_end = min(p.ksteps, b_begin + p.steps_per_split);
+    if (b_begin >= b_end) return;  // block-uniform, before any barrier
+    // This warp's share: all of them (kw = 1), or slice `slice` of kw near-equal shares (may be empty).
+    const int b_len = b_end - b_begin, slice = KW ? warp % p.kw : 0;
+    const int s_begin = KW ? b_begin + b_len * slice / p.kw : b_begin;
+    const int s_end = KW ? b_begin + b_len * (slice + 1) / p.kw : b_end;
     const int spc = p.kc / KSTEP;  // k-steps per X chunk
 
     if constexpr (Fmt::kIsLut) {
@@ -179,12 +192,23 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         set_ctx(cur.y);
     };
 
+    // (In the chunk loop below s_begin = b_begin and nsteps = the block's k-steps: with kw > 1 there is one
+    // chunk and the loop never stages another.)
     const int nsteps = s_end - s_begin;
-    stage_x<T, ROWS>(p, xs, m0, s_begin * KSTEP);
+    stage_x<T, ROWS>(p, xs, m0, b_begin * KSTEP);
     int chunk = -1, chunk_left = 0;
     const T* xb = xs;
     // ldmatrix row address of this lane within a chunk: rows mt*8 + lane%8, columns 8*(lane/8).
     const int lds_lane = (lane & 7) * lds + (lane >> 3) * 8;
+    if constexpr (KW) {
+        // One chunk holds the block's whole K range (the plan guarantees it). Wait for it here, with every
+        // warp: a warp whose share is empty must still reach this barrier and the ones of the epilogue.
+        cp_async_wait<0>();
+        __syncthreads();
+        chunk = 0;
+        chunk_left = INT_MAX;
+        xb = xs + lds_lane + (s_begin - b_begin) * KSTEP;
+    }
     // The main loop, compiled once per group bookkeeping (whole k-steps per group, or tiles per group) so the
     // choice costs no instructions per k-step.
     auto main_loop = [&](auto kStepGroups) {
@@ -253,6 +277,28 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         for (int mt = 0; mt < MT; ++mt) {
             acc[mt][0] += sc.x * accg[mt][0], acc[mt][1] += sc.x * accg[mt][1];
             acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
+        }
+    }
+    if constexpr (KW) {
+        // In-block split-K: slices 1..kw-1 park their partial sums in shared memory (the X chunk is dead
+        // once every warp passed the barrier), slice 0 adds them in slice order (deterministic) and stores.
+        // (warp and slice are recomputed here so that they hold no register through the main loop.)
+        const int wp = threadIdx.x >> 5, kw = p.kw, sl = wp % kw;
+        float* red = reinterpret_cast<float*>(smem);  // [kWarps][MT * 4][32]
+        __syncthreads();
+        if (sl != 0) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) red[(wp * MT * 4 + mt * 4 + e) * 32 + lane] = acc[mt][e];
+        }
+        __syncthreads();
+        if (sl != 0) return;
+        for (int o = 1; o < kw; ++o) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[mt][e] += red[((wp + o) * MT * 4 + mt * 4 + e) * 32 + lane];
         }
     }
     if (!active) return;
@@ -425,7 +471,9 @@ template <class Fmt, int MT>
 constexpr size_t smem_bytes(int kc, int n_tables) {
     size_t s = 2 * size_t(MT * 8) * (kc + 8) * 2;
     if (Fmt::kIsLut) s += size_t(n_tables) * Fmt::kEntries * 4;
-    return s;
+    // The in-block split-K reduction reuses the buffer: [kWarps][MT * 4][32] floats.
+    const size_t red = size_t(kWarps) * MT * 4 * 32 * 4;
+    return s > red ? s : red;
 }
 
 // k-steps of weights in flight per lane. Measured on an H200 (NOTES.md v7): with the small m-tiles the
@@ -449,6 +497,10 @@ constexpr int min_blocks() {
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT>()>;
+    if constexpr (MT <= 2) {
+        // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
+        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
+    }
     Args a = a0;
     const int kstep = Fmt::kTiles * 16, nblk = (a.strips + kWarps - 1) / kWarps;
     if (a.auto_splits && splits > 1) {
