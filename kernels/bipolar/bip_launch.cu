@@ -176,10 +176,11 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     LOWBIT_REQUIRE(lowbit::is_aligned(y, esize), LOWBIT_ERR_ALIGNMENT);
     LOWBIT_REQUIRE((epi->row_corr == nullptr) == (epi->col_corr == nullptr), LOWBIT_ERR_INVALID_ARGUMENT);
     if (out == LOWBIT_I8_OUT_I8)
-        LOWBIT_REQUIRE(epi->out_scale > 0.f && epi->out_scale < INFINITY, LOWBIT_ERR_INVALID_ARGUMENT);
+        LOWBIT_REQUIRE(epi->out_scales != nullptr || (epi->out_scale > 0.f && epi->out_scale < INFINITY),
+                       LOWBIT_ERR_INVALID_ARGUMENT);
     for (const void* v : {static_cast<const void*>(epi->row_scale), static_cast<const void*>(epi->col_scale),
                           static_cast<const void*>(epi->row_corr), static_cast<const void*>(epi->col_corr),
-                          static_cast<const void*>(epi->bias)}) {
+                          static_cast<const void*>(epi->bias), static_cast<const void*>(epi->out_scales)}) {
         LOWBIT_REQUIRE(lowbit::is_aligned(v, 4), LOWBIT_ERR_ALIGNMENT);
     }
     if (pl.ws_bytes > 0) {
@@ -205,7 +206,7 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     a.ws = pl.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
     a.counters = pl.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + pl.counters_off) : nullptr;
     a.epi = lowbit::i8::Epilogue{out,           epi->row_scale, epi->row_scale_value, epi->col_scale,
-                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale};
+                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales};
     a.y = y;
     a.ldy = ldy;
 

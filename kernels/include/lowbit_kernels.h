@@ -323,7 +323,7 @@ lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight *w, const void *x,
  *
  * Wq is the int8 weight (LOWBIT_I8_W8) or the 4-bit weight expanded to int8 as q * s, q = u - 8 in -8..7,
  * s the integer group scale 1..16 (LOWBIT_I8_W4; lowbit-core int8::W4A8Weight). The output is f16, bf16,
- * int8 (sat(rne(y / out_scale))) or the raw int32 accumulator.
+ * int8 (sat(rne(y / out_scale)), one out_scale or one per column) or the raw int32 accumulator.
  * Limits (LOWBIT_ERR_SHAPE): 1 <= m < 2^31, 1 <= n <= 128 * 65535; k >= 16 and k % 16 == 0 (W8) / k >= 32
  * and k % 32 == 0 (W4); W4 group_len a multiple of 32 dividing k. Alignment (LOWBIT_ERR_ALIGNMENT): x, codes
  * 16-byte aligned, ldx a multiple of 16; y aligned to its element, ldy >= n.
@@ -393,8 +393,14 @@ typedef struct lowbit_i8_epilogue {
     const float *col_corr;
     /** [n] bias, or NULL. */
     const float *bias;
-    /** Output scale of LOWBIT_I8_OUT_I8 (finite, > 0). */
+    /** Output scale of LOWBIT_I8_OUT_I8 (finite, > 0) when out_scales is NULL. */
     float out_scale;
+    /**
+     * [n] per-column output scales of LOWBIT_I8_OUT_I8 (q[m, n] = sat(rne(y / out_scales[n]))), or NULL for
+     * out_scale everywhere. The values are not read by the launcher: each must be finite and > 0 (a caller bug
+     * otherwise gives saturated codes, never a fault). Ignored by the other output types.
+     */
+    const float *out_scales;
 } lowbit_i8_epilogue;
 
 /** Launch overrides (tests, benchmarks); 0 in a field = automatic. */

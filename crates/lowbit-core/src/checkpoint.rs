@@ -1010,6 +1010,64 @@ fn build_weight(e: &LayerEntry, f: &HashMap<&str, &[u8]>) -> std::result::Result
     })
 }
 
+/// Rebuilds a weight from its packed fields, by the field names of `docs/formats.md` (`codes`, `scales`, `zeros`,
+/// `g_idx`, `planes`, `offsets`, `group_scales`, `selectors`, `channel_scales`, `lut`) as little-endian bytes:
+/// what a framework state dict holds for one layer. The same checks as a checkpoint layer on load: the fields
+/// the scheme needs (no more), each field's byte length for its dtype and shape, code ranges and padding bits,
+/// and the scheme the fields describe. A bipolar weight is symmetric exactly when it has no `offsets`.
+pub fn weight_from_fields(
+    scheme: &crate::weight::WeightScheme,
+    n: usize,
+    k: usize,
+    fields: &HashMap<&str, &[u8]>,
+) -> Result<QuantizedWeight> {
+    use crate::weight::SchemeKind;
+    let bad = |reason: String| LowbitError::invalid(format!("{scheme} weight fields"), reason);
+    let (format, symmetric) = match scheme.kind {
+        SchemeKind::Int { symmetric } => ("int", symmetric),
+        SchemeKind::Bipolar => ("bipolar", !fields.contains_key("offsets")),
+        SchemeKind::Mixed => ("mixed", true),
+        SchemeKind::Nf4 | SchemeKind::Lut => ("lut", true),
+    };
+    let entry = LayerEntry {
+        name: String::new(),
+        format: format.into(),
+        scheme: scheme.to_string(),
+        n,
+        k,
+        bits: scheme.bits,
+        granularity: scheme.granularity.suffix(),
+        symmetric,
+        tensors: BTreeMap::new(),
+    };
+    let specs = field_specs(&entry).map_err(bad)?;
+    for f in &specs {
+        let elem = match f.dtype {
+            Dtype::U32 | Dtype::F32 => 4,
+            Dtype::F16 => 2,
+            _ => 1,
+        };
+        match fields.get(f.field) {
+            Some(b) if b.len() != f.shape.iter().product::<usize>() * elem => {
+                return Err(bad(format!("'{}' has {} bytes, expected {:?} x {elem} bytes", f.field, b.len(), f.shape)));
+            }
+            None if f.required => return Err(bad(format!("missing field '{}'", f.field))),
+            _ => {}
+        }
+    }
+    if let Some(extra) = fields.keys().find(|k| !specs.iter().any(|f| f.field == **k)) {
+        return Err(bad(format!("unexpected field '{extra}' for format '{format}'")));
+    }
+    let weight = build_weight(&entry, fields).map_err(bad)?;
+    weight.validate()?;
+    check_code_padding(&weight).map_err(bad)?;
+    let found = weight.scheme().to_string();
+    if found != entry.scheme {
+        return Err(bad(format!("the fields describe '{found}'")));
+    }
+    Ok(weight)
+}
+
 /// The unused tail bits of every row bitstream must be zero (`docs/formats.md`); kernels may read them.
 fn check_code_padding(w: &QuantizedWeight) -> std::result::Result<(), String> {
     let (codes, k, bits) = match w {

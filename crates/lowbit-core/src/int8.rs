@@ -323,8 +323,10 @@ pub struct Epilogue {
     pub correction: Option<(Vec<f32>, Vec<f32>)>,
     /// `[n]` bias.
     pub bias: Option<Vec<f32>>,
-    /// int8 output scale.
+    /// int8 output scale (when `out_scales` is `None`).
     pub out_scale: f32,
+    /// `[n]` per-column int8 output scales (`sat(rne(y / out_scales[n]))`), e.g. one scale per output segment.
+    pub out_scales: Option<Vec<f32>>,
 }
 
 impl Epilogue {
@@ -345,9 +347,15 @@ impl Epilogue {
         v
     }
 
-    /// The int8 output code of `v`.
+    /// The int8 output code of `v` with the per-tensor `out_scale`.
     pub fn to_i8(&self, v: f32) -> i8 {
         rne(v / self.out_scale).clamp(-128.0, 127.0) as i8
+    }
+
+    /// The int8 output code of `v` in output column `n` (`out_scales[n]`, else `out_scale`).
+    pub fn to_i8_at(&self, v: f32, n: usize) -> i8 {
+        let s = self.out_scales.as_ref().map_or(self.out_scale, |o| o[n]);
+        rne(v / s).clamp(-128.0, 127.0) as i8
     }
 
     /// Applies the epilogue to an `[m, n]` accumulator: the output as raw little-endian element bits
@@ -362,7 +370,7 @@ impl Epilogue {
                     I8Out::I32 => a as u32,
                     I8Out::F16 => f16::from_f32(self.value(a, r, c)).to_bits() as u32,
                     I8Out::Bf16 => bf16::from_f32(self.value(a, r, c)).to_bits() as u32,
-                    I8Out::I8 => self.to_i8(self.value(a, r, c)) as u8 as u32,
+                    I8Out::I8 => self.to_i8_at(self.value(a, r, c), c) as u8 as u32,
                 }
             })
             .collect()
@@ -557,6 +565,11 @@ mod tests {
         assert_eq!(e.to_i8(0.75), 2); // 1.5 rounds to even
         let out = e.apply(&[4, 4], 2, 1, I8Out::I32);
         assert_eq!(out, vec![4, 4]);
+        // per-column output scales override out_scale column by column
+        let e =
+            Epilogue { row_scale_value: 1.0, out_scale: 1.0, out_scales: Some(vec![2.0, 0.5]), ..Default::default() };
+        let out = e.apply(&[5, 5, -300, 7], 2, 2, I8Out::I8);
+        assert_eq!(out, vec![2, 10, (-128i8) as u8 as u32, 14]); // 2.5 -> 2 (even), 10, saturated, 14
     }
 
     #[test]

@@ -610,6 +610,7 @@ impl BipolarGemm {
                     correction: rc.zip(side.col_corr.as_ref()),
                     bias: None,
                     out_scale: 1.0,
+                    out_scales: None,
                 };
                 side.gemm.run(dev, &acts.codes8, m, &epi, y, I8Config::default(), workspace)
             }
@@ -660,6 +661,7 @@ impl BipolarGemm {
             col_corr: cc as *const f32,
             bias: std::ptr::null(),
             out_scale: 1.0,
+            out_scales: std::ptr::null(),
         };
         let cfg = sys::lowbit_bip_config {
             bx: plan.config.bx.unwrap_or(0) as i32,

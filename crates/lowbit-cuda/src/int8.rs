@@ -91,14 +91,16 @@ pub struct I8Epilogue<'a> {
     pub correction: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
     /// Bias `[N]`.
     pub bias: Option<&'a CudaSlice<f32>>,
-    /// Output scale of [`I8Out::I8`].
+    /// Output scale of [`I8Out::I8`] (when `out_scales` is `None`).
     pub out_scale: f32,
+    /// `[N]` per-column output scales of [`I8Out::I8`].
+    pub out_scales: Option<&'a CudaSlice<f32>>,
 }
 
 impl<'a> I8Epilogue<'a> {
     /// Scales only (`y = acc · rs[m] · cs[n]`) into `out`.
     pub fn scaled(out: I8Out, row_scale: RowScale<'a>) -> Self {
-        Self { out, row_scale, col_scale: None, correction: None, bias: None, out_scale: 1.0 }
+        Self { out, row_scale, col_scale: None, correction: None, bias: None, out_scale: 1.0, out_scales: None }
     }
 }
 
@@ -228,6 +230,15 @@ impl Int8Gemm {
         &self.scales
     }
 
+    /// The device address of the channel scales (`[N]` f32) for [`RawEpilogue::cs`] in [`Self::run_raw`]. They
+    /// are written once, synchronously, when the weight is uploaded, and launches only read them.
+    pub fn channel_scales_ptr(&self, dev: &Device) -> Result<u64> {
+        self.check_device(dev)?;
+        dev.bind_to_thread()?;
+        let (p, _guard) = self.scales.device_ptr(dev.stream());
+        Ok(p)
+    }
+
     fn ffi(&self, codes: u64, gs: u64) -> sys::lowbit_i8_weight {
         sys::lowbit_i8_weight {
             format: if self.w4 { sys::LOWBIT_I8_W4 } else { sys::LOWBIT_I8_W8 } as i32,
@@ -329,6 +340,9 @@ impl Int8Gemm {
         if let Some(b) = epi.bias {
             vec_len("bias", b, self.n)?;
         }
+        if let Some(o) = epi.out_scales {
+            vec_len("output scales", o, self.n)?;
+        }
         let have = workspace.as_ref().map_or(0, |w| w.len());
         if have < plan.workspace_bytes {
             return Err(CudaError::BufferSize {
@@ -351,6 +365,7 @@ impl Int8Gemm {
             None => (0, 0),
         };
         let bias = epi.bias.map_or(0, |b| ptr(b.device_ptr(stream)));
+        let os = epi.out_scales.map_or(0, |o| ptr(o.device_ptr(stream)));
         let xp = ptr(x.device_ptr(stream));
         let (yp, yg) = y.device_ptr_mut(stream);
         let (wsp, wsg) = match workspace {
@@ -360,7 +375,7 @@ impl Int8Gemm {
             }
             None => (0, None),
         };
-        let raw = RawEpilogue { out: epi.out, rs, rs_val, cs, rc, cc, bias, out_scale: epi.out_scale };
+        let raw = RawEpilogue { out: epi.out, rs, rs_val, cs, rc, cc, bias, out_scale: epi.out_scale, os };
         // SAFETY: every buffer length was checked above against the plan's sizes; all are allocations of
         // `dev`'s context (current on this thread) and the launch goes to its stream; the guards keep them
         // ordered on that stream; y is borrowed mutably so it aliases nothing.
@@ -408,6 +423,7 @@ impl Int8Gemm {
             col_corr: epi.cc as *const f32,
             bias: epi.bias as *const f32,
             out_scale: epi.out_scale,
+            out_scales: epi.os as *const f32,
         };
         let cfg = plan.config.to_ffi();
         // SAFETY: per this function's contract; the launcher validates sizes, nullness and alignment.
@@ -464,8 +480,10 @@ pub struct RawEpilogue {
     pub cc: u64,
     /// `[N]` bias or 0.
     pub bias: u64,
-    /// int8 output scale.
+    /// int8 output scale (when `os` is 0).
     pub out_scale: f32,
+    /// `[N]` per-column int8 output scales or 0.
+    pub os: u64,
 }
 
 /// Whether the wgmma path runs on `dev` (an sm_90 GPU with sm_90a code compiled in).
@@ -561,6 +579,60 @@ pub fn act_quant(
     };
     drop((xg, qg, sg, rg, gg));
     check_with(st, L, || format!("m={m} k={k} {dtype} hadamard={} static={:?}", cfg.hadamard, cfg.static_scale))
+}
+
+/// [`act_quant`] with raw device pointers on any stream (PyTorch: `data_ptr()`, the current stream). `x` has
+/// `m` rows `ldx` elements apart, `q` rows `ldq` bytes apart; `residual` (0 = none) is dense `[m, k]`,
+/// `gamma` (0 = no RMSNorm) `[k]`, both of `dtype`; `scales` `[m]` f32 (0 allowed with a static scale);
+/// `hadamard` 0 or 1 = none; `static_scale` `None` = dynamic per-token scales.
+///
+/// # Safety
+/// Every non-zero pointer addresses a live allocation of those sizes in `dev`'s primary context; `stream` is a
+/// valid stream of that context (or null). The launcher checks sizes, nullness, alignment and values.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn act_quant_raw(
+    dev: &Device,
+    x: u64,
+    ldx: usize,
+    residual: u64,
+    gamma: u64,
+    eps: f32,
+    hadamard: usize,
+    static_scale: Option<f32>,
+    q: u64,
+    ldq: usize,
+    scales: u64,
+    m: usize,
+    k: usize,
+    dtype: OutDtype,
+    stream: *mut c_void,
+) -> Result<()> {
+    const L: &str = "lowbit_act_quant";
+    dev.bind_to_thread()?;
+    let st = static_scale.unwrap_or(0.0);
+    if static_scale.is_some() && !(st > 0.0 && st.is_finite()) {
+        return Err(CudaError::InvalidArgument { launcher: L, detail: format!("static scale {st} (need finite > 0)") });
+    }
+    // SAFETY: per this function's contract; the launcher validates the rest before touching memory.
+    let status = unsafe {
+        sys::lowbit_act_quant(
+            x as *const c_void,
+            ldx as i64,
+            residual as *mut c_void,
+            gamma as *const c_void,
+            eps,
+            hadamard as i32,
+            st,
+            q as *mut i8,
+            ldq as i64,
+            scales as *mut f32,
+            m as i64,
+            k as i64,
+            dtype.to_ffi(),
+            stream,
+        )
+    };
+    check_with(status, L, || format!("m={m} k={k} {dtype} hadamard={hadamard} static={static_scale:?}"))
 }
 
 #[cfg(test)]

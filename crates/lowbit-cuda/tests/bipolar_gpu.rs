@@ -150,6 +150,7 @@ fn epilogue_ref(x: &BipolarMatrix, w: &BipolarMatrix, y: &Array2<i64>) -> Vec<u1
             .map(|o| (x.scales.iter().zip(&sx).map(|(s, &v)| s * v as f32).collect(), o.clone())),
         bias: None,
         out_scale: 1.0,
+        out_scales: None,
     };
     let n = w.n;
     (0..x.n * n).map(|i| f16::from_f32(e.value(y[[i / n, i % n]] as i32, i / n, i % n)).to_bits()).collect()

@@ -177,8 +177,8 @@ fn w4a8_accumulator_is_exact_per_channel_and_grouped() {
     }
 }
 
-/// Epilogues bit for bit against the CPU: f16 / bf16 / int8 outputs, per-token and per-tensor scales, channel
-/// scales (the weight's), rank-1 correction and bias.
+/// Epilogues bit for bit against the CPU: f16 / bf16 / int8 outputs (one output scale or one per column),
+/// per-token and per-tensor scales, channel scales (the weight's), rank-1 correction and bias.
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn fused_epilogues_match_the_cpu_bit_for_bit() {
@@ -205,6 +205,8 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
             upload(&dev, &cc).unwrap(),
             upload(&dev, &bias).unwrap(),
         );
+        let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 15).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
+        let os_d = upload(&dev, &os).unwrap();
         for path in paths(&dev) {
             for (variant, per_token, corr, with_bias) in
                 [("scales", true, false, false), ("all", true, true, true), ("per-tensor+bias", false, false, true)]
@@ -216,6 +218,7 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
                     correction: corr.then(|| (rc.clone(), cc.clone())),
                     bias: with_bias.then(|| bias.clone()),
                     out_scale: 0.05,
+                    out_scales: None,
                 };
                 let gpu = I8Epilogue {
                     out: I8Out::F16,
@@ -224,6 +227,7 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
                     correction: corr.then_some((&rc_d, &cc_d)),
                     bias: with_bias.then_some(&b_d),
                     out_scale: 0.05,
+                    out_scales: None,
                 };
                 let cfg = I8Config { path: Some(path), ..Default::default() };
                 let plan = g.plan(&dev, m, cfg).unwrap();
@@ -251,6 +255,16 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
                 let want = cpu.apply(&acc, m, n, I8Out::I8);
                 assert_eq!(got, want, "{}", name(I8Out::I8));
                 assert!(want.iter().any(|&v| v != 0x55), "{}: int8 test data all 0x55", name(I8Out::I8));
+                // Per-column output scales (Mamba2 in_proj: one scale per z|x|B|C|dt segment, expanded to [N]),
+                // spread over two decades so every column quantizes on its own grid.
+                let cpu_os = Epilogue { out_scales: Some(os.clone()), ..cpu.clone() };
+                let mut y = upload(&dev, &vec![0x55i8; m * n]).unwrap();
+                let epi = I8Epilogue { out: I8Out::I8, out_scales: Some(&os_d), ..gpu };
+                g.run(&dev, &x, m, &epi, &mut y, cfg, ws.as_mut()).unwrap();
+                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u8 as u32).collect();
+                let want_os = cpu_os.apply(&acc, m, n, I8Out::I8);
+                assert_eq!(got, want_os, "{} per-column out scales", name(I8Out::I8));
+                assert_ne!(want_os, want, "{}: per-column scales changed nothing", name(I8Out::I8));
             }
         }
     }
@@ -456,7 +470,7 @@ fn bad_inputs_are_typed_errors() {
     let plan = g.plan(&dev, 4, cfg).unwrap();
     let (xp, _gx) = x.device_ptr(dev.stream());
     let (yp, _gy) = y32.device_ptr_mut(dev.stream());
-    let raw = RawEpilogue { out: I8Out::I32, rs: 0, rs_val: 1.0, cs: 0, rc: 0, cc: 0, bias: 0, out_scale: 1.0 };
+    let raw = RawEpilogue { out: I8Out::I32, rs: 0, rs_val: 1.0, cs: 0, rc: 0, cc: 0, bias: 0, out_scale: 1.0, os: 0 };
     let stream = dev.stream().cu_stream().cast();
     // SAFETY: every call below is rejected by the launcher's host-side checks before any launch.
     unsafe {

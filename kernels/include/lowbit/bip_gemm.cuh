@@ -164,7 +164,8 @@ __device__ __forceinline__ void store_one(const Args& p, int32_t yint, float rs,
         } else if constexpr (OUT == i8::kOutBf16) {
             static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v);
         } else {
-            const float q = fminf(fmaxf(rintf(__fdiv_rn(v, e.out_scale)), -128.f), 127.f);
+            const float os = e.os ? __ldg(e.os + n) : e.out_scale;
+            const float q = fminf(fmaxf(rintf(__fdiv_rn(v, os)), -128.f), 127.f);
             static_cast<int8_t*>(p.y)[at] = static_cast<int8_t>(q);
         }
     }

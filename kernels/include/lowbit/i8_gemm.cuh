@@ -7,7 +7,7 @@
 //         into the int8 value q * s (QQQ-style two-level quantization: |q * s| <= 128 fits int8 exactly), so
 //         the group scale costs nothing after the expansion and the accumulation stays exact.
 //   y[m, n] = epilogue(acc): v = f32(acc) * rs[m] * cs[n] (+ rc[m] * cc[n]) (+ bias[n]), written as f16 / bf16,
-//   int8 (sat(rne(v / out_scale))) or the raw int32 accumulator (tests, chaining). rs / cs / rc / cc are the
+//   int8 (sat(rne(v / os)), os = out_scale or a per-column os[n]) or the raw int32 accumulator (tests, chaining). rs / cs / rc / cc are the
 //   general per-row / per-column vectors (activation scales, weight channel scales, rank-1 corrections).
 //
 // Tiling (one CTA = 256 threads = 8 warps = 2 warpgroups)
@@ -68,7 +68,8 @@ struct Epilogue {
     const float* rc;      // [M] row correction or nullptr
     const float* cc;      // [N] column correction (both or neither)
     const float* bias;    // [N] or nullptr
-    float out_scale;      // int8 output scale
+    float out_scale;      // int8 output scale (when os is nullptr)
+    const float* os;      // [N] per-column int8 output scales or nullptr
 };
 
 struct Args {
@@ -135,7 +136,8 @@ __device__ __forceinline__ void epi_store(const Epilogue& e, void* y, int64_t ld
     } else if (e.out == kOutBf16) {
         static_cast<__nv_bfloat16*>(y)[at] = __float2bfloat16_rn(v);
     } else {
-        const float q = fminf(fmaxf(rintf(__fdiv_rn(v, e.out_scale)), -128.f), 127.f);
+        const float os = e.os ? __ldg(e.os + n) : e.out_scale;
+        const float q = fminf(fmaxf(rintf(__fdiv_rn(v, os)), -128.f), 127.f);
         static_cast<int8_t*>(y)[at] = static_cast<int8_t>(q);
     }
 }
