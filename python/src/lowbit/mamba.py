@@ -382,7 +382,7 @@ class _StandInInt8Linear(nn.Module):
         weight: Tensor,
         bias: Optional[Tensor],
         w_bits: int = 8,
-        group_size: int = 128,
+        group_size: Optional[int] = 128,
         gptq_hessian: Any = None,
     ) -> _StandInInt8Linear:
         w = weight.detach().float().cpu()
@@ -402,7 +402,7 @@ class _StandInInt8Linear(nn.Module):
         if out == "int8":
             assert out_scale is not None
             return _q8(y, out_scale.double())
-        return y.to(torch.bfloat16 if out == "bf16" else torch.float16)
+        return y.to({"bf16": torch.bfloat16, "f32": torch.float32}.get(out, torch.float16))
 
 
 def _module(name: str) -> Any:
@@ -451,7 +451,11 @@ def using_stand_ins() -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _w4_scheme(k: int, group_size: int) -> str:
+def _w4_scheme(k: int, group_size: Optional[int]) -> str:
+    """INT4 scheme for in_features k: groups of `group_size`, else the largest of 128 / 64 / 32 dividing k, else
+    per-channel (`None` asks for per-channel)."""
+    if group_size is None:
+        return "w4-int-pc"
     for g in (group_size, 128, 64, 32):
         if k % g == 0:
             return f"w4-int-g{g}"
@@ -462,7 +466,7 @@ def _fbytes(t: Tensor) -> bytes:
     return t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes()
 
 
-def _w4_packed(w: Tensor, group_size: int, hessian: Any) -> PackedWeight:
+def _w4_packed(w: Tensor, group_size: Optional[int], hessian: Any) -> PackedWeight:
     n, k = w.shape
     scheme = _w4_scheme(k, group_size)
     if hessian is None:
@@ -901,11 +905,27 @@ def _decoding(mixer: nn.Module, cache: Any, length: int) -> bool:
     )
 
 
+def _out_kind(dtype: torch.dtype) -> str:
+    return {torch.float16: "f16", torch.bfloat16: "bf16"}.get(dtype, "f32")
+
+
+class _F32Buffers(nn.Module):
+    """Keeps the float32 buffers float32 under `model.half()` / `.to(dtype)` (the SSM parameters and the scales are
+    f32 by contract); only their device follows."""
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> Any:  # type: ignore[override]
+        keep = {k: b for k, b in self._buffers.items() if b is not None and b.dtype == torch.float32}
+        super()._apply(fn, recurse)
+        for k, b in keep.items():
+            self._buffers[k] = b.to(self._buffers[k].device)  # type: ignore[union-attr]
+        return self
+
+
 def _buf(module: nn.Module, name: str, t: Optional[Tensor]) -> None:
     module.register_buffer(name, None if t is None else t.detach().float().contiguous())
 
 
-class QuantMamba2Mixer(nn.Module):
+class QuantMamba2Mixer(_F32Buffers):
     """A quantized Mamba2 mixer (W8A8 / W4A8 int8 dataflow, or W4A16); see the module docstring."""
 
     lowbit_quantized = True
@@ -1021,7 +1041,7 @@ class QuantMamba2Mixer(nn.Module):
             self.had_out,
             self.s_y,
         )
-        out = self.out_proj.forward_int8(g, self.s_y, "bf16" if h.dtype == torch.bfloat16 else "f16")
+        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(h.dtype))
         return out.view(bsz, length, -1).to(h.dtype)
 
     def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
@@ -1063,7 +1083,7 @@ class QuantMamba2Mixer(nn.Module):
         return self.out_proj(fwht(g.to(h.dtype), self.had_out)).to(h.dtype)
 
 
-class QuantMamba1Mixer(nn.Module):
+class QuantMamba1Mixer(_F32Buffers):
     """A quantized Mamba1 mixer (W8A8 / W4A8 int8 dataflow, or W4A16); see the module docstring."""
 
     lowbit_quantized = True
@@ -1087,7 +1107,8 @@ class QuantMamba1Mixer(nn.Module):
         self.out_proj: nn.Module = nn.Identity()
         self.gamma: Optional[Tensor] = None
         self.gamma_eps = 1e-6
-        self.s_in = self.s_z = self.s_dtl = self.s_B = self.s_C = self.s_dt = self.s_y = 1.0
+        self.s_in = self.s_z = self.s_dtl = self.s_B = self.s_C = self.s_dt = self.s_y = self.s_u = 1.0
+        self.register_buffer("u_requant", None)
 
     def set_int8_scales(self, scales: dict[str, Any]) -> None:
         d, n = self.d_inner, self.d_state
@@ -1096,6 +1117,9 @@ class QuantMamba1Mixer(nn.Module):
         dev = self.A.device
         _buf(self, "x_scale", torch.full((d,), float(scales["s_x"]), device=dev))
         _buf(self, "u_scale", scales["u_scale"].to(dev))
+        self.s_u = float(scales["s_u"])
+        uniform = bool((scales["u_scale"] == self.s_u).all())
+        _buf(self, "u_requant", None if uniform else scales["u_scale"].to(dev) / self.s_u)
         in_vec = torch.cat([torch.full((d,), float(scales["s_x"])), torch.full((d,), self.s_z)])
         _buf(self, "in_out_scale", in_vec.to(dev))
         xp = torch.cat(
@@ -1139,8 +1163,10 @@ class QuantMamba1Mixer(nn.Module):
             u = _conv_prefill(self, x, cache, conv_fn, shift)
             if mask is not None:
                 u = u * mask[:, :, None].to(u.dtype)
-        u2 = u.reshape(-1, d).contiguous()
-        xdbl = self.x_proj.forward_int8(u2, 1.0, "int8", self.x_out_scale).view(bsz, length, -1)
+        u2 = u.reshape(-1, d)
+        if self.u_requant is not None:  # cluster scales: x_proj's GEMM needs one per-tensor input scale
+            u2 = torch.clamp(torch.round(u2.float() * self.u_requant), -127, 127).to(torch.int8)
+        xdbl = self.x_proj.forward_int8(u2.contiguous(), self.s_u, "int8", self.x_out_scale).view(bsz, length, -1)
         dtl, Bm, Cm = xdbl.split([r, n, n], dim=-1)
         dt = self.dt_proj.forward_int8(dtl.reshape(-1, r).contiguous(), self.s_dtl, "int8", self.dt_out_scale)
         dt = dt.view(bsz, length, d)
@@ -1184,7 +1210,7 @@ class QuantMamba1Mixer(nn.Module):
             self.had_out,
             self.s_y,
         )
-        out = self.out_proj.forward_int8(g, self.s_y, "bf16" if h.dtype == torch.bfloat16 else "f16")
+        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(h.dtype))
         return out.view(bsz, length, -1).to(h.dtype)
 
     def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
@@ -1383,7 +1409,7 @@ def _ssm_x_scale(cfg: Mamba, site: _Site) -> Tensor:
     return torch.full((d,), _scale(st.pct.value()))
 
 
-def _pass2(cfg: Mamba, site: _Site, x: Tensor, ssm_scale: Tensor, hessians: bool) -> None:
+def _pass2(cfg: Mamba, site: _Site, x: Tensor, hessians: bool) -> None:
     p, st = site.final, site.stats
     rec: dict[str, Tensor] = {}
     (_m2_forward if site.kind == "mamba2" else _m1_forward)(p, x, rec)
@@ -1392,10 +1418,7 @@ def _pass2(cfg: Mamba, site: _Site, x: Tensor, ssm_scale: Tensor, hessians: bool
         st.hessian("in_proj", rec["xin"])
         st.hessian("out_proj", rec["g"])
         if site.kind == "mamba1":
-            if cfg.a_bits == 8:
-                st.hessian("x_proj", rec["u"] / ssm_scale.to(rec["u"].device))  # the codes' basis
-            else:
-                st.hessian("x_proj", rec["u"])
+            st.hessian("x_proj", rec["u"])
 
 
 def _calib_list(calib_data: Any) -> list[Any]:
@@ -1412,7 +1435,9 @@ def _calib_list(calib_data: Any) -> list[Any]:
 def _int8_linear(w: Tensor, b: Optional[Tensor], bits: int, cfg: Mamba, hess: Any) -> nn.Module:
     cls = _int8_linear_cls()
     if bits == 4:
-        return cls.from_float(w, b, w_bits=4, group_size=cfg.group_size, gptq_hessian=hess)
+        scheme = _w4_scheme(w.shape[1], cfg.group_size)
+        group = None if scheme.endswith("-pc") else int(scheme.rsplit("-g", 1)[1])
+        return cls.from_float(w, b, w_bits=4, group_size=group, gptq_hessian=hess)
     return cls.from_float(w, b, w_bits=8)
 
 
@@ -1460,10 +1485,11 @@ def _build(cfg: Mamba, site: _Site, use_gptq: bool) -> nn.Module:
     u_scale = _ssm_x_scale(cfg, site)
     scales = {k: _scale(a[src]) for k, src in [("s_in", "in"), ("s_x", "x"), ("s_z", "z"), ("s_dtl", "dtl")]}
     scales.update(s_B=_scale(a["B"]), s_C=_scale(a["C"]), s_dt=_scale(a["dt"]), s_y=_scale(a["y"]), u_scale=u_scale)
+    assert st.pct is not None
+    scales["s_u"] = _scale(st.pct.value())  # x_proj's per-tensor input scale (equal to u_scale without clusters)
     q1.set_int8_scales(scales)
     q1.in_proj = _int8_linear(p.w_in, p.b_in, wb, cfg, hs.get("in_proj"))
-    # x_proj consumes the int8 codes of u: fold u's per-channel scale into its weight columns
-    q1.x_proj = _int8_linear(p.w_x * u_scale.to(p.w_x.device), p.b_x, wb, cfg, hs.get("x_proj"))
+    q1.x_proj = _int8_linear(p.w_x, p.b_x, wb, cfg, hs.get("x_proj"))
     q1.dt_proj = _int8_linear(p.w_dt, None, 8, cfg, None)
     q1.out_proj = _int8_linear(p.w_out, p.b_out, wb, cfg, hs.get("out_proj"))
     return q1
@@ -1506,6 +1532,7 @@ def quantize_mamba_(
             raise ValueError(f"no calibration activations reached {s.name or 'the mixer'}")
         if calib:
             _transform(config, s)
+            s.spec = None  # only the transformed copy is needed from here on
         else:
             p = s.spec
             s.final = (
@@ -1514,12 +1541,11 @@ def quantize_mamba_(
                 else p
             )
     if calib and (config.a_bits == 8 or use_gptq):
-        scales = {id(s): _ssm_x_scale(config, s) if config.a_bits == 8 else None for s in sites}
         _calibrate(
             model,
             sites,
             calib,
-            lambda s, x: _pass2(config, s, x, scales[id(s)], use_gptq),
+            lambda s, x: _pass2(config, s, x, use_gptq),
             "lowbit.Mamba calibration (pass 2)",
         )
     with warnings.catch_warnings():
@@ -1533,11 +1559,10 @@ def quantize_mamba_(
                 s.block.norm = _NormPassthrough(norm.weight)  # type: ignore[union-attr]
             new.to(next(s.module.parameters()).device)
             _set(model, s.name, new)
-            report.quantized.append(
-                LayerReport(
-                    s.name, config.scheme, (s.spec.w_out.shape[0], s.spec.w_in.shape[1]), _bytes(new), "quamba2", {}
-                )
-            )
+            shape = (s.final.w_out.shape[0], s.final.w_in.shape[1])
+            report.quantized.append(LayerReport(s.name, config.scheme, shape, _bytes(new), "quamba2", {}))
+            s.spec = s.final = None  # free the float copies as we go (large models)
+            s.stats = _Stats()
     if config.quantize_head:
         _quantize_head(model, report)
     return report
@@ -1569,6 +1594,11 @@ def _bytes(m: nn.Module) -> int:
     return n
 
 
+class _HeadLinear(LowbitLinear):
+    """lm_head as INT4 weight-only; `weight` is an empty tensor that only carries the dtype (HF casts the hidden
+    states to `lm_head.weight.dtype`)."""
+
+
 def _quantize_head(model: nn.Module, report: Any) -> None:
     from .quantize import LayerReport
 
@@ -1577,7 +1607,9 @@ def _quantize_head(model: nn.Module, report: Any) -> None:
     head = getattr(model, "lm_head", None)
     if isinstance(head, nn.Linear):
         packed = _w4_packed(head.weight.detach().float(), 128, None)
-        model.lm_head = LowbitLinear(packed, head.bias, config={"type": "Mamba", "scheme": "lm_head w4a16"})
+        new = _HeadLinear(packed, head.bias, config={"type": "Mamba", "scheme": "lm_head w4a16"})
+        new.register_buffer("weight", torch.empty(0, dtype=head.weight.dtype, device=head.weight.device))
+        model.lm_head = new
         report.quantized.append(
             LayerReport("lm_head", packed.scheme, tuple(head.weight.shape), packed.storage_bytes, "rtn", {})
         )
