@@ -646,6 +646,52 @@ lowbit_status lowbit_ssm_gated_rmsnorm_quant(const void *y, int64_t ldy, const i
                                              float eps, int32_t norm, int32_t hadamard, float out_scale, int8_t *q,
                                              int64_t ldq, void *stream);
 
+/* ---------------------------------------------------------------------------------------------
+ * Mamba2 SSD (state-space duality) with int8 inputs (kernels/ssm/ssd_*.cu). Head h of `nheads` uses group
+ * g = h / (nheads / ngroups) of B and C. Per token, in fp32:
+ *   delta = clamp(softplus(dt_q * dt_scale + dt_bias[h]), dt_lo, dt_hi)    (softplus(v) = v for v > 20)
+ *   state[p, n] = exp(delta * A[h]) * state[p, n] + delta * x[p] * B[n]
+ *   y[p] = sum_n state[p, n] * C[n] + D[h] * x[p]                            (y written as f16)
+ * with x = x_q * x_scale[h * headdim + p], B = B_q * B_scale[g], C = C_q * C_scale[g] (symmetric int8 codes).
+ * Layouts (row-major; a "token row" may be a slice of a wider projection output, hence the strides):
+ *   x int8 [batch, len, nheads, headdim], token rows `ldx` >= nheads * headdim elements apart;
+ *   dt int8 [batch, len, nheads], rows `lddt` >= nheads apart; B, C int8 [batch, len, ngroups, dstate], rows
+ *   `ldbc` >= ngroups * dstate apart (B and C share the stride); y f16 [batch, len, nheads, headdim]
+ *   contiguous; states f32 [batch, nheads, headdim, dstate] contiguous; x_scale f32 [nheads * headdim];
+ *   dt_bias, A, D f32 [nheads]; B_scale, C_scale f32 [ngroups]. The decode step drops the `len` axis.
+ * Limits (LOWBIT_ERR_SHAPE): batch, nheads <= 65535; nheads % ngroups == 0; batch * len < 2^31; headdim <=
+ * 65536. Alignment (LOWBIT_ERR_ALIGNMENT): f32 arrays 4-byte, y 2-byte (int8 arrays: none; 16-byte aligned
+ * rows take a vectorized path). dt_lo <= dt_hi, dt_lo finite, dt_scale finite (LOWBIT_ERR_INVALID_ARGUMENT).
+ * ------------------------------------------------------------------------------------------- */
+
+/**
+ * SSD prefill over whole sequences (chunked algorithm on tensor cores; see kernels/ssm/README.md).
+ * initial_state may be NULL (zero state); final_state may be NULL (not written); dt_bias and D may be NULL
+ * (zero). Limits: len >= 1, 1 <= dstate <= 256. The state passes through f16 for the inter-chunk product, so
+ * |state| must stay below 65504. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT
+ * (NULL required pointer, bad dt limits), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_ssd_chunk_scan(const int8_t *x, const float *x_scale, const int8_t *dt, float dt_scale,
+                                    const float *dt_bias, const float *A, const int8_t *Bm, const float *B_scale,
+                                    const int8_t *Cm, const float *C_scale, const float *D,
+                                    const float *initial_state, float dt_lo, float dt_hi, void *y,
+                                    float *final_state, int64_t batch, int64_t len, int64_t nheads, int64_t headdim,
+                                    int64_t ngroups, int64_t dstate, int64_t ldx, int64_t ldbc, int64_t lddt,
+                                    void *stream);
+
+/**
+ * One SSD decode step: `state` f32 [batch, nheads, headdim, dstate] is updated in place (16-byte loads when
+ * dstate % 4 == 0 and state is 16-byte aligned), y f16 [batch, nheads, headdim]. Inputs as above without the
+ * `len` axis (x rows `ldx`, dt rows `lddt`, B/C rows `ldbc` apart, per batch entry). Limits: 1 <= dstate <=
+ * 2^20. Errors as lowbit_ssd_chunk_scan (NULL state -> LOWBIT_ERR_INVALID_ARGUMENT).
+ */
+lowbit_status lowbit_ssd_state_update(float *state, const int8_t *x, const float *x_scale, const int8_t *dt,
+                                      float dt_scale, const float *dt_bias, const float *A, const int8_t *Bm,
+                                      const float *B_scale, const int8_t *Cm, const float *C_scale, const float *D,
+                                      float dt_lo, float dt_hi, void *y, int64_t batch, int64_t nheads,
+                                      int64_t headdim, int64_t ngroups, int64_t dstate, int64_t ldx, int64_t ldbc,
+                                      int64_t lddt, void *stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 static_assert(sizeof(lowbit_status) == 8, "lowbit_status is two int32_t");

@@ -9,6 +9,7 @@
 //!   names (`w4-int-g128`, `w3-mixed-g128`, ...) used by the CLI, the checkpoint and the benches.
 //! - [`mod@reference`]: naive f64-accumulating GEMMs on dequantized operands, the oracle for every kernel.
 //! - [`ssm`]: CPU references of the state-space-model kernels (int8 conv1d, Mamba1 selective scan, gated norm).
+//! - [`ssd`]: CPU references of the Mamba2 SSD kernels (int8 chunked scan and decode step; plain f64 recurrence).
 //! - [`metrics`]: SQNR, relative Frobenius error, max abs error.
 //! - [`checkpoint`]: the versioned safetensors checkpoint of quantized tensors.
 //! - [`model`] and [`gguf`]: readers for float model weights (safetensors, GGUF) that the CLI quantizes.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod reference;
 pub mod repack;
+pub mod ssd;
 pub mod ssm;
 mod util;
 pub mod weight;
