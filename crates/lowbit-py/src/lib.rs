@@ -22,6 +22,7 @@ mod calib;
 mod checkpoint;
 mod errors;
 mod gpu;
+mod quamba;
 mod weight;
 
 use pyo3::prelude::*;
@@ -34,5 +35,6 @@ fn _C(m: &Bound<'_, PyModule>) -> PyResult<()> {
     checkpoint::register(m)?;
     gpu::register(m)?;
     calib::register(m)?;
+    quamba::register(m)?;
     Ok(())
 }

@@ -93,3 +93,157 @@ def rtn_quantize(
     hessian: Optional[Hessian] = None,
     candidates: Optional[list[int]] = None,
 ) -> QWeight: ...
+
+# --- Quamba / Quamba2 calibrator (crates/lowbit-py/src/quamba.rs over lowbit_calib::quamba) ---------------
+# Arrays are little-endian float32 `bytes` (e.g. `t.detach().float().contiguous().cpu().numpy().tobytes()`),
+# row-major, with explicit sizes. Errors: bad sizes/values/options, NaN/inf data, asking for a statistic
+# before any sample -> ValueError. Every static scale is max(clip / 127, 1e-6) (symmetric int8, codes -127..127).
+
+def abs_quantile(data: bytes, n: int, alpha: float) -> float:
+    """The alpha-quantile of |x| over `n` float32 values, alpha in (0, 1], linear interpolation between
+    order statistics (same definition as `torch.quantile(x.abs().flatten(), alpha)`), exact."""
+    ...
+
+class PercentileObserver:
+    """Quamba's percentile observer (Mamba1 SSM input x and SSM state, or Mamba2 without sort-and-cluster).
+
+    Per calibration sample: cur = quantile(|x|, alpha) over all of the sample's elements; the first sample
+    initializes the running value m, every later one does m += momentum * (cur - m). alpha and momentum must
+    be in (0, 1]. A sample that fails (NaN/inf, empty) leaves the observer unchanged."""
+
+    def __init__(self, alpha: float = 0.9995, momentum: float = 0.01) -> None: ...
+    def update(self, data: bytes, n: int) -> float:
+        """One calibration sample of `n` float32 values (any shape, flattened); returns its quantile `cur`."""
+        ...
+    def value(self) -> float:
+        """The running clip value m (ValueError before any sample)."""
+        ...
+    def scale(self) -> float:
+        """The static int8 scale max(m / 127, 1e-6)."""
+        ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def momentum(self) -> float: ...
+
+class GroupAbsMaxObserver:
+    """Running absmax per group of columns (Quamba2's B/C, x and SSM-state scales; per-tensor absmax taps).
+
+    Data arrive as [rows, cols] float32 (rows = every leading axis flattened: batch*tokens for activations,
+    batch for the state); column c belongs to the flat group col_group[c] (row-major over `shape`) or to
+    none (-1). absmax()/scales() are flat lists of prod(shape) values, row-major over `shape`; a group that
+    no column maps to keeps absmax 0 (scale 1e-6)."""
+
+    def __init__(self, shape_groups: list[int], col_group: list[int]) -> None: ...
+    @staticmethod
+    def per_tensor(cols: int) -> GroupAbsMaxObserver:
+        """One scale: data [rows, cols] -> shape [1]."""
+        ...
+    @staticmethod
+    def per_state_group(ngroups: int, dstate: int) -> GroupAbsMaxObserver:
+        """Mamba2 B or C (conv output), one scale per SSD group: data [rows, ngroups*dstate] (i.e.
+        [batch, seqlen, ngroups, dstate] flattened) -> shape [ngroups]; absmax over batch, tokens, d_state."""
+        ...
+    @staticmethod
+    def x_clusters(clusters: dict[str, object], layout: str = "original") -> GroupAbsMaxObserver:
+        """Quamba2 SSD input x (conv output after SiLU): data [rows, nheads*headdim] -> shape
+        [ngroups, head_clusters, dim_clusters]. `clusters` is the dict of quamba_sort_and_cluster (only its
+        head_perm, channel_perm, head_group_range, dim_group_range keys are read and validated). `layout`:
+        "original" when the data's channels are in the model's original order, "reordered" when
+        channel_perm has already been applied to the model (new channel i = old channel channel_perm[i])."""
+        ...
+    @staticmethod
+    def ssm_state(clusters: dict[str, object], dstate: int, layout: str = "original") -> GroupAbsMaxObserver:
+        """Quamba2 SSM-state scales: data [batch, nheads*headdim*dstate] (the state [B, H, P, N] flattened)
+        -> shape [ngroups, head_clusters, dim_clusters, dstate]: absmax over batch, the heads of a head
+        cluster and the channels of a channel group, separately per state index n. `layout` as x_clusters."""
+        ...
+    def update(self, data: bytes, rows: int) -> None:
+        """Adds `rows` rows of `cols` float32 values (0 rows: no-op; a failing update changes nothing)."""
+        ...
+    def absmax(self) -> list[float]:
+        """Running absmax per group, flat (ValueError before any row)."""
+        ...
+    def scales(self) -> list[float]:
+        """max(absmax / 127, 1e-6) per group, flat (ValueError before any row)."""
+        ...
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def cols(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def updates(self) -> int: ...
+
+class ChannelMeanAbsMax:
+    """The sort-and-cluster statistic of Quamba2's reference code: per channel, max over calibration samples
+    of mean_t |x_t[c]| (mean over one sample's rows/tokens). Feed it x_conv_out in the original order."""
+
+    def __init__(self, channels: int) -> None: ...
+    def update(self, data: bytes, rows: int) -> None:
+        """One calibration sample: `rows` >= 1 rows of `channels` float32 values."""
+        ...
+    def stat(self) -> bytes:
+        """The statistic, float32 bytes [channels] (ValueError before any sample)."""
+        ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+
+def quamba_sort_and_cluster(
+    stat: bytes,
+    ngroups: int,
+    nheads_per_group: int,
+    headdim: int,
+    head_clusters: int = 4,
+    dim_clusters: int = 4,
+) -> dict[str, object]:
+    """Quamba2 sort-and-cluster over stat[ngroups, nheads_per_group, headdim] (float32 bytes, one value per
+    x channel in the original order, e.g. ChannelMeanAbsMax.stat()). Deterministic.
+
+    Per head, channels are sorted ascending by stat (stable); per SSD group the heads' L2-normalized sorted
+    vectors are Ward-clustered into head_clusters clusters (numbered by smallest head index; heads ordered by
+    cluster, ascending head index inside); per head cluster the sorted channel positions are split into
+    dim_clusters contiguous groups (K-means from positions i*headdim/dim_clusters, or the optimal contiguous
+    segmentation when K-means is not contiguous). Returns:
+
+    - "head_perm": list[int], nheads = ngroups*nheads_per_group entries, new head position -> old (global)
+      head index; heads never leave their SSD group (apply to dt rows of in_proj, A_log, D, dt_bias).
+    - "channel_perm": list[int], nheads*headdim entries, new channel position -> old channel index within x
+      (apply to z and x rows of in_proj, conv1d x channels, the gated-norm weight, out_proj input columns);
+      new head j's channels are old head head_perm[j]'s, so channels never leave their head.
+    - "head_group_range": list[list[int]] [ngroups][head_clusters], cumulative head counts within the group
+      (last = nheads_per_group), in the reordered head order (Quamba2's x_head_group_range).
+    - "dim_group_range": list[list[list[int]]] [ngroups][head_clusters][dim_clusters], cumulative channel
+      counts within a head (last = headdim), shared by all heads of the head cluster (x_dim_group_range).
+    - "ngroups", "nheads_per_group", "headdim", "head_clusters", "dim_clusters": int.
+    - "segmentation": list[list[str]] [ngroups][head_clusters]: "kmeans", "dp" (fallback) or "trivial".
+
+    Degenerate sizes: with fewer heads than head_clusters (or headdim < dim_clusters) the trailing clusters
+    (groups) are empty, i.e. repeated cumulative counts. Errors: a zero size, wrong byte length, NaN/inf."""
+    ...
+
+def quamba_channel_groups(clusters: dict[str, object], layout: str = "original") -> list[int]:
+    """For each x channel (nheads*headdim entries, in `layout` order: "original" or "reordered"), its flat
+    cluster index (g*head_clusters + head_cluster)*dim_clusters + dim_group. Indexing the flat
+    [ngroups, head_clusters, dim_clusters] scales (GroupAbsMaxObserver.x_clusters(...).scales()) with it
+    gives the per-channel x scale vector the kernels take; for the SSM state [H, P, N], scale[c, n] =
+    state_scales[groups[c]*dstate + n]."""
+    ...
+
+def fuse_hadamard(w: bytes, rows: int, cols: int, side: str, block: int) -> bytes:
+    """Fuses the normalized block-diagonal Hadamard H (blocks of `block`, a power of two dividing the
+    transformed dimension; 1 = identity; H symmetric and orthonormal, the same transform as lowbit's FWHT
+    kernels) into the row-major float32 weight w[rows, cols] of y = W x. side "input": W <- W H (requires
+    block | cols; then (W H)(H x) == W x, for in_proj after a rotated residual and out_proj after the
+    online FWHT of y); side "output": W <- H W (requires block | rows; the output comes out rotated).
+    Returns the new float32 bytes [rows, cols]."""
+    ...
+
+def hadamard_block(dim: int, max_block: int) -> int:
+    """The largest power of two that divides `dim` and is <= max_block (1 for odd dim), e.g. 1536 -> 512."""
+    ...
