@@ -549,8 +549,9 @@ lowbit_status lowbit_bip_act_quant(const void *x, int64_t ldx, int64_t m, int64_
  * with x = 0 before t = 0 (each sequence starts from an empty state), then SiLU when `silu` != 0, then
  * q[b, t, c] = sat127(rne(y / out_scale[c])). f32 arithmetic. x int8 [batch, len, channels] (`ldx`),
  * y int8 [batch, len, channels] (`ldy`, must not overlap x); x_scale, bias (may be NULL), out_scale f32 [channels];
- * weight f32 [channels, width]. Limits: 1 <= width <= LOWBIT_SSM_MAX_CONV_WIDTH, batch * len < 2^31,
- * channels < 2^31; scale / weight / bias 4-byte aligned; out_scale entries > 0 (not checked: device memory).
+ * weight f32 [channels, width]. Limits: 1 <= width <= LOWBIT_SSM_MAX_CONV_WIDTH, batch <= 65535,
+ * batch * len < 2^31, channels < 2^31; scale / weight / bias 4-byte aligned; out_scale entries > 0 (not checked:
+ * device memory).
  * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL pointer), LOWBIT_ERR_CUDA.
  */
 lowbit_status lowbit_ssm_conv1d_int8(const int8_t *x, int64_t ldx, int64_t batch, int64_t len, int64_t channels,
@@ -613,9 +614,9 @@ typedef struct lowbit_ssm_scan_params {
  *   y     = sum_n (C[b, t, n] * c_scale) * h[n] + d_skip[d] * u * u_scale[d];  y *= silu(z * z_scale) if z
  * h starts at initial_state f32 [batch, dim, dstate] (NULL: zeros); the last h goes to final_state (same shape,
  * may be NULL; may equal initial_state: each element is read before it is written). y is f16 [batch, len, dim]
- * (`ldy`). Limits: 1 <= dstate <= LOWBIT_SSM_MAX_DSTATE, batch * len < 2^31, dim < 2^31; float pointers 4-byte,
- * y 2-byte aligned; scales finite. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT,
- * LOWBIT_ERR_CUDA.
+ * (`ldy`). Limits: 1 <= dstate <= LOWBIT_SSM_MAX_DSTATE, batch <= 65535, batch * len < 2^31, dim < 2^31;
+ * float pointers 4-byte, y 2-byte aligned; scales finite. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT,
+ * LOWBIT_ERR_INVALID_ARGUMENT, LOWBIT_ERR_CUDA.
  */
 lowbit_status lowbit_ssm_selective_scan_int8(const lowbit_ssm_scan_params *p, const float *initial_state,
                                              float *final_state, void *y, int64_t ldy, void *stream);

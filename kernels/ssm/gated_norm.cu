@@ -40,14 +40,17 @@ __global__ void __launch_bounds__(kMaxThreads)
         row[i] = v;
     }
     if (norm) {
-        // Each thread scales only the elements it wrote, so no barrier is needed before the reductions; the
-        // reduction's own barriers order the scaling of group g before the FWHT below.
+        // A group starts at any column, so a thread's elements of a group were written by other threads in the
+        // loop above (barrier before), and the scaled values are read by other threads below (barrier after).
+        // Within a group a thread reads and scales the same elements; block_reduce's barriers separate groups.
+        __syncthreads();
         for (int g0 = 0; g0 < dim; g0 += group) {
             float ss = 0.f;
             for (int i = g0 + threadIdx.x; i < g0 + group; i += blockDim.x) ss = fmaf(row[i], row[i], ss);
             const float inv = rsqrtf(lowbit::block_reduce<false>(ss, red) / float(group) + eps);
             for (int i = g0 + threadIdx.x; i < g0 + group; i += blockDim.x) row[i] *= inv;
         }
+        __syncthreads();
     }
     if (weight) {
         for (int i = threadIdx.x; i < dim; i += blockDim.x) row[i] *= weight[i];
