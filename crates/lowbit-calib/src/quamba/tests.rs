@@ -370,6 +370,63 @@ fn ward_recovers_separated_points() {
     assert_eq!(ward_labels(&refs[..4], 4), vec![0, 1, 2, 3]);
 }
 
+/// Textbook Ward: repeatedly merge the two clusters whose union raises the within-cluster sum of squares the
+/// least, `|A||B|/(|A|+|B|)·‖c_A − c_B‖²`, until `k` remain. Returns the partition as sorted member lists.
+fn naive_ward(points: &[Vec<f64>], k: usize) -> Vec<Vec<usize>> {
+    let mut clusters: Vec<Vec<usize>> = (0..points.len()).map(|i| vec![i]).collect();
+    let centroid = |c: &[usize]| -> Vec<f64> {
+        let mut m = vec![0.0; points[0].len()];
+        for &i in c {
+            m.iter_mut().zip(&points[i]).for_each(|(a, b)| *a += b);
+        }
+        m.iter().map(|v| v / c.len() as f64).collect()
+    };
+    while clusters.len() > k {
+        let mut best = (f64::INFINITY, 0, 0);
+        for a in 0..clusters.len() {
+            for b in a + 1..clusters.len() {
+                let (ca, cb) = (centroid(&clusters[a]), centroid(&clusters[b]));
+                let (na, nb) = (clusters[a].len() as f64, clusters[b].len() as f64);
+                let d = na * nb / (na + nb) * ca.iter().zip(&cb).map(|(x, y)| (x - y).powi(2)).sum::<f64>();
+                if d < best.0 {
+                    best = (d, a, b);
+                }
+            }
+        }
+        let merged = clusters.remove(best.2);
+        clusters[best.1].extend(merged);
+    }
+    let mut out: Vec<Vec<usize>> = clusters
+        .into_iter()
+        .map(|mut c| {
+            c.sort();
+            c
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn ward_cut_matches_textbook_ward() {
+    let mut r = rng(10);
+    for &(n, dim, k) in &[(5usize, 3usize, 4usize), (12, 4, 4), (30, 8, 4), (40, 16, 3), (9, 2, 2)] {
+        for _ in 0..3 {
+            let pts: Vec<Vec<f64>> = (0..n).map(|_| (0..dim).map(|_| r.random_range(0.0..1.0)).collect()).collect();
+            let refs: Vec<&[f64]> = pts.iter().map(|v| v.as_slice()).collect();
+            let labels = ward_labels(&refs, k);
+            let mut got: Vec<Vec<usize>> = vec![vec![]; k];
+            for (i, &l) in labels.iter().enumerate() {
+                got[l].push(i);
+            }
+            // Numbered by smallest member: cluster l's first member precedes cluster l+1's.
+            assert!(got.windows(2).all(|w| w[0][0] < w[1][0]), "{labels:?}");
+            got.sort();
+            assert_eq!(got, naive_ward(&pts, k), "n {n} dim {dim} k {k}");
+        }
+    }
+}
+
 /// Checks the structural invariants plus: each new head's channels ascend by `stat`.
 fn check_clusters(c: &QuambaClusters, stat: &[f32]) {
     c.validate().unwrap();
