@@ -661,8 +661,9 @@ lowbit_status lowbit_ssm_gated_rmsnorm_quant(const void *y, int64_t ldy, const i
  *   contiguous; states f32 [batch, nheads, headdim, dstate] contiguous; x_scale f32 [nheads * headdim];
  *   dt_bias, A, D f32 [nheads]; B_scale, C_scale f32 [ngroups]. The decode step drops the `len` axis.
  * Limits (LOWBIT_ERR_SHAPE): batch, nheads <= 65535; nheads % ngroups == 0; batch * len < 2^31; headdim <=
- * 65536. Alignment (LOWBIT_ERR_ALIGNMENT): f32 arrays 4-byte, y 2-byte (int8 arrays: none; 16-byte aligned
- * rows take a vectorized path). dt_lo <= dt_hi, dt_lo finite, dt_scale finite (LOWBIT_ERR_INVALID_ARGUMENT).
+ * 65536; nheads * headdim < 2^31. Alignment (LOWBIT_ERR_ALIGNMENT): f32 arrays 4-byte, y 2-byte (int8
+ * arrays: none; 16-byte aligned rows take a vectorized path). dt_lo <= dt_hi, dt_lo finite, dt_scale finite
+ * (LOWBIT_ERR_INVALID_ARGUMENT otherwise).
  * ------------------------------------------------------------------------------------------- */
 
 /**

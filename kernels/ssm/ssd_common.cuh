@@ -61,7 +61,7 @@ inline lowbit_status_code fill_params(SsdParams& p, const int8_t* x, const float
         dstate > (prefill ? 256 : (1 << 20)))
         return LOWBIT_ERR_SHAPE;
     // Token indices are int64 in the kernels; int32 counts must not overflow per head.
-    if (batch * seqlen > INT32_MAX) return LOWBIT_ERR_SHAPE;
+    if (batch * seqlen > INT32_MAX || nheads * headdim > INT32_MAX) return LOWBIT_ERR_SHAPE;
     if (ldx < nheads * headdim || ldbc < ngroups * dstate || lddt < nheads) return LOWBIT_ERR_SHAPE;
     const void* f32s[] = {x_scale, dt_bias, A, B_scale, C_scale, D, h0, hT};
     for (const void* q : f32s)
