@@ -135,7 +135,7 @@ impl PyGpuGemm {
     }
 }
 
-fn device_for(py: Python<'_>, ordinal: usize) -> PyResult<Device> {
+pub(crate) fn device_for(py: Python<'_>, ordinal: usize) -> PyResult<Device> {
     py.detach(|| device(ordinal))
 }
 

@@ -23,6 +23,7 @@ mod checkpoint;
 mod errors;
 mod gpu;
 mod quamba;
+mod ssd;
 mod weight;
 
 use pyo3::prelude::*;
@@ -36,5 +37,6 @@ fn _C(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gpu::register(m)?;
     calib::register(m)?;
     quamba::register(m)?;
+    ssd::register(m)?;
     Ok(())
 }
