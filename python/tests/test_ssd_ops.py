@@ -235,6 +235,25 @@ def test_bad_arguments_raise_value_error() -> None:
                                       None, a, bm[:, 0], bs, cm[:, 0], cs, None)  # fmt: skip
 
 
+def test_token_stride_detection() -> None:
+    """What the CUDA path passes in place (token stride) and what it copies."""
+    base = torch.zeros(2, 5, 40, dtype=torch.int8)
+    x = base[..., 4:28].view(2, 5, 4, 6)  # a slice of a wider row: in place, ld = 40
+    t, ld = ssd_ops._tokens(x, 2)
+    assert t.data_ptr() == x.data_ptr() and ld == 40
+    t, ld = ssd_ops._tokens(base[..., :3], 2)  # [B, L, H] slice (dt): ld = 40
+    assert t.data_ptr() == base.data_ptr() and ld == 40
+    t, ld = ssd_ops._tokens(base[:1, :1, :24].view(1, 1, 4, 6), 2)  # one token: any stride works
+    assert ld == 24
+    t, ld = ssd_ops._tokens(base[:, ::2, :24].reshape(2, 3, 4, 6), 2)  # batch stride != L * token stride: copy
+    assert t.is_contiguous() and ld == 24
+    xt = torch.zeros(2, 5, 6, 4, dtype=torch.int8).transpose(2, 3)  # [H, P] block not contiguous: copy
+    t, ld = ssd_ops._tokens(xt, 2)
+    assert t.is_contiguous() and ld == 24
+    t, ld = ssd_ops._tokens(base[:, 0, :12].view(2, 2, 6), 1)  # decode x [B, H, P]: ld = 200
+    assert t.data_ptr() == base.data_ptr() and ld == 200
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # kernels (GPU)
 # ---------------------------------------------------------------------------------------------------------------
