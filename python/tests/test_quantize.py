@@ -103,16 +103,15 @@ def test_gptq_beats_rtn_on_held_out_data(config: lowbit.WeightOnly) -> None:
     assert e_gptq < e_rtn, (e_gptq, e_rtn)
 
 
-def test_activation_configs_run_emulated_with_static_scales() -> None:
+def test_activation_configs_run_int8_gemm_with_static_scales() -> None:
     torch.manual_seed(2)
     m = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
     x = torch.randn(16, 128)
     with torch.no_grad():
         ref = m(x)
-    with pytest.warns(UserWarning, match="emulated path"):
-        r = lowbit.quantize_(m, lowbit.W8A8(static_scales=True, method="rtn"), calib_data=[x], progress=False)
-    assert all(isinstance(mod, lowbit.LowbitLinear) for mod in (m[0], m[2]))
-    assert m[0].act_bits == 8 and m[0].act_scale is not None and m[0].act_scale > 0
+    r = lowbit.quantize_(m, lowbit.W8A8(static_scales=True, method="rtn"), calib_data=[x], progress=False)
+    assert all(isinstance(mod, lowbit.Int8Linear) for mod in (m[0], m[2]))
+    assert m[0].act_scale is not None and m[0].act_scale > 0
     with torch.no_grad():
         y = m(x)
     assert torch.nn.functional.cosine_similarity(y.flatten(), ref.flatten(), dim=0) > 0.999
@@ -142,5 +141,5 @@ def test_one_calibration_serves_several_configs() -> None:
         m.load_state_dict(base.state_dict())
         r = lowbit.quantize_(m, config, calib_data=calib, progress=False)
         assert [q.method for q in r.quantized] == ["gptq", "gptq"]
-    with pytest.raises(ValueError, match="observers"), pytest.warns(UserWarning, match="emulated"):
+    with pytest.raises(ValueError, match="observers"):
         lowbit.quantize_(nn.Sequential(nn.Linear(128, 128)), lowbit.W8A8(static_scales=True), calib_data=calib)

@@ -46,8 +46,19 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
 def test_activation_settings_survive(tmp_path: Path) -> None:
     m = nn.Sequential(nn.Linear(64, 64))
     x = torch.randn(8, 64)
-    with pytest.warns(UserWarning):
-        lowbit.quantize_(m, lowbit.W8A8(static_scales=True, method="rtn"), calib_data=[x], progress=False)
+    lowbit.quantize_(m, lowbit.W8A8(static_scales=True, method="rtn"), calib_data=[x], progress=False)
+    lowbit.save(m, tmp_path / "a.safetensors")
+    skel = lowbit.load(tmp_path / "a.safetensors", nn.Sequential(nn.Linear(64, 64)))
+    assert isinstance(skel[0], lowbit.Int8Linear) and skel[0].act_scale == m[0].act_scale
+    for key, t in m.state_dict().items():
+        assert torch.equal(skel.state_dict()[key], t), key
+    torch.testing.assert_close(skel(x), m(x), rtol=0, atol=0)
+    # per-group int8 weights have no int8 GEMM: LowbitLinear with fake-quantized activations
+    m = nn.Sequential(nn.Linear(64, 64))
+    with pytest.warns(UserWarning, match="emulated"):
+        lowbit.quantize_(
+            m, lowbit.W8A8(group_size=32, static_scales=True, method="rtn"), calib_data=[x], progress=False
+        )
     lowbit.save(m, tmp_path / "a.safetensors")
     skel = lowbit.load(tmp_path / "a.safetensors", nn.Sequential(nn.Linear(64, 64)))
     assert skel[0].act_bits == 8 and skel[0].act_scale == m[0].act_scale

@@ -24,7 +24,7 @@ fn device(ordinal: usize) -> PyResult<Device> {
     Ok(d)
 }
 
-fn out_dtype(dtype: &str) -> PyResult<OutDtype> {
+pub(crate) fn out_dtype(dtype: &str) -> PyResult<OutDtype> {
     match dtype {
         "float16" | "f16" | "torch.float16" => Ok(OutDtype::F16),
         "bfloat16" | "bf16" | "torch.bfloat16" => Ok(OutDtype::Bf16),

@@ -22,6 +22,7 @@ mod calib;
 mod checkpoint;
 mod errors;
 mod gpu;
+mod int8;
 mod quamba;
 mod ssd;
 mod weight;
@@ -37,6 +38,7 @@ fn _C(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gpu::register(m)?;
     calib::register(m)?;
     quamba::register(m)?;
+    int8::register(m)?;
     ssd::register(m)?;
     Ok(())
 }

@@ -43,6 +43,62 @@ class GpuGemm:
         self, x: int, ldx: int, y: int, m: int, dtype: str, workspace: int, workspace_bytes: int, stream: int
     ) -> None: ...
 
+class Int8Gemm:
+    def __init__(
+        self,
+        codes: bytes,
+        n: int,
+        k: int,
+        scales: bytes,
+        device: int,
+        w_bits: int = 8,
+        group_scales: Optional[bytes] = None,
+        group_size: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def device(self) -> int: ...
+    def workspace_bytes(self, m: int) -> int: ...
+    def run(
+        self,
+        x: int,
+        ldx: int,
+        m: int,
+        y: int,
+        ldy: int,
+        out: str,
+        row_scales: int,
+        row_scale_value: float,
+        bias: int,
+        out_scale: float,
+        out_scales: int,
+        workspace: int,
+        workspace_bytes: int,
+        stream: int,
+    ) -> None: ...
+
+def act_quant(
+    x: int,
+    ldx: int,
+    residual: int,
+    gamma: int,
+    eps: float,
+    hadamard: int,
+    static_scale: Optional[float],
+    q: int,
+    ldq: int,
+    scales: int,
+    m: int,
+    k: int,
+    dtype: str,
+    device: int,
+    stream: int,
+) -> None: ...
+def quantize_w8a8(data: bytes, n: int, k: int) -> tuple[bytes, bytes]: ...
+def quantize_w4a8(data: bytes, n: int, k: int, group: Optional[int] = None) -> tuple[bytes, Optional[bytes], bytes]: ...
+def int8_operands(weight: QWeight) -> tuple[bytes, bytes]: ...
+def qweight_from_fields(scheme: str, n: int, k: int, fields: dict[str, bytes]) -> QWeight: ...
 def gpu_available() -> bool: ...
 def build_info() -> dict[str, object]: ...
 def device_info(ordinal: int) -> dict[str, object]: ...

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from . import _C, ops
 from .configs import W4A8, W8A8, Bipolar, GPTQOptions, Mamba, WeightOnly
-from .modules import LowbitLinear, PackedWeight
+from .modules import Int8Linear, LowbitLinear, PackedWeight
 from .quantize import Calibration, LayerReport, QuantizeReport, calibrate, quantize_
 from .serialization import load, save
 
@@ -39,6 +39,7 @@ __all__ = [
     "Bipolar",
     "Calibration",
     "GPTQOptions",
+    "Int8Linear",
     "LayerReport",
     "LowbitLinear",
     "Mamba",

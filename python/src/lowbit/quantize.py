@@ -12,7 +12,7 @@ from torch import nn
 
 from . import _C
 from .configs import CONFIG_TYPES, W4A8, W8A8, Bipolar, Config, Mamba, WeightOnly, config_to_dict
-from .modules import LowbitLinear, PackedWeight
+from .modules import Int8Linear, LowbitLinear, PackedWeight
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -226,12 +226,6 @@ def quantize_(
         raise ValueError("act_order needs calib_data (the column order comes from the Hessian)")
     if isinstance(config, (W8A8, W4A8)) and config.static_scales and calib_data is None:
         raise ValueError("static_scales needs calib_data")
-    if isinstance(config, (W8A8, W4A8)):
-        warnings.warn(
-            f"lowbit: {type(config).__name__} runs on the emulated path (int8 fake quantization of activations + "
-            "dequantized weights); lowbit's int8 GEMM kernels are not wired into the Python package yet",
-            stacklevel=2,
-        )
 
     report = QuantizeReport()
     targets: dict[str, nn.Linear] = {}
@@ -269,11 +263,21 @@ def quantize_(
             del targets[n]
 
     act_bits = config.act_bits
+    emulated: list[str] = []
     for name, module in _progress(list(targets.items()), "lowbit: quantize", len(targets), progress):
-        packed, method, stats = _quantize_layer(module, config, calib, name)
         act_scale = None
         if calib is not None and static and name in calib.observers:
             act_scale = float(calib.observers[name].static_scale(getattr(config, "scale_method", "mse")))
+        if _int8_gemm_ok(config, module.in_features):
+            new8, method, stats = _quantize_int8_layer(module, config, calib, name, act_scale)
+            _set_module(model, name, new8)
+            report.quantized.append(
+                LayerReport(name, new8.scheme, (new8.out_features, new8.in_features), new8.storage_bytes, method, stats)
+            )
+            continue
+        if isinstance(config, (W8A8, W4A8)):
+            emulated.append(name)
+        packed, method, stats = _quantize_layer(module, config, calib, name)
         new = LowbitLinear(
             packed,
             module.bias,
@@ -286,6 +290,13 @@ def quantize_(
             LayerReport(
                 name, packed.scheme, (packed.out_features, packed.in_features), packed.storage_bytes, method, stats
             )
+        )
+    if emulated:
+        warnings.warn(
+            f"lowbit: {type(config).__name__} layers the int8 GEMM cannot take (per-group int8 weights, or K not a "
+            f"multiple of 16 / 32) run on the emulated path (int8 fake quantization + dequantized weights): "
+            f"{', '.join(emulated[:8])}{' ...' if len(emulated) > 8 else ''}",
+            stacklevel=2,
         )
 
     if report.skipped or report.unsupported:
@@ -324,6 +335,40 @@ def _quantize_layer(
         clip_search=opts.clip_search,
     )
     return PackedWeight(q), "gptq", dict(stats)
+
+
+def _int8_gemm_ok(config: Config, k: int) -> bool:
+    """Whether `config` maps to lowbit's int8 GEMM (`Int8Linear`) for a layer of `k` input features: W8A8 with
+    per-channel weights and K a multiple of 16, W4A8 with K a multiple of 32 (every supported group size is)."""
+    if isinstance(config, W8A8):
+        return config.group_size is None and k % 16 == 0
+    if isinstance(config, W4A8):
+        return k % 32 == 0 and (config.group_size is None or config.group_size % 32 == 0)
+    return False
+
+
+def _quantize_int8_layer(
+    module: nn.Linear, config: Config, calib: Optional[Calibration], name: str, act_scale: Optional[float]
+) -> tuple[Int8Linear, str, dict[str, Any]]:
+    """W8A8: the 8-bit per-channel INT weight of `_quantize_layer` (RTN or GPTQ) as int8 codes, exactly.
+    W4A8: round-to-nearest in QQQ's two-level form; with GPTQ, the two-level form of the GPTQ weight."""
+    cfg = config_to_dict(config)
+    device = module.weight.device
+    if isinstance(config, W8A8):
+        packed, method, stats = _quantize_layer(module, config, calib, name)
+        new = Int8Linear.from_qweight(packed.qweight, module.bias, act_scale=act_scale, config=cfg)
+        return new.to(device), method, stats
+    assert isinstance(config, W4A8)
+    if calib is None or config.method == "rtn":
+        new = Int8Linear.from_float(
+            module.weight, module.bias, w_bits=4, group_size=config.group_size, act_scale=act_scale, config=cfg
+        )
+        return new.to(device), "rtn", {}
+    packed, method, stats = _quantize_layer(module, config, calib, name)
+    new = Int8Linear.from_float(
+        packed.dequantize(), module.bias, w_bits=4, group_size=config.group_size, act_scale=act_scale, config=cfg
+    )
+    return new.to(device), f"{method}+qqq", stats
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import _C
-from .modules import LowbitLinear, PackedWeight
+from .modules import Int8Linear, LowbitLinear, PackedWeight
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -31,6 +31,24 @@ _KEY_ALIASES = "lowbit.python.aliases"
 _KEY_CLASS = "lowbit.python.model_class"
 
 _DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
+# Integer buffers of `Int8Linear` (codes, group scales) travel as float32 passthrough tensors: exact for 8-bit
+# integers, and restored to their dtype on load.
+_INT_DTYPES = {str(d): d for d in (torch.int8, torch.uint8)}
+
+
+def _stored(model: nn.Module) -> tuple[set[str], set[str]]:
+    """State-dict keys `save` skips (the packed fields of `LowbitLinear`, stored as checkpoint layers) and the
+    buffers of `Int8Linear` it stores exactly as float32 passthrough tensors (integer codes, float32 scales)."""
+    skip: set[str] = set()
+    ints: set[str] = set()
+    for name, m in model.named_modules():
+        pre = f"{name}." if name else ""
+        if isinstance(m, LowbitLinear):
+            skip.update(pre + LowbitLinear._FIELDS + f for f in m.packed.tensors())
+        elif isinstance(m, Int8Linear):
+            names = ("weight_q", "group_scales", "weight_scale", "input_scale")
+            ints.update(pre + b for b in names if getattr(m, b) is not None)
+    return skip, ints
 
 
 def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) -> None:
@@ -50,14 +68,25 @@ def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) ->
                 "act_scale": m.act_scale,
                 "config": m.config,
             }
-    if not layers:
+        elif isinstance(m, Int8Linear):
+            modules[name] = {
+                "kind": "int8",
+                "shape": [m.out_features, m.in_features],
+                "w_bits": m.w_bits,
+                "group_size": m.group_size,
+                "bias": m.bias is not None,
+                "act_scale": m.act_scale,
+                "config": m.config,
+            }
+    if not modules:
         raise ValueError("the model has no lowbit layers: quantize it with lowbit.quantize_ first")
+    skip, ints = _stored(model)
     passthrough: list[tuple[str, list[int], bytes, bool]] = []
     dtypes: dict[str, str] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[int, tuple[int, ...], tuple[int, ...], torch.dtype], str] = {}
     for name, t in model.state_dict(keep_vars=False).items():
-        if not t.is_floating_point():
+        if name in skip or not (t.is_floating_point() or name in ints):
             continue
         key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype)
         if t.numel() > 0 and key in seen:
@@ -66,7 +95,7 @@ def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) ->
         seen[key] = name
         dtypes[name] = str(t.dtype)
         data = t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes()
-        passthrough.append((name, list(t.shape), data, half_passthrough))
+        passthrough.append((name, list(t.shape), data, half_passthrough and name not in ints))
     source = {
         _KEY_FORMAT: FORMAT,
         _KEY_MODULES: json.dumps(modules, sort_keys=True),
@@ -143,9 +172,40 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)
 
+    for fqn, meta in modules.items():
+        if meta.get("kind") != "int8":
+            continue
+        try:
+            target = model.get_submodule(fqn)
+        except AttributeError:
+            raise ValueError(f"{p}: the model has no module '{fqn}' for int8 layer '{fqn}'") from None
+        if not isinstance(target, (nn.Linear, Int8Linear)):
+            raise ValueError(f"{p}: module '{fqn}' is a {type(target).__name__}, not a linear layer")
+        n, k = meta["shape"]
+        if (target.out_features, target.in_features) != (n, k):
+            raise ValueError(
+                f"{p}: layer '{fqn}' is [{n}, {k}] in the file but "
+                f"{[target.out_features, target.in_features]} in the model"
+            )
+        new8 = Int8Linear(
+            k,
+            n,
+            w_bits=int(meta["w_bits"]),
+            group_size=meta.get("group_size"),
+            bias=bool(meta.get("bias")),
+            act_scale=meta.get("act_scale"),
+            config=meta.get("config"),
+        )
+        ref = target.bias if target.bias is not None else None
+        if new8.bias is not None and ref is not None:
+            new8.bias.data = new8.bias.data.to(device=ref.device, dtype=ref.dtype)
+        parent_name, _, child = fqn.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, new8)
+
     state: dict[str, torch.Tensor] = {}
-    for name, shape, data, _stored in passthrough:
-        dtype = _DTYPES.get(dtypes.get(name, "torch.float32"))
+    for name, shape, data, _stored_dtype in passthrough:
+        dtype = _DTYPES.get(dtypes.get(name, "torch.float32")) or _INT_DTYPES.get(dtypes.get(name, ""))
         if dtype is None:
             raise ValueError(f"{p}: tensor '{name}' records an unknown dtype {dtypes.get(name)!r}")
         arr = np.frombuffer(data, dtype="<f4").reshape(shape)
@@ -155,7 +215,8 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
             raise ValueError(f"{p}: alias '{alias}' points to '{target_name}', which the file does not hold")
         state[alias] = state[target_name]
 
-    own = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    skip, ints = _stored(model)
+    own = {k: v for k, v in model.state_dict().items() if k not in skip and (v.is_floating_point() or k in ints)}
     unexpected = sorted(set(state) - set(own))
     if unexpected:
         raise ValueError(f"{p}: tensors not in the model: {', '.join(unexpected[:10])}")
