@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import transformers
 from transformers import DynamicCache, Mamba2Config, Mamba2ForCausalLM
 
 import lowbit
@@ -182,6 +183,7 @@ def main() -> int:
     meta = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "lowbit": lowbit.__version__,
         "small": args.small,
         "config": config(args.small).to_dict(),
@@ -201,7 +203,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], batches: list[int
     lines = [
         "# Mamba2-2.7B-shaped bench: HF fp16 PyTorch path vs lowbit (same run)",
         "",
-        f"Device: {meta['device']}; torch {meta['torch']}; lowbit {meta['lowbit']}; activations {meta['dtype']}.",
+        f"Device: {meta['device']}; torch {meta['torch']}; transformers {meta['transformers']}; lowbit "
+        f"{meta['lowbit']}; activations {meta['dtype']}.",
         f"Model: d_model {c['hidden_size']}, {c['num_hidden_layers']} layers, {c['num_heads']} heads x "
         f"{c['head_dim']}, d_state {c['state_size']}, ngroups {c['n_groups']}, vocab {c['vocab_size']}"
         + (" (--small toy)" if meta["small"] else "")

@@ -65,7 +65,9 @@ def _eval(model: Any, windows: list[torch.Tensor], refs: list[torch.Tensor]) -> 
 def typeseg_runs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     model = tp.model()
     calib = tp.windows(helpers.text("python-docs-calib.txt"), 256, 8)
-    evalw = tp.windows(helpers.text("python-docs-eval.txt"), 512) + tp.windows(helpers.text("fortunes-eval.txt"), 512)
+    evalw = tp.windows(helpers.text("python-docs-eval.txt"), 512, 8) + tp.windows(
+        helpers.text("fortunes-eval.txt"), 512, 4
+    )
     with torch.no_grad():
         refs = [model(w) for w in evalw]
         toks = tp.tokens(helpers.text("python-docs-eval.txt")[:600])
@@ -76,7 +78,6 @@ def typeseg_runs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     configs: dict[str, lowbit.Mamba] = dict(TYPESEG)
     configs["W8A8, sort-and-cluster (pseudo-heads of 64)"] = lowbit.Mamba(8, 8, percentile=PCT, pseudo_headdim=64)
     configs["W8A8, no Hadamard"] = lowbit.Mamba(8, 8, percentile=PCT, hadamard=False)
-    configs["W4A8, RTN (no GPTQ)"] = lowbit.Mamba(4, 8, percentile=PCT, gptq=False)
     for name, cfg in configs.items():
         q = copy.deepcopy(model)
         t = time.time()

@@ -35,11 +35,11 @@ W4A8 (QQQ-style int8 rebuild), int32 accumulation):
   (y * silu(z), group RMSNorm, weight, FWHT, int8) -> out_proj (f16 out). Decode: `causal_conv1d_update_int8`
   (int8 conv state in the cache) and `ssd_state_update_int8` (fp32 SSM state in the cache).
 - Mamba1: mixer input -> `act_quant` -> in_proj (int8 out, x and z scales) -> `causal_conv1d_int8` (int8 out u,
-  percentile scale, or cluster scales with `pseudo_headdim`) -> x_proj (u's per-channel scale folded into its
-  weight columns; int8 out with dt_low / B / C scales) -> dt_proj (always W8A8, int8 out; its bias is the scan's
-  dt_bias) -> `selective_scan_int8` (fp32 state, f16 y; a bidirectional mixer adds the reverse scan) ->
-  `gated_rmsnorm_quant` (y * silu(z), no norm, FWHT, int8) -> out_proj (f16 out). Decode:
-  `causal_conv1d_update_int8` + `selective_state_update_int8`.
+  percentile scale, or cluster scales with `pseudo_headdim`) -> x_proj (int8 in with u's per-tensor scale: with
+  cluster scales u is re-quantized to it first; int8 out with dt_low / B / C scales) -> dt_proj (always W8A8,
+  int8 out; its bias is the scan's dt_bias) -> `selective_scan_int8` (fp32 state, f16 y; a bidirectional mixer
+  adds the reverse scan) -> `gated_rmsnorm_quant` (y * silu(z), no norm, FWHT, int8) -> out_proj (f16 out).
+  Decode: `causal_conv1d_update_int8` + `selective_state_update_int8`.
 W4A16 (`a_bits=16`): in_proj / out_proj (and Mamba1's x_proj) are `LowbitLinear` INT4 g128 weight-only (GPTQ);
 the online FWHTs run in torch; conv, scan / SSD, gated norm run in the activation dtype with fp32 state; the block
 RMSNorm stays in the block. dt_proj (K = dt_rank) stays float.
@@ -905,6 +905,18 @@ def _decoding(mixer: nn.Module, cache: Any, length: int) -> bool:
     )
 
 
+def _cache_arg(cache: Any, kw: dict[str, Any]) -> Any:
+    """The HF cache (transformers >= 5: `cache=`, or the deprecated `cache_params=` name); older cache classes
+    (`MambaCache` / `Mamba2Cache` without `get_conv_state`) are rejected with a clear error."""
+    if cache is None:
+        cache = kw.get("cache_params")
+    if cache is not None and not hasattr(cache, "get_conv_state"):
+        raise NotImplementedError(
+            f"lowbit.mamba needs the transformers >= 5 linear-attention cache API, got {type(cache).__name__}"
+        )
+    return cache
+
+
 def _out_kind(dtype: torch.dtype) -> str:
     return {torch.float16: "f16", torch.bfloat16: "bf16"}.get(dtype, "f32")
 
@@ -965,7 +977,8 @@ class QuantMamba2Mixer(_F32Buffers):
         _buf(self, "B_scale", s_xbc_out[d : d + gn].view(self.ngroups, self.d_state)[:, 0].contiguous().to(dev))
         _buf(self, "C_scale", s_xbc_out[d + gn :].view(self.ngroups, self.d_state)[:, 0].contiguous().to(dev))
 
-    def forward(self, hidden_states: Tensor, cache: Any = None, attention_mask: Optional[Tensor] = None, **_: Any):
+    def forward(self, hidden_states: Tensor, cache: Any = None, attention_mask: Optional[Tensor] = None, **kw: Any):
+        cache = _cache_arg(cache, kw)
         if self.a_bits == 8:
             return self._forward_int8(hidden_states, cache, attention_mask)
         return self._forward_float(hidden_states, cache, attention_mask)
@@ -1128,7 +1141,8 @@ class QuantMamba1Mixer(_F32Buffers):
         _buf(self, "x_out_scale", xp.to(dev))
         _buf(self, "dt_out_scale", torch.full((d,), self.s_dt, device=dev))
 
-    def forward(self, hidden_states: Tensor, cache: Any = None, attention_mask: Optional[Tensor] = None, **_: Any):
+    def forward(self, hidden_states: Tensor, cache: Any = None, attention_mask: Optional[Tensor] = None, **kw: Any):
+        cache = _cache_arg(cache, kw)
         if self.bidirectional and cache is not None:
             raise NotImplementedError("a bidirectional Mamba mixer has no step-by-step decode")
         if self.a_bits == 8:
