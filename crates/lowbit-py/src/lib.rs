@@ -24,6 +24,7 @@ mod errors;
 mod gpu;
 mod int8;
 mod quamba;
+mod ssm;
 mod ssd;
 mod weight;
 
@@ -38,6 +39,7 @@ fn _C(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gpu::register(m)?;
     calib::register(m)?;
     quamba::register(m)?;
+    ssm::register(m)?;
     int8::register(m)?;
     ssd::register(m)?;
     Ok(())

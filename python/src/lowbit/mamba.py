@@ -994,21 +994,21 @@ class QuantMamba2Mixer(_F32Buffers):
         if _decoding(self, cache, length):
             conv_state = cache.get_conv_state(self.layer_idx)
             xbc_c = _op("causal_conv1d_update_int8")(
-                xbc[:, 0].contiguous(), conv_state, self.xbc_in_scale, self.conv_w, self.conv_b, self.xbc_out_scale
+                xbc[:, 0], conv_state, self.xbc_in_scale, self.conv_w, self.conv_b, self.xbc_out_scale
             )
             x, Bm, Cm = xbc_c.split([d, gn, gn], dim=-1)
             state = cache.get_recurrent_state(self.layer_idx)
             y = _op("ssd_state_update_int8")(
                 state,
-                x.reshape(bsz, nh, self.headdim).contiguous(),
+                x.reshape(bsz, nh, self.headdim),
                 self.x_scale,
-                dt[:, 0].contiguous(),
+                dt[:, 0],
                 self.s_dt,
                 self.dt_bias,
                 self.A,
-                Bm.reshape(bsz, self.ngroups, self.d_state).contiguous(),
+                Bm.reshape(bsz, self.ngroups, self.d_state),
                 self.B_scale,
-                Cm.reshape(bsz, self.ngroups, self.d_state).contiguous(),
+                Cm.reshape(bsz, self.ngroups, self.d_state),
                 self.C_scale,
                 self.D,
                 self.dt_limit,
@@ -1017,7 +1017,7 @@ class QuantMamba2Mixer(_F32Buffers):
             conv = _op("causal_conv1d_int8")
 
             def conv_fn(v: Tensor) -> Tensor:
-                return conv(v.contiguous(), self.xbc_in_scale, self.conv_w, self.conv_b, self.xbc_out_scale)
+                return conv(v, self.xbc_in_scale, self.conv_w, self.conv_b, self.xbc_out_scale)
 
             xbc_c = _conv_prefill(self, xbc, cache, conv_fn)
             if mask is not None:
@@ -1025,15 +1025,15 @@ class QuantMamba2Mixer(_F32Buffers):
             x, Bm, Cm = xbc_c.split([d, gn, gn], dim=-1)
             init = cache.get_recurrent_state(self.layer_idx) if cache is not None else None
             y, final = _op("ssd_chunk_scan_int8")(
-                x.reshape(bsz, length, nh, self.headdim).contiguous(),
+                x.reshape(bsz, length, nh, self.headdim),
                 self.x_scale,
-                dt.contiguous(),
+                dt,
                 self.s_dt,
                 self.dt_bias,
                 self.A,
-                Bm.reshape(bsz, length, self.ngroups, self.d_state).contiguous(),
+                Bm.reshape(bsz, length, self.ngroups, self.d_state),
                 self.B_scale,
-                Cm.reshape(bsz, length, self.ngroups, self.d_state).contiguous(),
+                Cm.reshape(bsz, length, self.ngroups, self.d_state),
                 self.C_scale,
                 self.D,
                 self.chunk_size,
@@ -1044,8 +1044,8 @@ class QuantMamba2Mixer(_F32Buffers):
                 cache.update_recurrent_state(final.float(), self.layer_idx)
             y = y.reshape(bsz, length, d)
         g = _op("gated_rmsnorm_quant")(
-            y.reshape(-1, d).to(torch.float16).contiguous(),
-            z.reshape(-1, d).contiguous(),
+            y.reshape(-1, d).to(torch.float16),
+            z.reshape(-1, d),
             self.s_z,
             self.norm_w,
             d // self.ngroups,
@@ -1160,7 +1160,7 @@ class QuantMamba1Mixer(_F32Buffers):
         decode = _decoding(self, cache, length)
         if decode:
             u = _op("causal_conv1d_update_int8")(
-                x[:, 0].contiguous(),
+                x[:, 0],
                 cache.get_conv_state(self.layer_idx),
                 self.x_scale,
                 self.conv_w,
@@ -1171,7 +1171,7 @@ class QuantMamba1Mixer(_F32Buffers):
             conv = _op("causal_conv1d_int8")
 
             def conv_fn(v: Tensor) -> Tensor:
-                return conv(v.contiguous(), self.x_scale, self.conv_w, self.conv_b, self.u_scale)
+                return conv(v, self.x_scale, self.conv_w, self.conv_b, self.u_scale)
 
             shift = _conv_same_shift(self.width) if self.conv_same else 0
             u = _conv_prefill(self, x, cache, conv_fn, shift)
@@ -1182,7 +1182,7 @@ class QuantMamba1Mixer(_F32Buffers):
             u2 = torch.clamp(torch.round(u2.float() * self.u_requant), -127, 127).to(torch.int8)
         xdbl = self.x_proj.forward_int8(u2.contiguous(), self.s_u, "int8", self.x_out_scale).view(bsz, length, -1)
         dtl, Bm, Cm = xdbl.split([r, n, n], dim=-1)
-        dt = self.dt_proj.forward_int8(dtl.reshape(-1, r).contiguous(), self.s_dtl, "int8", self.dt_out_scale)
+        dt = self.dt_proj.forward_int8(dtl.reshape(-1, r), self.s_dtl, "int8", self.dt_out_scale)
         dt = dt.view(bsz, length, d)
         args = (self.dt_bias, self.A)
         if decode:
@@ -1190,12 +1190,12 @@ class QuantMamba1Mixer(_F32Buffers):
                 cache.get_recurrent_state(self.layer_idx),
                 u[:, 0],
                 self.u_scale,
-                dt[:, 0].contiguous(),
+                dt[:, 0],
                 self.s_dt,
                 *args,
-                Bm[:, 0].contiguous(),
+                Bm[:, 0],
                 self.s_B,
-                Cm[:, 0].contiguous(),
+                Cm[:, 0],
                 self.s_C,
                 self.D,
                 None,
@@ -1206,7 +1206,7 @@ class QuantMamba1Mixer(_F32Buffers):
         else:
             scan = _op("selective_scan_int8")
             init = cache.get_recurrent_state(self.layer_idx) if cache is not None else None
-            sargs = (u.contiguous(), self.u_scale, dt, self.s_dt, *args, Bm.contiguous(), self.s_B, Cm.contiguous())
+            sargs = (u, self.u_scale, dt, self.s_dt, *args, Bm, self.s_B, Cm)
             y, final = scan(*sargs, self.s_C, self.D, None, 1.0, True, self.dt_add, init, False)
             if self.bidirectional:
                 yr, _ = scan(*sargs, self.s_C, self.D, None, 1.0, True, self.dt_add, None, True)
@@ -1214,8 +1214,8 @@ class QuantMamba1Mixer(_F32Buffers):
             if cache is not None:
                 cache.update_recurrent_state(final.float(), self.layer_idx)
         g = _op("gated_rmsnorm_quant")(
-            y.reshape(-1, d).to(torch.float16).contiguous(),
-            z.reshape(-1, d).contiguous(),
+            y.reshape(-1, d).to(torch.float16),
+            z.reshape(-1, d),
             self.s_z,
             None,
             d,
