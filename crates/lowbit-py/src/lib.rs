@@ -24,8 +24,8 @@ mod errors;
 mod gpu;
 mod int8;
 mod quamba;
-mod ssm;
 mod ssd;
+mod ssm;
 mod weight;
 
 use pyo3::prelude::*;
@@ -39,8 +39,8 @@ fn _C(m: &Bound<'_, PyModule>) -> PyResult<()> {
     gpu::register(m)?;
     calib::register(m)?;
     quamba::register(m)?;
-    ssm::register(m)?;
     int8::register(m)?;
+    ssm::register(m)?;
     ssd::register(m)?;
     Ok(())
 }
