@@ -137,7 +137,7 @@ def check_codes(tag: str, got: torch.Tensor, want: np.ndarray) -> None:
     assert np.abs(g - w).max(initial=0) <= 1, f"{tag}: codes off by more than one"
     diff = int((g != w).sum())
     assert diff * 100 <= max(g.size, 100), f"{tag}: {diff} of {g.size} codes differ"
-    assert (np.abs(w) > 2).sum() > w.size // 4, f"{tag}: degenerate reference"
+    assert w.size < 32 or (np.abs(w) > 2).sum() > w.size // 4, f"{tag}: degenerate reference"
 
 
 def check_y(tag: str, got: torch.Tensor, want: np.ndarray) -> None:
@@ -406,22 +406,26 @@ def test_selective_scan_kernel_matches_reference(
 
 def test_scan_kernel_on_projection_slices_and_decode_steps(cuda_device: str) -> None:
     """u / z as slices of one [B, L, 2D] in_proj output, dt / B / C of one [B, L, D + 2N] buffer (the Mamba1
-    mixer's layout), then three decode steps on the final state."""
-    bsz, length, d, n = 2, 45, 96, 16
-    case = ScanCase(bsz, length + 3, d, n, seed=11)
+    mixer's layout, passed to the kernel by token stride without a copy), then three decode steps on slices of
+    [B, 2D] / [B, D + 2N] rows continuing from the final state."""
+    bsz, length, d, n, steps = 2, 45, 96, 16, 3
+    case = ScanCase(bsz, length + steps, d, n, seed=11)
     dev = cuda_device
-    xz = torch.cat([case.u, case.z], dim=-1).to(dev)
-    dbc = torch.cat([case.dt, case.bm, case.cm], dim=-1).to(dev)
-    u, z = xz[:, :length, :d], xz[:, :length, d:]
-    dt, bm, cm = dbc[:, :length, :d], dbc[:, :length, d : d + n], dbc[:, :length, d + n :]
+    xz_all = torch.cat([case.u, case.z], dim=-1).to(dev)
+    dbc_all = torch.cat([case.dt, case.bm, case.cm], dim=-1).to(dev)
+    xz, dbc = xz_all[:, :length].contiguous(), dbc_all[:, :length].contiguous()
+    u, z = xz[:, :, :d], xz[:, :, d:]
+    dt, bm, cm = dbc[:, :, :d], dbc[:, :, d : d + n], dbc[:, :, d + n :]
+    assert not u.is_contiguous() and not bm.is_contiguous()
     us, bias, a, dsk = (v.to(dev) for v in (case.us, case.dt_bias, case.a, case.dskip))
     y, h = ssm_ops.selective_scan_int8(u, us, dt, 0.02, bias, a, bm, 0.01, cm, 0.015, dsk, z, 0.03, True, 1e-4)
     want_y, _ = case.ref(True, False, False)
     check_y("scan on slices", y, want_y[:, :length])
-    for t in range(length, length + 3):
+    for t in range(length, length + steps):
+        xz_t, dbc_t = xz_all[:, t].contiguous(), dbc_all[:, t].contiguous()
         yt = ssm_ops.selective_state_update_int8(
-            h, xz[:, t, :d], us, dbc[:, t, :d], 0.02, bias, a, dbc[:, t, d : d + n], 0.01, dbc[:, t, d + n :],
-            0.015, dsk, xz[:, t, d:], 0.03, True, 1e-4,
+            h, xz_t[:, :d], us, dbc_t[:, :d], 0.02, bias, a, dbc_t[:, d : d + n], 0.01, dbc_t[:, d + n :],
+            0.015, dsk, xz_t[:, d:], 0.03, True, 1e-4,
         )  # fmt: skip
         check_y(f"decode step {t}", yt[:, None], want_y[:, t : t + 1])
 
