@@ -413,6 +413,7 @@ fn run_shape(
                     cc: 0,
                     bias: 0,
                     out_scale: 1.0,
+                    os: 0,
                 };
                 let epis: Vec<RawEpilogue> = st.copies.iter().map(|g| epi(g, I8Out::F16)).collect();
                 let cu = stream.cu_stream().cast();
