@@ -666,12 +666,24 @@ lowbit_status lowbit_ssm_gated_rmsnorm_quant(const void *y, int64_t ldy, const i
  * (LOWBIT_ERR_INVALID_ARGUMENT otherwise).
  * ------------------------------------------------------------------------------------------- */
 
+/** Kernel variants of lowbit_ssd_chunk_scan (its `variant` argument). */
+enum lowbit_ssd_variant {
+    /** cp.async staging when B, C and x rows are 16-byte aligned multiples of 16 codes, else direct loads. */
+    LOWBIT_SSD_AUTO = 0,
+    /** Direct global loads at the start of every chunk (any layout). */
+    LOWBIT_SSD_DIRECT = 1,
+    /** The next chunk's int8 tiles staged with cp.async during the current chunk; LOWBIT_ERR_NO_KERNEL unless
+     *  dstate, headdim, ldx and ldbc are multiples of 16 and x, Bm, Cm are 16-byte aligned. */
+    LOWBIT_SSD_ASYNC = 2
+};
+
 /**
  * SSD prefill over whole sequences (chunked algorithm on tensor cores; see kernels/ssm/README.md).
  * initial_state may be NULL (zero state); final_state may be NULL (not written); dt_bias and D may be NULL
  * (zero). Limits: len >= 1, 1 <= dstate <= 256. The state passes through f16 for the inter-chunk product, so
- * |state| must stay below 65504. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT
- * (NULL required pointer, bad dt limits), LOWBIT_ERR_CUDA.
+ * |state| must stay below 65504. `variant`: enum lowbit_ssd_variant (0 = automatic). Errors: LOWBIT_ERR_SHAPE,
+ * LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL required pointer, bad dt limits, unknown variant),
+ * LOWBIT_ERR_NO_KERNEL (LOWBIT_SSD_ASYNC on a layout it cannot take), LOWBIT_ERR_CUDA.
  */
 lowbit_status lowbit_ssd_chunk_scan(const int8_t *x, const float *x_scale, const int8_t *dt, float dt_scale,
                                     const float *dt_bias, const float *A, const int8_t *Bm, const float *B_scale,
@@ -679,7 +691,7 @@ lowbit_status lowbit_ssd_chunk_scan(const int8_t *x, const float *x_scale, const
                                     const float *initial_state, float dt_lo, float dt_hi, void *y,
                                     float *final_state, int64_t batch, int64_t len, int64_t nheads, int64_t headdim,
                                     int64_t ngroups, int64_t dstate, int64_t ldx, int64_t ldbc, int64_t lddt,
-                                    void *stream);
+                                    int32_t variant, void *stream);
 
 /**
  * One SSD decode step: `state` f32 [batch, nheads, headdim, dstate] is updated in place (16-byte loads when

@@ -20,13 +20,16 @@
 // are applied in fp32 afterwards. Warp w computes S and y for token rows 16w..16w+15 (m16n8k16 mma.sync, f16 in,
 // fp32 accumulate; ldmatrix for every fragment); for the state update warp w owns channel rows 16(w&1).. and
 // half of the N columns, and keeps that [16 x NMAX/2] fp32 state tile in its accumulator registers.
+// Loads: variant ASYNC (16-byte rows of x, B, C) stages the next chunk's int8 tiles with cp.async into a raw
+// shared buffer while the current chunk computes, then converts them to f16 codes in shared memory; variant
+// DIRECT loads each chunk's tiles from global memory at its start (any layout).
 // Operands rounded to f16: S (values), the state h_prev for the C . h_prev product, and x_q * w_s for the state
 // update (relative 2^-11 each); everything else is fp32.
 //
 // Limits: 1 <= N <= 256 (zero-padded to 64, 128 or 256 columns), any P (masked in blocks of 32), any L (the
 // last chunk is padded with delta = 0 tokens, which leave the state unchanged), H % G == 0, B and H <= 65535.
 // |state| must stay below 65504 (it passes through f16 for the C . h_prev product). Shared memory: 58 KB
-// (N <= 128) or 56 KB (N <= 256, chunks of 32) per CTA.
+// (N <= 128) or 56 KB (N <= 256, chunks of 32) per CTA, +10 / 18 / 17 KB of staging for ASYNC.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -55,6 +58,8 @@ struct Cfg {
     static constexpr int kSs = kHs + kPb * kNP;      // S        [Q][kSP]   (f16 values)
     static constexpr int kHalfs = kSs + Q * kSP;
     static constexpr int kBytes = kHalfs * 2 + 2 * Q * 4;  // + acum[Q], delta[Q] (fp32)
+    // ASYNC variant: raw int8 staging of the next chunk (cp.async), [Q][NMAX] C and B, [Q][kPb] x.
+    static constexpr int kRawBytes = 2 * Q * NMAX + Q * kPb;
     static_assert(Q % 32 == 0 && Q <= 64 && NMAX % 64 == 0, "tile shape");
 };
 
@@ -73,6 +78,12 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const __half* p) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(smem_u32(p)));
 }
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 // c += a (16x16, row-major) * b (16x8, col-major); f16 in, fp32 accumulate.
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -113,7 +124,21 @@ __device__ __forceinline__ void load_codes(__half* dst, int pitch, const int8_t*
     }
 }
 
-template <int NMAX, int Q>
+// Starts 16-byte cp.async copies of `valid_rows` rows x `cols` int8 codes (cols % 16 == 0, 16-byte aligned rows)
+// into raw [rows][width]; rows / columns beyond stay stale and are zeroed by the conversion (load_codes).
+__device__ __forceinline__ void issue_raw(int8_t* raw, const int8_t* src, int64_t stride, int valid_rows, int cols,
+                                          int width) {
+    const int per_row = width / 16;
+    for (int i = threadIdx.x; i < valid_rows * per_row; i += kThreads) {
+        const int r = i / per_row, c = (i % per_row) * 16;
+        if (c < cols) cp_async16(raw + r * width + c, src + r * stride + c);
+    }
+}
+
+// ASYNC = true: the next chunk's int8 tiles are copied with cp.async into a raw staging buffer while the current
+// chunk computes (and its dt codes loaded into a register), hiding the global-load latency; needs the 16-byte
+// paths (vec_bc and vec_x). ASYNC = false: direct loads at the start of each chunk (any layout).
+template <int NMAX, int Q, bool ASYNC>
 __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdParams p) {
     using C = Cfg<NMAX, Q>;
     constexpr int kNP = C::kNP, kXP = C::kXP, kSP = C::kSP;
@@ -126,6 +151,9 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
     __half* Ss = reinterpret_cast<__half*>(smem) + C::kSs;
     float* acum = reinterpret_cast<float*>(smem + C::kHalfs * 2);
     float* dls = acum + Q;
+    int8_t* Craw = reinterpret_cast<int8_t*>(smem + C::kBytes);  // ASYNC only
+    int8_t* Braw = Craw + Q * NMAX;
+    int8_t* Xraw = Braw + Q * NMAX;
 
     const int p0 = blockIdx.x * kPb, h = blockIdx.y, b = blockIdx.z;
     const int L = p.L, H = p.H, P = p.P, N = p.N;
@@ -164,13 +192,26 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
         }
 
     const int64_t row_bc = p.ldbc, row_x = p.ldx, row_y = (int64_t)H * P;  // token strides
+    const int8_t* Cg = p.C + (int64_t)b * L * row_bc + (int64_t)g * N;  // this sequence's token 0
+    const int8_t* Bg = p.B + (int64_t)b * L * row_bc + (int64_t)g * N;
+    const int8_t* Xg = p.x + (int64_t)b * L * row_x + (int64_t)h * P + p0;
+    const int8_t* Dg = p.dt + (int64_t)b * L * p.lddt + h;
+    int8_t dt_next = 0;  // ASYNC: this thread's dt code of the chunk about to start
+    if (ASYNC) {
+        const int len = min(Q, L);
+        issue_raw(Craw, Cg, row_bc, len, N, NMAX);
+        issue_raw(Braw, Bg, row_bc, len, N, NMAX);
+        issue_raw(Xraw, Xg, row_x, len, pv, kPb);
+        cp_async_commit();
+        if (threadIdx.x < len) dt_next = Dg[threadIdx.x * p.lddt];
+    }
     for (int t0 = 0; t0 < L; t0 += Q) {
         const int len = min(Q, L - t0);
         const int64_t tok0 = (int64_t)b * L + t0;
         if (threadIdx.x < Q) {
             const int t = threadIdx.x;
             float d = 0.f;
-            if (t < len) d = delta_of(p.dt[(tok0 + t) * p.lddt + h], p.dt_scale, bias, p.dt_lo, p.dt_hi);
+            if (t < len) d = delta_of(ASYNC ? dt_next : Dg[(t0 + t) * p.lddt], p.dt_scale, bias, p.dt_lo, p.dt_hi);
             dls[t] = d;
             acum[t] = d * A;  // padded tokens: delta = 0, a = 0
         }
@@ -181,10 +222,18 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
             for (int r = 0; r < 2; ++r)
                 *reinterpret_cast<__half2*>(Hs + (sm + gid + 8 * r) * kNP + sn + j * 8 + tq * 2) =
                     __floats2half2_rn(hst[j][2 * r], hst[j][2 * r + 1]);
-        load_codes(Cs, kNP, p.C + tok0 * row_bc + (int64_t)g * N, row_bc, Q, len, N, NMAX, p.vec_bc);
-        load_codes(Bs, kNP, p.B + tok0 * row_bc + (int64_t)g * N, row_bc, Q, len, N, NMAX, p.vec_bc);
-        load_codes(Xs, kXP, p.x + tok0 * row_x + (int64_t)h * P + p0, row_x, Q, len, pv, kPb, p.vec_x);
-        __syncthreads();
+        if (ASYNC) {
+            cp_async_wait_all();  // this thread's copies of the chunk have landed; the barrier publishes all
+            __syncthreads();
+            load_codes(Cs, kNP, Craw, NMAX, Q, len, N, NMAX, true);
+            load_codes(Bs, kNP, Braw, NMAX, Q, len, N, NMAX, true);
+            load_codes(Xs, kXP, Xraw, kPb, Q, len, pv, kPb, true);
+        } else {
+            load_codes(Cs, kNP, Cg + (int64_t)t0 * row_bc, row_bc, Q, len, N, NMAX, p.vec_bc);
+            load_codes(Bs, kNP, Bg + (int64_t)t0 * row_bc, row_bc, Q, len, N, NMAX, p.vec_bc);
+            load_codes(Xs, kXP, Xg + (int64_t)t0 * row_x, row_x, Q, len, pv, kPb, p.vec_x);
+            __syncthreads();
+        }
         if (warp == 0) {  // inclusive scan of a over the chunk (fp32)
             constexpr int kPer = Q / 32;
             float v[kPer], s = 0.f;
@@ -203,6 +252,14 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
             for (int i = 0; i < kPer; ++i) acum[lane * kPer + i] = v[i] + (inc - s);
         }
         __syncthreads();
+        if (ASYNC && t0 + Q < L) {  // the raw buffers are free again: start the next chunk's copies
+            const int t1 = t0 + Q, len1 = min(Q, L - t1);
+            issue_raw(Craw, Cg + (int64_t)t1 * row_bc, row_bc, len1, N, NMAX);
+            issue_raw(Braw, Bg + (int64_t)t1 * row_bc, row_bc, len1, N, NMAX);
+            issue_raw(Xraw, Xg + (int64_t)t1 * row_x, row_x, len1, pv, kPb);
+            cp_async_commit();
+            if (threadIdx.x < len1) dt_next = Dg[(int64_t)(t1 + threadIdx.x) * p.lddt];
+        }
         const float alast = acum[Q - 1];
 
         // ---- intra-chunk: S = (C B^T) masked by the decay, then y = exp(acum) C h_prev^T + S x + D x ----
@@ -339,10 +396,10 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
     }
 }
 
-template <int NMAX, int Q>
+template <int NMAX, int Q, bool ASYNC>
 cudaError_t launch(const SsdParams& prm, int batch, cudaStream_t stream) {
-    auto kern = ssd_chunk_scan_kernel<NMAX, Q>;
-    constexpr int smem = Cfg<NMAX, Q>::kBytes;
+    auto kern = ssd_chunk_scan_kernel<NMAX, Q, ASYNC>;
+    constexpr int smem = Cfg<NMAX, Q>::kBytes + (ASYNC ? Cfg<NMAX, Q>::kRawBytes : 0);
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const dim3 grid((prm.P + kPb - 1) / kPb, prm.H, batch);
@@ -358,7 +415,8 @@ extern "C" lowbit_status lowbit_ssd_chunk_scan(const int8_t* x, const float* x_s
                                                const float* D, const float* initial_state, float dt_lo, float dt_hi,
                                                void* y, float* final_state, int64_t batch, int64_t seqlen,
                                                int64_t nheads, int64_t headdim, int64_t ngroups, int64_t dstate,
-                                               int64_t ldx, int64_t ldbc, int64_t lddt, void* stream) {
+                                               int64_t ldx, int64_t ldbc, int64_t lddt, int32_t variant,
+                                               void* stream) {
     SsdParams prm{};
     const lowbit_status_code c =
         lowbit::ssd::fill_params(prm, x, x_scale, dt, dt_scale, dt_bias, A, Bm, B_scale, Cm, C_scale, D, initial_state,
@@ -371,8 +429,18 @@ extern "C" lowbit_status lowbit_ssd_chunk_scan(const int8_t* x, const float* x_s
     lowbit::clear_pending_error();
     const cudaStream_t st = static_cast<cudaStream_t>(stream);
     const int b = static_cast<int>(batch);
-    const cudaError_t e = dstate <= 64    ? launch<64, 64>(prm, b, st)
-                          : dstate <= 128 ? launch<128, 64>(prm, b, st)
-                                          : launch<256, 32>(prm, b, st);
+    // cp.async staging needs 16-byte rows of B, C and x.
+    LOWBIT_REQUIRE(variant >= LOWBIT_SSD_AUTO && variant <= LOWBIT_SSD_ASYNC, LOWBIT_ERR_INVALID_ARGUMENT);
+    const bool can_async = prm.vec_bc && prm.vec_x;
+    LOWBIT_REQUIRE(variant != LOWBIT_SSD_ASYNC || can_async, LOWBIT_ERR_NO_KERNEL);
+    const bool async = can_async && variant != LOWBIT_SSD_DIRECT;
+    cudaError_t e;
+    if (async) {
+        e = dstate <= 64 ? launch<64, 64, true>(prm, b, st) : dstate <= 128 ? launch<128, 64, true>(prm, b, st)
+                                                                            : launch<256, 32, true>(prm, b, st);
+    } else {
+        e = dstate <= 64 ? launch<64, 64, false>(prm, b, st) : dstate <= 128 ? launch<128, 64, false>(prm, b, st)
+                                                                             : launch<256, 32, false>(prm, b, st);
+    }
     return lowbit::status_from_cuda(e);
 }

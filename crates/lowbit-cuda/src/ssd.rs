@@ -22,6 +22,29 @@ const UPDATE: &str = "lowbit_ssd_state_update";
 /// Largest state size N the prefill kernel takes.
 pub const SSD_MAX_DSTATE: usize = 256;
 
+/// Which prefill kernel runs (`lowbit_ssd_variant`); results agree to rounding, only speed differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SsdVariant {
+    /// cp.async staging when x, B and C rows allow 16-byte copies, else direct loads.
+    #[default]
+    Auto,
+    /// Direct global loads at the start of every chunk (any layout).
+    Direct,
+    /// The next chunk's int8 tiles staged with cp.async during the current chunk ([`CudaError::NoKernel`] unless
+    /// N, P and the token strides are multiples of 16 and the int8 buffers 16-byte aligned).
+    Async,
+}
+
+impl SsdVariant {
+    fn to_ffi(self) -> i32 {
+        (match self {
+            SsdVariant::Auto => sys::LOWBIT_SSD_AUTO,
+            SsdVariant::Direct => sys::LOWBIT_SSD_DIRECT,
+            SsdVariant::Async => sys::LOWBIT_SSD_ASYNC,
+        }) as i32
+    }
+}
+
 /// The per-head / per-group parameters in device memory (f32).
 #[derive(Debug, Clone, Copy)]
 pub struct SsdDeviceParams<'a> {
@@ -175,7 +198,6 @@ fn raw_args<'a>(
 
 /// SSD prefill over whole sequences on `dev`'s stream: `y` `[B, L, H, P]` (f16 bit patterns) and, when given,
 /// `final_state` `[B, H, P, N]` (f32), from the int8 inputs and `initial_state` (`[B, H, P, N]`, none = zeros).
-#[allow(clippy::too_many_arguments)]
 pub fn ssd_chunk_scan(
     dev: &Device,
     s: &SsdShape,
@@ -184,6 +206,21 @@ pub fn ssd_chunk_scan(
     initial_state: Option<&CudaSlice<f32>>,
     y: &mut CudaSlice<u16>,
     final_state: Option<&mut CudaSlice<f32>>,
+) -> Result<()> {
+    ssd_chunk_scan_variant(dev, s, prm, inp, initial_state, y, final_state, SsdVariant::Auto)
+}
+
+/// [`ssd_chunk_scan`] with a forced kernel variant (tests and benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub fn ssd_chunk_scan_variant(
+    dev: &Device,
+    s: &SsdShape,
+    prm: &SsdDeviceParams<'_>,
+    inp: &SsdInputs<'_>,
+    initial_state: Option<&CudaSlice<f32>>,
+    y: &mut CudaSlice<u16>,
+    final_state: Option<&mut CudaSlice<f32>>,
+    variant: SsdVariant,
 ) -> Result<()> {
     check_shape(s, SCAN, true)?;
     let tokens = s.batch * s.len;
@@ -209,7 +246,7 @@ pub fn ssd_chunk_scan(
     };
     // SAFETY: every buffer was checked to hold its shape's elements and lives in dev's context, current on this
     // thread; the launch is ordered on dev's stream, whose guards are held until it is enqueued.
-    let r = unsafe { launch_scan(s, &args, h0, yp, hf, st.cu_stream().cast()) };
+    let r = unsafe { launch_scan(s, &args, h0, yp, hf, variant, st.cu_stream().cast()) };
     drop((guards, yg, hg));
     r
 }
@@ -258,7 +295,7 @@ pub unsafe fn ssd_chunk_scan_raw(
     check_shape(s, SCAN, true)?;
     with_context(dev, || {
         // SAFETY: forwarded from this function's contract.
-        unsafe { launch_scan(s, args, initial_state, y, final_state, stream) }
+        unsafe { launch_scan(s, args, initial_state, y, final_state, SsdVariant::Auto, stream) }
     })
 }
 
@@ -297,7 +334,15 @@ fn with_context(dev: &Device, f: impl FnOnce() -> Result<()>) -> Result<()> {
 
 /// # Safety
 /// The pointers must satisfy the launcher's contract (see `ssd_chunk_scan_raw`).
-unsafe fn launch_scan(s: &SsdShape, a: &SsdRawArgs, h0: u64, y: u64, hf: u64, stream: *mut c_void) -> Result<()> {
+unsafe fn launch_scan(
+    s: &SsdShape,
+    a: &SsdRawArgs,
+    h0: u64,
+    y: u64,
+    hf: u64,
+    variant: SsdVariant,
+    stream: *mut c_void,
+) -> Result<()> {
     // SAFETY: per the caller's contract; the launcher validates shapes, NULLs and alignment before launching.
     let st = unsafe {
         sys::lowbit_ssd_chunk_scan(
@@ -326,11 +371,12 @@ unsafe fn launch_scan(s: &SsdShape, a: &SsdRawArgs, h0: u64, y: u64, hf: u64, st
             a.ldx as i64,
             a.ldbc as i64,
             a.lddt as i64,
+            variant.to_ffi(),
             stream,
         )
     };
     check_with(st, SCAN, || {
-        format!("{} ldx={} ldbc={} lddt={} dt_limit={:?}", detail(s), a.ldx, a.ldbc, a.lddt, a.dt_limit)
+        format!("{} ldx={} ldbc={} lddt={} dt_limit={:?} {variant:?}", detail(s), a.ldx, a.ldbc, a.lddt, a.dt_limit)
     })
 }
 
@@ -404,7 +450,7 @@ mod tests {
         let null = std::ptr::null_mut();
         // SAFETY: every case is rejected by host-side validation before a pointer is dereferenced or CUDA is
         // called.
-        let scan = |s: &SsdShape, a: &SsdRawArgs, y: u64| unsafe { launch_scan(s, a, 0, y, 0, null) };
+        let scan = |s: &SsdShape, a: &SsdRawArgs, y: u64| unsafe { launch_scan(s, a, 0, y, 0, SsdVariant::Auto, null) };
         assert!(matches!(scan(&s, &args, 0), Err(CudaError::InvalidArgument { .. })));
         assert!(matches!(scan(&s, &SsdRawArgs { x: 0, ..args }, fake), Err(CudaError::InvalidArgument { .. })));
         assert!(matches!(scan(&shape(1, 3, 3, 4, 2, 16), &args, fake), Err(CudaError::Shape { .. })));
@@ -417,6 +463,10 @@ mod tests {
         let e = scan(&s, &SsdRawArgs { dt_limit: (1.0, 0.5), ..args }, fake).unwrap_err();
         assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
         assert!(e.to_string().starts_with("lowbit_ssd_chunk_scan: invalid argument: batch=1 len=3"), "{e}");
+        // SsdVariant::Async needs 16-byte rows: P = 4 (ldx = 8) cannot take it.
+        // SAFETY: as above.
+        let e = unsafe { launch_scan(&s, &args, 0, fake, 0, SsdVariant::Async, null) }.unwrap_err();
+        assert!(matches!(e, CudaError::NoKernel { .. }), "{e}");
         // SAFETY: as above.
         let upd = |state: u64, a: &SsdRawArgs| unsafe { launch_update(&s, a, state, fake, null) };
         assert!(matches!(upd(0, &args), Err(CudaError::InvalidArgument { .. })));

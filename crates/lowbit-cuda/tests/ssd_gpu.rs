@@ -23,7 +23,9 @@ use common::device_or_skip;
 use cudarc::driver::CudaSlice;
 use half::f16;
 use lowbit_core::ssd::{SsdParams, SsdShape, ssd_scan_reference, ssd_state_update_reference};
-use lowbit_cuda::ssd::{SsdDeviceParams, SsdInputs, ssd_chunk_scan, ssd_state_update};
+use lowbit_cuda::ssd::{
+    SsdDeviceParams, SsdInputs, SsdVariant, ssd_chunk_scan, ssd_chunk_scan_variant, ssd_state_update,
+};
 use lowbit_cuda::{CudaError, Device, download, upload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -171,10 +173,10 @@ fn compare(
     println!("  {what}: worst error at {:.2} of the tolerance (index {})", worst.0, worst.1);
 }
 
-fn run_scan(dev: &Device, c: &Case) {
+fn run_scan(dev: &Device, c: &Case, variant: SsdVariant) {
     let s = c.s;
     println!(
-        "scan {s:?} h0={} D={} dt_bias={} dt_limit={:?}",
+        "scan {s:?} {variant:?} h0={} D={} dt_bias={} dt_limit={:?}",
         c.h0.is_some(),
         c.d.is_some(),
         c.dt_bias.is_some(),
@@ -186,7 +188,7 @@ fn run_scan(dev: &Device, c: &Case) {
     let ny = s.batch * s.len * s.nheads * s.headdim;
     let mut y = upload(dev, &vec![POISON16; ny]).unwrap();
     let mut hf = upload(dev, &vec![f32::NAN; s.state_len()]).unwrap();
-    ssd_chunk_scan(dev, &s, &on.params(c), &on.inputs(), h0.as_ref(), &mut y, Some(&mut hf)).unwrap();
+    ssd_chunk_scan_variant(dev, &s, &on.params(c), &on.inputs(), h0.as_ref(), &mut y, Some(&mut hf), variant).unwrap();
     let y: Vec<f64> = download(&y).unwrap().into_iter().map(|b| f64::from(f16::from_bits(b))).collect();
     let hf: Vec<f64> = download(&hf).unwrap().into_iter().map(f64::from).collect();
     let (h, p, n) = (s.nheads, s.headdim, s.dstate);
@@ -216,7 +218,12 @@ fn ssd_chunk_scan_matches_the_recurrence() {
     ];
     for (i, (s, with_state)) in cases.into_iter().enumerate() {
         let c = case(s, s.batch * s.len, 100 + i as u64, with_state);
-        run_scan(&dev, &c);
+        // Auto takes the cp.async variant where N and P are multiples of 16; Direct runs on every layout.
+        run_scan(&dev, &c, SsdVariant::Auto);
+        run_scan(&dev, &c, SsdVariant::Direct);
+        if s.dstate % 16 == 0 && s.headdim % 16 == 0 {
+            run_scan(&dev, &c, SsdVariant::Async);
+        }
     }
 }
 
@@ -228,10 +235,10 @@ fn ssd_chunk_scan_optional_parameters_and_dt_limit() {
     let mut c = case(s, s.batch * s.len, 7, true);
     c.d = None;
     c.dt_bias = None;
-    run_scan(&dev, &c);
+    run_scan(&dev, &c, SsdVariant::Auto);
     let mut c = case(s, s.batch * s.len, 8, false);
     c.dt_limit = (0.01, 0.2);
-    run_scan(&dev, &c);
+    run_scan(&dev, &c, SsdVariant::Auto);
     // Without final_state the kernel must not need it, and y is unchanged.
     let on = OnDevice::new(&dev, &c);
     let mut y = upload(&dev, &vec![POISON16; s.batch * s.len * s.nheads * s.headdim]).unwrap();
@@ -253,6 +260,9 @@ fn ssd_chunk_scan_rejects_bad_buffers() {
     let e = ssd_chunk_scan(&dev, &s, &on.params(&c), &on.inputs(), None, &mut y, None).unwrap_err();
     assert!(matches!(e, CudaError::BufferSize { what: "SSD y", .. }), "{e}");
     let mut y = upload(&dev, &vec![0u16; 10 * 16]).unwrap();
+    let e = ssd_chunk_scan_variant(&dev, &s, &on.params(&c), &on.inputs(), None, &mut y, None, SsdVariant::Async)
+        .unwrap_err();
+    assert!(matches!(e, CudaError::NoKernel { .. }), "{e}");
     let bad = shape(1, 10, 3, 8, 2, 16);
     let e = ssd_chunk_scan(&dev, &bad, &on.params(&c), &on.inputs(), None, &mut y, None).unwrap_err();
     assert!(matches!(e, CudaError::Shape { .. }), "{e}");
@@ -319,18 +329,26 @@ fn ssd_timing_mamba2_2_7b() {
         let on = OnDevice::new(&dev, &c);
         let mut y = upload(&dev, &vec![0u16; batch * len * 80 * 64]).unwrap();
         let mut hf = upload(&dev, &vec![0f32; s.state_len()]).unwrap();
-        let mut run = || ssd_chunk_scan(&dev, &s, &on.params(&c), &on.inputs(), None, &mut y, Some(&mut hf)).unwrap();
-        run();
-        dev.synchronize().unwrap();
-        let iters = 20;
-        let t = std::time::Instant::now();
-        for _ in 0..iters {
+        for variant in [SsdVariant::Direct, SsdVariant::Async] {
+            let mut run = || {
+                let (p, i) = (on.params(&c), on.inputs());
+                ssd_chunk_scan_variant(&dev, &s, &p, &i, None, &mut y, Some(&mut hf), variant).unwrap()
+            };
             run();
+            dev.synchronize().unwrap();
+            let iters = 20;
+            let t = std::time::Instant::now();
+            for _ in 0..iters {
+                run();
+            }
+            dev.synchronize().unwrap();
+            let us = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
+            let bytes = (batch * len * 80 * 64) as f64 * 3.0; // int8 x in, f16 y out (B, C, dt are small)
+            println!(
+                "ssd_chunk_scan {variant:?} B={batch} L={len} H=80 P=64 N=128: {us:.1} us ({:.0} GB/s of x+y)",
+                bytes / us / 1e3
+            );
         }
-        dev.synchronize().unwrap();
-        let us = t.elapsed().as_secs_f64() * 1e6 / iters as f64;
-        let bytes = (batch * len * 80 * 64) as f64 * 3.0; // int8 x in, f16 y out (B, C, dt are small)
-        println!("ssd_chunk_scan B={batch} L={len} H=80 P=64 N=128: {us:.1} us ({:.0} GB/s of x+y)", bytes / us / 1e3);
     }
     let s = shape(1, 1, 80, 64, 1, 128);
     let c = case(s, 1, 2, true);
