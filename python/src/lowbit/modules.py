@@ -202,8 +202,9 @@ class Int8Linear(nn.Module):
     weights in QQQ's two-level form (W4A8: `w = s[n] · g[n][j] · q`, q in -8..7, integer group scales g in 1..16),
     exact int32 accumulation and a fused f32 epilogue.
 
-    State (all in `state_dict()`): `weight_q` (W8: int8 `[N, K]`; W4: uint8 `[N, K/2]`, `u = q + 8` with the
-    even column in the low nibble), `weight_scale` float32 `[N]`, `group_scales` uint8 `[N, K/G]` (grouped W4
+    State (all in `state_dict()`): `weight_q` (W8: int8 `[N, K']`; W4: uint8 `[N, K'/2]`, `u = q + 8` with the
+    even column in the low nibble; K' = K rounded up to the kernel's K step, 16 for W8 and 32 for W4, with zero
+    codes in the padding), `weight_scale` float32 `[N]`, `group_scales` uint8 `[N, K/G]` (grouped W4
     only), `input_scale` float32 scalar (the static per-tensor activation scale, 0 for dynamic per-token scales)
     and the float `bias`.
 
@@ -228,11 +229,8 @@ class Int8Linear(nn.Module):
         super().__init__()
         if w_bits not in (8, 4):
             raise ValueError(f"w_bits={w_bits}: Int8Linear holds 8-bit (W8A8) or 4-bit (W4A8) weights")
-        mult = 16 if w_bits == 8 else 32
-        if in_features <= 0 or in_features % mult:
-            raise ValueError(
-                f"in_features={in_features}: the int8 GEMM needs a positive multiple of {mult} (W{w_bits})"
-            )
+        if in_features <= 0:
+            raise ValueError(f"in_features={in_features} must be positive")
         if out_features <= 0:
             raise ValueError(f"out_features={out_features} must be positive")
         if w_bits == 8 and group_size is not None:
@@ -240,14 +238,16 @@ class Int8Linear(nn.Module):
         if group_size is not None and (group_size <= 0 or group_size % 32 or in_features % group_size):
             raise ValueError(f"group_size={group_size} must be a multiple of 32 dividing in_features={in_features}")
         self.in_features = in_features
+        # The kernel's K step: 16 (W8) or 32 (W4) columns. Other K are stored zero-padded (zero codes add nothing).
+        self.k_pad = -(-in_features // (16 if w_bits == 8 else 32)) * (16 if w_bits == 8 else 32)
         self.out_features = out_features
         self.w_bits = w_bits
         self.group_size = group_size
         self.config = dict(config or {})
         if w_bits == 8:
-            self.register_buffer("weight_q", torch.zeros((out_features, in_features), dtype=torch.int8))
+            self.register_buffer("weight_q", torch.zeros((out_features, self.k_pad), dtype=torch.int8))
         else:
-            self.register_buffer("weight_q", torch.full((out_features, in_features // 2), 0x88, dtype=torch.uint8))
+            self.register_buffer("weight_q", torch.full((out_features, self.k_pad // 2), 0x88, dtype=torch.uint8))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
         if group_size is not None:
             gs = torch.ones((out_features, in_features // group_size), dtype=torch.uint8)
@@ -310,12 +310,13 @@ class Int8Linear(nn.Module):
         m = cls(k, n, w_bits=w_bits, group_size=group, bias=bias is not None, act_scale=act_scale, config=config)
         if weight_scale.shape != (n,):
             raise ValueError(f"weight_scale has shape {list(weight_scale.shape)}, expected [{n}]")
+        padded = torch.nn.functional.pad(codes, (0, m.k_pad - k))  # zero codes: no contribution
         if w_bits == 4:
             if int(codes.min()) < -8 or int(codes.max()) > 7:
                 raise ValueError("W4 codes must lie in -8..7")
-            m.weight_q.copy_(_pack_w4(codes))
+            m.weight_q.copy_(_pack_w4(padded))
         else:
-            m.weight_q.copy_(codes)
+            m.weight_q.copy_(padded)
         m.weight_scale.copy_(weight_scale.to(torch.float32))
         if group_scales is not None:
             if int(group_scales.min()) < 1 or int(group_scales.max()) > 16:
@@ -358,11 +359,10 @@ class Int8Linear(nn.Module):
             raise ValueError(f"weight must be floating point, got {weight.dtype}")
         n, k = weight.shape
         group = group_size if w_bits == 4 else None
-        mult = 16 if w_bits == 8 else 32
         if w_bits not in (8, 4):
             raise ValueError(f"w_bits={w_bits}: Int8Linear holds 8-bit (W8A8) or 4-bit (W4A8) weights")
-        if k % mult:
-            raise ValueError(f"in_features={k}: the int8 GEMM needs a multiple of {mult} (W{w_bits})")
+        if group is not None and k % group:
+            raise ValueError(f"group_size={group} does not divide in_features={k}")
         data = _bytes_of(weight.to(torch.float32))
         if gptq_hessian is not None:
             scheme = "w8-int-pc" if w_bits == 8 else f"w4-int-{'pc' if group is None else f'g{group}'}"
@@ -374,10 +374,15 @@ class Int8Linear(nn.Module):
             codes_b, scales_b = _C.quantize_w8a8(data, n, k)
             gs = None
         else:
-            codes_b, gs_b, scales_b = _C.quantize_w4a8(data, n, k, group)
+            kp = -(-k // 32) * 32  # the quantizer wants K % 32 == 0: zero columns quantize to code 0
+            if kp != k:
+                wf = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(n, k)
+                data = _bytes_of(torch.nn.functional.pad(wf, (0, kp - k)))
+            codes_b, gs_b, scales_b = _C.quantize_w4a8(data, n, kp, group)
             gs = None
             if gs_b is not None and group is not None:
                 gs = torch.frombuffer(bytearray(gs_b), dtype=torch.uint8).reshape(n, k // group)
+            codes_b = _bytes_of(torch.frombuffer(bytearray(codes_b), dtype=torch.int8).reshape(n, kp)[:, :k])
         codes = torch.frombuffer(bytearray(codes_b), dtype=torch.int8).reshape(n, k)
         scales = torch.frombuffer(bytearray(scales_b), dtype=torch.float32)
         return cls.from_codes(codes, scales, bias, w_bits=w_bits, group_scales=gs, act_scale=act_scale, config=config)
@@ -404,6 +409,9 @@ class Int8Linear(nn.Module):
 
     def codes(self) -> torch.Tensor:
         """The weight codes, int8 `[N, K]` (W4: q in -8..7, before the group scales)."""
+        return self._padded_codes()[:, : self.in_features]
+
+    def _padded_codes(self) -> torch.Tensor:
         return self.weight_q if self.w_bits == 8 else _unpack_w4(self.weight_q)
 
     def int8_weight(self, device: torch.device) -> torch.Tensor:
@@ -411,7 +419,7 @@ class Int8Linear(nn.Module):
         t = self._int8.get(device)
         if t is None:
             with self._lock:
-                q = self.codes()
+                q = self.codes().contiguous()
                 if self.group_scales is not None:
                     g = self.group_scales.to(torch.int16).repeat_interleave(self.group_size or 1, dim=1)
                     q = (q.to(torch.int16) * g).to(torch.int8)
@@ -433,9 +441,9 @@ class Int8Linear(nn.Module):
                 gs = self.group_scales
                 try:
                     self._gpu[index] = _C.Int8Gemm(
-                        _bytes_of(self.codes()),
+                        _bytes_of(self._padded_codes()),
                         self.out_features,
-                        self.in_features,
+                        self.k_pad,
                         _bytes_of(self.weight_scale.to(torch.float32)),
                         index,
                         self.w_bits,

@@ -305,6 +305,25 @@ def _int8_workspace(device: torch.device, stream: int, nbytes: int) -> torch.Ten
     return ws
 
 
+def _gemm_rows(q: torch.Tensor, kk: int) -> tuple[torch.Tensor, int]:
+    """Activation rows the int8 GEMM can read: 16-byte aligned, a row stride that is a multiple of 16 bytes, and
+    `kk` (the kernel weight's K, the layer's K rounded up to 16 / 32) readable bytes per row; columns beyond the
+    layer's K meet zero weight codes, so whatever they hold adds nothing (act_quant's rows are padded this way).
+    Other layouts are copied into a zero-padded buffer."""
+    m, k = q.shape
+    if (
+        q.stride(1) == 1
+        and q.stride(0) >= kk
+        and q.stride(0) % 16 == 0
+        and q.data_ptr() % 16 == 0
+        and q.untyped_storage().nbytes() >= q.storage_offset() + (m - 1) * q.stride(0) + kk
+    ):
+        return q, q.stride(0)
+    buf = (torch.zeros if kk > k else torch.empty)((m, kk), dtype=torch.int8, device=q.device)
+    buf[:, :k].copy_(q)
+    return buf, kk
+
+
 def _launch_int8(
     gemm: _C.Int8Gemm,
     q: torch.Tensor,
@@ -317,12 +336,9 @@ def _launch_int8(
     n: int,
 ) -> torch.Tensor:
     """Launches the int8 GEMM on torch's current stream with raw pointers (torch owns every buffer). Activation
-    rows must be 16-byte aligned with a row stride that is a multiple of 16 bytes; other layouts are copied."""
-    m, k = q.shape
-    if q.stride(1) != 1 or q.stride(0) % 16 != 0 or q.stride(0) < k or q.data_ptr() % 16 != 0:
-        q = q.contiguous()
-        if k % 16 != 0 or q.data_ptr() % 16 != 0:  # K of a kernel weight is a multiple of 16
-            raise ValueError(f"int8 linear: K = {k} rows cannot be 16-byte aligned")
+    rows are passed in place when the kernel can read them (`_gemm_rows`), else copied."""
+    m = q.shape[0]
+    q, ldx = _gemm_rows(q, gemm.shape[1])
     y = torch.empty((m, n), dtype=_OUT_DTYPES[out], device=q.device)
     stream = torch.cuda.current_stream(q.device).cuda_stream
     ws_bytes = gemm.workspace_bytes(m)
@@ -332,7 +348,7 @@ def _launch_int8(
     b = bias.contiguous() if bias is not None else None
     gemm.run(
         q.data_ptr(),
-        q.stride(0),
+        ldx,
         m,
         y.data_ptr(),
         n,
@@ -396,6 +412,10 @@ def _act_quant_torch(
     return q, s1.reshape(1)
 
 
+#: Longest row the activation-quantization kernel holds in shared memory; longer rows use the torch path.
+_ACT_QUANT_MAX_K = 16384
+
+
 @torch.library.custom_op("lowbit::act_quant", mutates_args=("residual",))
 def _act_quant_op(
     x: torch.Tensor,
@@ -408,10 +428,10 @@ def _act_quant_op(
     """`lowbit.ops.act_quant` as a custom op (`static_scale <= 0`: dynamic per-token scales)."""
     static = static_scale if static_scale > 0 else None
     m, k = x.shape
-    if x.is_cuda and x.dtype in _KERNEL_ACT_DTYPES and kernels_enabled() and m > 0:
+    if x.is_cuda and x.dtype in _KERNEL_ACT_DTYPES and kernels_enabled() and 0 < m and k <= _ACT_QUANT_MAX_K:
         stats["act_quant_kernel"] += 1
         x = x.contiguous()
-        ldq = (k + 15) // 16 * 16
+        ldq = (k + 31) // 32 * 32  # rows padded for the int8 GEMM's K step (see _gemm_rows)
         qbuf = torch.empty((m, ldq), dtype=torch.int8, device=x.device)
         scales = torch.empty((m if static is None else 1,), dtype=torch.float32, device=x.device)
         if static is not None:
@@ -449,7 +469,8 @@ def _act_quant_fake(
     static_scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     torch._check(x.dim() == 2, lambda: f"act_quant: x must be 2-D, got {x.dim()}-D")
-    ldq = (x.shape[1] + 15) // 16 * 16
+    kernel = x.is_cuda and x.dtype in _KERNEL_ACT_DTYPES and kernels_enabled() and x.shape[1] <= _ACT_QUANT_MAX_K
+    ldq = (x.shape[1] + 31) // 32 * 32 if kernel else x.shape[1]
     q = x.new_empty((x.shape[0], ldq), dtype=torch.int8)[:, : x.shape[1]]
     rows = x.shape[0] if static_scale <= 0 else 1
     return q, x.new_empty((rows,), dtype=torch.float32)
@@ -473,7 +494,7 @@ def act_quant(
 
     Returns `(q int8 [T, K], scales float32 [T])`, scales `None` with a static scale. CUDA float16 / bfloat16 inputs
     run lowbit's `lowbit_act_quant` kernel on the current stream (`q` is then a view with a row stride rounded up
-    to 16 bytes, as the int8 GEMM wants); everything else runs the same steps in torch (float32). The two agree
+    to 32 bytes, as the int8 GEMM wants); everything else runs the same steps in torch (float32). The two agree
     exactly without RMSNorm / Hadamard, and to a code of ±1 at rounding boundaries with them."""
     if x.dim() != 2:
         raise ValueError(f"act_quant: x must be [T, K], got shape {tuple(x.shape)}")
@@ -488,6 +509,11 @@ def act_quant(
         raise ValueError("act_quant: residual must be contiguous (it is updated in place)")
     if gamma is not None and gamma.shape != (k,):
         raise ValueError(f"act_quant: gamma must have shape [{k}], got {list(gamma.shape)}")
+    for what, t in (("residual", residual), ("gamma", gamma)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"act_quant: {what} is on {t.device}, x on {x.device}")
+    if gamma is not None:
+        gamma = gamma.to(x.dtype)  # the kernel reads the RMSNorm weight in the activations' dtype
     if hadamard > 1 and (hadamard & (hadamard - 1) or k % hadamard):
         raise ValueError(f"act_quant: hadamard={hadamard} must be a power of two dividing K={k}")
     if static_scale is not None and not (0.0 < static_scale < float("inf")):
