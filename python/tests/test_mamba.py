@@ -256,14 +256,14 @@ def test_typeseg_w8a8_agreement() -> None:
     from helpers import text
 
     model = tp.model()
-    calib = tp.windows(text("python-docs-calib.txt"), 128, 2)
-    evalw = tp.windows(text("python-docs-eval.txt"), 256, 1)
+    calib = tp.windows(text("python-docs-calib.txt"), 256, 4)
+    evalw = tp.windows(text("python-docs-eval.txt"), 512, 2)
     q = copy.deepcopy(model)
-    lowbit.quantize_(q, lowbit.Mamba(8, 8), calib_data=calib, progress=False)
+    lowbit.quantize_(q, lowbit.Mamba(8, 8, percentile=0.99999), calib_data=calib, progress=False)
     assert isinstance(q.blocks[0].mixer, lm.QuantMamba1Mixer)
     with torch.no_grad():
         agree = np.mean([float((model(w).argmax(-1) == q(w).argmax(-1)).float().mean()) for w in evalw])
-    assert agree >= 0.99, agree
+    assert agree >= 0.995, agree  # issue 7's W8A8 bar (python/tools/typeseg_accuracy.py measures more text)
 
 
 # ---- GPU: kernels == emulated ------------------------------------------------------------------------------------
