@@ -200,7 +200,8 @@ def quantize_(
     progress: bool = True,
 ) -> QuantizeReport:
     """Quantizes `model` in place: every `nn.Linear` accepted by `filter_fn(module, fqn)` (all by default) is replaced
-    by a `LowbitLinear` holding its weight in `config`'s format.
+    by a `LowbitLinear` holding its weight in `config`'s format, or, for `W8A8` (per-channel) and `W4A8`, by an
+    `Int8Linear` on lowbit's int8 GEMM (int8 activations per token or with the calibrated static scale).
 
     - Without `calib_data`: round-to-nearest.
     - With `calib_data` (an iterable of model inputs: tensors, tuples of positional arguments or dicts of keyword
