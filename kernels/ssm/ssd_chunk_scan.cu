@@ -332,14 +332,19 @@ __global__ void __launch_bounds__(kThreads, 1) ssd_chunk_scan_kernel(const SsdPa
                 __half* yrow = p.y + (tok0 + t) * row_y + (int64_t)h * P + p0;
 #pragma unroll
                 for (int nt = 0; nt < kPb / 8; ++nt) {
+                    float v[2];
 #pragma unroll
                     for (int e = 0; e < 2; ++e) {
                         const int pl = nt * 8 + tq * 2 + e;
-                        if (pl < pv) {
-                            const float xv = __half2float(Xs[t * kXP + pl]) * xsc[nt][e];
-                            const float v = dec * y1[nt][2 * r + e] + xsc[nt][e] * y2[nt][2 * r + e] + Dh * xv;
-                            yrow[pl] = __float2half_rn(v);
-                        }
+                        const float xv = __half2float(Xs[t * kXP + pl]) * xsc[nt][e];  // 0 beyond pv
+                        v[e] = dec * y1[nt][2 * r + e] + xsc[nt][e] * y2[nt][2 * r + e] + Dh * xv;
+                    }
+                    const int pl = nt * 8 + tq * 2;
+                    if (p.vec_y && pl + 1 < pv) {  // P even and y 4-byte aligned: one 4-byte store
+                        *reinterpret_cast<__half2*>(yrow + pl) = __floats2half2_rn(v[0], v[1]);
+                    } else {
+                        if (pl < pv) yrow[pl] = __float2half_rn(v[0]);
+                        if (pl + 1 < pv) yrow[pl + 1] = __float2half_rn(v[1]);
                     }
                 }
             }
@@ -426,6 +431,7 @@ extern "C" lowbit_status lowbit_ssd_chunk_scan(const int8_t* x, const float* x_s
     // 16-byte int8 loads where every row start is 16-byte aligned.
     prm.vec_bc = dstate % 16 == 0 && ldbc % 16 == 0 && lowbit::is_aligned(Bm, 16) && lowbit::is_aligned(Cm, 16);
     prm.vec_x = headdim % 16 == 0 && ldx % 16 == 0 && lowbit::is_aligned(x, 16);
+    prm.vec_y = headdim % 2 == 0 && lowbit::is_aligned(y, 4);
     lowbit::clear_pending_error();
     const cudaStream_t st = static_cast<cudaStream_t>(stream);
     const int b = static_cast<int>(batch);

@@ -32,6 +32,7 @@ struct SsdParams {
     int64_t ldx, ldbc, lddt;  // elements between consecutive tokens of x, B/C, dt
     int L, H, P, G, N;
     bool vec_bc, vec_x;     // 16-byte loads possible (set by the launcher)
+    bool vec_y;             // 4-byte (half2) y stores possible: P even, y 4-byte aligned
 };
 
 /// delta = clamp(softplus(q * scale + bias), lo, hi) in fp32; softplus(v) = v for v > 20 (as in Mamba), else
@@ -91,7 +92,7 @@ inline lowbit_status_code fill_params(SsdParams& p, const int8_t* x, const float
     p.P = static_cast<int>(headdim);
     p.G = static_cast<int>(ngroups);
     p.N = static_cast<int>(dstate);
-    p.vec_bc = p.vec_x = false;
+    p.vec_bc = p.vec_x = p.vec_y = false;
     return LOWBIT_OK;
 }
 
