@@ -502,7 +502,9 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
     }
     Args a = a0;
-    const int kstep = Fmt::kTiles * 16, nblk = (a.strips + kWarps - 1) / kWarps;
+    // Strips per block: kWarps, or kWarps / kw with kw warps per strip (in-block split-K).
+    const int spb = a.kw > 1 ? kWarps / a.kw : kWarps;
+    const int kstep = Fmt::kTiles * 16, nblk = (a.strips + spb - 1) / spb;
     if (a.auto_splits && splits > 1) {
         // Pick the split count whose blocks fill the resident slots in the most nearly whole waves
         // (a last wave that is 10% full costs almost a whole wave). At least 8 k-steps per split.
