@@ -22,7 +22,7 @@ use half::{bf16, f16};
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::lut::NF4;
 use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
-use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
+use lowbit_cuda::{upload, CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -408,7 +408,8 @@ fn gpu_weight_only_bad_input_is_typed() {
     let gw = WeightOnlyGemm::new(&dev, &wide).unwrap();
     let x = DeviceTensor::zeros(&dev, 64, 8192, OutDtype::F16).unwrap();
     let mut y = DeviceTensor::zeros(&dev, 64, 16, OutDtype::F16).unwrap();
-    let huge = GemmConfig { m_tile: Some(64), kc: Some(8192), splits: Some(1), path: Some(GemmPath::Mma), k_warps: None };
+    let huge =
+        GemmConfig { m_tile: Some(64), kc: Some(8192), splits: Some(1), path: Some(GemmPath::Mma), k_warps: None };
     assert!(matches!(gw.run(&dev, &x, &mut y, huge, None), Err(CudaError::InvalidArgument { .. })));
     // In-block split-K needs the whole K range in one chunk: 2 x 64 rows x 8192 columns does not fit.
     let huge = GemmConfig { m_tile: Some(64), k_warps: Some(4), path: Some(GemmPath::Mma), ..d };
