@@ -22,7 +22,7 @@ use half::{bf16, f16};
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::lut::NF4;
 use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
-use lowbit_cuda::{upload, CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
+use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
