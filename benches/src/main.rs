@@ -147,7 +147,7 @@ struct Int8Args {
     /// Skip the exact spot check against cuBLASLt.
     #[arg(long)]
     no_check: bool,
-    /// Kernel path: auto, mma or wgmma.
+    /// Kernel path: auto, mma, wgmma or ws (warp-specialized, large M).
     #[arg(long, default_value = "auto")]
     path: String,
     /// Force the split-K factor.
@@ -372,7 +372,8 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
                 "auto" => None,
                 "mma" => Some(lowbit_cuda::I8Path::Mma),
                 "wgmma" => Some(lowbit_cuda::I8Path::Wgmma),
-                other => return Err(BenchError::invalid(format!("--path {other}: expected auto, mma or wgmma"))),
+                "ws" => Some(lowbit_cuda::I8Path::Ws),
+                other => return Err(BenchError::invalid(format!("--path {other}: expected auto, mma, wgmma or ws"))),
             },
             splits: a.splits,
             bx: a.bx,

@@ -356,7 +356,12 @@ enum lowbit_i8_path {
     /** mma.sync m16n8k32 (IMMA), any sm_80+ GPU. */
     LOWBIT_I8_PATH_MMA = 1,
     /** wgmma m64nNk32 s8 (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere). */
-    LOWBIT_I8_PATH_WGMMA = 2
+    LOWBIT_I8_PATH_WGMMA = 2,
+    /**
+     * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 only, bx 128 or 256, no split-K):
+     * TMA / bulk copies by a producer warp, mbarrier ring, two consumer warpgroups (kernels/int8/ws_gemm.cu).
+     */
+    LOWBIT_I8_PATH_WS = 4
 };
 
 /** An int8 GEMM weight in device memory. */

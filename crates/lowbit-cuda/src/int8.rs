@@ -31,6 +31,9 @@ pub enum I8Path {
     Mma,
     /// `wgmma` m64nNk32 s8 (sm_90a builds on Hopper only).
     Wgmma,
+    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 weights only, `bx` 128 or 256,
+    /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups.
+    Ws,
 }
 
 /// Launch overrides (tests, benchmarks); `None` = automatic.
@@ -51,6 +54,7 @@ impl I8Config {
                 None => sys::LOWBIT_I8_PATH_AUTO as i32,
                 Some(I8Path::Mma) => sys::LOWBIT_I8_PATH_MMA as i32,
                 Some(I8Path::Wgmma) => sys::LOWBIT_I8_PATH_WGMMA as i32,
+                Some(I8Path::Ws) => sys::LOWBIT_I8_PATH_WS as i32,
             },
             bx: self.bx.unwrap_or(0) as i32,
             splits: self.splits.unwrap_or(0) as i32,

@@ -1,0 +1,330 @@
+// lowbit/i8_ws_gemm.cuh: warp-specialized persistent int8 GEMM for large M on Hopper (sm_90a), W8A8.
+//
+// Problem: as lowbit/i8_gemm.cuh (same Args, same epilogue arithmetic, bit for bit):
+//   acc[m, n] = sum_k X[m, k] * Wq[n, k] exact in int32; y[m, n] = epilogue(acc).
+//   D^T = W * X^T: the weight tile is wgmma's M side (A, 64 rows per consumer warpgroup), the activation rows
+//   its N side (B, BX = 128 or 256 rows: wgmma m64nBXk32).
+//
+// CTA = 3 warpgroups (384 threads), one CTA per SM, persistent over output tiles:
+//   warpgroup 0 = producer: one thread issues the copies of every stage into an S-slot ring and gives up most
+//     of its registers (setmaxnreg.dec 40);
+//   warpgroups 1, 2 = consumers (setmaxnreg.inc 232): each owns 64 weight rows x BX activation rows
+//     (BX / 2 int32 accumulators per thread) and issues four wgmma m64nBXk32 per 128-column stage.
+//   Output tile = 128 weight rows x BX activation rows; tiles are numbered M-fastest (consecutive tiles share
+//   a weight tile, so the CTAs resident together read each weight tile from HBM about once and the
+//   activation panel from L2) and CTA c takes tiles c, c + gridDim.x, ...
+//
+// Pipeline (per ring slot: a "full" and an "empty" mbarrier):
+//   producer: wait empty[s] (parity), arrive.expect_tx(full[s], 16384 + BX * 128), then
+//     - the weight stage: ONE 1-D bulk copy (cp.async.bulk ... complete_tx) of the 16 KB block of the tiled
+//       weight (lowbit-core int8::tile_weight: already in the no-swizzle core-matrix order wgmma reads);
+//     - the activation stage: ONE 2-D TMA (cp.async.bulk.tensor.2d) of a BX-row x 128-byte box of X with
+//       128-byte swizzle; rows >= M and columns >= K are zero-filled by the copy engine.
+//   consumers: wait full[s], four wgmmas (A: no-swizzle descriptor of the weight block, B: 128-byte-swizzle
+//     descriptor of the X box, K advanced by 32 bytes inside the swizzle atom), commit, wait for the previous
+//     stage's group (wgmma.wait_group 1) and release that slot (one arrive per consumer warp: empty count 8).
+//   Only asynchronous-proxy writers (bulk copies) fill the ring and only wgmma reads it, so no proxy fence
+//   is needed in the loop.
+// Epilogue: straight from the accumulators (per thread 2 weight rows x BX / 4 activation rows); the column
+//   vectors (cs, cc, bias, os) are loaded once per tile, the row vectors per pair of rows. While it runs, the
+//   producer already streams the next tile's first stages.
+//
+// Limits: W8 only; K % 16 == 0; X 16-byte aligned with ldx % 16 == 0 (TMA: global stride a multiple of 16);
+// M < 2^31; no split-K (large M only). The launcher (kernels/int8/ws_gemm.cu) builds the tensor map.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "lowbit/i8_gemm.cuh"
+
+namespace lowbit {
+namespace i8ws {
+
+using i8::Args;
+using i8::kBK;
+using i8::kBW;
+
+constexpr int kThreads = 384;
+constexpr int kWStage = kBW * kBK;  // 16384 bytes: one tiled weight block
+
+template <int BX>
+struct Geo {
+    static constexpr int kXStage = BX * kBK;          // activation box bytes (multiple of 1024)
+    static constexpr int kSlot = kWStage + kXStage;   // one ring slot
+    static constexpr int kStages = (200 * 1024) / kSlot > 8 ? 8 : (200 * 1024) / kSlot;
+    static constexpr int kSmem = kStages * kSlot + 1024;  // + alignment slack (swizzle atoms need 1024)
+};
+
+// ---------------------------------------------------------------------------------------------------
+// mbarrier / bulk-copy / TMA wrappers (sm_90).
+// ---------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+
+// Spins until the phase of parity `parity` has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+    const uint32_t a = smem_u32(bar);
+    uint32_t done = 0;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(a), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// 1-D bulk copy global -> shared, completion counted in bytes on `bar`.
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+            smem_u32(dst)),
+        "l"(src), "r"(bytes), "r"(smem_u32(bar))
+        : "memory");
+}
+
+// 2-D tensor copy of the box at (c0 = innermost coordinate, c1) of `map` into shared memory.
+__device__ __forceinline__ void tma_2d_g2s(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            smem_u32(dst)),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
+        : "memory");
+}
+
+// wgmma descriptor of a K-major operand written by TMA with 128-byte swizzle: rows of 128 bytes, 8-row atoms
+// of 1024 bytes (stride byte offset 1024; leading byte offset unused for K-major swizzled layouts), layout
+// type 1 (128B swizzle) in bits 62-63. The atom base must be 1024-byte aligned; a k32 step inside the atom
+// advances the start address by 32 bytes (the hardware applies the swizzle to the computed addresses).
+__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr) {
+    uint64_t d = 0;
+    d |= uint64_t((addr & 0x3FFFF) >> 4);
+    d |= uint64_t(1) << 16;
+    d |= uint64_t(1024 >> 4) << 32;
+    d |= uint64_t(1) << 62;
+    return d;
+}
+
+// Same as lowbit::smem_desc (no swizzle) from a shared-window address.
+__device__ __forceinline__ uint64_t desc_plain(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+    uint64_t d = 0;
+    d |= uint64_t((addr & 0x3FFFF) >> 4);
+    d |= uint64_t((lbo & 0x3FFFF) >> 4) << 16;
+    d |= uint64_t((sbo & 0x3FFFF) >> 4) << 32;
+    return d;
+}
+
+template <int R>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+
+// Tile t -> (weight tile nb, activation tile mb). Grouped rasterization: the activation tiles are taken in
+// groups of `group` (the last group may be smaller); inside a group the tiles run M-fastest over every weight
+// tile. The CTAs resident together then share a few weight tiles (read from HBM about once per group) and the
+// group's activation panels stay in L2 while the group's weight tiles stream past (group = mt: plain M-fastest).
+struct Tiles {
+    int mt, nt, group;
+    __device__ __forceinline__ void at(int t, int& nb, int& mb) const {
+        const int per = group * nt;  // tiles of a full group
+        const int gi = t / per;
+        const int r = t - gi * per;
+        const int m_first = gi * group;
+        const int gm = min(group, mt - m_first);
+        nb = r / gm;
+        mb = m_first + (r - nb * gm);
+    }
+};
+
+// Epilogue of one consumer thread: acc[4i + e] = (weight row nr + 8 (e >> 1), activation row m0 + 8i + 2tq + (e & 1)).
+// The arithmetic is epi_value's, in the same order (bit-exact with lowbit-core int8::epilogue_f32).
+template <int BX>
+__device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
+    const i8::Epilogue& e = p.epi;
+    const bool nok0 = nr < p.n, nok1 = nr + 8 < p.n;
+    if (e.out == i8::kOutI32) {
+        int32_t* y = static_cast<int32_t*>(p.y);
+#pragma unroll
+        for (int i = 0; i < BX / 8; ++i) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int m = m0 + 8 * i + 2 * tq + h;
+                if (m < p.m) {
+                    if (nok0) y[size_t(m) * p.ldy + nr] = acc[4 * i + h];
+                    if (nok1) y[size_t(m) * p.ldy + nr + 8] = acc[4 * i + 2 + h];
+                }
+            }
+        }
+        return;
+    }
+    // Column vectors of this thread's two weight rows.
+    float cs[2] = {1.f, 1.f}, cc[2] = {0.f, 0.f}, bs[2] = {0.f, 0.f}, os[2] = {e.out_scale, e.out_scale};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int n = nr + 8 * r;
+        if (n < p.n) {
+            if (e.cs) cs[r] = __ldg(e.cs + n);
+            if (e.rc) cc[r] = __ldg(e.cc + n);
+            if (e.bias) bs[r] = __ldg(e.bias + n);
+            if (e.os) os[r] = __ldg(e.os + n);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < BX / 8; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int m = m0 + 8 * i + 2 * tq + h;
+            if (m >= p.m) continue;
+            const float rs = e.rs ? __ldg(e.rs + m) : e.rs_val;
+            const float rc = e.rc ? __ldg(e.rc + m) : 0.f;
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int n = nr + 8 * r;
+                if (n >= p.n) continue;
+                float v = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs);
+                if (e.cs) v = __fmul_rn(v, cs[r]);
+                if (e.rc) v = __fmaf_rn(rc, cc[r], v);
+                if (e.bias) v = __fadd_rn(v, bs[r]);
+                const size_t at = size_t(m) * p.ldy + n;
+                if (e.out == i8::kOutF16) {
+                    static_cast<__half*>(p.y)[at] = __float2half_rn(v);
+                } else if (e.out == i8::kOutBf16) {
+                    static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v);
+                } else {
+                    const float q = fminf(fmaxf(rintf(__fdiv_rn(v, os[r])), -128.f), 127.f);
+                    static_cast<int8_t*>(p.y)[at] = static_cast<int8_t>(q);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The kernel (grid = min(tiles, SMs), 384 threads, Geo<BX>::kSmem bytes of dynamic shared memory).
+// ---------------------------------------------------------------------------------------------------
+template <int BX>
+__global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
+                                                          const __grid_constant__ CUtensorMap xmap, int group) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    using G = Geo<BX>;
+    constexpr int S = G::kStages;
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    // Ring base aligned to 1024 bytes (128-byte swizzle atoms); every slot and X box stays 1024-aligned.
+    const uint32_t raw = smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    if (tid == 0) {
+        for (int s = 0; s < S; ++s) {
+            mbar_init(&full[s], 1);    // the producer's arrive.expect_tx (+ the copies' bytes)
+            mbar_init(&empty[s], 8);   // one arrive per consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
+    const Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
+    const int total = nt * mt;
+    const int ksteps = p.ksteps;
+
+    if (wg == 0) {
+        // ------------------------------- producer -------------------------------
+        setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+                int nb, mb;
+                tiles.at(t, nb, mb);
+                const uint8_t* wsrc = p.w + size_t(nb) * ksteps * kWStage;
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    mbar_wait(&empty[s], phase ^ 1);  // a fresh barrier passes parity 1 at once
+                    unsigned char* slot = ring + s * G::kSlot;
+                    mbar_expect_tx(&full[s], G::kSlot);
+                    bulk_g2s(slot, wsrc + size_t(ks) * kWStage, kWStage, &full[s]);
+                    tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
+    } else {
+        // ------------------------------- consumers -------------------------------
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;  // consumer warpgroup: weight rows 64 cw .. 64 cw + 63 of the tile
+        const int lane = tid & 31, warp = (tid >> 5) & 3;
+        const int g = lane >> 2, tq = lane & 3;
+        const uint32_t ring_a = smem_u32(ring);
+        int s = 0;
+        uint32_t phase = 0;
+        int32_t acc[BX / 2];
+        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            int nb, mb;
+            tiles.at(t, nb, mb);
+#pragma unroll
+            for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                mbar_wait(&full[s], phase);
+                const uint32_t wa = ring_a + s * G::kSlot;
+                const uint32_t xa = wa + kWStage;
+                wgmma_fence();
+                wgmma_fence_regs_s32(acc);
+#pragma unroll
+                for (int j = 0; j < kBK / 32; ++j) {
+                    // A: chunks 2j, 2j + 1 of this warpgroup's 64 rows (core-matrix order, LBO 2048, SBO 128).
+                    const uint64_t da = desc_plain(wa + cw * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
+                    const uint64_t db = desc_sw128(xa + 32 * j);
+                    wgmma_ss_s8<BX>(acc, da, db, 1);
+                }
+                wgmma_commit();
+                wgmma_fence_regs_s32(acc);
+                wgmma_wait<1>();
+                // The group of the previous stage has completed: its slot may be refilled.
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            wgmma_wait<0>();
+            wgmma_fence_regs_s32(acc);
+            if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            epilogue<BX>(p, acc, mb * BX, nb * kBW + cw * 64 + warp * 16 + g, tq);
+        }
+    }
+#endif
+#endif
+}
+
+template <int BX>
+bool available() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+}  // namespace i8ws
+}  // namespace lowbit

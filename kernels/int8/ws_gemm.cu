@@ -1,0 +1,82 @@
+// Warp-specialized persistent int8 GEMM (W8A8, large M, sm_90a): the instances (BX = 128, 256 activation rows
+// per tile) and their launcher. See lowbit/i8_ws_gemm.cuh for the algorithm.
+//
+// The activation tensor map is encoded per call on the host (cuTensorMapEncodeTiled, reached through the
+// runtime's driver entry point, so the library needs no -lcuda) and passed by value as a __grid_constant__
+// kernel parameter: no device memory, safe under CUDA-graph capture.
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
+#include <atomic>
+
+#include "lowbit/i8_ws_gemm.cuh"
+
+// Automatic rasterization group: as many activation tiles as keep their panels (bx rows x K bytes) within
+// ~kPanelBudget of L2, at least 1 (INT32 max: no grouping).
+int lowbit_i8_ws_group(int m, int k, int bx) {
+    constexpr int64_t kPanelBudget = 16ll << 20;
+    const int64_t panel = int64_t(bx) * k;
+    const int64_t g = kPanelBudget / (panel > 0 ? panel : 1);
+    return g < 1 ? 1 : (g > INT32_MAX ? INT32_MAX : int(g));
+}
+
+namespace {
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+    static std::atomic<void*> fn{nullptr};
+    void* f = fn.load(std::memory_order_acquire);
+    if (f == nullptr) {
+        cudaDriverEntryPointQueryResult q{};
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
+                cudaSuccess ||
+            q != cudaDriverEntryPointSuccess) {
+            (void)cudaGetLastError();
+            return nullptr;
+        }
+        fn.store(f, std::memory_order_release);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+}
+
+// X [m, k] int8 row-major (ldx bytes per row), box = BX rows x 128 bytes, 128-byte swizzle, zero fill.
+cudaError_t make_xmap(CUtensorMap& map, const lowbit::i8::Args& a, int bx) {
+    auto enc = encode_fn();
+    if (enc == nullptr) return cudaErrorNotSupported;
+    const cuuint64_t dims[2] = {cuuint64_t(a.k), cuuint64_t(a.m)};
+    const cuuint64_t strides[1] = {cuuint64_t(a.ldx)};
+    const cuuint32_t box[2] = {cuuint32_t(lowbit::i8::kBK), cuuint32_t(bx)};
+    const cuuint32_t estr[2] = {1, 1};
+    const CUresult r = enc(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<int8_t*>(a.x), dims, strides, box,
+                           estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int BX>
+cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, cudaStream_t st) {
+    using namespace lowbit::i8ws;
+    if (nsm < 0) return available<BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    CUtensorMap map;
+    cudaError_t e = make_xmap(map, a, BX);
+    if (e != cudaSuccess) return e;
+    constexpr int smem = Geo<BX>::kSmem;
+    e = cudaFuncSetAttribute(ws_kernel<BX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX);
+    const int grid = int(tiles < nsm ? tiles : nsm);
+    ws_kernel<BX><<<grid, kThreads, smem, st>>>(a, map, group);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+// bx: activation rows per tile (128 or 256); nsm: CTAs (one per SM); nsm < 0 only asks whether the instance
+// exists for this device (cudaSuccess); group: activation tiles per rasterization group (<= 0: automatic).
+// W8 weights only, no split-K (a.ws is ignored).
+cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
+    if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
+    if (bx == 128) return launch<128>(a, nsm, group, st);
+    if (bx == 256) return launch<256>(a, nsm, group, st);
+    return cudaErrorInvalidValue;
+}
