@@ -652,6 +652,23 @@ lowbit_status lowbit_ssm_gated_rmsnorm_quant(const void *y, int64_t ldy, const i
                                              float eps, int32_t norm, int32_t hadamard, float out_scale, int8_t *q,
                                              int64_t ldq, void *stream);
 
+/**
+ * Residual add -> RMSNorm -> FWHT -> int8 with an f32 residual stream (kernels/int8/act_quant.cu; between two
+ * quantized Mamba blocks with residual_in_fp32, Quamba2's fused "add + norm -> int8"), per row m:
+ *   r = residual[m] + x[m] in f32 (x f16 / bf16 `dtype`, NULL: r = residual[m]); r written to out[m] when `out`
+ *       is not NULL (f32, may equal residual);
+ *   h = r rounded to `dtype` (the block's cast before its norm), then as lowbit_act_quant with a static scale:
+ *   h = h * rsqrt(mean(h^2) + eps) * gamma (gamma [k] in `dtype`, NULL: no norm), FWHT on blocks of `hadamard`,
+ *   q = sat127(rne(h / static_scale)).
+ * Limits: 8 <= k <= 8192, k % 8 == 0, rows < 2^31; x, residual, out, gamma 16-byte aligned with ldx % 8 == 0 and
+ * ldr, ldo % 4 == 0; q 8-byte aligned with ldq % 8 == 0. Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT,
+ * LOWBIT_ERR_INVALID_ARGUMENT (NULL residual / q, bad dtype, static_scale not finite and > 0, bad eps).
+ */
+lowbit_status lowbit_ssm_residual_rmsnorm_quant(const void *x, int64_t ldx, const float *residual, int64_t ldr,
+                                                float *out, int64_t ldo, const void *gamma, float eps,
+                                                int32_t hadamard, float static_scale, int8_t *q, int64_t ldq,
+                                                int64_t m, int64_t k, int32_t dtype, void *stream);
+
 /* ---------------------------------------------------------------------------------------------
  * Mamba2 SSD (state-space duality) with int8 inputs (kernels/ssm/ssd_*.cu). Head h of `nheads` uses group
  * g = h / (nheads / ngroups) of B and C. Per token, in fp32:

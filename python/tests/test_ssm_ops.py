@@ -438,6 +438,13 @@ def test_scan_kernel_on_projection_slices_and_decode_steps(cuda_device: str) -> 
         (7, 4096, 512, True, 4096, True, True),
         (2, 1000, 250, True, 0, True, True),
         (33, 96, 96, True, 32, False, True),
+        # the vector kernel (D % 8 == 0): Mamba2-2.7B decode and prefill rows, 8 groups, idle threads in the last
+        # warp (325 slices), E = 16 slices above D = 8192; D = 1004 takes the shared-memory kernel
+        (1, 5120, 5120, True, 1024, True, True),
+        (3, 5120, 640, True, 1024, True, True),
+        (3, 2600, 520, True, 8, True, True),
+        (2, 12288, 3072, True, 4096, True, True),
+        (3, 1004, 1004, True, 4, True, True),
     ],
 )
 def test_gated_norm_kernel_matches_reference(
@@ -472,3 +479,95 @@ def test_kernels_match_the_emulated_path(cuda_device: str, monkeypatch: pytest.M
     close("y kernel vs emulated", y_k, y_e, rtol=4e-3, atol=2e-3 * y_e.float().abs().max().item())
     close("state kernel vs emulated", h_k, h_e, rtol=1e-4, atol=1e-4 * h_e.abs().max().item())
     assert (c_k.int() - c_e.int()).abs().max().item() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# residual add (f32) -> RMSNorm -> FWHT -> int8
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _residual_ref(
+    res: torch.Tensor, x: Optional[torch.Tensor], gamma: Optional[torch.Tensor], had: int, s: float, dt: torch.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """float64 reference of residual_rmsnorm_quant: (codes, f32 sum)."""
+    r = res.double() + (x.double() if x is not None else 0.0)
+    r32 = r.float()  # the f32 add of the kernel is exact here (f32 + f16 values of moderate range) up to rounding
+    h = r32.to(dt).double()
+    if gamma is not None:
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * gamma.double()
+    if had > 1:
+        v = h.reshape(-1, had)
+        n = 1
+        while n < had:
+            v = v.reshape(-1, had // (2 * n), 2, n)
+            v = torch.stack((v[:, :, 0] + v[:, :, 1], v[:, :, 0] - v[:, :, 1]), dim=2)
+            n *= 2
+        h = v.reshape(h.shape) / math.sqrt(had)
+    q = torch.clamp(torch.round(h / s), -127, 127).to(torch.int8)
+    return q.numpy(), r32.numpy()
+
+
+def _residual_case(rows: int, k: int, dt: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    res = torch.randn(rows, k, generator=g) * 2
+    x = (torch.randn(rows, k, generator=g) * 0.5).to(dt)
+    gamma = (torch.rand(k, generator=g) + 0.5).to(dt)
+    return res, x, gamma
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.float16])
+def test_residual_norm_quant_torch_matches_reference(dt: torch.dtype) -> None:
+    res, x, gamma = _residual_case(3, 96, dt, 1)
+    out = torch.full_like(res, float("nan"))
+    q = ssm_ops.residual_rmsnorm_quant(res, x, gamma, 1e-6, 32, 0.02, dt, out)
+    want_q, want_r = _residual_ref(res, x, gamma, 32, 0.02, dt)
+    check_codes("residual norm quant (torch)", q, want_q)
+    np.testing.assert_allclose(out.numpy(), want_r, rtol=1e-6, atol=1e-6)
+    q2 = ssm_ops.residual_rmsnorm_quant(res, None, None, 1e-6, 0, 0.02, dt)
+    check_codes("residual quant, no add / norm (torch)", q2, _residual_ref(res, None, None, 0, 0.02, dt)[0])
+
+
+def test_residual_norm_quant_rejects_bad_arguments() -> None:
+    res, x, gamma = _residual_case(2, 48, torch.float16, 2)
+    with pytest.raises(ValueError, match="float32"):
+        ssm_ops.residual_rmsnorm_quant(res.half(), x, gamma, 1e-6, 0, 0.1, torch.float16)
+    with pytest.raises(ValueError, match="hadamard"):
+        ssm_ops.residual_rmsnorm_quant(res, x, gamma, 1e-6, 32, 0.1, torch.float16)
+    with pytest.raises(ValueError, match="static_scale"):
+        ssm_ops.residual_rmsnorm_quant(res, x, gamma, 1e-6, 16, 0.0, torch.float16)
+    with pytest.raises(ValueError, match="x must be"):
+        ssm_ops.residual_rmsnorm_quant(res, x.float(), gamma, 1e-6, 16, 0.1, torch.float16)
+
+
+@pytest.mark.parametrize(
+    ("rows", "k", "had", "dt", "add"),
+    [
+        (1, 2560, 512, torch.float16, True),  # Mamba2-2.7B decode: H crosses warps through shared memory
+        (3, 2560, 512, torch.bfloat16, False),
+        (5, 1000, 8, torch.float16, True),  # 125 slices: idle threads in the last warp
+        (2, 8192, 8192, torch.float16, True),  # 64 KB of shared memory
+        (1, 64, 64, torch.bfloat16, True),
+        (3, 1004, 4, torch.float16, True),  # K % 8 != 0: the torch path on the GPU
+    ],
+)
+def test_residual_norm_quant_kernel_matches_reference(
+    cuda_device: str, rows: int, k: int, had: int, dt: torch.dtype, add: bool
+) -> None:
+    res, x, gamma = _residual_case(rows, k, dt, rows * k)
+    want_q, want_r = _residual_ref(res, x if add else None, gamma, had, 0.03, dt)
+    out = torch.full((rows, k), float("nan"), device=cuda_device)
+    before = ssm_ops.stats["kernel"]
+    q = ssm_ops.residual_rmsnorm_quant(
+        res.to(cuda_device), x.to(cuda_device) if add else None, gamma.to(cuda_device), 1e-6, had, 0.03, dt, out
+    )
+    assert ssm_ops.stats["kernel"] == before + (k % 8 == 0) and q.is_cuda and q.is_contiguous()
+    check_codes(f"residual norm quant kernel {rows}x{k} H={had} {dt} add={add}", q, want_q)
+    np.testing.assert_array_equal(out.cpu().numpy(), (res + x.float()).numpy() if add else res.numpy())
+    np.testing.assert_allclose(out.cpu().numpy(), want_r, rtol=1e-6)
+    # the kernel against act_quant's kernel on the rounded sum: the same norm, FWHT and rounding, bit for bit
+    from lowbit import ops
+
+    q_ref, _ = ops.act_quant((res + x.float()).to(dt).to(cuda_device) if add else res.to(dt).to(cuda_device),
+                             None, gamma.to(cuda_device), 1e-6, had, 0.03)  # fmt: skip
+    if k % 8 == 0:
+        assert torch.equal(q, q_ref), "fused residual kernel differs from act_quant on the same row"

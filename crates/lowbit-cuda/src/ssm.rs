@@ -18,6 +18,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, SyncOnDrop};
 use lowbit_core::ssm::ScanShape;
 use lowbit_kernels_sys as sys;
 
+use crate::buffer::OutDtype;
 use crate::device::Device;
 use crate::error::{CudaError, Result, check_with};
 
@@ -597,6 +598,62 @@ pub unsafe fn gated_rmsnorm_quant_raw(
                 "rows={rows} dim={dim} group_size={} norm={} hadamard={} out_scale={} eps={}",
                 cfg.group_size, cfg.norm, cfg.hadamard, cfg.out_scale, cfg.eps
             )
+        })
+    })
+}
+
+/// Launches `lowbit_ssm_residual_rmsnorm_quant` (residual add in f32 → RMSNorm → FWHT → int8 with a static
+/// scale; see `lowbit_kernels.h`) on `stream`: `x` `dtype` `[rows][ldx]` (0: no add), `residual` f32
+/// `[rows][ldr]`, `out` f32 `[rows][ldo]` (0: not written; may equal `residual`), `gamma` `dtype` `[k]` (0: no
+/// norm), `q` int8 `[rows][ldq]`.
+///
+/// # Safety
+/// Pointers must address device memory of `dev`'s context of those sizes; `stream` a stream of that context
+/// (or null); nothing else may access them until the launch completes.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn residual_rmsnorm_quant_raw(
+    dev: &Device,
+    x: u64,
+    ldx: usize,
+    residual: u64,
+    ldr: usize,
+    out: u64,
+    ldo: usize,
+    gamma: u64,
+    eps: f32,
+    hadamard: usize,
+    static_scale: f32,
+    q: u64,
+    ldq: usize,
+    rows: usize,
+    k: usize,
+    dtype: OutDtype,
+    stream: *mut c_void,
+) -> Result<()> {
+    in_context(dev, || {
+        // SAFETY: forwarded from this function's contract; the launcher validates sizes, NULLs and alignment.
+        let st = unsafe {
+            sys::lowbit_ssm_residual_rmsnorm_quant(
+                x as *const c_void,
+                ldx as i64,
+                residual as *const f32,
+                ldr as i64,
+                out as *mut f32,
+                ldo as i64,
+                gamma as *const c_void,
+                eps,
+                hadamard as i32,
+                static_scale,
+                q as *mut i8,
+                ldq as i64,
+                rows as i64,
+                k as i64,
+                dtype.to_ffi(),
+                stream,
+            )
+        };
+        check_with(st, "lowbit_ssm_residual_rmsnorm_quant", || {
+            format!("rows={rows} k={k} hadamard={hadamard} static_scale={static_scale} eps={eps} dtype={dtype:?}")
         })
     })
 }

@@ -322,11 +322,24 @@ fn vals_of(b: &[u16], dtype: OutDtype) -> Vec<f32> {
 fn act_quant_matches_the_cpu() {
     let Some(dev) = device_or_skip("act_quant_matches_the_cpu") else { return };
     for dtype in [OutDtype::F16, OutDtype::Bf16] {
-        for (i, &(m, k)) in [(1usize, 64usize), (3, 4096), (37, 1000), (5, 11008), (2, 16384)].iter().enumerate() {
+        // k % 8 == 0 and k <= 8192 take the vector kernel (8 columns a thread; T = 1 and 3 at the Mamba2-2.7B
+        // sizes with H crossing warps, 125 slices = idle threads, H = 8192), the rest the shared-memory kernel.
+        let shapes = [
+            (1usize, 64usize),
+            (3, 4096),
+            (37, 1000),
+            (5, 11008),
+            (2, 16384),
+            (1, 2560),
+            (3, 5120),
+            (2, 8192),
+            (3, 1004),
+        ];
+        for (i, &(m, k)) in shapes.iter().enumerate() {
             let xb = bits_of(&rand_f32(m * k, -3.0, 3.0, 500 + i as u64), dtype);
             let xv = vals_of(&xb, dtype);
             let x = upload(&dev, &xb).unwrap();
-            let had = [0usize, 64, 0, 128, 8192][i];
+            let had = [0usize, 64, 0, 128, 8192, 512, 1024, 8192, 4][i];
             let variants: Vec<(&str, ActQuantOptions)> = vec![
                 ("plain", ActQuantOptions { bf16: dtype == OutDtype::Bf16, ..Default::default() }),
                 (

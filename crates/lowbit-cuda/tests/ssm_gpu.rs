@@ -471,6 +471,16 @@ fn gated_rmsnorm_quant_matches_the_cpu() {
         (2, 1000, 250, true, 0, true, true),
         (5, 16384, 2048, true, 128, false, true),
         (33, 96, 96, true, 32, true, true),
+        // The vector path (dim % 8 == 0, <= 8192: 8 columns a thread; above: 16): Mamba2-2.7B decode (T = 1,
+        // H = 1024 crosses warps through shared memory), 8 groups, warps with idle threads (325 slices), the
+        // largest E = 8 row (H = 8192: 64 KB of shared memory), E = 16 with H = 4096; the shared-memory kernel
+        // again for dims that are not a multiple of 8.
+        (1, 5120, 5120, true, 1024, true, true),
+        (3, 5120, 640, true, 1024, true, true),
+        (3, 2600, 520, true, 8, true, true),
+        (1, 8192, 8192, true, 8192, true, false),
+        (2, 12288, 3072, true, 4096, true, true),
+        (3, 1004, 1004, true, 4, true, true),
     ];
     for (i, &(rows, dim, group, norm, had, use_z, use_w)) in cases.iter().enumerate() {
         let yb: Vec<u16> =

@@ -14,7 +14,7 @@ use lowbit_cuda::ssm::{self as k, GatedNormConfig, RawConv1dWeights, RawScanPara
 use pyo3::prelude::*;
 
 use crate::errors::{cuda_err, value_err};
-use crate::gpu::device_for;
+use crate::gpu::{device_for, out_dtype};
 
 fn stream_ptr(stream: usize) -> *mut c_void {
     stream as *mut c_void
@@ -268,10 +268,66 @@ fn ssm_gated_rmsnorm_quant(
     .map_err(cuda_err)
 }
 
+/// `lowbit_ssm_residual_rmsnorm_quant` on raw device pointers (0 = NULL) and a torch stream handle.
+#[pyfunction]
+#[pyo3(signature = (
+    *, device, x, ldx, residual, ldr, out, ldo, gamma, eps, hadamard, static_scale, q, ldq, rows, k, dtype, stream
+))]
+#[allow(clippy::too_many_arguments)]
+fn ssm_residual_rmsnorm_quant(
+    py: Python<'_>,
+    device: usize,
+    x: u64,
+    ldx: usize,
+    residual: u64,
+    ldr: usize,
+    out: u64,
+    ldo: usize,
+    gamma: u64,
+    eps: f32,
+    hadamard: usize,
+    static_scale: f32,
+    q: u64,
+    ldq: usize,
+    rows: usize,
+    k: usize,
+    dtype: &str,
+    stream: usize,
+) -> PyResult<()> {
+    let dev = device_for(py, device)?;
+    let dt = out_dtype(dtype)?;
+    py.detach(|| {
+        // SAFETY: as in ssm_selective_scan_int8.
+        unsafe {
+            k::residual_rmsnorm_quant_raw(
+                &dev,
+                x,
+                ldx,
+                residual,
+                ldr,
+                out,
+                ldo,
+                gamma,
+                eps,
+                hadamard,
+                static_scale,
+                q,
+                ldq,
+                rows,
+                k,
+                dt,
+                stream_ptr(stream),
+            )
+        }
+    })
+    .map_err(cuda_err)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ssm_conv1d_int8, m)?)?;
     m.add_function(wrap_pyfunction!(ssm_conv1d_update_int8, m)?)?;
     m.add_function(wrap_pyfunction!(ssm_selective_scan_int8, m)?)?;
     m.add_function(wrap_pyfunction!(ssm_gated_rmsnorm_quant, m)?)?;
+    m.add_function(wrap_pyfunction!(ssm_residual_rmsnorm_quant, m)?)?;
     Ok(())
 }

@@ -461,3 +461,23 @@ def ssm_gated_rmsnorm_quant(
     ldq: int,
     stream: int,
 ) -> None: ...
+def ssm_residual_rmsnorm_quant(
+    *,
+    device: int,
+    x: int,
+    ldx: int,
+    residual: int,
+    ldr: int,
+    out: int,
+    ldo: int,
+    gamma: int,
+    eps: float,
+    hadamard: int,
+    static_scale: float,
+    q: int,
+    ldq: int,
+    rows: int,
+    k: int,
+    dtype: str,
+    stream: int,
+) -> None: ...

@@ -50,6 +50,7 @@ RMSNorm stays in the block. dt_proj (K = dt_rank) stays float.
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -983,12 +984,27 @@ class QuantMamba2Mixer(_F32Buffers):
             return self._forward_int8(hidden_states, cache, attention_mask)
         return self._forward_float(hidden_states, cache, attention_mask)
 
-    def _forward_int8(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
+    def forward_quantized(self, h: Tensor, q: Tensor, out_dtype: torch.dtype, cache: Any = None) -> Tensor:
+        """The int8 mixer from its already quantized input `q` `[T, d_model]` (the fused block path: the previous
+        block's residual add, this block's norm and the activation quantizer ran in one kernel); `h` `[B, L, d_model]`
+        only gives the shape, `out_dtype` the output dtype."""
+        return self._forward_int8(h, cache, None, q, out_dtype)
+
+    def _forward_int8(
+        self,
+        h: Tensor,
+        cache: Any,
+        mask: Optional[Tensor],
+        q: Optional[Tensor] = None,
+        odt: Optional[torch.dtype] = None,
+    ) -> Tensor:
         bsz, length, dm = h.shape
+        odt = h.dtype if odt is None else odt
         d, gn, nh = self.d_inner, self.ngroups * self.d_state, self.nheads
-        if mask is not None:
-            h = h * mask[:, :, None].to(h.dtype)
-        q, _ = _op("act_quant")(h.reshape(-1, dm), None, self.gamma, self.gamma_eps, self.had_in, self.s_in)
+        if q is None:
+            if mask is not None:
+                h = h * mask[:, :, None].to(h.dtype)
+            q, _ = _op("act_quant")(h.reshape(-1, dm), None, self.gamma, self.gamma_eps, self.had_in, self.s_in)
         proj = self.in_proj.forward_int8(q, self.s_in, "int8", self.in_out_scale).view(bsz, length, -1)
         z, xbc, dt = proj.split([d, d + 2 * gn, nh], dim=-1)
         if _decoding(self, cache, length):
@@ -1054,8 +1070,8 @@ class QuantMamba2Mixer(_F32Buffers):
             self.had_out,
             self.s_y,
         )
-        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(h.dtype))
-        return out.view(bsz, length, -1).to(h.dtype)
+        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(odt))
+        return out.view(bsz, length, -1).to(odt)
 
     def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
         bsz, length, _ = h.shape
@@ -1149,12 +1165,27 @@ class QuantMamba1Mixer(_F32Buffers):
             return self._forward_int8(hidden_states, cache, attention_mask)
         return self._forward_float(hidden_states, cache, attention_mask)
 
-    def _forward_int8(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
+    def forward_quantized(self, h: Tensor, q: Tensor, out_dtype: torch.dtype, cache: Any = None) -> Tensor:
+        """As QuantMamba2Mixer.forward_quantized."""
+        if self.bidirectional and cache is not None:
+            raise NotImplementedError("a bidirectional Mamba mixer has no step-by-step decode")
+        return self._forward_int8(h, cache, None, q, out_dtype)
+
+    def _forward_int8(
+        self,
+        h: Tensor,
+        cache: Any,
+        mask: Optional[Tensor],
+        q: Optional[Tensor] = None,
+        odt: Optional[torch.dtype] = None,
+    ) -> Tensor:
         bsz, length, dm = h.shape
+        odt = h.dtype if odt is None else odt
         d, n, r = self.d_inner, self.d_state, self.dt_rank
-        if mask is not None:
-            h = h * mask[:, :, None].to(h.dtype)
-        q, _ = _op("act_quant")(h.reshape(-1, dm), None, self.gamma, self.gamma_eps, self.had_in, self.s_in)
+        if q is None:
+            if mask is not None:
+                h = h * mask[:, :, None].to(h.dtype)
+            q, _ = _op("act_quant")(h.reshape(-1, dm), None, self.gamma, self.gamma_eps, self.had_in, self.s_in)
         xz = self.in_proj.forward_int8(q, self.s_in, "int8", self.in_out_scale).view(bsz, length, 2 * d)
         x, z = xz.split(d, dim=-1)
         decode = _decoding(self, cache, length)
@@ -1224,8 +1255,8 @@ class QuantMamba1Mixer(_F32Buffers):
             self.had_out,
             self.s_y,
         )
-        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(h.dtype))
-        return out.view(bsz, length, -1).to(h.dtype)
+        out = self.out_proj.forward_int8(g, self.s_y, _out_kind(odt))
+        return out.view(bsz, length, -1).to(odt)
 
     def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
         _bsz, length, _ = h.shape
@@ -1260,6 +1291,84 @@ class QuantMamba1Mixer(_F32Buffers):
             cache.update_recurrent_state(final, self.layer_idx)
         g = y * F.silu(z.float())
         return self.out_proj(fwht(g.to(h.dtype), self.had_out)).to(h.dtype)
+
+
+class _Chain:
+    """What a fused block hands to the next one: the f32 hidden state it returned and that state already put through
+    the next block's norm and activation quantizer (valid only while the next block is called with that very
+    tensor, which HF's layer loop does)."""
+
+    def __init__(self) -> None:
+        self.h: Optional[Tensor] = None
+        self.q: Optional[Tensor] = None
+
+
+def _fused_block_forward(
+    block: nn.Module, hidden_states: Tensor, cache: Any = None, attention_mask: Any = None, **kw: Any
+):
+    """forward of an HF Mamba / Mamba2 block (residual_in_fp32) whose mixer is a lowbit int8 mixer with the block
+    norm fused in: the same values as HF's block, with the residual add of this block, the next block's cast,
+    RMSNorm, FWHT and activation quantization in one kernel (`ssm_ops.residual_rmsnorm_quant`). A mask, a
+    non-float input or a caller other than the layer loop take HF's own forward (bit-identical results)."""
+    mixer = block.mixer
+    cache = _cache_arg(cache, kw)
+    if attention_mask is not None or not hidden_states.is_floating_point() or hidden_states.dim() != 3:
+        return type(block).forward(block, hidden_states, cache=cache, attention_mask=attention_mask)
+    from .ssm_ops import residual_rmsnorm_quant
+
+    chain: _Chain = mixer._lowbit_chain
+    dt = block.norm.weight.dtype
+    shape = hidden_states.shape
+    if chain.h is hidden_states and chain.q is not None:
+        q = chain.q
+    else:
+        hidden_states = hidden_states.to(torch.float32)
+        q = residual_rmsnorm_quant(
+            hidden_states.reshape(-1, shape[-1]), None, mixer.gamma, mixer.gamma_eps, mixer.had_in, mixer.s_in, dt
+        )
+    chain.h = chain.q = None
+    out = mixer.forward_quantized(hidden_states, q, dt, cache)
+    nxt = mixer._lowbit_next
+    if nxt is None:
+        return hidden_states + out
+    h = torch.empty(shape, dtype=torch.float32, device=out.device)
+    chain.q = residual_rmsnorm_quant(
+        hidden_states.reshape(-1, shape[-1]),
+        out.reshape(-1, shape[-1]),
+        nxt.gamma,
+        nxt.gamma_eps,
+        nxt.had_in,
+        nxt.s_in,
+        dt,
+        h.view(-1, shape[-1]),
+    )
+    chain.h = h
+    return h
+
+
+def link_fused_blocks(model: nn.Module) -> int:
+    """Installs the fused block forward (`_fused_block_forward`) on every HF Mamba / Mamba2 block of `model` whose
+    mixer is a lowbit int8 mixer with the block norm fused in and whose residual is float32, and links consecutive
+    ones. `quantize_` and `lowbit.load` call it; returns the number of fused blocks."""
+    blocks = [
+        b
+        for b in model.modules()
+        if isinstance(getattr(b, "mixer", None), (QuantMamba1Mixer, QuantMamba2Mixer))
+        and b.mixer.a_bits == 8
+        and b.mixer.gamma is not None
+        and isinstance(getattr(b, "norm", None), _NormPassthrough)
+        and getattr(b, "residual_in_fp32", False)
+        and type(b).__name__ in ("MambaBlock", "Mamba2Block")  # HF's blocks: the forward this one replaces
+        and type(b).__module__.startswith("transformers.")
+    ]
+    chain = _Chain()
+    for i, b in enumerate(blocks):
+        nxt = blocks[i + 1].mixer if i + 1 < len(blocks) else None
+        # plain attributes (object.__setattr__): not submodules, so no state-dict entries and no double traversal
+        object.__setattr__(b.mixer, "_lowbit_next", nxt)
+        object.__setattr__(b.mixer, "_lowbit_chain", chain)
+        b.forward = types.MethodType(_fused_block_forward, b)
+    return len(blocks)
 
 
 class QuantEmbedding(nn.Module):
@@ -1579,6 +1688,7 @@ def quantize_mamba_(
             s.stats = _Stats()
     if config.quantize_head:
         _quantize_head(model, report)
+    link_fused_blocks(model)
     return report
 
 
@@ -1612,6 +1722,8 @@ class _HeadLinear(LowbitLinear):
     """lm_head as INT4 weight-only; `weight` is an empty tensor that only carries the dtype (HF casts the hidden
     states to `lm_head.weight.dtype`)."""
 
+    lowbit_head = True
+
 
 def _quantize_head(model: nn.Module, report: Any) -> None:
     from .quantize import LayerReport
@@ -1631,6 +1743,107 @@ def _quantize_head(model: nn.Module, report: Any) -> None:
         q = QuantEmbedding(emb.weight)
         model.set_input_embeddings(q)
         report.quantized.append(LayerReport("embedding", "int8-per-row", tuple(emb.weight.shape), _bytes(q), "rtn", {}))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# lowbit.save / lowbit.load: the modules of a quantized Mamba model that are not linear layers
+# --------------------------------------------------------------------------------------------------------------
+
+_JSON_SCALARS = (bool, int, float, str)
+
+
+def shell_meta(module: nn.Module) -> Optional[dict[str, Any]]:
+    """What `lowbit.load` needs to rebuild `module` as an empty shell before the state dict fills it (None for
+    modules that are not lowbit.mamba's): the class, the plain attributes (shapes, flags, static scales), the
+    shapes and dtypes of the buffers and parameters, and the child modules (the projections, which `lowbit.load`
+    replaces by the stored Int8Linear / LowbitLinear layers)."""
+    if isinstance(module, (QuantMamba1Mixer, QuantMamba2Mixer)):
+        attrs: dict[str, Any] = {}
+        tuples: list[str] = []
+        for k, v in vars(module).items():
+            if k.startswith("_") or k == "training":
+                continue
+            if v is None or isinstance(v, _JSON_SCALARS):
+                attrs[k] = v
+            elif isinstance(v, (tuple, list)) and all(isinstance(e, _JSON_SCALARS) for e in v):
+                attrs[k] = list(v)
+                if isinstance(v, tuple):
+                    tuples.append(k)
+            else:
+                raise TypeError(f"{type(module).__name__}.{k}: cannot store a {type(v).__name__} attribute")
+
+        # [name, ...] lists, not dicts: the header is written with sorted keys, and the registration order is the
+        # order of state_dict() and modules()
+        def shapes(d: dict[str, Optional[Tensor]]) -> list[Any]:
+            return [[k, None if t is None else [list(t.shape), str(t.dtype)]] for k, t in d.items()]
+
+        return {
+            "class": type(module).__name__,
+            "attrs": attrs,
+            "tuples": tuples,
+            "buffers": shapes(dict(module._buffers)),
+            "params": shapes(dict(module._parameters)),
+            "children": [[k, type(c).__name__] for k, c in module._modules.items() if c is not None],
+        }
+    if isinstance(module, QuantEmbedding):
+        return {
+            "class": "QuantEmbedding",
+            "shape": [module.num_embeddings, module.embedding_dim],
+            "dtype": str(module.out_dtype),
+        }
+    if isinstance(module, _NormPassthrough):
+        return {"class": "_NormPassthrough", "dtype": str(module.weight.dtype)}
+    return None
+
+
+def _dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dt, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}")
+    return dt
+
+
+def build_shell(meta: dict[str, Any], old: Optional[nn.Module], where: str) -> nn.Module:
+    """The empty module `shell_meta` describes, on the device of `old` (the skeleton's module at that place, whose
+    linear children stand in for the projections until `lowbit.load` replaces them). Bad metadata or a skeleton
+    without the needed linear layers raise ValueError naming `where`."""
+    cls = meta.get("class")
+    params = list(old.parameters()) if old is not None else []
+    dev = params[0].device if params else torch.device("cpu")
+    if cls == "_NormPassthrough":
+        return _NormPassthrough(torch.empty(0, dtype=_dtype(meta["dtype"]), device=dev))
+    if cls == "QuantEmbedding":
+        e = QuantEmbedding.__new__(QuantEmbedding)
+        nn.Module.__init__(e)
+        v, d = (int(x) for x in meta["shape"])
+        dt = _dtype(meta["dtype"])
+        e.register_buffer("codes", torch.zeros(v, d, dtype=torch.int8, device=dev))
+        e.register_buffer("scales", torch.zeros(v, dtype=dt, device=dev))
+        e.num_embeddings, e.embedding_dim, e.out_dtype = v, d, dt
+        return e
+    classes: dict[str, type[nn.Module]] = {"QuantMamba1Mixer": QuantMamba1Mixer, "QuantMamba2Mixer": QuantMamba2Mixer}
+    if cls not in classes:
+        raise ValueError(f"{where}: unknown lowbit.mamba module class {cls!r}")
+    m = classes[cls].__new__(classes[cls])
+    nn.Module.__init__(m)
+    tuples = set(meta.get("tuples", []))
+    for k, v in meta["attrs"].items():
+        setattr(m, k, tuple(v) if k in tuples else v)
+    for k, spec in meta["buffers"]:
+        m.register_buffer(k, None if spec is None else torch.zeros(spec[0], dtype=_dtype(spec[1]), device=dev))
+    for k, spec in meta["params"]:
+        t = None if spec is None else torch.zeros(spec[0], dtype=_dtype(spec[1]), device=dev)
+        m.register_parameter(k, None if t is None else nn.Parameter(t, requires_grad=False))
+    for k, kind in meta["children"]:
+        if kind == "Identity":
+            child: nn.Module = nn.Identity()
+        else:
+            got = getattr(old, k, None) if old is not None else None
+            if not isinstance(got, nn.Linear):
+                raise ValueError(f"{where}: the model has no linear layer '{k}' for the stored {kind} projection")
+            child = got
+        setattr(m, k, child)
+    return m
 
 
 def model_bytes(model: nn.Module) -> int:
@@ -1661,6 +1874,7 @@ __all__ = [
     "fuse_hadamard",
     "fwht",
     "hadamard_block",
+    "link_fused_blocks",
     "model_bytes",
     "quantize_mamba_",
     "quantize_mixer",

@@ -5,7 +5,10 @@ packed tensors `<fqn>.weight.<field>`, every other floating-point tensor of the 
 tensor, a versioned header with CRC-32 checksums of every tensor and of the metadata. The Python layer adds, in
 the header's `lowbit.source` map (covered by the checksum): `lowbit.python.modules` (per quantized module: bias,
 activation quantization, config), `lowbit.python.dtypes` (each passthrough tensor's original dtype) and
-`lowbit.python.aliases` (tied tensors stored once). Loading validates all of it and the match with the model.
+`lowbit.python.aliases` (tied tensors stored once) and `lowbit.python.shells` (lowbit.mamba's quantized mixers,
+int8 embedding and fused-away block norms: their class, plain attributes and buffer shapes, see
+`lowbit.mamba.shell_meta`; load rebuilds them empty and the state dict fills them). Loading validates all of it
+and the match with the model.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from torch import nn
 
 from . import _C
+from . import mamba as _mamba
 from .modules import Int8Linear, LowbitLinear, PackedWeight
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -29,6 +33,7 @@ _KEY_MODULES = "lowbit.python.modules"
 _KEY_DTYPES = "lowbit.python.dtypes"
 _KEY_ALIASES = "lowbit.python.aliases"
 _KEY_CLASS = "lowbit.python.model_class"
+_KEY_SHELLS = "lowbit.python.shells"
 
 _DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
 # Integer buffers of `Int8Linear` (codes, group scales) travel as float32 passthrough tensors: exact for 8-bit
@@ -48,6 +53,8 @@ def _stored(model: nn.Module) -> tuple[set[str], set[str]]:
         elif isinstance(m, Int8Linear):
             names = ("weight_q", "group_scales", "weight_scale", "input_scale")
             ints.update(pre + b for b in names if getattr(m, b) is not None)
+        elif isinstance(m, _mamba.QuantEmbedding):
+            ints.add(pre + "codes")
     return skip, ints
 
 
@@ -68,6 +75,8 @@ def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) ->
                 "act_scale": m.act_scale,
                 "config": m.config,
             }
+            if getattr(m, "lowbit_head", False):  # lowbit.mamba's lm_head: an empty `weight` carries the dtype
+                modules[name]["head_dtype"] = str(m.weight.dtype)
         elif isinstance(m, Int8Linear):
             modules[name] = {
                 "kind": "int8",
@@ -80,6 +89,7 @@ def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) ->
             }
     if not modules:
         raise ValueError("the model has no lowbit layers: quantize it with lowbit.quantize_ first")
+    shells = {name: meta for name, m in model.named_modules() if (meta := _mamba.shell_meta(m)) is not None}
     skip, ints = _stored(model)
     passthrough: list[tuple[str, list[int], bytes, bool]] = []
     dtypes: dict[str, str] = {}
@@ -102,6 +112,7 @@ def save(model: nn.Module, path: PathLike, *, half_passthrough: bool = False) ->
         _KEY_DTYPES: json.dumps(dtypes, sort_keys=True),
         _KEY_ALIASES: json.dumps(aliases, sort_keys=True),
         _KEY_CLASS: f"{type(model).__module__}.{type(model).__qualname__}",
+        _KEY_SHELLS: json.dumps(shells, sort_keys=True),
         "lowbit.python.version": _C.__version__,
         "lowbit.python.torch": torch.__version__,
     }
@@ -136,6 +147,21 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
     modules: dict[str, dict[str, Any]] = _json(source, _KEY_MODULES, p)
     dtypes: dict[str, str] = _json(source, _KEY_DTYPES, p)
     aliases: dict[str, str] = _json(source, _KEY_ALIASES, p)
+    shells: dict[str, dict[str, Any]] = _json(source, _KEY_SHELLS, p) if _KEY_SHELLS in source else {}
+
+    # lowbit.mamba's modules first (outer before inner), so that the projections below find their places.
+    for fqn in sorted(shells, key=lambda n: n.count(".")):
+        try:
+            old = model.get_submodule(fqn)
+        except AttributeError:
+            what = shells[fqn].get("class")
+            raise ValueError(f"{p}: the model has no module '{fqn}' for the stored {what}") from None
+        try:
+            new = _mamba.build_shell(shells[fqn], old, f"{p}: '{fqn}'")
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{p}: bad metadata for module '{fqn}': {e!r}") from None
+        parent_name, _, child = fqn.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
     for layer_name, qweight in layers:
         if not layer_name.endswith(".weight"):
@@ -168,6 +194,9 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
             act_scale=meta.get("act_scale"),
             config=meta.get("config"),
         )
+        if meta.get("head_dtype"):
+            new.__class__ = _mamba._HeadLinear
+            new.register_buffer("weight", torch.empty(0, dtype=_DTYPES[meta["head_dtype"]]))
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)
@@ -229,4 +258,6 @@ def load(path: PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
     if strict and missing:
         raise ValueError(f"{p}: the file lacks tensors of the model: {', '.join(missing[:10])}")
     model.load_state_dict(state, strict=False)
+    if shells:
+        _mamba.link_fused_blocks(model)
     return model

@@ -5,6 +5,8 @@
 - `selective_scan_int8` / `selective_state_update_int8`: the Mamba1 selective scan on int8 u, dt, B, C, z with
   f32 arithmetic and state, f16 y (forward or reverse, optional initial state);
 - `gated_rmsnorm_quant`: `y * silu(z)` -> optional group RMSNorm (Mamba2) -> weight -> optional FWHT -> int8.
+- `residual_rmsnorm_quant`: f32 residual stream + block output -> the next block's RMSNorm -> FWHT -> int8 (the
+  add between two quantized Mamba blocks fused with the next block's activation quantization).
 
 Quantization is symmetric: `value = code * scale`, codes -127..127, `quant(v) = clamp(round_half_even(v / s))`.
 With CUDA inputs (and `lowbit.ops.kernels_enabled()`) every function launches lowbit's kernel (kernels/ssm) on
@@ -25,12 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from . import _C
-from .ops import kernels_enabled
+from .ops import fwht_normalized, kernels_enabled
 
 __all__ = [
     "causal_conv1d_int8",
     "causal_conv1d_update_int8",
     "gated_rmsnorm_quant",
+    "residual_rmsnorm_quant",
     "selective_scan_int8",
     "selective_state_update_int8",
     "stats",
@@ -580,3 +583,97 @@ def gated_rmsnorm_quant(
     if hadamard > 1:
         g = _fwht(g, hadamard)
     return _quant(g, s_out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# residual add (f32) -> RMSNorm -> FWHT -> int8
+# ---------------------------------------------------------------------------------------------------------------
+
+_RES_DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16"}
+#: Largest row of the fused residual kernel (one 1024-thread CTA, 8 columns a thread).
+MAX_RESIDUAL_K = 8192
+
+
+def _aligned(t: Optional[torch.Tensor], n: int) -> bool:
+    return t is None or t.data_ptr() % n == 0
+
+
+def residual_rmsnorm_quant(
+    residual: torch.Tensor,
+    x: Optional[torch.Tensor],
+    gamma: Optional[torch.Tensor],
+    eps: float,
+    hadamard: int,
+    static_scale: float,
+    dtype: torch.dtype,
+    out: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The add + norm -> int8 between two quantized Mamba blocks (HF blocks with `residual_in_fp32`), per row of
+    `residual` f32 `[T, K]`: `r = residual + x` in f32 (`x` `[T, K]` in `dtype`, the block output; None: no add),
+    written to `out` (f32 `[T, K]`, optional); `h = r.to(dtype)` (the block's cast before its norm) ->
+    `h * rsqrt(mean(h^2) + eps) * gamma` (when `gamma` `[K]` is given) -> normalized FWHT on blocks of `hadamard`
+    -> `q = clamp(rne(h / static_scale))` int8 `[T, K]` (contiguous).
+
+    CUDA float16 / bfloat16 with K % 8 == 0, K <= 8192 and aligned contiguous rows run
+    `lowbit_ssm_residual_rmsnorm_quant`; everything else the same steps in torch (float32 after the cast)."""
+    if residual.dim() != 2 or residual.dtype != torch.float32:
+        raise ValueError(f"residual must be float32 [T, K], got {residual.dtype} {tuple(residual.shape)}")
+    rows, k = residual.shape
+    for what, t in (("x", x), ("out", out)):
+        if t is not None and t.shape != residual.shape:
+            raise ValueError(f"{what} has shape {tuple(t.shape)}, expected {tuple(residual.shape)}")
+    if x is not None and x.dtype != dtype:
+        raise ValueError(f"x must be {dtype}, got {x.dtype}")
+    if out is not None and (out.dtype != torch.float32 or not out.is_contiguous()):
+        raise ValueError("out must be a contiguous float32 tensor")
+    if gamma is not None and gamma.shape != (k,):
+        raise ValueError(f"gamma must have shape [{k}], got {tuple(gamma.shape)}")
+    if hadamard < 0 or (hadamard > 1 and (hadamard & (hadamard - 1) or k % hadamard != 0)):
+        raise ValueError(f"hadamard {hadamard} must be 0, 1 or a power of two dividing K = {k}")
+    if not (0.0 < static_scale < float("inf")):
+        raise ValueError(f"static_scale must be finite and positive, got {static_scale}")
+    g = None if gamma is None else gamma.to(dtype).contiguous()
+    if (
+        _use_kernel(residual, x, g, out)
+        and dtype in _RES_DTYPES
+        and k % 8 == 0
+        and k <= MAX_RESIDUAL_K
+        and rows > 0
+        and residual.is_contiguous()
+        and (x is None or x.is_contiguous())
+        and all(_aligned(t, 16) for t in (residual, x, g, out))
+    ):
+        q = torch.empty((rows, k), dtype=torch.int8, device=residual.device)
+        _C.ssm_residual_rmsnorm_quant(
+            device=residual.device.index or 0,
+            x=_ptr(x),
+            ldx=k,
+            residual=residual.data_ptr(),
+            ldr=k,
+            out=_ptr(out),
+            ldo=k,
+            gamma=_ptr(g),
+            eps=float(eps),
+            hadamard=max(hadamard, 0),
+            static_scale=float(static_scale),
+            q=q.data_ptr(),
+            ldq=k,
+            rows=rows,
+            k=k,
+            dtype=_RES_DTYPES[dtype],
+            stream=_stream(residual),
+        )
+        stats["kernel"] += 1
+        return q
+    stats["emulated"] += 1
+    r = residual if x is None else residual + x.to(torch.float32)
+    if out is not None:
+        out.copy_(r)
+    # The same float32 steps, in the same order, as lowbit.ops.act_quant's torch path on r.to(dtype): the fused
+    # block path and the unfused one give identical codes on the CPU.
+    h = r.to(dtype).to(torch.float32)
+    if g is not None:
+        h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + eps) * g.to(torch.float32)
+    h = fwht_normalized(h, hadamard)
+    s1 = torch.tensor(static_scale, dtype=torch.float32, device=h.device)
+    return torch.clamp(torch.round(h / s1), -127.0, 127.0).to(torch.int8)
