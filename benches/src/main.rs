@@ -147,7 +147,7 @@ struct Int8Args {
     /// Skip the exact spot check against cuBLASLt.
     #[arg(long)]
     no_check: bool,
-    /// Kernel path: auto, mma, wgmma or ws (warp-specialized, large M).
+    /// Kernel path: auto, mma, wgmma, stream (small-M weight streaming, M <= 16) or ws (warp-specialized, large M).
     #[arg(long, default_value = "auto")]
     path: String,
     /// Force the split-K factor.
@@ -372,8 +372,13 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
                 "auto" => None,
                 "mma" => Some(lowbit_cuda::I8Path::Mma),
                 "wgmma" => Some(lowbit_cuda::I8Path::Wgmma),
+                "stream" => Some(lowbit_cuda::I8Path::Stream),
                 "ws" => Some(lowbit_cuda::I8Path::Ws),
-                other => return Err(BenchError::invalid(format!("--path {other}: expected auto, mma, wgmma or ws"))),
+                other => {
+                    return Err(BenchError::invalid(format!(
+                        "--path {other}: expected auto, mma, wgmma, stream or ws"
+                    )));
+                }
             },
             splits: a.splits,
             bx: a.bx,

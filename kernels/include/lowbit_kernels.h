@@ -358,6 +358,12 @@ enum lowbit_i8_path {
     /** wgmma m64nNk32 s8 (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere). */
     LOWBIT_I8_PATH_WGMMA = 2,
     /**
+     * Small-M weight streaming on mma.sync (IMMA, sm_80+; kernels/int8/stream.cu): M <= 16; W4 per-channel or
+     * with groups of a multiple of 128 columns (LOWBIT_ERR_INVALID_ARGUMENT otherwise); bx 8 or 16 (>= M).
+     * The automatic plan takes it for M <= 16 where it fits.
+     */
+    LOWBIT_I8_PATH_STREAM = 3,
+    /**
      * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 only, bx 128 or 256, no split-K):
      * TMA / bulk copies by a producer warp, mbarrier ring, two consumer warpgroups (kernels/int8/ws_gemm.cu).
      */

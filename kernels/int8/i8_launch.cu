@@ -10,6 +10,8 @@
 
 cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st);
+int lowbit_i8_stream_max_steps(bool w4, int mt);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 
 namespace {
@@ -19,6 +21,7 @@ using lowbit::i8::kBW;
 
 struct Plan {
     bool wg;
+    bool stream;  // the small-M streaming kernel (stream.cu): M <= 16, bx = 8 or 16 activation rows
     bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8, large M, no split-K
     int bx;
     int splits;
@@ -82,6 +85,61 @@ bool ws_runs() {
 // the wgmma kernel at M = 256, 1024, 4096 on 4096x4096, 28672x8192, 8192x28672 (H100, NOTES.md v5).
 constexpr int64_t kWsMinM = 256;
 
+// M up to which the automatic plan takes the streaming kernel (stream.cu).
+constexpr int64_t kStreamMaxM = 16;
+
+// The streaming kernel's plan: 8 or 16 activation rows per CTA; split-K so that the tiles x splits CTAs fill
+// two CTAs per SM with the fullest last wave, and each CTA's activation slice fits its shared-memory budget.
+lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_config* cfg, int nsm, Plan& p) {
+    const bool w4 = w->format == LOWBIT_I8_W4;
+    p.stream = true;
+    p.wg = false;
+    if (cfg && cfg->bx) {
+        LOWBIT_REQUIRE((cfg->bx == 8 || cfg->bx == 16) && cfg->bx >= m, LOWBIT_ERR_INVALID_ARGUMENT);
+        p.bx = cfg->bx;
+    } else {
+        p.bx = m <= 8 ? 8 : 16;
+    }
+    const int ksteps = (w->k + kBK - 1) / kBK;
+    const int ntiles = (w->n + kBW - 1) / kBW;
+    LOWBIT_REQUIRE(ntiles <= 65535, LOWBIT_ERR_SHAPE);
+    const int max_steps = lowbit_i8_stream_max_steps(w4, p.bx);
+    const int smin = (ksteps + max_steps - 1) / max_steps;
+    int splits = smin;
+    if (cfg && cfg->splits) {
+        splits = cfg->splits;
+    } else {
+        // Fewest waves first (each CTA pays a fixed start-up and split-K finish: long CTAs amortize it, and the
+        // weight stream needs bytes in flight, not full SMs), then the fullest last wave.
+        const int slots = 2 * nsm;  // two 256-thread CTAs per SM (<= 128 registers, <= 100 KB shared memory)
+        const int smax = ksteps < 32 ? ksteps : 32;
+        double best = 0;
+        int64_t best_waves = INT64_MAX;
+        for (int s = smin; s <= (smax > smin ? smax : smin); ++s) {
+            const int per = (ksteps + s - 1) / s;  // the split that launches: ceil(ksteps / per) CTAs per tile
+            const int64_t ctas = int64_t(ntiles) * ((ksteps + per - 1) / per);
+            const int64_t waves = (ctas + slots - 1) / slots;
+            const double eff = double(ctas) / double(waves * slots);
+            if (waves < best_waves || (waves == best_waves && eff > best + 0.02)) {
+                best = eff, best_waves = waves, splits = s;
+            }
+        }
+    }
+    if (splits > ksteps) splits = ksteps;
+    p.steps_per_split = (ksteps + splits - 1) / splits;
+    LOWBIT_REQUIRE(p.steps_per_split <= max_steps, LOWBIT_ERR_INVALID_ARGUMENT);
+    p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
+    if (p.splits > 1) {
+        const int64_t acc = (m * int64_t(w->n) * 4 + 255) / 256 * 256;
+        p.counters_off = acc;
+        p.ws_bytes = acc + int64_t(ntiles) * 4;
+    } else {
+        p.ws_bytes = 0;
+        p.counters_off = 0;
+    }
+    return lowbit::status_ok();
+}
+
 bool valid_bx(bool wg, bool w4, int bx) {
     if (wg) return bx == 8 || bx == 16 || bx == 64 || bx == 128 || (bx == 256 && !w4);
     return bx == 16 || bx == 64;
@@ -105,6 +163,16 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     LOWBIT_REQUIRE(m >= 1 && m <= INT32_MAX, LOWBIT_ERR_SHAPE);
     const bool w4 = w->format == LOWBIT_I8_W4;
     const int path = cfg ? cfg->path : LOWBIT_I8_PATH_AUTO;
+    // The streaming kernel serves M <= kStreamMaxM (W4: per-channel or groups of a multiple of 128 columns); the
+    // automatic plan takes it there unless a tile width or split is forced.
+    p.stream = false;
+    const bool stream_fits = m <= kStreamMaxM && (!w4 || !w->group_scales || w->group_len % kBK == 0);
+    if (path == LOWBIT_I8_PATH_STREAM ||
+        (path == LOWBIT_I8_PATH_AUTO && stream_fits && !(cfg && (cfg->bx || cfg->splits)))) {
+        LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+        LOWBIT_REQUIRE(stream_fits, LOWBIT_ERR_INVALID_ARGUMENT);
+        return stream_plan(w, m, cfg, nsm, p);
+    }
     LOWBIT_REQUIRE(path == LOWBIT_I8_PATH_AUTO || path == LOWBIT_I8_PATH_MMA || path == LOWBIT_I8_PATH_WGMMA ||
                        path == LOWBIT_I8_PATH_WS,
                    LOWBIT_ERR_INVALID_ARGUMENT);
@@ -246,6 +314,11 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     lowbit::clear_pending_error();
     const cudaError_t e = p.ws ? lowbit_i8_launch_ws(a, p.bx, sm_count(num_sms), 0, static_cast<cudaStream_t>(stream))
                                : dispatch(a, w4, p.wg, p.bx, p.splits, static_cast<cudaStream_t>(stream));
+    if (p.stream) {
+        const cudaError_t es = lowbit_i8_launch_stream(a, w4, p.bx, p.splits, static_cast<cudaStream_t>(stream));
+        if (es == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
+        return lowbit::status_from_cuda(es);
+    }
     if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
     return lowbit::status_from_cuda(e);
 }

@@ -183,7 +183,14 @@ fn w4a8_accumulator_is_exact_per_channel_and_grouped() {
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn fused_epilogues_match_the_cpu_bit_for_bit() {
     let Some(dev) = device_or_skip("fused_epilogues_match_the_cpu_bit_for_bit") else { return };
-    for (w4, m, n, k) in [(false, 5, 133, 272), (true, 19, 70, 256), (false, 130, 64, 512), (true, 1, 300, 1024)] {
+    for (w4, m, n, k) in [
+        (false, 5, 133, 272),
+        (true, 19, 70, 256),
+        (false, 130, 64, 512),
+        (true, 1, 300, 1024),
+        (true, 16, 333, 2560),
+        (false, 7, 129, 5120),
+    ] {
         let wf = rand_w(n, k, 9);
         let (g, codes, cs) = if w4 {
             let w = W4A8Weight::quantize(wf.view(), Some(128)).unwrap();
@@ -207,7 +214,8 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
         );
         let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 15).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
         let os_d = upload(&dev, &os).unwrap();
-        for path in paths(&dev) {
+        // The streaming path serves M <= 16 (W4 here has groups of 128 columns).
+        for path in paths(&dev).into_iter().chain((m <= 16).then_some(I8Path::Stream)) {
             for (variant, per_token, corr, with_bias) in
                 [("scales", true, false, false), ("all", true, true, true), ("per-tensor+bias", false, false, true)]
             {
@@ -609,4 +617,126 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
     assert!(matches!(w4.plan(&dev, 512, ws), Err(CudaError::InvalidArgument { .. })));
     assert!(matches!(g.plan(&dev, 512, I8Config { splits: Some(2), ..ws }), Err(CudaError::InvalidArgument { .. })));
     assert!(matches!(g.plan(&dev, 512, I8Config { bx: Some(64), ..ws }), Err(CudaError::InvalidArgument { .. })));
+}
+
+/// The small-M streaming path (`I8Path::Stream`, mma.sync, any sm_80+ GPU): exact int32 at M = 1, 3, 7, 16 on odd
+/// N, K from real models and K not a multiple of the 128-column step; W8, W4 per-channel, W4 with groups of 128
+/// and 256 columns; automatic and forced split-K (one split, splits that leave a short last split) and a forced
+/// 16-row tile at small M; the automatic plan (which takes this path for M <= 16) agrees; M > 16, W4 groups of
+/// 32 columns and a tile narrower than M are refused. The epilogues run through it in
+/// `fused_epilogues_match_the_cpu_bit_for_bit`.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn stream_small_m_is_exact() {
+    let Some(dev) = device_or_skip("stream_small_m_is_exact") else { return };
+    let stream = I8Config { path: Some(I8Path::Stream), ..Default::default() };
+    // (n, k): Mamba2-2.7B out_proj / in_proj-like, Llama-2-7B, odd N with K % 128 != 0, a single row.
+    let shapes: [(usize, usize); 6] = [(2560, 5120), (1000, 2560), (131, 4096), (77, 4128), (1, 256), (300, 11008)];
+    for (si, &(n, k)) in shapes.iter().enumerate() {
+        let mut weights: Vec<(String, Int8Gemm, Vec<i8>)> = Vec::new();
+        let wf = rand_w(n, k, 70 + si as u64);
+        let w8 = W8Weight::quantize(wf.view()).unwrap();
+        weights.push(("W8".into(), Int8Gemm::new_w8(&dev, &w8).unwrap(), w8.codes.clone()));
+        for group in [None, Some(128), Some(256)] {
+            if group.is_some_and(|g| !k.is_multiple_of(g)) {
+                continue;
+            }
+            let w4 = W4A8Weight::quantize(wf.view(), group).unwrap();
+            weights.push((format!("W4 {group:?}"), Int8Gemm::new_w4(&dev, &w4).unwrap(), w4.expanded_i8()));
+        }
+        for m in [1usize, 3, 7, 16] {
+            let xs = rand_i8(m * k, 170 + 10 * si as u64 + m as u64);
+            let x = upload(&dev, &xs).unwrap();
+            for (name, g, codes) in &weights {
+                let want = gemm_i32(&xs, m, k, codes, n);
+                let ksteps = k.div_ceil(128) as u32;
+                let mut cfgs = vec![stream, I8Config::default(), I8Config { splits: Some(3.min(ksteps)), ..stream }];
+                if ksteps <= 31 {
+                    cfgs.push(I8Config { splits: Some(1), ..stream });
+                }
+                if m <= 8 {
+                    cfgs.push(I8Config { bx: Some(16), ..stream });
+                }
+                for cfg in cfgs {
+                    let got = run_i32(&dev, g, &x, m, cfg).unwrap();
+                    check_exact(&format!("{name} {cfg:?} m={m} n={n} k={k}"), &got, &want, n);
+                }
+            }
+        }
+    }
+    // Refusals: M > 16, W4 groups of 32 columns, a tile narrower than M, too few splits for the activation slice.
+    let w = W8Weight::quantize(rand_w(64, 8192, 1).view()).unwrap();
+    let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+    assert!(matches!(g.plan(&dev, 17, stream), Err(CudaError::InvalidArgument { .. })));
+    assert!(matches!(g.plan(&dev, 9, I8Config { bx: Some(8), ..stream }), Err(CudaError::InvalidArgument { .. })));
+    assert!(matches!(g.plan(&dev, 16, I8Config { splits: Some(1), ..stream }), Err(CudaError::InvalidArgument { .. })));
+    g.plan(&dev, 16, I8Config { splits: Some(3), ..stream }).unwrap();
+    let w4 = W4A8Weight::quantize(rand_w(64, 256, 2).view(), Some(32)).unwrap();
+    let g4 = Int8Gemm::new_w4(&dev, &w4).unwrap();
+    assert!(matches!(g4.plan(&dev, 1, stream), Err(CudaError::InvalidArgument { .. })));
+    // The automatic plan falls back to the tile kernel there, exactly.
+    let xs = rand_i8(256, 3);
+    let x = upload(&dev, &xs).unwrap();
+    let got = run_i32(&dev, &g4, &x, 1, I8Config::default()).unwrap();
+    check_exact("W4 g32 auto m=1", &got, &gemm_i32(&xs, 1, 256, &w4.expanded_i8(), 64), 64);
+}
+
+/// `ws_w8a8_is_exact_and_fused_epilogues_match`: every fused epilogue of the warp-specialized kernel at each
+/// tile width, bit for bit with the CPU.
+fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
+    let w = W8Weight::quantize(rand_w(n, k, 60).view()).unwrap();
+    let g = Int8Gemm::new_w8(dev, &w).unwrap();
+    let xs = rand_i8(m * k, 61);
+    let x = upload(dev, &xs).unwrap();
+    let acc = gemm_i32(&xs, m, k, &w.codes, n);
+    let (rs, rc, cc) = (rand_f32(m, 1e-3, 2e-2, 62), rand_f32(m, -1.0, 1.0, 63), rand_f32(n, -1.0, 1.0, 64));
+    let bias = rand_f32(n, -0.5, 0.5, 65);
+    let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 66).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
+    let (rs_d, rc_d, cc_d, b_d, os_d) = (
+        upload(dev, &rs).unwrap(),
+        upload(dev, &rc).unwrap(),
+        upload(dev, &cc).unwrap(),
+        upload(dev, &bias).unwrap(),
+        upload(dev, &os).unwrap(),
+    );
+    for bx in [64u32, 128, 256] {
+        let cfg = I8Config { bx: Some(bx), ..ws };
+        for (per_token, corr, with_bias) in [(true, false, false), (true, true, true), (false, false, true)] {
+            let cpu = Epilogue {
+                row_scale: per_token.then(|| rs.clone()),
+                row_scale_value: 7.5e-3,
+                col_scale: Some(w.scales.clone()),
+                correction: corr.then(|| (rc.clone(), cc.clone())),
+                bias: with_bias.then(|| bias.clone()),
+                out_scale: 0.05,
+                out_scales: None,
+            };
+            let gpu = I8Epilogue {
+                out: I8Out::F16,
+                row_scale: if per_token { RowScale::PerToken(&rs_d) } else { RowScale::PerTensor(7.5e-3) },
+                col_scale: None,
+                correction: corr.then_some((&rc_d, &cc_d)),
+                bias: with_bias.then_some(&b_d),
+                out_scale: 0.05,
+                out_scales: None,
+            };
+            let name = format!("ws bx={bx} token={per_token} corr={corr} bias={with_bias}");
+            for out in [I8Out::F16, I8Out::Bf16] {
+                let mut y = upload(dev, &vec![0x7FFFu16; m * n]).unwrap();
+                g.run(dev, &x, m, &I8Epilogue { out, ..gpu }, &mut y, cfg, None).unwrap();
+                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u32).collect();
+                assert_eq!(got, cpu.apply(&acc, m, n, out), "{name} {out:?}");
+            }
+            for per_col in [false, true] {
+                let cpu = Epilogue { out_scales: per_col.then(|| os.clone()), ..cpu.clone() };
+                let epi = I8Epilogue { out: I8Out::I8, out_scales: per_col.then_some(&os_d), ..gpu };
+                let mut y = upload(dev, &vec![0x55i8; m * n]).unwrap();
+                g.run(dev, &x, m, &epi, &mut y, cfg, None).unwrap();
+                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u8 as u32).collect();
+                let want = cpu.apply(&acc, m, n, I8Out::I8);
+                assert!(want.iter().any(|&v| v != 0x55), "{name}: int8 test data all 0x55");
+                assert_eq!(got, want, "{name} int8 per_col={per_col}");
+            }
+        }
+    }
 }

@@ -1,0 +1,317 @@
+// The int8 GEMM's small-M streaming path (LOWBIT_I8_PATH_STREAM): W8A8 and W4A8 for M <= 16 on IMMA
+// (mma.sync m16n8k32 s8, sm_80+), weights streamed from HBM into registers, no shared-memory weight ring.
+//
+// Why (NOTES v4): the tile kernel (lowbit/i8_gemm.cuh) runs a ~1170-cycle latency chain per 128-column stage per
+// CTA (barrier, refill, dependent MMAs, W4 expansion) whatever the stage's bytes, so W4 was no faster than W8 at
+// M = 1 and M = 16 ran at 0.57-0.97x cuBLASLt. Here, as in the weight-only family (lowbit/wo_gemm.cuh), each warp
+// owns a strip of weight rows and keeps several 16-byte loads per lane in flight; nothing waits on a barrier in
+// the loop.
+//
+// Algorithm: acc[m, n] = sum_k X[m, k] * Wq[n, k] with the weight as the MMA's B operand (n8 = 8 weight rows)
+// and the activations as A (m16 = up to 16 activation rows). The dot product is invariant under any permutation
+// of k applied to both operands, so each lane loads 16 CONTIGUOUS bytes of one weight row from the tiled layout
+// (lowbit-core int8::tile_weight, the same bytes the tile kernel reads: ONE weight layout for both paths) and
+// uses them as its B fragments of several k32 steps; the activation fragment is then one or two 16-byte shared
+// loads per lane at the matching (permuted) columns.
+//
+//   Tiled block (128 rows x 128 columns; W8 16 KB, W4 8 KB): byte (row r, 16-byte chunk c) at
+//   c * 2048 + (r / 8) * 128 + (r % 8) * 16. Lane (g, t) = (lane / 4, lane % 4) of the warp of strip q loads
+//   chunk (4h + t) of row 32q + 8j + g for its four row groups j: one warp load covers four full 128-byte lines
+//   (rows 8j..8j+7 of chunks 4h..4h+3) and the four row groups together cover 4 x 512 contiguous bytes.
+//   - W8, a "unit" = 64 columns (window h of a block): lane t's 16 bytes are columns 64u + 16t .. + 15;
+//     k32 step 0 takes bytes 0..7 (b0 = bytes 0..3 <-> k slots 4t.., b1 = bytes 4..7 <-> slots 16+4t..), step 1
+//     bytes 8..15. The A fragment of activation row g is bytes 16t .. 16t+15 of the unit: one LDS.128.
+//   - W4, a "unit" = one block (128 columns, 4 chunks of 32 columns): lane t's 16 bytes are the four pack_w4
+//     words of chunk t, word s = the m16n8k32 fragment codes of "lane s" (k 4s..4s+3, 16+4s..16+4s+3 of the
+//     chunk), so k32 step s uses word s of every lane; the A fragment is activation columns 32t + 4s.. and
+//     32t + 16 + 4s.. (two LDS.128 per row per unit).
+// W4 expansion without scales: the MMA consumes the unsigned codes u = q + 8 in 0..15 (AND / SHF + 2 PRMT per
+// 8 codes, no IMAD), and the offset is removed exactly afterwards: sum_k x (u - 8) s = s (sum_k x u - 8 sum_k x).
+// The activation sums sum_k x come from one extra MMA per k32 step against an all-ones B fragment (they land in
+// the accumulator lanes that need them). Group scales (groups of a multiple of 128 columns = whole units) are
+// applied per unit to an int32 partial: acc += s_n * (part - 8 xsum). Every step is exact int32.
+//
+// Partitioning: CTA = 256 threads = 8 warps = 4 strips of 32 weight rows (one 128-row tile) x 2 warps that split
+// the tile's units (in-block split-K, reduced through shared memory at the end); grid = (1, ceil(N / 128),
+// splits) with split-K over 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, shared
+// with the tile kernel: lowbit/i8_gemm.cuh splitk_finish). The CTA's activation rows [0, MT) x its K range sit
+// in shared memory (zero-filled beyond M and K: the weight padding of the last block is code u = 0). kU units
+// per warp are loaded before any is consumed (W8: 16 x 16 B per lane in flight, units_ahead).
+// Limits: M <= 16 (MT = 8 or 16); W4 group_len a multiple of 128 (or no group scales); the launcher bounds
+// steps_per_split so MT rows x the CTA's K range fit kXBudget bytes of shared memory.
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "lowbit/i8_gemm.cuh"
+#include "lowbit/imma.cuh"
+#include "lowbit/mma.cuh"
+
+namespace lowbit {
+namespace i8 {
+namespace stream {
+
+constexpr int kThreads = 256;
+constexpr int kKW = 2;               // warps splitting each strip's K range (in-block split-K)
+// Units per register buffer: two buffers per warp, the next one's loads issued before the current one's MMAs,
+// so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
+// nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
+// Grouped W4 with 16 activation rows keeps one unit per buffer (two spilled 36 bytes under 128 registers).
+template <bool W4, bool GS, int MT>
+constexpr int units_per_buffer() { return (W4 && GS && MT > 8) ? 1 : 2; }
+constexpr int kRedBytes = 4 * 16 * 32 * 4;  // in-block reduction: 4 strips x 16 accumulators x 32 lanes
+constexpr int kXBudget = 80 * 1024;  // activation bytes in shared memory per CTA (+ 8 KB + group scales: 2 CTAs/SM)
+
+// Row padding of the activation tile: rows g and g + 1 of a quarter-warp land in disjoint banks (W8 lanes read
+// 64 contiguous bytes per row, W4 lanes 16 bytes every 32).
+__host__ __device__ constexpr int x_pad(bool w4) { return w4 ? 16 : 64; }
+
+// Largest steps_per_split whose activation tile fits kXBudget.
+__host__ __device__ constexpr int max_steps(int mt, bool w4) { return (kXBudget / mt - x_pad(w4)) / kBK; }
+
+// D = A * B + 0 (a fresh partial).
+__device__ __forceinline__ void mma_s8_zero(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
+}
+
+__device__ __forceinline__ uint4 lds128(const unsigned char* p) { return *reinterpret_cast<const uint4*>(p); }
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
+// The 8 codes u of a pack_w4 word (nibbles hold logical positions [0, 1, 4, 5, 2, 3, 6, 7]) as bytes in logical
+// order: lo = positions 0..3 (k 4s..4s+3), hi = 4..7 (k 16+4s..). E = even nibbles = positions [0, 4, 2, 6],
+// O = odd nibbles = [1, 5, 3, 7].
+__device__ __forceinline__ void w4_codes(uint32_t x, uint32_t& lo, uint32_t& hi) {
+    const uint32_t e = x & 0x0F0F0F0Fu, o = (x >> 4) & 0x0F0F0F0Fu;
+    lo = prmt(e, o, 0x6240);
+    hi = prmt(e, o, 0x7351);
+}
+
+template <bool W4, bool GS, int MT>
+__global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
+    static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
+    constexpr int UPS = W4 ? 1 : 2;            // units per 128-column step
+    constexpr int UC = W4 ? 128 : 64;          // columns per unit
+    constexpr int WSTAGE = W4 ? 8192 : 16384;  // bytes of one tiled block
+    extern __shared__ __align__(16) unsigned char smem[];
+
+    constexpr int kB = units_per_buffer<W4, GS, MT>();
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int strip = warp & 3, kw = warp >> 2;
+    const int n0 = blockIdx.y * kBW;
+    const int s_begin = blockIdx.z * p.steps_per_split;
+    const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
+    const int nunits = (s_end - s_begin) * UPS;
+    const int xstride = p.steps_per_split * kBK + x_pad(W4);
+    unsigned char* red = smem + MT * xstride;
+    // W4 groups: this CTA's group scales [128 rows][gstride] in shared memory (groups g0 .. of its K range).
+    unsigned char* gsm = red + kRedBytes;
+    const int gstride = p.steps_per_split;
+    const int g0 = GS ? (s_begin * kBK) / p.group_len : 0;
+
+    // This lane's bytes of unit u: + 128 j for row group j of the strip.
+    const uint8_t* wlane = p.w + (size_t(blockIdx.y) * p.ksteps + s_begin) * WSTAGE + t * 2048 + strip * 512 + g * 16;
+    auto unit_ptr = [&](int u) -> const uint8_t* {
+        if constexpr (W4) {
+            return wlane + size_t(u) * WSTAGE;
+        } else {
+            return wlane + size_t(u >> 1) * WSTAGE + (u & 1) * 8192;
+        }
+    };
+    uint4 wa[kB][4], wb[kB][4];
+    auto load = [&](uint4 (&wv)[kB][4], int u0) {
+#pragma unroll
+        for (int i = 0; i < kB; ++i) {
+            const int u = u0 + i * kKW;
+            if (u < nunits) {
+                const uint8_t* src = unit_ptr(u);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) wv[i][j] = ld_stream_u4(src + j * 128);
+            }
+        }
+    };
+
+    // First weights in flight before the activation copy.
+    load(wa, kw);
+
+    // Activations [0, MT) x this CTA's K range -> shared memory (row stride xstride), zero beyond M and K: all
+    // copies issued asynchronously (cp.async) before one wait, not one dependent load per loop trip.
+    {
+        const int kb0 = s_begin * kBK;
+        const int pieces = (s_end - s_begin) * (kBK / 16);
+        for (int i = tid; i < MT * pieces; i += kThreads) {
+            const int m = i / pieces, c = i % pieces;
+            const int col = kb0 + 16 * c;
+            const bool ok = m < p.m && col < p.k;
+            cp_async16_zfill(smem + m * xstride + 16 * c, ok ? static_cast<const void*>(p.x + size_t(m) * p.ldx + col) : p.x,
+                             ok);
+        }
+        cp_async_commit();
+    }
+    if constexpr (GS) {
+        // Groups of a multiple of 128 columns: one scale per row and unit, read from shared memory in the loop
+        // (a global byte load per use put L2 latency into every unit: v5). Rows beyond N get 1.
+        const int g1 = min(p.groups - 1, (s_end * kBK - 1) / p.group_len);
+        const int ng = g1 - g0 + 1;
+#pragma unroll 8
+        for (int i = tid; i < kBW * ng; i += kThreads) {
+            const int r = i / ng, c = i % ng;
+            const int n = n0 + r;
+            gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    int32_t acc[4][4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0;
+    int32_t xacc[4] = {0, 0, 0, 0};  // W4 per-channel: running activation sums (rows g, g + 8 in [0], [2])
+    constexpr uint32_t kOnes = 0x01010101u;
+
+    auto compute = [&](const uint4 (&wv)[kB][4], int u0) {
+#pragma unroll
+        for (int i = 0; i < kB; ++i) {
+            const int u = u0 + i * kKW;
+            if (u >= nunits) break;
+            const unsigned char* xr = smem + g * xstride + u * UC;
+            if constexpr (!W4) {
+                const uint4 a = lds128(xr + 16 * t);
+                const uint4 c = MT > 8 ? lds128(xr + 8 * xstride + 16 * t) : make_uint4(0, 0, 0, 0);
+                const uint32_t a0[4] = {a.x, c.x, a.y, c.y}, a1[4] = {a.z, c.z, a.w, c.w};
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    mma_s8_m16n8k32(acc[j], a0, wv[i][j].x, wv[i][j].y);
+                    mma_s8_m16n8k32(acc[j], a1, wv[i][j].z, wv[i][j].w);
+                }
+            } else {
+                const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
+                const uint4 l8 = MT > 8 ? lds128(xr + 8 * xstride + 32 * t) : make_uint4(0, 0, 0, 0);
+                const uint4 h8 = MT > 8 ? lds128(xr + 8 * xstride + 32 * t + 16) : make_uint4(0, 0, 0, 0);
+                uint32_t af[4][4];
+#pragma unroll
+                for (int s = 0; s < 4; ++s) {
+                    af[s][0] = word(l, s), af[s][1] = word(l8, s), af[s][2] = word(h, s), af[s][3] = word(h8, s);
+                }
+                if constexpr (GS) {
+                    // Activation sums of the unit (rows g, g + 8 in xs[0], xs[2]).
+                    int32_t xs[4];
+                    mma_s8_zero(xs, af[0], kOnes, kOnes);
+#pragma unroll
+                    for (int s = 1; s < 4; ++s) mma_s8_m16n8k32(xs, af[s], kOnes, kOnes);
+                    const int32_t nx0 = -8 * xs[0], nx2 = -8 * xs[2];
+                    const int gi = ((s_begin + u) * kBK) / p.group_len - g0;
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        int32_t part[4];
+                        uint32_t lo, hi;
+                        w4_codes(word(wv[i][j], 0), lo, hi);
+                        mma_s8_zero(part, af[0], lo, hi);
+#pragma unroll
+                        for (int s = 1; s < 4; ++s) {
+                            w4_codes(word(wv[i][j], s), lo, hi);
+                            mma_s8_m16n8k32(part, af[s], lo, hi);
+                        }
+                        // part[e]: activation row g (e < 2) / g + 8, weight row 8j + 2t + (e & 1) of the strip.
+                        const unsigned char* sg = gsm + (strip * 32 + 8 * j + 2 * t) * gstride + gi;
+                        const int32_t sc0 = sg[0], sc1 = sg[gstride];
+                        acc[j][0] += sc0 * (part[0] + nx0);
+                        acc[j][1] += sc1 * (part[1] + nx0);
+                        acc[j][2] += sc0 * (part[2] + nx2);
+                        acc[j][3] += sc1 * (part[3] + nx2);
+                    }
+                } else {
+#pragma unroll
+                    for (int s = 0; s < 4; ++s) {
+                        mma_s8_m16n8k32(xacc, af[s], kOnes, kOnes);
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) {
+                            uint32_t lo, hi;
+                            w4_codes(word(wv[i][j], s), lo, hi);
+                            mma_s8_m16n8k32(acc[j], af[s], lo, hi);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // Two register buffers: the next buffer's loads go out before the current buffer's MMAs.
+    constexpr int kStep = kB * kKW;
+    for (int u0 = kw; u0 < nunits; u0 += 2 * kStep) {
+        load(wb, u0 + kStep);
+        compute(wa, u0);
+        load(wa, u0 + 2 * kStep);
+        compute(wb, u0 + kStep);
+    }
+    if constexpr (W4 && !GS) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            acc[j][0] -= 8 * xacc[0], acc[j][1] -= 8 * xacc[0];
+            acc[j][2] -= 8 * xacc[2], acc[j][3] -= 8 * xacc[2];
+        }
+    }
+
+    // In-block split-K: the second warp of each strip hands its accumulators to the first.
+    int32_t* r = reinterpret_cast<int32_t*>(red) + strip * 16 * 32 + lane;
+    if (kw == 1) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) r[(4 * j + e) * 32] = acc[j][e];
+    }
+    __syncthreads();
+    if (kw == 0) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int nr = n0 + strip * 32 + 8 * j + 2 * t;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int32_t v = acc[j][e] + r[(4 * j + e) * 32];
+                emit(p, v, g + 8 * (e >> 1), nr + (e & 1));
+            }
+        }
+    }
+    if (p.ws) splitk_finish<MT>(p, 0, n0);
+}
+
+template <bool W4, bool GS, int MT>
+cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
+    auto kern = stream_kernel<W4, GS, MT>;
+    if (splits < 0) {
+        cudaFuncAttributes attr{};
+        return cudaFuncGetAttributes(&attr, kern);
+    }
+    const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(W4)) + kRedBytes +
+                        (GS ? size_t(kBW) * a.steps_per_split : 0);
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+    const dim3 grid(1, (a.n + kBW - 1) / kBW, splits);
+    kern<<<grid, kThreads, smem, st>>>(a);
+    return cudaGetLastError();
+}
+
+}  // namespace stream
+}  // namespace i8
+}  // namespace lowbit
+
+// The streaming path's dispatch (i8_launch.cu plans it): mt = 8 or 16 activation rows; splits < 0 only asks
+// whether the instance exists (cudaSuccess).
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st) {
+    using namespace lowbit::i8::stream;
+    const bool gs = w4 && a.gs != nullptr;
+    if (mt == 8) {
+        if (!w4) return launch<false, false, 8>(a, splits, st);
+        return gs ? launch<true, true, 8>(a, splits, st) : launch<true, false, 8>(a, splits, st);
+    }
+    if (mt == 16) {
+        if (!w4) return launch<false, false, 16>(a, splits, st);
+        return gs ? launch<true, true, 16>(a, splits, st) : launch<true, false, 16>(a, splits, st);
+    }
+    return cudaErrorInvalidValue;
+}
+
+// Largest steps_per_split of an instance (the activation tile's shared-memory budget).
+int lowbit_i8_stream_max_steps(bool w4, int mt) { return lowbit::i8::stream::max_steps(mt, w4); }
