@@ -37,6 +37,7 @@ pub mod dequant;
 pub mod device;
 pub mod error;
 pub mod int8;
+mod launch;
 pub mod ssd;
 pub mod ssm;
 pub mod weight_only;

@@ -15,6 +15,7 @@ use lowbit_kernels_sys as sys;
 
 use crate::device::Device;
 use crate::error::{CudaError, Result, check_with};
+use crate::launch::{in_context, need};
 
 const SCAN: &str = "lowbit_ssd_chunk_scan";
 const UPDATE: &str = "lowbit_ssd_state_update";
@@ -139,10 +140,6 @@ fn check_shape(s: &SsdShape, launcher: &'static str, prefill: bool) -> Result<()
         return bad("batch and nheads must be at most 65535");
     }
     Ok(())
-}
-
-fn need(what: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got < expected { Err(CudaError::BufferSize { what, expected, got }) } else { Ok(()) }
 }
 
 fn keep<'a>(guards: &mut Vec<SyncOnDrop<'a>>, p: (u64, SyncOnDrop<'a>)) -> u64 {
@@ -293,7 +290,7 @@ pub unsafe fn ssd_chunk_scan_raw(
     stream: *mut c_void,
 ) -> Result<()> {
     check_shape(s, SCAN, true)?;
-    with_context(dev, || {
+    in_context(dev, || {
         // SAFETY: forwarded from this function's contract.
         unsafe { launch_scan(s, args, initial_state, y, final_state, SsdVariant::Auto, stream) }
     })
@@ -312,24 +309,10 @@ pub unsafe fn ssd_state_update_raw(
     stream: *mut c_void,
 ) -> Result<()> {
     check_shape(s, UPDATE, false)?;
-    with_context(dev, || {
+    in_context(dev, || {
         // SAFETY: forwarded from this function's contract.
         unsafe { launch_update(s, args, state, y, stream) }
     })
-}
-
-/// Runs `f` with `dev`'s context current, then restores the thread's previous context (PyTorch's).
-fn with_context(dev: &Device, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    let previous = cudarc::driver::result::ctx::get_current()?;
-    dev.bind_to_thread()?;
-    let r = f();
-    if let Some(prev) = previous
-        && prev != dev.context().cu_ctx()
-    {
-        // SAFETY: `prev` was current on this thread a moment ago and is still alive.
-        unsafe { cudarc::driver::result::ctx::set_current(prev) }?;
-    }
-    r
 }
 
 /// # Safety

@@ -21,6 +21,7 @@ use lowbit_kernels_sys as sys;
 use crate::buffer::OutDtype;
 use crate::device::Device;
 use crate::error::{CudaError, Result, check_with};
+use crate::launch::{in_context, need};
 
 /// The C parameter block of the selective scan (`lowbit_ssm_scan_params`), for the `_raw` launches.
 pub use sys::lowbit_ssm_scan_params as RawScanParams;
@@ -31,28 +32,6 @@ pub const MAX_CONV_WIDTH: usize = sys::LOWBIT_SSM_MAX_CONV_WIDTH as usize;
 pub const MAX_DSTATE: usize = sys::LOWBIT_SSM_MAX_DSTATE as usize;
 /// Largest row length of [`gated_rmsnorm_quant`].
 pub const MAX_NORM_DIM: usize = sys::LOWBIT_SSM_MAX_NORM_DIM as usize;
-
-/// Binds `dev`'s context, runs `f`, and makes the previously current context current again (PyTorch may have
-/// another one current on this thread).
-fn in_context<T>(dev: &Device, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let previous = cudarc::driver::result::ctx::get_current()?;
-    dev.bind_to_thread()?;
-    let r = f();
-    if let Some(prev) = previous
-        && prev != dev.context().cu_ctx()
-    {
-        // SAFETY: `prev` was current on this thread a moment ago and is still alive.
-        unsafe { cudarc::driver::result::ctx::set_current(prev) }?;
-    }
-    r
-}
-
-fn need(what: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got < expected {
-        return Err(CudaError::BufferSize { what, expected, got });
-    }
-    Ok(())
-}
 
 fn shape_err(launcher: &'static str, detail: String) -> CudaError {
     CudaError::Shape { launcher, detail }

@@ -30,8 +30,10 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from . import _C
-from .ops import kernels_enabled
+from . import _C, _launch
+from ._launch import ptr as _ptr
+from ._launch import stream as _stream
+from ._launch import vector as _vec
 
 __all__ = ["MAX_DSTATE", "ssd_chunk_scan_int8", "ssd_state_update_int8", "stats"]
 
@@ -50,26 +52,11 @@ Scale = Union[float, torch.Tensor]
 
 
 def _scalar(v: Scale, what: str) -> float:
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            raise ValueError(f"{what} must be a scalar, got a tensor of shape {tuple(v.shape)}")
-        v = float(v.item())
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{what} must be finite, got {v}")
-    return v
+    return _launch.scalar(v, what, finite=True)
 
 
-def _vec(v: Optional[Scale], n: int, device: torch.device, what: str) -> Optional[torch.Tensor]:
-    """An f32 vector `[n]` on `device` (a scalar or one-element tensor is broadcast); None stays None."""
-    if v is None:
-        return None
-    t = torch.as_tensor(v, dtype=torch.float32, device=device)
-    if t.numel() == 1:
-        return t.reshape(1).expand(n).contiguous()
-    if t.numel() != n:
-        raise ValueError(f"{what} has {t.numel()} elements, expected {n}")
-    return t.reshape(n).contiguous()
+def _use_kernel(*ts: Optional[torch.Tensor]) -> bool:
+    return _launch.use_kernel("ssd", *ts)
 
 
 def _int8(t: torch.Tensor, what: str, shape: tuple[int, ...]) -> None:
@@ -93,16 +80,6 @@ def _state(t: Optional[torch.Tensor], shape: tuple[int, ...], what: str) -> None
         raise ValueError(f"{what} must be float32, got {t.dtype}")
     if tuple(t.shape) != shape:
         raise ValueError(f"{what} has shape {tuple(t.shape)}, expected {list(shape)}")
-
-
-def _use_kernel(*ts: Optional[torch.Tensor]) -> bool:
-    present = [t for t in ts if t is not None]
-    if not (kernels_enabled() and all(t.is_cuda for t in present)):
-        return False
-    dev = present[0].device
-    if any(t.device != dev for t in present):
-        raise ValueError(f"lowbit ssd ops: tensors on different devices: {sorted({str(t.device) for t in present})}")
-    return True
 
 
 def _tokens(t: torch.Tensor, lead: int) -> tuple[torch.Tensor, int]:
@@ -132,14 +109,6 @@ def _tokens(t: torch.Tensor, lead: int) -> tuple[torch.Tensor, int]:
     if ld < block:
         return t.contiguous(), block
     return t, ld
-
-
-def _ptr(t: Optional[torch.Tensor]) -> int:
-    return 0 if t is None else t.data_ptr()
-
-
-def _stream(t: torch.Tensor) -> int:
-    return torch.cuda.current_stream(t.device).cuda_stream
 
 
 def _delta(dt: torch.Tensor, dt_scale: float, dt_bias: Optional[torch.Tensor], lo: float, hi: float) -> torch.Tensor:

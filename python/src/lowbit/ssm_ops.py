@@ -26,8 +26,11 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from . import _C
-from .ops import fwht_normalized, kernels_enabled
+from . import _C, _launch
+from ._launch import ptr as _ptr
+from ._launch import stream as _stream
+from ._launch import vector as _vec
+from .ops import fwht_normalized
 
 __all__ = [
     "causal_conv1d_int8",
@@ -44,6 +47,7 @@ stats: Counter[str] = Counter()
 
 Scale = Union[float, torch.Tensor]
 
+
 #: Largest conv1d width and selective-scan d_state the kernels take (the torch path takes any).
 MAX_CONV_WIDTH = 4
 MAX_DSTATE = 64
@@ -56,23 +60,11 @@ MAX_NORM_DIM = 16384
 
 
 def _scalar(v: Scale, what: str) -> float:
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            raise ValueError(f"{what} must be a scalar, got a tensor of shape {tuple(v.shape)}")
-        v = float(v.item())
-    return float(v)
+    return _launch.scalar(v, what)
 
 
-def _vec(v: Optional[Scale], n: int, device: torch.device, what: str) -> Optional[torch.Tensor]:
-    """A per-channel f32 vector `[n]` on `device` (a scalar or one-element tensor is broadcast)."""
-    if v is None:
-        return None
-    t = torch.as_tensor(v, dtype=torch.float32, device=device)
-    if t.numel() == 1:
-        return t.reshape(1).expand(n).contiguous()
-    if t.numel() != n:
-        raise ValueError(f"{what} has {t.numel()} elements, expected {n} (one per channel)")
-    return t.reshape(n).contiguous()
+def _use_kernel(*ts: Optional[torch.Tensor]) -> bool:
+    return _launch.use_kernel("ssm", *ts)
 
 
 def _check_int8(t: torch.Tensor, what: str, dims: int) -> None:
@@ -80,16 +72,6 @@ def _check_int8(t: torch.Tensor, what: str, dims: int) -> None:
         raise ValueError(f"{what} must be int8 codes, got {t.dtype}")
     if t.dim() != dims:
         raise ValueError(f"{what} must be {dims}-D, got shape {tuple(t.shape)}")
-
-
-def _use_kernel(*ts: Optional[torch.Tensor]) -> bool:
-    present = [t for t in ts if t is not None]
-    if not (kernels_enabled() and all(t.is_cuda for t in present)):
-        return False
-    dev = present[0].device
-    if any(t.device != dev for t in present):
-        raise ValueError(f"lowbit ssm ops: tensors on different devices: {sorted({str(t.device) for t in present})}")
-    return True
 
 
 def _rows3(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -109,14 +91,6 @@ def _rows2(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     if t.stride(1) == 1 and t.stride(0) >= t.shape[1]:
         return t, t.stride(0)
     return t.contiguous(), t.shape[1]
-
-
-def _ptr(t: Optional[torch.Tensor]) -> int:
-    return 0 if t is None else t.data_ptr()
-
-
-def _stream(t: torch.Tensor) -> int:
-    return torch.cuda.current_stream(t.device).cuda_stream
 
 
 def _quant(v: torch.Tensor, s: Union[float, torch.Tensor]) -> torch.Tensor:
