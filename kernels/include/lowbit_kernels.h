@@ -360,7 +360,7 @@ enum lowbit_i8_path {
     /**
      * Small-M weight streaming on mma.sync (IMMA, sm_80+; kernels/int8/stream.cu): M <= 16; W4 per-channel or
      * with groups of a multiple of 128 columns (LOWBIT_ERR_INVALID_ARGUMENT otherwise); bx 8 or 16 (>= M).
-     * The automatic plan takes it for M <= 16 where it fits.
+     * The automatic plan takes it for W4 at M <= 16 and W8 at 2 <= M <= 16 (W8 at M = 1: wgmma on sm_90a).
      */
     LOWBIT_I8_PATH_STREAM = 3,
     /**

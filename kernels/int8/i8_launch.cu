@@ -2,6 +2,7 @@
 // activation rows per CTA, split-K) and the dispatch to the instances of inst_w8.cu / inst_w4.cu.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "lowbit/check.cuh"
@@ -10,7 +11,7 @@
 
 cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
-cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st);
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int sp, int splits, cudaStream_t st);
 int lowbit_i8_stream_max_steps(bool w4, int mt);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 
@@ -22,6 +23,7 @@ using lowbit::i8::kBW;
 struct Plan {
     bool wg;
     bool stream;  // the small-M streaming kernel (stream.cu): M <= 16, bx = 8 or 16 activation rows
+    int sp;       // streaming kernel: strips of 32 weight rows per CTA (4 or 1)
     bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8, large M, no split-K
     int bx;
     int splits;
@@ -88,8 +90,12 @@ constexpr int64_t kWsMinM = 256;
 // M up to which the automatic plan takes the streaming kernel (stream.cu).
 constexpr int64_t kStreamMaxM = 16;
 
-// The streaming kernel's plan: 8 or 16 activation rows per CTA; split-K so that the tiles x splits CTAs fill
-// two CTAs per SM with the fullest last wave, and each CTA's activation slice fits its shared-memory budget.
+// The streaming kernel's plan: 8 or 16 activation rows per CTA; split-K at least as far as each CTA's activation
+// slice fits its shared-memory budget. Where the 128-row tiles give at least one CTA per SM (SP = 4), the split
+// that needs the fewest waves of 2 CTAs/SM; else 32-row CTAs with 8 warps splitting K in the block (SP = 1) and
+// about one CTA per SM in all, so small N needs little or no cross-CTA split-K (its red.global sums, fence and
+// arrival counter are a latency chain per CTA: v6, 4096x4096 at 0.83 TB/s) when those fit one wave of 2 CTAs/SM.
+// A forced split uses SP = 4.
 lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_config* cfg, int nsm, Plan& p) {
     const bool w4 = w->format == LOWBIT_I8_W4;
     p.stream = true;
@@ -105,9 +111,17 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     LOWBIT_REQUIRE(ntiles <= 65535, LOWBIT_ERR_SHAPE);
     const int max_steps = lowbit_i8_stream_max_steps(w4, p.bx);
     const int smin = (ksteps + max_steps - 1) / max_steps;
+    const int strips = (w->n + 31) / 32;
     int splits = smin;
+    p.sp = 4;
     if (cfg && cfg->splits) {
         splits = cfg->splits;
+    } else if (int64_t(ntiles) * smin < nsm &&
+               int64_t(strips) * std::max(smin, (nsm + strips / 2) / strips) <= 2 * int64_t(nsm)) {
+        // One wave of 32-row CTAs (v7, H100: 2.2 vs 2.6 TB/s on 4096x8192 W4; a second wave of them, as for
+        // 10576x2560 or 8192x8192 at M = 16, measured slower than the 128-row plan below).
+        p.sp = 1;
+        splits = std::max(smin, (nsm + strips / 2) / strips);
     } else {
         // Fewest waves first (each CTA pays a fixed start-up and split-K finish: long CTAs amortize it, and the
         // weight stream needs bytes in flight, not full SMs), then the fullest last wave.
@@ -132,7 +146,7 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     if (p.splits > 1) {
         const int64_t acc = (m * int64_t(w->n) * 4 + 255) / 256 * 256;
         p.counters_off = acc;
-        p.ws_bytes = acc + int64_t(ntiles) * 4;
+        p.ws_bytes = acc + int64_t(strips) * 4;  // one arrival counter per CTA row block (<= strips)
     } else {
         p.ws_bytes = 0;
         p.counters_off = 0;
@@ -166,9 +180,12 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     // The streaming kernel serves M <= kStreamMaxM (W4: per-channel or groups of a multiple of 128 columns); the
     // automatic plan takes it there unless a tile width or split is forced.
     p.stream = false;
+    // Measured crossover (H100, NOTES v7): W4 streams faster at every M <= 16; W8 at M = 1 is bandwidth-bound on
+    // both paths and the wgmma tile kernel was equal or ~1 us faster on the small shapes, so W8 streams from M = 2.
     const bool stream_fits = m <= kStreamMaxM && (!w4 || !w->group_scales || w->group_len % kBK == 0);
+    const bool stream_auto = stream_fits && (w4 || m >= 2 || !wgmma_runs());
     if (path == LOWBIT_I8_PATH_STREAM ||
-        (path == LOWBIT_I8_PATH_AUTO && stream_fits && !(cfg && (cfg->bx || cfg->splits)))) {
+        (path == LOWBIT_I8_PATH_AUTO && stream_auto && !(cfg && (cfg->bx || cfg->splits)))) {
         LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
         LOWBIT_REQUIRE(stream_fits, LOWBIT_ERR_INVALID_ARGUMENT);
         return stream_plan(w, m, cfg, nsm, p);
@@ -312,13 +329,14 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     a.ldy = ldy;
 
     lowbit::clear_pending_error();
-    const cudaError_t e = p.ws ? lowbit_i8_launch_ws(a, p.bx, sm_count(num_sms), 0, static_cast<cudaStream_t>(stream))
-                               : dispatch(a, w4, p.wg, p.bx, p.splits, static_cast<cudaStream_t>(stream));
     if (p.stream) {
-        const cudaError_t es = lowbit_i8_launch_stream(a, w4, p.bx, p.splits, static_cast<cudaStream_t>(stream));
+        const cudaError_t es =
+            lowbit_i8_launch_stream(a, w4, p.bx, p.sp, p.splits, static_cast<cudaStream_t>(stream));
         if (es == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
         return lowbit::status_from_cuda(es);
     }
+    const cudaError_t e = p.ws ? lowbit_i8_launch_ws(a, p.bx, sm_count(num_sms), 0, static_cast<cudaStream_t>(stream))
+                               : dispatch(a, w4, p.wg, p.bx, p.splits, static_cast<cudaStream_t>(stream));
     if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
     return lowbit::status_from_cuda(e);
 }

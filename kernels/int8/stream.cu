@@ -31,12 +31,14 @@
 // the accumulator lanes that need them). Group scales (groups of a multiple of 128 columns = whole units) are
 // applied per unit to an int32 partial: acc += s_n * (part - 8 xsum). Every step is exact int32.
 //
-// Partitioning: CTA = 256 threads = 8 warps = 4 strips of 32 weight rows (one 128-row tile) x 2 warps that split
-// the tile's units (in-block split-K, reduced through shared memory at the end); grid = (1, ceil(N / 128),
-// splits) with split-K over 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, shared
-// with the tile kernel: lowbit/i8_gemm.cuh splitk_finish). The CTA's activation rows [0, MT) x its K range sit
-// in shared memory (zero-filled beyond M and K: the weight padding of the last block is code u = 0). kU units
-// per warp are loaded before any is consumed (W8: 16 x 16 B per lane in flight, units_ahead).
+// Partitioning: CTA = 256 threads = 8 warps = SP strips of 32 weight rows x 8 / SP warps that split each
+// strip's units (in-block split-K, reduced through shared memory at the end): SP = 4 (one 128-row tile, 2 warps
+// per strip) where the tiles alone give >= one CTA per SM, SP = 1 (8 warps per strip, v7) where they do not, so
+// small N needs little or no cross-CTA split-K. grid = (1, ceil(N / (32 SP)), splits) with split-K over
+// 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, as lowbit/i8_gemm.cuh
+// splitk_finish). The CTA's activation rows [0, MT) x its K range sit in shared memory (zero-filled beyond M and
+// K: the weight padding of the last block is code u = 0), W4 group scales too. Two register buffers of
+// units_per_buffer units per warp: the next buffer's loads are issued before the current buffer's MMAs.
 // Limits: M <= 16 (MT = 8 or 16); W4 group_len a multiple of 128 (or no group scales); the launcher bounds
 // steps_per_split so MT rows x the CTA's K range fit kXBudget bytes of shared memory.
 #include <cuda_runtime.h>
@@ -51,14 +53,16 @@ namespace i8 {
 namespace stream {
 
 constexpr int kThreads = 256;
-constexpr int kKW = 2;               // warps splitting each strip's K range (in-block split-K)
+constexpr int kWarps = kThreads / 32;
 // Units per register buffer: two buffers per warp, the next one's loads issued before the current one's MMAs,
 // so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
-// Grouped W4 with 16 activation rows keeps one unit per buffer (two spilled 36 bytes under 128 registers).
-template <bool W4, bool GS, int MT>
-constexpr int units_per_buffer() { return (W4 && GS && MT > 8) ? 1 : 2; }
-constexpr int kRedBytes = 4 * 16 * 32 * 4;  // in-block reduction: 4 strips x 16 accumulators x 32 lanes
+// Grouped W4 with 16 activation rows or 8 warps per strip keeps one unit per buffer (two spilled 8-36 bytes
+// under the 128-register bound).
+template <bool W4, bool GS, int MT, int SP>
+constexpr int units_per_buffer() { return (W4 && GS && (MT > 8 || SP == 1)) ? 1 : 2; }
+// In-block reduction: (warps per strip - 1) x strips x 16 accumulators x 32 lanes.
+__host__ __device__ constexpr int red_bytes(int sp) { return (kWarps / sp - 1) * sp * 16 * 32 * 4; }
 constexpr int kXBudget = 80 * 1024;  // activation bytes in shared memory per CTA (+ 8 KB + group scales: 2 CTAs/SM)
 
 // Row padding of the activation tile: rows g and g + 1 of a quarter-warp land in disjoint banks (W8 lanes read
@@ -89,31 +93,58 @@ __device__ __forceinline__ void w4_codes(uint32_t x, uint32_t& lo, uint32_t& hi)
     hi = prmt(e, o, 0x7351);
 }
 
-template <bool W4, bool GS, int MT>
+// Split-K (as lowbit/i8_gemm.cuh splitk_finish, for an R-row CTA): after its partial sums are in the workspace,
+// the last CTA of the row block to arrive applies the epilogue to the block and zeroes its workspace and counter.
+template <int MT, int R>
+__device__ __forceinline__ void finish(const Args& p, int n0) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(p.counters + blockIdx.y, 1) == int(gridDim.z) - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < MT * R; i += kThreads) {
+        const int m = i / R, n = n0 + i % R;
+        if (m < p.m && n < p.n) {
+            int32_t* at = p.ws + size_t(m) * p.n + n;
+            const int32_t v = __ldcg(at);
+            __stcg(at, 0);
+            epi_store(p.epi, p.y, p.ldy, v, m, n);
+        }
+    }
+    if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
+}
+
+template <bool W4, bool GS, int MT, int SP>
 __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
+    static_assert(SP == 4 || SP == 1, "SP is 4 (128-row CTAs) or 1 (32-row CTAs) strips per CTA");
+    constexpr int kKW = kWarps / SP;  // warps splitting each strip's K range (in-block split-K)
+    constexpr int R = 32 * SP;        // weight rows per CTA
     constexpr int UPS = W4 ? 1 : 2;            // units per 128-column step
     constexpr int UC = W4 ? 128 : 64;          // columns per unit
     constexpr int WSTAGE = W4 ? 8192 : 16384;  // bytes of one tiled block
     extern __shared__ __align__(16) unsigned char smem[];
 
-    constexpr int kB = units_per_buffer<W4, GS, MT>();
+    constexpr int kB = units_per_buffer<W4, GS, MT, SP>();
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int strip = warp & 3, kw = warp >> 2;
-    const int n0 = blockIdx.y * kBW;
+    const int strip = warp % SP, kw = warp / SP;
+    const int n0 = blockIdx.y * R;                                // first weight row of the CTA
+    const int tile = n0 / kBW, tstrip = (n0 % kBW) / 32 + strip;  // tiled block row, strip within it
     const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
     const int nunits = (s_end - s_begin) * UPS;
     const int xstride = p.steps_per_split * kBK + x_pad(W4);
     unsigned char* red = smem + MT * xstride;
-    // W4 groups: this CTA's group scales [128 rows][gstride] in shared memory (groups g0 .. of its K range).
-    unsigned char* gsm = red + kRedBytes;
+    // W4 groups: this CTA's group scales [R rows][gstride] in shared memory (groups g0 .. of its K range).
+    unsigned char* gsm = red + red_bytes(SP);
     const int gstride = p.steps_per_split;
     const int g0 = GS ? (s_begin * kBK) / p.group_len : 0;
 
     // This lane's bytes of unit u: + 128 j for row group j of the strip.
-    const uint8_t* wlane = p.w + (size_t(blockIdx.y) * p.ksteps + s_begin) * WSTAGE + t * 2048 + strip * 512 + g * 16;
+    const uint8_t* wlane = p.w + (size_t(tile) * p.ksteps + s_begin) * WSTAGE + t * 2048 + tstrip * 512 + g * 16;
     auto unit_ptr = [&](int u) -> const uint8_t* {
         if constexpr (W4) {
             return wlane + size_t(u) * WSTAGE;
@@ -157,7 +188,7 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         const int g1 = min(p.groups - 1, (s_end * kBK - 1) / p.group_len);
         const int ng = g1 - g0 + 1;
 #pragma unroll 8
-        for (int i = tid; i < kBW * ng; i += kThreads) {
+        for (int i = tid; i < R * ng; i += kThreads) {
             const int r = i / ng, c = i % ng;
             const int n = n0 + r;
             gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
@@ -254,41 +285,44 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         }
     }
 
-    // In-block split-K: the second warp of each strip hands its accumulators to the first.
-    int32_t* r = reinterpret_cast<int32_t*>(red) + strip * 16 * 32 + lane;
-    if (kw == 1) {
+    // In-block split-K: warps kw >= 1 of each strip hand their accumulators to warp kw = 0.
+    int32_t* r = reinterpret_cast<int32_t*>(red) + strip * 16 * 32 + lane;  // + (kw - 1) * SP * 512
+    if (kw > 0) {
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) r[(4 * j + e) * 32] = acc[j][e];
+            for (int e = 0; e < 4; ++e) r[(kw - 1) * SP * 512 + (4 * j + e) * 32] = acc[j][e];
     }
     __syncthreads();
     if (kw == 0) {
 #pragma unroll
+        for (int q = 1; q < kKW; ++q)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
+#pragma unroll
         for (int j = 0; j < 4; ++j) {
             const int nr = n0 + strip * 32 + 8 * j + 2 * t;
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int32_t v = acc[j][e] + r[(4 * j + e) * 32];
-                emit(p, v, g + 8 * (e >> 1), nr + (e & 1));
-            }
+            for (int e = 0; e < 4; ++e) emit(p, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
         }
     }
-    if (p.ws) splitk_finish<MT>(p, 0, n0);
+    if (p.ws) finish<MT, R>(p, n0);
 }
 
-template <bool W4, bool GS, int MT>
-cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
-    auto kern = stream_kernel<W4, GS, MT>;
+template <bool W4, bool GS, int MT, int SP>
+cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
+    auto kern = stream_kernel<W4, GS, MT, SP>;
     if (splits < 0) {
         cudaFuncAttributes attr{};
         return cudaFuncGetAttributes(&attr, kern);
     }
-    const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(W4)) + kRedBytes +
-                        (GS ? size_t(kBW) * a.steps_per_split : 0);
+    const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(W4)) + red_bytes(SP) +
+                        (GS ? size_t(32 * SP) * a.steps_per_split : 0);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
-    const dim3 grid(1, (a.n + kBW - 1) / kBW, splits);
+    const dim3 grid(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
     kern<<<grid, kThreads, smem, st>>>(a);
     return cudaGetLastError();
 }
@@ -299,17 +333,27 @@ cudaError_t launch(const Args& a, int splits, cudaStream_t st) {
 
 // The streaming path's dispatch (i8_launch.cu plans it): mt = 8 or 16 activation rows; splits < 0 only asks
 // whether the instance exists (cudaSuccess).
-cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st) {
-    using namespace lowbit::i8::stream;
+namespace {
+template <int SP>
+cudaError_t launch_sp(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st) {
+    using lowbit::i8::stream::launch_one;
     const bool gs = w4 && a.gs != nullptr;
     if (mt == 8) {
-        if (!w4) return launch<false, false, 8>(a, splits, st);
-        return gs ? launch<true, true, 8>(a, splits, st) : launch<true, false, 8>(a, splits, st);
+        if (!w4) return launch_one<false, false, 8, SP>(a, splits, st);
+        return gs ? launch_one<true, true, 8, SP>(a, splits, st) : launch_one<true, false, 8, SP>(a, splits, st);
     }
     if (mt == 16) {
-        if (!w4) return launch<false, false, 16>(a, splits, st);
-        return gs ? launch<true, true, 16>(a, splits, st) : launch<true, false, 16>(a, splits, st);
+        if (!w4) return launch_one<false, false, 16, SP>(a, splits, st);
+        return gs ? launch_one<true, true, 16, SP>(a, splits, st) : launch_one<true, false, 16, SP>(a, splits, st);
     }
+    return cudaErrorInvalidValue;
+}
+}  // namespace
+
+// sp = strips of 32 weight rows per CTA (4 or 1).
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int sp, int splits, cudaStream_t st) {
+    if (sp == 4) return launch_sp<4>(a, w4, mt, splits, st);
+    if (sp == 1) return launch_sp<1>(a, w4, mt, splits, st);
     return cudaErrorInvalidValue;
 }
 

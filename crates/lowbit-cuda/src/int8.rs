@@ -32,7 +32,8 @@ pub enum I8Path {
     /// `wgmma` m64nNk32 s8 (sm_90a builds on Hopper only).
     Wgmma,
     /// Small-M weight streaming on `mma.sync` (any sm_80+ GPU): M ≤ 16; W4 per-channel or with groups of a
-    /// multiple of 128 columns; `bx` 8 or 16 (≥ M). The automatic plan takes it for M ≤ 16 where it fits.
+    /// multiple of 128 columns; `bx` 8 or 16 (≥ M). The automatic plan takes it for W4 at M ≤ 16 and W8 at
+    /// 2 ≤ M ≤ 16 (W8 at M = 1 runs the `wgmma` tile kernel where that runs).
     Stream,
     /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 weights only, `bx` 128 or 256,
     /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups.
@@ -57,10 +58,10 @@ impl I8Config {
                 None => sys::LOWBIT_I8_PATH_AUTO as i32,
                 Some(I8Path::Mma) => sys::LOWBIT_I8_PATH_MMA as i32,
                 Some(I8Path::Wgmma) => sys::LOWBIT_I8_PATH_WGMMA as i32,
+                Some(I8Path::Stream) => sys::LOWBIT_I8_PATH_STREAM as i32,
                 Some(I8Path::Ws) => sys::LOWBIT_I8_PATH_WS as i32,
             },
             bx: self.bx.unwrap_or(0) as i32,
-                Some(I8Path::Stream) => sys::LOWBIT_I8_PATH_STREAM as i32,
             splits: self.splits.unwrap_or(0) as i32,
         }
     }
