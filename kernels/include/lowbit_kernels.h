@@ -364,7 +364,7 @@ enum lowbit_i8_path {
      */
     LOWBIT_I8_PATH_STREAM = 3,
     /**
-     * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 only, bx 128 or 256, no split-K):
+     * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 only, bx 64, 128 or 256, no split-K):
      * TMA / bulk copies by a producer warp, mbarrier ring, two consumer warpgroups (kernels/int8/ws_gemm.cu).
      */
     LOWBIT_I8_PATH_WS = 4

@@ -197,17 +197,19 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     const bool want_ws = path == LOWBIT_I8_PATH_WS ||
                          (path == LOWBIT_I8_PATH_AUTO && !w4 && m >= kWsMinM && !(cfg && (cfg->bx || cfg->splits)));
     if (want_ws) {
-        // W8 only, one K pass per tile (large M needs no split-K), 128 or 256 activation rows per tile.
+        // W8 only, one K pass per tile (large M needs no split-K), 64, 128 or 256 activation rows per tile.
         LOWBIT_REQUIRE(!w4, LOWBIT_ERR_INVALID_ARGUMENT);
         LOWBIT_REQUIRE(!cfg || cfg->splits <= 1, LOWBIT_ERR_INVALID_ARGUMENT);
-        LOWBIT_REQUIRE(!cfg || cfg->bx == 0 || cfg->bx == 128 || cfg->bx == 256, LOWBIT_ERR_INVALID_ARGUMENT);
+        LOWBIT_REQUIRE(!cfg || cfg->bx == 0 || cfg->bx == 64 || cfg->bx == 128 || cfg->bx == 256,
+                       LOWBIT_ERR_INVALID_ARGUMENT);
         if (ws_runs()) {
             LOWBIT_REQUIRE((w->n + kBW - 1) / kBW <= 65535, LOWBIT_ERR_SHAPE);
             p.ws = true;
             p.wg = true;
-            // 256-row tiles (fewer operand bytes per MMA) once they fill every SM, else 128 (more tiles).
-            const int64_t tiles256 = int64_t((w->n + kBW - 1) / kBW) * ((m + 255) / 256);
-            p.bx = cfg && cfg->bx ? cfg->bx : (tiles256 >= nsm ? 256 : 128);
+            // The widest tile (fewest operand bytes per MMA) whose tiles fill ~90% of the SMs, else 64 rows.
+            const int64_t nt = (w->n + kBW - 1) / kBW;
+            auto fills = [&](int bx) { return 10 * nt * ((m + bx - 1) / bx) >= 9 * int64_t(nsm); };
+            p.bx = cfg && cfg->bx ? cfg->bx : fills(256) ? 256 : fills(128) ? 128 : 64;
             p.splits = 1;
             p.steps_per_split = (w->k + kBK - 1) / kBK;
             p.ws_bytes = 0;

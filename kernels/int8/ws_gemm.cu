@@ -1,5 +1,5 @@
-// Warp-specialized persistent int8 GEMM (W8A8, large M, sm_90a): the instances (BX = 128, 256 activation rows
-// per tile) and their launcher. See lowbit/i8_ws_gemm.cuh for the algorithm.
+// Warp-specialized persistent int8 GEMM (W8A8, large M, sm_90a): the instances (BX = 64, 128, 256 activation
+// rows per tile) and their launcher. See lowbit/i8_ws_gemm.cuh for the algorithm.
 //
 // The activation tensor map is encoded per call on the host (cuTensorMapEncodeTiled, reached through the
 // runtime's driver entry point, so the library needs no -lcuda) and passed by value as a __grid_constant__
@@ -12,13 +12,11 @@
 
 #include "lowbit/i8_ws_gemm.cuh"
 
-// Automatic rasterization group: as many activation tiles as keep their panels (bx rows x K bytes) within
-// ~kPanelBudget of L2, at least 1 (INT32 max: no grouping).
+// Automatic rasterization group: 4 activation tiles (measured best of {none, 16 MB of panels, 4} at M >= 1024 on
+// 4096x4096, 28672x8192, 8192x28672 for BX = 128 and 256, H100; NOTES.md v5).
 int lowbit_i8_ws_group(int m, int k, int bx) {
-    constexpr int64_t kPanelBudget = 16ll << 20;
-    const int64_t panel = int64_t(bx) * k;
-    const int64_t g = kPanelBudget / (panel > 0 ? panel : 1);
-    return g < 1 ? 1 : (g > INT32_MAX ? INT32_MAX : int(g));
+    (void)m, (void)k, (void)bx;
+    return 4;
 }
 
 namespace {
@@ -71,11 +69,12 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, cudaStream_t s
 
 }  // namespace
 
-// bx: activation rows per tile (128 or 256); nsm: CTAs (one per SM); nsm < 0 only asks whether the instance
+// bx: activation rows per tile (64, 128 or 256); nsm: CTAs (one per SM); nsm < 0 only asks whether the instance
 // exists for this device (cudaSuccess); group: activation tiles per rasterization group (<= 0: automatic).
 // W8 weights only, no split-K (a.ws is ignored).
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
+    if (bx == 64) return launch<64>(a, nsm, group, st);
     if (bx == 128) return launch<128>(a, nsm, group, st);
     if (bx == 256) return launch<256>(a, nsm, group, st);
     return cudaErrorInvalidValue;

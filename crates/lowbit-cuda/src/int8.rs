@@ -35,7 +35,7 @@ pub enum I8Path {
     /// multiple of 128 columns; `bx` 8 or 16 (≥ M). The automatic plan takes it for W4 at M ≤ 16 and W8 at
     /// 2 ≤ M ≤ 16 (W8 at M = 1 runs the `wgmma` tile kernel where that runs).
     Stream,
-    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 weights only, `bx` 128 or 256,
+    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 weights only, `bx` 64, 128 or 256,
     /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups.
     Ws,
 }

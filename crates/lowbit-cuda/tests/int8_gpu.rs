@@ -521,8 +521,8 @@ fn bad_inputs_are_typed_errors() {
     assert!(matches!(e, CudaError::Shape { .. }), "{e}");
 }
 
-/// The warp-specialized large-M kernel (`I8Path::Ws`, sm_90a, W8 only): exact int32 on odd shapes at both tile
-/// widths (M one past a tile, M < one tile, N not a multiple of 128, K not a multiple of the 128-byte stage,
+/// The warp-specialized large-M kernel (`I8Path::Ws`, sm_90a, W8 only): exact int32 on odd shapes at every tile
+/// width (M one past a tile, M < one tile, N not a multiple of 128, K not a multiple of the 128-byte stage,
 /// more tiles than SMs so the persistent loop wraps), every fused epilogue bit for bit, W4 and split-K refused.
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
@@ -550,73 +550,24 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
         let xs = rand_i8(m * k, 140 + si as u64);
         let x = upload(&dev, &xs).unwrap();
         let want = gemm_i32(&xs, m, k, &w.codes, n);
-        for bx in [None, Some(128), Some(256)] {
+        for bx in [None, Some(64), Some(128), Some(256)] {
             let got = run_i32(&dev, &g, &x, m, I8Config { bx, ..ws }).unwrap();
             check_exact(&format!("W8 ws bx={bx:?} m={m} n={n} k={k}"), &got, &want, n);
         }
     }
-    // Epilogues: f16, bf16, int8 (one and per-column output scales), every optional vector.
-    let (m, n, k) = (333, 259, 528);
-    let w = W8Weight::quantize(rand_w(n, k, 60).view()).unwrap();
-    let g = Int8Gemm::new_w8(&dev, &w).unwrap();
-    let xs = rand_i8(m * k, 61);
-    let x = upload(&dev, &xs).unwrap();
-    let acc = gemm_i32(&xs, m, k, &w.codes, n);
-    let (rs, rc, cc) = (rand_f32(m, 1e-3, 2e-2, 62), rand_f32(m, -1.0, 1.0, 63), rand_f32(n, -1.0, 1.0, 64));
-    let bias = rand_f32(n, -0.5, 0.5, 65);
-    let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 66).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
-    let (rs_d, rc_d, cc_d, b_d, os_d) = (
-        upload(&dev, &rs).unwrap(),
-        upload(&dev, &rc).unwrap(),
-        upload(&dev, &cc).unwrap(),
-        upload(&dev, &bias).unwrap(),
-        upload(&dev, &os).unwrap(),
-    );
-    for bx in [128u32, 256] {
-        let cfg = I8Config { bx: Some(bx), ..ws };
-        for (per_token, corr, with_bias) in [(true, false, false), (true, true, true), (false, false, true)] {
-            let cpu = Epilogue {
-                row_scale: per_token.then(|| rs.clone()),
-                row_scale_value: 7.5e-3,
-                col_scale: Some(w.scales.clone()),
-                correction: corr.then(|| (rc.clone(), cc.clone())),
-                bias: with_bias.then(|| bias.clone()),
-                out_scale: 0.05,
-                out_scales: None,
-            };
-            let gpu = I8Epilogue {
-                out: I8Out::F16,
-                row_scale: if per_token { RowScale::PerToken(&rs_d) } else { RowScale::PerTensor(7.5e-3) },
-                col_scale: None,
-                correction: corr.then_some((&rc_d, &cc_d)),
-                bias: with_bias.then_some(&b_d),
-                out_scale: 0.05,
-                out_scales: None,
-            };
-            let name = format!("ws bx={bx} token={per_token} corr={corr} bias={with_bias}");
-            for out in [I8Out::F16, I8Out::Bf16] {
-                let mut y = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-                g.run(&dev, &x, m, &I8Epilogue { out, ..gpu }, &mut y, cfg, None).unwrap();
-                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u32).collect();
-                assert_eq!(got, cpu.apply(&acc, m, n, out), "{name} {out:?}");
-            }
-            for per_col in [false, true] {
-                let cpu = Epilogue { out_scales: per_col.then(|| os.clone()), ..cpu.clone() };
-                let epi = I8Epilogue { out: I8Out::I8, out_scales: per_col.then_some(&os_d), ..gpu };
-                let mut y = upload(&dev, &vec![0x55i8; m * n]).unwrap();
-                g.run(&dev, &x, m, &epi, &mut y, cfg, None).unwrap();
-                let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u8 as u32).collect();
-                let want = cpu.apply(&acc, m, n, I8Out::I8);
-                assert!(want.iter().any(|&v| v != 0x55), "{name}: int8 test data all 0x55");
-                assert_eq!(got, want, "{name} int8 per_col={per_col}");
-            }
-        }
+    // Epilogues: f16, bf16, int8 (one and per-column output scales), every optional vector; N odd (f16 / bf16 stored
+    // one element at a time) and even (stored as column pairs, the last pair cut at N = 258 = 2 * 129).
+    for n in [259usize, 258] {
+        ws_epilogues(&dev, ws, 333, n, 528);
     }
     // W4 weights and split-K are not this kernel's.
     let w4 = Int8Gemm::new_w4(&dev, &W4A8Weight::quantize(rand_w(64, 256, 70).view(), Some(128)).unwrap()).unwrap();
     assert!(matches!(w4.plan(&dev, 512, ws), Err(CudaError::InvalidArgument { .. })));
-    assert!(matches!(g.plan(&dev, 512, I8Config { splits: Some(2), ..ws }), Err(CudaError::InvalidArgument { .. })));
-    assert!(matches!(g.plan(&dev, 512, I8Config { bx: Some(64), ..ws }), Err(CudaError::InvalidArgument { .. })));
+    assert!(matches!(
+        probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),
+        Err(CudaError::InvalidArgument { .. })
+    ));
+    assert!(matches!(probe.plan(&dev, 512, I8Config { bx: Some(32), ..ws }), Err(CudaError::InvalidArgument { .. })));
 }
 
 /// The small-M streaming path (`I8Path::Stream`, mma.sync, any sm_80+ GPU): exact int32 at M = 1, 3, 7, 16 on odd

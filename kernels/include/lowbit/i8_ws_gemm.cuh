@@ -3,16 +3,17 @@
 // Problem: as lowbit/i8_gemm.cuh (same Args, same epilogue arithmetic, bit for bit):
 //   acc[m, n] = sum_k X[m, k] * Wq[n, k] exact in int32; y[m, n] = epilogue(acc).
 //   D^T = W * X^T: the weight tile is wgmma's M side (A, 64 rows per consumer warpgroup), the activation rows
-//   its N side (B, BX = 128 or 256 rows: wgmma m64nBXk32).
+//   its N side (B, BX = 64, 128 or 256 rows: wgmma m64nBXk32).
 //
 // CTA = 3 warpgroups (384 threads), one CTA per SM, persistent over output tiles:
 //   warpgroup 0 = producer: one thread issues the copies of every stage into an S-slot ring and gives up most
 //     of its registers (setmaxnreg.dec 40);
 //   warpgroups 1, 2 = consumers (setmaxnreg.inc 232): each owns 64 weight rows x BX activation rows
 //     (BX / 2 int32 accumulators per thread) and issues four wgmma m64nBXk32 per 128-column stage.
-//   Output tile = 128 weight rows x BX activation rows; tiles are numbered M-fastest (consecutive tiles share
-//   a weight tile, so the CTAs resident together read each weight tile from HBM about once and the
-//   activation panel from L2) and CTA c takes tiles c, c + gridDim.x, ...
+//   Output tile = 128 weight rows x BX activation rows; tiles are numbered M-fastest inside groups of `group`
+//   activation tiles (consecutive tiles share a weight tile, so the CTAs resident together read each weight
+//   tile from HBM about once per group and the group's activation panels from L2) and CTA c takes tiles c,
+//   c + gridDim.x, ...
 //
 // Pipeline (per ring slot: a "full" and an "empty" mbarrier):
 //   producer: wait empty[s] (parity), arrive.expect_tx(full[s], 16384 + BX * 128), then
@@ -26,7 +27,8 @@
 //   Only asynchronous-proxy writers (bulk copies) fill the ring and only wgmma reads it, so no proxy fence
 //   is needed in the loop.
 // Epilogue: straight from the accumulators (per thread 2 weight rows x BX / 4 activation rows); the column
-//   vectors (cs, cc, bias, os) are loaded once per tile, the row vectors per pair of rows. While it runs, the
+//   vectors (cs, cc, bias, os) are loaded once per tile, the row vectors per pair of rows; f16 / bf16 leave as
+//   4-byte column pairs (one shuffle between neighbouring lanes). While it runs, the
 //   producer already streams the next tile's first stages.
 //
 // Limits: W8 only; K % 16 == 0; X 16-byte aligned with ldx % 16 == 0 (TMA: global stride a multiple of 16);
@@ -156,26 +158,38 @@ struct Tiles {
 };
 
 // Epilogue of one consumer thread: acc[4i + e] = (weight row nr + 8 (e >> 1), activation row m0 + 8i + 2tq + (e & 1)).
-// The arithmetic is epi_value's, in the same order (bit-exact with lowbit-core int8::epilogue_f32).
+// The arithmetic is epi_value's, in the same order (bit-exact with lowbit-core int8::epilogue_f32). One fully
+// unrolled instance per output type (OUT): with all types in one unrolled body (the int8 path's IEEE division
+// included) the BX = 256 epilogue was ~35 us per tile on an H100, instruction-fetch bound (NOTES.md v5).
 template <int BX>
-__device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
-    const i8::Epilogue& e = p.epi;
+__device__ __forceinline__ void epilogue_i32(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
     const bool nok0 = nr < p.n, nok1 = nr + 8 < p.n;
-    if (e.out == i8::kOutI32) {
-        int32_t* y = static_cast<int32_t*>(p.y);
+    int32_t* y = static_cast<int32_t*>(p.y);
 #pragma unroll
-        for (int i = 0; i < BX / 8; ++i) {
+    for (int i = 0; i < BX / 8; ++i) {
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int m = m0 + 8 * i + 2 * tq + h;
-                if (m < p.m) {
-                    if (nok0) y[size_t(m) * p.ldy + nr] = acc[4 * i + h];
-                    if (nok1) y[size_t(m) * p.ldy + nr + 8] = acc[4 * i + 2 + h];
-                }
+        for (int h = 0; h < 2; ++h) {
+            const int m = m0 + 8 * i + 2 * tq + h;
+            if (m < p.m) {
+                if (nok0) y[size_t(m) * p.ldy + nr] = acc[4 * i + h];
+                if (nok1) y[size_t(m) * p.ldy + nr + 8] = acc[4 * i + 2 + h];
             }
         }
-        return;
     }
+}
+
+template <int OUT>
+__device__ __forceinline__ uint32_t to_b16(float v) {
+    if constexpr (OUT == i8::kOutF16) {
+        return __half_as_ushort(__float2half_rn(v));
+    } else {
+        return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+    }
+}
+
+template <int BX, int OUT>
+__device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
+    const i8::Epilogue& e = p.epi;
     // Column vectors of this thread's two weight rows.
     float cs[2] = {1.f, 1.f}, cc[2] = {0.f, 0.f}, bs[2] = {0.f, 0.f}, os[2] = {e.out_scale, e.out_scale};
 #pragma unroll
@@ -185,36 +199,87 @@ __device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX 
             if (e.cs) cs[r] = __ldg(e.cs + n);
             if (e.rc) cc[r] = __ldg(e.cc + n);
             if (e.bias) bs[r] = __ldg(e.bias + n);
-            if (e.os) os[r] = __ldg(e.os + n);
+            if (OUT == i8::kOutI8 && e.os) os[r] = __ldg(e.os + n);
         }
     }
+    // f16 / bf16 with an even row pitch: lanes g and g ^ 1 swap one value each (shfl.xor 4), so that each stores
+    // a 4-byte pair of adjacent columns (n, n + 1) for one row: half the store instructions.
+    const bool pairs = OUT != i8::kOutI8 && p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3) == 0;
+    const bool odd = nr & 1;  // nr = tile base (multiple of 16) + g
 #pragma unroll
     for (int i = 0; i < BX / 8; ++i) {
+        const int ma = m0 + 8 * i + 2 * tq;  // rows ma (h = 0) and ma + 1 (h = 1)
+        float rs[2], rc[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const int m = m0 + 8 * i + 2 * tq + h;
-            if (m >= p.m) continue;
-            const float rs = e.rs ? __ldg(e.rs + m) : e.rs_val;
-            const float rc = e.rc ? __ldg(e.rc + m) : 0.f;
+            const bool ok = ma + h < p.m;
+            rs[h] = e.rs ? (ok ? __ldg(e.rs + ma + h) : 0.f) : e.rs_val;
+            rc[h] = e.rc && ok ? __ldg(e.rc + ma + h) : 0.f;
+        }
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int n = nr + 8 * r;
-                if (n >= p.n) continue;
-                float v = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs);
-                if (e.cs) v = __fmul_rn(v, cs[r]);
-                if (e.rc) v = __fmaf_rn(rc, cc[r], v);
-                if (e.bias) v = __fadd_rn(v, bs[r]);
-                const size_t at = size_t(m) * p.ldy + n;
-                if (e.out == i8::kOutF16) {
-                    static_cast<__half*>(p.y)[at] = __float2half_rn(v);
-                } else if (e.out == i8::kOutBf16) {
-                    static_cast<__nv_bfloat16*>(p.y)[at] = __float2bfloat16_rn(v);
+        for (int r = 0; r < 2; ++r) {
+            const int n = nr + 8 * r;
+            float v[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
+                if (e.cs) v[h] = __fmul_rn(v[h], cs[r]);
+                if (e.rc) v[h] = __fmaf_rn(rc[h], cc[r], v[h]);
+                if (e.bias) v[h] = __fadd_rn(v[h], bs[r]);
+            }
+            if constexpr (OUT == i8::kOutI8) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int m = ma + h;
+                    if (m < p.m && n < p.n) {
+                        const float q = fminf(fmaxf(rintf(__fdiv_rn(v[h], os[r])), -128.f), 127.f);
+                        static_cast<int8_t*>(p.y)[size_t(m) * p.ldy + n] = static_cast<int8_t>(q);
+                    }
+                }
+            } else {
+                const uint32_t b0 = to_b16<OUT>(v[0]), b1 = to_b16<OUT>(v[1]);
+                if (pairs) {
+                    const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? b0 : b1, 4);
+                    // Even lane: row ma, columns (n, n + 1) = (own, partner's h = 0). Odd lane: row ma + 1,
+                    // columns (n - 1, n) = (partner's h = 1, own).
+                    const int m = odd ? ma + 1 : ma;
+                    const int c = odd ? n - 1 : n;
+                    const uint32_t lo = odd ? got : b0, hi = odd ? b1 : got;
+                    if (m < p.m && c < p.n) {
+                        uint16_t* at = static_cast<uint16_t*>(p.y) + size_t(m) * p.ldy + c;
+                        if (c + 1 < p.n) {
+                            *reinterpret_cast<uint32_t*>(at) = lo | (hi << 16);
+                        } else {
+                            *at = uint16_t(lo);
+                        }
+                    }
                 } else {
-                    const float q = fminf(fmaxf(rintf(__fdiv_rn(v, os[r])), -128.f), 127.f);
-                    static_cast<int8_t*>(p.y)[at] = static_cast<int8_t>(q);
+                    uint16_t* y = static_cast<uint16_t*>(p.y);
+                    if (n < p.n) {
+                        if (ma < p.m) y[size_t(ma) * p.ldy + n] = uint16_t(b0);
+                        if (ma + 1 < p.m) y[size_t(ma + 1) * p.ldy + n] = uint16_t(b1);
+                    }
                 }
             }
         }
+    }
+}
+
+template <int BX>
+__device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
+    switch (p.epi.out) {
+        case i8::kOutI32:
+            epilogue_i32<BX>(p, acc, m0, nr, tq);
+            break;
+        case i8::kOutF16:
+            epilogue_t<BX, i8::kOutF16>(p, acc, m0, nr, tq);
+            break;
+        case i8::kOutBf16:
+            epilogue_t<BX, i8::kOutBf16>(p, acc, m0, nr, tq);
+            break;
+        default:
+            epilogue_t<BX, i8::kOutI8>(p, acc, m0, nr, tq);
+            break;
     }
 }
 
