@@ -18,7 +18,8 @@ Transforms (all exactly compute-invariant in float; tests check it):
   mean_t |x|; channels sorted within heads, heads clustered within SSD groups, contiguous channel clusters per head
   cluster (`_C.quamba_sort_and_cluster`); in_proj z / x rows and dt rows (by head), conv x channels, A_log, D,
   dt_bias (by head), the gated-norm weight and out_proj columns are permuted offline. x then gets one scale per
-  (group, head cluster, channel cluster); B and C one per SSD group (`per_state_group`).
+  (group, head cluster, channel cluster); B and C one per SSD group (`per_state_group`); with `fine_conv_input`
+  (default) the conv input (in_proj's int8 x / B / C outputs) gets the same granularity (Quamba2: one per segment).
 - Hadamard (`hadamard=True`): in_proj W <- W·H (H = normalized block-diagonal Sylvester Hadamard, block = the
   largest power of two dividing d_model, <= 8192) with the FWHT applied online to the mixer input by the
   activation quantizer right after the block RMSNorm; out_proj W <- W·H with the online FWHT fused into the gated
@@ -30,7 +31,8 @@ Dataflow per configuration (T = batch x tokens; "q" = int8 codes, static per-ten
 W8A8 / W4A8 (`a_bits=8`; the projections are `Int8Linear`: int8 per-output-channel weights, or INT4 g128 GPTQ for
 W4A8 (QQQ-style int8 rebuild), int32 accumulation):
 - Mamba2: residual -> `act_quant` (RMSNorm with the block's gamma, FWHT, static scale) -> q[T, d_model] ->
-  in_proj (int8 out, one scale per segment z | x | B | C | dt) -> `causal_conv1d_int8` over xBC (int8 out: x with
+  in_proj (int8 out, per-column scales: z, dt one each; x | B | C as the conv output with `fine_conv_input`, else
+  one per segment) -> `causal_conv1d_int8` over xBC (per-channel input scales; int8 out: x with
   the cluster scales, B / C per state group) -> `ssd_chunk_scan_int8` (fp32 state, f16 y) -> `gated_rmsnorm_quant`
   (y * silu(z), group RMSNorm, weight, FWHT, int8) -> out_proj (f16 out). Decode: `causal_conv1d_update_int8`
   (int8 conv state in the cache) and `ssd_state_update_int8` (fp32 SSM state in the cache).
@@ -1479,6 +1481,7 @@ def _pass1(cfg: Mamba, site: _Site, x: Tensor) -> None:
         xin, bin_, cin = rec["xbc"].split([d, gn, gn], dim=-1)
         for k, v in (("x_in", xin), ("B_in", bin_), ("C_in", cin)):
             st.amax(k, v)
+            st.chan(k, v)
         st.chan("B", rec["B"])
         st.chan("C", rec["C"])
         ssm_x = rec["x"]
@@ -1532,6 +1535,30 @@ def _ssm_x_scale(cfg: Mamba, site: _Site) -> Tensor:
     return torch.full((d,), _scale(st.pct.value()))
 
 
+def _conv_input_scales(cfg: Mamba, site: _Site) -> Tensor:
+    """Mamba2: per-channel scale vector of in_proj's int8 x | B | C outputs (the conv input), final channel order.
+    Quamba2 keeps one scale per segment (`fine_conv_input=False`). With `fine_conv_input` the conv input takes the
+    conv output's granularity: x one scale per (group, head cluster, dim cluster) of sort-and-cluster (the conv is
+    depthwise, so the clusters carry over), B / C one per SSD group with `per_state_group`; otherwise per segment.
+    The int8 GEMM's per-column output scales and the conv's per-channel input scales take the vector at no cost."""
+    st, p = site.stats, site.final
+    d, ng, n = p.d_inner, p.ngroups, p.d_state
+    a = st.absmax
+    if cfg.fine_conv_input and site.snc is not None:
+        perm = torch.as_tensor(site.snc["channel_perm"], dtype=torch.long)
+        x = _cluster_scales(st.chan_absmax["x_in"][perm], site.snc, ng, p.nheads // ng, p.headdim)
+    else:
+        x = torch.full((d,), _scale(a["x_in"]))
+    bc = []
+    for k in ("B_in", "C_in"):
+        if cfg.fine_conv_input and cfg.per_state_group:
+            g = st.chan_absmax[k].view(ng, n).amax(1)
+            bc.append(torch.tensor([_scale(float(v)) for v in g]).repeat_interleave(n))
+        else:
+            bc.append(torch.full((ng * n,), _scale(a[k])))
+    return torch.cat([x, *bc])
+
+
 def _pass2(cfg: Mamba, site: _Site, x: Tensor, hessians: bool) -> None:
     p, st = site.final, site.stats
     rec: dict[str, Tensor] = {}
@@ -1579,20 +1606,13 @@ def _build(cfg: Mamba, site: _Site, use_gptq: bool) -> nn.Module:
             q2.in_proj = _w4a16_linear(p.w_in, p.b_in, cfg, hs.get("in_proj"))
             q2.out_proj = _w4a16_linear(p.w_out, p.b_out, cfg, hs.get("out_proj"))
             return q2
-        d, gn = p.d_inner, p.ngroups * p.d_state
         a = st.absmax
         if cfg.per_state_group:
             bsc = [st.chan_absmax[k].view(p.ngroups, p.d_state).amax(1) for k in ("B", "C")]
         else:
             bsc = [st.chan_absmax[k].max().expand(p.ngroups) for k in ("B", "C")]
         b_vec, c_vec = (torch.tensor([_scale(float(v)) for v in s]).repeat_interleave(p.d_state) for s in bsc)
-        s_xbc_in = torch.cat(
-            [
-                torch.full((d,), _scale(a["x_in"])),
-                torch.full((gn,), _scale(a["B_in"])),
-                torch.full((gn,), _scale(a["C_in"])),
-            ]
-        )
+        s_xbc_in = _conv_input_scales(cfg, site)
         s_xbc_out = torch.cat([_ssm_x_scale(cfg, site), b_vec, c_vec])
         q2.set_int8_scales(_scale(a["in"]), _scale(a["z"]), s_xbc_in, _scale(a["dt"]), s_xbc_out, _scale(a["y"]))
         q2.in_proj = _int8_linear(p.w_in, p.b_in, wb, cfg, hs.get("in_proj"))
