@@ -86,7 +86,8 @@ struct WeightOnlyArgs {
     /// Skip the correctness spot check.
     #[arg(long)]
     no_check: bool,
-    /// Kernel path of the weight-only GEMM: auto, mma, wgmma or dequant (dequantize + cuBLAS).
+    /// Kernel path of the weight-only GEMM: auto, mma, wgmma, ws (warp-specialized, INT4, sm_90a) or dequant
+    /// (dequantize + cuBLAS).
     #[arg(long, default_value = "auto")]
     path: String,
     /// Force the split-K factor of the mma.sync path (default: automatic).
@@ -233,9 +234,10 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
                 "mma" => Some(lowbit_cuda::GemmPath::Mma),
                 "wgmma" => Some(lowbit_cuda::GemmPath::Wgmma),
                 "dequant" => Some(lowbit_cuda::GemmPath::DequantCublas),
+                "ws" => Some(lowbit_cuda::GemmPath::Ws),
                 other => {
                     return Err(lowbit_bench::error::BenchError::invalid(format!(
-                        "--path {other}: expected auto, mma, wgmma or dequant"
+                        "--path {other}: expected auto, mma, wgmma, ws or dequant"
                     )));
                 }
             },

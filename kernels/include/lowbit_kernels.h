@@ -264,7 +264,8 @@ typedef struct lowbit_wo_config {
     int32_t splits;
     /** X columns staged per shared-memory chunk (a multiple of the k-step; mma.sync path). */
     int32_t kc;
-    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU) or LOWBIT_WO_PATH_WGMMA (sm_90a). */
+    /** Kernel path: LOWBIT_WO_PATH_AUTO, LOWBIT_WO_PATH_MMA (any GPU), LOWBIT_WO_PATH_WGMMA or
+     *  LOWBIT_WO_PATH_WS (sm_90a). */
     int32_t path;
     /** Warps per 16-row strip of W on the mma.sync path (in-block split-K): 1, 2, 4 or 8; 0 = automatic (more
      *  than one only for grids smaller than one block per SM whose whole K fits one X chunk). > 1 needs an
@@ -274,13 +275,27 @@ typedef struct lowbit_wo_config {
 
 /** Values of lowbit_wo_config.path. */
 enum lowbit_wo_path {
-    /** Pick by M and GPU: wgmma for M >= 128 on Hopper when compiled for sm_90a, mma.sync otherwise. */
+    /** Pick by M, format and GPU (sm_90a builds on Hopper): ws for INT4 with 64 <= M <= 256 where its tiles
+     *  fill the GPU (lowbit_wo_gemm_auto_path), wgmma for other M >= 128, mma.sync otherwise. */
     LOWBIT_WO_PATH_AUTO = 0,
     /** Warp-level mma.sync kernel (sm_80+), any M (<= 64 rows of X per block, split-K). */
     LOWBIT_WO_PATH_MMA = 1,
     /** Warpgroup wgmma kernel (sm_90a only; LOWBIT_ERR_NO_KERNEL elsewhere), 128 rows of X per block. */
-    LOWBIT_WO_PATH_WGMMA = 2
+    LOWBIT_WO_PATH_WGMMA = 2,
+    /**
+     * Warp-specialized persistent wgmma kernel (sm_90a only, INT formats of 4 bits only; LOWBIT_ERR_NO_KERNEL
+     * otherwise): a producer warp brings W (bulk copies) and X (TMA) into an mbarrier ring, two consumer
+     * warpgroups decode W into registers for wgmma; 64, 128 or 256 rows of X per tile (kernels/weight_only/ws.cu).
+     * Needs 16-byte aligned X with ldx % 8 == 0 and K % 8 == 0 (else LOWBIT_ERR_ALIGNMENT).
+     */
+    LOWBIT_WO_PATH_WS = 3
 };
+
+/**
+ * The path (enum lowbit_wo_path, never AUTO) that lowbit_wo_gemm's automatic plan picks for this weight, m and
+ * dtype with aligned X on the current device; -1 for invalid arguments. `num_sms` <= 0 queries the device.
+ */
+int32_t lowbit_wo_gemm_auto_path(const lowbit_wo_weight *w, int64_t m, int32_t dtype, int32_t num_sms);
 
 /**
  * Workspace bytes lowbit_wo_gemm needs for this weight, m and config (split-K partial sums and the

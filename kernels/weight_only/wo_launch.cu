@@ -24,6 +24,9 @@ LOWBIT_WO_DECLARE_WGMMA(int8)
 LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
+// Warp-specialized persistent kernel (ws.cu): INT4 only.
+cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, cudaStream_t);
+int lowbit_wo_ws_bx(int, int, int);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -61,6 +64,8 @@ constexpr int kWgmmaBn = 128;     // rows of X per wgmma block
 constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this M up (Hopper)
 
 struct Plan {
+    bool ws;     // warp-specialized persistent path (INT4, sm_90a)
+    int bx;      // its activation tile (0 = lowbit_wo_ws_bx)
     bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
@@ -103,6 +108,22 @@ int sm_count(int32_t given) {
 }
 
 bool wgmma_usable(int32_t format, int32_t dtype);
+bool ws_usable(int32_t format, int32_t dtype);
+
+// M range of the automatic ws choice. Measured on an H100 (kernels/weight_only/NOTES.md, ws v1), INT4 g128 vs
+// cuBLAS f16: ws 0.57-0.97x at M = 256 where dequantize + cuBLAS / wgmma give 0.47-0.53x, and at M = 64 ws
+// 0.75-1.23x where the weight tiles fill >= 0.4 of the SMs (mma.sync 0.51-0.54x); at M = 1024 ws (0.72-0.77x)
+// loses to dequantize + cuBLAS (0.78-0.81x), and at M = 64 on 4096x4096 (32 tiles) to mma.sync.
+constexpr int kWsMinM = 64;
+constexpr int kWsMaxM = 256;
+
+bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
+    if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWsMinM || m > kWsMaxM) return false;
+    const int strips = w->n_pad / 16;
+    const int bx = lowbit_wo_ws_bx(int(m), strips, sms);
+    const int64_t tiles = int64_t((strips + 7) / 8) * ((m + bx - 1) / bx);
+    return tiles * 5 >= int64_t(sms) * 2 && ws_usable(w->format, dtype);
+}
 
 int max_smem_optin() {
     int dev = 0, v = 48 * 1024;
@@ -114,6 +135,15 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
                const lowbit_wo_config* cfg, int sms, bool x_vec) {
     Plan p{};
     const int path = cfg ? cfg->path : LOWBIT_WO_PATH_AUTO;
+    p.ws = path == LOWBIT_WO_PATH_WS || (path == LOWBIT_WO_PATH_AUTO && ws_auto(w, m, dtype, sms, x_vec));
+    p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
+    if (p.ws) {
+        p.bx = 0;
+        p.mtiles = 1;
+        p.splits = 1;
+        p.kw = 1;
+        return p;
+    }
     p.wgmma = path == LOWBIT_WO_PATH_WGMMA ||
               (path == LOWBIT_WO_PATH_AUTO && m >= kWgmmaMinM && x_vec && wgmma_usable(w->format, dtype));
     p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
@@ -204,6 +234,21 @@ bool wgmma_usable(int32_t format, int32_t dtype) {
     return ok;
 }
 
+// Whether the ws path can run here: INT4, a Hopper GPU and the kernel compiled for sm_90a.
+bool ws_usable(int32_t format, int32_t dtype) {
+    if (format != LOWBIT_WO_INT4) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (major != 9) return false;
+    const bool ok = lowbit_wo_ws_int4(Args{}, dtype, 0, -1, nullptr) == cudaSuccess;
+    cudaGetLastError();
+    return ok;
+}
+
 cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
     switch (format) {
         case LOWBIT_WO_INT2: return lowbit_wo_launch_int2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
@@ -237,6 +282,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         if (e != cudaSuccess) return e;
     }
     const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
+    if (pl.ws) return lowbit_wo_ws_int4(a, dtype, pl.bx, a.sms, s);
     if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
     cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
@@ -260,6 +306,15 @@ extern "C" int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight* w, int
     return p.ws_split_bytes + p.ws_gather_bytes;
 }
 
+extern "C" int32_t lowbit_wo_gemm_auto_path(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int32_t num_sms) {
+    FormatInfo fi;
+    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
+        return -1;
+    }
+    const Plan p = make_plan(w, fi, m, dtype, 2, nullptr, sm_count(num_sms), w->k % 8 == 0);
+    return p.ws ? LOWBIT_WO_PATH_WS : p.wgmma ? LOWBIT_WO_PATH_WGMMA : LOWBIT_WO_PATH_MMA;
+}
+
 extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x, int64_t ldx, void* y, int64_t m,
                                         int32_t dtype, void* workspace, int64_t workspace_bytes,
                                         const lowbit_wo_config* cfg, int32_t num_sms, void* stream) {
@@ -270,7 +325,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     if (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     if (m < 1 || m > (int64_t(1) << 31) - 1 || ldx < w->k) return make_status(LOWBIT_ERR_SHAPE);
     if (!aligned(x, 2) || !aligned(y, 2)) return make_status(LOWBIT_ERR_ALIGNMENT);
-    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 2 ||
+    if (cfg && (cfg->m_tile < 0 || cfg->splits < 0 || cfg->kc < 0 || cfg->path < 0 || cfg->path > 3 ||
                 (cfg->k_warps != 0 && cfg->k_warps != 1 && cfg->k_warps != 2 && cfg->k_warps != 4 &&
                  cfg->k_warps != 8) ||
                 (cfg->k_warps > 1 && cfg->splits > 1) ||
@@ -289,9 +344,15 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
         pl = make_plan(w, fi, m, dtype, 2, &one, sm_count(num_sms), x_vec);
     }
     if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    if (pl.ws && !ws_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    // The ws kernel reads X by TMA (16-byte aligned rows); the automatic plan only picks it with such X.
+    if (pl.ws && !x_vec) return make_status(LOWBIT_ERR_ALIGNMENT);
+    if (pl.ws && cfg && (cfg->k_warps > 1 || cfg->splits > 1 || cfg->m_tile != 0 || cfg->kc != 0)) {
+        return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
-    if (pl.kw > 1 && (pl.wgmma || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && mma_smem_bytes(fi, pl) > max_smem_optin()) {
+    if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
+    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

@@ -30,6 +30,11 @@ pub enum GemmPath {
     Mma,
     /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block.
     Wgmma,
+    /// Warp-specialized persistent `wgmma` kernel (sm_90a builds on Hopper only, INT 4-bit formats only): a
+    /// producer warp fills an mbarrier ring with bulk copies of W and TMA boxes of X, two consumer
+    /// warpgroups decode W into registers; the automatic choice for INT4 at 64 <= M <= 256 where its tiles
+    /// fill the GPU (`kernels/weight_only/NOTES.md`, ws v1). Needs X rows 16-byte aligned and K % 8 == 0.
+    Ws,
     /// Dequantize the weight into the workspace (`lowbit_wo_dequantize`), then cuBLAS f16/bf16 GEMM: the
     /// large-M path while the wgmma kernel is slower than cuBLAS (see `kernels/weight_only/NOTES.md`).
     DequantCublas,
@@ -69,6 +74,7 @@ impl GemmConfig {
                 None => sys::LOWBIT_WO_PATH_AUTO as i32,
                 Some(GemmPath::Mma) => sys::LOWBIT_WO_PATH_MMA as i32,
                 Some(GemmPath::Wgmma) => sys::LOWBIT_WO_PATH_WGMMA as i32,
+                Some(GemmPath::Ws) => sys::LOWBIT_WO_PATH_WS as i32,
                 Some(GemmPath::DequantCublas) => sys::LOWBIT_WO_PATH_AUTO as i32, // never reaches the launcher
             },
         }
@@ -237,7 +243,7 @@ impl WeightOnlyGemm {
                 }
                 true
             }
-            None => m >= DEQUANT_CUBLAS_MIN_M && self.cublas(dev).is_some(),
+            None => m >= DEQUANT_CUBLAS_MIN_M && self.cublas(dev).is_some() && !self.auto_is_ws(dev, m, dtype)?,
             Some(_) => false,
         };
         if dequant {
@@ -266,6 +272,19 @@ impl WeightOnlyGemm {
             });
         }
         Ok(GemmPlan { m, dtype, workspace_bytes: bytes as usize, config, dequant_cublas: false })
+    }
+
+    /// Whether the launcher's automatic plan picks the warp-specialized kernel for `m` rows of `dtype`
+    /// (then it also beats dequantize + cuBLAS: `kernels/weight_only/NOTES.md`, ws v1).
+    fn auto_is_ws(&self, dev: &Device, m: usize, dtype: OutDtype) -> Result<bool> {
+        dev.bind_to_thread()?;
+        let mut guards = Vec::new();
+        let w = self.ffi(dev.stream(), &mut guards);
+        // SAFETY: pure host computation on the descriptor's integers plus device attribute queries; no
+        // pointer is dereferenced.
+        let p = unsafe { sys::lowbit_wo_gemm_auto_path(&w, m as i64, dtype.to_ffi(), self.sm_count) };
+        drop(guards);
+        Ok(p == sys::LOWBIT_WO_PATH_WS as i32)
     }
 
     /// The cuBLAS handle of the large-M path (made on first use, on `dev`'s stream); `None` when libcublas

@@ -175,6 +175,7 @@ fn paths(dev: &Device) -> Vec<Option<GemmPath>> {
     }
     if dev.info().compute_capability.0 == 9 {
         p.push(Some(GemmPath::Wgmma));
+        p.push(Some(GemmPath::Ws));
     } else {
         println!(
             "no wgmma on {} (sm_{}{}): wgmma path not tested",
@@ -202,6 +203,10 @@ fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
                     if path == Some(GemmPath::Wgmma) && k % 8 != 0 {
                         continue;
                     }
+                    // The ws kernel runs INT 4-bit formats only, with TMA staging of X (K % 8 == 0).
+                    if path == Some(GemmPath::Ws) && (!case.name.starts_with("w4-int") || k % 8 != 0) {
+                        continue;
+                    }
                     let cfg = GemmConfig { path, ..GemmConfig::default() };
                     let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
                     let name = format!("{} m={m} {dtype} {path:?}", case.name);
@@ -227,6 +232,26 @@ fn gpu_weight_only_every_format_odd_shapes() {
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_real_shapes() {
     sweep("gpu_weight_only_real_shapes", real_cases(), &[1, 17]);
+}
+
+/// Real INT4 g128 shapes (sym and asym) at the M where the automatic plan picks the warp-specialized kernel
+/// (64..256) and odd M beyond its tiles: every path, every output compared (poisoned Y).
+fn ws_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (n, k) in [(4096usize, 11008usize), (11008, 4096)] {
+        for sym in [true, false] {
+            let q = IntAffineWeight::quantize(weights(n, k, 41).view(), 4, sym, Granularity::Group(128)).unwrap();
+            let name = format!("w4-int-{}-g128 {n}x{k}", if sym { "sym" } else { "asym" });
+            out.push(Case { name, w: QuantizedWeight::Int(q) });
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws_real_shapes() {
+    sweep("gpu_weight_only_ws_real_shapes", ws_cases(), &[64, 67, 257]);
 }
 
 #[test]
@@ -315,7 +340,11 @@ fn gpu_weight_only_identity() {
             // before one rounding: exact for INT and BitMoD, tables (rounded to the 16-bit type once) within
             // 1 ulp. wgmma scales the 16-bit weight before the MMA, one more rounding: INT and BitMoD within
             // 1 ulp, tables within 2.
-            let wgmma = path == Some(GemmPath::Wgmma);
+            // The ws kernel (INT4 only) scales like wgmma.
+            if path == Some(GemmPath::Ws) && name != "int4" {
+                continue;
+            }
+            let wgmma = matches!(path, Some(GemmPath::Wgmma) | Some(GemmPath::Ws));
             let max_ulps = if *exact { wgmma as i32 } else { 1 + wgmma as i32 };
             for m in [64usize, k] {
                 // X = first m rows of I_k.

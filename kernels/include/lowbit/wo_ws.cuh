@@ -1,0 +1,244 @@
+// lowbit/wo_ws.cuh: warp-specialized persistent weight-only GEMM for M = 64..4096 on Hopper (sm_90a).
+//
+// Problem: as lowbit/wo_wgmma.cuh (same Args, same tiled weight layout, same arithmetic bit for bit):
+//   Y^T[N, M] = W[N, K] * X[M, K]^T with W dequantized in registers ((q - z) in the 16-bit type T, times the
+//   group scale rounded to T, one rounding) as wgmma's A operand (m64nBXk16, A from registers), X the B
+//   operand in shared memory; f32 accumulation; y = T(acc * chan[n]).
+//
+// CTA = 3 warpgroups (384 threads), one CTA per SM, persistent over output tiles of 128 weight rows (8 strips
+// of the tiled layout) x BX activation rows, taken M-fastest (consecutive tiles share a weight tile; the
+// activation panel stays in L2):
+//   warpgroup 0 = producer (setmaxnreg.dec 40): one thread fills an S-slot ring; per 64-column k-step
+//     - the weight stage: one 512-byte 1-D bulk copy per strip (the tiled layout keeps a strip's k-step
+//       contiguous: 32 lanes x 4 words), i.e. 8 copies, 4 KB;
+//     - the activation stage: one 2-D TMA of a BX-row x 64-column (128-byte) box of X with 128-byte swizzle;
+//       rows >= M and columns >= K are zero-filled by the copy engine;
+//     both complete on the slot's "full" mbarrier (arrive.expect_tx with the stage's bytes).
+//   warpgroups 1, 2 = consumers (setmaxnreg.inc 232), 64 weight rows each (one strip per warp): wait full[s],
+//     one 16-byte ld.shared of this lane's codes, decode the four 16x16 tiles into registers (lowbit/wo_decode.cuh,
+//     group scale/zero handling as wo_wgmma.cuh), four wgmma m64nBXk16 (B: 128B-swizzle descriptor, +32 bytes
+//     per k16), commit, wait_group 1, and release the previous stage's slot (one arrive per consumer warp).
+//   Decoding step s + 1 overlaps the tensor cores on step s (A registers double-buffered by step parity); the
+//   producer streams the next tile's stages while the consumers run the epilogue.
+//
+// Limits: INT formats without high words (Int4, Int8 share the code path; instantiated: Int4); sm_90a; X
+// 16-byte aligned with ldx % 8 == 0 (TMA: global stride a multiple of 16 bytes), K % 8 == 0; no split-K
+// (tiles = ceil(N / 128) * ceil(M / BX) must fill the machine for it to pay off). The launcher (kernels/
+// weight_only/ws.cu) builds the tensor map.
+#pragma once
+
+#include <cuda.h>
+
+#include "lowbit/tma.cuh"
+#include "lowbit/wo_wgmma.cuh"
+
+namespace lowbit {
+
+template <>
+__device__ __forceinline__ void wgmma_rs<__half, 256>(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+}
+template <>
+__device__ __forceinline__ void wgmma_rs<__nv_bfloat16, 256>(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+}
+
+namespace wows {
+
+using wo::Args;
+
+constexpr int kThreads = 384;
+constexpr int kStrips = 8;             // strips (16 weight rows each) per tile: 128 rows
+constexpr int kBK = 64;                // K columns per stage: one k-step of the layout, one 128-byte f16 row
+constexpr int kWStage = kStrips * 512; // weight bytes per stage
+
+template <int BX>
+struct Geo {
+    static constexpr int kXStage = BX * 128;          // activation box bytes (multiple of 1024)
+    static constexpr int kSlot = kXStage + kWStage;   // X first: every box stays 1024-aligned
+    static constexpr int kFit = (200 * 1024) / kSlot;
+    static constexpr int kStages = kFit > 16 ? 16 : kFit;
+    static constexpr int kSmem = kStages * kSlot + 1024;  // + alignment slack
+};
+
+template <class Fmt, typename T, int BX>
+__global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
+                                                          const __grid_constant__ CUtensorMap xmap) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
+    using G = Geo<BX>;
+    using namespace tma;
+    constexpr int S = G::kStages;
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    const uint32_t raw = smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    if (tid == 0) {
+        for (int s = 0; s < S; ++s) {
+            mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
+            mbar_init(&empty[s], 8);  // one arrive per consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
+    const int total = nt * mt;
+    const int ksteps = p.ksteps;
+
+    if (wg == 0) {
+        // ------------------------------- producer -------------------------------
+        setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+                const int nb = t / mt, mb = t - nb * mt;
+                const int s0 = nb * kStrips;
+                const int ns = min(kStrips, p.strips - s0);
+                const uint32_t* wsrc = p.words + size_t(s0) * ksteps * 128;
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    mbar_wait(&empty[s], phase ^ 1);
+                    unsigned char* slot = ring + s * G::kSlot;
+                    mbar_expect_tx(&full[s], G::kXStage + ns * 512);
+                    tma_2d_g2s(slot, &xmap, ks * kBK, mb * BX, &full[s]);
+                    for (int i = 0; i < ns; ++i) {
+                        bulk_g2s(slot + G::kXStage + i * 512, wsrc + (size_t(i) * ksteps + ks) * 128, 512, &full[s]);
+                    }
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
+    } else {
+        // ------------------------------- consumers -------------------------------
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile
+        const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
+        const uint32_t ring_a = smem_u32(ring);
+        int s = 0;
+        uint32_t phase = 0;
+        float acc[BX / 2];
+        uint32_t abuf[2][4][4];
+        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            const int nb = t / mt, mb = t - nb * mt;
+            const int strip = nb * kStrips + cw * 4 + warp;
+            const bool active = strip < p.strips;
+            const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
+            auto load_meta = [&](int gi) -> uint2 {
+                return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
+            };
+            int gi = 0, tig = 0;
+            uint2 cur = load_meta(0), nxt = load_meta(1);
+            wo::GroupCtx ctx;
+            uint32_t sg, sg8;
+            auto set_group = [&]() {
+                Fmt::template ctx<T>(cur.y, ctx);
+                wo::scale_pairs<T>(cur.x, sg, sg8);
+            };
+            set_group();
+            int prev = -1;
+            // One k-step: A registers ab must not be the ones the previous, still running wgmma group reads
+            // (the loop below is unrolled by two so that the two buffers are distinct registers).
+            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
+                mbar_wait(&full[s], phase);
+                const uint32_t xa = ring_a + s * G::kSlot;
+                uint32_t wb[4];
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
+                             : "r"(xa + G::kXStage + (cw * 4 + warp) * 512 + lane * 16)
+                             : "memory");
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t a[4];
+                    Fmt::template decode<T>(wb, nullptr, j, ctx, a);
+                    ab[j][0] = wo::mul_pair<T>(a[0], sg);
+                    ab[j][1] = wo::mul_pair<T>(a[1], sg8);
+                    ab[j][2] = wo::mul_pair<T>(a[2], sg);
+                    ab[j][3] = wo::mul_pair<T>(a[3], sg8);
+                    if (++tig == p.gtiles) {
+                        tig = 0;
+                        ++gi;
+                        cur = nxt;
+                        nxt = load_meta(gi + 1);
+                        set_group();
+                    }
+                }
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), ks > 0 || j > 0);
+                wgmma_commit();
+                wgmma_wait<1>();
+                // The previous step's group has completed: its slot (and its A registers) may be reused.
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            };
+            // Pairs unconditionally, then the odd tail (abuf[0] is free there: its last group was retired by
+            // the wait_group 1 of the pair's second step). A conditional second step inside the loop makes
+            // ptxas serialize every wgmma (C7513).
+            int ks = 0;
+            for (; ks + 1 < ksteps; ks += 2) {
+                step(ks, abuf[0]);
+                step(ks + 1, abuf[1]);
+            }
+            if (ks < ksteps) step(ks, abuf[0]);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc);
+            if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if (active) {
+                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
+                T* y = static_cast<T*>(p.y);
+                const int m0 = mb * BX;
+#pragma unroll
+                for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int n = e < 2 ? n0 : n1;
+                        const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+                        if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
+                    }
+                }
+            }
+        }
+    }
+#endif
+#endif
+}
+
+template <class Fmt, typename T, int BX>
+bool available() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_kernel<Fmt, T, BX>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+// Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle, 16-bit elements).
+template <class Fmt, typename T, int BX>
+cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st) {
+    constexpr int smem = Geo<BX>::kSmem;
+    cudaError_t e = cudaFuncSetAttribute(ws_kernel<Fmt, T, BX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    const int64_t tiles = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX);
+    const int grid = int(tiles < nsm ? tiles : nsm);
+    ws_kernel<Fmt, T, BX><<<grid, kThreads, smem, st>>>(a, xmap);
+    return cudaGetLastError();
+}
+
+}  // namespace wows
+}  // namespace lowbit
