@@ -1,5 +1,5 @@
-// Warp-specialized persistent int8 GEMM (W8A8, large M, sm_90a): the instances (BX = 64, 128, 256 activation
-// rows per tile) and their launcher. See lowbit/i8_ws_gemm.cuh for the algorithm.
+// Warp-specialized persistent int8 GEMM (W8A8 and W4A8, large M, sm_90a): the instances (BX = 64, 128, 256
+// activation rows per tile, W8 and W4 weights) and their launchers. See lowbit/i8_ws_gemm.cuh for the algorithm.
 //
 // The activation tensor map is encoded per call on the host (cuTensorMapEncodeTiled, reached through the
 // runtime's driver entry point, so the library needs no -lcuda) and passed by value as a __grid_constant__
@@ -51,19 +51,19 @@ cudaError_t make_xmap(CUtensorMap& map, const lowbit::i8::Args& a, int bx) {
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int BX>
+template <int BX, bool W4, bool W4S = false>
 cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::i8ws;
-    if (nsm < 0) return available<BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if (nsm < 0) return available<BX, W4, W4S>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
     CUtensorMap map;
     cudaError_t e = make_xmap(map, a, BX);
     if (e != cudaSuccess) return e;
-    constexpr int smem = Geo<BX>::kSmem;
-    e = cudaFuncSetAttribute(ws_kernel<BX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    constexpr int smem = Geo<BX, W4, W4S>::kSmem;
+    e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX);
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<BX><<<grid, kThreads, smem, st>>>(a, map, group);
+    ws_kernel<BX, W4, W4S><<<grid, kThreads, smem, st>>>(a, map, group);
     return cudaGetLastError();
 }
 
@@ -74,8 +74,28 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, cudaStream_t s
 // W8 weights only, no split-K (a.ws is ignored).
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
-    if (bx == 64) return launch<64>(a, nsm, group, st);
-    if (bx == 128) return launch<128>(a, nsm, group, st);
-    if (bx == 256) return launch<256>(a, nsm, group, st);
+    if (bx == 64) return launch<64, false>(a, nsm, group, st);
+    if (bx == 128) return launch<128, false>(a, nsm, group, st);
+    if (bx == 256) return launch<256, false>(a, nsm, group, st);
+    return cudaErrorInvalidValue;
+}
+
+// W4A8 (4-bit codes in the tiled pack_w4 layout, integer group scales a.gs or nullptr): as lowbit_i8_launch_ws.
+// K % 32 == 0 and a.group_len % 32 == 0 (a 32-column k-block never straddles two groups), else
+// cudaErrorInvalidValue.
+// smem = true: the expanded block goes through shared memory (wgmma with A from shared memory) instead of the
+// register-A wgmma (both measured, NOTES.md v9).
+cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
+    if (a.k % 32 != 0 || (a.gs != nullptr && (a.group_len <= 0 || a.group_len % 32 != 0))) return cudaErrorInvalidValue;
+    if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
+    if (smem) {
+        if (bx == 64) return launch<64, true, true>(a, nsm, group, st);
+        if (bx == 128) return launch<128, true, true>(a, nsm, group, st);
+        if (bx == 256) return launch<256, true, true>(a, nsm, group, st);
+        return cudaErrorInvalidValue;
+    }
+    if (bx == 64) return launch<64, true>(a, nsm, group, st);
+    if (bx == 128) return launch<128, true>(a, nsm, group, st);
+    if (bx == 256) return launch<256, true>(a, nsm, group, st);
     return cudaErrorInvalidValue;
 }

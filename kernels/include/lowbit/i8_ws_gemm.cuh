@@ -1,4 +1,4 @@
-// lowbit/i8_ws_gemm.cuh: warp-specialized persistent int8 GEMM for large M on Hopper (sm_90a), W8A8.
+// lowbit/i8_ws_gemm.cuh: warp-specialized persistent int8 GEMM for large M on Hopper (sm_90a), W8A8 and W4A8.
 //
 // Problem: as lowbit/i8_gemm.cuh (same Args, same epilogue arithmetic, bit for bit):
 //   acc[m, n] = sum_k X[m, k] * Wq[n, k] exact in int32; y[m, n] = epilogue(acc).
@@ -31,7 +31,19 @@
 //   4-byte column pairs (one shuffle between neighbouring lanes). While it runs, the
 //   producer already streams the next tile's first stages.
 //
-// Limits: W8 only; K % 16 == 0; X 16-byte aligned with ldx % 16 == 0 (TMA: global stride a multiple of 16);
+// W4 (W4 = true, v9): the ring's weight stage is the 8 KB 4-bit block (lowbit-core int8::tile_weight of pack_w4's
+//   words: 16-byte chunk c of row r at c * 2048 + (r / 8) * 128 + (r % 8) * 16, word t of a chunk = lane t's
+//   mma A-fragment codes). Each consumer lane reads its two words per k32 block from shared memory (generic
+//   loads after the full-barrier wait: the bulk copy's writes are visible once the mbarrier phase completes),
+//   expands them exactly to q * s (i8::expand_w4: one IMAD per two codes + PRMT) and issues register-A wgmmas
+//   (m64nBXk32, A from registers); the A registers are double-buffered across stages because the group of the
+//   previous stage may still read them until wgmma.wait_group 1. The group scales are read from global memory
+//   (L2) one stage ahead into registers, so their latency hides behind the previous stage's wgmmas.
+//   W4S = true (the faster one, NOTES.md v9): instead of register-A wgmmas (ptxas C7513: serialized) the lanes
+//   store the expanded words into a per-warpgroup 64 x 128 int8 block (no-swizzle core-matrix order, LBO 1024,
+//   two buffers after the ring, alternating by stage), fence.proxy.async.shared::cta + a 128-thread named barrier
+//   make them visible to wgmma, and the wgmmas read A from shared memory (no serialization).
+// Limits: K % 16 == 0 (W8) / K % 32 == 0 and group_len % 32 == 0 (W4); X 16-byte aligned with ldx % 16 == 0 (TMA: global stride a multiple of 16);
 // M < 2^31; no split-K (large M only). The launcher (kernels/int8/ws_gemm.cu) builds the tensor map.
 #pragma once
 
@@ -50,14 +62,17 @@ using i8::kBK;
 using i8::kBW;
 
 constexpr int kThreads = 384;
-constexpr int kWStage = kBW * kBK;  // 16384 bytes: one tiled weight block
 
-template <int BX>
+template <int BX, bool W4 = false, bool W4S = false>
 struct Geo {
+    static constexpr int kWStage = W4 ? kBW * kBK / 2 : kBW * kBK;  // one tiled weight block (8 / 16 KB)
     static constexpr int kXStage = BX * kBK;          // activation box bytes (multiple of 1024)
     static constexpr int kSlot = kWStage + kXStage;   // one ring slot
-    static constexpr int kStages = (200 * 1024) / kSlot > 8 ? 8 : (200 * 1024) / kSlot;
-    static constexpr int kSmem = kStages * kSlot + 1024;  // + alignment slack (swizzle atoms need 1024)
+    // W4S: per consumer warpgroup two 8 KB int8 blocks (64 rows x 128 K) after the ring.
+    static constexpr int kExp = W4S ? 2 * 2 * 64 * kBK : 0;
+    static constexpr int kBudget = 200 * 1024 - kExp;
+    static constexpr int kStages = kBudget / kSlot > 8 ? 8 : kBudget / kSlot;
+    static constexpr int kSmem = kStages * kSlot + kExp + 1024;  // + alignment slack (swizzle atoms need 1024)
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -286,15 +301,33 @@ __device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX 
 // ---------------------------------------------------------------------------------------------------
 // The kernel (grid = min(tiles, SMs), 384 threads, Geo<BX>::kSmem bytes of dynamic shared memory).
 // ---------------------------------------------------------------------------------------------------
-template <int BX>
+// W4: group scales of this lane's rows (gn, gn + 8) for the four k32 blocks of stage ks (1 outside the matrix or
+// without group scales); sc[j] = (row gn, row gn + 8).
+__device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, uint32_t (&sc)[kBK / 32][2]) {
+    const int kb = ks * kBK;
+    if (p.group_len % kBK == 0) {
+        const uint32_t s0 = i8::w4_scale(p, gn, kb), s1 = i8::w4_scale(p, gn + 8, kb);
+#pragma unroll
+        for (int j = 0; j < kBK / 32; ++j) sc[j][0] = s0, sc[j][1] = s1;
+    } else {
+#pragma unroll
+        for (int j = 0; j < kBK / 32; ++j) {
+            sc[j][0] = i8::w4_scale(p, gn, kb + 32 * j);
+            sc[j][1] = i8::w4_scale(p, gn + 8, kb + 32 * j);
+        }
+    }
+}
+
+template <int BX, bool W4 = false, bool W4S = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap, int group) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
-    using G = Geo<BX>;
+    using G = Geo<BX, W4, W4S>;
     constexpr int S = G::kStages;
+    constexpr int kWStage = G::kWStage;
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
     // Ring base aligned to 1024 bytes (128-byte swizzle atoms); every slot and X box stays 1024-aligned.
@@ -347,32 +380,101 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         int s = 0;
         uint32_t phase = 0;
         int32_t acc[BX / 2];
+        // W4: this lane's weight rows of the tile (tile-relative row0 + g, + 8) and the scales of the next stage.
+        const int row0 = cw * 64 + warp * 16;
+        uint32_t sc[kBK / 32][2];
+        if constexpr (W4) {
+            int nb0 = 0, mb0 = 0;
+            if (blockIdx.x < total) tiles.at(blockIdx.x, nb0, mb0);
+            w4_scales(p, nb0 * kBW + row0 + g, 0, sc);
+        }
         for (int t = blockIdx.x; t < total; t += gridDim.x) {
             int nb, mb;
             tiles.at(t, nb, mb);
+            int nb_next = nb;
+            if constexpr (W4) {
+                int mb_next = 0;
+                if (t + int(gridDim.x) < total) tiles.at(t + gridDim.x, nb_next, mb_next);
+            }
 #pragma unroll
             for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
             int prev = -1;
-            for (int ks = 0; ks < ksteps; ++ks) {
+            // One stage into A-register buffer ab (W4 only; unused for W8).
+            auto step = [&](int ks, uint32_t (&ab)[kBK / 32][4]) {
                 mbar_wait(&full[s], phase);
                 const uint32_t wa = ring_a + s * G::kSlot;
                 const uint32_t xa = wa + kWStage;
+                if constexpr (W4) {
+                    const unsigned char* raw = ring + s * G::kSlot;
+#pragma unroll
+                    for (int j = 0; j < kBK / 32; ++j) {
+                        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(row0 + g, j, kBW) + 4 * tq);
+                        const uint32_t w1 =
+                            *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(row0 + g + 8, j, kBW) + 4 * tq);
+                        i8::expand_w4(w0, sc[j][0], i8::w4_offset(sc[j][0]), ab[j][0], ab[j][2]);
+                        i8::expand_w4(w1, sc[j][1], i8::w4_offset(sc[j][1]), ab[j][1], ab[j][3]);
+                    }
+                    // Next stage's scales (same tile, or the first stage of this CTA's next tile).
+                    if (ks + 1 < ksteps) {
+                        w4_scales(p, nb * kBW + row0 + g, ks + 1, sc);
+                    } else {
+                        w4_scales(p, nb_next * kBW + row0 + g, 0, sc);
+                    }
+                    if constexpr (W4S) {
+                        // Write the expanded 64 x 128 int8 block of this warpgroup (core-matrix order, 64 rows:
+                        // chunk c of row r at c * 1024 + (r / 8) * 128 + (r % 8) * 16) into buffer ks & 1, make the
+                        // generic-proxy writes visible to wgmma (async proxy) and sync the warpgroup.
+                        unsigned char* eb = ring + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
+                        const int r = warp * 16 + g;
+#pragma unroll
+                        for (int j = 0; j < kBK / 32; ++j) {
+                            *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j, 64) + 4 * tq) = ab[j][0];
+                            *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j, 64) + 4 * tq) = ab[j][1];
+                            *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j + 1, 64) + 4 * tq) = ab[j][2];
+                            *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j + 1, 64) + 4 * tq) = ab[j][3];
+                        }
+                        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                        asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+                    }
+                    // Pin the A registers before the warpgroup arrive so no expansion instruction lands between
+                    // the wgmmas (ptxas would serialize them, C7513).
+#pragma unroll
+                    for (int j = 0; j < kBK / 32; ++j)
+                        asm volatile("" : "+r"(ab[j][0]), "+r"(ab[j][1]), "+r"(ab[j][2]), "+r"(ab[j][3]));
+                }
                 wgmma_fence();
                 wgmma_fence_regs_s32(acc);
 #pragma unroll
                 for (int j = 0; j < kBK / 32; ++j) {
-                    // A: chunks 2j, 2j + 1 of this warpgroup's 64 rows (core-matrix order, LBO 2048, SBO 128).
-                    const uint64_t da = desc_plain(wa + cw * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
                     const uint64_t db = desc_sw128(xa + 32 * j);
-                    wgmma_ss_s8<BX>(acc, da, db, 1);
+                    if constexpr (W4S) {
+                        const uint32_t ea = ring_a + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
+                        wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), db, 1);
+                    } else if constexpr (W4) {
+                        wgmma_rs_s8<BX>(acc, ab[j], db, 1);
+                    } else {
+                        // A: chunks 2j, 2j + 1 of this warpgroup's 64 rows (core-matrix order, LBO 2048, SBO 128).
+                        const uint64_t da = desc_plain(wa + cw * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
+                        wgmma_ss_s8<BX>(acc, da, db, 1);
+                    }
                 }
                 wgmma_commit();
                 wgmma_fence_regs_s32(acc);
                 wgmma_wait<1>();
-                // The group of the previous stage has completed: its slot may be refilled.
+                // The group of the previous stage has completed: its slot (and A buffer) may be reused.
                 if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
                 prev = s;
                 if (++s == S) s = 0, phase ^= 1;
+            };
+            if constexpr (W4) {
+                uint32_t ab0[kBK / 32][4], ab1[kBK / 32][4];
+                for (int ks = 0; ks < ksteps; ks += 2) {
+                    step(ks, ab0);
+                    if (ks + 1 < ksteps) step(ks + 1, ab1);
+                }
+            } else {
+                uint32_t unused[kBK / 32][4];
+                for (int ks = 0; ks < ksteps; ++ks) step(ks, unused);
             }
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc);
@@ -384,10 +486,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 #endif
 }
 
-template <int BX>
+template <int BX, bool W4 = false, bool W4S = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_kernel<BX>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
