@@ -26,7 +26,6 @@ LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
 // Warp-specialized persistent kernel (ws.cu): INT4 only.
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, cudaStream_t);
-int lowbit_wo_ws_bx(int, int, int);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -111,18 +110,17 @@ bool wgmma_usable(int32_t format, int32_t dtype);
 bool ws_usable(int32_t format, int32_t dtype);
 
 // M range of the automatic ws choice. Measured on an H100 (kernels/weight_only/NOTES.md, ws v1), INT4 g128 vs
-// cuBLAS f16: ws 0.57-0.97x at M = 256 where dequantize + cuBLAS / wgmma give 0.47-0.53x, and at M = 64 ws
-// 0.75-1.23x where the weight tiles fill >= 0.4 of the SMs (mma.sync 0.51-0.54x); at M = 1024 ws (0.72-0.77x)
-// loses to dequantize + cuBLAS (0.78-0.81x), and at M = 64 on 4096x4096 (32 tiles) to mma.sync.
+// cuBLAS f16, lowbit-bench: at M = 256 ws 0.51-0.88x where dequantize + cuBLAS gives 0.44-0.46x, and at M = 64
+// (harness) ws 0.75-1.23x where mma.sync gives 0.54x; both only where the 128-row weight tiles number >= 0.4 x
+// SMs: on 4096x4096 (32 tiles) mma.sync (M = 64) and dequantize + cuBLAS (M = 256: 37.2 vs 39.6 us) win. At
+// M = 1024 ws (0.72-0.77x, harness) loses to dequantize + cuBLAS.
 constexpr int kWsMinM = 64;
 constexpr int kWsMaxM = 256;
 
 bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWsMinM || m > kWsMaxM) return false;
-    const int strips = w->n_pad / 16;
-    const int bx = lowbit_wo_ws_bx(int(m), strips, sms);
-    const int64_t tiles = int64_t((strips + 7) / 8) * ((m + bx - 1) / bx);
-    return tiles * 5 >= int64_t(sms) * 2 && ws_usable(w->format, dtype);
+    const int64_t weight_tiles = (w->n_pad / 16 + 7) / 8;  // 128-row tiles (no split-K in the ws kernel)
+    return weight_tiles * 5 >= int64_t(sms) * 2 && ws_usable(w->format, dtype);
 }
 
 int max_smem_optin() {

@@ -58,12 +58,13 @@ cudaError_t launch_bx(const lowbit::wo::Args& a, int bx, int nsm, cudaStream_t s
 
 }  // namespace
 
-// Activation tile of the ws kernel: the largest BX in {256, 128, 64} whose tile count reaches half the SMs
-// (measured on an H100, kernels/weight_only/NOTES.md ws v1: e.g. M = 256 picks 256 on 28672x8192 and
-// 11008x4096, 128 on 8192x28672, 64 on 4096x4096, each the fastest of the three there).
+// Activation tile of the ws kernel: the largest BX in {256, 128, 64}, but no larger than the smallest one that
+// holds M, whose tile count reaches half the SMs (measured on an H100, kernels/weight_only/NOTES.md ws v1:
+// M = 256 picks 256 on 28672x8192 and 11008x4096, 128 on 8192x28672, each the fastest of the three there;
+// M = 64 picks 64: a 256-row tile for 64 rows costs 2.3x, 318 vs 141 us on 28672x8192).
 int lowbit_wo_ws_bx(int m, int strips, int nsm) {
     const int64_t nt = (strips + lowbit::wows::kStrips - 1) / lowbit::wows::kStrips;
-    for (int bx = 256; bx > 64; bx /= 2) {
+    for (int bx = m <= 64 ? 64 : m <= 128 ? 128 : 256; bx > 64; bx /= 2) {
         if (nt * ((m + bx - 1) / bx) * 2 >= nsm) return bx;
     }
     return 64;
