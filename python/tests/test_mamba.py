@@ -232,6 +232,14 @@ def test_fine_conv_input_scales() -> None:
         else:
             assert torch.unique(s_in[:d]).numel() == 1 and b0 == b1  # one per segment
     assert errs[True] < 0.7 * errs[False], errs
+    # Mamba1 with pseudo-heads: the conv input x (in_proj's x rows) per cluster, as its output u
+    for fine in (False, True):
+        q1 = copy.deepcopy(_mamba1())
+        cfg = lowbit.Mamba(8, 8, pseudo_headdim=32, fine_conv_input=fine)
+        lowbit.quantize_(q1, cfg, calib_data=_calib(), progress=False)
+        m1 = q1.backbone.layers[0].mixer
+        assert torch.equal(m1.in_out_scale[:128], m1.x_scale)
+        assert (torch.unique(m1.x_scale).numel() > 1) == fine
 
 
 def test_bare_mixer() -> None:

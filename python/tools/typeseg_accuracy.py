@@ -71,6 +71,9 @@ def _eval(model: Any, windows: list[torch.Tensor], refs: list[torch.Tensor]) -> 
 def typeseg_configs() -> dict[str, lowbit.Mamba]:
     configs: dict[str, lowbit.Mamba] = dict(TYPESEG)
     configs["W8A8, sort-and-cluster (pseudo-heads of 64)"] = lowbit.Mamba(8, 8, percentile=PCT, pseudo_headdim=64)
+    configs["W8A8, sort-and-cluster, conv input per tensor (Quamba2)"] = lowbit.Mamba(
+        8, 8, percentile=PCT, pseudo_headdim=64, fine_conv_input=False
+    )
     configs["W8A8, no Hadamard"] = lowbit.Mamba(8, 8, percentile=PCT, hadamard=False)
     return configs
 
@@ -242,9 +245,11 @@ def section(rows: list[dict[str, Any]], info: dict[str, Any], abl: list[dict[str
         "### Ablation: SSM-input and B/C scale granularity (W8A8)",
         "",
         "typeseg has no heads; any permutation of d_inner is compute-invariant, so sort-and-cluster runs on "
-        "pseudo-heads of 64 channels (4 heads, 4 channel clusters each); the row above compares it with the "
+        "pseudo-heads of 64 channels (4 heads, 4 channel clusters each); the rows above compare it with the "
         "per-tensor percentile scale on the same model and data. Mamba1's SSM input also feeds x_proj, whose GEMM "
-        "takes one input scale: with clusters, x_proj gets u re-quantized to the per-tensor scale.",
+        "takes one input scale: with clusters, x_proj gets u re-quantized to the per-tensor scale. The conv input "
+        "(in_proj's int8 x output) takes the same cluster scales (`fine_conv_input`, default); the Quamba2 row keeps "
+        "one scale for it.",
         "",
         "Per-state-group scales need ngroups > 1 and head clusters need heads, which typeseg lacks: a random-init "
         f"Mamba2 with Mamba2-8B's layout scaled down (d_model {lay['d_model']}, {lay['layers']} layers, "

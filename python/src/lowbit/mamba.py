@@ -1146,12 +1146,15 @@ class QuantMamba1Mixer(_F32Buffers):
         for k in ("s_in", "s_z", "s_dtl", "s_B", "s_C", "s_dt", "s_y"):
             setattr(self, k, float(scales[k]))
         dev = self.A.device
-        _buf(self, "x_scale", torch.full((d,), float(scales["s_x"]), device=dev))
+        x_vec = scales.get("x_scale")  # per-channel conv input scales (fine_conv_input with clusters)
+        if x_vec is None:
+            x_vec = torch.full((d,), float(scales["s_x"]))
+        _buf(self, "x_scale", x_vec.to(dev))
         _buf(self, "u_scale", scales["u_scale"].to(dev))
         self.s_u = float(scales["s_u"])
         uniform = bool((scales["u_scale"] == self.s_u).all())
         _buf(self, "u_requant", None if uniform else scales["u_scale"].to(dev) / self.s_u)
-        in_vec = torch.cat([torch.full((d,), float(scales["s_x"])), torch.full((d,), self.s_z)])
+        in_vec = torch.cat([x_vec.cpu(), torch.full((d,), self.s_z)])
         _buf(self, "in_out_scale", in_vec.to(dev))
         xp = torch.cat(
             [torch.full((self.dt_rank,), self.s_dtl), torch.full((n,), self.s_B), torch.full((n,), self.s_C)]
@@ -1489,6 +1492,7 @@ def _pass1(cfg: Mamba, site: _Site, x: Tensor) -> None:
         _m1_forward(replace(p, had_in=1, had_out=1), x, rec)
         for k in ("x", "z", "dtl", "B", "C", "dt"):
             st.amax(k, rec[k])
+        st.chan("x_in", rec["x"])
         ssm_x = rec["u"]
     st.amax("in", fwht(rec["xin"], hadamard_block(x.shape[-1]) if cfg.hadamard else 1))
     st.chan("ssm_x", ssm_x)
@@ -1630,6 +1634,10 @@ def _build(cfg: Mamba, site: _Site, use_gptq: bool) -> nn.Module:
     scales.update(s_B=_scale(a["B"]), s_C=_scale(a["C"]), s_dt=_scale(a["dt"]), s_y=_scale(a["y"]), u_scale=u_scale)
     assert st.pct is not None
     scales["s_u"] = _scale(st.pct.value())  # x_proj's per-tensor input scale (equal to u_scale without clusters)
+    if cfg.fine_conv_input and site.snc is not None:  # conv input x per pseudo-head cluster, as its output u
+        hd = int(cfg.pseudo_headdim or p.d_inner)
+        perm = torch.as_tensor(site.snc["channel_perm"], dtype=torch.long)
+        scales["x_scale"] = _cluster_scales(st.chan_absmax["x_in"][perm], site.snc, 1, p.d_inner // hd, hd)
     q1.set_int8_scales(scales)
     q1.in_proj = _int8_linear(p.w_in, p.b_in, wb, cfg, hs.get("in_proj"))
     q1.x_proj = _int8_linear(p.w_x, p.b_x, wb, cfg, hs.get("x_proj"))
