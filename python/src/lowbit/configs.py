@@ -203,9 +203,10 @@ class Mamba:
       `dim_clusters` per SSD group); for Mamba1 it needs `pseudo_headdim` (channels of d_inner treated as a
       head); off, x gets one per-tensor percentile scale (`percentile`, Quamba).
     - `per_state_group`: one scale per SSD group for B and C (Mamba2), else per-tensor.
-    - `fine_conv_input` (Mamba2): in_proj's int8 x / B / C outputs (the conv input) get the conv output's scale
-      granularity (x per sort-and-cluster cluster, B / C per SSD group) instead of Quamba2's one scale per segment;
-      the kernels take per-column / per-channel scale vectors, so it costs nothing at run time.
+    - `fine_conv_input`: in_proj's int8 x / B / C outputs (the conv input) get the conv output's scale
+      granularity (x per sort-and-cluster cluster, B / C per SSD group; Mamba1: x per cluster with
+      `pseudo_headdim`) instead of Quamba2's one scale per segment; the kernels take per-column / per-channel
+      scale vectors, so it costs nothing at run time.
     - `hadamard`: fuse block Hadamards into in_proj / out_proj with the online FWHTs.
     - `gptq`: GPTQ for 4-bit weights when calibration data is given (else round-to-nearest).
     - `quantize_head`: also quantize the embedding (int8 / int4 per row) and lm_head (as the blocks' linears).

@@ -36,7 +36,8 @@ W4A8 (QQQ-style int8 rebuild), int32 accumulation):
   the cluster scales, B / C per state group) -> `ssd_chunk_scan_int8` (fp32 state, f16 y) -> `gated_rmsnorm_quant`
   (y * silu(z), group RMSNorm, weight, FWHT, int8) -> out_proj (f16 out). Decode: `causal_conv1d_update_int8`
   (int8 conv state in the cache) and `ssd_state_update_int8` (fp32 SSM state in the cache).
-- Mamba1: mixer input -> `act_quant` -> in_proj (int8 out, x and z scales) -> `causal_conv1d_int8` (int8 out u,
+- Mamba1: mixer input -> `act_quant` -> in_proj (int8 out, x and z scales; x per cluster with `pseudo_headdim`
+  and `fine_conv_input`) -> `causal_conv1d_int8` (int8 out u,
   percentile scale, or cluster scales with `pseudo_headdim`) -> x_proj (int8 in with u's per-tensor scale: with
   cluster scales u is re-quantized to it first; int8 out with dt_low / B / C scales) -> dt_proj (always W8A8,
   int8 out; its bias is the scan's dt_bias) -> `selective_scan_int8` (fp32 state, f16 y; a bidirectional mixer
