@@ -5,7 +5,7 @@
 // equal. Weights are not rotated, short bursts (boost clock): not the bench of record.
 //
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
-//        benches/micro/i8_ws_w4.cu kernels/int8/ws_gemm.cu kernels/int8/inst_w4.cu -o /tmp/i8_ws_w4
+//        -DLOWBIT_I8_WS_W4_REGA benches/micro/i8_ws_w4.cu kernels/int8/ws_gemm.cu kernels/int8/inst_w4.cu -o /tmp/i8_ws_w4
 //   /tmp/i8_ws_w4 [quick]
 #include <cuda_runtime.h>
 

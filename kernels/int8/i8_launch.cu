@@ -14,6 +14,7 @@ cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int s
 cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int sp, int splits, cudaStream_t st);
 int lowbit_i8_stream_max_steps(bool w4, int mt);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
+cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 
 namespace {
 
@@ -24,7 +25,7 @@ struct Plan {
     bool wg;
     bool stream;  // the small-M streaming kernel (stream.cu): M <= 16, bx = 8 or 16 activation rows
     int sp;       // streaming kernel: strips of 32 weight rows per CTA (4 or 1)
-    bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8, large M, no split-K
+    bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8 / W4, large M, no split-K
     int bx;
     int splits;
     int steps_per_split;
@@ -194,11 +195,12 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
                        path == LOWBIT_I8_PATH_WS,
                    LOWBIT_ERR_INVALID_ARGUMENT);
     LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+    // W4 too (NOTES v9, H100: 2.0-4.0x the v4 W4 tile kernel at every M >= 256 measured; check_weight already
+    // limits W4 groups to multiples of 32 columns, which the kernel serves).
     const bool want_ws = path == LOWBIT_I8_PATH_WS ||
-                         (path == LOWBIT_I8_PATH_AUTO && !w4 && m >= kWsMinM && !(cfg && (cfg->bx || cfg->splits)));
+                         (path == LOWBIT_I8_PATH_AUTO && m >= kWsMinM && !(cfg && (cfg->bx || cfg->splits)));
     if (want_ws) {
-        // W8 only, one K pass per tile (large M needs no split-K), 64, 128 or 256 activation rows per tile.
-        LOWBIT_REQUIRE(!w4, LOWBIT_ERR_INVALID_ARGUMENT);
+        // One K pass per tile (large M needs no split-K), 64, 128 or 256 activation rows per tile.
         LOWBIT_REQUIRE(!cfg || cfg->splits <= 1, LOWBIT_ERR_INVALID_ARGUMENT);
         LOWBIT_REQUIRE(!cfg || cfg->bx == 0 || cfg->bx == 64 || cfg->bx == 128 || cfg->bx == 256,
                        LOWBIT_ERR_INVALID_ARGUMENT);
@@ -337,8 +339,11 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
         if (es == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
         return lowbit::status_from_cuda(es);
     }
-    const cudaError_t e = p.ws ? lowbit_i8_launch_ws(a, p.bx, sm_count(num_sms), 0, static_cast<cudaStream_t>(stream))
-                               : dispatch(a, w4, p.wg, p.bx, p.splits, static_cast<cudaStream_t>(stream));
+    const cudaStream_t st = static_cast<cudaStream_t>(stream);
+    // W4: the shared-memory expansion variant (4-8% faster than register-A at BX = 256, equal otherwise; NOTES v9).
+    const cudaError_t e = !p.ws ? dispatch(a, w4, p.wg, p.bx, p.splits, st)
+                          : w4  ? lowbit_i8_launch_ws_w4(a, p.bx, sm_count(num_sms), 0, true, st)
+                                : lowbit_i8_launch_ws(a, p.bx, sm_count(num_sms), 0, st);
     if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
     return lowbit::status_from_cuda(e);
 }

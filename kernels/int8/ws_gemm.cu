@@ -84,7 +84,7 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 // K % 32 == 0 and a.group_len % 32 == 0 (a 32-column k-block never straddles two groups), else
 // cudaErrorInvalidValue.
 // smem = true: the expanded block goes through shared memory (wgmma with A from shared memory) instead of the
-// register-A wgmma (both measured, NOTES.md v9).
+// register-A wgmma (both measured, NOTES.md v9; smem = false needs LOWBIT_I8_WS_W4_REGA at build time).
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
     if (a.k % 32 != 0 || (a.gs != nullptr && (a.group_len <= 0 || a.group_len % 32 != 0))) return cudaErrorInvalidValue;
     if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
@@ -94,8 +94,12 @@ cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, i
         if (bx == 256) return launch<256, true, true>(a, nsm, group, st);
         return cudaErrorInvalidValue;
     }
+#ifdef LOWBIT_I8_WS_W4_REGA
+    // The register-A variant: built only for the harness (benches/micro/i8_ws_w4.cu), the library plans never take
+    // it (ptxas C7513 serializes its wgmmas; 4-8% slower at BX 256, equal otherwise).
     if (bx == 64) return launch<64, true>(a, nsm, group, st);
     if (bx == 128) return launch<128, true>(a, nsm, group, st);
     if (bx == 256) return launch<256, true>(a, nsm, group, st);
+#endif
     return cudaErrorInvalidValue;
 }

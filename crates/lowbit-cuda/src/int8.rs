@@ -35,8 +35,9 @@ pub enum I8Path {
     /// multiple of 128 columns; `bx` 8 or 16 (≥ M). The automatic plan takes it for W4 at M ≤ 16 and W8 at
     /// 2 ≤ M ≤ 16 (W8 at M = 1 runs the `wgmma` tile kernel where that runs).
     Stream,
-    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 weights only, `bx` 64, 128 or 256,
-    /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups.
+    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 and W4 weights, `bx` 64, 128 or 256,
+    /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups (W4:
+    /// expanded to int8 in shared memory). The automatic plan takes it for M ≥ 256 where it runs.
     Ws,
 }
 
@@ -45,7 +46,7 @@ pub enum I8Path {
 pub struct I8Config {
     /// Kernel path (automatic: wgmma on Hopper, mma.sync elsewhere).
     pub path: Option<I8Path>,
-    /// Activation rows per CTA: wgmma 8, 16, 64, 128, 256 (256: W8 only); mma.sync 16 or 64.
+    /// Activation rows per CTA: wgmma 8, 16, 64, 128, 256 (256: W8, or W4 on the `Ws` path); mma.sync 16 or 64.
     pub bx: Option<u32>,
     /// Split-K factor.
     pub splits: Option<u32>,

@@ -523,7 +523,8 @@ fn bad_inputs_are_typed_errors() {
 
 /// The warp-specialized large-M kernel (`I8Path::Ws`, sm_90a, W8 only): exact int32 on odd shapes at every tile
 /// width (M one past a tile, M < one tile, N not a multiple of 128, K not a multiple of the 128-byte stage,
-/// more tiles than SMs so the persistent loop wraps), every fused epilogue bit for bit, W4 and split-K refused.
+/// more tiles than SMs so the persistent loop wraps), every fused epilogue bit for bit, split-K refused (W4:
+/// `ws_w4a8_is_exact`).
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn ws_w8a8_is_exact_and_fused_epilogues_match() {
@@ -560,14 +561,92 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
     for n in [259usize, 258] {
         ws_epilogues(&dev, ws, 333, n, 528);
     }
-    // W4 weights and split-K are not this kernel's.
-    let w4 = Int8Gemm::new_w4(&dev, &W4A8Weight::quantize(rand_w(64, 256, 70).view(), Some(128)).unwrap()).unwrap();
-    assert!(matches!(w4.plan(&dev, 512, ws), Err(CudaError::InvalidArgument { .. })));
+    // Split-K is not this kernel's.
     assert!(matches!(
         probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),
         Err(CudaError::InvalidArgument { .. })
     ));
     assert!(matches!(probe.plan(&dev, 512, I8Config { bx: Some(32), ..ws }), Err(CudaError::InvalidArgument { .. })));
+}
+
+/// The warp-specialized kernel with W4 weights (`I8Path::Ws`, sm_90a; the consumers expand q · s to int8 in shared
+/// memory): exact int32 against the CPU (expanded weights) at every tile width on odd M / N, K not a multiple of
+/// the 128-column stage, groups of 32, 64, 128 and 160 columns and per-channel; the automatic plan (which takes this
+/// kernel for M >= 256) agrees; one fused f16 epilogue bit for bit; split-K refused.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn ws_w4a8_is_exact() {
+    let Some(dev) = device_or_skip("ws_w4a8_is_exact") else { return };
+    let ws = I8Config { path: Some(I8Path::Ws), ..Default::default() };
+    let probe = Int8Gemm::new_w4(&dev, &W4A8Weight::quantize(rand_w(8, 256, 1).view(), Some(128)).unwrap()).unwrap();
+    match probe.plan(&dev, 256, ws) {
+        Err(CudaError::NoKernel { .. }) => {
+            assert!(!wgmma_available(&dev).unwrap(), "wgmma runs but the warp-specialized kernel does not");
+            eprintln!("SKIP ws w4: no sm_90a warp-specialized kernel on this device");
+            return;
+        }
+        r => {
+            r.unwrap();
+        }
+    }
+    let shapes: [(usize, usize, usize, Option<usize>); 6] = [
+        (129, 301, 2080, Some(160)),
+        (333, 77, 256, Some(128)),
+        (1000, 1001, 1024, None),
+        (257, 4100, 512, Some(64)),
+        (7, 129, 160, Some(32)),
+        (1000, 131, 1152, Some(128)),
+    ];
+    for (si, &(m, n, k, group)) in shapes.iter().enumerate() {
+        let w = W4A8Weight::quantize(rand_w(n, k, 80 + si as u64).view(), group).unwrap();
+        let g = Int8Gemm::new_w4(&dev, &w).unwrap();
+        let xs = rand_i8(m * k, 180 + si as u64);
+        let x = upload(&dev, &xs).unwrap();
+        let want = gemm_i32(&xs, m, k, &w.expanded_i8(), n);
+        for bx in [None, Some(64), Some(128), Some(256)] {
+            let got = run_i32(&dev, &g, &x, m, I8Config { bx, ..ws }).unwrap();
+            check_exact(&format!("W4 {group:?} ws bx={bx:?} m={m} n={n} k={k}"), &got, &want, n);
+        }
+        let got = run_i32(&dev, &g, &x, m, I8Config::default()).unwrap();
+        check_exact(&format!("W4 {group:?} auto m={m} n={n} k={k}"), &got, &want, n);
+    }
+    // One fused epilogue (f16 with per-token and channel scales and a bias): bit for bit with the CPU.
+    let (m, n, k) = (333usize, 259usize, 512usize);
+    let w = W4A8Weight::quantize(rand_w(n, k, 90).view(), Some(128)).unwrap();
+    let g = Int8Gemm::new_w4(&dev, &w).unwrap();
+    let xs = rand_i8(m * k, 91);
+    let x = upload(&dev, &xs).unwrap();
+    let acc = gemm_i32(&xs, m, k, &w.expanded_i8(), n);
+    let (rs, bias) = (rand_f32(m, 1e-3, 2e-2, 92), rand_f32(n, -0.5, 0.5, 93));
+    let (rs_d, b_d) = (upload(&dev, &rs).unwrap(), upload(&dev, &bias).unwrap());
+    let cpu = Epilogue {
+        row_scale: Some(rs.clone()),
+        row_scale_value: 1.0,
+        col_scale: Some(w.scales.clone()),
+        correction: None,
+        bias: Some(bias.clone()),
+        out_scale: 1.0,
+        out_scales: None,
+    };
+    let gpu = I8Epilogue {
+        out: I8Out::F16,
+        row_scale: RowScale::PerToken(&rs_d),
+        col_scale: None,
+        correction: None,
+        bias: Some(&b_d),
+        out_scale: 1.0,
+        out_scales: None,
+    };
+    for bx in [64u32, 256] {
+        let mut y = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+        g.run(&dev, &x, m, &gpu, &mut y, I8Config { bx: Some(bx), ..ws }, None).unwrap();
+        let got: Vec<u32> = dev.stream().clone_dtoh(&y).unwrap().iter().map(|&v| v as u32).collect();
+        assert_eq!(got, cpu.apply(&acc, m, n, I8Out::F16), "W4 ws bx={bx} f16 epilogue");
+    }
+    assert!(matches!(
+        probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),
+        Err(CudaError::InvalidArgument { .. })
+    ));
 }
 
 /// The small-M streaming path (`I8Path::Stream`, mma.sync, any sm_80+ GPU): exact int32 at M = 1, 3, 7, 16 on odd
