@@ -1,12 +1,14 @@
 """Per-kernel profile of the Mamba2-2.7B-shaped decode step (fp16 vs lowbit W4A8) and T = 1 timings of the
 row kernels (gated RMSNorm -> int8, act_quant, the fused residual add -> RMSNorm -> int8), on a CUDA GPU.
 
-    python python/tools/mamba_decode_profile.py [--layers 4] [--steps 5] [--variants fp16,w4a8]
+    python python/tools/mamba_decode_profile.py [--layers 4] [--steps 5] [--variants fp16,w4a8] [--prefill N]
 
 The model is randomly initialised with `--layers` layers of the real shape (d_model 2560, 80 heads of 64,
 d_state 128, ngroups 1); the profile table (torch.profiler, CUDA time per kernel name) covers `--steps` eager
 decode steps after a 16-token prefill, so a per-layer figure is a row's total / (steps x layers). The kernel
-timings replay a CUDA graph of 200 launches (no launch overhead) and print microseconds per launch.
+timings replay a CUDA graph of 200 launches (no launch overhead) and print microseconds per launch. With
+`--prefill N` the profile covers `--steps` prefills of N tokens (batch 1) instead of decode steps. Variants: fp16,
+w8a8, w4a8, w4a16.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--variants", default="fp16,w4a8")
     ap.add_argument("--no-kernels", action="store_true", help="skip the T = 1 kernel timings")
+    ap.add_argument("--prefill", type=int, default=0, help="profile prefills of this many tokens instead of decode")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("mamba_decode_profile: needs a CUDA GPU", file=sys.stderr)
@@ -88,27 +91,36 @@ def main() -> int:
     for name in args.variants.split(","):
         model = copy.deepcopy(base)
         if name != "fp16":
-            bits = {"w8a8": 8, "w4a8": 4}[name]
+            bits, a_bits = {"w8a8": (8, 8), "w4a8": (4, 8), "w4a16": (4, 16)}[name]
             calib = [torch.randint(0, 50288, (1, 256), generator=torch.Generator().manual_seed(2)).to(dev)]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 lowbit.quantize_(
-                    model, lowbit.Mamba(w_bits=bits, a_bits=8, gptq=False, quantize_head=True), calib_data=calib,
+                    model, lowbit.Mamba(w_bits=bits, a_bits=a_bits, gptq=False, quantize_head=True), calib_data=calib,
                     progress=False,
                 )  # fmt: skip
         ids = torch.randint(0, 50288, (1, 16), generator=torch.Generator().manual_seed(0)).to(dev)
         step = ids[:, :1]
+        long_ids = torch.randint(0, 50288, (1, max(args.prefill, 1)), generator=torch.Generator().manual_seed(1))
+        long_ids = long_ids.to(dev)
         with torch.no_grad():
             cache = DynamicCache(config=model.config)
             model(input_ids=ids, cache=cache, use_cache=True)
             for _ in range(3):
                 model(input_ids=step, cache=cache, use_cache=True)
             torch.cuda.synchronize(dev)
+            if args.prefill:
+                model(input_ids=long_ids, cache=DynamicCache(config=model.config), use_cache=True)
+                torch.cuda.synchronize(dev)
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 for _ in range(args.steps):
-                    model(input_ids=step, cache=cache, use_cache=True)
+                    if args.prefill:
+                        model(input_ids=long_ids, cache=DynamicCache(config=model.config), use_cache=True)
+                    else:
+                        model(input_ids=step, cache=cache, use_cache=True)
                 torch.cuda.synchronize(dev)
-        print(f"===== {name}: {args.steps} decode steps, {args.layers} layers", flush=True)
+        what = f"prefills of {args.prefill} tokens" if args.prefill else "decode steps"
+        print(f"===== {name}: {args.steps} {what}, {args.layers} layers", flush=True)
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=90))
         del model
         torch.cuda.empty_cache()
