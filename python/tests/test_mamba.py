@@ -153,11 +153,44 @@ def test_quantized_model_stays_close_to_fp32(kind: str, cfg: str) -> None:
     config, tol = CONFIGS[cfg]
     model, q = _quantized(kind, config)
     mixers = [m for m in q.modules() if isinstance(m, (lm.QuantMamba1Mixer, lm.QuantMamba2Mixer))]
-    assert len(mixers) == 2
+    kept = [m for m in q.modules() if lm._kind(m) is not None and isinstance(m.in_proj, lowbit.LowbitLinear)]
+    assert (len(mixers), len(kept)) == ((0, 2) if config.a_bits == 16 else (2, 0))
     ids = _ids(13)
     with torch.no_grad():
         err = _rel(model(ids).logits, q(ids).logits)
     assert err < tol, f"{kind} {cfg}: relative logit error {err:.4f} >= {tol}"
+
+
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_w4a16_keeps_hf_mixers_with_lowbit_projections(kind: str) -> None:
+    """W4A16 keeps HF's mixer modules (their forward and cache code) and swaps only the projections for
+    `LowbitLinear` (Mamba1's dt_proj stays nn.Linear); the result equals the float model with the dequantized
+    weights put into plain nn.Linear layers, prefill and cached decode."""
+    model, q = _quantized(kind, CONFIGS["w4a16"][0])
+    names = ("in_proj", "x_proj", "out_proj") if kind == "mamba1" else ("in_proj", "out_proj")
+    ref = copy.deepcopy(model)
+    for layer, ref_layer in zip(q.backbone.layers, ref.backbone.layers):
+        mixer = layer.mixer
+        assert type(mixer) is type(ref_layer.mixer) and not getattr(mixer, "lowbit_quantized", False)
+        if kind == "mamba1":
+            assert type(mixer.dt_proj) is nn.Linear
+        for n in names:
+            lin = getattr(mixer, n)
+            assert isinstance(lin, lowbit.LowbitLinear) and lin.scheme == "w4-int-g32", (n, lin)
+            with torch.no_grad():
+                getattr(ref_layer.mixer, n).weight.copy_(lin.packed.dequantize())
+    ids = _ids(9)
+    with torch.no_grad():
+        torch.testing.assert_close(q(ids).logits, ref(ids).logits, atol=1e-4, rtol=1e-4)
+        c1, c2 = transformers.DynamicCache(config=q.config), transformers.DynamicCache(config=ref.config)
+        o1, o2 = q(ids[:, :5], cache=c1, use_cache=True), ref(ids[:, :5], cache=c2, use_cache=True)
+        for t in range(5, ids.shape[1]):
+            o1 = q(ids[:, t : t + 1], cache=o1.cache, use_cache=True)
+            o2 = ref(ids[:, t : t + 1], cache=o2.cache, use_cache=True)
+            torch.testing.assert_close(o1.logits, o2.logits, atol=1e-4, rtol=1e-4)
+    # quantizing again finds nothing left to quantize
+    with pytest.raises(ValueError, match="no Mamba1 / Mamba2 mixer"):
+        lowbit.quantize_(q, CONFIGS["w4a16"][0], calib_data=_calib(), progress=False)
 
 
 @pytest.mark.parametrize("cfg", ["w8a8", "w4a16"])

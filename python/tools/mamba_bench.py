@@ -209,7 +209,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], batches: list[int
         f"{c['head_dim']}, d_state {c['state_size']}, ngroups {c['n_groups']}, vocab {c['vocab_size']}"
         + (" (--small toy)" if meta["small"] else "")
         + f". {meta['quantization']}.",
-        f"Ops still on lowbit.mamba stand-ins (emulated): {', '.join(meta['stand_ins']) or 'none'}.",
+        f"Ops still on lowbit.mamba stand-ins (emulated; int8 variants only): {', '.join(meta['stand_ins']) or 'none'}."
+        " W4A16 runs HF's own Mamba2Mixer code (the fp16 row's conv / SSD path) around lowbit's INT4 weight-only"
+        " in_proj / out_proj.",
         "",
     ]
     hdr = ["variant"]

@@ -198,7 +198,7 @@ class Mamba:
 
     - `w_bits` 8 (int8 per output channel) or 4 (INT4 groups of `group_size`, GPTQ with `calib_data`);
       `a_bits` 8 (int8 activations with static calibrated scales end to end) or 16 (float activations, only
-      with `w_bits=4`).
+      with `w_bits=4`: Hugging Face mixers stay as they are, only their projections become INT4 weight-only).
     - `sort_and_cluster`: Mamba2's sort-and-cluster scales of the SSM input x (`head_clusters` x
       `dim_clusters` per SSD group); for Mamba1 it needs `pseudo_headdim` (channels of d_inner treated as a
       head); off, x gets one per-tensor percentile scale (`percentile`, Quamba).
@@ -207,7 +207,8 @@ class Mamba:
       granularity (x per sort-and-cluster cluster, B / C per SSD group; Mamba1: x per cluster with
       `pseudo_headdim`) instead of Quamba2's one scale per segment; the kernels take per-column / per-channel
       scale vectors, so it costs nothing at run time.
-    - `hadamard`: fuse block Hadamards into in_proj / out_proj with the online FWHTs.
+    - `hadamard`: fuse block Hadamards into in_proj / out_proj with the online FWHTs (not for W4A16 on
+      Hugging Face mixers, which keep their projections' basis).
     - `gptq`: GPTQ for 4-bit weights when calibration data is given (else round-to-nearest).
     - `quantize_head`: also quantize the embedding (int8 / int4 per row) and lm_head (as the blocks' linears).
     """

@@ -2,7 +2,8 @@
 
 Works on Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` (or their backbones, blocks, or a bare
 `MambaMixer` / `Mamba2Mixer`), and on any module built like them (`Mamba1Spec`-compatible mixers, e.g. the
-typeseg port in `lowbit.typeseg`). Each mixer is replaced by a `QuantMamba1Mixer` / `QuantMamba2Mixer` that keeps
+typeseg port in `lowbit.typeseg`). With int8 activations (and for W4A16 on mixers that are not HF's; W4A16 keeps
+HF's mixers, see below) each mixer is replaced by a `QuantMamba1Mixer` / `QuantMamba2Mixer` that keeps
 HF's call signature `mixer(hidden_states, cache=None, attention_mask=None)` and its cache API (conv and recurrent
 states through `cache.update_conv_state` / `update_recurrent_state`), so `model.generate` and manual decode loops
 work: a call with a cache and one token runs the one-step decode path, anything else the whole-sequence path.
@@ -43,9 +44,13 @@ W4A8 (QQQ-style int8 rebuild), int32 accumulation):
   int8 out; its bias is the scan's dt_bias) -> `selective_scan_int8` (fp32 state, f16 y; a bidirectional mixer
   adds the reverse scan) -> `gated_rmsnorm_quant` (y * silu(z), no norm, FWHT, int8) -> out_proj (f16 out).
   Decode: `causal_conv1d_update_int8` + `selective_state_update_int8`.
-W4A16 (`a_bits=16`): in_proj / out_proj (and Mamba1's x_proj) are `LowbitLinear` INT4 g128 weight-only (GPTQ);
-the online FWHTs run in torch; conv, scan / SSD, gated norm run in the activation dtype with fp32 state; the block
-RMSNorm stays in the block. dt_proj (K = dt_rank) stays float.
+W4A16 (`a_bits=16`, weight-only): a Hugging Face `MambaMixer` / `Mamba2Mixer` is kept as it is (its forward, its
+cache handling, its fp16 math and whatever fast kernels HF picks); only its in_proj / out_proj (and Mamba1's
+x_proj) become `LowbitLinear` INT4 g128 weight-only layers (GPTQ with calibration data), in the original basis (no
+Hadamard: its online FWHT would cost more than it gains without int8 activations). dt_proj (K = dt_rank) stays
+float (HF's code reads `dt_proj.weight`). Other mixers (`lowbit_mamba_kind` modules such as the typeseg port, whose
+forward does not call its linear layers) become a `QuantMamba1Mixer` / `QuantMamba2Mixer` running the float
+reference dataflow: the online FWHTs in torch; conv, scan / SSD, gated norm in float32.
 
 `Mamba.quantize_head`: the embedding becomes int8 per row (`QuantEmbedding`) and lm_head INT4 g128 weight-only.
 """
@@ -942,7 +947,8 @@ def _buf(module: nn.Module, name: str, t: Optional[Tensor]) -> None:
 
 
 class QuantMamba2Mixer(_F32Buffers):
-    """A quantized Mamba2 mixer (W8A8 / W4A8 int8 dataflow, or W4A16); see the module docstring."""
+    """A quantized Mamba2 mixer (W8A8 / W4A8 int8 dataflow, or W4A16 for mixers that are not HF's: the float
+    reference dataflow); see the module docstring."""
 
     lowbit_quantized = True
 
@@ -1116,7 +1122,8 @@ class QuantMamba2Mixer(_F32Buffers):
 
 
 class QuantMamba1Mixer(_F32Buffers):
-    """A quantized Mamba1 mixer (W8A8 / W4A8 int8 dataflow, or W4A16); see the module docstring."""
+    """A quantized Mamba1 mixer (W8A8 / W4A8 int8 dataflow, or W4A16 for mixers that are not HF's: the float
+    reference dataflow); see the module docstring."""
 
     lowbit_quantized = True
 
@@ -1428,6 +1435,8 @@ def _find_sites(model: nn.Module, filter_fn: Optional[Callable[[nn.Module, str],
         kind = _kind(module)
         if kind is None or getattr(module, "lowbit_quantized", False):
             continue
+        if isinstance(getattr(module, "in_proj", None), LowbitLinear):  # a kept W4A16 HF mixer (or a loaded one)
+            continue
         if filter_fn is not None and not filter_fn(module, name):
             continue
         block = parents.get(id(module), (None, None))[1]
@@ -1504,6 +1513,19 @@ def _pass1(cfg: Mamba, site: _Site, x: Tensor) -> None:
     st.pct.update(ssm_x)
 
 
+def _keeps_mixer(cfg: Mamba, module: nn.Module) -> bool:
+    """W4A16 on a Hugging Face mixer: the module stays, only its projections become `LowbitLinear`."""
+    return (
+        cfg.a_bits == 16
+        and getattr(module, "lowbit_mamba_kind", None) is None
+        and type(module).__name__ in ("MambaMixer", "Mamba2Mixer")
+    )
+
+
+def _use_hadamard(cfg: Mamba, site: _Site) -> bool:
+    return cfg.hadamard and not _keeps_mixer(cfg, site.module)
+
+
 def _transform(cfg: Mamba, site: _Site) -> None:
     p, st = site.spec, site.stats
     snc = None
@@ -1520,7 +1542,7 @@ def _transform(cfg: Mamba, site: _Site) -> None:
                 raise ValueError(f"pseudo_headdim={hd} does not divide d_inner={p.d_inner}")
             snc = sort_and_cluster(st.chan_meanabs, 1, p.d_inner // hd, hd, cfg.head_clusters, cfg.dim_clusters)
             p = reorder_mamba1(p, snc["channel_perm"])
-    if cfg.hadamard:
+    if _use_hadamard(cfg, site):
         p = fuse_hadamard(p, hadamard_block(p.w_in.shape[1]), hadamard_block(p.w_out.shape[1]))
     site.final, site.snc = p, snc
 
@@ -1605,6 +1627,14 @@ def _build(cfg: Mamba, site: _Site, use_gptq: bool) -> nn.Module:
     idx = int(getattr(site.module, "layer_idx", 0) or 0)
     hs = {k: a.finish() for k, a in st.hess.items()} if use_gptq else {}
     wb = cfg.w_bits
+    if _keeps_mixer(cfg, site.module):
+        m: Any = site.module
+        names = ("in_proj", "x_proj", "out_proj") if site.kind == "mamba1" else ("in_proj", "out_proj")
+        for name in names:
+            lin = getattr(m, name)
+            bias = None if lin.bias is None else lin.bias.detach()  # the original basis: HF's bias, its dtype
+            setattr(m, name, _w4a16_linear(lin.weight.detach().float(), bias, cfg, hs.get(name)))
+        return m
     if site.kind == "mamba2":
         q2 = QuantMamba2Mixer(p, idx, cfg.a_bits)
         if cfg.a_bits == 16:
@@ -1689,7 +1719,7 @@ def quantize_mamba_(
             p = s.spec
             s.final = (
                 fuse_hadamard(p, hadamard_block(p.w_in.shape[1]), hadamard_block(p.w_out.shape[1]))
-                if config.hadamard
+                if _use_hadamard(config, s)
                 else p
             )
     if calib and (config.a_bits == 8 or use_gptq):

@@ -7,8 +7,9 @@ the header's `lowbit.source` map (covered by the checksum): `lowbit.python.modul
 activation quantization, config), `lowbit.python.dtypes` (each passthrough tensor's original dtype) and
 `lowbit.python.aliases` (tied tensors stored once) and `lowbit.python.shells` (lowbit.mamba's quantized mixers,
 int8 embedding and fused-away block norms: their class, plain attributes and buffer shapes, see
-`lowbit.mamba.shell_meta`; load rebuilds them empty and the state dict fills them). Loading validates all of it
-and the match with the model.
+`lowbit.mamba.shell_meta`; load rebuilds them empty and the state dict fills them; a W4A16 Hugging Face mixer is
+the skeleton's own mixer with `LowbitLinear` projections, so it needs no shell). Loading validates all of it and
+the match with the model.
 """
 
 from __future__ import annotations
