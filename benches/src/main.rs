@@ -12,8 +12,8 @@ use lowbit_bench::context::BenchContext;
 use lowbit_bench::progress::Progress;
 use lowbit_bench::report::{MethodInfo, Report, SCHEMA_VERSION, fmt_opt, run_plot, write_report};
 use lowbit_bench::shapes::{self, parse_usize_list};
-use lowbit_bench::suites::int8;
 use lowbit_bench::suites::weight_only::{self, WeightOnlyConfig};
+use lowbit_bench::suites::{bipolar, int8};
 use lowbit_bench::sysinfo::now_utc;
 use lowbit_bench::timing::{TimingConfig, TimingMethod};
 use lowbit_bench::weights::{CHUNK_ROWS, default_threads};
@@ -36,6 +36,8 @@ enum Cmd {
     WeightOnly(Box<WeightOnlyArgs>),
     /// int8 tensor-core GEMMs (W8A8, W4A8) vs cuBLASLt int8 and cuBLAS fp16 over layer shapes and M.
     Int8(Box<Int8Args>),
+    /// bipolar-INT GEMMs (w{q}a{p}-bipolar; planes, int8 mapping, auto) vs cuBLASLt int8 and cuBLAS fp16.
+    Bipolar(Box<BipolarArgs>),
     /// Device, versions and measured copy bandwidth.
     Info {
         /// Print JSON instead of text.
@@ -171,11 +173,58 @@ struct Int8Args {
     plot: bool,
 }
 
+#[derive(Debug, Args)]
+struct BipolarArgs {
+    /// Shapes: NxK,... | model names | acceptance | all. Default: 8192x8192,28672x8192,8192x28672,4096x4096.
+    #[arg(long)]
+    shapes: Option<String>,
+    /// M values, comma-separated. Default: 1,16,256,1024,4096,8192.
+    #[arg(long = "m")]
+    m: Option<String>,
+    /// (weight, activation) bit pairs: w{q}a{p},... (q, p in 1..=8), `default` or `all` (q, p in {1,2,3,4,8}).
+    #[arg(long, default_value = "default")]
+    pairs: String,
+    /// Timed batches per operation (median reported).
+    #[arg(long, default_value_t = 20)]
+    reps: usize,
+    /// Untimed batches before them.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// graph (CUDA graph replay of each batch) or stream (host launches).
+    #[arg(long, default_value = "graph")]
+    timing: String,
+    /// Rotate weights through at least this multiple of the L2 size.
+    #[arg(long, default_value_t = 3.0)]
+    l2_factor: f64,
+    /// Smallest estimated duration of one timed batch, µs.
+    #[arg(long, default_value_t = 1000.0)]
+    min_batch_us: f64,
+    /// Time budget for the timed batches of one operation, s.
+    #[arg(long, default_value_t = 0.5)]
+    max_seconds_per_op: f64,
+    /// Skip the exact spot check against the CPU integer reference.
+    #[arg(long)]
+    no_check: bool,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Host threads for preparation (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output directory; results go to <out>/<card>/bipolar.{json,md}.
+    #[arg(long, default_value = "docs/results")]
+    out: PathBuf,
+    /// Also run `python3 benches/plot.py` on the JSON (never fails the run).
+    #[arg(long)]
+    plot: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Cmd::WeightOnly(args) => weight_only_cmd(cli.device, args),
         Cmd::Int8(args) => int8_cmd(cli.device, args),
+        Cmd::Bipolar(args) => bipolar_cmd(cli.device, args),
         Cmd::Info { json } => info_cmd(cli.device, *json).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -510,4 +559,113 @@ fn info_cmd(device: usize, json: bool) -> Result<()> {
     println!("nvcc        {}", sw.nvcc);
     println!("kernels     {} (ABI {})", sw.kernel_archs, sw.kernels_abi);
     Ok(())
+}
+
+fn bipolar_cmd(device: usize, a: &BipolarArgs) -> Result<ExitCode> {
+    let rows = shapes::builtin_rows()?;
+    let ms = match &a.m {
+        Some(s) => parse_usize_list(s, "--m")?,
+        None => bipolar::DEFAULT_MS.to_vec(),
+    };
+    let finite_at_least = |v: f64, lo: f64| v.is_finite() && v >= lo;
+    if a.reps == 0
+        || !finite_at_least(a.max_seconds_per_op, 0.0)
+        || a.max_seconds_per_op == 0.0
+        || !finite_at_least(a.l2_factor, 0.0)
+        || !finite_at_least(a.min_batch_us, 0.0)
+    {
+        return Err(BenchError::invalid("--reps >= 1, --max-seconds-per-op > 0, --l2-factor and --min-batch-us >= 0"));
+    }
+    let timing = TimingConfig {
+        warmup: a.warmup,
+        reps: a.reps,
+        l2_factor: a.l2_factor,
+        method: a.timing.parse::<TimingMethod>()?,
+        min_batch_us: a.min_batch_us,
+        max_seconds_per_op: a.max_seconds_per_op,
+        cooldown_ms: 0,
+    };
+    let threads = a.threads.unwrap_or_else(default_threads).max(1);
+    let cfg = bipolar::BipolarConfig {
+        shapes: shapes::select(a.shapes.as_deref().unwrap_or(bipolar::DEFAULT_SHAPES), &rows)?,
+        ms,
+        pairs: bipolar::Pair::parse_list(&a.pairs)?,
+        timing: timing.clone(),
+        check: !a.no_check,
+        seed: a.seed,
+        threads,
+    };
+    let started = now_utc();
+    let mut ctx = BenchContext::open(device, true)?;
+    let progress = Progress::new(bipolar::planned_ops(&cfg));
+    progress.log(format!(
+        "{} ({}), {} SMs; cuBLAS {}; {} shapes x {} M x {} pairs x 2 mappings",
+        ctx.card().name,
+        ctx.card().slug,
+        ctx.card().sm_count,
+        ctx.software().cublas.as_deref().unwrap_or("?"),
+        cfg.shapes.len(),
+        cfg.ms.len(),
+        cfg.pairs.len()
+    ));
+    let copy = ctx.measure_copy_bandwidth()?;
+    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let output = bipolar::run(&ctx, &cfg, &progress);
+    progress.finish();
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        suite: bipolar::SUITE.to_string(),
+        started_utc: started,
+        finished_utc: now_utc(),
+        command: std::env::args().collect(),
+        card: ctx.finish_card(),
+        software: ctx.software().clone(),
+        method: MethodInfo {
+            timing: timing.clone(),
+            timing_description: "as lowbit-bench int8: CUDA events on one non-blocking stream, batches of whole \
+                                 rotations through the weight copies captured into CUDA graphs, median over batches; \
+                                 the auto rows repeat the measurement of the mapping the library chose"
+                .to_string(),
+            weights: format!(
+                "N(0, 0.02^2) floats; the first {} rows quantized to native bipolar codes (per-channel scales), \
+                 repeated to N rows; cuBLASLt gets W8 per-channel codes of the same floats, cuBLAS the fp16 floats",
+                bipolar::CHUNK_ROWS
+            ),
+            activations: "random fp16 in [-1, 1) quantized per token to p-bit bipolar codes by the library's \
+                          activation kernel (kernels); random int8 codes (cuBLASLt); fp16 (cuBLAS); first M rows"
+                .to_string(),
+            check: if cfg.check {
+                "exact: each mapping's Y_int (int32 output into a poisoned buffer; the int8 mapping through \
+                 exact_from_int8) equals a CPU integer reference on 64 sampled columns of the first 4 rows, and \
+                 the two mappings agree on every element of those rows"
+                    .to_string()
+            } else {
+                "none (--no-check)".to_string()
+            },
+            seed: cfg.seed,
+            threads,
+        },
+        shapes: cfg.shapes.clone(),
+        rows: output.rows,
+        skipped: output.skipped,
+        aborted: output.aborted,
+    };
+    let (json, md) = write_report(&a.out, &report, &bipolar::markdown(&report))?;
+    eprintln!("wrote {} and {}", json.display(), md.display());
+    if a.plot {
+        match run_plot(&json) {
+            Ok(png) => eprintln!("wrote {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    }
+    if let Some(ab) = &report.aborted {
+        eprintln!("error: the run stopped early: {ab}");
+        return Ok(ExitCode::from(1));
+    }
+    let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
+    if failed > 0 {
+        eprintln!("error: {failed} rows failed the exact check");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }

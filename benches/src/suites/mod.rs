@@ -2,5 +2,6 @@
 //! library baselines in the same run ([`crate::timing`], [`crate::baseline`]) and produces a
 //! [`crate::report::Report`] of its own row type.
 
+pub mod bipolar;
 pub mod int8;
 pub mod weight_only;

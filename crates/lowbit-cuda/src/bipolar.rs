@@ -16,8 +16,9 @@
 //! supported yet (the plane path steps K in 256-bit blocks): such weights are rejected with a typed error.
 
 use std::ffi::c_void;
+use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, SyncOnDrop};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, SyncOnDrop};
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::granularity::Granularity;
 use lowbit_core::int8::I8Out;
@@ -26,7 +27,7 @@ use lowbit_kernels_sys as sys;
 use crate::buffer::{OutDtype, upload};
 use crate::device::Device;
 use crate::error::{CudaError, Result, check_with};
-use crate::int8::{I8Config, I8Epilogue, Int8Gemm, RowScale, out_elem_bytes};
+use crate::int8::{I8Config, I8Epilogue, Int8Gemm, RawEpilogue, RowScale, out_elem_bytes};
 
 const LAUNCHER: &str = "lowbit_bip_gemm";
 const ACT_LAUNCHER: &str = "lowbit_bip_act_quant";
@@ -134,7 +135,7 @@ enum RowCorr {
     ScaledSums,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Int8Side {
     gemm: Int8Gemm,
     col_scale: CudaSlice<f32>,
@@ -178,8 +179,9 @@ impl BipolarActivations {
     }
 }
 
-/// A bipolar-INT weight on one device, ready for both mappings.
-#[derive(Debug)]
+/// A bipolar-INT weight on one device, ready for both mappings. `clone` copies its device buffers on the device's
+/// stream (cudarc's `CudaSlice::clone`: panics when the copy fails); benchmarks use it for weight rotation copies.
+#[derive(Debug, Clone)]
 pub struct BipolarGemm {
     n: usize,
     k: usize,
@@ -614,21 +616,127 @@ impl BipolarGemm {
                 };
                 side.gemm.run(dev, &acts.codes8, m, &epi, y, I8Config::default(), workspace)
             }
-            BipMapping::Planes => self.run_planes(dev, acts, out, y, plan, workspace),
+            BipMapping::Planes => {
+                dev.bind_to_thread()?;
+                let st = dev.stream();
+                let (yp, yg) = y.device_ptr_mut(st);
+                let (wsp, wsg) = match workspace {
+                    Some(w) => {
+                        let (p, g) = w.device_ptr_mut(st);
+                        (p.next_multiple_of(256), Some(g))
+                    }
+                    None => (0, None),
+                };
+                let r = self.run_planes(dev, st, acts, out, yp, plan, wsp);
+                drop((yg, wsg));
+                r
+            }
         }
     }
 
-    fn run_planes<'a, Y: DeviceRepr>(
+    /// [`Self::run`] on an explicit stream with a raw output and workspace (benchmarks: CUDA-graph capture on a
+    /// non-default stream). Same checks on the plan and the activations as [`Self::run`].
+    ///
+    /// # Safety
+    /// `y` addresses `plan.m × N` elements of `out`'s type; `workspace` (256-byte aligned) holds
+    /// `workspace_bytes ≥ plan.workspace_bytes` bytes, zero before its first use (0 when the plan needs none);
+    /// `stream` belongs to `dev`'s context; `y`, the workspace, `acts` and `self` stay alive until `stream` has run
+    /// the launch (the harness disables cudarc's event tracking, so nothing orders them across streams).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn run_raw(
+        &self,
+        dev: &Device,
+        stream: &Arc<CudaStream>,
+        acts: &BipolarActivations,
+        out: I8Out,
+        y: u64,
+        plan: &BipPlan,
+        workspace: u64,
+        workspace_bytes: usize,
+    ) -> Result<()> {
+        self.check_device(dev)?;
+        let m = plan.m;
+        if acts.m != m || acts.k != self.k || acts.bits != self.p || y == 0 {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!(
+                    "activations [{}, {}] {}-bit for a plan of m = {m}, K = {}, {} bits (y null: {})",
+                    acts.m,
+                    acts.k,
+                    acts.bits,
+                    self.k,
+                    self.p,
+                    y == 0
+                ),
+            });
+        }
+        if workspace_bytes < plan.workspace_bytes || (plan.workspace_bytes > 0 && workspace == 0) {
+            return Err(CudaError::BufferSize {
+                what: "bipolar GEMM workspace",
+                expected: plan.workspace_bytes,
+                got: workspace_bytes,
+            });
+        }
+        dev.bind_to_thread()?;
+        match plan.mapping {
+            BipMapping::Int8 => {
+                let side = self.int8.as_ref().ok_or_else(|| CudaError::NoKernel {
+                    launcher: LAUNCHER,
+                    detail: format!("int8 mapping: {}", self.int8_missing),
+                })?;
+                let ptr = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
+                let rc = match side.row_corr {
+                    RowCorr::None => 0,
+                    RowCorr::Scales => ptr(&acts.scales),
+                    RowCorr::ScaledSums => ptr(&acts.row_corr),
+                };
+                let cc = side.col_corr.as_ref().map_or(0, ptr);
+                let epi = RawEpilogue {
+                    out,
+                    rs: ptr(&acts.scales),
+                    rs_val: 0.0,
+                    cs: ptr(&side.col_scale),
+                    rc: if cc == 0 { 0 } else { rc },
+                    cc: if rc == 0 { 0 } else { cc },
+                    bias: 0,
+                    out_scale: 1.0,
+                    os: 0,
+                };
+                let i8plan = side.gemm.plan(dev, m, I8Config::default())?;
+                let x = acts.codes8.device_ptr(stream).0;
+                // SAFETY: codes8 holds m rows of K16 int8 (16-byte rows), the epilogue vectors [m] / [N] f32 of this
+                // weight and these activations; y, the workspace and the stream as the caller guarantees.
+                unsafe {
+                    side.gemm.run_raw(
+                        dev,
+                        x,
+                        k16(self.k),
+                        &epi,
+                        y,
+                        self.n,
+                        &i8plan,
+                        workspace,
+                        workspace_bytes,
+                        stream.cu_stream().cast(),
+                    )
+                }
+            }
+            BipMapping::Planes => self.run_planes(dev, stream, acts, out, y, plan, workspace),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_planes<'a>(
         &'a self,
         dev: &'a Device,
+        st: &'a Arc<CudaStream>,
         acts: &'a BipolarActivations,
         out: I8Out,
-        y: &mut CudaSlice<Y>,
+        yp: u64,
         plan: &BipPlan,
-        workspace: Option<&mut CudaSlice<u8>>,
+        wsp: u64,
     ) -> Result<()> {
         dev.bind_to_thread()?;
-        let st = dev.stream();
         let mut guards: Vec<SyncOnDrop<'a>> = Vec::new();
         let mut ptr = |p: (u64, SyncOnDrop<'a>)| keep(&mut guards, p);
         let xp = ptr(acts.planes.device_ptr(st));
@@ -640,14 +748,6 @@ impl BipolarGemm {
         let (rc, cc) = match &self.offsets {
             Some(o) => (ptr(acts.row_corr.device_ptr(st)), ptr(o.device_ptr(st))),
             None => (0, 0),
-        };
-        let (yp, yg) = y.device_ptr_mut(st);
-        let (wsp, wsg) = match workspace {
-            Some(w) => {
-                let (p, g) = w.device_ptr_mut(st);
-                (p.next_multiple_of(256), Some(g))
-            }
-            None => (0, None),
         };
         let (x, mut w) = self.operands(xp, xs, plan.m);
         w.planes = wp as *const u32;
@@ -667,9 +767,9 @@ impl BipolarGemm {
             bx: plan.config.bx.unwrap_or(0) as i32,
             splits: plan.config.splits.unwrap_or(0) as i32,
         };
-        // SAFETY: every buffer was sized for this weight / these activations (checked in `run`); all belong to
-        // dev's context, current here; the guards order them on its stream; y is borrowed mutably; the workspace
-        // holds plan.workspace_bytes after 256-byte alignment (allocated with 256 bytes of slack).
+        // SAFETY: every buffer was sized for this weight / these activations (checked in `run` / `run_raw`); all
+        // belong to dev's context, current here, and `st` is one of its streams; y is borrowed mutably (`run`) or
+        // guaranteed by `run_raw`'s caller; the workspace holds plan.workspace_bytes after 256-byte alignment.
         let status = unsafe {
             sys::lowbit_bip_gemm(
                 &x,
@@ -685,7 +785,7 @@ impl BipolarGemm {
                 st.cu_stream().cast(),
             )
         };
-        drop((yg, wsg, guards));
+        drop(guards);
         check_with(status, LAUNCHER, || {
             format!("m={} n={} k={} W{}A{} out={out:?} {:?}", plan.m, self.n, self.k, self.q, self.p, plan.config)
         })

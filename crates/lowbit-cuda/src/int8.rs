@@ -132,8 +132,9 @@ fn out_ffi(out: I8Out) -> i32 {
     }) as i32
 }
 
-/// An int8-GEMM weight resident on one device.
-#[derive(Debug)]
+/// An int8-GEMM weight resident on one device. `clone` copies its device buffers on the device's stream (cudarc's
+/// `CudaSlice::clone`: panics when the copy fails); benchmarks use it for weight rotation copies.
+#[derive(Debug, Clone)]
 pub struct Int8Gemm {
     codes: CudaSlice<u8>,
     group_scales: Option<CudaSlice<u8>>,
