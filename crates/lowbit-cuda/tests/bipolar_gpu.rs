@@ -286,3 +286,77 @@ fn gpu_bipolar_bad_inputs_are_typed_errors() {
         Err(CudaError::NoKernel { .. })
     ));
 }
+
+/// `run` on the device's stream vs `run_raw` of `g2` on `other` into a second poisoned buffer; returns both outputs.
+#[allow(clippy::too_many_arguments)]
+fn run_both<Y: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy>(
+    dev: &Device,
+    other: &std::sync::Arc<cudarc::driver::CudaStream>,
+    g: &BipolarGemm,
+    g2: &BipolarGemm,
+    acts: &lowbit_cuda::BipolarActivations,
+    out: I8Out,
+    plan: &lowbit_cuda::BipPlan,
+    poison: Y,
+) -> (Vec<Y>, Vec<Y>) {
+    use cudarc::driver::DevicePtrMut;
+    let (n, _) = g.shape();
+    let m = plan.m;
+    let mut want: CudaSlice<Y> = upload(dev, &vec![poison; m * n]).unwrap();
+    let mut ws = g.workspace(dev, plan).unwrap();
+    g.run(dev, acts, out, &mut want, plan, ws.as_mut()).unwrap();
+    let want: Vec<Y> = dev.stream().clone_dtoh(&want).unwrap();
+    let mut got: CudaSlice<Y> = upload(dev, &vec![poison; m * n]).unwrap();
+    let mut ws2 = g.workspace(dev, plan).unwrap();
+    dev.synchronize().unwrap();
+    let gp = got.device_ptr_mut(other).0;
+    let (wsp, wsb) = match ws2.as_mut() {
+        Some(b) => (b.device_ptr_mut(other).0.next_multiple_of(256), plan.workspace_bytes),
+        None => (0, 0),
+    };
+    // SAFETY: got holds m·N elements of out's size, the workspace plan.workspace_bytes after alignment (256 bytes of
+    // slack), all on dev's context; `other` is synchronized before they are read or freed.
+    unsafe { g2.run_raw(dev, other, acts, out, gp, plan, wsp, wsb) }.unwrap();
+    other.synchronize().unwrap();
+    // SAFETY: a null output is rejected before any launch.
+    let e = unsafe { g2.run_raw(dev, other, acts, out, 0, plan, wsp, wsb) };
+    assert!(matches!(e, Err(CudaError::InvalidArgument { .. })), "null y: {e:?}");
+    let got: Vec<Y> = other.clone_dtoh(&got).unwrap();
+    (got, want)
+}
+
+/// `run_raw` on another stream (the bench harness's path) and a device `clone` of the weight give `run`'s output
+/// bit for bit: both mappings, f16 and int32 outputs, weight offsets, 8-bit sides (the int8 mapping's correction
+/// vectors), split-K with a workspace, poisoned outputs; a null output is a typed error.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_run_raw_matches_run() {
+    let Some(dev) = device_or_skip("gpu_bipolar_run_raw_matches_run") else { return };
+    let (m, n, k) = (37, 133, 1040);
+    let other = dev.context().new_stream().unwrap();
+    for (p, q, offsets) in [(1, 1, false), (2, 2, true), (8, 2, false), (2, 8, true), (4, 4, false)] {
+        let w = rand_bipolar(n, k, q, offsets, (p * 10 + q) as u64 + 7);
+        let x = rand_bipolar(m, k, p, false, (p * 10 + q) as u64 + 70);
+        let g = BipolarGemm::new(&dev, &w, p).unwrap();
+        let g2 = g.clone();
+        dev.synchronize().unwrap();
+        let acts = g.upload_activations(&dev, &x).unwrap();
+        let mut ran = 0;
+        for (mapping, splits) in [(BipMapping::Planes, None), (BipMapping::Planes, Some(2)), (BipMapping::Int8, None)] {
+            let cfg = BipConfig { mapping: Some(mapping), splits, ..Default::default() };
+            let plan = match g.plan(&dev, m, cfg) {
+                Ok(p) => p,
+                Err(CudaError::NoKernel { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            };
+            let what = format!("run_raw W{q}A{p} offsets {offsets} {mapping:?} splits {splits:?}");
+            let (got, want) = run_both(&dev, &other, &g, &g2, &acts, I8Out::F16, &plan, 0x7FFFu16);
+            assert!(want.iter().all(|&v| v != 0x7FFF), "{what}: run left poison");
+            assert_eq!(got, want, "{what} f16");
+            let (got, want) = run_both(&dev, &other, &g, &g2, &acts, I8Out::I32, &plan, POISON32);
+            assert_eq!(got, want, "{what} i32");
+            ran += 1;
+        }
+        assert!(ran > 0, "W{q}A{p}: no mapping ran");
+    }
+}
