@@ -636,7 +636,7 @@ fn bipolar_cmd(device: usize, a: &BipolarArgs) -> Result<ExitCode> {
                 .to_string(),
             check: if cfg.check {
                 "exact: each mapping's Y_int (int32 output into a poisoned buffer; the int8 mapping through \
-                 exact_from_int8) equals a CPU integer reference on 64 sampled columns of the first 4 rows, and \
+                 exact_from_int8) equals a CPU integer reference on 16 sampled columns of the first 4 rows, and \
                  the two mappings agree on every element of those rows"
                     .to_string()
             } else {
