@@ -1,16 +1,13 @@
 // Warp-specialized persistent int8 GEMM (W8A8 and W4A8, large M, sm_90a): the instances (BX = 64, 128, 256
 // activation rows per tile, W8 and W4 weights) and their launchers. See lowbit/i8_ws_gemm.cuh for the algorithm.
 //
-// The activation tensor map is encoded per call on the host (cuTensorMapEncodeTiled, reached through the
-// runtime's driver entry point, so the library needs no -lcuda) and passed by value as a __grid_constant__
-// kernel parameter: no device memory, safe under CUDA-graph capture.
+// The activation tensor map is encoded per call on the host (lowbit/tma_host.h: cuTensorMapEncodeTiled through
+// the runtime's driver entry point, no -lcuda) and passed by value as a __grid_constant__ kernel parameter.
 #include <cuda.h>
 #include <cuda_runtime.h>
-#include <cudaTypedefs.h>
-
-#include <atomic>
 
 #include "lowbit/i8_ws_gemm.cuh"
+#include "lowbit/tma_host.h"
 
 // Automatic rasterization group: 4 activation tiles (measured best of {none, 16 MB of panels, 4} at M >= 1024 on
 // 4096x4096, 28672x8192, 8192x28672 for BX = 128 and 256, H100; NOTES.md v5).
@@ -21,34 +18,10 @@ int lowbit_i8_ws_group(int m, int k, int bx) {
 
 namespace {
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-    static std::atomic<void*> fn{nullptr};
-    void* f = fn.load(std::memory_order_acquire);
-    if (f == nullptr) {
-        cudaDriverEntryPointQueryResult q{};
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-                cudaSuccess ||
-            q != cudaDriverEntryPointSuccess) {
-            (void)cudaGetLastError();
-            return nullptr;
-        }
-        fn.store(f, std::memory_order_release);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-}
-
 // X [m, k] int8 row-major (ldx bytes per row), box = BX rows x 128 bytes, 128-byte swizzle, zero fill.
 cudaError_t make_xmap(CUtensorMap& map, const lowbit::i8::Args& a, int bx) {
-    auto enc = encode_fn();
-    if (enc == nullptr) return cudaErrorNotSupported;
-    const cuuint64_t dims[2] = {cuuint64_t(a.k), cuuint64_t(a.m)};
-    const cuuint64_t strides[1] = {cuuint64_t(a.ldx)};
-    const cuuint32_t box[2] = {cuuint32_t(lowbit::i8::kBK), cuuint32_t(bx)};
-    const cuuint32_t estr[2] = {1, 1};
-    const CUresult r = enc(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<int8_t*>(a.x), dims, strides, box,
-                           estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+    return lowbit::tma::make_2d_sw128(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, a.x, uint64_t(a.m), uint64_t(a.k),
+                                      uint64_t(a.ldx), uint32_t(bx), uint32_t(lowbit::i8::kBK));
 }
 
 template <int BX, bool W4, bool W4S = false>

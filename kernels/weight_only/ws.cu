@@ -2,43 +2,17 @@
 // which builds X's tensor map (TMA, 128-byte swizzle) and picks the activation tile BX.
 #include <cuda.h>
 #include <cuda_runtime.h>
-#include <cudaTypedefs.h>
 
-#include <atomic>
-
+#include "lowbit/tma_host.h"
 #include "lowbit/wo_ws.cuh"
 
 namespace {
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-    static std::atomic<void*> fn{nullptr};
-    void* f = fn.load(std::memory_order_acquire);
-    if (f == nullptr) {
-        cudaDriverEntryPointQueryResult q{};
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-                cudaSuccess ||
-            q != cudaDriverEntryPointSuccess) {
-            (void)cudaGetLastError();
-            return nullptr;
-        }
-        fn.store(f, std::memory_order_release);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-}
-
 // X[m][ldx] of 16-bit elements as a 2-D tensor {K, M} with a {64, bx} box and 128-byte swizzle (the copy engine
 // zero-fills rows >= M and columns >= K). The bit pattern is copied as is, so f16 serves bf16 too.
 cudaError_t make_xmap(CUtensorMap& map, const lowbit::wo::Args& a, int bx) {
-    auto enc = encode_fn();
-    if (enc == nullptr) return cudaErrorNotSupported;
-    const cuuint64_t dims[2] = {cuuint64_t(a.k), cuuint64_t(a.m)};
-    const cuuint64_t strides[1] = {cuuint64_t(a.ldx) * 2};
-    const cuuint32_t box[2] = {cuuint32_t(lowbit::wows::kBK), cuuint32_t(bx)};
-    const cuuint32_t estr[2] = {1, 1};
-    const CUresult r = enc(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(a.x), dims, strides, box, estr,
-                           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+    return lowbit::tma::make_2d_sw128(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, a.x, uint64_t(a.m), uint64_t(a.k),
+                                      uint64_t(a.ldx) * 2, uint32_t(bx), uint32_t(lowbit::wows::kBK));
 }
 
 template <typename T, int BX>

@@ -53,6 +53,7 @@
 #include <stdint.h>
 
 #include "lowbit/i8_gemm.cuh"
+#include "lowbit/tma.cuh"
 
 namespace lowbit {
 namespace i8ws {
@@ -75,68 +76,6 @@ struct Geo {
     static constexpr int kSmem = kStages * kSlot + kExp + 1024;  // + alignment slack (swizzle atoms need 1024)
 };
 
-// ---------------------------------------------------------------------------------------------------
-// mbarrier / bulk-copy / TMA wrappers (sm_90).
-// ---------------------------------------------------------------------------------------------------
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
-
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-                 : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
-
-// Spins until the phase of parity `parity` has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-    const uint32_t a = smem_u32(bar);
-    uint32_t done = 0;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(a), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-
-// 1-D bulk copy global -> shared, completion counted in bytes on `bar`.
-__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-            smem_u32(dst)),
-        "l"(src), "r"(bytes), "r"(smem_u32(bar))
-        : "memory");
-}
-
-// 2-D tensor copy of the box at (c0 = innermost coordinate, c1) of `map` into shared memory.
-__device__ __forceinline__ void tma_2d_g2s(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-            smem_u32(dst)),
-        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_u32(bar))
-        : "memory");
-}
-
-// wgmma descriptor of a K-major operand written by TMA with 128-byte swizzle: rows of 128 bytes, 8-row atoms
-// of 1024 bytes (stride byte offset 1024; leading byte offset unused for K-major swizzled layouts), layout
-// type 1 (128B swizzle) in bits 62-63. The atom base must be 1024-byte aligned; a k32 step inside the atom
-// advances the start address by 32 bytes (the hardware applies the swizzle to the computed addresses).
-__device__ __forceinline__ uint64_t desc_sw128(uint32_t addr) {
-    uint64_t d = 0;
-    d |= uint64_t((addr & 0x3FFFF) >> 4);
-    d |= uint64_t(1) << 16;
-    d |= uint64_t(1024 >> 4) << 32;
-    d |= uint64_t(1) << 62;
-    return d;
-}
-
 // Same as lowbit::smem_desc (no swizzle) from a shared-window address.
 __device__ __forceinline__ uint64_t desc_plain(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     uint64_t d = 0;
@@ -144,15 +83,6 @@ __device__ __forceinline__ uint64_t desc_plain(uint32_t addr, uint32_t lbo, uint
     d |= uint64_t((lbo & 0x3FFFF) >> 4) << 16;
     d |= uint64_t((sbo & 0x3FFFF) >> 4) << 32;
     return d;
-}
-
-template <int R>
-__device__ __forceinline__ void setmaxnreg_inc() {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
-}
-template <int R>
-__device__ __forceinline__ void setmaxnreg_dec() {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
 }
 
 // Tile t -> (weight tile nb, activation tile mb). Grouped rasterization: the activation tiles are taken in
@@ -325,6 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
+    using namespace tma;
     using G = Geo<BX, W4, W4S>;
     constexpr int S = G::kStages;
     constexpr int kWStage = G::kWStage;

@@ -1,7 +1,7 @@
 // lowbit/tma.cuh: Hopper (sm_90) mbarrier, bulk-copy and TMA wrappers shared by the warp-specialized GEMMs.
 //
-// The same idioms as lowbit/i8_ws_gemm.cuh (which keeps its own copies while the int8 family is being edited);
-// new kernels use these. All wrappers take generic pointers to shared memory and convert them to the shared
+// Used by lowbit/i8_ws_gemm.cuh and lowbit/wo_ws.cuh (and new warp-specialized kernels); the host side (tensor
+// map encoding) is lowbit/tma_host.h. All wrappers take generic pointers to shared memory and convert them to the shared
 // window. Only meaningful on sm_90+; the callers guard their kernel bodies.
 #pragma once
 
