@@ -1,118 +1,142 @@
-// Harness of the warp-specialized int8 GEMM (lowbit/i8_ws_gemm.cuh, kernels/int8/ws_gemm.cu; W8A8, sm_90a):
-// exact int32 against a CPU reference on odd shapes (every BX), then CUDA-event timing on 4096x4096,
-// 28672x8192, 8192x28672 at M = 64 ... 4096 beside the v4 wgmma tile kernel (BX 128, no split), whose int32
-// output every timed point must equal. Weights are not rotated and the calls are short bursts (boost clock):
-// not the bench of record (lowbit-bench int8 --path ws is, against cuBLASLt int8).
+// Harness of the warp-specialized int8 GEMM (lowbit/i8_ws_gemm.cuh, kernels/int8/ws_gemm.cu; W8A8 and W4A8,
+// sm_90a), with the bench's baselines in the same process:
+//   1. exact int32 against a CPU reference on odd shapes for every BX (W8; W4 with groups 32 / 64 / 128 / 160 and
+//      per-channel), and the fused epilogues (f16 with row + column scales, corrections and bias; bf16 with a
+//      per-tensor row scale; int8 with per-column output scales) bit for bit against the same float arithmetic on
+//      the CPU;
+//   2. timing (CUDA-graph replay, weights rotated through > 150 MB) of cuBLASLt int8 (int32 out), cuBLAS f16
+//      (f16 out, f32 accumulate), ws W8A8 (f16 out with per-token and channel scales, and int32 out) and ws W4A8
+//      group 128 (f16 out) at the automatic plan's BX; the int32 outputs of ws W8 and ws W4 (int32 out) must equal
+//      cuBLASLt's on the same (expanded) weights at every timed point.
+// Replaces the former i8_ws.cu / i8_ws_w4.cu pair (the v4 kernel comparison is gone: cuBLASLt is the reference).
 //
+//   CU=.tools/venv/lib/python3.11/site-packages/nvidia/cu13
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
-//        benches/micro/i8_ws.cu kernels/int8/ws_gemm.cu kernels/int8/inst_w8.cu -o /tmp/i8_ws
-//   /tmp/i8_ws            # correctness + sweep (BX 64/128/256, rasterization group none/auto/4)
-//   /tmp/i8_ws quick      # correctness only
-//   /tmp/i8_ws epi        # int32 vs fused f16 epilogue (per-token + channel scales) at the automatic config
-//   /tmp/i8_ws sustain    # 28672x8192 M = 4096 for ~1.5 s per output type (power-capped clock)
+//        -I$CU/include benches/micro/i8_ws.cu kernels/int8/ws_gemm.cu -L$CU/lib -l:libcublasLt.so.13 \
+//        -l:libcublas.so.13 -o dist/i8-ws2/i8_ws
+//   (add -DLOWBIT_I8_WS_W4_REGA to also check the register-A W4 variant)
+//   i8_ws quick          # correctness only
+//   i8_ws [ms]           # correctness, then the timing table (ms of graph replay per op and point, default 150)
+// On the GPU host libcublas*.so.13 come from the Python environment (LD_LIBRARY_PATH, see scripts/gpu-run).
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <chrono>
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "lowbit/i8_gemm.cuh"
 
-cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
+cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 
-#define CK(x)                                                                                   \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);  \
-            exit(1);                                                                            \
-        }                                                                                       \
+#define CK(x)                                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (x);                                                                  \
+        if (e_ != cudaSuccess) {                                                               \
+            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+#define CB(x)                                                                      \
+    do {                                                                           \
+        int s_ = int(x);                                                           \
+        if (s_ != 0) {                                                             \
+            printf("cuBLAS status %d at %s:%d\n", s_, __FILE__, __LINE__);        \
+            exit(1);                                                               \
+        }                                                                          \
     } while (0)
 
-static std::vector<uint8_t> tile(const std::vector<int8_t>& w, int n, int k) {
-    const int nt = (n + 127) / 128, kt = (k + 127) / 128;
-    std::vector<uint8_t> out(size_t(nt) * kt * 16384, 0);
-    for (int bn = 0; bn < nt; ++bn)
-        for (int bk = 0; bk < kt; ++bk)
-            for (int r = 0; r < 128; ++r) {
-                const int row = bn * 128 + r;
-                if (row >= n) break;
-                for (int c = 0; c < 8; ++c) {
-                    const int off = bk * 128 + c * 16;
-                    if (off >= k) break;
-                    memcpy(&out[size_t(bn * kt + bk) * 16384 + c * 2048 + (r / 8) * 128 + (r % 8) * 16],
-                           &w[size_t(row) * k + off], 16);
-                }
-            }
-    return out;
+using lowbit::i8::Args;
+
+// ------------------------------------------------------------------------------------------------------------
+// Weights: lowbit-core int8::tile_weight (W8) and pack_w4 + tile_weight (W4), built on the device.
+// ------------------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t hash(uint64_t i, uint32_t seed) {
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return uint32_t(z ^ (z >> 31));
+}
+__global__ void fill_i8(int8_t* p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = int8_t(int(hash(i, seed) % 255) - 127);
+}
+__global__ void fill_q4(int8_t* p, size_t n, uint32_t seed) {  // codes -8..7
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = int8_t(int(hash(i, seed) % 16) - 8);
+}
+__global__ void fill_gs(uint8_t* p, size_t n, uint32_t seed) {  // group scales 1..16
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = uint8_t(1 + hash(i, seed) % 16);
+}
+__global__ void fill_h(__half* p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        p[i] = __float2half(float(int(hash(i, seed) % 255) - 127) / 128.f);
+}
+// wq[r, c] = q[r, c] * gs[r, c / glen] (the int8 weight W4A8 computes with; |q * s| <= 128 fits int8).
+__global__ void expand_q4(int8_t* wq, const int8_t* q, const uint8_t* gs, int n, int k, int glen) {
+    const size_t total = size_t(n) * k;
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+        const int r = int(i / k), c = int(i % k);
+        wq[i] = int8_t(q[i] * (gs ? int(gs[size_t(r) * (k / glen) + c / glen]) : 1));
+    }
+}
+// W8 tiling: block (bn, bk) of 16 KB, chunk c (16 columns) of row r at c * 2048 + (r / 8) * 128 + (r % 8) * 16.
+__global__ void tile_w8(uint8_t* out, const int8_t* w, int n, int k) {
+    const int kt = (k + 127) / 128, nt = (n + 127) / 128;
+    const size_t total = size_t(nt) * kt * 16384;
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+        const size_t blk = i / 16384;
+        const int o = int(i % 16384), c = o / 2048, r = ((o % 2048) / 128) * 8 + (o % 128) / 16, b = o % 16;
+        const int bn = int(blk / kt), bk = int(blk % kt);
+        const int row = bn * 128 + r, col = bk * 128 + c * 16 + b;
+        out[i] = row < n && col < k ? uint8_t(w[size_t(row) * k + col]) : 0;
+    }
+}
+// pack_w4's column order inside a 32-column block: word t of a row holds columns w4_column(t, 0..7).
+__device__ __forceinline__ int w4_column(int t, int nib) {
+    const int j = (nib & 1) + ((nib & 2) << 1) + ((nib & 4) >> 1);  // 0 1 4 5 2 3 6 7
+    return j < 4 ? 4 * t + j : 16 + 4 * t + (j - 4);
+}
+// W4 tiling: block (bn, bk) of 8 KB (128 rows x 64 bytes), chunk c (one 32-column block) of row r at
+// c * 2048 + (r / 8) * 128 + (r % 8) * 16; word t of a chunk = codes + 8 of columns w4_column(t, nib), nibble nib.
+__global__ void tile_w4(uint32_t* out, const int8_t* q, int n, int k) {
+    const int kt = (k + 127) / 128, nt = (n + 127) / 128;
+    const size_t total = size_t(nt) * kt * 2048;  // words
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+        const size_t blk = i / 2048;
+        const int o = int(i % 2048) * 4, c = o / 2048, r = ((o % 2048) / 128) * 8 + (o % 128) / 16, t = (o % 16) / 4;
+        const int bn = int(blk / kt), bk = int(blk % kt);
+        const int row = bn * 128 + r, col0 = bk * 128 + c * 32;
+        uint32_t w = 0;
+        if (row < n && col0 < k)
+            for (int nib = 0; nib < 8; ++nib) w |= uint32_t(q[size_t(row) * k + col0 + w4_column(t, nib)] + 8) << (4 * nib);
+        out[i] = w;
+    }
+}
+__global__ void count_diff(const int32_t* a, const int32_t* b, size_t n, unsigned long long* bad) {
+    unsigned long long c = 0;
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+        c += a[i] != b[i];
+    if (c) atomicAdd(bad, c);
 }
 
-struct Problem {
-    int m, n, k, ldx;
-    int8_t* dx;
-    uint8_t* dw;
-    std::vector<int8_t> x, w;
-};
-
-static Problem make(int m, int n, int k, int ldx, unsigned seed) {
-    Problem p{m, n, k, ldx, nullptr, nullptr, {}, {}};
-    std::mt19937 rng(seed);
-    p.x.assign(size_t(m) * ldx, 0);
-    p.w.assign(size_t(n) * k, 0);
-    for (int i = 0; i < m; ++i)
-        for (int j = 0; j < k; ++j) p.x[size_t(i) * ldx + j] = int8_t(int(rng() % 255) - 127);
-    for (auto& v : p.w) v = int8_t(int(rng() % 255) - 127);
-    auto t = tile(p.w, n, k);
-    CK(cudaMalloc(&p.dx, p.x.size()));
-    CK(cudaMalloc(&p.dw, t.size()));
-    CK(cudaMemcpy(p.dx, p.x.data(), p.x.size(), cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(p.dw, t.data(), t.size(), cudaMemcpyHostToDevice));
+template <typename T>
+static T* dalloc(size_t n) {
+    T* p = nullptr;
+    CK(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)));
     return p;
 }
-
-static lowbit::i8::Args args(const Problem& p, void* y) {
-    lowbit::i8::Args a{};
-    a.x = p.dx;
-    a.ldx = p.ldx;
-    a.m = p.m;
-    a.w = p.dw;
-    a.n = p.n;
-    a.k = p.k;
-    a.group_len = p.k;
-    a.groups = 1;
-    a.ksteps = (p.k + 127) / 128;
-    a.steps_per_split = a.ksteps;
-    a.epi.out = lowbit::i8::kOutI32;
-    a.epi.rs_val = 1.f;
-    a.y = y;
-    a.ldy = p.n;
-    return a;
-}
-
-static std::vector<int32_t> cpu_ref(const Problem& p) {
-    std::vector<int32_t> r(size_t(p.m) * p.n);
-    const int nth = std::max(1u, std::thread::hardware_concurrency());
-    std::vector<std::thread> th;
-    for (int t = 0; t < nth; ++t)
-        th.emplace_back([&, t] {
-            for (int i = t; i < p.m; i += nth)
-                for (int j = 0; j < p.n; ++j) {
-                    int32_t s = 0;
-                    const int8_t* xr = &p.x[size_t(i) * p.ldx];
-                    const int8_t* wr = &p.w[size_t(j) * p.k];
-                    for (int q = 0; q < p.k; ++q) s += int32_t(xr[q]) * int32_t(wr[q]);
-                    r[size_t(i) * p.n + j] = s;
-                }
-        });
-    for (auto& x : th) x.join();
-    return r;
-}
+static const int kGrid = 1024, kBlock = 256;
 
 static int nsm() {
     int d = 0, n = 0;
@@ -121,173 +145,434 @@ static int nsm() {
     return n;
 }
 
-static bool run_ws(const Problem& p, int bx, std::vector<int32_t>& out) {
-    int32_t* dy;
-    const size_t bytes = size_t(p.m) * p.n * 4;
-    CK(cudaMalloc(&dy, bytes));
-    CK(cudaMemset(dy, 0x7F, bytes));
-    cudaError_t e = lowbit_i8_launch_ws(args(p, dy), bx, nsm(), 0, nullptr);
-    if (e != cudaSuccess) {
-        printf("launch ws bx=%d: %s\n", bx, cudaGetErrorString(e));
-        return false;
-    }
-    e = cudaDeviceSynchronize();
-    if (e != cudaSuccess) {
-        printf("run ws bx=%d: %s\n", bx, cudaGetErrorString(e));
-        exit(1);
-    }
-    out.resize(size_t(p.m) * p.n);
-    CK(cudaMemcpy(out.data(), dy, bytes, cudaMemcpyDeviceToHost));
-    CK(cudaFree(dy));
-    return true;
+// The automatic plan's tile (i8_launch.cu): the widest BX whose tiles fill >= 90% of the SMs, else 64.
+static int auto_bx(int m, int n) {
+    const long nt = (n + 127) / 128;
+    auto fills = [&](int bx) { return 10 * nt * ((m + bx - 1) / bx) >= 9L * nsm(); };
+    return fills(256) ? 256 : fills(128) ? 128 : 64;
 }
 
-static int compare(const char* what, const std::vector<int32_t>& got, const std::vector<int32_t>& want, int n) {
-    size_t bad = 0, first = SIZE_MAX;
-    for (size_t i = 0; i < want.size(); ++i)
-        if (got[i] != want[i]) {
-            if (first == SIZE_MAX) first = i;
-            ++bad;
+// One weight on the device: tiled codes (+ group scales) and the plain int8 weight it computes with.
+struct Weight {
+    int n, k, bits, glen;  // glen 0: per-channel W4 (no group scales)
+    uint8_t* tiled = nullptr;
+    uint8_t* gs = nullptr;
+    int8_t* plain = nullptr;  // [n][k]: W8 values or q * s
+};
+static Weight make_weight(int n, int k, int bits, int glen, uint32_t seed) {
+    Weight w{n, k, bits, glen};
+    const int kt = (k + 127) / 128, nt = (n + 127) / 128;
+    w.plain = dalloc<int8_t>(size_t(n) * k);
+    if (bits == 8) {
+        fill_i8<<<kGrid, kBlock>>>(w.plain, size_t(n) * k, seed);
+        w.tiled = dalloc<uint8_t>(size_t(nt) * kt * 16384);
+        tile_w8<<<kGrid, kBlock>>>(w.tiled, w.plain, n, k);
+    } else {
+        int8_t* q = dalloc<int8_t>(size_t(n) * k);
+        fill_q4<<<kGrid, kBlock>>>(q, size_t(n) * k, seed);
+        if (glen) {
+            w.gs = dalloc<uint8_t>(size_t(n) * (k / glen));
+            fill_gs<<<kGrid, kBlock>>>(w.gs, size_t(n) * (k / glen), seed + 1);
         }
-    if (bad) {
-        printf("FAIL %s: %zu of %zu differ, first m=%zu n=%zu got %d want %d\n", what, bad, want.size(), first / n,
-               first % n, got[first], want[first]);
-        return 1;
+        expand_q4<<<kGrid, kBlock>>>(w.plain, q, w.gs, n, k, glen ? glen : k);
+        w.tiled = dalloc<uint8_t>(size_t(nt) * kt * 8192);
+        tile_w4<<<kGrid, kBlock>>>(reinterpret_cast<uint32_t*>(w.tiled), q, n, k);
+        CK(cudaDeviceSynchronize());
+        cudaFree(q);
     }
-    printf("ok   %s\n", what);
-    return 0;
+    CK(cudaGetLastError());
+    return w;
+}
+static void free_weight(Weight& w) {
+    cudaFree(w.tiled);
+    cudaFree(w.gs);
+    cudaFree(w.plain);
 }
 
+static Args args(const int8_t* x, int m, int ldx, const Weight& w, void* y, int ldy) {
+    Args a{};
+    a.x = x;
+    a.ldx = ldx;
+    a.m = m;
+    a.w = w.tiled;
+    a.n = w.n;
+    a.k = w.k;
+    a.gs = w.gs;
+    a.group_len = w.bits == 4 && w.glen ? w.glen : w.k;
+    a.groups = w.k / a.group_len;
+    a.ksteps = (w.k + 127) / 128;
+    a.steps_per_split = a.ksteps;
+    a.epi.out = lowbit::i8::kOutI32;
+    a.epi.rs_val = 1.f;
+    a.y = y;
+    a.ldy = ldy;
+    return a;
+}
+
+// W4: smem = the shared-memory expansion variant (the library's); false = the register-A variant, which exists only
+// when ws_gemm.cu is built with -DLOWBIT_I8_WS_W4_REGA (then the correctness cases cover it too).
+static cudaError_t launch(const Args& a, int bits, int bx, cudaStream_t st, bool smem = true) {
+    return bits == 8 ? lowbit_i8_launch_ws(a, bx, nsm(), 0, st) : lowbit_i8_launch_ws_w4(a, bx, nsm(), 0, smem, st);
+}
+#ifdef LOWBIT_I8_WS_W4_REGA
+static const bool kRegA = true;
+#else
+static const bool kRegA = false;
+#endif
+
+// ------------------------------------------------------------------------------------------------------------
+// 1. Correctness.
+// ------------------------------------------------------------------------------------------------------------
+static std::vector<int32_t> cpu_gemm(const std::vector<int8_t>& x, int m, int ldx, const std::vector<int8_t>& w, int n,
+                                     int k) {
+    std::vector<int32_t> r(size_t(m) * n);
+    const int nth = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> th;
+    for (int t = 0; t < nth; ++t)
+        th.emplace_back([&, t] {
+            for (int i = t; i < m; i += nth)
+                for (int j = 0; j < n; ++j) {
+                    int32_t s = 0;
+                    const int8_t* xr = &x[size_t(i) * ldx];
+                    const int8_t* wr = &w[size_t(j) * k];
+                    for (int q = 0; q < k; ++q) s += int32_t(xr[q]) * int32_t(wr[q]);
+                    r[size_t(i) * n + j] = s;
+                }
+        });
+    for (auto& t : th) t.join();
+    return r;
+}
+
+// The epilogue's float arithmetic (lowbit::i8::epi_value, same operations in the same order; host float ops round
+// to nearest, std::fma is the single-rounding fma).
+struct HostEpi {
+    int out;
+    std::vector<float> rs, cs, rc, cc, bias, os;
+    float rs_val = 1.f, out_scale = 1.f;
+    uint32_t value(int32_t acc, int m, int n) const {
+        float v = float(acc) * (rs.empty() ? rs_val : rs[m]);
+        if (!cs.empty()) v = v * cs[n];
+        if (!rc.empty()) v = std::fma(rc[m], cc[n], v);
+        if (!bias.empty()) v = v + bias[n];
+        if (out == lowbit::i8::kOutF16) return __half_as_ushort(__float2half_rn(v));
+        if (out == lowbit::i8::kOutBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+        const float q = std::fmin(std::fmax(std::rint(v / (os.empty() ? out_scale : os[n])), -128.f), 127.f);
+        return uint32_t(uint8_t(int8_t(q)));
+    }
+};
+static float* upload(const std::vector<float>& v) {
+    if (v.empty()) return nullptr;
+    float* d = dalloc<float>(v.size());
+    CK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned seed) {
+    int fails = 0;
+    std::mt19937 rng(seed);
+    std::vector<int8_t> x(size_t(m) * ldx, 0);
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < k; ++j) x[size_t(i) * ldx + j] = int8_t(int(rng() % 255) - 127);
+    int8_t* dx = dalloc<int8_t>(x.size());
+    CK(cudaMemcpy(dx, x.data(), x.size(), cudaMemcpyHostToDevice));
+    Weight w = make_weight(n, k, bits, glen, seed + 17);
+    std::vector<int8_t> wp(size_t(n) * k);
+    CK(cudaMemcpy(wp.data(), w.plain, wp.size(), cudaMemcpyDeviceToHost));
+    const auto want = cpu_gemm(x, m, ldx, wp, n, k);
+    int32_t* dy = dalloc<int32_t>(size_t(m) * n);
+    std::vector<int32_t> got(size_t(m) * n);
+    char name[192];
+    for (int v = 0; v < (bits == 4 && kRegA ? 6 : 3); ++v) {
+        const int bx = 64 << (v % 3);
+        const bool smem = v < 3;
+        CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
+        CK(launch(args(dx, m, ldx, w, dy, n), bits, bx, nullptr, smem));
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost));
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+            if (got[i] != want[i] && bad++ == 0) first = i;
+        snprintf(name, sizeof name, "W%d%s g%d bx=%d m=%d n=%d k=%d ldx=%d int32", bits, smem ? "" : " regA", glen, bx, m,
+                 n, k, ldx);
+        if (bad) {
+            printf("FAIL %s: %zu of %zu differ (first m=%zu n=%zu got %d want %d)\n", name, bad, want.size(),
+                   first / n, first % n, got[first], want[first]);
+            ++fails;
+        } else {
+            printf("ok   %s\n", name);
+        }
+    }
+    // Fused epilogues, bit for bit, at the automatic BX.
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    auto vec = [&](int len, float lo_mag) {
+        std::vector<float> v(len);
+        for (auto& e : v) e = u(rng) * lo_mag;
+        return v;
+    };
+    for (int out : {lowbit::i8::kOutF16, lowbit::i8::kOutBf16, lowbit::i8::kOutI8}) {
+        HostEpi he{out};
+        if (out == lowbit::i8::kOutF16) {  // per-token + channel scales, corrections, bias
+            he.rs = vec(m, 1e-3f), he.cs = vec(n, 1.f), he.rc = vec(m, 1.f), he.cc = vec(n, 1.f), he.bias = vec(n, 2.f);
+        } else if (out == lowbit::i8::kOutBf16) {  // per-tensor row scale, channel scales
+            he.rs_val = 3e-4f, he.cs = vec(n, 1.f);
+        } else {  // int8 out: per-token scales, per-column output scales
+            he.rs = vec(m, 2e-5f), he.os = vec(n, 1.f);
+            for (auto& o : he.os) o = std::fabs(o) * 4.f + 0.05f;
+        }
+        float *drs = upload(he.rs), *dcs = upload(he.cs), *drc = upload(he.rc), *dcc = upload(he.cc),
+              *db = upload(he.bias), *dos = upload(he.os);
+        const size_t esz = out == lowbit::i8::kOutI8 ? 1 : 2;
+        CK(cudaMemset(dy, 0x5A, size_t(m) * n * esz));
+        Args a = args(dx, m, ldx, w, dy, n);
+        a.epi.out = out;
+        a.epi.rs = drs, a.epi.rs_val = he.rs_val, a.epi.cs = dcs, a.epi.rc = drc, a.epi.cc = dcc, a.epi.bias = db;
+        a.epi.os = dos, a.epi.out_scale = he.out_scale;
+        const int bx = auto_bx(m, n);
+        CK(launch(a, bits, bx, nullptr));
+        CK(cudaDeviceSynchronize());
+        std::vector<uint8_t> raw(size_t(m) * n * esz);
+        CK(cudaMemcpy(raw.data(), dy, raw.size(), cudaMemcpyDeviceToHost));
+        size_t bad = 0, first = 0;
+        uint32_t gv = 0, wv = 0;
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j) {
+                const size_t at = size_t(i) * n + j;
+                const uint32_t g = esz == 1 ? raw[at] : uint32_t(raw[2 * at]) | (uint32_t(raw[2 * at + 1]) << 8);
+                const uint32_t wnt = he.value(want[at], i, j);
+                if (g != wnt && bad++ == 0) first = at, gv = g, wv = wnt;
+            }
+        snprintf(name, sizeof name, "W%d g%d bx=%d m=%d n=%d k=%d epilogue %s", bits, glen, bx, m, n, k,
+                 out == lowbit::i8::kOutF16 ? "f16 (rs cs rc cc bias)" : out == lowbit::i8::kOutBf16 ? "bf16 (rs_val cs)" : "i8 (rs os)");
+        if (bad) {
+            printf("FAIL %s: %zu differ (first m=%zu n=%zu got 0x%x want 0x%x)\n", name, bad, first / n, first % n, gv, wv);
+            ++fails;
+        } else {
+            printf("ok   %s\n", name);
+        }
+        for (float* p : {drs, dcs, drc, dcc, db, dos}) cudaFree(p);
+    }
+    cudaFree(dy);
+    cudaFree(dx);
+    free_weight(w);
+    return fails;
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// 2. Timing.
+// ------------------------------------------------------------------------------------------------------------
+struct Lt {
+    cublasLtHandle_t h;
+    void* ws;
+    size_t wsb = 32u << 20;
+    Lt() {
+        CB(cublasLtCreate(&h));
+        CK(cudaMalloc(&ws, wsb));
+    }
+    // Y[m, n] (i32) = X[m, k] . W[n, k]^T: the TN call (A = W, transposed, ld k; B = X, ld k; C = Y, ld n).
+    struct Plan {
+        cublasLtMatmulDesc_t d;
+        cublasLtMatrixLayout_t a, b, c;
+        cublasLtMatmulAlgo_t algo;
+    };
+    Plan plan(int m, int n, int k) {
+        Plan p;
+        CB(cublasLtMatmulDescCreate(&p.d, CUBLAS_COMPUTE_32I, CUDA_R_32I));
+        cublasOperation_t t = CUBLAS_OP_T;
+        CB(cublasLtMatmulDescSetAttribute(p.d, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t));
+        CB(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_8I, k, n, k));
+        CB(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_8I, k, m, k));
+        CB(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32I, n, m, n));
+        cublasLtMatmulPreference_t pref;
+        CB(cublasLtMatmulPreferenceCreate(&pref));
+        CB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb));
+        cublasLtMatmulHeuristicResult_t r{};
+        int cnt = 0;
+        CB(cublasLtMatmulAlgoGetHeuristic(h, p.d, p.a, p.b, p.c, p.c, pref, 1, &r, &cnt));
+        if (cnt < 1) {
+            printf("cuBLASLt: no algorithm for m=%d n=%d k=%d\n", m, n, k);
+            exit(1);
+        }
+        p.algo = r.algo;
+        cublasLtMatmulPreferenceDestroy(pref);
+        return p;
+    }
+    void run(const Plan& p, const int8_t* w, const int8_t* x, int32_t* y, cudaStream_t st) {
+        const int32_t one = 1, zero = 0;
+        CB(cublasLtMatmul(h, p.d, &one, w, p.a, x, p.b, &zero, y, p.c, y, p.c, &p.algo, ws, wsb, st));
+    }
+};
+
+// Mean µs per call of `f(i)` (i = call index, for weight rotation) replayed from a CUDA graph for ~ms milliseconds.
 template <typename F>
-static float time_us(F f, int iters) {
+static double time_graph(cudaStream_t st, F f, double ms) {
+    // Estimate, then capture enough calls for ~2 ms per graph launch.
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
-    for (int i = 0; i < 3; ++i) f();
-    CK(cudaDeviceSynchronize());
-    CK(cudaEventRecord(a));
-    for (int i = 0; i < iters; ++i) f();
-    CK(cudaEventRecord(b));
+    for (int i = 0; i < 3; ++i) f(i);
+    CK(cudaEventRecord(a, st));
+    for (int i = 0; i < 5; ++i) f(i);
+    CK(cudaEventRecord(b, st));
     CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    return ms * 1000.f / iters;
+    float est = 0;
+    CK(cudaEventElapsedTime(&est, a, b));
+    est /= 5;
+    const int per = std::max(1, std::min(400, int(2.0 / std::max(est, 1e-3f))));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < per; ++i) f(i);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    const int reps = std::max(2, int(ms / std::max(per * est, 1e-3f)));
+    CK(cudaGraphLaunch(ge, st));  // warm
+    CK(cudaEventRecord(a, st));
+    for (int r = 0; r < reps; ++r) CK(cudaGraphLaunch(ge, st));
+    CK(cudaEventRecord(b, st));
+    CK(cudaEventSynchronize(b));
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, a, b));
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return 1000.0 * t / (double(reps) * per);
+}
+
+static unsigned long long diff(const int32_t* a, const int32_t* b, size_t n) {
+    unsigned long long* d = dalloc<unsigned long long>(1);
+    CK(cudaMemset(d, 0, 8));
+    count_diff<<<kGrid, kBlock>>>(a, b, n, d);
+    unsigned long long h = 0;
+    CK(cudaMemcpy(&h, d, 8, cudaMemcpyDeviceToHost));
+    cudaFree(d);
+    return h;
+}
+
+static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, int m, double ms) {
+    const size_t rot_bytes = 150u << 20;
+    auto copies = [&](size_t bytes) { return int(std::min<size_t>(16, std::max<size_t>(1, (rot_bytes + bytes - 1) / bytes))); };
+    int8_t* x = dalloc<int8_t>(size_t(m) * k);
+    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5 + m);
+    __half* xh = dalloc<__half>(size_t(m) * k);
+    fill_h<<<kGrid, kBlock>>>(xh, size_t(m) * k, 6 + m);
+    const int r8 = copies(size_t(n) * k), r4 = copies(size_t(n) * k / 2), rh = copies(size_t(n) * k * 2);
+    std::vector<Weight> w8, w4;
+    for (int i = 0; i < r8; ++i) w8.push_back(make_weight(n, k, 8, 0, 100 + i));
+    for (int i = 0; i < r4; ++i) w4.push_back(make_weight(n, k, 4, 128, 200 + i));
+    // W4's expanded int8 copies are only needed for the exactness check: keep one.
+    for (int i = 1; i < r4; ++i) cudaFree(w4[i].plain), w4[i].plain = nullptr;
+    std::vector<__half*> wh;
+    for (int i = 0; i < rh; ++i) {
+        wh.push_back(dalloc<__half>(size_t(n) * k));
+        fill_h<<<kGrid, kBlock>>>(wh.back(), size_t(n) * k, 300 + i);
+    }
+    float* rs = dalloc<float>(m);
+    float* cs = dalloc<float>(n);
+    {
+        std::vector<float> v(std::max(m, n), 1e-3f);
+        CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
+    }
+    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
+    int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
+    __half* yh = dalloc<__half>(size_t(m) * n);
+    CK(cudaDeviceSynchronize());
+    const int bx = auto_bx(m, n);
+    const Lt::Plan lp = lt.plan(m, n, k);
+    int fails = 0;
+    // Exactness at this point: ws W8 / W4 int32 vs cuBLASLt on the same (expanded) weights.
+    lt.run(lp, w8[0].plain, x, y0, st);
+    CK(launch(args(x, m, k, w8[0], y1, n), 8, bx, st));
+    CK(cudaStreamSynchronize(st));
+    const unsigned long long b8 = diff(y0, y1, size_t(m) * n);
+    lt.run(lp, w4[0].plain, x, y0, st);
+    CK(launch(args(x, m, k, w4[0], y1, n), 4, bx, st));
+    CK(cudaStreamSynchronize(st));
+    const unsigned long long b4 = diff(y0, y1, size_t(m) * n);
+    if (b8 || b4) printf("FAIL n=%d k=%d m=%d: ws int32 differs from cuBLASLt at %llu (W8) / %llu (W4) points\n", n, k, m, b8, b4), ++fails;
+
+    const double t_lt = time_graph(st, [&](int i) { lt.run(lp, w8[i % r8].plain, x, y0, st); }, ms);
+    const float one = 1.f, zero = 0.f;
+    CB(cublasSetStream(hb, st));
+    const double t_h = time_graph(st, [&](int i) {
+        CB(cublasGemmEx(hb, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, wh[i % rh], CUDA_R_16F, k, xh, CUDA_R_16F, k, &zero, yh,
+                        CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }, ms);
+    auto ws_f16 = [&](const Weight& w, int bits) {
+        Args a = args(x, m, k, w, yh, n);
+        a.epi.out = lowbit::i8::kOutF16;
+        a.epi.rs = rs, a.epi.cs = cs;
+        CK(launch(a, bits, bx, st));
+    };
+    const double t8 = time_graph(st, [&](int i) { ws_f16(w8[i % r8], 8); }, ms);
+    const double t8i = time_graph(st, [&](int i) { CK(launch(args(x, m, k, w8[i % r8], y1, n), 8, bx, st)); }, ms);
+    const double t4 = time_graph(st, [&](int i) { ws_f16(w4[i % r4], 4); }, ms);
+    // W4 per channel (no group scales: the expansion alone) and the other tile widths (wave quantization).
+    Weight wpc = make_weight(n, k, 4, 0, 400);
+    const double t4pc = time_graph(st, [&](int) { ws_f16(wpc, 4); }, ms / 2);
+    free_weight(wpc);
+    char sweep[256];
+    int len = snprintf(sweep, sizeof sweep, "    w4a8 per-channel %.1f (%.2fx f16);", t4pc, t_h / t4pc);
+    for (int obx : {64, 128, 256}) {
+        if (obx == bx || (m >= 4096 && obx == 64)) continue;
+        auto f16_at = [&](const Weight& w, int bits) {
+            Args a = args(x, m, k, w, yh, n);
+            a.epi.out = lowbit::i8::kOutF16;
+            a.epi.rs = rs, a.epi.cs = cs;
+            CK(launch(a, bits, obx, st));
+        };
+        const double o8 = time_graph(st, [&](int i) { f16_at(w8[i % r8], 8); }, ms / 2);
+        const double o4 = time_graph(st, [&](int i) { f16_at(w4[i % r4], 4); }, ms / 2);
+        len += snprintf(sweep + len, sizeof sweep - len, " bx %d: w8a8 %.1f (%.2fx lt) w4a8 %.1f (%.2fx f16);", obx, o8,
+                        t_lt / o8, o4, t_h / o4);
+    }
+    const double ops = 2.0 * m * double(n) * k;
+    printf("| %5dx%-5d | %4d | %3d | %8.1f | %8.1f | %8.1f (%.2fx lt) | %8.1f (%.2fx lt) | %8.1f (%.2fx f16, %.2fx w8) | %5.0f |\n",
+           n, k, m, bx, t_lt, t_h, t8, t_lt / t8, t8i, t_lt / t8i, t4, t_h / t4, t8 / t4, ops / t8 * 1e-6);
+    printf("%s\n", sweep);
+    fflush(stdout);
+    for (auto& w : w8) free_weight(w);
+    for (auto& w : w4) free_weight(w);
+    for (auto* p : wh) cudaFree(p);
+    for (void* p : {(void*)x, (void*)xh, (void*)rs, (void*)cs, (void*)y0, (void*)y1, (void*)yh}) cudaFree(p);
+    return fails;
 }
 
 int main(int argc, char** argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    printf("device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
-    int fails = 0;
+    int drv = 0;
+    cudaDriverGetVersion(&drv);
+    printf("device %s, %d SMs, driver API %d, cuBLAS %d\n", prop.name, prop.multiProcessorCount, drv,
+           int(cublasLtGetVersion()));
     const bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
-    if (argc > 1 && (strcmp(argv[1], "epi") == 0 || strcmp(argv[1], "sustain") == 0)) {
-        const bool sustain = strcmp(argv[1], "sustain") == 0;
-        const int big[][2] = {{4096, 4096}, {28672, 8192}, {8192, 28672}};
-        for (auto& nk : big) {
-            for (int m : {256, 4096}) {
-                if (sustain && !(nk[0] == 28672 && m == 4096)) continue;
-                Problem p = make(m, nk[0], nk[1], nk[1], 7 + m);
-                int32_t* y;
-                CK(cudaMalloc(&y, size_t(m) * p.n * 4));
-                float *rs, *cs;
-                CK(cudaMalloc(&rs, m * 4));
-                CK(cudaMalloc(&cs, p.n * 4));
-                std::vector<float> ones(std::max(m, p.n), 1e-3f);
-                CK(cudaMemcpy(rs, ones.data(), m * 4, cudaMemcpyHostToDevice));
-                CK(cudaMemcpy(cs, ones.data(), p.n * 4, cudaMemcpyHostToDevice));
-                const double ops = 2.0 * m * double(p.n) * p.k;
-                const int sms = nsm();
-                const int bx = m <= 256 ? (nk[0] == 28672 ? 256 : (nk[0] == 8192 ? 128 : 64)) : 256;
-                for (int out : {lowbit::i8::kOutI32, lowbit::i8::kOutF16}) {
-                    auto a = args(p, y);
-                    a.epi.out = out;
-                    if (out == lowbit::i8::kOutF16) a.epi.rs = rs, a.epi.cs = cs;
-                    if (!sustain) {
-                        float t = time_us([&] { lowbit_i8_launch_ws(a, bx, sms, 4, nullptr); }, ops > 1e12 ? 10 : 50);
-                        printf("epi out=%s n=%d k=%d m=%d bx=%d: %8.1f us %6.0f TOPS\n", out == 0 ? "f16" : "i32", p.n, p.k,
-                               m, bx, t, ops / t * 1e-6);
-                    } else {
-                        for (int chunk = 0; chunk < 12; ++chunk) {
-                            float t = time_us([&] { lowbit_i8_launch_ws(a, bx, sms, 4, nullptr); }, 100);
-                            printf("sustain out=%s chunk %d: %8.1f us %6.0f TOPS\n", out == 0 ? "f16" : "i32", chunk, t,
-                                   ops / t * 1e-6);
-                            fflush(stdout);
-                        }
-                    }
-                }
-                fflush(stdout);
-                cudaFree(y);
-                cudaFree(rs);
-                cudaFree(cs);
-                cudaFree(p.dx);
-                cudaFree(p.dw);
-            }
-        }
-        return 0;
-    }
-    // Correctness vs CPU.
-    const int shapes[][4] = {{129, 300, 2080, 2080}, {333, 77, 256, 272}, {1000, 1000, 1040, 1040},
-                             {4099, 131, 144, 160},  {7, 129, 160, 160},  {257, 4100, 528, 528},
-                             {512, 512, 4096, 4096}};
-    for (auto& s : shapes) {
-        Problem p = make(s[0], s[1], s[2], s[3], 1234 + s[0]);
-        auto want = cpu_ref(p);
-        for (int bx : {64, 128, 256}) {
-            std::vector<int32_t> got;
-            char name[128];
-            snprintf(name, sizeof name, "ws bx=%d m=%d n=%d k=%d ldx=%d", bx, s[0], s[1], s[2], s[3]);
-            if (!run_ws(p, bx, got)) {
-                ++fails;
-                continue;
-            }
-            fails += compare(name, got, want, p.n);
-        }
-        cudaFree(p.dx);
-        cudaFree(p.dw);
-    }
+    const double ms = argc > 1 && !quick ? atof(argv[1]) : 150.0;
+    int fails = 0;
+    // m, n, k, ldx, bits, group length (W4; 0 = per-channel)
+    const int cases[][6] = {{129, 300, 2080, 2080, 8, 0}, {333, 77, 256, 272, 8, 0},    {1000, 1000, 1040, 1040, 8, 0},
+                            {4099, 131, 144, 160, 8, 0},  {7, 129, 160, 160, 8, 0},     {257, 4100, 528, 528, 8, 0},
+                            {129, 300, 2080, 2080, 4, 160}, {333, 77, 256, 272, 4, 128}, {1000, 1000, 1024, 1040, 4, 0},
+                            {257, 4100, 512, 512, 4, 64},  {7, 129, 160, 160, 4, 32},   {1000, 131, 4096, 4096, 4, 128},
+                            // several tiles per CTA: odd stage count (9), one stage (the scale prefetch's tile crossing)
+                            {2000, 4100, 1056, 1056, 4, 32}, {1000, 4100, 128, 128, 4, 128}, {1000, 4100, 96, 96, 4, 32},
+                            {2000, 4100, 1056, 1056, 8, 0}};
+    for (auto& c : cases) fails += check_case(c[0], c[1], c[2], c[3], c[4], c[5], 1234u + c[0] + c[4]);
     fflush(stdout);
-    if (quick) return fails ? 1 : 0;
-    // Timing: ws (bx 128, 256) vs the existing wgmma kernel (bx 128, no split), exact comparison between them.
-    const int big[][2] = {{4096, 4096}, {28672, 8192}, {8192, 28672}};
-    for (auto& nk : big) {
-        for (int m : {64, 128, 256, 512, 1024, 2048, 4096}) {
-            Problem p = make(m, nk[0], nk[1], nk[1], 99 + m);
-            const size_t bytes = size_t(m) * p.n * 4;
-            int32_t *y0, *y1;
-            CK(cudaMalloc(&y0, bytes));
-            CK(cudaMalloc(&y1, bytes));
-            const double ops = 2.0 * m * double(p.n) * p.k;
-            auto a0 = args(p, y0);
-            const int iters = ops > 1e12 ? 10 : 30;
-            float t0 = time_us([&] { lowbit_i8_launch_w8(a0, 1, 128, 1, nullptr); }, iters);
-            CK(cudaGetLastError());
-            std::vector<int32_t> want(size_t(m) * p.n), got(size_t(m) * p.n);
-            CK(cudaMemcpy(want.data(), y0, bytes, cudaMemcpyDeviceToHost));
-            printf("n=%5d k=%5d m=%4d  wgmma-v4 bx128: %9.1f us %6.0f TOPS\n", p.n, p.k, m, t0, ops / t0 * 1e-6);
-            for (int bx : {64, 128, 256}) {
-                if (bx == 64 && m > 512) continue;
-                for (int group : {1 << 30, 0, 4}) {
-                    if (group == 0 && m <= bx) continue;
-                    if (group != (1 << 30) && group != 0 && group >= (m + bx - 1) / bx) continue;
-                    CK(cudaMemset(y1, 0x7F, bytes));
-                    auto a1 = args(p, y1);
-                    const int sms = nsm();
-                    float t1 = time_us([&] { lowbit_i8_launch_ws(a1, bx, sms, group, nullptr); }, iters);
-                    CK(cudaGetLastError());
-                    CK(cudaMemcpy(got.data(), y1, bytes, cudaMemcpyDeviceToHost));
-                    char name[160];
-                    snprintf(name, sizeof name, "ws bx=%d group=%s n=%d k=%d m=%d: %9.1f us %6.0f TOPS (%.2fx v4)", bx,
-                             group == (1 << 30) ? "none" : group == 0 ? "auto" : std::to_string(group).c_str(), p.n,
-                             p.k, m, t1, ops / t1 * 1e-6, t0 / t1);
-                    fails += compare(name, got, want, p.n);
-                }
-            }
-            fflush(stdout);
-            cudaFree(y0);
-            cudaFree(y1);
-            cudaFree(p.dx);
-            cudaFree(p.dw);
-        }
+    if (!quick) {
+        Lt lt;
+        cublasHandle_t hb;
+        CB(cublasCreate(&hb));
+        void* hws;
+        CK(cudaMalloc(&hws, 32u << 20));
+        CB(cublasSetWorkspace(hb, hws, 32u << 20));
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        printf("\n| N x K | M | BX | cublaslt-int8 | cublas-f16 | ws w8a8 f16 out | ws w8a8 i32 out | ws w4a8-g128 f16 out | w8a8 TOPS |\n");
+        printf("|---|---|---|---|---|---|---|---|---|\n");
+        const int shapes[][2] = {{4096, 4096}, {28672, 8192}, {8192, 28672}, {11008, 4096}, {1024, 8192}};
+        for (auto& s : shapes)
+            for (int m : {256, 1024, 4096}) fails += time_point(lt, hb, st, s[0], s[1], m, ms);
     }
     printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
     return fails ? 1 : 0;

@@ -68,8 +68,8 @@ cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, i
         return cudaErrorInvalidValue;
     }
 #ifdef LOWBIT_I8_WS_W4_REGA
-    // The register-A variant: built only for the harness (benches/micro/i8_ws_w4.cu), the library plans never take
-    // it (ptxas C7513 serializes its wgmmas; 4-8% slower at BX 256, equal otherwise).
+    // The register-A variant: built only for the harness (benches/micro/i8_ws.cu with -DLOWBIT_I8_WS_W4_REGA), the
+    // library plans never take it (ptxas C7513 serializes its wgmmas; 4-8% slower at BX 256, equal otherwise).
     if (bx == 64) return launch<64, true>(a, nsm, group, st);
     if (bx == 128) return launch<128, true>(a, nsm, group, st);
     if (bx == 256) return launch<256, true>(a, nsm, group, st);

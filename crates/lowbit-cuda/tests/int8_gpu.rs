@@ -589,13 +589,17 @@ fn ws_w4a8_is_exact() {
             r.unwrap();
         }
     }
-    let shapes: [(usize, usize, usize, Option<usize>); 6] = [
+    // The last two: several tiles per CTA with an odd number of 128-column stages (9) and with one stage, where the
+    // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile.
+    let shapes: [(usize, usize, usize, Option<usize>); 8] = [
         (129, 301, 2080, Some(160)),
         (333, 77, 256, Some(128)),
         (1000, 1001, 1024, None),
         (257, 4100, 512, Some(64)),
         (7, 129, 160, Some(32)),
         (1000, 131, 1152, Some(128)),
+        (600, 4100, 1056, Some(32)),
+        (600, 4100, 128, Some(128)),
     ];
     for (si, &(m, n, k, group)) in shapes.iter().enumerate() {
         let w = W4A8Weight::quantize(rand_w(n, k, 80 + si as u64).view(), group).unwrap();

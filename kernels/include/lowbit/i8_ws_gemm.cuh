@@ -27,9 +27,10 @@
 //   Only asynchronous-proxy writers (bulk copies) fill the ring and only wgmma reads it, so no proxy fence
 //   is needed in the loop.
 // Epilogue: straight from the accumulators (per thread 2 weight rows x BX / 4 activation rows); the column
-//   vectors (cs, cc, bias, os) are loaded once per tile, the row vectors per pair of rows; f16 / bf16 leave as
-//   4-byte column pairs (one shuffle between neighbouring lanes). While it runs, the
-//   producer already streams the next tile's first stages.
+//   vectors (cs, cc, bias, os) and the tile's row vectors (rs, rc: BX / 32 per lane, coalesced, handed to the
+//   owning threads by shuffles) are loaded while the tile's last wgmmas run (v11); f16 / bf16 leave as 4-byte
+//   column pairs (one shuffle between neighbouring lanes). While it runs, the producer already streams the
+//   next tile's first stages.
 //
 // W4 (W4 = true, v9): the ring's weight stage is the 8 KB 4-bit block (lowbit-core int8::tile_weight of pack_w4's
 //   words: 16-byte chunk c of row r at c * 2048 + (r / 8) * 128 + (r % 8) * 16, word t of a chunk = lane t's
@@ -38,7 +39,8 @@
 //   expands them exactly to q * s (i8::expand_w4: one IMAD per two codes + PRMT) and issues register-A wgmmas
 //   (m64nBXk32, A from registers); the A registers are double-buffered across stages because the group of the
 //   previous stage may still read them until wgmma.wait_group 1. The group scales are read from global memory
-//   (L2) one stage ahead into registers, so their latency hides behind the previous stage's wgmmas.
+//   (L2) into two register sets, one per stage parity, each reloaded right after use for the next stage of its
+//   parity (v11), so their latency hides behind two stages of wgmmas.
 //   W4S = true (the faster one, NOTES.md v9): instead of register-A wgmmas (ptxas C7513: serialized) the lanes
 //   store the expanded words into a per-warpgroup 64 x 128 int8 block (no-swizzle core-matrix order, LBO 1024,
 //   two buffers after the ring, alternating by stage), fence.proxy.async.shared::cta + a 128-thread named barrier
@@ -132,21 +134,42 @@ __device__ __forceinline__ uint32_t to_b16(float v) {
     }
 }
 
-template <int BX, int OUT>
-__device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
+// The epilogue's vectors of one consumer thread, loaded by epi_prefetch while the tile's last wgmmas still run
+// (v11): the column vectors of its two weight rows, and the tile's BX row vectors spread over the warp (lane l
+// holds activation rows m0 + 32 j + l, j < BX / 32; the epilogue takes each row's value with one shuffle). Before
+// v11 every one of the BX / 8 row pairs did its own dependent L2 load inside the store loop: ~BX / 8 serial
+// load latencies per tile (NOTES.md v11).
+template <int BX>
+struct EpiVec {
+    float cs[2], cc[2], bs[2], os[2];
+    float rs[BX / 32], rc[BX / 32];
+};
+
+template <int BX>
+__device__ __forceinline__ void epi_prefetch(const Args& p, EpiVec<BX>& v, int m0, int nr, int lane) {
     const i8::Epilogue& e = p.epi;
-    // Column vectors of this thread's two weight rows.
-    float cs[2] = {1.f, 1.f}, cc[2] = {0.f, 0.f}, bs[2] = {0.f, 0.f}, os[2] = {e.out_scale, e.out_scale};
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int n = nr + 8 * r;
-        if (n < p.n) {
-            if (e.cs) cs[r] = __ldg(e.cs + n);
-            if (e.rc) cc[r] = __ldg(e.cc + n);
-            if (e.bias) bs[r] = __ldg(e.bias + n);
-            if (OUT == i8::kOutI8 && e.os) os[r] = __ldg(e.os + n);
-        }
+        const bool ok = n < p.n;
+        v.cs[r] = e.cs && ok ? __ldg(e.cs + n) : 1.f;
+        v.cc[r] = e.rc && ok ? __ldg(e.cc + n) : 0.f;
+        v.bs[r] = e.bias && ok ? __ldg(e.bias + n) : 0.f;
+        v.os[r] = e.os && ok ? __ldg(e.os + n) : e.out_scale;
     }
+#pragma unroll
+    for (int j = 0; j < BX / 32; ++j) {
+        const int m = m0 + 32 * j + lane;
+        const bool ok = m < p.m;
+        v.rs[j] = e.rs ? (ok ? __ldg(e.rs + m) : 0.f) : e.rs_val;
+        v.rc[j] = e.rc && ok ? __ldg(e.rc + m) : 0.f;
+    }
+}
+
+template <int BX, int OUT>
+__device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
+                                           int nr, int tq) {
+    const i8::Epilogue& e = p.epi;
     // f16 / bf16 with an even row pitch: lanes g and g ^ 1 swap one value each (shfl.xor 4), so that each stores
     // a 4-byte pair of adjacent columns (n, n + 1) for one row: half the store instructions.
     const bool pairs = OUT != i8::kOutI8 && p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3) == 0;
@@ -154,12 +177,13 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
 #pragma unroll
     for (int i = 0; i < BX / 8; ++i) {
         const int ma = m0 + 8 * i + 2 * tq;  // rows ma (h = 0) and ma + 1 (h = 1)
+        // Row ma + h - m0 = 32 (i / 4) + (8 (i % 4) + 2 tq + h): register i / 4 of lane 8 (i % 4) + 2 tq + h.
         float rs[2], rc[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const bool ok = ma + h < p.m;
-            rs[h] = e.rs ? (ok ? __ldg(e.rs + ma + h) : 0.f) : e.rs_val;
-            rc[h] = e.rc && ok ? __ldg(e.rc + ma + h) : 0.f;
+            const int src = 8 * (i % 4) + 2 * tq + h;
+            rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
+            rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -168,16 +192,16 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
-                if (e.cs) v[h] = __fmul_rn(v[h], cs[r]);
-                if (e.rc) v[h] = __fmaf_rn(rc[h], cc[r], v[h]);
-                if (e.bias) v[h] = __fadd_rn(v[h], bs[r]);
+                if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
+                if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
+                if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
             }
             if constexpr (OUT == i8::kOutI8) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     const int m = ma + h;
                     if (m < p.m && n < p.n) {
-                        const float q = fminf(fmaxf(rintf(__fdiv_rn(v[h], os[r])), -128.f), 127.f);
+                        const float q = fminf(fmaxf(rintf(__fdiv_rn(v[h], ev.os[r])), -128.f), 127.f);
                         static_cast<int8_t*>(p.y)[size_t(m) * p.ldy + n] = static_cast<int8_t>(q);
                     }
                 }
@@ -211,19 +235,20 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
 }
 
 template <int BX>
-__device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], int m0, int nr, int tq) {
+__device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
+                                         int nr, int tq) {
     switch (p.epi.out) {
         case i8::kOutI32:
             epilogue_i32<BX>(p, acc, m0, nr, tq);
             break;
         case i8::kOutF16:
-            epilogue_t<BX, i8::kOutF16>(p, acc, m0, nr, tq);
+            epilogue_t<BX, i8::kOutF16>(p, acc, ev, m0, nr, tq);
             break;
         case i8::kOutBf16:
-            epilogue_t<BX, i8::kOutBf16>(p, acc, m0, nr, tq);
+            epilogue_t<BX, i8::kOutBf16>(p, acc, ev, m0, nr, tq);
             break;
         default:
-            epilogue_t<BX, i8::kOutI8>(p, acc, m0, nr, tq);
+            epilogue_t<BX, i8::kOutI8>(p, acc, ev, m0, nr, tq);
             break;
     }
 }
@@ -310,14 +335,22 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         const uint32_t ring_a = smem_u32(ring);
         int s = 0;
         uint32_t phase = 0;
+        // The tile's first wgmma overwrites the accumulators (scale-d = 0): zeroing them with ordinary instructions
+        // at each tile start made ptxas serialize every wgmma of the W4 instances (C7515; v11).
         int32_t acc[BX / 2];
-        // W4: this lane's weight rows of the tile (tile-relative row0 + g, + 8) and the scales of the next stage.
+#pragma unroll
+        for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
+        // W4: this lane's weight rows of the tile (tile-relative row0 + g, + 8) and two sets of group scales, one
+        // per stage parity (v11): set A serves the even stages of a tile, set B the odd ones, and each is reloaded
+        // right after use for the next stage of its parity, so the L2 latency of the scale loads has two stage
+        // times to hide instead of one (v9 loaded one stage ahead and stalled at BX <= 128).
         const int row0 = cw * 64 + warp * 16;
-        uint32_t sc[kBK / 32][2];
+        uint32_t sca[kBK / 32][2], scb[kBK / 32][2];
         if constexpr (W4) {
             int nb0 = 0, mb0 = 0;
             if (blockIdx.x < total) tiles.at(blockIdx.x, nb0, mb0);
-            w4_scales(p, nb0 * kBW + row0 + g, 0, sc);
+            w4_scales(p, nb0 * kBW + row0 + g, 0, sca);
+            w4_scales(p, nb0 * kBW + row0 + g, 1, scb);  // all 1 when ksteps == 1 (columns >= K), never used then
         }
         for (int t = blockIdx.x; t < total; t += gridDim.x) {
             int nb, mb;
@@ -327,11 +360,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 int mb_next = 0;
                 if (t + int(gridDim.x) < total) tiles.at(t + gridDim.x, nb_next, mb_next);
             }
-#pragma unroll
-            for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
             int prev = -1;
-            // One stage into A-register buffer ab (W4 only; unused for W8).
-            auto step = [&](int ks, uint32_t (&ab)[kBK / 32][4]) {
+            // One stage into A-register buffer ab with the scale set sc of its parity (W4 only; unused for W8).
+            auto step = [&](int ks, uint32_t (&ab)[kBK / 32][4], uint32_t (&sc)[kBK / 32][2]) {
                 mbar_wait(&full[s], phase);
                 const uint32_t wa = ring_a + s * G::kSlot;
                 const uint32_t xa = wa + kWStage;
@@ -345,11 +376,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                         i8::expand_w4(w0, sc[j][0], i8::w4_offset(sc[j][0]), ab[j][0], ab[j][2]);
                         i8::expand_w4(w1, sc[j][1], i8::w4_offset(sc[j][1]), ab[j][1], ab[j][3]);
                     }
-                    // Next stage's scales (same tile, or the first stage of this CTA's next tile).
-                    if (ks + 1 < ksteps) {
-                        w4_scales(p, nb * kBW + row0 + g, ks + 1, sc);
+                    // The next stage of this parity: ks + 2 of this tile, else stage ks & 1 of this CTA's next tile
+                    // (the loop below restarts at an even stage on every tile; an odd stage exists only if
+                    // ksteps > 1, so stage 1 of the next tile does too).
+                    if (ks + 2 < ksteps) {
+                        w4_scales(p, nb * kBW + row0 + g, ks + 2, sc);
                     } else {
-                        w4_scales(p, nb_next * kBW + row0 + g, 0, sc);
+                        w4_scales(p, nb_next * kBW + row0 + g, ks & 1, sc);
                     }
                     if constexpr (W4S) {
                         // Write the expanded 64 x 128 int8 block of this warpgroup (core-matrix order, 64 rows:
@@ -380,13 +413,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     const uint64_t db = desc_sw128(xa + 32 * j);
                     if constexpr (W4S) {
                         const uint32_t ea = ring_a + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
-                        wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), db, 1);
+                        wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), db, (ks | j) != 0);
                     } else if constexpr (W4) {
-                        wgmma_rs_s8<BX>(acc, ab[j], db, 1);
+                        wgmma_rs_s8<BX>(acc, ab[j], db, (ks | j) != 0);
                     } else {
                         // A: chunks 2j, 2j + 1 of this warpgroup's 64 rows (core-matrix order, LBO 2048, SBO 128).
                         const uint64_t da = desc_plain(wa + cw * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
-                        wgmma_ss_s8<BX>(acc, da, db, 1);
+                        wgmma_ss_s8<BX>(acc, da, db, (ks | j) != 0);
                     }
                 }
                 wgmma_commit();
@@ -400,17 +433,21 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             if constexpr (W4) {
                 uint32_t ab0[kBK / 32][4], ab1[kBK / 32][4];
                 for (int ks = 0; ks < ksteps; ks += 2) {
-                    step(ks, ab0);
-                    if (ks + 1 < ksteps) step(ks + 1, ab1);
+                    step(ks, ab0, sca);
+                    if (ks + 1 < ksteps) step(ks + 1, ab1, scb);
                 }
             } else {
                 uint32_t unused[kBK / 32][4];
-                for (int ks = 0; ks < ksteps; ++ks) step(ks, unused);
+                for (int ks = 0; ks < ksteps; ++ks) step(ks, unused, sca);
             }
+            // The epilogue's vectors are loaded while the last stage's wgmmas still run (their latency hides).
+            const int nr = nb * kBW + cw * 64 + warp * 16 + g;
+            EpiVec<BX> ev;
+            epi_prefetch<BX>(p, ev, mb * BX, nr, lane);
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-            epilogue<BX>(p, acc, mb * BX, nb * kBW + cw * 64 + warp * 16 + g, tq);
+            epilogue<BX>(p, acc, ev, mb * BX, nr, tq);
         }
     }
 #endif
