@@ -128,13 +128,15 @@ static lowbit_i8_epilogue epi_i32() {
 static int g_fail = 0, g_pass = 0;
 
 // Plane GEMM, int32 output, vs the host reference on every element.
-static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits) {
+// path: LOWBIT_BIP_PATH_*; nsm: CTAs of the persistent kernel (0 = all SMs; small values make every CTA loop over
+// several tiles and wrap its ring across tiles).
+static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits, int path = 0, int nsm = 0) {
     HostOperand hx = make_operand(p, m, k), hw = make_operand(q, n, k);
     DevOperand dx = upload(hx), dw = upload(hw);
-    lowbit_bip_config cfg{bx, splits};
-    const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dw.op, k, &cfg, 0);
+    lowbit_bip_config cfg{bx, splits, path};
+    const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dw.op, k, &cfg, nsm);
     if (wsb < 0) {
-        printf("FAIL plan p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d\n", p, q, m, n, k, bx, splits);
+        printf("FAIL plan p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d path=%d\n", p, q, m, n, k, bx, splits, path);
         ++g_fail;
         return;
     }
@@ -150,7 +152,7 @@ static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits) {
     const lowbit_i8_epilogue e = epi_i32();
     bool ok = true;
     for (int rep = 0; rep < 2 && ok; ++rep) {  // twice: the self-cleaning workspace must be clean again
-        ST(lowbit_bip_gemm(&dx.op, &dw.op, k, &e, y, ldy, ws, wsb, &cfg, 0, nullptr));
+        ST(lowbit_bip_gemm(&dx.op, &dw.op, k, &e, y, ldy, ws, wsb, &cfg, nsm, nullptr));
         CK(cudaDeviceSynchronize());
         std::vector<int32_t> got(size_t(m) * ldy);
         CK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
@@ -162,8 +164,9 @@ static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits) {
                 const uint8_t* wr = &hw.codes[size_t(c) * k];
                 for (int j = 0; j < k; ++j) s += int64_t(2 * xr[j] - maxp) * (2 * wr[j] - maxq);
                 if (got[size_t(r) * ldy + c] != s) {
-                    printf("FAIL p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d rep=%d at (%d,%d): got %d want %lld\n", p, q,
-                           m, n, k, bx, splits, rep, r, c, got[size_t(r) * ldy + c], (long long)s);
+                    printf("FAIL p=%d q=%d m=%d n=%d k=%d bx=%d splits=%d path=%d nsm=%d rep=%d at (%d,%d): got %d "
+                           "want %lld\n",
+                           p, q, m, n, k, bx, splits, path, nsm, rep, r, c, got[size_t(r) * ldy + c], (long long)s);
                     ok = false;
                 }
             }
@@ -174,6 +177,52 @@ static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits) {
     ok ? ++g_pass : ++g_fail;
     cudaFree(y);
     if (ws) cudaFree(ws);
+    release(dx);
+    release(dw);
+}
+
+// The warp-specialized kernel's f16 / bf16 / int8 epilogue equals the synchronous kernel's bit for bit (same
+// arithmetic), with row and column scales, a rank-1 correction and a bias, on odd shapes.
+static void check_ws_epilogue(int p, int q, int m, int n, int k, int out) {
+    HostOperand hx = make_operand(p, m, k), hw = make_operand(q, n, k);
+    DevOperand dx = upload(hx), dw = upload(hw);
+    std::uniform_real_distribution<float> ud(0.5f, 1.5f);
+    std::vector<float> rs(m), rc(m), cs(n), cc(n), bias(n);
+    for (auto* v : {&rs, &rc}) for (auto& f : *v) f = ud(rng) * 1e-3f;
+    for (auto* v : {&cs, &cc, &bias}) for (auto& f : *v) f = ud(rng) * 1e-2f;
+    float *drs, *drc, *dcs, *dcc, *db;
+    for (auto pr : {std::make_pair(&drs, &rs), std::make_pair(&drc, &rc), std::make_pair(&dcs, &cs),
+                    std::make_pair(&dcc, &cc), std::make_pair(&db, &bias)}) {
+        CK(cudaMalloc(pr.first, pr.second->size() * 4));
+        CK(cudaMemcpy(*pr.first, pr.second->data(), pr.second->size() * 4, cudaMemcpyHostToDevice));
+    }
+    lowbit_i8_epilogue e{};
+    e.out_dtype = out;
+    e.row_scale = drs;
+    e.col_scale = dcs;
+    e.row_corr = drc;
+    e.col_corr = dcc;
+    e.bias = db;
+    e.out_scale = 0.05f;
+    const int es = out == LOWBIT_I8_OUT_I8 ? 1 : 2;
+    const int64_t ldy = n + 1;
+    std::vector<unsigned char> got[2];
+    for (int path : {LOWBIT_BIP_PATH_SYNC, LOWBIT_BIP_PATH_WS}) {
+        lowbit_bip_config cfg{0, 1, path};
+        void* y;
+        CK(cudaMalloc(&y, size_t(m) * ldy * es));
+        CK(cudaMemset(y, 0x5A, size_t(m) * ldy * es));
+        ST(lowbit_bip_gemm(&dx.op, &dw.op, k, &e, y, ldy, nullptr, 0, &cfg, 5, nullptr));
+        CK(cudaDeviceSynchronize());
+        auto& g = got[path == LOWBIT_BIP_PATH_WS];
+        g.resize(size_t(m) * ldy * es);
+        CK(cudaMemcpy(g.data(), y, g.size(), cudaMemcpyDeviceToHost));
+        cudaFree(y);
+    }
+    const bool ok = got[0] == got[1];
+    if (!ok) printf("FAIL ws epilogue p=%d q=%d m=%d n=%d k=%d out=%d\n", p, q, m, n, k, out);
+    ok ? ++g_pass : ++g_fail;
+    for (float* v : {drs, drc, dcs, dcc, db}) cudaFree(v);
     release(dx);
     release(dw);
 }
@@ -328,7 +377,7 @@ static float time_ms(int reps, const std::function<void()>& f) {
 }
 
 // Plane GEMM timing on rotated weight copies (> 3x L2 when the weights are small), f16 output with scales.
-static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0) {
+static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0, int path = 0) {
     HostOperand hx = random_planes(p, m, k);
     const size_t wbytes = size_t(q) * n * ld_words(k) * 4;
     const int copies = std::max<int>(1, int((200ull << 20) / std::max<size_t>(wbytes, 1)) + 1);
@@ -348,7 +397,7 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     e.row_scale = rs;
     e.col_scale = cs;
     e.out_scale = 1.f;
-    lowbit_bip_config cfg{bx, splits};
+    lowbit_bip_config cfg{bx, splits, path};
     const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dws[0].op, k, &cfg, 0);
     if (wsb < 0) return -1.f;
     void* ws = nullptr;
@@ -476,6 +525,59 @@ int main(int argc, char** argv) {
             check_act(p, 17, 4096 + 33);
         }
         printf("check: %d passed, %d failed\n", g_pass, g_fail);
+    }
+    if (mode == "ws") {
+        // The warp-specialized kernel: exactness of every instance on odd shapes (one tile or less, several tiles,
+        // few CTAs looping over many tiles, K not a multiple of the 1024-bit stage, K < 128), the automatic choice on
+        // a shape whose tiles fill the SMs, the epilogue bit for bit against the synchronous kernel; then the
+        // acceptance timings with cuBLASLt int8 in the same process, the synchronous kernel next to it.
+        for (const char* mc : {"0", "1"}) {  // one CTA per SM (default), then 2-CTA clusters with multicast
+            setenv("LOWBIT_BIP_WS_MULTICAST", mc, 1);
+            for (int p = 1; p <= 8; ++p)
+                for (int q = 1; q <= 8; ++q) {
+                    const int bx = lowbit_bip_ws_tile(p, q);
+                    if (!bx) continue;
+                    check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
+                    check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
+                    check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
+                    check_gemm(p, q, 3 * bx - 1, 130, 4096 + 1024 + 128, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                    check_gemm(p, q, 4 * bx + 3, 520, 1024, 0, 0, LOWBIT_BIP_PATH_WS, 7);
+                    check_ws_epilogue(p, q, bx + 9, 203, 1500, LOWBIT_I8_OUT_F16);
+                }
+            printf("ws check (multicast %s): %d passed, %d failed\n", mc, g_pass, g_fail);
+        }
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        check_ws_epilogue(1, 1, 300, 129, 2000, LOWBIT_I8_OUT_BF16);
+        check_ws_epilogue(2, 2, 77, 250, 999, LOWBIT_I8_OUT_I8);
+        check_gemm(1, 1, 257, 8449, 200, 0, 0, 0, 0);  // automatic: 2 x 67 tiles >= 132 SMs -> ws
+        check_gemm(2, 2, 130, 5889, 300, 0, 0, 0, 0);  // 3 x 47 tiles
+        printf("ws check: %d passed, %d failed\n", g_pass, g_fail);
+        const double S = 8192;
+        const float lt_sq = bench_lt(8192, 8192, 8192);
+        const float w1s = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_SYNC);
+        setenv("LOWBIT_BIP_WS_MULTICAST", "1", 1);
+        const float w1m = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        const float w1w = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+        const float w1a = bench_plane(1, 1, 8192, 8192, 8192);  // automatic plan (must be the ws kernel)
+        printf("8192^3: cublaslt-int8 %.1f us (%.0f TOPS) | w1a1 sync %.1f us (%.0f eff TOPS) | ws+multicast %.1f us "
+               "(%.0f) | ws %.1f us (%.0f eff TOPS, %.2fx cublaslt) | auto %.1f us\n",
+               lt_sq * 1e3, tops(lt_sq, S, S, S), w1s * 1e3, tops(w1s, S, S, S), w1m * 1e3, tops(w1m, S, S, S),
+               w1w * 1e3, tops(w1w, S, S, S), lt_sq / w1w, w1a * 1e3);
+        const float lt = bench_lt(4096, 8192, 8192);
+        printf("M=4096 N=K=8192: cublaslt-int8 %.1f us (%.0f TOPS)\n", lt * 1e3, tops(lt, 4096, S, S));
+        const int pq[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {4, 1}, {1, 4}, {4, 2}, {2, 4}};
+        for (auto& v : pq) {
+            const float ts = bench_plane(v[0], v[1], 4096, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_SYNC);
+            setenv("LOWBIT_BIP_WS_MULTICAST", "1", 1);
+            const float tn = bench_plane(v[0], v[1], 4096, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+            const float tw = bench_plane(v[0], v[1], 4096, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            printf("  w%da%d sync %.1f us (%.2fx) | ws+multicast %.1f us (%.2fx) | ws %.1f us  %.0f eff TOPS (BGMMA %.0f "
+                   "TOPS)  %.2fx cublaslt-int8\n",
+                   v[1], v[0], ts * 1e3, lt / ts, tn * 1e3, lt / tn, tw * 1e3, tops(tw, 4096, S, S),
+                   tops(tw, 4096, S, S) * v[0] * v[1], lt / tw);
+        }
     }
     if (mode == "all" || mode == "bench") {
         const double S = 8192;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds benches/micro/bipolar.cu with the library sources it needs (bipolar plane GEMM, activation kernel, int8
 # core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`,
-# `suite` (JSON lines for bipolar_report.py) or `all` = check + bench (default); several modes comma-separated.
+# `suite` (JSON lines for bipolar_report.py), `ws` (the warp-specialized kernel: checks + acceptance timings) or `all` = check + bench (default); several modes comma-separated.
 # BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench). Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +10,7 @@ OUT=${BIP_BUILD:-/tmp/bip_micro}
 mkdir -p "$OUT"
 FLAGS=(-O3 -std=c++17 --expt-relaxed-constexpr -Xptxas=--warn-on-spills -gencode=arch=compute_90a,code=sm_90a -Ikernels/include)
 SRCS=(kernels/bipolar/inst_a.cu kernels/bipolar/inst_b.cu kernels/bipolar/inst_c.cu kernels/bipolar/inst_d.cu
-      kernels/bipolar/bip_launch.cu kernels/bipolar/bip_act_quant.cu kernels/int8/i8_launch.cu kernels/int8/inst_w8.cu
+      kernels/bipolar/bip_launch.cu kernels/bipolar/ws_planes.cu kernels/bipolar/bip_act_quant.cu kernels/int8/i8_launch.cu kernels/int8/inst_w8.cu
       kernels/int8/inst_w4.cu kernels/int8/stream.cu kernels/int8/ws_gemm.cu benches/micro/bipolar.cu)
 pids=()
 for s in "${SRCS[@]}"; do

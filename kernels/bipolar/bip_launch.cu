@@ -6,12 +6,14 @@
 
 #include "lowbit/bip_gemm.cuh"
 #include "lowbit/check.cuh"
+#include "lowbit/tma_host.h"
 #include "lowbit_kernels.h"
 
 cudaError_t lowbit_bip_launch_a(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
 cudaError_t lowbit_bip_launch_b(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
 cudaError_t lowbit_bip_launch_c(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
 cudaError_t lowbit_bip_launch_d(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
+cudaError_t lowbit_bip_launch_ws(const lowbit::bip::Args&, int, int, int, int, cudaStream_t, int*);
 
 namespace {
 
@@ -63,6 +65,26 @@ bool plane_runs() {
     return ok;
 }
 
+// Activation rows per tile of the warp-specialized instance of (p, q) that runs on this device (an sm_90 device,
+// sm_90a code in the library, the driver's tensor-map encoder), or 0.
+int ws_tile(int p, int q) {
+    int bx = 0;
+    if (lowbit_bip_launch_ws(lowbit::bip::Args{}, p, q, -2, 0, nullptr, &bx) != cudaSuccess) return 0;
+    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (dev >= 0 && dev < 64 && cache[dev].load(std::memory_order_relaxed) != 0) return cache[dev].load() == 2 ? bx : 0;
+    int unused = 0;
+    const bool ok = plane_runs() && lowbit::tma::encode_fn() != nullptr &&
+                    lowbit_bip_launch_ws(lowbit::bip::Args{}, 1, 1, -1, 0, nullptr, &unused) == cudaSuccess;
+    (void)cudaGetLastError();
+    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1);
+    return ok ? bx : 0;
+}
+
 int sm_count(int32_t given) {
     if (given > 0) return given;
     int dev = 0, n = 0;
@@ -71,6 +93,7 @@ int sm_count(int32_t given) {
 }
 
 struct Plan {
+    bool ws;  // the warp-specialized persistent kernel (lowbit/bip_ws_gemm.cuh)
     int bx, kc, resident, steps, splits, steps_per_split;
     int64_t ws_bytes, counters_off;
 };
@@ -96,7 +119,30 @@ lowbit_status make_plan(const lowbit_bip_operand* x, const lowbit_bip_operand* w
     // |Y_int| <= k (2^p - 1)(2^q - 1) must fit int32.
     LOWBIT_REQUIRE(int64_t(k) * ((1 << p) - 1) * ((1 << q) - 1) < (int64_t(1) << 31), LOWBIT_ERR_SHAPE);
     LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+    const int path = cfg ? cfg->path : LOWBIT_BIP_PATH_AUTO;
+    LOWBIT_REQUIRE(path >= LOWBIT_BIP_PATH_AUTO && path <= LOWBIT_BIP_PATH_WS, LOWBIT_ERR_INVALID_ARGUMENT);
     const int m = x->rows;
+    // The warp-specialized kernel: asked for, or automatic (no bx / splits override) when its tiles fill every SM.
+    const int wsbx = path == LOWBIT_BIP_PATH_SYNC ? 0 : ws_tile(p, q);
+    if (path == LOWBIT_BIP_PATH_WS) {
+        LOWBIT_REQUIRE(wsbx > 0 && (!cfg->bx || cfg->bx == wsbx), LOWBIT_ERR_NO_KERNEL);
+        LOWBIT_REQUIRE(cfg->splits <= 1, LOWBIT_ERR_INVALID_ARGUMENT);
+    }
+    const bool automatic = !cfg || (cfg->bx == 0 && cfg->splits == 0);
+    pl.ws = path == LOWBIT_BIP_PATH_WS ||
+            (wsbx > 0 && automatic &&
+             int64_t((w->rows + kBW - 1) / kBW) * ((int64_t(m) + wsbx - 1) / wsbx) >= int64_t(nsm));
+    if (pl.ws) {
+        pl.bx = wsbx;
+        pl.kc = 8;  // 128-byte stages
+        pl.resident = 1;
+        pl.steps = ((k + 127) / 128 + pl.kc - 1) / pl.kc;
+        pl.splits = 1;
+        pl.steps_per_split = pl.steps;
+        pl.ws_bytes = 0;
+        pl.counters_off = 0;
+        return lowbit::status_ok();
+    }
     if (cfg && cfg->bx) {
         LOWBIT_REQUIRE(has_instance(p, q, cfg->bx), LOWBIT_ERR_NO_KERNEL);
         pl.bx = cfg->bx;
@@ -152,6 +198,11 @@ extern "C" int32_t lowbit_bip_plane_available(int32_t p, int32_t q, int32_t bx) 
     if (p < 1 || p > 8 || q < 1 || q > 8 || bx < 0) return 0;
     if (bx == 0) bx = large_bx(p, q) ? large_bx(p, q) : 8;
     return has_instance(p, q, bx) && plane_runs() ? 1 : 0;
+}
+
+extern "C" int32_t lowbit_bip_ws_tile(int32_t p, int32_t q) {
+    if (p < 1 || p > 8 || q < 1 || q > 8) return 0;
+    return ws_tile(p, q);
 }
 
 extern "C" int64_t lowbit_bip_gemm_workspace_bytes(const lowbit_bip_operand* x, const lowbit_bip_operand* w,
@@ -211,6 +262,13 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     a.ldy = ldy;
 
     lowbit::clear_pending_error();
+    if (pl.ws) {
+        int bx = 0;
+        const cudaError_t e = lowbit_bip_launch_ws(a, x->bits, w->bits, sm_count(num_sms), 0,
+                                                   static_cast<cudaStream_t>(stream), &bx);
+        if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
+        return lowbit::status_from_cuda(e);
+    }
     int info[2] = {0, 0};
     const cudaError_t e = dispatch(a, x->bits, w->bits, pl.bx, pl.splits, static_cast<cudaStream_t>(stream), info);
     if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);

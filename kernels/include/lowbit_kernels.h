@@ -516,7 +516,20 @@ typedef struct lowbit_bip_config {
     int32_t bx;
     /** Split-K factor (>= 1). */
     int32_t splits;
+    /** Kernel: LOWBIT_BIP_PATH_AUTO (0: the warp-specialized kernel where it has an instance, bx and splits are
+     *  automatic and its tiles fill every SM, else the synchronous one), LOWBIT_BIP_PATH_SYNC (the synchronous
+     *  cp.async kernel, every instance) or LOWBIT_BIP_PATH_WS (the warp-specialized persistent kernel, sm_90a:
+     *  TMA producer warp + two BGMMA consumer warpgroups, no split-K; bx 0 or lowbit_bip_ws_tile's). */
+    int32_t path;
 } lowbit_bip_config;
+
+#define LOWBIT_BIP_PATH_AUTO 0
+#define LOWBIT_BIP_PATH_SYNC 1
+#define LOWBIT_BIP_PATH_WS 2
+
+/** Activation rows per tile of the warp-specialized plane kernel for p-bit activations x q-bit weights when it
+ *  has an instance that runs on the current device (p * q <= 8, q <= 4, sm_90a), else 0. */
+int32_t lowbit_bip_ws_tile(int32_t p, int32_t q);
 
 /** 1 when the plane GEMM has an instance for p-bit activations x q-bit weights with `bx` activation rows per
  *  CTA (0 = any) that runs on the current device, else 0. */

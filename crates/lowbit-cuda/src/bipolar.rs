@@ -41,6 +41,16 @@ pub enum BipMapping {
     Int8,
 }
 
+/// Kernel of the plane mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BipPlanePath {
+    /// The synchronous cp.async kernel (every instance, split-K).
+    Sync,
+    /// The warp-specialized persistent kernel (sm_90a, large M: TMA producer warp, two BGMMA consumer
+    /// warpgroups, one CTA per SM; `p·q ≤ 8`, `q ≤ 4`, no split-K).
+    Ws,
+}
+
 /// Launch overrides; `None` = automatic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BipConfig {
@@ -50,6 +60,17 @@ pub struct BipConfig {
     pub bx: Option<u32>,
     /// Plane path: split-K factor.
     pub splits: Option<u32>,
+    /// Plane path: kernel (automatic: the warp-specialized one where it has an instance, `bx` and `splits` are
+    /// automatic and its tiles fill every SM, else the synchronous one).
+    pub plane_path: Option<BipPlanePath>,
+}
+
+fn path_code(p: Option<BipPlanePath>) -> i32 {
+    (match p {
+        None => sys::LOWBIT_BIP_PATH_AUTO,
+        Some(BipPlanePath::Sync) => sys::LOWBIT_BIP_PATH_SYNC,
+        Some(BipPlanePath::Ws) => sys::LOWBIT_BIP_PATH_WS,
+    }) as i32
 }
 
 /// A checked problem: what [`BipolarGemm::run`] launches.
@@ -307,6 +328,13 @@ impl BipolarGemm {
         if self.int8.is_some() { Ok(()) } else { Err(self.int8_missing) }
     }
 
+    /// Activation rows per tile of the warp-specialized plane kernel for these bits on `dev` (0: none).
+    pub fn ws_tile(&self, dev: &Device) -> Result<u32> {
+        dev.bind_to_thread()?;
+        // SAFETY: pure query of the compiled instance list and the current device.
+        Ok(unsafe { sys::lowbit_bip_ws_tile(self.p as i32, self.q as i32) }.max(0) as u32)
+    }
+
     /// Whether the plane mapping has an instance for these bits and `bx` (0 = any) on `dev`.
     pub fn planes_available(&self, dev: &Device, bx: u32) -> Result<bool> {
         dev.bind_to_thread()?;
@@ -391,6 +419,17 @@ impl BipolarGemm {
                 side.gemm.plan(dev, m, I8Config::default())?.workspace_bytes
             }
             BipMapping::Planes => {
+                if config.plane_path == Some(BipPlanePath::Ws) && self.ws_tile(dev)? == 0 {
+                    return Err(CudaError::NoKernel {
+                        launcher: LAUNCHER,
+                        detail: format!(
+                            "warp-specialized plane kernel for W{}A{} on {}: none (sm_90a only; p·q ≤ 8, q ≤ 4)",
+                            self.q,
+                            self.p,
+                            dev.info().sm_name()
+                        ),
+                    });
+                }
                 if !self.planes_available(dev, config.bx.unwrap_or(0))? {
                     return Err(CudaError::NoKernel {
                         launcher: LAUNCHER,
@@ -410,6 +449,7 @@ impl BipolarGemm {
                 let cfg = sys::lowbit_bip_config {
                     bx: config.bx.unwrap_or(0) as i32,
                     splits: config.splits.unwrap_or(0) as i32,
+                    path: path_code(config.plane_path),
                 };
                 dev.bind_to_thread()?;
                 // SAFETY: pure host planning on the descriptors' integers (placeholder pointers are only checked for
@@ -766,6 +806,7 @@ impl BipolarGemm {
         let cfg = sys::lowbit_bip_config {
             bx: plan.config.bx.unwrap_or(0) as i32,
             splits: plan.config.splits.unwrap_or(0) as i32,
+            path: path_code(plan.config.plane_path),
         };
         // SAFETY: every buffer was sized for this weight / these activations (checked in `run` / `run_raw`); all
         // belong to dev's context, current here, and `st` is one of its streams; y is borrowed mutably (`run`) or

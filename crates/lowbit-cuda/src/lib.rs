@@ -42,7 +42,7 @@ pub mod ssd;
 pub mod ssm;
 pub mod weight_only;
 
-pub use bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations, BipolarGemm};
+pub use bipolar::{BipConfig, BipMapping, BipPlan, BipPlanePath, BipolarActivations, BipolarGemm};
 pub use buffer::{DeviceTensor, OutDtype, OutElement, download, upload};
 pub use dequant::{DeviceWeight, dequantize, dequantize_emulated, dequantize_to_host};
 pub use device::{Device, DeviceInfo, device_count, gpu_available};

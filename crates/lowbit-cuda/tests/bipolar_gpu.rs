@@ -21,7 +21,7 @@ use lowbit_core::granularity::Granularity;
 use lowbit_core::int8::{Epilogue, I8Out};
 use lowbit_core::reference::bipolar_gemm_exact;
 use lowbit_cuda::bipolar::plane_ld;
-use lowbit_cuda::{BipConfig, BipMapping, BipolarGemm, CudaError, Device, OutDtype, upload};
+use lowbit_cuda::{BipConfig, BipMapping, BipPlanePath, BipolarGemm, CudaError, Device, OutDtype, upload};
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -91,7 +91,7 @@ fn gpu_bipolar_planes_exact_every_pq() {
                 let want = bipolar_gemm_exact(&x, &w).unwrap();
                 let cfgs = [
                     BipConfig { mapping: Some(BipMapping::Planes), ..Default::default() },
-                    BipConfig { mapping: Some(BipMapping::Planes), bx: Some(8), splits: Some(3) },
+                    BipConfig { mapping: Some(BipMapping::Planes), bx: Some(8), splits: Some(3), ..Default::default() },
                 ];
                 for cfg in cfgs {
                     match run_i32(&dev, &g, &x, cfg) {
@@ -195,6 +195,54 @@ fn gpu_bipolar_f16_epilogue_both_mappings() {
                 }
             }
         }
+    }
+}
+
+/// The warp-specialized plane kernel (sm_90a, `p·q ≤ 8`, `q ≤ 4`): exact `Y_int` on odd shapes (less than one
+/// tile; one activation row past a tile; K not a multiple of the 1024-bit stage or of 32), int32 output poisoned
+/// first; the f16 epilogue with weight offsets bit for bit with the CPU epilogue; forced on a pair without an
+/// instance it is a typed `NoKernel`, with split-K an `InvalidArgument`. Elsewhere (no sm_90a) it checks that
+/// the forced path is `NoKernel`.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_ws_planes_exact() {
+    let Some(dev) = device_or_skip("gpu_bipolar_ws_planes_exact") else { return };
+    let ws = BipConfig { mapping: Some(BipMapping::Planes), plane_path: Some(BipPlanePath::Ws), ..Default::default() };
+    let mut ran = 0;
+    for p in 1..=8u32 {
+        for q in 1..=8u32 {
+            let probe = BipolarGemm::new(&dev, &rand_bipolar(8, 64, q, false, 1), p).unwrap();
+            let bx = probe.ws_tile(&dev).unwrap() as usize;
+            if bx == 0 {
+                let r = run_i32(&dev, &probe, &rand_bipolar(3, 64, p, false, 2), ws);
+                assert!(matches!(r, Err(CudaError::NoKernel { .. })), "W{q}A{p}: forced ws without instance: {r:?}");
+                continue;
+            }
+            for (si, &(m, n, k)) in [(37, 133, 300), (bx + 1, 203, 1100), (2 * bx + 3, 131, 2049)].iter().enumerate() {
+                let seed = (p * 7919 + q * 31) as u64 + si as u64;
+                let w = rand_bipolar(n, k, q, si == 1, seed);
+                let x = rand_bipolar(m, k, p, false, seed + 5);
+                let g = BipolarGemm::new(&dev, &w, p).unwrap();
+                let want = bipolar_gemm_exact(&x, &w).unwrap();
+                let got = run_i32(&dev, &g, &x, ws).unwrap();
+                check_exact(&format!("ws W{q}A{p} m={m} n={n} k={k}"), &got, &want);
+                if si == 1 {
+                    // f16 epilogue with weight offsets (rank-1 correction), poisoned output, bit for bit.
+                    let acts = g.upload_activations(&dev, &x).unwrap();
+                    let plan = g.plan(&dev, m, ws).unwrap();
+                    let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+                    g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
+                    let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+                    assert_eq!(got, epilogue_ref(&x, &w, &want), "ws W{q}A{p}: f16 epilogue not bit-exact");
+                }
+                ran += 1;
+            }
+            let split = BipConfig { splits: Some(3), ..ws };
+            assert!(matches!(probe.plan(&dev, 300, split), Err(CudaError::InvalidArgument { .. })));
+        }
+    }
+    if dev.info().sm_name() == "sm_90" {
+        assert!(ran >= 8 * 3, "only {ran} ws runs on an sm_90 device");
     }
 }
 

@@ -59,6 +59,46 @@ __device__ __forceinline__ void tma_2d_g2s(void* dst, const CUtensorMap* map, in
         : "memory");
 }
 
+// 3-D tensor copy of the box at (c0 = innermost, c1, c2) of `map` (e.g. bytes x rows x bit planes: the box's
+// planes land one after another, each box_rows x 128 bytes); out-of-tensor elements zero-filled and counted.
+__device__ __forceinline__ void tma_3d_g2s(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(
+            smem_u32(dst)),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar))
+        : "memory");
+}
+
+// The same copy multicast to every CTA of the cluster in `cta_mask` (same shared-memory offset in each, each CTA's
+// mbarrier at `bar`'s offset receives the bytes written into it).
+__device__ __forceinline__ void tma_3d_g2s_mc(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar,
+                                              uint16_t cta_mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+        "%3, %4}], [%5], %6;\n" ::"r"(smem_u32(dst)),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_u32(bar)), "h"(cta_mask)
+        : "memory");
+}
+
+// This CTA's rank in its cluster.
+__device__ __forceinline__ uint32_t cluster_rank() {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+
+// Arrive on the mbarrier at `bar`'s offset in the shared memory of cluster CTA `rank` (release at cluster scope).
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_u32(bar)), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+
+// Whole-cluster barrier (every thread of every CTA; not .aligned, so divergent warps may call it).
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
 // wgmma descriptor of a K-major operand written by TMA with 128-byte swizzle: 128-byte rows, 8-row atoms of
 // 1024 bytes (stride byte offset 1024), layout type 1 (128B swizzle) in bits 62-63. The atom base must be
 // 1024-byte aligned; a 32-byte K step inside the atom advances the start address by 32 bytes.

@@ -52,5 +52,23 @@ inline cudaError_t make_2d_sw128(CUtensorMap& map, CUtensorMapDataType type, con
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+// A 3-D byte tensor (innermost `cols` bytes, then `rows` rows `pitch_bytes` apart, then `planes` planes
+// `plane_bytes` apart; pitches multiples of 16, base 16-byte aligned) with a box of box_cols (128) x box_rows x
+// box_planes, 128-byte swizzle, L2 promotion 256 B, zero fill outside. Errors as make_2d_sw128.
+inline cudaError_t make_3d_sw128_u8(CUtensorMap& map, const void* base, uint64_t cols, uint64_t rows, uint64_t planes,
+                                    uint64_t pitch_bytes, uint64_t plane_bytes, uint32_t box_cols, uint32_t box_rows,
+                                    uint32_t box_planes) {
+    auto enc = encode_fn();
+    if (enc == nullptr) return cudaErrorNotSupported;
+    const cuuint64_t dims[3] = {cuuint64_t(cols), cuuint64_t(rows), cuuint64_t(planes)};
+    const cuuint64_t strides[2] = {cuuint64_t(pitch_bytes), cuuint64_t(plane_bytes)};
+    const cuuint32_t box[3] = {cuuint32_t(box_cols), cuuint32_t(box_rows), cuuint32_t(box_planes)};
+    const cuuint32_t estr[3] = {1, 1, 1};
+    const CUresult r = enc(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 3, const_cast<void*>(base), dims, strides, box, estr,
+                           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                           CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 }  // namespace tma
 }  // namespace lowbit

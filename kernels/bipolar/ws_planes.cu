@@ -1,0 +1,128 @@
+// Warp-specialized persistent bipolar plane GEMM (large M, sm_90a): the instances and their launcher. Algorithm:
+// lowbit/bip_ws_gemm.cuh. The two plane tensor maps (X: bytes x M x P, W: bytes x N x Q) are encoded per call on
+// the host (lowbit/tma_host.h) and passed by value as __grid_constant__ kernel parameters.
+//
+// Instances: the large tile of kernels/bipolar/README.md (BX = the most activation rows with P * BX <= 256 and
+// P * Q * BX <= 256) for every P * Q <= 8 with Q <= 4 (Q >= 5 leaves fewer than 3 ring slots of 128-byte stages).
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
+#include "lowbit/bip_ws_gemm.cuh"
+#include "lowbit/tma_host.h"
+
+namespace {
+
+// 2-CTA clusters with multicast only with LOWBIT_BIP_WS_MULTICAST=1: measured slower than one CTA per SM on H200
+// (kernels/bipolar/NOTES.md ws v1b); kept for same-run comparisons (benches/micro/bipolar.cu `ws`).
+bool multicast_enabled() {
+    const char* v = getenv("LOWBIT_BIP_WS_MULTICAST");
+    return v != nullptr && v[0] == '1';
+}
+
+// LOWBIT_BIP_WS_DEBUG=1: the cluster grid of the first multicast launch per variant on stderr (diagnosis only).
+bool debug_enabled() {
+    const char* v = getenv("LOWBIT_BIP_WS_DEBUG");
+    return v != nullptr && v[0] == '1';
+}
+
+// MC = 0: one CTA per SM, grid = min(tiles, SMs). MC = 1 / 2: clusters of 2 CTAs sharing one operand (X / W) by
+// TMA multicast, as many clusters as can be resident at once (cudaOccupancyMaxActiveClusters, at most SMs / 2):
+// the kernel is persistent, a second wave of clusters would serialize.
+template <int P, int Q, int BX, int MC>
+cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
+    using namespace lowbit::bipws;
+    using G = Geo<P, Q, BX>;
+    const uint64_t cols = uint64_t(a.kchunks) * 16;  // bytes holding data; beyond: zero fill
+    CUtensorMap xmap, wmap;
+    // The multicast operand's map has a half box of one plane (each CTA sends its half of every plane).
+    cudaError_t e = lowbit::tma::make_3d_sw128_u8(xmap, a.x, cols, uint64_t(a.m), P, uint64_t(a.ldx) * 4,
+                                                  uint64_t(a.x_plane) * 4, kStageBytes, MC == 1 ? BX / 2 : BX,
+                                                  MC == 1 ? 1 : P);
+    if (e != cudaSuccess) return e;
+    e = lowbit::tma::make_3d_sw128_u8(wmap, a.w, cols, uint64_t(a.n), Q, uint64_t(a.ldw) * 4, uint64_t(a.w_plane) * 4,
+                                      kStageBytes, MC == 2 ? kBW / 2 : kBW, MC == 2 ? 1 : Q);
+    if (e != cudaSuccess) return e;
+    auto kern = ws_plane_kernel<P, Q, BX, MC>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
+    if (e != cudaSuccess) return e;
+    const int64_t mt = (a.m + BX - 1) / BX, nt = (a.n + kBW - 1) / kBW;
+    if constexpr (MC == 0) {
+        const int64_t tiles = mt * nt;
+        const int grid = int(tiles < nsm ? tiles : nsm);
+        kern<<<grid, kThreads, G::kSmem, st>>>(a, xmap, wmap, group);
+        return cudaGetLastError();
+    } else {
+        const int64_t units = MC == 1 ? mt * ((nt + 1) / 2) : ((mt + 1) / 2) * nt;
+        cudaLaunchConfig_t cfg{};
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = 2;
+        at[0].val.clusterDim.y = 1;
+        at[0].val.clusterDim.z = 1;
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = G::kSmem;
+        cfg.stream = st;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        cfg.gridDim = dim3(unsigned(2 * (nsm / 2 > 0 ? nsm / 2 : 1)));
+        int resident = 0;
+        e = cudaOccupancyMaxActiveClusters(&resident, kern, &cfg);
+        if (e != cudaSuccess || resident < 1) {
+            (void)cudaGetLastError();
+            return cudaErrorNotSupported;  // the caller falls back to MC = 0
+        }
+        int64_t clusters = units < resident ? units : resident;
+        if (clusters > nsm / 2) clusters = nsm / 2 > 0 ? nsm / 2 : 1;
+        cfg.gridDim = dim3(unsigned(2 * clusters));
+        static std::atomic<bool> told{false};
+        if (debug_enabled() && !told.exchange(true))
+            fprintf(stderr, "bip ws P=%d Q=%d BX=%d MC=%d: %d resident clusters, %lld launched, %lld units\n", P, Q, BX,
+                    MC, resident, (long long)clusters, (long long)units);
+        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, group);
+    }
+}
+
+template <int P, int Q, int BX>
+cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
+    using namespace lowbit::bipws;
+    if (nsm < 0) return available<P, Q, BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if (multicast_enabled()) {
+        const cudaError_t e = launch_mc<P, Q, BX, multicast_for<P, Q, BX>()>(a, nsm, group, st);
+        if (e != cudaErrorNotSupported) return e;
+    }
+    return launch_mc<P, Q, BX, 0>(a, nsm, group, st);
+}
+
+}  // namespace
+
+#define LOWBIT_BIP_WS_CASE(P, Q, BX)                              \
+    if (p == P && q == Q) {                                        \
+        *bx_out = BX;                                              \
+        if (nsm == -2) return cudaSuccess;                         \
+        return launch<P, Q, BX>(a, nsm, group, st);                \
+    }
+
+// (p, q): activation / weight bits. nsm: CTAs (one per SM); nsm == -1 only asks whether the instance runs on this
+// device (cudaSuccess), nsm == -2 only whether it exists in the library. *bx_out = the instance's activation rows
+// per tile. a.steps must be ceil(a.kchunks / 8) (128-byte stages); a.ws is ignored (no split-K).
+// group: activation tiles per rasterization group (<= 0: 4, the int8 ws kernel's measured choice).
+// cudaErrorInvalidValue: no instance for (p, q).
+cudaError_t lowbit_bip_launch_ws(const lowbit::bip::Args& a, int p, int q, int nsm, int group, cudaStream_t st,
+                                 int* bx_out) {
+    if (group <= 0) group = 4;
+    LOWBIT_BIP_WS_CASE(1, 1, 256)
+#ifndef LOWBIT_BIP_WS_ONE
+    LOWBIT_BIP_WS_CASE(1, 2, 128)
+    LOWBIT_BIP_WS_CASE(2, 1, 128)
+    LOWBIT_BIP_WS_CASE(2, 2, 64)
+    LOWBIT_BIP_WS_CASE(1, 4, 64)
+    LOWBIT_BIP_WS_CASE(4, 1, 64)
+    LOWBIT_BIP_WS_CASE(2, 4, 32)
+    LOWBIT_BIP_WS_CASE(4, 2, 32)
+#endif
+    return cudaErrorInvalidValue;
+}

@@ -1,0 +1,395 @@
+// lowbit/bip_ws_gemm.cuh: warp-specialized persistent bipolar plane GEMM for large M (BGMMA, sm_90a).
+//
+// Problem and arithmetic: exactly lowbit/bip_gemm.cuh's (same Args, same correction and epilogue code):
+//   T[m, n] = sum_ij 2^(i+j) popc(X_i[m] AND W_j[n]) per plane pair on wgmma m64nNk256 .s32.b1.b1.and.popc,
+//   Y_int = 4 T - (2^Q - 1) S_x[m] - (2^P - 1) S_w[n] - K (2^P - 1)(2^Q - 1) modulo 2^32, then the epilogue.
+//
+// Structure (mirrors lowbit/i8_ws_gemm.cuh): CTA = 3 warpgroups (384 threads), one CTA per SM, persistent.
+//   warpgroup 0 = producer: one thread fills an S-slot ring (full / empty mbarrier per slot), setmaxnreg.dec 40;
+//   warpgroups 1, 2 = consumers (setmaxnreg.inc 232): each owns 64 weight rows x BX activation rows of the
+//     128 x BX output tile, with Q accumulator sets of R = P * BX columns (Q * R / 2 <= 128 registers).
+//   Tiles in grouped rasterization (lowbit::i8ws::Tiles: `group` activation tiles, M-fastest inside a group);
+//   CTA c takes tiles c, c + gridDim.x, ...
+//
+// A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
+// from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
+// (128, 128, Q), the activation map (bytes, M rows, P planes) with box (128, BX, P); both 128-byte swizzle,
+// rows >= M / N and bytes beyond ceil(K / 128) * 16 zero-filled by the copy engine. In shared memory the box's
+// planes land one after another, so the slot holds Q weight-plane tiles of 128 x 128 B (16 KB each) and the
+// stacked X tile of R = P * BX rows x 128 B (plane i at rows i * BX ..), i.e. bip_gemm.cuh's stacking with
+// 128-byte-swizzled K-major atoms (8 rows x 128 B = 1024 B, SBO 1024). A k256 step is 32 bytes inside the
+// swizzle atom (the same byte geometry as wgmma s8 k32), so per stage and consumer: 4 k-steps x Q wgmmas
+// m64nRk256 (A = weight plane j, rows 64 cw.., B = the stacked X tile). The AND-popcount is invariant under any
+// k permutation applied to both operands alike; both maps apply the same swizzle, so the order agrees.
+// After the K loop: recovery sum_ij 2^(i+j) in registers (as bip_gemm.cuh), correction and epilogue with the
+// tile's row vectors from shared memory (RowVecs) and 4-byte f16 / bf16 pair stores; meanwhile the producer
+// already streams the next tile's stages.
+//
+// Limits: sm_90a; no split-K (large M); X / W planes 16-byte aligned with ld and plane_stride multiples of 4
+// words (TMA strides multiples of 16 bytes; checked by the launcher as for the synchronous kernel);
+// slot = Q * 16 KB + P * BX * 128 B with at least 3 slots in ~225 KB (Q <= 4).
+#pragma once
+
+#include <cuda.h>
+#include <stdint.h>
+
+#include "lowbit/bip_gemm.cuh"
+#include "lowbit/i8_ws_gemm.cuh"
+#include "lowbit/tma.cuh"
+#include "lowbit/wgmma_s8.cuh"
+
+namespace lowbit {
+namespace bipws {
+
+using bip::Args;
+using bip::kBW;
+
+constexpr int kThreads = 384;
+constexpr int kStageBytes = 128;  // K bytes per stage (1024 bits): one 128-byte swizzle row
+
+template <int P, int Q, int BX>
+struct Geo {
+    static constexpr int kR = P * BX;                        // stacked X rows
+    static constexpr int kWPlane = kBW * kStageBytes;        // 16 KB per weight plane
+    static constexpr int kWStage = Q * kWPlane;
+    static constexpr int kXStage = kR * kStageBytes;
+    static constexpr int kSlot = kWStage + kXStage;          // multiple of 1024 (BX % 8 == 0)
+    static constexpr int kBudget = 225 * 1024;
+    static constexpr int kStages = kBudget / kSlot > 8 ? 8 : kBudget / kSlot;
+    static constexpr int kSmem = kStages * kSlot + 1024;     // + alignment slack (swizzle atoms need 1024)
+};
+
+// Row vectors of a tile in shared memory (per consumer warpgroup): the correction's S_x[m] and the epilogue's
+// row scale and row correction. Loaded from global memory before the K loop (latency hidden behind it) and
+// stored here after it, so the epilogue's stores never wait on a global load (with stores to y in between,
+// the compiler cannot hoist loads of the row vectors, and 64 dependent L2 round trips per thread made the
+// epilogue of a 128 x 256 tile cost more than its BGMMA work; NOTES.md ws v1).
+template <int BX>
+struct RowVecs {
+    uint32_t sx[BX];
+    float rs[BX], rc[BX];
+};
+
+template <int OUT>
+__device__ __forceinline__ uint32_t to_b16(float v) {
+    if constexpr (OUT == i8::kOutF16) {
+        return __half_as_ushort(__float2half_rn(v));
+    } else {
+        return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+    }
+}
+
+// Y_int and the epilogue of one consumer thread's outputs: t[4 ii + 2 r + h] = T of (weight row nr + 8 r,
+// activation row m0 + 8 ii + 2 tq + h). Arithmetic = bip::store_one's (= the int8 core's epi_value, bit for bit);
+// f16 / bf16 with an even row pitch leave as 4-byte column pairs (one shuffle between lanes g and g ^ 1, as
+// lowbit/i8_ws_gemm.cuh's epilogue).
+// Code size: a fully unrolled 128-output body is ~40 KB of straight-line code per output type, fetched cold once
+// per tile (ws v1b: ~6 us per 128 x 256 tile, as long as the tile's BGMMA work). So the rows run in a rolled loop
+// of chunks of CH row groups; t is consumed from its front and shifted down after each chunk (register moves:
+// every index stays a compile-time constant, no local memory). t is clobbered.
+template <int P, int Q, int BX, int OUT>
+__device__ __forceinline__ void store_tile_ws(const Args& p, int32_t (&t)[P * BX / 2], int m0, int nr, int tq,
+                                              const RowVecs<BX>& rv) {
+    constexpr int CH = BX / 8 >= 4 ? 4 : BX / 8;  // row groups (8 rows) per chunk
+    constexpr int NCH = BX / 8 / CH;
+    constexpr int NT = BX / 2;                     // T values of this thread
+    constexpr uint32_t A = (1u << P) - 1, B = (1u << Q) - 1;
+    const uint32_t kab = uint32_t(p.k) * A * B;
+    const i8::Epilogue& e = p.epi;
+    uint32_t csw[2];
+    float cs[2], cc[2], bs[2], os[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int n = nr + 8 * r;
+        const int nn = n < p.n ? n : 0;
+        csw[r] = A * uint32_t(__ldg(p.sw + nn)) + kab;
+        cs[r] = e.cs ? __ldg(e.cs + nn) : 1.f;
+        cc[r] = e.cc ? __ldg(e.cc + nn) : 0.f;
+        bs[r] = e.bias ? __ldg(e.bias + nn) : 0.f;
+        os[r] = OUT == i8::kOutI8 && e.os ? __ldg(e.os + nn) : e.out_scale;
+    }
+    const bool pairs = (OUT == i8::kOutF16 || OUT == i8::kOutBf16) && p.ldy % 2 == 0 &&
+                       (reinterpret_cast<uintptr_t>(p.y) & 3) == 0;
+    const bool odd = nr & 1;  // nr = tile base (multiple of 16) + g
+#pragma unroll 1
+    for (int c = 0; c < NCH; ++c) {
+#pragma unroll
+    for (int i4 = 0; i4 < CH; ++i4) {
+        const int ii = i4;  // index into the shifted t
+        const int la = 8 * (c * CH + i4) + 2 * tq;  // tile rows la (h = 0), la + 1 (h = 1)
+        const int ma = m0 + la;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int n = nr + 8 * r;
+            int32_t yi[2];
+            float v[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                yi[h] = int32_t(4u * uint32_t(t[4 * ii + 2 * r + h]) - B * rv.sx[la + h] - csw[r]);
+                v[h] = __fmul_rn(__int2float_rn(yi[h]), rv.rs[la + h]);
+                if (e.cs) v[h] = __fmul_rn(v[h], cs[r]);
+                if (e.rc) v[h] = __fmaf_rn(rv.rc[la + h], cc[r], v[h]);
+                if (e.bias) v[h] = __fadd_rn(v[h], bs[r]);
+            }
+            if constexpr (OUT == i8::kOutI32 || OUT == i8::kOutI8) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int m = ma + h;
+                    if (m < p.m && n < p.n) {
+                        if constexpr (OUT == i8::kOutI32) {
+                            static_cast<int32_t*>(p.y)[size_t(m) * p.ldy + n] = yi[h];
+                        } else {
+                            const float q = fminf(fmaxf(rintf(__fdiv_rn(v[h], os[r])), -128.f), 127.f);
+                            static_cast<int8_t*>(p.y)[size_t(m) * p.ldy + n] = static_cast<int8_t>(q);
+                        }
+                    }
+                }
+            } else {
+                const uint32_t b0 = to_b16<OUT>(v[0]), b1 = to_b16<OUT>(v[1]);
+                if (pairs) {
+                    const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? b0 : b1, 4);
+                    // Even lane: row ma, columns (n, n + 1) = (own, partner's h = 0). Odd lane: row ma + 1,
+                    // columns (n - 1, n) = (partner's h = 1, own).
+                    const int m = odd ? ma + 1 : ma;
+                    const int c = odd ? n - 1 : n;
+                    const uint32_t lo = odd ? got : b0, hi = odd ? b1 : got;
+                    if (m < p.m && c < p.n) {
+                        uint16_t* at = static_cast<uint16_t*>(p.y) + size_t(m) * p.ldy + c;
+                        if (c + 1 < p.n) {
+                            *reinterpret_cast<uint32_t*>(at) = lo | (hi << 16);
+                        } else {
+                            *at = uint16_t(lo);
+                        }
+                    }
+                } else {
+                    uint16_t* y = static_cast<uint16_t*>(p.y);
+                    if (n < p.n) {
+                        if (ma < p.m) y[size_t(ma) * p.ldy + n] = uint16_t(b0);
+                        if (ma + 1 < p.m) y[size_t(ma + 1) * p.ldy + n] = uint16_t(b1);
+                    }
+                }
+            }
+        }
+    }
+    if (NCH > 1) {
+#pragma unroll
+        for (int i = 0; i + 4 * CH < NT; ++i) t[i] = t[i + 4 * CH];
+    }
+    }
+}
+
+// Which operand a 2-CTA cluster shares (multicast): the one with more bytes per stage. 1 = X (the two CTAs take
+// neighbouring weight tiles of one activation tile), 2 = W (neighbouring activation tiles of one weight tile).
+template <int P, int Q, int BX>
+constexpr int multicast_for() {
+    return P * BX >= Q * kBW ? 1 : 2;
+}
+
+template <int P, int Q, int BX, int MC>
+__global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_constant__ Args p,
+                                                                const __grid_constant__ CUtensorMap xmap,
+                                                                const __grid_constant__ CUtensorMap wmap, int group) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    using G = Geo<P, Q, BX>;
+    constexpr int S = G::kStages;
+    constexpr int R = G::kR;
+    static_assert(S >= 3, "ring too small");
+    static_assert(BX % 8 == 0 && R <= 256, "wgmma N = P * BX: a multiple of 8, at most 256");
+    static_assert(Q * R <= 256, "accumulators: Q * P * BX / 2 registers per thread");
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    __shared__ RowVecs<BX> rowv[2];  // per consumer warpgroup
+    const uint32_t raw = tma::smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    constexpr int CL = MC ? 2 : 1;  // CTAs per cluster
+    if (tid == 0) {
+        for (int s = 0; s < S; ++s) {
+            tma::mbar_init(&full[s], 1);        // the producer's arrive.expect_tx (+ the copies' bytes)
+            tma::mbar_init(&empty[s], 8 * CL);  // one arrive per consumer warp of every CTA writing the slot
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    if constexpr (MC != 0) {
+        tma::cluster_sync();  // the partner's barriers are initialised before any multicast or remote arrive
+    } else {
+        __syncthreads();
+    }
+    const uint32_t rank = MC ? tma::cluster_rank() : 0;
+
+    // Work units: output tiles (MC = 0) or pairs of tiles sharing one operand (MC = 1: weight tiles 2 u, 2 u + 1 of
+    // one activation tile; MC = 2: activation tiles 2 u, 2 u + 1 of one weight tile), in grouped rasterization; the
+    // cluster takes units c, c + clusters, ... and its CTA `rank` the tile `rank` of the pair (tiles past the edge
+    // load zeros and store nothing).
+    const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
+    const int umt = MC == 2 ? (mt + 1) / 2 : mt, unt = MC == 1 ? (nt + 1) / 2 : nt;
+    const i8ws::Tiles tiles{umt, unt, group < 1 ? 1 : (group > umt ? umt : group)};
+    const int total = unt * umt;
+    const int ksteps = p.steps;
+    const int first = int(blockIdx.x) / CL, stride = int(gridDim.x) / CL;
+    auto tile_of = [&](int u, int& nb, int& mb) {
+        tiles.at(u, nb, mb);
+        if (MC == 1) nb = 2 * nb + int(rank);
+        if (MC == 2) mb = 2 * mb + int(rank);
+    };
+
+    if (wg == 0) {
+        // ------------------------------- producer -------------------------------
+        tma::setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int t = first; t < total; t += stride) {
+                int nb, mb;
+                tile_of(t, nb, mb);
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    // MC: the slot is free once the consumers of both CTAs released it (empty count 16).
+                    tma::mbar_wait(&empty[s], phase ^ 1);  // a fresh barrier passes parity 1 at once
+                    unsigned char* slot = ring + s * G::kSlot;
+                    const int kb = ks * kStageBytes;
+                    tma::mbar_expect_tx(&full[s], G::kSlot);  // own copies + the partner's multicast half
+                    if constexpr (MC == 1) {
+                        // Own weight tile; half of the shared X tile (rows rank * BX / 2 .. of every plane) to both.
+                        tma::tma_3d_g2s(slot, &wmap, kb, nb * kBW, 0, &full[s]);
+                        for (int i = 0; i < P; ++i)
+                            tma::tma_3d_g2s_mc(slot + G::kWStage + (i * BX + int(rank) * (BX / 2)) * kStageBytes, &xmap,
+                                               kb, mb * BX + int(rank) * (BX / 2), i, &full[s], 3);
+                    } else if constexpr (MC == 2) {
+                        // Half of the shared weight tile (rows rank * 64 .. of every plane) to both; own X tile.
+                        for (int j = 0; j < Q; ++j)
+                            tma::tma_3d_g2s_mc(slot + (j * kBW + int(rank) * 64) * kStageBytes, &wmap, kb,
+                                               nb * kBW + int(rank) * 64, j, &full[s], 3);
+                        tma::tma_3d_g2s(slot + G::kWStage, &xmap, kb, mb * BX, 0, &full[s]);
+                    } else {
+                        tma::tma_3d_g2s(slot, &wmap, kb, nb * kBW, 0, &full[s]);
+                        tma::tma_3d_g2s(slot + G::kWStage, &xmap, kb, mb * BX, 0, &full[s]);
+                    }
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
+    } else {
+        // ------------------------------- consumers -------------------------------
+        tma::setmaxnreg_inc<232>();
+        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile
+        const int lane = tid & 31, warp = (tid >> 5) & 3;
+        const int g = lane >> 2, tq = lane & 3;
+        const uint32_t ring_a = tma::smem_u32(ring);
+        int s = 0;
+        uint32_t phase = 0;
+        int32_t acc[Q][R / 2];
+        const int ct = tid & 127;            // thread within the consumer warpgroup
+        constexpr int RPT = (BX + 127) / 128;  // tile rows per thread for the row vectors
+        // Release of a consumed slot: one arrive per warp on the slot's empty barrier of every CTA that writes it.
+        auto release = [&](int slot) {
+            if (lane == 0) {
+                if constexpr (MC != 0) {
+                    tma::mbar_arrive_cluster(&empty[slot], 0);
+                    tma::mbar_arrive_cluster(&empty[slot], 1);
+                } else {
+                    tma::mbar_arrive(&empty[slot]);
+                }
+            }
+        };
+        for (int t = first; t < total; t += stride) {
+            int nb, mb;
+            tile_of(t, nb, mb);
+            const int m0 = mb * BX;
+            uint32_t lsx[RPT];
+            float lrs[RPT], lrc[RPT];
+#pragma unroll
+            for (int r = 0; r < RPT; ++r) {
+                const int m = m0 + ct + 128 * r;
+                const bool ok = ct + 128 * r < BX && m < p.m;
+                lsx[r] = ok ? uint32_t(__ldg(p.sx + m)) : 0u;
+                lrs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
+                lrc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
+            }
+#pragma unroll
+            for (int j = 0; j < Q; ++j)
+#pragma unroll
+                for (int i = 0; i < R / 2; ++i) acc[j][i] = 0;
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                tma::mbar_wait(&full[s], phase);
+                const uint32_t wa = ring_a + s * G::kSlot + cw * 64 * kStageBytes;
+                const uint32_t xa = ring_a + s * G::kSlot + G::kWStage;
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
+#pragma unroll
+                for (int kk = 0; kk < kStageBytes / 32; ++kk) {
+                    const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+#pragma unroll
+                    for (int j = 0; j < Q; ++j)
+                        wgmma_ss_b1<R>(acc[j], tma::desc_sw128(wa + j * G::kWPlane + 32 * kk), db, 1);
+                }
+                wgmma_commit();
+#pragma unroll
+                for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
+                wgmma_wait<1>();
+                // The previous stage's group has completed: its slot may be refilled.
+                if (prev >= 0) release(prev);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            wgmma_wait<0>();
+#pragma unroll
+            for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
+            if (prev >= 0) release(prev);
+
+            // Recovery (bip_gemm.cuh): acc[j][4 (pi * BX / 8 + ii) + e] is plane pair (pi, j) of output column
+            // 8 ii + 2 tq + (e & 1); T overwrites acc[0][4 ii + e], which later ii never read.
+#pragma unroll
+            for (int ii = 0; ii < BX / 8; ++ii) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    uint32_t tt = 0;
+#pragma unroll
+                    for (int j = 0; j < Q; ++j)
+#pragma unroll
+                        for (int pi = 0; pi < P; ++pi) tt += uint32_t(acc[j][4 * (pi * BX / 8 + ii) + e]) << (pi + j);
+                    acc[0][4 * ii + e] = int32_t(tt);
+                }
+            }
+            // Row vectors into shared memory (the previous tile's epilogue reads are done: first barrier).
+            RowVecs<BX>& rv = rowv[cw];
+            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+#pragma unroll
+            for (int r = 0; r < RPT; ++r) {
+                if (ct + 128 * r < BX) {
+                    rv.sx[ct + 128 * r] = lsx[r];
+                    rv.rs[ct + 128 * r] = lrs[r];
+                    rv.rc[ct + 128 * r] = lrc[r];
+                }
+            }
+            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+            const int nr = nb * kBW + cw * 64 + warp * 16 + g;
+            switch (p.epi.out) {
+                case i8::kOutF16: store_tile_ws<P, Q, BX, i8::kOutF16>(p, acc[0], m0, nr, tq, rv); break;
+                case i8::kOutBf16: store_tile_ws<P, Q, BX, i8::kOutBf16>(p, acc[0], m0, nr, tq, rv); break;
+                case i8::kOutI8: store_tile_ws<P, Q, BX, i8::kOutI8>(p, acc[0], m0, nr, tq, rv); break;
+                default: store_tile_ws<P, Q, BX, i8::kOutI32>(p, acc[0], m0, nr, tq, rv); break;
+            }
+        }
+    }
+    // MC: no CTA leaves while its partner may still multicast into its ring or arrive on its barriers.
+    if constexpr (MC != 0) tma::cluster_sync();
+#endif
+#endif
+}
+
+template <int P, int Q, int BX>
+bool available() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_plane_kernel<P, Q, BX, 0>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+}  // namespace bipws
+}  // namespace lowbit
