@@ -1,0 +1,481 @@
+// Harness of the ws2 weight-only kernel (lowbit/wo_ws2.cuh: decoder warps + shared-memory-operand wgmma) beside
+// ws v1 (lowbit/wo_ws.cuh) and cuBLAS f16 in the same process, on synthetic INT4 g128 weights in the tiled layout:
+// correctness of every ws2 instance (BX 64/128/256, f16/bf16, sym/asym zero points, K splits, raster groups) against
+// an f64 CPU reference on odd shapes (M 1 / 67 / 130 / 333 / 1031, K with odd k-step counts) with poisoned outputs
+// and an identity test, then CUDA-event timing on the real shapes (libcublas.so.13 dlopen()ed: put its directory on
+// LD_LIBRARY_PATH). Build here (static cudart of the pip toolkit) or on the GPU machine:
+//
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Ikernels/include benches/micro/wo_ws2.cu \
+//        -o dist/wo-large/wo_ws2 -L.tools/cuda/nvidia/cu13/lib -ldl -lpthread
+//   wo_ws2           # correctness (full check of every output); exit code 1 on any failure
+//   wo_ws2 bench [i] # timings (shape i only if given), M in {256, 1024, 4096}: v1, ws2 variants, cuBLAS f16
+//   wo_ws2 diag      # ws2 at M = 4096 on 28672x8192 with the decode / the wgmmas switched off (timing only)
+//
+// A kernel that does not finish in 20 s ends the program (exit 3) instead of hanging the GPU session. Weights are
+// not rotated through L2 (the bench of record is lowbit-bench weight-only). Results: kernels/weight_only/NOTES.md, ws2.
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+#include <dlfcn.h>
+#include <thread>
+#include <chrono>
+#include <unistd.h>
+#include <atomic>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "lowbit/wo_ws.cuh"
+#include "lowbit/wo_ws2.cuh"
+
+using namespace lowbit;
+using wo::Args;
+
+#define CK(x)                                                                                   \
+    do {                                                                                        \
+        cudaError_t e_ = (x);                                                                   \
+        if (e_ != cudaSuccess) {                                                                \
+            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);    \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+
+static PFN_cuTensorMapEncodeTiled_v12000 enc() {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+}
+
+static CUtensorMap xmap_of(const void* x, int m, int k, int ldx, int bx) {
+    CUtensorMap map;
+    const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(m)};
+    const cuuint64_t strides[1] = {cuuint64_t(ldx) * 2};
+    const cuuint32_t box[2] = {64, cuuint32_t(bx)};
+    const cuuint32_t estr[2] = {1, 1};
+    CUresult r = enc()(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<void*>(x), dims, strides, box, estr,
+                       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) {
+        printf("tensor map encode failed %d\n", int(r));
+        exit(1);
+    }
+    return map;
+}
+
+template <typename T>
+static float tof(T v);
+template <>
+float tof<__half>(__half v) { return __half2float(v); }
+template <>
+float tof<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+static T fromf(float v);
+template <>
+__half fromf<__half>(float v) { return __float2half_rn(v); }
+template <>
+__nv_bfloat16 fromf<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+struct Problem {
+    int m, n, k, strips, ksteps, gtiles, groups;
+    std::vector<uint32_t> words, meta;
+    std::vector<float> wdq;  // [n][k] dequantized (T-rounded) weights
+};
+
+// Random tiled-layout weights + metadata; dense dequantized copy via the fragment mapping.
+template <typename T>
+static void make_problem(Problem& P, int m, int n, int k, bool asym, uint64_t seed, bool identity = false) {
+    P.m = m, P.n = n, P.k = k;
+    P.strips = (n + 15) / 16, P.ksteps = (k + 63) / 64, P.gtiles = 8, P.groups = (P.ksteps * 4 + 7) / 8;
+    std::mt19937_64 rng(seed);
+    P.words.resize(size_t(P.strips) * P.ksteps * 128);
+    for (auto& w : P.words) w = uint32_t(rng());
+    P.meta.resize(size_t(P.strips) * P.groups * 16);
+    std::uniform_real_distribution<float> sd(0.5f / 64, 1.5f / 64);
+    for (size_t i = 0; i < P.meta.size() / 2; ++i) {
+        const __half s0 = __float2half_rn(sd(rng) * (rng() & 1 ? 1.f : -1.f)), s1 = __float2half_rn(sd(rng));
+        uint16_t b0, b1;
+        memcpy(&b0, &s0, 2), memcpy(&b1, &s1, 2);
+        P.meta[2 * i] = uint32_t(b0) | (uint32_t(b1) << 16);
+        const uint32_t z0 = asym ? uint32_t(rng() % 16) : 8u, z1 = asym ? uint32_t(rng() % 16) : 8u;
+        P.meta[2 * i + 1] = z0 | (z1 << 8);
+        if (identity) P.meta[2 * i] = 0x3C003C00u, P.meta[2 * i + 1] = 8u | (8u << 8);  // scale 1, zero point 8
+    }
+    P.wdq.assign(size_t(n) * k, 0.f);
+    static const int slot_of[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // a_i -> nibble slot
+    if (identity) {  // code 9 (= 1 after the zero point 8) on the diagonal, 8 (= 0) elsewhere
+        for (int st = 0; st < P.strips; ++st)
+            for (int ks = 0; ks < P.ksteps; ++ks)
+                for (int lane = 0; lane < 32; ++lane)
+                    for (int j = 0; j < 4; ++j) {
+                        uint32_t q = 0;
+                        const int g = lane >> 2, t = lane & 3;
+                        for (int i = 0; i < 8; ++i) {
+                            const int reg = i >> 1;
+                            const int r = g + ((reg & 1) ? 8 : 0);
+                            const int c = 2 * t + (i & 1) + ((reg & 2) ? 8 : 0);
+                            const int row = st * 16 + r, col = ks * 64 + j * 16 + c;
+                            q |= uint32_t(row == col ? 9 : 8) << (4 * slot_of[i]);
+                        }
+                        P.words[((size_t(st) * P.ksteps + ks) * 32 + lane) * 4 + j] = q;
+                    }
+    }
+    for (int st = 0; st < P.strips; ++st)
+        for (int ks = 0; ks < P.ksteps; ++ks)
+            for (int lane = 0; lane < 32; ++lane)
+                for (int j = 0; j < 4; ++j) {
+                    const uint32_t q = P.words[((size_t(st) * P.ksteps + ks) * 32 + lane) * 4 + j];
+                    const int g = lane >> 2, t = lane & 3;
+                    const int gi = (ks * 4 + j) / P.gtiles;
+                    for (int i = 0; i < 8; ++i) {
+                        const int reg = i >> 1;
+                        const int r = g + ((reg & 1) ? 8 : 0);
+                        const int c = 2 * t + (i & 1) + ((reg & 2) ? 8 : 0);
+                        const int row = st * 16 + r, col = ks * 64 + j * 16 + c;
+                        if (row >= n || col >= k) continue;
+                        const int code = (q >> (4 * slot_of[i])) & 15;
+                        const uint32_t* mm = &P.meta[((size_t(st) * P.groups + gi) * 8 + g) * 2];
+                        const uint16_t sb = (r < 8) ? uint16_t(mm[0] & 0xFFFF) : uint16_t(mm[0] >> 16);
+                        const int z = (r < 8) ? int(mm[1] & 0xFF) : int((mm[1] >> 8) & 0xFF);
+                        __half sh;
+                        memcpy(&sh, &sb, 2);
+                        const float sT = tof<T>(fromf<T>(__half2float(sh)));
+                        P.wdq[size_t(row) * k + col] = tof<T>(fromf<T>(float(code - z) * sT));
+                    }
+                }
+}
+
+typedef int (*cublasCreate_t)(void**);
+typedef int (*cublasGemmEx_t)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int,
+                              int, const void*, void*, int, int, int, int);
+static void* cublas_h = nullptr;
+static cublasGemmEx_t gemmex = nullptr;
+
+// ws v1 (ver 1) or ws2 (ver 2) with raster group gm and K splits (splits > 1: f32 partials into ws, then a
+// self-cleaning conversion kernel, both inside the timed region).
+struct Cfg {
+    int ver, bx, gm, splits;
+    int diag = 0;  // ws2 diagnostics (wrong results, timing only): 1 = no decoding, 2 = no wgmma
+};
+
+template <typename T>
+__global__ void convert_clean(float* ws, T* y, int64_t n) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+        y[i] = wo::to_out<T>(ws[i]);
+        ws[i] = 0.f;
+    }
+}
+
+template <typename T, int BX>
+static cudaError_t launch_cfg(Args a, const CUtensorMap& map, int nsm, const Cfg& c, float* ws) {
+    if (c.ver == 1) return wows::launch<wo::Int4, T, BX>(a, map, nsm, 0);
+    if (wows2::effective_splits(a, c.splits) == 1) return wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, 1, 0, c.diag);
+    a.ws = ws;
+    cudaError_t e = wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, c.splits, 0, c.diag);
+    if (e != cudaSuccess) return e;
+    const int64_t n = int64_t(a.m) * a.n;
+    convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
+    return cudaGetLastError();
+}
+
+// A hung kernel (a pipeline deadlock) must not eat the whole GPU session: poll for 20 s, then exit.
+static void wait_or_die(const Cfg& c) {
+    cudaEvent_t ev;
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    CK(cudaEventRecord(ev));
+    for (int i = 0; i < 20000; ++i) {
+        const cudaError_t q = cudaEventQuery(ev);
+        if (q == cudaSuccess) {
+            cudaEventDestroy(ev);
+            return;
+        }
+        if (q != cudaErrorNotReady) CK(q);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    printf("HANG: v%d BX=%d gm=%d sp=%d did not finish in 20 s\n", c.ver, c.bx, c.gm, c.splits);
+    fflush(stdout);
+    _exit(3);
+}
+
+template <typename T, int BX>
+static float run_cfg(const Args& a, const CUtensorMap& map, int nsm, const Cfg& c, float* ws, int iters) {
+    {
+        const cudaError_t le = launch_cfg<T, BX>(a, map, nsm, c, ws);
+        CK(le);
+    }
+    wait_or_die(c);
+    if (iters == 0) return 0.f;
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    cudaEventRecord(e0);
+    for (int i = 0; i < iters; ++i) launch_cfg<T, BX>(a, map, nsm, c, ws);
+    cudaEventRecord(e1);
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    return ms * 1000.f / iters;
+}
+
+template <typename T>
+static int check(const Problem& P, const std::vector<T>& x, const std::vector<T>& y, bool full, double rel,
+                 const char* what) {
+    // Poison check everywhere, values on all rows (full) or 12 sampled rows.
+    size_t bad_nan = 0;
+    for (size_t i = 0; i < y.size(); ++i)
+        if (!std::isfinite(tof<T>(y[i]))) ++bad_nan;
+    std::vector<int> rows;
+    if (full) {
+        for (int i = 0; i < P.m; ++i) rows.push_back(i);
+    } else {
+        std::mt19937 r(7);
+        for (int i = 0; i < 2; ++i) rows.push_back(int(r() % P.m));
+        rows.push_back(0), rows.push_back(P.m - 1);
+    }
+    std::atomic<long> bad{0};
+    std::vector<double> worsts(64, 0.0);
+    const int total = int(rows.size()) * P.n;
+    const int nth = std::max(1, std::min(64, int(std::thread::hardware_concurrency())));
+    std::vector<std::thread> th;
+    for (int w = 0; w < nth; ++w) {
+        th.emplace_back([&, w]() {
+            long b = 0;
+            double wst = 0;
+            for (int ri = w; ri < total; ri += nth) {
+                const int mi = rows[ri / P.n], ni = ri % P.n;
+                double s = 0, sa = 0;
+                const T* xr = &x[size_t(mi) * P.k];
+                const float* wr = &P.wdq[size_t(ni) * P.k];
+                for (int kk = 0; kk < P.k; ++kk) {
+                    const double v = double(tof<T>(xr[kk])) * wr[kk];
+                    s += v, sa += fabs(v);
+                }
+                const double got = tof<T>(y[size_t(mi) * P.n + ni]);
+                const double err = fabs(got - s), tol = rel * fabs(s) + 1e-5 * sa + 1e-6;
+                if (!(err <= tol)) ++b;
+                const double q = err / (fabs(s) + 1e-5 * sa + 1e-6);
+                if (!(q <= wst)) wst = q;
+            }
+            bad += b;
+            worsts[w] = wst;
+        });
+    }
+    for (auto& t : th) t.join();
+    double worst = 0;
+    for (double v : worsts) worst = std::max(worst, v);
+    printf("  check %-28s m=%d n=%d k=%d: %s (nonfinite %zu, bad %ld, worst err/scale %.3g)\n", what, P.m, P.n,
+           P.k, (bad == 0 && bad_nan == 0) ? "OK" : "FAIL", bad_nan, bad.load(), worst);
+    return (bad == 0 && bad_nan == 0) ? 0 : 1;
+}
+
+struct Dev {
+    Problem P;
+    uint32_t *dw = nullptr, *dm = nullptr;
+    void* dwd = nullptr;  // dense f16 weight for cuBLAS (zeros; timing only)
+};
+
+template <typename T>
+static void dev_make(Dev& D, int n, int k, bool asym, bool dense, bool identity = false) {
+    make_problem<T>(D.P, 1, n, k, asym, 1234 + n + k + asym, identity);
+    CK(cudaMalloc(&D.dw, D.P.words.size() * 4));
+    CK(cudaMalloc(&D.dm, D.P.meta.size() * 4));
+    CK(cudaMemcpy(D.dw, D.P.words.data(), D.P.words.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(D.dm, D.P.meta.data(), D.P.meta.size() * 4, cudaMemcpyHostToDevice));
+    if (dense) {
+        CK(cudaMalloc(&D.dwd, size_t(n) * k * 2));
+        CK(cudaMemset(D.dwd, 0, size_t(n) * k * 2));
+    }
+}
+static void dev_free(Dev& D) { cudaFree(D.dw), cudaFree(D.dm), cudaFree(D.dwd); }
+
+// One configuration on M activation rows: poisoned output, run, check (full or sampled), optional timing (and
+// cuBLAS f16 on the same X when cub_us is given). identity: the output must equal X bit for bit.
+template <typename T, int BX>
+static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float* us, float* cub_us, const char* tag,
+               bool identity = false) {
+    Problem& P = D.P;
+    P.m = m;
+    const int n = P.n, k = P.k;
+    std::mt19937 r(99 + m);
+    std::uniform_real_distribution<float> xd(-1.f, 1.f);
+    std::vector<T> x(size_t(m) * k), y(size_t(m) * n);
+    for (auto& v : x) v = fromf<T>(xd(r));
+    T *dx, *dy;
+    float* dws = nullptr;
+    CK(cudaMalloc(&dx, x.size() * sizeof(T)));
+    CK(cudaMalloc(&dy, y.size() * sizeof(T)));
+    if (c.splits > 1) {
+        CK(cudaMalloc(&dws, size_t(m) * n * 4));
+        CK(cudaMemset(dws, 0, size_t(m) * n * 4));
+    }
+    CK(cudaMemcpy(dx, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMemset(dy, 0xFF, y.size() * sizeof(T)));  // poison: NaN in f16 and bf16
+    Args a{};
+    a.words = D.dw, a.meta = D.dm, a.x = dx, a.y = dy, a.m = m, a.n = n, a.k = k, a.ldx = k;
+    a.strips = P.strips, a.ksteps = P.ksteps, a.gtiles = P.gtiles, a.groups = P.groups;
+    const CUtensorMap map = xmap_of(dx, m, k, k, BX);
+    run_cfg<T, BX>(a, map, nsm, c, dws, 0);
+    CK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    char what[96];
+    snprintf(what, sizeof what, "%s %s v%d BX=%d gm=%d sp=%d", std::is_same<T, __half>::value ? "f16" : "bf16", tag,
+             c.ver, BX, c.gm, c.splits);
+    int fails = 0;
+    if (c.diag != 0) {
+        // diagnostics: the output is meaningless, only the timing counts
+    } else if (identity) {
+        size_t bad = 0;
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j)
+                if (memcmp(&y[size_t(i) * n + j], &x[size_t(i) * k + j], sizeof(T)) != 0) ++bad;
+        printf("  identity %-34s m=%d n=k=%d: %s (%zu differ)\n", what, m, n, bad ? "FAIL" : "OK", bad);
+        fails = bad ? 1 : 0;
+    } else {
+        fails = check<T>(P, x, y, full, std::is_same<T, __half>::value ? 2e-3 : 8e-3, what);
+    }
+    if (iters > 0) {
+        *us = run_cfg<T, BX>(a, map, nsm, c, dws, iters);
+        if (cub_us && gemmex && D.dwd) {
+            const float al = 1.f, be = 0.f;
+            auto g = [&]() { return gemmex(cublas_h, 1, 0, n, m, k, &al, D.dwd, 2, k, dx, 2, k, &be, dy, 2, n, 68, -1); };
+            const int st = g();
+            CK(cudaDeviceSynchronize());
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            cudaEventRecord(e0);
+            for (int i = 0; i < iters; ++i) g();
+            cudaEventRecord(e1);
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            *cub_us = st == 0 ? ms * 1000.f / iters : -1.f;
+        }
+    }
+    cudaFree(dx), cudaFree(dy), cudaFree(dws);
+    return fails;
+}
+
+template <typename T>
+static int one_bx(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float* us, float* cub_us,
+                  const char* tag, bool identity = false) {
+    if (c.bx == 64) return one<T, 64>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
+    if (c.bx == 128) return one<T, 128>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
+    return one<T, 256>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
+}
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);  // line-buffered: a killed run still leaves its log
+    int dev = 0, nsm = 0;
+    CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, dev);
+    printf("device %s, %d SMs\n", prop.name, nsm);
+    if (!wows2::available<wo::Int4, __half, 128>()) {
+        printf("ws2 kernel not available\n");
+        return 1;
+    }
+    if (void* lib = dlopen("libcublas.so.13", RTLD_NOW)) {
+        auto cr = reinterpret_cast<cublasCreate_t>(dlsym(lib, "cublasCreate_v2"));
+        gemmex = reinterpret_cast<cublasGemmEx_t>(dlsym(lib, "cublasGemmEx"));
+        if (!cr || cr(&cublas_h) != 0) gemmex = nullptr;
+    } else {
+        printf("no libcublas.so.13: %s\n", dlerror());
+    }
+    const bool bench = argc > 1 && strcmp(argv[1], "bench") == 0;
+    const bool diag = argc > 1 && strcmp(argv[1], "diag") == 0;
+    int fails = 0;
+    float us = 0, cu = -1;
+    if (!bench) {
+        // Odd shapes (M, N, K), full CPU check of every output, sym and asym zero points.
+        const int shapes[][3] = {{67, 333, 1000}, {333, 1000, 2048}, {1, 48, 64}, {1031, 2064, 1032}, {130, 4096, 4096}};
+        const Cfg hc[] = {{2, 64, 1, 1}, {2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 1}, {2, 128, 3, 3}, {2, 64, 1, 2}};
+        const Cfg bc[] = {{2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 2}};
+        for (auto& sh : shapes) {
+            for (int asym = 0; asym < 2; ++asym) {
+                const char* tag = asym ? "asym" : "sym";
+                Dev Dh, Db;
+                dev_make<__half>(Dh, sh[1], sh[2], asym, false);
+                dev_make<__nv_bfloat16>(Db, sh[1], sh[2], asym, false);
+                for (const Cfg& c : hc) fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, c, &us, nullptr, tag);
+                for (const Cfg& c : bc) fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, c, &us, nullptr, tag);
+                dev_free(Dh), dev_free(Db);
+            }
+        }
+        {
+            Dev Dh, Db;
+            dev_make<__half>(Dh, 576, 576, false, false, true);
+            dev_make<__nv_bfloat16>(Db, 576, 576, false, false, true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{2, 128, 1, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{2, 256, 2, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{2, 256, 1, 1}, &us, nullptr, "id", true);
+            dev_free(Dh), dev_free(Db);
+        }
+        printf("correctness: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+        return fails ? 1 : 0;
+    }
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    if (diag) {
+        // Where ws2's time goes (large shape, M = 4096): the full kernel, without decoding (the producer, barriers
+        // and wgmma side alone), without wgmma (the decoder side alone), per BX; v1 and cuBLAS beside.
+        Dev D;
+        dev_make<__half>(D, shapes[0][0], shapes[0][1], true, true);
+        const int m = 4096;
+        float cu = -1, u = 0;
+        fails += one_bx<__half>(D, m, false, nsm, 10, Cfg{1, 256, 1, 1}, &u, &cu, "asym");
+        printf("DIAG %dx%d M=%d cuBLAS %.1f us, v1 BX=256 %.1f us\n", shapes[0][0], shapes[0][1], m, cu, u);
+        for (int bx : {64, 128, 256}) {
+            float t[3];
+            for (int dg = 0; dg < 3; ++dg) {
+                Cfg c{2, bx, 2, 1};
+                c.diag = dg;
+                fails += one_bx<__half>(D, m, false, nsm, 10, c, &t[dg], nullptr, "asym");
+            }
+            printf("DIAG ws2 BX=%d: full %.1f us, no-decode %.1f us, no-wgmma %.1f us\n", bx, t[0], t[1], t[2]);
+        }
+        dev_free(D);
+        printf("diag checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+        return fails ? 1 : 0;
+    }
+    const int ms[] = {256, 1024, 4096};
+    const int only = argc > 2 ? atoi(argv[2]) : -1;  // optional: one shape index
+    for (int si = 0; si < 4; ++si) {
+        if (only >= 0 && si != only) continue;
+        auto& sh = shapes[si];
+        Dev D;
+        dev_make<__half>(D, sh[0], sh[1], true, true);
+        for (int m : ms) {
+            const int it = m >= 1024 ? 10 : 30;
+            std::vector<Cfg> cfgs = {{1, 256, 1, 1}, {2, 256, 1000, 1}, {2, 256, 4, 1}, {2, 256, 2, 1}, {2, 128, 4, 1}};
+            if (m <= 1024) {
+                cfgs.push_back({2, 128, 1000, 2});
+                cfgs.push_back({2, 256, 1000, 2});
+                cfgs.push_back({2, 64, 1000, 1});
+            }
+            if (m <= 256) {
+                cfgs.push_back({1, 128, 1, 1});
+                cfgs.push_back({2, 128, 1000, 1});
+                cfgs.push_back({2, 64, 1000, 2});
+                cfgs.push_back({2, 256, 1000, 3});
+            }
+            cu = -1;
+            float best = 1e9f;
+            Cfg bestc{};
+            for (size_t i = 0; i < cfgs.size(); ++i) {
+                float u = 0, c0 = -1;
+                fails += one_bx<__half>(D, m, false, nsm, it, cfgs[i], &u, i == 0 ? &c0 : nullptr, "asym");
+                if (i == 0) cu = c0;
+                printf("   %5dx%-6d M=%-5d v%d BX=%-3d gm=%-4d sp=%d  %9.1f us\n", sh[0], sh[1], m, cfgs[i].ver,
+                       cfgs[i].bx, cfgs[i].gm, cfgs[i].splits, u);
+                if (cfgs[i].ver == 2 && u < best) best = u, bestc = cfgs[i];
+            }
+            printf("RESULT %5dx%-6d M=%-5d cuBLAS %9.1f us  ws2 best %9.1f us (BX=%d gm=%d sp=%d)  ratio %.2fx\n", sh[0],
+                   sh[1], m, cu, best, bestc.bx, bestc.gm, bestc.splits, cu / best);
+            fflush(stdout);
+        }
+        dev_free(D);
+    }
+    printf("bench checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
+}
