@@ -2,7 +2,8 @@
 # Builds benches/micro/bipolar.cu with the library sources it needs (bipolar plane GEMM, activation kernel, int8
 # core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`,
 # `suite` (JSON lines for bipolar_report.py), `ws` (the warp-specialized kernel: checks + acceptance timings) or `all` = check + bench (default); several modes comma-separated.
-# BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench). Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
+# BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench); BIP_WS_SECTOR=1 the ws kernel
+# with whole-sector f16 stores (LOWBIT_BIP_WS_SECTOR_STORES) and runs its `ws` mode. Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NVCC=${NVCC:-nvcc}
@@ -31,6 +32,12 @@ if [ -n "${BIP_V3:-}" ]; then  # the same program with v3's stage geometry, for 
   for o in "$OUT"/*.o; do case "$(basename "$o")" in inst_[abcd].o) objs+=("$OUT/v3/$(basename "$o")");; *) objs+=("$o");; esac; done
   "$NVCC" -gencode=arch=compute_90a,code=sm_90a "${objs[@]}" -o "$OUT/bipolar_v3" -ldl
 fi
+if [ -n "${BIP_WS_SECTOR:-}" ]; then  # the ws kernel with whole-sector f16 stores (experiment), for a same-run comparison
+  "$NVCC" "${FLAGS[@]}" -DLOWBIT_BIP_WS_SECTOR_STORES -c kernels/bipolar/ws_planes.cu -o "$OUT/ws_sector.o"
+  objs=()
+  for o in "$OUT"/*.o; do case "$(basename "$o")" in ws_planes.o|ws_sector.o) ;; *) objs+=("$o");; esac; done
+  "$NVCC" -gencode=arch=compute_90a,code=sm_90a "${objs[@]}" "$OUT/ws_sector.o" -o "$OUT/bipolar_ws_sector" -ldl
+fi
 if [ -z "${BIP_NO_LIBS:-}" ]; then
   for d in $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
     for sub in nvidia/cu13/lib nvidia/cublas/lib torch/lib; do
@@ -41,3 +48,4 @@ fi
 MODES=${1:-all}
 for mode in ${MODES//,/ }; do "$OUT/bipolar" "$mode"; done  # e.g. check,suite
 if [ -n "${BIP_V3:-}" ]; then echo "=== v3 geometry (same run) ==="; "$OUT/bipolar_v3" "${2:-bench}"; fi
+if [ -n "${BIP_WS_SECTOR:-}" ]; then echo "=== ws sector stores (same run) ==="; "$OUT/bipolar_ws_sector" ws; fi

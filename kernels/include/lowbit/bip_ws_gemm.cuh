@@ -111,6 +111,15 @@ __device__ __forceinline__ void store_tile_ws(const Args& p, int32_t (&t)[P * BX
     const bool pairs = (OUT == i8::kOutF16 || OUT == i8::kOutBf16) && p.ldy % 2 == 0 &&
                        (reinterpret_cast<uintptr_t>(p.y) & 3) == 0;
     const bool odd = nr & 1;  // nr = tile base (multiple of 16) + g
+#ifdef LOWBIT_BIP_WS_SECTOR_STORES
+    // Experiment (micro harness only, NOTES.md ws v1c): whole 32-byte output sectors per store. The 4 lanes of a
+    // quad (same tq, g = 4a + k) hold columns 4a + k and 4a + k + 8 of rows ma, ma + 1; a 4 x 4 transpose (three
+    // shuffles) gives lane k the 4 consecutive columns 4a .. 4a + 3 (+ 8 (k >> 1)) of row ma + (k & 1): one
+    // 8-byte store per lane and row group, 8 rows x 32 bytes per warp instruction.
+    const bool sector = (OUT == i8::kOutF16 || OUT == i8::kOutBf16) && p.ldy % 4 == 0 &&
+                        (reinterpret_cast<uintptr_t>(p.y) & 7) == 0;
+    const int qk = (nr & 7) & 3, qa = (nr & 7) >> 2;  // g = 4 qa + qk
+#endif
 #pragma unroll 1
     for (int c = 0; c < NCH; ++c) {
 #pragma unroll
@@ -118,6 +127,49 @@ __device__ __forceinline__ void store_tile_ws(const Args& p, int32_t (&t)[P * BX
         const int ii = i4;  // index into the shifted t
         const int la = 8 * (c * CH + i4) + 2 * tq;  // tile rows la (h = 0), la + 1 (h = 1)
         const int ma = m0 + la;
+#ifdef LOWBIT_BIP_WS_SECTOR_STORES
+        if constexpr (OUT == i8::kOutF16 || OUT == i8::kOutBf16) {
+            if (sector) {
+                uint32_t b[4];  // b[2 r + h]
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int32_t yv =
+                            int32_t(4u * uint32_t(t[4 * ii + 2 * r + h]) - B * rv.sx[la + h] - csw[r]);
+                        float v = __fmul_rn(__int2float_rn(yv), rv.rs[la + h]);
+                        if (e.cs) v = __fmul_rn(v, cs[r]);
+                        if (e.rc) v = __fmaf_rn(rv.rc[la + h], cc[r], v);
+                        if (e.bias) v = __fadd_rn(v, bs[r]);
+                        b[2 * r + h] = to_b16<OUT>(v);
+                    }
+                uint32_t o[4] = {b[0], b[1], b[2], b[3]};  // o[qk] = own b[qk]; the others come from the quad
+#pragma unroll
+                for (int d = 1; d < 4; ++d) {
+                    const int want = qk ^ d;  // the partner lane's index, and the value it needs from us
+                    const uint32_t send = want == 0 ? b[0] : want == 1 ? b[1] : want == 2 ? b[2] : b[3];
+                    const uint32_t got = __shfl_xor_sync(0xffffffffu, send, 4 * d);
+                    if (want == 0) o[0] = got;
+                    if (want == 1) o[1] = got;
+                    if (want == 2) o[2] = got;
+                    if (want == 3) o[3] = got;
+                }
+                const int m = ma + (qk & 1);
+                const int c0 = (nr - (nr & 7)) + 8 * (qk >> 1) + 4 * qa;
+                if (m < p.m) {
+                    uint16_t* at = static_cast<uint16_t*>(p.y) + size_t(m) * p.ldy + c0;
+                    if (c0 + 3 < p.n) {
+                        *reinterpret_cast<uint2*>(at) = make_uint2(o[0] | (o[1] << 16), o[2] | (o[3] << 16));
+                    } else {
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            if (c0 + j < p.n) at[j] = uint16_t(o[j]);
+                    }
+                }
+                continue;
+            }
+        }
+#endif
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int n = nr + 8 * r;
