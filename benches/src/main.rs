@@ -61,27 +61,8 @@ struct WeightOnlyArgs {
     /// Baselines, comma-separated (each also sets the kernel's activation dtype for its rows).
     #[arg(long, default_value = "cublas-f16,cublas-bf16")]
     baselines: String,
-    /// Timed batches per operation (median reported).
-    #[arg(long, default_value_t = 50)]
-    reps: usize,
-    /// Untimed batches before them.
-    #[arg(long, default_value_t = 10)]
-    warmup: usize,
-    /// graph (CUDA graph replay of each batch) or stream (host launches).
-    #[arg(long, default_value = "graph")]
-    timing: String,
-    /// Rotate weights through at least this multiple of the L2 size.
-    #[arg(long, default_value_t = 3.0)]
-    l2_factor: f64,
-    /// Smallest estimated duration of one timed batch, µs.
-    #[arg(long, default_value_t = 1000.0)]
-    min_batch_us: f64,
-    /// Time budget for the timed batches of one operation, s (lowers --reps, never below 5).
-    #[arg(long, default_value_t = 2.0)]
-    max_seconds_per_op: f64,
-    /// Sleep between operations, ms.
-    #[arg(long, default_value_t = 0)]
-    cooldown_ms: u64,
+    #[command(flatten)]
+    timing: TimingArgs,
     /// Rows quantized per (shape, scheme); the others repeat them. 0 = every row.
     #[arg(long, default_value_t = CHUNK_ROWS)]
     chunk_rows: usize,
@@ -129,24 +110,8 @@ struct Int8Args {
     /// Ops: w8a8, w4a8-g128, w4a8 (comma-separated) or all.
     #[arg(long, default_value = "all")]
     ops: String,
-    /// Timed batches per operation (median reported).
-    #[arg(long, default_value_t = 50)]
-    reps: usize,
-    /// Untimed batches before them.
-    #[arg(long, default_value_t = 10)]
-    warmup: usize,
-    /// graph (CUDA graph replay of each batch) or stream (host launches).
-    #[arg(long, default_value = "graph")]
-    timing: String,
-    /// Rotate weights through at least this multiple of the L2 size.
-    #[arg(long, default_value_t = 3.0)]
-    l2_factor: f64,
-    /// Smallest estimated duration of one timed batch, µs.
-    #[arg(long, default_value_t = 1000.0)]
-    min_batch_us: f64,
-    /// Time budget for the timed batches of one operation, s.
-    #[arg(long, default_value_t = 1.0)]
-    max_seconds_per_op: f64,
+    #[command(flatten)]
+    timing: TimingArgs,
     /// Skip the exact spot check against cuBLASLt.
     #[arg(long)]
     no_check: bool,
@@ -184,24 +149,8 @@ struct BipolarArgs {
     /// (weight, activation) bit pairs: w{q}a{p},... (q, p in 1..=8), `default` or `all` (q, p in {1,2,3,4,8}).
     #[arg(long, default_value = "default")]
     pairs: String,
-    /// Timed batches per operation (median reported).
-    #[arg(long, default_value_t = 20)]
-    reps: usize,
-    /// Untimed batches before them.
-    #[arg(long, default_value_t = 5)]
-    warmup: usize,
-    /// graph (CUDA graph replay of each batch) or stream (host launches).
-    #[arg(long, default_value = "graph")]
-    timing: String,
-    /// Rotate weights through at least this multiple of the L2 size.
-    #[arg(long, default_value_t = 3.0)]
-    l2_factor: f64,
-    /// Smallest estimated duration of one timed batch, µs.
-    #[arg(long, default_value_t = 1000.0)]
-    min_batch_us: f64,
-    /// Time budget for the timed batches of one operation, s.
-    #[arg(long, default_value_t = 0.5)]
-    max_seconds_per_op: f64,
+    #[command(flatten)]
+    timing: TimingArgs,
     /// Skip the exact spot check against the CPU integer reference.
     #[arg(long)]
     no_check: bool,
@@ -217,6 +166,124 @@ struct BipolarArgs {
     /// Also run `python3 benches/plot.py` on the JSON (never fails the run).
     #[arg(long)]
     plot: bool,
+}
+
+/// Timing options shared by every suite; unset values take the suite's defaults ([`SuiteDefaults`]).
+#[derive(Debug, Args)]
+struct TimingArgs {
+    /// Timed batches per operation, median reported [default: weight-only and int8 50, bipolar 20].
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Untimed batches before them [default: weight-only and int8 10, bipolar 5].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// graph (CUDA graph replay of each batch) or stream (host launches).
+    #[arg(long, default_value = "graph")]
+    timing: String,
+    /// Rotate weights through at least this multiple of the L2 size.
+    #[arg(long, default_value_t = 3.0)]
+    l2_factor: f64,
+    /// Smallest estimated duration of one timed batch, µs.
+    #[arg(long, default_value_t = 1000.0)]
+    min_batch_us: f64,
+    /// Time budget for the timed batches of one operation, s; lowers --reps, never below 5 [default: weight-only
+    /// 2, int8 1, bipolar 0.5].
+    #[arg(long)]
+    max_seconds_per_op: Option<f64>,
+    /// Sleep between operations, ms.
+    #[arg(long, default_value_t = 0)]
+    cooldown_ms: u64,
+}
+
+/// A suite's timing defaults: (reps, warmup, max seconds per op).
+struct SuiteDefaults(usize, usize, f64);
+
+const WEIGHT_ONLY_TIMING: SuiteDefaults = SuiteDefaults(50, 10, 2.0);
+const INT8_TIMING: SuiteDefaults = SuiteDefaults(50, 10, 1.0);
+const BIPOLAR_TIMING: SuiteDefaults = SuiteDefaults(20, 5, 0.5);
+
+impl TimingArgs {
+    /// The validated timing configuration, with `d` filling what the command line left unset.
+    fn config(&self, d: SuiteDefaults) -> Result<TimingConfig> {
+        let reps = self.reps.unwrap_or(d.0);
+        let max_seconds_per_op = self.max_seconds_per_op.unwrap_or(d.2);
+        if reps == 0 {
+            return Err(BenchError::invalid("--reps must be at least 1"));
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.l2_factor) || !non_negative(self.min_batch_us) || !non_negative(max_seconds_per_op) {
+            return Err(BenchError::invalid(
+                "--l2-factor, --min-batch-us and --max-seconds-per-op must be finite and >= 0",
+            ));
+        }
+        if max_seconds_per_op == 0.0 {
+            return Err(BenchError::invalid("--max-seconds-per-op must be positive"));
+        }
+        Ok(TimingConfig {
+            warmup: self.warmup.unwrap_or(d.1),
+            reps,
+            l2_factor: self.l2_factor,
+            method: self.timing.parse::<TimingMethod>()?,
+            min_batch_us: self.min_batch_us,
+            max_seconds_per_op,
+            cooldown_ms: self.cooldown_ms,
+        })
+    }
+}
+
+/// `--m` as given, else the suite's default M values.
+fn ms_or(m: &Option<String>, default: &[usize]) -> Result<Vec<usize>> {
+    match m {
+        Some(s) => parse_usize_list(s, "--m"),
+        None => Ok(default.to_vec()),
+    }
+}
+
+/// Opens the device, starts the progress bar for `planned` operations, logs the card and `what` runs, and measures
+/// the copy bandwidth (recorded in the report's card section).
+fn start_run(device: usize, planned: u64, what: String) -> Result<(BenchContext, Progress)> {
+    let mut ctx = BenchContext::open(device, true)?;
+    let progress = Progress::new(planned);
+    progress.log(format!(
+        "{} ({}), {} SMs, L2 {} MiB; cuBLAS {}; {what}",
+        ctx.card().name,
+        ctx.card().slug,
+        ctx.card().sm_count,
+        ctx.card().l2_cache_bytes >> 20,
+        ctx.software().cublas.as_deref().unwrap_or("?"),
+    ));
+    let copy = ctx.measure_copy_bandwidth()?;
+    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    Ok((ctx, progress))
+}
+
+/// Writes the report (JSON + Markdown, optionally the plot) and turns its outcome into the exit code: 1 for a run
+/// that stopped early, 3 when `failed` rows failed their check (`check` names the check in the message).
+fn finish_run<R: serde::Serialize>(
+    out: &std::path::Path,
+    report: &Report<R>,
+    markdown: &str,
+    plot: bool,
+    failed: usize,
+    check: &str,
+) -> Result<ExitCode> {
+    let (json, md) = write_report(out, report, markdown)?;
+    eprintln!("wrote {} and {}", json.display(), md.display());
+    if plot {
+        match run_plot(&json) {
+            Ok(png) => eprintln!("wrote {}", png.display()),
+            Err(e) => eprintln!("warning: no plot: {e}"),
+        }
+    }
+    if let Some(a) = &report.aborted {
+        eprintln!("error: the run stopped early: {a}");
+        return Ok(ExitCode::from(1));
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} rows failed {check}");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -241,31 +308,8 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
     let rows = shapes::builtin_rows()?;
     let shape_spec = a.shapes.clone().unwrap_or_else(|| if a.quick { "quick" } else { "acceptance" }.to_string());
     let default_ms = if a.quick { &weight_only::QUICK_MS[..] } else { &weight_only::DEFAULT_MS[..] };
-    let ms = match &a.m {
-        Some(s) => parse_usize_list(s, "--m")?,
-        None => default_ms.to_vec(),
-    };
-    if a.reps == 0 {
-        return Err(BenchError::invalid("--reps must be at least 1"));
-    }
-    let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-    if !non_negative(a.l2_factor) || !non_negative(a.min_batch_us) || !non_negative(a.max_seconds_per_op) {
-        return Err(BenchError::invalid(
-            "--l2-factor, --min-batch-us and --max-seconds-per-op must be finite and >= 0",
-        ));
-    }
-    if a.max_seconds_per_op == 0.0 {
-        return Err(BenchError::invalid("--max-seconds-per-op must be positive"));
-    }
-    let timing = TimingConfig {
-        warmup: a.warmup,
-        reps: a.reps,
-        l2_factor: a.l2_factor,
-        method: a.timing.parse::<TimingMethod>()?,
-        min_batch_us: a.min_batch_us,
-        max_seconds_per_op: a.max_seconds_per_op,
-        cooldown_ms: a.cooldown_ms,
-    };
+    let ms = ms_or(&a.m, default_ms)?;
+    let timing = a.timing.config(WEIGHT_ONLY_TIMING)?;
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
     let cfg = WeightOnlyConfig {
         shapes: shapes::select(&shape_spec, &rows)?,
@@ -298,22 +342,14 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
     };
 
     let started = now_utc();
-    let mut ctx = BenchContext::open(device, true)?;
-    let progress = Progress::new(weight_only::planned_ops(&cfg));
-    progress.log(format!(
-        "{} ({}), {} SMs, L2 {} MiB; cuBLAS {}; {} shapes x {} M x {} schemes x {} baselines",
-        ctx.card().name,
-        ctx.card().slug,
-        ctx.card().sm_count,
-        ctx.card().l2_cache_bytes >> 20,
-        ctx.software().cublas.as_deref().unwrap_or("?"),
+    let what = format!(
+        "{} shapes x {} M x {} schemes x {} baselines",
         cfg.shapes.len(),
         cfg.ms.len(),
         cfg.schemes.len(),
         cfg.baselines.len()
-    ));
-    let copy = ctx.measure_copy_bandwidth()?;
-    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    );
+    let (mut ctx, progress) = start_run(device, weight_only::planned_ops(&cfg), what)?;
     let output = weight_only::run(&ctx, &cfg, &progress);
     progress.finish();
 
@@ -365,50 +401,21 @@ fn weight_only_cmd(device: usize, a: &WeightOnlyArgs) -> Result<ExitCode> {
         skipped: output.skipped,
         aborted: output.aborted,
     };
-    let (json, md) = write_report(&a.out, &report, &weight_only::markdown(&report))?;
-    eprintln!("wrote {} and {}", json.display(), md.display());
-    if a.plot {
-        match run_plot(&json) {
-            Ok(png) => eprintln!("wrote {}", png.display()),
-            Err(e) => eprintln!("warning: no plot: {e}"),
-        }
-    }
     let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
-    if let Some(a) = &report.aborted {
-        eprintln!("error: the run stopped early: {a}");
-        return Ok(ExitCode::from(1));
-    }
-    if failed > 0 {
-        eprintln!("error: {failed} points failed the correctness spot check (rel_err in the JSON)");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(ExitCode::SUCCESS)
+    finish_run(
+        &a.out,
+        &report,
+        &weight_only::markdown(&report),
+        a.plot,
+        failed,
+        "the correctness spot check (rel_err in the JSON)",
+    )
 }
 
 fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
     let rows = shapes::builtin_rows()?;
-    let ms = match &a.m {
-        Some(s) => parse_usize_list(s, "--m")?,
-        None => int8::DEFAULT_MS.to_vec(),
-    };
-    let finite_at_least = |v: f64, lo: f64| v.is_finite() && v >= lo;
-    if a.reps == 0
-        || !finite_at_least(a.max_seconds_per_op, 0.0)
-        || a.max_seconds_per_op == 0.0
-        || !finite_at_least(a.l2_factor, 0.0)
-        || !finite_at_least(a.min_batch_us, 0.0)
-    {
-        return Err(BenchError::invalid("--reps >= 1, --max-seconds-per-op > 0, --l2-factor and --min-batch-us >= 0"));
-    }
-    let timing = TimingConfig {
-        warmup: a.warmup,
-        reps: a.reps,
-        l2_factor: a.l2_factor,
-        method: a.timing.parse::<TimingMethod>()?,
-        min_batch_us: a.min_batch_us,
-        max_seconds_per_op: a.max_seconds_per_op,
-        cooldown_ms: 0,
-    };
+    let ms = ms_or(&a.m, &int8::DEFAULT_MS)?;
+    let timing = a.timing.config(INT8_TIMING)?;
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
     let cfg = int8::Int8Config {
         shapes: shapes::select(a.shapes.as_deref().unwrap_or(int8::DEFAULT_SHAPES), &rows)?,
@@ -436,20 +443,8 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
         },
     };
     let started = now_utc();
-    let mut ctx = BenchContext::open(device, true)?;
-    let progress = Progress::new(int8::planned_ops(&cfg));
-    progress.log(format!(
-        "{} ({}), {} SMs; cuBLAS {}; {} shapes x {} M x {} ops",
-        ctx.card().name,
-        ctx.card().slug,
-        ctx.card().sm_count,
-        ctx.software().cublas.as_deref().unwrap_or("?"),
-        cfg.shapes.len(),
-        cfg.ms.len(),
-        cfg.ops.len()
-    ));
-    let copy = ctx.measure_copy_bandwidth()?;
-    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let what = format!("{} shapes x {} M x {} ops", cfg.shapes.len(), cfg.ms.len(), cfg.ops.len());
+    let (mut ctx, progress) = start_run(device, int8::planned_ops(&cfg), what)?;
     let output = int8::run(&ctx, &cfg, &progress);
     progress.finish();
     let report = Report {
@@ -488,24 +483,8 @@ fn int8_cmd(device: usize, a: &Int8Args) -> Result<ExitCode> {
         skipped: output.skipped,
         aborted: output.aborted,
     };
-    let (json, md) = write_report(&a.out, &report, &int8::markdown(&report))?;
-    eprintln!("wrote {} and {}", json.display(), md.display());
-    if a.plot {
-        match run_plot(&json) {
-            Ok(png) => eprintln!("wrote {}", png.display()),
-            Err(e) => eprintln!("warning: no plot: {e}"),
-        }
-    }
-    if let Some(ab) = &report.aborted {
-        eprintln!("error: the run stopped early: {ab}");
-        return Ok(ExitCode::from(1));
-    }
     let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
-    if failed > 0 {
-        eprintln!("error: {failed} rows failed the exact check against cuBLASLt");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(ExitCode::SUCCESS)
+    finish_run(&a.out, &report, &int8::markdown(&report), a.plot, failed, "the exact check against cuBLASLt")
 }
 
 fn info_cmd(device: usize, json: bool) -> Result<()> {
@@ -563,28 +542,8 @@ fn info_cmd(device: usize, json: bool) -> Result<()> {
 
 fn bipolar_cmd(device: usize, a: &BipolarArgs) -> Result<ExitCode> {
     let rows = shapes::builtin_rows()?;
-    let ms = match &a.m {
-        Some(s) => parse_usize_list(s, "--m")?,
-        None => bipolar::DEFAULT_MS.to_vec(),
-    };
-    let finite_at_least = |v: f64, lo: f64| v.is_finite() && v >= lo;
-    if a.reps == 0
-        || !finite_at_least(a.max_seconds_per_op, 0.0)
-        || a.max_seconds_per_op == 0.0
-        || !finite_at_least(a.l2_factor, 0.0)
-        || !finite_at_least(a.min_batch_us, 0.0)
-    {
-        return Err(BenchError::invalid("--reps >= 1, --max-seconds-per-op > 0, --l2-factor and --min-batch-us >= 0"));
-    }
-    let timing = TimingConfig {
-        warmup: a.warmup,
-        reps: a.reps,
-        l2_factor: a.l2_factor,
-        method: a.timing.parse::<TimingMethod>()?,
-        min_batch_us: a.min_batch_us,
-        max_seconds_per_op: a.max_seconds_per_op,
-        cooldown_ms: 0,
-    };
+    let ms = ms_or(&a.m, &bipolar::DEFAULT_MS)?;
+    let timing = a.timing.config(BIPOLAR_TIMING)?;
     let threads = a.threads.unwrap_or_else(default_threads).max(1);
     let cfg = bipolar::BipolarConfig {
         shapes: shapes::select(a.shapes.as_deref().unwrap_or(bipolar::DEFAULT_SHAPES), &rows)?,
@@ -596,20 +555,8 @@ fn bipolar_cmd(device: usize, a: &BipolarArgs) -> Result<ExitCode> {
         threads,
     };
     let started = now_utc();
-    let mut ctx = BenchContext::open(device, true)?;
-    let progress = Progress::new(bipolar::planned_ops(&cfg));
-    progress.log(format!(
-        "{} ({}), {} SMs; cuBLAS {}; {} shapes x {} M x {} pairs x 2 mappings",
-        ctx.card().name,
-        ctx.card().slug,
-        ctx.card().sm_count,
-        ctx.software().cublas.as_deref().unwrap_or("?"),
-        cfg.shapes.len(),
-        cfg.ms.len(),
-        cfg.pairs.len()
-    ));
-    let copy = ctx.measure_copy_bandwidth()?;
-    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let what = format!("{} shapes x {} M x {} pairs x 2 mappings", cfg.shapes.len(), cfg.ms.len(), cfg.pairs.len());
+    let (mut ctx, progress) = start_run(device, bipolar::planned_ops(&cfg), what)?;
     let output = bipolar::run(&ctx, &cfg, &progress);
     progress.finish();
     let report = Report {
@@ -650,22 +597,6 @@ fn bipolar_cmd(device: usize, a: &BipolarArgs) -> Result<ExitCode> {
         skipped: output.skipped,
         aborted: output.aborted,
     };
-    let (json, md) = write_report(&a.out, &report, &bipolar::markdown(&report))?;
-    eprintln!("wrote {} and {}", json.display(), md.display());
-    if a.plot {
-        match run_plot(&json) {
-            Ok(png) => eprintln!("wrote {}", png.display()),
-            Err(e) => eprintln!("warning: no plot: {e}"),
-        }
-    }
-    if let Some(ab) = &report.aborted {
-        eprintln!("error: the run stopped early: {ab}");
-        return Ok(ExitCode::from(1));
-    }
     let failed = report.rows.iter().filter(|r| r.check_ok == Some(false)).count();
-    if failed > 0 {
-        eprintln!("error: {failed} rows failed the exact check");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(ExitCode::SUCCESS)
+    finish_run(&a.out, &report, &bipolar::markdown(&report), a.plot, failed, "the exact check")
 }

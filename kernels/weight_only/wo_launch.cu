@@ -112,10 +112,13 @@ bool ws_usable(int32_t format, int32_t dtype);
 // M range of the automatic ws choice. Measured on an H100 (kernels/weight_only/NOTES.md, ws v1), INT4 g128 vs
 // cuBLAS f16, lowbit-bench: at M = 256 ws 0.51-0.88x where dequantize + cuBLAS gives 0.44-0.46x, and at M = 64
 // (harness) ws 0.75-1.23x where mma.sync gives 0.54x; both only where the 128-row weight tiles number >= 0.4 x
-// SMs: on 4096x4096 (32 tiles) mma.sync (M = 64) and dequantize + cuBLAS (M = 256: 37.2 vs 39.6 us) win. At
-// M = 1024 ws (0.72-0.77x, harness) loses to dequantize + cuBLAS.
+// SMs: on 4096x4096 (32 tiles) mma.sync (M = 64) and dequantize + cuBLAS (M = 256: 37.2 vs 39.6 us) win. Up to
+// M = 512 since the sixth session (NOTES.md, ws2 section, "plan"): dequantization alone costs ~0.23 ms on the
+// 28672x8192 weight, while ws at M = 512 is about twice its M = 256 time (harness: 196 us there); at M = 1024
+// ws (H100 harness 0.72-0.78x cuBLAS) and dequantize + cuBLAS (H100 bench 0.67-0.75x) are within noise of each
+// other and dequantize + cuBLAS stays; at M = 4096 it wins (0.91-0.97x against ws 0.73-0.81x).
 constexpr int kWsMinM = 64;
-constexpr int kWsMaxM = 256;
+constexpr int kWsMaxM = 512;
 
 bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWsMinM || m > kWsMaxM) return false;

@@ -17,15 +17,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use lowbit_core::bipolar::{BipolarMatrix, value};
 use lowbit_core::granularity::Granularity;
 use lowbit_core::int8::{I8Out, W8Weight};
 use lowbit_cuda::bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations};
 use lowbit_cuda::cublaslt::CublasLtInt8;
-use lowbit_cuda::{BipolarGemm, CudaError, OutDtype};
+use lowbit_cuda::{BipolarGemm, OutDtype};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -35,6 +34,7 @@ use crate::error::{BenchError, Result};
 use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
+use crate::suites::common::{SyncOnExit, is_soft, repeat_rows};
 use crate::timing::{Measurement, TimingConfig, TimingMethod, rotation_copies};
 use crate::weights::{random_activations, random_normal};
 
@@ -257,21 +257,6 @@ pub fn planned_ops(cfg: &BipolarConfig) -> u64 {
     (cfg.shapes.len() * cfg.ms.len() * (2 + 2 * cfg.pairs.len())) as u64
 }
 
-fn is_soft(e: &BenchError) -> bool {
-    matches!(
-        e,
-        BenchError::Core(_)
-            | BenchError::Cuda(
-                CudaError::Shape { .. }
-                    | CudaError::NoKernel { .. }
-                    | CudaError::InvalidArgument { .. }
-                    | CudaError::Alignment { .. }
-                    | CudaError::Core(_)
-                    | CudaError::CublasLt(_)
-            )
-    )
-}
-
 /// Runs the suite; errors of one point skip it, others stop the run (rows so far are kept).
 pub fn run(ctx: &BenchContext, cfg: &BipolarConfig, pb: &Progress) -> SuiteOutput {
     let mut out = SuiteOutput::default();
@@ -291,25 +276,6 @@ pub fn run(ctx: &BenchContext, cfg: &BipolarConfig, pb: &Progress) -> SuiteOutpu
         }
     }
     out
-}
-
-struct SyncOnExit<'a>(&'a Arc<CudaStream>);
-
-impl Drop for SyncOnExit<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.synchronize();
-    }
-}
-
-/// Repeats `chunk` (`rows × row_len` elements) to `n` rows.
-fn repeat_rows<T: Clone>(chunk: &[T], row_len: usize, n: usize) -> Vec<T> {
-    let rows = chunk.len() / row_len;
-    let mut v = Vec::with_capacity(n * row_len);
-    for r in 0..n {
-        let s = (r % rows) * row_len;
-        v.extend_from_slice(&chunk[s..s + row_len]);
-    }
-    v
 }
 
 /// A `q`-bit bipolar weight of `n` rows: `chunk` quantized, its codes and scales repeated.

@@ -15,13 +15,12 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight};
 use lowbit_cuda::cublaslt::CublasLtInt8;
 use lowbit_cuda::int8::RawEpilogue;
-use lowbit_cuda::{CudaError, I8Config, Int8Gemm, OutDtype};
+use lowbit_cuda::{I8Config, Int8Gemm, OutDtype};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -31,6 +30,7 @@ use crate::error::{BenchError, Result};
 use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
+use crate::suites::common::{SyncOnExit, is_soft, repeat_rows};
 use crate::timing::{Measurement, TimingConfig, TimingMethod, rotation_copies};
 use crate::weights::{random_activations, random_normal};
 
@@ -205,21 +205,6 @@ pub fn planned_ops(cfg: &Int8Config) -> u64 {
     (cfg.shapes.len() * cfg.ms.len() * (2 + cfg.ops.len())) as u64
 }
 
-fn is_soft(e: &BenchError) -> bool {
-    matches!(
-        e,
-        BenchError::Core(_)
-            | BenchError::Cuda(
-                CudaError::Shape { .. }
-                    | CudaError::NoKernel { .. }
-                    | CudaError::InvalidArgument { .. }
-                    | CudaError::Alignment { .. }
-                    | CudaError::Core(_)
-                    | CudaError::CublasLt(_)
-            )
-    )
-}
-
 /// Runs the suite; errors of one point skip it, others stop the run (rows so far are kept).
 pub fn run(ctx: &BenchContext, cfg: &Int8Config, pb: &Progress) -> SuiteOutput {
     let mut out = SuiteOutput::default();
@@ -238,25 +223,6 @@ pub fn run(ctx: &BenchContext, cfg: &Int8Config, pb: &Progress) -> SuiteOutput {
         }
     }
     out
-}
-
-struct SyncOnExit<'a>(&'a Arc<CudaStream>);
-
-impl Drop for SyncOnExit<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.synchronize();
-    }
-}
-
-/// Repeats `chunk` (`rows × row_len` elements) to `n` rows.
-fn repeat_rows<T: Clone>(chunk: &[T], row_len: usize, n: usize) -> Vec<T> {
-    let rows = chunk.len() / row_len;
-    let mut v = Vec::with_capacity(n * row_len);
-    for r in 0..n {
-        let s = (r % rows) * row_len;
-        v.extend_from_slice(&chunk[s..s + row_len]);
-    }
-    v
 }
 
 struct OpState {
@@ -600,10 +566,5 @@ mod tests {
             assert_eq!(serde_json::to_string(&op).unwrap(), format!("\"{}\"", op.name()));
         }
         assert_eq!(serde_json::to_string(&Int8Baseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");
-    }
-
-    #[test]
-    fn rows_repeat() {
-        assert_eq!(repeat_rows(&[1, 2, 3, 4], 2, 3), vec![1, 2, 3, 4, 1, 2]);
     }
 }

@@ -3,5 +3,6 @@
 //! [`crate::report::Report`] of its own row type.
 
 pub mod bipolar;
+pub mod common;
 pub mod int8;
 pub mod weight_only;

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use lowbit_core::{Granularity, WeightScheme};
-use lowbit_cuda::{CudaError, GemmConfig, OutDtype, WeightOnlyGemm};
+use lowbit_cuda::{GemmConfig, OutDtype, WeightOnlyGemm};
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::Baseline;
@@ -30,6 +30,7 @@ use crate::error::{BenchError, Result};
 use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
+use crate::suites::common::{SyncOnExit, is_soft};
 use crate::timing::{Measurement, TimingConfig, TimingMethod, rotation_copies};
 use crate::weights::{
     WEIGHT_STD, chunk_rows_for, dequantized_bits, float_bits, from_bits, prepare, random_activations, random_normal,
@@ -302,20 +303,6 @@ pub fn rel_frobenius(got: &[u16], want: &[u16], dtype: OutDtype, threads: usize)
 
 /// Whether an error concerns only one point (unsupported shape / plan), so the suite can skip it
 /// and go on, rather than a broken device.
-fn is_soft(e: &BenchError) -> bool {
-    matches!(
-        e,
-        BenchError::Core(_)
-            | BenchError::Cuda(
-                CudaError::Shape { .. }
-                    | CudaError::NoKernel { .. }
-                    | CudaError::InvalidArgument { .. }
-                    | CudaError::Alignment { .. }
-                    | CudaError::Core(_)
-            )
-    )
-}
-
 /// Rows, skipped points and the abort reason of a run.
 #[derive(Debug, Default)]
 pub struct SuiteOutput {
@@ -375,14 +362,6 @@ fn replicate(stream: &std::sync::Arc<CudaStream>, first: CudaSlice<u16>, copies:
 
 /// Synchronizes a stream when dropped, so buffers declared before it (and freed on another
 /// stream) are not released while the stream still uses them.
-struct SyncOnExit<'a>(&'a std::sync::Arc<CudaStream>);
-
-impl Drop for SyncOnExit<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.synchronize();
-    }
-}
-
 /// One scheme's device state for a shape.
 struct SchemeState {
     scheme: WeightScheme,

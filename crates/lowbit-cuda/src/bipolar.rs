@@ -342,22 +342,11 @@ impl BipolarGemm {
         Ok(unsafe { sys::lowbit_bip_plane_available(self.p as i32, self.q as i32, bx as i32) } == 1)
     }
 
-    /// The automatic mapping for `m` rows: bit planes where an instance exists and either M ≤ 64 (weight streaming:
-    /// `q` bits per weight instead of 8) or `p·q ≤ 4`; otherwise the int8 core; planes as the fallback. From the H200
-    /// measurements of `kernels/bipolar/NOTES.md` (M = 4096, N = K = 8192: planes W2A2 748 µs, W1A4 760 µs, W4A1
-    /// 1090 µs vs 1316 µs for the int8 core; W2A4 1352 µs ≈ int8, W4A2 1993 µs slower).
+    /// The automatic mapping for `m` rows ([`auto_mapping`] on this weight's bits and the mappings that exist on
+    /// `dev`).
     pub fn choose(&self, dev: &Device, m: usize) -> Result<Option<BipMapping>> {
         let planes = self.planes_available(dev, 0)?;
-        let pq = self.p * self.q;
-        Ok(if planes && (m <= 64 || pq <= 4) {
-            Some(BipMapping::Planes)
-        } else if self.int8.is_some() {
-            Some(BipMapping::Int8)
-        } else if planes {
-            Some(BipMapping::Planes)
-        } else {
-            None
-        })
+        Ok(auto_mapping(planes, self.int8.is_some(), self.p, self.q, m))
     }
 
     fn operands(&self, x_planes: u64, x_sums: u64, m: usize) -> (sys::lowbit_bip_operand, sys::lowbit_bip_operand) {
@@ -853,6 +842,27 @@ fn out_ffi(out: I8Out) -> i32 {
     }) as i32
 }
 
+/// The automatic mapping rule behind [`BipolarGemm::choose`], given which mappings exist (`planes`, `int8`), the
+/// activation and weight bits `p`, `q` and the rows `m`.
+///
+/// Derived from `lowbit-bench bipolar` on an H100 (docs/results/h100/bipolar.md, 4 shapes, M ∈ {1, 16, 256, 4096,
+/// 8192}, both mappings timed in the same run):
+/// - M ≤ 64: bit planes. They stream `q` bits per weight where the int8 core reads 8 (M = 1, 28672×8192: W2 planes
+///   37.6 µs, int8 83.6 µs).
+/// - M ≥ 1024 and p·q = 1: bit planes (W1A1, 8192×8192: 543.6 µs against 934.6 µs at M = 4096).
+/// - Otherwise the int8 core: since its warp-specialized path it beats the planes at every other measured point from
+///   M = 256 up, by 1.7–2.8× for p·q ≤ 4 (W2A2 at M = 4096: 444.8 µs against 790.4 µs) and more beyond.
+///
+/// Where the preferred mapping does not exist the other one runs; `None` when neither does.
+pub fn auto_mapping(planes: bool, int8: bool, p: u32, q: u32, m: usize) -> Option<BipMapping> {
+    let prefer_planes = m <= 64 || (m >= 1024 && p * q == 1);
+    match (prefer_planes, planes, int8) {
+        (true, true, _) | (false, true, false) => Some(BipMapping::Planes),
+        (_, _, true) => Some(BipMapping::Int8),
+        (_, false, false) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,6 +880,27 @@ mod tests {
             assert_eq!(&p[i * 4..i * 4 + 3], row);
             assert_eq!(p[i * 4 + 3], 0);
         }
+    }
+
+    #[test]
+    fn auto_mapping_follows_the_measured_thresholds() {
+        use BipMapping::{Int8, Planes};
+        // Decode sizes stream plane bits.
+        for (p, q) in [(1, 1), (2, 2), (8, 4), (4, 8)] {
+            assert_eq!(auto_mapping(true, true, p, q, 1), Some(Planes));
+            assert_eq!(auto_mapping(true, true, p, q, 64), Some(Planes));
+        }
+        // From M = 256 the int8 core wins except W1A1 at large M.
+        assert_eq!(auto_mapping(true, true, 1, 1, 256), Some(Int8));
+        assert_eq!(auto_mapping(true, true, 1, 1, 1024), Some(Planes));
+        assert_eq!(auto_mapping(true, true, 1, 1, 8192), Some(Planes));
+        for (p, q) in [(2, 2), (1, 4), (4, 1), (2, 4), (4, 2), (8, 2)] {
+            assert_eq!(auto_mapping(true, true, p, q, 4096), Some(Int8), "W{q}A{p}");
+        }
+        // The other mapping runs where the preferred one is missing.
+        assert_eq!(auto_mapping(false, true, 2, 2, 1), Some(Int8));
+        assert_eq!(auto_mapping(true, false, 2, 2, 4096), Some(Planes));
+        assert_eq!(auto_mapping(false, false, 2, 2, 4096), None);
     }
 
     /// The int8 mapping's algebra, on the CPU for every (p, q) but W8A8: int8 operands, an exact int32 product
