@@ -9,7 +9,8 @@
 //        -o dist/wo-large/wo_ws2 -L.tools/cuda/nvidia/cu13/lib -ldl -lpthread
 //   wo_ws2           # correctness (full check of every output); exit code 1 on any failure
 //   wo_ws2 bench [i] # timings (shape i only if given), M in {256, 1024, 4096}: v1, ws2 variants, cuBLAS f16
-//   wo_ws2 diag      # ws2 at M = 4096 on 28672x8192 with the decode / the wgmmas switched off (timing only)
+//   wo_ws2 diag      # M = 4096 on 28672x8192: v1 with the decode switched off, ws2 with the decode / the wgmmas
+//                    # switched off, per BX (timing only)
 //
 // A kernel that does not finish in 20 s ends the program (exit 3) instead of hanging the GPU session. Weights are
 // not rotated through L2 (the bench of record is lowbit-bench weight-only). Results: kernels/weight_only/NOTES.md, ws2.
@@ -172,7 +173,9 @@ __global__ void convert_clean(float* ws, T* y, int64_t n) {
 
 template <typename T, int BX>
 static cudaError_t launch_cfg(Args a, const CUtensorMap& map, int nsm, const Cfg& c, float* ws) {
-    if (c.ver == 1) return wows::launch<wo::Int4, T, BX>(a, map, nsm, 0);
+    if (c.ver == 1) {
+        return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0) : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0);
+    }
     if (wows2::effective_splits(a, c.splits) == 1) return wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, 1, 0, c.diag);
     a.ws = ws;
     cudaError_t e = wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, c.splits, 0, c.diag);
@@ -425,6 +428,15 @@ int main(int argc, char** argv) {
         float cu = -1, u = 0;
         fails += one_bx<__half>(D, m, false, nsm, 10, Cfg{1, 256, 1, 1}, &u, &cu, "asym");
         printf("DIAG %dx%d M=%d cuBLAS %.1f us, v1 BX=256 %.1f us\n", shapes[0][0], shapes[0][1], m, cu, u);
+        for (int bx : {64, 128, 256}) {
+            float t[2];
+            for (int dg = 0; dg < 2; ++dg) {
+                Cfg c{1, bx, 1, 1};
+                c.diag = dg;
+                fails += one_bx<__half>(D, m, false, nsm, 10, c, &t[dg], nullptr, "asym");
+            }
+            printf("DIAG v1 BX=%d: full %.1f us, no-decode %.1f us\n", bx, t[0], t[1]);
+        }
         for (int bx : {64, 128, 256}) {
             float t[3];
             for (int dg = 0; dg < 3; ++dg) {

@@ -69,7 +69,9 @@ struct Geo {
     static constexpr int kSmem = kStages * kSlot + 1024;  // + alignment slack
 };
 
-template <class Fmt, typename T, int BX>
+// kNoDecode (measurements only, wrong results; benches/micro/wo_ws2.cu `diag`): the A registers take the codes as
+// they are, to time the pipeline and the register-A wgmmas without the decode.
+template <class Fmt, typename T, int BX, bool kNoDecode = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap) {
 #if defined(__CUDA_ARCH__)
@@ -163,6 +165,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                              : "memory");
 #pragma unroll
                 for (int j = 0; j < 4; ++j) {
+                    if constexpr (kNoDecode) {
+                        ab[j][0] = ab[j][1] = ab[j][2] = ab[j][3] = wb[j];
+                        continue;
+                    }
                     uint32_t a[4];
                     Fmt::template decode<T>(wb, nullptr, j, ctx, a);
                     ab[j][0] = wo::mul_pair<T>(a[0], sg);
@@ -229,14 +235,15 @@ bool available() {
 }
 
 // Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle, 16-bit elements).
-template <class Fmt, typename T, int BX>
+template <class Fmt, typename T, int BX, bool kNoDecode = false>
 cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st) {
     constexpr int smem = Geo<BX>::kSmem;
-    cudaError_t e = cudaFuncSetAttribute(ws_kernel<Fmt, T, BX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t e =
+        cudaFuncSetAttribute(ws_kernel<Fmt, T, BX, kNoDecode>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX);
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<Fmt, T, BX><<<grid, kThreads, smem, st>>>(a, xmap);
+    ws_kernel<Fmt, T, BX, kNoDecode><<<grid, kThreads, smem, st>>>(a, xmap);
     return cudaGetLastError();
 }
 
