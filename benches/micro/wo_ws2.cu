@@ -176,9 +176,20 @@ static cudaError_t launch_cfg(Args a, const CUtensorMap& map, int nsm, const Cfg
     if (c.ver == 1) {
         return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0) : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0);
     }
-    if (wows2::effective_splits(a, c.splits) == 1) return wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, 1, 0, c.diag);
+    // ver 2: ws2 (3 decoder warps), ver 3: ws2 wide (8 decoder warps, 640 threads).
+    // The wide variant's 640 threads cap the kernel at 96 registers: too few for wgmma m64n256 (ptxas C7602), so
+    // it exists for BX <= 128 only.
+    auto l2 = [&](int splits) -> cudaError_t {
+        if constexpr (BX <= 128) {
+            if (c.ver == 3) return wows2::launch<wo::Int4, T, BX, true>(a, map, nsm, c.gm, splits, 0, c.diag);
+        } else {
+            if (c.ver == 3) return cudaErrorInvalidValue;
+        }
+        return wows2::launch<wo::Int4, T, BX, false>(a, map, nsm, c.gm, splits, 0, c.diag);
+    };
+    if (wows2::effective_splits(a, c.splits) == 1) return l2(1);
     a.ws = ws;
-    cudaError_t e = wows2::launch<wo::Int4, T, BX>(a, map, nsm, c.gm, c.splits, 0, c.diag);
+    cudaError_t e = l2(c.splits);
     if (e != cudaSuccess) return e;
     const int64_t n = int64_t(a.m) * a.n;
     convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
@@ -393,8 +404,9 @@ int main(int argc, char** argv) {
     if (!bench) {
         // Odd shapes (M, N, K), full CPU check of every output, sym and asym zero points.
         const int shapes[][3] = {{67, 333, 1000}, {333, 1000, 2048}, {1, 48, 64}, {1031, 2064, 1032}, {130, 4096, 4096}};
-        const Cfg hc[] = {{2, 64, 1, 1}, {2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 1}, {2, 128, 3, 3}, {2, 64, 1, 2}};
-        const Cfg bc[] = {{2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 2}};
+        const Cfg hc[] = {{2, 64, 1, 1}, {2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 1}, {2, 128, 3, 3}, {2, 64, 1, 2},
+                          {3, 64, 1, 1},  {3, 128, 2, 1}, {3, 128, 1, 2}, {3, 64, 2, 3}};
+        const Cfg bc[] = {{2, 128, 1, 1}, {2, 256, 1, 1}, {2, 256, 2, 2}, {3, 128, 1, 1}, {3, 64, 2, 3}};
         for (auto& sh : shapes) {
             for (int asym = 0; asym < 2; ++asym) {
                 const char* tag = asym ? "asym" : "sym";
@@ -413,6 +425,8 @@ int main(int argc, char** argv) {
             fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{2, 128, 1, 1}, &us, nullptr, "id", true);
             fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{2, 256, 2, 1}, &us, nullptr, "id", true);
             fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{2, 256, 1, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{3, 64, 1, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{3, 128, 2, 1}, &us, nullptr, "id", true);
             dev_free(Dh), dev_free(Db);
         }
         printf("correctness: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
@@ -437,14 +451,18 @@ int main(int argc, char** argv) {
             }
             printf("DIAG v1 BX=%d: full %.1f us, no-decode %.1f us\n", bx, t[0], t[1]);
         }
-        for (int bx : {64, 128, 256}) {
-            float t[3];
-            for (int dg = 0; dg < 3; ++dg) {
-                Cfg c{2, bx, 2, 1};
-                c.diag = dg;
-                fails += one_bx<__half>(D, m, false, nsm, 10, c, &t[dg], nullptr, "asym");
+        for (int ver : {2, 3}) {
+            for (int bx : {64, 128, 256}) {
+                if (ver == 3 && bx == 256) continue;
+                float t[3];
+                for (int dg = 0; dg < 3; ++dg) {
+                    Cfg c{ver, bx, 2, 1};
+                    c.diag = dg;
+                    fails += one_bx<__half>(D, m, false, nsm, 10, c, &t[dg], nullptr, "asym");
+                }
+                printf("DIAG ws2%s BX=%d: full %.1f us, no-decode %.1f us, no-wgmma %.1f us\n", ver == 3 ? " wide" : "",
+                       bx, t[0], t[1], t[2]);
             }
-            printf("DIAG ws2 BX=%d: full %.1f us, no-decode %.1f us, no-wgmma %.1f us\n", bx, t[0], t[1], t[2]);
         }
         dev_free(D);
         printf("diag checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
@@ -459,17 +477,16 @@ int main(int argc, char** argv) {
         dev_make<__half>(D, sh[0], sh[1], true, true);
         for (int m : ms) {
             const int it = m >= 1024 ? 10 : 30;
-            std::vector<Cfg> cfgs = {{1, 256, 1, 1}, {2, 256, 1000, 1}, {2, 256, 4, 1}, {2, 256, 2, 1}, {2, 128, 4, 1}};
+            // v1 first (with cuBLAS), then ws2 wide (ver 3), then ws2 (ver 2) for reference.
+            std::vector<Cfg> cfgs = {{1, 256, 1, 1}, {3, 128, 2, 1}, {3, 128, 1000, 1}, {2, 256, 2, 1}};
             if (m <= 1024) {
-                cfgs.push_back({2, 128, 1000, 2});
-                cfgs.push_back({2, 256, 1000, 2});
-                cfgs.push_back({2, 64, 1000, 1});
+                cfgs.push_back({3, 128, 1000, 2});
+                cfgs.push_back({3, 64, 1000, 1});
             }
             if (m <= 256) {
                 cfgs.push_back({1, 128, 1, 1});
-                cfgs.push_back({2, 128, 1000, 1});
-                cfgs.push_back({2, 64, 1000, 2});
-                cfgs.push_back({2, 256, 1000, 3});
+                cfgs.push_back({3, 64, 1000, 2});
+                cfgs.push_back({2, 256, 1000, 2});
             }
             cu = -1;
             float best = 1e9f;
@@ -480,10 +497,10 @@ int main(int argc, char** argv) {
                 if (i == 0) cu = c0;
                 printf("   %5dx%-6d M=%-5d v%d BX=%-3d gm=%-4d sp=%d  %9.1f us\n", sh[0], sh[1], m, cfgs[i].ver,
                        cfgs[i].bx, cfgs[i].gm, cfgs[i].splits, u);
-                if (cfgs[i].ver == 2 && u < best) best = u, bestc = cfgs[i];
+                if (cfgs[i].ver >= 2 && u < best) best = u, bestc = cfgs[i];
             }
-            printf("RESULT %5dx%-6d M=%-5d cuBLAS %9.1f us  ws2 best %9.1f us (BX=%d gm=%d sp=%d)  ratio %.2fx\n", sh[0],
-                   sh[1], m, cu, best, bestc.bx, bestc.gm, bestc.splits, cu / best);
+            printf("RESULT %5dx%-6d M=%-5d cuBLAS %9.1f us  ws2 best %9.1f us (v%d BX=%d gm=%d sp=%d)  ratio %.2fx\n",
+                   sh[0], sh[1], m, cu, best, bestc.ver, bestc.bx, bestc.gm, bestc.splits, cu / best);
             fflush(stdout);
         }
         dev_free(D);

@@ -37,6 +37,11 @@
 //   The decoder's stores are generic-proxy writes read by wgmma (async proxy): each decoder thread fences
 //   (fence.proxy.async.shared::cta) before its arrive on dfull (count 96).
 //
+// Wide variant (template flag W, not yet run on a GPU): 640 threads = producer warpgroup (one thread), two decoder
+//   warpgroups (8 warps, one strip each, two per scheduler: more decode in flight per k-step), two consumer
+//   warpgroups; setmaxnreg 24 / 56 / 168. The 640-thread launch caps the kernel at 96 registers, too few for
+//   wgmma m64n256 (ptxas C7602), so it exists for BX = 64 and 128 only.
+//
 // Limits: INT4 (Fmt::kTiles == 4, no high words, no tables); sm_90a; X 16-byte aligned with ldx % 8 == 0 and
 // K % 8 == 0 (TMA); splits > 1 needs p.ws (f32 [M][N], zeroed) and a conversion afterwards (the harness's
 // convert-and-clear kernel). The caller builds the tensor map (2-D {K, M}, box {64, BX}, 128-byte swizzle).
@@ -106,16 +111,25 @@ namespace wows2 {
 
 using wo::Args;
 
-constexpr int kThreads = 384;
 constexpr int kStrips = 8;              // strips (16 weight rows each) per tile: 128 rows
 constexpr int kBK = 64;                 // K columns per stage: one k-step of the layout, one 128-byte f16 row of X
 constexpr int kWStage = kStrips * 512;  // packed weight bytes per stage
 constexpr int kDStage = 128 * kBK * 2;  // decoded weight bytes per stage (16 KB)
-constexpr int kDecWarps = 3;
-// setmaxnreg moves registers inside the CTA's launch allocation (384 threads x 168, the __launch_bounds__ cap):
-// the three warpgroups' new counts must fit in 3 x 168 = 504 per lane or setmaxnreg.inc waits forever.
-constexpr int kDecRegs = 96, kConsRegs = 200;
-static_assert(kDecRegs + 2 * kConsRegs <= 3 * 168, "register pool of one 384-thread CTA");
+// Roles of the two variants. W = false (384 threads): warpgroup 0 = producer thread + 3 decoder warps (3 strips
+// each), warpgroups 1-2 = consumers. W = true ("wide", 640 threads): warpgroup 0 = producer thread, warpgroups 1-2 =
+// 8 decoder warps (one strip each, two per scheduler), warpgroups 3-4 = consumers.
+// setmaxnreg moves registers inside the CTA's launch allocation (threads x the __launch_bounds__ cap: 384 x 168
+// or 640 x 96): the warpgroups' new counts must fit in it or setmaxnreg.inc waits forever.
+template <bool W>
+struct Roles {
+    static constexpr int kThreads = W ? 640 : 384;
+    static constexpr int kDecWarps = W ? 8 : 3;
+    static constexpr int kV = W ? 1 : 3;  // strips per decoder warp: strip dw + kDecWarps v
+    static constexpr int kProdRegs = 24, kDecRegs = W ? 56 : 96, kConsRegs = W ? 168 : 200;
+    static constexpr int kCap = W ? 96 : 168;
+    static_assert(W ? kProdRegs + 2 * kDecRegs + 2 * kConsRegs <= 5 * kCap : kDecRegs + 2 * kConsRegs <= 3 * kCap,
+                  "register pool of one CTA");
+};
 
 template <int BX>
 struct Geo {
@@ -179,8 +193,8 @@ struct Cursor {
     }
 };
 
-template <class Fmt, typename T, int BX>
-__global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant__ Args p,
+template <class Fmt, typename T, int BX, bool W = false>
+__global__ void __launch_bounds__(Roles<W>::kThreads, 1) ws2_kernel(const __grid_constant__ Args p,
                                                            const __grid_constant__ CUtensorMap xmap, int gm,
                                                            int splits, int diag) {
 #if defined(__CUDA_ARCH__)
@@ -189,6 +203,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
 #else
     static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
     using G = Geo<BX>;
+    using R = Roles<W>;
+    constexpr int kDecWarps = R::kDecWarps, kV = R::kV;
     using namespace tma;
     constexpr int SX = G::kSX, SW = G::kSW, ND = G::kND;
     extern __shared__ unsigned char smem_raw[];
@@ -225,9 +241,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
     const int total = nt * mt * splits;
     const int lane = tid & 31, warp = (tid >> 5) & 3;
 
-    if (wg == 0) {
-        setmaxnreg_dec<kDecRegs>();
-        if (warp == 0) {
+    {
+        auto producer = [&]() {
             // ------------------------------- producer -------------------------------
             // Order: W(0 .. kLead - 1), then X(j), W(j + kLead) for j = 0, 1, ... Every wait depends only on
             // earlier steps (X(j) on the consumers' step j - SX, W(j + kLead) on the decoders' step
@@ -259,9 +274,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                     if (!wc.done(total)) issue_w();
                 }
             }
-        } else {
+        };
+        auto decoder = [&](const int dw) {
             // ------------------------------- decoders -------------------------------
-            const int dw = warp - 1;
             const int g = lane >> 2;
             // stmatrix row address of this lane inside a strip's 16x16 tile: matrix q = lane / 8 holds
             // (rows 8 (q & 1) .., columns 8 (q >> 1) ..), its row lane % 8 at 16 bytes.
@@ -272,16 +287,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                 int nb, mb, sp;
                 unit_of(u, splits, mt, nt, gm, nb, mb, sp);
                 const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
-                bool act[3];
-                const uint2* meta[3];
-                uint2 cur[3], nxt[3];
-                wo::GroupCtx ctx[3];
-                uint32_t sg[3], sg8[3];
+                bool act[kV];
+                const uint2* meta[kV];
+                uint2 cur[kV], nxt[kV];
+                wo::GroupCtx ctx[kV];
+                uint32_t sg[kV], sg8[kV];
                 const int t0 = k0 * 4;  // first 16-column tile of the split
                 int gi = t0 / p.gtiles, tig = t0 - gi * p.gtiles;
 #pragma unroll
-                for (int v = 0; v < 3; ++v) {
-                    const int i = dw + 3 * v;
+                for (int v = 0; v < kV; ++v) {
+                    const int i = dw + kDecWarps * v;
                     const int strip = nb * kStrips + i;
                     act[v] = i < kStrips && strip < p.strips;
                     meta[v] = reinterpret_cast<const uint2*>(p.meta) + size_t(act[v] ? strip : 0) * p.groups * 8 + g;
@@ -293,13 +308,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                 for (int ks = k0; ks < k1; ++ks) {
                     mbar_wait(&wfull[sw], wph);
                     const uint32_t wa = wring_a + sw * kWStage + lane * 16;
-                    uint32_t wb[3][4];
+                    uint32_t wb[kV][4];
 #pragma unroll
-                    for (int v = 0; v < 3; ++v) {
+                    for (int v = 0; v < kV; ++v) {
                         if (act[v]) {
                             asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                                          : "=r"(wb[v][0]), "=r"(wb[v][1]), "=r"(wb[v][2]), "=r"(wb[v][3])
-                                         : "r"(wa + (dw + 3 * v) * 512)
+                                         : "r"(wa + (dw + kDecWarps * v) * 512)
                                          : "memory");
                         }
                     }
@@ -311,7 +326,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                     for (int j = 0; j < 4; ++j) {
                         if (diag == 1) break;
 #pragma unroll
-                        for (int v = 0; v < 3; ++v) {
+                        for (int v = 0; v < kV; ++v) {
                             if (act[v]) {
                                 uint32_t a[4], o[4];
                                 Fmt::template decode<T>(wb[v], nullptr, j, ctx[v], a);
@@ -319,14 +334,14 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                                 o[1] = wo::mul_pair<T>(a[1], sg8[v]);
                                 o[2] = wo::mul_pair<T>(a[2], sg[v]);
                                 o[3] = wo::mul_pair<T>(a[3], sg8[v]);
-                                stmatrix_x4(da + j * 4096 + (dw + 3 * v) * 512, o);
+                                stmatrix_x4(da + j * 4096 + (dw + kDecWarps * v) * 512, o);
                             }
                         }
                         if (++tig == p.gtiles) {
                             tig = 0;
                             ++gi;
 #pragma unroll
-                            for (int v = 0; v < 3; ++v) {
+                            for (int v = 0; v < kV; ++v) {
                                 cur[v] = nxt[v];
                                 nxt[v] = (act[v] && gi + 1 < p.groups) ? __ldg(meta[v] + size_t(gi + 1) * 8)
                                                                        : make_uint2(0, 0);
@@ -340,11 +355,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                     if (++d == ND) d = 0, dphase ^= 1;
                 }
             }
-        }
-    } else {
+        };
+        auto consumer = [&](const int cw) {  // weight rows 64 cw .. 64 cw + 63 of the tile
         // ------------------------------- consumers -------------------------------
-        setmaxnreg_inc<kConsRegs>();
-        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile
         const int g = lane >> 2;
         int s = 0, d = 0;
         uint32_t phase = 0, dphase = 0;
@@ -413,15 +426,36 @@ __global__ void __launch_bounds__(kThreads, 1) ws2_kernel(const __grid_constant_
                 }
             }
         }
+        };
+        // One setmaxnreg per warpgroup role, each role one branch.
+        if (wg == 0) {
+            if constexpr (W) {
+                setmaxnreg_dec<R::kProdRegs>();
+                if (warp == 0 && lane == 0) producer();
+            } else {
+                setmaxnreg_dec<R::kDecRegs>();
+                if (warp == 0) {
+                    if (lane == 0) producer();
+                } else {
+                    decoder(warp - 1);
+                }
+            }
+        } else if (W && wg <= 2) {
+            setmaxnreg_dec<R::kDecRegs>();
+            decoder((wg - 1) * 4 + warp);
+        } else {
+            setmaxnreg_inc<R::kConsRegs>();
+            consumer(wg - (W ? 3 : 1));
+        }
     }
 #endif
 #endif
 }
 
-template <class Fmt, typename T, int BX>
+template <class Fmt, typename T, int BX, bool W = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws2_kernel<Fmt, T, BX>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws2_kernel<Fmt, T, BX, W>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
@@ -442,18 +476,19 @@ inline int64_t units(const Args& a, int bx, int splits) {
 // the caller zeroed). splits is clamped so that every split has at least one k-step.
 // diag (measurements only, wrong results): 1 = the decoders skip decoding (barriers only), 2 = the consumers
 // skip their wgmmas.
-template <class Fmt, typename T, int BX>
+template <class Fmt, typename T, int BX, bool W = false>
 cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int gm, int splits, cudaStream_t st,
                    int diag = 0) {
     constexpr int smem = Geo<BX>::kSmem;
-    cudaError_t e = cudaFuncSetAttribute(ws2_kernel<Fmt, T, BX>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaError_t e =
+        cudaFuncSetAttribute(ws2_kernel<Fmt, T, BX, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     if (splits < 1 || gm < 1) return cudaErrorInvalidValue;
     splits = effective_splits(a, splits);
     if (splits > 1 && a.ws == nullptr) return cudaErrorInvalidValue;
     const int64_t n = units(a, BX, splits);
     const int grid = int(n < nsm ? n : nsm);
-    ws2_kernel<Fmt, T, BX><<<grid, kThreads, smem, st>>>(a, xmap, gm, splits, diag);
+    ws2_kernel<Fmt, T, BX, W><<<grid, Roles<W>::kThreads, smem, st>>>(a, xmap, gm, splits, diag);
     return cudaGetLastError();
 }
 
