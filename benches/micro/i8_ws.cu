@@ -145,11 +145,19 @@ static int nsm() {
     return n;
 }
 
-// The automatic plan's tile (i8_launch.cu): the widest BX whose tiles fill >= 90% of the SMs, else 64.
-static int auto_bx(int m, int n) {
-    const long nt = (n + 127) / 128;
-    auto fills = [&](int bx) { return 10 * nt * ((m + bx - 1) / bx) >= 9L * nsm(); };
-    return fills(256) ? 256 : fills(128) ? 128 : 64;
+// The automatic plan's tile (i8_launch.cu ws_bx): least waves * BX / efficiency (NOTES v12).
+static int auto_bx(int m, int n, int bits) {
+    const long nt = (n + 127) / 128, sms = nsm();
+    const double eff[3] = {1.0, bits == 4 ? 0.6 : 0.85, bits == 4 ? 0.33 : 0.6};
+    int best = 256;
+    double best_cost = 0;
+    for (int i = 0; i < 3; ++i) {
+        const int bx = 256 >> i;
+        const long tiles = nt * ((m + bx - 1) / bx);
+        const double cost = double((tiles + sms - 1) / sms) * bx / eff[i];
+        if (i == 0 || cost < best_cost) best = bx, best_cost = cost;
+    }
+    return best;
 }
 
 // One weight on the device: tiled codes (+ group scales) and the plain int8 weight it computes with.
@@ -327,7 +335,7 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
         a.epi.out = out;
         a.epi.rs = drs, a.epi.rs_val = he.rs_val, a.epi.cs = dcs, a.epi.rc = drc, a.epi.cc = dcc, a.epi.bias = db;
         a.epi.os = dos, a.epi.out_scale = he.out_scale;
-        const int bx = auto_bx(m, n);
+        const int bx = auto_bx(m, n, bits);
         CK(launch(a, bits, bx, nullptr));
         CK(cudaDeviceSynchronize());
         std::vector<uint8_t> raw(size_t(m) * n * esz);
@@ -478,7 +486,7 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
     int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
     __half* yh = dalloc<__half>(size_t(m) * n);
     CK(cudaDeviceSynchronize());
-    const int bx = auto_bx(m, n);
+    const int bx = auto_bx(m, n, 8), bx4 = auto_bx(m, n, 4);
     const Lt::Plan lp = lt.plan(m, n, k);
     int fails = 0;
     // Exactness at this point: ws W8 / W4 int32 vs cuBLASLt on the same (expanded) weights.
@@ -487,7 +495,7 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
     CK(cudaStreamSynchronize(st));
     const unsigned long long b8 = diff(y0, y1, size_t(m) * n);
     lt.run(lp, w4[0].plain, x, y0, st);
-    CK(launch(args(x, m, k, w4[0], y1, n), 4, bx, st));
+    CK(launch(args(x, m, k, w4[0], y1, n), 4, bx4, st));
     CK(cudaStreamSynchronize(st));
     const unsigned long long b4 = diff(y0, y1, size_t(m) * n);
     if (b8 || b4) printf("FAIL n=%d k=%d m=%d: ws int32 differs from cuBLASLt at %llu (W8) / %llu (W4) points\n", n, k, m, b8, b4), ++fails;
@@ -503,7 +511,7 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
         Args a = args(x, m, k, w, yh, n);
         a.epi.out = lowbit::i8::kOutF16;
         a.epi.rs = rs, a.epi.cs = cs;
-        CK(launch(a, bits, bx, st));
+        CK(launch(a, bits, bits == 4 ? bx4 : bx, st));
     };
     const double t8 = time_graph(st, [&](int i) { ws_f16(w8[i % r8], 8); }, ms);
     const double t8i = time_graph(st, [&](int i) { CK(launch(args(x, m, k, w8[i % r8], y1, n), 8, bx, st)); }, ms);
@@ -512,24 +520,30 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
     Weight wpc = make_weight(n, k, 4, 0, 400);
     const double t4pc = time_graph(st, [&](int) { ws_f16(wpc, 4); }, ms / 2);
     free_weight(wpc);
-    char sweep[256];
+    char sweep[512];
     int len = snprintf(sweep, sizeof sweep, "    w4a8 per-channel %.1f (%.2fx f16);", t4pc, t_h / t4pc);
     for (int obx : {64, 128, 256}) {
-        if (obx == bx || (m >= 4096 && obx == 64)) continue;
+        if (m >= 4096 && obx == 64) continue;
         auto f16_at = [&](const Weight& w, int bits) {
             Args a = args(x, m, k, w, yh, n);
             a.epi.out = lowbit::i8::kOutF16;
             a.epi.rs = rs, a.epi.cs = cs;
             CK(launch(a, bits, obx, st));
         };
-        const double o8 = time_graph(st, [&](int i) { f16_at(w8[i % r8], 8); }, ms / 2);
-        const double o4 = time_graph(st, [&](int i) { f16_at(w4[i % r4], 4); }, ms / 2);
-        len += snprintf(sweep + len, sizeof sweep - len, " bx %d: w8a8 %.1f (%.2fx lt) w4a8 %.1f (%.2fx f16);", obx, o8,
-                        t_lt / o8, o4, t_h / o4);
+        len += snprintf(sweep + len, sizeof sweep - len, " bx %d:", obx);
+        if (obx != bx) {
+            const double o8 = time_graph(st, [&](int i) { f16_at(w8[i % r8], 8); }, ms / 2);
+            len += snprintf(sweep + len, sizeof sweep - len, " w8a8 %.1f (%.2fx lt)", o8, t_lt / o8);
+        }
+        if (obx != bx4) {
+            const double o4 = time_graph(st, [&](int i) { f16_at(w4[i % r4], 4); }, ms / 2);
+            len += snprintf(sweep + len, sizeof sweep - len, " w4a8 %.1f (%.2fx f16)", o4, t_h / o4);
+        }
+        len += snprintf(sweep + len, sizeof sweep - len, ";");
     }
     const double ops = 2.0 * m * double(n) * k;
-    printf("| %5dx%-5d | %4d | %3d | %8.1f | %8.1f | %8.1f (%.2fx lt) | %8.1f (%.2fx lt) | %8.1f (%.2fx f16, %.2fx w8) | %5.0f |\n",
-           n, k, m, bx, t_lt, t_h, t8, t_lt / t8, t8i, t_lt / t8i, t4, t_h / t4, t8 / t4, ops / t8 * 1e-6);
+    printf("| %5dx%-5d | %4d | %3d/%3d | %8.1f | %8.1f | %8.1f (%.2fx lt) | %8.1f (%.2fx lt) | %8.1f (%.2fx f16, %.2fx w8) | %5.0f |\n",
+           n, k, m, bx, bx4, t_lt, t_h, t8, t_lt / t8, t8i, t_lt / t8i, t4, t_h / t4, t8 / t4, ops / t8 * 1e-6);
     printf("%s\n", sweep);
     fflush(stdout);
     for (auto& w : w8) free_weight(w);
@@ -568,7 +582,7 @@ int main(int argc, char** argv) {
         CB(cublasSetWorkspace(hb, hws, 32u << 20));
         cudaStream_t st;
         CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-        printf("\n| N x K | M | BX | cublaslt-int8 | cublas-f16 | ws w8a8 f16 out | ws w8a8 i32 out | ws w4a8-g128 f16 out | w8a8 TOPS |\n");
+        printf("\n| N x K | M | BX w8/w4 | cublaslt-int8 | cublas-f16 | ws w8a8 f16 out | ws w8a8 i32 out | ws w4a8-g128 f16 out | w8a8 TOPS |\n");
         printf("|---|---|---|---|---|---|---|---|---|\n");
         const int shapes[][2] = {{4096, 4096}, {28672, 8192}, {8192, 28672}, {11008, 4096}, {1024, 8192}};
         for (auto& s : shapes)

@@ -68,6 +68,25 @@ bool wgmma_runs() {
     return ok;
 }
 
+// The ws kernel's tile width (NOTES v12): of BX = 256, 128, 64 the one with the least modeled time
+// waves * BX / efficiency, where waves = ceil(tiles / SMs) and a BX-wide tile's efficiency relative to BX = 256 was
+// fitted on the H200 sweep of NOTES v11 (W8: 0.85 at 128, 0.6 at 64; W4: 0.6 and 0.33, its expansion costing the
+// same per stage at every BX); ties go to the wider tile. It picks the swept best (within 3%) at every point, where
+// the former rule (the widest BX whose tiles fill 90% of the SMs) lost 7% (W8) / 35% (W4) on 11008x4096 at M = 256.
+int ws_bx(int64_t n, int64_t m, bool w4, int nsm) {
+    const int64_t nt = (n + kBW - 1) / kBW, sms = nsm > 0 ? nsm : 1;
+    const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
+    int best = 256;
+    double best_cost = 0;
+    for (int i = 0; i < 3; ++i) {
+        const int bx = 256 >> i;
+        const int64_t tiles = nt * ((m + bx - 1) / bx);
+        const double cost = double((tiles + sms - 1) / sms) * bx / eff[i];
+        if (i == 0 || cost < best_cost) best = bx, best_cost = cost;
+    }
+    return best;
+}
+
 // The warp-specialized kernel runs here: wgmma runs and ws_gemm.cu has its sm_90a instances.
 bool ws_runs() {
     static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
@@ -208,10 +227,7 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
             LOWBIT_REQUIRE((w->n + kBW - 1) / kBW <= 65535, LOWBIT_ERR_SHAPE);
             p.ws = true;
             p.wg = true;
-            // The widest tile (fewest operand bytes per MMA) whose tiles fill ~90% of the SMs, else 64 rows.
-            const int64_t nt = (w->n + kBW - 1) / kBW;
-            auto fills = [&](int bx) { return 10 * nt * ((m + bx - 1) / bx) >= 9 * int64_t(nsm); };
-            p.bx = cfg && cfg->bx ? cfg->bx : fills(256) ? 256 : fills(128) ? 128 : 64;
+            p.bx = cfg && cfg->bx ? cfg->bx : ws_bx(w->n, m, w4, nsm);
             p.splits = 1;
             p.steps_per_split = (w->k + kBK - 1) / kBK;
             p.ws_bytes = 0;

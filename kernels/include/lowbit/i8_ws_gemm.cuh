@@ -256,19 +256,27 @@ __device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX 
 // ---------------------------------------------------------------------------------------------------
 // The kernel (grid = min(tiles, SMs), 384 threads, Geo<BX>::kSmem bytes of dynamic shared memory).
 // ---------------------------------------------------------------------------------------------------
+// W4: one group scale (as i8::w4_scale), with the group index a shift when group_len is a power of two
+// (glog = log2(group_len), else -1): i8::w4_scale's runtime division sat in series with the expansion (v12).
+__device__ __forceinline__ uint32_t ws_scale(const Args& p, int gn, int gk, int glog) {
+    if (p.gs == nullptr || gn >= p.n || gk >= p.k) return 1;
+    const int gi = glog >= 0 ? gk >> glog : gk / p.group_len;
+    return __ldg(p.gs + size_t(gn) * p.groups + gi);
+}
+
 // W4: group scales of this lane's rows (gn, gn + 8) for the four k32 blocks of stage ks (1 outside the matrix or
 // without group scales); sc[j] = (row gn, row gn + 8).
-__device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, uint32_t (&sc)[kBK / 32][2]) {
+__device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glog, uint32_t (&sc)[kBK / 32][2]) {
     const int kb = ks * kBK;
     if (p.group_len % kBK == 0) {
-        const uint32_t s0 = i8::w4_scale(p, gn, kb), s1 = i8::w4_scale(p, gn + 8, kb);
+        const uint32_t s0 = ws_scale(p, gn, kb, glog), s1 = ws_scale(p, gn + 8, kb, glog);
 #pragma unroll
         for (int j = 0; j < kBK / 32; ++j) sc[j][0] = s0, sc[j][1] = s1;
     } else {
 #pragma unroll
         for (int j = 0; j < kBK / 32; ++j) {
-            sc[j][0] = i8::w4_scale(p, gn, kb + 32 * j);
-            sc[j][1] = i8::w4_scale(p, gn + 8, kb + 32 * j);
+            sc[j][0] = ws_scale(p, gn, kb + 32 * j, glog);
+            sc[j][1] = ws_scale(p, gn + 8, kb + 32 * j, glog);
         }
     }
 }
@@ -346,11 +354,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         // times to hide instead of one (v9 loaded one stage ahead and stalled at BX <= 128).
         const int row0 = cw * 64 + warp * 16;
         uint32_t sca[kBK / 32][2], scb[kBK / 32][2];
+        const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
         if constexpr (W4) {
             int nb0 = 0, mb0 = 0;
             if (blockIdx.x < total) tiles.at(blockIdx.x, nb0, mb0);
-            w4_scales(p, nb0 * kBW + row0 + g, 0, sca);
-            w4_scales(p, nb0 * kBW + row0 + g, 1, scb);  // all 1 when ksteps == 1 (columns >= K), never used then
+            w4_scales(p, nb0 * kBW + row0 + g, 0, glog, sca);
+            // Stage 1: all 1 when ksteps == 1 (columns >= K), never used then.
+            w4_scales(p, nb0 * kBW + row0 + g, 1, glog, scb);
         }
         for (int t = blockIdx.x; t < total; t += gridDim.x) {
             int nb, mb;
@@ -380,9 +390,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     // (the loop below restarts at an even stage on every tile; an odd stage exists only if
                     // ksteps > 1, so stage 1 of the next tile does too).
                     if (ks + 2 < ksteps) {
-                        w4_scales(p, nb * kBW + row0 + g, ks + 2, sc);
+                        w4_scales(p, nb * kBW + row0 + g, ks + 2, glog, sc);
                     } else {
-                        w4_scales(p, nb_next * kBW + row0 + g, ks & 1, sc);
+                        w4_scales(p, nb_next * kBW + row0 + g, ks & 1, glog, sc);
                     }
                     if constexpr (W4S) {
                         // Write the expanded 64 x 128 int8 block of this warpgroup (core-matrix order, 64 rows:
