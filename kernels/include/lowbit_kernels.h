@@ -349,7 +349,18 @@ enum lowbit_i8_wformat {
     /** int8 codes. */
     LOWBIT_I8_W8 = 0,
     /** 4-bit codes u = q + 8 in lowbit-core int8::pack_w4's fragment order (docs/formats.md). */
-    LOWBIT_I8_W4 = 1
+    LOWBIT_I8_W4 = 1,
+    /**
+     * 4-bit bipolar codes u (weight value 2u - 15) in the W4 layout; per-channel (group_scales NULL); streaming
+     * kernel only (m <= 16, LOWBIT_ERR_NO_KERNEL otherwise). The bipolar GEMM's int8 mapping at small M.
+     */
+    LOWBIT_I8_BIP4 = 2,
+    /**
+     * 2-bit bipolar codes u (weight value 2u - 3), lowbit-core int8::tile_bip2: [ceil(n/128)][ceil(k/256)] blocks
+     * of 128 rows x 256 columns (8192 bytes, same chunk order as W4); k % 32 == 0; per-channel; streaming kernel
+     * only (m <= 16).
+     */
+    LOWBIT_I8_BIP2 = 3
 };
 
 /** Output types of lowbit_i8_epilogue.out_dtype. */
@@ -375,7 +386,7 @@ enum lowbit_i8_path {
     /**
      * Small-M weight streaming on mma.sync (IMMA, sm_80+; kernels/int8/stream.cu): M <= 16; W4 per-channel or
      * with groups of a multiple of 128 columns (LOWBIT_ERR_INVALID_ARGUMENT otherwise); bx 8 or 16 (>= M).
-     * The automatic plan takes it for W4 at M <= 16 and W8 at 2 <= M <= 16 (W8 at M = 1: wgmma on sm_90a).
+     * The automatic plan takes it at M <= 16 (W8, W4 per-channel or with such groups, the bipolar formats).
      */
     LOWBIT_I8_PATH_STREAM = 3,
     /**

@@ -11,8 +11,8 @@
 
 cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
-cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int sp, int splits, cudaStream_t st);
-int lowbit_i8_stream_max_steps(bool w4, int mt);
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int mt, int sp, int splits, cudaStream_t st);
+int lowbit_i8_stream_max_steps(int format, int mt);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 
@@ -116,8 +116,12 @@ constexpr int64_t kStreamMaxM = 16;
 // about one CTA per SM in all, so small N needs little or no cross-CTA split-K (its red.global sums, fence and
 // arrival counter are a latency chain per CTA: v6, 4096x4096 at 0.83 TB/s) when those fit one wave of 2 CTAs/SM.
 // A forced split uses SP = 4.
+// Steps (128 columns) per planning unit: the 2-bit bipolar format streams 256-column units, so its splits hold
+// whole pairs of steps.
+int stream_unit(const lowbit_i8_weight* w) { return w->format == LOWBIT_I8_BIP2 ? 2 : 1; }
+
 lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_config* cfg, int nsm, Plan& p) {
-    const bool w4 = w->format == LOWBIT_I8_W4;
+    const int unit = stream_unit(w);
     p.stream = true;
     p.wg = false;
     if (cfg && cfg->bx) {
@@ -126,10 +130,10 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     } else {
         p.bx = m <= 8 ? 8 : 16;
     }
-    const int ksteps = (w->k + kBK - 1) / kBK;
+    const int ksteps = (w->k + kBK * unit - 1) / (kBK * unit);  // in planning units
     const int ntiles = (w->n + kBW - 1) / kBW;
     LOWBIT_REQUIRE(ntiles <= 65535, LOWBIT_ERR_SHAPE);
-    const int max_steps = lowbit_i8_stream_max_steps(w4, p.bx);
+    const int max_steps = lowbit_i8_stream_max_steps(w->format, p.bx) / unit;
     const int smin = (ksteps + max_steps - 1) / max_steps;
     const int strips = (w->n + 31) / 32;
     int splits = smin;
@@ -163,6 +167,7 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     p.steps_per_split = (ksteps + splits - 1) / splits;
     LOWBIT_REQUIRE(p.steps_per_split <= max_steps, LOWBIT_ERR_INVALID_ARGUMENT);
     p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
+    p.steps_per_split *= unit;
     if (p.splits > 1) {
         const int64_t acc = (m * int64_t(w->n) * 4 + 255) / 256 * 256;
         p.counters_off = acc;
@@ -181,10 +186,13 @@ bool valid_bx(bool wg, bool w4, int bx) {
 
 lowbit_status check_weight(const lowbit_i8_weight* w) {
     LOWBIT_REQUIRE(w != nullptr && w->codes != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
-    LOWBIT_REQUIRE(w->format == LOWBIT_I8_W8 || w->format == LOWBIT_I8_W4, LOWBIT_ERR_INVALID_ARGUMENT);
+    LOWBIT_REQUIRE(w->format >= LOWBIT_I8_W8 && w->format <= LOWBIT_I8_BIP2, LOWBIT_ERR_INVALID_ARGUMENT);
     const bool w4 = w->format == LOWBIT_I8_W4;
-    LOWBIT_REQUIRE(w->n >= 1 && w->k >= (w4 ? 32 : 16) && w->k % (w4 ? 32 : 16) == 0, LOWBIT_ERR_SHAPE);
+    const bool k32 = w->format != LOWBIT_I8_W8;
+    LOWBIT_REQUIRE(w->n >= 1 && w->k >= (k32 ? 32 : 16) && w->k % (k32 ? 32 : 16) == 0, LOWBIT_ERR_SHAPE);
     LOWBIT_REQUIRE(lowbit::is_aligned(w->codes, 16), LOWBIT_ERR_ALIGNMENT);
+    // Bipolar codes: per-channel only (the bipolar GEMM's weight scales are f32 channel scales in the epilogue).
+    LOWBIT_REQUIRE(w4 || w->format == LOWBIT_I8_W8 || w->group_scales == nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
     if (w4 && w->group_scales) {
         LOWBIT_REQUIRE(w->group_len >= 32 && w->group_len % 32 == 0 && w->k % w->group_len == 0, LOWBIT_ERR_SHAPE);
     }
@@ -200,10 +208,18 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     // The streaming kernel serves M <= kStreamMaxM (W4: per-channel or groups of a multiple of 128 columns); the
     // automatic plan takes it there unless a tile width or split is forced.
     p.stream = false;
-    // Measured crossover (H100, NOTES v7): W4 streams faster at every M <= 16; W8 at M = 1 is bandwidth-bound on
-    // both paths and the wgmma tile kernel was equal or ~1 us faster on the small shapes, so W8 streams from M = 2.
+    // Measured crossover (H100): W4 streams faster at every M <= 16 (NOTES v7); W8 at M = 1 too since the
+    // streaming kernel puts the weights on the MMA's A side at M <= 8 (NOTES v10b: equal on the 28672-wide shapes,
+    // 0.3-1.4 us faster on 4096x4096, 11008x4096, 10576x2560).
     const bool stream_fits = m <= kStreamMaxM && (!w4 || !w->group_scales || w->group_len % kBK == 0);
-    const bool stream_auto = stream_fits && (w4 || m >= 2 || !wgmma_runs());
+    // Bipolar packed codes (kernels/int8/NOTES.md v10) run on the streaming kernel only (M <= 16).
+    if (w->format == LOWBIT_I8_BIP4 || w->format == LOWBIT_I8_BIP2) {
+        LOWBIT_REQUIRE(path == LOWBIT_I8_PATH_AUTO || path == LOWBIT_I8_PATH_STREAM, LOWBIT_ERR_NO_KERNEL);
+        LOWBIT_REQUIRE(m <= kStreamMaxM, LOWBIT_ERR_NO_KERNEL);
+        LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
+        return stream_plan(w, m, cfg, nsm, p);
+    }
+    const bool stream_auto = stream_fits;
     if (path == LOWBIT_I8_PATH_STREAM ||
         (path == LOWBIT_I8_PATH_AUTO && stream_auto && !(cfg && (cfg->bx || cfg->splits)))) {
         LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
@@ -339,7 +355,8 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     a.gs = w4 ? w->group_scales : nullptr;
     a.group_len = a.gs ? w->group_len : w->k;
     a.groups = w->k / a.group_len;
-    a.ksteps = (w->k + kBK - 1) / kBK;
+    a.ksteps = p.stream ? (w->k + kBK * stream_unit(w) - 1) / (kBK * stream_unit(w)) * stream_unit(w)
+                        : (w->k + kBK - 1) / kBK;
     a.steps_per_split = p.steps_per_split;
     a.ws = p.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
     a.counters = p.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + p.counters_off) : nullptr;
@@ -351,7 +368,7 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     lowbit::clear_pending_error();
     if (p.stream) {
         const cudaError_t es =
-            lowbit_i8_launch_stream(a, w4, p.bx, p.sp, p.splits, static_cast<cudaStream_t>(stream));
+            lowbit_i8_launch_stream(a, w->format, p.bx, p.sp, p.splits, static_cast<cudaStream_t>(stream));
         if (es == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
         return lowbit::status_from_cuda(es);
     }

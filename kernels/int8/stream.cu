@@ -1,5 +1,6 @@
-// The int8 GEMM's small-M streaming path (LOWBIT_I8_PATH_STREAM): W8A8 and W4A8 for M <= 16 on IMMA
-// (mma.sync m16n8k32 s8, sm_80+), weights streamed from HBM into registers, no shared-memory weight ring.
+// The int8 GEMM's small-M streaming path (LOWBIT_I8_PATH_STREAM): W8A8, W4A8 and the bipolar GEMM's packed 2- / 4-bit
+// weight codes (LOWBIT_I8_BIP2 / BIP4, NOTES v10) for M <= 16 on IMMA (mma.sync m16n8k32 s8, sm_80+), weights
+// streamed from HBM into registers, no shared-memory weight ring.
 //
 // Why (NOTES v4): the tile kernel (lowbit/i8_gemm.cuh) runs a ~1170-cycle latency chain per 128-column stage per
 // CTA (barrier, refill, dependent MMAs, W4 expansion) whatever the stage's bytes, so W4 was no faster than W8 at
@@ -30,6 +31,14 @@
 // The activation sums sum_k x come from one extra MMA per k32 step against an all-ones B fragment (they land in
 // the accumulator lanes that need them). Group scales (groups of a multiple of 128 columns = whole units) are
 // applied per unit to an int32 partial: acc += s_n * (part - 8 xsum). Every step is exact int32.
+// Bipolar codes (v10): value v = 2u - (2^b - 1), so sum x v = 2 sum x u - (2^b - 1) sum x, the same machinery with
+// (mul, off) = (2, 15) for BIP4 (the W4 bytes) and (2, 3) for BIP2, whose 256-column unit is one 8 KB block of
+// 128 rows (lowbit-core int8::tile_bip2): lane t's word c holds columns 64c + 16t + [0, 16), bit 8b + 2i <->
+// column 8 (i >> 1) + 4 (i & 1) + b, so (w >> 2i) & 0x03030303 is a ready B (or A) fragment register.
+// Orientation: at MT = 16 (and for grouped W4) the weights are the MMA's B side (n8 = one row group) and the
+// activations its A side (m16); at MT = 8 without group scales ("T", v10) the weights are A (two row groups per
+// m16) and the 8 activation rows B, which halves the MMAs; the packed formats' sum x then comes from one dp4a pass
+// over the CTA's activation slice instead of all-ones MMAs.
 //
 // Partitioning: CTA = 256 threads = 8 warps = SP strips of 32 weight rows x 8 / SP warps that split each
 // strip's units (in-block split-K, reduced through shared memory at the end): SP = 4 (one 128-row tile, 2 warps
@@ -54,23 +63,34 @@ namespace stream {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+// Weight formats (= enum lowbit_i8_wformat): int8 codes; 4-bit codes u = q + 8 (pack_w4 order); 4-bit bipolar codes
+// u (value 2u - 15, pack_w4 order: the W4 bytes); 2-bit bipolar codes u (value 2u - 3, the 2-bit stream order below).
+constexpr int kW8 = 0, kW4 = 1, kBip4 = 2, kBip2 = 3;
+constexpr uint32_t kOnesI = 0x01010101u;  // four int8 ones (dp4a / all-ones MMA operand)
+// Packed unsigned codes u whose int32 result is mul * sum x u - off * sum x (W4: q = u - 8; bipolar: v = 2u - (2^b - 1)).
+__host__ __device__ constexpr bool packed(int f) { return f != kW8; }
+__host__ __device__ constexpr int code_mul(int f) { return f == kW4 ? 1 : 2; }
+__host__ __device__ constexpr int code_off(int f) { return f == kW4 ? 8 : f == kBip4 ? 15 : 3; }
 // Units per register buffer: two buffers per warp, the next one's loads issued before the current one's MMAs,
 // so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
 // Grouped W4 with 16 activation rows or 8 warps per strip keeps one unit per buffer (two spilled 8-36 bytes
 // under the 128-register bound).
-template <bool W4, bool GS, int MT, int SP>
-constexpr int units_per_buffer() { return (W4 && GS && (MT > 8 || SP == 1)) ? 1 : 2; }
+template <int F, bool GS, int MT, int SP>
+constexpr int units_per_buffer() { return (F == kW4 && GS && (MT > 8 || SP == 1)) ? 1 : 2; }
 // In-block reduction: (warps per strip - 1) x strips x 16 accumulators x 32 lanes.
 __host__ __device__ constexpr int red_bytes(int sp) { return (kWarps / sp - 1) * sp * 16 * 32 * 4; }
 constexpr int kXBudget = 80 * 1024;  // activation bytes in shared memory per CTA (+ 8 KB + group scales: 2 CTAs/SM)
 
 // Row padding of the activation tile: rows g and g + 1 of a quarter-warp land in disjoint banks (W8 lanes read
 // 64 contiguous bytes per row, W4 lanes 16 bytes every 32).
-__host__ __device__ constexpr int x_pad(bool w4) { return w4 ? 16 : 64; }
+// The 2-bit format reads activations as W8 does (16 bytes at 16t of a 64-byte window).
+__host__ __device__ constexpr int x_pad(int f) { return f == kW4 || f == kBip4 ? 16 : 64; }
 
-// Largest steps_per_split whose activation tile fits kXBudget.
-__host__ __device__ constexpr int max_steps(int mt, bool w4) { return (kXBudget / mt - x_pad(w4)) / kBK; }
+// Largest steps_per_split whose activation tile fits kXBudget (2-bit: even, a unit is two 128-column steps).
+__host__ __device__ constexpr int max_steps(int mt, int f) {
+    return f == kBip2 ? ((kXBudget / mt - x_pad(f)) / kBK) & ~1 : (kXBudget / mt - x_pad(f)) / kBK;
+}
 
 // D = A * B + 0 (a fresh partial).
 __device__ __forceinline__ void mma_s8_zero(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -116,18 +136,26 @@ __device__ __forceinline__ void finish(const Args& p, int n0) {
     if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
 }
 
-template <bool W4, bool GS, int MT, int SP>
+template <int F, bool GS, int MT, int SP>
 __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
+    constexpr bool W4 = F == kW4 || F == kBip4;  // pack_w4 words, 128-column units
+    constexpr bool W2 = F == kBip2;              // 2-bit words, 256-column units (two steps)
+    static_assert(!GS || F == kW4, "group scales: W4 only");
+    // T (v10): at MT = 8 without group scales the weights are the MMA's A side (16 weight rows = two row groups
+    // per m16n8k32) and the activations its B side (n8 = the 8 activation rows), which halves the MMAs of the
+    // MT = 16 orientation, half of whose A rows were padding at M <= 8. Packed formats then take the activation
+    // sums once per CTA (dp4a over the shared-memory slice) instead of one all-ones MMA per k32 step.
+    constexpr bool T = MT == 8 && !GS;
+    constexpr int NJ = T ? 2 : 4;  // accumulator tiles per warp: 2 pairs of row groups (T) or 4 row groups
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
     static_assert(SP == 4 || SP == 1, "SP is 4 (128-row CTAs) or 1 (32-row CTAs) strips per CTA");
     constexpr int kKW = kWarps / SP;  // warps splitting each strip's K range (in-block split-K)
     constexpr int R = 32 * SP;        // weight rows per CTA
-    constexpr int UPS = W4 ? 1 : 2;            // units per 128-column step
-    constexpr int UC = W4 ? 128 : 64;          // columns per unit
-    constexpr int WSTAGE = W4 ? 8192 : 16384;  // bytes of one tiled block
+    constexpr int UC = W2 ? 256 : W4 ? 128 : 64;      // columns per unit
+    constexpr int WSTEP = W2 ? 4096 : W4 ? 8192 : 16384;  // weight bytes per 128-row tile and 128-column step
     extern __shared__ __align__(16) unsigned char smem[];
 
-    constexpr int kB = units_per_buffer<W4, GS, MT, SP>();
+    constexpr int kB = units_per_buffer<F, GS, MT, SP>();
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int strip = warp % SP, kw = warp / SP;
@@ -135,8 +163,9 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     const int tile = n0 / kBW, tstrip = (n0 % kBW) / 32 + strip;  // tiled block row, strip within it
     const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
-    const int nunits = (s_end - s_begin) * UPS;
-    const int xstride = p.steps_per_split * kBK + x_pad(W4);
+    // W2: ksteps and steps_per_split are even (the launcher), so a split holds whole 256-column units.
+    const int nunits = W2 ? (s_end - s_begin) / 2 : W4 ? s_end - s_begin : 2 * (s_end - s_begin);
+    const int xstride = p.steps_per_split * kBK + x_pad(F);
     unsigned char* red = smem + MT * xstride;
     // W4 groups: this CTA's group scales [R rows][gstride] in shared memory (groups g0 .. of its K range).
     unsigned char* gsm = red + red_bytes(SP);
@@ -144,12 +173,12 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     const int g0 = GS ? (s_begin * kBK) / p.group_len : 0;
 
     // This lane's bytes of unit u: + 128 j for row group j of the strip.
-    const uint8_t* wlane = p.w + (size_t(tile) * p.ksteps + s_begin) * WSTAGE + t * 2048 + tstrip * 512 + g * 16;
+    const uint8_t* wlane = p.w + (size_t(tile) * p.ksteps + s_begin) * WSTEP + t * 2048 + tstrip * 512 + g * 16;
     auto unit_ptr = [&](int u) -> const uint8_t* {
-        if constexpr (W4) {
-            return wlane + size_t(u) * WSTAGE;
+        if constexpr (W4 || W2) {
+            return wlane + size_t(u) * 8192;  // one 8 KB block per unit
         } else {
-            return wlane + size_t(u >> 1) * WSTAGE + (u & 1) * 8192;
+            return wlane + size_t(u >> 1) * WSTEP + (u & 1) * 8192;
         }
     };
     uint4 wa[kB][4], wb[kB][4];
@@ -196,12 +225,30 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     }
     cp_async_wait<0>();
     __syncthreads();
+    __shared__ int32_t xsum_s[8];
+    if constexpr (T && packed(F)) {
+        // Activation sums of rows 0..7 over this CTA's K range (zero-filled beyond M and K): warp w sums row w.
+        const unsigned char* xrow = smem + warp * xstride;
+        const int pieces = (s_end - s_begin) * (kBK / 16);
+        int32_t sum = 0;
+        for (int c = lane; c < pieces; c += 32) {
+            const uint4 v = lds128(xrow + 16 * c);
+            sum = __dp4a(int(v.x), int(kOnesI), sum);
+            sum = __dp4a(int(v.y), int(kOnesI), sum);
+            sum = __dp4a(int(v.z), int(kOnesI), sum);
+            sum = __dp4a(int(v.w), int(kOnesI), sum);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xFFFFFFFFu, sum, o);
+        if (lane == 0) xsum_s[warp] = sum;  // read after the reduction's barrier
+    }
 
     int32_t acc[4][4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0;
-    int32_t xacc[4] = {0, 0, 0, 0};  // W4 per-channel: running activation sums (rows g, g + 8 in [0], [2])
+    int32_t xacc[4] = {0, 0, 0, 0};  // packed per-channel: running activation sums (rows g, g + 8 in [0], [2])
     constexpr uint32_t kOnes = 0x01010101u;
+    (void)kOnes;
 
     auto compute = [&](const uint4 (&wv)[kB][4], int u0) {
 #pragma unroll
@@ -209,7 +256,68 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
             const int u = u0 + i * kKW;
             if (u >= nunits) break;
             const unsigned char* xr = smem + g * xstride + u * UC;
-            if constexpr (!W4) {
+            if constexpr (T) {
+                // A = weights: rows g / g + 8 of the pair (2jp, 2jp + 1) of row groups; B = activation row g.
+                if constexpr (F == kW8) {
+                    const uint4 a = lds128(xr + 16 * t);
+#pragma unroll
+                    for (int jp = 0; jp < 2; ++jp) {
+                        const uint4 w0 = wv[i][2 * jp], w1 = wv[i][2 * jp + 1];
+                        const uint32_t f0[4] = {w0.x, w1.x, w0.y, w1.y}, f1[4] = {w0.z, w1.z, w0.w, w1.w};
+                        mma_s8_m16n8k32(acc[jp], f0, a.x, a.y);
+                        mma_s8_m16n8k32(acc[jp], f1, a.z, a.w);
+                    }
+                } else if constexpr (W2) {
+                    constexpr uint32_t m3 = 0x03030303u;
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        const uint4 a = lds128(xr + 64 * c + 16 * t);
+#pragma unroll
+                        for (int jp = 0; jp < 2; ++jp) {
+                            const uint32_t w0 = word(wv[i][2 * jp], c), w1 = word(wv[i][2 * jp + 1], c);
+                            const uint32_t f0[4] = {w0 & m3, w1 & m3, (w0 >> 2) & m3, (w1 >> 2) & m3};
+                            mma_s8_m16n8k32(acc[jp], f0, a.x, a.y);
+                        }
+#pragma unroll
+                        for (int jp = 0; jp < 2; ++jp) {
+                            const uint32_t w0 = word(wv[i][2 * jp], c), w1 = word(wv[i][2 * jp + 1], c);
+                            const uint32_t f1[4] = {(w0 >> 4) & m3, (w1 >> 4) & m3, (w0 >> 6) & m3, (w1 >> 6) & m3};
+                            mma_s8_m16n8k32(acc[jp], f1, a.z, a.w);
+                        }
+                    }
+                } else {
+                    const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
+#pragma unroll
+                    for (int s = 0; s < 4; ++s) {
+#pragma unroll
+                        for (int jp = 0; jp < 2; ++jp) {
+                            uint32_t lo0, hi0, lo1, hi1;
+                            w4_codes(word(wv[i][2 * jp], s), lo0, hi0);
+                            w4_codes(word(wv[i][2 * jp + 1], s), lo1, hi1);
+                            const uint32_t f[4] = {lo0, lo1, hi0, hi1};
+                            mma_s8_m16n8k32(acc[jp], f, word(l, s), word(h, s));
+                        }
+                    }
+                }
+            } else if constexpr (W2) {
+                // 2-bit unit: lane t's word c holds the codes of columns 64c + 16t .. + 15 (as W8's 16 bytes of
+                // window c): register e_i = (w >> 2i) & 0x03030303 is b0 (i = 0) / b1 (1) of k32 step 0 and b0 (2)
+                // / b1 (3) of step 1 of that window, so the expansion is 3 SHF + 4 LOP per 16 codes, no PRMT.
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const uint4 a = lds128(xr + 64 * c + 16 * t);
+                    const uint4 a8 = MT > 8 ? lds128(xr + 8 * xstride + 64 * c + 16 * t) : make_uint4(0, 0, 0, 0);
+                    const uint32_t a0[4] = {a.x, a8.x, a.y, a8.y}, a1[4] = {a.z, a8.z, a.w, a8.w};
+                    mma_s8_m16n8k32(xacc, a0, kOnes, kOnes);
+                    mma_s8_m16n8k32(xacc, a1, kOnes, kOnes);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        const uint32_t w = word(wv[i][j], c), m3 = 0x03030303u;
+                        mma_s8_m16n8k32(acc[j], a0, w & m3, (w >> 2) & m3);
+                        mma_s8_m16n8k32(acc[j], a1, (w >> 4) & m3, (w >> 6) & m3);
+                    }
+                }
+            } else if constexpr (!W4) {
                 const uint4 a = lds128(xr + 16 * t);
                 const uint4 c = MT > 8 ? lds128(xr + 8 * xstride + 16 * t) : make_uint4(0, 0, 0, 0);
                 const uint32_t a0[4] = {a.x, c.x, a.y, c.y}, a1[4] = {a.z, c.z, a.w, c.w};
@@ -277,11 +385,13 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         load(wa, u0 + 2 * kStep);
         compute(wb, u0 + kStep);
     }
-    if constexpr (W4 && !GS) {
+    if constexpr (packed(F) && !GS && !T) {
+        // acc = mul * sum x u - off * sum x: exact int32 (wrapping intermediates, the final value fits).
+        constexpr int kMul = code_mul(F), kOff = code_off(F);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            acc[j][0] -= 8 * xacc[0], acc[j][1] -= 8 * xacc[0];
-            acc[j][2] -= 8 * xacc[2], acc[j][3] -= 8 * xacc[2];
+            acc[j][0] = kMul * acc[j][0] - kOff * xacc[0], acc[j][1] = kMul * acc[j][1] - kOff * xacc[0];
+            acc[j][2] = kMul * acc[j][2] - kOff * xacc[2], acc[j][3] = kMul * acc[j][3] - kOff * xacc[2];
         }
     }
 
@@ -289,7 +399,7 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     int32_t* r = reinterpret_cast<int32_t*>(red) + strip * 16 * 32 + lane;  // + (kw - 1) * SP * 512
     if (kw > 0) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NJ; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) r[(kw - 1) * SP * 512 + (4 * j + e) * 32] = acc[j][e];
     }
@@ -298,27 +408,45 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
 #pragma unroll
         for (int q = 1; q < kKW; ++q)
 #pragma unroll
-            for (int j = 0; j < 4; ++j)
+            for (int j = 0; j < NJ; ++j)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
+        if constexpr (T) {
+            // acc[jp][e]: weight row 16 jp + 8 (e >> 1) + g of the strip, activation row 2t + (e & 1).
+            if constexpr (packed(F)) {
+                constexpr int kMul = code_mul(F), kOff = code_off(F);
+                const int32_t s0 = xsum_s[2 * t], s1 = xsum_s[2 * t + 1];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int nr = n0 + strip * 32 + 8 * j + 2 * t;
+                for (int jp = 0; jp < 2; ++jp) {
+                    acc[jp][0] = kMul * acc[jp][0] - kOff * s0, acc[jp][1] = kMul * acc[jp][1] - kOff * s1;
+                    acc[jp][2] = kMul * acc[jp][2] - kOff * s0, acc[jp][3] = kMul * acc[jp][3] - kOff * s1;
+                }
+            }
 #pragma unroll
-            for (int e = 0; e < 4; ++e) emit(p, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
+            for (int jp = 0; jp < 2; ++jp)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    emit(p, acc[jp][e], 2 * t + (e & 1), n0 + strip * 32 + 16 * jp + 8 * (e >> 1) + g);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int nr = n0 + strip * 32 + 8 * j + 2 * t;
+#pragma unroll
+                for (int e = 0; e < 4; ++e) emit(p, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
+            }
         }
     }
     if (p.ws) finish<MT, R>(p, n0);
 }
 
-template <bool W4, bool GS, int MT, int SP>
+template <int F, bool GS, int MT, int SP>
 cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
-    auto kern = stream_kernel<W4, GS, MT, SP>;
+    auto kern = stream_kernel<F, GS, MT, SP>;
     if (splits < 0) {
         cudaFuncAttributes attr{};
         return cudaFuncGetAttributes(&attr, kern);
     }
-    const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(W4)) + red_bytes(SP) +
+    const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(F)) + red_bytes(SP) +
                         (GS ? size_t(32 * SP) * a.steps_per_split : 0);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
@@ -335,27 +463,31 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
 // whether the instance exists (cudaSuccess).
 namespace {
 template <int SP>
-cudaError_t launch_sp(const lowbit::i8::Args& a, bool w4, int mt, int splits, cudaStream_t st) {
-    using lowbit::i8::stream::launch_one;
-    const bool gs = w4 && a.gs != nullptr;
-    if (mt == 8) {
-        if (!w4) return launch_one<false, false, 8, SP>(a, splits, st);
-        return gs ? launch_one<true, true, 8, SP>(a, splits, st) : launch_one<true, false, 8, SP>(a, splits, st);
+cudaError_t launch_sp(const lowbit::i8::Args& a, int format, int mt, int splits, cudaStream_t st) {
+    using namespace lowbit::i8::stream;
+    const bool gs = format == kW4 && a.gs != nullptr;
+#define LOWBIT_STREAM_MT(MT)                                                                                 \
+    switch (format) {                                                                                        \
+        case kW8: return launch_one<kW8, false, MT, SP>(a, splits, st);                                      \
+        case kW4: return gs ? launch_one<kW4, true, MT, SP>(a, splits, st) : launch_one<kW4, false, MT, SP>(a, splits, st); \
+        case kBip4: return launch_one<kBip4, false, MT, SP>(a, splits, st);                                  \
+        case kBip2: return launch_one<kBip2, false, MT, SP>(a, splits, st);                                  \
+        default: return cudaErrorInvalidValue;                                                               \
     }
-    if (mt == 16) {
-        if (!w4) return launch_one<false, false, 16, SP>(a, splits, st);
-        return gs ? launch_one<true, true, 16, SP>(a, splits, st) : launch_one<true, false, 16, SP>(a, splits, st);
-    }
+    if (mt == 8) LOWBIT_STREAM_MT(8)
+    if (mt == 16) LOWBIT_STREAM_MT(16)
+#undef LOWBIT_STREAM_MT
     return cudaErrorInvalidValue;
 }
 }  // namespace
 
-// sp = strips of 32 weight rows per CTA (4 or 1).
-cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, bool w4, int mt, int sp, int splits, cudaStream_t st) {
-    if (sp == 4) return launch_sp<4>(a, w4, mt, splits, st);
-    if (sp == 1) return launch_sp<1>(a, w4, mt, splits, st);
+// format = enum lowbit_i8_wformat (W8, W4, BIP4, BIP2); sp = strips of 32 weight rows per CTA (4 or 1). BIP2 needs
+// a.ksteps and a.steps_per_split even (256-column units).
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int mt, int sp, int splits, cudaStream_t st) {
+    if (sp == 4) return launch_sp<4>(a, format, mt, splits, st);
+    if (sp == 1) return launch_sp<1>(a, format, mt, splits, st);
     return cudaErrorInvalidValue;
 }
 
-// Largest steps_per_split of an instance (the activation tile's shared-memory budget).
-int lowbit_i8_stream_max_steps(bool w4, int mt) { return lowbit::i8::stream::max_steps(mt, w4); }
+// Largest steps_per_split of an instance (the activation tile's shared-memory budget; even for BIP2).
+int lowbit_i8_stream_max_steps(int format, int mt) { return lowbit::i8::stream::max_steps(mt, format); }

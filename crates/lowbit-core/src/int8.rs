@@ -281,6 +281,88 @@ pub fn tile_weight(rows: &[u8], n: usize, k: usize, w4: bool) -> Result<Vec<u8>>
     Ok(out)
 }
 
+/// Columns of one block of the 2-bit bipolar streaming layout ([`tile_bip2`]).
+pub const BIP2_TILE_COLS: usize = 256;
+
+/// Column (within its 256-column unit) of 2-bit code `i` (bits `8b + 2i`, `b = byte`) of word `c` of lane `t` in
+/// [`tile_bip2`]'s layout: `64c + 16t + 8(i / 2) + 4(i % 2) + b`. So `(word >> 2i) & 0x03030303` is the
+/// `mma.m16n8k32` B fragment `b0` (`i` even) or `b1` of k32 step `i / 2` of the 64-column window `c`.
+pub fn bip2_column(t: usize, c: usize, b: usize, i: usize) -> usize {
+    64 * c + 16 * t + 8 * (i / 2) + 4 * (i % 2) + b
+}
+
+/// Bytes of the 2-bit bipolar streaming layout of an `[n, k]` weight.
+pub fn tiled_bip2_bytes(n: usize, k: usize) -> usize {
+    n.div_ceil(TILE_ROWS) * k.div_ceil(BIP2_TILE_COLS) * TILE_ROWS * 64
+}
+
+/// The int8 GEMM's 2-bit bipolar weight layout (`LOWBIT_I8_BIP2`, `kernels/int8/stream.cu`): codes `u ∈ 0..=3`
+/// (`[n, k]` row-major, `k % 32 == 0`; value `2u − 3` to the kernel) in `[⌈n/128⌉][⌈k/256⌉]` blocks of 128 rows ×
+/// 256 columns (8192 bytes), zero-padded; inside a block, 16-byte chunk `t ∈ 0..4` of row `r` sits at
+/// `t · 2048 + (r / 8) · 128 + (r % 8) · 16` (the W4 chunk order) and holds 4 little-endian words, word `c` the
+/// codes of [`bip2_column`]`(t, c, ·, ·)`.
+pub fn tile_bip2(codes: &[u8], n: usize, k: usize) -> Result<Vec<u8>> {
+    check_len("2-bit bipolar codes", codes.len(), n * k)?;
+    if !k.is_multiple_of(32) {
+        return Err(LowbitError::KNotDivisible { k, group: 32 });
+    }
+    if let Some(i) = codes.iter().position(|&u| u > 3) {
+        return Err(LowbitError::invalid("2-bit bipolar codes", format!("{} at {i} (range 0..=3)", codes[i])));
+    }
+    let (nt, kt) = (n.div_ceil(TILE_ROWS), k.div_ceil(BIP2_TILE_COLS));
+    let block = TILE_ROWS * 64;
+    let mut out = vec![0u8; nt * kt * block];
+    for row in 0..n {
+        let (b_n, r) = (row / TILE_ROWS, row % TILE_ROWS);
+        for b_k in 0..kt {
+            let base = (b_n * kt + b_k) * block + (r / 8) * 128 + (r % 8) * 16;
+            for t in 0..4 {
+                for c in 0..4 {
+                    let mut w = 0u32;
+                    for b in 0..4 {
+                        for i in 0..4 {
+                            let col = b_k * BIP2_TILE_COLS + bip2_column(t, c, b, i);
+                            if col < k {
+                                w |= (codes[row * k + col] as u32) << (8 * b + 2 * i);
+                            }
+                        }
+                    }
+                    let dst = base + t * 2048 + 4 * c;
+                    out[dst..dst + 4].copy_from_slice(&w.to_le_bytes());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Inverse of [`tile_bip2`] (tests).
+pub fn untile_bip2(tiled: &[u8], n: usize, k: usize) -> Vec<u8> {
+    let kt = k.div_ceil(BIP2_TILE_COLS);
+    let mut out = vec![0u8; n * k];
+    for row in 0..n {
+        let (b_n, r) = (row / TILE_ROWS, row % TILE_ROWS);
+        for b_k in 0..kt {
+            let base = (b_n * kt + b_k) * TILE_ROWS * 64 + (r / 8) * 128 + (r % 8) * 16;
+            for t in 0..4 {
+                for c in 0..4 {
+                    let at = base + t * 2048 + 4 * c;
+                    let w = u32::from_le_bytes([tiled[at], tiled[at + 1], tiled[at + 2], tiled[at + 3]]);
+                    for b in 0..4 {
+                        for i in 0..4 {
+                            let col = b_k * BIP2_TILE_COLS + bip2_column(t, c, b, i);
+                            if col < k {
+                                out[row * k + col] = ((w >> (8 * b + 2 * i)) & 3) as u8;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Exact `acc[m, n] = Σ_k x[m, k] · w[n, k]` in int32 (`x` `[m, k]`, `w` `[n, k]`, row-major). Panics only on
 /// buffer lengths that do not match the sizes (a caller bug).
 pub fn gemm_i32(x: &[i8], m: usize, k: usize, w: &[i8], n: usize) -> Vec<i32> {
@@ -495,6 +577,28 @@ mod tests {
         assert_eq!(cols.len(), 32);
         assert!(pack_w4(&[9i8; 32], 1, 32).is_err());
         assert!(pack_w4(&[0i8; 16], 1, 16).is_err());
+    }
+
+    #[test]
+    fn bip2_layout_round_trips_and_matches_fragments() {
+        let (n, k) = (131, 288); // odd rows, a partial 256-column block
+        let codes: Vec<u8> = (0..n * k).map(|i| ((i * 7 + i / 5) % 4) as u8).collect();
+        let t = tile_bip2(&codes, n, k).unwrap();
+        assert_eq!(t.len(), tiled_bip2_bytes(n, k));
+        assert_eq!(untile_bip2(&t, n, k), codes);
+        // Every column of a unit appears once per (t, c, b, i).
+        let cols: std::collections::BTreeSet<usize> = (0..4)
+            .flat_map(|t| (0..4).flat_map(move |c| (0..16).map(move |bi| bip2_column(t, c, bi / 4, bi % 4))))
+            .collect();
+        assert_eq!(cols.len(), 256);
+        // Row 9, lane t = 2, word c = 1: (w >> 2) & 3 in byte 3 is b1 of step 0 = column 64 + 32 + 4 + 3.
+        let at = 2 * 2048 + 128 + 16 + 4;
+        let w = u32::from_le_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+        assert_eq!(((w >> (24 + 2)) & 3) as u8, codes[9 * k + 64 + 32 + 4 + 3]);
+        // Bad inputs: a code > 3, K not a multiple of 32, a short buffer.
+        assert!(tile_bip2(&[4u8; 32], 1, 32).is_err());
+        assert!(tile_bip2(&[0u8; 48], 1, 48).is_err());
+        assert!(tile_bip2(&[0u8; 31], 1, 32).is_err());
     }
 
     /// The kernel's IMAD expansion: lane = u * s + (4096 − 8 s) per 16-bit lane, low byte = q * s.

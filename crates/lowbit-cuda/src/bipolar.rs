@@ -8,6 +8,9 @@
 //!   `b ≤ 7` bits fits int8 as is; an 8-bit value `v = 2ŝ + 1` enters as `ŝ = u − 128` and the epilogue's scale
 //!   and rank-1 correction vectors restore `Y_int` (`2·acc + Σ v` of the other side). Cases that would need a
 //!   rank-2 correction (8-bit activations with 8-bit weights, or with weight offsets) have no int8 mapping.
+//!   At `M ≤` [`PACKED_MAX_M`] weights of `q ≤ 4` bits (K % 32 == 0) run as packed 2- / 4-bit codes on the int8
+//!   core's streaming kernel (`v = 2u − (2^q − 1)` applied exactly in int32 there; same accumulator, q/8 of the
+//!   weight bytes; `kernels/int8/NOTES.md` v10); the weight is then held in both forms on the device.
 //!
 //! Both end in the int8 core's epilogue: `y = f32(Y_int)·a_x[m]·a_w[n] (+ a_x[m]·S_x[m]·b_w[n])` to f16 / bf16,
 //! where `a_x` are per-token activation scales, `a_w` per-channel weight scales and `b_w` the optional offsets of
@@ -159,9 +162,25 @@ enum RowCorr {
 #[derive(Debug, Clone)]
 struct Int8Side {
     gemm: Int8Gemm,
+    /// The same operand as packed 2- / 4-bit codes for the int8 core's streaming kernel (`q ≤ 4`, K % 32 == 0):
+    /// what the int8 mapping runs at `M ≤` [`PACKED_MAX_M`] (same accumulator, a quarter / half of the bytes).
+    packed: Option<Int8Gemm>,
     col_scale: CudaSlice<f32>,
     col_corr: Option<CudaSlice<f32>>,
     row_corr: RowCorr,
+}
+
+/// Largest M at which the int8 mapping runs the packed-code weight (the int8 core's streaming kernel).
+pub const PACKED_MAX_M: usize = 16;
+
+impl Int8Side {
+    /// The int8 core weight that runs `m` rows: the packed codes at decode, else the int8 values.
+    fn gemm_for(&self, m: usize) -> &Int8Gemm {
+        match &self.packed {
+            Some(p) if m <= PACKED_MAX_M => p,
+            _ => &self.gemm,
+        }
+    }
 }
 
 /// Activations of one GEMM call on the device: per-token scales, value row sums, bit planes and the int8 operand.
@@ -263,7 +282,8 @@ impl BipolarGemm {
         } else if p == 8 && (q == 8 || w.offsets.is_some()) {
             (None, "8-bit activations with 8-bit weights or weight offsets need a rank-2 correction")
         } else {
-            let codes = int8_operand(&w.codes(), q);
+            let unsigned = w.codes();
+            let codes = int8_operand(&unsigned, q);
             let fx = if p == 8 { 2.0f32 } else { 1.0 };
             let fw = if q == 8 { 2.0f32 } else { 1.0 };
             let cs: Vec<f32> = w.scales.iter().map(|s| s * fx * fw).collect();
@@ -282,8 +302,14 @@ impl BipolarGemm {
                 (None, RowCorr::None)
             };
             let gemm = Int8Gemm::new_w8_codes(dev, &codes, n, k, &cs)?;
+            let packed = if q <= 4 && k.is_multiple_of(32) {
+                Some(Int8Gemm::new_bipolar_codes(dev, &unsigned, q, n, k, &cs)?)
+            } else {
+                None
+            };
             let side = Int8Side {
                 gemm,
+                packed,
                 col_scale: upload(dev, &cs)?,
                 col_corr: col_corr.map(|c| upload(dev, &c)).transpose()?,
                 row_corr,
@@ -321,6 +347,14 @@ impl BipolarGemm {
     /// The weight's value row sums `S_w` (host copy).
     pub fn weight_row_sums(&self) -> &[i32] {
         &self.host_row_sums
+    }
+
+    /// Whether the int8 mapping runs this weight as packed 2- / 4-bit codes at `M ≤` [`PACKED_MAX_M`] (`q ≤ 4`,
+    /// K % 32 == 0; the int8 core's streaming kernel, int8 NOTES v10). Measured on an H100 at M = 1 and 16 (same run
+    /// as cuBLAS f16; plane timings from `docs/results/h100/bipolar.md`): faster than the plane mapping for
+    /// `q ∈ 2..=4` on every measured shape, slower for `q = 1` (one plane).
+    pub fn int8_decode_packed(&self) -> bool {
+        self.int8.as_ref().is_some_and(|s| s.packed.is_some())
     }
 
     /// Whether the int8 mapping exists for this weight (and why not).
@@ -405,7 +439,7 @@ impl BipolarGemm {
                     launcher: LAUNCHER,
                     detail: format!("int8 mapping of W{}A{}: {}", self.q, self.p, self.int8_missing),
                 })?;
-                side.gemm.plan(dev, m, I8Config::default())?.workspace_bytes
+                side.gemm_for(m).plan(dev, m, I8Config::default())?.workspace_bytes
             }
             BipMapping::Planes => {
                 if config.plane_path == Some(BipPlanePath::Ws) && self.ws_tile(dev)? == 0 {
@@ -643,7 +677,7 @@ impl BipolarGemm {
                     out_scale: 1.0,
                     out_scales: None,
                 };
-                side.gemm.run(dev, &acts.codes8, m, &epi, y, I8Config::default(), workspace)
+                side.gemm_for(m).run(dev, &acts.codes8, m, &epi, y, I8Config::default(), workspace)
             }
             BipMapping::Planes => {
                 dev.bind_to_thread()?;
@@ -731,12 +765,13 @@ impl BipolarGemm {
                     out_scale: 1.0,
                     os: 0,
                 };
-                let i8plan = side.gemm.plan(dev, m, I8Config::default())?;
+                let gemm = side.gemm_for(m);
+                let i8plan = gemm.plan(dev, m, I8Config::default())?;
                 let x = acts.codes8.device_ptr(stream).0;
                 // SAFETY: codes8 holds m rows of K16 int8 (16-byte rows), the epilogue vectors [m] / [N] f32 of this
                 // weight and these activations; y, the workspace and the stream as the caller guarantees.
                 unsafe {
-                    side.gemm.run_raw(
+                    gemm.run_raw(
                         dev,
                         x,
                         k16(self.k),

@@ -15,7 +15,7 @@
 use std::ffi::c_void;
 
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, SyncOnDrop};
-use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight, tile_weight};
+use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight, pack_w4, tile_bip2, tile_weight};
 use lowbit_kernels_sys as sys;
 
 use crate::buffer::{OutDtype, upload};
@@ -32,8 +32,7 @@ pub enum I8Path {
     /// `wgmma` m64nNk32 s8 (sm_90a builds on Hopper only).
     Wgmma,
     /// Small-M weight streaming on `mma.sync` (any sm_80+ GPU): M ≤ 16; W4 per-channel or with groups of a
-    /// multiple of 128 columns; `bx` 8 or 16 (≥ M). The automatic plan takes it for W4 at M ≤ 16 and W8 at
-    /// 2 ≤ M ≤ 16 (W8 at M = 1 runs the `wgmma` tile kernel where that runs).
+    /// multiple of 128 columns; packed bipolar codes; `bx` 8 or 16 (≥ M). The automatic plan takes it at M ≤ 16.
     Stream,
     /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 and W4 weights, `bx` 64, 128 or 256,
     /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups (W4:
@@ -140,6 +139,8 @@ pub struct Int8Gemm {
     group_scales: Option<CudaSlice<u8>>,
     scales: CudaSlice<f32>,
     w4: bool,
+    /// Packed bipolar codes for the streaming kernel (`LOWBIT_I8_BIP2` / `BIP4`): 2 or 4; 0 = none.
+    bip: u32,
     n: usize,
     k: usize,
     group_len: usize,
@@ -190,6 +191,62 @@ impl Int8Gemm {
         Self::upload(dev, &tiled, gs, &w.scales, true, w.n, w.k, w.group.unwrap_or(w.k), w.storage_bytes())
     }
 
+    /// Uploads a `bits`-bit bipolar weight (`bits ∈ 1..=4`) as packed unsigned codes `u` (value `2u − (2^bits − 1)`,
+    /// `[n, k]` row-major) with `n` channel scales, for the small-M streaming kernel only (`M ≤ 16`; larger `M` or
+    /// another path is [`CudaError::NoKernel`]): 1- and 2-bit codes go to the 2-bit format (`LOWBIT_I8_BIP2`,
+    /// [`tile_bip2`]), 3- and 4-bit codes to the 4-bit one (`LOWBIT_I8_BIP4`, the W4 layout), shifted so the values
+    /// stay the same. The accumulator equals that of [`Self::new_w8_codes`] with the values `2u − (2^bits − 1)`
+    /// (the bipolar GEMM's int8 mapping at decode, `kernels/int8/NOTES.md` v10). K must be a multiple of 32.
+    pub fn new_bipolar_codes(
+        dev: &Device,
+        codes: &[u8],
+        bits: u32,
+        n: usize,
+        k: usize,
+        scales: &[f32],
+    ) -> Result<Self> {
+        if codes.len() != n * k || scales.len() != n || n == 0 {
+            return Err(CudaError::Shape {
+                launcher: LAUNCHER,
+                detail: format!("bipolar codes {} / scales {} for n = {n}, k = {k}", codes.len(), scales.len()),
+            });
+        }
+        if !(1..=4).contains(&bits) {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("bipolar weight bits {bits} (packed streaming formats hold 1..=4)"),
+            });
+        }
+        if !k.is_multiple_of(32) || k == 0 {
+            return Err(CudaError::Shape {
+                launcher: LAUNCHER,
+                detail: format!("bipolar k = {k} (need a multiple of 32)"),
+            });
+        }
+        if let Some(i) = codes.iter().position(|&u| u as u32 >= 1 << bits) {
+            return Err(CudaError::InvalidArgument {
+                launcher: LAUNCHER,
+                detail: format!("bipolar code {} at {i} does not fit {bits} bits", codes[i]),
+            });
+        }
+        let packed_bits = if bits <= 2 { 2 } else { 4 };
+        // Same value 2u - (2^bits - 1) = 2u' - (2^packed - 1) with u' = u + (2^packed - 2^bits) / 2.
+        let shift = ((1u32 << packed_bits) - (1u32 << bits)) / 2;
+        let tiled = if packed_bits == 2 {
+            let u: Vec<u8> = codes.iter().map(|&c| c + shift as u8).collect();
+            tile_bip2(&u, n, k)?
+        } else {
+            // pack_w4 stores q + 8 for q in -8..=7: pass q = u' - 8.
+            let q: Vec<i8> = codes.iter().map(|&c| (c as i32 + shift as i32 - 8) as i8).collect();
+            let bytes: Vec<u8> = pack_w4(&q, n, k)?.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tile_weight(&bytes, n, k, true)?
+        };
+        let bytes = tiled.len() + 4 * n;
+        let mut g = Self::upload(dev, &tiled, None, scales, false, n, k, k, bytes)?;
+        g.bip = packed_bits;
+        Ok(g)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn upload(
         dev: &Device,
@@ -210,6 +267,7 @@ impl Int8Gemm {
             group_scales: gs.map(|g| upload(dev, g)).transpose()?,
             scales: upload(dev, scales)?,
             w4,
+            bip: 0,
             n,
             k,
             group_len,
@@ -252,7 +310,12 @@ impl Int8Gemm {
 
     fn ffi(&self, codes: u64, gs: u64) -> sys::lowbit_i8_weight {
         sys::lowbit_i8_weight {
-            format: if self.w4 { sys::LOWBIT_I8_W4 } else { sys::LOWBIT_I8_W8 } as i32,
+            format: match (self.bip, self.w4) {
+                (2, _) => sys::LOWBIT_I8_BIP2,
+                (4, _) => sys::LOWBIT_I8_BIP4,
+                (_, true) => sys::LOWBIT_I8_W4,
+                _ => sys::LOWBIT_I8_W8,
+            } as i32,
             n: self.n as i32,
             k: self.k as i32,
             codes: codes as *const c_void,
@@ -284,6 +347,15 @@ impl Int8Gemm {
         // only checked for alignment / nullness, never dereferenced); may query the current device.
         let bytes = unsafe { sys::lowbit_i8_gemm_workspace_bytes(&w, m as i64, &cfg, self.sm_count) };
         if bytes < 0 {
+            if self.bip != 0 && (m > 16 || !matches!(config.path, None | Some(I8Path::Stream))) {
+                return Err(CudaError::NoKernel {
+                    launcher: LAUNCHER,
+                    detail: format!(
+                        "packed {}-bit bipolar weight at m = {m}, {config:?}: the streaming kernel only (m <= 16)",
+                        self.bip
+                    ),
+                });
+            }
             if config.path == Some(I8Path::Wgmma) && !wgmma_available(dev)? {
                 return Err(CudaError::NoKernel {
                     launcher: LAUNCHER,
@@ -461,7 +533,12 @@ impl Int8Gemm {
                 plan.m,
                 self.n,
                 self.k,
-                if self.w4 { "W4" } else { "W8" },
+                match (self.bip, self.w4) {
+                    (2, _) => "BIP2",
+                    (4, _) => "BIP4",
+                    (_, true) => "W4",
+                    _ => "W8",
+                },
                 epi.out,
                 plan.config
             )

@@ -408,3 +408,28 @@ fn gpu_bipolar_run_raw_matches_run() {
         assert!(ran > 0, "W{q}A{p}: no mapping ran");
     }
 }
+
+/// The int8 mapping at decode runs packed 2- / 4-bit weight codes on the int8 core's streaming kernel (q ≤ 4,
+/// K % 32 == 0, M ≤ 16; int8 NOTES v10): exact `Y_int` for every p with q ∈ 1..=4 at M = 1, 5 and 16 on odd N
+/// (with 8-bit activations the `S_w` column correction too), and the same accumulator as the 8-bit weight
+/// operand at M = 17 (which runs the int8 values).
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_int8_packed_decode_exact() {
+    let Some(dev) = device_or_skip("gpu_bipolar_int8_packed_decode_exact") else { return };
+    let cfg = BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() };
+    for p in [1u32, 2, 3, 4, 7, 8] {
+        for q in 1..=4u32 {
+            for (si, &(m, n, k)) in
+                [(1usize, 259usize, 2080usize), (5, 131, 544), (16, 300, 1056), (17, 129, 288)].iter().enumerate()
+            {
+                let seed = (p * 100 + q * 10) as u64 + si as u64;
+                let w = rand_bipolar(n, k, q, false, seed);
+                let x = rand_bipolar(m, k, p, false, seed + 3);
+                let g = BipolarGemm::new(&dev, &w, p).unwrap();
+                let got = run_i32(&dev, &g, &x, cfg).unwrap();
+                check_exact(&format!("packed W{q}A{p} m={m} n={n} k={k}"), &got, &bipolar_gemm_exact(&x, &w).unwrap());
+            }
+        }
+    }
+}

@@ -774,3 +774,53 @@ fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
         }
     }
 }
+
+/// Packed bipolar codes on the streaming kernel (`Int8Gemm::new_bipolar_codes`, NOTES v10): every bit width 1..=4
+/// (2- and 4-bit formats, shifted codes for 1 and 3 bits), odd N, K not a multiple of 128 / 256, M = 1 .. 16,
+/// automatic and forced splits / tile widths, exact int32 vs `gemm_i32` on the values `2u − (2^b − 1)`, poisoned
+/// outputs; beyond M = 16, other paths and bad codes are typed errors.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn bipolar_packed_codes_stream_exactly() {
+    let Some(dev) = device_or_skip("bipolar_packed_codes_stream_exactly") else { return };
+    let cases: [(usize, usize, usize, I8Config); 6] = [
+        (1, 131, 160, I8Config::default()),
+        (3, 300, 2080, I8Config::default()),
+        (16, 257, 1056, I8Config::default()),
+        (9, 1000, 4096, I8Config { path: Some(I8Path::Stream), bx: None, splits: Some(3) }),
+        (2, 77, 544, I8Config { path: Some(I8Path::Stream), bx: Some(16), splits: None }),
+        (13, 4100, 288, I8Config::default()),
+    ];
+    let mut rng = StdRng::seed_from_u64(4242);
+    for bits in 1..=4u32 {
+        for (ci, &(m, n, k, cfg)) in cases.iter().enumerate() {
+            let codes: Vec<u8> = (0..n * k).map(|_| rng.random_range(0..(1u32 << bits)) as u8).collect();
+            let vals: Vec<i8> = codes.iter().map(|&u| (2 * u as i32 - ((1 << bits) - 1)) as i8).collect();
+            let scales = rand_f32(n, 0.001, 0.01, ci as u64);
+            let g = Int8Gemm::new_bipolar_codes(&dev, &codes, bits, n, k, &scales).unwrap();
+            let xh = rand_i8(m * k, 100 + ci as u64);
+            let x = upload(&dev, &xh).unwrap();
+            for _ in 0..2 {
+                let got = run_i32(&dev, &g, &x, m, cfg).unwrap();
+                check_exact(
+                    &format!("bipolar W{bits} m={m} n={n} k={k} {cfg:?}"),
+                    &got,
+                    &gemm_i32(&xh, m, k, &vals, n),
+                    n,
+                );
+            }
+        }
+    }
+    let (n, k) = (64, 256);
+    let g = Int8Gemm::new_bipolar_codes(&dev, &vec![1u8; n * k], 2, n, k, &vec![1.0; n]).unwrap();
+    let nk = |r: Result<lowbit_cuda::I8Plan, CudaError>| matches!(r, Err(CudaError::NoKernel { .. }));
+    assert!(nk(g.plan(&dev, 17, I8Config::default())), "m = 17");
+    assert!(nk(g.plan(&dev, 1, I8Config { path: Some(I8Path::Mma), ..Default::default() })), "mma path");
+    assert!(nk(g.plan(&dev, 1, I8Config { path: Some(I8Path::Ws), ..Default::default() })), "ws path");
+    let bad = |r: Result<Int8Gemm, CudaError>| matches!(r, Err(CudaError::InvalidArgument { .. }));
+    assert!(bad(Int8Gemm::new_bipolar_codes(&dev, &vec![4u8; n * k], 2, n, k, &vec![1.0; n])), "code 4 in 2 bits");
+    assert!(bad(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; n * k], 5, n, k, &vec![1.0; n])), "5 bits");
+    let shape = |r: Result<Int8Gemm, CudaError>| matches!(r, Err(CudaError::Shape { .. }));
+    assert!(shape(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; n * 48], 2, n, 48, &vec![1.0; n])), "k = 48");
+    assert!(shape(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; 5], 2, n, k, &vec![1.0; n])), "short codes");
+}

@@ -1,0 +1,539 @@
+// Harness of the int8 core's small-M streaming kernel (kernels/int8/stream.cu) through the C ABI
+// (lowbit_i8_gemm): every weight format it streams — W8, W4 per-channel, W4 g128, and the bipolar packed codes
+// BIP4 (value 2u - 15) and BIP2 (value 2u - 3, NOTES v10) — exact int32 vs a CPU reference, then CUDA-event timings
+// beside direct cuBLASLt int8 (int32 out) and cuBLAS f16 in the same process. Every op's weights are rotated
+// through >= 200 MB of copies (> 3x the 50 MB L2), baselines included.
+//
+//   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
+//        benches/micro/i8_stream.cu kernels/int8/{i8_launch,stream,inst_w8,inst_w4,ws_gemm}.cu -o i8_stream -ldl
+//   ./i8_stream check     # exactness (odd shapes, forced splits / tile widths, poisoned outputs, bad inputs)
+//   ./i8_stream bench     # M = 1, 16 on the issue's shapes
+//   ./i8_stream sweep     # forced splits for BIP2 / BIP4 / W4 on the two 28672-wide shapes
+// Not the bench of record (lowbit-bench is); it exists to iterate with one device call.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit_kernels.h"
+
+#define CK(...)                                                                                 \
+    do {                                                                                        \
+        cudaError_t e_ = (__VA_ARGS__);                                                         \
+        if (e_ != cudaSuccess) {                                                                \
+            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);  \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+#define ST(...)                                                                                        \
+    do {                                                                                               \
+        lowbit_status s_ = (__VA_ARGS__);                                                              \
+        if (s_.code != LOWBIT_OK) {                                                                    \
+            printf("%s:%d %s: status %d cuda %d\n", __FILE__, __LINE__, #__VA_ARGS__, s_.code, s_.cuda_error); \
+            exit(1);                                                                                   \
+        }                                                                                              \
+    } while (0)
+
+static int g_pass = 0, g_fail = 0;
+static std::mt19937 g_rng(1234);
+
+// Formats of the harness: the C format plus group length (W4 only, 0 = per-channel).
+struct Fmt {
+    int format;
+    int group;
+    const char* name;
+};
+static const Fmt kW8{LOWBIT_I8_W8, 0, "w8"}, kW4{LOWBIT_I8_W4, 0, "w4"}, kW4g{LOWBIT_I8_W4, 128, "w4g128"},
+    kBip4{LOWBIT_I8_BIP4, 0, "bip4"}, kBip2{LOWBIT_I8_BIP2, 0, "bip2"};
+
+// Host weight: codes (W8: int8 value; W4: u = q + 8; BIP: u), group scales, and the int8 value per element.
+struct HostW {
+    Fmt f;
+    int n, k;
+    std::vector<uint8_t> tiled;
+    std::vector<uint8_t> gs;
+    std::vector<int32_t> val;  // effective integer weight (W4: q * gs; BIP: 2u - (2^b - 1))
+};
+
+static int nib_col(int t, int nib) {
+    static const int kCol[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    const int j = kCol[nib];
+    return j < 4 ? 4 * t + j : 16 + 4 * t + (j - 4);
+}
+
+// lowbit-core int8::tile_weight (rows of row_bytes bytes, 16-byte chunks of `stage`-byte block rows).
+static std::vector<uint8_t> tile(const std::vector<uint8_t>& rows, int n, int row_bytes, int stage) {
+    const int nt = (n + 127) / 128, kt = (row_bytes + stage - 1) / stage;
+    std::vector<uint8_t> out(size_t(nt) * kt * 128 * stage, 0);
+    for (int bn = 0; bn < nt; ++bn)
+        for (int bk = 0; bk < kt; ++bk)
+            for (int r = 0; r < 128; ++r) {
+                const int row = bn * 128 + r;
+                if (row >= n) break;
+                for (int c = 0; c < stage / 16; ++c) {
+                    const int off = bk * stage + c * 16;
+                    if (off >= row_bytes) break;
+                    memcpy(&out[(size_t(bn) * kt + bk) * 128 * stage + c * 2048 + (r / 8) * 128 + (r % 8) * 16],
+                           &rows[size_t(row) * row_bytes + off], 16);
+                }
+            }
+    return out;
+}
+
+// 2-bit stream order (lowbit-core int8::tile_bip2): per 256-column unit, lane t's word c = codes of columns
+// 64c + 16t + [0, 16): bits 8b + 2i <-> column 8 (i >> 1) + 4 (i & 1) + b. As row bytes: 64 per unit, chunk t =
+// bytes 16t.. (words c = 0..3), then tiled with 64-byte block rows.
+static std::vector<uint8_t> pack_bip2_rows(const std::vector<uint8_t>& u, int n, int k) {
+    const int units = (k + 255) / 256;
+    std::vector<uint8_t> rows(size_t(n) * units * 64, 0);
+    for (int r = 0; r < n; ++r)
+        for (int un = 0; un < units; ++un)
+            for (int t = 0; t < 4; ++t)
+                for (int c = 0; c < 4; ++c) {
+                    uint32_t w = 0;
+                    for (int b = 0; b < 4; ++b)
+                        for (int i = 0; i < 4; ++i) {
+                            const int col = 256 * un + 64 * c + 16 * t + 8 * (i >> 1) + 4 * (i & 1) + b;
+                            const uint32_t code = col < k ? u[size_t(r) * k + col] : 0;
+                            w |= code << (8 * b + 2 * i);
+                        }
+                    memcpy(&rows[size_t(r) * units * 64 + un * 64 + 16 * t + 4 * c], &w, 4);
+                }
+    return rows;
+}
+
+static HostW make_weight(Fmt f, int n, int k) {
+    HostW h{f, n, k, {}, {}, std::vector<int32_t>(size_t(n) * k)};
+    std::uniform_int_distribution<int> d8(-128, 127), d16(0, 15), d4(0, 3), dg(1, 16);
+    if (f.format == LOWBIT_I8_W8) {
+        std::vector<uint8_t> rows(size_t(n) * k);
+        for (size_t i = 0; i < rows.size(); ++i) {
+            const int v = d8(g_rng);
+            rows[i] = uint8_t(int8_t(v));
+            h.val[i] = v;
+        }
+        h.tiled = tile(rows, n, k, 128);
+    } else if (f.format == LOWBIT_I8_BIP2) {
+        std::vector<uint8_t> u(size_t(n) * k);
+        for (size_t i = 0; i < u.size(); ++i) u[i] = uint8_t(d4(g_rng)), h.val[i] = 2 * u[i] - 3;
+        h.tiled = tile(pack_bip2_rows(u, n, k), n, (k + 255) / 256 * 64, 64);
+    } else {  // W4 / BIP4: pack_w4 words of u
+        const int groups = f.group ? k / f.group : 1;
+        if (f.group) {
+            h.gs.resize(size_t(n) * groups);
+            for (auto& g : h.gs) g = uint8_t(dg(g_rng));
+        }
+        std::vector<uint8_t> u(size_t(n) * k);
+        for (int r = 0; r < n; ++r)
+            for (int c = 0; c < k; ++c) {
+                // W4 with groups: |q * s| <= 128 (the QQQ form); keep q * s in range by the scale.
+                int uu = d16(g_rng);
+                const int s = f.group ? h.gs[size_t(r) * groups + c / f.group] : 1;
+                if (f.format == LOWBIT_I8_W4 && (uu - 8) * s > 127) uu = 8 + 127 / s;
+                u[size_t(r) * k + c] = uint8_t(uu);
+                h.val[size_t(r) * k + c] = f.format == LOWBIT_I8_W4 ? (uu - 8) * s : 2 * uu - 15;
+            }
+        std::vector<uint8_t> rows(size_t(n) * k / 2);
+        for (int r = 0; r < n; ++r)
+            for (int b = 0; b < k / 32; ++b)
+                for (int t = 0; t < 4; ++t) {
+                    uint32_t w = 0;
+                    for (int nib = 0; nib < 8; ++nib) w |= uint32_t(u[size_t(r) * k + 32 * b + nib_col(t, nib)]) << (4 * nib);
+                    memcpy(&rows[size_t(r) * k / 2 + b * 16 + t * 4], &w, 4);
+                }
+        h.tiled = tile(rows, n, k / 2, 64);
+    }
+    return h;
+}
+
+struct DevW {
+    uint8_t* codes = nullptr;
+    uint8_t* gs = nullptr;
+    lowbit_i8_weight w{};
+};
+static DevW upload(const HostW& h) {
+    DevW d;
+    CK(cudaMalloc(&d.codes, h.tiled.size()));
+    CK(cudaMemcpy(d.codes, h.tiled.data(), h.tiled.size(), cudaMemcpyHostToDevice));
+    if (!h.gs.empty()) {
+        CK(cudaMalloc(&d.gs, h.gs.size()));
+        CK(cudaMemcpy(d.gs, h.gs.data(), h.gs.size(), cudaMemcpyHostToDevice));
+    }
+    d.w = lowbit_i8_weight{h.f.format, h.n, h.k, d.codes, d.gs, h.f.group ? h.f.group : 0};
+    return d;
+}
+static void release(DevW& d) {
+    cudaFree(d.codes);
+    if (d.gs) cudaFree(d.gs);
+}
+
+// One exactness case: int32 output vs the CPU reference, poisoned output, the call repeated (self-cleaning split-K).
+static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits) {
+    const HostW h = make_weight(f, n, k);
+    const int ldx = (k + 16 + 15) / 16 * 16;
+    std::vector<int8_t> x(size_t(m) * ldx);
+    std::uniform_int_distribution<int> d8(-128, 127);
+    for (auto& v : x) v = int8_t(d8(g_rng));
+    std::vector<int32_t> ref(size_t(m) * n);
+    for (int r = 0; r < m; ++r)
+        for (int c = 0; c < n; ++c) {
+            int64_t s = 0;
+            for (int kk = 0; kk < k; ++kk) s += int64_t(x[size_t(r) * ldx + kk]) * h.val[size_t(c) * k + kk];
+            ref[size_t(r) * n + c] = int32_t(s);
+        }
+    DevW d = upload(h);
+    int8_t* dx;
+    CK(cudaMalloc(&dx, x.size()));
+    CK(cudaMemcpy(dx, x.data(), x.size(), cudaMemcpyHostToDevice));
+    const int ldy = n + 3;
+    int32_t* y;
+    CK(cudaMalloc(&y, size_t(m) * ldy * 4));
+    lowbit_i8_config cfg{path, bx, splits};
+    const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&d.w, m, &cfg, 0);
+    bool ok = wsb >= 0;
+    void* ws = nullptr;
+    if (wsb > 0) {
+        CK(cudaMalloc(&ws, wsb));
+        CK(cudaMemset(ws, 0, wsb));
+    }
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_I32;
+    e.row_scale_value = 1.f;
+    int bad = 0;
+    for (int rep = 0; rep < 2 && ok; ++rep) {
+        CK(cudaMemset(y, 0xAB, size_t(m) * ldy * 4));
+        const lowbit_status s = lowbit_i8_gemm(&d.w, dx, ldx, m, &e, y, ldy, ws, wsb, &cfg, 0, nullptr);
+        if (s.code != LOWBIT_OK) {
+            printf("  status %d\n", s.code);
+            ok = false;
+            break;
+        }
+        CK(cudaDeviceSynchronize());
+        std::vector<int32_t> got(size_t(m) * ldy);
+        CK(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost));
+        for (int r = 0; r < m; ++r)
+            for (int c = 0; c < n; ++c)
+                if (got[size_t(r) * ldy + c] != ref[size_t(r) * n + c]) {
+                    if (bad++ < 3)
+                        printf("  mismatch r=%d c=%d got %d want %d\n", r, c, got[size_t(r) * ldy + c],
+                               ref[size_t(r) * n + c]);
+                }
+        // Columns n .. ldy - 1 keep the poison.
+        for (int r = 0; r < m; ++r)
+            for (int c = n; c < ldy; ++c)
+                if (got[size_t(r) * ldy + c] != int32_t(0xABABABABu)) ++bad;
+    }
+    ok = ok && bad == 0;
+    printf("%s %-6s m=%-2d n=%-5d k=%-5d path=%d bx=%-2d splits=%d ws=%lld\n", ok ? "PASS" : "FAIL", f.name, m, n, k,
+           path, bx, splits, (long long)wsb);
+    ok ? ++g_pass : ++g_fail;
+    release(d);
+    cudaFree(dx);
+    cudaFree(y);
+    if (ws) cudaFree(ws);
+}
+
+// Bad inputs: typed statuses, no launch.
+static void check_errors() {
+    auto expect = [](const char* what, lowbit_status s, int code) {
+        const bool ok = s.code == code;
+        printf("%s error %s: got %d want %d\n", ok ? "PASS" : "FAIL", what, s.code, code);
+        ok ? ++g_pass : ++g_fail;
+    };
+    uint8_t* codes;
+    CK(cudaMalloc(&codes, 1 << 20));
+    int8_t* x;
+    CK(cudaMalloc(&x, 1 << 16));
+    int32_t* y;
+    CK(cudaMalloc(&y, 1 << 20));
+    uint8_t* gs;
+    CK(cudaMalloc(&gs, 4096));
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_I32;
+    e.row_scale_value = 1.f;
+    lowbit_i8_weight b2{LOWBIT_I8_BIP2, 128, 256, codes, nullptr, 0};
+    lowbit_i8_config wg{LOWBIT_I8_PATH_WGMMA, 0, 0}, ws{LOWBIT_I8_PATH_WS, 0, 0};
+    expect("bip2 m=17", lowbit_i8_gemm(&b2, x, 256, 17, &e, y, 128, nullptr, 0, nullptr, 0, nullptr), LOWBIT_ERR_NO_KERNEL);
+    expect("bip2 wgmma path", lowbit_i8_gemm(&b2, x, 256, 1, &e, y, 128, nullptr, 0, &wg, 0, nullptr), LOWBIT_ERR_NO_KERNEL);
+    lowbit_i8_weight b4{LOWBIT_I8_BIP4, 128, 256, codes, nullptr, 0};
+    expect("bip4 ws path", lowbit_i8_gemm(&b4, x, 256, 1, &e, y, 128, nullptr, 0, &ws, 0, nullptr), LOWBIT_ERR_NO_KERNEL);
+    lowbit_i8_weight b4g{LOWBIT_I8_BIP4, 128, 256, codes, gs, 128};
+    expect("bip4 group scales", lowbit_i8_gemm(&b4g, x, 256, 1, &e, y, 128, nullptr, 0, nullptr, 0, nullptr),
+           LOWBIT_ERR_INVALID_ARGUMENT);
+    lowbit_i8_weight b2k{LOWBIT_I8_BIP2, 128, 240, codes, nullptr, 0};
+    expect("bip2 k=240", lowbit_i8_gemm(&b2k, x, 256, 1, &e, y, 128, nullptr, 0, nullptr, 0, nullptr), LOWBIT_ERR_SHAPE);
+    lowbit_i8_weight bad{7, 128, 256, codes, nullptr, 0};
+    expect("format 7", lowbit_i8_gemm(&bad, x, 256, 1, &e, y, 128, nullptr, 0, nullptr, 0, nullptr),
+           LOWBIT_ERR_INVALID_ARGUMENT);
+    lowbit_i8_weight b2a{LOWBIT_I8_BIP2, 128, 256, codes + 8, nullptr, 0};
+    expect("bip2 misaligned", lowbit_i8_gemm(&b2a, x, 256, 1, &e, y, 128, nullptr, 0, nullptr, 0, nullptr),
+           LOWBIT_ERR_ALIGNMENT);
+    cudaFree(codes);
+    cudaFree(x);
+    cudaFree(y);
+    cudaFree(gs);
+}
+
+static void run_checks() {
+    for (Fmt f : {kBip2, kBip4, kW4, kW4g, kW8}) {
+        check_case(f, 1, 300, 2048 + 256, 0, 0, 0);
+        check_case(f, 7, 129, 640, 0, 0, 0);
+        check_case(f, 16, 1000, 1024, 0, 0, 0);
+        check_case(f, 13, 4100, 512 + 128 * (f.group ? 0 : 1), 0, 0, 0);
+        check_case(f, 3, 77, 8192 + 256, 0, 0, 0);
+        check_case(f, 9, 2000, 12288, 0, 0, 0);  // M > 8: 16-row tile, split by the smem budget
+        check_case(f, 2, 520, 1536, LOWBIT_I8_PATH_STREAM, 16, 0);
+        check_case(f, 5, 513, 2048, LOWBIT_I8_PATH_STREAM, 0, 3);
+        check_case(f, 1, 260, 4096, LOWBIT_I8_PATH_STREAM, 8, 5);
+    }
+    for (Fmt f : {kBip2, kBip4, kW4}) {  // K not a multiple of 128 / 256 (tail units zero-filled)
+        check_case(f, 1, 131, 160, 0, 0, 0);
+        check_case(f, 4, 250, 32 * 37, 0, 0, 0);
+        check_case(f, 16, 64, 32 * 19, LOWBIT_I8_PATH_STREAM, 0, 2);
+    }
+    check_errors();
+    printf("checks: %d passed, %d failed\n", g_pass, g_fail);
+}
+
+// ------------------------------------------------------------------ baselines (dlopen), timing
+typedef int (*LtCreate)(void**);
+typedef int (*LtDescCreate)(void**, int, int);
+typedef int (*LtDescSet)(void*, int, const void*, size_t);
+typedef int (*LtLayoutCreate)(void**, int, uint64_t, uint64_t, int64_t);
+typedef int (*LtPrefCreate)(void**);
+typedef int (*LtPrefSet)(void*, int, const void*, size_t);
+struct LtHeur {
+    uint64_t algo[8];
+    size_t ws;
+    int state;
+    float waves;
+    int reserved[4];
+};
+typedef int (*LtHeuristic)(void*, void*, void*, void*, void*, void*, void*, int, LtHeur*, int*);
+typedef int (*LtMatmul)(void*, void*, const void*, const void*, void*, const void*, void*, const void*, const void*,
+                        void*, void*, void*, const void*, void*, size_t, cudaStream_t);
+typedef int (*BlasCreate)(void**);
+typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
+                          const void*, void*, int, int, int, int);
+static void* g_lt = nullptr;
+static void* g_blas = nullptr;
+
+static float time_ms(int reps, const std::function<void()>& f) {
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    for (int i = 0; i < 5; ++i) f();
+    std::vector<float> ts;
+    for (int t = 0; t < 9; ++t) {
+        cudaEventRecord(a);
+        for (int i = 0; i < reps; ++i) f();
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        ts.push_back(ms / reps);
+    }
+    std::sort(ts.begin(), ts.end());
+    CK(cudaGetLastError());
+    return ts[ts.size() / 2];
+}
+
+static int copies_for(size_t bytes) { return int(std::min<size_t>(32, (200ull << 20) / std::max<size_t>(bytes, 1) + 1)); }
+
+static float bench_lt(int m, int n, int k) {
+    if (!g_lt) g_lt = dlopen("libcublasLt.so.13", RTLD_NOW);
+    if (!g_lt) return -1.f;
+    auto create = (LtCreate)dlsym(g_lt, "cublasLtCreate");
+    auto dcreate = (LtDescCreate)dlsym(g_lt, "cublasLtMatmulDescCreate");
+    auto dset = (LtDescSet)dlsym(g_lt, "cublasLtMatmulDescSetAttribute");
+    auto lcreate = (LtLayoutCreate)dlsym(g_lt, "cublasLtMatrixLayoutCreate");
+    auto pcreate = (LtPrefCreate)dlsym(g_lt, "cublasLtMatmulPreferenceCreate");
+    auto pset = (LtPrefSet)dlsym(g_lt, "cublasLtMatmulPreferenceSetAttribute");
+    auto heur = (LtHeuristic)dlsym(g_lt, "cublasLtMatmulAlgoGetHeuristic");
+    auto mm = (LtMatmul)dlsym(g_lt, "cublasLtMatmul");
+    void *h, *desc, *la, *lb, *lc, *pref, *ws;
+    if (!create || !mm || create(&h)) return -1.f;
+    dcreate(&desc, 72 /*COMPUTE_32I*/, 10 /*R_32I*/);
+    int trans = 1;
+    dset(desc, 3 /*TRANSA*/, &trans, 4);
+    lcreate(&la, 3 /*R_8I*/, k, n, k);
+    lcreate(&lb, 3, k, m, k);
+    lcreate(&lc, 10, n, m, n);
+    pcreate(&pref);
+    size_t wsb = 32 << 20;
+    pset(pref, 1 /*MAX_WORKSPACE_BYTES*/, &wsb, 8);
+    LtHeur hr;
+    int got = 0;
+    if (heur(h, desc, la, lb, lc, lc, pref, 1, &hr, &got) || got < 1) return -1.f;
+    CK(cudaMalloc(&ws, wsb));
+    const int nc = copies_for(size_t(n) * k);
+    std::vector<int8_t*> a(nc);
+    for (auto& p : a) {
+        CK(cudaMalloc(&p, size_t(n) * k));
+        CK(cudaMemset(p, 3, size_t(n) * k));
+    }
+    int8_t* b;
+    int32_t* c;
+    CK(cudaMalloc(&b, size_t(m) * k));
+    CK(cudaMalloc(&c, size_t(m) * n * 4));
+    CK(cudaMemset(b, 5, size_t(m) * k));
+    int32_t alpha = 1, beta = 0;
+    int it = 0;
+    const float ms = time_ms(50, [&] {
+        mm(h, desc, &alpha, a[it++ % nc], la, b, lb, &beta, c, lc, c, lc, hr.algo, ws, 32 << 20, nullptr);
+    });
+    for (auto p : a) cudaFree(p);
+    cudaFree(b);
+    cudaFree(c);
+    cudaFree(ws);
+    return ms;
+}
+
+static float bench_f16(int m, int n, int k) {
+    if (!g_blas) g_blas = dlopen("libcublas.so.13", RTLD_NOW);
+    if (!g_blas) return -1.f;
+    auto create = (BlasCreate)dlsym(g_blas, "cublasCreate_v2");
+    auto gemm = (BlasGemmEx)dlsym(g_blas, "cublasGemmEx");
+    void* h;
+    if (!create || !gemm || create(&h)) return -1.f;
+    const int nc = copies_for(size_t(n) * k * 2);
+    std::vector<__half*> a(nc);
+    for (auto& p : a) {
+        CK(cudaMalloc(&p, size_t(n) * k * 2));
+        CK(cudaMemset(p, 0x3c, size_t(n) * k * 2));
+    }
+    __half *b, *c;
+    CK(cudaMalloc(&b, size_t(m) * k * 2));
+    CK(cudaMalloc(&c, size_t(m) * n * 2));
+    CK(cudaMemset(b, 0x30, size_t(m) * k * 2));
+    float alpha = 1.f, beta = 0.f;
+    int it = 0;
+    const float ms = time_ms(50, [&] {
+        gemm(h, 1, 0, n, m, k, &alpha, a[it++ % nc], 2 /*R_16F*/, k, b, 2, k, &beta, c, 2, n, 68 /*COMPUTE_32F*/, -1);
+    });
+    for (auto p : a) cudaFree(p);
+    cudaFree(b);
+    cudaFree(c);
+    return ms;
+}
+
+// lowbit_i8_gemm with f16 output (per-token and channel scales), rotated weight copies; splits/bx forced when > 0.
+// Random tiled bytes of the right size (the timing does not depend on the values; group scales valid).
+static HostW bench_weight(Fmt f, int n, int k) {
+    HostW h{f, n, k, {}, {}, {}};
+    const size_t nt = (n + 127) / 128;
+    const size_t bytes = f.format == LOWBIT_I8_W8 ? nt * ((k + 127) / 128) * 16384
+                         : f.format == LOWBIT_I8_BIP2 ? nt * ((k + 255) / 256) * 8192
+                                                      : nt * ((k + 127) / 128) * 8192;
+    h.tiled.resize(bytes);
+    uint64_t st = 0x9E3779B97F4A7C15ull ^ bytes;
+    for (size_t i = 0; i < bytes; i += 8) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        memcpy(&h.tiled[i], &st, 8);
+    }
+    if (f.group) h.gs.assign(size_t(n) * (k / f.group), 3);
+    return h;
+}
+
+static float bench_lowbit(Fmt f, int m, int n, int k, int path = 0, int bx = 0, int splits = 0) {
+    const HostW h = bench_weight(f, n, k);
+    const int nc = copies_for(h.tiled.size());
+    std::vector<DevW> ds;
+    for (int i = 0; i < nc; ++i) ds.push_back(upload(h));
+    int8_t* x;
+    CK(cudaMalloc(&x, size_t(m) * k));
+    CK(cudaMemset(x, 5, size_t(m) * k));
+    float *rs, *cs;
+    CK(cudaMalloc(&rs, m * 4));
+    CK(cudaMalloc(&cs, n * 4));
+    std::vector<float> v(std::max(m, n), 1e-3f);
+    CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
+    lowbit_i8_epilogue e{};
+    e.out_dtype = LOWBIT_I8_OUT_F16;
+    e.row_scale = rs;
+    e.col_scale = cs;
+    e.out_scale = 1.f;
+    lowbit_i8_config cfg{path, bx, splits};
+    const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&ds[0].w, m, &cfg, 0);
+    float ms = -1.f;
+    if (wsb >= 0) {
+        void* ws = nullptr;
+        if (wsb) {
+            CK(cudaMalloc(&ws, wsb));
+            CK(cudaMemset(ws, 0, wsb));
+        }
+        __half* y;
+        CK(cudaMalloc(&y, size_t(m) * n * 2));
+        int it = 0;
+        ms = time_ms(50, [&] { ST(lowbit_i8_gemm(&ds[it++ % nc].w, x, k, m, &e, y, n, ws, wsb, &cfg, 0, nullptr)); });
+        cudaFree(y);
+        if (ws) cudaFree(ws);
+    }
+    for (auto& d : ds) release(d);
+    cudaFree(x);
+    cudaFree(rs);
+    cudaFree(cs);
+    return ms;
+}
+
+static void run_bench() {
+    const int shapes[][2] = {{8192, 28672}, {28672, 8192}, {11008, 4096}, {10576, 2560}, {4096, 4096}};
+    printf("N x K | M | lt-int8 us | f16 us | w8 us (x lt) | w8 stream us (x lt) | w4g128 us (x f16, / w8) | w4 us (x f16) | bip4 us (x f16) | "
+           "bip2 us (x f16) | bip2 TB/s\n");
+    for (auto& s : shapes) {
+        const int n = s[0], k = s[1];
+        for (int m : {1, 16}) {
+            const float lt = bench_lt(m, n, k), f16 = bench_f16(m, n, k);
+            const float w8s = bench_lowbit(kW8, m, n, k, LOWBIT_I8_PATH_STREAM);
+            const float w8 = bench_lowbit(kW8, m, n, k), w4g = bench_lowbit(kW4g, m, n, k),
+                        w4 = bench_lowbit(kW4, m, n, k), b4 = bench_lowbit(kBip4, m, n, k),
+                        b2 = bench_lowbit(kBip2, m, n, k);
+            const double b2bytes = double(n) * ((k + 255) / 256 * 64);
+            printf("%dx%d | %d | %.1f | %.1f | %.1f (%.2fx) | %.1f (%.2fx) | %.1f (%.2fx, %.2fx) | %.1f (%.2fx) | %.1f (%.2fx) | "
+                   "%.1f (%.2fx) | %.2f\n",
+                   n, k, m, lt * 1e3, f16 * 1e3, w8 * 1e3, lt / w8, w8s * 1e3, lt / w8s, w4g * 1e3, f16 / w4g, w8 / w4g, w4 * 1e3,
+                   f16 / w4, b4 * 1e3, f16 / b4, b2 * 1e3, f16 / b2, b2bytes / (b2 * 1e-3) / 1e12);
+            fflush(stdout);
+        }
+    }
+}
+
+static void run_sweep() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}};
+    for (auto& s : shapes) {
+        const int n = s[0], k = s[1];
+        for (int m : {1, 16}) {
+            const float f16 = bench_f16(m, n, k);
+            printf("sweep %dx%d M=%d f16 %.1f us:", n, k, m, f16 * 1e3);
+            for (Fmt f : {kBip2, kBip4, kW4g}) {
+                printf(" | %s", f.name);
+                for (int sp : {0, 1, 2, 3, 4, 6}) {
+                    const float t = bench_lowbit(f, m, n, k, sp ? LOWBIT_I8_PATH_STREAM : 0, 0, sp);
+                    printf(" s%d %.1f (%.2fx)", sp, t * 1e3, f16 / t);
+                }
+            }
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+}
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "check";
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    if (mode.find("check") != std::string::npos) run_checks();
+    if (mode.find("bench") != std::string::npos) run_bench();
+    if (mode.find("sweep") != std::string::npos) run_sweep();
+    return g_fail ? 1 : 0;
+}
