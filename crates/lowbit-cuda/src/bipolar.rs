@@ -376,11 +376,17 @@ impl BipolarGemm {
         Ok(unsafe { sys::lowbit_bip_plane_available(self.p as i32, self.q as i32, bx as i32) } == 1)
     }
 
-    /// The automatic mapping for `m` rows ([`auto_mapping`] on this weight's bits and the mappings that exist on
+    /// The automatic mapping for `m` rows ([`auto_mapping`] on this weight's bits and the kernels that exist on
     /// `dev`).
     pub fn choose(&self, dev: &Device, m: usize) -> Result<Option<BipMapping>> {
-        let planes = self.planes_available(dev, 0)?;
-        Ok(auto_mapping(planes, self.int8.is_some(), self.p, self.q, m))
+        let kernels = MappingKernels {
+            planes: self.planes_available(dev, 0)?,
+            ws_tile: self.ws_tile(dev)?,
+            int8: self.int8.is_some(),
+            int8_packed: self.int8_decode_packed(),
+            sms: dev.info().sm_count,
+        };
+        Ok(auto_mapping(&kernels, self.p, self.q, m, self.n))
     }
 
     fn operands(&self, x_planes: u64, x_sums: u64, m: usize) -> (sys::lowbit_bip_operand, sys::lowbit_bip_operand) {
@@ -877,21 +883,45 @@ fn out_ffi(out: I8Out) -> i32 {
     }) as i32
 }
 
-/// The automatic mapping rule behind [`BipolarGemm::choose`], given which mappings exist (`planes`, `int8`), the
-/// activation and weight bits `p`, `q` and the rows `m`.
+/// What exists for one bipolar weight on one device: the inputs of [`auto_mapping`] besides the shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingKernels {
+    /// A plane instance exists ([`BipolarGemm::planes_available`]).
+    pub planes: bool,
+    /// Activation rows per tile of the warp-specialized plane kernel, 0 if it does not run here
+    /// ([`BipolarGemm::ws_tile`]).
+    pub ws_tile: u32,
+    /// The int8 mapping exists ([`BipolarGemm::int8_mapping`]).
+    pub int8: bool,
+    /// The int8 mapping streams packed 2- / 4-bit codes at `M ≤` [`PACKED_MAX_M`] ([`BipolarGemm::int8_decode_packed`]).
+    pub int8_packed: bool,
+    /// Streaming multiprocessors of the device.
+    pub sms: u32,
+}
+
+/// The automatic mapping rule behind [`BipolarGemm::choose`] for `p`-bit activations, `q`-bit weights, `m` rows
+/// and `n` output columns.
 ///
-/// Derived from `lowbit-bench bipolar` on an H100 (docs/results/h100/bipolar.md, 4 shapes, M ∈ {1, 16, 256, 4096,
-/// 8192}, both mappings timed in the same run):
-/// - M ≤ 64: bit planes. They stream `q` bits per weight where the int8 core reads 8 (M = 1, 28672×8192: W2 planes
-///   37.6 µs, int8 83.6 µs).
-/// - M ≥ 1024 and p·q = 1: bit planes (W1A1, 8192×8192: 543.6 µs against 934.6 µs at M = 4096).
-/// - Otherwise the int8 core: since its warp-specialized path it beats the planes at every other measured point from
-///   M = 256 up, by 1.7–2.8× for p·q ≤ 4 (W2A2 at M = 4096: 444.8 µs against 790.4 µs) and more beyond.
+/// Derived from measurements on an H100, both mappings timed in the same run (kernels/bipolar/NOTES.md, "Chooser"):
+/// - `M ≤` [`PACKED_MAX_M`] with packed 2- / 4-bit codes (`q ∈ 2..=4`): the int8 core's streaming kernel (M = 1,
+///   28672×8192: W2 5.8× cuBLAS f16 against 4.3× for the planes; W4 3.6× against 2.3×).
+/// - Otherwise M ≤ 64: bit planes (`q` bits per weight where the unpacked int8 mapping reads 8).
+/// - Where the warp-specialized plane kernel runs (its tiles fill every SM, as the launcher decides) and `p·q ≤ 4`,
+///   or `p·q ≤ 8` with 2-bit weights: bit planes (M = 4096, N = K = 8192: W2A2 1.53×, W1A4 1.56×, W4A1 1.34×,
+///   W2A4 0.89× cuBLASLt int8, where the int8 mapping gives 0.81–0.86×; W4A2 0.67× stays on int8).
+/// - M ≥ 1024 and `p·q = 1`: bit planes (even the synchronous plane kernel beats the int8 core for W1A1).
+/// - Everything else: the int8 core.
 ///
 /// Where the preferred mapping does not exist the other one runs; `None` when neither does.
-pub fn auto_mapping(planes: bool, int8: bool, p: u32, q: u32, m: usize) -> Option<BipMapping> {
-    let prefer_planes = m <= 64 || (m >= 1024 && p * q == 1);
-    match (prefer_planes, planes, int8) {
+pub fn auto_mapping(k: &MappingKernels, p: u32, q: u32, m: usize, n: usize) -> Option<BipMapping> {
+    let pq = p * q;
+    let ws_runs = k.ws_tile > 0 && n.div_ceil(128) * m.div_ceil(k.ws_tile as usize) >= k.sms as usize;
+    let prefer_planes = if m <= PACKED_MAX_M && k.int8_packed && (2..=4).contains(&q) {
+        false
+    } else {
+        m <= 64 || (ws_runs && (pq <= 4 || (pq <= 8 && q == 2))) || (m >= 1024 && pq == 1)
+    };
+    match (prefer_planes, k.planes, k.int8) {
         (true, true, _) | (false, true, false) => Some(BipMapping::Planes),
         (_, _, true) => Some(BipMapping::Int8),
         (_, false, false) => None,
@@ -920,22 +950,37 @@ mod tests {
     #[test]
     fn auto_mapping_follows_the_measured_thresholds() {
         use BipMapping::{Int8, Planes};
-        // Decode sizes stream plane bits.
-        for (p, q) in [(1, 1), (2, 2), (8, 4), (4, 8)] {
-            assert_eq!(auto_mapping(true, true, p, q, 1), Some(Planes));
-            assert_eq!(auto_mapping(true, true, p, q, 64), Some(Planes));
+        let h100 = MappingKernels { planes: true, ws_tile: 128, int8: true, int8_packed: true, sms: 132 };
+        let unpacked = MappingKernels { int8_packed: false, ..h100 };
+        let no_ws = MappingKernels { ws_tile: 0, ..h100 };
+        // Decode: packed 2- / 4-bit codes on the int8 streaming kernel, 1-bit weights (and unpacked ones) on planes.
+        for (p, q) in [(2, 2), (8, 2), (1, 4), (4, 4), (8, 3)] {
+            assert_eq!(auto_mapping(&h100, p, q, 1, 28672), Some(Int8), "W{q}A{p}");
+            assert_eq!(auto_mapping(&h100, p, q, 16, 28672), Some(Int8), "W{q}A{p}");
+            assert_eq!(auto_mapping(&unpacked, p, q, 1, 28672), Some(Planes), "W{q}A{p}");
         }
-        // From M = 256 the int8 core wins except W1A1 at large M.
-        assert_eq!(auto_mapping(true, true, 1, 1, 256), Some(Int8));
-        assert_eq!(auto_mapping(true, true, 1, 1, 1024), Some(Planes));
-        assert_eq!(auto_mapping(true, true, 1, 1, 8192), Some(Planes));
-        for (p, q) in [(2, 2), (1, 4), (4, 1), (2, 4), (4, 2), (8, 2)] {
-            assert_eq!(auto_mapping(true, true, p, q, 4096), Some(Int8), "W{q}A{p}");
+        assert_eq!(auto_mapping(&h100, 4, 1, 1, 8192), Some(Planes));
+        assert_eq!(auto_mapping(&h100, 2, 2, 64, 8192), Some(Planes));
+        // Large M: the ws plane kernel for p·q <= 4 and W2A4, the int8 core for W4A2 and wider pairs.
+        for (p, q) in [(1, 1), (2, 2), (4, 1), (1, 4), (4, 2)] {
+            assert_eq!(auto_mapping(&h100, p, q, 4096, 8192), Some(Planes), "W{q}A{p}");
         }
+        for (p, q) in [(2, 4), (4, 4), (8, 2), (8, 4), (8, 1)] {
+            assert_eq!(auto_mapping(&h100, p, q, 4096, 8192), Some(Int8), "W{q}A{p}");
+        }
+        // The ws kernel's tiles must fill the SMs (64 x 2 = 128 tiles < 132 here); without it only W1A1 stays.
+        assert_eq!(auto_mapping(&h100, 2, 2, 256, 8192), Some(Int8));
+        assert_eq!(auto_mapping(&h100, 2, 2, 256, 28672), Some(Planes));
+        assert_eq!(auto_mapping(&no_ws, 2, 2, 4096, 8192), Some(Int8));
+        assert_eq!(auto_mapping(&no_ws, 1, 1, 1024, 8192), Some(Planes));
+        assert_eq!(auto_mapping(&no_ws, 1, 1, 256, 8192), Some(Int8));
         // The other mapping runs where the preferred one is missing.
-        assert_eq!(auto_mapping(false, true, 2, 2, 1), Some(Int8));
-        assert_eq!(auto_mapping(true, false, 2, 2, 4096), Some(Planes));
-        assert_eq!(auto_mapping(false, false, 2, 2, 4096), None);
+        let int8_only = MappingKernels { planes: false, ws_tile: 0, ..h100 };
+        let planes_only = MappingKernels { int8: false, int8_packed: false, ..h100 };
+        assert_eq!(auto_mapping(&int8_only, 2, 2, 64, 8192), Some(Int8));
+        assert_eq!(auto_mapping(&planes_only, 4, 4, 4096, 8192), Some(Planes));
+        let none = MappingKernels { planes: false, ws_tile: 0, int8: false, int8_packed: false, sms: 132 };
+        assert_eq!(auto_mapping(&none, 2, 2, 4096, 8192), None);
     }
 
     /// The int8 mapping's algebra, on the CPU for every (p, q) but W8A8: int8 operands, an exact int32 product
