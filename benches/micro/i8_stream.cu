@@ -4,6 +4,7 @@
 // beside direct cuBLASLt int8 (int32 out) and cuBLAS f16 in the same process. Every op's weights are rotated
 // through >= 200 MB of copies (> 3x the 50 MB L2), baselines included.
 //
+//   bash benches/micro/i8_stream.sh [modes]   (nvcc on the GPU machine, translation units in parallel), or
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
 //        benches/micro/i8_stream.cu kernels/int8/{i8_launch,stream,inst_w8,inst_w4,ws_gemm}.cu -o i8_stream -ldl
 //   ./i8_stream check     # exactness (odd shapes, forced splits / tile widths, poisoned outputs, bad inputs)

@@ -822,5 +822,5 @@ fn bipolar_packed_codes_stream_exactly() {
     assert!(bad(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; n * k], 5, n, k, &vec![1.0; n])), "5 bits");
     let shape = |r: Result<Int8Gemm, CudaError>| matches!(r, Err(CudaError::Shape { .. }));
     assert!(shape(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; n * 48], 2, n, 48, &vec![1.0; n])), "k = 48");
-    assert!(shape(Int8Gemm::new_bipolar_codes(&dev, &vec![0u8; 5], 2, n, k, &vec![1.0; n])), "short codes");
+    assert!(shape(Int8Gemm::new_bipolar_codes(&dev, &[0u8; 5], 2, n, k, &vec![1.0; n])), "short codes");
 }
