@@ -1,20 +1,33 @@
-// Micro-benchmark of the weight-only small-M kernels on synthetic INT4 g128 weights, built with nvcc on
-// the GPU machine itself (no Rust there) so kernel variants can be compared in one device call:
+// Micro-benchmark + check of the weight-only small-M (mma.sync) kernels, one process, cuBLAS f16 in the same run:
 //
-//   nvcc -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -Ikernels/include \
-//        benches/micro/wo_small_m.cu -o /tmp/wo_small_m && /tmp/wo_small_m [n k [profile]]
+//   nvcc -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -Xptxas=--warn-on-spills -Ikernels/include \
+//        benches/micro/wo_small_m.cu -o wo_small_m -ldl
+//   ./wo_small_m check        # INT4 vs an f64 CPU reference of the tiled layout (odd shapes, both dtypes)
+//   ./wo_small_m bench        # acceptance shapes x M in {1, 16, 64}: variants, cuBLAS f16 (libcublas.so.13)
+//   ./wo_small_m all          # both (default). libcublas.so.13 is dlopen'ed: on the GPU machine put torch's or
+//                             # nvidia-cublas's lib folder on LD_LIBRARY_PATH (as benches/micro/bipolar.sh does).
 //
-// Codes, scales and X are random (the timing does not depend on their values); every variant's output is
-// compared with the default build's (MT=2 P=8, no register cap), whose path the GPU tests check. Times are medians
-// of CUDA-event-timed batches over enough weight copies to exceed 3x L2. Not a test and not the bench of
-// record (lowbit-bench is); it exists to explore tiling/occupancy choices quickly.
+// check: fresh random codes / zero points / scales, M in {1, 3, 17, 67}, odd N and K (K padded to the k-step
+// by zero codes as the repack does), sym (z = 8) and asym, f16 and bf16, the production kernel instances and a
+// copy of launch_mt's body (wave-aware split re-pick) with wo_launch.cu's plan rule (mt, splits, kc, k_warps),
+// outputs NaN-poisoned first; every call is run twice on one workspace: both results are checked, the workspace
+// must be zero afterwards (split-K leaves it clean), and without split-K the two results are equal bit for bit.
+// bench: times are medians of CUDA-graph replays (a graph of `copies` calls over weight copies that exceed
+// 3x L2, as lowbit-bench rotates them), cuBLAS f16 (cublasGemmEx, f32 compute) the same way. Variants:
+// v10 = the earlier launch (memset + GEMM + convert), v11 = the shipped one (GEMM + convert that zeroes the
+// workspace again; no memset), and m-tile alternatives at M = 16 / 64. BitMoD-shaped table formats (Lut<4>,
+// Lut<3> with 4 tables) are timed with random codes for the W3 / W4 comparison. Not the bench of record
+// (lowbit-bench is). NOTES.md v11 lists the variants measured with earlier versions of this file.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,204 +36,470 @@
 
 using namespace lowbit::wo;
 
-#define CK(...)                                                                             \
-    do {                                                                                    \
-        cudaError_t e_ = (__VA_ARGS__);                                                             \
-        if (e_ != cudaSuccess) {                                                            \
+#define CK(...)                                                                                          \
+    do {                                                                                                 \
+        cudaError_t e_ = (__VA_ARGS__);                                                                  \
+        if (e_ != cudaSuccess) {                                                                         \
             fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); \
-            exit(1);                                                                        \
-        }                                                                                   \
+            exit(1);                                                                                     \
+        }                                                                                                \
     } while (0)
 
-struct Problem {
-    int n, k, m;
-    int strips, ksteps, groups;
-    size_t word_bytes, meta_bytes;
-    int copies;
-    std::vector<uint32_t*> words, meta;
-    __half* x;
-    __half* y;
-    float* ws;
-    int sms;
+static int g_sms = 132;
+
+// ------------------------------------------------------------------------------------------------ plan
+// The mma.sync plan of wo_launch.cu make_plan (automatic config).
+struct Plan {
+    int mt, mtiles, splits, sps, kc, kw;
 };
-
-static Args base_args(const Problem& p, int c) {
-    Args a{};
-    a.words = p.words[c];
-    a.meta = p.meta[c];
-    a.x = p.x;
-    a.y = p.y;
-    a.m = p.m;
-    a.n = p.n;
-    a.k = p.k;
-    a.ldx = p.k;
-    a.strips = p.strips;
-    a.ksteps = p.ksteps;
-    a.gtiles = 128 / 16;
-    a.groups = p.groups;
-    a.x_vec = 1;
-    a.sms = p.sms;
-    return a;
-}
-
-// The mma.sync split-K path as wo_launch.cu plans it, with the kernel's compile-time choices (m-subtiles MT,
-// k-steps in flight P, resident blocks MINB the registers are capped for) as parameters.
-template <int MT, int P, int MINB>
-static void run_mma(const Problem& p, int c, cudaStream_t s) {
-    Args a = base_args(p, c);
-    const int kstep = 64;
-    const int nblk = (p.strips + kWarps - 1) / kWarps;
-    int splits = (8 * p.sms + nblk - 1) / nblk;
-    splits = std::max(1, std::min(splits, std::max(1, p.ksteps / 8)));
-    a.steps_per_split = (p.ksteps + splits - 1) / splits;
-    auto kern = gemm_kernel<Int4, __half, MT, P, MINB>;
-    // Wave-aware split count, as launch_mt does.
-    int occ = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, smem_bytes<Int4, MT>(2048 / MT, 0)));
-    const int64_t slots = int64_t(std::max(occ, 1)) * p.sms;
-    double best = -1;
-    for (int cnd = 2; cnd <= std::max(p.ksteps / 8, 2); ++cnd) {
-        const int sps = (p.ksteps + cnd - 1) / cnd, real = (p.ksteps + sps - 1) / sps;
-        const double waves = double(int64_t(nblk) * real) / double(slots);
-        const double eff = waves / std::ceil(waves);
-        if (eff > best + 0.02) {
-            best = eff;
-            splits = real;
-            a.steps_per_split = sps;
+static Plan make_plan(int m, int n, int k_pad, int kstep) {
+    Plan p{};
+    p.mt = m <= 8 ? 1 : m <= 16 ? 2 : 4;
+    p.mtiles = (m + p.mt * 8 - 1) / (p.mt * 8);
+    const int ksteps = k_pad / kstep, strips = (n + 15) / 16, nblk = (strips + kWarps - 1) / kWarps;
+    const int64_t blocks = int64_t(nblk) * p.mtiles;
+    int splits = int((8 * int64_t(g_sms) + blocks - 1) / blocks);
+    splits = std::max(1, std::min(splits, std::max(1, ksteps / 8)));
+    splits = std::min(splits, ksteps);
+    const int kc_cap = 2048 / p.mt;
+    p.kw = 1;
+    if (p.mt <= 2 && ksteps * kstep <= kc_cap && blocks < g_sms) {
+        for (int kw = kWarps; kw > 1; kw /= 2) {
+            const int64_t b = int64_t((strips + kWarps / kw - 1) / (kWarps / kw)) * p.mtiles;
+            if (b <= g_sms && ksteps >= kw) {
+                p.kw = kw;
+                splits = 1;
+                break;
+            }
         }
     }
-    int kc = a.steps_per_split * kstep;
-    if (kc > 2048 / MT) kc = 2048 / MT / kstep * kstep;
-    a.kc = kc;
-    if (splits > 1) {
-        a.ws = p.ws;
-        CK(cudaMemsetAsync(p.ws, 0, size_t(p.m) * p.n * 4, s));
-    }
-    const size_t smem = smem_bytes<Int4, MT>(a.kc, 0);
-    if (smem > 48 * 1024) CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kern<<<dim3(1, nblk, splits), kThreads, smem, s>>>(a);
-    CK(cudaGetLastError());
-    if (splits > 1) {
-        const int64_t total = int64_t(p.m) * p.n;
-        convert_kernel<__half><<<int((total + 255) / 256), 256, 0, s>>>(p.ws, p.y, total);
-    }
+    p.sps = (ksteps + splits - 1) / splits;
+    p.splits = (ksteps + p.sps - 1) / p.sps;
+    int kc = p.sps * kstep;
+    if (kc > kc_cap && p.kw == 1) kc = kc_cap / kstep * kstep;
+    p.kc = std::max(kc, kstep);
+    return p;
 }
 
-static bool g_profile = false;  // argv[3] == "profile": run each variant once (for ncu), no timing
+// ------------------------------------------------------------------------------------------------ weights
+struct Weight {
+    int n, k, k_pad, strips, ksteps, groups, gl, kstep;
+    std::vector<uint32_t> words, hi, meta;  // host copies (tiled layout)
+    uint32_t *d_words = nullptr, *d_hi = nullptr, *d_meta = nullptr;
+    float* d_lut = nullptr;
+    int tables = 0;
+};
 
-template <class F>
-static double time_us(const Problem& p, F&& f) {
-    if (g_profile) {
-        f(0, nullptr);
-        CK(cudaDeviceSynchronize());
-        return 1.0;
+// INT4 tiled weight: lane (g, t) of k-step s, tile j holds word j; nibble slots [a0, a2, a4, a6, a1, a3, a5, a7]
+// where a0,a1 = (row g, cols 2t, 2t+1), a2,a3 = (g + 8, 2t..), a4,a5 = (g, 2t + 8..), a6,a7 = (g + 8, 2t + 8..).
+static void lane_elem(int e, int lane, int& row, int& col) {
+    const int g = lane >> 2, t = lane & 3;
+    row = g + ((e >> 1) & 1) * 8;
+    col = 2 * t + (e & 1) + (e >> 2) * 8;
+}
+static const int kSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // slot of a_e
+
+static Weight make_int4(int n, int k, int gl, bool asym, std::mt19937& rng, std::vector<float>& deq) {
+    Weight w{};
+    w.n = n, w.k = k, w.kstep = 64, w.gl = gl;
+    w.k_pad = (k + 63) / 64 * 64;
+    if (w.k_pad % gl) w.k_pad = (w.k_pad + gl - 1) / gl * gl;
+    w.strips = (n + 15) / 16, w.ksteps = w.k_pad / 64, w.groups = w.k_pad / gl;
+    w.words.assign(size_t(w.strips) * w.ksteps * 128, 0);
+    w.meta.assign(size_t(w.strips) * w.groups * 16, 0);
+    deq.assign(size_t(n) * k, 0.f);
+    std::vector<float> sc(size_t(w.strips) * 16 * w.groups);
+    std::vector<int> zp(sc.size());
+    for (size_t i = 0; i < sc.size(); ++i) {
+        sc[i] = __half2float(__float2half(0.002f * (1 + rng() % 200) * ((rng() & 1) ? 1 : -1)));
+        zp[i] = asym ? int(rng() % 16) : 8;
     }
+    for (int s = 0; s < w.strips; ++s)
+        for (int gi = 0; gi < w.groups; ++gi)
+            for (int g = 0; g < 8; ++g) {
+                const float s0 = sc[(size_t(s) * 16 + g) * w.groups + gi], s1 = sc[(size_t(s) * 16 + g + 8) * w.groups + gi];
+                uint32_t* m = &w.meta[((size_t(s) * w.groups + gi) * 8 + g) * 2];
+                m[0] = uint32_t(__half_as_ushort(__float2half(s0))) | (uint32_t(__half_as_ushort(__float2half(s1))) << 16);
+                m[1] = uint32_t(zp[(size_t(s) * 16 + g) * w.groups + gi]) | (uint32_t(zp[(size_t(s) * 16 + g + 8) * w.groups + gi]) << 8);
+            }
+    for (int s = 0; s < w.strips; ++s)
+        for (int ks = 0; ks < w.ksteps; ++ks)
+            for (int lane = 0; lane < 32; ++lane)
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t word = 0;
+                    for (int e = 0; e < 8; ++e) {
+                        int r, c;
+                        lane_elem(e, lane, r, c);
+                        const int row = s * 16 + r, col = ks * 64 + j * 16 + c;
+                        const int gi = col / gl;
+                        const int z = zp[(size_t(s) * 16 + r) * w.groups + gi];
+                        uint32_t q = (row < n && col < k) ? rng() % 16 : uint32_t(z);  // padding decodes to 0
+                        word |= q << (4 * kSlot[e]);
+                        if (row < n && col < k) deq[size_t(row) * k + col] = sc[(size_t(s) * 16 + r) * w.groups + gi] * float(int(q) - z);
+                    }
+                    w.words[((size_t(s) * w.ksteps + ks) * 32 + lane) * 4 + j] = word;
+                }
+    CK(cudaMalloc(&w.d_words, w.words.size() * 4));
+    CK(cudaMalloc(&w.d_meta, w.meta.size() * 4));
+    CK(cudaMemcpy(w.d_words, w.words.data(), w.words.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(w.d_meta, w.meta.data(), w.meta.size() * 4, cudaMemcpyHostToDevice));
+    return w;
+}
+
+// Random codes of any format (timing only): words, 3-bit high words, metadata (scales, zero points / table ids).
+static Weight make_random(int n, int k, int tiles, bool hi, int tables, std::mt19937& rng) {
+    Weight w{};
+    w.n = n, w.k = k, w.kstep = tiles * 16, w.gl = 128;
+    w.k_pad = (k + w.kstep - 1) / w.kstep * w.kstep;
+    w.strips = (n + 15) / 16, w.ksteps = w.k_pad / w.kstep, w.groups = w.k_pad / 128;
+    w.words.resize(size_t(w.strips) * w.ksteps * 128);
+    for (auto& v : w.words) v = rng();
+    w.meta.resize(size_t(w.strips) * w.groups * 16);
+    for (size_t i = 0; i < w.meta.size(); i += 2) {
+        w.meta[i] = 0x1C001C00u;  // (0.0039, 0.0039)
+        w.meta[i + 1] = tables ? (rng() % tables) | ((rng() % tables) << 8) : (rng() % 16) | ((rng() % 16) << 8);
+    }
+    CK(cudaMalloc(&w.d_words, w.words.size() * 4));
+    CK(cudaMemcpy(w.d_words, w.words.data(), w.words.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&w.d_meta, w.meta.size() * 4));
+    CK(cudaMemcpy(w.d_meta, w.meta.data(), w.meta.size() * 4, cudaMemcpyHostToDevice));
+    if (hi) {
+        w.hi.resize(size_t(w.strips) * w.ksteps * 64);
+        for (auto& v : w.hi) v = rng();
+        CK(cudaMalloc(&w.d_hi, w.hi.size() * 4));
+        CK(cudaMemcpy(w.d_hi, w.hi.data(), w.hi.size() * 4, cudaMemcpyHostToDevice));
+    }
+    if (tables) {
+        w.tables = tables;
+        std::vector<float> lut(size_t(tables) * 16);
+        for (auto& v : lut) v = float(int(rng() % 17) - 8);
+        CK(cudaMalloc(&w.d_lut, lut.size() * 4));
+        CK(cudaMemcpy(w.d_lut, lut.data(), lut.size() * 4, cudaMemcpyHostToDevice));
+    }
+    return w;
+}
+
+// ------------------------------------------------------------------------------------------------ launch
+enum Mode { kV10 = 0, kV11 = 1 };  // memset + GEMM + convert / GEMM + convert&zero (shipped)
+
+struct Buffers {
+    void* x;
+    void* y;
+    char* ws;  // split-K partial sums [m][n] f32, zero between calls
+};
+
+template <class Fmt, typename T, int MT, int P, int MINB>
+static cudaError_t launch_variant(const Weight& w, const Buffers& b, int m, Mode mode, cudaStream_t s,
+                                  int force_splits = 0) {
+    Plan pl = make_plan(m, w.n, w.k_pad, w.kstep);
+    if (force_splits > 0) {
+        pl.kw = 1;
+        pl.sps = (w.ksteps + force_splits - 1) / force_splits;
+        pl.splits = (w.ksteps + pl.sps - 1) / pl.sps;
+        pl.kc = std::min(pl.sps * w.kstep, 2048 / pl.mt / w.kstep * w.kstep);
+        pl.kc = std::max(pl.kc, w.kstep);
+    }
+    pl.mt = MT;
+    pl.mtiles = (m + MT * 8 - 1) / (MT * 8);
+    Args a{};
+    a.words = w.d_words;
+    a.hi_words = w.d_hi;
+    a.meta = w.d_meta;
+    a.lut = w.d_lut;
+    a.n_tables = w.tables;
+    a.x = b.x;
+    a.y = b.y;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.steps_per_split = pl.sps;
+    a.kc = pl.kc;
+    a.x_vec = w.k % 8 == 0;
+    a.auto_splits = force_splits == 0;
+    a.kw = pl.kw;
+    a.sms = g_sms;
+    if (pl.splits > 1) {
+        a.ws = reinterpret_cast<float*>(b.ws);
+        if (mode == kV10) CK(cudaMemsetAsync(a.ws, 0, size_t(m) * w.n * 4, s));
+    }
+    // launch_mt with the variant's compile-time choices (its body).
+    auto kern = gemm_kernel<Fmt, T, MT, P, MINB>;
+    if constexpr (MT <= 2) {
+        if (a.kw > 1) kern = gemm_kernel<Fmt, T, MT, P, 1, true>;
+    }
+    const int spb = a.kw > 1 ? kWarps / a.kw : kWarps;
+    const int nblk = (a.strips + spb - 1) / spb;
+    int splits = pl.splits;
+    if (a.auto_splits && splits > 1) {
+        int occ = 0;
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, smem_bytes<Fmt, MT>(a.kc, a.n_tables));
+        const int64_t slots = int64_t(occ > 0 ? occ : 1) * g_sms;
+        const int max_s = a.ksteps / 8 > 2 ? a.ksteps / 8 : 2;
+        double best = -1;
+        for (int c = 2; c <= max_s; ++c) {
+            const int sps = (a.ksteps + c - 1) / c, real = (a.ksteps + sps - 1) / sps;
+            const double waves = double(int64_t(nblk) * pl.mtiles * real) / double(slots);
+            const double eff = waves / std::ceil(waves);
+            if (eff > best + 0.02) {
+                best = eff;
+                splits = real;
+                a.steps_per_split = sps;
+            }
+        }
+        const int kc = a.steps_per_split * w.kstep;
+        if (kc < a.kc) a.kc = kc;
+    }
+    const size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
+    if (smem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+        if (e != cudaSuccess) return e;
+    }
+    kern<<<dim3(pl.mtiles, nblk, splits), kThreads, smem, s>>>(a);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    if (pl.splits > 1) {
+        const int64_t total = int64_t(m) * w.n;
+        convert_kernel<T><<<int(std::min<int64_t>(4096, (total + 255) / 256)), 256, 0, s>>>(a.ws, static_cast<T*>(b.y), total);
+        e = cudaGetLastError();
+    }
+    return e;
+}
+
+// The production choice of (MT, P, MINB) per m (wo_gemm.cuh prefetch_steps / min_blocks).
+template <class Fmt, typename T>
+static cudaError_t launch_auto(const Weight& w, const Buffers& b, int m, Mode mode, cudaStream_t s, int fs = 0) {
+    if (m <= 8) return launch_variant<Fmt, T, 1, prefetch_steps<Fmt, 1>(), min_blocks<Fmt, 1>()>(w, b, m, mode, s, fs);
+    if (m <= 16) return launch_variant<Fmt, T, 2, prefetch_steps<Fmt, 2>(), min_blocks<Fmt, 2>()>(w, b, m, mode, s, fs);
+    return launch_variant<Fmt, T, 4, prefetch_steps<Fmt, 4>(), min_blocks<Fmt, 4>()>(w, b, m, mode, s, fs);
+}
+
+// ------------------------------------------------------------------------------------------------ check
+template <typename T>
+static float to_f(T v);
+template <>
+float to_f<__half>(__half v) { return __half2float(v); }
+template <>
+float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+static T from_f(float v);
+template <>
+__half from_f<__half>(float v) { return __float2half_rn(v); }
+template <>
+__nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename T>
+static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19937& rng) {
+    std::vector<float> deq;
+    Weight w = make_int4(n, k, 128, asym, rng, deq);
+    std::vector<T> hx(size_t(m) * k);
+    std::vector<float> xf(hx.size());
+    for (size_t i = 0; i < hx.size(); ++i) {
+        hx[i] = from_f<T>(float(int(rng() % 2001) - 1000) / 500.f);
+        xf[i] = to_f<T>(hx[i]);
+    }
+    Buffers b{};
+    CK(cudaMalloc(&b.x, hx.size() * sizeof(T)));
+    CK(cudaMemcpy(b.x, hx.data(), hx.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&b.y, size_t(m) * n * sizeof(T)));
+    const size_t wsb = (size_t(m) * n * 4 + 255) / 256 * 256 + 65536;
+    CK(cudaMalloc(&b.ws, wsb));
+    CK(cudaMemset(b.ws, 0, wsb));
+    std::vector<T> y1(size_t(m) * n), y2(y1.size());
+    for (int rep = 0; rep < 2; ++rep) {
+        CK(cudaMemset(b.y, 0xFF, size_t(m) * n * sizeof(T)));  // NaN poison
+        CK(launch_auto<Int4, T>(w, b, m, kV11, nullptr, force_splits));
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(rep ? y2.data() : y1.data(), b.y, y1.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    }
+    std::vector<uint32_t> wsh(wsb / 4);
+    CK(cudaMemcpy(wsh.data(), b.ws, wsb, cudaMemcpyDeviceToHost));
+    size_t dirty = 0;
+    for (auto v : wsh) dirty += v != 0;
+    double num = 0, den = 0, worst = 0;
+    size_t bad = 0, same = 0;
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+            double r = 0, ra = 0;
+            for (int c = 0; c < k; ++c) {
+                r += double(xf[size_t(i) * k + c]) * deq[size_t(j) * k + c];
+                ra += std::fabs(double(xf[size_t(i) * k + c]) * deq[size_t(j) * k + c]);
+            }
+            // Tolerance: output rounding (f16 2^-11, bf16 2^-8) plus f32 accumulation, relative to |r| + 1% of
+            // sum |x w| (cancellation).
+            const double tol = (std::is_same<T, __half>::value ? 2e-3 : 1.6e-2) * (std::fabs(r) + 1e-2 * ra) + 1e-6;
+            for (const auto* yy : {&y1, &y2}) {
+                const double g = to_f<T>((*yy)[size_t(i) * n + j]);
+                if (!(std::fabs(g - r) <= tol)) ++bad;  // NaN (poison left) fails too
+                worst = std::max(worst, std::fabs(g - r) / (std::fabs(r) + 1e-2 * ra + 1e-6));
+                num += (g - r) * (g - r);
+                den += r * r;
+            }
+            same += std::memcmp(&y1[size_t(i) * n + j], &y2[size_t(i) * n + j], sizeof(T)) == 0;
+        }
+    const Plan pl = make_plan(m, n, w.k_pad, 64);
+    const int splits = force_splits ? force_splits : pl.splits;
+    // Split-K adds partial sums with atomics (order varies between runs): bit equality only without it.
+    const bool ok = bad == 0 && dirty == 0 && (splits > 1 || same == size_t(m) * n);
+    printf("  check %s M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
+           std::is_same<T, __half>::value ? "f16 " : "bf16", m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
+           force_splits ? force_splits : pl.splits, pl.kw, std::sqrt(num / (den > 0 ? den : 1)), worst, bad, dirty,
+           same == size_t(m) * n ? "yes" : "no", ok ? "ok" : "FAIL");
+    cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws), cudaFree(w.d_words), cudaFree(w.d_meta);
+    return ok ? 0 : 1;
+}
+
+static int run_checks() {
+    std::mt19937 rng(7);
+    int fails = 0;
+    const int shapes[][2] = {{200, 1000}, {1000, 4096}, {48, 8192}, {4100, 2056}};
+    for (auto& sh : shapes)
+        for (int m : {1, 3, 17, 67})
+            for (int asym = 0; asym < 2; ++asym) {
+                fails += check_one<__half>(m, sh[0], sh[1], asym, 0, rng);
+                fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], asym, 0, rng);
+            }
+    // Split-K forced (odd split counts, short last split).
+    for (int m : {1, 3, 17, 67})
+        for (int fs : {2, 3, 7}) {
+            fails += check_one<__half>(m, 1000, 4096, true, fs, rng);
+            fails += check_one<__nv_bfloat16>(m, 200, 3000, false, fs, rng);
+        }
+    printf("checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
+    return fails;
+}
+
+// ------------------------------------------------------------------------------------------------ bench
+typedef int (*BlasCreate)(void**);
+typedef int (*BlasSetStream)(void*, cudaStream_t);
+typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
+                          const void*, void*, int, int, int, int);
+
+// Median µs per call of `f(copy, stream)` over CUDA-graph replays of one pass over all copies.
+static double graph_us(int copies, const std::function<void(int, cudaStream_t)>& f) {
     cudaStream_t s;
-    CK(cudaStreamCreate(&s));
-    for (int i = 0; i < 3 * p.copies; ++i) f(i % p.copies, s);
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (int i = 0; i < copies; ++i) f(i, s);  // warm-up (and attribute setting) outside the capture
     CK(cudaStreamSynchronize(s));
+    const int per = std::max(copies, 24);
+    cudaGraph_t g;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < per; ++i) f(i % copies, s);
+    CK(cudaStreamEndCapture(s, &g));
+    cudaGraphExec_t ge;
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    for (int i = 0; i < 3; ++i) CK(cudaGraphLaunch(ge, s));
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     std::vector<double> v;
-    const int reps = 20 * p.copies;
-    for (int b = 0; b < 15; ++b) {
+    for (int r = 0; r < 15; ++r) {
         CK(cudaEventRecord(e0, s));
-        for (int i = 0; i < reps; ++i) f(i % p.copies, s);
+        CK(cudaGraphLaunch(ge, s));
         CK(cudaEventRecord(e1, s));
         CK(cudaEventSynchronize(e1));
         float ms = 0;
         CK(cudaEventElapsedTime(&ms, e0, e1));
-        v.push_back(1000.0 * ms / reps);
+        v.push_back(1000.0 * ms / per);
     }
     std::sort(v.begin(), v.end());
-    CK(cudaStreamDestroy(s));
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaStreamDestroy(s);
     return v[v.size() / 2];
 }
 
-static std::vector<__half> download_y(const Problem& p) {
-    std::vector<__half> h(size_t(p.m) * p.n);
-    CK(cudaMemcpy(h.data(), p.y, h.size() * 2, cudaMemcpyDeviceToHost));
-    return h;
-}
-
-static double max_rel_diff(const std::vector<__half>& a, const std::vector<__half>& b) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-        const double x = __half2float(a[i]), y = __half2float(b[i]);
-        num = std::max(num, std::fabs(x - y));
-        den = std::max(den, std::fabs(y));
+static int run_bench(const char* only) {
+    void* lib = dlopen("libcublas.so.13", RTLD_NOW);
+    if (!lib) {
+        printf("libcublas.so.13 not found: %s\n", dlerror());
+        return 1;
     }
-    return num / (den > 0 ? den : 1);
+    auto create = (BlasCreate)dlsym(lib, "cublasCreate_v2");
+    auto set_stream = (BlasSetStream)dlsym(lib, "cublasSetStream_v2");
+    auto gemm = (BlasGemmEx)dlsym(lib, "cublasGemmEx");
+    void* h = nullptr;
+    if (!create || !gemm || !set_stream || create(&h)) return 1;
+    int l2 = 0;
+    CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    std::mt19937 rng(1);
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    const int ms[] = {1, 16, 64};
+    __half *x, *y;
+    char* ws;
+    CK(cudaMalloc(&x, size_t(64) * 28672 * 2));
+    CK(cudaMalloc(&y, size_t(64) * 28672 * 2));
+    const size_t wsb = size_t(64) * 28672 * 4 + (1 << 20);
+    CK(cudaMalloc(&ws, wsb));
+    CK(cudaMemset(ws, 0, wsb));
+    {
+        std::vector<__half> hx(size_t(64) * 28672);
+        for (auto& v : hx) v = __float2half(float(int(rng() % 2001) - 1000) / 1000.f);
+        CK(cudaMemcpy(x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+    }
+    Buffers b{x, y, ws};
+    printf("%-12s %3s %-22s %9s %9s %8s %8s\n", "shape", "M", "variant", "us", "cublas", "speedup", "TB/s");
+    for (auto& sh : shapes) {
+        const int n = sh[0], k = sh[1];
+        if (only && std::string(only) != std::to_string(n) + "x" + std::to_string(k)) continue;
+        // cuBLAS f16 weights, rotated through > 3x L2.
+        const size_t fb = size_t(n) * k * 2;
+        const int fcopies = int(std::max<size_t>(1, 3 * size_t(l2) / fb + 1));
+        std::vector<__half*> fw(fcopies);
+        for (auto& p : fw) {
+            CK(cudaMalloc(&p, fb));
+            CK(cudaMemset(p, 0x3c, fb));
+        }
+        // Quantized weights: INT4 g128, BitMoD-shaped W4 / W3 tables (4 tables, random codes).
+        std::vector<Weight> i4, l4, l3;
+        Weight w0 = make_random(n, k, 4, false, 0, rng);
+        const size_t qb = w0.words.size() * 4 + w0.meta.size() * 4;
+        const int qcopies = int(std::max<size_t>(1, 3 * size_t(l2) / qb + 1));
+        i4.push_back(w0);
+        for (int c = 1; c < qcopies; ++c) i4.push_back(make_random(n, k, 4, false, 0, rng));
+        for (int c = 0; c < qcopies; ++c) l4.push_back(make_random(n, k, 4, false, 4, rng));
+        for (int c = 0; c < qcopies; ++c) l3.push_back(make_random(n, k, 8, true, 4, rng));
+        const double gb4 = double(qb) / 1e9;
+        for (int m : ms) {
+            const float one = 1.f, zero = 0.f;
+            const double cub = graph_us(fcopies, [&](int c, cudaStream_t s) {
+                set_stream(h, s);
+                gemm(h, 1, 0, n, m, k, &one, fw[c], 2, k, x, 2, k, &zero, y, 2, n, 68, -1);
+            });
+            auto row = [&](const char* name, double us, double gb) {
+                printf("%5dx%-6d %3d %-22s %9.1f %9.1f %7.2fx %8.2f\n", n, k, m, name, us, cub, cub / us, gb / us * 1e6 / 1e3);
+                fflush(stdout);
+            };
+            row("v10 int4 (memset+cvt)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV10, s))); }), gb4);
+            row("v11 int4 (shipped)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV11, s))); }), gb4);
+            if (m == 16) {
+                row("v11 int4 MT1 x2", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 4, 4>(i4[c], b, m, kV11, s))); }), gb4);
+            }
+            if (m == 64) {
+                row("v11 int4 MT2 x4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 2, 4, 3>(i4[c], b, m, kV11, s))); }), gb4);
+            }
+            if (m <= 16) {
+                const double gbl4 = double(l4[0].words.size() * 4 + l4[0].meta.size() * 4) / 1e9;
+                const double gbl3 = double(l3[0].words.size() * 4 + l3[0].hi.size() * 4 + l3[0].meta.size() * 4) / 1e9;
+                row("v11 bitmod-w4 (lut4)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Lut<4>, __half>(l4[c], b, m, kV11, s))); }), gbl4);
+                row("v11 bitmod-w3 (lut3)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Lut<3>, __half>(l3[c], b, m, kV11, s))); }), gbl3);
+            }
+        }
+        for (auto& p : fw) cudaFree(p);
+        for (auto* v : {&i4, &l4, &l3})
+            for (auto& w : *v) cudaFree(w.d_words), cudaFree(w.d_meta), cudaFree(w.d_hi), cudaFree(w.d_lut);
+    }
+    return 0;
 }
 
 int main(int argc, char** argv) {
-    Problem p{};
-    p.n = argc > 1 ? atoi(argv[1]) : 28672;
-    p.k = argc > 2 ? atoi(argv[2]) : 8192;
-    g_profile = argc > 3 && std::string(argv[3]) == "profile";
-    CK(cudaDeviceGetAttribute(&p.sms, cudaDevAttrMultiProcessorCount, 0));
-    p.strips = (p.n + 15) / 16;
-    p.ksteps = (p.k + 63) / 64;
-    p.groups = p.ksteps * 64 / 128;
-    p.word_bytes = size_t(p.strips) * p.ksteps * 512;
-    p.meta_bytes = size_t(p.strips) * p.groups * 64;
-    int l2 = 0;
-    CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-    p.copies = int(std::max<size_t>(1, (3 * size_t(l2)) / (p.word_bytes + p.meta_bytes) + 1));
-    std::mt19937 rng(1);
-    std::vector<uint32_t> hw(p.word_bytes / 4), hm(p.meta_bytes / 4);
-    for (auto& v : hw) v = rng();
-    for (size_t i = 0; i < hm.size(); i += 2) {
-        const __half s0 = __float2half(0.001f * (1 + rng() % 100)), s1 = __float2half(0.001f * (1 + rng() % 100));
-        hm[i] = uint32_t(__half_as_ushort(s0)) | (uint32_t(__half_as_ushort(s1)) << 16);
-        hm[i + 1] = (rng() % 16) | ((rng() % 16) << 8);  // zero points of rows g and g + 8
-    }
-    for (int c = 0; c < p.copies; ++c) {
-        uint32_t *w, *m;
-        CK(cudaMalloc(&w, p.word_bytes));
-        CK(cudaMalloc(&m, p.meta_bytes));
-        CK(cudaMemcpy(w, hw.data(), p.word_bytes, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(m, hm.data(), p.meta_bytes, cudaMemcpyHostToDevice));
-        p.words.push_back(w);
-        p.meta.push_back(m);
-    }
-    const int max_m = 16;
-    std::vector<__half> hx(size_t(max_m) * p.k);
-    for (auto& v : hx) v = __float2half(float(int(rng() % 2001) - 1000) / 1000.f);
-    CK(cudaMalloc(&p.x, hx.size() * 2));
-    CK(cudaMemcpy(p.x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
-    CK(cudaMalloc(&p.y, size_t(max_m) * p.n * 2));
-    CK(cudaMalloc(&p.ws, size_t(max_m) * p.n * 4));
-    CK(cudaMemset(p.ws, 0, size_t(max_m) * p.n * 4));
-
-    const double gb = double(p.word_bytes + p.meta_bytes) / 1e9;
-    printf("n=%d k=%d: %.1f MB of weights, %d copies\n", p.n, p.k, gb * 1e3, p.copies);
-    for (int m : {1, 4, 16}) {
-        p.m = m;
-        run_mma<2, 8, 1>(p, 0, nullptr);
-        CK(cudaDeviceSynchronize());
-        const auto ref = download_y(p);
-        auto report = [&](const char* name, double us) {
-            const double err = max_rel_diff(download_y(p), ref);
-            printf("  M=%2d %-24s %8.1f us  %6.0f GB/s  max|diff|/max|ref| %.1e%s\n", m, name, us, gb / us * 1e6, err,
-                   err > 2e-3 ? "  MISMATCH" : "");
-        };
-#define VARIANT(MT, P, MINB)                                                                              \
-    if ((MT) * 8 >= m) {                                                                                  \
-        report("MT=" #MT " P=" #P " MINB=" #MINB,                                                         \
-               time_us(p, [&](int c, cudaStream_t s) { run_mma<MT, P, MINB>(p, c, s); }));              \
-    }
-        VARIANT(1, 8, 1)
-        VARIANT(1, 8, 2)
-        VARIANT(1, 8, 3)
-        VARIANT(1, 8, 4)
-        VARIANT(1, 4, 4)
-        VARIANT(1, 6, 3)
-        VARIANT(2, 8, 1)
-        VARIANT(2, 8, 3)
-        VARIANT(2, 4, 3)
-        VARIANT(2, 4, 4)
-    }
-    return 0;
+    CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, L2 %d MB\n", prop.name, g_sms, prop.l2CacheSize >> 20);
+    const std::string mode = argc > 1 ? argv[1] : "all";
+    int rc = 0;
+    if (mode == "check" || mode == "all") rc |= run_checks();
+    if (mode == "bench" || mode == "all") rc |= run_bench(argc > 2 ? argv[2] : nullptr);
+    return rc;
 }

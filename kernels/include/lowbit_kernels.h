@@ -305,9 +305,19 @@ int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight *w, int64_t m, int
                                        const lowbit_wo_config *cfg, int32_t num_sms);
 
 /**
+ * How many leading bytes of that workspace must be zero when lowbit_wo_gemm starts (the split-K partial sums;
+ * 0 when the plan has no split-K); every completed call leaves them zero again, so one zeroed buffer serves any
+ * number of calls on one stream (never two concurrent calls). The bytes after them (act-order gather of X) are
+ * scratch. -1 for invalid arguments.
+ */
+int64_t lowbit_wo_gemm_workspace_zeroed_bytes(const lowbit_wo_weight *w, int64_t m, int32_t dtype,
+                                              const lowbit_wo_config *cfg, int32_t num_sms);
+
+/**
  * Y[m, n] = X[m, k] * dequant(W)^T with f32 accumulation, X rows `ldx` elements apart (ldx >= k), Y dense.
  * dtype: LOWBIT_DTYPE_F16 or LOWBIT_DTYPE_BF16 for both X and Y. `workspace` (256-byte aligned) must hold
- * lowbit_wo_gemm_workspace_bytes() bytes; it may be NULL when that is 0. `cfg` may be NULL (automatic).
+ * lowbit_wo_gemm_workspace_bytes() bytes, of which the first lowbit_wo_gemm_workspace_zeroed_bytes() must be
+ * zero (and are left zero); it may be NULL when that is 0. `cfg` may be NULL (automatic).
  * Errors: LOWBIT_ERR_SHAPE (inconsistent n/k/padding/group, m < 1, ldx < k), LOWBIT_ERR_ALIGNMENT,
  * LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, bad dtype or config, workspace too small),
  * LOWBIT_ERR_NO_KERNEL (unknown format), LOWBIT_ERR_CUDA.

@@ -120,10 +120,14 @@ bool ws_usable(int32_t format, int32_t dtype);
 constexpr int kWsMinM = 64;
 constexpr int kWsMaxM = 512;
 
+// Below M = 128 the ws kernel also needs >= 0.6 x SMs of weight tiles: on an H100 (NOTES.md v11) the mma.sync path
+// with split-K (v11) ran 8192x28672 (64 tiles = 0.48 x SMs) at M = 64 in 201 us against ws's 225 us (lowbit-bench,
+// fourth session), while 11008x4096 (86 tiles = 0.65 x SMs) stays faster on ws (35.4 vs 42.1 us).
 bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWsMinM || m > kWsMaxM) return false;
     const int64_t weight_tiles = (w->n_pad / 16 + 7) / 8;  // 128-row tiles (no split-K in the ws kernel)
-    return weight_tiles * 5 >= int64_t(sms) * 2 && ws_usable(w->format, dtype);
+    const int64_t tenths = m < 128 ? 6 : 4;                  // of the SMs
+    return weight_tiles * 10 >= int64_t(sms) * tenths && ws_usable(w->format, dtype);
 }
 
 int max_smem_optin() {
@@ -205,6 +209,7 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     if (kc > kc_max && p.kw == 1) kc = kc_max / kstep * kstep;  // kw > 1 needs the whole range in one chunk
     if (kc < kstep) kc = kstep;
     p.kc = kc;
+    // Split-K partial sums [m][n] f32: zero before the first call, and every completed call leaves them zero.
     p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
     return p;
 }
@@ -278,9 +283,8 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         a.x_vec = a.k % 8 == 0;
     }
     if (pl.splits > 1) {
+        // Zero on entry (the caller's contract), zero again after convert_kernel: no memset per call.
         a.ws = reinterpret_cast<float*>(ws);
-        cudaError_t e = cudaMemsetAsync(a.ws, 0, size_t(a.m) * a.n * 4, s);
-        if (e != cudaSuccess) return e;
     }
     const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
     if (pl.ws) return lowbit_wo_ws_int4(a, dtype, pl.bx, a.sms, s);
@@ -305,6 +309,16 @@ extern "C" int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight* w, int
     // for misaligned X, which needs no more workspace than this).
     const Plan p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
     return p.ws_split_bytes + p.ws_gather_bytes;
+}
+
+extern "C" int64_t lowbit_wo_gemm_workspace_zeroed_bytes(const lowbit_wo_weight* w, int64_t m, int32_t dtype,
+                                                         const lowbit_wo_config* cfg, int32_t num_sms) {
+    FormatInfo fi;
+    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
+        return -1;
+    }
+    const Plan p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
+    return p.ws_split_bytes;  // the split-K partial sums lead the workspace; the act-order gather follows
 }
 
 extern "C" int32_t lowbit_wo_gemm_auto_path(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int32_t num_sms) {

@@ -91,6 +91,10 @@ pub struct GemmPlan {
     /// Workspace bytes the launch needs (split-K partial sums, act-order gather, the dense weight of the
     /// cuBLAS path); 0 = none.
     pub workspace_bytes: usize,
+    /// Leading workspace bytes that must be zero when the launch starts (the split-K partial sums; 0 when
+    /// the plan has no split-K). Every completed launch leaves them zero again, so one zeroed workspace
+    /// serves any number of launches on one stream; the bytes after them are scratch.
+    pub zeroed_bytes: usize,
     /// The plan dequantizes into the workspace and calls cuBLAS ([`GemmPath::DequantCublas`]).
     pub dequant_cublas: bool,
     /// Launch overrides.
@@ -254,6 +258,7 @@ impl WeightOnlyGemm {
                 m,
                 dtype,
                 workspace_bytes: align(self.n * self.k * 2) + gather,
+                zeroed_bytes: 0,
                 config,
                 dequant_cublas: true,
             });
@@ -264,14 +269,24 @@ impl WeightOnlyGemm {
         let cfg = config.to_ffi();
         // SAFETY: pure host computation on the descriptor's integers; no pointer is dereferenced.
         let bytes = unsafe { sys::lowbit_wo_gemm_workspace_bytes(&w, m as i64, dtype.to_ffi(), &cfg, self.sm_count) };
+        // SAFETY: as above.
+        let zeroed =
+            unsafe { sys::lowbit_wo_gemm_workspace_zeroed_bytes(&w, m as i64, dtype.to_ffi(), &cfg, self.sm_count) };
         drop(guards);
-        if bytes < 0 {
+        if bytes < 0 || zeroed < 0 || zeroed > bytes {
             return Err(CudaError::InvalidArgument {
                 launcher: "lowbit_wo_gemm_workspace_bytes",
                 detail: format!("m={m} dtype={dtype} config={config:?}"),
             });
         }
-        Ok(GemmPlan { m, dtype, workspace_bytes: bytes as usize, config, dequant_cublas: false })
+        Ok(GemmPlan {
+            m,
+            dtype,
+            workspace_bytes: bytes as usize,
+            zeroed_bytes: zeroed as usize,
+            config,
+            dequant_cublas: false,
+        })
     }
 
     /// Whether the launcher's automatic plan picks the warp-specialized kernel for `m` rows of `dtype`
@@ -367,7 +382,8 @@ impl WeightOnlyGemm {
         dev.check_owner(self.ordinal, LAUNCHER)
     }
 
-    /// Allocates a workspace big enough for `plan` (None when it needs none).
+    /// Allocates a zeroed workspace big enough for `plan` (None when it needs none); launches of plans with
+    /// the same or smaller [`GemmPlan::zeroed_bytes`] and no dense cuBLAS weight may share it on one stream.
     pub fn workspace(&self, dev: &Device, plan: &GemmPlan) -> Result<Option<CudaSlice<u8>>> {
         if plan.workspace_bytes == 0 {
             return Ok(None);
@@ -378,7 +394,7 @@ impl WeightOnlyGemm {
 
     /// Runs `y = x · Wᵀ` on the device's stream: `x` is `[M, K]`, `y` is `[M, N]`, same dtype.
     /// Asynchronous. `workspace` must come from [`Self::workspace`] for a plan of the same M and dtype
-    /// (or be `None` when the plan needs none).
+    /// (or be `None` when the plan needs none); it may serve further calls (its split-K part is left zero).
     pub fn run(
         &self,
         dev: &Device,
@@ -471,7 +487,8 @@ impl WeightOnlyGemm {
     /// # Safety
     /// - `x` must address `m` rows of `ldx >= K` elements and `y` `m * N` writable elements, of `dtype`,
     ///   and `workspace` at least [`GemmPlan::workspace_bytes`] bytes (256-byte aligned, or 0 when none is
-    ///   needed), all in `dev`'s primary context and not used by other work until the launch completes;
+    ///   needed) whose first [`GemmPlan::zeroed_bytes`] are zero (the launch leaves them zero), all in
+    ///   `dev`'s primary context and not used by other work until the launch completes;
     /// - `stream` must be a valid stream of that context (or null) for the duration of the launch;
     /// - `self` must outlive the launch on `stream`.
     #[allow(clippy::too_many_arguments)]

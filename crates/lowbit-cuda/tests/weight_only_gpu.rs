@@ -309,6 +309,55 @@ fn gpu_weight_only_forced_plans() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The split-K workspace is zero on entry and every call leaves it zero (no memset per call: NOTES.md v11), so
+/// one workspace serves a sequence of split-K launches of different formats, dtypes, M and split counts: each
+/// result matches the reference and the workspace's `zeroed_bytes` are zero again at the end.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_split_workspace_is_reused() {
+    let Some(dev) = device_or_skip("gpu_weight_only_split_workspace_is_reused") else { return };
+    let (n, k) = (200, 1024);
+    let weights_of = [
+        QuantizedWeight::Int(
+            IntAffineWeight::quantize(weights(n, k, 51).view(), 4, false, Granularity::Group(128)).unwrap(),
+        ),
+        QuantizedWeight::Mixed(MixedWeight::quantize(weights(n, k, 52).view(), 3, 128).unwrap()),
+    ];
+    let gemms: Vec<WeightOnlyGemm> = weights_of.iter().map(|w| WeightOnlyGemm::new(&dev, w).unwrap()).collect();
+    // One workspace, sized for the largest plan (M = 67 at 7 splits).
+    let big = GemmConfig { splits: Some(7), path: Some(GemmPath::Mma), ..GemmConfig::default() };
+    let plan = gemms[0].plan(&dev, 67, OutDtype::F16, big).unwrap();
+    assert!(plan.zeroed_bytes > 0 && plan.zeroed_bytes <= plan.workspace_bytes, "{plan:?}");
+    let one = GemmConfig { splits: Some(1), path: Some(GemmPath::Mma), ..GemmConfig::default() };
+    assert_eq!(gemms[0].plan(&dev, 1, OutDtype::F16, one).unwrap().zeroed_bytes, 0);
+    let mut ws = gemms[0].workspace(&dev, &plan).unwrap();
+    let mut failures = Vec::new();
+    for round in 0..2 {
+        for (w, g) in weights_of.iter().zip(&gemms) {
+            for dtype in [OutDtype::F16, OutDtype::Bf16] {
+                for (m, splits) in [(1usize, 3u32), (17, 7), (67, 2), (3, 5)] {
+                    let (xb, xv) = activations(m, k, dtype, 90 + m as u64 + round);
+                    let cfg = GemmConfig { splits: Some(splits), path: Some(GemmPath::Mma), ..GemmConfig::default() };
+                    let mut x = DeviceTensor::zeros(&dev, m, k, dtype).unwrap();
+                    let data = upload(&dev, &xb).unwrap();
+                    dev.stream().memcpy_dtod(&data, x.data_mut()).unwrap();
+                    let mut y = DeviceTensor::filled(&dev, m, n, dtype, POISON).unwrap();
+                    g.run(&dev, &x, &mut y, cfg, ws.as_mut()).unwrap();
+                    let got = y.to_host_bits().unwrap();
+                    let name = format!("round {round} {} {dtype} m={m} splits={splits}", g.shape().0);
+                    if let Err(e) = compare(&name, &got, &reference(w, &xv), dtype) {
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+    }
+    let left = dev.stream().clone_dtoh(ws.as_ref().unwrap()).unwrap();
+    let dirty = left[..plan.zeroed_bytes].iter().filter(|&&b| b != 0).count();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(dirty, 0, "split-K workspace not left zero: {dirty} of {} bytes", plan.zeroed_bytes);
+}
+
 /// X = I: Y[m][n] = W[n][m], so the GEMM reproduces the dequantized weight (transposed). Exact for INT and
 /// BitMoD (integers times f32 scales); table formats round the table to the output type first (≤ 1 ulp).
 #[test]

@@ -86,10 +86,20 @@ impl PyGpuGemm {
         Ok(plan.workspace_bytes)
     }
 
+    /// `(bytes, zeroed)`: the workspace a launch of `m` rows of `dtype` needs and how many of its leading bytes
+    /// must be zero when it starts (the split-K partial sums; every completed launch leaves them zero, so a
+    /// zeroed buffer can be kept per stream). Host-side only.
+    fn workspace_spec(&self, py: Python<'_>, m: usize, dtype: &str) -> PyResult<(usize, usize)> {
+        let dt = out_dtype(dtype)?;
+        let plan = py.detach(|| self.gemm.plan(&self.dev, m, dt, GemmConfig::default())).map_err(cuda_err)?;
+        Ok((plan.workspace_bytes, plan.zeroed_bytes))
+    }
+
     /// Launches `y[m, N] = x[m, K] · dequant(W)ᵀ` on `stream` (a `cudaStream_t` as an int: torch's
     /// `torch.cuda.current_stream().cuda_stream`). `x` has row stride `ldx` (elements), `y` is contiguous,
     /// both of `dtype`; `workspace` holds `workspace_bytes` bytes (from [`Self::workspace_bytes`]; 0 when
-    /// none is needed). Asynchronous: nothing is synchronized, so the launch can be captured in a CUDA graph.
+    /// none is needed), its leading `zeroed` bytes ([`Self::workspace_spec`]) zero. Asynchronous: nothing is
+    /// synchronized, so the launch can be captured in a CUDA graph.
     ///
     /// The caller (lowbit's custom op) guarantees that the pointers address live tensors of those sizes on
     /// this weight's device; the kernels re-check sizes and alignment.

@@ -12,7 +12,8 @@
 // Partitioning
 //   block = 8 warps = 8 strips (128 rows of W) x one split of the K range x one m-tile of MT*8 rows of X.
 //   grid = (ceil(strips / 8), splits, ceil(M / (8*MT))). With splits > 1 each block atomically adds its
-//   f32 partial into a zeroed workspace and a second kernel converts it to the output type.
+//   f32 partial into the workspace (zero on entry) and a second kernel converts it to the output type and
+//   zeroes it again (no memset per call).
 //   Small problems (few strips, K short enough for one X chunk) instead split K *inside* the block: with
 //   kw > 1 warps per strip the block covers 8/kw strips, warp w works on strip w/kw and the (w%kw)-th
 //   share of the k-steps, and the kw partial sums meet in shared memory at the end. One launch, no
@@ -48,7 +49,7 @@ struct Args {
     int n_tables;
     const void* x;  // [m][ldx] activations (T)
     void* y;        // [m][n] output (T), when splits == 1
-    float* ws;      // [m][n] f32 partial sums, when splits > 1
+    float* ws;      // [m][n] f32 partial sums, when splits > 1: zero on entry, left zero by convert_kernel
     int m, n, k, ldx;
     int strips, ksteps, gtiles, groups;
     int steps_per_split, kc;  // K-range per split (k-steps) and X chunk (columns)
@@ -448,11 +449,14 @@ cudaError_t launch_dequant(const Args& a, T* out, int ld_out, cudaStream_t s) {
     return cudaGetLastError();
 }
 
-// Split-K finish: Y = T(workspace).
+// Split-K finish: Y = T(workspace), and the workspace back to zero. The split-K workspace is zero on entry and
+// left zero, so the GEMM needs no memset before it: two graph nodes per call instead of three (NOTES.md v11;
+// an in-GEMM finish by the last-arriving block measured slower: its per-block fence).
 template <typename T>
-__global__ void convert_kernel(const float* ws, T* y, int64_t count) {
+__global__ void convert_kernel(float* ws, T* y, int64_t count) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
         y[i] = to_out<T>(ws[i]);
+        ws[i] = 0.f;
     }
 }
 

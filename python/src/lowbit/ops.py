@@ -106,11 +106,33 @@ def _launch(gemm: _C.GpuGemm, x: torch.Tensor, n: int) -> torch.Tensor:
     m, k = x.shape
     name = _DTYPE_NAMES[x.dtype]
     y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    ws_bytes = gemm.workspace_bytes(m, name)
-    ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device) if ws_bytes > 0 else None
+    ws_bytes, zeroed = gemm.workspace_spec(m, name)
     stream = torch.cuda.current_stream(x.device).cuda_stream
+    if ws_bytes == 0:
+        ws = None
+    elif zeroed == ws_bytes:
+        # Split-K partial sums only: the kernel leaves them zero, so one zeroed buffer per stream serves every call.
+        ws = _wo_workspace(x.device, stream, ws_bytes)
+        ws_bytes = ws.numel()
+    elif zeroed > 0:
+        ws = torch.zeros(ws_bytes, dtype=torch.uint8, device=x.device)  # split-K + act-order gather (scratch)
+    else:
+        ws = torch.empty(ws_bytes, dtype=torch.uint8, device=x.device)  # scratch only (e.g. the dense weight)
     gemm.run(x.data_ptr(), k, y.data_ptr(), m, name, 0 if ws is None else ws.data_ptr(), ws_bytes, stream)
     return y
+
+
+#: Zeroed split-K workspaces of the weight-only GEMM by (device, stream): the kernels leave them zero after each call.
+_WO_WORKSPACE: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def _wo_workspace(device: torch.device, stream: int, nbytes: int) -> torch.Tensor:
+    key = (device.index if device.index is not None else torch.cuda.current_device(), stream)
+    ws = _WO_WORKSPACE.get(key)
+    if ws is None or ws.numel() < nbytes:
+        ws = torch.zeros(max(nbytes, 1 << 16), dtype=torch.uint8, device=device)
+        _WO_WORKSPACE[key] = ws
+    return ws
 
 
 def fake_quantize_activations(x: torch.Tensor, bits: int, scale: Optional[float] = None) -> torch.Tensor:
