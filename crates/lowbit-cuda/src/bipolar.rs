@@ -386,7 +386,7 @@ impl BipolarGemm {
             int8_packed: self.int8_decode_packed(),
             sms: dev.info().sm_count,
         };
-        Ok(auto_mapping(&kernels, self.p, self.q, m, self.n))
+        Ok(auto_mapping(&kernels, self.p, self.q, m, self.n, self.k))
     }
 
     fn operands(&self, x_planes: u64, x_sums: u64, m: usize) -> (sys::lowbit_bip_operand, sys::lowbit_bip_operand) {
@@ -899,29 +899,32 @@ pub struct MappingKernels {
     pub sms: u32,
 }
 
-/// The automatic mapping rule behind [`BipolarGemm::choose`] for `p`-bit activations, `q`-bit weights, `m` rows
-/// and `n` output columns.
+/// The automatic mapping rule behind [`BipolarGemm::choose`] for `p`-bit activations, `q`-bit weights, `m` rows,
+/// `n` output columns and depth `k`.
 ///
-/// Derived from measurements on an H100, both mappings timed in the same run (kernels/bipolar/NOTES.md, "Chooser"):
+/// Derived from `lowbit-bench bipolar` on an H100, both mappings timed in the same run (docs/results/h100/bipolar.md,
+/// kernels/bipolar/NOTES.md "Chooser"):
 /// - `M ≤` [`PACKED_MAX_M`] with packed 2- / 4-bit codes (`q ∈ 2..=4`): the int8 core's streaming kernel (M = 1,
-///   28672×8192: W2 5.8× cuBLAS f16 against 4.3× for the planes; W4 3.6× against 2.3×).
+///   28672×8192: W2 6.3× cuBLAS f16 against 4.2× for the planes; W4 3.8× against 2.4×), except for 8 < M ≤ 16 on
+///   wide layers (N ≥ 3K), where the packed kernel's 16-row orientation loses to the planes (28672×8192, M = 16:
+///   W2A2 56.8 µs against 28.0 µs; on 8192×28672, 8192² and 4096² the packed codes win by 15–50%).
 /// - Otherwise M ≤ 64: bit planes (`q` bits per weight where the unpacked int8 mapping reads 8).
-/// - Where the warp-specialized plane kernel runs (its tiles fill every SM, as the launcher decides) and `p·q ≤ 4`,
-///   or `p·q ≤ 8` with 2-bit weights: bit planes (M = 4096, N = K = 8192: W2A2 1.53×, W1A4 1.56×, W4A1 1.34×,
-///   W2A4 0.89× cuBLASLt int8, where the int8 mapping gives 0.81–0.86×; W4A2 0.67× stays on int8).
+/// - Where the warp-specialized plane kernel runs (its tiles fill every SM, as the launcher decides) and `p·q ≤ 4`:
+///   bit planes (M = 4096, N = K = 8192: W1A4 1.53×, W2A2 1.46×, W4A1 1.15× cuBLASLt int8; the int8 mapping runs
+///   0.90–1.01× there). W2A4 is faster on the int8 core at every M ≥ 1024 (6–29%).
 /// - M ≥ 1024 and `p·q = 1`: bit planes (even the synchronous plane kernel beats the int8 core for W1A1).
 /// - Everything else: the int8 core.
 ///
 /// Where the preferred mapping does not exist the other one runs; `None` when neither does.
-pub fn auto_mapping(k: &MappingKernels, p: u32, q: u32, m: usize, n: usize) -> Option<BipMapping> {
+pub fn auto_mapping(kn: &MappingKernels, p: u32, q: u32, m: usize, n: usize, k: usize) -> Option<BipMapping> {
     let pq = p * q;
-    let ws_runs = k.ws_tile > 0 && n.div_ceil(128) * m.div_ceil(k.ws_tile as usize) >= k.sms as usize;
-    let prefer_planes = if m <= PACKED_MAX_M && k.int8_packed && (2..=4).contains(&q) {
-        false
+    let ws_runs = kn.ws_tile > 0 && n.div_ceil(128) * m.div_ceil(kn.ws_tile as usize) >= kn.sms as usize;
+    let prefer_planes = if m <= PACKED_MAX_M && kn.int8_packed && (2..=4).contains(&q) {
+        m > 8 && n >= 3 * k
     } else {
-        m <= 64 || (ws_runs && (pq <= 4 || (pq <= 8 && q == 2))) || (m >= 1024 && pq == 1)
+        m <= 64 || (ws_runs && pq <= 4) || (m >= 1024 && pq == 1)
     };
-    match (prefer_planes, k.planes, k.int8) {
+    match (prefer_planes, kn.planes, kn.int8) {
         (true, true, _) | (false, true, false) => Some(BipMapping::Planes),
         (_, _, true) => Some(BipMapping::Int8),
         (_, false, false) => None,
@@ -953,34 +956,40 @@ mod tests {
         let h100 = MappingKernels { planes: true, ws_tile: 128, int8: true, int8_packed: true, sms: 132 };
         let unpacked = MappingKernels { int8_packed: false, ..h100 };
         let no_ws = MappingKernels { ws_tile: 0, ..h100 };
+        let auto = |k: &MappingKernels, p, q, m, n, kk| auto_mapping(k, p, q, m, n, kk);
         // Decode: packed 2- / 4-bit codes on the int8 streaming kernel, 1-bit weights (and unpacked ones) on planes.
         for (p, q) in [(2, 2), (8, 2), (1, 4), (4, 4), (8, 3)] {
-            assert_eq!(auto_mapping(&h100, p, q, 1, 28672), Some(Int8), "W{q}A{p}");
-            assert_eq!(auto_mapping(&h100, p, q, 16, 28672), Some(Int8), "W{q}A{p}");
-            assert_eq!(auto_mapping(&unpacked, p, q, 1, 28672), Some(Planes), "W{q}A{p}");
+            assert_eq!(auto(&h100, p, q, 1, 28672, 8192), Some(Int8), "W{q}A{p}");
+            assert_eq!(auto(&h100, p, q, 1, 8192, 28672), Some(Int8), "W{q}A{p}");
+            assert_eq!(auto(&h100, p, q, 16, 8192, 28672), Some(Int8), "W{q}A{p}");
+            assert_eq!(auto(&h100, p, q, 16, 4096, 4096), Some(Int8), "W{q}A{p}");
+            // 9..=16 rows on a wide layer: the planes.
+            assert_eq!(auto(&h100, p, q, 16, 28672, 8192), Some(Planes), "W{q}A{p}");
+            assert_eq!(auto(&unpacked, p, q, 1, 28672, 8192), Some(Planes), "W{q}A{p}");
         }
-        assert_eq!(auto_mapping(&h100, 4, 1, 1, 8192), Some(Planes));
-        assert_eq!(auto_mapping(&h100, 2, 2, 64, 8192), Some(Planes));
-        // Large M: the ws plane kernel for p·q <= 4 and W2A4, the int8 core for W4A2 and wider pairs.
-        for (p, q) in [(1, 1), (2, 2), (4, 1), (1, 4), (4, 2)] {
-            assert_eq!(auto_mapping(&h100, p, q, 4096, 8192), Some(Planes), "W{q}A{p}");
+        assert_eq!(auto(&h100, 4, 1, 1, 8192, 8192), Some(Planes));
+        assert_eq!(auto(&h100, 2, 2, 64, 8192, 8192), Some(Planes));
+        // Large M: the ws plane kernel for p·q <= 4, the int8 core for W2A4, W4A2 and wider pairs.
+        for (p, q) in [(1, 1), (2, 2), (4, 1), (1, 4)] {
+            assert_eq!(auto(&h100, p, q, 4096, 8192, 8192), Some(Planes), "W{q}A{p}");
         }
-        for (p, q) in [(2, 4), (4, 4), (8, 2), (8, 4), (8, 1)] {
-            assert_eq!(auto_mapping(&h100, p, q, 4096, 8192), Some(Int8), "W{q}A{p}");
+        for (p, q) in [(4, 2), (2, 4), (4, 4), (8, 2), (8, 4), (8, 1)] {
+            assert_eq!(auto(&h100, p, q, 4096, 8192, 8192), Some(Int8), "W{q}A{p}");
         }
         // The ws kernel's tiles must fill the SMs (64 x 2 = 128 tiles < 132 here); without it only W1A1 stays.
-        assert_eq!(auto_mapping(&h100, 2, 2, 256, 8192), Some(Int8));
-        assert_eq!(auto_mapping(&h100, 2, 2, 256, 28672), Some(Planes));
-        assert_eq!(auto_mapping(&no_ws, 2, 2, 4096, 8192), Some(Int8));
-        assert_eq!(auto_mapping(&no_ws, 1, 1, 1024, 8192), Some(Planes));
-        assert_eq!(auto_mapping(&no_ws, 1, 1, 256, 8192), Some(Int8));
+        assert_eq!(auto(&h100, 2, 2, 256, 8192, 8192), Some(Int8));
+        assert_eq!(auto(&h100, 2, 2, 256, 28672, 8192), Some(Planes));
+        assert_eq!(auto(&no_ws, 2, 2, 4096, 8192, 8192), Some(Int8));
+        assert_eq!(auto(&no_ws, 1, 1, 1024, 8192, 8192), Some(Planes));
+        assert_eq!(auto(&no_ws, 1, 1, 256, 8192, 8192), Some(Int8));
         // The other mapping runs where the preferred one is missing.
         let int8_only = MappingKernels { planes: false, ws_tile: 0, ..h100 };
         let planes_only = MappingKernels { int8: false, int8_packed: false, ..h100 };
-        assert_eq!(auto_mapping(&int8_only, 2, 2, 64, 8192), Some(Int8));
-        assert_eq!(auto_mapping(&planes_only, 4, 4, 4096, 8192), Some(Planes));
+        assert_eq!(auto(&int8_only, 2, 2, 64, 8192, 8192), Some(Int8));
+        assert_eq!(auto(&int8_only, 2, 2, 16, 28672, 8192), Some(Int8));
+        assert_eq!(auto(&planes_only, 4, 4, 4096, 8192, 8192), Some(Planes));
         let none = MappingKernels { planes: false, ws_tile: 0, int8: false, int8_packed: false, sms: 132 };
-        assert_eq!(auto_mapping(&none, 2, 2, 4096, 8192), None);
+        assert_eq!(auto(&none, 2, 2, 4096, 8192, 8192), None);
     }
 
     /// The int8 mapping's algebra, on the CPU for every (p, q) but W8A8: int8 operands, an exact int32 product
