@@ -275,7 +275,7 @@ typedef struct lowbit_wo_config {
 
 /** Values of lowbit_wo_config.path. */
 enum lowbit_wo_path {
-    /** Pick by M, format and GPU (sm_90a builds on Hopper): ws for INT4 with 64 <= M <= 512 where its tiles
+    /** Pick by M, format and GPU (sm_90a builds on Hopper): ws for INT4 with 64 <= M <= 768 where its tiles
      *  fill the GPU (lowbit_wo_gemm_auto_path), wgmma for other M >= 128, mma.sync otherwise. */
     LOWBIT_WO_PATH_AUTO = 0,
     /** Warp-level mma.sync kernel (sm_80+), any M (<= 64 rows of X per block, split-K). */

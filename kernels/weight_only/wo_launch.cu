@@ -118,7 +118,9 @@ bool ws_usable(int32_t format, int32_t dtype);
 // ws (H100 harness 0.72-0.78x cuBLAS) and dequantize + cuBLAS (H100 bench 0.67-0.75x) are within noise of each
 // other and dequantize + cuBLAS stays; at M = 4096 it wins (0.91-0.97x against ws 0.73-0.81x).
 constexpr int kWsMinM = 64;
-constexpr int kWsMaxM = 512;
+// Up to M = 768 since the fifth session's plan check (docs/results/h100/weight-only-plan-m384-768.md: ws beats
+// dequantize + cuBLAS by 9-17% at M = 768 on 28672x8192, 8192x28672 and 11008x4096, same card, same call).
+constexpr int kWsMaxM = 768;
 
 // Below M = 128 the ws kernel also needs >= 0.6 x SMs of weight tiles: on an H100 (NOTES.md v11) the mma.sync path
 // with split-K (v11) ran 8192x28672 (64 tiles = 0.48 x SMs) at M = 64 in 201 us against ws's 225 us (lowbit-bench,

@@ -32,7 +32,7 @@ pub enum GemmPath {
     Wgmma,
     /// Warp-specialized persistent `wgmma` kernel (sm_90a builds on Hopper only, INT 4-bit formats only): a
     /// producer warp fills an mbarrier ring with bulk copies of W and TMA boxes of X, two consumer
-    /// warpgroups decode W into registers; the automatic choice for INT4 at 64 <= M <= 512 where its tiles
+    /// warpgroups decode W into registers; the automatic choice for INT4 at 64 <= M <= 768 where its tiles
     /// fill the GPU (`kernels/weight_only/NOTES.md`, ws v1). Needs X rows 16-byte aligned and K % 8 == 0.
     Ws,
     /// Dequantize the weight into the workspace (`lowbit_wo_dequantize`), then cuBLAS f16/bf16 GEMM: the
