@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines.cuh"
 #include "lowbit_kernels.h"
 
 #define CK(...)                                                                                          \
@@ -296,85 +297,8 @@ static void check_act(int p, int m, int k) {
     cudaFree(c8);
 }
 
-// ------------------------------------------------------------------ baselines (dlopen)
-typedef int (*LtCreate)(void**);
-typedef int (*LtDescCreate)(void**, int, int);
-typedef int (*LtDescSet)(void*, int, const void*, size_t);
-typedef int (*LtLayoutCreate)(void**, int, uint64_t, uint64_t, int64_t);
-typedef int (*LtPrefCreate)(void**);
-typedef int (*LtPrefSet)(void*, int, const void*, size_t);
-struct LtHeur {
-    uint64_t algo[8];
-    size_t ws;
-    int state;
-    float waves;
-    int reserved[4];
-};
-typedef int (*LtHeuristic)(void*, void*, void*, void*, void*, void*, void*, int, LtHeur*, int*);
-typedef int (*LtMatmul)(void*, void*, const void*, const void*, void*, const void*, void*, const void*, const void*,
-                        void*, void*, void*, const void*, void*, size_t, cudaStream_t);
-typedef int (*BlasCreate)(void**);
-typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
-                          const void*, void*, int, int, int, int);
-
-struct Lt {
-    void* h = nullptr;
-    LtMatmul mm = nullptr;
-    void *desc, *a, *b, *c, *ws;
-    LtHeur heur;
-    bool ok = false;
-};
-
-static void* g_lt = nullptr;
-static void* g_blas = nullptr;
-
-static bool lt_setup(Lt& lt, int m, int n, int k) {
-    if (!g_lt) g_lt = dlopen("libcublasLt.so.13", RTLD_NOW);
-    if (!g_lt) return false;
-    auto create = (LtCreate)dlsym(g_lt, "cublasLtCreate");
-    auto dcreate = (LtDescCreate)dlsym(g_lt, "cublasLtMatmulDescCreate");
-    auto dset = (LtDescSet)dlsym(g_lt, "cublasLtMatmulDescSetAttribute");
-    auto lcreate = (LtLayoutCreate)dlsym(g_lt, "cublasLtMatrixLayoutCreate");
-    auto pcreate = (LtPrefCreate)dlsym(g_lt, "cublasLtMatmulPreferenceCreate");
-    auto pset = (LtPrefSet)dlsym(g_lt, "cublasLtMatmulPreferenceSetAttribute");
-    auto heur = (LtHeuristic)dlsym(g_lt, "cublasLtMatmulAlgoGetHeuristic");
-    lt.mm = (LtMatmul)dlsym(g_lt, "cublasLtMatmul");
-    if (!create || !lt.mm || create(&lt.h)) return false;
-    dcreate(&lt.desc, 72 /*COMPUTE_32I*/, 10 /*R_32I*/);
-    int trans = 1;
-    dset(lt.desc, 3 /*TRANSA*/, &trans, 4);
-    lcreate(&lt.a, 3 /*R_8I*/, k, n, k);
-    lcreate(&lt.b, 3, k, m, k);
-    lcreate(&lt.c, 10, n, m, n);
-    void* pref;
-    pcreate(&pref);
-    size_t wsb = 32 << 20;
-    pset(pref, 1 /*MAX_WORKSPACE_BYTES*/, &wsb, 8);
-    int got = 0;
-    if (heur(lt.h, lt.desc, lt.a, lt.b, lt.c, lt.c, pref, 1, &lt.heur, &got) || got < 1) return false;
-    CK(cudaMalloc(&lt.ws, wsb));
-    lt.ok = true;
-    return true;
-}
-
-static float time_ms(int reps, const std::function<void()>& f) {
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    for (int i = 0; i < 3; ++i) f();
-    std::vector<float> ts;
-    for (int t = 0; t < 7; ++t) {
-        cudaEventRecord(a);
-        for (int i = 0; i < reps; ++i) f();
-        cudaEventRecord(b);
-        cudaEventSynchronize(b);
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        ts.push_back(ms / reps);
-    }
-    std::sort(ts.begin(), ts.end());
-    return ts[ts.size() / 2];
-}
+// ------------------------------------------------------------------ baselines and timing: baselines.cuh
+using micro::time_ms;
 
 // Plane GEMM timing on rotated weight copies (> 3x L2 when the weights are small), f16 output with scales.
 static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0, int path = 0) {
@@ -421,50 +345,8 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     return ms;
 }
 
-static float bench_lt(int m, int n, int k) {
-    Lt lt;
-    if (!lt_setup(lt, m, n, k)) return -1.f;
-    int8_t *a, *b;
-    int32_t* c;
-    CK(cudaMalloc(&a, size_t(n) * k));
-    CK(cudaMalloc(&b, size_t(m) * k));
-    CK(cudaMalloc(&c, size_t(m) * n * 4));
-    CK(cudaMemset(a, 3, size_t(n) * k));
-    CK(cudaMemset(b, 5, size_t(m) * k));
-    int32_t alpha = 1, beta = 0;
-    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k / 2 + 1e6))));
-    const float ms = time_ms(reps, [&] {
-        lt.mm(lt.h, lt.desc, &alpha, a, lt.a, b, lt.b, &beta, c, lt.c, c, lt.c, lt.heur.algo, lt.ws, 32 << 20, nullptr);
-    });
-    cudaFree(a);
-    cudaFree(b);
-    cudaFree(c);
-    return ms;
-}
-
-static float bench_f16(int m, int n, int k) {
-    if (!g_blas) g_blas = dlopen("libcublas.so.13", RTLD_NOW);
-    if (!g_blas) return -1.f;
-    auto create = (BlasCreate)dlsym(g_blas, "cublasCreate_v2");
-    auto gemm = (BlasGemmEx)dlsym(g_blas, "cublasGemmEx");
-    void* h;
-    if (!create || !gemm || create(&h)) return -1.f;
-    __half *a, *b, *c;
-    CK(cudaMalloc(&a, size_t(n) * k * 2));
-    CK(cudaMalloc(&b, size_t(m) * k * 2));
-    CK(cudaMalloc(&c, size_t(m) * n * 2));
-    CK(cudaMemset(a, 0x3c, size_t(n) * k * 2));
-    CK(cudaMemset(b, 0x30, size_t(m) * k * 2));
-    float alpha = 1.f, beta = 0.f;
-    const int reps = std::max(3, std::min(200, int(1e9 / (double(m) * n * k / 16 + 1e6))));
-    const float ms = time_ms(reps, [&] {
-        gemm(h, 1, 0, n, m, k, &alpha, a, 2 /*R_16F*/, k, b, 2, k, &beta, c, 2, n, 68 /*COMPUTE_32F*/, -1);
-    });
-    cudaFree(a);
-    cudaFree(b);
-    cudaFree(c);
-    return ms;
-}
+static float bench_lt(int m, int n, int k) { return micro::bench_lt_int8(m, n, k); }
+static float bench_f16(int m, int n, int k) { return micro::bench_cublas_f16(m, n, k); }
 
 static float bench_i8core(int m, int n, int k) {
     int8_t *w, *x;

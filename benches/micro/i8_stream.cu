@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines.cuh"
 #include "lowbit_kernels.h"
 
 #define CK(...)                                                                                 \
@@ -304,127 +305,11 @@ static void run_checks() {
     printf("checks: %d passed, %d failed\n", g_pass, g_fail);
 }
 
-// ------------------------------------------------------------------ baselines (dlopen), timing
-typedef int (*LtCreate)(void**);
-typedef int (*LtDescCreate)(void**, int, int);
-typedef int (*LtDescSet)(void*, int, const void*, size_t);
-typedef int (*LtLayoutCreate)(void**, int, uint64_t, uint64_t, int64_t);
-typedef int (*LtPrefCreate)(void**);
-typedef int (*LtPrefSet)(void*, int, const void*, size_t);
-struct LtHeur {
-    uint64_t algo[8];
-    size_t ws;
-    int state;
-    float waves;
-    int reserved[4];
-};
-typedef int (*LtHeuristic)(void*, void*, void*, void*, void*, void*, void*, int, LtHeur*, int*);
-typedef int (*LtMatmul)(void*, void*, const void*, const void*, void*, const void*, void*, const void*, const void*,
-                        void*, void*, void*, const void*, void*, size_t, cudaStream_t);
-typedef int (*BlasCreate)(void**);
-typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
-                          const void*, void*, int, int, int, int);
-static void* g_lt = nullptr;
-static void* g_blas = nullptr;
-
-static float time_ms(int reps, const std::function<void()>& f) {
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    for (int i = 0; i < 5; ++i) f();
-    std::vector<float> ts;
-    for (int t = 0; t < 9; ++t) {
-        cudaEventRecord(a);
-        for (int i = 0; i < reps; ++i) f();
-        cudaEventRecord(b);
-        cudaEventSynchronize(b);
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        ts.push_back(ms / reps);
-    }
-    std::sort(ts.begin(), ts.end());
-    CK(cudaGetLastError());
-    return ts[ts.size() / 2];
-}
-
-static int copies_for(size_t bytes) { return int(std::min<size_t>(32, (200ull << 20) / std::max<size_t>(bytes, 1) + 1)); }
-
-static float bench_lt(int m, int n, int k) {
-    if (!g_lt) g_lt = dlopen("libcublasLt.so.13", RTLD_NOW);
-    if (!g_lt) return -1.f;
-    auto create = (LtCreate)dlsym(g_lt, "cublasLtCreate");
-    auto dcreate = (LtDescCreate)dlsym(g_lt, "cublasLtMatmulDescCreate");
-    auto dset = (LtDescSet)dlsym(g_lt, "cublasLtMatmulDescSetAttribute");
-    auto lcreate = (LtLayoutCreate)dlsym(g_lt, "cublasLtMatrixLayoutCreate");
-    auto pcreate = (LtPrefCreate)dlsym(g_lt, "cublasLtMatmulPreferenceCreate");
-    auto pset = (LtPrefSet)dlsym(g_lt, "cublasLtMatmulPreferenceSetAttribute");
-    auto heur = (LtHeuristic)dlsym(g_lt, "cublasLtMatmulAlgoGetHeuristic");
-    auto mm = (LtMatmul)dlsym(g_lt, "cublasLtMatmul");
-    void *h, *desc, *la, *lb, *lc, *pref, *ws;
-    if (!create || !mm || create(&h)) return -1.f;
-    dcreate(&desc, 72 /*COMPUTE_32I*/, 10 /*R_32I*/);
-    int trans = 1;
-    dset(desc, 3 /*TRANSA*/, &trans, 4);
-    lcreate(&la, 3 /*R_8I*/, k, n, k);
-    lcreate(&lb, 3, k, m, k);
-    lcreate(&lc, 10, n, m, n);
-    pcreate(&pref);
-    size_t wsb = 32 << 20;
-    pset(pref, 1 /*MAX_WORKSPACE_BYTES*/, &wsb, 8);
-    LtHeur hr;
-    int got = 0;
-    if (heur(h, desc, la, lb, lc, lc, pref, 1, &hr, &got) || got < 1) return -1.f;
-    CK(cudaMalloc(&ws, wsb));
-    const int nc = copies_for(size_t(n) * k);
-    std::vector<int8_t*> a(nc);
-    for (auto& p : a) {
-        CK(cudaMalloc(&p, size_t(n) * k));
-        CK(cudaMemset(p, 3, size_t(n) * k));
-    }
-    int8_t* b;
-    int32_t* c;
-    CK(cudaMalloc(&b, size_t(m) * k));
-    CK(cudaMalloc(&c, size_t(m) * n * 4));
-    CK(cudaMemset(b, 5, size_t(m) * k));
-    int32_t alpha = 1, beta = 0;
-    int it = 0;
-    const float ms = time_ms(50, [&] {
-        mm(h, desc, &alpha, a[it++ % nc], la, b, lb, &beta, c, lc, c, lc, hr.algo, ws, 32 << 20, nullptr);
-    });
-    for (auto p : a) cudaFree(p);
-    cudaFree(b);
-    cudaFree(c);
-    cudaFree(ws);
-    return ms;
-}
-
-static float bench_f16(int m, int n, int k) {
-    if (!g_blas) g_blas = dlopen("libcublas.so.13", RTLD_NOW);
-    if (!g_blas) return -1.f;
-    auto create = (BlasCreate)dlsym(g_blas, "cublasCreate_v2");
-    auto gemm = (BlasGemmEx)dlsym(g_blas, "cublasGemmEx");
-    void* h;
-    if (!create || !gemm || create(&h)) return -1.f;
-    const int nc = copies_for(size_t(n) * k * 2);
-    std::vector<__half*> a(nc);
-    for (auto& p : a) {
-        CK(cudaMalloc(&p, size_t(n) * k * 2));
-        CK(cudaMemset(p, 0x3c, size_t(n) * k * 2));
-    }
-    __half *b, *c;
-    CK(cudaMalloc(&b, size_t(m) * k * 2));
-    CK(cudaMalloc(&c, size_t(m) * n * 2));
-    CK(cudaMemset(b, 0x30, size_t(m) * k * 2));
-    float alpha = 1.f, beta = 0.f;
-    int it = 0;
-    const float ms = time_ms(50, [&] {
-        gemm(h, 1, 0, n, m, k, &alpha, a[it++ % nc], 2 /*R_16F*/, k, b, 2, k, &beta, c, 2, n, 68 /*COMPUTE_32F*/, -1);
-    });
-    for (auto p : a) cudaFree(p);
-    cudaFree(b);
-    cudaFree(c);
-    return ms;
-}
+// ------------------------------------------------------------------ baselines and timing: baselines.cuh
+using micro::copies_for;
+using micro::time_ms;
+static float bench_lt(int m, int n, int k) { return micro::bench_lt_int8(m, n, k, 50); }
+static float bench_f16(int m, int n, int k) { return micro::bench_cublas_f16(m, n, k, 50); }
 
 // lowbit_i8_gemm with f16 output (per-token and channel scales), rotated weight copies; splits/bx forced when > 0.
 // Random tiled bytes of the right size (the timing does not depend on the values; group scales valid).
