@@ -19,6 +19,8 @@
 #include <functional>
 #include <vector>
 
+#include "lowbit_kernels.h"
+
 namespace micro {
 
 #define MICRO_CK(...)                                                                                  \
@@ -60,6 +62,32 @@ inline int copies_for(size_t bytes) {
 
 // Repetitions per batch for about `budget` units of work at `work` units per call (3..200).
 inline int reps_for(double work, double budget) { return std::max(3, std::min(200, int(budget / (work + 1e6)))); }
+
+// An f16-output epilogue with uniform row / column scales (1e-3) for timing lowbit's int8-core epilogues; the
+// scale buffers are freed by release().
+struct F16Epilogue {
+    lowbit_i8_epilogue e{};
+    float* rs = nullptr;
+    float* cs = nullptr;
+    void release() {
+        cudaFree(rs);
+        cudaFree(cs);
+    }
+};
+
+inline F16Epilogue f16_epilogue(int m, int n) {
+    F16Epilogue f;
+    MICRO_CK(cudaMalloc(&f.rs, size_t(m) * 4));
+    MICRO_CK(cudaMalloc(&f.cs, size_t(n) * 4));
+    std::vector<float> v(std::max(m, n), 1e-3f);
+    MICRO_CK(cudaMemcpy(f.rs, v.data(), size_t(m) * 4, cudaMemcpyHostToDevice));
+    MICRO_CK(cudaMemcpy(f.cs, v.data(), size_t(n) * 4, cudaMemcpyHostToDevice));
+    f.e.out_dtype = LOWBIT_I8_OUT_F16;
+    f.e.row_scale = f.rs;
+    f.e.col_scale = f.cs;
+    f.e.out_scale = 1.f;
+    return f;
+}
 
 // cuBLASLt / cuBLAS entry points (the C ABI, declared here by hand).
 typedef int (*LtCreate)(void**);

@@ -310,17 +310,8 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     HostOperand hw = random_planes(q, n, k);
     for (int i = 0; i < nc; ++i) dws.push_back(upload(hw));
     DevOperand dx = upload(hx);
-    float *rs, *cs;
-    CK(cudaMalloc(&rs, m * 4));
-    CK(cudaMalloc(&cs, n * 4));
-    std::vector<float> ones(std::max(m, n), 1e-3f);
-    CK(cudaMemcpy(rs, ones.data(), m * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(cs, ones.data(), n * 4, cudaMemcpyHostToDevice));
-    lowbit_i8_epilogue e{};
-    e.out_dtype = LOWBIT_I8_OUT_F16;
-    e.row_scale = rs;
-    e.col_scale = cs;
-    e.out_scale = 1.f;
+    micro::F16Epilogue fe = micro::f16_epilogue(m, n);
+    const lowbit_i8_epilogue& e = fe.e;
     lowbit_bip_config cfg{bx, splits, path};
     const int64_t wsb = lowbit_bip_gemm_workspace_bytes(&dx.op, &dws[0].op, k, &cfg, 0);
     if (wsb < 0) return -1.f;
@@ -332,15 +323,14 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     __half* y;
     CK(cudaMalloc(&y, size_t(m) * n * 2));
     int it = 0;
-    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k * p * q / 16 + 1e6))));
+    const int reps = micro::reps_for(double(m) * n * k * p * q / 16, 2e9);
     const float ms = time_ms(reps, [&] {
         ST(lowbit_bip_gemm(&dx.op, &dws[it++ % nc].op, k, &e, y, n, ws, wsb, &cfg, 0, nullptr));
     });
     for (auto& d : dws) release(d);
     release(dx);
     cudaFree(y);
-    cudaFree(rs);
-    cudaFree(cs);
+    fe.release();
     if (ws) cudaFree(ws);
     return ms;
 }
@@ -371,7 +361,7 @@ static float bench_i8core(int m, int n, int k) {
     }
     __half* y;
     CK(cudaMalloc(&y, size_t(m) * n * 2));
-    const int reps = std::max(3, std::min(200, int(2e9 / (double(m) * n * k / 2 + 1e6))));
+    const int reps = micro::reps_for(double(m) * n * k / 2, 2e9);
     const float ms = time_ms(reps, [&] { ST(lowbit_i8_gemm(&wt, x, k, m, &e, y, n, ws, wsb, nullptr, 0, nullptr)); });
     cudaFree(w);
     cudaFree(x);

@@ -337,17 +337,8 @@ static float bench_lowbit(Fmt f, int m, int n, int k, int path = 0, int bx = 0, 
     int8_t* x;
     CK(cudaMalloc(&x, size_t(m) * k));
     CK(cudaMemset(x, 5, size_t(m) * k));
-    float *rs, *cs;
-    CK(cudaMalloc(&rs, m * 4));
-    CK(cudaMalloc(&cs, n * 4));
-    std::vector<float> v(std::max(m, n), 1e-3f);
-    CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
-    lowbit_i8_epilogue e{};
-    e.out_dtype = LOWBIT_I8_OUT_F16;
-    e.row_scale = rs;
-    e.col_scale = cs;
-    e.out_scale = 1.f;
+    micro::F16Epilogue fe = micro::f16_epilogue(m, n);
+    const lowbit_i8_epilogue& e = fe.e;
     lowbit_i8_config cfg{path, bx, splits};
     const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&ds[0].w, m, &cfg, 0);
     float ms = -1.f;
@@ -366,8 +357,7 @@ static float bench_lowbit(Fmt f, int m, int n, int k, int path = 0, int bx = 0, 
     }
     for (auto& d : ds) release(d);
     cudaFree(x);
-    cudaFree(rs);
-    cudaFree(cs);
+    fe.release();
     return ms;
 }
 
