@@ -80,6 +80,44 @@ __device__ __forceinline__ void tma_3d_g2s_mc(void* dst, const CUtensorMap* map,
         : "memory");
 }
 
+// ---- shared -> global stores through the TMA engine (for epilogues that overlap the next tile) ----
+//
+// Usage (one tile): every writing thread stores its part of the tile into shared memory, then calls
+// `fence_proxy_async_shared()` (makes generic-proxy writes visible to the async proxy); the CTA (or the writing
+// warpgroup) synchronizes; ONE thread issues `tma_2d_s2g` for each box and `bulk_commit_group()`. Before the
+// same shared buffer is written again, that thread calls `bulk_wait_group_read<0>()` (the engine has finished
+// READING shared memory; the global writes may still be in flight) and the writers synchronize on it.
+// Global visibility to a later kernel is guaranteed at kernel end; within the kernel use bulk_wait_group<0>().
+
+// Generic-proxy shared-memory writes -> visible to the async (TMA) proxy of this CTA.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// 2-D tensor store of the box at (c0 = innermost coordinate, c1) of `map` from shared memory `src` (laid out as
+// the map's box, with the map's swizzle); elements outside the tensor are not written (free edge clipping).
+__device__ __forceinline__ void tma_2d_s2g(const CUtensorMap* map, const void* src, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];\n" ::"l"(
+                     reinterpret_cast<uint64_t>(map)),
+                 "r"(c0), "r"(c1), "r"(smem_u32(src))
+                 : "memory");
+}
+
+// Close the bulk-async group of the stores issued by this thread since the last commit.
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+
+// Wait until at most N of this thread's committed bulk groups still READ their shared-memory source.
+template <int N>
+__device__ __forceinline__ void bulk_wait_group_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+
+// Wait until at most N of this thread's committed bulk groups are still incomplete (writes done).
+template <int N>
+__device__ __forceinline__ void bulk_wait_group() {
+    asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 // This CTA's rank in its cluster.
 __device__ __forceinline__ uint32_t cluster_rank() {
     uint32_t r;
