@@ -907,7 +907,8 @@ pub struct MappingKernels {
 /// - `M ≤` [`PACKED_MAX_M`] with packed 2- / 4-bit codes (`q ∈ 2..=4`): the int8 core's streaming kernel (M = 1,
 ///   28672×8192: W2 6.3× cuBLAS f16 against 4.2× for the planes; W4 3.8× against 2.4×), except for 8 < M ≤ 16 on
 ///   wide layers (N ≥ 3K), where the packed kernel's 16-row orientation loses to the planes (28672×8192, M = 16:
-///   W2A2 56.8 µs against 28.0 µs; on 8192×28672, 8192² and 4096² the packed codes win by 15–50%).
+///   W2A2 56.8 µs against 28.0 µs; on 8192×28672, 8192² and 4096² the packed codes win by 15–50%) while
+///   `p·q ≤ 8` (W2A8, W4A4, W4A8 took 108–142 µs on the planes there against 57–70 µs for the packed codes).
 /// - Otherwise M ≤ 64: bit planes (`q` bits per weight where the unpacked int8 mapping reads 8).
 /// - Where the warp-specialized plane kernel runs (its tiles fill every SM, as the launcher decides) and `p·q ≤ 4`:
 ///   bit planes (M = 4096, N = K = 8192: W1A4 1.53×, W2A2 1.46×, W4A1 1.15× cuBLASLt int8; the int8 mapping runs
@@ -920,7 +921,8 @@ pub fn auto_mapping(kn: &MappingKernels, p: u32, q: u32, m: usize, n: usize, k: 
     let pq = p * q;
     let ws_runs = kn.ws_tile > 0 && n.div_ceil(128) * m.div_ceil(kn.ws_tile as usize) >= kn.sms as usize;
     let prefer_planes = if m <= PACKED_MAX_M && kn.int8_packed && (2..=4).contains(&q) {
-        m > 8 && n >= 3 * k
+        // 9..=16 rows on a wide layer: the planes win only while their work (p·q plane pairs) stays small.
+        m > 8 && n >= 3 * k && pq <= 8
     } else {
         m <= 64 || (ws_runs && pq <= 4) || (m >= 1024 && pq == 1)
     };
@@ -958,13 +960,15 @@ mod tests {
         let no_ws = MappingKernels { ws_tile: 0, ..h100 };
         let auto = |k: &MappingKernels, p, q, m, n, kk| auto_mapping(k, p, q, m, n, kk);
         // Decode: packed 2- / 4-bit codes on the int8 streaming kernel, 1-bit weights (and unpacked ones) on planes.
-        for (p, q) in [(2, 2), (8, 2), (1, 4), (4, 4), (8, 3)] {
+        for (p, q) in [(2, 2), (8, 2), (1, 4), (4, 4), (8, 3), (2, 4), (4, 2)] {
             assert_eq!(auto(&h100, p, q, 1, 28672, 8192), Some(Int8), "W{q}A{p}");
             assert_eq!(auto(&h100, p, q, 1, 8192, 28672), Some(Int8), "W{q}A{p}");
             assert_eq!(auto(&h100, p, q, 16, 8192, 28672), Some(Int8), "W{q}A{p}");
             assert_eq!(auto(&h100, p, q, 16, 4096, 4096), Some(Int8), "W{q}A{p}");
-            // 9..=16 rows on a wide layer: the planes.
-            assert_eq!(auto(&h100, p, q, 16, 28672, 8192), Some(Planes), "W{q}A{p}");
+            // 9..=16 rows on a wide layer: the planes up to p·q = 8 (W2A8, W4A4, W4A8 ran at twice the
+            // packed-code time on the planes there: docs/results/h100/bipolar-211e588.md).
+            let wide = if p * q <= 8 { Planes } else { Int8 };
+            assert_eq!(auto(&h100, p, q, 16, 28672, 8192), Some(wide), "W{q}A{p}");
             assert_eq!(auto(&unpacked, p, q, 1, 28672, 8192), Some(Planes), "W{q}A{p}");
         }
         assert_eq!(auto(&h100, 4, 1, 1, 8192, 8192), Some(Planes));
