@@ -8,7 +8,8 @@ Usage:
 Reads the JSON written by ``lowbit-bench`` (schema version 1) and writes
 ``<suite>.png`` next to it (or ``--out``): for every shape a panel with M on a
 log2 x-axis and ``speedup = baseline_us / time_us`` on the y-axis, one line per
-op (e.g. ``w4a16-int-g128``), a dashed line at 1.0 (the baseline) and hollow red
+op (e.g. ``w4a16-int-g128``; of a suite that times several mappings, the automatic
+one), a dashed line at 1.0 (the baseline) and hollow red
 markers on points whose correctness spot check failed.
 """
 
@@ -56,15 +57,24 @@ Series = dict[tuple[int, int], dict[str, list[Point]]]
 def series(rows: list[dict[str, Any]], baseline: str) -> Series:
     """Group the rows measured against ``baseline`` into lines per shape."""
     out: Series = defaultdict(lambda: defaultdict(list))
+    # Suites that time several mappings of one op (bipolar: planes / int8 / auto) plot the automatic choice,
+    # the one a user gets; a suite without "auto" rows keeps every mapping, each its own line.
+    has_auto = any(row.get("mapping") == "auto" for row in rows)
     for row in rows:
         if row.get("baseline") != baseline:
+            continue
+        mapping = row.get("mapping")
+        if has_auto and mapping != "auto":
             continue
         speedup = float(row["speedup"])
         if not math.isfinite(speedup) or speedup <= 0:
             continue
         failed = row.get("check_ok") is False
         shape = (int(row["n"]), int(row["k"]))
-        out[shape][str(row["op"])].append((int(row["m"]), speedup, failed))
+        label = (
+            str(row["op"]) if mapping in (None, "auto") else f"{row['op']}/{mapping}"
+        )
+        out[shape][label].append((int(row["m"]), speedup, failed))
     for ops in out.values():
         for points in ops.values():
             points.sort()
