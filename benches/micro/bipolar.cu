@@ -127,6 +127,7 @@ static lowbit_i8_epilogue epi_i32() {
 }
 
 static int g_fail = 0, g_pass = 0;
+static bool g_diag = false;  // diagnosis runs: print, do not count
 
 // Plane GEMM, int32 output, vs the host reference on every element.
 // path: LOWBIT_BIP_PATH_*; nsm: CTAs of the persistent kernel (0 = all SMs; small values make every CTA loop over
@@ -183,8 +184,10 @@ static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits, in
 }
 
 // The warp-specialized kernel's f16 / bf16 / int8 epilogue equals the synchronous kernel's bit for bit (same
-// arithmetic), with row and column scales, a rank-1 correction and a bias, on odd shapes.
-static void check_ws_epilogue(int p, int q, int m, int n, int k, int out) {
+// arithmetic), with row and column scales, a rank-1 correction and a bias, on odd shapes. ldy = 0: n + 1 (odd: the
+// direct stores); a multiple of 8 takes the ws kernel's TMA-store epilogue for f16 / bf16 (ws v2), whose clipping
+// at M and N is checked by the poisoned guard columns n .. ldy - 1 and the exact buffer size.
+static void check_ws_epilogue(int p, int q, int m, int n, int k, int out, int64_t ldy_in = 0) {
     HostOperand hx = make_operand(p, m, k), hw = make_operand(q, n, k);
     DevOperand dx = upload(hx), dw = upload(hw);
     std::uniform_real_distribution<float> ud(0.5f, 1.5f);
@@ -206,7 +209,7 @@ static void check_ws_epilogue(int p, int q, int m, int n, int k, int out) {
     e.bias = db;
     e.out_scale = 0.05f;
     const int es = out == LOWBIT_I8_OUT_I8 ? 1 : 2;
-    const int64_t ldy = n + 1;
+    const int64_t ldy = ldy_in ? ldy_in : n + 1;
     std::vector<unsigned char> got[2];
     for (int path : {LOWBIT_BIP_PATH_SYNC, LOWBIT_BIP_PATH_WS}) {
         lowbit_bip_config cfg{0, 1, path};
@@ -221,8 +224,14 @@ static void check_ws_epilogue(int p, int q, int m, int n, int k, int out) {
         cudaFree(y);
     }
     const bool ok = got[0] == got[1];
-    if (!ok) printf("FAIL ws epilogue p=%d q=%d m=%d n=%d k=%d out=%d\n", p, q, m, n, k, out);
-    ok ? ++g_pass : ++g_fail;
+    if (!ok) {
+        size_t at = 0;
+        while (at < got[0].size() && got[0][at] == got[1][at]) ++at;
+        const size_t el = at / es;
+        printf("FAIL ws epilogue p=%d q=%d m=%d n=%d k=%d out=%d ldy=%lld: first difference at row %lld col %lld\n", p,
+               q, m, n, k, out, (long long)ldy, (long long)(el / ldy), (long long)(el % ldy));
+    }
+    if (!g_diag) ok ? ++g_pass : ++g_fail;
     for (float* v : {drs, drc, dcs, dcc, db}) cudaFree(v);
     release(dx);
     release(dw);
@@ -398,7 +407,7 @@ int main(int argc, char** argv) {
         }
         printf("check: %d passed, %d failed\n", g_pass, g_fail);
     }
-    if (mode == "ws") {
+    if (mode == "ws" || mode == "wsq") {
         // The warp-specialized kernel: exactness of every instance on odd shapes (one tile or less, several tiles,
         // few CTAs looping over many tiles, K not a multiple of the 1024-bit stage, K < 128), the automatic choice on
         // a shape whose tiles fill the SMs, the epilogue bit for bit against the synchronous kernel; then the
@@ -415,6 +424,13 @@ int main(int argc, char** argv) {
                     check_gemm(p, q, 3 * bx - 1, 130, 4096 + 1024 + 128, 0, 0, LOWBIT_BIP_PATH_WS, 0);
                     check_gemm(p, q, 4 * bx + 3, 520, 1024, 0, 0, LOWBIT_BIP_PATH_WS, 7);
                     check_ws_epilogue(p, q, bx + 9, 203, 1500, LOWBIT_I8_OUT_F16);
+                    // TMA-store epilogue (ldy % 8 == 0 and N % 8 == 0): clipped edge tiles, 5 CTAs looping over 25
+                    // tiles; N = 203 with an aligned pitch takes the direct stores (TMA clips N in 16-byte units)
+                    check_ws_epilogue(p, q, bx + 9, 203, 1500, LOWBIT_I8_OUT_F16, 216);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, LOWBIT_I8_OUT_F16, 216);
+                    check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, LOWBIT_I8_OUT_BF16, 136);
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, LOWBIT_I8_OUT_BF16, 528);
+                    check_ws_epilogue(p, q, 2 * bx, 640, 1024, LOWBIT_I8_OUT_F16, 640);
                 }
             printf("ws check (multicast %s): %d passed, %d failed\n", mc, g_pass, g_fail);
         }
@@ -423,7 +439,52 @@ int main(int argc, char** argv) {
         check_ws_epilogue(2, 2, 77, 250, 999, LOWBIT_I8_OUT_I8);
         check_gemm(1, 1, 257, 8449, 200, 0, 0, 0, 0);  // automatic: 2 x 67 tiles >= 132 SMs -> ws
         check_gemm(2, 2, 130, 5889, 300, 0, 0, 0, 0);  // 3 x 47 tiles
+        check_ws_epilogue(1, 1, 300, 129, 2000, LOWBIT_I8_OUT_BF16, 136);
+        check_ws_epilogue(2, 2, 77, 250, 999, LOWBIT_I8_OUT_F16, 256);
+        check_ws_epilogue(2, 2, 77, 248, 999, LOWBIT_I8_OUT_F16, 256);
         printf("ws check: %d passed, %d failed\n", g_pass, g_fail);
+        // Diagnosis (not counted): TMA stores forced on N % 8 != 0, expected to differ past column N.
+        g_diag = true;
+        setenv("LOWBIT_BIP_WS_TMA_STORE", "2", 1);
+        printf("diagnosis, TMA stores forced at N = 203 (a FAIL line is expected):\n");
+        check_ws_epilogue(1, 1, 265, 203, 1500, LOWBIT_I8_OUT_F16, 216);
+        setenv("LOWBIT_BIP_WS_TMA_STORE", "1", 1);
+        g_diag = false;
+    }
+    if (mode == "wsq" || mode == "wst") {
+        // ws timings only: staged TMA-store epilogue (ws v2, the default) and the direct stores
+        // (LOWBIT_BIP_WS_TMA_STORE=0) of the same build, cuBLASLt int8 in the same process.
+        const double S = 8192;
+        float mc = 0.f;  // TMA stores with 2-CTA multicast (LOWBIT_BIP_WS_MULTICAST=1)
+        auto ws_pair = [&](int p, int q, int m, float& tma, float& direct) {
+            setenv("LOWBIT_BIP_WS_TMA_STORE", "1", 1);
+            setenv("LOWBIT_BIP_WS_MULTICAST", "1", 1);
+            mc = bench_plane(p, q, m, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+            tma = bench_plane(p, q, m, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            setenv("LOWBIT_BIP_WS_TMA_STORE", "0", 1);
+            direct = bench_plane(p, q, m, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            setenv("LOWBIT_BIP_WS_TMA_STORE", "1", 1);
+        };
+        float t1, d1;
+        const float lt_sq = bench_lt(8192, 8192, 8192);
+        ws_pair(1, 1, 8192, t1, d1);
+        printf("8192^3: cublaslt-int8 %.1f us | w1a1 ws tma-store %.1f us (%.0f eff TOPS, %.2fx) | direct stores %.1f us "
+               "(%.0f eff TOPS, %.2fx) | tma-store+multicast %.1f us\n",
+               lt_sq * 1e3, t1 * 1e3, tops(t1, S, S, S), lt_sq / t1, d1 * 1e3, tops(d1, S, S, S), lt_sq / d1, mc * 1e3);
+        const float lt = bench_lt(4096, 8192, 8192);
+        printf("M=4096 N=K=8192: cublaslt-int8 %.1f us (%.0f TOPS)\n", lt * 1e3, tops(lt, 4096, S, S));
+        const int pq[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {4, 1}, {1, 4}, {4, 2}, {2, 4}};
+        for (auto& v : pq) {
+            ws_pair(v[0], v[1], 4096, t1, d1);
+            printf("  w%da%d ws tma-store %.1f us %.0f eff TOPS %.2fx | direct %.1f us %.2fx | tma+multicast %.1f us %.2fx "
+                   "cublaslt-int8\n",
+                   v[1], v[0], t1 * 1e3, tops(t1, 4096, S, S), lt / t1, d1 * 1e3, lt / d1, mc * 1e3, lt / mc);
+        }
+        const float lt2 = bench_lt(4096, 8192, 8192);
+        printf("M=4096 cublaslt-int8 again: %.1f us\n", lt2 * 1e3);
+    }
+    if (mode == "ws") {
         const double S = 8192;
         const float lt_sq = bench_lt(8192, 8192, 8192);
         const float w1s = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_SYNC);

@@ -23,6 +23,13 @@ bool multicast_enabled() {
     return v != nullptr && v[0] == '1';
 }
 
+// LOWBIT_BIP_WS_TMA_STORE=0: ws v1's direct f16 / bf16 stores instead of the staged TMA stores (same-run A/B);
+// =2 (diagnosis only): TMA stores even when N is not a multiple of 8 (known to write past column N).
+int tma_store_mode() {
+    const char* v = getenv("LOWBIT_BIP_WS_TMA_STORE");
+    return v == nullptr ? 1 : v[0] == '0' ? 0 : v[0] == '2' ? 2 : 1;
+}
+
 // LOWBIT_BIP_WS_DEBUG=1: the cluster grid of the first multicast launch per variant on stderr (diagnosis only).
 bool debug_enabled() {
     const char* v = getenv("LOWBIT_BIP_WS_DEBUG");
@@ -46,6 +53,19 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
     e = lowbit::tma::make_3d_sw128_u8(wmap, a.w, cols, uint64_t(a.n), Q, uint64_t(a.ldw) * 4, uint64_t(a.w_plane) * 4,
                                       kStageBytes, MC == 2 ? kBW / 2 : kBW, MC == 2 ? 1 : Q);
     if (e != cudaSuccess) return e;
+    // f16 / bf16 output through TMA tensor stores (ws v2) when the copy engine can address it: 16-byte aligned base,
+    // row pitch a multiple of 16 bytes; box = 64 columns (128 bytes, 128-byte swizzle) x the staging rows. N must be
+    // a multiple of 8 as well: on an H100 the store's clipping at N = 203 / 129 / 250 wrote past column N (the guard
+    // columns of benches/micro/bipolar.cu `ws` differed; N = 520 / 640 were exact), i.e. the edge is honoured in
+    // 16-byte units only (CUTLASS's TMA epilogues require the same alignment of the extent). Anything else (int8 /
+    // int32, odd pitches or N, a map the driver rejects) keeps the direct stores.
+    CUtensorMap ymap{};
+    int ystore = 0;
+    if ((a.epi.out == lowbit::i8::kOutF16 || a.epi.out == lowbit::i8::kOutBf16) && a.ldy % 8 == 0 &&
+        (a.n % 8 == 0 || tma_store_mode() == 2) && (reinterpret_cast<uintptr_t>(a.y) & 15) == 0 && tma_store_mode()) {
+        ystore = lowbit::tma::make_2d_sw128(ymap, CU_TENSOR_MAP_DATA_TYPE_UINT16, a.y, uint64_t(a.m), uint64_t(a.n),
+                                            uint64_t(a.ldy) * 2, G::kOutRows, 64) == cudaSuccess;
+    }
     auto kern = ws_plane_kernel<P, Q, BX, MC>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
     if (e != cudaSuccess) return e;
@@ -53,7 +73,7 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
     if constexpr (MC == 0) {
         const int64_t tiles = mt * nt;
         const int grid = int(tiles < nsm ? tiles : nsm);
-        kern<<<grid, kThreads, G::kSmem, st>>>(a, xmap, wmap, group);
+        kern<<<grid, kThreads, G::kSmem, st>>>(a, xmap, wmap, group, ymap, ystore);
         return cudaGetLastError();
     } else {
         const int64_t units = MC == 1 ? mt * ((nt + 1) / 2) : ((mt + 1) / 2) * nt;
@@ -82,7 +102,7 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         if (debug_enabled() && !told.exchange(true))
             fprintf(stderr, "bip ws P=%d Q=%d BX=%d MC=%d: %d resident clusters, %lld launched, %lld units\n", P, Q, BX,
                     MC, resident, (long long)clusters, (long long)units);
-        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, group);
+        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, group, ymap, ystore);
     }
 }
 

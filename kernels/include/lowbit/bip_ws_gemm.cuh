@@ -22,12 +22,15 @@
 // m64nRk256 (A = weight plane j, rows 64 cw.., B = the stacked X tile). The AND-popcount is invariant under any
 // k permutation applied to both operands alike; both maps apply the same swizzle, so the order agrees.
 // After the K loop: recovery sum_ij 2^(i+j) in registers (as bip_gemm.cuh), correction and epilogue with the
-// tile's row vectors from shared memory (RowVecs) and 4-byte f16 / bf16 pair stores; meanwhile the producer
-// already streams the next tile's stages.
+// tile's row vectors from shared memory (RowVecs); meanwhile the producer already streams the next tile's stages.
+// f16 / bf16 output (ws v2, when the launcher could build the output tensor map) goes through a shared staging
+// buffer and TMA tensor stores (store_tile_tma) that drain while the consumers run the next tile's K loop; other
+// outputs as direct global stores (store_tile_ws; f16 / bf16 as 4-byte pairs).
 //
 // Limits: sm_90a; no split-K (large M); X / W planes 16-byte aligned with ld and plane_stride multiples of 4
 // words (TMA strides multiples of 16 bytes; checked by the launcher as for the synchronous kernel);
-// slot = Q * 16 KB + P * BX * 128 B with at least 3 slots in ~225 KB (Q <= 4).
+// slot = Q * 16 KB + P * BX * 128 B with at least 3 slots next to the output staging buffer in 227 KB (Q <= 4);
+// TMA-store output: ldy and N multiples of 8 elements, y 16-byte aligned (else the direct stores).
 #pragma once
 
 #include <cuda.h>
@@ -47,18 +50,6 @@ using bip::kBW;
 constexpr int kThreads = 384;
 constexpr int kStageBytes = 128;  // K bytes per stage (1024 bits): one 128-byte swizzle row
 
-template <int P, int Q, int BX>
-struct Geo {
-    static constexpr int kR = P * BX;                        // stacked X rows
-    static constexpr int kWPlane = kBW * kStageBytes;        // 16 KB per weight plane
-    static constexpr int kWStage = Q * kWPlane;
-    static constexpr int kXStage = kR * kStageBytes;
-    static constexpr int kSlot = kWStage + kXStage;          // multiple of 1024 (BX % 8 == 0)
-    static constexpr int kBudget = 225 * 1024;
-    static constexpr int kStages = kBudget / kSlot > 8 ? 8 : kBudget / kSlot;
-    static constexpr int kSmem = kStages * kSlot + 1024;     // + alignment slack (swizzle atoms need 1024)
-};
-
 // Row vectors of a tile in shared memory (per consumer warpgroup): the correction's S_x[m] and the epilogue's
 // row scale and row correction. Loaded from global memory before the K loop (latency hidden behind it) and
 // stored here after it, so the epilogue's stores never wait on a global load (with stores to y in between,
@@ -68,6 +59,42 @@ template <int BX>
 struct RowVecs {
     uint32_t sx[BX];
     float rs[BX], rc[BX];
+};
+
+// Shared-memory plan (ws v2): the ring of S slots plus the output staging buffer of the TMA-store epilogue
+// (store_tile_tma): per consumer warpgroup OR rows x 128 bytes (its 64 f16 / bf16 columns of OR activation rows),
+// written by stmatrix, stored by one TMA tensor store per pass, BX / OR passes per tile. Whole-tile staging
+// (OR = BX) lets the stores of tile i drain under the K loop of tile i + 1 with no wait in the epilogue; it is
+// kept while it leaves at least kMinSlots ring slots, otherwise OR halves. The CTA limit is 227 KB (232448 B)
+// including the static barriers and RowVecs and the 1 KB alignment slack of the dynamic region.
+#ifndef LOWBIT_BIP_WS_MIN_SLOTS
+#define LOWBIT_BIP_WS_MIN_SLOTS 3  // micro-harness experiment: 4 = more ring slots, staging in smaller passes
+#endif
+constexpr int kMinSlots = LOWBIT_BIP_WS_MIN_SLOTS;
+constexpr int kSmemLimit = 232448;
+
+constexpr int ring_slots(int avail, int slot) { return avail / slot > 8 ? 8 : avail / slot; }
+
+// Staging rows per consumer and pass: the largest OR = BX / 2^i (OR >= 8) that leaves `want` slots, else 0.
+constexpr int out_rows_for(int avail, int slot, int bx, int want) {
+    return bx < 8 ? 0 : ring_slots(avail - 2 * bx * kStageBytes, slot) >= want ? bx : out_rows_for(avail, slot, bx / 2, want);
+}
+
+template <int P, int Q, int BX>
+struct Geo {
+    static constexpr int kR = P * BX;                        // stacked X rows
+    static constexpr int kWPlane = kBW * kStageBytes;        // 16 KB per weight plane
+    static constexpr int kWStage = Q * kWPlane;
+    static constexpr int kXStage = kR * kStageBytes;
+    static constexpr int kSlot = kWStage + kXStage;          // multiple of 1024 (BX % 8 == 0)
+    // dynamic bytes left after the static ones (barriers of up to 8 slots, RowVecs x 2) and the alignment slack
+    static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 2 * int(sizeof(RowVecs<BX>)) - 256;
+    static constexpr int kOutRowsPref = out_rows_for(kAvail, kSlot, BX, kMinSlots);
+    static constexpr int kOutRows = kOutRowsPref ? kOutRowsPref : out_rows_for(kAvail, kSlot, BX, 3);
+    static constexpr int kOutBytes = kOutRows * kStageBytes;  // per consumer warpgroup (1024-byte multiple)
+    static constexpr int kStages = ring_slots(kAvail - 2 * kOutBytes, kSlot);
+    static constexpr int kSmem = kStages * kSlot + 2 * kOutBytes + 1024;  // + alignment slack (swizzle atoms)
+    static_assert(kOutRows >= 8 && BX % kOutRows == 0, "no room for the output staging buffer");
 };
 
 template <int OUT>
@@ -230,6 +257,103 @@ __device__ __forceinline__ void store_tile_ws(const Args& p, int32_t (&t)[P * BX
     }
 }
 
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0),
+                 "r"(r1), "r"(r2), "r"(r3)
+                 : "memory");
+}
+
+__device__ __forceinline__ void consumer_bar(int cw) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory"); }
+
+// ws v2 epilogue for f16 / bf16 (ws v1's store_tile_ws stays for int8 / int32 and for outputs the TMA cannot
+// address): the consumer warpgroup's 64 output columns x BX rows go through a shared-memory staging buffer `ob`
+// (OR rows x 128 bytes, 128-byte swizzle: 16-byte chunk j of row m at chunk j ^ (m & 7)) and leave by one TMA
+// tensor store per pass of OR rows, issued by thread 0 of the warpgroup; the consumers go on to the next tile while
+// the copy engine writes (the stores overlap the next K loop). Values: the same arithmetic as store_tile_ws, bit for
+// bit. Layout: thread (warp, g, tq) holds T of weight rows n = 16 warp + g + 8 r, activation rows 8 ii + 2 tq + h,
+// i.e. for each (ii, r) the mma accumulator fragment of an 8 x 8 block transposed: stmatrix .trans writes it as 8
+// activation rows of 8 consecutive columns (16 bytes). One stmatrix.x4 per pair of row groups: matrices (ii, r=0),
+// (ii, r=1), (ii+1, r=0), (ii+1, r=1); lanes 8k .. 8k+7 give the row addresses of matrix k. The 8 rows of one
+// matrix hit 8 distinct 16-byte chunks of the swizzle: no bank conflicts. Rows >= M and columns >= N are clipped
+// by the TMA store. Thread 0 of the warpgroup waits for the staging buffer's previous store to have been read
+// before it is written again (bulk_wait_group_read) and at kernel end for all of them. t is read, not clobbered.
+// The column vectors of one thread's two weight rows nr, nr + 8 (loaded before the K loop, so that their L2
+// latency is hidden behind it rather than exposed at the start of the epilogue).
+struct ColVals {
+    uint32_t csw[2];  // (2^P - 1) S_w[n] + K (2^P - 1)(2^Q - 1)
+    float cs[2], cc[2], bs[2];
+};
+
+template <int P, int Q>
+__device__ __forceinline__ ColVals load_cols(const Args& p, int nr) {
+    constexpr uint32_t A = (1u << P) - 1, B = (1u << Q) - 1;
+    const uint32_t kab = uint32_t(p.k) * A * B;
+    const i8::Epilogue& e = p.epi;
+    ColVals c;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int n = nr + 8 * r;
+        const int nn = n < p.n ? n : 0;
+        c.csw[r] = A * uint32_t(__ldg(p.sw + nn)) + kab;
+        c.cs[r] = e.cs ? __ldg(e.cs + nn) : 1.f;
+        c.cc[r] = e.cc ? __ldg(e.cc + nn) : 0.f;
+        c.bs[r] = e.bias ? __ldg(e.bias + nn) : 0.f;
+    }
+    return c;
+}
+
+template <int P, int Q, int BX, int OR, int OUT>
+__device__ __forceinline__ void store_tile_tma(const Args& p, const int32_t (&t)[P * BX / 2], const ColVals& cv,
+                                               int tq, const RowVecs<BX>& rv, unsigned char* obuf,
+                                               const CUtensorMap* ymap, int n0, int m0, int cw, int warp, int lane) {
+    static_assert(OR % 16 == 0 && BX % OR == 0, "passes of whole stmatrix.x4 row pairs");
+    const uint32_t ob = tma::smem_u32(obuf);
+    constexpr uint32_t B = (1u << Q) - 1;
+    const i8::Epilogue& e = p.epi;
+    const uint32_t(&csw)[2] = cv.csw;
+    const float(&cs)[2] = cv.cs;
+    const float(&cc)[2] = cv.cc;
+    const float(&bs)[2] = cv.bs;
+    const int mk = lane >> 3, mi = lane & 7;  // stmatrix: matrix k, row i of this lane's address
+    const uint32_t lane_off = uint32_t(((mk >> 1) * 8 + mi) * kStageBytes + (((2 * warp + (mk & 1)) ^ mi) << 4));
+    const bool issuer = (threadIdx.x & 127) == 0;
+    constexpr int NP = BX / OR;
+#pragma unroll
+    for (int pass = 0; pass < NP; ++pass) {
+        if (pass > 0) {  // the previous pass's store must have left the staging buffer
+            if (issuer) tma::bulk_wait_group_read<0>();
+            consumer_bar(cw);
+        }
+#pragma unroll
+        for (int u = 0; u < OR / 16; ++u) {
+            uint32_t reg[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const int ii = pass * (OR / 8) + 2 * u + (k >> 1), r = k & 1;
+                const int la = 8 * ii + 2 * tq;
+                uint32_t b[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int32_t yv = int32_t(4u * uint32_t(t[4 * ii + 2 * r + h]) - B * rv.sx[la + h] - csw[r]);
+                    float v = __fmul_rn(__int2float_rn(yv), rv.rs[la + h]);
+                    if (e.cs) v = __fmul_rn(v, cs[r]);
+                    if (e.rc) v = __fmaf_rn(rv.rc[la + h], cc[r], v);
+                    if (e.bias) v = __fadd_rn(v, bs[r]);
+                    b[h] = to_b16<OUT>(v);
+                }
+                reg[k] = b[0] | (b[1] << 16);
+            }
+            stmatrix_x4_trans(ob + lane_off + uint32_t(u) * 2048u, reg[0], reg[1], reg[2], reg[3]);
+        }
+        tma::fence_proxy_async_shared();  // the generic-proxy writes -> visible to the TMA engine
+        consumer_bar(cw);
+        if (issuer) {
+            tma::tma_2d_s2g(ymap, obuf, n0, m0 + pass * OR);
+            tma::bulk_commit_group();
+        }
+    }
+}
+
 // Which operand a 2-CTA cluster shares (multicast): the one with more bytes per stage. 1 = X (the two CTAs take
 // neighbouring weight tiles of one activation tile), 2 = W (neighbouring activation tiles of one weight tile).
 template <int P, int Q, int BX>
@@ -240,7 +364,8 @@ constexpr int multicast_for() {
 template <int P, int Q, int BX, int MC>
 __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_constant__ Args p,
                                                                 const __grid_constant__ CUtensorMap xmap,
-                                                                const __grid_constant__ CUtensorMap wmap, int group) {
+                                                                const __grid_constant__ CUtensorMap wmap, int group,
+                                                                const __grid_constant__ CUtensorMap ymap, int ystore) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
@@ -256,6 +381,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
     __shared__ RowVecs<BX> rowv[2];  // per consumer warpgroup
     const uint32_t raw = tma::smem_u32(smem_raw);
     unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    unsigned char* outbuf = ring + S * G::kSlot;  // 2 x kOutBytes: the consumers' output staging (ws v2)
 
     const int tid = threadIdx.x;
     const int wg = tid >> 7;
@@ -352,6 +478,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
             int nb, mb;
             tile_of(t, nb, mb);
             const int m0 = mb * BX;
+            const int nr = nb * kBW + cw * 64 + warp * 16 + g;  // this thread's weight rows nr, nr + 8
+            const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
+            ColVals cv{};
+            if (tma_out) cv = load_cols<P, Q>(p, nr);
             uint32_t lsx[RPT];
             float lrs[RPT], lrc[RPT];
 #pragma unroll
@@ -409,8 +539,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                     acc[0][4 * ii + e] = int32_t(tt);
                 }
             }
-            // Row vectors into shared memory (the previous tile's epilogue reads are done: first barrier).
+            // Row vectors into shared memory (the previous tile's epilogue reads are done: first barrier; with
+            // TMA stores the staging buffer's last store of the previous tile has been read, too).
             RowVecs<BX>& rv = rowv[cw];
+            if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();
             asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
 #pragma unroll
             for (int r = 0; r < RPT; ++r) {
@@ -421,7 +553,18 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                 }
             }
             asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-            const int nr = nb * kBW + cw * 64 + warp * 16 + g;
+            if (tma_out) {
+                unsigned char* ob = outbuf + cw * G::kOutBytes;
+                const int n0 = nb * kBW + cw * 64;
+                if (p.epi.out == i8::kOutF16) {
+                    store_tile_tma<P, Q, BX, G::kOutRows, i8::kOutF16>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
+                                                                        warp, lane);
+                } else {
+                    store_tile_tma<P, Q, BX, G::kOutRows, i8::kOutBf16>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
+                                                                         warp, lane);
+                }
+                continue;
+            }
             switch (p.epi.out) {
                 case i8::kOutF16: store_tile_ws<P, Q, BX, i8::kOutF16>(p, acc[0], m0, nr, tq, rv); break;
                 case i8::kOutBf16: store_tile_ws<P, Q, BX, i8::kOutBf16>(p, acc[0], m0, nr, tq, rv); break;
@@ -429,6 +572,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                 default: store_tile_ws<P, Q, BX, i8::kOutI32>(p, acc[0], m0, nr, tq, rv); break;
             }
         }
+        // The CTA's shared memory must outlive the copy engine's reads of the last staged tile.
+        if (ystore && ct == 0) tma::bulk_wait_group_read<0>();
     }
     // MC: no CTA leaves while its partner may still multicast into its ring or arrive on its barriers.
     if constexpr (MC != 0) tma::cluster_sync();
