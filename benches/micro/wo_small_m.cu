@@ -1,23 +1,25 @@
 // Micro-benchmark + check of the weight-only small-M (mma.sync) kernels, one process, cuBLAS f16 in the same run:
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -Xptxas=--warn-on-spills -Ikernels/include \
-//        benches/micro/wo_small_m.cu -o wo_small_m -ldl
+//        benches/micro/wo_small_m.cu -o wo_small_m -ldl -lpthread
 //   ./wo_small_m check        # INT4 vs an f64 CPU reference of the tiled layout (odd shapes, both dtypes)
-//   ./wo_small_m bench        # acceptance shapes x M in {1, 16, 64}: variants, cuBLAS f16 (libcublas.so.13)
-//   ./wo_small_m all          # both (default). libcublas.so.13 is dlopen'ed: on the GPU machine put torch's or
-//                             # nvidia-cublas's lib folder on LD_LIBRARY_PATH (as benches/micro/bipolar.sh does).
+//   ./wo_small_m bench        # acceptance shapes x M in {1, 4, 16, 64}: read ceilings, v11 / v12 and the v12
+//                             # alternatives (compact-X kw 2/4/8, split-K), cuBLAS f16 (libcublas.so.13)
+//   ./wo_small_m sweep        # v11 / v12 / cuBLAS f16 for M in {1, 2, 4, 8, 16, 32, 64} (+ decode-sized layers)
+//   ./wo_small_m once NxK M v11|v12   # one launch (for ncu)
+//   ./wo_small_m all          # check + bench (default). libcublas.so.13 is dlopen'ed: on the GPU machine put
+//                             # torch's or nvidia-cublas's lib folder on LD_LIBRARY_PATH (dist/wo-small/*.sh do).
 //
-// check: fresh random codes / zero points / scales, M in {1, 3, 17, 67}, odd N and K (K padded to the k-step
-// by zero codes as the repack does), sym (z = 8) and asym, f16 and bf16, the production kernel instances and a
-// copy of launch_mt's body (wave-aware split re-pick) with wo_launch.cu's plan rule (mt, splits, kc, k_warps),
-// outputs NaN-poisoned first; every call is run twice on one workspace: both results are checked, the workspace
-// must be zero afterwards (split-K leaves it clean), and without split-K the two results are equal bit for bit.
-// bench: times are medians of CUDA-graph replays (a graph of `copies` calls over weight copies that exceed
-// 3x L2, as lowbit-bench rotates them), cuBLAS f16 (cublasGemmEx, f32 compute) the same way. Variants:
-// v10 = the earlier launch (memset + GEMM + convert), v11 = the shipped one (GEMM + convert that zeroes the
-// workspace again; no memset), and m-tile alternatives at M = 16 / 64. BitMoD-shaped table formats (Lut<4>,
-// Lut<3> with 4 tables) are timed with random codes for the W3 / W4 comparison. Not the bench of record
-// (lowbit-bench is). NOTES.md v11 lists the variants measured with earlier versions of this file.
+// check: fresh random codes / zero points / scales, odd N and K (K padded to the k-step by zero codes as the repack
+// does), sym (z = 8) and asym, f16 and bf16, groups of 32 / 64 / 128 / per-channel, outputs NaN-poisoned first; every
+// call is run twice on one workspace: both results are checked, the workspace must be zero afterwards (split-K
+// leaves it clean), and without split-K the two results are equal bit for bit. Variants: v11 = a copy of the
+// pre-v12 launch (its plan rule, register caps and X chunk), v12 = the library's own launch_dtype / launch_mt with
+// wo_launch.cu's plan rule (mirrored in make_plan / compact_kw below), also with split-K and the compact-X kw
+// forced. bench: times are medians of CUDA-graph replays (a graph of `copies` calls over weight copies that exceed
+// 3x L2, as lowbit-bench rotates them), cuBLAS f16 (cublasGemmEx, f32 compute) the same way, and pure-read
+// ceilings of the same bytes (linear; the GEMM's strip pattern with / without the metadata reads). Not the bench
+// of record (lowbit-bench is). NOTES.md v11 / v12 list the variants measured with this file.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -30,6 +32,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lowbit/wo_gemm.cuh"
@@ -52,7 +55,20 @@ static int g_sms = 132;
 struct Plan {
     int mt, mtiles, splits, sps, kc, kw;
 };
-static Plan make_plan(int m, int n, int k_pad, int kstep) {
+// v12: the compact-X in-block split-K rule (wo_launch.cu compact_kw, INT4: 4 blocks per SM where they fit; M = 1).
+static int compact_kw(int m, int strips, int ksteps, int kstep, int64_t splitk_blocks) {
+    if (m != 1) return 0;
+    const int64_t per_block = int64_t(cx_smem_bytes(m, ksteps * kstep, kstep)) + 1024;
+    const int64_t occ = std::min<int64_t>(4, int64_t(smem_per_sm()) / per_block);
+    if (occ < 1) return 0;
+    for (int kw = kWarps; kw > 1; kw /= 2) {
+        const int64_t blocks = (strips + kWarps / kw - 1) / (kWarps / kw);
+        if (blocks <= occ * g_sms && ksteps >= kw) return blocks >= 0.6 * 4 * g_sms || blocks >= splitk_blocks ? kw : 0;
+    }
+    return 0;
+}
+
+static Plan make_plan(int m, int n, int k_pad, int kstep, bool v12 = true, int force_cx_kw = 0) {
     Plan p{};
     p.mt = m <= 8 ? 1 : m <= 16 ? 2 : 4;
     p.mtiles = (m + p.mt * 8 - 1) / (p.mt * 8);
@@ -63,7 +79,11 @@ static Plan make_plan(int m, int n, int k_pad, int kstep) {
     splits = std::min(splits, ksteps);
     const int kc_cap = 2048 / p.mt;
     p.kw = 1;
-    if (p.mt <= 2 && ksteps * kstep <= kc_cap && blocks < g_sms) {
+    const int cx = force_cx_kw ? force_cx_kw : v12 && p.mt == 1 ? compact_kw(m, strips, ksteps, kstep, blocks * splits) : 0;
+    if (cx > 1) {
+        p.kw = cx;
+        splits = 1;
+    } else if (p.mt <= 2 && ksteps * kstep <= kc_cap && blocks < g_sms) {
         for (int kw = kWarps; kw > 1; kw /= 2) {
             const int64_t b = int64_t((strips + kWarps / kw - 1) / (kWarps / kw)) * p.mtiles;
             if (b <= g_sms && ksteps >= kw) {
@@ -101,8 +121,10 @@ static const int kSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // slot of a_e
 
 static Weight make_int4(int n, int k, int gl, bool asym, std::mt19937& rng, std::vector<float>& deq) {
     Weight w{};
-    w.n = n, w.k = k, w.kstep = 64, w.gl = gl;
+    w.n = n, w.k = k, w.kstep = 64;
     w.k_pad = (k + 63) / 64 * 64;
+    if (gl == 0) gl = w.k_pad;  // per-channel: one group over the padded K
+    w.gl = gl;
     if (w.k_pad % gl) w.k_pad = (w.k_pad + gl - 1) / gl * gl;
     w.strips = (n + 15) / 16, w.ksteps = w.k_pad / 64, w.groups = w.k_pad / gl;
     w.words.assign(size_t(w.strips) * w.ksteps * 128, 0);
@@ -191,7 +213,7 @@ struct Buffers {
 template <class Fmt, typename T, int MT, int P, int MINB>
 static cudaError_t launch_variant(const Weight& w, const Buffers& b, int m, Mode mode, cudaStream_t s,
                                   int force_splits = 0) {
-    Plan pl = make_plan(m, w.n, w.k_pad, w.kstep);
+    Plan pl = make_plan(m, w.n, w.k_pad, w.kstep, false);
     if (force_splits > 0) {
         pl.kw = 1;
         pl.sps = (w.ksteps + force_splits - 1) / force_splits;
@@ -264,12 +286,49 @@ static cudaError_t launch_variant(const Weight& w, const Buffers& b, int m, Mode
     return e;
 }
 
-// The production choice of (MT, P, MINB) per m (wo_gemm.cuh prefetch_steps / min_blocks).
+// The v11 choice of (MT, P, MINB) per m for INT4 (P = 4; 4 / 3 / no cap blocks per SM for MT = 1 / 2 / 4) with
+// v11's X chunk (2048 / MT columns, double-buffered, shrunk only by a shorter split).
 template <class Fmt, typename T>
 static cudaError_t launch_auto(const Weight& w, const Buffers& b, int m, Mode mode, cudaStream_t s, int fs = 0) {
-    if (m <= 8) return launch_variant<Fmt, T, 1, prefetch_steps<Fmt, 1>(), min_blocks<Fmt, 1>()>(w, b, m, mode, s, fs);
-    if (m <= 16) return launch_variant<Fmt, T, 2, prefetch_steps<Fmt, 2>(), min_blocks<Fmt, 2>()>(w, b, m, mode, s, fs);
-    return launch_variant<Fmt, T, 4, prefetch_steps<Fmt, 4>(), min_blocks<Fmt, 4>()>(w, b, m, mode, s, fs);
+    if (m <= 8) return launch_variant<Fmt, T, 1, 4, 4>(w, b, m, mode, s, fs);
+    if (m <= 16) return launch_variant<Fmt, T, 2, 4, 3>(w, b, m, mode, s, fs);
+    return launch_variant<Fmt, T, 4, 4, 1>(w, b, m, mode, s, fs);
+}
+
+// v12 = the library's own launcher (wo_gemm.cuh launch_dtype -> launch_mt: register caps of min_blocks(), X chunk
+// sized by x_chunk()) with the plan of wo_launch.cu make_plan, + convert_kernel after split-K (as wo_launch.cu run()).
+template <class Fmt, typename T>
+static cudaError_t launch_lib(const Weight& w, const Buffers& b, int m, cudaStream_t s, int force_splits = 0, int force_cx_kw = 0) {
+    Plan pl = make_plan(m, w.n, w.k_pad, w.kstep, true, force_cx_kw);
+    if (force_splits > 0) {
+        pl.kw = 1;
+        pl.sps = (w.ksteps + force_splits - 1) / force_splits;
+        pl.splits = (w.ksteps + pl.sps - 1) / pl.sps;
+        pl.kc = std::min(pl.sps * w.kstep, 2048 / pl.mt / w.kstep * w.kstep);
+        pl.kc = std::max(pl.kc, w.kstep);
+    }
+    Args a{};
+    a.words = w.d_words;
+    a.hi_words = w.d_hi;
+    a.meta = w.d_meta;
+    a.lut = w.d_lut;
+    a.n_tables = w.tables;
+    a.x = b.x;
+    a.y = b.y;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.steps_per_split = pl.sps;
+    a.kc = pl.kc;
+    a.x_vec = w.k % 8 == 0;
+    a.auto_splits = force_splits == 0;
+    a.kw = pl.kw;
+    a.sms = g_sms;
+    if (pl.splits > 1) a.ws = reinterpret_cast<float*>(b.ws);
+    cudaError_t e = launch_dtype<Fmt, T>(a, pl.mt, pl.splits, pl.mtiles, s);
+    if (e != cudaSuccess || pl.splits == 1) return e;
+    const int64_t total = int64_t(m) * w.n;
+    convert_kernel<T><<<int(std::min<int64_t>(4096, (total + 255) / 256)), 256, 0, s>>>(a.ws, static_cast<T*>(b.y), total);
+    return cudaGetLastError();
 }
 
 // ------------------------------------------------------------------------------------------------ check
@@ -287,9 +346,10 @@ template <>
 __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 template <typename T>
-static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19937& rng) {
+static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19937& rng, int gl = 128, bool lib = true,
+                     int cx_kw = 0) {
     std::vector<float> deq;
-    Weight w = make_int4(n, k, 128, asym, rng, deq);
+    Weight w = make_int4(n, k, gl, asym, rng, deq);
     std::vector<T> hx(size_t(m) * k);
     std::vector<float> xf(hx.size());
     for (size_t i = 0; i < hx.size(); ++i) {
@@ -306,7 +366,11 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     std::vector<T> y1(size_t(m) * n), y2(y1.size());
     for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(b.y, 0xFF, size_t(m) * n * sizeof(T)));  // NaN poison
-        CK(launch_auto<Int4, T>(w, b, m, kV11, nullptr, force_splits));
+        if (lib) {
+            CK(launch_lib<Int4, T>(w, b, m, nullptr, force_splits, cx_kw));
+        } else {
+            CK(launch_auto<Int4, T>(w, b, m, kV11, nullptr, force_splits));
+        }
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(rep ? y2.data() : y1.data(), b.y, y1.size() * sizeof(T), cudaMemcpyDeviceToHost));
     }
@@ -314,15 +378,31 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     CK(cudaMemcpy(wsh.data(), b.ws, wsb, cudaMemcpyDeviceToHost));
     size_t dirty = 0;
     for (auto v : wsh) dirty += v != 0;
+    // f64 reference (and sum |x w|), rows of W spread over host threads.
+    std::vector<double> ref(size_t(m) * n), refa(size_t(m) * n);
+    {
+        const int nt = std::max(1, std::min(16, int(std::thread::hardware_concurrency())));
+        std::vector<std::thread> th;
+        for (int t = 0; t < nt; ++t)
+            th.emplace_back([&, t]() {
+                for (int j = t; j < n; j += nt)
+                    for (int i = 0; i < m; ++i) {
+                        double r = 0, ra = 0;
+                        for (int c = 0; c < k; ++c) {
+                            const double v = double(xf[size_t(i) * k + c]) * deq[size_t(j) * k + c];
+                            r += v;
+                            ra += std::fabs(v);
+                        }
+                        ref[size_t(i) * n + j] = r, refa[size_t(i) * n + j] = ra;
+                    }
+            });
+        for (auto& x : th) x.join();
+    }
     double num = 0, den = 0, worst = 0;
     size_t bad = 0, same = 0;
     for (int i = 0; i < m; ++i)
         for (int j = 0; j < n; ++j) {
-            double r = 0, ra = 0;
-            for (int c = 0; c < k; ++c) {
-                r += double(xf[size_t(i) * k + c]) * deq[size_t(j) * k + c];
-                ra += std::fabs(double(xf[size_t(i) * k + c]) * deq[size_t(j) * k + c]);
-            }
+            const double r = ref[size_t(i) * n + j], ra = refa[size_t(i) * n + j];
             // Tolerance: output rounding (f16 2^-11, bf16 2^-8) plus f32 accumulation, relative to |r| + 1% of
             // sum |x w| (cancellation).
             const double tol = (std::is_same<T, __half>::value ? 2e-3 : 1.6e-2) * (std::fabs(r) + 1e-2 * ra) + 1e-6;
@@ -335,12 +415,12 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
             }
             same += std::memcmp(&y1[size_t(i) * n + j], &y2[size_t(i) * n + j], sizeof(T)) == 0;
         }
-    const Plan pl = make_plan(m, n, w.k_pad, 64);
+    const Plan pl = make_plan(m, n, w.k_pad, 64, lib, cx_kw);
     const int splits = force_splits ? force_splits : pl.splits;
     // Split-K adds partial sums with atomics (order varies between runs): bit equality only without it.
     const bool ok = bad == 0 && dirty == 0 && (splits > 1 || same == size_t(m) * n);
-    printf("  check %s M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
-           std::is_same<T, __half>::value ? "f16 " : "bf16", m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
+    printf("  check %s %s g%-4d M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
+           lib ? "v12" : "v11", std::is_same<T, __half>::value ? "f16 " : "bf16", gl ? gl : w.k_pad, m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
            force_splits ? force_splits : pl.splits, pl.kw, std::sqrt(num / (den > 0 ? den : 1)), worst, bad, dirty,
            same == size_t(m) * n ? "yes" : "no", ok ? "ok" : "FAIL");
     cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws), cudaFree(w.d_words), cudaFree(w.d_meta);
@@ -351,18 +431,38 @@ static int run_checks() {
     std::mt19937 rng(7);
     int fails = 0;
     const int shapes[][2] = {{200, 1000}, {1000, 4096}, {48, 8192}, {4100, 2056}};
-    for (auto& sh : shapes)
-        for (int m : {1, 3, 17, 67})
-            for (int asym = 0; asym < 2; ++asym) {
-                fails += check_one<__half>(m, sh[0], sh[1], asym, 0, rng);
-                fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], asym, 0, rng);
-            }
+    for (bool lib : {true, false})
+        for (auto& sh : shapes)
+            for (int m : {1, 3, 17, 67})
+                for (int asym = 0; asym < 2; ++asym) {
+                    fails += check_one<__half>(m, sh[0], sh[1], asym, 0, rng, 128, lib);
+                    fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], asym, 0, rng, 128, lib);
+                }
     // Split-K forced (odd split counts, short last split).
     for (int m : {1, 3, 17, 67})
         for (int fs : {2, 3, 7}) {
             fails += check_one<__half>(m, 1000, 4096, true, fs, rng);
             fails += check_one<__nv_bfloat16>(m, 200, 3000, false, fs, rng);
         }
+    // v12 (the library launcher) over group sizes (g32 / g64 / per-channel = 0), M 1..64, real and odd N x K
+    // (the real ones with automatic split-K and the v12 X chunk: one buffer, or two when a split is long).
+    const int shapes2[][2] = {{11008, 4096}, {4096, 11008}, {1000, 4096}, {200, 1000}, {4100, 2056}};
+    for (int gl : {32, 64, 0, 128})
+        for (auto& sh : shapes2)
+            for (int m : {1, 3, 16, 17, 33, 64}) {
+                if (sh[0] * int64_t(sh[1]) > 20000000 && m != 1 && m != 16) continue;  // CPU reference time
+                fails += check_one<__half>(m, sh[0], sh[1], (m + gl) % 2 == 1, 0, rng, gl, true);
+                if (m == 3 || m == 17) fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], true, 0, rng, gl, true);
+            }
+    // Compact-X in-block split-K forced (kw 2 / 4 / 8; M <= 8; odd N, K incl. a K that is not a k-step multiple).
+    const int shapes3[][2] = {{200, 1000}, {1000, 4096}, {48, 8192}, {4100, 2056}, {11008, 4096}};
+    for (int kw : {2, 4, 8})
+        for (auto& sh : shapes3)
+            for (int m : {1, 3, 8}) {
+                const int gl = kw == 2 ? 128 : kw == 4 ? 32 : (m == 3 ? 0 : 64);
+                fails += check_one<__half>(m, sh[0], sh[1], (m + kw) % 2 == 0, 0, rng, gl, true, kw);
+                if (m == 3) fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], true, 0, rng, gl, true, kw);
+            }
     printf("checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
     return fails;
 }
@@ -409,7 +509,102 @@ static double graph_us(int copies, const std::function<void(int, cudaStream_t)>&
     return v[v.size() / 2];
 }
 
-static int run_bench(const char* only) {
+// Pure-read ceilings of the same bytes (no decode, no MMA; a xor keeps the loads alive): `read_linear` streams one
+// buffer of the weight's size (codes + metadata) with a grid-stride loop of 4 independent 16-byte loads per
+// thread, 8 blocks of 256 threads per SM (the card's copy-style ceiling); `read_strips` reads the codes with the
+// GEMM's own pattern: warp = one 16-row strip, a split's k-steps in order, 16 bytes per lane per 512-byte k-step,
+// P k-steps in flight, grid (strip groups, splits) as the GEMM's at M = 1.
+__global__ void __launch_bounds__(256) read_linear(const uint4* p, size_t n16, uint32_t* sink) {
+    uint32_t acc = 0;
+    const size_t stride = size_t(gridDim.x) * 256;
+    size_t i = size_t(blockIdx.x) * 256 + threadIdx.x;
+    for (; i + 3 * stride < n16; i += 4 * stride) {
+        const uint4 a = lowbit::ld_stream_u4(p + i), b = lowbit::ld_stream_u4(p + i + stride), c = lowbit::ld_stream_u4(p + i + 2 * stride),
+                    d = lowbit::ld_stream_u4(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n16; i += stride) {
+        const uint4 a = lowbit::ld_stream_u4(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == 0x9E3779B9u) *sink = acc;
+}
+
+template <int P>
+__global__ void __launch_bounds__(256, 4) read_strips(const uint32_t* words, int strips, int ksteps, int sps, uint32_t* sink) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int strip = blockIdx.x * 8 + warp;
+    if (strip >= strips) return;
+    const int s0 = blockIdx.y * sps, s1 = min(ksteps, s0 + sps);
+    const uint32_t* w = words + ((size_t(strip) * ksteps + s0) * 32 + lane) * 4;
+    uint4 r[P];
+#pragma unroll
+    for (int i = 0; i < P; ++i)
+        if (s0 + i < s1) r[i] = lowbit::ld_stream_u4(w + i * 128);
+    uint32_t acc = 0;
+    for (int s = s0; s < s1; s += P) {
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+            if (s + i < s1) {
+                acc ^= r[i].x ^ r[i].y ^ r[i].z ^ r[i].w;
+                if (s + i + P < s1) r[i] = lowbit::ld_stream_u4(w + size_t(s + i + P - s0) * 128);
+            }
+        }
+    }
+    if (acc == 0x9E3779B9u) *sink = acc;
+}
+
+// read_strips plus the GEMM's metadata reads: per 128-column group (2 k-steps at INT4 g128) one 8-byte __ldg per
+// lane of the group's (scale pair, aux) row g, three groups ahead of use, as gemm_kernel's metadata ring.
+template <int P>
+__global__ void __launch_bounds__(256, 4) read_strips_meta(const uint32_t* words, const uint2* meta, int strips, int ksteps,
+                                                           int groups, int sps, uint32_t* sink) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int strip = blockIdx.x * 8 + warp;
+    if (strip >= strips) return;
+    const int s0 = blockIdx.y * sps, s1 = min(ksteps, s0 + sps);
+    const uint32_t* w = words + ((size_t(strip) * ksteps + s0) * 32 + lane) * 4;
+    const uint2* mp = meta + size_t(strip) * groups * 8 + (lane >> 2);
+    uint4 r[P];
+#pragma unroll
+    for (int i = 0; i < P; ++i)
+        if (s0 + i < s1) r[i] = lowbit::ld_stream_u4(w + i * 128);
+    int gi = s0 / 2;
+    uint2 m0 = __ldg(mp + size_t(gi) * 8), m1 = __ldg(mp + size_t(min(gi + 1, groups - 1)) * 8),
+          m2 = __ldg(mp + size_t(min(gi + 2, groups - 1)) * 8);
+    uint32_t acc = 0;
+    for (int s = s0; s < s1; s += P) {
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+            if (s + i < s1) {
+                acc ^= r[i].x ^ r[i].y ^ r[i].z ^ r[i].w;
+                if (s + i + P < s1) r[i] = lowbit::ld_stream_u4(w + size_t(s + i + P - s0) * 128);
+                if ((s + i) & 1) {
+                    acc ^= m0.x ^ m0.y;
+                    ++gi;
+                    m0 = m1, m1 = m2, m2 = __ldg(mp + size_t(min(gi + 2, groups - 1)) * 8);
+                }
+            }
+        }
+    }
+    if (acc == 0x9E3779B9u) *sink = acc;
+}
+
+// The launcher's wave rule (launch_mt): split count whose blocks fill `slots` in the most nearly whole waves.
+static int wave_splits(int64_t blocks, int ksteps, int64_t slots, int& sps) {
+    const int max_s = std::max(2, ksteps / 8);
+    double best = -1;
+    int splits = 1;
+    sps = ksteps;
+    for (int c = 2; c <= max_s; ++c) {
+        const int q = (ksteps + c - 1) / c, real = (ksteps + q - 1) / q;
+        const double waves = double(blocks * real) / double(slots), eff = waves / std::ceil(waves);
+        if (eff > best + 0.02) best = eff, splits = real, sps = q;
+    }
+    return splits;
+}
+
+static int run_bench(const char* only, bool sweep) {
     void* lib = dlopen("libcublas.so.13", RTLD_NOW);
     if (!lib) {
         printf("libcublas.so.13 not found: %s\n", dlerror());
@@ -423,10 +618,13 @@ static int run_bench(const char* only) {
     int l2 = 0;
     CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     std::mt19937 rng(1);
-    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
-    const int ms[] = {1, 16, 64};
+    std::vector<std::pair<int, int>> shapes = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    if (sweep) shapes.insert(shapes.end(), {{576, 1536}, {2048, 2048}, {1536, 576}});
+    const std::vector<int> ms = sweep ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 4, 16, 64};
     __half *x, *y;
     char* ws;
+    uint32_t* sink;
+    CK(cudaMalloc(&sink, 4));
     CK(cudaMalloc(&x, size_t(64) * 28672 * 2));
     CK(cudaMalloc(&y, size_t(64) * 28672 * 2));
     const size_t wsb = size_t(64) * 28672 * 4 + (1 << 20);
@@ -440,7 +638,7 @@ static int run_bench(const char* only) {
     Buffers b{x, y, ws};
     printf("%-12s %3s %-22s %9s %9s %8s %8s\n", "shape", "M", "variant", "us", "cublas", "speedup", "TB/s");
     for (auto& sh : shapes) {
-        const int n = sh[0], k = sh[1];
+        const int n = sh.first, k = sh.second;
         if (only && std::string(only) != std::to_string(n) + "x" + std::to_string(k)) continue;
         // cuBLAS f16 weights, rotated through > 3x L2.
         const size_t fb = size_t(n) * k * 2;
@@ -450,17 +648,47 @@ static int run_bench(const char* only) {
             CK(cudaMalloc(&p, fb));
             CK(cudaMemset(p, 0x3c, fb));
         }
-        // Quantized weights: INT4 g128, BitMoD-shaped W4 / W3 tables (4 tables, random codes).
-        std::vector<Weight> i4, l4, l3;
+        // Quantized weights: INT4 g128 (random codes), rotated the same way.
+        std::vector<Weight> i4;
         Weight w0 = make_random(n, k, 4, false, 0, rng);
         const size_t qb = w0.words.size() * 4 + w0.meta.size() * 4;
         const int qcopies = int(std::max<size_t>(1, 3 * size_t(l2) / qb + 1));
         i4.push_back(w0);
         for (int c = 1; c < qcopies; ++c) i4.push_back(make_random(n, k, 4, false, 0, rng));
-        for (int c = 0; c < qcopies; ++c) l4.push_back(make_random(n, k, 4, false, 4, rng));
-        for (int c = 0; c < qcopies; ++c) l3.push_back(make_random(n, k, 8, true, 4, rng));
         const double gb4 = double(qb) / 1e9;
+        {
+            // Read ceilings of the same bytes, same rotation.
+            std::vector<uint4*> lin(qcopies);
+            for (auto& p : lin) {
+                CK(cudaMalloc(&p, qb));
+                CK(cudaMemset(p, 0x11, qb));
+            }
+            const double t_lin = graph_us(qcopies, [&](int c, cudaStream_t s) {
+                read_linear<<<g_sms * 8, 256, 0, s>>>(lin[c], qb / 16, sink);
+            });
+            printf("%5dx%-6d %3s %-22s %9.1f %9s %8s %8.2f\n", n, k, "-", "read linear (w+meta)", t_lin, "", "", gb4 / t_lin * 1e3);
+            for (auto& p : lin) cudaFree(p);
+            const int nblk = (w0.strips + 7) / 8;
+            int sps = 0;
+            const int splits = wave_splits(nblk, w0.ksteps, int64_t(4) * g_sms, sps);
+            const double gbw = double(w0.words.size() * 4) / 1e9;
+            const double t4 = graph_us(qcopies, [&](int c, cudaStream_t s) {
+                read_strips<4><<<dim3(nblk, splits), 256, 0, s>>>(i4[c].d_words, w0.strips, w0.ksteps, sps, sink);
+            });
+            const double t8 = graph_us(qcopies, [&](int c, cudaStream_t s) {
+                read_strips<8><<<dim3(nblk, splits), 256, 0, s>>>(i4[c].d_words, w0.strips, w0.ksteps, sps, sink);
+            });
+            printf("%5dx%-6d %3s %-22s %9.1f %9s %8s %8.2f  (codes only, %d splits)\n", n, k, "-", "read strips P=4", t4, "", "", gbw / t4 * 1e3, splits);
+            printf("%5dx%-6d %3s %-22s %9.1f %9s %8s %8.2f\n", n, k, "-", "read strips P=8", t8, "", "", gbw / t8 * 1e3);
+            const double tm = graph_us(qcopies, [&](int c, cudaStream_t s) {
+                read_strips_meta<4><<<dim3(nblk, splits), 256, 0, s>>>(i4[c].d_words, reinterpret_cast<const uint2*>(i4[c].d_meta),
+                                                                      w0.strips, w0.ksteps, w0.groups, sps, sink);
+            });
+            printf("%5dx%-6d %3s %-22s %9.1f %9s %8s %8.2f  (codes + metadata)\n", n, k, "-", "read strips+meta P=4", tm, "", "", gb4 / tm * 1e3);
+            fflush(stdout);
+        }
         for (int m : ms) {
+            if (n * int64_t(k) < 8000000 && m > 4) continue;  // small (decode-sized) layers: M = 1..4 only
             const float one = 1.f, zero = 0.f;
             const double cub = graph_us(fcopies, [&](int c, cudaStream_t s) {
                 set_stream(h, s);
@@ -470,25 +698,52 @@ static int run_bench(const char* only) {
                 printf("%5dx%-6d %3d %-22s %9.1f %9.1f %7.2fx %8.2f\n", n, k, m, name, us, cub, cub / us, gb / us * 1e6 / 1e3);
                 fflush(stdout);
             };
-            row("v10 int4 (memset+cvt)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV10, s))); }), gb4);
-            row("v11 int4 (shipped)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV11, s))); }), gb4);
-            if (m == 16) {
-                row("v11 int4 MT1 x2", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 4, 4>(i4[c], b, m, kV11, s))); }), gb4);
+            row("v11 int4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV11, s))); }), gb4);
+            row("v12 int4 (library)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s))); }), gb4);
+            if (sweep && m == 1 && n == 28672) {
+                // In-flight depth probe: v11's launch with 2 / 3 k-steps of weights in flight per lane (4 blocks/SM).
+                row("v11 P=2", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 2, 4>(i4[c], b, m, kV11, s))); }), gb4);
+                row("v11 P=3", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 3, 4>(i4[c], b, m, kV11, s))); }), gb4);
             }
-            if (m == 64) {
-                row("v11 int4 MT2 x4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 2, 4, 3>(i4[c], b, m, kV11, s))); }), gb4);
+            if (!sweep && m <= 8) {
+                // v12 alternatives at M <= 8: compact-X in-block split-K with each kw, and split-K (no compact X).
+                row("v12 split-K (no cx)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, 0, 1))); }), gb4);
+                for (int kw : {2, 4, 8}) {
+                    char name[32];
+                    snprintf(name, sizeof name, "v12 cx kw=%d", kw);
+                    row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, 0, kw))); }), gb4);
+                }
             }
-            if (m <= 16) {
-                const double gbl4 = double(l4[0].words.size() * 4 + l4[0].meta.size() * 4) / 1e9;
-                const double gbl3 = double(l3[0].words.size() * 4 + l3[0].hi.size() * 4 + l3[0].meta.size() * 4) / 1e9;
-                row("v11 bitmod-w4 (lut4)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Lut<4>, __half>(l4[c], b, m, kV11, s))); }), gbl4);
-                row("v11 bitmod-w3 (lut3)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Lut<3>, __half>(l3[c], b, m, kV11, s))); }), gbl3);
+            if (!sweep && m == 16) {
+                // v11 with the v12 register cap only (its 66 KB X chunk still allows 3 blocks per SM).
+                row("v11 MT2 MINB4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 2, 4, 4>(i4[c], b, m, kV11, s))); }), gb4);
             }
         }
         for (auto& p : fw) cudaFree(p);
-        for (auto* v : {&i4, &l4, &l3})
-            for (auto& w : *v) cudaFree(w.d_words), cudaFree(w.d_meta), cudaFree(w.d_hi), cudaFree(w.d_lut);
+        for (auto& w : i4) cudaFree(w.d_words), cudaFree(w.d_meta);
     }
+    return 0;
+}
+
+// One launch of one variant (for ncu: `once NxK M v11|v12`).
+static int run_once(const char* shape, int m, const char* variant) {
+    int n = 0, k = 0;
+    if (sscanf(shape, "%dx%d", &n, &k) != 2) return 1;
+    std::mt19937 rng(3);
+    Weight w = make_random(n, k, 4, false, 0, rng);
+    Buffers b{};
+    CK(cudaMalloc(&b.x, size_t(m) * k * 2));
+    CK(cudaMemset(b.x, 0x11, size_t(m) * k * 2));
+    CK(cudaMalloc(&b.y, size_t(m) * n * 2));
+    CK(cudaMalloc(&b.ws, size_t(m) * n * 4 + 256));
+    CK(cudaMemset(b.ws, 0, size_t(m) * n * 4 + 256));
+    if (std::string(variant) == "v11") {
+        CK((launch_auto<Int4, __half>(w, b, m, kV11, nullptr)));
+    } else {
+        CK((launch_lib<Int4, __half>(w, b, m, nullptr)));
+    }
+    CK(cudaDeviceSynchronize());
+    printf("once %s M=%d %s done\n", shape, m, variant);
     return 0;
 }
 
@@ -500,6 +755,8 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (mode == "check" || mode == "all") rc |= run_checks();
-    if (mode == "bench" || mode == "all") rc |= run_bench(argc > 2 ? argv[2] : nullptr);
+    if (mode == "bench" || mode == "all") rc |= run_bench(argc > 2 ? argv[2] : nullptr, false);
+    if (mode == "sweep") rc |= run_bench(argc > 2 ? argv[2] : nullptr, true);
+    if (mode == "once" && argc > 4) rc |= run_once(argv[2], atoi(argv[3]), argv[4]);
     return rc;
 }

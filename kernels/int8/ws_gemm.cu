@@ -1,10 +1,12 @@
 // Warp-specialized persistent int8 GEMM (W8A8 and W4A8, large M, sm_90a): the instances (BX = 64, 128, 256
 // activation rows per tile, W8 and W4 weights) and their launchers. See lowbit/i8_ws_gemm.cuh for the algorithm.
 //
-// The activation tensor map is encoded per call on the host (lowbit/tma_host.h: cuTensorMapEncodeTiled through
-// the runtime's driver entry point, no -lcuda) and passed by value as a __grid_constant__ kernel parameter.
+// The activation tensor map (and, for f16 / bf16 output, the output map of the TMA-store epilogue, v13) is encoded
+// per call on the host (lowbit/tma_host.h: cuTensorMapEncodeTiled through the runtime's driver entry point, no
+// -lcuda) and passed by value as a __grid_constant__ kernel parameter.
 #include <cuda.h>
 #include <cuda_runtime.h>
+#include <string.h>
 
 #include "lowbit/i8_ws_gemm.cuh"
 #include "lowbit/tma_host.h"
@@ -16,6 +18,10 @@ int lowbit_i8_ws_group(int m, int k, int bx) {
     return 4;
 }
 
+// Options of lowbit_i8_launch_ws_ex (v13).
+constexpr int LOWBIT_I8_WS_TMA_STORE = 1, LOWBIT_I8_WS_RING_SCALES = 2;
+constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
+
 namespace {
 
 // X [m, k] int8 row-major (ldx bytes per row), box = BX rows x 128 bytes, 128-byte swizzle, zero fill.
@@ -24,33 +30,84 @@ cudaError_t make_xmap(CUtensorMap& map, const lowbit::i8::Args& a, int bx) {
                                       uint64_t(a.ldx), uint32_t(bx), uint32_t(lowbit::i8::kBK));
 }
 
+// Y [m, n] f16 / bf16 row-major (ldy elements per row), box = 64 activation rows x 64 columns (128 bytes),
+// 128-byte swizzle: the TMA-store epilogue's output map (v13). False when the output does not qualify (int32 /
+// int8 output, n % 8 != 0, a row pitch or base the copy engine cannot address: ldy % 8 != 0 or y not 16-byte
+// aligned) or the driver rejects the map; the kernel then stores straight from the accumulators (v12's epilogue).
+bool make_ymap(CUtensorMap& map, const lowbit::i8::Args& a) {
+    const int out = a.epi.out;
+    if (out != lowbit::i8::kOutF16 && out != lowbit::i8::kOutBf16) return false;
+    // n % 8: the copy engine clips stores at 16-byte granularity, not per element (measured on an H100: with
+    // n * 2 % 16 != 0 the columns up to the next 16-byte boundary were written).
+    if (a.n % 8 != 0 || (uint64_t(a.ldy) * 2) % 16 != 0 || (reinterpret_cast<uintptr_t>(a.y) & 15) != 0 || a.ldy < a.n)
+        return false;
+    const CUtensorMapDataType t =
+        out == lowbit::i8::kOutF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    const bool ok = lowbit::tma::make_2d_sw128(map, t, a.y, uint64_t(a.m), uint64_t(a.n), uint64_t(a.ldy) * 2, 64,
+                                               64) == cudaSuccess;
+    (void)cudaGetLastError();
+    return ok;
+}
+
 template <int BX, bool W4, bool W4S = false>
-cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, cudaStream_t st) {
+cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cudaStream_t st) {
     using namespace lowbit::i8ws;
     if (nsm < 0) return available<BX, W4, W4S>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
-    CUtensorMap map;
+    CUtensorMap map, ymap;
     cudaError_t e = make_xmap(map, a, BX);
     if (e != cudaSuccess) return e;
+    memset(&ymap, 0, sizeof ymap);
+    const int flags =
+        ((opts & LOWBIT_I8_WS_TMA_STORE) && make_ymap(ymap, a) ? 1 : 0) | (opts & LOWBIT_I8_WS_RING_SCALES ? 2 : 0);
     constexpr int smem = Geo<BX, W4, W4S>::kSmem;
     e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX);
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<BX, W4, W4S><<<grid, kThreads, smem, st>>>(a, map, group);
+    ws_kernel<BX, W4, W4S><<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
 }
 
 }  // namespace
 
+// The launcher behind lowbit_i8_launch_ws / lowbit_i8_launch_ws_w4 (W8 when bits == 8, else W4 with the expansion
+// through shared memory when smem). opts: LOWBIT_I8_WS_TMA_STORE (f16 / bf16 output through the TMA-store epilogue
+// where the output qualifies, else v12's direct stores), LOWBIT_I8_WS_RING_SCALES (W4 with group_len % 128 == 0:
+// group scales through the ring from the scale warp, else v12's per-lane loads). The harness times the variants in
+// one process; the library passes LOWBIT_I8_WS_DEFAULT.
+cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, int nsm, int group, bool smem,
+                                   int opts, cudaStream_t st) {
+    if (bits == 8) {
+        if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
+        if (bx == 64) return launch<64, false>(a, nsm, group, opts, st);
+        if (bx == 128) return launch<128, false>(a, nsm, group, opts, st);
+        if (bx == 256) return launch<256, false>(a, nsm, group, opts, st);
+        return cudaErrorInvalidValue;
+    }
+    if (a.k % 32 != 0 || (a.gs != nullptr && (a.group_len <= 0 || a.group_len % 32 != 0))) return cudaErrorInvalidValue;
+    if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
+    if (smem) {
+        if (bx == 64) return launch<64, true, true>(a, nsm, group, opts, st);
+        if (bx == 128) return launch<128, true, true>(a, nsm, group, opts, st);
+        if (bx == 256) return launch<256, true, true>(a, nsm, group, opts, st);
+        return cudaErrorInvalidValue;
+    }
+#ifdef LOWBIT_I8_WS_W4_REGA
+    // The register-A variant: built only for the harness (benches/micro/i8_ws.cu with -DLOWBIT_I8_WS_W4_REGA), the
+    // library plans never take it (ptxas C7513 serializes its wgmmas; 4-8% slower at BX 256, equal otherwise).
+    if (bx == 64) return launch<64, true>(a, nsm, group, opts, st);
+    if (bx == 128) return launch<128, true>(a, nsm, group, opts, st);
+    if (bx == 256) return launch<256, true>(a, nsm, group, opts, st);
+#endif
+    return cudaErrorInvalidValue;
+}
+
 // bx: activation rows per tile (64, 128 or 256); nsm: CTAs (one per SM); nsm < 0 only asks whether the instance
 // exists for this device (cudaSuccess); group: activation tiles per rasterization group (<= 0: automatic).
-// W8 weights only, no split-K (a.ws is ignored).
+// W8 weights only, no split-K (a.ws is ignored). f16 / bf16 output leaves through the TMA-store epilogue when the
+// output qualifies (make_ymap), else straight from the accumulators.
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
-    if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
-    if (bx == 64) return launch<64, false>(a, nsm, group, st);
-    if (bx == 128) return launch<128, false>(a, nsm, group, st);
-    if (bx == 256) return launch<256, false>(a, nsm, group, st);
-    return cudaErrorInvalidValue;
+    return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT, st);
 }
 
 // W4A8 (4-bit codes in the tiled pack_w4 layout, integer group scales a.gs or nullptr): as lowbit_i8_launch_ws.
@@ -59,20 +116,5 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 // smem = true: the expanded block goes through shared memory (wgmma with A from shared memory) instead of the
 // register-A wgmma (both measured, NOTES.md v9; smem = false needs LOWBIT_I8_WS_W4_REGA at build time).
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
-    if (a.k % 32 != 0 || (a.gs != nullptr && (a.group_len <= 0 || a.group_len % 32 != 0))) return cudaErrorInvalidValue;
-    if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
-    if (smem) {
-        if (bx == 64) return launch<64, true, true>(a, nsm, group, st);
-        if (bx == 128) return launch<128, true, true>(a, nsm, group, st);
-        if (bx == 256) return launch<256, true, true>(a, nsm, group, st);
-        return cudaErrorInvalidValue;
-    }
-#ifdef LOWBIT_I8_WS_W4_REGA
-    // The register-A variant: built only for the harness (benches/micro/i8_ws.cu with -DLOWBIT_I8_WS_W4_REGA), the
-    // library plans never take it (ptxas C7513 serializes its wgmmas; 4-8% slower at BX 256, equal otherwise).
-    if (bx == 64) return launch<64, true>(a, nsm, group, st);
-    if (bx == 128) return launch<128, true>(a, nsm, group, st);
-    if (bx == 256) return launch<256, true>(a, nsm, group, st);
-#endif
-    return cudaErrorInvalidValue;
+    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT, st);
 }

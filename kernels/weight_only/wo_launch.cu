@@ -73,8 +73,10 @@ struct Plan {
     int64_t ws_split_bytes, ws_gather_bytes;
 };
 
-// Shared memory of the mma.sync kernel for a plan: two X chunks (+ the pair tables, at most 4 x 256 words).
-int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p) {
+// Shared memory of the mma.sync kernel for a plan: two X chunks (+ the pair tables, at most 4 x 256 words); the
+// compact-X in-block split-K (kw > 1 at M <= 8 on INT formats, launch_mt) only the M rows of X.
+int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p, int64_t m) {
+    if (p.kw > 1 && p.mt == 1 && m <= 8 && !fi.is_lut) return int64_t(cx_smem_bytes(int(m), p.kc, fi.tiles * 16));
     return 2 * int64_t(p.mt * 8) * (p.kc + 8) * 2 + (fi.is_lut ? 4 * (int64_t(1) << (2 * fi.bits)) * 4 : 0);
 }
 
@@ -130,6 +132,33 @@ bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool 
     const int64_t weight_tiles = (w->n_pad / 16 + 7) / 8;  // 128-row tiles (no split-K in the ws kernel)
     const int64_t tenths = m < 128 ? 6 : 4;                  // of the SMs
     return weight_tiles * 10 >= int64_t(sms) * tenths && ws_usable(w->format, dtype);
+}
+
+// v12 (NOTES.md): at M = 1 on INT formats the in-block split-K kernel with compact X (only the real row of X in
+// shared memory, launch_mt) runs the whole K range in one launch and one wave: no split-K workspace, atomics or
+// convert kernel. Chosen with the largest kw (warps per strip: the shortest per-warp chains) whose blocks fit one
+// wave of the resident slots (4 per SM where shared memory allows), if those blocks fill >= kCxMinFill of the
+// 4-per-SM slots or are at least as many as split-K's (`splitk_blocks`). Measured on an H100 (same run, W4 g128,
+// M = 1): 4096x4096 7.5 us vs split-K 8.7 (kw = 8, 256 blocks), 28672x8192 50.6 vs 51.4 (kw = 2), 11008x4096 13.5
+// vs 13.6 (kw = 4); where it fits only half a wave it loses (8192x28672: kw = 4, 66.6 vs 53.3: excluded by the
+// rule), and at M = 4 it lost on every shape (11008x4096 16.3 vs 14.1): M = 1 only. Returns that kw, or 0.
+constexpr double kCxMinFill = 0.6;
+int max_smem_optin();
+int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, int sms, int64_t splitk_blocks) {
+    if (mt != 1 || m != 1 || fi.is_lut) return 0;
+    const int kstep = fi.tiles * 16;
+    const int64_t per_block = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep)) + 1024;
+    const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // min_blocks<Fmt, 1>()
+    int64_t occ = int64_t(smem_per_sm()) / per_block;
+    occ = occ > max_b ? max_b : occ;
+    if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
+    for (int kw = kWarps; kw > 1; kw /= 2) {
+        const int64_t blocks = (strips + kWarps / kw - 1) / (kWarps / kw);
+        if (blocks <= occ * sms && ksteps >= kw) {
+            return (blocks >= kCxMinFill * 4 * sms || blocks >= splitk_blocks) ? kw : 0;
+        }
+    }
+    return 0;
 }
 
 int max_smem_optin() {
@@ -190,8 +219,12 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     const int kc_cap = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
     const int want_kw = cfg ? cfg->k_warps : 0;
     p.kw = 1;
+    const int cx_kw = want_kw == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0)) ? compact_kw(fi, m, p.mt, strips, ksteps, sms, int64_t(nblk) * p.mtiles * splits) : 0;
     if (want_kw > 1) {
         p.kw = want_kw;
+        splits = 1;
+    } else if (cx_kw > 1) {
+        p.kw = cx_kw;
         splits = 1;
     } else if (want_kw == 0 && p.mt <= 2 && !(cfg && cfg->splits > 0) && ksteps * kstep <= kc_cap &&
                int64_t(nblk) * p.mtiles < sms) {
@@ -369,7 +402,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
     if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl) > max_smem_optin()) {
+    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

@@ -26,11 +26,15 @@
 //     stage's group (wgmma.wait_group 1) and release that slot (one arrive per consumer warp: empty count 8).
 //   Only asynchronous-proxy writers (bulk copies) fill the ring and only wgmma reads it, so no proxy fence
 //   is needed in the loop.
-// Epilogue: straight from the accumulators (per thread 2 weight rows x BX / 4 activation rows); the column
-//   vectors (cs, cc, bias, os) and the tile's row vectors (rs, rc: BX / 32 per lane, coalesced, handed to the
-//   owning threads by shuffles) are loaded while the tile's last wgmmas run (v11); f16 / bf16 leave as 4-byte
-//   column pairs (one shuffle between neighbouring lanes). While it runs, the producer already streams the
-//   next tile's first stages.
+// Epilogue: the column vectors (cs, cc, bias, os) and the tile's row vectors (rs, rc: BX / 32 per lane, coalesced,
+//   handed to the owning threads by shuffles) are loaded while the tile's last wgmmas run (v11). f16 / bf16 output
+//   (n % 8 == 0, ldy % 8 == 0, y 16-byte aligned; flags bit 0) leaves through shared memory and TMA stores (v13,
+//   epilogue_tma): each consumer warpgroup converts 64 activation rows at a time into one of its two 8 KB staging
+//   buffers (128-byte swizzle, bank-conflict free), one thread issues the 2-D TMA store, and the warpgroup goes on
+//   (to the next chunk or the next tile's wgmmas) while the copy engine writes. Otherwise (int32 / int8 output, or
+//   an output the copy engine cannot address) the values are stored straight from the accumulators, f16 / bf16 as
+//   4-byte column pairs (one shuffle between neighbouring lanes). While the epilogue runs, the producer already
+//   streams the next tile's first stages.
 //
 // W4 (W4 = true, v9): the ring's weight stage is the 8 KB 4-bit block (lowbit-core int8::tile_weight of pack_w4's
 //   words: 16-byte chunk c of row r at c * 2048 + (r / 8) * 128 + (r % 8) * 16, word t of a chunk = lane t's
@@ -38,9 +42,12 @@
 //   loads after the full-barrier wait: the bulk copy's writes are visible once the mbarrier phase completes),
 //   expands them exactly to q * s (i8::expand_w4: one IMAD per two codes + PRMT) and issues register-A wgmmas
 //   (m64nBXk32, A from registers); the A registers are double-buffered across stages because the group of the
-//   previous stage may still read them until wgmma.wait_group 1. The group scales are read from global memory
-//   (L2) into two register sets, one per stage parity, each reloaded right after use for the next stage of its
-//   parity (v11), so their latency hides behind two stages of wgmmas.
+//   previous stage may still read them until wgmma.wait_group 1. Group scales with group_len % 128 == 0 (one per
+//   row and stage; flags bit 1, v13) come through the ring: warp 1 of the producer warpgroup (the scale warp) loads
+//   the stage's 128 row scales, waits for the slot, writes them as bytes after the staging buffers and arrives on
+//   the slot's full barrier (count 1 + 32), so a consumer lane reads its two rows' scales with two LDS.U8. Other
+//   group lengths (and flags without bit 1) read them from global memory (L2) into two register sets, one per
+//   stage parity, each reloaded right after use for the next stage of its parity (v11).
 //   W4S = true (the faster one, NOTES.md v9): instead of register-A wgmmas (ptxas C7513: serialized) the lanes
 //   store the expanded words into a per-warpgroup 64 x 128 int8 block (no-swizzle core-matrix order, LBO 1024,
 //   two buffers after the ring, alternating by stage), fence.proxy.async.shared::cta + a 128-thread named barrier
@@ -73,9 +80,20 @@ struct Geo {
     static constexpr int kSlot = kWStage + kXStage;   // one ring slot
     // W4S: per consumer warpgroup two 8 KB int8 blocks (64 rows x 128 K) after the ring.
     static constexpr int kExp = W4S ? 2 * 2 * 64 * kBK : 0;
-    static constexpr int kBudget = 200 * 1024 - kExp;
-    static constexpr int kStages = kBudget / kSlot > 8 ? 8 : kBudget / kSlot;
-    static constexpr int kSmem = kStages * kSlot + kExp + 1024;  // + alignment slack (swizzle atoms need 1024)
+    // f16 / bf16 output staging for the TMA-store epilogue (v13): per consumer warpgroup two 64-row x 128-byte
+    // buffers (64 activation rows x its 64 weight rows as f16), 128-byte swizzle, after the expansion blocks.
+    static constexpr int kEpiBuf = 64 * 128;
+    static constexpr int kEpi = 2 * 2 * kEpiBuf;
+    // Ring: what is left of 227 KB (the per-block maximum, less the 1 KB alignment slack and static smem). Against
+    // v12's 200 KB budget without staging this keeps every ring depth except W4S BX = 128 (7 -> 6 slots).
+    // W4: the stage's group scales (one byte per weight row; group_len % 128 == 0), written by the producer
+    // warpgroup's scale warp (v13), one 128-byte array per ring slot after the staging buffers.
+    static constexpr int kScl = W4 ? kBW : 0;
+    static constexpr int kBudget = 226 * 1024 - kExp - kEpi;
+    static constexpr int kStages = kBudget / (kSlot + kScl) > 8 ? 8 : kBudget / (kSlot + kScl);
+    // + alignment slack (swizzle atoms need 1024)
+    static constexpr int kSmem = kStages * (kSlot + kScl) + kExp + kEpi + 1024;
+    static_assert(kSmem <= 227 * 1024, "shared memory over the per-block maximum");
 };
 
 // Same as lowbit::smem_desc (no swizzle) from a shared-window address.
@@ -234,6 +252,71 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
     }
 }
 
+// Named barrier of one consumer warpgroup (ids 1, 2; 128 threads).
+__device__ __forceinline__ void wg_sync(int cw) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory"); }
+
+// f16 / bf16 epilogue through shared memory and TMA stores (v13). The warpgroup's 64 weight rows x BX activation
+// rows leave in BX / 64 chunks of 64 activation rows: each chunk is converted (epilogue_t's arithmetic, bit for bit),
+// written as 4-byte column pairs into one of the warpgroup's two staging buffers (row = activation row, 128 bytes =
+// the 64 weight rows as 16-bit values, 128-byte swizzle: 16-byte unit u of row r at (u ^ (r & 7)) * 16), made
+// visible to the async proxy, and stored by one thread with a 2-D TMA of the output map (box 64 x 64; rows >= M and
+// columns >= N are clipped by the copy engine). The warpgroup then goes on to the next chunk / tile while the copy
+// engine writes: only the staging buffer's reuse waits (bulk_wait_group_read<1>: the chunk before the previous one
+// has been read). `q` counts the chunks this warpgroup has issued (buffer q & 1).
+// Bank conflicts: one STS.32 per (i, r) per lane: lanes (g, tq) write rows 8i + 2tq + (g & 1) (eight distinct r & 7)
+// at unit 2 warp + r (XOR r & 7: eight distinct units) and word g >> 1: 32 distinct banks.
+template <int BX, int OUT>
+__device__ __forceinline__ void epilogue_tma(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
+                                             int n0, int tq, int g, int warp, int cw, unsigned char* ebuf,
+                                             const CUtensorMap* ymap, uint32_t& q) {
+    const i8::Epilogue& e = p.epi;
+    const bool odd = g & 1;
+    const bool leader = (threadIdx.x & 127) == 0;
+#pragma unroll
+    for (int c = 0; c < BX / 64; ++c) {
+        unsigned char* buf = ebuf + (q & 1) * Geo<BX>::kEpiBuf;
+        if (leader) tma::bulk_wait_group_read<1>();  // buffer q & 1's previous chunk (q - 2) has been read
+        wg_sync(cw);
+#pragma unroll
+        for (int ii = 0; ii < 8; ++ii) {
+            const int i = 8 * c + ii;
+            float rs[2], rc[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int src = 8 * (i % 4) + 2 * tq + h;
+                rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
+                rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
+            }
+            const int lr = 8 * ii + 2 * tq + (odd ? 1 : 0);  // chunk-relative activation row this lane stores
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float v[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
+                    if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
+                    if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
+                    if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
+                }
+                const uint32_t b0 = to_b16<OUT>(v[0]), b1 = to_b16<OUT>(v[1]);
+                // As epilogue_t's pairs: even lane -> row ma, columns (n, n + 1); odd lane -> row ma + 1, (n - 1, n).
+                const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? b0 : b1, 4);
+                const uint32_t lo = odd ? got : b0, hi = odd ? b1 : got;
+                // Column pair (16 warp + 8 r + (g & ~1)) of the warpgroup's 64: 16-byte unit 2 warp + r, word g >> 1.
+                const int unit = (2 * warp + r) ^ (lr & 7);
+                *reinterpret_cast<uint32_t*>(buf + lr * 128 + unit * 16 + 4 * (g >> 1)) = lo | (hi << 16);
+            }
+        }
+        tma::fence_proxy_async_shared();
+        wg_sync(cw);
+        if (leader) {
+            tma::tma_2d_s2g(ymap, buf, n0, m0 + 64 * c);
+            tma::bulk_commit_group();
+        }
+        ++q;
+    }
+}
+
 template <int BX>
 __device__ __forceinline__ void epilogue(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
                                          int nr, int tq) {
@@ -283,7 +366,9 @@ __device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glo
 
 template <int BX, bool W4 = false, bool W4S = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
-                                                          const __grid_constant__ CUtensorMap xmap, int group) {
+                                                          const __grid_constant__ CUtensorMap xmap,
+                                                          const __grid_constant__ CUtensorMap ymap, int flags,
+                                                          int group) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
@@ -300,9 +385,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 
     const int tid = threadIdx.x;
     const int wg = tid >> 7;
+    // flags bit 0: f16 / bf16 output through the TMA-store epilogue (ymap valid); bit 1 (W4 with group scales and
+    // group_len % 128 == 0): the stage's scales come through the ring from the scale warp (v13).
+    const bool ystore = flags & 1;
+    const bool sscale = W4 && (flags & 2) && p.gs != nullptr && p.group_len % kBK == 0;
+    unsigned char* const scl = ring + S * G::kSlot + G::kExp + G::kEpi;  // W4: S x 128 scale bytes
     if (tid == 0) {
         for (int s = 0; s < S; ++s) {
-            mbar_init(&full[s], 1);    // the producer's arrive.expect_tx (+ the copies' bytes)
+            // The producer's arrive.expect_tx (+ the copies' bytes) and, with ring scales, one arrive per scale-warp
+            // lane after its stores (release: the consumers' full-barrier wait makes the bytes visible).
+            mbar_init(&full[s], sscale ? 1 + 32 : 1);
             mbar_init(&empty[s], 8);   // one arrive per consumer warp
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -333,6 +425,36 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     if (++s == S) s = 0, phase ^= 1;
                 }
             }
+        } else if (sscale && (tid >> 5) == 1) {
+            // Scale warp (v13): lane l writes the group scales of weight rows l, l + 32, l + 64, l + 96 of each stage
+            // into the slot's 128-byte array (1 outside the matrix), loaded before the empty-slot wait so the L2
+            // latency runs while the slot drains. Before v13 every consumer lane loaded its two rows' scales from
+            // global memory with the group-index and address arithmetic in series with the expansion (NOTES v12).
+            const int lane = tid & 31;
+            const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
+            int s = 0;
+            uint32_t phase = 0;
+            // 40 registers (setmaxnreg.dec): one row pointer, 32-bit offsets, the four bytes packed in one word.
+            const int rstride = 32 * p.groups;
+            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+                int nb, mb;
+                tiles.at(t, nb, mb);
+                const int rows_left = p.n - (nb * kBW + lane);  // rows lane + 32 q exist while 32 q < rows_left
+                const uint8_t* gsr = p.gs + size_t(nb * kBW + lane) * p.groups;
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    const int gk = ks * kBK;
+                    const int gi = glog >= 0 ? gk >> glog : gk / p.group_len;
+                    uint32_t v = 0;
+#pragma unroll
+                    for (int q = 0; q < 4; ++q)
+                        v |= (32 * q < rows_left ? uint32_t(__ldg(gsr + q * rstride + gi)) : 1u) << (8 * q);
+                    mbar_wait(&empty[s], phase ^ 1);
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) scl[s * kBW + lane + 32 * q] = uint8_t(v >> (8 * q));
+                    mbar_arrive(&full[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
         }
     } else {
         // ------------------------------- consumers -------------------------------
@@ -343,6 +465,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         const uint32_t ring_a = smem_u32(ring);
         int s = 0;
         uint32_t phase = 0;
+        uint32_t yq = 0;  // TMA-store epilogue: chunks issued by this warpgroup (staging buffer yq & 1)
         // The tile's first wgmma overwrites the accumulators (scale-d = 0): zeroing them with ordinary instructions
         // at each tile start made ptxas serialize every wgmma of the W4 instances (C7515; v11).
         int32_t acc[BX / 2];
@@ -355,7 +478,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         const int row0 = cw * 64 + warp * 16;
         uint32_t sca[kBK / 32][2], scb[kBK / 32][2];
         const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
-        if constexpr (W4) {
+        if (W4 && !sscale) {
             int nb0 = 0, mb0 = 0;
             if (blockIdx.x < total) tiles.at(blockIdx.x, nb0, mb0);
             w4_scales(p, nb0 * kBW + row0 + g, 0, glog, sca);
@@ -378,6 +501,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 const uint32_t xa = wa + kWStage;
                 if constexpr (W4) {
                     const unsigned char* raw = ring + s * G::kSlot;
+                    if (sscale) {  // this stage's scales of rows row0 + g, row0 + g + 8 from the ring (v13)
+                        const uint32_t s0 = scl[s * kBW + row0 + g], s1 = scl[s * kBW + row0 + g + 8];
+#pragma unroll
+                        for (int j = 0; j < kBK / 32; ++j) sc[j][0] = s0, sc[j][1] = s1;
+                    }
 #pragma unroll
                     for (int j = 0; j < kBK / 32; ++j) {
                         const uint32_t w0 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(row0 + g, j, kBW) + 4 * tq);
@@ -389,10 +517,12 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     // The next stage of this parity: ks + 2 of this tile, else stage ks & 1 of this CTA's next tile
                     // (the loop below restarts at an even stage on every tile; an odd stage exists only if
                     // ksteps > 1, so stage 1 of the next tile does too).
-                    if (ks + 2 < ksteps) {
-                        w4_scales(p, nb * kBW + row0 + g, ks + 2, glog, sc);
-                    } else {
-                        w4_scales(p, nb_next * kBW + row0 + g, ks & 1, glog, sc);
+                    if (!sscale) {
+                        if (ks + 2 < ksteps) {
+                            w4_scales(p, nb * kBW + row0 + g, ks + 2, glog, sc);
+                        } else {
+                            w4_scales(p, nb_next * kBW + row0 + g, ks & 1, glog, sc);
+                        }
                     }
                     if constexpr (W4S) {
                         // Write the expanded 64 x 128 int8 block of this warpgroup (core-matrix order, 64 rows:
@@ -457,8 +587,22 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-            epilogue<BX>(p, acc, ev, mb * BX, nr, tq);
+            if (ystore) {
+                unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
+                if (p.epi.out == i8::kOutF16) {
+                    epilogue_tma<BX, i8::kOutF16>(p, acc, ev, mb * BX, nb * kBW + cw * 64, tq, g, warp, cw, ebuf,
+                                                  &ymap, yq);
+                } else {
+                    epilogue_tma<BX, i8::kOutBf16>(p, acc, ev, mb * BX, nb * kBW + cw * 64, tq, g, warp, cw, ebuf,
+                                                   &ymap, yq);
+                }
+            } else {
+                epilogue<BX>(p, acc, ev, mb * BX, nr, tq);
+            }
         }
+        // The staging buffers must stay valid until the copy engine has read them (the global writes complete
+        // before the grid does).
+        if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     }
 #endif
 #endif

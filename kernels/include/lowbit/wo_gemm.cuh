@@ -18,7 +18,12 @@
 //   kw > 1 warps per strip the block covers 8/kw strips, warp w works on strip w/kw and the (w%kw)-th
 //   share of the k-steps, and the kw partial sums meet in shared memory at the end. One launch, no
 //   workspace, kw times more blocks: a 576x576 layer runs 36 blocks instead of 5, and every warp has its
-//   one or two k-steps of weights in flight at once instead of a chain of nine.
+//   one or two k-steps of weights in flight at once instead of a chain of nine. At M = 1 (INT formats) the same
+//   in-block split-K runs with compact X (only the real row of X in shared memory, ldmatrix lanes of absent rows
+//   reading a zero line), so it also covers long K: the plan (wo_launch.cu compact_kw) uses it where its blocks
+//   fill one wave, replacing split-K's atomics and convert kernel (NOTES.md v12).
+//   The X chunk of a launch is sized (x_chunk) so that the blocks the registers allow per SM also fit shared
+//   memory, as one buffer holding the block's whole K range when it fits.
 //
 // Limits
 //   Any M >= 1, N >= 1; K >= 1 (padded to the k-step by the repack; X columns >= K read as zeros).
@@ -89,10 +94,35 @@ __device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
     cp_async_commit();
 }
 
+// Stage X[0 : rows, c0 : c0 + kc] (rows <= M, runtime) for the compact-X variant; same row stride and zero fill.
+template <typename T>
+__device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, int c0) {
+    const T* x = static_cast<const T*>(p.x);
+    const int lds = p.kc + 8, pieces = p.kc / 8;
+    for (int i = threadIdx.x; i < rows * pieces; i += kThreads) {
+        const int r = i / pieces, c = (i - r * pieces) * 8;
+        const int gk = c0 + c;
+        T* d = dst + r * lds + c;
+        if (p.x_vec) {
+            const bool ok = gk < p.k;
+            cp_async16_zfill(d, ok ? static_cast<const void*>(x + size_t(r) * p.ldx + gk) : p.x, ok);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) d[e] = gk + e < p.k ? x[size_t(r) * p.ldx + gk + e] : to_out<T>(0.f);
+        }
+    }
+    cp_async_commit();
+}
+
 // KW: the in-block split-K variant (p.kw > 1 warps per strip). A separate instance, so that the common
 // one-warp-per-strip kernel keeps its register budget (its 64-register cap at 8-row m-tiles leaves no room).
-template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false>
+// CX (v12, with KW and MT = 1 only, M <= 8): compact X, only the M real rows of the block's K range are staged
+// (M x K x 2 bytes: 16 KB for M = 1 at K = 8192 instead of 8 rows' 131 KB); ldmatrix lanes of rows >= M read a
+// zero line that does not advance. That lets the in-block split-K cover long K at several blocks per SM: one
+// launch and one wave where split-K needs a workspace, atomics, a convert kernel and 2-3 waves of short blocks.
+template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false>
 __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
+    static_assert(!CX || (KW && MT == 1 && !Fmt::kIsLut), "compact X: in-block split-K, 8-row m-tile, INT formats");
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
     T* xs = reinterpret_cast<T*>(smem);
@@ -196,7 +226,14 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     // (In the chunk loop below s_begin = b_begin and nsteps = the block's k-steps: with kw > 1 there is one
     // chunk and the loop never stages another.)
     const int nsteps = s_end - s_begin;
-    stage_x<T, ROWS>(p, xs, m0, b_begin * KSTEP);
+    if constexpr (CX) {
+        stage_x_rows<T>(p, xs, p.m, b_begin * KSTEP);
+        // The zero line read by the lanes of rows >= M: two k-steps wide (ldmatrix column offsets up to KSTEP).
+        uint32_t* zl = reinterpret_cast<uint32_t*>(xs + p.m * lds);
+        for (int i = threadIdx.x; i < KSTEP; i += kThreads) zl[i] = 0u;
+    } else {
+        stage_x<T, ROWS>(p, xs, m0, b_begin * KSTEP);
+    }
     int chunk = -1, chunk_left = 0;
     const T* xb = xs;
     // ldmatrix row address of this lane within a chunk: rows mt*8 + lane%8, columns 8*(lane/8).
@@ -208,8 +245,15 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         __syncthreads();
         chunk = 0;
         chunk_left = INT_MAX;
-        xb = xs + lds_lane + (s_begin - b_begin) * KSTEP;
+        if constexpr (CX) {
+            const int r = lane & 7;
+            xb = r < p.m ? xs + r * lds + (lane >> 3) * 8 + (s_begin - b_begin) * KSTEP : xs + p.m * lds + (lane >> 3) * 8;
+        } else {
+            xb = xs + lds_lane + (s_begin - b_begin) * KSTEP;
+        }
     }
+    // Advance of this lane's X row address per k-step (CX: zero-line lanes stay put).
+    const int xstep = CX ? ((lane & 7) < p.m ? KSTEP : 0) : KSTEP;
     // The main loop, compiled once per group bookkeeping (whole k-steps per group, or tiles per group) so the
     // choice costs no instructions per k-step.
     auto main_loop = [&](auto kStepGroups) {
@@ -217,7 +261,8 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
 #pragma unroll
             for (int i = 0; i < P; ++i) {
                 if (s0 + i < s_end) {
-                    if (chunk_left == 0) {
+                    // (KW: one chunk, staged before the loop; no chunk bookkeeping in the loop.)
+                    if (!KW && chunk_left == 0) {
                         // Chunk `chunk` + 1 landed; every warp is done with the previous one, whose buffer
                         // takes the chunk after.
                         ++chunk;
@@ -229,7 +274,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
                         xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
                         chunk_left = spc;
                     }
-                    --chunk_left;
+                    if constexpr (!KW) --chunk_left;
                     uint32_t bf[MT][4];
                     auto tile = [&](int j) {
                         if ((j & 1) == 0) {
@@ -261,7 +306,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
                             }
                         }
                     }
-                    xb += KSTEP;
+                    xb += xstep;
                     load_w(i);
                 }
             }
@@ -489,18 +534,79 @@ constexpr int prefetch_steps() {
 }
 
 // Resident blocks per SM each m-tile is compiled for (registers capped at 65536 / (256 * MINB)): 4 for one
-// 8-row m-subtile (63 registers), 3 for two (80), none for the larger m-tiles. Formats whose decoders need
-// more registers (3-bit high-bit stream, tables, the 8-tile k-steps of 2/3-bit) get one block less, where
-// the cap would spill (checked with --warn-on-spills for sm_80, sm_89, sm_90a).
+// 8-row m-subtile (63 registers) and, since v12, for two (64 registers, no spills on sm_90a: the v8 cap of 3 dated
+// from a longer loop that needed 80); none for the larger m-tiles. Formats whose decoders need more registers
+// (3-bit high-bit stream, tables, the 8-tile k-steps of 2/3-bit) get one block less, where the cap would spill
+// (checked with --warn-on-spills for sm_80, sm_89, sm_90a).
 template <class Fmt, int MT>
 constexpr int min_blocks() {
     constexpr bool heavy = Fmt::kHasHi || Fmt::kIsLut || Fmt::kTiles > 4;  // 3-bit, tables, 8 tiles per step
-    return MT == 1 ? (heavy ? 3 : 4) : MT == 2 ? (Fmt::kTiles > 4 ? 2 : 3) : 1;
+    return MT == 1 ? (heavy ? 3 : 4) : MT == 2 ? (heavy ? (Fmt::kTiles > 4 ? 2 : 3) : 4) : 1;
+}
+
+// Shared memory of the device's multiprocessors available to blocks (228 KB on sm_90, 164 KB sm_80, 100 KB sm_89).
+inline int smem_per_sm() {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 100 * 1024;
+    }
+    return v;
+}
+
+// X chunk of a launch (v12): the chunk (kc columns, one or two buffers) is sized so that as many blocks as the
+// registers allow (`blocks` per SM) also fit the SM's shared memory, with one buffer that holds the block's whole
+// K range whenever it fits (no barrier and no second stage inside the block). Before v12 the plan's 2048 / MT
+// columns were double-buffered whatever the split length: at M = 16 that was 66 KB per block, so shared memory
+// alone allowed only 3 blocks per SM, and a 19-step split ran as a 16-step and a 3-step chunk with a block-wide
+// barrier between them.
+struct XChunk {
+    int kc, bufs;
+};
+template <class Fmt, int MT>
+XChunk x_chunk(int steps_per_split, int plan_kc, int n_tables, int smem_sm, int blocks) {
+    constexpr int ROWS = MT * 8, KSTEP = Fmt::kTiles * 16;
+    const int64_t tab = Fmt::kIsLut ? int64_t(n_tables) * Fmt::kEntries * 4 : 0;
+    // 1 KB per block is the driver's reservation.
+    const int64_t budget = int64_t(smem_sm) / (blocks > 0 ? blocks : 1) - 1024 - tab;
+    const int64_t whole = int64_t(steps_per_split) * KSTEP;
+    // The pair tables sit behind two X buffers (gemm_kernel), so table formats keep both allocated.
+    if ((Fmt::kIsLut ? 2 : 1) * int64_t(ROWS) * (whole + 8) * 2 <= budget) return {int(whole), Fmt::kIsLut ? 2 : 1};
+    int64_t kc = (budget / (2 * ROWS * 2) - 8) / KSTEP * KSTEP;
+    if (kc > plan_kc) kc = plan_kc;
+    if (kc > whole) kc = whole;
+    if (kc < KSTEP) kc = KSTEP;
+    return {int(kc), 2};
+}
+
+// Whether a launch with kw > 1 runs the compact-X instance (MT = 1, INT formats, M <= 8), and its shared memory:
+// the M rows of the K range, the zero line, at least the in-block reduction's [kWarps][4][32] floats.
+template <class Fmt, int MT>
+constexpr bool cx_format() {
+    return MT == 1 && !Fmt::kIsLut;
+}
+inline size_t cx_smem_bytes(int m, int kc, int kstep) {
+    const size_t x = size_t(m) * (kc + 8) * 2 + size_t(kstep) * 4, red = size_t(kWarps) * 4 * 32 * 4;
+    return x > red ? x : red;
 }
 
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT>()>;
+    if constexpr (cx_format<Fmt, MT>()) {
+        // In-block split-K with compact X (v12): up to min_blocks() blocks per SM, one wave (the plan's rule).
+        if (a0.kw > 1 && a0.m <= 8) {
+            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), min_blocks<Fmt, 1>(), true, true>;
+            const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
+            if (smem > 48 * 1024) {
+                const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+                if (e != cudaSuccess) return e;
+            }
+            const int spb = kWarps / a0.kw;
+            kx<<<dim3(1, (a0.strips + spb - 1) / spb, 1), kThreads, smem, s>>>(a0);
+            return cudaGetLastError();
+        }
+    }
     if constexpr (MT <= 2) {
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
         if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
@@ -508,30 +614,36 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     Args a = a0;
     // Strips per block: kWarps, or kWarps / kw with kw warps per strip (in-block split-K).
     const int spb = a.kw > 1 ? kWarps / a.kw : kWarps;
-    const int kstep = Fmt::kTiles * 16, nblk = (a.strips + spb - 1) / spb;
-    if (a.auto_splits && splits > 1) {
-        // Pick the split count whose blocks fill the resident slots in the most nearly whole waves
-        // (a last wave that is 10% full costs almost a whole wave). At least 8 k-steps per split.
+    const int nblk = (a.strips + spb - 1) / spb;
+    size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
+    if (a.kw <= 1) {
+        // Blocks per SM that the registers allow; the X chunk is then sized to let them all fit.
         int occ = 0;
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, smem_bytes<Fmt, MT>(a.kc, a.n_tables));
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, 0);
         cudaGetLastError();
-        const int64_t slots = int64_t(occ > 0 ? occ : 1) * (a.sms > 0 ? a.sms : 1);
-        const int max_s = a.ksteps / 8 > 2 ? a.ksteps / 8 : 2;
-        double best = -1;
-        for (int c = 2; c <= max_s; ++c) {
-            const int sps = (a.ksteps + c - 1) / c, real = (a.ksteps + sps - 1) / sps;
-            const double waves = double(int64_t(nblk) * mtiles * real) / double(slots);
-            const double eff = waves / std::ceil(waves);
-            if (eff > best + 0.02) {
-                best = eff;
-                splits = real;
-                a.steps_per_split = sps;
+        occ = occ > 0 ? occ : 1;
+        const int smem_sm = smem_per_sm();
+        if (a.auto_splits && splits > 1) {
+            // Pick the split count whose blocks fill the resident slots in the most nearly whole waves
+            // (a last wave that is 10% full costs almost a whole wave). At least 8 k-steps per split.
+            const int64_t slots = int64_t(occ) * (a.sms > 0 ? a.sms : 1);
+            const int max_s = a.ksteps / 8 > 2 ? a.ksteps / 8 : 2;
+            double best = -1;
+            for (int c = 2; c <= max_s; ++c) {
+                const int sps = (a.ksteps + c - 1) / c, real = (a.ksteps + sps - 1) / sps;
+                const double waves = double(int64_t(nblk) * mtiles * real) / double(slots);
+                const double eff = waves / std::ceil(waves);
+                if (eff > best + 0.02) {
+                    best = eff;
+                    splits = real;
+                    a.steps_per_split = sps;
+                }
             }
         }
-        const int kc = a.steps_per_split * kstep;
-        if (kc < a.kc) a.kc = kc;  // a shorter split needs a shorter chunk, never a longer one
+        const XChunk xc = x_chunk<Fmt, MT>(a.steps_per_split, a.kc, a.n_tables, smem_sm, occ);
+        a.kc = xc.kc;
+        smem = size_t(xc.bufs) * (MT * 8) * (xc.kc + 8) * 2 + (Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0);
     }
-    const size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
