@@ -73,6 +73,8 @@ impl BenchContext {
             hbm_peak_source: hbm.map(|h| h.source.to_string()),
             copy_gbps: None,
             copy_bytes: None,
+            read_gbps: None,
+            read_bytes: None,
             clocks_start: sysinfo::query_clocks(&selector),
             clocks_end: None,
             clock_samples: None,
@@ -146,6 +148,29 @@ impl BenchContext {
         let gbps = 2.0 * bytes as f64 / (m.stats.median * 1e-6) / 1e9;
         self.card.copy_gbps = Some(gbps);
         self.card.copy_bytes = Some(bytes);
+        Ok(gbps)
+    }
+
+    /// Measures the read bandwidth of the read-only streaming kernel (`lowbit_cuda::probe::read_probe` over up to
+    /// [`COPY_PROBE_BYTES`], median of 10 after 2 warm-ups) and records it in the card info. Returns GB/s.
+    pub fn measure_read_bandwidth(&mut self) -> Result<f64> {
+        let bytes = COPY_PROBE_BYTES.min(self.card.memory_bytes / 8).max(1 << 20) / 16 * 16;
+        let src = self.stream.alloc_zeros::<u8>(bytes)?;
+        let mut sink = self.stream.alloc_zeros::<u32>(1)?;
+        let cfg = TimingConfig {
+            warmup: 2,
+            reps: 10,
+            method: TimingMethod::Stream,
+            min_batch_us: 0.0,
+            max_seconds_per_op: 10.0,
+            ..TimingConfig::default()
+        };
+        let (dev, stream) = (self.dev.clone(), self.stream.clone());
+        let m = self.timer(cfg).measure(1, |_| Ok(lowbit_cuda::probe::read_probe(&dev, &stream, &src, &mut sink)?))?;
+        self.stream.synchronize()?;
+        let gbps = bytes as f64 / (m.stats.median * 1e-6) / 1e9;
+        self.card.read_gbps = Some(gbps);
+        self.card.read_bytes = Some(bytes);
         Ok(gbps)
     }
 

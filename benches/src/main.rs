@@ -253,7 +253,8 @@ fn start_run(device: usize, planned: u64, what: String) -> Result<(BenchContext,
         ctx.software().cublas.as_deref().unwrap_or("?"),
     ));
     let copy = ctx.measure_copy_bandwidth()?;
-    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write)"));
+    let read = ctx.measure_read_bandwidth()?;
+    progress.log(format!("device-to-device copy: {copy:.0} GB/s (read + write); read-only kernel: {read:.0} GB/s"));
     Ok((ctx, progress))
 }
 
@@ -491,6 +492,7 @@ fn info_cmd(device: usize, json: bool) -> Result<()> {
     let has_cublas = baseline::ensure_cublas().is_ok();
     let mut ctx = BenchContext::open(device, has_cublas)?;
     let copy = ctx.measure_copy_bandwidth()?;
+    let read = ctx.measure_read_bandwidth()?;
     let card = ctx.finish_card();
     let sw = ctx.software().clone();
     if json {
@@ -512,6 +514,11 @@ fn info_cmd(device: usize, json: bool) -> Result<()> {
         card.copy_bytes.unwrap_or(0) >> 20,
         fmt_opt(pct, 1),
         fmt_opt(card.hbm_peak_gbps, 0)
+    );
+    println!(
+        "            read-only kernel {read:.0} GB/s ({} MiB) = {}% of HBM peak",
+        card.read_bytes.unwrap_or(0) >> 20,
+        fmt_opt(card.hbm_peak_gbps.map(|p| 100.0 * read / p), 1)
     );
     if let Some(c) = card.clocks_start {
         println!(

@@ -42,6 +42,11 @@ pub struct CardInfo {
     pub copy_gbps: Option<f64>,
     /// Bytes copied (each way) by that probe.
     pub copy_bytes: Option<usize>,
+    /// Measured read bandwidth of a pure read kernel (`lowbit_cuda::probe::read_probe`), GB/s: the card's
+    /// achievable HBM read ceiling in this run.
+    pub read_gbps: Option<f64>,
+    /// Bytes read by that probe.
+    pub read_bytes: Option<usize>,
     /// `nvidia-smi` clocks and power when the run started.
     pub clocks_start: Option<Clocks>,
     /// ... and when it ended.

@@ -141,3 +141,27 @@ fn gpu_timer_graph_and_stream_methods() {
     assert!(stream.clone_dtoh(&y).unwrap().iter().all(|&v| from_bits(v, OutDtype::F16) == k as f64));
     println!("16x1024x1024 f16 GEMM: graph {:.2} us, stream {:.2} us per call", times[0], times[1]);
 }
+
+/// The read-bandwidth probe reads every 16-byte word of a buffer whose length is not a multiple of the grid's
+/// stride (its XOR equals the CPU's), a second call folds the same value in again (back to zero), and a length
+/// that is not a multiple of 16 is a typed alignment error.
+#[test]
+#[ignore = "needs an NVIDIA GPU and libcublas (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_read_probe_reads_every_word() {
+    let Some(ctx) = context_or_skip("gpu_read_probe_reads_every_word") else { return };
+    let (dev, stream) = (ctx.device(), ctx.stream());
+    let mut rng = StdRng::seed_from_u64(7);
+    let words: Vec<u32> = (0..4 * 300_017).map(|_| rng.random::<u32>() | 1).collect();
+    let expect = words.iter().fold(0u32, |a, &w| a ^ w);
+    assert_ne!(expect, 0);
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let src = stream.clone_htod(&bytes).unwrap();
+    let mut sink = stream.clone_htod(&[0u32]).unwrap();
+    lowbit_cuda::probe::read_probe(dev, stream, &src, &mut sink).unwrap();
+    assert_eq!(stream.clone_dtoh(&sink).unwrap()[0], expect, "XOR of every word");
+    lowbit_cuda::probe::read_probe(dev, stream, &src, &mut sink).unwrap();
+    assert_eq!(stream.clone_dtoh(&sink).unwrap()[0], 0, "a second pass folds the same value in");
+    let odd = stream.clone_htod(&bytes[..24]).unwrap();
+    let e = lowbit_cuda::probe::read_probe(dev, stream, &odd, &mut sink).unwrap_err();
+    assert!(matches!(e, lowbit_cuda::CudaError::Alignment { .. }), "{e:?}");
+}

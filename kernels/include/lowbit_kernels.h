@@ -81,6 +81,16 @@ int32_t lowbit_kernels_abi_version(void);
 int32_t lowbit_kernels_cudart_version(void);
 
 /**
+ * Read-only streaming probe of the card's memory read bandwidth (kernels/common/read_probe.cu): reads `bytes`
+ * bytes at `src` once with 16-byte evict-first loads on num_sms x 8 blocks of 256 threads and XORs every 32-bit
+ * word of it into *sink (zero *sink first to get the buffer's XOR; the launcher does not, so that timing a
+ * call times the read alone). Asynchronous on `stream`.
+ * Errors: LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, bytes <= 0, num_sms <= 0), LOWBIT_ERR_ALIGNMENT (bytes
+ * not a multiple of 16 or src not 16-byte aligned), LOWBIT_ERR_CUDA.
+ */
+lowbit_status lowbit_read_probe(const void *src, int64_t bytes, uint32_t *sink, int32_t num_sms, void *stream);
+
+/**
  * Writes the CUDA driver's version (cudaDriverGetVersion, e.g. 13000) to `*version`; 0 when no
  * driver is installed. Returns LOWBIT_ERR_INVALID_ARGUMENT if `version` is NULL.
  */

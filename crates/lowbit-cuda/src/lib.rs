@@ -38,6 +38,7 @@ pub mod device;
 pub mod error;
 pub mod int8;
 mod launch;
+pub mod probe;
 pub mod ssd;
 pub mod ssm;
 pub mod weight_only;
