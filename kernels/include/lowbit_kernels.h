@@ -236,8 +236,11 @@ enum lowbit_wo_format {
     LOWBIT_WO_LUT2 = 4,
     /** 3-bit table codes (BitMoD FP3, 3-bit LUTs). */
     LOWBIT_WO_LUT3 = 5,
-    /** 4-bit table codes (NF4, BitMoD FP4, 4-bit LUTs). */
-    LOWBIT_WO_LUT4 = 6
+    /** 4-bit table codes (NF4, 4-bit LUTs). */
+    LOWBIT_WO_LUT4 = 6,
+    /** BitMoD FP4 codes decoded arithmetically (no table: lut may be NULL; channel_scales hold 2^15 x the channel
+     *  scale, the aux selector picks the special value). */
+    LOWBIT_WO_MIX4 = 7
 };
 
 /** A tiled weight in device memory (every pointer is a device pointer). */

@@ -16,6 +16,7 @@ LOWBIT_WO_DECLARE(int8)
 LOWBIT_WO_DECLARE(lut2)
 LOWBIT_WO_DECLARE(lut3)
 LOWBIT_WO_DECLARE(lut4)
+LOWBIT_WO_DECLARE(mix4)
 #define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
 LOWBIT_WO_DECLARE_WGMMA(int2)
 LOWBIT_WO_DECLARE_WGMMA(int3)
@@ -24,6 +25,7 @@ LOWBIT_WO_DECLARE_WGMMA(int8)
 LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
+LOWBIT_WO_DECLARE_WGMMA(mix4)
 // Warp-specialized persistent kernel (ws.cu): INT4 only.
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, cudaStream_t);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
@@ -34,6 +36,7 @@ LOWBIT_WO_DECLARE_DEQUANT(int8)
 LOWBIT_WO_DECLARE_DEQUANT(lut2)
 LOWBIT_WO_DECLARE_DEQUANT(lut3)
 LOWBIT_WO_DECLARE_DEQUANT(lut4)
+LOWBIT_WO_DECLARE_DEQUANT(mix4)
 
 namespace {
 
@@ -55,6 +58,7 @@ bool format_info(int32_t f, FormatInfo& fi) {
         case LOWBIT_WO_LUT2: fi = {8, false, true, 2}; return true;
         case LOWBIT_WO_LUT3: fi = {8, true, true, 3}; return true;
         case LOWBIT_WO_LUT4: fi = {4, false, true, 4}; return true;
+        case LOWBIT_WO_MIX4: fi = {4, false, false, 4}; return true;
         default: return false;
     }
 }
@@ -257,6 +261,7 @@ cudaError_t wgmma_format(int32_t format, int32_t dtype, const Args& a, int mtile
         case LOWBIT_WO_INT8: return lowbit_wo_wgmma_int8(a, dtype, mtiles, s);
         case LOWBIT_WO_LUT2: return lowbit_wo_wgmma_lut2(a, dtype, mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_wgmma_lut3(a, dtype, mtiles, s);
+        case LOWBIT_WO_MIX4: return lowbit_wo_wgmma_mix4(a, dtype, mtiles, s);
         default: return lowbit_wo_wgmma_lut4(a, dtype, mtiles, s);
     }
 }
@@ -298,6 +303,7 @@ cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Pl
         case LOWBIT_WO_INT8: return lowbit_wo_launch_int8(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_LUT2: return lowbit_wo_launch_lut2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_launch_lut3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_MIX4: return lowbit_wo_launch_mix4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         default: return lowbit_wo_launch_lut4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
     }
 }
@@ -450,6 +456,7 @@ cudaError_t dequant_format(int32_t format, int32_t dtype, const Args& a, void* o
         case LOWBIT_WO_INT8: return lowbit_wo_dequant_int8(a, dtype, out, ld, s);
         case LOWBIT_WO_LUT2: return lowbit_wo_dequant_lut2(a, dtype, out, ld, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_dequant_lut3(a, dtype, out, ld, s);
+        case LOWBIT_WO_MIX4: return lowbit_wo_dequant_mix4(a, dtype, out, ld, s);
         default: return lowbit_wo_dequant_lut4(a, dtype, out, ld, s);
     }
 }

@@ -43,13 +43,16 @@ pub enum TiledFormat {
     Lut3 = 5,
     /// 4-bit table codes: one word per tile, nibble `i` = `a_i`.
     Lut4 = 6,
+    /// BitMoD FP4 for the arithmetic decoder: one word per tile; code `a_{2r+h}` (register `r`, half `h`) has its
+    /// 3 magnitude bits at `16h + [9, 0, 3, 12][r]` and its sign bit at `16h + [15, 6, 7, 8][r]`.
+    Mix4 = 7,
 }
 
 impl TiledFormat {
     /// Tiles (of 16 columns) per k-step.
     pub fn tiles_per_step(self) -> usize {
         match self {
-            TiledFormat::Int4 | TiledFormat::Lut4 => 4,
+            TiledFormat::Int4 | TiledFormat::Lut4 | TiledFormat::Mix4 => 4,
             TiledFormat::Int8 => 2,
             TiledFormat::Int2 | TiledFormat::Int3 | TiledFormat::Lut2 | TiledFormat::Lut3 => 8,
         }
@@ -59,7 +62,7 @@ impl TiledFormat {
         match self {
             TiledFormat::Int2 | TiledFormat::Lut2 => 2,
             TiledFormat::Int3 | TiledFormat::Lut3 => 3,
-            TiledFormat::Int4 | TiledFormat::Lut4 => 4,
+            TiledFormat::Int4 | TiledFormat::Lut4 | TiledFormat::Mix4 => 4,
             TiledFormat::Int8 => 8,
         }
     }
@@ -180,7 +183,8 @@ impl TiledWeight {
     }
 
     fn from_mixed(w: &MixedWeight) -> Result<Self> {
-        let format = if w.bits == 4 { TiledFormat::Lut4 } else { TiledFormat::Lut3 };
+        // FP4: the arithmetic decoder (no table); FP3: value tables.
+        let format = if w.bits == 4 { TiledFormat::Mix4 } else { TiledFormat::Lut3 };
         let ng = w.n_groups();
         let codes = w.unpacked_codes();
         let src = Source {
@@ -192,8 +196,14 @@ impl TiledWeight {
             aux: Box::new(|r, gi| w.selector(r, gi)),
         };
         let mut t = Self::build(format, &src, false)?;
-        t.channel_scales = (0..t.n_pad).map(|r| if r < w.n { w.channel_scales[r].to_f32() } else { 0.0 }).collect();
-        t.lut = (0..4u8).flat_map(|s| value_table(w.bits, s).into_iter().map(f32::from)).collect();
+        // Mix4 decodes grid values times 2^-15 (an f16 bit placement, see TiledFormat::Mix4): the channel scale
+        // carries the 2^15 (exact in f32).
+        let fold = if format == TiledFormat::Mix4 { 32768.0 } else { 1.0 };
+        t.channel_scales =
+            (0..t.n_pad).map(|r| if r < w.n { w.channel_scales[r].to_f32() * fold } else { 0.0 }).collect();
+        if format.is_lut() {
+            t.lut = (0..4u8).flat_map(|s| value_table(w.bits, s).into_iter().map(f32::from)).collect();
+        }
         Ok(t)
     }
 
@@ -327,6 +337,10 @@ impl TiledWeight {
                 (w[j] >> (4 * SLOT[i])) & 15
             }
             TiledFormat::Lut4 => (w[j] >> (4 * i)) & 15,
+            TiledFormat::Mix4 => {
+                let (mb, sb) = mix4_pos(i);
+                ((w[j] >> mb) & 7) | ((w[j] >> sb) & 1) << 3
+            }
             TiledFormat::Int8 => (w[2 * j + i / 4] >> (8 * (i % 4))) & 255,
             TiledFormat::Int2 | TiledFormat::Int3 => {
                 let (p, h) = (j % 2, i % 2);
@@ -357,6 +371,14 @@ impl TiledWeight {
     }
 }
 
+/// [`TiledFormat::Mix4`] bit positions of code `a_i`: (magnitude base, sign bit). Register `r = i / 2` of the
+/// decoder takes the pair from one or two shifts of the tile word (`kernels/include/lowbit/wo_decode.cuh`, `Mix4`).
+fn mix4_pos(i: usize) -> (usize, usize) {
+    const MAG: [usize; 4] = [9, 0, 3, 12];
+    const SIGN: [usize; 4] = [15, 6, 7, 8];
+    (MAG[i / 2] + 16 * (i % 2), SIGN[i / 2] + 16 * (i % 2))
+}
+
 /// Writes the eight codes `a` of tile `j` (within the k-step) into a lane's words.
 fn pack_tile(format: TiledFormat, j: usize, a: &[u32; 8], words: &mut [u32], hi: &mut [u32], hbase: usize) {
     match format {
@@ -370,6 +392,12 @@ fn pack_tile(format: TiledFormat, j: usize, a: &[u32; 8], words: &mut [u32], hi:
         TiledFormat::Lut4 => {
             for (i, &c) in a.iter().enumerate() {
                 words[j] |= c << (4 * i);
+            }
+        }
+        TiledFormat::Mix4 => {
+            for (i, &c) in a.iter().enumerate() {
+                let (mb, sb) = mix4_pos(i);
+                words[j] |= (c & 7) << mb | ((c >> 3) & 1) << sb;
             }
         }
         TiledFormat::Int8 => {

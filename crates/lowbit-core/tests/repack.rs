@@ -92,7 +92,7 @@ fn act_order_sorts_columns_by_group() {
 #[test]
 fn table_formats_roundtrip() {
     let m = MixedWeight::quantize(weights(20, 256, 5).view(), 4, 128).unwrap();
-    check_roundtrip(&QuantizedWeight::Mixed(m), TiledFormat::Lut4);
+    check_roundtrip(&QuantizedWeight::Mixed(m), TiledFormat::Mix4);
     let m3 = MixedWeight::quantize(weights(20, 384, 6).view(), 3, 64).unwrap();
     check_roundtrip(&QuantizedWeight::Mixed(m3), TiledFormat::Lut3);
     let nf4 = LutWeight::quantize(weights(18, 192, 7).view(), &NF4, Granularity::Group(64)).unwrap();
@@ -150,4 +150,61 @@ fn unsupported_weights_are_typed_errors() {
     let mut q = IntAffineWeight::quantize(weights(4, 64, 2).view(), 4, true, Granularity::Group(32)).unwrap();
     q.scales.pop();
     assert!(matches!(TiledWeight::from_weight(&QuantizedWeight::Int(q)), Err(LowbitError::ShapeMismatch { .. })));
+}
+
+/// The kernel's Mix4 decoder (`kernels/include/lowbit/wo_decode.cuh`), emulated: the shifts and masks that place
+/// each register's two codes at f16 bits 9..11 (magnitude) and 15 (sign) must find exactly the codes `code_at`
+/// reads, and the f16 patch (relu(~p x 2^13 - 2) x SV + p) must give every BitMoD grid value times 2^-15.
+#[test]
+fn mix4_decoder_emulation_matches_the_grid() {
+    use lowbit_core::bitmod::grid_value;
+    let m = MixedWeight::quantize(weights(37, 384, 12).view(), 4, 128).unwrap();
+    let t = TiledWeight::from_weight(&QuantizedWeight::Mixed(m.clone())).unwrap();
+    assert_eq!(t.format, TiledFormat::Mix4);
+    assert!(t.lut.is_empty(), "Mix4 needs no value tables");
+    for r in 0..m.n {
+        assert_eq!(t.channel_scales[r], m.channel_scales[r].to_f32() * 32768.0, "row {r}: channel scale x 2^15");
+    }
+    let ksteps = t.k_pad / 64;
+    for s in 0..t.n_pad / 16 {
+        for ks in 0..ksteps {
+            for lane in 0..32 {
+                for j in 0..4 {
+                    let q = t.words[((s * ksteps + ks) * 32 + lane) * 4 + j];
+                    let regs = [
+                        q & 0x8E00_8E00,
+                        (q << 9) & 0x8E00_8E00,
+                        ((q << 6) & 0x0E00_0E00) | ((q << 8) & 0x8000_8000),
+                        ((q >> 3) & 0x0E00_0E00) | ((q << 7) & 0x8000_8000),
+                    ];
+                    let (g, tt) = (lane / 4, lane % 4);
+                    for (ri, &p) in regs.iter().enumerate() {
+                        for h in 0..2 {
+                            let e = 2 * ri + h; // fragment element a_e
+                            let row = s * 16 + g + 8 * ((e >> 1) & 1);
+                            let col = (ks * 4 + j) * 16 + 2 * tt + (e & 1) + 8 * (e >> 2);
+                            let half = (p >> (16 * h)) & 0xFFFF;
+                            let code = ((half >> 9) & 7) | (half >> 15) << 3;
+                            assert_eq!(
+                                code as u8,
+                                t.code_at(row, col),
+                                "strip {s} step {ks} lane {lane} tile {j} a{e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Every code under every selector: p, then the special-value patch in f16 arithmetic (each step is exact).
+    for sel in 0..4u8 {
+        let sv = f16::from_f32(f32::from(grid_value(4, sel, 8)) / 32768.0);
+        for code in 0..16u8 {
+            let p = f16::from_bits(u16::from(code & 7) << 9 | u16::from(code >> 3) << 15);
+            let v = f16::from_bits(!p.to_bits() & 0x8E00);
+            let ind = (v.to_f32() * 8192.0 - 2.0).max(0.0);
+            let a = f16::from_f32(ind * sv.to_f32() + p.to_f32());
+            assert_eq!(a.to_f32() * 32768.0, f32::from(grid_value(4, sel, code)), "selector {sel} code {code}");
+        }
+    }
 }

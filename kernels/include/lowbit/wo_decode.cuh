@@ -230,5 +230,62 @@ struct Lut {
     }
 };
 
+// ---- BitMoD FP4 (mixed datatype), arithmetic decode: no table ------------------------------------------
+// A BitMoD FP4 code is sign s (bit 3) + E2M1 magnitude m (bits 2..0); code 1000 (-0) is the group's special value
+// SV (selector 0..3: +10, -10, +16, -16 grid units, grid = 2 x E2M1). Placing m at bits 9..11 and s at bit 15 of
+// an f16 gives exactly (-1)^s E2M1(m) x 2^-14 = grid x 2^-15 (m = 1 is the f16 subnormal 2^-15: E2M1's own
+// subnormal maps onto f16's), so the decode is bit placement plus a patch of the one SV code:
+//   p   = placed bits                                  (1-4 integer ops, by register: see the layout)
+//   v   = ~p & 0x8E00 per half                         (1 LOP3; the SV code becomes 0x0E00 = 12 x 2^-15, the
+//                                                       unique largest value, every other code <= 8 x 2^-15)
+//   ind = relu(v x 2^13 - 2)                           (1 HFMA2.RELU: exactly 1 for the SV code, else 0)
+//   a   = ind x K + p                                  (1 HFMA2: K = the group's SV x 2^-15, set once per group)
+// The 2^15 lives in the channel scale (the repack multiplies Δ_ch by 2^15; exact). bf16 outputs convert the f16
+// pair (exact: every value is a small integer times 2^-15).
+// Tile word layout (lowbit-core repack.rs, TiledFormat::Mix4): register r = codes (a_{2r}, a_{2r+1}), the even
+// code in the low half at the bit positions below and the odd code at the same positions + 16:
+//   r0: m 9..11, s 15 (no shift)   r1: m 0..2, s 6 (<< 9)   r2: m 3..5 (<< 6), s 7 (<< 8)   r3: m 12..14 (>> 3), s 8 (<< 7)
+// (no four translates of {9,10,11,15} tile a 16-bit half, so two registers need separate shifts for m and s).
+struct Mix4 {
+    static constexpr int kTiles = 4, kBits = 4;
+    static constexpr bool kHasHi = false, kIsLut = false;
+    static constexpr int kEntries = 0;
+    // f16 bits of SV x 2^-15 by selector: +10 -> 0x0D00, -10 -> 0x8D00, +16 -> 0x1000, -16 -> 0x9000.
+    __host__ __device__ static constexpr uint32_t sv_bits(uint32_t sel) {
+        return 0x0D00u + (sel & 2u) * 0x180u + (sel & 1u) * 0x8000u;
+    }
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        c.zc[0] = sv_bits(aux & 3u) * 0x10001u;         // row g
+        c.zc[1] = sv_bits((aux >> 8) & 3u) * 0x10001u;  // row g + 8
+    }
+    __device__ static uint32_t patch(uint32_t p, uint32_t k) {
+        const uint32_t v = ~p & 0x8E008E00u;
+        const uint32_t kScale = 0x70007000u, kMinus2 = 0xC000C000u;  // (8192, 8192), (-2, -2)
+        const __half2 ind = __hfma2_relu(*reinterpret_cast<const __half2*>(&v), *reinterpret_cast<const __half2*>(&kScale),
+                                         *reinterpret_cast<const __half2*>(&kMinus2));
+        const __half2 r = __hfma2(ind, *reinterpret_cast<const __half2*>(&k), *reinterpret_cast<const __half2*>(&p));
+        return *reinterpret_cast<const uint32_t*>(&r);
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j];
+        uint32_t h[4];
+        h[0] = patch(q & 0x8E008E00u, c.zc[0]);
+        h[1] = patch((q << 9) & 0x8E008E00u, c.zc[1]);
+        h[2] = patch(((q << 6) & 0x0E000E00u) | ((q << 8) & 0x80008000u), c.zc[0]);
+        h[3] = patch(((q >> 3) & 0x0E000E00u) | ((q << 7) & 0x80008000u), c.zc[1]);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            if constexpr (std::is_same_v<T, __half>) {
+                a[r] = h[r];
+            } else {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[r]));
+                a[r] = Pair<T>::pack(f.x, f.y);
+            }
+        }
+    }
+};
+
 }  // namespace wo
 }  // namespace lowbit

@@ -1,0 +1,399 @@
+// Check + micro-benchmark of the BitMoD weight-only decoders on the small-M (mma.sync) GEMM, one process, with INT4 and
+// cuBLAS f16 in the same run:
+//
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a --expt-relaxed-constexpr -Xptxas=--warn-on-spills \
+//        -Ikernels/include benches/micro/wo_bitmod.cu -o wo_bitmod -ldl
+//   ./wo_bitmod check   # BitMoD FP4: Mix4 (arithmetic decode) and Lut<4> (pair tables) vs an f64 CPU reference
+//                       # (random codes / selectors / u8 group scales / f16 channel scales, odd N, g32 and g128,
+//                       # M in {1, 5, 16, 29}, f16 and bf16, NaN-poisoned outputs) + the identity test (X = I gives
+//                       # the dequantized weights bit for bit)
+//   ./wo_bitmod bench   # M in {1, 16} on 28672x8192 and 4096x4096: INT4 g128, BitMoD W4 table / Mix4, BitMoD W3
+//                       # table, cuBLAS f16 (libcublas.so.13, dlopen'ed: put its folder on LD_LIBRARY_PATH)
+//
+// Launches go through wo_gemm.cuh's launch_mt (the production instances' register caps and split re-pick) with the
+// mma.sync plan of wo_launch.cu make_plan (m-tile, ~8 blocks per SM of split-K, X chunk 2048 / MT columns) and the
+// convert kernel after split-K. Times are medians of back-to-back calls over weight copies rotated through > 200 MB
+// (benches/micro/baselines.cuh); cuBLAS is timed the same way.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "baselines.cuh"
+#include "lowbit/wo_gemm.cuh"
+
+using namespace lowbit::wo;
+#define CK MICRO_CK
+
+static int g_sms = 132;
+
+// BitMoD grid values (lowbit-core bitmod.rs): FP4 magnitudes and the special value of code 1000 by selector.
+static int grid4(int sel, int code) {
+    static const int mag[8] = {0, 1, 2, 3, 4, 6, 8, 12}, sv[4] = {10, -10, 16, -16};
+    if (code == 8) return sv[sel];
+    return (code & 8) ? -mag[code & 7] : mag[code & 7];
+}
+
+// Fragment element e (a0..a7) of lane -> (row within the strip, column within the tile).
+static void lane_elem(int e, int lane, int& row, int& col) {
+    const int g = lane >> 2, t = lane & 3;
+    row = g + ((e >> 1) & 1) * 8;
+    col = 2 * t + (e & 1) + (e >> 2) * 8;
+}
+
+// Mix4 bit positions of code a_e: magnitude base and sign bit (wo_decode.cuh Mix4 layout).
+static void mix4_pos(int e, int& mbase, int& sbit) {
+    static const int mb[4] = {9, 0, 3, 12}, sb[4] = {15, 6, 7, 8};
+    mbase = mb[e >> 1] + 16 * (e & 1);
+    sbit = sb[e >> 1] + 16 * (e & 1);
+}
+
+enum Layout { kInt4 = 0, kLut4 = 1, kMix4 = 2, kLut3 = 3 };
+
+struct Weight {
+    int n, k, k_pad, strips, ksteps, groups, gl, kstep;
+    std::vector<uint32_t> words, hi, meta;
+    std::vector<float> chan, deq;  // deq: dequantized [n][k] (check only)
+    uint32_t *d_words = nullptr, *d_hi = nullptr, *d_meta = nullptr;
+    float *d_chan = nullptr, *d_lut = nullptr;
+    int tables = 0;
+    void upload() {
+        CK(cudaMalloc(&d_words, words.size() * 4));
+        CK(cudaMemcpy(d_words, words.data(), words.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&d_meta, meta.size() * 4));
+        CK(cudaMemcpy(d_meta, meta.data(), meta.size() * 4, cudaMemcpyHostToDevice));
+        if (!hi.empty()) {
+            CK(cudaMalloc(&d_hi, hi.size() * 4));
+            CK(cudaMemcpy(d_hi, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice));
+        }
+        if (!chan.empty()) {
+            CK(cudaMalloc(&d_chan, chan.size() * 4));
+            CK(cudaMemcpy(d_chan, chan.data(), chan.size() * 4, cudaMemcpyHostToDevice));
+        }
+    }
+    void free_dev() {
+        cudaFree(d_words), cudaFree(d_hi), cudaFree(d_meta), cudaFree(d_chan), cudaFree(d_lut);
+        d_words = d_hi = d_meta = nullptr, d_chan = d_lut = nullptr;
+    }
+};
+
+static void upload_bitmod_tables(Weight& w, int bits) {
+    std::vector<float> lut(4 * 16, 0.f);
+    for (int s = 0; s < 4; ++s)
+        for (int c = 0; c < (1 << bits); ++c) {
+            if (bits == 4) {
+                lut[s * 16 + c] = float(grid4(s, c));
+            } else {
+                static const int mag3[4] = {0, 1, 2, 4}, sv3[4] = {3, -3, 6, -6};
+                lut[s * 8 + c] = c == 4 ? float(sv3[s]) : float((c & 4) ? -mag3[c & 3] : mag3[c & 3]);
+            }
+        }
+    w.tables = 4;
+    CK(cudaMalloc(&w.d_lut, lut.size() * 4));
+    CK(cudaMemcpy(w.d_lut, lut.data(), lut.size() * 4, cudaMemcpyHostToDevice));
+}
+
+// A random BitMoD FP4 weight in the Mix4 or Lut4 tiled layout (same codes for the same seed), with its dequantized
+// values grid * (q_g * chan) (exact in f32).
+static Weight make_bitmod4(int n, int k, int gl, Layout lay, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Weight w{};
+    w.n = n, w.k = k, w.kstep = 64, w.gl = gl;
+    w.k_pad = (k + 63) / 64 * 64;
+    w.strips = (n + 15) / 16, w.ksteps = w.k_pad / 64, w.groups = w.k_pad / gl;
+    const int ng = w.groups;
+    std::vector<int> code(size_t(n) * k), sel(size_t(n) * ng), q(size_t(n) * ng);
+    std::vector<float> ch(n);
+    for (auto& c : code) c = int(rng() % 16);
+    for (auto& s : sel) s = int(rng() % 4);
+    for (auto& v : q) v = 1 + int(rng() % 255);
+    for (auto& c : ch) c = __half2float(__float2half(1e-4f * float(1 + rng() % 400)));
+    w.deq.assign(size_t(n) * k, 0.f);
+    for (int r = 0; r < n; ++r)
+        for (int c = 0; c < k; ++c)
+            w.deq[size_t(r) * k + c] =
+                float(grid4(sel[size_t(r) * ng + c / gl], code[size_t(r) * k + c])) * (float(q[size_t(r) * ng + c / gl]) * ch[r]);
+    w.words.assign(size_t(w.strips) * w.ksteps * 128, 0);
+    for (int s = 0; s < w.strips; ++s)
+        for (int ks = 0; ks < w.ksteps; ++ks)
+            for (int lane = 0; lane < 32; ++lane)
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t word = 0;
+                    for (int e = 0; e < 8; ++e) {
+                        int rr, cc;
+                        lane_elem(e, lane, rr, cc);
+                        const int row = s * 16 + rr, col = ks * 64 + j * 16 + cc;
+                        const uint32_t c = (row < n && col < k) ? uint32_t(code[size_t(row) * k + col]) : 0u;  // pad: +0
+                        if (lay == kLut4) {
+                            word |= c << (4 * e);
+                        } else {
+                            int mb, sb;
+                            mix4_pos(e, mb, sb);
+                            word |= (c & 7u) << mb;
+                            word |= ((c >> 3) & 1u) << sb;
+                        }
+                    }
+                    w.words[((size_t(s) * w.ksteps + ks) * 32 + lane) * 4 + j] = word;
+                }
+    w.meta.assign(size_t(w.strips) * ng * 16, 0);
+    for (int s = 0; s < w.strips; ++s)
+        for (int gi = 0; gi < ng; ++gi)
+            for (int g = 0; g < 8; ++g) {
+                const int ra = s * 16 + g, rb = ra + 8;
+                auto sc = [&](int r) -> uint32_t { return r < n ? __half_as_ushort(__float2half(float(q[size_t(r) * ng + gi]))) : 0u; };
+                auto ax = [&](int r) -> uint32_t { return r < n ? uint32_t(sel[size_t(r) * ng + gi]) : 0u; };
+                uint32_t* m = &w.meta[((size_t(s) * ng + gi) * 8 + g) * 2];
+                m[0] = sc(ra) | (sc(rb) << 16);
+                m[1] = ax(ra) | (ax(rb) << 8);
+            }
+    // Mix4 decodes grid x 2^-15: the channel scale carries the 2^15 (exact), as the repack stores it.
+    const float fold = lay == kMix4 ? 32768.f : 1.f;
+    w.chan.assign(size_t(w.strips) * 16, 0.f);
+    for (int r = 0; r < n; ++r) w.chan[r] = ch[r] * fold;
+    w.upload();
+    if (lay == kLut4) upload_bitmod_tables(w, 4);
+    return w;
+}
+
+// Random codes of any layout (timing only).
+static Weight make_random(int n, int k, Layout lay, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Weight w{};
+    const int tiles = lay == kLut3 ? 8 : 4;
+    w.n = n, w.k = k, w.kstep = tiles * 16, w.gl = 128;
+    w.k_pad = (k + w.kstep - 1) / w.kstep * w.kstep;
+    w.strips = (n + 15) / 16, w.ksteps = w.k_pad / w.kstep, w.groups = w.k_pad / 128;
+    w.words.resize(size_t(w.strips) * w.ksteps * 128);
+    for (auto& v : w.words) v = rng();
+    if (lay == kLut3) {
+        w.hi.resize(size_t(w.strips) * w.ksteps * 64);
+        for (auto& v : w.hi) v = rng();
+    }
+    w.meta.resize(size_t(w.strips) * w.groups * 16);
+    for (size_t i = 0; i < w.meta.size(); i += 2) {
+        w.meta[i] = 0x1C001C00u;
+        w.meta[i + 1] = lay == kInt4 ? (rng() % 16) | ((rng() % 16) << 8) : (rng() % 4) | ((rng() % 4) << 8);
+    }
+    if (lay != kInt4) w.chan.assign(size_t(w.strips) * 16, 1e-3f);
+    w.upload();
+    if (lay == kLut4) upload_bitmod_tables(w, 4);
+    if (lay == kLut3) upload_bitmod_tables(w, 3);
+    return w;
+}
+
+// ------------------------------------------------------------------------------------------------ launch
+struct Buffers {
+    void* x;
+    void* y;
+    float* ws;  // split-K partial sums [m][n] f32, zero between calls
+};
+
+// wo_launch.cu make_plan (mma.sync path, automatic config) + run(): GEMM, then convert after split-K.
+template <class Fmt, typename T>
+static cudaError_t launch(const Weight& w, const Buffers& b, int m, cudaStream_t s) {
+    const int mt = m <= 8 ? 1 : m <= 16 ? 2 : 4;
+    const int mtiles = (m + mt * 8 - 1) / (mt * 8);
+    const int nblk = (w.strips + kWarps - 1) / kWarps;
+    int splits = int((8 * int64_t(g_sms) + int64_t(nblk) * mtiles - 1) / (int64_t(nblk) * mtiles));
+    splits = std::max(1, std::min(splits, std::max(1, w.ksteps / 8)));
+    splits = std::min(splits, w.ksteps);
+    Args a{};
+    a.words = w.d_words, a.hi_words = w.d_hi, a.meta = w.d_meta, a.chan = w.d_chan, a.lut = w.d_lut;
+    a.n_tables = Fmt::kIsLut ? w.tables : 0;
+    a.x = b.x, a.y = b.y;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.steps_per_split = (w.ksteps + splits - 1) / splits;
+    splits = (w.ksteps + a.steps_per_split - 1) / a.steps_per_split;
+    int kc = a.steps_per_split * w.kstep;
+    const int kc_max = 2048 / mt;
+    if (kc > kc_max) kc = kc_max / w.kstep * w.kstep;
+    a.kc = std::max(kc, w.kstep);
+    a.x_vec = w.k % 8 == 0;
+    a.auto_splits = 1;
+    a.kw = 1;
+    a.sms = g_sms;
+    a.ws = splits > 1 ? b.ws : nullptr;
+    cudaError_t e;
+    switch (mt) {
+        case 1: e = launch_mt<Fmt, T, 1>(a, splits, mtiles, s); break;
+        case 2: e = launch_mt<Fmt, T, 2>(a, splits, mtiles, s); break;
+        default: e = launch_mt<Fmt, T, 4>(a, splits, mtiles, s); break;
+    }
+    if (e != cudaSuccess || splits == 1) return e;
+    const int64_t total = int64_t(m) * w.n;
+    convert_kernel<T><<<int(std::min<int64_t>(4096, (total + 255) / 256)), 256, 0, s>>>(b.ws, static_cast<T*>(b.y), total);
+    return cudaGetLastError();
+}
+
+// ------------------------------------------------------------------------------------------------ check
+template <typename T>
+static float to_f(T v) {
+    if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+    else return __bfloat162float(v);
+}
+template <typename T>
+static T from_f(float v) {
+    if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
+    else return __float2bfloat16_rn(v);
+}
+
+static int g_fail = 0, g_pass = 0;
+
+template <class Fmt, typename T>
+static void check_gemm(const char* name, const Weight& w, int m, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::vector<T> x(size_t(m) * w.k);
+    std::vector<double> xd(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = from_f<T>(float(int(rng() % 2001) - 1000) / 500.f);
+        xd[i] = to_f(x[i]);
+    }
+    Buffers b{};
+    CK(cudaMalloc(&b.x, x.size() * sizeof(T)));
+    CK(cudaMemcpy(b.x, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&b.y, size_t(m) * w.n * sizeof(T)));
+    CK(cudaMemset(b.y, 0xFF, size_t(m) * w.n * sizeof(T)));  // NaN poison
+    CK(cudaMalloc(&b.ws, size_t(m) * w.n * 4));
+    CK(cudaMemset(b.ws, 0, size_t(m) * w.n * 4));
+    CK(launch<Fmt, T>(w, b, m, 0));
+    CK(cudaDeviceSynchronize());
+    std::vector<T> y(size_t(m) * w.n);
+    CK(cudaMemcpy(y.data(), b.y, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    const double tol = std::is_same_v<T, __half> ? 2e-3 : 1e-2;
+    double worst = 0;
+    int bad = 0;
+    for (int i = 0; i < m; ++i)
+        for (int r = 0; r < w.n; ++r) {
+            double ref = 0, mag = 0;
+            for (int c = 0; c < w.k; ++c) {
+                const double p = xd[size_t(i) * w.k + c] * double(w.deq[size_t(r) * w.k + c]);
+                ref += p, mag += std::fabs(p);
+            }
+            const double got = to_f(y[size_t(i) * w.n + r]);
+            const double err = std::fabs(got - ref) / (mag + 1e-30);
+            if (!(err <= tol)) ++bad;
+            if (err > worst || std::isnan(err)) worst = std::isnan(err) ? 1e30 : err;
+        }
+    printf("check %-6s %-4s n=%-5d k=%-5d g=%-3d m=%-3d worst |err|/sum|xw| %.2e %s\n", name,
+           std::is_same_v<T, __half> ? "f16" : "bf16", w.n, w.k, w.gl, m, worst, bad ? "FAIL" : "ok");
+    (bad ? g_fail : g_pass)++;
+    cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
+}
+
+// X = I (rows m of X pick columns off + m): Y[m][n] = W[n][off + m] must be T(grid * q * chan) bit for bit.
+template <class Fmt, typename T>
+static void check_identity(const char* name, const Weight& w) {
+    const int m = 32;
+    int bad = 0;
+    for (int off = 0; off + m <= w.k; off += m) {
+        std::vector<T> x(size_t(m) * w.k, from_f<T>(0.f));
+        for (int i = 0; i < m; ++i) x[size_t(i) * w.k + off + i] = from_f<T>(1.f);
+        Buffers b{};
+        CK(cudaMalloc(&b.x, x.size() * sizeof(T)));
+        CK(cudaMemcpy(b.x, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&b.y, size_t(m) * w.n * sizeof(T)));
+        CK(cudaMemset(b.y, 0xFF, size_t(m) * w.n * sizeof(T)));
+        CK(cudaMalloc(&b.ws, size_t(m) * w.n * 4));
+        CK(cudaMemset(b.ws, 0, size_t(m) * w.n * 4));
+        CK(launch<Fmt, T>(w, b, m, 0));
+        CK(cudaDeviceSynchronize());
+        std::vector<T> y(size_t(m) * w.n);
+        CK(cudaMemcpy(y.data(), b.y, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
+        for (int i = 0; i < m; ++i)
+            for (int r = 0; r < w.n; ++r) {
+                const T want = from_f<T>(w.deq[size_t(r) * w.k + off + i]);
+                const T got = y[size_t(i) * w.n + r];
+                if (memcmp(&want, &got, sizeof(T)) != 0) {
+                    if (bad < 4) printf("  identity %s: row %d col %d got %g want %g\n", name, r, off + i, to_f(got), to_f(want));
+                    ++bad;
+                }
+            }
+        cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
+    }
+    printf("identity %-6s %-4s n=%d k=%d: %s\n", name, std::is_same_v<T, __half> ? "f16" : "bf16", w.n, w.k,
+           bad ? "FAIL" : "bit-exact");
+    (bad ? g_fail : g_pass)++;
+}
+
+static void run_checks() {
+    const int shapes[][3] = {{37, 384, 128}, {300, 1024, 128}, {149, 2048, 128}, {45, 320, 32}, {16, 8192, 128}};
+    uint32_t seed = 1;
+    for (auto& sh : shapes) {
+        Weight mix = make_bitmod4(sh[0], sh[1], sh[2], kMix4, 100 + seed);
+        Weight lut = make_bitmod4(sh[0], sh[1], sh[2], kLut4, 100 + seed);
+        for (int m : {1, 5, 16, 29}) {
+            check_gemm<Mix4, __half>("mix4", mix, m, ++seed);
+            check_gemm<Mix4, __nv_bfloat16>("mix4", mix, m, ++seed);
+            check_gemm<Lut<4>, __half>("lut4", lut, m, ++seed);
+        }
+        mix.free_dev(), lut.free_dev();
+    }
+    Weight mix = make_bitmod4(40, 256, 128, kMix4, 7);
+    Weight lut = make_bitmod4(40, 256, 128, kLut4, 7);
+    check_identity<Mix4, __half>("mix4", mix);
+    check_identity<Mix4, __nv_bfloat16>("mix4", mix);
+    check_identity<Lut<4>, __half>("lut4", lut);
+    mix.free_dev(), lut.free_dev();
+    printf("checks: %d passed, %d failed\n", g_pass, g_fail);
+}
+
+// ------------------------------------------------------------------------------------------------ bench
+template <class Fmt>
+static float bench_fmt(int n, int k, Layout lay, int m) {
+    const Weight probe = make_random(16, 128, lay, 1);
+    const size_t bytes = size_t(n) * k / 2;
+    const int nc = micro::copies_for(bytes);
+    std::vector<Weight> ws;
+    for (int i = 0; i < nc; ++i) ws.push_back(make_random(n, k, lay, 10 + i));
+    Buffers b{};
+    CK(cudaMalloc(&b.x, size_t(m) * k * 2));
+    CK(cudaMemset(b.x, 0x30, size_t(m) * k * 2));
+    CK(cudaMalloc(&b.y, size_t(m) * n * 2));
+    CK(cudaMalloc(&b.ws, size_t(m) * n * 4));
+    CK(cudaMemset(b.ws, 0, size_t(m) * n * 4));
+    int it = 0;
+    const float ms = micro::time_ms(100, [&] { CK(launch<Fmt, __half>(ws[it++ % nc], b, m, 0)); });
+    for (auto& w : ws) w.free_dev();
+    cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
+    (void)probe;
+    return ms * 1e3f;
+}
+
+static void run_bench() {
+    const int shapes[][2] = {{28672, 8192}, {4096, 4096}};
+    for (auto& sh : shapes) {
+        for (int m : {1, 16}) {
+            const int n = sh[0], k = sh[1];
+            const float cub = micro::bench_cublas_f16(m, n, k) * 1e3f;
+            const float i4 = bench_fmt<Int4>(n, k, kInt4, m);
+            const float l4 = bench_fmt<Lut<4>>(n, k, kLut4, m);
+            const float x4 = bench_fmt<Mix4>(n, k, kMix4, m);
+            const float l3 = bench_fmt<Lut<3>>(n, k, kLut3, m);
+            printf("bench %5dx%-5d m=%-2d cublas_f16 %7.1f us | int4-g128 %6.1f (%.2fx cuBLAS) | bitmod-w4 table %6.1f "
+                   "(%.2fx int4 speed) | bitmod-w4 mix4 %6.1f (%.2fx int4 speed, %.2fx cuBLAS) | bitmod-w3 table %6.1f "
+                   "(W4-int4 time / W3 = %.2f)\n",
+                   n, k, m, cub, i4, cub / i4, l4, i4 / l4, x4, i4 / x4, cub / x4, l3, i4 / l3);
+            fflush(stdout);
+        }
+    }
+}
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "all";
+    int dev = 0;
+    CK(cudaGetDevice(&dev));
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, dev));
+    g_sms = prop.multiProcessorCount;
+    printf("device %s, %d SMs\n", prop.name, g_sms);
+    if (mode == "check" || mode == "all") run_checks();
+    if (mode == "bench" || mode == "all") run_bench();
+    return g_fail ? 1 : 0;
+}
