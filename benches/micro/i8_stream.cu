@@ -10,6 +10,10 @@
 //   ./i8_stream check     # exactness (odd shapes, forced splits / tile widths, poisoned outputs, bad inputs)
 //   ./i8_stream bench     # M = 1, 16 on the issue's shapes
 //   ./i8_stream sweep     # forced splits for BIP2 / BIP4 / W4 on the two 28672-wide shapes
+//   built with -DLOWBIT_STREAM_PROBE (I8S_PROBE=1 bash benches/micro/i8_stream.sh probe), NOTES v13:
+//   ./i8_stream probe     # where a call's time goes: read line, PDL on/off, graph replay, probe flags, per-CTA
+//                         # timelines, the v10 plan and forced 256-row CTAs (each exact against the plan)
+//   ./i8_stream one w4g128 1 28672 8192   # four calls of one op (ncu -k regex:stream_kernel -c 1 target)
 // Not the bench of record (lowbit-bench is); it exists to iterate with one device call.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -25,6 +29,7 @@
 #include <vector>
 
 #include "baselines.cuh"
+#include "lowbit/i8_gemm.cuh"
 #include "lowbit_kernels.h"
 
 #define CK(...)                                                                                 \
@@ -178,7 +183,7 @@ static void release(DevW& d) {
 }
 
 // One exactness case: int32 output vs the CPU reference, poisoned output, the call repeated (self-cleaning split-K).
-static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits) {
+static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits, int nsm = 0) {
     const HostW h = make_weight(f, n, k);
     const int ldx = (k + 16 + 15) / 16 * 16;
     std::vector<int8_t> x(size_t(m) * ldx);
@@ -199,7 +204,7 @@ static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits)
     int32_t* y;
     CK(cudaMalloc(&y, size_t(m) * ldy * 4));
     lowbit_i8_config cfg{path, bx, splits};
-    const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&d.w, m, &cfg, 0);
+    const int64_t wsb = lowbit_i8_gemm_workspace_bytes(&d.w, m, &cfg, nsm);
     bool ok = wsb >= 0;
     void* ws = nullptr;
     if (wsb > 0) {
@@ -212,7 +217,7 @@ static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits)
     int bad = 0;
     for (int rep = 0; rep < 2 && ok; ++rep) {
         CK(cudaMemset(y, 0xAB, size_t(m) * ldy * 4));
-        const lowbit_status s = lowbit_i8_gemm(&d.w, dx, ldx, m, &e, y, ldy, ws, wsb, &cfg, 0, nullptr);
+        const lowbit_status s = lowbit_i8_gemm(&d.w, dx, ldx, m, &e, y, ldy, ws, wsb, &cfg, nsm, nullptr);
         if (s.code != LOWBIT_OK) {
             printf("  status %d\n", s.code);
             ok = false;
@@ -234,8 +239,8 @@ static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits)
                 if (got[size_t(r) * ldy + c] != int32_t(0xABABABABu)) ++bad;
     }
     ok = ok && bad == 0;
-    printf("%s %-6s m=%-2d n=%-5d k=%-5d path=%d bx=%-2d splits=%d ws=%lld\n", ok ? "PASS" : "FAIL", f.name, m, n, k,
-           path, bx, splits, (long long)wsb);
+    printf("%s %-6s m=%-2d n=%-5d k=%-5d path=%d bx=%-2d splits=%d nsm=%d ws=%lld\n", ok ? "PASS" : "FAIL", f.name, m, n,
+           k, path, bx, splits, nsm, (long long)wsb);
     ok ? ++g_pass : ++g_fail;
     release(d);
     cudaFree(dx);
@@ -295,6 +300,15 @@ static void run_checks() {
         check_case(f, 2, 520, 1536, LOWBIT_I8_PATH_STREAM, 16, 0);
         check_case(f, 5, 513, 2048, LOWBIT_I8_PATH_STREAM, 0, 3);
         check_case(f, 1, 260, 4096, LOWBIT_I8_PATH_STREAM, 8, 5);
+    }
+    // The plan's 256-row CTAs (SP = 8, NOTES v13), reached on small shapes through a small SM count: split-K over
+    // 2 CTAs, strips past the last block row (N = 640: rows 640..767 have no tiled block), N not a multiple of 256.
+    for (Fmt f : {kBip2, kBip4, kW4, kW4g, kW8}) {
+        check_case(f, 16, 640, 12288, 0, 0, 0, 6);
+        check_case(f, 3, 640, 8448 + 128 * (f.format == LOWBIT_I8_BIP2 ? 2 : 0), 0, 0, 0, 6);
+        check_case(f, 9, 900, 12288, 0, 0, 0, 8);
+        check_case(f, 1, 600, 4096, 0, 0, 0, 3);  // one split, dead strips
+        check_case(f, 14, 600, 4096, 0, 0, 0, 3);
     }
     for (Fmt f : {kBip2, kBip4, kW4}) {  // K not a multiple of 128 / 256 (tail units zero-filled)
         check_case(f, 1, 131, 160, 0, 0, 0);
@@ -367,7 +381,9 @@ static void run_bench() {
            "bip2 us (x f16) | bip2 TB/s\n");
     for (auto& s : shapes) {
         const int n = s[0], k = s[1];
-        for (int m : {1, 16}) {
+        // M = 2, 4, 8 too on the two 28672-wide shapes (the issue's W4A8 / W8A8 ratio shape among them).
+        const std::vector<int> ms = (n == 28672 || k == 28672) ? std::vector<int>{1, 2, 4, 8, 16} : std::vector<int>{1, 16};
+        for (int m : ms) {
             const float lt = bench_lt(m, n, k), f16 = bench_f16(m, n, k);
             const float w8s = bench_lowbit(kW8, m, n, k, LOWBIT_I8_PATH_STREAM);
             const float w8 = bench_lowbit(kW8, m, n, k), w4g = bench_lowbit(kW4g, m, n, k),
@@ -403,6 +419,357 @@ static void run_sweep() {
     }
 }
 
+
+#ifdef LOWBIT_STREAM_PROBE
+// ------------------------------------------------------------------ probe mode (NOTES v13): where a call's time goes
+// Needs stream.cu built with -DLOWBIT_STREAM_PROBE (i8_stream.sh does): probe flags (1 = no MMAs, 2 = no activation
+// copy, 4 = no epilogue / split-K finish), a per-CTA globaltimer timeline, PDL on / off, direct launches of a forced
+// (sp, splits) instance, CUDA-graph replay, and a plain read kernel over the same weight bytes (the line).
+extern "C" void lowbit_i8_stream_probe(int flags, unsigned long long* timeline, int pdl);
+cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int mt, int sp, int splits, cudaStream_t st);
+
+static unsigned long long* g_tl = nullptr;
+constexpr int kTlCtas = 1 << 14;
+
+__global__ void read_kernel(const uint4* __restrict__ p, size_t n16, unsigned* sink) {
+    uint32_t acc = 0;
+    const size_t stride = size_t(gridDim.x) * blockDim.x;
+    size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    for (; i + 7 * stride < n16; i += 8 * stride) {
+        uint4 v[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = lowbit::ld_stream_u4(p + i + j * stride);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    }
+    for (; i < n16; i += stride) {
+        const uint4 v = lowbit::ld_stream_u4(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x12345678u) *sink = acc;
+}
+
+struct ProbeOp {
+    Fmt f;
+    int m, n, k;
+    std::vector<DevW> ds;
+    int nc;
+    int8_t* x;
+    micro::F16Epilogue fe;
+    void* ws = nullptr;
+    int64_t wsb = 0;
+    __half* y;
+    void* ws8 = nullptr;  // direct launches: int32 workspace + counters, zeroed
+    cudaStream_t st;
+};
+
+static ProbeOp make_op(Fmt f, int m, int n, int k) {
+    ProbeOp o{f, m, n, k, {}, 0, nullptr, micro::f16_epilogue(m, n)};
+    const HostW h = bench_weight(f, n, k);
+    o.nc = copies_for(h.tiled.size());
+    for (int i = 0; i < o.nc; ++i) o.ds.push_back(upload(h));
+    CK(cudaMalloc(&o.x, size_t(m) * k));
+    CK(cudaMemset(o.x, 5, size_t(m) * k));
+    lowbit_i8_config cfg{0, 0, 0};
+    o.wsb = lowbit_i8_gemm_workspace_bytes(&o.ds[0].w, m, &cfg, 0);
+    if (o.wsb > 0) {
+        CK(cudaMalloc(&o.ws, o.wsb));
+        CK(cudaMemset(o.ws, 0, o.wsb));
+    }
+    CK(cudaMalloc(&o.y, size_t(m) * n * 4));
+    const size_t w8b = size_t(m) * n * 4 + 4 * ((n + 31) / 32) + 256;
+    CK(cudaMalloc(&o.ws8, w8b));
+    CK(cudaMemset(o.ws8, 0, w8b));
+    CK(cudaStreamCreateWithFlags(&o.st, cudaStreamNonBlocking));
+    return o;
+}
+static void free_op(ProbeOp& o) {
+    for (auto& d : o.ds) release(d);
+    cudaFree(o.x);
+    o.fe.release();
+    if (o.ws) cudaFree(o.ws);
+    cudaFree(o.y);
+    cudaFree(o.ws8);
+    cudaStreamDestroy(o.st);
+}
+
+// Library call (the automatic plan) on the op's stream.
+static void lib_call(ProbeOp& o, int it, const lowbit_i8_epilogue* e = nullptr, void* y = nullptr) {
+    ST(lowbit_i8_gemm(&o.ds[it % o.nc].w, o.x, o.k, o.m, e ? e : &o.fe.e, y ? y : o.y, o.n, o.ws, o.wsb, nullptr, 0,
+                      o.st));
+}
+
+// Direct launch of a forced instance (sp, splits; mt = 8 or 16); int32 output when i32.
+static void direct_call(ProbeOp& o, int it, int sp, int splits, bool i32 = false, void* y = nullptr) {
+    lowbit::i8::Args a{};
+    const int unit = o.f.format == LOWBIT_I8_BIP2 ? 2 : 1;
+    a.x = o.x, a.ldx = o.k, a.m = o.m, a.w = o.ds[it % o.nc].codes, a.n = o.n, a.k = o.k;
+    a.gs = o.ds[it % o.nc].gs;
+    a.group_len = a.gs ? o.f.group : o.k;
+    a.groups = o.k / a.group_len;
+    a.ksteps = (o.k + 128 * unit - 1) / (128 * unit) * unit;
+    int sps = (a.ksteps / unit + splits - 1) / splits * unit;
+    a.steps_per_split = sps;
+    const int real_splits = (a.ksteps + sps - 1) / sps;
+    a.ws = real_splits > 1 ? static_cast<int32_t*>(o.ws8) : nullptr;
+    a.counters = real_splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(o.ws8) + (size_t(o.m) * o.n * 4 + 255) / 256 * 256) : nullptr;
+    const lowbit_i8_epilogue& e = o.fe.e;
+    a.epi = lowbit::i8::Epilogue{i32 ? LOWBIT_I8_OUT_I32 : e.out_dtype, e.row_scale, e.row_scale_value, e.col_scale,
+                                 e.row_corr, e.col_corr, e.bias, e.out_scale, e.out_scales};
+    a.y = y ? y : o.y;
+    a.ldy = o.n;
+    CK(lowbit_i8_launch_stream(a, o.f.format, o.m <= 8 ? 8 : 16, sp, real_splits, o.st));
+}
+
+// ms per call: stream-launched back-to-back, or replayed as a CUDA graph of 20 calls.
+static float time_op(ProbeOp& o, const std::function<void(int)>& call, bool graph) {
+    int it = 0;
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    cudaGraphExec_t ge = nullptr;
+    constexpr int kG = 20;
+    if (graph) {
+        for (int i = 0; i < 3; ++i) call(it++);
+        CK(cudaStreamSynchronize(o.st));
+        cudaGraph_t gr;
+        CK(cudaStreamBeginCapture(o.st, cudaStreamCaptureModeRelaxed));
+        for (int i = 0; i < kG; ++i) call(it++);
+        CK(cudaStreamEndCapture(o.st, &gr));
+        CK(cudaGraphInstantiate(&ge, gr, 0));
+        cudaGraphDestroy(gr);
+    }
+    std::vector<float> ts;
+    const int reps = graph ? 5 : 50;
+    for (int t = 0; t < 8; ++t) {
+        CK(cudaEventRecord(a, o.st));
+        for (int i = 0; i < reps; ++i) {
+            if (graph) {
+                CK(cudaGraphLaunch(ge, o.st));
+            } else {
+                call(it++);
+            }
+        }
+        CK(cudaEventRecord(b, o.st));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        if (t) ts.push_back(ms / (reps * (graph ? kG : 1)));
+    }
+    if (ge) cudaGraphExecDestroy(ge);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    std::sort(ts.begin(), ts.end());
+    return ts[ts.size() / 2];
+}
+
+// Timeline of the last of 30 back-to-back calls: summary in microseconds.
+static void timeline(ProbeOp& o, const char* label, const std::function<void(int)>& call) {
+    CK(cudaMemset(g_tl, 0, size_t(kTlCtas) * 6 * 8));
+    CK(cudaDeviceSynchronize());
+    for (int i = 0; i < 30; ++i) call(i);
+    CK(cudaStreamSynchronize(o.st));
+    std::vector<unsigned long long> h(size_t(kTlCtas) * 6);
+    CK(cudaMemcpy(h.data(), g_tl, h.size() * 8, cudaMemcpyDeviceToHost));
+    std::vector<double> t0, dw, dc, dl, df, te;
+    unsigned long long base = ~0ull;
+    int sms[1024] = {0};
+    for (int c = 0; c < kTlCtas; ++c)
+        if (h[6 * c]) base = std::min(base, h[6 * c]);
+    for (int c = 0; c < kTlCtas; ++c) {
+        const unsigned long long* r = &h[6 * c];
+        if (!r[0]) continue;
+        t0.push_back((r[0] - base) * 1e-3);
+        dw.push_back((r[1] - r[0]) * 1e-3);
+        dc.push_back((r[2] - r[1]) * 1e-3);
+        dl.push_back((r[3] - r[2]) * 1e-3);
+        df.push_back((r[4] - r[3]) * 1e-3);
+        te.push_back((r[4] - base) * 1e-3);
+        if (r[5] < 1024) sms[r[5]]++;
+    }
+    if (t0.empty()) return;
+    auto q = [](std::vector<double> v, double f) {
+        std::sort(v.begin(), v.end());
+        return v[std::min(v.size() - 1, size_t(f * v.size()))];
+    };
+    int nsm = 0, maxc = 0, minc = 1 << 30;
+    for (int i = 0; i < 1024; ++i)
+        if (sms[i]) ++nsm, maxc = std::max(maxc, sms[i]), minc = std::min(minc, sms[i]);
+    printf("  tl %-22s ctas %zu on %d SMs (%d..%d per SM) | start p50 %.1f max %.1f | wait p50 %.1f | xcopy p50 %.1f max %.1f | "
+           "loop p10 %.1f p50 %.1f p90 %.1f | finish p50 %.1f max %.1f | end p10 %.1f p50 %.1f p90 %.1f max %.1f us\n",
+           label, t0.size(), nsm, minc, maxc, q(t0, .5), q(t0, 1), q(dw, .5), q(dc, .5), q(dc, 1), q(dl, .1), q(dl, .5),
+           q(dl, .9), q(df, .5), q(df, 1), q(te, .1), q(te, .5), q(te, .9), q(te, 1));
+}
+
+static size_t weight_bytes(const ProbeOp& o) {
+    const size_t nt = (o.n + 127) / 128;
+    return o.f.format == LOWBIT_I8_W8 ? nt * ((o.k + 127) / 128) * 16384
+           : o.f.format == LOWBIT_I8_BIP2 ? nt * ((o.k + 255) / 256) * 8192
+                                          : nt * ((o.k + 127) / 128) * 8192;
+}
+
+// SP = 8 split: the fewest that fit the activation budget, raised while blocks x splits fits one CTA per SM.
+static int sp8_splits(const ProbeOp& o, int nsm) {
+    const int unit = o.f.format == LOWBIT_I8_BIP2 ? 2 : 1;
+    const int ksteps = (o.k + 128 * unit - 1) / (128 * unit);
+    const int mt = o.m <= 8 ? 8 : 16;
+    const int budget = 176 * 1024;
+    const int pad = (o.f.format == LOWBIT_I8_W4 || o.f.format == LOWBIT_I8_BIP4) ? 16 : 64;
+    int maxs = (budget / mt - pad) / 128 / unit;
+    const int smin = (ksteps + maxs - 1) / maxs;
+    const int blocks = (o.n + 255) / 256;
+    int s = smin;
+    while (blocks * (s + 1) <= nsm && s + 1 <= ksteps) ++s;
+    return s;
+}
+
+// The 128-row plan's split as the v10 launcher chose it (fewest waves of 2 CTAs/SM, then the fullest last wave):
+// the lowbit_i8_gemm call with this split forced runs SP = 4, the plan before v13.
+static int sp4_splits(const ProbeOp& o, int nsm) {
+    const int unit = o.f.format == LOWBIT_I8_BIP2 ? 2 : 1;
+    const int ksteps = (o.k + 128 * unit - 1) / (128 * unit);
+    const int mt = o.m <= 8 ? 8 : 16;
+    const int pad = (o.f.format == LOWBIT_I8_W4 || o.f.format == LOWBIT_I8_BIP4) ? 16 : 64;
+    int maxs = (80 * 1024 / mt - pad) / 128;
+    if (unit == 2) maxs &= ~1;
+    maxs /= unit;
+    const int smin = (ksteps + maxs - 1) / maxs, ntiles = (o.n + 127) / 128, slots = 2 * nsm;
+    const int smax = ksteps < 32 ? ksteps : 32;
+    int splits = smin;
+    double best = 0;
+    long long best_waves = 1ll << 60;
+    for (int sp = smin; sp <= (smax > smin ? smax : smin); ++sp) {
+        const int per = (ksteps + sp - 1) / sp;
+        const long long ctas = (long long)ntiles * ((ksteps + per - 1) / per);
+        const long long waves = (ctas + slots - 1) / slots;
+        const double eff = double(ctas) / double(waves * slots);
+        if (waves < best_waves || (waves == best_waves && eff > best + 0.02)) best = eff, best_waves = waves, splits = sp;
+    }
+    return std::min(splits, ksteps);
+}
+
+static void run_probe(const std::string& mode) {
+    int nsm = 0;
+    CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaMalloc(&g_tl, size_t(kTlCtas) * 6 * 8));
+    unsigned* sink;
+    CK(cudaMalloc(&sink, 4));
+    struct Sh {
+        int n, k;
+    };
+    std::vector<Sh> shapes = {{28672, 8192}, {8192, 28672}, {10576, 2560}, {11008, 4096}};
+    printf("probe columns (us per call): read = plain read kernel of the weight bytes (4 CTAs/SM); plan = library call "
+           "(new plan, PDL at M <= 8), graph = the same replayed as a CUDA graph; pdl0 / pdl2 = PDL off / on; rot = "
+           "per-CTA unit rotation; bare = no MMA, no copy, no finish; v10 = the v10 plan (SP = 4, split forced); "
+           "sp8 = 256-row CTAs forced\n");
+    for (const Sh& sh : shapes) {
+        for (int m : {1, 16}) {
+            for (Fmt f : {kW8, kW4g, kBip2}) {
+                if (f.format == LOWBIT_I8_BIP2 && sh.n != 28672 && sh.k != 28672) continue;
+                ProbeOp o = make_op(f, m, sh.n, sh.k);
+                const double mb = weight_bytes(o) / 1e6;
+                // Exactness of the forced SP = 8 instance and the v10 plan against the library plan (int32 out).
+                int32_t *ya, *yb, *yc;
+                CK(cudaMalloc(&ya, size_t(m) * sh.n * 4));
+                CK(cudaMalloc(&yb, size_t(m) * sh.n * 4));
+                CK(cudaMalloc(&yc, size_t(m) * sh.n * 4));
+                std::vector<int8_t> hx(size_t(m) * sh.k);
+                for (auto& v : hx) v = int8_t(g_rng() % 255 - 127);
+                CK(cudaMemcpy(o.x, hx.data(), hx.size(), cudaMemcpyHostToDevice));
+                lowbit_i8_epilogue e32{};
+                e32.out_dtype = LOWBIT_I8_OUT_I32;
+                e32.row_scale_value = 1.f;
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                const int s8 = sp8_splits(o, nsm), s4 = sp4_splits(o, nsm);
+                lowbit_i8_config c4{LOWBIT_I8_PATH_STREAM, 0, s4};
+                const int64_t ws4 = lowbit_i8_gemm_workspace_bytes(&o.ds[0].w, m, &c4, 0);
+                void* w4b = nullptr;
+                if (ws4 > 0) {
+                    CK(cudaMalloc(&w4b, ws4));
+                    CK(cudaMemset(w4b, 0, ws4));
+                }
+                auto v10 = [&](int i, const lowbit_i8_epilogue* e, void* y) {
+                    ST(lowbit_i8_gemm(&o.ds[i % o.nc].w, o.x, o.k, o.m, e ? e : &o.fe.e, y ? y : o.y, o.n, w4b, ws4, &c4,
+                                      0, o.st));
+                };
+                lib_call(o, 0, &e32, ya);
+                direct_call(o, 0, 8, s8, true, yb);
+                direct_call(o, 0, 8, s8, true, yb);  // twice: the split-K workspace cleans itself
+                v10(0, &e32, yc);
+                CK(cudaStreamSynchronize(o.st));
+                std::vector<int32_t> a(size_t(m) * sh.n), b(a.size()), c(a.size()), r(a.size());
+                lowbit_i8_stream_probe(8, nullptr, 1);  // the rotated unit walk: same sums, another order
+                lib_call(o, 0, &e32, yb);
+                CK(cudaStreamSynchronize(o.st));
+                CK(cudaMemcpy(r.data(), yb, r.size() * 4, cudaMemcpyDeviceToHost));
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                direct_call(o, 0, 8, s8, true, yb);
+                CK(cudaStreamSynchronize(o.st));
+                CK(cudaMemcpy(a.data(), ya, a.size() * 4, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(b.data(), yb, b.size() * 4, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(c.data(), yc, c.size() * 4, cudaMemcpyDeviceToHost));
+                const bool same = a == b && a == c && a == r;
+                same ? ++g_pass : ++g_fail;
+                cudaFree(ya);
+                cudaFree(yb);
+                cudaFree(yc);
+                CK(cudaMemset(o.x, 5, size_t(m) * sh.k));
+
+                auto lib = [&](int i) { lib_call(o, i); };
+                auto sp8 = [&](int i) { direct_call(o, i, 8, s8); };
+                auto old = [&](int i) { v10(i, nullptr, nullptr); };
+                const float rd = time_op(o, [&](int i) {
+                    read_kernel<<<nsm * 4, 256, 0, o.st>>>(reinterpret_cast<const uint4*>(o.ds[i % o.nc].codes),
+                                                           weight_bytes(o) / 16, sink);
+                }, false);
+                const float plan = time_op(o, lib, false), graph = time_op(o, lib, true);
+                lowbit_i8_stream_probe(0, nullptr, 0);
+                const float pdl0 = time_op(o, lib, false);
+                lowbit_i8_stream_probe(0, nullptr, 2);
+                const float pdl2 = time_op(o, lib, false);
+                lowbit_i8_stream_probe(8, nullptr, 1);
+                const float rot = time_op(o, lib, false);
+                lowbit_i8_stream_probe(7, nullptr, 1);
+                const float bare = time_op(o, lib, false);
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                const float t10 = time_op(o, old, false), t8 = time_op(o, sp8, false);
+                printf("probe %dx%d M=%d %-6s %6.1f MB | read %.1f (%.2f TB/s) | plan %.1f (%.2f TB/s) graph %.1f | pdl0 %.1f "
+                       "pdl2 %.1f | rot %.1f | bare %.1f | v10 s%d %.1f | sp8 s%d %.1f | exact %s\n",
+                       sh.n, sh.k, m, f.name, mb, rd * 1e3, mb / (rd * 1e3), plan * 1e3, mb / (plan * 1e3), graph * 1e3,
+                       pdl0 * 1e3, pdl2 * 1e3, rot * 1e3, bare * 1e3, s4, t10 * 1e3, s8, t8 * 1e3, same ? "yes" : "NO");
+                if (sh.n == 28672 || sh.k == 28672) {
+                    lowbit_i8_stream_probe(0, g_tl, 0);
+                    timeline(o, "plan (pdl off)", lib);
+                    lowbit_i8_stream_probe(8, g_tl, 0);
+                    timeline(o, "plan rot (pdl off)", lib);
+                    lowbit_i8_stream_probe(0, g_tl, 0);
+                    timeline(o, "v10 (pdl off)", old);
+                    lowbit_i8_stream_probe(0, nullptr, 1);
+                }
+                fflush(stdout);
+                if (w4b) cudaFree(w4b);
+                free_op(o);
+            }
+        }
+    }
+    printf("probe exactness: %d passed, %d failed\n", g_pass, g_fail);
+    cudaFree(g_tl);
+    cudaFree(sink);
+}
+
+// One op, a few calls (for ncu -k regex:stream_kernel -c 1): one <w8|w4g128|bip2> m n k
+static void run_one(int argc, char** argv) {
+    const std::string fn = argv[2];
+    const Fmt f = fn == "w8" ? kW8 : fn == "w4" ? kW4 : fn == "bip2" ? kBip2 : kW4g;
+    ProbeOp o = make_op(f, atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    lowbit_i8_stream_probe(0, nullptr, 0);
+    for (int i = 0; i < 4; ++i) lib_call(o, i);
+    CK(cudaStreamSynchronize(o.st));
+    free_op(o);
+}
+
+#endif  // LOWBIT_STREAM_PROBE
+
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "check";
     cudaDeviceProp prop;
@@ -411,5 +778,9 @@ int main(int argc, char** argv) {
     if (mode.find("check") != std::string::npos) run_checks();
     if (mode.find("bench") != std::string::npos) run_bench();
     if (mode.find("sweep") != std::string::npos) run_sweep();
+#ifdef LOWBIT_STREAM_PROBE
+    if (mode.find("probe") != std::string::npos) run_probe(mode);
+    if (mode == "one") run_one(argc, argv);
+#endif
     return g_fail ? 1 : 0;
 }

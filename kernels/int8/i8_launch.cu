@@ -12,7 +12,7 @@
 cudaError_t lowbit_i8_launch_w8(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_w4(const lowbit::i8::Args& a, int wg, int bx, int splits, cudaStream_t st);
 cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int mt, int sp, int splits, cudaStream_t st);
-int lowbit_i8_stream_max_steps(int format, int mt);
+int lowbit_i8_stream_max_steps(int format, int mt, int sp);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 
@@ -111,10 +111,12 @@ constexpr int64_t kWsMinM = 256;
 constexpr int64_t kStreamMaxM = 16;
 
 // The streaming kernel's plan: 8 or 16 activation rows per CTA; split-K at least as far as each CTA's activation
-// slice fits its shared-memory budget. Where the 128-row tiles give at least one CTA per SM (SP = 4), the split
-// that needs the fewest waves of 2 CTAs/SM; else 32-row CTAs with 8 warps splitting K in the block (SP = 1) and
-// about one CTA per SM in all, so small N needs little or no cross-CTA split-K (its red.global sums, fence and
-// arrival counter are a latency chain per CTA: v6, 4096x4096 at 0.83 TB/s) when those fit one wave of 2 CTAs/SM.
+// slice fits its shared-memory budget. SP = 8 (256-row CTAs, one per SM) replaces the 128-row plan where that one
+// needs a second wave or leaves slots empty (NOTES v13). Where the 128-row tiles give at least one CTA per SM
+// (SP = 4), the split that needs the fewest waves of 2 CTAs/SM; else 32-row CTAs with 8 warps splitting K in the
+// block (SP = 1) and about one CTA per SM in all, so small N needs little or no cross-CTA split-K (its red.global
+// sums, fence and arrival counter are a latency chain per CTA: v6, 4096x4096 at 0.83 TB/s) when those fit one wave
+// of 2 CTAs/SM.
 // A forced split uses SP = 4.
 // Steps (128 columns) per planning unit: the 2-bit bipolar format streams 256-column units, so its splits hold
 // whole pairs of steps.
@@ -133,7 +135,7 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     const int ksteps = (w->k + kBK * unit - 1) / (kBK * unit);  // in planning units
     const int ntiles = (w->n + kBW - 1) / kBW;
     LOWBIT_REQUIRE(ntiles <= 65535, LOWBIT_ERR_SHAPE);
-    const int max_steps = lowbit_i8_stream_max_steps(w->format, p.bx) / unit;
+    int max_steps = lowbit_i8_stream_max_steps(w->format, p.bx, 4) / unit;
     const int smin = (ksteps + max_steps - 1) / max_steps;
     const int strips = (w->n + 31) / 32;
     int splits = smin;
@@ -160,6 +162,21 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
             const double eff = double(ctas) / double(waves * slots);
             if (waves < best_waves || (waves == best_waves && eff > best + 0.02)) {
                 best = eff, best_waves = waves, splits = s;
+            }
+        }
+        // One 256-row CTA of 16 warps per SM (SP = 8, 176 KB activation budget) where the 128-row plan needs a
+        // second wave or leaves > 10% of its wave's slots empty, and the 256-row CTAs fill >= 80% of the SMs in one
+        // wave (NOTES v13, H100: 28672x8192 M = 16 W8 105.8 -> 90.6 us, W4-g128 73.6 -> 54.2 us; M = 1 -2 us;
+        // 8192x28672 M = 16 W8 98.1 -> 92.0, W4-g128 64.9 -> 59.1 us).
+        if (best_waves > 1 || best < 0.9) {
+            const int max8 = lowbit_i8_stream_max_steps(w->format, p.bx, 8) / unit;
+            const int64_t blocks = (w->n + 255) / 256;
+            int s8 = (ksteps + max8 - 1) / max8;
+            while (blocks * (s8 + 1) <= nsm && s8 + 1 <= ksteps) ++s8;
+            if (blocks * s8 <= nsm && 10 * blocks * s8 >= 8 * int64_t(nsm)) {
+                p.sp = 8;
+                splits = s8;
+                max_steps = max8;
             }
         }
     }

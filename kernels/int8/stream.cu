@@ -43,7 +43,9 @@
 // Partitioning: CTA = 256 threads = 8 warps = SP strips of 32 weight rows x 8 / SP warps that split each
 // strip's units (in-block split-K, reduced through shared memory at the end): SP = 4 (one 128-row tile, 2 warps
 // per strip) where the tiles alone give >= one CTA per SM, SP = 1 (8 warps per strip, v7) where they do not, so
-// small N needs little or no cross-CTA split-K. grid = (1, ceil(N / (32 SP)), splits) with split-K over
+// small N needs little or no cross-CTA split-K; SP = 8 (NOTES v13): 512 threads = 16 warps, 256 rows, one CTA per
+// SM with a 176 KB activation budget, where the 128-row plan needs a second wave (M = 16 on 28672x8192: unsplit).
+// Programmatic dependent launch (NOTES v13): weights before griddepcontrol.wait, everything else after it. grid = (1, ceil(N / (32 SP)), splits) with split-K over
 // 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, as lowbit/i8_gemm.cuh
 // splitk_finish). The CTA's activation rows [0, MT) x its K range sit in shared memory (zero-filled beyond M and
 // K: the weight padding of the last block is code u = 0), W4 group scales too. Two register buffers of
@@ -61,8 +63,9 @@ namespace lowbit {
 namespace i8 {
 namespace stream {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+// Warps per CTA: 8 (SP = 1 or 4, two CTAs per SM) or 16 (SP = 8: 256-row CTAs, one per SM, NOTES v13).
+__host__ __device__ constexpr int warps_of(int sp) { return sp == 8 ? 16 : 8; }
+__host__ __device__ constexpr int ctas_per_sm(int sp) { return sp == 8 ? 1 : 2; }
 // Weight formats (= enum lowbit_i8_wformat): int8 codes; 4-bit codes u = q + 8 (pack_w4 order); 4-bit bipolar codes
 // u (value 2u - 15, pack_w4 order: the W4 bytes); 2-bit bipolar codes u (value 2u - 3, the 2-bit stream order below).
 constexpr int kW8 = 0, kW4 = 1, kBip4 = 2, kBip2 = 3;
@@ -77,20 +80,39 @@ __host__ __device__ constexpr int code_off(int f) { return f == kW4 ? 8 : f == k
 // Grouped W4 with 16 activation rows or 8 warps per strip keeps one unit per buffer (two spilled 8-36 bytes
 // under the 128-register bound).
 template <int F, bool GS, int MT, int SP>
-constexpr int units_per_buffer() { return (F == kW4 && GS && (MT > 8 || SP == 1)) ? 1 : 2; }
+constexpr int units_per_buffer() { return (F == kW4 && GS && (MT > 8 || SP != 4)) ? 1 : 2; }
 // In-block reduction: (warps per strip - 1) x strips x 16 accumulators x 32 lanes.
-__host__ __device__ constexpr int red_bytes(int sp) { return (kWarps / sp - 1) * sp * 16 * 32 * 4; }
-constexpr int kXBudget = 80 * 1024;  // activation bytes in shared memory per CTA (+ 8 KB + group scales: 2 CTAs/SM)
+__host__ __device__ constexpr int red_bytes(int sp) { return (warps_of(sp) / sp - 1) * sp * 16 * 32 * 4; }
+// Activation bytes in shared memory per CTA: 80 KB (+ 8 KB reduction + group scales) at two CTAs per SM; 176 KB
+// (+ 16 KB + up to 22 KB of group scales <= the 227 KB opt-in) for the one-per-SM 256-row CTAs.
+__host__ __device__ constexpr int x_budget(int sp) { return sp == 8 ? 176 * 1024 : 80 * 1024; }
 
 // Row padding of the activation tile: rows g and g + 1 of a quarter-warp land in disjoint banks (W8 lanes read
 // 64 contiguous bytes per row, W4 lanes 16 bytes every 32).
 // The 2-bit format reads activations as W8 does (16 bytes at 16t of a 64-byte window).
 __host__ __device__ constexpr int x_pad(int f) { return f == kW4 || f == kBip4 ? 16 : 64; }
 
-// Largest steps_per_split whose activation tile fits kXBudget (2-bit: even, a unit is two 128-column steps).
-__host__ __device__ constexpr int max_steps(int mt, int f) {
-    return f == kBip2 ? ((kXBudget / mt - x_pad(f)) / kBK) & ~1 : (kXBudget / mt - x_pad(f)) / kBK;
+// Epilogue vectors in shared memory: rs, rc [MT] and cs, cc, bias [32 SP] floats.
+__host__ __device__ constexpr int evec_bytes(int mt, int sp) { return (2 * mt + 3 * 32 * sp) * 4; }
+
+// Largest steps_per_split whose activation tile fits x_budget (2-bit: even, a unit is two 128-column steps).
+__host__ __device__ constexpr int max_steps(int mt, int f, int sp) {
+    return f == kBip2 ? ((x_budget(sp) / mt - x_pad(f)) / kBK) & ~1 : (x_budget(sp) / mt - x_pad(f)) / kBK;
 }
+
+// Timing probes (NOTES v13), compiled only into the micro harness (-DLOWBIT_STREAM_PROBE): flags 1 = no MMAs (the
+// weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish; a per-CTA timeline
+// (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
+// at exit, and the SM id) when a buffer is set.
+#ifdef LOWBIT_STREAM_PROBE
+__device__ int g_probe;
+__device__ unsigned long long* g_timeline;
+__device__ __forceinline__ unsigned long long gtime() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+#endif
 
 // D = A * B + 0 (a fresh partial).
 __device__ __forceinline__ void mma_s8_zero(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -98,6 +120,22 @@ __device__ __forceinline__ void mma_s8_zero(int32_t (&d)[4], const uint32_t (&a)
         "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
         : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
+}
+
+// 4-byte asynchronous global -> shared copy (cp.async.ca: the 16-byte .cg form does not take 4 bytes).
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(addr), "l"(gmem));
+}
+
+// One accumulator element leaves the CTA (as lowbit/i8_gemm.cuh emit, with the CTA's epilogue vectors `es`).
+__device__ __forceinline__ void emit(const Args& p, const Epilogue& es, int32_t v, int m, int n) {
+    if (m >= p.m || n >= p.n) return;
+    if (p.ws) {
+        atomicAdd(p.ws + size_t(m) * p.n + n, v);
+    } else {
+        epi_store(es, p.y, p.ldy, v, m, n);
+    }
 }
 
 __device__ __forceinline__ uint4 lds128(const unsigned char* p) { return *reinterpret_cast<const uint4*>(p); }
@@ -115,8 +153,8 @@ __device__ __forceinline__ void w4_codes(uint32_t x, uint32_t& lo, uint32_t& hi)
 
 // Split-K (as lowbit/i8_gemm.cuh splitk_finish, for an R-row CTA): after its partial sums are in the workspace,
 // the last CTA of the row block to arrive applies the epilogue to the block and zeroes its workspace and counter.
-template <int MT, int R>
-__device__ __forceinline__ void finish(const Args& p, int n0) {
+template <int MT, int R, int NT>
+__device__ __forceinline__ void finish(const Args& p, const Epilogue& es, int n0) {
     __shared__ int last;
     __threadfence();
     __syncthreads();
@@ -124,20 +162,21 @@ __device__ __forceinline__ void finish(const Args& p, int n0) {
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int i = threadIdx.x; i < MT * R; i += kThreads) {
+    for (int i = threadIdx.x; i < MT * R; i += NT) {
         const int m = i / R, n = n0 + i % R;
         if (m < p.m && n < p.n) {
             int32_t* at = p.ws + size_t(m) * p.n + n;
             const int32_t v = __ldcg(at);
             __stcg(at, 0);
-            epi_store(p.epi, p.y, p.ldy, v, m, n);
+            epi_store(es, p.y, p.ldy, v, m, n);
         }
     }
     if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
 }
 
 template <int F, bool GS, int MT, int SP>
-__global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
+__global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_kernel(const Args p) {
+    constexpr int kWarps = warps_of(SP), kThreads = 32 * kWarps;
     constexpr bool W4 = F == kW4 || F == kBip4;  // pack_w4 words, 128-column units
     constexpr bool W2 = F == kBip2;              // 2-bit words, 256-column units (two steps)
     static_assert(!GS || F == kW4, "group scales: W4 only");
@@ -148,7 +187,7 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     constexpr bool T = MT == 8 && !GS;
     constexpr int NJ = T ? 2 : 4;  // accumulator tiles per warp: 2 pairs of row groups (T) or 4 row groups
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
-    static_assert(SP == 4 || SP == 1, "SP is 4 (128-row CTAs) or 1 (32-row CTAs) strips per CTA");
+    static_assert(SP == 8 || SP == 4 || SP == 1, "SP is 8 (256-row CTAs), 4 (128) or 1 (32) strips per CTA");
     constexpr int kKW = kWarps / SP;  // warps splitting each strip's K range (in-block split-K)
     constexpr int R = 32 * SP;        // weight rows per CTA
     constexpr int UC = W2 ? 256 : W4 ? 128 : 64;      // columns per unit
@@ -159,21 +198,38 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int strip = warp % SP, kw = warp / SP;
-    const int n0 = blockIdx.y * R;                                // first weight row of the CTA
-    const int tile = n0 / kBW, tstrip = (n0 % kBW) / 32 + strip;  // tiled block row, strip within it
+    const int n0 = blockIdx.y * R;  // first weight row of the CTA
+    // Tiled block row of this warp's strip and the strip within it (a 256-row CTA spans two block rows).
+    const int tile = SP == 8 ? (n0 + 32 * strip) / kBW : n0 / kBW;
+    const int tstrip = SP == 8 ? ((n0 + 32 * strip) % kBW) / 32 : (n0 % kBW) / 32 + strip;
     const int s_begin = blockIdx.z * p.steps_per_split;
     const int s_end = min(p.ksteps, s_begin + p.steps_per_split);
     // W2: ksteps and steps_per_split are even (the launcher), so a split holds whole 256-column units.
-    const int nunits = W2 ? (s_end - s_begin) / 2 : W4 ? s_end - s_begin : 2 * (s_end - s_begin);
+    // A 256-row CTA's strips past the last tiled block row (N not a multiple of 256) have no weights: no units.
+    const int nunits = SP == 8 && n0 + 32 * strip >= p.n ? 0
+                       : W2                              ? (s_end - s_begin) / 2
+                       : W4                              ? s_end - s_begin
+                                                         : 2 * (s_end - s_begin);
     const int xstride = p.steps_per_split * kBK + x_pad(F);
     unsigned char* red = smem + MT * xstride;
     // W4 groups: this CTA's group scales [R rows][gstride] in shared memory (groups g0 .. of its K range).
     unsigned char* gsm = red + red_bytes(SP);
     const int gstride = p.steps_per_split;
     const int g0 = GS ? (s_begin * kBK) / p.group_len : 0;
+    // The epilogue's vectors for this CTA (row scale / correction [MT], column scale / correction / bias [R]) in
+    // shared memory, copied with the activations: read from global at the end, their latency behind the other CTAs'
+    // weight stream was 2.6-3.7 us per CTA on the critical path (NOTES v13 timeline).
+    float* evec = reinterpret_cast<float*>(gsm + (GS ? R * gstride : 0));
 
     // This lane's bytes of unit u: + 128 j for row group j of the strip.
     const uint8_t* wlane = p.w + (size_t(tile) * p.ksteps + s_begin) * WSTEP + t * 2048 + tstrip * 512 + g * 16;
+#ifdef LOWBIT_STREAM_PROBE
+    // Probe flag 8: each CTA starts its unit walk at a different unit (DRAM channel camping test).
+    const int rot = (g_probe & 8) && nunits > 0 ? int((blockIdx.y * 37u + blockIdx.z * 11u) % unsigned(nunits)) : 0;
+#else
+    constexpr int rot = 0;
+#endif
+    auto rotu = [&](int u) { return rot == 0 ? u : (u + rot >= nunits ? u + rot - nunits : u + rot); };
     auto unit_ptr = [&](int u) -> const uint8_t* {
         if constexpr (W4 || W2) {
             return wlane + size_t(u) * 8192;  // one 8 KB block per unit
@@ -187,25 +243,53 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         for (int i = 0; i < kB; ++i) {
             const int u = u0 + i * kKW;
             if (u < nunits) {
-                const uint8_t* src = unit_ptr(u);
+                const uint8_t* src = unit_ptr(rotu(u));
 #pragma unroll
                 for (int j = 0; j < 4; ++j) wv[i][j] = ld_stream_u4(src + j * 128);
             }
         }
     };
 
-    // First weights in flight before the activation copy.
+#ifdef LOWBIT_STREAM_PROBE
+    const int probe = g_probe;
+    // Timeline stamps are stored as they are taken (no registers held across the loop).
+    unsigned long long* const tlo =
+        g_timeline && tid == 0 ? g_timeline + 6 * (size_t(blockIdx.z) * gridDim.y + blockIdx.y) : nullptr;
+    if (tlo) tlo[0] = gtime();
+#else
+    constexpr int probe = 0;
+#endif
+    // First weights in flight before the activation copy, and before the grid-dependency wait: with programmatic
+    // dependent launch (the launcher's attribute) this CTA may start while the previous kernel in the stream is
+    // still running; weights and group scales are never written by a kernel this one follows, the activations and
+    // the outputs / workspace may be, so they are touched only after griddepcontrol.wait.
+    // Both register buffers go out first, so the activation copy's wait (3.7-6 us at the start of a wave, behind
+    // every CTA's first loads: NOTES v13) drains 2 buffers instead of 1.
+    constexpr int kStep = kB * kKW;
     load(wa, kw);
+    load(wb, kw + kStep);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Let the next kernel's CTAs launch into free SM slots now (they wait in their own griddepcontrol.wait).
+    asm volatile("griddepcontrol.launch_dependents;\n");
+#endif
 
-    // Activations [0, MT) x this CTA's K range -> shared memory (row stride xstride), zero beyond M and K: all
-    // copies issued asynchronously (cp.async) before one wait, not one dependent load per loop trip.
-    {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n");  // the __syncthreads below orders the later memory operations
+#endif
+#ifdef LOWBIT_STREAM_PROBE
+    if (tlo) tlo[1] = gtime();
+#endif
+    // Activations [0, min(M, MT)) x this CTA's K range -> shared memory (row stride xstride), zero beyond K: all
+    // copies issued asynchronously (cp.async) before one wait, not one dependent load per loop trip. Rows M .. MT
+    // are left unwritten: they only reach outputs of rows >= M (A rows / B columns of the MMAs, their activation
+    // sums), which emit() drops; v10 zero-filled them (7 of 8 rows at M = 1).
+    if (!(probe & 2)) {
         const int kb0 = s_begin * kBK;
         const int pieces = (s_end - s_begin) * (kBK / 16);
-        for (int i = tid; i < MT * pieces; i += kThreads) {
+        for (int i = tid; i < min(MT, p.m) * pieces; i += kThreads) {
             const int m = i / pieces, c = i % pieces;
             const int col = kb0 + 16 * c;
-            const bool ok = m < p.m && col < p.k;
+            const bool ok = col < p.k;
             cp_async16_zfill(smem + m * xstride + 16 * c, ok ? static_cast<const void*>(p.x + size_t(m) * p.ldx + col) : p.x,
                              ok);
         }
@@ -216,18 +300,52 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         // (a global byte load per use put L2 latency into every unit: v5). Rows beyond N get 1.
         const int g1 = min(p.groups - 1, (s_end * kBK - 1) / p.group_len);
         const int ng = g1 - g0 + 1;
+        if ((p.groups & 3) == 0 && (g0 & 3) == 0 && (gstride & 3) == 0 && (reinterpret_cast<uintptr_t>(p.gs) & 3) == 0) {
+            // 4-byte words (groups g0 .. g0 + ng4 - 1 stay inside the row; ng4 <= gstride), asynchronously with the
+            // activations: byte loads one after another cost 2.4 us more at the start than W8 (NOTES v13).
+            const int nw = (ng + 3) >> 2;
+            for (int i = tid; i < R * nw; i += kThreads) {
+                const int r = i / nw, c = i % nw;
+                const int n = n0 + r;
+                if (n < p.n) {
+                    cp_async4(gsm + r * gstride + 4 * c, p.gs + size_t(n) * p.groups + g0 + 4 * c);
+                } else {
+                    *reinterpret_cast<uint32_t*>(gsm + r * gstride + 4 * c) = 0x01010101u;
+                }
+            }
+            cp_async_commit();
+        } else {
 #pragma unroll 8
-        for (int i = tid; i < R * ng; i += kThreads) {
-            const int r = i / ng, c = i % ng;
-            const int n = n0 + r;
-            gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
+            for (int i = tid; i < R * ng; i += kThreads) {
+                const int r = i / ng, c = i % ng;
+                const int n = n0 + r;
+                gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
+            }
         }
+    }
+    {
+        // Epilogue vectors (after griddepcontrol.wait: a previous kernel may have written them). Layout in evec:
+        // rs [MT], rc [MT], cs [R], cc [R], bias [R]; only rows < M and columns < N are copied (only those are read).
+        const Epilogue& e = p.epi;
+        const float* src[5] = {e.rs, e.rc, e.cs, e.cc, e.bias};
+        const int len[5] = {min(MT, p.m), min(MT, p.m), min(R, p.n - n0), min(R, p.n - n0), min(R, p.n - n0)};
+        const int off[5] = {0, MT, 2 * MT, 2 * MT + R, 2 * MT + 2 * R};
+#pragma unroll
+        for (int v = 0; v < 5; ++v) {
+            if (src[v] == nullptr) continue;
+            const float* sv = v < 2 ? src[v] : src[v] + n0;
+            for (int i = tid; i < len[v]; i += kThreads) cp_async4(evec + off[v] + i, sv + i);
+        }
+        cp_async_commit();
     }
     cp_async_wait<0>();
     __syncthreads();
+#ifdef LOWBIT_STREAM_PROBE
+    if (tlo) tlo[2] = gtime();
+#endif
     __shared__ int32_t xsum_s[8];
-    if constexpr (T && packed(F)) {
-        // Activation sums of rows 0..7 over this CTA's K range (zero-filled beyond M and K): warp w sums row w.
+    if (T && packed(F) && warp < min(8, p.m)) {
+        // Activation sums of rows 0..M-1 (<= 8) over this CTA's K range (zero-filled beyond K): warp w sums row w.
         const unsigned char* xrow = smem + warp * xstride;
         const int pieces = (s_end - s_begin) * (kBK / 16);
         int32_t sum = 0;
@@ -255,7 +373,13 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         for (int i = 0; i < kB; ++i) {
             const int u = u0 + i * kKW;
             if (u >= nunits) break;
-            const unsigned char* xr = smem + g * xstride + u * UC;
+            if (probe & 1) {  // timing probe: consume the loads without MMAs
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[0][0] ^= int32_t(wv[i][j].x ^ wv[i][j].y ^ wv[i][j].z ^ wv[i][j].w);
+                continue;
+            }
+            const int ur = rotu(u);
+            const unsigned char* xr = smem + g * xstride + ur * UC;
             if constexpr (T) {
                 // A = weights: rows g / g + 8 of the pair (2jp, 2jp + 1) of row groups; B = activation row g.
                 if constexpr (F == kW8) {
@@ -342,7 +466,7 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
 #pragma unroll
                     for (int s = 1; s < 4; ++s) mma_s8_m16n8k32(xs, af[s], kOnes, kOnes);
                     const int32_t nx0 = -8 * xs[0], nx2 = -8 * xs[2];
-                    const int gi = ((s_begin + u) * kBK) / p.group_len - g0;
+                    const int gi = ((s_begin + ur) * kBK) / p.group_len - g0;
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         int32_t part[4];
@@ -378,12 +502,11 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
         }
     };
     // Two register buffers: the next buffer's loads go out before the current buffer's MMAs.
-    constexpr int kStep = kB * kKW;
     for (int u0 = kw; u0 < nunits; u0 += 2 * kStep) {
-        load(wb, u0 + kStep);
         compute(wa, u0);
         load(wa, u0 + 2 * kStep);
         compute(wb, u0 + kStep);
+        load(wb, u0 + 3 * kStep);
     }
     if constexpr (packed(F) && !GS && !T) {
         // acc = mul * sum x u - off * sum x: exact int32 (wrapping intermediates, the final value fits).
@@ -404,6 +527,19 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
             for (int e = 0; e < 4; ++e) r[(kw - 1) * SP * 512 + (4 * j + e) * 32] = acc[j][e];
     }
     __syncthreads();
+    // The epilogue reads its vectors from shared memory (generic pointers offset so that [m] / [n] index them).
+    Epilogue es = p.epi;
+    if (es.rs) es.rs = evec;
+    if (es.rc) es.rc = evec + MT;
+    if (es.cs) es.cs = evec + 2 * MT - n0;
+    if (es.cc) es.cc = evec + 2 * MT + R - n0;
+    if (es.bias) es.bias = evec + 2 * MT + 2 * R - n0;
+#ifdef LOWBIT_STREAM_PROBE
+    if (tlo) tlo[3] = gtime();
+    if (probe & 4) {  // timing probe: no epilogue / split-K finish (acc kept live by a store that never happens)
+        if (acc[0][0] == 0x7fffffff && acc[1][1] == 0x7ffffffe && p.m < 0) p.ws[0] = acc[0][0];
+    } else
+#endif
     if (kw == 0) {
 #pragma unroll
         for (int q = 1; q < kKW; ++q)
@@ -426,18 +562,47 @@ __global__ void __launch_bounds__(kThreads, 2) stream_kernel(const Args p) {
             for (int jp = 0; jp < 2; ++jp)
 #pragma unroll
                 for (int e = 0; e < 4; ++e)
-                    emit(p, acc[jp][e], 2 * t + (e & 1), n0 + strip * 32 + 16 * jp + 8 * (e >> 1) + g);
+                    emit(p, es, acc[jp][e], 2 * t + (e & 1), n0 + strip * 32 + 16 * jp + 8 * (e >> 1) + g);
         } else {
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const int nr = n0 + strip * 32 + 8 * j + 2 * t;
 #pragma unroll
-                for (int e = 0; e < 4; ++e) emit(p, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
+                for (int e = 0; e < 4; ++e) emit(p, es, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
             }
         }
     }
-    if (p.ws) finish<MT, R>(p, n0);
+#ifdef LOWBIT_STREAM_PROBE
+    if (p.ws && !(probe & 4)) finish<MT, R, kThreads>(p, es, n0);
+    if (tlo) {
+        unsigned int smid;
+        asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
+        tlo[4] = gtime(), tlo[5] = smid;
+    }
+#else
+    if (p.ws) finish<MT, R, kThreads>(p, es, n0);
+#endif
 }
+
+// Programmatic dependent launch (NOTES v13) where the device has it (compute capability >= 9.0): the kernel's
+// prologue (launch, first weight loads) overlaps the previous kernel's tail. Cached per device ordinal.
+inline bool pdl_runs() {
+    static int cache[64];  // 0 unknown, 1 no, 2 yes (benign race: every writer stores the same answer)
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (dev >= 0 && dev < 64 && cache[dev] != 0) return cache[dev] == 2;
+    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    (void)cudaGetLastError();
+    if (dev >= 0 && dev < 64) cache[dev] = ok ? 2 : 1;
+    return ok;
+}
+
+#ifdef LOWBIT_STREAM_PROBE
+inline int g_pdl_host = 1;  // harness toggle (lowbit_i8_stream_probe): 0 off, 1 the library rule, 2 always
+#endif
 
 template <int F, bool GS, int MT, int SP>
 cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
@@ -447,12 +612,30 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
         return cudaFuncGetAttributes(&attr, kern);
     }
     const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(F)) + red_bytes(SP) +
-                        (GS ? size_t(32 * SP) * a.steps_per_split : 0);
+                        (GS ? size_t(32 * SP) * a.steps_per_split : 0) + evec_bytes(MT, SP);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
-    const dim3 grid(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
-    kern<<<grid, kThreads, smem, st>>>(a);
-    return cudaGetLastError();
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
+    cfg.blockDim = dim3(32 * warps_of(SP));
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    // PDL at MT = 8 and for unsplit grids (H100, NOTES v13 run 2: -2.5..-4.7 us per call at M = 1 on every shape and
+    // format measured, -3.1..-3.9 us for the unsplit 256-row grid of 28672x8192 at M = 16; +0.2..+1.9 us for split-K
+    // grids at M = 16, whose next call's early CTAs slow the split-K tail).
+    const bool want = MT == 8 || splits == 1;
+#ifdef LOWBIT_STREAM_PROBE
+    const bool pdl = (g_pdl_host == 2 || (g_pdl_host == 1 && want)) && pdl_runs();
+#else
+    const bool pdl = want && pdl_runs();
+#endif
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    const cudaError_t l = cudaLaunchKernelEx(&cfg, kern, a);
+    return l != cudaSuccess ? l : cudaGetLastError();
 }
 
 }  // namespace stream
@@ -481,13 +664,23 @@ cudaError_t launch_sp(const lowbit::i8::Args& a, int format, int mt, int splits,
 }
 }  // namespace
 
-// format = enum lowbit_i8_wformat (W8, W4, BIP4, BIP2); sp = strips of 32 weight rows per CTA (4 or 1). BIP2 needs
-// a.ksteps and a.steps_per_split even (256-column units).
+// format = enum lowbit_i8_wformat (W8, W4, BIP4, BIP2); sp = strips of 32 weight rows per CTA (8, 4 or 1). BIP2
+// needs a.ksteps and a.steps_per_split even (256-column units).
 cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int mt, int sp, int splits, cudaStream_t st) {
+    if (sp == 8) return launch_sp<8>(a, format, mt, splits, st);
     if (sp == 4) return launch_sp<4>(a, format, mt, splits, st);
     if (sp == 1) return launch_sp<1>(a, format, mt, splits, st);
     return cudaErrorInvalidValue;
 }
 
 // Largest steps_per_split of an instance (the activation tile's shared-memory budget; even for BIP2).
-int lowbit_i8_stream_max_steps(int format, int mt) { return lowbit::i8::stream::max_steps(mt, format); }
+int lowbit_i8_stream_max_steps(int format, int mt, int sp) { return lowbit::i8::stream::max_steps(mt, format, sp); }
+
+#ifdef LOWBIT_STREAM_PROBE
+// Harness-only: probe flags, per-CTA timeline buffer (6 u64 per CTA, nullptr = off), PDL on / off.
+extern "C" void lowbit_i8_stream_probe(int flags, unsigned long long* timeline, int pdl) {
+    cudaMemcpyToSymbol(lowbit::i8::stream::g_probe, &flags, sizeof(int));
+    cudaMemcpyToSymbol(lowbit::i8::stream::g_timeline, &timeline, sizeof(timeline));
+    lowbit::i8::stream::g_pdl_host = pdl;
+}
+#endif
