@@ -55,6 +55,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <atomic>
+
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit/imma.cuh"
 #include "lowbit/mma.cuh"
@@ -587,16 +589,19 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 // Programmatic dependent launch (NOTES v13) where the device has it (compute capability >= 9.0): the kernel's
 // prologue (launch, first weight loads) overlaps the previous kernel's tail. Cached per device ordinal.
 inline bool pdl_runs() {
-    static int cache[64];  // 0 unknown, 1 no, 2 yes (benign race: every writer stores the same answer)
+    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
         (void)cudaGetLastError();
         return false;
     }
-    if (dev >= 0 && dev < 64 && cache[dev] != 0) return cache[dev] == 2;
+    if (dev >= 0 && dev < 64) {
+        const int c = cache[dev].load(std::memory_order_relaxed);
+        if (c != 0) return c == 2;
+    }
     const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
     (void)cudaGetLastError();
-    if (dev >= 0 && dev < 64) cache[dev] = ok ? 2 : 1;
+    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1, std::memory_order_relaxed);
     return ok;
 }
 
