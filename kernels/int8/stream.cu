@@ -45,7 +45,8 @@
 // per strip) where the tiles alone give >= one CTA per SM, SP = 1 (8 warps per strip, v7) where they do not, so
 // small N needs little or no cross-CTA split-K; SP = 8 (NOTES v13): 512 threads = 16 warps, 256 rows, one CTA per
 // SM with a 176 KB activation budget, where the 128-row plan needs a second wave (M = 16 on 28672x8192: unsplit).
-// Programmatic dependent launch (NOTES v13): weights before griddepcontrol.wait, everything else after it. grid = (1, ceil(N / (32 SP)), splits) with split-K over
+// Programmatic dependent launch (NOTES v13): the first weights are prefetched into L2 before griddepcontrol.wait,
+// every load into the SM comes after it. grid = (1, ceil(N / (32 SP)), splits) with split-K over
 // 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, as lowbit/i8_gemm.cuh
 // splitk_finish). The CTA's activation rows [0, MT) x its K range sit in shared memory (zero-filled beyond M and
 // K: the weight padding of the last block is code u = 0), W4 group scales too. Two register buffers of
@@ -261,23 +262,34 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #else
     constexpr int probe = 0;
 #endif
-    // First weights in flight before the activation copy, and before the grid-dependency wait: with programmatic
-    // dependent launch (the launcher's attribute) this CTA may start while the previous kernel in the stream is
-    // still running; weights and group scales are never written by a kernel this one follows, the activations and
-    // the outputs / workspace may be, so they are touched only after griddepcontrol.wait.
-    // Both register buffers go out first, so the activation copy's wait (3.7-6 us at the start of a wave, behind
-    // every CTA's first loads: NOTES v13) drains 2 buffers instead of 1.
+    // First weights on their way before the grid-dependency wait: with programmatic dependent launch (the
+    // launcher's attribute) this CTA may start while the previous kernel in the stream is still running, and that
+    // kernel may have written anything this one reads (a user's kernel may even write the weights), so before
+    // griddepcontrol.wait the first two buffers' lines are only prefetched into L2 (coherent: the previous
+    // kernel's stores update them) and every register load, activation, scale and output access comes after it.
     constexpr int kStep = kB * kKW;
-    load(wa, kw);
-    load(wb, kw + kStep);
+    auto prefetch = [&](int u0) {
+#pragma unroll
+        for (int i = 0; i < kB; ++i) {
+            const int u = u0 + i * kKW;
+            if (u < nunits) {
+                const uint8_t* src = unit_ptr(rotu(u));
+#pragma unroll
+                for (int j = 0; j < 4; ++j) prefetch_l2(src + j * 128);
+            }
+        }
+    };
+    prefetch(kw);
+    prefetch(kw + kStep);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // Let the next kernel's CTAs launch into free SM slots now (they wait in their own griddepcontrol.wait).
     asm volatile("griddepcontrol.launch_dependents;\n");
-#endif
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n");  // the __syncthreads below orders the later memory operations
 #endif
+    // Both register buffers go out before the activation copy, so its wait (3.7-6 us at the start of a wave,
+    // behind every CTA's first loads: NOTES v13) drains 2 buffers instead of 1; they hit the prefetched lines.
+    load(wa, kw);
+    load(wb, kw + kStep);
 #ifdef LOWBIT_STREAM_PROBE
     if (tlo) tlo[1] = gtime();
 #endif

@@ -71,6 +71,11 @@ __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
     return v;
 }
 
+// Pull the 128-byte line holding `p` into L2 without reading it into the SM. Safe before griddepcontrol.wait
+// (programmatic dependent launch): L2 is the point of coherence, so a line prefetched before the previous kernel's
+// stores land is updated by them, whereas a register load issued then could return stale data.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
 __device__ __forceinline__ uint2 ld_stream_u2(const void* p) {
     uint2 v;
     asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
