@@ -56,10 +56,14 @@ pub struct GemmConfig {
     pub m_tile: Option<u32>,
     /// Split-K factor.
     pub splits: Option<u32>,
-    /// Columns of X staged per shared-memory chunk (a multiple of the format's k-step).
+    /// Columns of X staged per shared-memory chunk (a multiple of the format's k-step). An upper bound for the
+    /// double-buffered chunks: where a block's whole K range fits shared memory at the kernel's blocks per SM, the
+    /// launch stages it in one buffer instead (no barrier inside the block).
     pub kc: Option<u32>,
     /// Warps per 16-row strip of W (in-block split-K): 1, 2, 4 or 8 (automatic: more than one for small
-    /// grids whose whole K fits one chunk of X).
+    /// grids whose whole K fits one chunk of X, and at M = 1 on INT formats where the compact-X kernel's blocks
+    /// fill one wave). At M <= 8 with an 8-row m-tile on INT formats it runs the compact-X kernel (only the M
+    /// real rows of X in shared memory), otherwise one X chunk must hold the whole K range.
     pub k_warps: Option<u32>,
 }
 
