@@ -259,11 +259,11 @@ typedef struct lowbit_wo_weight {
     const uint32_t *hi_words;
     /** [n_pad/16][k_pad/group_len][8][2]: f16 scale pair (rows g, g+8), aux (zero points or selectors). */
     const uint32_t *meta;
-    /** [n_pad] f32 scales applied after the reduction (BitMoD channel scale), or NULL for 1. */
+    /** [n_pad] f32 scales applied after the reduction (BitMoD channel scale; LOWBIT_WO_MIX4: 2^15 x it), or NULL for 1. */
     const float *channel_scales;
     /** [lut_tables][2^bits] f32 value tables (table formats only, else NULL). */
     const float *lut;
-    /** Number of tables: 1 (NF4 / LUT) or 4 (BitMoD, chosen per group by the aux selector). */
+    /** Number of tables: 1 (NF4 / LUT) or 4 (BitMoD FP3, chosen per group by the aux selector). */
     int32_t lut_tables;
     /** Act-order: kernel column j is X column perm[j] ([k] uint32), or NULL. */
     const uint32_t *perm;

@@ -102,9 +102,10 @@ pub struct TiledWeight {
     pub hi_words: Vec<u32>,
     /// `[n_pad/16][groups][8][2]` u32: f16 scale pair, aux word.
     pub meta: Vec<u32>,
-    /// Per-row scale applied after the K reduction (BitMoD `Δ_ch`); empty = 1.
+    /// Per-row scale applied after the K reduction (BitMoD `Δ_ch`; [`TiledFormat::Mix4`]: `2^15 · Δ_ch`); empty = 1.
     pub channel_scales: Vec<f32>,
-    /// Value tables `[n_tables][2^bits]` for table formats (BitMoD: 4 tables by selector); empty for INT.
+    /// Value tables `[n_tables][2^bits]` for table formats (BitMoD FP3: 4 tables by selector); empty for INT and
+    /// [`TiledFormat::Mix4`].
     pub lut: Vec<f32>,
     /// Act-order: the kernel's column `j` is the caller's column `perm[j]` (X is gathered first).
     pub perm: Option<Vec<u32>>,
