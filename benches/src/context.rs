@@ -16,6 +16,18 @@ use crate::timing::{Timer, TimingConfig, TimingMethod};
 /// Bytes copied by the bandwidth probe (each way), at most: 1 GiB (`h100-baselines.md` §1).
 pub const COPY_PROBE_BYTES: usize = 1 << 30;
 
+/// Timing of the bandwidth probes: 2 warm-ups, median of 10 single calls on the stream (no graph, no batching).
+fn probe_timing() -> TimingConfig {
+    TimingConfig {
+        warmup: 2,
+        reps: 10,
+        method: TimingMethod::Stream,
+        min_batch_us: 0.0,
+        max_seconds_per_op: 10.0,
+        ..TimingConfig::default()
+    }
+}
+
 /// An opened device ready for benchmarking.
 ///
 /// - cudarc's per-buffer event tracking is **disabled** on the context before anything is
@@ -134,14 +146,7 @@ impl BenchContext {
         let bytes = COPY_PROBE_BYTES.min(self.card.memory_bytes / 8).max(1 << 20);
         let src = self.stream.alloc_zeros::<u8>(bytes)?;
         let mut dst = self.stream.alloc_zeros::<u8>(bytes)?;
-        let cfg = TimingConfig {
-            warmup: 2,
-            reps: 10,
-            method: TimingMethod::Stream,
-            min_batch_us: 0.0,
-            max_seconds_per_op: 10.0,
-            ..TimingConfig::default()
-        };
+        let cfg = probe_timing();
         let stream = self.stream.clone();
         let m = self.timer(cfg).measure(1, |_| Ok(stream.memcpy_dtod(&src, &mut dst)?))?;
         self.stream.synchronize()?;
@@ -157,14 +162,7 @@ impl BenchContext {
         let bytes = COPY_PROBE_BYTES.min(self.card.memory_bytes / 8).max(1 << 20) / 16 * 16;
         let src = self.stream.alloc_zeros::<u8>(bytes)?;
         let mut sink = self.stream.alloc_zeros::<u32>(1)?;
-        let cfg = TimingConfig {
-            warmup: 2,
-            reps: 10,
-            method: TimingMethod::Stream,
-            min_batch_us: 0.0,
-            max_seconds_per_op: 10.0,
-            ..TimingConfig::default()
-        };
+        let cfg = probe_timing();
         let (dev, stream) = (self.dev.clone(), self.stream.clone());
         let m = self.timer(cfg).measure(1, |_| Ok(lowbit_cuda::probe::read_probe(&dev, &stream, &src, &mut sink)?))?;
         self.stream.synchronize()?;

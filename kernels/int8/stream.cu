@@ -240,17 +240,21 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             return wlane + size_t(u >> 1) * WSTEP + (u & 1) * 8192;
         }
     };
-    uint4 wa[kB][4], wb[kB][4];
-    auto load = [&](uint4 (&wv)[kB][4], int u0) {
+    // f(i, j, address) for the 16-byte piece j of this lane in each of the kB units of the buffer starting at u0.
+    auto each_piece = [&](int u0, auto&& f) {
 #pragma unroll
         for (int i = 0; i < kB; ++i) {
             const int u = u0 + i * kKW;
             if (u < nunits) {
                 const uint8_t* src = unit_ptr(rotu(u));
 #pragma unroll
-                for (int j = 0; j < 4; ++j) wv[i][j] = ld_stream_u4(src + j * 128);
+                for (int j = 0; j < 4; ++j) f(i, j, src + j * 128);
             }
         }
+    };
+    uint4 wa[kB][4], wb[kB][4];
+    auto load = [&](uint4 (&wv)[kB][4], int u0) {
+        each_piece(u0, [&](int i, int j, const uint8_t* a) { wv[i][j] = ld_stream_u4(a); });
     };
 
 #ifdef LOWBIT_STREAM_PROBE
@@ -268,17 +272,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // griddepcontrol.wait the first two buffers' lines are only prefetched into L2 (coherent: the previous
     // kernel's stores update them) and every register load, activation, scale and output access comes after it.
     constexpr int kStep = kB * kKW;
-    auto prefetch = [&](int u0) {
-#pragma unroll
-        for (int i = 0; i < kB; ++i) {
-            const int u = u0 + i * kKW;
-            if (u < nunits) {
-                const uint8_t* src = unit_ptr(rotu(u));
-#pragma unroll
-                for (int j = 0; j < 4; ++j) prefetch_l2(src + j * 128);
-            }
-        }
-    };
+    auto prefetch = [&](int u0) { each_piece(u0, [](int, int, const uint8_t* a) { prefetch_l2(a); }); };
     prefetch(kw);
     prefetch(kw + kStep);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
