@@ -11,6 +11,11 @@
 //      group 128 (f16 out) at the automatic plan's BX, each f16 variant also with v12's code path (opts 0; W4 also
 //      TMA store + lane scales), alternated twice, faster pass kept; the int32 outputs of ws W8 and ws W4 (int32
 //      out) must equal cuBLASLt's on the same (expanded) weights at every timed point.
+//   3. (v14) split-K: exact int32 and f16 (TMA store / direct) against the CPU for forced (BX, slices) on odd
+//      shapes, every W4 scale path (ring g128, lane g32 / g64, per-channel), run twice on one workspace (the second
+//      call checks that the first left it clean: slab and counters zero afterwards); timed at the library's plan
+//      (lowbit_i8_ws_plan) where it splits, with a (BX, slices) sweep at M = 256 on the narrow shapes; W4
+//      per-channel with v14's constant scales and v13's per-stage scale calls.
 // Replaces the former i8_ws.cu / i8_ws_w4.cu pair (the v4 kernel comparison is gone: cuBLASLt is the reference).
 //
 //   CU=.tools/venv/lib/python3.11/site-packages/nvidia/cu13
@@ -43,6 +48,8 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, int nsm, int group, bool smem,
                                    int opts, cudaStream_t st);
+int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps);
+int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t* counters_off);
 // lowbit_i8_launch_ws_ex options (ws_gemm.cu): f16 / bf16 through the TMA-store epilogue; W4 group scales through the
 // ring (group_len % 128 == 0). The library launchers pass both (kOptsDefault); 0 = v12's kernel behaviour.
 static const int kTmaStore = 1, kRingScales = 2, kOptsDefault = kTmaStore | kRingScales;
@@ -403,6 +410,104 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
     return fails;
 }
 
+// Split-K workspace for (n, m, bx, slices): zeroed; sets a.ws / a.counters / a.steps_per_split. Returns the buffer.
+static uint8_t* split_ws(Args& a, int bx, int splits, int64_t* bytes) {
+    int64_t coff = 0;
+    const int sps = (a.ksteps + splits - 1) / splits;
+    const int64_t b = lowbit_i8_ws_workspace(a.n, a.m, bx, (a.ksteps + sps - 1) / sps, &coff);
+    if (b == 0) return nullptr;
+    uint8_t* ws = dalloc<uint8_t>(b);
+    CK(cudaMemset(ws, 0, b));
+    a.ws = reinterpret_cast<int32_t*>(ws);
+    a.counters = reinterpret_cast<int32_t*>(ws + coff);
+    a.steps_per_split = sps;
+    *bytes = b;
+    return ws;
+}
+
+static int check_split(int m, int n, int k, int bits, int glen, int bx, int splits, unsigned seed) {
+    int fails = 0;
+    std::mt19937 rng(seed);
+    std::vector<int8_t> x(size_t(m) * k);
+    for (auto& v : x) v = int8_t(int(rng() % 255) - 127);
+    int8_t* dx = dalloc<int8_t>(x.size());
+    CK(cudaMemcpy(dx, x.data(), x.size(), cudaMemcpyHostToDevice));
+    Weight w = make_weight(n, k, bits, glen, seed + 17);
+    std::vector<int8_t> wp(size_t(n) * k);
+    CK(cudaMemcpy(wp.data(), w.plain, wp.size(), cudaMemcpyDeviceToHost));
+    const auto want = cpu_gemm(x, m, k, wp, n, k);
+    int32_t* dy = dalloc<int32_t>(size_t(m) * n);
+    std::vector<int32_t> got(size_t(m) * n);
+    Args a = args(dx, m, k, w, dy, n);
+    int64_t wsb = 0;
+    uint8_t* ws = split_ws(a, bx, splits, &wsb);
+    char name[160];
+    snprintf(name, sizeof name, "split-K W%d g%d bx=%d slices=%d (sps %d) m=%d n=%d k=%d", bits, glen, bx, splits,
+             a.steps_per_split, m, n, k);
+    // int32 twice (the second call runs on the workspace the first one left), then f16 with row / column scales.
+    for (int rep = 0; rep < 2; ++rep) {
+        CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
+        CK(launch(a, bits, bx, nullptr));
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost));
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+            if (got[i] != want[i] && bad++ == 0) first = i;
+        if (bad) {
+            printf("FAIL %s int32 call %d: %zu of %zu differ (first m=%zu n=%zu got %d want %d)\n", name, rep, bad,
+                   want.size(), first / n, first % n, got[first], want[first]);
+            ++fails;
+        } else {
+            printf("ok   %s int32 call %d\n", name, rep);
+        }
+    }
+    {
+        std::uniform_real_distribution<float> u(-1.f, 1.f);
+        HostEpi he{lowbit::i8::kOutF16};
+        he.rs.resize(m), he.cs.resize(n);
+        for (auto& e : he.rs) e = u(rng) * 1e-3f;
+        for (auto& e : he.cs) e = u(rng);
+        float *drs = upload(he.rs), *dcs = upload(he.cs);
+        __half* dyh = dalloc<__half>(size_t(m + 1) * n);
+        CK(cudaMemset(dyh, 0x5A, size_t(m + 1) * n * 2));
+        Args b = a;
+        b.y = dyh, b.epi.out = lowbit::i8::kOutF16, b.epi.rs = drs, b.epi.cs = dcs;
+        CK(launch(b, bits, bx, nullptr));
+        CK(cudaDeviceSynchronize());
+        std::vector<uint16_t> h(size_t(m + 1) * n);
+        CK(cudaMemcpy(h.data(), dyh, h.size() * 2, cudaMemcpyDeviceToHost));
+        size_t bad = 0, stray = 0;
+        for (int i = 0; i <= m; ++i)
+            for (int j = 0; j < n; ++j) {
+                const uint16_t g = h[size_t(i) * n + j];
+                if (i == m) {
+                    stray += g != 0x5A5A;
+                } else {
+                    bad += g != uint16_t(he.value(want[size_t(i) * n + j], i, j));
+                }
+            }
+        printf("%s %s f16 (rs cs, %s): %zu differ, %zu stray\n", bad || stray ? "FAIL" : "ok  ", name,
+               n % 8 == 0 ? "tma-store" : "direct", bad, stray);
+        fails += bad || stray;
+        cudaFree(drs), cudaFree(dcs), cudaFree(dyh);
+    }
+    if (ws) {
+        std::vector<uint8_t> hw(wsb);
+        CK(cudaMemcpy(hw.data(), ws, wsb, cudaMemcpyDeviceToHost));
+        size_t nz = 0;
+        for (uint8_t v : hw) nz += v != 0;
+        printf("%s %s workspace clean after 3 calls (%zu non-zero bytes of %lld)\n", nz ? "FAIL" : "ok  ", name, nz,
+               (long long)wsb);
+        fails += nz != 0;
+        cudaFree(ws);
+    } else {
+        printf("note %s: no split (one slice)\n", name);
+    }
+    cudaFree(dy), cudaFree(dx);
+    free_weight(w);
+    return fails;
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // 2. Timing.
 // ------------------------------------------------------------------------------------------------------------
@@ -564,16 +669,61 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
     // W4 per channel (no group scales: the expansion alone).
     Weight wpc = make_weight(n, k, 4, 0, 400);
     const double t4pc = time_graph(st, [&](int) { ws_f16(wpc, 4, kOptsDefault); }, ms / 2);
+    const double t4pc13 = time_graph(st, [&](int) { ws_f16(wpc, 4, kTmaStore); }, ms / 2);
     free_weight(wpc);
+    // v14 split-K at the library's plan (lowbit_i8_ws_plan), where it splits: exact int32 vs cuBLASLt, then f16 timed.
+    char splitl[2560] = "";
+    for (int bits : {8, 4}) {
+        int sp = 1, sps = 0;
+        const int pbx = lowbit_i8_ws_plan(n, m, k, bits == 4, nsm(), 0, &sp, &sps);
+        if (sp <= 1) continue;
+        auto& wv = bits == 8 ? w8 : w4;
+        const int rv = bits == 8 ? r8 : r4;
+        Args a = args(x, m, k, wv[0], y1, n);
+        int64_t wsb = 0;
+        uint8_t* wsp = split_ws(a, pbx, sp, &wsb);
+        lt.run(lp, wv[0].plain, x, y0, st);
+        CK(launch(a, bits, pbx, st));
+        CK(cudaStreamSynchronize(st));
+        const unsigned long long bs = diff(y0, y1, size_t(m) * n);
+        if (bs) printf("FAIL n=%d k=%d m=%d W%d split-K plan: int32 differs from cuBLASLt at %llu points\n", n, k, m, bits, bs), ++fails;
+        a.y = yh, a.epi.out = lowbit::i8::kOutF16, a.epi.rs = rs, a.epi.cs = cs;
+        double ts = 1e30;
+        for (int pass = 0; pass < 2; ++pass)
+            ts = std::min(ts, time_graph(st, [&](int i) { Args b = a; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch(b, bits, pbx, st)); }, ms));
+        const double unsplit = bits == 8 ? t8 : t4;
+        snprintf(splitl + strlen(splitl), sizeof splitl - strlen(splitl),
+                 "%s W%d plan bx %d x %d slices: %.1f us (%.2fx %s, %.2fx unsplit bx %d)%s", *splitl ? ";" : "    split-K:",
+                 bits, pbx, sp, ts, (bits == 8 ? t_lt : t_h) / ts, bits == 8 ? "lt" : "f16", unsplit / ts,
+                 bits == 8 ? bx : bx4, bs ? " INEXACT" : "");
+        // Sweep of (BX, slices) at M = 256 (the wave model's check).
+        if (m == 256) {
+            char sw[1024] = "";
+            for (int sbx : {64, 128, 256})
+                for (int ss : {2, 3, 4, 6, 8, 16}) {
+                    Args c = args(x, m, k, wv[0], yh, n);
+                    int64_t cb = 0;
+                    uint8_t* cw = split_ws(c, sbx, ss, &cb);
+                    if (!cw) continue;
+                    c.epi.out = lowbit::i8::kOutF16, c.epi.rs = rs, c.epi.cs = cs;
+                    const double tc = time_graph(st, [&](int i) { Args b = c; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch(b, bits, sbx, st)); }, ms / 3);
+                    snprintf(sw + strlen(sw), sizeof sw - strlen(sw), " %d/%d %.1f", sbx, ss, tc);
+                    cudaFree(cw);
+                }
+            snprintf(splitl + strlen(splitl), sizeof splitl - strlen(splitl), " [sweep bx/slices us:%s]", sw);
+        }
+        cudaFree(wsp);
+    }
     char sweep[512];
     snprintf(sweep, sizeof sweep,
              "    v12 (direct-store epilogue, lane scales): w8a8 %.1f (%.2fx lt), w4a8-g128 %.1f (%.2fx f16); w4a8-g128 tma + lane "
-             "scales %.1f; v13/v12 speed-up w8 %.3f w4 %.3f (tma alone %.3f); w4a8 per-channel %.1f (%.2fx f16)",
-             t8d, t_lt / t8d, t4d, t_h / t4d, t4l, t8d / t8, t4d / t4, t4d / t4l, t4pc, t_h / t4pc);
+             "scales %.1f; v13/v12 speed-up w8 %.3f w4 %.3f (tma alone %.3f); w4a8 per-channel v14 %.1f (%.2fx f16), v13 %.1f",
+             t8d, t_lt / t8d, t4d, t_h / t4d, t4l, t8d / t8, t4d / t4, t4d / t4l, t4pc, t_h / t4pc, t4pc13);
     const double ops = 2.0 * m * double(n) * k;
     printf("| %5dx%-5d | %4d | %3d/%3d | %8.1f | %8.1f | %8.1f (%.2fx lt) | %8.1f (%.2fx lt) | %8.1f (%.2fx f16, %.2fx w8) | %5.0f |\n",
            n, k, m, bx, bx4, t_lt, t_h, t8, t_lt / t8, t8i, t_lt / t8i, t4, t_h / t4, t8 / t4, ops / t8 * 1e-6);
     printf("%s\n", sweep);
+    if (*splitl) printf("%s\n", splitl);
     fflush(stdout);
     for (auto& w : w8) free_weight(w);
     for (auto& w : w4) free_weight(w);
@@ -622,6 +772,14 @@ int main(int argc, char** argv) {
                             // n % 8 == 0 (the TMA-store epilogue) with several tiles per CTA; group 256 (ring scales)
                             {1999, 4104, 1056, 1056, 8, 0}, {1999, 2056, 1024, 1024, 4, 128}, {777, 1032, 1024, 1024, 4, 256}};
     for (auto& c : cases) fails += check_case(c[0], c[1], c[2], c[3], c[4], c[5], 1234u + c[0] + c[4]);
+    // Split-K (v14): m, n, k, bits, group (W4; 0 = per-channel), BX, slices. Odd M / N, uneven last slices, one-stage
+    // slices, several units per CTA (the 4104-row case), every W4 scale path.
+    const int scases[][7] = {{257, 1000, 2080, 8, 0, 64, 3},   {300, 1032, 4096, 4, 128, 128, 4},
+                             {129, 136, 1056, 4, 32, 256, 2},  {333, 1024, 1024, 4, 0, 64, 8},
+                             {1000, 4104, 1024, 8, 0, 128, 2}, {200, 520, 1152, 4, 64, 64, 2},
+                             {77, 1024, 8192, 8, 0, 256, 16},  {256, 1024, 8192, 4, 128, 128, 8},
+                             {256, 1024, 8192, 8, 0, 128, 8},  {513, 264, 640, 4, 0, 128, 5}};
+    for (auto& c : scases) fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 777u + c[0]);
     fflush(stdout);
     if (!quick) {
         Lt lt;
@@ -637,6 +795,8 @@ int main(int argc, char** argv) {
         const int shapes[][2] = {{4096, 4096}, {28672, 8192}, {8192, 28672}, {11008, 4096}, {1024, 8192}};
         for (auto& s : shapes)
             for (int m : {256, 1024, 4096}) fails += time_point(lt, hb, st, s[0], s[1], m, ms);
+        // Mamba2-like narrow layers (v14 split-K plans).
+        for (int m : {256, 1024}) fails += time_point(lt, hb, st, 2560, 5120, m, ms);
     }
     printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
     return fails ? 1 : 0;

@@ -413,9 +413,10 @@ enum lowbit_i8_path {
      */
     LOWBIT_I8_PATH_STREAM = 3,
     /**
-     * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 and W4, bx 64, 128 or 256, no
-     * split-K): TMA / bulk copies by a producer warp, mbarrier ring, two consumer warpgroups (W4 expanded to int8
-     * in shared memory; kernels/int8/ws_gemm.cu). The automatic plan takes it for M >= 256 where it runs.
+     * Warp-specialized persistent wgmma kernel for large M (sm_90a only, W8 and W4, bx 64, 128 or 256; split-K
+     * only where its plan finds the output tiles leave SMs idle, never forced: splits must be 0 or 1): TMA / bulk
+     * copies by a producer warp, mbarrier ring, two consumer warpgroups (W4 expanded to int8 in shared memory;
+     * kernels/int8/ws_gemm.cu). The automatic plan takes it for M >= 256 where it runs.
      */
     LOWBIT_I8_PATH_WS = 4
 };

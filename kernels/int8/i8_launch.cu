@@ -15,6 +15,8 @@ cudaError_t lowbit_i8_launch_stream(const lowbit::i8::Args& a, int format, int m
 int lowbit_i8_stream_max_steps(int format, int mt, int sp);
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
+int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps);
+int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t* counters_off);
 
 namespace {
 
@@ -25,7 +27,7 @@ struct Plan {
     bool wg;
     bool stream;  // the small-M streaming kernel (stream.cu): M <= 16, bx = 8 or 16 activation rows
     int sp;       // streaming kernel: strips of 32 weight rows per CTA (4 or 1)
-    bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8 / W4, large M, no split-K
+    bool ws;  // the warp-specialized persistent kernel (ws_gemm.cu): W8 / W4, large M, split-K on small grids
     int bx;
     int splits;
     int steps_per_split;
@@ -66,25 +68,6 @@ bool wgmma_runs() {
     }
     if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1);
     return ok;
-}
-
-// The ws kernel's tile width (NOTES v12): of BX = 256, 128, 64 the one with the least modeled time
-// waves * BX / efficiency, where waves = ceil(tiles / SMs) and a BX-wide tile's efficiency relative to BX = 256 was
-// fitted on the H200 sweep of NOTES v11 (W8: 0.85 at 128, 0.6 at 64; W4: 0.6 and 0.33, its expansion costing the
-// same per stage at every BX); ties go to the wider tile. It picks the swept best (within 3%) at every point, where
-// the former rule (the widest BX whose tiles fill 90% of the SMs) lost 7% (W8) / 35% (W4) on 11008x4096 at M = 256.
-int ws_bx(int64_t n, int64_t m, bool w4, int nsm) {
-    const int64_t nt = (n + kBW - 1) / kBW, sms = nsm > 0 ? nsm : 1;
-    const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
-    int best = 256;
-    double best_cost = 0;
-    for (int i = 0; i < 3; ++i) {
-        const int bx = 256 >> i;
-        const int64_t tiles = nt * ((m + bx - 1) / bx);
-        const double cost = double((tiles + sms - 1) / sms) * bx / eff[i];
-        if (i == 0 || cost < best_cost) best = bx, best_cost = cost;
-    }
-    return best;
 }
 
 // The warp-specialized kernel runs here: wgmma runs and ws_gemm.cu has its sm_90a instances.
@@ -252,7 +235,8 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     const bool want_ws = path == LOWBIT_I8_PATH_WS ||
                          (path == LOWBIT_I8_PATH_AUTO && m >= kWsMinM && !(cfg && (cfg->bx || cfg->splits)));
     if (want_ws) {
-        // One K pass per tile (large M needs no split-K), 64, 128 or 256 activation rows per tile.
+        // 64, 128 or 256 activation rows per tile; split-K only where the tiles leave SMs idle (the wave model of
+        // lowbit_i8_ws_plan, NOTES v14), never forced.
         LOWBIT_REQUIRE(!cfg || cfg->splits <= 1, LOWBIT_ERR_INVALID_ARGUMENT);
         LOWBIT_REQUIRE(!cfg || cfg->bx == 0 || cfg->bx == 64 || cfg->bx == 128 || cfg->bx == 256,
                        LOWBIT_ERR_INVALID_ARGUMENT);
@@ -260,11 +244,8 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
             LOWBIT_REQUIRE((w->n + kBW - 1) / kBW <= 65535, LOWBIT_ERR_SHAPE);
             p.ws = true;
             p.wg = true;
-            p.bx = cfg && cfg->bx ? cfg->bx : ws_bx(w->n, m, w4, nsm);
-            p.splits = 1;
-            p.steps_per_split = (w->k + kBK - 1) / kBK;
-            p.ws_bytes = 0;
-            p.counters_off = 0;
+            p.bx = lowbit_i8_ws_plan(w->n, m, w->k, w4, nsm, cfg ? cfg->bx : 0, &p.splits, &p.steps_per_split);
+            p.ws_bytes = lowbit_i8_ws_workspace(w->n, m, p.bx, p.splits, &p.counters_off);
             return lowbit::status_ok();
         }
         LOWBIT_REQUIRE(path != LOWBIT_I8_PATH_WS, LOWBIT_ERR_NO_KERNEL);

@@ -18,6 +18,63 @@ int lowbit_i8_ws_group(int m, int k, int bx) {
     return 4;
 }
 
+// The ws plan (NOTES v12, v14): tile width BX and split-K factor by a wave model. Modeled time of a plan =
+// waves x (stages per unit [+ kFix + kSlice x slices if split]) x BX / eff(BX), waves = ceil(units / SMs), units =
+// tiles x slices; eff = a BX-wide tile's throughput relative to BX = 256, fitted on the H200 sweep of NOTES v11 (W8:
+// 0.85 at 128, 0.6 at 64; W4: 0.6 and 0.33, its expansion costing the same per stage at every BX); ties go to the
+// wider tile. Without split this is v12's ws_bx. Split-K (units of >= 4 stages, <= 16 slices, <= 2 units per SM) is
+// considered only where the best unsplit plan leaves more than a quarter of the SMs idle in its single wave (M = 256
+// on narrow layers: 1024x8192 has 8 weight tiles). kFix = 12 stages (pipeline fill, the slab reds and the last
+// slice's read-back) and kSlice = 1 stage per slice (every slice adds its whole slab into the same addresses): fitted
+// on the H100 sweep of NOTES v14 (BX x slices at M = 256 on 1024x8192 and 2560x5120, W8 and W4), where the plan then
+// picks the swept best on three of the four and no split on 2560x5120 W8 (80 tiles: every split was slower there).
+// force_bx (64 / 128 / 256, 0 = free) fixes the tile width. Returns BX; *splits = K slices (1 = no split-K),
+// *sps = stages per slice.
+int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
+    constexpr int kFix = 12, kSlice = 1;
+    const int64_t nt = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW, sms = nsm > 0 ? nsm : 1;
+    const int ksteps = int((k + lowbit::i8::kBK - 1) / lowbit::i8::kBK);
+    const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
+    int best = 256, best_s = 1;
+    double best_cost = 0;
+    int64_t best_tiles = 0;
+    for (int i = 0; i < 3; ++i) {
+        const int bx = 256 >> i;
+        if (force_bx && bx != force_bx) continue;
+        const int64_t tiles = nt * ((m + bx - 1) / bx);
+        const double cost = double((tiles + sms - 1) / sms) * ksteps * bx / eff[i];
+        if (best_tiles == 0 || cost < best_cost) best = bx, best_cost = cost, best_tiles = tiles;
+    }
+    if (4 * best_tiles < 3 * sms) {
+        for (int i = 0; i < 3; ++i) {
+            const int bx = 256 >> i;
+            if (force_bx && bx != force_bx) continue;
+            const int64_t tiles = nt * ((m + bx - 1) / bx);
+            for (int s = 2; s <= 16 && tiles * s <= 2 * sms; ++s) {
+                const int per = (ksteps + s - 1) / s, se = (ksteps + per - 1) / per;
+                if (per < 4 || se != s) continue;
+                const double cost = double((tiles * se + sms - 1) / sms) * (per + kFix + kSlice * se) * bx / eff[i];
+                if (cost < best_cost) best = bx, best_cost = cost, best_s = se;
+            }
+        }
+    }
+    *splits = best_s;
+    *sps = (ksteps + best_s - 1) / best_s;
+    return best;
+}
+
+// Workspace bytes of a ws plan with split-K (0 without): one BX x 128 int32 slab per output tile, then one arrival
+// counter per tile (both zero between calls).
+int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t* counters_off) {
+    if (splits <= 1) {
+        *counters_off = 0;
+        return 0;
+    }
+    const int64_t tiles = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW * ((m + bx - 1) / bx);
+    *counters_off = tiles * bx * lowbit::i8::kBW * 4;
+    return *counters_off + (tiles * 4 + 255) / 256 * 256;
+}
+
 // Options of lowbit_i8_launch_ws_ex (v13).
 constexpr int LOWBIT_I8_WS_TMA_STORE = 1, LOWBIT_I8_WS_RING_SCALES = 2;
 constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
@@ -62,7 +119,9 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
     constexpr int smem = Geo<BX, W4, W4S>::kSmem;
     e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX);
+    // Work units: output tiles x K slices (split-K when a.ws is set, v14).
+    const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
+    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(tiles < nsm ? tiles : nsm);
     ws_kernel<BX, W4, W4S><<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
@@ -77,6 +136,7 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
 // one process; the library passes LOWBIT_I8_WS_DEFAULT.
 cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, int nsm, int group, bool smem,
                                    int opts, cudaStream_t st) {
+    if (a.ws && (a.steps_per_split < 1 || a.counters == nullptr)) return cudaErrorInvalidValue;
     if (bits == 8) {
         if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
         if (bx == 64) return launch<64, false>(a, nsm, group, opts, st);
@@ -104,7 +164,8 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
 
 // bx: activation rows per tile (64, 128 or 256); nsm: CTAs (one per SM); nsm < 0 only asks whether the instance
 // exists for this device (cudaSuccess); group: activation tiles per rasterization group (<= 0: automatic).
-// W8 weights only, no split-K (a.ws is ignored). f16 / bf16 output leaves through the TMA-store epilogue when the
+// W8 weights only. Split-K when a.ws != nullptr: a.steps_per_split stages per slice, a.ws / a.counters as
+// lowbit_i8_ws_workspace lays them out (zero before the first call; every call leaves them zero). f16 / bf16 output leaves through the TMA-store epilogue when the
 // output qualifies (make_ymap), else straight from the accumulators.
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT, st);

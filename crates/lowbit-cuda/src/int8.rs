@@ -34,9 +34,10 @@ pub enum I8Path {
     /// Small-M weight streaming on `mma.sync` (any sm_80+ GPU): M ≤ 16; W4 per-channel or with groups of a
     /// multiple of 128 columns; packed bipolar codes; `bx` 8 or 16 (≥ M). The automatic plan takes it at M ≤ 16.
     Stream,
-    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 and W4 weights, `bx` 64, 128 or 256,
-    /// no split-K): a producer warp fills a shared-memory ring by bulk copies / TMA, two consumer warpgroups (W4:
-    /// expanded to int8 in shared memory). The automatic plan takes it for M ≥ 256 where it runs.
+    /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 and W4 weights, `bx` 64, 128 or 256;
+    /// split-K only where its own plan finds the output tiles leave SMs idle, never forced): a producer warp fills a
+    /// shared-memory ring by bulk copies / TMA, two consumer warpgroups (W4: expanded to int8 in shared memory). The
+    /// automatic plan takes it for M ≥ 256 where it runs.
     Ws,
 }
 

@@ -523,8 +523,9 @@ fn bad_inputs_are_typed_errors() {
 
 /// The warp-specialized large-M kernel (`I8Path::Ws`, sm_90a, W8 only): exact int32 on odd shapes at every tile
 /// width (M one past a tile, M < one tile, N not a multiple of 128, K not a multiple of the 128-byte stage,
-/// more tiles than SMs so the persistent loop wraps), every fused epilogue bit for bit, split-K refused (W4:
-/// `ws_w4a8_is_exact`).
+/// more tiles than SMs so the persistent loop wraps; the small grids among them split K), every fused epilogue bit
+/// for bit, the plan's own split-K on a narrow layer at M = 256 (sums exact, workspace left zero), a forced split
+/// refused (W4: `ws_w4a8_is_exact`).
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn ws_w8a8_is_exact_and_fused_epilogues_match() {
@@ -561,7 +562,22 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
     for n in [259usize, 258] {
         ws_epilogues(&dev, ws, 333, n, 528);
     }
-    // Split-K is not this kernel's.
+    // Split-K on a small grid (v14): 1024 x 4096 at M = 256 has 8 weight tiles; the plan splits K (workspace),
+    // run_i32 checks the sums and that the workspace is left zero, twice on one plan.
+    {
+        let (m, n, k) = (256usize, 1024usize, 4096usize);
+        let w = W8Weight::quantize(rand_w(n, k, 47).view()).unwrap();
+        let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+        assert!(g.plan(&dev, m, I8Config::default()).unwrap().workspace_bytes > 0, "no split-K plan at M = 256");
+        let xs = rand_i8(m * k, 147);
+        let x = upload(&dev, &xs).unwrap();
+        let want = gemm_i32(&xs, m, k, &w.codes, n);
+        for rep in 0..2 {
+            let got = run_i32(&dev, &g, &x, m, I8Config::default()).unwrap();
+            check_exact(&format!("W8 ws split-K call {rep} m={m} n={n} k={k}"), &got, &want, n);
+        }
+    }
+    // A forced split is not this kernel's (its plan splits by itself).
     assert!(matches!(
         probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),
         Err(CudaError::InvalidArgument { .. })
@@ -572,7 +588,7 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
 /// The warp-specialized kernel with W4 weights (`I8Path::Ws`, sm_90a; the consumers expand q · s to int8 in shared
 /// memory): exact int32 against the CPU (expanded weights) at every tile width on odd M / N, K not a multiple of
 /// the 128-column stage, groups of 32, 64, 128 and 160 columns and per-channel; the automatic plan (which takes this
-/// kernel for M >= 256) agrees; one fused f16 epilogue bit for bit; split-K refused.
+/// kernel for M >= 256) agrees; one fused f16 epilogue bit for bit; a forced split refused.
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn ws_w4a8_is_exact() {

@@ -47,13 +47,20 @@
 //   the stage's 128 row scales, waits for the slot, writes them as bytes after the staging buffers and arrives on
 //   the slot's full barrier (count 1 + 32), so a consumer lane reads its two rows' scales with two LDS.U8. Other
 //   group lengths (and flags without bit 1) read them from global memory (L2) into two register sets, one per
-//   stage parity, each reloaded right after use for the next stage of its parity (v11).
+//   stage parity, each reloaded right after use for the next stage of its parity (v11); per-channel weights (gs == nullptr) set every scale to 1 once, with no loads in the loop (v14).
 //   W4S = true (the faster one, NOTES.md v9): instead of register-A wgmmas (ptxas C7513: serialized) the lanes
 //   store the expanded words into a per-warpgroup 64 x 128 int8 block (no-swizzle core-matrix order, LBO 1024,
 //   two buffers after the ring, alternating by stage), fence.proxy.async.shared::cta + a 128-thread named barrier
 //   make them visible to wgmma, and the wgmmas read A from shared memory (no serialization).
 // Limits: K % 16 == 0 (W8) / K % 32 == 0 and group_len % 32 == 0 (W4); X 16-byte aligned with ldx % 16 == 0 (TMA: global stride a multiple of 16);
-// M < 2^31; no split-K (large M only). The launcher (kernels/int8/ws_gemm.cu) builds the tensor map.
+// M < 2^31. The launcher (kernels/int8/ws_gemm.cu) builds the tensor map.
+// Split-K (v14; p.ws != nullptr, for grids with fewer output tiles than SMs): the work units are (tile, K slice of
+//   p.steps_per_split stages); each unit's consumers add their int32 partials into the tile's slab of p.ws
+//   (BX x 128 int32, fragment order: element j of consumer thread ct at j * 256 + ct, coalesced red.global.add),
+//   fence, and one thread counts the arrival in p.counters[tile]; the last slice to arrive reads the slab back
+//   (zeroing it and the counter, so the workspace is clean for the next call: it must be zero before the first)
+//   and runs the ordinary epilogue, TMA store included. The plan (ws_gemm.cu lowbit_i8_ws_plan) splits only where
+//   the tiles leave SMs idle.
 #pragma once
 
 #include <cuda.h>
@@ -403,8 +410,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
     const Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
-    const int total = nt * mt;
     const int ksteps = p.ksteps;
+    // Split-K (v14, p.ws != nullptr): work unit u = (output tile u / splits, K slice u % splits of sps stages); the
+    // slices of one tile are consecutive units, so they run at the same time on neighbouring CTAs.
+    const int sps = p.ws ? p.steps_per_split : ksteps;
+    const int splits = p.ws ? (ksteps + sps - 1) / sps : 1;
+    const int total = nt * mt * splits;
+    __shared__ int split_last;  // split-K: this CTA arrived last at its tile (consumer broadcast)
 
     if (wg == 0) {
         // ------------------------------- producer -------------------------------
@@ -412,11 +424,12 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         if (tid == 0) {
             int s = 0;
             uint32_t phase = 0;
-            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / splits, k0 = (u - t * splits) * sps, k1 = min(ksteps, k0 + sps);
                 int nb, mb;
                 tiles.at(t, nb, mb);
                 const uint8_t* wsrc = p.w + size_t(nb) * ksteps * kWStage;
-                for (int ks = 0; ks < ksteps; ++ks) {
+                for (int ks = k0; ks < k1; ++ks) {
                     mbar_wait(&empty[s], phase ^ 1);  // a fresh barrier passes parity 1 at once
                     unsigned char* slot = ring + s * G::kSlot;
                     mbar_expect_tx(&full[s], G::kSlot);
@@ -436,12 +449,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             uint32_t phase = 0;
             // 40 registers (setmaxnreg.dec): one row pointer, 32-bit offsets, the four bytes packed in one word.
             const int rstride = 32 * p.groups;
-            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / splits, k0 = (u - t * splits) * sps, k1 = min(ksteps, k0 + sps);
                 int nb, mb;
                 tiles.at(t, nb, mb);
                 const int rows_left = p.n - (nb * kBW + lane);  // rows lane + 32 q exist while 32 q < rows_left
                 const uint8_t* gsr = p.gs + size_t(nb * kBW + lane) * p.groups;
-                for (int ks = 0; ks < ksteps; ++ks) {
+                for (int ks = k0; ks < k1; ++ks) {
                     const int gk = ks * kBK;
                     const int gi = glog >= 0 ? gk >> glog : gk / p.group_len;
                     uint32_t v = 0;
@@ -478,20 +492,32 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         const int row0 = cw * 64 + warp * 16;
         uint32_t sca[kBK / 32][2], scb[kBK / 32][2];
         const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
+        // Per-channel W4 (p.gs == nullptr, with flags bit 1, v14): every scale is 1, set once here; no scale loads
+        // in the loop (without bit 1: v13's per-stage w4_scales calls, kept for the harness's comparison).
+        const bool lscale = W4 && !sscale && (p.gs != nullptr || !(flags & 2));
         if (W4 && !sscale) {
-            int nb0 = 0, mb0 = 0;
-            if (blockIdx.x < total) tiles.at(blockIdx.x, nb0, mb0);
-            w4_scales(p, nb0 * kBW + row0 + g, 0, glog, sca);
-            // Stage 1: all 1 when ksteps == 1 (columns >= K), never used then.
-            w4_scales(p, nb0 * kBW + row0 + g, 1, glog, scb);
+            int nb0 = 0, mb0 = 0, k00 = 0;
+            if (blockIdx.x < total) {
+                const int t0 = blockIdx.x / splits;
+                tiles.at(t0, nb0, mb0);
+                k00 = (blockIdx.x - t0 * splits) * sps;
+            }
+            w4_scales(p, nb0 * kBW + row0 + g, k00, glog, sca);
+            // Stage k0 + 1: all 1 past K (columns >= K), never used then.
+            w4_scales(p, nb0 * kBW + row0 + g, k00 + 1, glog, scb);
         }
-        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        for (int u = blockIdx.x; u < total; u += gridDim.x) {
+            const int t = u / splits, k0 = (u - t * splits) * sps, k1 = min(ksteps, k0 + sps);
             int nb, mb;
             tiles.at(t, nb, mb);
-            int nb_next = nb;
+            int nb_next = nb, k0_next = 0;
             if constexpr (W4) {
                 int mb_next = 0;
-                if (t + int(gridDim.x) < total) tiles.at(t + gridDim.x, nb_next, mb_next);
+                if (u + int(gridDim.x) < total) {
+                    const int tn = (u + int(gridDim.x)) / splits;
+                    tiles.at(tn, nb_next, mb_next);
+                    k0_next = (u + int(gridDim.x) - tn * splits) * sps;
+                }
             }
             int prev = -1;
             // One stage into A-register buffer ab with the scale set sc of its parity (W4 only; unused for W8).
@@ -517,11 +543,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     // The next stage of this parity: ks + 2 of this tile, else stage ks & 1 of this CTA's next tile
                     // (the loop below restarts at an even stage on every tile; an odd stage exists only if
                     // ksteps > 1, so stage 1 of the next tile does too).
-                    if (!sscale) {
-                        if (ks + 2 < ksteps) {
+                    if (lscale) {
+                        if (ks + 2 < k1) {
                             w4_scales(p, nb * kBW + row0 + g, ks + 2, glog, sc);
                         } else {
-                            w4_scales(p, nb_next * kBW + row0 + g, ks & 1, glog, sc);
+                            w4_scales(p, nb_next * kBW + row0 + g, k0_next + ((ks - k0) & 1), glog, sc);
                         }
                     }
                     if constexpr (W4S) {
@@ -553,13 +579,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     const uint64_t db = desc_sw128(xa + 32 * j);
                     if constexpr (W4S) {
                         const uint32_t ea = ring_a + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
-                        wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), db, (ks | j) != 0);
+                        wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), db, ks != k0 || j != 0);
                     } else if constexpr (W4) {
-                        wgmma_rs_s8<BX>(acc, ab[j], db, (ks | j) != 0);
+                        wgmma_rs_s8<BX>(acc, ab[j], db, ks != k0 || j != 0);
                     } else {
                         // A: chunks 2j, 2j + 1 of this warpgroup's 64 rows (core-matrix order, LBO 2048, SBO 128).
                         const uint64_t da = desc_plain(wa + cw * 1024 + 2 * j * kBW * 16, kBW * 16, 128);
-                        wgmma_ss_s8<BX>(acc, da, db, (ks | j) != 0);
+                        wgmma_ss_s8<BX>(acc, da, db, ks != k0 || j != 0);
                     }
                 }
                 wgmma_commit();
@@ -572,13 +598,13 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             };
             if constexpr (W4) {
                 uint32_t ab0[kBK / 32][4], ab1[kBK / 32][4];
-                for (int ks = 0; ks < ksteps; ks += 2) {
+                for (int ks = k0; ks < k1; ks += 2) {
                     step(ks, ab0, sca);
-                    if (ks + 1 < ksteps) step(ks + 1, ab1, scb);
+                    if (ks + 1 < k1) step(ks + 1, ab1, scb);
                 }
             } else {
                 uint32_t unused[kBK / 32][4];
-                for (int ks = 0; ks < ksteps; ++ks) step(ks, unused, sca);
+                for (int ks = k0; ks < k1; ++ks) step(ks, unused, sca);
             }
             // The epilogue's vectors are loaded while the last stage's wgmmas still run (their latency hides).
             const int nr = nb * kBW + cw * 64 + warp * 16 + g;
@@ -587,6 +613,31 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if (splits > 1) {
+                // Split-K (v14): add this slice's partial sums into the tile's int32 slab of the workspace (element
+                // j of consumer thread ct at j * 256 + ct: one coalesced 128-byte red per warp instruction), then
+                // count the arrival; the last slice of the tile to arrive takes the sums back (and zeroes the slab
+                // and the counter for the next call: the workspace is zero before the first call) and runs the
+                // epilogue. Everyone else goes on to its next unit.
+                const int ct = tid - 128;
+                int32_t* slab = p.ws + size_t(t) * (BX * kBW);
+#pragma unroll
+                for (int j = 0; j < BX / 2; ++j)
+                    asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(slab + j * 256 + ct), "r"(acc[j])
+                                 : "memory");
+                __threadfence();
+                asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                if (ct == 0) split_last = atomicAdd(p.counters + t, 1) == splits - 1;
+                asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                if (!split_last) continue;
+                __threadfence();
+#pragma unroll
+                for (int j = 0; j < BX / 2; ++j) {
+                    acc[j] = __ldcg(slab + j * 256 + ct);
+                    __stcg(slab + j * 256 + ct, 0);
+                }
+                if (ct == 0) p.counters[t] = 0;
+            }
             if (ystore) {
                 unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
                 if (p.epi.out == i8::kOutF16) {
