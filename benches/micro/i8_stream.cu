@@ -32,14 +32,7 @@
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit_kernels.h"
 
-#define CK(...)                                                                                 \
-    do {                                                                                        \
-        cudaError_t e_ = (__VA_ARGS__);                                                         \
-        if (e_ != cudaSuccess) {                                                                \
-            printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);  \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
+#define CK MICRO_CK  // baselines.cuh
 #define ST(...)                                                                                        \
     do {                                                                                               \
         lowbit_status s_ = (__VA_ARGS__);                                                              \

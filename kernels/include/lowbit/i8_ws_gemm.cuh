@@ -191,6 +191,33 @@ __device__ __forceinline__ void epi_prefetch(const Args& p, EpiVec<BX>& v, int m
     }
 }
 
+// The row vectors of the two activation rows (h = 0, 1) that this lane's register group i holds: row
+// 32 (i / 4) + 8 (i % 4) + 2 tq + h of the tile is register i / 4 of lane 8 (i % 4) + 2 tq + h (epi_prefetch).
+template <int BX>
+__device__ __forceinline__ void epi_rows(const i8::Epilogue& e, const EpiVec<BX>& ev, int i, int tq, float (&rs)[2],
+                                         float (&rc)[2]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int src = 8 * (i % 4) + 2 * tq + h;
+        rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
+        rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
+    }
+}
+
+// The epilogue's f32 values (before the output conversion) of register group i, weight row r, both rows h: the
+// operations of lowbit-core's int8::epilogue_f32 in its order (row scale, column scale, correction, bias).
+template <int BX>
+__device__ __forceinline__ void epi_values(const i8::Epilogue& e, const EpiVec<BX>& ev, const int32_t (&acc)[BX / 2],
+                                           int i, int r, const float (&rs)[2], const float (&rc)[2], float (&v)[2]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
+        if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
+        if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
+        if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
+    }
+}
+
 template <int BX, int OUT>
 __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
                                            int nr, int tq) {
@@ -202,25 +229,13 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
 #pragma unroll
     for (int i = 0; i < BX / 8; ++i) {
         const int ma = m0 + 8 * i + 2 * tq;  // rows ma (h = 0) and ma + 1 (h = 1)
-        // Row ma + h - m0 = 32 (i / 4) + (8 (i % 4) + 2 tq + h): register i / 4 of lane 8 (i % 4) + 2 tq + h.
         float rs[2], rc[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int src = 8 * (i % 4) + 2 * tq + h;
-            rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
-            rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
-        }
+        epi_rows<BX>(e, ev, i, tq, rs, rc);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int n = nr + 8 * r;
             float v[2];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
-                if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
-                if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
-                if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
-            }
+            epi_values<BX>(e, ev, acc, i, r, rs, rc, v);
             if constexpr (OUT == i8::kOutI8) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
@@ -288,23 +303,12 @@ __device__ __forceinline__ void epilogue_tma(const Args& p, const int32_t (&acc)
         for (int ii = 0; ii < 8; ++ii) {
             const int i = 8 * c + ii;
             float rs[2], rc[2];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int src = 8 * (i % 4) + 2 * tq + h;
-                rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
-                rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
-            }
+            epi_rows<BX>(e, ev, i, tq, rs, rc);
             const int lr = 8 * ii + 2 * tq + (odd ? 1 : 0);  // chunk-relative activation row this lane stores
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float v[2];
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
-                    if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
-                    if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
-                    if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
-                }
+                epi_values<BX>(e, ev, acc, i, r, rs, rc, v);
                 const uint32_t b0 = to_b16<OUT>(v[0]), b1 = to_b16<OUT>(v[1]);
                 // As epilogue_t's pairs: even lane -> row ma, columns (n, n + 1); odd lane -> row ma + 1, (n - 1, n).
                 const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? b0 : b1, 4);
