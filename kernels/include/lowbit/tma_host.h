@@ -52,6 +52,24 @@ inline cudaError_t make_2d_sw128(CUtensorMap& map, CUtensorMapDataType type, con
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
+// A row-major 2-D tensor of `rows` rows x `cols` 4-byte words (row pitch `pitch_bytes`, a multiple of 16; base
+// 16-byte aligned) with a box of box_rows x box_cols words (box_cols <= 256, box_cols * 4 a multiple of 16), no
+// swizzle (the box lands as box_rows rows of box_cols * 4 contiguous bytes), L2 promotion 256 B, zero fill outside.
+// Errors as make_2d_sw128.
+inline cudaError_t make_2d_u32(CUtensorMap& map, const void* base, uint64_t rows, uint64_t cols, uint64_t pitch_bytes,
+                               uint32_t box_rows, uint32_t box_cols) {
+    auto enc = encode_fn();
+    if (enc == nullptr) return cudaErrorNotSupported;
+    const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+    const cuuint64_t strides[1] = {cuuint64_t(pitch_bytes)};
+    const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
+    const cuuint32_t estr[2] = {1, 1};
+    const CUresult r = enc(&map, CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, const_cast<void*>(base), dims, strides, box, estr,
+                           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                           CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
 // A 3-D byte tensor (innermost `cols` bytes, then `rows` rows `pitch_bytes` apart, then `planes` planes
 // `plane_bytes` apart; pitches multiples of 16, base 16-byte aligned) with a box of box_cols (128) x box_rows x
 // box_planes, 128-byte swizzle, L2 promotion 256 B, zero fill outside. Errors as make_2d_sw128.

@@ -31,6 +31,7 @@
 
 #include "lowbit/tma.cuh"
 #include "lowbit/wo_wgmma.cuh"
+#include "lowbit/wo_wgmma_ss.cuh"
 
 namespace lowbit {
 
@@ -69,11 +70,41 @@ struct Geo {
     static constexpr int kSmem = kStages * kSlot + 1024;  // + alignment slack
 };
 
+// Producer (one thread): k-steps k0 .. k1 - 1 of tile (weight tile nb, activation tile mb) into the ring at slot
+// s / parity phase (advanced). Per k-step: the X box (TMA, 128-byte swizzle, zero fill outside X) at the slot's
+// start, then the weight stage: WT = false, one 512-byte bulk copy per strip (a strip's k-step is contiguous in the
+// tiled layout; 8 copies); WT = true, ONE 2-D TMA of the words viewed as [strips][ksteps * 128] u32 (box 8 strips x
+// 128 words, no swizzle: the same 8 x 512 bytes in the slot, strips beyond the weight zero-filled).
+template <int BX, int kSlot, int S, bool WT>
+__device__ __forceinline__ void produce(const Args& p, const CUtensorMap* xmap, const CUtensorMap* wmap,
+                                        unsigned char* ring, uint64_t* full, uint64_t* empty, int nb, int mb, int k0,
+                                        int k1, int& s, uint32_t& phase) {
+    using namespace tma;
+    const int s0 = nb * kStrips;
+    const int ns = WT ? kStrips : min(kStrips, p.strips - s0);
+    const uint32_t* wsrc = p.words + size_t(s0) * p.ksteps * 128;
+    for (int ks = k0; ks < k1; ++ks) {
+        mbar_wait(&empty[s], phase ^ 1);
+        unsigned char* slot = ring + s * kSlot;
+        mbar_expect_tx(&full[s], BX * 128 + ns * 512);
+        tma_2d_g2s(slot, xmap, ks * kBK, mb * BX, &full[s]);
+        if constexpr (WT) {
+            tma_2d_g2s(slot + BX * 128, wmap, ks * 128, s0, &full[s]);
+        } else {
+            for (int i = 0; i < ns; ++i) {
+                bulk_g2s(slot + BX * 128 + i * 512, wsrc + (size_t(i) * p.ksteps + ks) * 128, 512, &full[s]);
+            }
+        }
+        if (++s == S) s = 0, phase ^= 1;
+    }
+}
+
 // kNoDecode (measurements only, wrong results; benches/micro/wo_ws2.cu `diag`): the A registers take the codes as
 // they are, to time the pipeline and the register-A wgmmas without the decode.
-template <class Fmt, typename T, int BX, bool kNoDecode = false>
+template <class Fmt, typename T, int BX, bool kNoDecode = false, bool WT = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
-                                                          const __grid_constant__ CUtensorMap xmap) {
+                                                          const __grid_constant__ CUtensorMap xmap,
+                                                          const __grid_constant__ CUtensorMap wmap) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
@@ -110,19 +141,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             uint32_t phase = 0;
             for (int t = blockIdx.x; t < total; t += gridDim.x) {
                 const int nb = t / mt, mb = t - nb * mt;
-                const int s0 = nb * kStrips;
-                const int ns = min(kStrips, p.strips - s0);
-                const uint32_t* wsrc = p.words + size_t(s0) * ksteps * 128;
-                for (int ks = 0; ks < ksteps; ++ks) {
-                    mbar_wait(&empty[s], phase ^ 1);
-                    unsigned char* slot = ring + s * G::kSlot;
-                    mbar_expect_tx(&full[s], G::kXStage + ns * 512);
-                    tma_2d_g2s(slot, &xmap, ks * kBK, mb * BX, &full[s]);
-                    for (int i = 0; i < ns; ++i) {
-                        bulk_g2s(slot + G::kXStage + i * 512, wsrc + (size_t(i) * ksteps + ks) * 128, 512, &full[s]);
-                    }
-                    if (++s == S) s = 0, phase ^= 1;
-                }
+                produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, 0, ksteps, s, phase);
             }
         }
     } else {
@@ -227,6 +246,236 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 #endif
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// ws-S (seventh session): the same CTA, ring and producer, but each consumer warpgroup expands ITS OWN 64 weight
+// rows of a k-step into a per-warpgroup shared-memory block (the int8 family's W4S pattern, i8_ws_gemm.cuh) and
+// runs wgmma with BOTH operands in shared memory:
+//   per k-step and consumer warp: wait full[s], one ld.shared.v4 of the lane's codes, the exact register decode
+//   and group scale of v1 (bit-identical products), one stmatrix.x4 per 16x16 tile into A buffer b of its
+//   warpgroup (64 rows x 64 columns, 8 KB, lowbit/wo_wgmma_ss.cuh layout; warp w's strip at 512 w),
+//   fence.proxy.async.shared::cta (the generic-proxy stores become visible to wgmma), a 128-thread named barrier
+//   of the warpgroup (id 1 + cw), four wgmma m64nBXk16 SS, commit, wait_group NB - 1, and release of the ring
+//   slot whose group has now completed (the one NB - 1 steps back).
+//   NB A buffers per warpgroup alternate by k-step: buffer b is rewritten NB steps later, after the wait_group
+//   NB - 1 of the step before has retired the group that read it; with NB = 3 two groups per warpgroup stay
+//   queued on the tensor pipe while the next step is decoded.
+//   Why: v1's register-A wgmma paid a near-constant ~600 cycles per k-step beyond the tensor work at every BX
+//   (NOTES.md, ws2): the A registers of a queued register-A group cannot be rewritten, so decode and tensor
+//   work of one warpgroup only overlap one step deep; here the A operand lives in shared memory and the warps
+//   are free as soon as their stores are fenced.
+// Work units = (tile, K split): units of one tile are adjacent (split fastest), tiles M-fastest as v1. splits > 1
+// adds f32 partial sums (channel scale applied) into p.ws ([M][N], zero on entry; the caller converts and
+// re-zeroes it); splits = 1 stores T directly like v1.
+// Shared memory: ring slots as v1 (fewer: the A buffers take 2 x NB x 8 KB), A buffers after the ring.
+constexpr int kABuf = 64 * kBK * 2;  // one warpgroup's decoded k-step: 64 rows x 64 columns of T
+
+template <int BX, int NB>
+struct GeoS {
+    static constexpr int kXStage = BX * 128;
+    static constexpr int kSlot = kXStage + kWStage;
+    static constexpr int kA = 2 * NB * kABuf;
+    static constexpr int kFit = (225 * 1024 - kA - 1024) / kSlot;
+    static constexpr int kStages = kFit > 16 ? 16 : kFit;
+    static_assert(kStages >= NB + 1, "ring deeper than the A buffers' lag (the producer needs a free slot)");
+    static constexpr int kSmem = kStages * kSlot + kA + 1024;
+};
+
+template <class Fmt, typename T, int BX, int NB, bool WT = false>
+__global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant__ Args p,
+                                                            const __grid_constant__ CUtensorMap xmap,
+                                                            const __grid_constant__ CUtensorMap wmap, int splits) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
+    static_assert(NB >= 2 && NB <= 4, "A buffers per warpgroup");
+    using G = GeoS<BX, NB>;
+    using namespace tma;
+    constexpr int S = G::kStages;
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    const uint32_t raw = smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    if (tid == 0) {
+        for (int s = 0; s < S; ++s) {
+            mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
+            mbar_init(&empty[s], 8);  // one arrive per consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
+    const int ksteps = p.ksteps;
+    const int kper = (ksteps + splits - 1) / splits;
+    const int total = nt * mt * splits;
+
+    if (wg == 0) {
+        // ------------------------------- producer -------------------------------
+        setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / splits, sp = u - t * splits;
+                const int nb = t / mt, mb = t - nb * mt;
+                const int k0 = sp * kper;
+                produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, k0, min(ksteps, k0 + kper), s,
+                                             phase);
+            }
+        }
+    } else {
+        // ------------------------------- consumers -------------------------------
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile
+        const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
+        const uint32_t ring_a = smem_u32(ring);
+        const uint32_t a_base = ring_a + S * G::kSlot + cw * NB * kABuf;
+        // stmatrix row address of this lane: matrix q = lane / 8 holds (rows 8 (q & 1) .., columns 8 (q >> 1) ..)
+        // of the warp's 16x16 tile, its row lane % 8 at 16 bytes; the warp's strip at 512 warp.
+        const uint32_t lane_st = ((lane >> 3) & 1) * 256 + (lane >> 4) * 128 + (lane & 7) * 16 + warp * 512;
+        int s = 0, b = 0;
+        uint32_t phase = 0;
+        int held = 0, oldest = 0;  // ring slots read by groups that may still run, the oldest of them
+        float acc[BX / 2];
+        for (int u = blockIdx.x; u < total; u += gridDim.x) {
+            const int t = u / splits, sp = u - t * splits;
+            const int nb = t / mt, mb = t - nb * mt;
+            const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
+            const int strip = nb * kStrips + cw * 4 + warp;
+            const bool active = strip < p.strips;
+            const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
+            auto load_meta = [&](int gi) -> uint2 {
+                return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
+            };
+            int gi = (k0 * 4) / p.gtiles, tig = k0 * 4 - gi * p.gtiles;
+            uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
+            wo::GroupCtx ctx;
+            uint32_t sg, sg8;
+            auto set_group = [&]() {
+                Fmt::template ctx<T>(cur.y, ctx);
+                wo::scale_pairs<T>(cur.x, sg, sg8);
+            };
+            set_group();
+            for (int ks = k0; ks < k1; ++ks) {
+                mbar_wait(&full[s], phase);
+                const uint32_t xa = ring_a + s * G::kSlot;
+                uint32_t wb[4];
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
+                             : "r"(xa + G::kXStage + (cw * 4 + warp) * 512 + lane * 16)
+                             : "memory");
+                const uint32_t ab = a_base + b * kABuf;
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t a[4], o[4];
+                    Fmt::template decode<T>(wb, nullptr, j, ctx, a);
+                    o[0] = wo::mul_pair<T>(a[0], sg);
+                    o[1] = wo::mul_pair<T>(a[1], sg8);
+                    o[2] = wo::mul_pair<T>(a[2], sg);
+                    o[3] = wo::mul_pair<T>(a[3], sg8);
+                    stmatrix_x4(ab + j * 2048 + lane_st, o);
+                    if (++tig == p.gtiles) {
+                        tig = 0;
+                        ++gi;
+                        cur = nxt;
+                        nxt = load_meta(gi + 1);
+                        set_group();
+                    }
+                }
+                fence_proxy_async_shared();
+                asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    wgmma_ss<T, BX>(acc, desc_ns(ab + j * 2048, 128, 256), desc_sw128(xa + 32 * j), ks > k0 || j > 0);
+                }
+                wgmma_commit();
+                wgmma_wait<NB - 1>();
+                // Groups up to step ks - NB + 1 have completed: release that step's ring slot.
+                if (++held == NB) {
+                    if (lane == 0) mbar_arrive(&empty[oldest]);
+                    if (++oldest == S) oldest = 0;
+                    --held;
+                }
+                if (++s == S) s = 0, phase ^= 1;
+                if (++b == NB) b = 0;
+            }
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc);
+            for (; held > 0; --held) {
+                if (lane == 0) mbar_arrive(&empty[oldest]);
+                if (++oldest == S) oldest = 0;
+            }
+            if (active && k1 > k0) {
+                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
+                const int m0 = mb * BX;
+                if (splits == 1) {
+                    T* y = static_cast<T*>(p.y);
+#pragma unroll
+                    for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int n = e < 2 ? n0 : n1;
+                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+                            if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int n = e < 2 ? n0 : n1;
+                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+                            if (mm < p.m && n < p.n) atomicAdd(p.ws + size_t(mm) * p.n + n, acc[4 * c + e] * (e < 2 ? cs0 : cs1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+#endif
+#endif
+}
+
+// K splits as launched: at least one k-step per split.
+inline int effective_splits(const Args& a, int splits) {
+    if (splits <= 1) return 1;
+    const int kper = (a.ksteps + splits - 1) / splits;
+    return (a.ksteps + kper - 1) / kper;
+}
+
+template <class Fmt, typename T, int BX, int NB>
+bool available_s() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_s_kernel<Fmt, T, BX, NB>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+// ws-S launch with a prepared tensor map of X (as launch below; wmap as there). splits > 1 needs a.ws (f32 [M][N],
+// zeroed); it is clamped so that every split has at least one k-step.
+template <class Fmt, typename T, int BX, int NB>
+cudaError_t launch_s(const Args& a, const CUtensorMap& xmap, int nsm, int splits, cudaStream_t st,
+                     const CUtensorMap* wmap = nullptr) {
+    constexpr int smem = GeoS<BX, NB>::kSmem;
+    auto kern = wmap ? ws_s_kernel<Fmt, T, BX, NB, true> : ws_s_kernel<Fmt, T, BX, NB, false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    splits = effective_splits(a, splits);
+    if (splits > 1 && a.ws == nullptr) return cudaErrorInvalidValue;
+    const int64_t units = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX) * splits;
+    const int grid = int(units < nsm ? units : nsm);
+    kern<<<grid, kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, splits);
+    return cudaGetLastError();
+}
+
 template <class Fmt, typename T, int BX>
 bool available() {
     cudaFuncAttributes attr{};
@@ -234,16 +483,18 @@ bool available() {
     return attr.ptxVersion >= 90;
 }
 
-// Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle, 16-bit elements).
+// Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle, 16-bit elements) and
+// optionally of the weight words (wmap: 2-D {ksteps * 128, strips} u32, box {128, 8}, no swizzle; then one TMA
+// per k-step instead of 8 bulk copies).
 template <class Fmt, typename T, int BX, bool kNoDecode = false>
-cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st) {
+cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st, const CUtensorMap* wmap = nullptr) {
     constexpr int smem = Geo<BX>::kSmem;
-    cudaError_t e =
-        cudaFuncSetAttribute(ws_kernel<Fmt, T, BX, kNoDecode>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    auto kern = wmap ? ws_kernel<Fmt, T, BX, kNoDecode, true> : ws_kernel<Fmt, T, BX, kNoDecode, false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX);
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<Fmt, T, BX, kNoDecode><<<grid, kThreads, smem, st>>>(a, xmap);
+    kern<<<grid, kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap);
     return cudaGetLastError();
 }
 
