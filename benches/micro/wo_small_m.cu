@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#define LOWBIT_WO_PROBE 1  // g_pdl_mode / g_pdl_pf toggles (v13)
 #include "lowbit/wo_gemm.cuh"
 
 using namespace lowbit::wo;
@@ -326,9 +327,7 @@ static cudaError_t launch_lib(const Weight& w, const Buffers& b, int m, cudaStre
     if (pl.splits > 1) a.ws = reinterpret_cast<float*>(b.ws);
     cudaError_t e = launch_dtype<Fmt, T>(a, pl.mt, pl.splits, pl.mtiles, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
-    const int64_t total = int64_t(m) * w.n;
-    convert_kernel<T><<<int(std::min<int64_t>(4096, (total + 255) / 256)), 256, 0, s>>>(a.ws, static_cast<T*>(b.y), total);
-    return cudaGetLastError();
+    return launch_convert<T>(a.ws, static_cast<T*>(b.y), int64_t(m) * w.n, s);  // as wo_launch.cu run() (PDL)
 }
 
 // ------------------------------------------------------------------------------------------------ check
@@ -345,9 +344,26 @@ __half from_f<__half>(float v) { return __float2half_rn(v); }
 template <>
 __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
+// v13 PDL check: the kernel before the GEMM lets its dependents launch at once, waits ~`ns` nanoseconds, then
+// writes the GEMM's inputs (X, the weight codes and metadata, from staging copies) and reads its output buffer Y
+// (copied to `yold`). A GEMM that read anything before griddepcontrol.wait, or wrote Y before it, fails the check.
+__global__ void pdl_predecessor(const uint4* xs, uint4* x, size_t nx, const uint4* ws, uint4* w, size_t nw, const uint4* ms,
+                                uint4* mt, size_t nm, const uint4* y, uint4* yold, size_t ny, unsigned ns) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+    const unsigned long long t0 = clock64();
+    while (clock64() - t0 < 2ull * ns) __nanosleep(1000);  // ~ns at ~2 GHz
+    const size_t stride = size_t(gridDim.x) * blockDim.x;
+    for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < ny; i += stride) yold[i] = y[i];
+    for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nx; i += stride) x[i] = xs[i];
+    for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nw; i += stride) w[i] = ws[i];
+    for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nm; i += stride) mt[i] = ms[i];
+}
+
 template <typename T>
 static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19937& rng, int gl = 128, bool lib = true,
-                     int cx_kw = 0) {
+                     int cx_kw = 0, bool pdl_test = false) {
     std::vector<float> deq;
     Weight w = make_int4(n, k, gl, asym, rng, deq);
     std::vector<T> hx(size_t(m) * k);
@@ -364,8 +380,46 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     CK(cudaMalloc(&b.ws, wsb));
     CK(cudaMemset(b.ws, 0, wsb));
     std::vector<T> y1(size_t(m) * n), y2(y1.size());
+    size_t pdl_bad = 0;
     for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(b.y, 0xFF, size_t(m) * n * sizeof(T)));  // NaN poison
+        if (pdl_test) {
+            // Inputs parked in staging copies, the real buffers filled with garbage; Y holds a pattern that the
+            // predecessor must read back intact. All 16-byte multiples (X: m*k*2 padded below).
+            const size_t xb = hx.size() * sizeof(T), wb = w.words.size() * 4, mb = w.meta.size() * 4, yb = size_t(m) * n * sizeof(T);
+            char *xs, *wsg, *msg, *yold;
+            CK(cudaMalloc(&xs, xb + 16));
+            CK(cudaMalloc(&wsg, wb));
+            CK(cudaMalloc(&msg, mb));
+            CK(cudaMalloc(&yold, yb + 16));
+            CK(cudaMemcpy(xs, b.x, xb, cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(wsg, w.d_words, wb, cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(msg, w.d_meta, mb, cudaMemcpyDeviceToDevice));
+            CK(cudaMemset(b.x, 0x7B, xb));  // f16 ~6e4 / bf16 ~1.3e36: any early read shows
+            CK(cudaMemset(w.d_words, 0xA5, wb));
+            CK(cudaMemset(w.d_meta, 0x77, mb));
+            CK(cudaMemset(b.y, 0x3C, yb));
+            CK(cudaDeviceSynchronize());
+            cudaStream_t st;
+            CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+            const int saved = g_pdl_mode;
+            g_pdl_mode = 2;
+            pdl_predecessor<<<g_sms, 256, 0, st>>>(reinterpret_cast<const uint4*>(xs), static_cast<uint4*>(b.x), xb / 16,
+                                                   reinterpret_cast<const uint4*>(wsg), reinterpret_cast<uint4*>(w.d_words), wb / 16,
+                                                   reinterpret_cast<const uint4*>(msg), reinterpret_cast<uint4*>(w.d_meta), mb / 16,
+                                                   static_cast<const uint4*>(b.y), reinterpret_cast<uint4*>(yold), yb / 16, 20000);
+            CK(cudaGetLastError());
+            CK(launch_lib<Int4, T>(w, b, m, st, force_splits, cx_kw));
+            g_pdl_mode = saved;
+            CK(cudaStreamSynchronize(st));
+            std::vector<unsigned char> yo(yb / 16 * 16);
+            CK(cudaMemcpy(yo.data(), yold, yo.size(), cudaMemcpyDeviceToHost));
+            for (auto v : yo) pdl_bad += v != 0x3C;
+            cudaStreamDestroy(st);
+            cudaFree(xs), cudaFree(wsg), cudaFree(msg), cudaFree(yold);
+            CK(cudaMemcpy(rep ? y2.data() : y1.data(), b.y, y1.size() * sizeof(T), cudaMemcpyDeviceToHost));
+            continue;
+        }
         if (lib) {
             CK(launch_lib<Int4, T>(w, b, m, nullptr, force_splits, cx_kw));
         } else {
@@ -418,7 +472,8 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     const Plan pl = make_plan(m, n, w.k_pad, 64, lib, cx_kw);
     const int splits = force_splits ? force_splits : pl.splits;
     // Split-K adds partial sums with atomics (order varies between runs): bit equality only without it.
-    const bool ok = bad == 0 && dirty == 0 && (splits > 1 || same == size_t(m) * n);
+    const bool ok = bad == 0 && dirty == 0 && pdl_bad == 0 && (splits > 1 || same == size_t(m) * n);
+    if (pdl_test) printf("  [pdl: predecessor writes X/W/meta, reads Y; Y bytes changed early: %zu]", pdl_bad);
     printf("  check %s %s g%-4d M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
            lib ? "v12" : "v11", std::is_same<T, __half>::value ? "f16 " : "bf16", gl ? gl : w.k_pad, m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
            force_splits ? force_splits : pl.splits, pl.kw, std::sqrt(num / (den > 0 ? den : 1)), worst, bad, dirty,
@@ -454,6 +509,19 @@ static int run_checks() {
                 fails += check_one<__half>(m, sh[0], sh[1], (m + gl) % 2 == 1, 0, rng, gl, true);
                 if (m == 3 || m == 17) fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], true, 0, rng, gl, true);
             }
+    // v13 PDL: a predecessor that triggers at once, then writes X / W / metadata and reads Y (check_one pdl_test):
+    // compact X (auto and forced kw), split-K + convert (forced and auto), in-block kw, MT = 2 / 4, both dtypes.
+    {
+        struct PdlCase {
+            int m, n, k, fs, kw;
+        };
+        const PdlCase pc[] = {{1, 4096, 4096, 0, 0}, {1, 1000, 4096, 0, 2}, {3, 1000, 4096, 3, 0}, {1, 1000, 4096, 4, 0},
+                              {3, 200, 1000, 0, 0}, {16, 4096, 4096, 0, 0}, {17, 1000, 4096, 0, 0}, {8, 11008, 4096, 0, 0}};
+        for (const auto& c : pc) {
+            fails += check_one<__half>(c.m, c.n, c.k, true, c.fs, rng, 128, true, c.kw, true);
+            fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, false, c.fs, rng, 128, true, c.kw, true);
+        }
+    }
     // Compact-X in-block split-K forced (kw 2 / 4 / 8; M <= 8; odd N, K incl. a K that is not a k-step multiple).
     const int shapes3[][2] = {{200, 1000}, {1000, 4096}, {48, 8192}, {4100, 2056}, {11008, 4096}};
     for (int kw : {2, 4, 8})
@@ -620,7 +688,7 @@ static int run_bench(const char* only, bool sweep) {
     std::mt19937 rng(1);
     std::vector<std::pair<int, int>> shapes = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
     if (sweep) shapes.insert(shapes.end(), {{576, 1536}, {2048, 2048}, {1536, 576}});
-    const std::vector<int> ms = sweep ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 4, 16, 64};
+    const std::vector<int> ms = sweep ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 4, 16};  // (v13: M = 64 runs ws / is not this kernel's bar)
     __half *x, *y;
     char* ws;
     uint32_t* sink;
@@ -698,25 +766,28 @@ static int run_bench(const char* only, bool sweep) {
                 printf("%5dx%-6d %3d %-22s %9.1f %9.1f %7.2fx %8.2f\n", n, k, m, name, us, cub, cub / us, gb / us * 1e6 / 1e3);
                 fflush(stdout);
             };
-            row("v11 int4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_auto<Int4, __half>(i4[c], b, m, kV11, s))); }), gb4);
-            row("v12 int4 (library)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s))); }), gb4);
-            if (sweep && m == 1 && n == 28672) {
-                // In-flight depth probe: v11's launch with 2 / 3 k-steps of weights in flight per lane (4 blocks/SM).
-                row("v11 P=2", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 2, 4>(i4[c], b, m, kV11, s))); }), gb4);
-                row("v11 P=3", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 1, 3, 4>(i4[c], b, m, kV11, s))); }), gb4);
-            }
-            if (!sweep && m <= 8) {
-                // v12 alternatives at M <= 8: compact-X in-block split-K with each kw, and split-K (no compact X).
-                row("v12 split-K (no cx)", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, 0, 1))); }), gb4);
-                for (int kw : {2, 4, 8}) {
-                    char name[32];
-                    snprintf(name, sizeof name, "v12 cx kw=%d", kw);
-                    row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, 0, kw))); }), gb4);
-                }
+            auto lib_row = [&](const char* name, int mode, int pf, int fs) {
+                g_pdl_mode = mode, g_pdl_pf = pf;
+                row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
+                g_pdl_mode = 1, g_pdl_pf = -1;
+            };
+            lib_row("v12 (pdl off)", 0, -1, 0);
+            lib_row("v13 library (pdl)", 1, -1, 0);
+            if (!sweep && m <= 16) {
+                // Prefetch depth before griddepcontrol.wait (library: 4 k-steps per warp).
+                lib_row("v13 pdl pf=0", 2, 0, 0);
+                lib_row("v13 pdl pf=16", 2, 16, 0);
             }
             if (!sweep && m == 16) {
-                // v11 with the v12 register cap only (its 66 KB X chunk still allows 3 blocks per SM).
-                row("v11 MT2 MINB4", graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_variant<Int4, __half, 2, 4, 4>(i4[c], b, m, kV11, s))); }), gb4);
+                // Split count at M = 16 (library: the wave rule of launch_mt), with and without PDL.
+                for (int fs : {1, 2, 3, 4}) {
+                    if (fs == 1 && n * int64_t(k) > 50000000) continue;  // one split: X does not fit (x_chunk: 2 buffers)
+                    char name[40];
+                    snprintf(name, sizeof name, "v13 pdl splits=%d", fs);
+                    lib_row(name, 2, -1, fs);
+                    snprintf(name, sizeof name, "v12 nopdl splits=%d", fs);
+                    lib_row(name, 0, -1, fs);
+                }
             }
         }
         for (auto& p : fw) cudaFree(p);

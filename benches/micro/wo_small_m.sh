@@ -11,8 +11,8 @@ if [ ! -x "$BIN" ]; then
     benches/micro/wo_small_m.cu -o "$BIN" -ldl -lpthread
 fi
 CUB=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null | tr ' ' '\n' |
-      while read -r d; do ls "$d"/nvidia/cu13/lib/libcublas.so.13 "$d"/nvidia/cublas/lib/libcublas.so.13 2>/dev/null; done | head -1)
-[ -n "$CUB" ] || CUB=$(find / -xdev -name 'libcublas.so.13' 2>/dev/null | head -1)
+      while read -r d; do ls "$d"/nvidia/cu13/lib/libcublas.so.13 "$d"/nvidia/cublas/lib/libcublas.so.13 2>/dev/null || true; done | head -1)
+[ -n "$CUB" ] || CUB=$(find / -xdev -name 'libcublas.so.13' 2>/dev/null | head -1 || true)
 export LD_LIBRARY_PATH=$(dirname "$CUB"):${LD_LIBRARY_PATH:-}
 IFS=',' read -ra MODES <<< "${1:-check,sweep}"
 for m in "${MODES[@]}"; do "$BIN" "$m" "${@:2}"; done

@@ -332,10 +332,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
     cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
-    const int64_t total = int64_t(a.m) * a.n;
-    const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
-    convert_kernel<T><<<blocks, 256, 0, s>>>(a.ws, static_cast<T*>(a.y), total);
-    return cudaGetLastError();
+    return launch_convert<T>(a.ws, static_cast<T*>(a.y), int64_t(a.m) * a.n, s);  // PDL where the device has it
 }
 
 }  // namespace

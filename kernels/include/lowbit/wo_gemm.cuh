@@ -25,6 +25,10 @@
 //   The X chunk of a launch is sized (x_chunk) so that the blocks the registers allow per SM also fit shared
 //   memory, as one buffer holding the block's whole K range when it fits.
 //
+// Programmatic dependent launch (NOTES.md v13): on sm_90 the launcher sets the programmatic-stream-serialization
+//   attribute, so a call's blocks start while the previous kernel drains; before griddepcontrol.wait a block only
+//   prefetches its first weights into L2 (pdl_pf k-steps), every load into the SM and every store comes after it.
+//
 // Limits
 //   Any M >= 1, N >= 1; K >= 1 (padded to the k-step by the repack; X columns >= K read as zeros).
 //   X rows are staged with 16-byte cp.async when K % 8 == 0 and X is 16-byte aligned, element by
@@ -32,6 +36,7 @@
 //   streaming W again (the large-M path of the Rust layer picks dequantize + cuBLAS beyond that).
 #pragma once
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 
@@ -52,6 +57,7 @@ struct Args {
     const float* chan;         // [n_pad] post-reduction row scales, or null (= 1)
     const float* lut;          // [n_tables][2^bits] value tables, or null
     int n_tables;
+    int pdl_pf;  // k-steps of each warp's weights prefetched into L2 before griddepcontrol.wait (v13; in n_tables' padding)
     const void* x;  // [m][ldx] activations (T)
     void* y;        // [m][n] output (T), when splits == 1
     float* ws;      // [m][n] f32 partial sums, when splits > 1: zero on entry, left zero by convert_kernel
@@ -144,6 +150,34 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     const int s_end = KW ? b_begin + b_len * (slice + 1) / p.kw : b_end;
     const int spc = p.kc / KSTEP;  // k-steps per X chunk
 
+    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight, through a
+    // running pointer (this path is issue-bound: no per-load index arithmetic). Loads past this split's
+    // last step are predicated off (their registers are never read); a warp beyond N reads strip 0.
+    const size_t lane_off = size_t(active ? strip : 0) * p.ksteps * 32 + lane;
+    const uint32_t* wnext = p.words + (lane_off + size_t(s_begin) * 32) * 4;
+    const uint32_t* hnext = Fmt::kHasHi ? p.hi_words + (lane_off + size_t(s_begin) * 32) * 2 : nullptr;
+    int s_next = s_begin;  // k-step the next load_w fetches
+    uint32_t wb[P][4], hb[P][2];
+    // Programmatic dependent launch (NOTES.md v13; the launcher sets the attribute on sm_90): this block may run
+    // while the previous kernel of the stream is still running, and that kernel may have written X, W, the tables
+    // or read Y. Before griddepcontrol.wait nothing is read into the SM and nothing is written: the first pdl_pf
+    // k-steps of this warp's weights are only prefetched into L2, which is coherent with the previous
+    // kernel's stores (lowbit/mma.cuh prefetch_l2). Without the attribute the wait returns at once.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    {
+        // One prefetch per 128-byte line: a warp's k-steps are contiguous 512-byte pieces (4 lines each).
+        const int lines = 4 * min(p.pdl_pf, s_end - s_begin);
+        const char* w0 = reinterpret_cast<const char*>(wnext - lane * 4);  // the warp's first k-step
+        for (int l = lane; l < lines; l += 32) prefetch_l2(w0 + l * 128);
+        // The strip's metadata from its first group on (the ring of four loaded after the wait: 64 bytes a group).
+        if (lines > 0 && lane < 2) {
+            prefetch_l2(reinterpret_cast<const char*>(p.meta) +
+                        (size_t(active ? strip : 0) * p.groups + s_begin * TS / p.gtiles) * 64 + lane * 128);
+        }
+    }
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
     if constexpr (Fmt::kIsLut) {
         // Pair tables in the output type: entry i of table t = (lut[t][c0(i)], lut[t][c1(i)]).
         for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += kThreads) {
@@ -153,15 +187,6 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
             tab[i] = Pair<T>::pack(p.lut[t * (1 << Fmt::kBits) + c0], p.lut[t * (1 << Fmt::kBits) + c1]);
         }
     }
-
-    // Weight stream of this lane: 16 bytes (and 8 of high bits) per k-step, P steps in flight, through a
-    // running pointer (this path is issue-bound: no per-load index arithmetic). Loads past this split's
-    // last step are predicated off (their registers are never read); a warp beyond N reads strip 0.
-    const size_t lane_off = size_t(active ? strip : 0) * p.ksteps * 32 + lane;
-    const uint32_t* wnext = p.words + (lane_off + size_t(s_begin) * 32) * 4;
-    const uint32_t* hnext = Fmt::kHasHi ? p.hi_words + (lane_off + size_t(s_begin) * 32) * 2 : nullptr;
-    int s_next = s_begin;  // k-step the next load_w fetches
-    uint32_t wb[P][4], hb[P][2];
     auto load_w = [&](int i) {
         if (s_next < s_end) {
             const uint4 v = ld_stream_u4(wnext);
@@ -497,8 +522,14 @@ cudaError_t launch_dequant(const Args& a, T* out, int ld_out, cudaStream_t s) {
 // Split-K finish: Y = T(workspace), and the workspace back to zero. The split-K workspace is zero on entry and
 // left zero, so the GEMM needs no memset before it: two graph nodes per call instead of three (NOTES.md v11;
 // an in-GEMM finish by the last-arriving block measured slower: its per-block fence).
+// Under programmatic dependent launch (launch_pdl, after the GEMM) it may start before the GEMM finished: nothing is
+// read or written before griddepcontrol.wait; it lets the next kernel launch at once (that one waits in turn).
 template <typename T>
 __global__ void convert_kernel(float* ws, T* y, int64_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
         y[i] = to_out<T>(ws[i]);
         ws[i] = 0.f;
@@ -590,6 +621,76 @@ inline size_t cx_smem_bytes(int m, int kc, int kstep) {
     return x > red ? x : red;
 }
 
+// Programmatic dependent launch (NOTES.md v13): where the device has it (compute capability >= 9.0), the small-M
+// kernels and the split-K convert kernel are launched with the programmatic-stream-serialization attribute, so their
+// blocks start (and prefetch their first weights into L2) while the previous kernel drains; every kernel launched this
+// way waits in griddepcontrol.wait before its first read or write. Cached per device ordinal.
+inline bool pdl_runs() {
+    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (dev >= 0 && dev < 64) {
+        const int c = cache[dev].load(std::memory_order_relaxed);
+        if (c != 0) return c == 2;
+    }
+    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    (void)cudaGetLastError();
+    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1, std::memory_order_relaxed);
+    return ok;
+}
+
+#ifdef LOWBIT_WO_PROBE
+inline int g_pdl_mode = 1;  // harness toggle: 0 off, 1 the library rule, 2 always
+inline int g_pdl_pf = -1;   // harness: k-steps prefetched before the wait (-1: the library's)
+#endif
+
+// Whether a launch uses PDL: every small-M grid where the device has it (the kernels are correct either way).
+inline bool pdl_want(bool rule) {
+#ifdef LOWBIT_WO_PROBE
+    return (g_pdl_mode == 2 || (g_pdl_mode == 1 && rule)) && pdl_runs();
+#else
+    return rule && pdl_runs();
+#endif
+}
+
+// k-steps per warp prefetched into L2 before griddepcontrol.wait: the P steps of the first register loads for the
+// one-launch in-block split-K grids (kw > 1: compact X, KW), none for the one-warp-per-strip grids. H100, NOTES.md v13:
+// on the one-wave compact-X grids the prefetch is worth 0.3-0.7 us per call (28672x8192, 11008x4096, 4096^2 at M = 1),
+// on the split-K grids (2-3 waves, or 41 splits on 8192x28672) it cost 0.5-2.4 us (M = 1 / 4 / 16 on 28672x8192 and
+// 8192x28672); 16 steps cost 3-5 us on the large shapes.
+inline int pdl_prefetch_steps(int p, int kw) {
+#ifdef LOWBIT_WO_PROBE
+    if (g_pdl_pf >= 0) return g_pdl_pf;
+#endif
+    return kw > 1 ? p : 0;
+}
+
+template <typename Kern, typename... A>
+cudaError_t launch_pdl(Kern kern, dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl, A... args) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+// The split-K finish after the GEMM (wo_launch.cu run, the harness): Y = T(ws), ws = 0.
+template <typename T>
+cudaError_t launch_convert(float* ws, T* y, int64_t total, cudaStream_t s) {
+    const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
+    return launch_pdl(convert_kernel<T>, dim3(blocks), dim3(256), 0, s, pdl_want(true), ws, y, total);
+}
+
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT>()>;
@@ -603,8 +704,9 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
                 if (e != cudaSuccess) return e;
             }
             const int spb = kWarps / a0.kw;
-            kx<<<dim3(1, (a0.strips + spb - 1) / spb, 1), kThreads, smem, s>>>(a0);
-            return cudaGetLastError();
+            Args a = a0;
+            a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, 1>(), a0.kw);
+            return launch_pdl(kx, dim3(1, (a0.strips + spb - 1) / spb, 1), dim3(kThreads), smem, s, pdl_want(true), a);
         }
     }
     if constexpr (MT <= 2) {
@@ -648,9 +750,8 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
     }
-    const dim3 grid(mtiles, nblk, splits);
-    kern<<<grid, kThreads, smem, s>>>(a);
-    return cudaGetLastError();
+    a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, MT>(), a.kw);
+    return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(kThreads), smem, s, pdl_want(true), a);
 }
 
 template <class Fmt, typename T>
