@@ -187,7 +187,9 @@ static void check_gemm(int p, int q, int m, int n, int k, int bx, int splits, in
 // arithmetic), with row and column scales, a rank-1 correction and a bias, on odd shapes. ldy = 0: n + 1 (odd: the
 // direct stores); a multiple of 8 takes the ws kernel's TMA-store epilogue for f16 / bf16 (ws v2), whose clipping
 // at M and N is checked by the poisoned guard columns n .. ldy - 1 and the exact buffer size.
-static void check_ws_epilogue(int p, int q, int m, int n, int k, int out, int64_t ldy_in = 0) {
+// terms: bit 0 column scale, bit 1 rank-1 correction, bit 2 bias (the row scale is always there); without the
+// correction and the bias the TMA-store epilogue takes its compiled-out variant (ws v3, FULL = false).
+static void check_ws_epilogue(int p, int q, int m, int n, int k, int out, int64_t ldy_in = 0, int terms = 7) {
     HostOperand hx = make_operand(p, m, k), hw = make_operand(q, n, k);
     DevOperand dx = upload(hx), dw = upload(hw);
     std::uniform_real_distribution<float> ud(0.5f, 1.5f);
@@ -203,10 +205,10 @@ static void check_ws_epilogue(int p, int q, int m, int n, int k, int out, int64_
     lowbit_i8_epilogue e{};
     e.out_dtype = out;
     e.row_scale = drs;
-    e.col_scale = dcs;
-    e.row_corr = drc;
-    e.col_corr = dcc;
-    e.bias = db;
+    e.col_scale = terms & 1 ? dcs : nullptr;
+    e.row_corr = terms & 2 ? drc : nullptr;
+    e.col_corr = terms & 2 ? dcc : nullptr;
+    e.bias = terms & 4 ? db : nullptr;
     e.out_scale = 0.05f;
     const int es = out == LOWBIT_I8_OUT_I8 ? 1 : 2;
     const int64_t ldy = ldy_in ? ldy_in : n + 1;
@@ -228,8 +230,9 @@ static void check_ws_epilogue(int p, int q, int m, int n, int k, int out, int64_
         size_t at = 0;
         while (at < got[0].size() && got[0][at] == got[1][at]) ++at;
         const size_t el = at / es;
-        printf("FAIL ws epilogue p=%d q=%d m=%d n=%d k=%d out=%d ldy=%lld: first difference at row %lld col %lld\n", p,
-               q, m, n, k, out, (long long)ldy, (long long)(el / ldy), (long long)(el % ldy));
+        printf("FAIL ws epilogue p=%d q=%d m=%d n=%d k=%d out=%d ldy=%lld terms=%d: first difference at row %lld col "
+               "%lld\n",
+               p, q, m, n, k, out, (long long)ldy, terms, (long long)(el / ldy), (long long)(el % ldy));
     }
     if (!g_diag) ok ? ++g_pass : ++g_fail;
     for (float* v : {drs, drc, dcs, dcc, db}) cudaFree(v);
@@ -407,17 +410,20 @@ int main(int argc, char** argv) {
         }
         printf("check: %d passed, %d failed\n", g_pass, g_fail);
     }
-    if (mode == "ws" || mode == "wsq") {
+    if (mode == "ws" || mode == "wsq" || mode == "wsc") {
         // The warp-specialized kernel: exactness of every instance on odd shapes (one tile or less, several tiles,
         // few CTAs looping over many tiles, K not a multiple of the 1024-bit stage, K < 128), the automatic choice on
         // a shape whose tiles fill the SMs, the epilogue bit for bit against the synchronous kernel; then the
         // acceptance timings with cuBLASLt int8 in the same process, the synchronous kernel next to it.
-        for (const char* mc : {"0", "1"}) {  // one CTA per SM (default), then 2-CTA clusters with multicast
+        // one CTA per SM, 2-CTA clusters with multicast, then the split-X tile (Q = 4 only) without / with it
+        for (const char* mcs : {"00", "10", "01", "11"}) {
+            const char mc[2] = {mcs[0], 0}, sp[2] = {mcs[1], 0};
             setenv("LOWBIT_BIP_WS_MULTICAST", mc, 1);
+            setenv("LOWBIT_BIP_WS_SPLIT", sp, 1);
             for (int p = 1; p <= 8; ++p)
                 for (int q = 1; q <= 8; ++q) {
                     const int bx = lowbit_bip_ws_tile(p, q);
-                    if (!bx) continue;
+                    if (!bx || (sp[0] == '1' && q != 4)) continue;
                     check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
                     check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
                     check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
@@ -431,9 +437,14 @@ int main(int argc, char** argv) {
                     check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, LOWBIT_I8_OUT_BF16, 136);
                     check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, LOWBIT_I8_OUT_BF16, 528);
                     check_ws_epilogue(p, q, 2 * bx, 640, 1024, LOWBIT_I8_OUT_F16, 640);
+                    // the compiled-out epilogue (no correction, no bias), with and without column scales
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, LOWBIT_I8_OUT_F16, 528, 1);
+                    check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, LOWBIT_I8_OUT_BF16, 136, 0);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, LOWBIT_I8_OUT_BF16, 216, 5);  // bias only: FULL
                 }
-            printf("ws check (multicast %s): %d passed, %d failed\n", mc, g_pass, g_fail);
+            printf("ws check (multicast %s, split %s): %d passed, %d failed\n", mc, sp, g_pass, g_fail);
         }
+        unsetenv("LOWBIT_BIP_WS_SPLIT");
         setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
         check_ws_epilogue(1, 1, 300, 129, 2000, LOWBIT_I8_OUT_BF16);
         check_ws_epilogue(2, 2, 77, 250, 999, LOWBIT_I8_OUT_I8);
@@ -483,6 +494,55 @@ int main(int argc, char** argv) {
         }
         const float lt2 = bench_lt(4096, 8192, 8192);
         printf("M=4096 cublaslt-int8 again: %.1f us\n", lt2 * 1e3);
+    }
+    if (mode == "ncu2") {  // W4A1 at M = 4096 with the defaults (split-X), for ncu
+        const float t = bench_plane(1, 4, 4096, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+        printf("ncu2: w4a1 M=4096 %.1f us\n", t * 1e3);
+    }
+    if (mode == "wsm" || mode == "ncu1") {
+        // ws timings, one CTA per SM against 2-CTA multicast clusters (LOWBIT_BIP_WS_MULTICAST=0 / 1), TMA-store
+        // epilogue, cuBLASLt int8 in the same process before and after. ncu1: only W1A1 8192^3 with the library's
+        // defaults (for `ncu -k regex:ws_plane -c 1`).
+        const double S = 8192;
+        setenv("LOWBIT_BIP_WS_TMA_STORE", "1", 1);
+        auto both = [&](int p, int q, int m, float& mc, float& one) {
+            setenv("LOWBIT_BIP_WS_MULTICAST", "1", 1);
+            mc = bench_plane(p, q, m, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            if (mode == "ncu1") return;
+            setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+            one = bench_plane(p, q, m, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+            unsetenv("LOWBIT_BIP_WS_MULTICAST");
+        };
+        float mc = 0.f, one = 0.f;
+        if (mode == "ncu1") {
+            const float t = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);  // the defaults
+            printf("ncu1: w1a1 8192^3 %.1f us\n", t * 1e3);
+        } else {
+            const float lt_sq = bench_lt(8192, 8192, 8192);
+            both(1, 1, 8192, mc, one);
+            const float aut = bench_plane(1, 1, 8192, 8192, 8192);  // the library's default plan
+            printf("8192^3: cublaslt-int8 %.1f us | w1a1 multicast %.1f us (%.0f eff TOPS, %.2fx) | one CTA/SM %.1f us "
+                   "(%.0f eff TOPS, %.2fx) | auto %.1f us\n",
+                   lt_sq * 1e3, mc * 1e3, tops(mc, S, S, S), lt_sq / mc, one * 1e3, tops(one, S, S, S), lt_sq / one,
+                   aut * 1e3);
+            const float lt = bench_lt(4096, 8192, 8192);
+            printf("M=4096 N=K=8192: cublaslt-int8 %.1f us\n", lt * 1e3);
+            const int pq[][2] = {{1, 1}, {1, 2}, {2, 1}, {2, 2}, {4, 1}, {1, 4}, {4, 2}, {2, 4}};
+            for (auto& v : pq) {
+                both(v[0], v[1], 4096, mc, one);
+                const float aut4 = bench_plane(v[0], v[1], 4096, 8192, 8192);
+                printf("  w%da%d multicast %.1f us %.2fx | one CTA/SM %.1f us %.2fx | auto %.1f us %.2fx cublaslt-int8\n",
+                       v[1], v[0], mc * 1e3, lt / mc, one * 1e3, lt / one, aut4 * 1e3, lt / aut4);
+                if (v[1] == 4) {  // the split-X tile (64 weight rows x 2 BX activation rows)
+                    setenv("LOWBIT_BIP_WS_SPLIT", "1", 1);
+                    both(v[0], v[1], 4096, mc, one);
+                    unsetenv("LOWBIT_BIP_WS_SPLIT");
+                    printf("  w%da%d split-X: multicast %.1f us %.2fx | one CTA/SM %.1f us %.2fx cublaslt-int8\n", v[1],
+                           v[0], mc * 1e3, lt / mc, one * 1e3, lt / one);
+                }
+            }
+            printf("M=4096 cublaslt-int8 again: %.1f us\n", bench_lt(4096, 8192, 8192) * 1e3);
+        }
     }
     if (mode == "ws") {
         const double S = 8192;

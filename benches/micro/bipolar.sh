@@ -2,7 +2,9 @@
 # Builds benches/micro/bipolar.cu with the library sources it needs (bipolar plane GEMM, activation kernel, int8
 # core) for sm_90a on the GPU machine, compiling the translation units in parallel, then runs it: `check`, `bench`,
 # `suite` (JSON lines for bipolar_report.py), `ws` (the warp-specialized kernel: checks + acceptance timings), `wsq`
-# (ws checks + ws-only timings: TMA-store epilogue, direct stores, multicast), `wst` (those timings only) or
+# (ws checks + ws-only timings: TMA-store epilogue, direct stores, multicast), `wst` (those timings only), `wsc` (the
+# ws checks only: one CTA per SM, multicast, split-X), `wsm` (ws timings: multicast vs one CTA per SM, split-X, the
+# defaults), `ncu1` / `ncu2` (one W1A1 8192^3 / W4A1 M = 4096 call with the defaults, for ncu) or
 # `all` = check + bench (default); several modes comma-separated.
 # BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench); BIP_WS_SECTOR=1 the ws kernel
 # with whole-sector f16 stores (LOWBIT_BIP_WS_SECTOR_STORES) and runs its `ws` mode. Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).

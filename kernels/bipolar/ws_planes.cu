@@ -3,7 +3,8 @@
 // the host (lowbit/tma_host.h) and passed by value as __grid_constant__ kernel parameters.
 //
 // Instances: the large tile of kernels/bipolar/README.md (BX = the most activation rows with P * BX <= 256 and
-// P * Q * BX <= 256) for every P * Q <= 8 with Q <= 4 (Q >= 5 leaves fewer than 3 ring slots of 128-byte stages).
+// P * Q * BX <= 256) for every P * Q <= 8 with Q <= 4 (Q >= 5 leaves fewer than 3 ring slots of 128-byte stages),
+// each one CTA per SM and as 2-CTA multicast clusters; for Q = 4 also the split-X tile (the default there).
 #include <cuda.h>
 #include <cuda_runtime.h>
 
@@ -16,11 +17,32 @@
 
 namespace {
 
-// 2-CTA clusters with multicast only with LOWBIT_BIP_WS_MULTICAST=1: measured slower than one CTA per SM on H200
-// (kernels/bipolar/NOTES.md ws v1b); kept for same-run comparisons (benches/micro/bipolar.cu `ws`).
-bool multicast_enabled() {
+// LOWBIT_BIP_WS_MULTICAST=1 / 0 forces 2-CTA multicast clusters on / off (same-run comparisons in
+// benches/micro/bipolar.cu `wsm`); unset, each instance takes its measured default (multicast_default).
+// (Before ws v3 multicast measured ~2x slower: the cluster arrives compiled to two GPU-scope fences each, NOTES.md.)
+int multicast_env() {
     const char* v = getenv("LOWBIT_BIP_WS_MULTICAST");
-    return v != nullptr && v[0] == '1';
+    return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : 0;
+}
+
+// Per-instance default of the multicast variant (ws v3). Off everywhere: with the fences gone it runs at the speed
+// of one CTA per SM (H100 run 1: -2% .. +5% time on all 8 instances, split-X included), not faster (NOTES.md ws v3).
+template <int P, int Q, int BX>
+constexpr bool multicast_default() {
+    return false;
+}
+
+// LOWBIT_BIP_WS_SPLIT=1 / 0 forces the split-X tile (64 weight rows x 2 BX activation rows, lowbit/bip_ws_gemm.cuh
+// Geo) on / off where it is instantiated (Q = 4); unset, split_default decides.
+int split_env() {
+    const char* v = getenv("LOWBIT_BIP_WS_SPLIT");
+    return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : 0;
+}
+
+// H100 run 1 of ws v3 (NOTES.md): W4A1 257.0 -> 216.3 us, W4A2 477.6 -> 391.3 us at M = 4096, N = K = 8192.
+template <int P, int Q, int BX>
+constexpr bool split_default() {
+    return Q == 4;
 }
 
 // LOWBIT_BIP_WS_TMA_STORE=0: ws v1's direct f16 / bf16 stores instead of the staged TMA stores (same-run A/B);
@@ -39,19 +61,22 @@ bool debug_enabled() {
 // MC = 0: one CTA per SM, grid = min(tiles, SMs). MC = 1 / 2: clusters of 2 CTAs sharing one operand (X / W) by
 // TMA multicast, as many clusters as can be resident at once (cudaOccupancyMaxActiveClusters, at most SMs / 2):
 // the kernel is persistent, a second wave of clusters would serialize.
-template <int P, int Q, int BX, int MC>
+template <int P, int Q, int BX, int MC, int SX = 0>
 cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
-    using G = Geo<P, Q, BX>;
+    using G = Geo<P, Q, BX, SX>;
     const uint64_t cols = uint64_t(a.kchunks) * 16;  // bytes holding data; beyond: zero fill
     CUtensorMap xmap, wmap;
-    // The multicast operand's map has a half box of one plane (each CTA sends its half of every plane).
+    // The multicast operand's map has a half box of one plane (each CTA sends its half of every plane); split X:
+    // the activation box is one warpgroup's half (BX rows, P planes), the weight box 64 rows x Q planes (x Q / 2
+    // with W multicast: each CTA sends half of the planes).
+    constexpr uint32_t xrows = SX ? BX : MC == 1 ? BX / 2 : BX, xplanes = SX ? P : MC == 1 ? 1 : P;
+    constexpr uint32_t wrows = SX ? kBW / 2 : MC == 2 ? kBW / 2 : kBW, wplanes = SX ? (MC == 2 ? Q / 2 : Q) : MC == 2 ? 1 : Q;
     cudaError_t e = lowbit::tma::make_3d_sw128_u8(xmap, a.x, cols, uint64_t(a.m), P, uint64_t(a.ldx) * 4,
-                                                  uint64_t(a.x_plane) * 4, kStageBytes, MC == 1 ? BX / 2 : BX,
-                                                  MC == 1 ? 1 : P);
+                                                  uint64_t(a.x_plane) * 4, kStageBytes, xrows, xplanes);
     if (e != cudaSuccess) return e;
     e = lowbit::tma::make_3d_sw128_u8(wmap, a.w, cols, uint64_t(a.n), Q, uint64_t(a.ldw) * 4, uint64_t(a.w_plane) * 4,
-                                      kStageBytes, MC == 2 ? kBW / 2 : kBW, MC == 2 ? 1 : Q);
+                                      kStageBytes, wrows, wplanes);
     if (e != cudaSuccess) return e;
     // f16 / bf16 output through TMA tensor stores (ws v2) when the copy engine can address it: 16-byte aligned base,
     // row pitch a multiple of 16 bytes; box = 64 columns (128 bytes, 128-byte swizzle) x the staging rows. N must be
@@ -66,10 +91,10 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         ystore = lowbit::tma::make_2d_sw128(ymap, CU_TENSOR_MAP_DATA_TYPE_UINT16, a.y, uint64_t(a.m), uint64_t(a.n),
                                             uint64_t(a.ldy) * 2, G::kOutRows, 64) == cudaSuccess;
     }
-    auto kern = ws_plane_kernel<P, Q, BX, MC>;
+    auto kern = ws_plane_kernel<P, Q, BX, MC, SX>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
     if (e != cudaSuccess) return e;
-    const int64_t mt = (a.m + BX - 1) / BX, nt = (a.n + kBW - 1) / kBW;
+    const int64_t mt = (a.m + G::kTX - 1) / G::kTX, nt = (a.n + G::kTW - 1) / G::kTW;
     if constexpr (MC == 0) {
         const int64_t tiles = mt * nt;
         const int grid = int(tiles < nsm ? tiles : nsm);
@@ -100,8 +125,8 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         cfg.gridDim = dim3(unsigned(2 * clusters));
         static std::atomic<bool> told{false};
         if (debug_enabled() && !told.exchange(true))
-            fprintf(stderr, "bip ws P=%d Q=%d BX=%d MC=%d: %d resident clusters, %lld launched, %lld units\n", P, Q, BX,
-                    MC, resident, (long long)clusters, (long long)units);
+            fprintf(stderr, "bip ws P=%d Q=%d BX=%d MC=%d SX=%d: %d resident clusters, %lld launched, %lld units\n", P,
+                    Q, BX, MC, SX, resident, (long long)clusters, (long long)units);
         return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, group, ymap, ystore);
     }
 }
@@ -110,7 +135,19 @@ template <int P, int Q, int BX>
 cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
     if (nsm < 0) return available<P, Q, BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
-    if (multicast_enabled()) {
+    const int env = multicast_env();
+    const bool mc = env == 1 || (env < 0 && multicast_default<P, Q, BX>());
+    if constexpr (Q == 4) {  // split-X tile (ws v3) for the 4-plane weights
+        const int se = split_env();
+        if (se == 1 || (se < 0 && split_default<P, Q, BX>())) {
+            if (mc) {
+                const cudaError_t e = launch_mc<P, Q, BX, multicast_for<P, Q, BX, 1>(), 1>(a, nsm, group, st);
+                if (e != cudaErrorNotSupported) return e;
+            }
+            return launch_mc<P, Q, BX, 0, 1>(a, nsm, group, st);
+        }
+    }
+    if (mc) {
         const cudaError_t e = launch_mc<P, Q, BX, multicast_for<P, Q, BX>()>(a, nsm, group, st);
         if (e != cudaErrorNotSupported) return e;
     }

@@ -201,7 +201,8 @@ fn gpu_bipolar_f16_epilogue_both_mappings() {
 /// The warp-specialized plane kernel (sm_90a, `p·q ≤ 8`, `q ≤ 4`): exact `Y_int` on odd shapes (less than one
 /// tile; one activation row past a tile; K not a multiple of the 1024-bit stage or of 32), int32 output poisoned
 /// first; the f16 epilogue with weight offsets bit for bit with the CPU epilogue, through the direct stores (odd
-/// N = row pitch) and through the staged TMA stores (N a multiple of 8, edge tiles clipped); forced on a pair
+/// N = row pitch) and through the staged TMA stores (N a multiple of 8, edge tiles clipped), and without offsets
+/// through the TMA stores (the epilogue variant without the rank-1 correction); forced on a pair
 /// without an instance it is a typed `NoKernel`, with split-K an `InvalidArgument`. Elsewhere (no sm_90a) it
 /// checks that the forced path is `NoKernel`.
 #[test]
@@ -219,18 +220,26 @@ fn gpu_bipolar_ws_planes_exact() {
                 assert!(matches!(r, Err(CudaError::NoKernel { .. })), "W{q}A{p}: forced ws without instance: {r:?}");
                 continue;
             }
-            let shapes = [(37, 133, 300), (bx + 1, 203, 1100), (2 * bx + 3, 131, 2049), (2 * bx + 5, 264, 1500)];
+            let shapes = [
+                (37, 133, 300),
+                (bx + 1, 203, 1100),
+                (2 * bx + 3, 131, 2049),
+                (2 * bx + 5, 264, 1500),
+                (3 * bx + 1, 136, 777),
+            ];
             for (si, &(m, n, k)) in shapes.iter().enumerate() {
                 let seed = (p * 7919 + q * 31) as u64 + si as u64;
-                let f16_check = si == 1 || si == 3;
-                let w = rand_bipolar(n, k, q, f16_check, seed);
+                let f16_check = si == 1 || si >= 3;
+                // the last shape without weight offsets: the TMA-store epilogue's variant without the correction
+                let w = rand_bipolar(n, k, q, f16_check && si != 4, seed);
                 let x = rand_bipolar(m, k, p, false, seed + 5);
                 let g = BipolarGemm::new(&dev, &w, p).unwrap();
                 let want = bipolar_gemm_exact(&x, &w).unwrap();
                 let got = run_i32(&dev, &g, &x, ws).unwrap();
                 check_exact(&format!("ws W{q}A{p} m={m} n={n} k={k}"), &got, &want);
                 if f16_check {
-                    // f16 epilogue with weight offsets (rank-1 correction), poisoned output, bit for bit.
+                    // f16 epilogue with weight offsets (rank-1 correction; none for the last shape), poisoned
+                    // output, bit for bit.
                     let acts = g.upload_activations(&dev, &x).unwrap();
                     let plan = g.plan(&dev, m, ws).unwrap();
                     let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();

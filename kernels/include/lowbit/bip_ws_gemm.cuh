@@ -10,6 +10,10 @@
 //     128 x BX output tile, with Q accumulator sets of R = P * BX columns (Q * R / 2 <= 128 registers).
 //   Tiles in grouped rasterization (lowbit::i8ws::Tiles: `group` activation tiles, M-fastest inside a group);
 //   CTA c takes tiles c, c + gridDim.x, ...
+//   Variants (ws v3, kernels/bipolar/NOTES.md): SX = 1, the split-X tile (64 weight rows x 2 BX activation rows; both
+//   consumers share the weight rows, each has its own BX activation rows: 48 instead of 72 KB per stage for Q = 4);
+//   MC = 1 / 2, 2-CTA clusters multicasting half of the X / W stage each (exact; as fast as one CTA per SM once the
+//   cluster arrives lost their GPU-scope fences, not faster: the K loop is bound by shared-memory bandwidth).
 //
 // A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
 // from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
@@ -80,12 +84,20 @@ constexpr int out_rows_for(int avail, int slot, int bx, int want) {
     return bx < 8 ? 0 : ring_slots(avail - 2 * bx * kStageBytes, slot) >= want ? bx : out_rows_for(avail, slot, bx / 2, want);
 }
 
-template <int P, int Q, int BX>
+// SX (ws v3, split X): the CTA tile is 64 weight rows x 2 BX activation rows instead of 128 x BX; both consumer
+// warpgroups multiply the same 64 weight rows, each with its own BX activation rows (its own stacked X half). Same
+// accumulators and epilogue per warpgroup, but the stage holds Q * 8 KB of weights + 2 * P * BX * 128 B of
+// activations: for Q = 4 (W4A1, W4A2) 48 KB instead of 72 KB per 1024 bits for the same binary ops (the
+// weight-plane side, 4 planes, is the one the two warpgroups now share).
+template <int P, int Q, int BX, int SX = 0>
 struct Geo {
-    static constexpr int kR = P * BX;                        // stacked X rows
-    static constexpr int kWPlane = kBW * kStageBytes;        // 16 KB per weight plane
+    static constexpr int kR = P * BX;                        // stacked X rows (per consumer warpgroup)
+    static constexpr int kTW = SX ? kBW / 2 : kBW;           // weight rows per CTA tile
+    static constexpr int kTX = SX ? 2 * BX : BX;             // activation rows per CTA tile
+    static constexpr int kWPlane = kTW * kStageBytes;        // 16 KB (8 KB split) per weight plane
     static constexpr int kWStage = Q * kWPlane;
-    static constexpr int kXStage = kR * kStageBytes;
+    static constexpr int kXHalf = kR * kStageBytes;          // one warpgroup's stacked X tile
+    static constexpr int kXStage = (SX ? 2 : 1) * kXHalf;
     static constexpr int kSlot = kWStage + kXStage;          // multiple of 1024 (BX % 8 == 0)
     // dynamic bytes left after the static ones (barriers of up to 8 slots, RowVecs x 2) and the alignment slack
     static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 2 * int(sizeof(RowVecs<BX>)) - 256;
@@ -302,7 +314,11 @@ __device__ __forceinline__ ColVals load_cols(const Args& p, int nr) {
     return c;
 }
 
-template <int P, int Q, int BX, int OR, int OUT>
+// FULL = false (ws v3): the epilogue has no row correction and no bias (the common case: row and column scales
+// only); those terms are compiled out instead of predicated off (predicated FFMA / FADD / LDS still take issue slots:
+// 25 of the 73 SASS instructions per 8 outputs of W1A1 did nothing). The column scale is always multiplied, by 1.0
+// when there is none (load_cols), which is exact. Bit for bit the same values as FULL = true.
+template <int P, int Q, int BX, int OR, int OUT, bool FULL = true>
 __device__ __forceinline__ void store_tile_tma(const Args& p, const int32_t (&t)[P * BX / 2], const ColVals& cv,
                                                int tq, const RowVecs<BX>& rv, unsigned char* obuf,
                                                const CUtensorMap* ymap, int n0, int m0, int cw, int warp, int lane) {
@@ -336,9 +352,13 @@ __device__ __forceinline__ void store_tile_tma(const Args& p, const int32_t (&t)
                 for (int h = 0; h < 2; ++h) {
                     const int32_t yv = int32_t(4u * uint32_t(t[4 * ii + 2 * r + h]) - B * rv.sx[la + h] - csw[r]);
                     float v = __fmul_rn(__int2float_rn(yv), rv.rs[la + h]);
-                    if (e.cs) v = __fmul_rn(v, cs[r]);
-                    if (e.rc) v = __fmaf_rn(rv.rc[la + h], cc[r], v);
-                    if (e.bias) v = __fadd_rn(v, bs[r]);
+                    if constexpr (FULL) {
+                        if (e.cs) v = __fmul_rn(v, cs[r]);
+                        if (e.rc) v = __fmaf_rn(rv.rc[la + h], cc[r], v);
+                        if (e.bias) v = __fadd_rn(v, bs[r]);
+                    } else {
+                        v = __fmul_rn(v, cs[r]);  // cs[r] = 1.0 without column scales
+                    }
                     b[h] = to_b16<OUT>(v);
                 }
                 reg[k] = b[0] | (b[1] << 16);
@@ -356,12 +376,12 @@ __device__ __forceinline__ void store_tile_tma(const Args& p, const int32_t (&t)
 
 // Which operand a 2-CTA cluster shares (multicast): the one with more bytes per stage. 1 = X (the two CTAs take
 // neighbouring weight tiles of one activation tile), 2 = W (neighbouring activation tiles of one weight tile).
-template <int P, int Q, int BX>
+template <int P, int Q, int BX, int SX = 0>
 constexpr int multicast_for() {
-    return P * BX >= Q * kBW ? 1 : 2;
+    return Geo<P, Q, BX, SX>::kXStage >= Geo<P, Q, BX, SX>::kWStage ? 1 : 2;
 }
 
-template <int P, int Q, int BX, int MC>
+template <int P, int Q, int BX, int MC, int SX = 0>
 __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_constant__ Args p,
                                                                 const __grid_constant__ CUtensorMap xmap,
                                                                 const __grid_constant__ CUtensorMap wmap, int group,
@@ -370,7 +390,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
-    using G = Geo<P, Q, BX>;
+    using G = Geo<P, Q, BX, SX>;
+    static_assert(SX == 0 || MC != 2 || Q % 2 == 0, "split-X W multicast sends half of the weight planes");
     constexpr int S = G::kStages;
     constexpr int R = G::kR;
     static_assert(S >= 3, "ring too small");
@@ -404,7 +425,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
     // one activation tile; MC = 2: activation tiles 2 u, 2 u + 1 of one weight tile), in grouped rasterization; the
     // cluster takes units c, c + clusters, ... and its CTA `rank` the tile `rank` of the pair (tiles past the edge
     // load zeros and store nothing).
-    const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
+    constexpr int TW = G::kTW, TX = G::kTX;  // CTA tile: TW weight rows x TX activation rows
+    const int mt = (p.m + TX - 1) / TX, nt = (p.n + TW - 1) / TW;
     const int umt = MC == 2 ? (mt + 1) / 2 : mt, unt = MC == 1 ? (nt + 1) / 2 : nt;
     const i8ws::Tiles tiles{umt, unt, group < 1 ? 1 : (group > umt ? umt : group)};
     const int total = unt * umt;
@@ -431,7 +453,23 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                     unsigned char* slot = ring + s * G::kSlot;
                     const int kb = ks * kStageBytes;
                     tma::mbar_expect_tx(&full[s], G::kSlot);  // own copies + the partner's multicast half
-                    if constexpr (MC == 1) {
+                    if constexpr (SX != 0) {
+                        // Split X: weights box (128, 64, Q) [MC = 2: this CTA's half of the planes, box (128, 64,
+                        // Q / 2), to both]; activations as two halves of box (128, BX, P) [MC = 1: half `rank` to both].
+                        if constexpr (MC == 2) {
+                            tma::tma_3d_g2s_mc(slot + int(rank) * (Q / 2) * G::kWPlane, &wmap, kb, nb * TW,
+                                               int(rank) * (Q / 2), &full[s], 3);
+                        } else {
+                            tma::tma_3d_g2s(slot, &wmap, kb, nb * TW, 0, &full[s]);
+                        }
+                        if constexpr (MC == 1) {
+                            tma::tma_3d_g2s_mc(slot + G::kWStage + int(rank) * G::kXHalf, &xmap, kb,
+                                               mb * TX + int(rank) * BX, 0, &full[s], 3);
+                        } else {
+                            tma::tma_3d_g2s(slot + G::kWStage, &xmap, kb, mb * TX, 0, &full[s]);
+                            tma::tma_3d_g2s(slot + G::kWStage + G::kXHalf, &xmap, kb, mb * TX + BX, 0, &full[s]);
+                        }
+                    } else if constexpr (MC == 1) {
                         // Own weight tile; half of the shared X tile (rows rank * BX / 2 .. of every plane) to both.
                         tma::tma_3d_g2s(slot, &wmap, kb, nb * kBW, 0, &full[s]);
                         for (int i = 0; i < P; ++i)
@@ -454,7 +492,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
     } else {
         // ------------------------------- consumers -------------------------------
         tma::setmaxnreg_inc<232>();
-        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile
+        const int cw = wg - 1;  // weight rows 64 cw .. 64 cw + 63 of the tile (SX: activation rows BX cw ..)
+        const int wofs = SX ? 0 : cw * 64, xofs = SX ? cw * BX : 0;
         const int lane = tid & 31, warp = (tid >> 5) & 3;
         const int g = lane >> 2, tq = lane & 3;
         const uint32_t ring_a = tma::smem_u32(ring);
@@ -464,21 +503,21 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
         const int ct = tid & 127;            // thread within the consumer warpgroup
         constexpr int RPT = (BX + 127) / 128;  // tile rows per thread for the row vectors
         // Release of a consumed slot: one arrive per warp on the slot's empty barrier of every CTA that writes it.
+        // MC: lane r of each warp arrives on CTA r's barrier (both in one instruction slot, as CUTLASS spreads its
+        // cluster arrives over the warp's lanes), with the default .release.cta semantics (tma.cuh: the explicit
+        // .release.cluster form costs two GPU-scope fences per arrive).
         auto release = [&](int slot) {
-            if (lane == 0) {
-                if constexpr (MC != 0) {
-                    tma::mbar_arrive_cluster(&empty[slot], 0);
-                    tma::mbar_arrive_cluster(&empty[slot], 1);
-                } else {
-                    tma::mbar_arrive(&empty[slot]);
-                }
+            if constexpr (MC != 0) {
+                if (lane < CL) tma::mbar_arrive_cluster(&empty[slot], uint32_t(lane));
+            } else {
+                if (lane == 0) tma::mbar_arrive(&empty[slot]);
             }
         };
         for (int t = first; t < total; t += stride) {
             int nb, mb;
             tile_of(t, nb, mb);
-            const int m0 = mb * BX;
-            const int nr = nb * kBW + cw * 64 + warp * 16 + g;  // this thread's weight rows nr, nr + 8
+            const int m0 = mb * TX + xofs;                        // this warpgroup's activation rows m0 ..
+            const int nr = nb * TW + wofs + warp * 16 + g;  // this thread's weight rows nr, nr + 8
             const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
             ColVals cv{};
             if (tma_out) cv = load_cols<P, Q>(p, nr);
@@ -499,8 +538,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
             int prev = -1;
             for (int ks = 0; ks < ksteps; ++ks) {
                 tma::mbar_wait(&full[s], phase);
-                const uint32_t wa = ring_a + s * G::kSlot + cw * 64 * kStageBytes;
-                const uint32_t xa = ring_a + s * G::kSlot + G::kWStage;
+                const uint32_t wa = ring_a + s * G::kSlot + wofs * kStageBytes;
+                const uint32_t xa = ring_a + s * G::kSlot + G::kWStage + (SX ? cw * G::kXHalf : 0);
                 wgmma_fence();
 #pragma unroll
                 for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
@@ -555,13 +594,29 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
             asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
             if (tma_out) {
                 unsigned char* ob = outbuf + cw * G::kOutBytes;
-                const int n0 = nb * kBW + cw * 64;
+                const int n0 = nb * TW + wofs;
+                constexpr int OR = G::kOutRows;
+#ifdef LOWBIT_BIP_WS_EPI_FULL  // micro-harness A/B only: ws v2's epilogue (every term predicated)
+                const bool full = true;
+#else
+                const bool full = p.epi.rc != nullptr || p.epi.bias != nullptr;
+#endif
                 if (p.epi.out == i8::kOutF16) {
-                    store_tile_tma<P, Q, BX, G::kOutRows, i8::kOutF16>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
-                                                                        warp, lane);
-                } else {
-                    store_tile_tma<P, Q, BX, G::kOutRows, i8::kOutBf16>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
+                    if (full) {
+                        store_tile_tma<P, Q, BX, OR, i8::kOutF16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw, warp,
+                                                                        lane);
+                    } else {
+                        store_tile_tma<P, Q, BX, OR, i8::kOutF16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
                                                                          warp, lane);
+                    }
+                } else {
+                    if (full) {
+                        store_tile_tma<P, Q, BX, OR, i8::kOutBf16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
+                                                                         warp, lane);
+                    } else {
+                        store_tile_tma<P, Q, BX, OR, i8::kOutBf16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
+                                                                          warp, lane);
+                    }
                 }
                 continue;
             }
@@ -582,7 +637,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
 }
 
 template <int P, int Q, int BX>
-bool available() {
+bool available() {  // (the split-X and multicast variants come from the same sm_90a cubin)
     cudaFuncAttributes attr{};
     if (cudaFuncGetAttributes(&attr, ws_plane_kernel<P, Q, BX, 0>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;

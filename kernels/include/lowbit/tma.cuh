@@ -125,11 +125,16 @@ __device__ __forceinline__ uint32_t cluster_rank() {
     return r;
 }
 
-// Arrive on the mbarrier at `bar`'s offset in the shared memory of cluster CTA `rank` (release at cluster scope).
+// Arrive on the mbarrier at `bar`'s offset in the shared memory of cluster CTA `rank`, with the default semantics
+// (.release.cta, as CUTLASS's ClusterBarrier::arrive(cta_id)). For releasing a ring slot whose reads were wgmma
+// reads already completed by wgmma.wait_group, nothing else must be ordered. The explicit `.release.cluster` form
+// compiles on sm_90a to MEMBAR.ALL.CTA + MEMBAR.ALL.GPU + ERRBAR + CGAERRBAR before every arrive: two GPU-scope
+// fences per stage on the consumers' critical path, which made the bipolar 2-CTA multicast kernel ~2x slower than
+// one CTA per SM (kernels/bipolar/NOTES.md ws v3).
 __device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
     uint32_t remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_u32(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
 }
 
 // Whole-cluster barrier (every thread of every CTA; not .aligned, so divergent warps may call it).
