@@ -308,6 +308,17 @@ static void run_checks() {
         check_case(f, 4, 250, 32 * 37, 0, 0, 0);
         check_case(f, 16, 64, 32 * 19, LOWBIT_I8_PATH_STREAM, 0, 2);
     }
+    // The warp-specialized kernel at M <= 16 (v15: LOWBIT_I8_PATH_WS forced; BX = 64 tiles, split-K by the ws plan on
+    // small grids, slab rows past M skipped): odd M / N / K, every W4 scale path, a small SM count (several units per
+    // CTA).
+    for (Fmt f : {kW8, kW4, kW4g}) {
+        check_case(f, 1, 300, 2048 + 256, LOWBIT_I8_PATH_WS, 0, 0);
+        check_case(f, 16, 1000, 1024, LOWBIT_I8_PATH_WS, 0, 0);
+        check_case(f, 13, 4100, 512, LOWBIT_I8_PATH_WS, 0, 0);
+        check_case(f, 5, 77, 8192 + 256, LOWBIT_I8_PATH_WS, 0, 0);
+        check_case(f, 9, 2000, 12288, LOWBIT_I8_PATH_WS, 0, 0);
+        check_case(f, 16, 640, 12288, LOWBIT_I8_PATH_WS, 0, 0, 6);
+    }
     check_errors();
     printf("checks: %d passed, %d failed\n", g_pass, g_fail);
 }

@@ -20,12 +20,14 @@
 //
 //   CU=.tools/venv/lib/python3.11/site-packages/nvidia/cu13
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
-//        -I$CU/include benches/micro/i8_ws.cu kernels/int8/ws_gemm.cu -L$CU/lib -l:libcublasLt.so.13 \
-//        -l:libcublas.so.13 -o dist/i8-epi/i8_ws
+//        -I$CU/include benches/micro/i8_ws.cu kernels/int8/{ws_gemm,i8_launch,stream,inst_w8,inst_w4}.cu -L$CU/lib \
+//        -l:libcublasLt.so.13 -l:libcublas.so.13 -ldl -o dist/i8-small/i8_ws
 //   (add -DLOWBIT_I8_WS_W4_REGA to also check the register-A W4 variant)
 //   i8_ws quick          # correctness only
 //   i8_ws [ms]           # correctness, then the timing table (ms of graph replay per op and point, default 150)
 //   i8_ws prof N K M BITS  # two launches of the library's f16 path, for ncu
+//   i8_ws small [ms] [M]   # v15: library plan vs forced ws (BX, slices) on the 11 bench shapes at M = 16, 256, 1
+//                          # (the whole int8 core is linked for it: lowbit_i8_gemm)
 // On the GPU host libcublas*.so.13 come from the Python environment (LD_LIBRARY_PATH, see scripts/gpu-run).
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -43,6 +45,7 @@
 #include <vector>
 
 #include "lowbit/i8_gemm.cuh"
+#include "lowbit_kernels.h"
 
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st);
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
@@ -732,6 +735,127 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
     return fails;
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// 4. (v15) `small [ms]`: the library plan (lowbit_i8_gemm: the streaming kernel at M <= 16, ws at M >= 256) against
+//    ws W8 / W4-g128 at forced (BX, slices) on the bench's 11 shapes at M = 1, 16, 256, cuBLASLt int8 and cuBLAS f16
+//    in the same process (graph replay, rotated weights); every forced configuration and the library's int32 equal to
+//    cuBLASLt's on the same (expanded) weights. Needs the whole int8 core linked (i8_launch, stream, inst_*).
+// ------------------------------------------------------------------------------------------------------------
+static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, int m, double ms) {
+    const size_t rot_bytes = 150u << 20;
+    auto copies = [&](size_t bytes) { return int(std::min<size_t>(16, std::max<size_t>(1, (rot_bytes + bytes - 1) / bytes))); };
+    int8_t* x = dalloc<int8_t>(size_t(m) * k);
+    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5 + m);
+    __half* xh = dalloc<__half>(size_t(m) * k);
+    fill_h<<<kGrid, kBlock>>>(xh, size_t(m) * k, 6 + m);
+    const int r8 = copies(size_t(n) * k), r4 = copies(size_t(n) * k / 2), rh = copies(size_t(n) * k * 2);
+    std::vector<Weight> w8, w4;
+    for (int i = 0; i < r8; ++i) w8.push_back(make_weight(n, k, 8, 0, 100 + i));
+    for (int i = 0; i < r4; ++i) w4.push_back(make_weight(n, k, 4, 128, 200 + i));
+    for (int i = 1; i < r4; ++i) cudaFree(w4[i].plain), w4[i].plain = nullptr;
+    std::vector<__half*> wh;
+    for (int i = 0; i < rh; ++i) {
+        wh.push_back(dalloc<__half>(size_t(n) * k));
+        fill_h<<<kGrid, kBlock>>>(wh.back(), size_t(n) * k, 300 + i);
+    }
+    float* rs = dalloc<float>(m);
+    float* cs = dalloc<float>(n);
+    {
+        std::vector<float> v(std::max(m, n), 1e-3f);
+        CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
+    }
+    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
+    int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
+    __half* yh = dalloc<__half>(size_t(m) * n);
+    CK(cudaDeviceSynchronize());
+    const Lt::Plan lp = lt.plan(m, n, k);
+    int fails = 0;
+    const double t_lt = time_graph(st, [&](int i) { lt.run(lp, w8[i % r8].plain, x, y0, st); }, ms);
+    const float one = 1.f, zero = 0.f;
+    CB(cublasSetStream(hb, st));
+    const double t_h = time_graph(st, [&](int i) {
+        CB(cublasGemmEx(hb, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, wh[i % rh], CUDA_R_16F, k, xh, CUDA_R_16F, k, &zero, yh,
+                        CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }, ms);
+    printf("small %5dx%-5d M=%-3d | lt %.1f | f16 %.1f", n, k, m, t_lt, t_h);
+    for (int bits : {8, 4}) {
+        auto& wv = bits == 8 ? w8 : w4;
+        const int rv = bits == 8 ? r8 : r4;
+        const double base = bits == 8 ? t_lt : t_h;
+        // The library's plan: exact int32 vs cuBLASLt, then f16 out (per-token and channel scales) timed.
+        auto lw = [&](const Weight& w) {
+            lowbit_i8_weight v{};
+            v.format = bits == 8 ? LOWBIT_I8_W8 : LOWBIT_I8_W4;
+            v.codes = w.tiled, v.n = n, v.k = k;
+            v.group_scales = bits == 4 ? w.gs : nullptr;
+            v.group_len = bits == 4 ? 128 : 0;
+            return v;
+        };
+        lowbit_i8_weight lv = lw(wv[0]);
+        const int64_t lwsb = lowbit_i8_gemm_workspace_bytes(&lv, m, nullptr, 0);
+        void* lws = nullptr;
+        if (lwsb > 0) {
+            CK(cudaMalloc(&lws, lwsb));
+            CK(cudaMemset(lws, 0, lwsb));
+        }
+        lowbit_i8_epilogue e32{};
+        e32.out_dtype = LOWBIT_I8_OUT_I32;
+        e32.row_scale_value = 1.f;
+        lowbit_i8_epilogue eh{};
+        eh.out_dtype = LOWBIT_I8_OUT_F16;
+        eh.row_scale = rs, eh.col_scale = cs;
+        lt.run(lp, wv[0].plain, x, y0, st);
+        lowbit_status ls = lowbit_i8_gemm(&lv, x, k, m, &e32, y1, n, lws, lwsb, nullptr, 0, st);
+        CK(cudaStreamSynchronize(st));
+        if (ls.code != LOWBIT_OK) printf(" [lib W%d status %d]", bits, ls.code), ++fails;
+        unsigned long long bad = diff(y0, y1, size_t(m) * n);
+        if (bad) printf("\nFAIL n=%d k=%d m=%d W%d library plan: %llu points differ from cuBLASLt\n", n, k, m, bits, bad), ++fails;
+        std::vector<lowbit_i8_weight> lvs;
+        for (int i = 0; i < rv; ++i) lvs.push_back(lw(wv[i]));
+        const double tl = time_graph(st, [&](int i) {
+            lowbit_i8_gemm(&lvs[i % rv], x, k, m, &eh, yh, n, lws, lwsb, nullptr, 0, st);
+        }, ms);
+        int psp = 1, psps = 0;
+        const int pbx = m >= 256 ? lowbit_i8_ws_plan(n, m, k, bits == 4, nsm(), 0, &psp, &psps) : 0;
+        printf(" || W%d lib %.1f (%.2fx)%s", bits, tl, base / tl, m >= 256 ? "" : " stream");
+        if (m >= 256) printf(" [plan %d/%d]", pbx, psp);
+        if (lws) cudaFree(lws);
+        // Forced ws (BX, slices).
+        std::vector<std::pair<int, int>> cand;
+        if (m <= 16) {
+            for (int s2 : {1, 2, 3, 4, 6, 8}) cand.push_back({64, s2});
+        } else if (bits == 4) {
+            cand = {{64, 1}, {128, 1}, {256, 1}, {128, 2}, {128, 4}, {256, 2}, {256, 3}, {256, 4}, {256, 6}, {256, 8}};
+        } else {
+            cand = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {64, 4}, {128, 2}, {128, 4}, {256, 2}};
+        }
+        printf(" ws bx/s:");
+        for (const auto& cc2 : cand) {
+            const int cbx = cc2.first, cs2 = cc2.second;
+            Args c = args(x, m, k, wv[0], y1, n);
+            int64_t cb = 0;
+            uint8_t* cw = cs2 > 1 ? split_ws(c, cbx, cs2, &cb) : nullptr;
+            if (cs2 > 1 && !cw) continue;
+            CK(launch(c, bits, cbx, st));
+            CK(cudaStreamSynchronize(st));
+            bad = diff(y0, y1, size_t(m) * n);
+            if (bad) printf("\nFAIL n=%d k=%d m=%d W%d ws bx %d slices %d: %llu points differ\n", n, k, m, bits, cbx, cs2, bad), ++fails;
+            c.y = yh, c.epi.out = lowbit::i8::kOutF16, c.epi.rs = rs, c.epi.cs = cs, c.epi.rs_val = 0.f;
+            const double tc = time_graph(st, [&](int i) { Args b = c; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch(b, bits, cbx, st)); }, ms / 2);
+            printf(" %d/%d %.1f (%.2fx)%s", cbx, cs2, tc, base / tc, bad ? "!" : "");
+            if (cw) cudaFree(cw);
+        }
+    }
+    printf("\n");
+    fflush(stdout);
+    for (auto& w : w8) free_weight(w);
+    for (auto& w : w4) free_weight(w);
+    for (auto* p : wh) cudaFree(p);
+    for (void* p : {(void*)x, (void*)xh, (void*)rs, (void*)cs, (void*)y0, (void*)y1, (void*)yh}) cudaFree(p);
+    return fails;
+}
+
 int main(int argc, char** argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -757,6 +881,28 @@ int main(int argc, char** argv) {
         CK(cudaDeviceSynchronize());
         printf("prof %dx%d M=%d W%d bx %d done\n", n, k, m, bits, auto_bx(m, n, bits));
         return 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "small") == 0) {
+        const double ms = argc > 2 ? atof(argv[2]) : 30.0;
+        Lt lt;
+        cublasHandle_t hb;
+        CB(cublasCreate(&hb));
+        void* hws;
+        CK(cudaMalloc(&hws, 32u << 20));
+        CB(cublasSetWorkspace(hb, hws, 32u << 20));
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        int fails = 0;
+        const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
+                                 {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
+        const int mlist = argc > 3 ? atoi(argv[3]) : 0;  // 0: M = 16, 256, 1; else that M only
+        for (int m : {16, 256, 1}) {
+            if (mlist && m != mlist) continue;
+            for (auto& s : shapes) fails += small_point(lt, hb, st, s[0], s[1], m, ms);
+        }
+        if (!mlist || mlist == 1024) fails += small_point(lt, hb, st, 1024, 8192, 1024, ms);  // the W4 plan's other split
+        printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
+        return fails ? 1 : 0;
     }
     const bool quick = argc > 1 && strcmp(argv[1], "quick") == 0;
     const double ms = argc > 1 && !quick ? atof(argv[1]) : 150.0;

@@ -179,6 +179,24 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     return lowbit::status_ok();
 }
 
+// 9 <= M <= 16 on the warp-specialized kernel instead of the streaming kernel (NOTES v15, H100 sweep at M = 16 on the 11
+// bench shapes, same run): W8 on every shape (BX = 64 tiles, split-K by the ws plan's bandwidth model: 1.00-1.69x the
+// streaming kernel's speed, e.g. 10576x2560 23.8 -> 14.1 us, 11008x4096 28.8 -> 20.1 us, 4096x4096 13.2 -> 11.7 us;
+// its int32 split-K finish with 16 x 128 red.global per CTA and the activation copy were the cost), W4 where the
+// unsplit 128-row tiles fill 60-100% of the SMs in one wave (10576x2560 22.5 -> 15.2 us, 11008x4096 26.4 -> 21.6 us;
+// elsewhere the streaming kernel's W4 stays ahead: the ws consumers' expansion costs ~0.5 us per 128-column stage).
+// M <= 8 keeps the streaming kernel (weights on the MMA's A side, PDL: ahead at M = 1 on 10 of 11 shapes).
+bool ws_small_m(const lowbit_i8_weight* w, int64_t m, int nsm) {
+    if (m < 9 || m > 16) return false;
+    if (w->format == LOWBIT_I8_W4) {
+        const int64_t tiles = (w->n + kBW - 1) / kBW;
+        if (10 * tiles < 6 * int64_t(nsm) || tiles > nsm) return false;
+    } else if (w->format != LOWBIT_I8_W8) {
+        return false;
+    }
+    return ws_runs();
+}
+
 bool valid_bx(bool wg, bool w4, int bx) {
     if (wg) return bx == 8 || bx == 16 || bx == 64 || bx == 128 || (bx == 256 && !w4);
     return bx == 16 || bx == 64;
@@ -219,7 +237,8 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
         LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
         return stream_plan(w, m, cfg, nsm, p);
     }
-    const bool stream_auto = stream_fits;
+    const bool small_ws = ws_small_m(w, m, nsm);
+    const bool stream_auto = stream_fits && !small_ws;
     if (path == LOWBIT_I8_PATH_STREAM ||
         (path == LOWBIT_I8_PATH_AUTO && stream_auto && !(cfg && (cfg->bx || cfg->splits)))) {
         LOWBIT_REQUIRE(!cfg || (cfg->bx >= 0 && cfg->splits >= 0), LOWBIT_ERR_INVALID_ARGUMENT);
@@ -233,7 +252,7 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
     // W4 too (NOTES v9, H100: 2.0-4.0x the v4 W4 tile kernel at every M >= 256 measured; check_weight already
     // limits W4 groups to multiples of 32 columns, which the kernel serves).
     const bool want_ws = path == LOWBIT_I8_PATH_WS ||
-                         (path == LOWBIT_I8_PATH_AUTO && m >= kWsMinM && !(cfg && (cfg->bx || cfg->splits)));
+                         (path == LOWBIT_I8_PATH_AUTO && (m >= kWsMinM || small_ws) && !(cfg && (cfg->bx || cfg->splits)));
     if (want_ws) {
         // 64, 128 or 256 activation rows per tile; split-K only where the tiles leave SMs idle (the wave model of
         // lowbit_i8_ws_plan, NOTES v14), never forced.

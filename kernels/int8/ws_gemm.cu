@@ -18,46 +18,64 @@ int lowbit_i8_ws_group(int m, int k, int bx) {
     return 4;
 }
 
-// The ws plan (NOTES v12, v14): tile width BX and split-K factor by a wave model. Modeled time of a plan =
-// waves x (stages per unit [+ kFix + kSlice x slices if split]) x BX / eff(BX), waves = ceil(units / SMs), units =
-// tiles x slices; eff = a BX-wide tile's throughput relative to BX = 256, fitted on the H200 sweep of NOTES v11 (W8:
-// 0.85 at 128, 0.6 at 64; W4: 0.6 and 0.33, its expansion costing the same per stage at every BX); ties go to the
-// wider tile. Without split this is v12's ws_bx. Split-K (units of >= 4 stages, <= 16 slices, <= 2 units per SM) is
-// considered only where the best unsplit plan leaves more than a quarter of the SMs idle in its single wave (M = 256
-// on narrow layers: 1024x8192 has 8 weight tiles). kFix = 12 stages (pipeline fill, the slab reds and the last
-// slice's read-back) and kSlice = 1 stage per slice (every slice adds its whole slab into the same addresses): fitted
-// on the H100 sweep of NOTES v14 (BX x slices at M = 256 on 1024x8192 and 2560x5120, W8 and W4), where the plan then
-// picks the swept best on three of the four and no split on 2560x5120 W8 (80 tiles: every split was slower there).
-// force_bx (64 / 128 / 256, 0 = free) fixes the tile width. Returns BX; *splits = K slices (1 = no split-K),
-// *sps = stages per slice.
+// The ws plan (NOTES v12, v14, v15): tile width BX and split-K factor. Returns BX; *splits = K slices (1 = no
+// split-K), *sps = stages per slice. force_bx (64 / 128 / 256, 0 = free) fixes the tile width.
+//
+// M <= 64 (v15, BX = 64: wider tiles only add rows past M): a bandwidth model fitted on the H100 sweep of NOTES v15
+// (M = 16, 11 shapes, W8 and W4-g128, slices 1..8): time = waves x kFixUs + max(weight bytes / HBM, waves x stages
+// per unit x per-stage time of one SM) + kSplitUs if split; the per-stage time is 0.234 us (W8, 16 KB through the
+// bulk-copy ring) or 0.53 us (W4, the expansion); split units hold >= 8 stages, one wave of <= 2 units per SM; ties go
+// to more slices. It picks the swept best on 9 of the 11 shapes (W8 and W4), within 3% on the other two.
+//
+// Larger M: the wave model. Modeled time of a plan = waves x (stages per unit x BX / eff(BX) + kRedPerKB x slab KB if
+// split), waves = ceil(units / SMs), units = tiles x slices; eff = a BX-wide tile's throughput relative to BX = 256,
+// fitted on the H200 sweep of NOTES v11 (W8: 0.85 at 128, 0.6 at 64; W4: 0.6 and 0.33, its expansion costing the same
+// per stage at every BX); ties go to the wider tile, then to fewer slices. The split-K term (v15) is the slab's red
+// time: every unit adds its BX x 128 int32 slab into the workspace at ~3.4 GB/s per SM (H100, NOTES v15: a 128 KB slab
+// costs ~37 us, a 32 KB slab ~10 us, whatever the number of units), i.e. kRedPerKB = 91 stage-units per KB. With it
+// the plan weighs split-K everywhere (v14 only where the unsplit tiles left > 1/4 of the SMs idle, with a constant
+// cost per split) and picks the measured best at all 24 points of the v15 sweep (M = 256 on 11 shapes, 1024x8192 at
+// M = 1024; W8 and W4-g128), except 1024x8192 W4 at M = 256 (64 x 4; v14 measured it within 3% of 128 x 8).
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
-    constexpr int kFix = 12, kSlice = 1;
     const int64_t nt = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW, sms = nsm > 0 ? nsm : 1;
     const int ksteps = int((k + lowbit::i8::kBK - 1) / lowbit::i8::kBK);
+    if (m <= 64 && (force_bx == 0 || force_bx == 64)) {
+        constexpr double kFixUs = 4.2, kHbmBytesPerUs = 3.0e6, kSplitUs = 3.0;
+        const double stage_us = w4 ? 0.53 : 0.234;
+        const double bytes = double(nt) * ksteps * (w4 ? 8192 : 16384);
+        int best_s = 1;
+        double best = 0;
+        for (int s = 1; s <= 16; ++s) {
+            if (s > 1 && nt * s > 2 * sms) break;
+            const int per = (ksteps + s - 1) / s, se = (ksteps + per - 1) / per;
+            if (se != s || (s > 1 && per < 8)) continue;
+            const double waves = double((nt * s + sms - 1) / sms);
+            const double stream = bytes / kHbmBytesPerUs, sm = waves * per * stage_us;
+            const double t = waves * kFixUs + (stream > sm ? stream : sm) + (s > 1 ? kSplitUs : 0.0);
+            if (s == 1 || t <= best) best = t, best_s = s;
+        }
+        *splits = best_s;
+        *sps = (ksteps + best_s - 1) / best_s;
+        return 64;
+    }
+    constexpr double kRedPerKB = 91;
     const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
-    int best = 256, best_s = 1;
+    int best = 0, best_s = 1;
     double best_cost = 0;
-    int64_t best_tiles = 0;
     for (int i = 0; i < 3; ++i) {
         const int bx = 256 >> i;
         if (force_bx && bx != force_bx) continue;
         const int64_t tiles = nt * ((m + bx - 1) / bx);
-        const double cost = double((tiles + sms - 1) / sms) * ksteps * bx / eff[i];
-        if (best_tiles == 0 || cost < best_cost) best = bx, best_cost = cost, best_tiles = tiles;
-    }
-    if (4 * best_tiles < 3 * sms) {
-        for (int i = 0; i < 3; ++i) {
-            const int bx = 256 >> i;
-            if (force_bx && bx != force_bx) continue;
-            const int64_t tiles = nt * ((m + bx - 1) / bx);
-            for (int s = 2; s <= 16 && tiles * s <= 2 * sms; ++s) {
-                const int per = (ksteps + s - 1) / s, se = (ksteps + per - 1) / per;
-                if (per < 4 || se != s) continue;
-                const double cost = double((tiles * se + sms - 1) / sms) * (per + kFix + kSlice * se) * bx / eff[i];
-                if (cost < best_cost) best = bx, best_cost = cost, best_s = se;
-            }
+        for (int s = 1; s <= 16; ++s) {
+            if (s > 1 && tiles * s > 2 * sms) break;
+            const int per = (ksteps + s - 1) / s, se = (ksteps + per - 1) / per;
+            if (se != s || (s > 1 && per < 4)) continue;
+            const double slab_kb = s > 1 ? bx / 2.0 : 0.0;  // BX x 128 int32
+            const double cost = double((tiles * s + sms - 1) / sms) * (per * bx / eff[i] + kRedPerKB * slab_kb);
+            if (best == 0 || cost < best_cost) best = bx, best_cost = cost, best_s = s;
         }
     }
+    if (best == 0) best = force_bx ? force_bx : 256;
     *splits = best_s;
     *sps = (ksteps + best_s - 1) / best_s;
     return best;

@@ -32,12 +32,14 @@ pub enum I8Path {
     /// `wgmma` m64nNk32 s8 (sm_90a builds on Hopper only).
     Wgmma,
     /// Small-M weight streaming on `mma.sync` (any sm_80+ GPU): M ≤ 16; W4 per-channel or with groups of a
-    /// multiple of 128 columns; packed bipolar codes; `bx` 8 or 16 (≥ M). The automatic plan takes it at M ≤ 16.
+    /// multiple of 128 columns; packed bipolar codes; `bx` 8 or 16 (≥ M). The automatic plan takes it at M ≤ 16 except
+    /// where it takes `Ws` (9 ≤ M ≤ 16 on Hopper, see there).
     Stream,
     /// The warp-specialized persistent `wgmma` kernel for large M (sm_90a, W8 and W4 weights, `bx` 64, 128 or 256;
     /// split-K only where its own plan finds the output tiles leave SMs idle, never forced): a producer warp fills a
     /// shared-memory ring by bulk copies / TMA, two consumer warpgroups (W4: expanded to int8 in shared memory). The
-    /// automatic plan takes it for M ≥ 256 where it runs.
+    /// automatic plan takes it for M ≥ 256 where it runs, and at 9 ≤ M ≤ 16 for W8 (and W4 where the 128-row tiles fill
+    /// 60–100% of the SMs), ahead of the streaming kernel there (kernels/int8/NOTES.md v15).
     Ws,
 }
 

@@ -562,10 +562,11 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
     for n in [259usize, 258] {
         ws_epilogues(&dev, ws, 333, n, 528);
     }
-    // Split-K on a small grid (v14): 1024 x 4096 at M = 256 has 8 weight tiles; the plan splits K (workspace),
-    // run_i32 checks the sums and that the workspace is left zero, twice on one plan.
+    // Split-K on a small grid (v14): 512 x 8192 at M = 256 has 4 weight tiles and 64 stages; the plan splits K
+    // (workspace; v15 prices the slab reds, so K must be long enough for a split to pay: 1024 x 4096 no longer
+    // splits), run_i32 checks the sums and that the workspace is left zero, twice on one plan.
     {
-        let (m, n, k) = (256usize, 1024usize, 4096usize);
+        let (m, n, k) = (256usize, 512usize, 8192usize);
         let w = W8Weight::quantize(rand_w(n, k, 47).view()).unwrap();
         let g = Int8Gemm::new_w8(&dev, &w).unwrap();
         assert!(g.plan(&dev, m, I8Config::default()).unwrap().workspace_bytes > 0, "no split-K plan at M = 256");
@@ -667,6 +668,47 @@ fn ws_w4a8_is_exact() {
         probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),
         Err(CudaError::InvalidArgument { .. })
     ));
+}
+
+/// NOTES v15: at 9 <= M <= 16 the automatic plan runs the warp-specialized kernel on Hopper (W8 always; W4 where the
+/// 128-row tiles fill 60-100% of the SMs), BX = 64 tiles with split-K by its bandwidth model (split-K slab rows past M
+/// skipped); elsewhere, and at M <= 8, the streaming kernel. Exact int32 through both (auto and forced `Ws`), odd M / N /
+/// K, single and split grids, the workspace left zero.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn small_m_on_the_ws_kernel_is_exact() {
+    let Some(dev) = device_or_skip("small_m_on_the_ws_kernel_is_exact") else { return };
+    let ws = I8Config { path: Some(I8Path::Ws), ..Default::default() };
+    // W4 rows whose 128-row tiles fill ~80% of this GPU's SMs (the auto plan's W4 ws range), minus a few (odd N).
+    let sms = dev.info().sm_count as usize;
+    let n4 = 128 * (sms * 4 / 5).max(1) - 5;
+    let cases: [(usize, usize, usize); 5] =
+        [(9, 1000, 2080), (13, 77, 4128), (16, 300, 11008), (16, 2560, 5120), (12, n4, 1024)];
+    for (si, &(m, n, k)) in cases.iter().enumerate() {
+        let wf = rand_w(n, k, 90 + si as u64);
+        let w8 = W8Weight::quantize(wf.view()).unwrap();
+        let mut weights = vec![("W8".to_string(), Int8Gemm::new_w8(&dev, &w8).unwrap(), w8.codes.clone())];
+        for group in [None, Some(128)] {
+            if group.is_some_and(|g| !k.is_multiple_of(g)) {
+                continue;
+            }
+            let w4 = W4A8Weight::quantize(wf.view(), group).unwrap();
+            weights.push((format!("W4 {group:?}"), Int8Gemm::new_w4(&dev, &w4).unwrap(), w4.expanded_i8()));
+        }
+        let xs = rand_i8(m * k, 190 + si as u64);
+        let x = upload(&dev, &xs).unwrap();
+        for (name, g, codes) in &weights {
+            let want = gemm_i32(&xs, m, k, codes, n);
+            for cfg in [I8Config::default(), ws] {
+                match run_i32(&dev, g, &x, m, cfg) {
+                    Ok(got) => check_exact(&format!("{name} {cfg:?} m={m} n={n} k={k}"), &got, &want, n),
+                    // No sm_90a warp-specialized kernel on this device: only the forced path may refuse.
+                    Err(CudaError::NoKernel { .. }) if cfg == ws && !wgmma_available(&dev).unwrap() => {}
+                    Err(e) => panic!("{name} {cfg:?} m={m} n={n} k={k}: {e}"),
+                }
+            }
+        }
+    }
 }
 
 /// The small-M streaming path (`I8Path::Stream`, mma.sync, any sm_80+ GPU): exact int32 at M = 1, 3, 7, 16 on odd

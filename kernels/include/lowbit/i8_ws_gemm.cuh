@@ -59,8 +59,8 @@
 //   (BX x 128 int32, fragment order: element j of consumer thread ct at j * 256 + ct, coalesced red.global.add),
 //   fence, and one thread counts the arrival in p.counters[tile]; the last slice to arrive reads the slab back
 //   (zeroing it and the counter, so the workspace is clean for the next call: it must be zero before the first)
-//   and runs the ordinary epilogue, TMA store included. The plan (ws_gemm.cu lowbit_i8_ws_plan) splits only where
-//   the tiles leave SMs idle.
+//   and runs the ordinary epilogue, TMA store included; n8 accumulator blocks wholly past M are neither added nor
+//   read back (v15). The plan (ws_gemm.cu lowbit_i8_ws_plan) weighs each split against the slab's red time.
 #pragma once
 
 #include <cuda.h>
@@ -623,12 +623,17 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 // count the arrival; the last slice of the tile to arrive takes the sums back (and zeroes the slab
                 // and the counter for the next call: the workspace is zero before the first call) and runs the
                 // epilogue. Everyone else goes on to its next unit.
-                const int ct = tid - 128;
+                // Accumulator j holds activation row mb * BX + 8 (j / 4) + 2 tq + (j & 1): n8 blocks that start at or
+                // past M carry only rows the epilogue drops, so they are neither added nor read back (v15: at M = 16
+                // on BX = 64 tiles 3/4 of the slab; those slab words stay zero).
+                const int ct = tid - 128, mrem = p.m - mb * BX;
                 int32_t* slab = p.ws + size_t(t) * (BX * kBW);
 #pragma unroll
                 for (int j = 0; j < BX / 2; ++j)
-                    asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(slab + j * 256 + ct), "r"(acc[j])
-                                 : "memory");
+                    if (8 * (j >> 2) < mrem)
+                        asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(slab + j * 256 + ct),
+                                     "r"(acc[j])
+                                     : "memory");
                 __threadfence();
                 asm volatile("bar.sync 3, 256;\n" ::: "memory");
                 if (ct == 0) split_last = atomicAdd(p.counters + t, 1) == splits - 1;
@@ -637,8 +642,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 __threadfence();
 #pragma unroll
                 for (int j = 0; j < BX / 2; ++j) {
-                    acc[j] = __ldcg(slab + j * 256 + ct);
-                    __stcg(slab + j * 256 + ct, 0);
+                    if (8 * (j >> 2) < mrem) {
+                        acc[j] = __ldcg(slab + j * 256 + ct);
+                        __stcg(slab + j * 256 + ct, 0);
+                    }
                 }
                 if (ct == 0) p.counters[t] = 0;
             }
