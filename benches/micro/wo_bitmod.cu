@@ -7,8 +7,10 @@
 //                       # (random codes / selectors / u8 group scales / f16 channel scales, odd N, g32 and g128,
 //                       # M in {1, 5, 16, 29}, f16 and bf16, NaN-poisoned outputs) + the identity test (X = I gives
 //                       # the dequantized weights bit for bit)
+//                       # BitMoD FP3: Mix3 (byte-permute decode, f16 / bf16, also at 4 blocks per SM) and Lut<3>
+//                       # against the same reference (g32 / g64 / g128), identity bit-exact
 //   ./wo_bitmod bench   # M in {1, 16} on 28672x8192 and 4096x4096: INT4 g128, BitMoD W4 table / Mix4, BitMoD W3
-//                       # table, cuBLAS f16 (libcublas.so.13, dlopen'ed: put its folder on LD_LIBRARY_PATH)
+//                       # table / Mix3 (+ at the old block caps), INT3 g128, Mix4P, cuBLAS f16 (libcublas.so.13, dlopen'ed: put its folder on LD_LIBRARY_PATH)
 //
 // Launches go through wo_gemm.cuh's launch_mt (the production instances' register caps and split re-pick) with the
 // mma.sync plan of wo_launch.cu make_plan (m-tile, ~8 blocks per SM of split-K, X chunk 2048 / MT columns) and the
@@ -29,6 +31,7 @@
 #include "lowbit/wo_gemm.cuh"
 
 using namespace lowbit::wo;
+using lowbit::prmt;
 #define CK MICRO_CK
 
 static int g_sms = 132;
@@ -54,7 +57,68 @@ static void mix4_pos(int e, int& mbase, int& sbit) {
     sbit = sb[e >> 1] + 16 * (e & 1);
 }
 
-enum Layout { kInt4 = 0, kLut4 = 1, kMix4 = 2, kLut3 = 3 };
+enum Layout { kInt4 = 0, kLut4 = 1, kMix4 = 2, kLut3 = 3, kMix3 = 4, kMix4P = 5 };
+
+// BitMoD FP3 grid values: magnitudes 0, 1, 2, 4; code 100 = the special value by selector.
+static int grid3(int sel, int code) {
+    static const int mag[4] = {0, 1, 2, 4}, sv[4] = {3, -3, 6, -6};
+    if (code == 4) return sv[sel];
+    return (code & 4) ? -mag[code & 3] : mag[code & 3];
+}
+
+// Mix3: nibble of fragment element a_e within a tile's selector word (a0, a1, a4, a5, a2, a3, a6, a7).
+static int mix3_nib(int e) {
+    static const int nib[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    return nib[e];
+}
+
+// Mix3 at the generic 3-bit block caps (3 per SM at the 8-row m-tile, 2 at the 16-row one), i.e. before the library
+// gave f16 Mix3 one block more at both (occupancy lever, v8: blocks per SM decide the speed of this kernel).
+struct Mix3Old : Mix3 {};
+
+// ---- Mix4P: BitMoD FP4 by byte permutes (experiment, this harness only; measured no faster than Mix4: NOTES.md) ----
+// Every BitMoD FP4 grid value (0, ±1, ±2, ±3, ±4, ±6, ±8, ±12 and the SVs ±10, ±16) is an f16 with a zero low byte.
+// Per four codes of one row (selector nibbles: magnitude in bits 0..2, sign in bit 3): one PRMT looks the magnitudes up
+// in the positive table, one in the negative table (its byte 0 = the group's SV: code 1000), one sign-replicating PRMT
+// turns the four sign bits into byte masks, one LOP3 selects, and two PRMTs spread the bytes into f16 pairs.
+// Tile word: code a_i in nibble [0, 1, 4, 5, 2, 3, 6, 7][i] (row g's four codes in the low half). 15 per tile.
+__device__ __forceinline__ uint32_t prmt_sx(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));  // with the sign-replicate bit of c
+    return d;
+}
+struct Mix4P {
+    static constexpr int kTiles = 4, kBits = 4;
+    static constexpr bool kHasHi = false, kIsLut = false;
+    static constexpr int kEntries = 0;
+    static constexpr uint32_t kPos0 = 0x42403C00u, kPos1 = 0x4A484644u, kNeg0 = 0xC2C0BC00u, kNeg1 = 0xCAC8C6C4u;
+    // f16 high byte of the SV by selector: +10 (0x4900), -10, +16 (0x4C00), -16.
+    __host__ __device__ static constexpr uint32_t sv_f16(uint32_t sel) { return 0x49u + (sel >> 1) * 3u + (sel & 1u) * 0x80u; }
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        c.zc[0] = kNeg0 | sv_f16(aux & 3u);
+        c.zc[1] = kNeg0 | sv_f16((aux >> 8) & 3u);
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j], mm = q & 0x77777777u, mm8 = mm >> 16, q4 = q << 4;
+        const uint32_t tp = lowbit::prmt(kPos0, kPos1, mm), tn = lowbit::prmt(c.zc[0], kNeg1, mm), mk = prmt_sx(q, q4, 0x9D8Cu);
+        const uint32_t tp8 = lowbit::prmt(kPos0, kPos1, mm8), tn8 = lowbit::prmt(c.zc[1], kNeg1, mm8), mk8 = prmt_sx(q, q4, 0xBFAEu);
+        const uint32_t t = (tn & mk) | (tp & ~mk), t8 = (tn8 & mk8) | (tp8 & ~mk8);
+        uint32_t h[4] = {prmt(t, 0u, 0x1404u), prmt(t8, 0u, 0x1404u), prmt(t, 0u, 0x3424u), prmt(t8, 0u, 0x3424u)};
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            if constexpr (std::is_same_v<T, __half>) {
+                a[r] = h[r];
+            } else {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[r]));
+                a[r] = lowbit::wo::Pair<T>::pack(f.x, f.y);
+            }
+        }
+    }
+};
+
+
 
 struct Weight {
     int n, k, k_pad, strips, ksteps, groups, gl, kstep;
@@ -132,6 +196,8 @@ static Weight make_bitmod4(int n, int k, int gl, Layout lay, uint32_t seed) {
                         const uint32_t c = (row < n && col < k) ? uint32_t(code[size_t(row) * k + col]) : 0u;  // pad: +0
                         if (lay == kLut4) {
                             word |= c << (4 * e);
+                        } else if (lay == kMix4P) {
+                            word |= c << (4 * mix3_nib(e));
                         } else {
                             int mb, sb;
                             mix4_pos(e, mb, sb);
@@ -161,17 +227,79 @@ static Weight make_bitmod4(int n, int k, int gl, Layout lay, uint32_t seed) {
     return w;
 }
 
+// A random BitMoD FP3 weight in the Mix3 or Lut3 tiled layout (same codes for the same seed), with its dequantized
+// values grid * (q_g * chan) (exact in f32).
+static Weight make_bitmod3(int n, int k, int gl, Layout lay, uint32_t seed) {
+    std::mt19937 rng(seed);
+    Weight w{};
+    w.n = n, w.k = k, w.kstep = 128, w.gl = gl;
+    w.k_pad = (k + 127) / 128 * 128;
+    w.strips = (n + 15) / 16, w.ksteps = w.k_pad / 128, w.groups = w.k_pad / gl;
+    const int ng = w.groups;
+    std::vector<int> code(size_t(n) * k), sel(size_t(n) * ng), q(size_t(n) * ng);
+    std::vector<float> ch(n);
+    for (auto& c : code) c = int(rng() % 8);
+    for (auto& s : sel) s = int(rng() % 4);
+    for (auto& v : q) v = 1 + int(rng() % 255);
+    for (auto& c : ch) c = __half2float(__float2half(1e-4f * float(1 + rng() % 400)));
+    w.deq.assign(size_t(n) * k, 0.f);
+    for (int r = 0; r < n; ++r)
+        for (int c = 0; c < k; ++c)
+            w.deq[size_t(r) * k + c] =
+                float(grid3(sel[size_t(r) * ng + c / gl], code[size_t(r) * k + c])) * (float(q[size_t(r) * ng + c / gl]) * ch[r]);
+    w.words.assign(size_t(w.strips) * w.ksteps * 128, 0);
+    w.hi.assign(size_t(w.strips) * w.ksteps * 64, 0);
+    for (int s = 0; s < w.strips; ++s)
+        for (int ks = 0; ks < w.ksteps; ++ks)
+            for (int lane = 0; lane < 32; ++lane) {
+                uint32_t* wd = &w.words[((size_t(s) * w.ksteps + ks) * 32 + lane) * 4];
+                uint32_t* hd = &w.hi[((size_t(s) * w.ksteps + ks) * 32 + lane) * 2];
+                auto word6 = [&](int i) -> uint32_t& { return i < 4 ? wd[i] : hd[i - 4]; };
+                for (int j = 0; j < 8; ++j)
+                    for (int e = 0; e < 8; ++e) {
+                        int rr, cc;
+                        lane_elem(e, lane, rr, cc);
+                        const int row = s * 16 + rr, col = ks * 128 + j * 16 + cc;
+                        const uint32_t c = (row < n && col < k) ? uint32_t(code[size_t(row) * k + col]) : 0u;  // pad: +0
+                        if (lay == kLut3) {
+                            wd[j / 2] |= (c & 3u) << (16 * (j % 2) + 2 * e);
+                            hd[j / 4] |= ((c >> 2) & 1u) << (8 * (j % 4) + e);
+                        } else if (j < 6) {
+                            word6(j) |= c << (4 * mix3_nib(e));
+                        } else {
+                            for (int b = 0; b < 3; ++b) word6(3 * (j - 6) + b) |= ((c >> b) & 1u) << (4 * mix3_nib(e) + 3);
+                        }
+                    }
+            }
+    w.meta.assign(size_t(w.strips) * ng * 16, 0);
+    for (int s = 0; s < w.strips; ++s)
+        for (int gi = 0; gi < ng; ++gi)
+            for (int g = 0; g < 8; ++g) {
+                const int ra = s * 16 + g, rb = ra + 8;
+                auto sc = [&](int r) -> uint32_t { return r < n ? __half_as_ushort(__float2half(float(q[size_t(r) * ng + gi]))) : 0u; };
+                auto ax = [&](int r) -> uint32_t { return r < n ? uint32_t(sel[size_t(r) * ng + gi]) : 0u; };
+                uint32_t* m = &w.meta[((size_t(s) * ng + gi) * 8 + g) * 2];
+                m[0] = sc(ra) | (sc(rb) << 16);
+                m[1] = ax(ra) | (ax(rb) << 8);
+            }
+    w.chan.assign(size_t(w.strips) * 16, 0.f);
+    for (int r = 0; r < n; ++r) w.chan[r] = ch[r];
+    w.upload();
+    if (lay == kLut3) upload_bitmod_tables(w, 3);
+    return w;
+}
+
 // Random codes of any layout (timing only).
 static Weight make_random(int n, int k, Layout lay, uint32_t seed) {
     std::mt19937 rng(seed);
     Weight w{};
-    const int tiles = lay == kLut3 ? 8 : 4;
+    const int tiles = lay == kLut3 || lay == kMix3 ? 8 : 4;
     w.n = n, w.k = k, w.kstep = tiles * 16, w.gl = 128;
     w.k_pad = (k + w.kstep - 1) / w.kstep * w.kstep;
     w.strips = (n + 15) / 16, w.ksteps = w.k_pad / w.kstep, w.groups = w.k_pad / 128;
     w.words.resize(size_t(w.strips) * w.ksteps * 128);
     for (auto& v : w.words) v = rng();
-    if (lay == kLut3) {
+    if (lay == kLut3 || lay == kMix3) {
         w.hi.resize(size_t(w.strips) * w.ksteps * 64);
         for (auto& v : w.hi) v = rng();
     }
@@ -333,12 +461,46 @@ static void run_checks() {
             check_gemm<Mix4, __nv_bfloat16>("mix4", mix, m, ++seed);
             check_gemm<Lut<4>, __half>("lut4", lut, m, ++seed);
         }
+        Weight mixp = make_bitmod4(sh[0], sh[1], sh[2], kMix4P, 100 + seed);
+        for (int m : {1, 5, 16, 29}) {
+            check_gemm<Mix4P, __half>("mix4p", mixp, m, ++seed);
+            check_gemm<Mix4P, __nv_bfloat16>("mix4p", mixp, m, ++seed);
+        }
+        mixp.free_dev();
         mix.free_dev(), lut.free_dev();
+    }
+    // BitMoD FP3: Mix3 (byte-permute decode) against the pair tables and the f64 reference, same codes.
+    const int shapes3[][3] = {{37, 384, 128}, {300, 1024, 128}, {149, 2048, 128}, {45, 320, 32}, {16, 8192, 128}, {53, 8192, 64}};
+    for (auto& sh : shapes3) {
+        Weight mix = make_bitmod3(sh[0], sh[1], sh[2], kMix3, 300 + seed);
+        Weight lut = make_bitmod3(sh[0], sh[1], sh[2], kLut3, 300 + seed);
+        for (int m : {1, 5, 16, 29}) {
+            check_gemm<Mix3, __half>("mix3", mix, m, ++seed);
+            check_gemm<Mix3, __nv_bfloat16>("mix3", mix, m, ++seed);
+            check_gemm<Mix3Old, __half>("mix3old", mix, m, ++seed);
+            check_gemm<Lut<3>, __half>("lut3", lut, m, ++seed);
+        }
+        mix.free_dev(), lut.free_dev();
+    }
+    {
+        Weight mix3 = make_bitmod3(40, 384, 128, kMix3, 9);
+        Weight lut3 = make_bitmod3(40, 384, 128, kLut3, 9);
+        check_identity<Mix3, __half>("mix3", mix3);
+        check_identity<Mix3, __nv_bfloat16>("mix3", mix3);
+        check_identity<Mix3Old, __half>("mix3old", mix3);
+        check_identity<Lut<3>, __half>("lut3", lut3);
+        mix3.free_dev(), lut3.free_dev();
     }
     Weight mix = make_bitmod4(40, 256, 128, kMix4, 7);
     Weight lut = make_bitmod4(40, 256, 128, kLut4, 7);
     check_identity<Mix4, __half>("mix4", mix);
     check_identity<Mix4, __nv_bfloat16>("mix4", mix);
+    {
+        Weight mixp = make_bitmod4(40, 256, 128, kMix4P, 7);
+        check_identity<Mix4P, __half>("mix4p", mixp);
+        check_identity<Mix4P, __nv_bfloat16>("mix4p", mixp);
+        mixp.free_dev();
+    }
     check_identity<Lut<4>, __half>("lut4", lut);
     mix.free_dev(), lut.free_dev();
     printf("checks: %d passed, %d failed\n", g_pass, g_fail);
@@ -348,7 +510,7 @@ static void run_checks() {
 template <class Fmt>
 static float bench_fmt(int n, int k, Layout lay, int m) {
     const Weight probe = make_random(16, 128, lay, 1);
-    const size_t bytes = size_t(n) * k / 2;
+    const size_t bytes = size_t(n) * k * (lay == kLut3 || lay == kMix3 ? 3 : 4) / 8;
     const int nc = micro::copies_for(bytes);
     std::vector<Weight> ws;
     for (int i = 0; i < nc; ++i) ws.push_back(make_random(n, k, lay, 10 + i));
@@ -375,11 +537,17 @@ static void run_bench() {
             const float i4 = bench_fmt<Int4>(n, k, kInt4, m);
             const float l4 = bench_fmt<Lut<4>>(n, k, kLut4, m);
             const float x4 = bench_fmt<Mix4>(n, k, kMix4, m);
+            const float x4p = bench_fmt<Mix4P>(n, k, kMix4P, m);
             const float l3 = bench_fmt<Lut<3>>(n, k, kLut3, m);
+            const float x3 = bench_fmt<Mix3>(n, k, kMix3, m);
+            const float x3b = bench_fmt<Mix3Old>(n, k, kMix3, m);
+            const float i3 = bench_fmt<IntLow<3>>(n, k, kLut3, m);
             printf("bench %5dx%-5d m=%-2d cublas_f16 %7.1f us | int4-g128 %6.1f (%.2fx cuBLAS) | bitmod-w4 table %6.1f "
                    "(%.2fx int4 speed) | bitmod-w4 mix4 %6.1f (%.2fx int4 speed, %.2fx cuBLAS) | bitmod-w3 table %6.1f "
-                   "(W4-int4 time / W3 = %.2f)\n",
-                   n, k, m, cub, i4, cub / i4, l4, i4 / l4, x4, i4 / x4, cub / x4, l3, i4 / l3);
+                   "(W4-int4 time / W3 = %.2f) | bitmod-w3 mix3 %6.1f (int4 / W3 = %.2f, mix4 / W3 = %.2f, %.2fx cuBLAS) "
+                   "| mix3 at the old caps (3 / 2 blocks per SM) %6.1f | int3-g128 %6.1f | bitmod-w4 mix4p (PRMT) %6.1f (%.2fx int4 speed)\n",
+                   n, k, m, cub, i4, cub / i4, l4, i4 / l4, x4, i4 / x4, cub / x4, l3, i4 / l3, x3, i4 / x3, x4 / x3,
+                   cub / x3, x3b, i3, x4p, i4 / x4p);
             fflush(stdout);
         }
     }

@@ -240,7 +240,10 @@ enum lowbit_wo_format {
     LOWBIT_WO_LUT4 = 6,
     /** BitMoD FP4 codes decoded arithmetically (no table: lut may be NULL; channel_scales hold 2^15 x the channel
      *  scale, the aux selector picks the special value). */
-    LOWBIT_WO_MIX4 = 7
+    LOWBIT_WO_MIX4 = 7,
+    /** BitMoD FP3 codes decoded by byte permutes (no table: lut may be NULL; the aux selector picks the special
+     *  value; 8 tiles per k-step with the high-bit stream, layout in docs/formats.md). */
+    LOWBIT_WO_MIX3 = 8
 };
 
 /** A tiled weight in device memory (every pointer is a device pointer). */

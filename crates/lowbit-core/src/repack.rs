@@ -18,7 +18,7 @@
 //! row g in byte 0 and row g+8 in byte 1).
 
 use crate::affine::IntAffineWeight;
-use crate::bitmod::{MixedWeight, value_table};
+use crate::bitmod::MixedWeight;
 use crate::error::{LowbitError, Result};
 use crate::granularity::Granularity;
 use crate::lut::LutWeight;
@@ -46,6 +46,11 @@ pub enum TiledFormat {
     /// BitMoD FP4 for the arithmetic decoder: one word per tile; code `a_{2r+h}` (register `r`, half `h`) has its
     /// 3 magnitude bits at `16h + [9, 0, 3, 12][r]` and its sign bit at `16h + [15, 6, 7, 8][r]`.
     Mix4 = 7,
+    /// BitMoD FP3 for the byte-permute decoder (no shared-memory table): a k-step's six words per lane (the four
+    /// main words, then the two high-bit-stream words) `W0..W5`. Tile `j < 6` holds its codes in `Wj`, code `a_i` at
+    /// bits `4·n .. 4·n + 2` with nibble `n = [0, 1, 4, 5, 2, 3, 6, 7][i]`; bit `4·n + 3` of every word is spare.
+    /// Tiles 6 and 7 live in the spare bits: bit `b` of code `a_i` of tile `6 + u` is bit `4·n + 3` of `W_{3u + b}`.
+    Mix3 = 8,
 }
 
 impl TiledFormat {
@@ -54,21 +59,21 @@ impl TiledFormat {
         match self {
             TiledFormat::Int4 | TiledFormat::Lut4 | TiledFormat::Mix4 => 4,
             TiledFormat::Int8 => 2,
-            TiledFormat::Int2 | TiledFormat::Int3 | TiledFormat::Lut2 | TiledFormat::Lut3 => 8,
+            TiledFormat::Int2 | TiledFormat::Int3 | TiledFormat::Lut2 | TiledFormat::Lut3 | TiledFormat::Mix3 => 8,
         }
     }
     /// Bits per code.
     pub fn bits(self) -> u32 {
         match self {
             TiledFormat::Int2 | TiledFormat::Lut2 => 2,
-            TiledFormat::Int3 | TiledFormat::Lut3 => 3,
+            TiledFormat::Int3 | TiledFormat::Lut3 | TiledFormat::Mix3 => 3,
             TiledFormat::Int4 | TiledFormat::Lut4 | TiledFormat::Mix4 => 4,
             TiledFormat::Int8 => 8,
         }
     }
     /// Whether the 3-bit high-bit stream is present (two words per lane per k-step).
     pub fn has_hi(self) -> bool {
-        matches!(self, TiledFormat::Int3 | TiledFormat::Lut3)
+        matches!(self, TiledFormat::Int3 | TiledFormat::Lut3 | TiledFormat::Mix3)
     }
     /// Whether codes index a value table.
     pub fn is_lut(self) -> bool {
@@ -104,8 +109,8 @@ pub struct TiledWeight {
     pub meta: Vec<u32>,
     /// Per-row scale applied after the K reduction (BitMoD `Δ_ch`; [`TiledFormat::Mix4`]: `2^15 · Δ_ch`); empty = 1.
     pub channel_scales: Vec<f32>,
-    /// Value tables `[n_tables][2^bits]` for table formats (BitMoD FP3: 4 tables by selector); empty for INT and
-    /// [`TiledFormat::Mix4`].
+    /// Value tables `[n_tables][2^bits]` for table formats (NF4, LUTs); empty for INT and the BitMoD formats
+    /// ([`TiledFormat::Mix4`], [`TiledFormat::Mix3`]).
     pub lut: Vec<f32>,
     /// Act-order: the kernel's column `j` is the caller's column `perm[j]` (X is gathered first).
     pub perm: Option<Vec<u32>>,
@@ -184,8 +189,8 @@ impl TiledWeight {
     }
 
     fn from_mixed(w: &MixedWeight) -> Result<Self> {
-        // FP4: the arithmetic decoder (no table); FP3: value tables.
-        let format = if w.bits == 4 { TiledFormat::Mix4 } else { TiledFormat::Lut3 };
+        // FP4: the arithmetic decoder, FP3: the byte-permute decoder (neither reads a table).
+        let format = if w.bits == 4 { TiledFormat::Mix4 } else { TiledFormat::Mix3 };
         let ng = w.n_groups();
         let codes = w.unpacked_codes();
         let src = Source {
@@ -198,13 +203,10 @@ impl TiledWeight {
         };
         let mut t = Self::build(format, &src, false)?;
         // Mix4 decodes grid values times 2^-15 (an f16 bit placement, see TiledFormat::Mix4): the channel scale
-        // carries the 2^15 (exact in f32).
+        // carries the 2^15 (exact in f32). Mix3 decodes the grid values themselves.
         let fold = if format == TiledFormat::Mix4 { 32768.0 } else { 1.0 };
         t.channel_scales =
             (0..t.n_pad).map(|r| if r < w.n { w.channel_scales[r].to_f32() * fold } else { 0.0 }).collect();
-        if format.is_lut() {
-            t.lut = (0..4u8).flat_map(|s| value_table(w.bits, s).into_iter().map(f32::from)).collect();
-        }
         Ok(t)
     }
 
@@ -342,6 +344,15 @@ impl TiledWeight {
                 let (mb, sb) = mix4_pos(i);
                 ((w[j] >> mb) & 7) | ((w[j] >> sb) & 1) << 3
             }
+            TiledFormat::Mix3 => {
+                let word = |x: usize| -> u32 { if x < 4 { w[x] } else { self.hi_words[hbase + x - 4] } };
+                let n = MIX3_NIBBLE[i];
+                if j < 6 {
+                    (word(j) >> (4 * n)) & 7
+                } else {
+                    (0..3).map(|b| ((word(3 * (j - 6) + b) >> (4 * n + 3)) & 1) << b).sum()
+                }
+            }
             TiledFormat::Int8 => (w[2 * j + i / 4] >> (8 * (i % 4))) & 255,
             TiledFormat::Int2 | TiledFormat::Int3 => {
                 let (p, h) = (j % 2, i % 2);
@@ -380,6 +391,10 @@ fn mix4_pos(i: usize) -> (usize, usize) {
     (MAG[i / 2] + 16 * (i % 2), SIGN[i / 2] + 16 * (i % 2))
 }
 
+/// [`TiledFormat::Mix3`] nibble of code `a_i` within a tile's selector word: row `g`'s codes `(a0, a1, a4, a5)` in
+/// nibbles 0..3 (one PRMT looks them up), row `g + 8`'s `(a2, a3, a6, a7)` in nibbles 4..7.
+const MIX3_NIBBLE: [usize; 8] = [0, 1, 4, 5, 2, 3, 6, 7];
+
 /// Writes the eight codes `a` of tile `j` (within the k-step) into a lane's words.
 fn pack_tile(format: TiledFormat, j: usize, a: &[u32; 8], words: &mut [u32], hi: &mut [u32], hbase: usize) {
     match format {
@@ -399,6 +414,19 @@ fn pack_tile(format: TiledFormat, j: usize, a: &[u32; 8], words: &mut [u32], hi:
             for (i, &c) in a.iter().enumerate() {
                 let (mb, sb) = mix4_pos(i);
                 words[j] |= (c & 7) << mb | ((c >> 3) & 1) << sb;
+            }
+        }
+        TiledFormat::Mix3 => {
+            let mut put = |x: usize, v: u32| if x < 4 { words[x] |= v } else { hi[hbase + x - 4] |= v };
+            for (i, &c) in a.iter().enumerate() {
+                let n = MIX3_NIBBLE[i];
+                if j < 6 {
+                    put(j, (c & 7) << (4 * n));
+                } else {
+                    for b in 0..3 {
+                        put(3 * (j - 6) + b, ((c >> b) & 1) << (4 * n + 3));
+                    }
+                }
             }
         }
         TiledFormat::Int8 => {

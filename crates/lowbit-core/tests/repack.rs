@@ -94,7 +94,17 @@ fn table_formats_roundtrip() {
     let m = MixedWeight::quantize(weights(20, 256, 5).view(), 4, 128).unwrap();
     check_roundtrip(&QuantizedWeight::Mixed(m), TiledFormat::Mix4);
     let m3 = MixedWeight::quantize(weights(20, 384, 6).view(), 3, 64).unwrap();
-    check_roundtrip(&QuantizedWeight::Mixed(m3), TiledFormat::Lut3);
+    check_roundtrip(&QuantizedWeight::Mixed(m3), TiledFormat::Mix3);
+    // K not a multiple of the 128-column k-step: padding codes are zero in the spare-bit tiles too.
+    let m3 = MixedWeight::quantize(weights(19, 320, 16).view(), 3, 32).unwrap();
+    check_roundtrip(&QuantizedWeight::Mixed(m3), TiledFormat::Mix3);
+    let lut3 = LutWeight::quantize(
+        weights(18, 256, 9).view(),
+        &[-1.0, -0.6, -0.3, -0.1, 0.1, 0.3, 0.6, 1.0],
+        Granularity::Group(64),
+    )
+    .unwrap();
+    check_roundtrip(&QuantizedWeight::Lut(lut3), TiledFormat::Lut3);
     let nf4 = LutWeight::quantize(weights(18, 192, 7).view(), &NF4, Granularity::Group(64)).unwrap();
     check_roundtrip(&QuantizedWeight::Lut(nf4), TiledFormat::Lut4);
     let lut2 =
@@ -126,11 +136,11 @@ fn metadata_sits_at_strip_group_row() {
 }
 
 #[test]
-fn mixed_tables_and_channel_scales() {
+fn mixed_channel_scales() {
     let m = MixedWeight::quantize(weights(20, 128, 12).view(), 3, 32).unwrap();
     let t = TiledWeight::from_weight(&QuantizedWeight::Mixed(m.clone())).unwrap();
-    assert_eq!(t.lut.len(), 4 * 8);
-    assert_eq!(&t.lut[0..8], &[0.0, 1.0, 2.0, 4.0, 3.0, -1.0, -2.0, -4.0]); // FP3 ER+: code 4 -> +3
+    assert_eq!(t.format, TiledFormat::Mix3);
+    assert!(t.lut.is_empty(), "BitMoD FP3 decodes without tables (Mix3)");
     assert_eq!(t.channel_scales.len(), t.n_pad);
     assert_eq!(t.channel_scales[3], m.channel_scales[3].to_f32());
     assert_eq!(t.channel_scales[t.n_pad - 1], 0.0);
@@ -205,6 +215,100 @@ fn mix4_decoder_emulation_matches_the_grid() {
             let ind = (v.to_f32() * 8192.0 - 2.0).max(0.0);
             let a = f16::from_f32(ind * sv.to_f32() + p.to_f32());
             assert_eq!(a.to_f32() * 32768.0, f32::from(grid_value(4, sel, code)), "selector {sel} code {code}");
+        }
+    }
+}
+
+/// PTX `prmt.b32` (default mode): byte `i` of the result is byte `c[4i+2..4i]` of `{b, a}`, or that byte's sign
+/// replicated when bit `4i + 3` of `c` is set; only `c[15:0]` is read.
+fn prmt(a: u32, b: u32, c: u32) -> u32 {
+    let bytes = (u64::from(b) << 32 | u64::from(a)).to_le_bytes();
+    (0..4).fold(0u32, |r, i| {
+        let nib = (c >> (4 * i)) & 15;
+        let v = bytes[(nib & 7) as usize];
+        let v = if nib & 8 != 0 { if v & 0x80 != 0 { 0xFF } else { 0 } } else { v };
+        r | u32::from(v) << (8 * i)
+    })
+}
+
+/// The kernel's Mix3 decoder (`kernels/include/lowbit/wo_decode.cuh`, `Mix3`), emulated instruction by instruction
+/// (selector words, table PRMTs, spreading PRMTs, per-group table words from the selector), must give every element's
+/// BitMoD grid value in f16 and in bf16, read against the plain weight's codes and selectors (not the packer's).
+#[test]
+fn mix3_decoder_emulation_matches_the_grid() {
+    use half::bf16;
+    use lowbit_core::bitmod::grid_value;
+    for (n, k, group) in [(37usize, 384usize, 128usize), (21, 320, 32)] {
+        let m = MixedWeight::quantize(weights(n, k, 17 + k as u64).view(), 3, group).unwrap();
+        let t = TiledWeight::from_weight(&QuantizedWeight::Mixed(m.clone())).unwrap();
+        assert_eq!(t.format, TiledFormat::Mix3);
+        assert!(t.lut.is_empty(), "Mix3 needs no value tables");
+        for r in 0..m.n {
+            assert_eq!(t.channel_scales[r], m.channel_scales[r].to_f32(), "row {r}: channel scale unchanged");
+        }
+        let codes = m.unpacked_codes();
+        let ksteps = t.k_pad / 128;
+        let ng = t.groups();
+        for s in 0..t.n_pad / 16 {
+            for ks in 0..ksteps {
+                for lane in 0..32 {
+                    let base = ((s * ksteps + ks) * 32 + lane) * 4;
+                    let hbase = ((s * ksteps + ks) * 32 + lane) * 2;
+                    let (w, h) = (&t.words[base..base + 4], &t.hi_words[hbase..hbase + 2]);
+                    let (g, tt) = (lane / 4, lane % 4);
+                    for j in 0..8 {
+                        let sel = if j < 6 {
+                            (if j < 4 { w[j] } else { h[j - 4] }) & 0x7777_7777
+                        } else {
+                            let (x0, x1, x2) = if j == 6 { (w[0], w[1], w[2]) } else { (w[3], h[0], h[1]) };
+                            ((x0 >> 3) & 0x1111_1111) | ((x1 >> 2) & 0x2222_2222) | ((x2 >> 1) & 0x4444_4444)
+                        };
+                        let col0 = (ks * 8 + j) * 16;
+                        let gi = col0 / t.group_len;
+                        let aux = t.meta[((s * ng + gi) * 8 + g) * 2 + 1];
+                        let (sg, sg8) = (aux & 3, (aux >> 8) & 3);
+                        // f16: table words, then the four fragment registers.
+                        let sv = |x: u32| 0x42 + (x & 2) * 2 + (x & 1) * 0x80;
+                        let (tg, tg8) = (
+                            prmt(0x4440_3C00, 0xC4C0_BC00 | sv(sg), sel),
+                            prmt(0x4440_3C00, 0xC4C0_BC00 | sv(sg8), sel >> 16),
+                        );
+                        let f = [prmt(tg, 0, 0x1404), prmt(tg8, 0, 0x1404), prmt(tg, 0, 0x3424), prmt(tg8, 0, 0x3424)];
+                        // bf16: high- and low-byte tables.
+                        let (svh, svl) = (|x: u32| 0x40 + (x & 1) * 0x80, |x: u32| 0x40 + (x & 2) * 0x40);
+                        let (hg, hg8) = (
+                            prmt(0x4040_3F00, 0xC0C0_BF00 | svh(sg), sel),
+                            prmt(0x4040_3F00, 0xC0C0_BF00 | svh(sg8), sel >> 16),
+                        );
+                        let (lg, lg8) = (
+                            prmt(0x8000_8000, 0x8000_8000 | svl(sg), sel),
+                            prmt(0x8000_8000, 0x8000_8000 | svl(sg8), sel >> 16),
+                        );
+                        let b = [
+                            prmt(lg, hg, 0x5140),
+                            prmt(lg8, hg8, 0x5140),
+                            prmt(lg, hg, 0x7362),
+                            prmt(lg8, hg8, 0x7362),
+                        ];
+                        for reg in 0..4 {
+                            for half in 0..2 {
+                                let e = 2 * reg + half; // fragment element a_e
+                                let row = s * 16 + g + 8 * ((e >> 1) & 1);
+                                let col = col0 + 2 * tt + (e & 1) + 8 * (e >> 2);
+                                let want = if row < n && col < k {
+                                    f32::from(grid_value(3, m.selector(row, col / group), codes[row * k + col]))
+                                } else {
+                                    0.0
+                                };
+                                let vf = f16::from_bits((f[reg] >> (16 * half)) as u16).to_f32();
+                                let vb = bf16::from_bits((b[reg] >> (16 * half)) as u16).to_f32();
+                                assert_eq!(vf, want, "f16 strip {s} step {ks} lane {lane} tile {j} a{e}");
+                                assert_eq!(vb, want, "bf16 strip {s} step {ks} lane {lane} tile {j} a{e}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

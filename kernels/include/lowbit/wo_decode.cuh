@@ -287,5 +287,74 @@ struct Mix4 {
     }
 };
 
+// ---- BitMoD FP3 (mixed datatype), byte-permute decode: no shared-memory table -------------------------------
+// A BitMoD FP3 code is sign (bit 2) + E2M0 magnitude (bits 1..0: 0, 1, 2, 4); code 100 (-0) is the group's special value
+// (selector 0..3: +3, -3, +6, -6). Every value v of the 8 codes, as f16 (and as bf16), has at most two significant bits,
+// so its f16 is (high byte) << 8: one PRMT against two per-group table registers looks up FOUR codes at once (a 3-bit
+// index per selector nibble, bit 3 of each nibble clear), and two more PRMTs spread the four high bytes into the two
+// f16 pairs of the A fragment with zero low bytes:
+//   tg  = prmt(kF16Lo, hi_g, sel)        bytes (v(a0), v(a1), v(a4), v(a5)) of row g   (selector nibbles 0..3)
+//   a0  = prmt(tg, 0, 0x1404)            f16 pair (a0, a1): bytes (0, tg.0, 0, tg.1)
+//   a2  = prmt(tg, 0, 0x3424)            f16 pair (a4, a5)
+// and the same for row g + 8 from sel >> 16 (nibbles 4..7: a2, a3, a6, a7). kF16Lo holds codes 0..3 (0, 1, 2, 4: the
+// same for every group), hi_g codes 4..7 (SV, -1, -2, -4: byte 0 set once per group from the selector, like INT4's
+// zero-point constants). Outputs are the grid values themselves (no scale to fold). bf16 values need both bytes
+// (1.0 = 0x3F80): two lookups per four codes (high and low byte tables) and one PRMT per pair interleaving them.
+// Per tile: 2 (selector) + 2 + 4 PRMTs (f16) against INT4's 10 and the pair table's 4 shared-memory loads + ~8.
+// Tile words (lowbit-core repack.rs, TiledFormat::Mix3): the lane's six words of a k-step (w[0..3], then the
+// high-bit stream's h[0..1]: 24 bytes for 8 tiles, as INT3) W0..W5. Tile j < 6 has its 8 codes in word Wj, code of
+// nibble n at bits 4n..4n+2, nibbles (a0, a1, a4, a5, a2, a3, a6, a7); bit 4n+3 of every word is spare. Tiles 6 and
+// 7 live in the spare bits: bit b of tile 6's nibble-n code is bit 4n+3 of W_b, of tile 7's of W_{3+b}.
+struct Mix3 {
+    static constexpr int kTiles = 8, kBits = 3;
+    static constexpr bool kHasHi = true, kIsLut = false;
+    static constexpr int kEntries = 0;
+    // f16 high bytes of the codes 0..3 (0, 1, 2, 4) and 5..7 (-1, -2, -4); byte 0 of the second word = the SV's.
+    static constexpr uint32_t kF16Lo = 0x44403C00u, kF16Hi = 0xC4C0BC00u;
+    // bf16 high and low bytes of the same values (1 = 0x3F80, 2 = 0x4000, 4 = 0x4080).
+    static constexpr uint32_t kBfHiLo = 0x40403F00u, kBfHiHi = 0xC0C0BF00u, kBfLoLo = 0x80008000u, kBfLoHi = 0x80008000u;
+    // The SV's bytes by selector: +3 (f16 0x4200, bf16 0x4040), -3, +6 (0x4600, 0x40C0), -6.
+    __host__ __device__ static constexpr uint32_t sv_f16(uint32_t sel) { return 0x42u + (sel & 2u) * 2u + (sel & 1u) * 0x80u; }
+    __host__ __device__ static constexpr uint32_t sv_bf16_hi(uint32_t sel) { return 0x40u + (sel & 1u) * 0x80u; }
+    __host__ __device__ static constexpr uint32_t sv_bf16_lo(uint32_t sel) { return 0x40u + (sel & 2u) * 0x40u; }
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        const uint32_t sg = aux & 3u, sg8 = (aux >> 8) & 3u;
+        if constexpr (std::is_same_v<T, __half>) {
+            c.zc[0] = kF16Hi | sv_f16(sg);
+            c.zc[1] = kF16Hi | sv_f16(sg8);
+        } else {
+            c.zc[0] = kBfHiHi | sv_bf16_hi(sg);
+            c.zc[1] = kBfHiHi | sv_bf16_hi(sg8);
+            c.zc[2] = kBfLoHi | sv_bf16_lo(sg);
+            c.zc[3] = kBfLoHi | sv_bf16_lo(sg8);
+        }
+    }
+    // Selector nibbles of tile j: code of nibble n at bits 4n..4n+2, bit 4n+3 clear (PRMT reads bits 15..0 only).
+    __device__ static uint32_t selectors(const uint32_t* w, const uint32_t* h, int j) {
+        if (j < 6) return (j < 4 ? w[j] : h[j - 4]) & 0x77777777u;
+        const uint32_t x0 = j == 6 ? w[0] : w[3], x1 = j == 6 ? w[1] : h[0], x2 = j == 6 ? w[2] : h[1];
+        return ((x0 >> 3) & 0x11111111u) | ((x1 >> 2) & 0x22222222u) | ((x2 >> 1) & 0x44444444u);
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t* h, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t sel = selectors(w, h, j), sel8 = sel >> 16;
+        if constexpr (std::is_same_v<T, __half>) {
+            const uint32_t tg = prmt(kF16Lo, c.zc[0], sel), tg8 = prmt(kF16Lo, c.zc[1], sel8);
+            a[0] = prmt(tg, 0u, 0x1404u);
+            a[1] = prmt(tg8, 0u, 0x1404u);
+            a[2] = prmt(tg, 0u, 0x3424u);
+            a[3] = prmt(tg8, 0u, 0x3424u);
+        } else {
+            const uint32_t hg = prmt(kBfHiLo, c.zc[0], sel), hg8 = prmt(kBfHiLo, c.zc[1], sel8);
+            const uint32_t lg = prmt(kBfLoLo, c.zc[2], sel), lg8 = prmt(kBfLoLo, c.zc[3], sel8);
+            a[0] = prmt(lg, hg, 0x5140u);
+            a[1] = prmt(lg8, hg8, 0x5140u);
+            a[2] = prmt(lg, hg, 0x7362u);
+            a[3] = prmt(lg8, hg8, 0x7362u);
+        }
+    }
+};
+
 }  // namespace wo
 }  // namespace lowbit

@@ -569,10 +569,19 @@ constexpr int prefetch_steps() {
 // from a longer loop that needed 80); none for the larger m-tiles. Formats whose decoders need more registers
 // (3-bit high-bit stream, tables, the 8-tile k-steps of 2/3-bit) get one block less, where the cap would spill
 // (checked with --warn-on-spills for sm_80, sm_89, sm_90a).
-template <class Fmt, int MT>
+// Mix3 (BitMoD FP3, byte-permute decode) with f16 output fits one block more at the 8- and 16-row m-tiles without
+// spills (64 and 80 registers; H100, harness, same run, 28672x8192: M = 1 49.0 vs 52.5 us, M = 16 66.2 vs 74.5; NOTES.md
+// Mix3); bf16 spills there, and its compact-X instance keeps 3 (cx_min_blocks).
+template <class Fmt, int MT, typename T = __half>
 constexpr int min_blocks() {
     constexpr bool heavy = Fmt::kHasHi || Fmt::kIsLut || Fmt::kTiles > 4;  // 3-bit, tables, 8 tiles per step
+    if constexpr (std::is_same_v<Fmt, Mix3> && std::is_same_v<T, __half> && MT <= 2) return MT == 1 ? 4 : 3;
     return MT == 1 ? (heavy ? 3 : 4) : MT == 2 ? (heavy ? (Fmt::kTiles > 4 ? 2 : 3) : 4) : 1;
+}
+// Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
+template <class Fmt>
+constexpr int cx_min_blocks() {
+    return Fmt::kHasHi || Fmt::kTiles > 4 ? 3 : min_blocks<Fmt, 1>();
 }
 
 // Shared memory of the device's multiprocessors available to blocks (228 KB on sm_90, 164 KB sm_80, 100 KB sm_89).
@@ -693,11 +702,11 @@ cudaError_t launch_convert(float* ws, T* y, int64_t total, cudaStream_t s) {
 
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT>()>;
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>()>;
     if constexpr (cx_format<Fmt, MT>()) {
-        // In-block split-K with compact X (v12): up to min_blocks() blocks per SM, one wave (the plan's rule).
+        // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
         if (a0.kw > 1 && a0.m <= 8) {
-            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), min_blocks<Fmt, 1>(), true, true>;
+            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true>;
             const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
             if (smem > 48 * 1024) {
                 const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
