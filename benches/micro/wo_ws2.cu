@@ -9,6 +9,8 @@
 //        -o dist/wo-large/wo_ws2 -L.tools/cuda/nvidia/cu13/lib -ldl -lpthread
 //   wo_ws2           # correctness (full check of every output); exit code 1 on any failure
 //   wo_ws2 bench [i] # timings (shape i only if given), M in {256, 1024, 4096}: v1, ws2 variants, cuBLAS f16
+//   wo_ws2 s         # ws-S (lowbit/wo_ws.cuh ws_s_kernel): full checks, bit-identity with v1, splits, identity
+//   wo_ws2 sbench [i] # ws-S timings beside v1 and cuBLAS f16, M in {64, 256, 1024, 4096} (shape i only if given)
 //   wo_ws2 diag      # M = 4096 on 28672x8192: v1 with the decode switched off, ws2 with the decode / the wgmmas
 //                    # switched off, per BX (timing only)
 //
@@ -30,8 +32,11 @@
 #include <random>
 #include <vector>
 
+#include "lowbit/tma_host.h"
 #include "lowbit/wo_ws.cuh"
 #include "lowbit/wo_ws2.cuh"
+// The library's ws launcher and plan (lowbit_wo_ws_int4 / lowbit_wo_ws_plan), compiled into this program: Cfg ver 5.
+#include "../../kernels/weight_only/ws.cu"
 
 using namespace lowbit;
 using wo::Args;
@@ -156,11 +161,14 @@ typedef int (*cublasGemmEx_t)(void*, int, int, int, int, int, const void*, const
 static void* cublas_h = nullptr;
 static cublasGemmEx_t gemmex = nullptr;
 
-// ws v1 (ver 1) or ws2 (ver 2) with raster group gm and K splits (splits > 1: f32 partials into ws, then a
+// ws v1 (ver 1), ws2 (ver 2, 3 = wide) with raster group gm, or ws-S (ver 4: lowbit/wo_ws.cuh ws_s_kernel, nb A
+// buffers per consumer warpgroup, gm ignored), with K splits (splits > 1: f32 partials into ws, then a
 // self-cleaning conversion kernel, both inside the timed region).
 struct Cfg {
     int ver, bx, gm, splits;
     int diag = 0;  // ws2 diagnostics (wrong results, timing only): 1 = no decoding, 2 = no wgmma
+    int nb = 2;    // ws-S: A buffers per warpgroup (2 or 3)
+    int wt = 0;    // ws v1 / ws-S: the weight stage by one TMA (1) instead of 8 bulk copies (0)
 };
 
 template <typename T>
@@ -172,9 +180,30 @@ __global__ void convert_clean(float* ws, T* y, int64_t n) {
 }
 
 template <typename T, int BX>
-static cudaError_t launch_cfg(Args a, const CUtensorMap& map, int nsm, const Cfg& c, float* ws) {
+static cudaError_t launch_cfg(Args a, const CUtensorMap& map, const CUtensorMap* wmap, int nsm, const Cfg& c, float* ws) {
     if (c.ver == 1) {
-        return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0) : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0);
+        return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0, wmap)
+                           : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0, wmap);
+    }
+    if (c.ver == 5) {  // the library's launcher with its own plan (BX, splits) and weight map
+        int bx = 64, sp = 1;
+        lowbit_wo_ws_plan(a.m, a.strips, a.ksteps, nsm, &bx, &sp);
+        if (sp > 1) a.ws = ws;
+        const cudaError_t e = lowbit_wo_ws_int4(a, std::is_same<T, __half>::value ? 0 : 1, bx, sp, nsm, 0);
+        if (e != cudaSuccess || sp == 1) return e;
+        const int64_t n = int64_t(a.m) * a.n;
+        convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
+        return cudaGetLastError();
+    }
+    if (c.ver == 4) {
+        const int sp = wows::effective_splits(a, c.splits);
+        if (sp > 1) a.ws = ws;
+        const cudaError_t e = c.nb == 3 ? wows::launch_s<wo::Int4, T, BX, 3>(a, map, nsm, sp, 0, wmap)
+                                        : wows::launch_s<wo::Int4, T, BX, 2>(a, map, nsm, sp, 0, wmap);
+        if (e != cudaSuccess || sp == 1) return e;
+        const int64_t n = int64_t(a.m) * a.n;
+        convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
+        return cudaGetLastError();
     }
     // ver 2: ws2 (3 decoder warps), ver 3: ws2 wide (8 decoder warps, 640 threads).
     // The wide variant's 640 threads cap the kernel at 96 registers: too few for wgmma m64n256 (ptxas C7602), so
@@ -210,15 +239,16 @@ static void wait_or_die(const Cfg& c) {
         if (q != cudaErrorNotReady) CK(q);
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    printf("HANG: v%d BX=%d gm=%d sp=%d did not finish in 20 s\n", c.ver, c.bx, c.gm, c.splits);
+    printf("HANG: v%d BX=%d gm=%d sp=%d nb=%d did not finish in 20 s\n", c.ver, c.bx, c.gm, c.splits, c.nb);
     fflush(stdout);
     _exit(3);
 }
 
 template <typename T, int BX>
-static float run_cfg(const Args& a, const CUtensorMap& map, int nsm, const Cfg& c, float* ws, int iters) {
+static float run_cfg(const Args& a, const CUtensorMap& map, const CUtensorMap* wmap, int nsm, const Cfg& c, float* ws,
+                     int iters) {
     {
-        const cudaError_t le = launch_cfg<T, BX>(a, map, nsm, c, ws);
+        const cudaError_t le = launch_cfg<T, BX>(a, map, wmap, nsm, c, ws);
         CK(le);
     }
     wait_or_die(c);
@@ -226,7 +256,7 @@ static float run_cfg(const Args& a, const CUtensorMap& map, int nsm, const Cfg& 
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
     cudaEventRecord(e0);
-    for (int i = 0; i < iters; ++i) launch_cfg<T, BX>(a, map, nsm, c, ws);
+    for (int i = 0; i < iters; ++i) launch_cfg<T, BX>(a, map, wmap, nsm, c, ws);
     cudaEventRecord(e1);
     CK(cudaEventSynchronize(e1));
     float ms;
@@ -305,6 +335,9 @@ static void dev_make(Dev& D, int n, int k, bool asym, bool dense, bool identity 
 }
 static void dev_free(Dev& D) { cudaFree(D.dw), cudaFree(D.dm), cudaFree(D.dwd); }
 
+// The output of the last `one` call (bit patterns): ws-S must reproduce v1 bit for bit.
+static std::vector<uint16_t> g_last_y;
+
 // One configuration on M activation rows: poisoned output, run, check (full or sampled), optional timing (and
 // cuBLAS f16 on the same X when cub_us is given). identity: the output must equal X bit for bit.
 template <typename T, int BX>
@@ -321,7 +354,7 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     float* dws = nullptr;
     CK(cudaMalloc(&dx, x.size() * sizeof(T)));
     CK(cudaMalloc(&dy, y.size() * sizeof(T)));
-    if (c.splits > 1) {
+    if (c.splits > 1 || c.ver == 5) {
         CK(cudaMalloc(&dws, size_t(m) * n * 4));
         CK(cudaMemset(dws, 0, size_t(m) * n * 4));
     }
@@ -331,11 +364,14 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     a.words = D.dw, a.meta = D.dm, a.x = dx, a.y = dy, a.m = m, a.n = n, a.k = k, a.ldx = k;
     a.strips = P.strips, a.ksteps = P.ksteps, a.gtiles = P.gtiles, a.groups = P.groups;
     const CUtensorMap map = xmap_of(dx, m, k, k, BX);
-    run_cfg<T, BX>(a, map, nsm, c, dws, 0);
+    CUtensorMap wm;
+    if (c.wt) CK(tma::make_2d_u32(wm, D.dw, uint64_t(P.strips), uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, 8, 128));
+    const CUtensorMap* wmap = c.wt ? &wm : nullptr;
+    run_cfg<T, BX>(a, map, wmap, nsm, c, dws, 0);
     CK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
     char what[96];
-    snprintf(what, sizeof what, "%s %s v%d BX=%d gm=%d sp=%d", std::is_same<T, __half>::value ? "f16" : "bf16", tag,
-             c.ver, BX, c.gm, c.splits);
+    snprintf(what, sizeof what, "%s %s v%d BX=%d gm=%d sp=%d nb=%d wt=%d", std::is_same<T, __half>::value ? "f16" : "bf16",
+             tag, c.ver, BX, c.gm, c.splits, c.ver == 4 ? c.nb : 0, c.wt);
     int fails = 0;
     if (c.diag != 0) {
         // diagnostics: the output is meaningless, only the timing counts
@@ -350,7 +386,7 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
         fails = check<T>(P, x, y, full, std::is_same<T, __half>::value ? 2e-3 : 8e-3, what);
     }
     if (iters > 0) {
-        *us = run_cfg<T, BX>(a, map, nsm, c, dws, iters);
+        *us = run_cfg<T, BX>(a, map, wmap, nsm, c, dws, iters);
         if (cub_us && gemmex && D.dwd) {
             const float al = 1.f, be = 0.f;
             auto g = [&]() { return gemmex(cublas_h, 1, 0, n, m, k, &al, D.dwd, 2, k, dx, 2, k, &be, dy, 2, n, 68, -1); };
@@ -367,6 +403,7 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
             *cub_us = st == 0 ? ms * 1000.f / iters : -1.f;
         }
     }
+    g_last_y.assign(reinterpret_cast<const uint16_t*>(y.data()), reinterpret_cast<const uint16_t*>(y.data()) + y.size());
     cudaFree(dx), cudaFree(dy), cudaFree(dws);
     return fails;
 }
@@ -377,6 +414,146 @@ static int one_bx(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, fl
     if (c.bx == 64) return one<T, 64>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
     if (c.bx == 128) return one<T, 128>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
     return one<T, 256>(D, m, full, nsm, iters, c, us, cub_us, tag, identity);
+}
+
+// ws-S correctness: odd shapes, sym / asym, f16 / bf16, every BX and both A-buffer depths, full check against the
+// f64 CPU reference with poisoned outputs; unsplit ws-S must equal ws v1 bit for bit (same products, same wgmma
+// order); K splits 2 / 3 (f32 partials) checked against the reference; identity (output = X bit for bit).
+static int s_correct(int nsm) {
+    int fails = 0;
+    float us = 0;
+    auto same_as = [&](const std::vector<uint16_t>& ref, const char* what) {
+        size_t bad = 0;
+        for (size_t i = 0; i < ref.size(); ++i) bad += ref[i] != g_last_y[i];
+        printf("  bitwise %-40s vs v1: %s (%zu differ)\n", what, bad ? "FAIL" : "OK", bad);
+        return bad ? 1 : 0;
+    };
+    const int shapes[][3] = {{67, 333, 1000}, {333, 1000, 2048}, {1, 48, 64}, {1031, 1040, 1032}, {130, 2056, 4096},
+                             {257, 4100, 576}};
+    for (auto& sh : shapes) {
+        for (int asym = 0; asym < 2; ++asym) {
+            const char* tag = asym ? "asym" : "sym";
+            Dev Dh, Db;
+            dev_make<__half>(Dh, sh[1], sh[2], asym, false);
+            dev_make<__nv_bfloat16>(Db, sh[1], sh[2], asym, false);
+            // f16: v1 (bulk copies) is the reference; v1 with the weight TMA and ws-S (both weight stages, both A
+            // depths) must equal it bit for bit; K splits checked against the f64 reference.
+            for (int bx : {64, 128, 256}) {
+                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1}, &us, nullptr, tag);
+                const std::vector<uint16_t> ref = g_last_y;
+                for (const Cfg& c : {Cfg{1, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 2, 0}, Cfg{4, bx, 1, 1, 0, 3, 1},
+                                     Cfg{4, bx, 1, 1, 0, 2, 1}}) {
+                    // sampled rows + every output's bits against v1 (itself fully checked)
+                    fails += one_bx<__half>(Dh, sh[0], false, nsm, 0, c, &us, nullptr, tag);
+                    char w[80];
+                    snprintf(w, sizeof w, "f16 %s v%d BX=%d nb=%d wt=%d m=%d", tag, c.ver, bx, c.nb, c.wt, sh[0]);
+                    fails += same_as(ref, w);
+                }
+                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{4, bx, 1, bx == 64 ? 3 : 2, 0, bx == 128 ? 3 : 2, 1},
+                                        &us, nullptr, tag);
+                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{4, bx, 1, 4, 0, 2, 0}, &us, nullptr, tag);
+            }
+            fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, tag);
+            for (int bx : {128, 256}) {
+                fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1}, &us, nullptr, tag);
+                const std::vector<uint16_t> ref = g_last_y;
+                for (const Cfg& c : {Cfg{1, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 3, 0}}) {
+                    fails += one_bx<__nv_bfloat16>(Db, sh[0], false, nsm, 0, c, &us, nullptr, tag);
+                    char w[80];
+                    snprintf(w, sizeof w, "bf16 %s v%d BX=%d nb=%d wt=%d m=%d", tag, c.ver, bx, c.nb, c.wt, sh[0]);
+                    fails += same_as(ref, w);
+                }
+                fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{4, bx, 1, 2, 0, 2, 1}, &us, nullptr, tag);
+            }
+            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, tag);
+            dev_free(Dh), dev_free(Db);
+        }
+    }
+    {
+        Dev Dh, Db;
+        dev_make<__half>(Dh, 576, 576, false, false, true);
+        dev_make<__nv_bfloat16>(Db, 576, 576, false, false, true);
+        for (int bx : {64, 128, 256}) {
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, bx == 128 ? 2 : 3, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{4, bx, 1, 3, 0, 2, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
+        }
+        for (int bx : {128, 256}) {
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, 3, 0}, &us, nullptr, "id", true);
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
+        }
+        fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, "id", true);
+        fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, "id", true);
+        dev_free(Dh), dev_free(Db);
+    }
+    printf("ws-S correctness: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
+}
+
+// ws-S timings: M in {64, 256, 1024, 4096} on the four acceptance shapes; cuBLAS f16, ws v1 at every useful BX and
+// ws-S at every BX x {2, 3} A buffers in the same process, K splits where the tiles leave SMs idle. Every timed
+// configuration's output is checked on sampled rows.
+static int s_bench(int nsm, int only) {
+    int fails = 0;
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    for (int si = 0; si < 4; ++si) {
+        if (only >= 0 && si != only) continue;
+        auto& sh = shapes[si];
+        Dev D;
+        dev_make<__half>(D, sh[0], sh[1], true, true);
+        const int64_t nt = (sh[0] / 16 + 7) / 8;
+        for (int m : {64, 256, 1024, 4096}) {
+            const int it = m >= 1024 ? 10 : 30;
+            std::vector<Cfg> cfgs;
+            std::vector<int> bxs;
+            for (int bx : {64, 128, 256})
+                if ((m >= 1024 && bx >= 128) || (m == 256) || (m == 64 && bx == 64)) bxs.push_back(bx);
+            for (int bx : bxs) cfgs.push_back({1, bx, 1, 1});
+            for (int bx : bxs) cfgs.push_back({1, bx, 1, 1, 0, 2, 1});
+            for (int bx : bxs) cfgs.push_back({4, bx, 1, 1, 0, 2, 1});
+            for (int bx : bxs) {
+                const int64_t tiles = nt * ((m + bx - 1) / bx);
+                if (tiles >= nsm) continue;
+                for (int sp : {2, 4})
+                    if (tiles * sp <= 2 * nsm) cfgs.push_back({4, bx, 1, sp, 0, bx == 64 ? 3 : 2, 1});
+            }
+            cfgs.push_back({5, 64, 1, 1});  // the library's launcher and plan
+            float cu = -1, best1 = 1e9f, bestS = 1e9f, lib = 1e9f;
+            Cfg b1{}, bS{};
+            for (size_t i = 0; i < cfgs.size(); ++i) {
+                float u = 0, c0 = -1;
+                fails += one_bx<__half>(D, m, false, nsm, it, cfgs[i], &u, i == 0 ? &c0 : nullptr, "asym");
+                if (i == 0) cu = c0;
+                printf("   %5dx%-6d M=%-5d v%d BX=%-3d sp=%d nb=%d wt=%d  %9.1f us\n", sh[0], sh[1], m, cfgs[i].ver,
+                       cfgs[i].bx, cfgs[i].splits, cfgs[i].ver == 4 ? cfgs[i].nb : 0, cfgs[i].wt, u);
+                if (cfgs[i].ver == 1 && cfgs[i].wt == 0 && u < best1) best1 = u, b1 = cfgs[i];
+                if ((cfgs[i].ver == 4 || cfgs[i].wt) && u < bestS) bestS = u, bS = cfgs[i];
+                if (cfgs[i].ver == 5) lib = u;
+            }
+            int pbx = 64, psp = 1;
+            lowbit_wo_ws_plan(m, int(nt * 8), sh[1] / 64, nsm, &pbx, &psp);
+            printf("SRESULT %5dx%-6d M=%-5d cuBLAS %8.1f  v1 %8.1f (BX=%d)  new %8.1f (v%d BX=%d sp=%d wt=%d)  lib %8.1f (BX=%d sp=%d)"
+                   "  v1 %.2fx  new %.2fx  lib %.2fx\n",
+                   sh[0], sh[1], m, cu, best1, b1.bx, bestS, bS.ver, bS.bx, bS.splits, bS.wt, lib, pbx, psp, cu / best1,
+                   cu / bestS, cu / lib);
+            fflush(stdout);
+            if (si == 0 && m == 4096) {
+                // Where v1's time goes: the same kernel with its decode switched off (A = the raw codes; wrong
+                // results), with the 8 bulk copies and with the weight TMA.
+                for (int bx : {128, 256})
+                    for (int wt : {0, 1}) {
+                        Cfg c{1, bx, 1, 1, 1, 2, wt};
+                        float u = 0;
+                        fails += one_bx<__half>(D, m, false, nsm, it, c, &u, nullptr, "asym");
+                        printf("SDIAG %5dx%-6d M=%-5d v1 no-decode BX=%d wt=%d %9.1f us\n", sh[0], sh[1], m, bx, wt, u);
+                    }
+            }
+        }
+        dev_free(D);
+    }
+    printf("ws-S bench checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
 }
 
 int main(int argc, char** argv) {
@@ -401,6 +578,8 @@ int main(int argc, char** argv) {
     const bool diag = argc > 1 && strcmp(argv[1], "diag") == 0;
     int fails = 0;
     float us = 0, cu = -1;
+    if (argc > 1 && strcmp(argv[1], "s") == 0) return s_correct(nsm);
+    if (argc > 1 && strcmp(argv[1], "sbench") == 0) return s_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);
     if (!bench) {
         // Odd shapes (M, N, K), full CPU check of every output, sym and asym zero points.
         const int shapes[][3] = {{67, 333, 1000}, {333, 1000, 2048}, {1, 48, 64}, {1031, 2064, 1032}, {130, 4096, 4096}};

@@ -17,7 +17,6 @@ LOWBIT_WO_DECLARE(lut2)
 LOWBIT_WO_DECLARE(lut3)
 LOWBIT_WO_DECLARE(lut4)
 LOWBIT_WO_DECLARE(mix4)
-LOWBIT_WO_DECLARE(mix3)
 #define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
 LOWBIT_WO_DECLARE_WGMMA(int2)
 LOWBIT_WO_DECLARE_WGMMA(int3)
@@ -27,9 +26,10 @@ LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
 LOWBIT_WO_DECLARE_WGMMA(mix4)
-LOWBIT_WO_DECLARE_WGMMA(mix3)
-// Warp-specialized persistent kernel (ws.cu): INT4 only.
-cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, cudaStream_t);
+// Warp-specialized persistent kernel (ws.cu): INT4 only. Launch (args, dtype, bx, splits, sms, stream) and plan
+// (m, strips, ksteps, sms -> bx, splits).
+cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, int, cudaStream_t);
+void lowbit_wo_ws_plan(int, int, int, int, int*, int*);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -39,7 +39,6 @@ LOWBIT_WO_DECLARE_DEQUANT(lut2)
 LOWBIT_WO_DECLARE_DEQUANT(lut3)
 LOWBIT_WO_DECLARE_DEQUANT(lut4)
 LOWBIT_WO_DECLARE_DEQUANT(mix4)
-LOWBIT_WO_DECLARE_DEQUANT(mix3)
 
 namespace {
 
@@ -62,7 +61,6 @@ bool format_info(int32_t f, FormatInfo& fi) {
         case LOWBIT_WO_LUT3: fi = {8, true, true, 3}; return true;
         case LOWBIT_WO_LUT4: fi = {4, false, true, 4}; return true;
         case LOWBIT_WO_MIX4: fi = {4, false, false, 4}; return true;
-        case LOWBIT_WO_MIX3: fi = {8, true, false, 3}; return true;
         default: return false;
     }
 }
@@ -72,7 +70,7 @@ constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this
 
 struct Plan {
     bool ws;     // warp-specialized persistent path (INT4, sm_90a)
-    int bx;      // its activation tile (0 = lowbit_wo_ws_bx)
+    int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
     bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
@@ -129,16 +127,23 @@ bool ws_usable(int32_t format, int32_t dtype);
 // other and dequantize + cuBLAS stays; at M = 4096 it wins (0.91-0.97x against ws 0.73-0.81x).
 constexpr int kWsMinM = 64;
 // Up to M = 768 since the fifth session's plan check (docs/results/h100/weight-only-plan-m384-768.md: ws beats
-// dequantize + cuBLAS by 9-17% at M = 768 on 28672x8192, 8192x28672 and 11008x4096, same card, same call).
-constexpr int kWsMaxM = 768;
+// dequantize + cuBLAS by 9-17% at M = 768 on 28672x8192, 8192x28672 and 11008x4096, same card, same call). Up to
+// M = 1024 since the weight TMA (seventh session, NOTES.md ws-S / ws v2): ws at M = 1024 0.80 / 0.82 / 0.77 / 0.85x
+// cuBLAS f16 on the four acceptance shapes (H100 harness, same run) against dequantize + cuBLAS's 0.78 / 0.73 /
+// 0.73 / 0.75x in the sixth session's bench of record (not the same run: the next bench decides); at M = 4096 ws
+// (0.77-0.79x) stays behind dequantize + cuBLAS (0.93-1.00x in that bench).
+constexpr int kWsMaxM = 1024;
 
-// Below M = 128 the ws kernel also needs >= 0.6 x SMs of weight tiles: on an H100 (NOTES.md v11) the mma.sync path
-// with split-K (v11) ran 8192x28672 (64 tiles = 0.48 x SMs) at M = 64 in 201 us against ws's 225 us (lowbit-bench,
-// fourth session), while 11008x4096 (86 tiles = 0.65 x SMs) stays faster on ws (35.4 vs 42.1 us).
+// Weight tiles (128 rows) the ws kernel needs, in tenths of the SMs. Since ws-S (seventh session, NOTES.md) small
+// grids run K splits (up to 4, lowbit_wo_ws_plan): on an H100 (harness, same run) 8192x28672 (64 tiles = 0.48 x
+// SMs) at M = 64 takes 151-153 us split against ws v1's 232 us and cuBLAS f16's 174 us (the mma.sync path: 0.91x
+// cuBLAS in the bench of record), 4096x4096 (32 tiles) at M = 256 30 us split against cuBLAS's 20.8 us (0.70x;
+// dequantize + cuBLAS: 0.50x in the bench). Below M = 128 4096x4096 (32 tiles, 16.6 us = 0.74x split) stays on the
+// mma.sync path (0.85x in the bench): >= 0.4 x SMs there; from M = 128 >= 0.2 x SMs (4 splits fill 0.8).
 bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWsMinM || m > kWsMaxM) return false;
-    const int64_t weight_tiles = (w->n_pad / 16 + 7) / 8;  // 128-row tiles (no split-K in the ws kernel)
-    const int64_t tenths = m < 128 ? 6 : 4;                  // of the SMs
+    const int64_t weight_tiles = (w->n_pad / 16 + 7) / 8;  // 128-row tiles
+    const int64_t tenths = m < 128 ? 4 : 2;                  // of the SMs
     return weight_tiles * 10 >= int64_t(sms) * tenths && ws_usable(w->format, dtype);
 }
 
@@ -156,7 +161,7 @@ int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, 
     if (mt != 1 || m != 1 || fi.is_lut) return 0;
     const int kstep = fi.tiles * 16;
     const int64_t per_block = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep)) + 1024;
-    const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // cx_min_blocks<Fmt>()
+    const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // min_blocks<Fmt, 1>()
     int64_t occ = int64_t(smem_per_sm()) / per_block;
     occ = occ > max_b ? max_b : occ;
     if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
@@ -182,10 +187,10 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     p.ws = path == LOWBIT_WO_PATH_WS || (path == LOWBIT_WO_PATH_AUTO && ws_auto(w, m, dtype, sms, x_vec));
     p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
     if (p.ws) {
-        p.bx = 0;
+        lowbit_wo_ws_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.bx, &p.splits);
         p.mtiles = 1;
-        p.splits = 1;
         p.kw = 1;
+        p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
         return p;
     }
     p.wgmma = path == LOWBIT_WO_PATH_WGMMA ||
@@ -266,7 +271,6 @@ cudaError_t wgmma_format(int32_t format, int32_t dtype, const Args& a, int mtile
         case LOWBIT_WO_LUT2: return lowbit_wo_wgmma_lut2(a, dtype, mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_wgmma_lut3(a, dtype, mtiles, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_wgmma_mix4(a, dtype, mtiles, s);
-        case LOWBIT_WO_MIX3: return lowbit_wo_wgmma_mix3(a, dtype, mtiles, s);
         default: return lowbit_wo_wgmma_lut4(a, dtype, mtiles, s);
     }
 }
@@ -295,7 +299,7 @@ bool ws_usable(int32_t format, int32_t dtype) {
         return false;
     }
     if (major != 9) return false;
-    const bool ok = lowbit_wo_ws_int4(Args{}, dtype, 0, -1, nullptr) == cudaSuccess;
+    const bool ok = lowbit_wo_ws_int4(Args{}, dtype, 0, 1, -1, nullptr) == cudaSuccess;
     cudaGetLastError();
     return ok;
 }
@@ -309,7 +313,6 @@ cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Pl
         case LOWBIT_WO_LUT2: return lowbit_wo_launch_lut2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_launch_lut3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_launch_mix4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
-        case LOWBIT_WO_MIX3: return lowbit_wo_launch_mix3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         default: return lowbit_wo_launch_lut4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
     }
 }
@@ -334,7 +337,15 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         a.ws = reinterpret_cast<float*>(ws);
     }
     const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
-    if (pl.ws) return lowbit_wo_ws_int4(a, dtype, pl.bx, a.sms, s);
+    if (pl.ws) {
+        // K splits (small grids): f32 partials into the zeroed workspace, converted (and re-zeroed) after.
+        cudaError_t e = lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
+        if (e != cudaSuccess || pl.splits == 1) return e;
+        const int64_t total = int64_t(a.m) * a.n;
+        const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
+        convert_kernel<T><<<blocks, 256, 0, s>>>(a.ws, static_cast<T*>(a.y), total);
+        return cudaGetLastError();
+    }
     if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
     cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
@@ -460,7 +471,6 @@ cudaError_t dequant_format(int32_t format, int32_t dtype, const Args& a, void* o
         case LOWBIT_WO_LUT2: return lowbit_wo_dequant_lut2(a, dtype, out, ld, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_dequant_lut3(a, dtype, out, ld, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_dequant_mix4(a, dtype, out, ld, s);
-        case LOWBIT_WO_MIX3: return lowbit_wo_dequant_mix3(a, dtype, out, ld, s);
         default: return lowbit_wo_dequant_lut4(a, dtype, out, ld, s);
     }
 }

@@ -1,5 +1,6 @@
-// Weight-only warp-specialized persistent GEMM (lowbit/wo_ws.cuh): the INT4 instances and their launcher,
-// which builds X's tensor map (TMA, 128-byte swizzle) and picks the activation tile BX.
+// Weight-only warp-specialized persistent GEMM (lowbit/wo_ws.cuh): the INT4 instances and their launcher, which
+// builds the tensor maps of X (TMA, 128-byte swizzle) and of the weight words (one TMA per k-step), and the plan:
+// activation tile BX and K splits.
 #include <cuda.h>
 #include <cuda_runtime.h>
 
@@ -8,52 +9,89 @@
 
 namespace {
 
+using lowbit::wo::Args;
+namespace wows = lowbit::wows;
+
+// The weight stage by one TMA of the words as a [strips][ksteps * 128] u32 tensor (box 8 strips x 128 words)
+// instead of 8 bulk copies of 512 bytes per k-step (NOTES.md, ws-S / ws v2): on an H100 (harness, same run) ws v1
+// at BX = 256, M = 4096 2998 -> 2723 us on 28672x8192, 3016 -> 2608 us on 8192x28672; 11008x4096 M = 64 35.6 ->
+// 29.3 us; M = 256 on 28672x8192 193 -> 184 us (1.04x cuBLAS f16).
+constexpr bool kWeightTma = true;
+
 // X[m][ldx] of 16-bit elements as a 2-D tensor {K, M} with a {64, bx} box and 128-byte swizzle (the copy engine
 // zero-fills rows >= M and columns >= K). The bit pattern is copied as is, so f16 serves bf16 too.
-cudaError_t make_xmap(CUtensorMap& map, const lowbit::wo::Args& a, int bx) {
+cudaError_t make_xmap(CUtensorMap& map, const Args& a, int bx) {
     return lowbit::tma::make_2d_sw128(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, a.x, uint64_t(a.m), uint64_t(a.k),
-                                      uint64_t(a.ldx) * 2, uint32_t(bx), uint32_t(lowbit::wows::kBK));
+                                      uint64_t(a.ldx) * 2, uint32_t(bx), uint32_t(wows::kBK));
 }
 
+// The tiled weight words: strip s's k-step ks at words[(s * ksteps + ks) * 128 ..], 128 words.
+cudaError_t make_wmap(CUtensorMap& map, const Args& a) {
+    return lowbit::tma::make_2d_u32(map, a.words, uint64_t(a.strips), uint64_t(a.ksteps) * 128,
+                                    uint64_t(a.ksteps) * 512, uint32_t(wows::kStrips), 128u);
+}
+
+// Unsplit: ws v1 (register-A wgmma; 10-20% faster than ws-S at every BX without splits, NOTES.md ws-S). K splits: ws-S
+// (shared-memory A, the kernel with split support), 3 A buffers at BX = 64, 2 above (the 5-slot ring of BX = 256
+// starves with 3).
 template <typename T, int BX>
-cudaError_t launch_t(const lowbit::wo::Args& a, int nsm, cudaStream_t st) {
-    CUtensorMap map;
-    const cudaError_t e = make_xmap(map, a, BX);
+cudaError_t launch_t(const Args& a, int splits, int nsm, cudaStream_t st) {
+    CUtensorMap xmap, wmap;
+    cudaError_t e = make_xmap(xmap, a, BX);
     if (e != cudaSuccess) return e;
-    return lowbit::wows::launch<lowbit::wo::Int4, T, BX>(a, map, nsm, st);
+    if (kWeightTma) {
+        e = make_wmap(wmap, a);
+        if (e != cudaSuccess) return e;
+    }
+    const CUtensorMap* wm = kWeightTma ? &wmap : nullptr;
+    if (splits <= 1) return wows::launch<lowbit::wo::Int4, T, BX>(a, xmap, nsm, st, wm);
+    return wows::launch_s<lowbit::wo::Int4, T, BX, BX == 64 ? 3 : 2>(a, xmap, nsm, splits, st, wm);
 }
 
 template <typename T>
-cudaError_t launch_bx(const lowbit::wo::Args& a, int bx, int nsm, cudaStream_t st) {
-    if (bx == 64) return launch_t<T, 64>(a, nsm, st);
-    if (bx == 128) return launch_t<T, 128>(a, nsm, st);
-    return launch_t<T, 256>(a, nsm, st);
+cudaError_t launch_bx(const Args& a, int bx, int splits, int nsm, cudaStream_t st) {
+    if (bx == 64) return launch_t<T, 64>(a, splits, nsm, st);
+    if (bx == 128) return launch_t<T, 128>(a, splits, nsm, st);
+    return launch_t<T, 256>(a, splits, nsm, st);
 }
 
 }  // namespace
 
-// Activation tile of the ws kernel: the largest BX in {256, 128, 64}, but no larger than the smallest one that
-// holds M, whose tile count reaches half the SMs (measured on an H100, kernels/weight_only/NOTES.md ws v1:
-// M = 256 picks 256 on 28672x8192 and 11008x4096, 128 on 8192x28672, each the fastest of the three there;
-// M = 64 picks 64: a 256-row tile for 64 rows costs 2.3x, 318 vs 141 us on 28672x8192).
-int lowbit_wo_ws_bx(int m, int strips, int nsm) {
-    const int64_t nt = (strips + lowbit::wows::kStrips - 1) / lowbit::wows::kStrips;
-    for (int bx = m <= 64 ? 64 : m <= 128 ? 128 : 256; bx > 64; bx /= 2) {
-        if (nt * ((m + bx - 1) / bx) * 2 >= nsm) return bx;
+// Plan of the ws kernel: activation tile BX = the smallest of 64 / 128 / 256 that holds M (256 beyond), and K
+// splits = SMs / tiles (at most 4, at least 8 k-steps per split) where the tiles leave half the SMs or more idle.
+// Measured on an H100 (kernels/weight_only/NOTES.md, ws-S): 8192x28672 M = 64 (64 tiles) 232 -> 153 us at 2
+// splits, M = 256 BX = 256 (64 tiles) 2 splits 208 us against the best unsplit 270 us (BX = 128); 4096x4096
+// M = 64 (32 tiles) 35.3 -> 16.9 us at 4, M = 256 BX = 256 4 splits 30.1 us against 36.3 (BX = 64); 86 tiles
+// (11008x4096 at M = 64 / 256) and 128 tiles (4096x4096 M = 1024) are slower split (45.6 vs 36.3, 81.6 vs 52.8,
+// 88.5 vs 55.0 us), hence splits only below half the SMs. M = 256 on 28672x8192 / 11008x4096: BX = 256 the fastest
+// unsplit (NOTES.md ws v1).
+void lowbit_wo_ws_plan(int m, int strips, int ksteps, int nsm, int* bx, int* splits) {
+    const int b = m <= 64 ? 64 : m <= 128 ? 128 : 256;
+    const int64_t tiles = int64_t((strips + wows::kStrips - 1) / wows::kStrips) * ((m + b - 1) / b);
+    int sp = 1;
+    if (tiles * 2 <= nsm) {
+        sp = int(nsm / tiles);
+        sp = sp > 4 ? 4 : sp;
+        while (sp > 1 && ksteps < 8 * sp) --sp;
     }
-    return 64;
+    *bx = b;
+    *splits = sp;
 }
 
-// INT4 ws launch; dtype 0 = f16, 1 = bf16; bx 64, 128 or 256 (0 = lowbit_wo_ws_bx). nsm < 0 asks only
-// whether the kernel was compiled for sm_90a (cudaSuccess if so).
-cudaError_t lowbit_wo_ws_int4(const lowbit::wo::Args& a, int dtype, int bx, int nsm, cudaStream_t st) {
+// INT4 ws launch; dtype 0 = f16, 1 = bf16; bx 64, 128 or 256 (0 = the plan's); splits >= 1 (> 1 adds f32 partials
+// into a.ws, zero on entry; the caller converts). nsm < 0 asks only whether the kernel was compiled for sm_90a
+// (cudaSuccess if so).
+cudaError_t lowbit_wo_ws_int4(const Args& a, int dtype, int bx, int splits, int nsm, cudaStream_t st) {
     using lowbit::wows::available;
     if (nsm < 0) {
         const bool ok = dtype == 0 ? available<lowbit::wo::Int4, __half, 128>()
                                    : available<lowbit::wo::Int4, __nv_bfloat16, 128>();
         return ok ? cudaSuccess : cudaErrorNoKernelImageForDevice;
     }
-    if (bx == 0) bx = lowbit_wo_ws_bx(a.m, a.strips, nsm);
-    if (bx != 64 && bx != 128 && bx != 256) return cudaErrorInvalidValue;
-    return dtype == 0 ? launch_bx<__half>(a, bx, nsm, st) : launch_bx<__nv_bfloat16>(a, bx, nsm, st);
+    if (bx == 0) {
+        int sp = 1;
+        lowbit_wo_ws_plan(a.m, a.strips, a.ksteps, nsm, &bx, &sp);
+    }
+    if ((bx != 64 && bx != 128 && bx != 256) || splits < 1) return cudaErrorInvalidValue;
+    return dtype == 0 ? launch_bx<__half>(a, bx, splits, nsm, st) : launch_bx<__nv_bfloat16>(a, bx, splits, nsm, st);
 }

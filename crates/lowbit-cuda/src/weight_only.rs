@@ -31,9 +31,11 @@ pub enum GemmPath {
     /// Warpgroup `wgmma` kernel (sm_90a builds on Hopper only), 128 rows of X per block.
     Wgmma,
     /// Warp-specialized persistent `wgmma` kernel (sm_90a builds on Hopper only, INT 4-bit formats only): a
-    /// producer warp fills an mbarrier ring with bulk copies of W and TMA boxes of X, two consumer
-    /// warpgroups decode W into registers; the automatic choice for INT4 at 64 <= M <= 768 where its tiles
-    /// fill the GPU (`kernels/weight_only/NOTES.md`, ws v1). Needs X rows 16-byte aligned and K % 8 == 0.
+    /// producer warp fills an mbarrier ring with TMA boxes of W and X, two consumer warpgroups decode W into
+    /// registers (or, with K splits for grids that leave half the SMs idle, into shared memory: ws-S); the
+    /// automatic choice for INT4 at 64 <= M <= 1024 where its weight tiles number at least 0.4 x SMs (M < 128)
+    /// or 0.2 x SMs (`kernels/weight_only/NOTES.md`, ws v1 and ws-S). Needs X rows 16-byte aligned and
+    /// K % 8 == 0; split plans use the zeroed split-K workspace.
     Ws,
     /// Dequantize the weight into the workspace (`lowbit_wo_dequantize`), then cuBLAS f16/bf16 GEMM: the
     /// large-M path while the wgmma kernel is slower than cuBLAS (see `kernels/weight_only/NOTES.md`).

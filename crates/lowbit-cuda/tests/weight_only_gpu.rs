@@ -254,6 +254,26 @@ fn gpu_weight_only_ws_real_shapes() {
     sweep("gpu_weight_only_ws_real_shapes", ws_cases(), &[64, 67, 257]);
 }
 
+/// INT4 g128 4096x4096 (32 weight tiles of 128 rows: fewer than half of an H100's SMs), sym and asym, at M where the
+/// ws plan splits K (M = 64 forced: 4 splits; 128 and 256 automatic: 4 splits; 333: two 256-row activation tiles,
+/// 2 splits; f32 partials in the zeroed workspace, then the conversion): every path, every output compared
+/// against the f64 reference (poisoned Y).
+fn ws_split_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for sym in [true, false] {
+        let q = IntAffineWeight::quantize(weights(4096, 4096, 43).view(), 4, sym, Granularity::Group(128)).unwrap();
+        let name = format!("w4-int-{}-g128 4096x4096", if sym { "sym" } else { "asym" });
+        out.push(Case { name, w: QuantizedWeight::Int(q) });
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws_split_shapes() {
+    sweep("gpu_weight_only_ws_split_shapes", ws_split_cases(), &[64, 128, 256, 333]);
+}
+
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_forced_plans() {
