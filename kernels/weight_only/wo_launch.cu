@@ -17,6 +17,7 @@ LOWBIT_WO_DECLARE(lut2)
 LOWBIT_WO_DECLARE(lut3)
 LOWBIT_WO_DECLARE(lut4)
 LOWBIT_WO_DECLARE(mix4)
+LOWBIT_WO_DECLARE(mix3)
 #define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
 LOWBIT_WO_DECLARE_WGMMA(int2)
 LOWBIT_WO_DECLARE_WGMMA(int3)
@@ -26,6 +27,7 @@ LOWBIT_WO_DECLARE_WGMMA(lut2)
 LOWBIT_WO_DECLARE_WGMMA(lut3)
 LOWBIT_WO_DECLARE_WGMMA(lut4)
 LOWBIT_WO_DECLARE_WGMMA(mix4)
+LOWBIT_WO_DECLARE_WGMMA(mix3)
 // Warp-specialized persistent kernel (ws.cu): INT4 only. Launch (args, dtype, bx, splits, sms, stream) and plan
 // (m, strips, ksteps, sms -> bx, splits).
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, int, cudaStream_t);
@@ -39,6 +41,7 @@ LOWBIT_WO_DECLARE_DEQUANT(lut2)
 LOWBIT_WO_DECLARE_DEQUANT(lut3)
 LOWBIT_WO_DECLARE_DEQUANT(lut4)
 LOWBIT_WO_DECLARE_DEQUANT(mix4)
+LOWBIT_WO_DECLARE_DEQUANT(mix3)
 
 namespace {
 
@@ -61,6 +64,7 @@ bool format_info(int32_t f, FormatInfo& fi) {
         case LOWBIT_WO_LUT3: fi = {8, true, true, 3}; return true;
         case LOWBIT_WO_LUT4: fi = {4, false, true, 4}; return true;
         case LOWBIT_WO_MIX4: fi = {4, false, false, 4}; return true;
+        case LOWBIT_WO_MIX3: fi = {8, true, false, 3}; return true;
         default: return false;
     }
 }
@@ -161,7 +165,7 @@ int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, 
     if (mt != 1 || m != 1 || fi.is_lut) return 0;
     const int kstep = fi.tiles * 16;
     const int64_t per_block = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep)) + 1024;
-    const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // min_blocks<Fmt, 1>()
+    const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // cx_min_blocks<Fmt>()
     int64_t occ = int64_t(smem_per_sm()) / per_block;
     occ = occ > max_b ? max_b : occ;
     if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
@@ -271,6 +275,7 @@ cudaError_t wgmma_format(int32_t format, int32_t dtype, const Args& a, int mtile
         case LOWBIT_WO_LUT2: return lowbit_wo_wgmma_lut2(a, dtype, mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_wgmma_lut3(a, dtype, mtiles, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_wgmma_mix4(a, dtype, mtiles, s);
+        case LOWBIT_WO_MIX3: return lowbit_wo_wgmma_mix3(a, dtype, mtiles, s);
         default: return lowbit_wo_wgmma_lut4(a, dtype, mtiles, s);
     }
 }
@@ -313,6 +318,7 @@ cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Pl
         case LOWBIT_WO_LUT2: return lowbit_wo_launch_lut2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_launch_lut3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_launch_mix4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
+        case LOWBIT_WO_MIX3: return lowbit_wo_launch_mix3(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
         default: return lowbit_wo_launch_lut4(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
     }
 }
@@ -471,6 +477,7 @@ cudaError_t dequant_format(int32_t format, int32_t dtype, const Args& a, void* o
         case LOWBIT_WO_LUT2: return lowbit_wo_dequant_lut2(a, dtype, out, ld, s);
         case LOWBIT_WO_LUT3: return lowbit_wo_dequant_lut3(a, dtype, out, ld, s);
         case LOWBIT_WO_MIX4: return lowbit_wo_dequant_mix4(a, dtype, out, ld, s);
+        case LOWBIT_WO_MIX3: return lowbit_wo_dequant_mix3(a, dtype, out, ld, s);
         default: return lowbit_wo_dequant_lut4(a, dtype, out, ld, s);
     }
 }
