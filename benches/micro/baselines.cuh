@@ -32,17 +32,18 @@ namespace micro {
         }                                                                                              \
     } while (0)
 
-// Median over `trials` batches of `reps` back-to-back calls (after `warm` untimed calls), ms per call.
-inline float time_ms(int reps, const std::function<void()>& f, int warm = 3, int trials = 7) {
+// Median over `trials` batches of `reps` back-to-back calls (after `warm` untimed calls), ms per call; the events
+// are recorded on `s` (the calls must be enqueued there).
+inline float time_ms(int reps, const std::function<void()>& f, int warm = 3, int trials = 7, cudaStream_t s = 0) {
     cudaEvent_t a, b;
     MICRO_CK(cudaEventCreate(&a));
     MICRO_CK(cudaEventCreate(&b));
     for (int i = 0; i < warm; ++i) f();
     std::vector<float> ts;
     for (int t = 0; t < trials; ++t) {
-        MICRO_CK(cudaEventRecord(a));
+        MICRO_CK(cudaEventRecord(a, s));
         for (int i = 0; i < reps; ++i) f();
-        MICRO_CK(cudaEventRecord(b));
+        MICRO_CK(cudaEventRecord(b, s));
         MICRO_CK(cudaEventSynchronize(b));
         float ms = 0.f;
         MICRO_CK(cudaEventElapsedTime(&ms, a, b));

@@ -9,6 +9,8 @@
 //                       # the dequantized weights bit for bit)
 //                       # BitMoD FP3: Mix3 (byte-permute decode, f16 / bf16, also at 4 blocks per SM) and Lut<3>
 //                       # against the same reference (g32 / g64 / g128), identity bit-exact
+//   ./wo_bitmod pdl     # INT4 g128 on the legacy default stream and on a non-blocking stream (run with LOWBIT_PDL=0
+//                       # and without it: programmatic dependent launch on either stream)
 //   ./wo_bitmod bench   # M in {1, 16} on 28672x8192 and 4096x4096: INT4 g128, BitMoD W4 table / Mix4, BitMoD W3
 //                       # table / Mix3 (+ at the old block caps), INT3 g128, Mix4P, cuBLAS f16 (libcublas.so.13, dlopen'ed: put its folder on LD_LIBRARY_PATH)
 //
@@ -508,7 +510,7 @@ static void run_checks() {
 
 // ------------------------------------------------------------------------------------------------ bench
 template <class Fmt>
-static float bench_fmt(int n, int k, Layout lay, int m) {
+static float bench_fmt(int n, int k, Layout lay, int m, cudaStream_t st = 0) {
     const Weight probe = make_random(16, 128, lay, 1);
     const size_t bytes = size_t(n) * k * (lay == kLut3 || lay == kMix3 ? 3 : 4) / 8;
     const int nc = micro::copies_for(bytes);
@@ -521,7 +523,7 @@ static float bench_fmt(int n, int k, Layout lay, int m) {
     CK(cudaMalloc(&b.ws, size_t(m) * n * 4));
     CK(cudaMemset(b.ws, 0, size_t(m) * n * 4));
     int it = 0;
-    const float ms = micro::time_ms(100, [&] { CK(launch<Fmt, __half>(ws[it++ % nc], b, m, 0)); });
+    const float ms = micro::time_ms(100, [&] { CK(launch<Fmt, __half>(ws[it++ % nc], b, m, st)); }, 3, 7, st);
     for (auto& w : ws) w.free_dev();
     cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
     (void)probe;
@@ -553,6 +555,22 @@ static void run_bench() {
     }
 }
 
+// INT4 g128 on the legacy default stream (what PyTorch's default stream is) and on a non-blocking stream, back-to-back
+// host launches: run once with LOWBIT_PDL=0 and once without it to see what programmatic dependent launch does on each.
+static void run_pdl() {
+    cudaStream_t nb;
+    CK(cudaStreamCreateWithFlags(&nb, cudaStreamNonBlocking));
+    const int shapes[][3] = {{4096, 4096, 1}, {4096, 4096, 16}, {11008, 4096, 1}, {28672, 8192, 1}, {28672, 8192, 16}};
+    for (auto& sh : shapes) {
+        const float legacy = bench_fmt<Int4>(sh[0], sh[1], kInt4, sh[2], 0);
+        const float nonblocking = bench_fmt<Int4>(sh[0], sh[1], kInt4, sh[2], nb);
+        printf("pdl %s %5dx%-5d m=%-2d int4-g128 legacy stream %7.1f us | non-blocking stream %7.1f us\n",
+               lowbit::pdl_runs() ? "on " : "off", sh[0], sh[1], sh[2], legacy, nonblocking);
+        fflush(stdout);
+    }
+    CK(cudaStreamDestroy(nb));
+}
+
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "all";
     int dev = 0;
@@ -563,5 +581,6 @@ int main(int argc, char** argv) {
     printf("device %s, %d SMs\n", prop.name, g_sms);
     if (mode == "check" || mode == "all") run_checks();
     if (mode == "bench" || mode == "all") run_bench();
+    if (mode == "pdl") run_pdl();
     return g_fail ? 1 : 0;
 }

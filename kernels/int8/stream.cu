@@ -56,11 +56,11 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include <atomic>
 
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit/imma.cuh"
 #include "lowbit/mma.cuh"
+#include "lowbit/pdl.cuh"
 
 namespace lowbit {
 namespace i8 {
@@ -592,25 +592,8 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #endif
 }
 
-// Programmatic dependent launch (NOTES v13) where the device has it (compute capability >= 9.0): the kernel's
-// prologue (launch, first weight loads) overlaps the previous kernel's tail. Cached per device ordinal.
-inline bool pdl_runs() {
-    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    if (dev >= 0 && dev < 64) {
-        const int c = cache[dev].load(std::memory_order_relaxed);
-        if (c != 0) return c == 2;
-    }
-    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-    (void)cudaGetLastError();
-    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1, std::memory_order_relaxed);
-    return ok;
-}
-
+// Programmatic dependent launch (NOTES v13) where lowbit::pdl_runs() allows it (lowbit/pdl.cuh): the kernel's
+// prologue (launch, first weight prefetches) overlaps the previous kernel's tail.
 #ifdef LOWBIT_STREAM_PROBE
 inline int g_pdl_host = 1;  // harness toggle (lowbit_i8_stream_probe): 0 off, 1 the library rule, 2 always
 #endif

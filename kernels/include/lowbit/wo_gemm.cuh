@@ -36,11 +36,11 @@
 //   streaming W again (the large-M path of the Rust layer picks dequantize + cuBLAS beyond that).
 #pragma once
 
-#include <atomic>
 #include <climits>
 #include <cmath>
 
 #include "lowbit/mma.cuh"
+#include "lowbit/pdl.cuh"
 #include "lowbit/wo_decode.cuh"
 
 namespace lowbit {
@@ -630,26 +630,11 @@ inline size_t cx_smem_bytes(int m, int kc, int kstep) {
     return x > red ? x : red;
 }
 
-// Programmatic dependent launch (NOTES.md v13): where the device has it (compute capability >= 9.0), the small-M
-// kernels and the split-K convert kernel are launched with the programmatic-stream-serialization attribute, so their
-// blocks start (and prefetch their first weights into L2) while the previous kernel drains; every kernel launched this
-// way waits in griddepcontrol.wait before its first read or write. Cached per device ordinal.
-inline bool pdl_runs() {
-    static std::atomic<int> cache[64];  // 0 unknown, 1 no, 2 yes
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    if (dev >= 0 && dev < 64) {
-        const int c = cache[dev].load(std::memory_order_relaxed);
-        if (c != 0) return c == 2;
-    }
-    const bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-    (void)cudaGetLastError();
-    if (dev >= 0 && dev < 64) cache[dev].store(ok ? 2 : 1, std::memory_order_relaxed);
-    return ok;
-}
+// Programmatic dependent launch (NOTES.md v13): where lowbit::pdl_runs() allows it (lowbit/pdl.cuh: compute
+// capability >= 9.0, not turned off by LOWBIT_PDL=0), the small-M kernels and the split-K convert kernel are launched
+// with the programmatic-stream-serialization attribute, so their blocks start (and prefetch their first weights into
+// L2) while the previous kernel drains; every kernel launched this way waits in griddepcontrol.wait before its first
+// read or write.
 
 #ifdef LOWBIT_WO_PROBE
 inline int g_pdl_mode = 1;  // harness toggle: 0 off, 1 the library rule, 2 always
