@@ -462,6 +462,75 @@ int main(int argc, char** argv) {
         setenv("LOWBIT_BIP_WS_TMA_STORE", "1", 1);
         g_diag = false;
     }
+    if (mode == "wsx") {
+        // ws v4: the transposed split-X tile (LOWBIT_BIP_WS_SPLIT=2, SX = 2: W4A1 only) and the library default
+        // (unset), the same exactness checks as `wsc`, then W4A1 timings: split-X (1) against transposed (2) and the
+        // default, interleaved, with cuBLASLt int8 in the same process before and after.
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        for (const char* sp : {"2", ""}) {
+            if (sp[0]) {
+                setenv("LOWBIT_BIP_WS_SPLIT", sp, 1);
+            } else {
+                unsetenv("LOWBIT_BIP_WS_SPLIT");
+            }
+            for (int q : {4}) {
+                const int p = 1, bx = lowbit_bip_ws_tile(p, q);
+                check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
+                check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
+                check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
+                check_gemm(p, q, 3 * bx - 1, 130, 4096 + 1024 + 128, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                check_gemm(p, q, 4 * bx + 3, 520, 1024, 0, 0, LOWBIT_BIP_PATH_WS, 7);
+                check_gemm(p, q, 300, 1000, 3000, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16, LOWBIT_I8_OUT_I8}) {
+                    check_ws_epilogue(p, q, bx + 9, 203, 1500, out);
+                    check_ws_epilogue(p, q, bx + 9, 203, 1500, out, 216);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216);
+                    check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out, 136);
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528);
+                    check_ws_epilogue(p, q, 2 * bx, 640, 1024, out, 640);
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528, 1);
+                    check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out, 136, 0);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216, 5);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216, 2);
+                    check_ws_epilogue(p, q, 300, 1000, 3000, out, 1000);
+                }
+            }
+            printf("wsx check (split '%s'): %d passed, %d failed\n", sp, g_pass, g_fail);
+        }
+        for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16})  // bench-size shape, row and column scales only
+            check_ws_epilogue(1, 4, 4096, 8192, 8192 - 96, out, 8192, 1);
+        printf("wsx check: %d passed, %d failed\n", g_pass, g_fail);
+        const double S = 8192;
+        auto split = [&](const char* v) {
+            if (v[0]) {
+                setenv("LOWBIT_BIP_WS_SPLIT", v, 1);
+            } else {
+                unsetenv("LOWBIT_BIP_WS_SPLIT");
+            }
+        };
+        for (int mm : {4096, 1024, 8192}) {
+            const float lt = bench_lt(mm, 8192, 8192);
+            float t[3][2];
+            for (int rep = 0; rep < 2; ++rep) {
+                split("1");
+                t[0][rep] = bench_plane(1, 4, mm, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+                split("2");
+                t[1][rep] = bench_plane(1, 4, mm, 8192, 8192, 0, 0, LOWBIT_BIP_PATH_WS);
+                split("");
+                t[2][rep] = bench_plane(1, 4, mm, 8192, 8192);  // the library's plan and defaults
+            }
+            const float lt2 = bench_lt(mm, 8192, 8192);
+            printf("wsx M=%d N=K=8192 cublaslt-int8 %.1f / %.1f us | w4a1 split-X %.1f / %.1f us (%.2fx) | transposed "
+                   "%.1f / %.1f us (%.2fx, %.0f eff TOPS) | auto %.1f / %.1f us (%.2fx)\n",
+                   mm, lt * 1e3, lt2 * 1e3, t[0][0] * 1e3, t[0][1] * 1e3, lt / t[0][0], t[1][0] * 1e3,
+                   t[1][1] * 1e3, lt / t[1][0], tops(t[1][0], mm, S, S), t[2][0] * 1e3, t[2][1] * 1e3, lt / t[2][0]);
+        }
+        split("");
+        const float lt_sq = bench_lt(8192, 8192, 8192);
+        const float w1 = bench_plane(1, 1, 8192, 8192, 8192);
+        printf("wsx 8192^3 cublaslt-int8 %.1f us | w1a1 auto %.1f us (%.0f eff TOPS)\n", lt_sq * 1e3, w1 * 1e3,
+               tops(w1, S, S, S));
+    }
     if (mode == "wsq" || mode == "wst") {
         // ws timings only: staged TMA-store epilogue (ws v2, the default) and the direct stores
         // (LOWBIT_BIP_WS_TMA_STORE=0) of the same build, cuBLASLt int8 in the same process.

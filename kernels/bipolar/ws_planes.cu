@@ -33,10 +33,21 @@ constexpr bool multicast_default() {
 }
 
 // LOWBIT_BIP_WS_SPLIT=1 / 0 forces the split-X tile (64 weight rows x 2 BX activation rows, lowbit/bip_ws_gemm.cuh
-// Geo) on / off where it is instantiated (Q = 4); unset, split_default decides.
+// Geo) on / off where it is instantiated (Q = 4); =2 its transposed form (ws v4, SX = 2: W4A1 only, one CTA per SM;
+// elsewhere 2 means 1); unset, split_default decides.
 int split_env() {
     const char* v = getenv("LOWBIT_BIP_WS_SPLIT");
-    return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : 0;
+    return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : v[0] == '2' ? 2 : 0;
+}
+
+// ws v4: the transposed split-X tile for W4A1 (P = 1, Q = 4) is off by default: exact, and it cuts the kernel's
+// shared-memory throughput from 78% to 48%, but it measured 1-3% slower than the split-X tile (H100, NOTES.md ws v4).
+#ifndef LOWBIT_BIP_WS_SPLIT_T_DEFAULT
+#define LOWBIT_BIP_WS_SPLIT_T_DEFAULT 0
+#endif
+template <int P, int Q, int BX>
+constexpr bool split_t_default() {
+    return LOWBIT_BIP_WS_SPLIT_T_DEFAULT && P == 1 && Q == 4;
 }
 
 // H100 run 1 of ws v3 (NOTES.md): W4A1 257.0 -> 216.3 us, W4A2 477.6 -> 391.3 us at M = 4096, N = K = 8192.
@@ -139,7 +150,10 @@ cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t 
     const bool mc = env == 1 || (env < 0 && multicast_default<P, Q, BX>());
     if constexpr (Q == 4) {  // split-X tile (ws v3) for the 4-plane weights
         const int se = split_env();
-        if (se == 1 || (se < 0 && split_default<P, Q, BX>())) {
+        if constexpr (P == 1 && BX == 64) {  // transposed split X (ws v4): one CTA per SM, no multicast variant
+            if (se == 2 || (se < 0 && split_t_default<P, Q, BX>())) return launch_mc<P, Q, BX, 0, 2>(a, nsm, group, st);
+        }
+        if (se >= 1 || (se < 0 && split_default<P, Q, BX>())) {
             if (mc) {
                 const cudaError_t e = launch_mc<P, Q, BX, multicast_for<P, Q, BX, 1>(), 1>(a, nsm, group, st);
                 if (e != cudaErrorNotSupported) return e;

@@ -12,8 +12,12 @@
 //   CTA c takes tiles c, c + gridDim.x, ...
 //   Variants (ws v3, kernels/bipolar/NOTES.md): SX = 1, the split-X tile (64 weight rows x 2 BX activation rows; both
 //   consumers share the weight rows, each has its own BX activation rows: 48 instead of 72 KB per stage for Q = 4);
+//   SX = 2 (ws v4, P = 1): the same tile and stage with the wgmma roles swapped (A = the warpgroup's activation rows,
+//   B = the Q weight planes stacked as N = 64 Q): one wgmma per k-step, 10 instead of 16 KB of shared-memory reads
+//   (exact, but 1-3% slower on an H100: off by default, LOWBIT_BIP_WS_SPLIT=2);
 //   MC = 1 / 2, 2-CTA clusters multicasting half of the X / W stage each (exact; as fast as one CTA per SM once the
-//   cluster arrives lost their GPU-scope fences, not faster: the K loop is bound by shared-memory bandwidth).
+//   cluster arrives lost their GPU-scope fences, not faster: L2 does not bound the K loop, nor, ws v4 found, shared
+//   memory bandwidth).
 //
 // A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
 // from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
@@ -275,6 +279,12 @@ __device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, ui
                  : "memory");
 }
 
+__device__ __forceinline__ void stmatrix_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3)
+                 : "memory");
+}
+
 __device__ __forceinline__ void consumer_bar(int cw) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory"); }
 
 // ws v2 epilogue for f16 / bf16 (ws v1's store_tile_ws stays for int8 / int32 and for outputs the TMA cannot
@@ -374,6 +384,145 @@ __device__ __forceinline__ void store_tile_tma(const Args& p, const int32_t (&t)
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// SX = 2 (ws v4, "transposed split X", P = 1 only): the split-X tile with the wgmma roles swapped. Each consumer
+// warpgroup multiplies A = its 64 activation rows (one plane, m64) by B = the Q weight planes of the shared 64 weight
+// rows stacked as N = 64 Q rows: acc[4 (8 j + cc) + e] = popc of activation row 16 warp + g + 8 (e >> 1) and weight
+// row 8 cc + 2 tq + (e & 1) of plane j. Per k-step one m64n(64Q)k256 wgmma reads 2 + 8 KB of shared memory where
+// SX = 1's Q wgmmas m64n64k256 read Q x (2 + 2) KB (the stacked X tile once per plane): for W4A1 80 instead of
+// 128 KB of operand reads per stage, the same 48 KB of TMA writes (NOTES.md ws v4). The output fragment is then in
+// the natural orientation (activation rows x weight columns): the staged epilogue uses stmatrix without .trans.
+// ---------------------------------------------------------------------------------------------------
+template <bool ON>
+struct TCols {  // this thread's 16 weight columns n + 8 cc + h (index 2 cc + h) and 2 activation rows m + 8 r
+    uint32_t csw[16];  // (2^P - 1) S_w[n] + K (2^P - 1)(2^Q - 1)
+    float cs[16];      // column scales (1.0 when absent: exact)
+    uint32_t sx[2];
+    float rs[2], rc[2];
+    int n, m;
+};
+template <>
+struct TCols<false> {};
+
+template <int P, int Q>
+__device__ __forceinline__ TCols<true> load_tcols(const Args& p, int n, int m) {
+    constexpr uint32_t A = (1u << P) - 1, B = (1u << Q) - 1;
+    const uint32_t kab = uint32_t(p.k) * A * B;
+    const i8::Epilogue& e = p.epi;
+    TCols<true> c;
+    c.n = n;
+    c.m = m;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+        const int nc = n + 8 * (i >> 1) + (i & 1);
+        const int nn = nc < p.n ? nc : 0;
+        c.csw[i] = A * uint32_t(__ldg(p.sw + nn)) + kab;
+        c.cs[i] = e.cs ? __ldg(e.cs + nn) : 1.f;
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int mr = m + 8 * r;
+        const bool ok = mr < p.m;
+        c.sx[r] = ok ? uint32_t(__ldg(p.sx + mr)) : 0u;
+        c.rs[r] = e.rs ? (ok ? __ldg(e.rs + mr) : 0.f) : e.rs_val;
+        c.rc[r] = e.rc && ok ? __ldg(e.rc + mr) : 0.f;
+    }
+    return c;
+}
+
+// f16 / bf16 value of output (row r, column index i = 2 cc + h) of an SX = 2 thread: bip::store_one's arithmetic
+// (cs multiplied always: 1.0 when absent, exact; the row correction and bias read here, only when present).
+template <int OUT>
+__device__ __forceinline__ uint32_t tval(const Args& p, const TCols<true>& c, uint32_t t, int r, int i, uint32_t B) {
+    const i8::Epilogue& e = p.epi;
+    const int32_t yv = int32_t(4u * t - B * c.sx[r] - c.csw[i]);
+    float v = __fmul_rn(__fmul_rn(__int2float_rn(yv), c.rs[r]), c.cs[i]);
+    if (e.rc != nullptr || e.bias != nullptr) {
+        const int nc = c.n + 8 * (i >> 1) + (i & 1);
+        const int nn = nc < p.n ? nc : 0;
+        if (e.rc) v = __fmaf_rn(c.rc[r], e.cc ? __ldg(e.cc + nn) : 0.f, v);
+        if (e.bias) v = __fadd_rn(v, __ldg(e.bias + nn));
+    }
+    return to_b16<OUT>(v);
+}
+
+// Recovery sum_j 2^j T_j in place (acc[4 cc + e], cc < 8, later cc only read indices >= 4 cc + 4 or >= 32), then the
+// epilogue: f16 / bf16 through the staging buffer (64 activation rows x 128 bytes, 128-byte swizzle) and one TMA
+// tensor store of the warpgroup's 64 x 64 block, as store_tile_tma; otherwise direct stores via bip::store_one.
+template <int OUT>
+__device__ __forceinline__ void tstage(const Args& p, const int32_t* t, const TCols<true>& c, uint32_t ob, int warp,
+                                       int lane, uint32_t B) {
+    const int mk = lane >> 3, mi = lane & 7;  // stmatrix: matrix mk, row mi of this lane's address
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+        uint32_t reg[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {  // matrix k = (cc = 2 u + (k >> 1), row half r = k & 1)
+            const int cc = 2 * u + (k >> 1), r = k & 1;
+            const uint32_t lo = tval<OUT>(p, c, uint32_t(t[4 * cc + 2 * r]), r, 2 * cc, B);
+            const uint32_t hi = tval<OUT>(p, c, uint32_t(t[4 * cc + 2 * r + 1]), r, 2 * cc + 1, B);
+            reg[k] = lo | (hi << 16);
+        }
+        const int la = 16 * warp + 8 * (mk & 1) + mi, chunk = 2 * u + (mk >> 1);
+        stmatrix_x4(ob + uint32_t(la * kStageBytes + ((chunk ^ mi) << 4)), reg[0], reg[1], reg[2], reg[3]);
+    }
+}
+
+template <int Q, int OR>
+__device__ __forceinline__ void store_tile_t(const Args& p, int32_t (&t)[Q * 32], const TCols<true>& c, bool tma_out,
+                                             unsigned char* obuf, const CUtensorMap* ymap, int n0, int m0, int cw,
+                                             int warp, int lane) {
+    static_assert(OR == 64, "the staging buffer holds the warpgroup's whole 64 x 64 block");
+    constexpr uint32_t B = (1u << Q) - 1;
+#pragma unroll
+    for (int cc = 0; cc < 8; ++cc)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            uint32_t tt = 0;
+#pragma unroll
+            for (int j = 0; j < Q; ++j) tt += uint32_t(t[4 * (8 * j + cc) + e]) << j;
+            t[4 * cc + e] = int32_t(tt);
+        }
+    if (tma_out) {
+        const uint32_t ob = tma::smem_u32(obuf);
+        if ((threadIdx.x & 127) == 0) tma::bulk_wait_group_read<0>();  // the previous tile's store has read it
+        consumer_bar(cw);
+        if (p.epi.out == i8::kOutF16) {
+            tstage<i8::kOutF16>(p, t, c, ob, warp, lane, B);
+        } else {
+            tstage<i8::kOutBf16>(p, t, c, ob, warp, lane, B);
+        }
+        tma::fence_proxy_async_shared();  // the generic-proxy writes -> visible to the TMA engine
+        consumer_bar(cw);
+        if ((threadIdx.x & 127) == 0) {
+            tma::tma_2d_s2g(ymap, obuf, n0, m0);
+            tma::bulk_commit_group();
+        }
+        return;
+    }
+#pragma unroll
+    for (int cc = 0; cc < 8; ++cc)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int r = e >> 1, i = 2 * cc + (e & 1);
+            const int m = c.m + 8 * r, n = c.n + 8 * cc + (e & 1);
+            if (m >= p.m || n >= p.n) continue;
+            bip::ColVec col;
+            col.ok = true;
+            col.sw = 0;
+            col.cs = c.cs[i];
+            col.cc = p.epi.cc ? __ldg(p.epi.cc + n) : 0.f;
+            col.bias = p.epi.bias ? __ldg(p.epi.bias + n) : 0.f;
+            const int32_t yv = int32_t(4u * uint32_t(t[4 * cc + e]) - B * c.sx[r] - c.csw[i]);
+            switch (p.epi.out) {
+                case i8::kOutF16: bip::store_one<i8::kOutF16>(p, yv, c.rs[r], c.rc[r], col, m, n); break;
+                case i8::kOutBf16: bip::store_one<i8::kOutBf16>(p, yv, c.rs[r], c.rc[r], col, m, n); break;
+                case i8::kOutI8: bip::store_one<i8::kOutI8>(p, yv, c.rs[r], c.rc[r], col, m, n); break;
+                default: bip::store_one<i8::kOutI32>(p, yv, c.rs[r], c.rc[r], col, m, n); break;
+            }
+        }
+}
+
 // Which operand a 2-CTA cluster shares (multicast): the one with more bytes per stage. 1 = X (the two CTAs take
 // neighbouring weight tiles of one activation tile), 2 = W (neighbouring activation tiles of one weight tile).
 template <int P, int Q, int BX, int SX = 0>
@@ -392,6 +541,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
 #else
     using G = Geo<P, Q, BX, SX>;
     static_assert(SX == 0 || MC != 2 || Q % 2 == 0, "split-X W multicast sends half of the weight planes");
+    static_assert(SX != 2 || (P == 1 && BX == 64 && Q * 64 <= 256 && MC == 0), "transposed split X: W4A1 / W2A1");
     constexpr int S = G::kStages;
     constexpr int R = G::kR;
     static_assert(S >= 3, "ring too small");
@@ -531,6 +681,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                 lrs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
                 lrc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
             }
+            // SX == 2: this thread's 2 activation rows and 16 weight columns, loaded before the K loop.
+            TCols<SX == 2> tc;
+            if constexpr (SX == 2) tc = load_tcols<P, Q>(p, nb * TW + 2 * tq, m0 + warp * 16 + g);
 #pragma unroll
             for (int j = 0; j < Q; ++j)
 #pragma unroll
@@ -543,12 +696,22 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                 wgmma_fence();
 #pragma unroll
                 for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
+                if constexpr (SX == 2) {
+                    // Transposed split X (ws v4): A = this warpgroup's 64 activation rows, B = the Q weight planes
+                    // stacked as N = 64 Q rows (plane j at rows 64 j .., contiguous in the slot): one wgmma per
+                    // k-step reads 2 + 8 KB instead of Q x (2 + 2) KB.
+                    int32_t(&af)[Q * R / 2] = reinterpret_cast<int32_t(&)[Q * R / 2]>(acc);
 #pragma unroll
-                for (int kk = 0; kk < kStageBytes / 32; ++kk) {
-                    const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+                    for (int kk = 0; kk < kStageBytes / 32; ++kk)
+                        wgmma_ss_b1<Q * 64>(af, tma::desc_sw128(xa + 32 * kk), tma::desc_sw128(wa + 32 * kk), 1);
+                } else {
 #pragma unroll
-                    for (int j = 0; j < Q; ++j)
-                        wgmma_ss_b1<R>(acc[j], tma::desc_sw128(wa + j * G::kWPlane + 32 * kk), db, 1);
+                    for (int kk = 0; kk < kStageBytes / 32; ++kk) {
+                        const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+#pragma unroll
+                        for (int j = 0; j < Q; ++j)
+                            wgmma_ss_b1<R>(acc[j], tma::desc_sw128(wa + j * G::kWPlane + 32 * kk), db, 1);
+                    }
                 }
                 wgmma_commit();
 #pragma unroll
@@ -563,68 +726,74 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
 #pragma unroll
             for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[j]);
             if (prev >= 0) release(prev);
-
-            // Recovery (bip_gemm.cuh): acc[j][4 (pi * BX / 8 + ii) + e] is plane pair (pi, j) of output column
-            // 8 ii + 2 tq + (e & 1); T overwrites acc[0][4 ii + e], which later ii never read.
+            if constexpr (SX == 2) {
+                const bool tma_out2 = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
+                store_tile_t<Q, G::kOutRows>(p, reinterpret_cast<int32_t(&)[Q * R / 2]>(acc), tc, tma_out2,
+                                             outbuf + cw * G::kOutBytes, &ymap, nb * TW, m0, cw, warp, lane);
+            } else {
+                // Recovery (bip_gemm.cuh): acc[j][4 (pi * BX / 8 + ii) + e] is plane pair (pi, j) of output column
+                // 8 ii + 2 tq + (e & 1); T overwrites acc[0][4 ii + e], which later ii never read.
 #pragma unroll
-            for (int ii = 0; ii < BX / 8; ++ii) {
+                for (int ii = 0; ii < BX / 8; ++ii) {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    uint32_t tt = 0;
+                    for (int e = 0; e < 4; ++e) {
+                        uint32_t tt = 0;
 #pragma unroll
-                    for (int j = 0; j < Q; ++j)
+                        for (int j = 0; j < Q; ++j)
 #pragma unroll
-                        for (int pi = 0; pi < P; ++pi) tt += uint32_t(acc[j][4 * (pi * BX / 8 + ii) + e]) << (pi + j);
-                    acc[0][4 * ii + e] = int32_t(tt);
+                            for (int pi = 0; pi < P; ++pi)
+                                tt += uint32_t(acc[j][4 * (pi * BX / 8 + ii) + e]) << (pi + j);
+                        acc[0][4 * ii + e] = int32_t(tt);
+                    }
                 }
-            }
-            // Row vectors into shared memory (the previous tile's epilogue reads are done: first barrier; with
-            // TMA stores the staging buffer's last store of the previous tile has been read, too).
-            RowVecs<BX>& rv = rowv[cw];
-            if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();
-            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+                // Row vectors into shared memory (the previous tile's epilogue reads are done: first barrier; with
+                // TMA stores the staging buffer's last store of the previous tile has been read, too).
+                RowVecs<BX>& rv = rowv[cw];
+                if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();
+                asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
 #pragma unroll
-            for (int r = 0; r < RPT; ++r) {
-                if (ct + 128 * r < BX) {
-                    rv.sx[ct + 128 * r] = lsx[r];
-                    rv.rs[ct + 128 * r] = lrs[r];
-                    rv.rc[ct + 128 * r] = lrc[r];
+                for (int r = 0; r < RPT; ++r) {
+                    if (ct + 128 * r < BX) {
+                        rv.sx[ct + 128 * r] = lsx[r];
+                        rv.rs[ct + 128 * r] = lrs[r];
+                        rv.rc[ct + 128 * r] = lrc[r];
+                    }
                 }
-            }
-            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-            if (tma_out) {
-                unsigned char* ob = outbuf + cw * G::kOutBytes;
-                const int n0 = nb * TW + wofs;
-                constexpr int OR = G::kOutRows;
+                asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+                if (tma_out) {
+                    unsigned char* ob = outbuf + cw * G::kOutBytes;
+                    const int n0 = nb * TW + wofs;
+                    constexpr int OR = G::kOutRows;
 #ifdef LOWBIT_BIP_WS_EPI_FULL  // micro-harness A/B only: ws v2's epilogue (every term predicated)
-                const bool full = true;
+                    const bool full = true;
 #else
-                const bool full = p.epi.rc != nullptr || p.epi.bias != nullptr;
+                    const bool full = p.epi.rc != nullptr || p.epi.bias != nullptr;
 #endif
-                if (p.epi.out == i8::kOutF16) {
-                    if (full) {
-                        store_tile_tma<P, Q, BX, OR, i8::kOutF16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw, warp,
-                                                                        lane);
+                    if (p.epi.out == i8::kOutF16) {
+                        if (full) {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutF16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0,
+                                                                            cw, warp, lane);
+                        } else {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutF16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0,
+                                                                             cw, warp, lane);
+                        }
                     } else {
-                        store_tile_tma<P, Q, BX, OR, i8::kOutF16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
-                                                                         warp, lane);
+                        if (full) {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutBf16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0,
+                                                                             cw, warp, lane);
+                        } else {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutBf16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0,
+                                                                              cw, warp, lane);
+                        }
                     }
-                } else {
-                    if (full) {
-                        store_tile_tma<P, Q, BX, OR, i8::kOutBf16, true>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
-                                                                         warp, lane);
-                    } else {
-                        store_tile_tma<P, Q, BX, OR, i8::kOutBf16, false>(p, acc[0], cv, tq, rv, ob, &ymap, n0, m0, cw,
-                                                                          warp, lane);
-                    }
+                    continue;
                 }
-                continue;
-            }
-            switch (p.epi.out) {
-                case i8::kOutF16: store_tile_ws<P, Q, BX, i8::kOutF16>(p, acc[0], m0, nr, tq, rv); break;
-                case i8::kOutBf16: store_tile_ws<P, Q, BX, i8::kOutBf16>(p, acc[0], m0, nr, tq, rv); break;
-                case i8::kOutI8: store_tile_ws<P, Q, BX, i8::kOutI8>(p, acc[0], m0, nr, tq, rv); break;
-                default: store_tile_ws<P, Q, BX, i8::kOutI32>(p, acc[0], m0, nr, tq, rv); break;
+                switch (p.epi.out) {
+                    case i8::kOutF16: store_tile_ws<P, Q, BX, i8::kOutF16>(p, acc[0], m0, nr, tq, rv); break;
+                    case i8::kOutBf16: store_tile_ws<P, Q, BX, i8::kOutBf16>(p, acc[0], m0, nr, tq, rv); break;
+                    case i8::kOutI8: store_tile_ws<P, Q, BX, i8::kOutI8>(p, acc[0], m0, nr, tq, rv); break;
+                    default: store_tile_ws<P, Q, BX, i8::kOutI32>(p, acc[0], m0, nr, tq, rv); break;
+                }
             }
         }
         // The CTA's shared memory must outlive the copy engine's reads of the last staged tile.
