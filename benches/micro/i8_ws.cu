@@ -26,8 +26,9 @@
 //   i8_ws quick          # correctness only
 //   i8_ws [ms]           # correctness, then the timing table (ms of graph replay per op and point, default 150)
 //   i8_ws prof N K M BITS  # two launches of the library's f16 path, for ncu
-//   i8_ws small [ms] [M]   # v15: library plan vs forced ws (BX, slices) on the 11 bench shapes at M = 16, 256, 1
-//                          # (the whole int8 core is linked for it: lowbit_i8_gemm)
+//   i8_ws small [ms] [M]   # v15: library plan vs forced ws (BX, slices) on the 11 bench shapes at M = 16, 256
+//                          # (the whole int8 core is linked for it: lowbit_i8_gemm); v16: every split timed with
+//                          # the slab by per-thread reds (r) and by bulk reduction (b, kBulkRed)
 // On the GPU host libcublas*.so.13 come from the Python environment (LD_LIBRARY_PATH, see scripts/gpu-run).
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -55,7 +56,8 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
 int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t* counters_off);
 // lowbit_i8_launch_ws_ex options (ws_gemm.cu): f16 / bf16 through the TMA-store epilogue; W4 group scales through the
 // ring (group_len % 128 == 0). The library launchers pass both (kOptsDefault); 0 = v12's kernel behaviour.
-static const int kTmaStore = 1, kRingScales = 2, kOptsDefault = kTmaStore | kRingScales;
+// v16: kBulkRed (split-K slabs by bulk reduction from shared memory; not in the library default, NOTES v16).
+static const int kTmaStore = 1, kRingScales = 2, kBulkRed = 4, kOptsDefault = kTmaStore | kRingScales;
 
 #define CK(x)                                                                                  \
     do {                                                                                       \
@@ -428,7 +430,7 @@ static uint8_t* split_ws(Args& a, int bx, int splits, int64_t* bytes) {
     return ws;
 }
 
-static int check_split(int m, int n, int k, int bits, int glen, int bx, int splits, unsigned seed) {
+static int check_split(int m, int n, int k, int bits, int glen, int bx, int splits, unsigned seed, int opts) {
     int fails = 0;
     std::mt19937 rng(seed);
     std::vector<int8_t> x(size_t(m) * k);
@@ -445,12 +447,12 @@ static int check_split(int m, int n, int k, int bits, int glen, int bx, int spli
     int64_t wsb = 0;
     uint8_t* ws = split_ws(a, bx, splits, &wsb);
     char name[160];
-    snprintf(name, sizeof name, "split-K W%d g%d bx=%d slices=%d (sps %d) m=%d n=%d k=%d", bits, glen, bx, splits,
-             a.steps_per_split, m, n, k);
+    snprintf(name, sizeof name, "split-K %s W%d g%d bx=%d slices=%d (sps %d) m=%d n=%d k=%d",
+             opts & kBulkRed ? "bulk" : "red", bits, glen, bx, splits, a.steps_per_split, m, n, k);
     // int32 twice (the second call runs on the workspace the first one left), then f16 with row / column scales.
     for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
-        CK(launch(a, bits, bx, nullptr));
+        CK(launch_opts(a, bits, bx, opts, nullptr));
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(got.data(), dy, got.size() * 4, cudaMemcpyDeviceToHost));
         size_t bad = 0, first = 0;
@@ -475,7 +477,7 @@ static int check_split(int m, int n, int k, int bits, int glen, int bx, int spli
         CK(cudaMemset(dyh, 0x5A, size_t(m + 1) * n * 2));
         Args b = a;
         b.y = dyh, b.epi.out = lowbit::i8::kOutF16, b.epi.rs = drs, b.epi.cs = dcs;
-        CK(launch(b, bits, bx, nullptr));
+        CK(launch_opts(b, bits, bx, opts, nullptr));
         CK(cudaDeviceSynchronize());
         std::vector<uint16_t> h(size_t(m + 1) * n);
         CK(cudaMemcpy(h.data(), dyh, h.size() * 2, cudaMemcpyDeviceToHost));
@@ -826,9 +828,10 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
         if (m <= 16) {
             for (int s2 : {1, 2, 3, 4, 6, 8}) cand.push_back({64, s2});
         } else if (bits == 4) {
-            cand = {{64, 1}, {128, 1}, {256, 1}, {128, 2}, {128, 4}, {256, 2}, {256, 3}, {256, 4}, {256, 6}, {256, 8}};
+            cand = {{64, 1},  {128, 1}, {256, 1}, {128, 2}, {128, 4}, {128, 8},
+                    {256, 2}, {256, 3}, {256, 4}, {256, 6}, {256, 8}, {256, 16}};
         } else {
-            cand = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {64, 4}, {128, 2}, {128, 4}, {256, 2}};
+            cand = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {64, 4}, {128, 2}, {128, 4}, {128, 8}, {256, 2}, {256, 4}};
         }
         printf(" ws bx/s:");
         for (const auto& cc2 : cand) {
@@ -837,13 +840,23 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
             int64_t cb = 0;
             uint8_t* cw = cs2 > 1 ? split_ws(c, cbx, cs2, &cb) : nullptr;
             if (cs2 > 1 && !cw) continue;
-            CK(launch(c, bits, cbx, st));
-            CK(cudaStreamSynchronize(st));
-            bad = diff(y0, y1, size_t(m) * n);
-            if (bad) printf("\nFAIL n=%d k=%d m=%d W%d ws bx %d slices %d: %llu points differ\n", n, k, m, bits, cbx, cs2, bad), ++fails;
-            c.y = yh, c.epi.out = lowbit::i8::kOutF16, c.epi.rs = rs, c.epi.cs = cs, c.epi.rs_val = 0.f;
-            const double tc = time_graph(st, [&](int i) { Args b = c; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch(b, bits, cbx, st)); }, ms / 2);
-            printf(" %d/%d %.1f (%.2fx)%s", cbx, cs2, tc, base / tc, bad ? "!" : "");
+            // v16: split configurations in both slab modes (r = red.global per thread, b = bulk reduction), each
+            // exact twice on the same workspace (the second run checks the first left it clean) and timed.
+            printf(" %d/%d", cbx, cs2);
+            for (int o : {kOptsDefault, kOptsDefault | kBulkRed}) {
+                if (cs2 == 1 && o != kOptsDefault) continue;
+                Args c2 = c;
+                for (int rep = 0; rep < 2; ++rep) {
+                    CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
+                    CK(launch_opts(c2, bits, cbx, o, st));
+                    CK(cudaStreamSynchronize(st));
+                    bad = diff(y0, y1, size_t(m) * n);
+                    if (bad) printf("\nFAIL n=%d k=%d m=%d W%d ws bx %d slices %d opts %d rep %d: %llu points differ\n", n, k, m, bits, cbx, cs2, o, rep, bad), ++fails;
+                }
+                c2.y = yh, c2.epi.out = lowbit::i8::kOutF16, c2.epi.rs = rs, c2.epi.cs = cs, c2.epi.rs_val = 0.f;
+                const double tc = time_graph(st, [&](int i) { Args b = c2; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch_opts(b, bits, cbx, o, st)); }, ms / 2);
+                printf(" %s%.1f (%.2fx)%s", cs2 == 1 ? "" : (o & kBulkRed ? "b " : "r "), tc, base / tc, bad ? "!" : "");
+            }
             if (cw) cudaFree(cw);
         }
     }
@@ -896,7 +909,7 @@ int main(int argc, char** argv) {
         const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
                                  {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
         const int mlist = argc > 3 ? atoi(argv[3]) : 0;  // 0: M = 16, 256, 1; else that M only
-        for (int m : {16, 256, 1}) {
+        for (int m : {16, 256}) {  // v16: M = 1 stays on the streaming kernel (v15); the splits are at M = 16 and 256
             if (mlist && m != mlist) continue;
             for (auto& s : shapes) fails += small_point(lt, hb, st, s[0], s[1], m, ms);
         }
@@ -925,7 +938,8 @@ int main(int argc, char** argv) {
                              {1000, 4104, 1024, 8, 0, 128, 2}, {200, 520, 1152, 4, 64, 64, 2},
                              {77, 1024, 8192, 8, 0, 256, 16},  {256, 1024, 8192, 4, 128, 128, 8},
                              {256, 1024, 8192, 8, 0, 128, 8},  {513, 264, 640, 4, 0, 128, 5}};
-    for (auto& c : scases) fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 777u + c[0]);
+    for (int o : {kOptsDefault, kOptsDefault | kBulkRed})
+        for (auto& c : scases) fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 777u + c[0], o);
     fflush(stdout);
     if (!quick) {
         Lt lt;

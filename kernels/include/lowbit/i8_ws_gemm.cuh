@@ -61,6 +61,9 @@
 //   (zeroing it and the counter, so the workspace is clean for the next call: it must be zero before the first)
 //   and runs the ordinary epilogue, TMA store included; n8 accumulator blocks wholly past M are neither added nor
 //   read back (v15). The plan (ws_gemm.cu lowbit_i8_ws_plan) weighs each split against the slab's red time.
+//   flags bit 2 (v16, LOWBIT_I8_WS_BULK_RED, harness only): the slab leaves through the TMA-store staging and
+//   cp.reduce.async.bulk .add.s32 instead of per-thread reds — measured equal on an H100 (NOTES v16: the cost is the
+//   L2's reduction rate, not the instruction form), so the library keeps the reds.
 #pragma once
 
 #include <cuda.h>
@@ -399,6 +402,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     // flags bit 0: f16 / bf16 output through the TMA-store epilogue (ymap valid); bit 1 (W4 with group scales and
     // group_len % 128 == 0): the stage's scales come through the ring from the scale warp (v13).
     const bool ystore = flags & 1;
+    const bool bulkred = flags & 4;  // split-K slab by bulk reduction from shared memory (v16)
     const bool sscale = W4 && (flags & 2) && p.gs != nullptr && p.group_len % kBK == 0;
     unsigned char* const scl = ring + S * G::kSlot + G::kExp + G::kEpi;  // W4: S x 128 scale bytes
     if (tid == 0) {
@@ -628,17 +632,64 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 // on BX = 64 tiles 3/4 of the slab; those slab words stay zero).
                 const int ct = tid - 128, mrem = p.m - mb * BX;
                 int32_t* slab = p.ws + size_t(t) * (BX * kBW);
+                if (bulkred) {
+                    // v16 (flags bit 2): the slab leaves through shared memory and the copy engine's bulk reduction
+                    // (cp.reduce.async.bulk .add.s32: whole 128-byte lines added in the L2) instead of BX / 2
+                    // red.global per thread (v15: ~3.4 GB/s per SM). The 32 KB TMA-store staging holds two 16 KB
+                    // chunks of 16 accumulators per thread (slab order: element j of thread ct at j * 256 + ct, so a
+                    // chunk is one contiguous 16 KB range of the slab and the stores are bank-conflict free); thread
+                    // ct 0 issues each chunk's reduction and waits for the chunk before the previous one to be read
+                    // before its buffer is rewritten. nv = accumulators of n8 blocks that start below M (v15's skip:
+                    // a prefix of j). Before the staging is first written, each warpgroup's TMA-store leader waits
+                    // for its epilogue stores to have read it.
+                    constexpr int kJ = 16;
+                    const int nv = min(BX / 2, 4 * ((mrem + 7) >> 3));
+                    int32_t* const stage = reinterpret_cast<int32_t*>(ring + S * G::kSlot + G::kExp);
+                    if ((tid & 127) == 0) tma::bulk_wait_group_read<0>();
 #pragma unroll
-                for (int j = 0; j < BX / 2; ++j)
-                    if (8 * (j >> 2) < mrem)
-                        asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(slab + j * 256 + ct),
-                                     "r"(acc[j])
-                                     : "memory");
-                __threadfence();
-                asm volatile("bar.sync 3, 256;\n" ::: "memory");
-                if (ct == 0) split_last = atomicAdd(p.counters + t, 1) == splits - 1;
-                asm volatile("bar.sync 3, 256;\n" ::: "memory");
-                if (!split_last) continue;
+                    for (int c = 0; c < BX / 2 / kJ; ++c) {
+                        if (kJ * c >= nv) break;
+                        int32_t* const buf = stage + (c & 1) * (kJ * 256);
+                        if (c >= 2 && ct == 0) tma::bulk_wait_group_read<1>();
+                        asm volatile("bar.sync 3, 256;\n" ::: "memory");
+#pragma unroll
+                        for (int jj = 0; jj < kJ; ++jj) buf[jj * 256 + ct] = acc[kJ * c + jj];
+                        tma::fence_proxy_async_shared();
+                        asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                        if (ct == 0) {
+                            const uint32_t bytes = uint32_t(min(kJ, nv - kJ * c)) * 1024u;
+                            asm volatile(
+                                "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.s32 [%0], [%1], %2;\n" ::"l"(
+                                    slab + kJ * c * 256),
+                                "r"(smem_u32(buf)), "r"(bytes)
+                                : "memory");
+                            tma::bulk_commit_group();
+                        }
+                    }
+                    if (ct == 0) {
+                        // Every chunk's reduction complete (writes performed), ordered before the generic-proxy
+                        // release of the arrival count.
+                        tma::bulk_wait_group<0>();
+                        asm volatile("fence.proxy.async.global;\n" ::: "memory");
+                        __threadfence();
+                        split_last = atomicAdd(p.counters + t, 1) == splits - 1;
+                    }
+                    asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                    if (!split_last) continue;
+                    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+                } else {
+#pragma unroll
+                    for (int j = 0; j < BX / 2; ++j)
+                        if (8 * (j >> 2) < mrem)
+                            asm volatile("red.relaxed.gpu.global.add.s32 [%0], %1;\n" ::"l"(slab + j * 256 + ct),
+                                         "r"(acc[j])
+                                         : "memory");
+                    __threadfence();
+                    asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                    if (ct == 0) split_last = atomicAdd(p.counters + t, 1) == splits - 1;
+                    asm volatile("bar.sync 3, 256;\n" ::: "memory");
+                    if (!split_last) continue;
+                }
                 __threadfence();
 #pragma unroll
                 for (int j = 0; j < BX / 2; ++j) {
