@@ -11,6 +11,8 @@
 //   wo_ws2 bench [i] # timings (shape i only if given), M in {256, 1024, 4096}: v1, ws2 variants, cuBLAS f16
 //   wo_ws2 s         # ws-S (lowbit/wo_ws.cuh ws_s_kernel): full checks, bit-identity with v1, splits, identity
 //   wo_ws2 sbench [i] # ws-S timings beside v1 and cuBLAS f16, M in {64, 256, 1024, 4096} (shape i only if given)
+//   wo_ws2 ebench    # ws v1's staged epilogue (ST) against its scalar stores, cuBLAS f16 and the library launcher,
+//                    # M in {256, 512, 1024, 4096} (NOTES.md ws-E)
 //   wo_ws2 diag      # M = 4096 on 28672x8192: v1 with the decode switched off, ws2 with the decode / the wgmmas
 //                    # switched off, per BX (timing only)
 //
@@ -23,6 +25,7 @@
 #include <thread>
 #include <chrono>
 #include <unistd.h>
+#include <algorithm>
 #include <atomic>
 
 #include <cmath>
@@ -169,6 +172,7 @@ struct Cfg {
     int diag = 0;  // ws2 diagnostics (wrong results, timing only): 1 = no decoding, 2 = no wgmma
     int nb = 2;    // ws-S: A buffers per warpgroup (2 or 3)
     int wt = 0;    // ws v1 / ws-S: the weight stage by one TMA (1) instead of 8 bulk copies (0)
+    int st = 0;    // ws v1: the staged epilogue (stmatrix.trans + 16-byte stores)
 };
 
 template <typename T>
@@ -182,6 +186,7 @@ __global__ void convert_clean(float* ws, T* y, int64_t n) {
 template <typename T, int BX>
 static cudaError_t launch_cfg(Args a, const CUtensorMap& map, const CUtensorMap* wmap, int nsm, const Cfg& c, float* ws) {
     if (c.ver == 1) {
+        if (c.st) return wows::launch<wo::Int4, T, BX, false, true>(a, map, nsm, 0, wmap);
         return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0, wmap)
                            : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0, wmap);
     }
@@ -442,11 +447,11 @@ static int s_correct(int nsm) {
                 fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1}, &us, nullptr, tag);
                 const std::vector<uint16_t> ref = g_last_y;
                 for (const Cfg& c : {Cfg{1, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 2, 0}, Cfg{4, bx, 1, 1, 0, 3, 1},
-                                     Cfg{4, bx, 1, 1, 0, 2, 1}}) {
+                                     Cfg{4, bx, 1, 1, 0, 2, 1}, Cfg{1, bx, 1, 1, 0, 2, 1, 1}, Cfg{1, bx, 1, 1, 0, 2, 0, 1}}) {
                     // sampled rows + every output's bits against v1 (itself fully checked)
                     fails += one_bx<__half>(Dh, sh[0], false, nsm, 0, c, &us, nullptr, tag);
                     char w[80];
-                    snprintf(w, sizeof w, "f16 %s v%d BX=%d nb=%d wt=%d m=%d", tag, c.ver, bx, c.nb, c.wt, sh[0]);
+                    snprintf(w, sizeof w, "f16 %s v%d BX=%d nb=%d wt=%d st=%d m=%d", tag, c.ver, bx, c.nb, c.wt, c.st, sh[0]);
                     fails += same_as(ref, w);
                 }
                 fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{4, bx, 1, bx == 64 ? 3 : 2, 0, bx == 128 ? 3 : 2, 1},
@@ -457,10 +462,11 @@ static int s_correct(int nsm) {
             for (int bx : {128, 256}) {
                 fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1}, &us, nullptr, tag);
                 const std::vector<uint16_t> ref = g_last_y;
-                for (const Cfg& c : {Cfg{1, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 3, 0}}) {
+                for (const Cfg& c : {Cfg{1, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 2, 1}, Cfg{4, bx, 1, 1, 0, 3, 0},
+                                     Cfg{1, bx, 1, 1, 0, 2, 1, 1}}) {
                     fails += one_bx<__nv_bfloat16>(Db, sh[0], false, nsm, 0, c, &us, nullptr, tag);
                     char w[80];
-                    snprintf(w, sizeof w, "bf16 %s v%d BX=%d nb=%d wt=%d m=%d", tag, c.ver, bx, c.nb, c.wt, sh[0]);
+                    snprintf(w, sizeof w, "bf16 %s v%d BX=%d nb=%d wt=%d st=%d m=%d", tag, c.ver, bx, c.nb, c.wt, c.st, sh[0]);
                     fails += same_as(ref, w);
                 }
                 fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{4, bx, 1, 2, 0, 2, 1}, &us, nullptr, tag);
@@ -477,11 +483,13 @@ static int s_correct(int nsm) {
             fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, bx == 128 ? 2 : 3, 1}, &us, nullptr, "id", true);
             fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{4, bx, 1, 3, 0, 2, 1}, &us, nullptr, "id", true);
             fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1, 1}, &us, nullptr, "id", true);
         }
         for (int bx : {128, 256}) {
             fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
             fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{4, bx, 1, 1, 0, 3, 0}, &us, nullptr, "id", true);
             fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, "id", true);
+            fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1, 1}, &us, nullptr, "id", true);
         }
         fails += one_bx<__half>(Dh, 333, true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, "id", true);
         fails += one_bx<__nv_bfloat16>(Db, 333, true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, "id", true);
@@ -556,6 +564,41 @@ static int s_bench(int nsm, int only) {
     return fails ? 1 : 0;
 }
 
+// Staged-epilogue timings (ws v1 with the weight TMA, scalar stores vs ST), M in {256, 512, 1024, 4096} on the four
+// acceptance shapes, cuBLAS f16 and the library launcher in the same process; the two epilogues alternate over
+// three rounds at M <= 1024 (the minimum of each is reported), one at 4096. Every timed configuration's output is
+// checked on sampled rows.
+static int e_bench(int nsm) {
+    int fails = 0;
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    for (auto& sh : shapes) {
+        Dev D;
+        dev_make<__half>(D, sh[0], sh[1], true, true);
+        for (int m : {256, 512, 1024, 4096}) {
+            const int it = m >= 1024 ? 10 : 30;
+            int pbx = 64, psp = 1;
+            lowbit_wo_ws_plan(m, sh[0] / 16, sh[1] / 64, nsm, &pbx, &psp);
+            float cu = -1, t0 = 1e9f, t1 = 1e9f, lib = 1e9f;
+            for (int round = 0; round < (m >= 4096 ? 1 : 3); ++round) {
+                float u = 0, c0 = -1;
+                fails += one_bx<__half>(D, m, false, nsm, it, Cfg{1, 256, 1, 1, 0, 2, 1, 0}, &u, round == 0 ? &c0 : nullptr, "asym");
+                if (round == 0) cu = c0;
+                t0 = std::min(t0, u);
+                fails += one_bx<__half>(D, m, false, nsm, it, Cfg{1, 256, 1, 1, 0, 2, 1, 1}, &u, nullptr, "asym");
+                t1 = std::min(t1, u);
+                fails += one_bx<__half>(D, m, false, nsm, it, Cfg{5, 64, 1, 1}, &u, nullptr, "asym");
+                lib = std::min(lib, u);
+            }
+            printf("ERESULT %5dx%-6d M=%-5d cuBLAS %8.1f  v1 BX=256 scalar %8.1f  staged %8.1f (%.3fx)  lib %8.1f (BX=%d sp=%d)"
+                   "  scalar %.3fx  staged %.3fx  lib %.3fx of cuBLAS\n",
+                   sh[0], sh[1], m, cu, t0, t1, t0 / t1, lib, pbx, psp, cu / t0, cu / t1, cu / lib);
+        }
+        dev_free(D);
+    }
+    printf("ws-E bench checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);  // line-buffered: a killed run still leaves its log
     int dev = 0, nsm = 0;
@@ -579,6 +622,7 @@ int main(int argc, char** argv) {
     int fails = 0;
     float us = 0, cu = -1;
     if (argc > 1 && strcmp(argv[1], "s") == 0) return s_correct(nsm);
+    if (argc > 1 && strcmp(argv[1], "ebench") == 0) return e_bench(nsm);
     if (argc > 1 && strcmp(argv[1], "sbench") == 0) return s_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);
     if (!bench) {
         // Odd shapes (M, N, K), full CPU check of every output, sym and asym zero points.

@@ -18,6 +18,12 @@ namespace wows = lowbit::wows;
 // 29.3 us; M = 256 on 28672x8192 193 -> 184 us (1.04x cuBLAS f16).
 constexpr bool kWeightTma = true;
 
+// The unsplit kernel's staged epilogue (lowbit/wo_ws.cuh ST: stmatrix.trans + 16-byte stores instead of scalar
+// 2-byte stores): OFF. Measured on an H100 (NOTES.md, ws-E; harness, same run) it is 3-7% SLOWER than the scalar
+// stores at M = 256..4096 on 28672x8192 and 8192x28672 (M = 1024: 651 -> 687 us, 619 -> 659 us); only 11008x4096
+// M = 256 gained (47.3 -> 45.7 us).
+constexpr bool kStagedStore = false;
+
 // X[m][ldx] of 16-bit elements as a 2-D tensor {K, M} with a {64, bx} box and 128-byte swizzle (the copy engine
 // zero-fills rows >= M and columns >= K). The bit pattern is copied as is, so f16 serves bf16 too.
 cudaError_t make_xmap(CUtensorMap& map, const Args& a, int bx) {
@@ -44,7 +50,7 @@ cudaError_t launch_t(const Args& a, int splits, int nsm, cudaStream_t st) {
         if (e != cudaSuccess) return e;
     }
     const CUtensorMap* wm = kWeightTma ? &wmap : nullptr;
-    if (splits <= 1) return wows::launch<lowbit::wo::Int4, T, BX>(a, xmap, nsm, st, wm);
+    if (splits <= 1) return wows::launch<lowbit::wo::Int4, T, BX, false, kStagedStore>(a, xmap, nsm, st, wm);
     return wows::launch_s<lowbit::wo::Int4, T, BX, BX == 64 ? 3 : 2>(a, xmap, nsm, splits, st, wm);
 }
 

@@ -99,9 +99,34 @@ __device__ __forceinline__ void produce(const Args& p, const CUtensorMap* xmap, 
     }
 }
 
+// Staged epilogue (ST, round 2 of the seventh session): each consumer warp owns kStgWarp bytes after the ring and
+// writes its strip's output (16 weight rows x BX activation rows) in passes of 64 activation rows: four
+// stmatrix.x4.trans turn the accumulator fragments (weight row = fragment row, activation row = fragment column)
+// into 64 rows of 16 consecutive outputs (32 bytes, the two 16-byte halves swapped by bit 2 of the row: no
+// stmatrix bank conflicts), then four 16-byte ld.shared + st.global.v4 per lane (16 rows x 32 bytes per
+// instruction, whole sectors) instead of 32 scalar 2-byte stores (4 half-sectors each). Same values, same bits.
+// Measured slower (3-7% on the K = 8192 shapes, H100; weight-only NOTES.md ws-E): the library keeps ST = false.
+constexpr int kStgWarp = 64 * 16 * 2;      // one pass: 64 activation rows x 16 weight rows of T
+constexpr int kStgBytes = 8 * kStgWarp;    // the 8 consumer warps
+
+__device__ __forceinline__ void stmatrix_x4_t(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0),
+                 "r"(r1), "r"(r2), "r"(r3)
+                 : "memory");
+}
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack_out(float lo, float hi) {
+    const T a = wo::to_out<T>(lo), b = wo::to_out<T>(hi);
+    uint16_t ua, ub;
+    memcpy(&ua, &a, 2);
+    memcpy(&ub, &b, 2);
+    return uint32_t(ua) | (uint32_t(ub) << 16);
+}
+
 // kNoDecode (measurements only, wrong results; benches/micro/wo_ws2.cu `diag`): the A registers take the codes as
-// they are, to time the pipeline and the register-A wgmmas without the decode.
-template <class Fmt, typename T, int BX, bool kNoDecode = false, bool WT = false>
+// they are, to time the pipeline and the register-A wgmmas without the decode. ST: the staged epilogue above.
+template <class Fmt, typename T, int BX, bool kNoDecode = false, bool WT = false, bool ST = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap wmap) {
@@ -224,7 +249,56 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-            if (active) {
+            if (ST && active) {
+                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile):
+                // per pair of c, one stmatrix.x4.trans of the matrices (rows 0-7, act 8c..), (rows 8-15, act 8c..),
+                // (rows 0-7, act 8c + 8..), (rows 8-15, act 8c + 8..); lane l addresses row l % 8 of matrix l / 8.
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
+                T* y = static_cast<T*>(p.y);
+                const int m0 = mb * BX, nbase = strip * 16;
+                const bool vec = (p.n % 8) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 15) == 0;
+                const uint32_t stg = ring_a + S * G::kSlot + (cw * 4 + warp) * kStgWarp;
+                const int q = lane >> 3;
+#pragma unroll
+                for (int ch = 0; ch < BX / 64; ++ch) {
+                    if (m0 + ch * 64 >= p.m) break;
+#pragma unroll
+                    for (int c2 = 0; c2 < 4; ++c2) {
+                        const int c = ch * 8 + c2 * 2;
+                        const int ml = c2 * 16 + (q >> 1) * 8 + (lane & 7);
+                        stmatrix_x4_t(stg + ml * 32 + (((q & 1) ^ ((ml >> 2) & 1)) << 4),
+                                      pack_out<T>(acc[4 * c] * cs0, acc[4 * c + 1] * cs0),
+                                      pack_out<T>(acc[4 * c + 2] * cs1, acc[4 * c + 3] * cs1),
+                                      pack_out<T>(acc[4 * c + 4] * cs0, acc[4 * c + 5] * cs0),
+                                      pack_out<T>(acc[4 * c + 6] * cs1, acc[4 * c + 7] * cs1));
+                    }
+                    __syncwarp();
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int idx = i * 32 + lane, ml = idx >> 1, h = idx & 1;
+                        uint4 v;
+                        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                                     : "r"(stg + ml * 32 + ((h ^ ((ml >> 2) & 1)) << 4))
+                                     : "memory");
+                        const int mm = m0 + ch * 64 + ml, n = nbase + h * 8;
+                        if (mm < p.m) {
+                            T* dst = y + size_t(mm) * p.n + n;
+                            if (vec && n + 8 <= p.n) {
+                                *reinterpret_cast<uint4*>(dst) = v;
+                            } else {
+                                const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                                for (int e = 0; e < 8; ++e) {
+                                    if (n + e < p.n) reinterpret_cast<uint16_t*>(dst)[e] = uint16_t(w[e >> 1] >> (16 * (e & 1)));
+                                }
+                            }
+                        }
+                    }
+                    __syncwarp();
+                }
+            } else if (active) {
                 // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
@@ -486,10 +560,11 @@ bool available() {
 // Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle, 16-bit elements) and
 // optionally of the weight words (wmap: 2-D {ksteps * 128, strips} u32, box {128, 8}, no swizzle; then one TMA
 // per k-step instead of 8 bulk copies).
-template <class Fmt, typename T, int BX, bool kNoDecode = false>
+// ST: the staged epilogue (kStgBytes more shared memory).
+template <class Fmt, typename T, int BX, bool kNoDecode = false, bool ST = false>
 cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st, const CUtensorMap* wmap = nullptr) {
-    constexpr int smem = Geo<BX>::kSmem;
-    auto kern = wmap ? ws_kernel<Fmt, T, BX, kNoDecode, true> : ws_kernel<Fmt, T, BX, kNoDecode, false>;
+    constexpr int smem = Geo<BX>::kSmem + (ST ? kStgBytes : 0);
+    auto kern = wmap ? ws_kernel<Fmt, T, BX, kNoDecode, true, ST> : ws_kernel<Fmt, T, BX, kNoDecode, false, ST>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX);
