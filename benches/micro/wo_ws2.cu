@@ -370,7 +370,8 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     a.strips = P.strips, a.ksteps = P.ksteps, a.gtiles = P.gtiles, a.groups = P.groups;
     const CUtensorMap map = xmap_of(dx, m, k, k, BX);
     CUtensorMap wm;
-    if (c.wt) CK(tma::make_2d_u32(wm, D.dw, uint64_t(P.strips), uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, 8, 128));
+    if (c.wt) CK(tma::make_2d(wm, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, D.dw, uint64_t(P.strips),
+                                 uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, 8, 128));
     const CUtensorMap* wmap = c.wt ? &wm : nullptr;
     run_cfg<T, BX>(a, map, wmap, nsm, c, dws, 0);
     CK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));

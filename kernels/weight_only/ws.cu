@@ -33,8 +33,9 @@ cudaError_t make_xmap(CUtensorMap& map, const Args& a, int bx) {
 
 // The tiled weight words: strip s's k-step ks at words[(s * ksteps + ks) * 128 ..], 128 words.
 cudaError_t make_wmap(CUtensorMap& map, const Args& a) {
-    return lowbit::tma::make_2d_u32(map, a.words, uint64_t(a.strips), uint64_t(a.ksteps) * 128,
-                                    uint64_t(a.ksteps) * 512, uint32_t(wows::kStrips), 128u);
+    return lowbit::tma::make_2d(map, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, a.words,
+                                uint64_t(a.strips), uint64_t(a.ksteps) * 128, uint64_t(a.ksteps) * 512,
+                                uint32_t(wows::kStrips), 128u);
 }
 
 // Unsplit: ws v1 (register-A wgmma; 10-20% faster than ws-S at every BX without splits, NOTES.md ws-S). K splits: ws-S

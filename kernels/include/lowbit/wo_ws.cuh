@@ -99,6 +99,62 @@ __device__ __forceinline__ void produce(const Args& p, const CUtensorMap* xmap, 
     }
 }
 
+// The ring set-up of ws_kernel and ws_s_kernel (both kernels' producer and consumers use the same protocol):
+// returns the ring base, the dynamic shared memory rounded up to 1024 bytes (the 128-byte-swizzled TMA boxes and
+// the wgmma descriptors of the X stage need 1024-byte-aligned slots), and has thread 0 initialize the S slot
+// barriers: full[s] takes one arrival (the producer's arrive.expect_tx; the copies' bytes complete the phase),
+// empty[s] one arrival per consumer warp (8). The fence publishes the initialization to the async proxy (the TMA
+// and bulk copies' complete_tx) and the CTA barrier to every thread before anyone waits or arrives.
+template <int S>
+__device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uint64_t (&full)[S], uint64_t (&empty)[S]) {
+    const uint32_t raw = tma::smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < S; ++s) {
+            tma::mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
+            tma::mbar_init(&empty[s], 8);  // one arrive per consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    return ring;
+}
+
+// The strip epilogue straight from the accumulators, shared by ws_kernel (scalar stores), ws_s_kernel and
+// lowbit/wo_ws2.cuh's ws2_kernel, so that their outputs stay bit-identical (the harness checks ws-S against v1).
+// One consumer warp's strip: weight rows n0 (= 16 strip + lane / 4) and n0 + 8 with channel scales cs0 / cs1, BX
+// activation rows from m0; acc[4c + e] = (weight row n0 + 8 * (e >= 2), activation row m0 + 8c + 2 (lane % 4) +
+// (e & 1)) as wgmma m64nBXk16 leaves them. Rows >= M and columns >= N are skipped. add = false: y[m][n] =
+// T(acc * cs), one rounding; add = true (K splits): f32 atomicAdd of acc * cs into p.ws[m][n] (zero on entry; the
+// caller converts it once every split has added its part).
+template <typename T, int BX>
+__device__ __forceinline__ void store_strip(const Args& p, const float (&acc)[BX / 2], int n0, float cs0, float cs1,
+                                            int m0, int lane, bool add) {
+    const int n1 = n0 + 8;
+    if (!add) {
+        T* y = static_cast<T*>(p.y);
+#pragma unroll
+        for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int n = e < 2 ? n0 : n1;
+                const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+                if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
+            }
+        }
+    } else {
+#pragma unroll
+        for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int n = e < 2 ? n0 : n1;
+                const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+                if (mm < p.m && n < p.n) atomicAdd(p.ws + size_t(mm) * p.n + n, acc[4 * c + e] * (e < 2 ? cs0 : cs1));
+            }
+        }
+    }
+}
+
 // Staged epilogue (ST, round 2 of the seventh session): each consumer warp owns kStgWarp bytes after the ring and
 // writes its strip's output (16 weight rows x BX activation rows) in passes of 64 activation rows: four
 // stmatrix.x4.trans turn the accumulator fragments (weight row = fragment row, activation row = fragment column)
@@ -140,19 +196,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     constexpr int S = G::kStages;
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
-    const uint32_t raw = smem_u32(smem_raw);
-    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    unsigned char* ring = init_ring(smem_raw, full, empty);
 
     const int tid = threadIdx.x;
     const int wg = tid >> 7;
-    if (tid == 0) {
-        for (int s = 0; s < S; ++s) {
-            mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
-            mbar_init(&empty[s], 8);  // one arrive per consumer warp
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
     const int total = nt * mt;
@@ -249,69 +296,58 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-            if (ST && active) {
-                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile):
-                // per pair of c, one stmatrix.x4.trans of the matrices (rows 0-7, act 8c..), (rows 8-15, act 8c..),
-                // (rows 0-7, act 8c + 8..), (rows 8-15, act 8c + 8..); lane l addresses row l % 8 of matrix l / 8.
+            if (active) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
-                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
-                T* y = static_cast<T*>(p.y);
-                const int m0 = mb * BX, nbase = strip * 16;
-                const bool vec = (p.n % 8) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 15) == 0;
-                const uint32_t stg = ring_a + S * G::kSlot + (cw * 4 + warp) * kStgWarp;
-                const int q = lane >> 3;
+                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;  // chan: [n_pad]
+                if constexpr (ST) {
+                    // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile):
+                    // per pair of c, one stmatrix.x4.trans of the matrices (rows 0-7, act 8c..), (rows 8-15, act 8c..),
+                    // (rows 0-7, act 8c + 8..), (rows 8-15, act 8c + 8..); lane l addresses row l % 8 of matrix l / 8.
+                    T* y = static_cast<T*>(p.y);
+                    const int m0 = mb * BX, nbase = strip * 16;
+                    const bool vec = (p.n % 8) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 15) == 0;
+                    const uint32_t stg = ring_a + S * G::kSlot + (cw * 4 + warp) * kStgWarp;
+                    const int q = lane >> 3;
 #pragma unroll
-                for (int ch = 0; ch < BX / 64; ++ch) {
-                    if (m0 + ch * 64 >= p.m) break;
+                    for (int ch = 0; ch < BX / 64; ++ch) {
+                        if (m0 + ch * 64 >= p.m) break;
 #pragma unroll
-                    for (int c2 = 0; c2 < 4; ++c2) {
-                        const int c = ch * 8 + c2 * 2;
-                        const int ml = c2 * 16 + (q >> 1) * 8 + (lane & 7);
-                        stmatrix_x4_t(stg + ml * 32 + (((q & 1) ^ ((ml >> 2) & 1)) << 4),
-                                      pack_out<T>(acc[4 * c] * cs0, acc[4 * c + 1] * cs0),
-                                      pack_out<T>(acc[4 * c + 2] * cs1, acc[4 * c + 3] * cs1),
-                                      pack_out<T>(acc[4 * c + 4] * cs0, acc[4 * c + 5] * cs0),
-                                      pack_out<T>(acc[4 * c + 6] * cs1, acc[4 * c + 7] * cs1));
-                    }
-                    __syncwarp();
+                        for (int c2 = 0; c2 < 4; ++c2) {
+                            const int c = ch * 8 + c2 * 2;
+                            const int ml = c2 * 16 + (q >> 1) * 8 + (lane & 7);
+                            stmatrix_x4_t(stg + ml * 32 + (((q & 1) ^ ((ml >> 2) & 1)) << 4),
+                                          pack_out<T>(acc[4 * c] * cs0, acc[4 * c + 1] * cs0),
+                                          pack_out<T>(acc[4 * c + 2] * cs1, acc[4 * c + 3] * cs1),
+                                          pack_out<T>(acc[4 * c + 4] * cs0, acc[4 * c + 5] * cs0),
+                                          pack_out<T>(acc[4 * c + 6] * cs1, acc[4 * c + 7] * cs1));
+                        }
+                        __syncwarp();
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int idx = i * 32 + lane, ml = idx >> 1, h = idx & 1;
-                        uint4 v;
-                        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                                     : "r"(stg + ml * 32 + ((h ^ ((ml >> 2) & 1)) << 4))
-                                     : "memory");
-                        const int mm = m0 + ch * 64 + ml, n = nbase + h * 8;
-                        if (mm < p.m) {
-                            T* dst = y + size_t(mm) * p.n + n;
-                            if (vec && n + 8 <= p.n) {
-                                *reinterpret_cast<uint4*>(dst) = v;
-                            } else {
-                                const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+                        for (int i = 0; i < 4; ++i) {
+                            const int idx = i * 32 + lane, ml = idx >> 1, h = idx & 1;
+                            uint4 v;
+                            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                                         : "r"(stg + ml * 32 + ((h ^ ((ml >> 2) & 1)) << 4))
+                                         : "memory");
+                            const int mm = m0 + ch * 64 + ml, n = nbase + h * 8;
+                            if (mm < p.m) {
+                                T* dst = y + size_t(mm) * p.n + n;
+                                if (vec && n + 8 <= p.n) {
+                                    *reinterpret_cast<uint4*>(dst) = v;
+                                } else {
+                                    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-                                for (int e = 0; e < 8; ++e) {
-                                    if (n + e < p.n) reinterpret_cast<uint16_t*>(dst)[e] = uint16_t(w[e >> 1] >> (16 * (e & 1)));
+                                    for (int e = 0; e < 8; ++e) {
+                                        if (n + e < p.n) reinterpret_cast<uint16_t*>(dst)[e] = uint16_t(w[e >> 1] >> (16 * (e & 1)));
+                                    }
                                 }
                             }
                         }
+                        __syncwarp();
                     }
-                    __syncwarp();
-                }
-            } else if (active) {
-                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
-                const int n0 = strip * 16 + g, n1 = n0 + 8;
-                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
-                T* y = static_cast<T*>(p.y);
-                const int m0 = mb * BX;
-#pragma unroll
-                for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int n = e < 2 ? n0 : n1;
-                        const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                        if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-                    }
+                } else {
+                    store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, false);
                 }
             }
         }
@@ -369,19 +405,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
     constexpr int S = G::kStages;
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
-    const uint32_t raw = smem_u32(smem_raw);
-    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    unsigned char* ring = init_ring(smem_raw, full, empty);
 
     const int tid = threadIdx.x;
     const int wg = tid >> 7;
-    if (tid == 0) {
-        for (int s = 0; s < S; ++s) {
-            mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
-            mbar_init(&empty[s], 8);  // one arrive per consumer warp
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
     const int ksteps = p.ksteps;
@@ -486,32 +513,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
                 if (++oldest == S) oldest = 0;
             }
             if (active && k1 > k0) {
-                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
-                const int m0 = mb * BX;
-                if (splits == 1) {
-                    T* y = static_cast<T*>(p.y);
-#pragma unroll
-                    for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int n = e < 2 ? n0 : n1;
-                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                            if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-                        }
-                    }
-                } else {
-#pragma unroll
-                    for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int n = e < 2 ? n0 : n1;
-                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                            if (mm < p.m && n < p.n) atomicAdd(p.ws + size_t(mm) * p.n + n, acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-                        }
-                    }
-                }
+                store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
             }
         }
     }

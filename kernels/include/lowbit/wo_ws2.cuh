@@ -52,6 +52,7 @@
 #include "lowbit/tma.cuh"
 #include "lowbit/wo_wgmma.cuh"
 #include "lowbit/wo_wgmma_ss.cuh"
+#include "lowbit/wo_ws.cuh"  // wows::store_strip, the epilogue shared with ws v1 and ws-S
 
 namespace lowbit {
 
@@ -59,9 +60,11 @@ namespace wows2 {
 
 using wo::Args;
 
-constexpr int kStrips = 8;              // strips (16 weight rows each) per tile: 128 rows
-constexpr int kBK = 64;                 // K columns per stage: one k-step of the layout, one 128-byte f16 row of X
-constexpr int kWStage = kStrips * 512;  // packed weight bytes per stage
+// The tile of ws v1 / ws-S: kStrips = 8 strips (128 weight rows) per tile, kBK = 64 K columns per stage (one k-step
+// of the layout, one 128-byte f16 row of X), kWStage = 4 KB of packed weight per stage.
+using wows::kStrips;
+using wows::kBK;
+using wows::kWStage;
 constexpr int kDStage = 128 * kBK * 2;  // decoded weight bytes per stage (16 KB)
 // Roles of the two variants. W = false (384 threads): warpgroup 0 = producer thread + 3 decoder warps (3 strips
 // each), warpgroups 1-2 = consumers. W = true ("wide", 640 threads): warpgroup 0 = producer thread, warpgroups 1-2 =
@@ -331,32 +334,9 @@ __global__ void __launch_bounds__(Roles<W>::kThreads, 1) ws2_kernel(const __grid
             }
             const int strip = nb * kStrips + cw * 4 + warp;
             if (strip < p.strips && k1 > k0) {
-                // acc[4c + e] = (row g + 8 * (e >= 2) of the strip, activation row 8c + 2t + (e & 1) of the tile).
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan ? p.chan[n0 < p.n ? n0 : 0] : 1.f, cs1 = p.chan ? p.chan[n1 < p.n ? n1 : 0] : 1.f;
-                const int m0 = mb * BX;
-                if (splits == 1) {
-                    T* y = static_cast<T*>(p.y);
-#pragma unroll
-                    for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int n = e < 2 ? n0 : n1;
-                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                            if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-                        }
-                    }
-                } else {
-#pragma unroll
-                    for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int n = e < 2 ? n0 : n1;
-                            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                            if (mm < p.m && n < p.n) atomicAdd(p.ws + size_t(mm) * p.n + n, acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-                        }
-                    }
-                }
+                wows::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
             }
         }
         };
@@ -392,12 +372,8 @@ bool available() {
     return attr.ptxVersion >= 90;
 }
 
-// K splits as launched: at least one k-step per split (so 1 when ksteps is small).
-inline int effective_splits(const Args& a, int splits) {
-    if (splits <= 1) return 1;
-    const int kper = (a.ksteps + splits - 1) / splits;
-    return (a.ksteps + kper - 1) / kper;
-}
+// K splits as launched: at least one k-step per split (so 1 when ksteps is small); the same K partition as ws-S.
+using wows::effective_splits;
 
 // Work units of a launch (tiles x splits).
 inline int64_t units(const Args& a, int bx, int splits) {
