@@ -121,6 +121,43 @@ struct Mix4P {
 };
 
 
+// ---- Mix4 variants for the eighth session's Mix4 gap measurement (helper wo-mix4; NOTES.md "Mix4 gap") ----------------
+// Mix4N: Mix4's bit placement without the special-value patch (a = p): a timing-only ablation (wrong for the SV code,
+// never checked), it prices the patch (4 LOP3 + 8 HFMA2 per tile).
+struct Mix4N : Mix4 {
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx&, uint32_t (&a)[4]) {
+        const uint32_t q = w[j];
+        a[0] = q & 0x8E008E00u;
+        a[1] = (q << 9) & 0x8E008E00u;
+        a[2] = ((q << 6) & 0x0E000E00u) | ((q << 8) & 0x80008000u);
+        a[3] = ((q >> 3) & 0x0E000E00u) | ((q << 7) & 0x80008000u);
+    }
+};
+// Mix4R3: Mix4 at 3 blocks per SM at the 8- and 16-row m-tiles (85 / 80 registers instead of the 64 of 4 blocks):
+// whether the register cap, not the instruction count, costs Mix4 its time.
+struct Mix4R3 : Mix4 {};
+// Mix4Q: Mix4 with a cheaper group context: the SV's f16 high byte by one PRMT from a 4-byte table (selector 0..3 ->
+// 0x0D, 0x8D, 0x10, 0x90) instead of the arithmetic of sv_bits (7 instead of ~12 instructions per group).
+struct Mix4Q : Mix4 {
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        constexpr uint32_t kTab = 0x90108D0Du;
+        const uint32_t s = aux & 0x0303u;
+        c.zc[0] = prmt(kTab, 0u, (s & 3u) * 0x1010u + 0x0404u);
+        c.zc[1] = prmt(kTab, 0u, (s >> 8) * 0x1010u + 0x0404u);
+    }
+};
+namespace lowbit {
+namespace wo {
+template <>
+constexpr int min_blocks<Mix4R3, 1, __half>() { return 3; }
+template <>
+constexpr int min_blocks<Mix4R3, 2, __half>() { return 3; }
+}  // namespace wo
+}  // namespace lowbit
+
+
 
 struct Weight {
     int n, k, k_pad, strips, ksteps, groups, gl, kstep;
@@ -291,7 +328,16 @@ static Weight make_bitmod3(int n, int k, int gl, Layout lay, uint32_t seed) {
     return w;
 }
 
-// Random codes of any layout (timing only).
+// Random 32-bit words on the device (timing weights: a host RNG over 100+ MB per copy dominated the call's time).
+__global__ void fill_hash(uint32_t* p, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+        uint32_t x = uint32_t(i) * 0x9E3779B9u ^ (uint32_t(i >> 32) + seed * 0x85EBCA6Bu);
+        x ^= x >> 16, x *= 0x7FEB352Du, x ^= x >> 15, x *= 0x846CA68Bu, x ^= x >> 16;
+        p[i] = x;
+    }
+}
+
+// Random codes of any layout (timing only); the code words are filled on the device.
 static Weight make_random(int n, int k, Layout lay, uint32_t seed) {
     std::mt19937 rng(seed);
     Weight w{};
@@ -299,19 +345,26 @@ static Weight make_random(int n, int k, Layout lay, uint32_t seed) {
     w.n = n, w.k = k, w.kstep = tiles * 16, w.gl = 128;
     w.k_pad = (k + w.kstep - 1) / w.kstep * w.kstep;
     w.strips = (n + 15) / 16, w.ksteps = w.k_pad / w.kstep, w.groups = w.k_pad / 128;
-    w.words.resize(size_t(w.strips) * w.ksteps * 128);
-    for (auto& v : w.words) v = rng();
-    if (lay == kLut3 || lay == kMix3) {
-        w.hi.resize(size_t(w.strips) * w.ksteps * 64);
-        for (auto& v : w.hi) v = rng();
-    }
+    const size_t nwords = size_t(w.strips) * w.ksteps * 128, nhi = lay == kLut3 || lay == kMix3 ? nwords / 2 : 0;
     w.meta.resize(size_t(w.strips) * w.groups * 16);
     for (size_t i = 0; i < w.meta.size(); i += 2) {
         w.meta[i] = 0x1C001C00u;
         w.meta[i + 1] = lay == kInt4 ? (rng() % 16) | ((rng() % 16) << 8) : (rng() % 4) | ((rng() % 4) << 8);
     }
     if (lay != kInt4) w.chan.assign(size_t(w.strips) * 16, 1e-3f);
+    w.words.assign(1, 0u);
+    if (nhi) w.hi.assign(1, 0u);
     w.upload();
+    cudaFree(w.d_words);
+    CK(cudaMalloc(&w.d_words, nwords * 4));
+    fill_hash<<<1024, 256>>>(w.d_words, nwords, seed);
+    if (nhi) {
+        cudaFree(w.d_hi);
+        CK(cudaMalloc(&w.d_hi, nhi * 4));
+        fill_hash<<<1024, 256>>>(w.d_hi, nhi, seed + 7777u);
+    }
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
     if (lay == kLut4) upload_bitmod_tables(w, 4);
     if (lay == kLut3) upload_bitmod_tables(w, 3);
     return w;
@@ -362,6 +415,45 @@ static cudaError_t launch(const Weight& w, const Buffers& b, int m, cudaStream_t
     return cudaGetLastError();
 }
 
+// The library's M = 1 plan (wo_launch.cu compact_kw): the in-block split-K compact-X kernel when its blocks fill one
+// wave of cx_min_blocks() per SM (>= 0.6 of 4 per SM, or at least split-K's blocks); otherwise the split-K plan above.
+template <class Fmt, typename T>
+static cudaError_t launch_lib(const Weight& w, const Buffers& b, int m, cudaStream_t s, int* kw_out = nullptr) {
+    int kw = 0;
+    if (m == 1 && !Fmt::kIsLut) {
+        const int kstep = Fmt::kTiles * 16;
+        const int64_t per_block = int64_t(cx_smem_bytes(1, w.ksteps * kstep, kstep)) + 1024;
+        int64_t occ = int64_t(smem_per_sm()) / per_block;
+        occ = std::min<int64_t>(occ, cx_min_blocks<Fmt>());
+        const int nblk = (w.strips + kWarps - 1) / kWarps;
+        int splits = int((8 * int64_t(g_sms) + nblk - 1) / nblk);
+        splits = std::max(1, std::min(splits, std::max(1, w.ksteps / 8)));
+        const int64_t splitk_blocks = int64_t(nblk) * splits;
+        for (int c = kWarps; c > 1 && occ >= 1; c /= 2) {
+            const int64_t blocks = (w.strips + kWarps / c - 1) / (kWarps / c);
+            if (blocks <= occ * g_sms && w.ksteps >= c) {
+                kw = (blocks >= 0.6 * 4 * g_sms || blocks >= splitk_blocks) ? c : 0;
+                break;
+            }
+        }
+    }
+    if (kw_out) *kw_out = kw;
+    if (kw <= 1) return launch<Fmt, T>(w, b, m, s);
+    Args a{};
+    a.words = w.d_words, a.hi_words = w.d_hi, a.meta = w.d_meta, a.chan = w.d_chan, a.lut = w.d_lut;
+    a.x = b.x, a.y = b.y;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.steps_per_split = w.ksteps;
+    a.kc = w.ksteps * Fmt::kTiles * 16;
+    a.x_vec = w.k % 8 == 0;
+    a.auto_splits = 0;
+    a.kw = kw;
+    a.sms = g_sms;
+    a.ws = nullptr;
+    return launch_mt<Fmt, T, 1>(a, 1, 1, s);
+}
+
 // ------------------------------------------------------------------------------------------------ check
 template <typename T>
 static float to_f(T v) {
@@ -377,7 +469,7 @@ static T from_f(float v) {
 static int g_fail = 0, g_pass = 0;
 
 template <class Fmt, typename T>
-static void check_gemm(const char* name, const Weight& w, int m, uint32_t seed) {
+static void check_gemm(const char* name, const Weight& w, int m, uint32_t seed, bool lib = false) {
     std::mt19937 rng(seed);
     std::vector<T> x(size_t(m) * w.k);
     std::vector<double> xd(x.size());
@@ -392,7 +484,8 @@ static void check_gemm(const char* name, const Weight& w, int m, uint32_t seed) 
     CK(cudaMemset(b.y, 0xFF, size_t(m) * w.n * sizeof(T)));  // NaN poison
     CK(cudaMalloc(&b.ws, size_t(m) * w.n * 4));
     CK(cudaMemset(b.ws, 0, size_t(m) * w.n * 4));
-    CK(launch<Fmt, T>(w, b, m, 0));
+    int kw = 0;
+    CK(lib ? launch_lib<Fmt, T>(w, b, m, 0, &kw) : launch<Fmt, T>(w, b, m, 0));
     CK(cudaDeviceSynchronize());
     std::vector<T> y(size_t(m) * w.n);
     CK(cudaMemcpy(y.data(), b.y, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
@@ -411,8 +504,9 @@ static void check_gemm(const char* name, const Weight& w, int m, uint32_t seed) 
             if (!(err <= tol)) ++bad;
             if (err > worst || std::isnan(err)) worst = std::isnan(err) ? 1e30 : err;
         }
-    printf("check %-6s %-4s n=%-5d k=%-5d g=%-3d m=%-3d worst |err|/sum|xw| %.2e %s\n", name,
-           std::is_same_v<T, __half> ? "f16" : "bf16", w.n, w.k, w.gl, m, worst, bad ? "FAIL" : "ok");
+    printf("check %-6s %-4s n=%-5d k=%-5d g=%-3d m=%-3d%s worst |err|/sum|xw| %.2e %s\n", name,
+           std::is_same_v<T, __half> ? "f16" : "bf16", w.n, w.k, w.gl, m, lib ? (kw > 1 ? " cx" : " lib") : "", worst,
+           bad ? "FAIL" : "ok");
     (bad ? g_fail : g_pass)++;
     cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
 }
@@ -508,9 +602,36 @@ static void run_checks() {
     printf("checks: %d passed, %d failed\n", g_pass, g_fail);
 }
 
+// Mix4 and the eighth session's correct variants (Mix4Q, Mix4R3) against the f64 reference, split-K plan and, at M = 1,
+// the library's compact-X plan; identity bit-exact.
+static void run_checks4() {
+    const int shapes[][3] = {{37, 384, 128}, {300, 1024, 128}, {149, 2048, 128}, {45, 320, 32}, {16, 8192, 128}, {16, 384, 128}};
+    uint32_t seed = 900;
+    for (auto& sh : shapes) {
+        Weight mix = make_bitmod4(sh[0], sh[1], sh[2], kMix4, 100 + seed);
+        for (int m : {1, 5, 16, 29}) {
+            check_gemm<Mix4, __half>("mix4", mix, m, ++seed);
+            check_gemm<Mix4Q, __half>("mix4q", mix, m, ++seed);
+            check_gemm<Mix4Q, __nv_bfloat16>("mix4q", mix, m, ++seed);
+            check_gemm<Mix4R3, __half>("mix4r3", mix, m, ++seed);
+        }
+        check_gemm<Mix4, __half>("mix4", mix, 1, ++seed, true);
+        check_gemm<Mix4Q, __half>("mix4q", mix, 1, ++seed, true);
+        check_gemm<Mix4Q, __nv_bfloat16>("mix4q", mix, 1, ++seed, true);
+        check_gemm<Mix4R3, __half>("mix4r3", mix, 1, ++seed, true);
+        mix.free_dev();
+    }
+    Weight mix = make_bitmod4(40, 256, 128, kMix4, 7);
+    check_identity<Mix4Q, __half>("mix4q", mix);
+    check_identity<Mix4Q, __nv_bfloat16>("mix4q", mix);
+    check_identity<Mix4R3, __half>("mix4r3", mix);
+    mix.free_dev();
+    printf("checks4: %d passed, %d failed\n", g_pass, g_fail);
+}
+
 // ------------------------------------------------------------------------------------------------ bench
 template <class Fmt>
-static float bench_fmt(int n, int k, Layout lay, int m, cudaStream_t st = 0) {
+static float bench_fmt(int n, int k, Layout lay, int m, cudaStream_t st = 0, bool lib = false) {
     const Weight probe = make_random(16, 128, lay, 1);
     const size_t bytes = size_t(n) * k * (lay == kLut3 || lay == kMix3 ? 3 : 4) / 8;
     const int nc = micro::copies_for(bytes);
@@ -523,7 +644,9 @@ static float bench_fmt(int n, int k, Layout lay, int m, cudaStream_t st = 0) {
     CK(cudaMalloc(&b.ws, size_t(m) * n * 4));
     CK(cudaMemset(b.ws, 0, size_t(m) * n * 4));
     int it = 0;
-    const float ms = micro::time_ms(100, [&] { CK(launch<Fmt, __half>(ws[it++ % nc], b, m, st)); }, 3, 7, st);
+    const float ms = micro::time_ms(
+        100, [&] { CK(lib ? launch_lib<Fmt, __half>(ws[it++ % nc], b, m, st) : launch<Fmt, __half>(ws[it++ % nc], b, m, st)); },
+        3, 7, st);
     for (auto& w : ws) w.free_dev();
     cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
     (void)probe;
@@ -555,6 +678,75 @@ static void run_bench() {
     }
 }
 
+// Eighth session (NOTES.md "Mix4 gap"): INT4 g128 against Mix4 and its variants on the three shapes at M = 1 and 16, the
+// harness's split-K plan for every format and, at M = 1, the library's plan (compact X where compact_kw picks it);
+// INT4 is timed first and again last (an earlier call saw the first format after cuBLAS read 4x slow once).
+static void run_bench2() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {4096, 4096}};
+    for (auto& sh : shapes) {
+        for (int m : {1, 16}) {
+            const int n = sh[0], k = sh[1];
+            const float cub = micro::bench_cublas_f16(m, n, k) * 1e3f;
+            const float i4 = bench_fmt<Int4>(n, k, kInt4, m);
+            const float x4 = bench_fmt<Mix4>(n, k, kMix4, m);
+            const float x4q = bench_fmt<Mix4Q>(n, k, kMix4, m);
+            const float x4p = bench_fmt<Mix4P>(n, k, kMix4P, m);
+            const float x4n = bench_fmt<Mix4N>(n, k, kMix4, m);
+            const float x4r = bench_fmt<Mix4R3>(n, k, kMix4, m);
+            const float x3 = bench_fmt<Mix3>(n, k, kMix3, m);
+            const float i4b = bench_fmt<Int4>(n, k, kInt4, m);
+            const float i4m = std::min(i4, i4b);
+            printf("bench2 %5dx%-5d m=%-2d splitk | cublas %6.1f | int4 %6.1f / %6.1f (%.2fx cuBLAS) | mix4 %6.1f (%.3f) | mix4q %6.1f (%.3f) | "
+                   "mix4p %6.1f (%.3f) | mix4n(no patch) %6.1f (%.3f) | mix4r3 %6.1f (%.3f) | mix3 %6.1f (%.3f)   [(x) = int4 speed ratio]\n",
+                   n, k, m, cub, i4, i4b, cub / i4m, x4, i4m / x4, x4q, i4m / x4q, x4p, i4m / x4p, x4n, i4m / x4n, x4r, i4m / x4r, x3,
+                   i4m / x3);
+            fflush(stdout);
+            if (m == 1) {
+                const float li4 = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+                const float lx4 = bench_fmt<Mix4>(n, k, kMix4, m, 0, true);
+                const float lx4q = bench_fmt<Mix4Q>(n, k, kMix4, m, 0, true);
+                const float lx4r = bench_fmt<Mix4R3>(n, k, kMix4, m, 0, true);
+                const float lx4n = bench_fmt<Mix4N>(n, k, kMix4, m, 0, true);
+                const float li4b = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+                const float lm = std::min(li4, li4b);
+                printf("bench2 %5dx%-5d m=%-2d lib    | cublas %6.1f | int4 %6.1f / %6.1f (%.2fx cuBLAS) | mix4 %6.1f (%.3f) | mix4q %6.1f (%.3f) | "
+                       "mix4r3 %6.1f (%.3f) | mix4n %6.1f (%.3f)\n",
+                       n, k, m, cub, li4, li4b, cub / lm, lx4, lm / lx4, lx4q, lm / lx4q, lx4r, lm / lx4r, lx4n, lm / lx4n);
+                fflush(stdout);
+            }
+        }
+    }
+}
+
+// One format / shape / M / plan, 3 launches (for ncu -k regex:gemm_kernel --launch-skip 2 -c 1).
+template <class Fmt>
+static void prof_one(int n, int k, Layout lay, int m, bool lib) {
+    Weight w = make_random(n, k, lay, 5);
+    Buffers b{};
+    CK(cudaMalloc(&b.x, size_t(m) * k * 2));
+    CK(cudaMemset(b.x, 0x30, size_t(m) * k * 2));
+    CK(cudaMalloc(&b.y, size_t(m) * n * 2));
+    CK(cudaMalloc(&b.ws, size_t(m) * n * 4));
+    CK(cudaMemset(b.ws, 0, size_t(m) * n * 4));
+    for (int i = 0; i < 3; ++i) CK(lib ? launch_lib<Fmt, __half>(w, b, m, 0) : launch<Fmt, __half>(w, b, m, 0));
+    CK(cudaDeviceSynchronize());
+    w.free_dev();
+    cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
+}
+static void run_prof(int argc, char** argv) {
+    if (argc < 7) return;
+    const std::string f = argv[2];
+    const int n = atoi(argv[3]), k = atoi(argv[4]), m = atoi(argv[5]);
+    const bool lib = std::string(argv[6]) == "lib";
+    if (f == "int4") prof_one<Int4>(n, k, kInt4, m, lib);
+    if (f == "mix4") prof_one<Mix4>(n, k, kMix4, m, lib);
+    if (f == "mix4q") prof_one<Mix4Q>(n, k, kMix4, m, lib);
+    if (f == "mix4p") prof_one<Mix4P>(n, k, kMix4P, m, lib);
+    if (f == "mix4n") prof_one<Mix4N>(n, k, kMix4, m, lib);
+    if (f == "mix4r3") prof_one<Mix4R3>(n, k, kMix4, m, lib);
+    if (f == "mix3") prof_one<Mix3>(n, k, kMix3, m, lib);
+}
+
 // INT4 g128 on the legacy default stream (what PyTorch's default stream is) and on a non-blocking stream, back-to-back
 // host launches: run once with LOWBIT_PDL=0 and once without it to see what programmatic dependent launch does on each.
 static void run_pdl() {
@@ -582,5 +774,8 @@ int main(int argc, char** argv) {
     if (mode == "check" || mode == "all") run_checks();
     if (mode == "bench" || mode == "all") run_bench();
     if (mode == "pdl") run_pdl();
+    if (mode == "check4") run_checks4();
+    if (mode == "bench2") run_bench2();
+    if (mode == "prof") run_prof(argc, argv);
     return g_fail ? 1 : 0;
 }
