@@ -490,6 +490,17 @@ pub struct ActQuantResult {
 /// In-place normalized fast Walsh–Hadamard transform on each block of `h` values (`h` a power of two).
 pub fn fwht_normalized(v: &mut [f32], h: usize) {
     assert!(h.is_power_of_two() && v.len().is_multiple_of(h), "block size");
+    fwht_blocks(v, h, 1.0 / (h as f32).sqrt());
+}
+
+/// The butterflies behind [`fwht_normalized`] and `ssm::fwht_normalized_f64`, in one place so that the f32
+/// reference and the f64 one stay the same transform (the order of the additions matches the FWHT kernels):
+/// each block of `h` values (`h` a power of two) is transformed in place, then multiplied by `scale`
+/// (`1 / sqrt(h)`, computed by the caller in the element type).
+pub(crate) fn fwht_blocks<T>(v: &mut [T], h: usize, scale: T)
+where
+    T: Copy + std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::MulAssign,
+{
     for block in v.chunks_mut(h) {
         let mut len = 1;
         while len < h {
@@ -502,8 +513,7 @@ pub fn fwht_normalized(v: &mut [f32], h: usize) {
             }
             len *= 2;
         }
-        let s = 1.0 / (h as f32).sqrt();
-        block.iter_mut().for_each(|x| *x *= s);
+        block.iter_mut().for_each(|x| *x *= scale);
     }
 }
 

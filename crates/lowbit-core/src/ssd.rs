@@ -105,10 +105,9 @@ impl SsdParams<'_> {
     }
 }
 
-/// `ln(1 + e^v)`, and `v` itself above 20 (Mamba's threshold; the kernels use the same).
-pub fn softplus(v: f64) -> f64 {
-    if v <= 20.0 { v.exp().ln_1p() } else { v }
-}
+/// `ln(1 + e^v)`, and `v` itself above 20: the Mamba-1 reference's softplus (Mamba2 and the SSD kernels use the
+/// same threshold), re-exported so that both references apply the one definition.
+pub use crate::ssm::softplus;
 
 /// One token of one sequence: updates `state` (`[H, P, N]`, f64) and writes `y` (`[H, P]`).
 #[allow(clippy::too_many_arguments)]

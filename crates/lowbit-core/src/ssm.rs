@@ -326,21 +326,7 @@ pub struct GatedNormParams<'a> {
 
 /// In-place normalized FWHT on each block of `h` values (`h` a power of two), in f64.
 pub fn fwht_normalized_f64(v: &mut [f64], h: usize) {
-    for block in v.chunks_mut(h) {
-        let mut len = 1;
-        while len < h {
-            for start in (0..h).step_by(2 * len) {
-                for i in start..start + len {
-                    let (a, b) = (block[i], block[i + len]);
-                    block[i] = a + b;
-                    block[i + len] = a - b;
-                }
-            }
-            len *= 2;
-        }
-        let s = 1.0 / (h as f64).sqrt();
-        block.iter_mut().for_each(|x| *x *= s);
-    }
+    crate::int8::fwht_blocks(v, h, 1.0 / (h as f64).sqrt());
 }
 
 /// Gated RMSNorm → Hadamard → int8 (see `lowbit_ssm_gated_rmsnorm_quant`): `y` `[rows, dim]` (f16 values as f32),
@@ -416,6 +402,30 @@ mod tests {
 
     fn floats(n: usize, lo: f32, hi: f32, rng: &mut StdRng) -> Vec<f32> {
         (0..n).map(|_| rng.random_range(lo..hi)).collect()
+    }
+
+    /// The f64 FWHT is the normalized Sylvester-Hadamard matrix (entry (i, j) = (-1)^popcount(i & j) / sqrt(h))
+    /// applied per block, and the f32 one (`int8::fwht_normalized`, the same butterflies) agrees with it.
+    #[test]
+    fn fwht_f64_is_the_hadamard_matrix_and_matches_f32() {
+        let mut r = StdRng::seed_from_u64(7);
+        for h in [1usize, 2, 4, 16, 64] {
+            let x: Vec<f64> = (0..3 * h).map(|_| r.random_range(-2.0..2.0)).collect();
+            let mut got = x.clone();
+            fwht_normalized_f64(&mut got, h);
+            let mut got32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            crate::int8::fwht_normalized(&mut got32, h);
+            for (b, block) in x.chunks(h).enumerate() {
+                for i in 0..h {
+                    let dot: f64 =
+                        (0..h).map(|j| if (i & j).count_ones().is_multiple_of(2) { block[j] } else { -block[j] }).sum();
+                    let want = dot / (h as f64).sqrt();
+                    let (g64, g32) = (got[b * h + i], f64::from(got32[b * h + i]));
+                    assert!((g64 - want).abs() < 1e-12, "h {h} block {b} row {i}: f64 {g64} vs {want}");
+                    assert!((g32 - want).abs() < 1e-4, "h {h} block {b} row {i}: f32 {g32} vs {want}");
+                }
+            }
+        }
     }
 
     struct Scan {
