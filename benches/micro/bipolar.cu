@@ -313,7 +313,8 @@ static void check_act(int p, int m, int k) {
 using micro::time_ms;
 
 // Plane GEMM timing on rotated weight copies (> 3x L2 when the weights are small), f16 output with scales.
-static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0, int path = 0) {
+static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0, int path = 0,
+                         int reps_in = 0) {
     HostOperand hx = random_planes(p, m, k);
     const size_t wbytes = size_t(q) * n * ld_words(k) * 4;
     const int copies = std::max<int>(1, int((200ull << 20) / std::max<size_t>(wbytes, 1)) + 1);
@@ -335,7 +336,7 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     __half* y;
     CK(cudaMalloc(&y, size_t(m) * n * 2));
     int it = 0;
-    const int reps = micro::reps_for(double(m) * n * k * p * q / 16, 2e9);
+    const int reps = reps_in > 0 ? reps_in : micro::reps_for(double(m) * n * k * p * q / 16, 2e9);
     const float ms = time_ms(reps, [&] {
         ST(lowbit_bip_gemm(&dx.op, &dws[it++ % nc].op, k, &e, y, n, ws, wsb, &cfg, 0, nullptr));
     });
@@ -530,6 +531,99 @@ int main(int argc, char** argv) {
         const float w1 = bench_plane(1, 1, 8192, 8192, 8192);
         printf("wsx 8192^3 cublaslt-int8 %.1f us | w1a1 auto %.1f us (%.0f eff TOPS)\n", lt_sq * 1e3, w1 * 1e3,
                tops(w1, S, S, S));
+    }
+    if (mode == "wspp" || mode == "wsppt") {
+        // ws v5: ping-pong consumer warpgroups (LOWBIT_BIP_WS_PINGPONG=1: W1A1 128 x 128 and W4A1 64 x 64 x 4 tiles
+        // per warpgroup; =2: W1A1 64 x 256). Checks (wspp only): int32 against the CPU reference on odd shapes (K = 77,
+        // 5248, one CTA alternating its warpgroups over many tiles, odd tile counts per CTA), f16 / bf16 / int8 bit
+        // for bit against the synchronous kernel through the TMA stores and the direct stores, all epilogue-term
+        // combinations, the M = 4096, N = 8192 bench shapes. Then timings interleaved with the current kernel
+        // (LOWBIT_BIP_WS_PINGPONG=0) and cuBLASLt int8 in the same process before and after.
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        unsetenv("LOWBIT_BIP_WS_SPLIT");
+        if (mode == "wspp") {
+            for (const char* pp : {"1", "2"}) {
+                setenv("LOWBIT_BIP_WS_PINGPONG", pp, 1);
+                for (int q : {1, 4}) {
+                    if (pp[0] == '2' && q == 4) continue;  // =2 changes only the W1A1 tile
+                    const int p = 1, bx = lowbit_bip_ws_tile(p, q);
+                    check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
+                    check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
+                    check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
+                    check_gemm(p, q, 3 * bx - 1, 130, 4096 + 1024 + 128, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                    check_gemm(p, q, 4 * bx + 3, 520, 1024, 0, 0, LOWBIT_BIP_PATH_WS, 7);
+                    check_gemm(p, q, 300, 1000, 3000, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                    check_gemm(p, q, 333, 389, 1500, 0, 0, LOWBIT_BIP_PATH_WS, 1);  // one CTA: WG 0 / 1 alternate
+                    check_gemm(p, q, 129, 200, 128, 0, 0, LOWBIT_BIP_PATH_WS, 1);   // K = one stage
+                    for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16, LOWBIT_I8_OUT_I8}) {
+                        check_ws_epilogue(p, q, bx + 9, 203, 1500, out);
+                        check_ws_epilogue(p, q, bx + 9, 203, 1500, out, 216);
+                        check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216);
+                        check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out, 136);
+                        check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528);
+                        check_ws_epilogue(p, q, 2 * bx, 640, 1024, out, 640);
+                        check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528, 1);
+                        check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out, 136, 0);
+                        check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216, 5);
+                        check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216, 2);
+                        check_ws_epilogue(p, q, 300, 1000, 3000, out, 1000);
+                    }
+                    for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16})  // bench-size shape, scales only
+                        check_ws_epilogue(p, q, 4096, 8192, 8192 - 96, out, 8192, 1);
+                }
+                printf("wspp check (pingpong %s): %d passed, %d failed\n", pp, g_pass, g_fail);
+            }
+        }
+        auto pp = [&](const char* v) { setenv("LOWBIT_BIP_WS_PINGPONG", v, 1); };
+        const double S = 8192;
+        for (int mm : {8192, 4096, 1024}) {  // W1A1, N = K = 8192: off, 128 x 128, the library default (unset)
+            const float lt = bench_lt(mm, 8192, 8192);
+            float t[3][2];
+            for (int rep = 0; rep < 2; ++rep)
+                for (int v = 0; v < 3; ++v) {
+                    if (v == 2) {
+                        unsetenv("LOWBIT_BIP_WS_PINGPONG");
+                    } else {
+                        pp(v == 0 ? "0" : "1");
+                    }
+                    t[v][rep] = bench_plane(1, 1, mm, 8192, 8192, 0, 0, 0, 20);
+                }
+            const float lt2 = bench_lt(mm, 8192, 8192);
+            printf("wspp w1a1 M=%d N=K=8192 cublaslt-int8 %.1f / %.1f us | pp off %.1f / %.1f us (%.0f eff TOPS) | "
+                   "pp 128x128 %.1f / %.1f us (%.0f eff TOPS) | default %.1f / %.1f us (%.0f eff TOPS)\n",
+                   mm, lt * 1e3, lt2 * 1e3, t[0][0] * 1e3, t[0][1] * 1e3, tops(t[0][0], mm, S, S), t[1][0] * 1e3,
+                   t[1][1] * 1e3, tops(t[1][0], mm, S, S), t[2][0] * 1e3, t[2][1] * 1e3, tops(t[2][0], mm, S, S));
+        }
+        for (int mm : {4096, 1024, 8192}) {  // W4A1, N = K = 8192
+            const float lt = bench_lt(mm, 8192, 8192);
+            float t[2][2];
+            for (int rep = 0; rep < 2; ++rep)
+                for (int v = 0; v < 2; ++v) {
+                    pp(v == 0 ? "0" : "1");
+                    t[v][rep] = bench_plane(1, 4, mm, 8192, 8192, 0, 0, 0, 20);
+                }
+            const float lt2 = bench_lt(mm, 8192, 8192);
+            printf("wspp w4a1 M=%d N=K=8192 cublaslt-int8 %.1f / %.1f us | current %.1f / %.1f us (%.2fx) | pp %.1f / "
+                   "%.1f us (%.2fx)\n",
+                   mm, lt * 1e3, lt2 * 1e3, t[0][0] * 1e3, t[0][1] * 1e3, lt / t[0][0], t[1][0] * 1e3,
+                   t[1][1] * 1e3, lt / t[1][0]);
+        }
+        // sustained: 200 back-to-back calls per trial (power / clock closer to the bench's long runs)
+        for (int v = 0; v < 2; ++v) {
+            pp(v == 0 ? "0" : "1");
+            const float w1 = bench_plane(1, 1, 8192, 8192, 8192, 0, 0, 0, 200);
+            const float w4 = bench_plane(1, 4, 4096, 8192, 8192, 0, 0, 0, 200);
+            printf("wspp sustained pingpong=%d: w1a1 8192^3 %.1f us (%.0f eff TOPS) | w4a1 M=4096 %.1f us\n", v,
+                   w1 * 1e3, tops(w1, S, S, S), w4 * 1e3);
+        }
+        printf("wspp sustained cublaslt-int8 M=4096 %.1f us, 8192^3 %.1f us\n", bench_lt(4096, 8192, 8192) * 1e3,
+               bench_lt(8192, 8192, 8192) * 1e3);
+        unsetenv("LOWBIT_BIP_WS_PINGPONG");
+    }
+    if (mode == "ncupp") {  // one W1A1 8192^3 call with ping-pong 128 x 128 and one W4A1 M = 4096, for ncu
+        setenv("LOWBIT_BIP_WS_PINGPONG", "1", 1);
+        bench_plane(1, 1, 8192, 8192, 8192, 0, 0, 0, 1);
+        bench_plane(1, 4, 4096, 8192, 8192, 0, 0, 0, 1);
     }
     if (mode == "wsq" || mode == "wst") {
         // ws timings only: staged TMA-store epilogue (ws v2, the default) and the direct stores

@@ -5,7 +5,9 @@
 # (ws checks + ws-only timings: TMA-store epilogue, direct stores, multicast), `wst` (those timings only), `wsc` (the
 # ws checks only: one CTA per SM, multicast, split-X), `wsm` (ws timings: multicast vs one CTA per SM, split-X, the
 # defaults), `wsx` (ws v4: the transposed split-X tile LOWBIT_BIP_WS_SPLIT=2 for W4A1, its checks and timings against
-# split-X), `ncu1` / `ncu2` (one W1A1 8192^3 / W4A1 M = 4096 call with the defaults, for ncu) or
+# split-X), `wspp` (ws v5: ping-pong consumers LOWBIT_BIP_WS_PINGPONG, checks + timings against the ws v3 kernel),
+# `wsppt` (those timings only), `ncu1` / `ncu2` / `ncupp` (one W1A1 8192^3 / W4A1 M = 4096 call with the defaults /
+# with ping-pong forced, for ncu) or
 # `all` = check + bench (default); several modes comma-separated.
 # BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench); BIP_WS_SECTOR=1 the ws kernel
 # with whole-sector f16 stores (LOWBIT_BIP_WS_SECTOR_STORES) and runs its `ws` mode. Needs nvcc and libcublasLt.so.13 / libcublas.so.13 (found under site-packages).

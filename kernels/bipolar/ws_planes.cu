@@ -142,10 +142,68 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
     }
 }
 
+// LOWBIT_BIP_WS_PINGPONG (ws v5): ping-pong consumer warpgroups (lowbit/bip_ws_gemm.cuh ws_pp_kernel), each
+// warpgroup its own tile, their K loops alternating so one's drain + epilogue runs under the other's BGMMAs. Only for
+// W1A1 and W4A1. =1: on (W1A1 with 128 x 128 tiles per warpgroup, two m64n128k256 row blocks; W4A1 64 x 64 x 4
+// planes); =2: on, W1A1 with 64 x 256 tiles instead (measured 23% slower); =0: off; unset: pingpong_default.
+int pingpong_env() {
+    const char* v = getenv("LOWBIT_BIP_WS_PINGPONG");
+    return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : v[0] == '2' ? 2 : 0;
+}
+
+// Default (H100, NOTES.md ws v5, same run): on for W1A1 (8192^3 136.3 -> 127.1 us short runs, 135.1 -> 132.7 us in
+// 200-call runs; M = 4096 69.0 -> 67.3 us), off for W4A1 (M = 4096 204.4 -> 216.9 us: its 64 x 64 x 4 tile fills
+// 1.67x the bytes per op of the split-X tile).
+template <int P, int Q>
+constexpr bool pingpong_default() {
+    return P == 1 && Q == 1;
+}
+
+// One CTA per SM, grid = min(tiles, SMs); the tile is one warpgroup's (WH * 64 weight rows x BX activation rows).
+template <int P, int Q, int BX, int WH>
+cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
+    using namespace lowbit::bipws;
+    using G = PGeo<P, Q, BX, WH>;
+    const uint64_t cols = uint64_t(a.kchunks) * 16;
+    CUtensorMap xmap, wmap;
+    cudaError_t e = lowbit::tma::make_3d_sw128_u8(xmap, a.x, cols, uint64_t(a.m), P, uint64_t(a.ldx) * 4,
+                                                  uint64_t(a.x_plane) * 4, kStageBytes, BX, P);
+    if (e != cudaSuccess) return e;
+    e = lowbit::tma::make_3d_sw128_u8(wmap, a.w, cols, uint64_t(a.n), Q, uint64_t(a.ldw) * 4, uint64_t(a.w_plane) * 4,
+                                      kStageBytes, G::kTW, Q);
+    if (e != cudaSuccess) return e;
+    CUtensorMap ymap{};  // as launch_mc: f16 / bf16 through TMA stores where the copy engine can address y
+    int ystore = 0;
+    if ((a.epi.out == lowbit::i8::kOutF16 || a.epi.out == lowbit::i8::kOutBf16) && a.ldy % 8 == 0 &&
+        (a.n % 8 == 0 || tma_store_mode() == 2) && (reinterpret_cast<uintptr_t>(a.y) & 15) == 0 && tma_store_mode()) {
+        ystore = lowbit::tma::make_2d_sw128(ymap, CU_TENSOR_MAP_DATA_TYPE_UINT16, a.y, uint64_t(a.m), uint64_t(a.n),
+                                            uint64_t(a.ldy) * 2, G::kOutRows, 64) == cudaSuccess;
+    }
+    auto kern = ws_pp_kernel<P, Q, BX, WH>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
+    if (e != cudaSuccess) return e;
+    const int64_t tiles = int64_t((a.m + BX - 1) / BX) * ((a.n + G::kTW - 1) / G::kTW);
+    const int grid = int(tiles < nsm ? tiles : nsm);
+    kern<<<grid, kThreads, G::kSmem, st>>>(a, xmap, wmap, group, ymap, ystore);
+    return cudaGetLastError();
+}
+
 template <int P, int Q, int BX>
 cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
     if (nsm < 0) return available<P, Q, BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if constexpr (P == 1 && (Q == 1 || Q == 4)) {  // ping-pong consumers (ws v5)
+        const int pe = pingpong_env();
+        // (a forced LOWBIT_BIP_WS_MULTICAST=1 keeps the multicast kernel unless ping-pong is forced as well)
+        if (pe > 0 || (pe < 0 && multicast_env() != 1 && pingpong_default<P, Q>())) {
+            if constexpr (Q == 1) {
+                if (pe == 2) return launch_pp<1, 1, 256, 1>(a, nsm, group, st);
+                return launch_pp<1, 1, 128, 2>(a, nsm, group, st);
+            } else {
+                return launch_pp<1, 4, 64, 1>(a, nsm, group, st);
+            }
+        }
+    }
     const int env = multicast_env();
     const bool mc = env == 1 || (env < 0 && multicast_default<P, Q, BX>());
     if constexpr (Q == 4) {  // split-X tile (ws v3) for the 4-plane weights

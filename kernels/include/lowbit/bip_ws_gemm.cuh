@@ -18,6 +18,8 @@
 //   MC = 1 / 2, 2-CTA clusters multicasting half of the X / W stage each (exact; as fast as one CTA per SM once the
 //   cluster arrives lost their GPU-scope fences, not faster: L2 does not bound the K loop, nor, ws v4 found, shared
 //   memory bandwidth).
+//   ws_pp_kernel (ws v5, below): ping-pong consumers, each warpgroup its own tile (W1A1: 128 x 128, the library
+//   default for W1A1), K loops alternating under an ordered mbarrier pair so one's epilogue overlaps the other's BGMMAs.
 //
 // A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
 // from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
@@ -803,6 +805,280 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
     if constexpr (MC != 0) tma::cluster_sync();
 #endif
 #endif
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Ping-pong consumers (ws v5, kernels/bipolar/NOTES.md): ws_pp_kernel. The same producer, ring, operand layout,
+// recovery and epilogues as ws_plane_kernel, but each consumer warpgroup owns a whole tile of its own (WH * 64 weight
+// rows x BX activation rows: WH wgmma row blocks per plane, acc[WH][Q][P * BX / 2], WH * Q * P * BX / 2 <= 128
+// registers), and the two warpgroups take the CTA's tiles alternately (CTA-local tile i -> warpgroup i % 2). The
+// producer fills the ring with the stages of tile 0, tile 1, tile 2, ... in order, so each warpgroup consumes the
+// ring positions of its own tiles and skips (advances its slot and phase over) the other's. An ordered barrier pair
+// (order[0], order[1]: mbarriers of 4 arrivals, lane 0 of each warp) makes the K loops alternate: a warpgroup waits
+// for its turn before its first BGMMA of a tile and hands the turn over right after issuing its last one, before
+// wgmma.wait_group 0, so the tensor pipe always has the other warpgroup's BGMMAs queued while this one drains,
+// recovers and runs its epilogue (CUTLASS's KernelTmaWarpSpecializedPingpong pattern, written for this kernel). The
+// ordering is a schedule only: exactness rests on the full / empty ring barriers as in ws_plane_kernel (each slot is
+// released by the 4 warps of the one warpgroup that consumed it: empty counts 4), and each warpgroup has its own
+// RowVecs and output staging buffer (WH x OR rows x 128 bytes), so the two epilogues never share memory.
+// Turn parity: warpgroup cw's k-th turn needs k (cw = 0) or k + 1 (cw = 1) hand-overs from the other one, i.e. phase
+// k - 1 resp. k of order[cw] completed: parity (k & 1) ^ (cw == 0) (a fresh barrier passes parity 1 at once). The
+// arrivals cannot run two phases ahead of a waiter (each hand-over needs the other's previous one), and a dangling
+// hand-over at the end (odd tile counts) is harmless on an mbarrier.
+// Limits: one CTA per SM (no multicast), no split X; tile counts and edges as ws_plane_kernel (rows past M / N load
+// zeros and store nothing).
+// ---------------------------------------------------------------------------------------------------
+#ifndef LOWBIT_BIP_WS_PP_SLOTS
+#define LOWBIT_BIP_WS_PP_SLOTS 4  // micro-harness experiment (ws v5): 5 = one more ring slot, staging in 2 passes
+#endif
+constexpr int out_rows_pp(int avail, int slot, int bx, int want, int wh) {
+    return bx < 8 ? 0
+                  : ring_slots(avail - 2 * wh * bx * kStageBytes, slot) >= want ? bx
+                                                                               : out_rows_pp(avail, slot, bx / 2, want, wh);
+}
+
+template <int P, int Q, int BX, int WH>
+struct PGeo {
+    static constexpr int kR = P * BX;                  // stacked X rows
+    static constexpr int kTW = 64 * WH;                // weight rows per (warpgroup) tile
+    static constexpr int kTX = BX;                     // activation rows per tile
+    static constexpr int kWPlane = kTW * kStageBytes;  // 8 KB per weight plane and row block
+    static constexpr int kWStage = Q * kWPlane;
+    static constexpr int kXStage = kR * kStageBytes;
+    static constexpr int kSlot = kWStage + kXStage;
+    // as Geo, plus the two order barriers
+    static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 16 - 2 * int(sizeof(RowVecs<BX>)) - 256;
+    // whole-tile staging while it leaves LOWBIT_BIP_WS_PP_SLOTS slots (4 x 512 cycles of BGMMA at peak for W1A1),
+    // else passes of half the rows
+    static constexpr int kOutRowsPref = out_rows_pp(kAvail, kSlot, BX, LOWBIT_BIP_WS_PP_SLOTS, WH);
+    static constexpr int kOutRows = kOutRowsPref ? kOutRowsPref : out_rows_pp(kAvail, kSlot, BX, 3, WH);
+    static constexpr int kOutHalf = kOutRows * kStageBytes;  // one 64-column block's staging
+    static constexpr int kOutBytes = WH * kOutHalf;          // per consumer warpgroup
+    static constexpr int kStages = ring_slots(kAvail - 2 * kOutBytes, kSlot);
+    static constexpr int kSmem = kStages * kSlot + 2 * kOutBytes + 1024;
+    static_assert(kOutRows >= 16 && BX % kOutRows == 0, "no room for the output staging buffer");
+};
+
+template <int P, int Q, int BX, int WH>
+__global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constant__ Args p,
+                                                             const __grid_constant__ CUtensorMap xmap,
+                                                             const __grid_constant__ CUtensorMap wmap, int group,
+                                                             const __grid_constant__ CUtensorMap ymap, int ystore) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    using G = PGeo<P, Q, BX, WH>;
+    constexpr int S = G::kStages;
+    constexpr int R = G::kR;
+    static_assert(S >= 3, "ring too small");
+    static_assert(BX % 8 == 0 && R <= 256, "wgmma N = P * BX: a multiple of 8, at most 256");
+    static_assert(WH * Q * R <= 256, "accumulators: WH * Q * P * BX / 2 registers per thread");
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S], order[2];
+    __shared__ RowVecs<BX> rowv[2];  // per consumer warpgroup
+    const uint32_t raw = tma::smem_u32(smem_raw);
+    unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    unsigned char* outbuf = ring + S * G::kSlot;  // 2 x kOutBytes
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+    if (tid == 0) {
+        for (int s = 0; s < S; ++s) {
+            tma::mbar_init(&full[s], 1);  // the producer's arrive.expect_tx (+ the copies' bytes)
+            tma::mbar_init(&empty[s], 4);  // one arrive per warp of the consuming warpgroup
+        }
+        tma::mbar_init(&order[0], 4);  // hand-overs to warpgroup 0 (from warpgroup 1's 4 warps)
+        tma::mbar_init(&order[1], 4);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    constexpr int TW = G::kTW;
+    const int mt = (p.m + BX - 1) / BX, nt = (p.n + TW - 1) / TW;
+    const i8ws::Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
+    const int total = nt * mt;
+    const int ksteps = p.steps;
+
+    if (wg == 0) {
+        // ------------------------------- producer: every tile of the CTA, in order -------------------------------
+        tma::setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int t = int(blockIdx.x); t < total; t += int(gridDim.x)) {
+                int nb, mb;
+                tiles.at(t, nb, mb);
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    tma::mbar_wait(&empty[s], phase ^ 1);  // a fresh barrier passes parity 1 at once
+                    unsigned char* slot = ring + s * G::kSlot;
+                    const int kb = ks * kStageBytes;
+                    tma::mbar_expect_tx(&full[s], G::kSlot);
+                    tma::tma_3d_g2s(slot, &wmap, kb, nb * TW, 0, &full[s]);
+                    tma::tma_3d_g2s(slot + G::kWStage, &xmap, kb, mb * BX, 0, &full[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
+    } else {
+        // ------------------------------- consumers: alternate tiles -------------------------------
+        tma::setmaxnreg_inc<232>();
+        const int cw = wg - 1;
+        const int lane = tid & 31, warp = (tid >> 5) & 3;
+        const int g = lane >> 2, tq = lane & 3;
+        const int ct = tid & 127;
+        const uint32_t ring_a = tma::smem_u32(ring);
+        unsigned char* ob = outbuf + cw * G::kOutBytes;
+        const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
+        int s = 0;
+        uint32_t phase = 0, turn = 0;
+        int32_t acc[WH][Q][R / 2];
+        constexpr int RPT = (BX + 127) / 128;
+        int i = 0;
+        for (int t = int(blockIdx.x); t < total; t += int(gridDim.x), ++i) {
+            if ((i & 1) != cw) {  // the other warpgroup's tile: skip its ring positions
+                const int adv = s + ksteps;
+                phase ^= uint32_t(adv / S) & 1u;
+                s = adv % S;
+                continue;
+            }
+            int nb, mb;
+            tiles.at(t, nb, mb);
+            const int m0 = mb * BX;
+            const int nr = nb * TW + warp * 16 + g;  // this thread's weight rows nr + 64 h, nr + 64 h + 8
+            ColVals cv[WH];
+#pragma unroll
+            for (int h = 0; h < WH; ++h) cv[h] = tma_out ? load_cols<P, Q>(p, nr + 64 * h) : ColVals{};
+            uint32_t lsx[RPT];
+            float lrs[RPT], lrc[RPT];
+#pragma unroll
+            for (int r = 0; r < RPT; ++r) {
+                const int m = m0 + ct + 128 * r;
+                const bool ok = ct + 128 * r < BX && m < p.m;
+                lsx[r] = ok ? uint32_t(__ldg(p.sx + m)) : 0u;
+                lrs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
+                lrc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
+            }
+#pragma unroll
+            for (int h = 0; h < WH; ++h)
+#pragma unroll
+                for (int j = 0; j < Q; ++j)
+#pragma unroll
+                    for (int e = 0; e < R / 2; ++e) acc[h][j][e] = 0;
+            tma::mbar_wait(&order[cw], (turn & 1u) ^ (cw == 0 ? 1u : 0u));  // my turn for the tensor pipe
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                tma::mbar_wait(&full[s], phase);
+                const uint32_t wa = ring_a + s * G::kSlot;
+                const uint32_t xa = wa + G::kWStage;
+                wgmma_fence();
+#pragma unroll
+                for (int h = 0; h < WH; ++h)
+#pragma unroll
+                    for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+#pragma unroll
+                for (int kk = 0; kk < kStageBytes / 32; ++kk) {
+                    const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+#pragma unroll
+                    for (int j = 0; j < Q; ++j)
+#pragma unroll
+                        for (int h = 0; h < WH; ++h)  // plane j's row block h: 64 rows = 8 KB from the plane start
+                            wgmma_ss_b1<R>(acc[h][j], tma::desc_sw128(wa + j * G::kWPlane + h * 8192 + 32 * kk), db,
+                                           1);
+                }
+                wgmma_commit();
+#pragma unroll
+                for (int h = 0; h < WH; ++h)
+#pragma unroll
+                    for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+                wgmma_wait<1>();
+                if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            // Every BGMMA of this tile is issued: hand the tensor pipe to the other warpgroup, then drain.
+            __syncwarp();
+            if (lane == 0) tma::mbar_arrive(&order[cw ^ 1]);
+            ++turn;
+            wgmma_wait<0>();
+#pragma unroll
+            for (int h = 0; h < WH; ++h)
+#pragma unroll
+                for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+            if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
+            // Recovery per row block (as ws_plane_kernel): T into acc[h][0][4 ii + e].
+#pragma unroll
+            for (int h = 0; h < WH; ++h)
+#pragma unroll
+                for (int ii = 0; ii < BX / 8; ++ii)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        uint32_t tt = 0;
+#pragma unroll
+                        for (int j = 0; j < Q; ++j)
+#pragma unroll
+                            for (int pi = 0; pi < P; ++pi)
+                                tt += uint32_t(acc[h][j][4 * (pi * BX / 8 + ii) + e]) << (pi + j);
+                        acc[h][0][4 * ii + e] = int32_t(tt);
+                    }
+            RowVecs<BX>& rv = rowv[cw];
+            if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();  // this warpgroup's previous stores have read
+            consumer_bar(cw);
+#pragma unroll
+            for (int r = 0; r < RPT; ++r) {
+                if (ct + 128 * r < BX) {
+                    rv.sx[ct + 128 * r] = lsx[r];
+                    rv.rs[ct + 128 * r] = lrs[r];
+                    rv.rc[ct + 128 * r] = lrc[r];
+                }
+            }
+            consumer_bar(cw);
+#pragma unroll
+            for (int h = 0; h < WH; ++h) {
+                const int n0 = nb * TW + 64 * h;
+                if (tma_out) {
+                    constexpr int OR = G::kOutRows;
+                    unsigned char* obh = ob + h * G::kOutHalf;
+                    const bool full_epi = p.epi.rc != nullptr || p.epi.bias != nullptr;
+                    if (p.epi.out == i8::kOutF16) {
+                        if (full_epi) {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutF16, true>(p, acc[h][0], cv[h], tq, rv, obh, &ymap,
+                                                                            n0, m0, cw, warp, lane);
+                        } else {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutF16, false>(p, acc[h][0], cv[h], tq, rv, obh, &ymap,
+                                                                             n0, m0, cw, warp, lane);
+                        }
+                    } else {
+                        if (full_epi) {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutBf16, true>(p, acc[h][0], cv[h], tq, rv, obh, &ymap,
+                                                                             n0, m0, cw, warp, lane);
+                        } else {
+                            store_tile_tma<P, Q, BX, OR, i8::kOutBf16, false>(p, acc[h][0], cv[h], tq, rv, obh, &ymap,
+                                                                              n0, m0, cw, warp, lane);
+                        }
+                    }
+                } else {
+                    switch (p.epi.out) {
+                        case i8::kOutF16: store_tile_ws<P, Q, BX, i8::kOutF16>(p, acc[h][0], m0, nr + 64 * h, tq, rv); break;
+                        case i8::kOutBf16: store_tile_ws<P, Q, BX, i8::kOutBf16>(p, acc[h][0], m0, nr + 64 * h, tq, rv); break;
+                        case i8::kOutI8: store_tile_ws<P, Q, BX, i8::kOutI8>(p, acc[h][0], m0, nr + 64 * h, tq, rv); break;
+                        default: store_tile_ws<P, Q, BX, i8::kOutI32>(p, acc[h][0], m0, nr + 64 * h, tq, rv); break;
+                    }
+                }
+            }
+        }
+        // The CTA's shared memory must outlive the copy engine's reads of the last staged tile.
+        if (ystore && ct == 0) tma::bulk_wait_group_read<0>();
+    }
+#endif
+#endif
+}
+
+template <int P, int Q, int BX, int WH>
+bool available_pp() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<P, Q, BX, WH>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
 }
 
 template <int P, int Q, int BX>
