@@ -148,8 +148,79 @@ struct Mix4Q : Mix4 {
         c.zc[1] = prmt(kTab, 0u, (s >> 8) * 0x1010u + 0x0404u);
     }
 };
+// Mix4V: Mix4 with the SV patch's v = ~p & M computed as M - p by an IMAD (p is a bit subset of M, so the subtraction
+// never borrows) on the FMA pipe instead of a LOP3 on the ALU pipe: 4 of the 12 ALU-pipe ops per tile move to the FMA
+// pipe (ncu, call 1: Mix4 is bound by the ALU pipe on the 4-block SMs, its FP16 / IMAD work is nearly free). The
+// multiplier -1 comes from the group context as (aux >> 31) - 1 (aux < 2^31 by the layout), so that ptxas cannot fold
+// the IMAD into an IADD3 (ALU pipe) as it does for a literal -1.
+struct Mix4V : Mix4 {
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        Mix4::ctx<T>(aux, c);
+        c.zc[2] = (aux >> 31) - 1u;  // 0xFFFFFFFF
+    }
+    __device__ static uint32_t patch_v(uint32_t p, uint32_t k, uint32_t neg1) {
+        uint32_t v;
+        asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(v) : "r"(p), "r"(neg1), "r"(0x8E008E00u));
+        const uint32_t kScale = 0x70007000u, kMinus2 = 0xC000C000u;
+        const __half2 ind = __hfma2_relu(*reinterpret_cast<const __half2*>(&v), *reinterpret_cast<const __half2*>(&kScale),
+                                         *reinterpret_cast<const __half2*>(&kMinus2));
+        const __half2 r = __hfma2(ind, *reinterpret_cast<const __half2*>(&k), *reinterpret_cast<const __half2*>(&p));
+        return *reinterpret_cast<const uint32_t*>(&r);
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j], n1 = c.zc[2];
+        uint32_t h[4];
+        h[0] = patch_v(q & 0x8E008E00u, c.zc[0], n1);
+        h[1] = patch_v((q << 9) & 0x8E008E00u, c.zc[1], n1);
+        h[2] = patch_v(((q << 6) & 0x0E000E00u) | ((q << 8) & 0x80008000u), c.zc[0], n1);
+        h[3] = patch_v(((q >> 3) & 0x0E000E00u) | ((q << 7) & 0x80008000u), c.zc[1], n1);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            if constexpr (std::is_same_v<T, __half>) {
+                a[r] = h[r];
+            } else {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[r]));
+                a[r] = Pair<T>::pack(f.x, f.y);
+            }
+        }
+    }
+};
+// Mix4W: Mix4V, and register 2's m shift (q << 6) as an IMAD by an opaque 64 (ptxas issued it as SHF on the ALU pipe).
+struct Mix4W : Mix4V {
+    template <typename T>
+    __device__ static void ctx(uint32_t aux, GroupCtx& c) {
+        Mix4V::ctx<T>(aux, c);
+        c.zc[3] = c.zc[2] & 64u;  // 64
+    }
+    template <typename T>
+    __device__ static void decode(const uint32_t* w, const uint32_t*, int j, const GroupCtx& c, uint32_t (&a)[4]) {
+        const uint32_t q = w[j], n1 = c.zc[2];
+        uint32_t q6;
+        asm("mul.lo.u32 %0, %1, %2;" : "=r"(q6) : "r"(q), "r"(c.zc[3]));
+        uint32_t h[4];
+        h[0] = patch_v(q & 0x8E008E00u, c.zc[0], n1);
+        h[1] = patch_v((q << 9) & 0x8E008E00u, c.zc[1], n1);
+        h[2] = patch_v((q6 & 0x0E000E00u) | ((q << 8) & 0x80008000u), c.zc[0], n1);
+        h[3] = patch_v(((q >> 3) & 0x0E000E00u) | ((q << 7) & 0x80008000u), c.zc[1], n1);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            if constexpr (std::is_same_v<T, __half>) {
+                a[r] = h[r];
+            } else {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[r]));
+                a[r] = Pair<T>::pack(f.x, f.y);
+            }
+        }
+    }
+};
+// Mix4V3: Mix4V with 3 blocks per SM at the 16-row m-tile (Mix4V spills 36 bytes at the 4-block cap of 64 registers there).
+struct Mix4V3 : Mix4V {};
 namespace lowbit {
 namespace wo {
+template <>
+constexpr int min_blocks<Mix4V3, 2, __half>() { return 3; }
 template <>
 constexpr int min_blocks<Mix4R3, 1, __half>() { return 3; }
 template <>
@@ -614,7 +685,14 @@ static void run_checks4() {
             check_gemm<Mix4Q, __half>("mix4q", mix, m, ++seed);
             check_gemm<Mix4Q, __nv_bfloat16>("mix4q", mix, m, ++seed);
             check_gemm<Mix4R3, __half>("mix4r3", mix, m, ++seed);
+            check_gemm<Mix4V, __half>("mix4v", mix, m, ++seed);
+            check_gemm<Mix4V, __nv_bfloat16>("mix4v", mix, m, ++seed);
+            check_gemm<Mix4W, __half>("mix4w", mix, m, ++seed);
+            check_gemm<Mix4V3, __half>("mix4v3", mix, m, ++seed);
         }
+        check_gemm<Mix4V, __half>("mix4v", mix, 1, ++seed, true);
+        check_gemm<Mix4V, __nv_bfloat16>("mix4v", mix, 1, ++seed, true);
+        check_gemm<Mix4W, __half>("mix4w", mix, 1, ++seed, true);
         check_gemm<Mix4, __half>("mix4", mix, 1, ++seed, true);
         check_gemm<Mix4Q, __half>("mix4q", mix, 1, ++seed, true);
         check_gemm<Mix4Q, __nv_bfloat16>("mix4q", mix, 1, ++seed, true);
@@ -625,6 +703,9 @@ static void run_checks4() {
     check_identity<Mix4Q, __half>("mix4q", mix);
     check_identity<Mix4Q, __nv_bfloat16>("mix4q", mix);
     check_identity<Mix4R3, __half>("mix4r3", mix);
+    check_identity<Mix4V, __half>("mix4v", mix);
+    check_identity<Mix4V, __nv_bfloat16>("mix4v", mix);
+    check_identity<Mix4W, __half>("mix4w", mix);
     mix.free_dev();
     printf("checks4: %d passed, %d failed\n", g_pass, g_fail);
 }
@@ -718,6 +799,32 @@ static void run_bench2() {
     }
 }
 
+// Second call: the library's plan (compact X at M = 1 where compact_kw picks it, split-K otherwise), INT4 first and last,
+// Mix4 / Mix4V / Mix4W / Mix4N (no-patch floor), every shape twice (rounds a and b) to show the run-to-run spread.
+static void run_bench3() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {4096, 4096}};
+    for (const char* round : {"a", "b"}) {
+        for (auto& sh : shapes) {
+            for (int m : {1, 16}) {
+                const int n = sh[0], k = sh[1];
+                const float cub = micro::bench_cublas_f16(m, n, k) * 1e3f;
+                const float i4 = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+                const float x4 = bench_fmt<Mix4>(n, k, kMix4, m, 0, true);
+                const float x4v = bench_fmt<Mix4V>(n, k, kMix4, m, 0, true);
+                const float x4w = m == 1 ? bench_fmt<Mix4W>(n, k, kMix4, m, 0, true) : bench_fmt<Mix4V3>(n, k, kMix4, m, 0, true);
+                const float x4n = bench_fmt<Mix4N>(n, k, kMix4, m, 0, true);
+                const float i4b = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+                const float i4m = std::min(i4, i4b);
+                printf("bench3%s %5dx%-5d m=%-2d lib | cublas %6.1f | int4 %6.1f / %6.1f (%.2fx cuBLAS) | mix4 %6.1f (%.3f, %.2fx cuBLAS) | "
+                       "mix4v %6.1f (%.3f, %.2fx cuBLAS) | %s %6.1f (%.3f) | mix4n %6.1f (%.3f)   [(x) = int4 speed ratio]\n",
+                       round, n, k, m, cub, i4, i4b, cub / i4m, x4, i4m / x4, cub / x4, x4v, i4m / x4v, cub / x4v, m == 1 ? "mix4w" : "mix4v3(3 blocks)", x4w, i4m / x4w,
+                       x4n, i4m / x4n);
+                fflush(stdout);
+            }
+        }
+    }
+}
+
 // One format / shape / M / plan, 3 launches (for ncu -k regex:gemm_kernel --launch-skip 2 -c 1).
 template <class Fmt>
 static void prof_one(int n, int k, Layout lay, int m, bool lib) {
@@ -745,6 +852,8 @@ static void run_prof(int argc, char** argv) {
     if (f == "mix4n") prof_one<Mix4N>(n, k, kMix4, m, lib);
     if (f == "mix4r3") prof_one<Mix4R3>(n, k, kMix4, m, lib);
     if (f == "mix3") prof_one<Mix3>(n, k, kMix3, m, lib);
+    if (f == "mix4v") prof_one<Mix4V>(n, k, kMix4, m, lib);
+    if (f == "mix4w") prof_one<Mix4W>(n, k, kMix4, m, lib);
 }
 
 // INT4 g128 on the legacy default stream (what PyTorch's default stream is) and on a non-blocking stream, back-to-back
@@ -776,6 +885,7 @@ int main(int argc, char** argv) {
     if (mode == "pdl") run_pdl();
     if (mode == "check4") run_checks4();
     if (mode == "bench2") run_bench2();
+    if (mode == "bench3") run_bench3();
     if (mode == "prof") run_prof(argc, argv);
     return g_fail ? 1 : 0;
 }
