@@ -58,6 +58,12 @@ int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t
 // ring (group_len % 128 == 0). The library launchers pass both (kOptsDefault); 0 = v12's kernel behaviour.
 // v16: kBulkRed (split-K slabs by bulk reduction from shared memory; not in the library default, NOTES v16).
 static const int kTmaStore = 1, kRingScales = 2, kBulkRed = 4, kOptsDefault = kTmaStore | kRingScales;
+// v17: kSkipEpi (timing probe: no epilogue, no output), kLag(d) (W8: consumer warpgroup 1 starts d stages late).
+static const int kSkipEpi = 8;
+extern "C" cudaError_t cudaProfilerStart(void);  // cuda_profiler_api.h (not in the pip toolkit's include tree)
+extern "C" cudaError_t cudaProfilerStop(void);
+static int kLag(int d) { return d << 4; }
+static const int kPP = 64;  // v17: W8 BX = 128 on the ping-pong consumers (ws_gemm.cu LOWBIT_I8_WS_PP)
 
 #define CK(x)                                                                                  \
     do {                                                                                       \
@@ -241,7 +247,10 @@ static Args args(const int8_t* x, int m, int ldx, const Weight& w, void* y, int 
 // W4: smem = the shared-memory expansion variant (the library's); false = the register-A variant, which exists only
 // when ws_gemm.cu is built with -DLOWBIT_I8_WS_W4_REGA (then the correctness cases cover it too).
 static cudaError_t launch(const Args& a, int bits, int bx, cudaStream_t st, bool smem = true) {
-    return bits == 8 ? lowbit_i8_launch_ws(a, bx, nsm(), 0, st) : lowbit_i8_launch_ws_w4(a, bx, nsm(), 0, smem, st);
+    // W8: the cooperative consumers explicitly (the library's lowbit_i8_launch_ws takes the ping-pong ones for BX 128
+    // at M >= 512 since v17; the harness checks and times those under their own name, kPP).
+    return bits == 8 ? lowbit_i8_launch_ws_ex(a, 8, bx, nsm(), 0, false, kOptsDefault, st)
+                     : lowbit_i8_launch_ws_w4(a, bx, nsm(), 0, smem, st);
 }
 // Any option set (the W4 shared-memory expansion variant).
 static cudaError_t launch_opts(const Args& a, int bits, int bx, int opts, cudaStream_t st) {
@@ -316,12 +325,16 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
     std::vector<int32_t> got(size_t(m) * n);
     char name[192];
     // W4: v 0-2 the library's options (ring scales), 3-5 v12's per-lane scale loads, 6-8 register-A (if built).
-    for (int v = 0; v < (bits == 8 ? 3 : kRegA ? 9 : 6); ++v) {
-        const int bx = 64 << (v % 3);
+    // W8: v 3 = the ping-pong consumers at BX 128 (v17).
+    for (int v = 0; v < (bits == 8 ? 4 : kRegA ? 9 : 6); ++v) {
+        const bool pp = bits == 8 && v == 3;
+        const int bx = pp ? 128 : 64 << (v % 3);
         const bool smem = v < 6;
-        const bool lane_scales = v >= 3 && v < 6;
+        const bool lane_scales = !pp && v >= 3 && v < 6;
         CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
-        if (lane_scales) {
+        if (pp) {
+            CK(launch_opts(args(dx, m, ldx, w, dy, n), bits, bx, kOptsDefault | kPP, nullptr));
+        } else if (lane_scales) {
             CK(launch_opts(args(dx, m, ldx, w, dy, n), bits, bx, kTmaStore, nullptr));
         } else {
             CK(launch(args(dx, m, ldx, w, dy, n), bits, bx, nullptr, smem));
@@ -332,7 +345,7 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
         for (size_t i = 0; i < want.size(); ++i)
             if (got[i] != want[i] && bad++ == 0) first = i;
         snprintf(name, sizeof name, "W%d%s g%d bx=%d m=%d n=%d k=%d ldx=%d int32", bits,
-                 !smem ? " regA" : lane_scales ? " lane-scales" : "", glen, bx, m, n, k, ldx);
+                 pp ? " pp" : !smem ? " regA" : lane_scales ? " lane-scales" : "", glen, bx, m, n, k, ldx);
         if (bad) {
             printf("FAIL %s: %zu of %zu differ (first m=%zu n=%zu got %d want %d)\n", name, bad, want.size(),
                    first / n, first % n, got[first], want[first]);
@@ -353,12 +366,16 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
     // (0 = the automatic plan's). The output has one extra row and the padding columns; both must stay poisoned.
     const int ldp = (n + 8) / 8 * 8;
     // (TMA-store where the output qualifies: n % 8 == 0 and ldy % 8 == 0.)
-    const int vars[][4] = {{lowbit::i8::kOutF16, 0, 1, 0},   {lowbit::i8::kOutF16, 1, 1, 64}, {lowbit::i8::kOutF16, 1, 1, 128},
-                           {lowbit::i8::kOutF16, 1, 1, 256}, {lowbit::i8::kOutF16, 1, 0, 0},  {lowbit::i8::kOutBf16, 0, 1, 0},
-                           {lowbit::i8::kOutBf16, 1, 1, 0},  {lowbit::i8::kOutI8, 0, 1, 0}};
+    // (5th column, v17: the W8 ping-pong consumers at BX 128; skipped for W4.)
+    const int vars[][5] = {{lowbit::i8::kOutF16, 0, 1, 0, 0},   {lowbit::i8::kOutF16, 1, 1, 64, 0}, {lowbit::i8::kOutF16, 1, 1, 128, 0},
+                           {lowbit::i8::kOutF16, 1, 1, 256, 0}, {lowbit::i8::kOutF16, 1, 0, 0, 0},  {lowbit::i8::kOutBf16, 0, 1, 0, 0},
+                           {lowbit::i8::kOutBf16, 1, 1, 0, 0},  {lowbit::i8::kOutI8, 0, 1, 0, 0},
+                           {lowbit::i8::kOutF16, 1, 1, 128, 1}, {lowbit::i8::kOutF16, 0, 1, 128, 1}, {lowbit::i8::kOutF16, 1, 0, 128, 1},
+                           {lowbit::i8::kOutBf16, 1, 1, 128, 1}, {lowbit::i8::kOutI8, 0, 1, 128, 1}};
     for (const auto& var : vars) {
         const int out = var[0], ldy = var[1] ? ldp : n, bxv = var[3];
-        const bool tma = var[2] != 0;
+        const bool tma = var[2] != 0, ppv = var[4] != 0;
+        if (ppv && bits != 8) continue;
         HostEpi he{out};
         if (out == lowbit::i8::kOutF16) {  // per-token + channel scales, corrections, bias
             he.rs = vec(m, 1e-3f), he.cs = vec(n, 1.f), he.rc = vec(m, 1.f), he.cc = vec(n, 1.f), he.bias = vec(n, 2.f);
@@ -379,7 +396,11 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
         a.epi.rs = drs, a.epi.rs_val = he.rs_val, a.epi.cs = dcs, a.epi.rc = drc, a.epi.cc = dcc, a.epi.bias = db;
         a.epi.os = dos, a.epi.out_scale = he.out_scale;
         const int bx = bxv ? bxv : auto_bx(m, n, bits);
-        CK(tma ? launch(a, bits, bx, nullptr) : launch_opts(a, bits, bx, 0, nullptr));
+        if (ppv) {
+            CK(launch_opts(a, bits, bx, (tma ? kOptsDefault : 0) | kPP, nullptr));
+        } else {
+            CK(tma ? launch(a, bits, bx, nullptr) : launch_opts(a, bits, bx, 0, nullptr));
+        }
         CK(cudaDeviceSynchronize());
         std::vector<uint8_t> raw(ybytes);
         CK(cudaMemcpy(raw.data(), dyo, raw.size(), cudaMemcpyDeviceToHost));
@@ -396,7 +417,7 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
                 const uint32_t wnt = he.value(want[size_t(i) * n + j], i, j);
                 if (g != wnt && bad++ == 0) first = size_t(i) * n + j, gv = g, wv = wnt;
             }
-        snprintf(name, sizeof name, "W%d g%d bx=%d m=%d n=%d k=%d ldy=%d %s epilogue %s", bits, glen, bx, m, n, k, ldy,
+        snprintf(name, sizeof name, "W%d%s g%d bx=%d m=%d n=%d k=%d ldy=%d %s epilogue %s", bits, ppv ? " pp" : "", glen, bx, m, n, k, ldy,
                  out == lowbit::i8::kOutI8 ? "" : tma && ldy % 8 == 0 && n % 8 == 0 ? "tma-store" : tma ? "direct" : "v12",
                  out == lowbit::i8::kOutF16 ? "f16 (rs cs rc cc bias)" : out == lowbit::i8::kOutBf16 ? "bf16 (rs_val cs)" : "i8 (rs os)");
         if (bad || stray) {
@@ -529,6 +550,7 @@ struct Lt {
         cublasLtMatmulDesc_t d;
         cublasLtMatrixLayout_t a, b, c;
         cublasLtMatmulAlgo_t algo;
+        float waves = 0;
     };
     Plan plan(int m, int n, int k) {
         Plan p;
@@ -549,8 +571,28 @@ struct Lt {
             exit(1);
         }
         p.algo = r.algo;
+        p.waves = r.wavesCount;
         cublasLtMatmulPreferenceDestroy(pref);
         return p;
+    }
+    // v17: what the heuristic picked (cublasLtMatmulAlgoConfigGetAttribute): algo id, tile id (cublasLtMatmulTile_t),
+    // stages id, split-K, reduction scheme, CTA swizzling, custom option, inner shape, cluster shape id.
+    static void describe(const Plan& p, char* out, size_t len) {
+        int32_t id = -1, splitk = -1;
+        uint32_t tile = 0, red = 0, swz = 0, cust = 0, stages = 0;
+        uint16_t inner = 0, cluster = 0;
+        size_t w = 0;
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof splitk, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &swz, sizeof swz, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, &cust, sizeof cust, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, &inner, sizeof inner, &w);
+        cublasLtMatmulAlgoConfigGetAttribute(&p.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &cluster, sizeof cluster, &w);
+        snprintf(out, len, "lt algo %d tile %u stages %u splitk %d red %u swz %u cust %u inner %u cluster %u waves %.2f", id,
+                 tile, stages, splitk, red, swz, cust, unsigned(inner), unsigned(cluster), p.waves);
     }
     void run(const Plan& p, const int8_t* w, const int8_t* x, int32_t* y, cudaStream_t st) {
         const int32_t one = 1, zero = 0;
@@ -869,7 +911,188 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
     return fails;
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// 5. (v17) `big [ms]`: W8A8 at M = 1024 / 4096 on the 11 bench shapes: cuBLASLt's heuristic choice (tile, stages,
+//    cluster, split-K) and time against ws W8 (f16 out, per-token and channel scales) at the library plan, with the
+//    consumer stagger (lag 1..3), other rasterization groups, other BX, int32 out and without the epilogue (probe);
+//    every configuration's int32 output equal to cuBLASLt's first.
+// ------------------------------------------------------------------------------------------------------------
+static int big_point(Lt& lt, cudaStream_t st, int n, int k, int m, double ms) {
+    const size_t rot_bytes = 150u << 20;
+    const int r8 = int(std::min<size_t>(16, std::max<size_t>(1, (rot_bytes + size_t(n) * k - 1) / (size_t(n) * k))));
+    int8_t* x = dalloc<int8_t>(size_t(m) * k);
+    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5 + m);
+    std::vector<Weight> w8;
+    for (int i = 0; i < r8; ++i) w8.push_back(make_weight(n, k, 8, 0, 100 + i));
+    float* rs = dalloc<float>(m);
+    float* cs = dalloc<float>(n);
+    {
+        std::vector<float> v(std::max(m, n), 1e-3f);
+        CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
+    }
+    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
+    int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
+    __half* yh = dalloc<__half>(size_t(m) * n);
+    CK(cudaDeviceSynchronize());
+    const Lt::Plan lp = lt.plan(m, n, k);
+    char desc[256];
+    Lt::describe(lp, desc, sizeof desc);
+    int sp = 1, sps = 0;
+    const int bx = lowbit_i8_ws_plan(n, m, k, false, nsm(), 0, &sp, &sps);
+    const long nt = (n + 127) / 128, tiles = nt * ((m + bx - 1) / bx);
+    int fails = 0;
+    // Configurations: {bx, group, opts}; the first is the library plan (group 0 = automatic, 4).
+    struct Cfg {
+        int bx, group, opts;
+        const char* name;
+    };
+    std::vector<Cfg> cfg = {{bx, 0, kOptsDefault, "plan"},           {bx, 0, kOptsDefault | kLag(1), "lag1"},
+                            {bx, 0, kOptsDefault | kLag(2), "lag2"}, {bx, 0, kOptsDefault | kLag(3), "lag3"},
+                            {bx, 1, kOptsDefault, "g1"},             {bx, 2, kOptsDefault, "g2"},
+                            {bx, 8, kOptsDefault, "g8"},             {bx, 16, kOptsDefault, "g16"}};
+    for (int obx : {64, 128, 256})
+        if (obx != bx && (m <= 1024 || obx != 64)) cfg.push_back({obx, 0, kOptsDefault, obx == 64 ? "bx64" : obx == 128 ? "bx128" : "bx256"});
+    // v17: the ping-pong consumers (128 x 128 per warpgroup), rasterization groups 1 / 2 / 4 / 8 / 16.
+    const size_t jpp = cfg.size();
+    cfg.push_back({128, 0, kOptsDefault | kPP, "pp"});
+    cfg.push_back({128, 1, kOptsDefault | kPP, "pp-g1"});
+    cfg.push_back({128, 2, kOptsDefault | kPP, "pp-g2"});
+    cfg.push_back({128, 8, kOptsDefault | kPP, "pp-g8"});
+    cfg.push_back({128, 16, kOptsDefault | kPP, "pp-g16"});
+    lt.run(lp, w8[0].plain, x, y0, st);
+    for (const Cfg& c : cfg) {
+        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
+        CK(lowbit_i8_launch_ws_ex(args(x, m, k, w8[0], y1, n), 8, c.bx, nsm(), c.group, false, c.opts, st));
+        CK(cudaStreamSynchronize(st));
+        const unsigned long long b = diff(y0, y1, size_t(m) * n);
+        if (b) printf("FAIL n=%d k=%d m=%d %s: int32 differs from cuBLASLt at %llu points\n", n, k, m, c.name, b), ++fails;
+    }
+    auto f16 = [&](const Cfg& c, int i, int extra) {
+        Args a = args(x, m, k, w8[i % r8], yh, n);
+        a.epi.out = lowbit::i8::kOutF16;
+        a.epi.rs = rs, a.epi.cs = cs;
+        CK(lowbit_i8_launch_ws_ex(a, 8, c.bx, nsm(), c.group, false, c.opts | extra, st));
+    };
+    double t_lt = 1e30, t_plan = 1e30;
+    std::vector<double> t(cfg.size(), 1e30);
+    for (int pass = 0; pass < 2; ++pass) {
+        t_lt = std::min(t_lt, time_graph(st, [&](int i) { lt.run(lp, w8[i % r8].plain, x, y0, st); }, ms));
+        for (size_t j = 0; j < cfg.size(); ++j) {
+            if (pass == 1 && j > 0 && j != jpp) continue;  // the plan and pp twice (alternating), the rest once
+            t[j] = std::min(t[j], time_graph(st, [&](int i) { f16(cfg[j], i, 0); }, ms));
+        }
+    }
+    t_plan = t[0];
+    const double t_i32 = time_graph(st, [&](int i) { CK(lowbit_i8_launch_ws_ex(args(x, m, k, w8[i % r8], y1, n), 8, bx, nsm(), 0, false, kOptsDefault, st)); }, ms);
+    // The library (lowbit_i8_gemm, its plan and launcher) with LOWBIT_I8_WS_PP=0 and =1: int32 equal to cuBLASLt's,
+    // f16 out timed.
+    double t_lib[2] = {0, 0};
+    int lib_bx[2] = {0, 0};
+    lt.run(lp, w8[0].plain, x, y0, st);  // the reference again (the timing loops above rotate the weights through y0)
+    for (int pp = 0; pp < 2; ++pp) {
+        setenv("LOWBIT_I8_WS_PP", pp ? "1" : "0", 1);
+        int lsp = 1, lsps = 0;
+        lib_bx[pp] = lowbit_i8_ws_plan(n, m, k, false, nsm(), 0, &lsp, &lsps) * (lsp > 1 ? -1 : 1);
+        std::vector<lowbit_i8_weight> lv(r8);
+        for (int i = 0; i < r8; ++i) {
+            lv[i] = lowbit_i8_weight{};
+            lv[i].format = LOWBIT_I8_W8, lv[i].codes = w8[i].tiled, lv[i].n = n, lv[i].k = k;
+        }
+        const int64_t lwsb = lowbit_i8_gemm_workspace_bytes(&lv[0], m, nullptr, 0);
+        void* lws = nullptr;
+        if (lwsb > 0) {
+            CK(cudaMalloc(&lws, lwsb));
+            CK(cudaMemset(lws, 0, lwsb));
+        }
+        lowbit_i8_epilogue e32{};
+        e32.out_dtype = LOWBIT_I8_OUT_I32;
+        e32.row_scale_value = 1.f;
+        lowbit_i8_epilogue eh{};
+        eh.out_dtype = LOWBIT_I8_OUT_F16;
+        eh.row_scale = rs, eh.col_scale = cs;
+        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
+        const lowbit_status ls = lowbit_i8_gemm(&lv[0], x, k, m, &e32, y1, n, lws, lwsb, nullptr, 0, st);
+        CK(cudaStreamSynchronize(st));
+        if (ls.code != LOWBIT_OK) printf("FAIL n=%d k=%d m=%d library pp=%d: status %d\n", n, k, m, pp, ls.code), ++fails;
+        const unsigned long long b = diff(y0, y1, size_t(m) * n);
+        if (b) printf("FAIL n=%d k=%d m=%d library pp=%d: int32 differs from cuBLASLt at %llu points\n", n, k, m, pp, b), ++fails;
+        t_lib[pp] = time_graph(st, [&](int i) { lowbit_i8_gemm(&lv[i % r8], x, k, m, &eh, yh, n, lws, lwsb, nullptr, 0, st); }, ms);
+        if (lws) cudaFree(lws);
+    }
+    unsetenv("LOWBIT_I8_WS_PP");
+    const double t_noepi = time_graph(st, [&](int i) { f16(cfg[0], i, kSkipEpi); }, ms);
+    const double t_noepi2 = time_graph(st, [&](int i) { f16(cfg[jpp], i, kSkipEpi); }, ms);
+    printf("big %5dx%-5d M=%-4d | %s | plan bx %d, %ld tiles = %.2f waves | lt %.1f | ws %.1f (%.3fx lt) | i32 %.1f | no-epi %.1f (pp %.1f) |",
+           n, k, m, desc, bx, tiles, double(tiles) / nsm(), t_lt, t_plan, t_lt / t_plan, t_i32, t_noepi, t_noepi2);
+    for (size_t j = 1; j < cfg.size(); ++j) printf(" %s %.1f (%.3fx)", cfg[j].name, t[j], t_lt / t[j]);
+    printf(" | lib pp=0 bx %d %.1f (%.3fx) pp=1 bx %d %.1f (%.3fx)\n", lib_bx[0], t_lib[0], t_lt / t_lib[0], lib_bx[1], t_lib[1],
+           t_lt / t_lib[1]);
+    fflush(stdout);
+    for (auto& w : w8) free_weight(w);
+    for (void* p : {(void*)x, (void*)rs, (void*)cs, (void*)y0, (void*)y1, (void*)yh}) cudaFree(p);
+    return fails;
+}
+
+// `profbig N K M lt|ws|lag2|pp`: one call of cuBLASLt or ws W8 (f16 out) between cudaProfilerStart / Stop (for ncu
+// --profile-from-start off), after a warm-up call.
+static int prof_big(int n, int k, int m, const char* which) {
+    int8_t* x = dalloc<int8_t>(size_t(m) * k);
+    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5);
+    Weight w = make_weight(n, k, 8, 0, 100);
+    float* rs = dalloc<float>(m);
+    float* cs = dalloc<float>(n);
+    CK(cudaMemset(rs, 0, m * 4));
+    CK(cudaMemset(cs, 0, n * 4));
+    __half* yh = dalloc<__half>(size_t(m) * n);
+    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
+    Lt lt;
+    const Lt::Plan lp = lt.plan(m, n, k);
+    char desc[256];
+    Lt::describe(lp, desc, sizeof desc);
+    int sp = 1, sps = 0;
+    const bool is_pp = strcmp(which, "pp") == 0;
+    const int bx = is_pp ? 128 : lowbit_i8_ws_plan(n, m, k, false, nsm(), 0, &sp, &sps);
+    Args a = args(x, m, k, w, yh, n);
+    a.epi.out = lowbit::i8::kOutF16;
+    a.epi.rs = rs, a.epi.cs = cs;
+    const bool is_lt = strcmp(which, "lt") == 0;
+    const int opts = kOptsDefault | (strcmp(which, "lag2") == 0 ? kLag(2) : 0) | (is_pp ? kPP : 0);
+    for (int i = 0; i < 2; ++i) {
+        if (i == 1) {
+            CK(cudaDeviceSynchronize());
+            cudaProfilerStart();
+        }
+        if (is_lt) {
+            lt.run(lp, w.plain, x, y0, nullptr);
+        } else {
+            CK(lowbit_i8_launch_ws_ex(a, 8, bx, nsm(), 0, false, opts, nullptr));
+        }
+    }
+    CK(cudaDeviceSynchronize());
+    cudaProfilerStop();
+    printf("profbig %dx%d M=%d %s (ws bx %d) %s\n", n, k, m, which, bx, desc);
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc > 1 && strcmp(argv[1], "planprint") == 0) {  // the library's W8 ws plans for the bench shapes (no GPU)
+        const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
+                                 {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
+        for (int pp = 0; pp < 2; ++pp) {
+            setenv("LOWBIT_I8_WS_PP", pp ? "1" : "0", 1);
+            for (int m : {256, 512, 1024, 2048, 4096}) {
+                printf("pp=%d M=%4d:", pp, m);
+                for (auto& sh : shapes) {
+                    int sp = 1, sps = 0;
+                    const int b = lowbit_i8_ws_plan(sh[0], m, sh[1], false, 132, 0, &sp, &sps);
+                    printf(" %dx%d:%d%s", sh[0], sh[1], b, sp > 1 ? "s" : "");
+                }
+                printf("\n");
+            }
+        }
+        return 0;
+    }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     int drv = 0;
@@ -894,6 +1117,25 @@ int main(int argc, char** argv) {
         CK(cudaDeviceSynchronize());
         printf("prof %dx%d M=%d W%d bx %d done\n", n, k, m, bits, auto_bx(m, n, bits));
         return 0;
+    }
+    if (argc > 5 && strcmp(argv[1], "profbig") == 0) return prof_big(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argv[5]);
+    if (argc > 1 && strcmp(argv[1], "big") == 0) {
+        // big [ms] [M] [first shape] [last shape]
+        const double ms = argc > 2 ? atof(argv[2]) : 20.0;
+        const int mlist = argc > 3 ? atoi(argv[3]) : 0;
+        const int s0 = argc > 4 ? atoi(argv[4]) : 0, s1 = argc > 5 ? atoi(argv[5]) : 10;
+        Lt lt;
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
+                                 {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
+        int fails = 0;
+        for (int m : {256, 1024, 4096}) {
+            if (mlist ? m != mlist : m == 256) continue;
+            for (int i = s0; i <= s1 && i < 11; ++i) fails += big_point(lt, st, shapes[i][0], shapes[i][1], m, ms);
+        }
+        printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
+        return fails ? 1 : 0;
     }
     if (argc > 1 && strcmp(argv[1], "small") == 0) {
         const double ms = argc > 2 ? atof(argv[2]) : 30.0;

@@ -6,6 +6,7 @@
 // -lcuda) and passed by value as a __grid_constant__ kernel parameter.
 #include <cuda.h>
 #include <cuda_runtime.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lowbit/i8_ws_gemm.cuh"
@@ -36,6 +37,23 @@ int lowbit_i8_ws_group(int m, int k, int bx) {
 // the plan weighs split-K everywhere (v14 only where the unsplit tiles left > 1/4 of the SMs idle, with a constant
 // cost per split) and picks the measured best at all 24 points of the v15 sweep (M = 256 on 11 shapes, 1024x8192 at
 // M = 1024; W8 and W4-g128), except 1024x8192 W4 at M = 256 (64 x 4; v14 measured it within 3% of 128 x 8).
+// v17 (NOTES v17): W8 at M >= kPPMinM runs its unsplit BX = 128 tiles on the ping-pong consumers (ws_kernel<128,
+// false, false, true>: each consumer warpgroup a whole 128 x 128 tile, one warpgroup's epilogue under the other's
+// wgmmas). The wave model then also prices the epilogue, which the cooperative tiles leave exposed: kEpiStages
+// stage-times of a BX-wide tile per tile (H100, NOTES v17: 3.0-4.4 us per BX = 256 tile against ~0.7 us per stage),
+// and once per CTA for the ping-pong tiles (the last unit's epilogue has nothing to hide under); a ping-pong unit's
+// mainloop runs at the BX = 256 tile's rate per MAC (kEffPP = 1). Ties go to the wider cooperative tile. Measured
+// (H100, same run): ping-pong ahead at M = 4096 on 9 of 11 bench shapes (+2..+17%; the other two within 3%), at
+// M = 1024 on the large-N shapes (18560x4096 +18%, 8192x28672 +7%); the plan picks BX 256 where they tied or lost.
+// LOWBIT_I8_WS_PP=0 in the environment (read per call) turns it off, =1 on.
+constexpr bool kPPDefault = true;
+constexpr int64_t kPPMinM = 1024;
+constexpr double kEffPP = 1.0, kEpiStages = 5.0;
+static bool pp_enabled(int64_t m) {
+    const char* e = getenv("LOWBIT_I8_WS_PP");
+    return m >= kPPMinM && (e && *e ? *e != '0' : kPPDefault);
+}
+
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
     const int64_t nt = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW, sms = nsm > 0 ? nsm : 1;
     const int ksteps = int((k + lowbit::i8::kBK - 1) / lowbit::i8::kBK);
@@ -60,6 +78,7 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
     }
     constexpr double kRedPerKB = 91;
     const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
+    const bool pp = !w4 && pp_enabled(m);
     int best = 0, best_s = 1;
     double best_cost = 0;
     for (int i = 0; i < 3; ++i) {
@@ -71,7 +90,14 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
             const int per = (ksteps + s - 1) / s, se = (ksteps + per - 1) / per;
             if (se != s || (s > 1 && per < 4)) continue;
             const double slab_kb = s > 1 ? bx / 2.0 : 0.0;  // BX x 128 int32
-            const double cost = double((tiles * s + sms - 1) / sms) * (per * bx / eff[i] + kRedPerKB * slab_kb);
+            double cost = double((tiles * s + sms - 1) / sms) * (per * bx / eff[i] + kRedPerKB * slab_kb);
+            if (pp) {  // v17: the epilogue priced; unsplit BX 128 runs ping-pong
+                if (bx == 128 && s == 1) {
+                    cost = double((tiles + sms - 1) / sms) * per * bx / kEffPP + kEpiStages * 256;
+                } else {
+                    cost += double((tiles * s + sms - 1) / sms) * kEpiStages * bx;
+                }
+            }
             if (best == 0 || cost < best_cost) best = bx, best_cost = cost, best_s = s;
         }
     }
@@ -97,6 +123,13 @@ int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t
 // LOWBIT_I8_WS_BULK_RED (v16, harness only): split-K slabs by bulk reduction from shared memory instead of
 // red.global per thread; measured equal (H100, 302 split configurations, median -0.2%), so not in the default.
 constexpr int LOWBIT_I8_WS_TMA_STORE = 1, LOWBIT_I8_WS_RING_SCALES = 2, LOWBIT_I8_WS_BULK_RED = 4;
+// v17 (harness): LOWBIT_I8_WS_SKIP_EPI = a timing probe without the epilogue (no output written);
+// LOWBIT_I8_WS_LAG(d) = W8 consumer warpgroup 1 started d (1..3) stages after warpgroup 0 (NOTES v17).
+constexpr int LOWBIT_I8_WS_SKIP_EPI = 8;
+constexpr int LOWBIT_I8_WS_LAG_SHIFT = 4;
+// v17: LOWBIT_I8_WS_PP = W8 at BX = 128 without split-K on the ping-pong consumers (each warpgroup a whole
+// 128 x 128 tile, the two taking turns; ws_kernel<128, false, false, true>).
+constexpr int LOWBIT_I8_WS_PP = 64;
 constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
 
 namespace {
@@ -126,25 +159,26 @@ bool make_ymap(CUtensorMap& map, const lowbit::i8::Args& a) {
     return ok;
 }
 
-template <int BX, bool W4, bool W4S = false>
+template <int BX, bool W4, bool W4S = false, bool PP = false>
 cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cudaStream_t st) {
     using namespace lowbit::i8ws;
-    if (nsm < 0) return available<BX, W4, W4S>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if (nsm < 0) return available<BX, W4, W4S, PP>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
     CUtensorMap map, ymap;
     cudaError_t e = make_xmap(map, a, BX);
     if (e != cudaSuccess) return e;
     memset(&ymap, 0, sizeof ymap);
     const int flags =
         ((opts & LOWBIT_I8_WS_TMA_STORE) && make_ymap(ymap, a) ? 1 : 0) | (opts & LOWBIT_I8_WS_RING_SCALES ? 2 : 0) |
-        (opts & LOWBIT_I8_WS_BULK_RED ? 4 : 0);
+        (opts & LOWBIT_I8_WS_BULK_RED ? 4 : 0) | (opts & LOWBIT_I8_WS_SKIP_EPI ? 8 : 0) |
+        (((opts >> LOWBIT_I8_WS_LAG_SHIFT) & 3) << 4);
     constexpr int smem = Geo<BX, W4, W4S>::kSmem;
-    e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S, PP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
     const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
     const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<BX, W4, W4S><<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
+    ws_kernel<BX, W4, W4S, PP><<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
 }
 
@@ -161,7 +195,10 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
     if (bits == 8) {
         if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
         if (bx == 64) return launch<64, false>(a, nsm, group, opts, st);
-        if (bx == 128) return launch<128, false>(a, nsm, group, opts, st);
+        if (bx == 128) {
+            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr) return launch<128, false, false, true>(a, nsm, group, opts, st);
+            return launch<128, false>(a, nsm, group, opts, st);
+        }
         if (bx == 256) return launch<256, false>(a, nsm, group, opts, st);
         return cudaErrorInvalidValue;
     }
@@ -189,7 +226,9 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
 // lowbit_i8_ws_workspace lays them out (zero before the first call; every call leaves them zero). f16 / bf16 output leaves through the TMA-store epilogue when the
 // output qualifies (make_ymap), else straight from the accumulators.
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
-    return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT, st);
+    // v17: unsplit BX = 128 tiles at M >= kPPMinM on the ping-pong consumers (the plan prices them so).
+    const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
+    return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT | pp, st);
 }
 
 // W4A8 (4-bit codes in the tiled pack_w4 layout, integer group scales a.gs or nullptr): as lowbit_i8_launch_ws.

@@ -378,7 +378,7 @@ __device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glo
     }
 }
 
-template <int BX, bool W4 = false, bool W4S = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap ymap, int flags,
@@ -403,6 +403,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     // group_len % 128 == 0): the stage's scales come through the ring from the scale warp (v13).
     const bool ystore = flags & 1;
     const bool bulkred = flags & 4;  // split-K slab by bulk reduction from shared memory (v16)
+    // v17 (harness probes / options): bit 3 skips the epilogue (timing probe only: the output is not written);
+    // bits 4-5 = lag (W8): consumer warpgroup 1 starts lag stages after warpgroup 0, so that one warpgroup's
+    // epilogue runs while the other still issues its last wgmmas (one warpgroup alone saturates the tensor pipe).
+    const bool skip_epi = flags & 8;
+    const int lag = W4 ? 0 : (flags >> 4) & 3;
     const bool sscale = W4 && (flags & 2) && p.gs != nullptr && p.group_len % kBK == 0;
     unsigned char* const scl = ring + S * G::kSlot + G::kExp + G::kEpi;  // W4: S x 128 scale bytes
     if (tid == 0) {
@@ -410,7 +415,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             // The producer's arrive.expect_tx (+ the copies' bytes) and, with ring scales, one arrive per scale-warp
             // lane after its stores (release: the consumers' full-barrier wait makes the bytes visible).
             mbar_init(&full[s], sscale ? 1 + 32 : 1);
-            mbar_init(&empty[s], 8);   // one arrive per consumer warp
+            mbar_init(&empty[s], PP ? 4 : 8);  // one arrive per consumer warp (PP: of the slot's one warpgroup)
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -478,6 +483,88 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 }
             }
         }
+    } else if constexpr (PP) {
+        // ------------------------- ping-pong consumers (v17) -------------------------
+        // W8, unsplit. Consumer warpgroup cw takes the CTA's units cw, cw + 2, ... (unit i = tile blockIdx.x +
+        // i * gridDim.x) whole: 128 weight rows x BX activation rows, two wgmma m64nBXk32 per k32 block (weight rows
+        // 0-63 into acc0, 64-127 into acc1, one activation descriptor). The producer fills the ring in unit order, so
+        // unit i's stages sit at ring positions i * ksteps ... The two warpgroups' mainloops take turns (named
+        // barriers 5 / 6: after issuing its last stage a warpgroup lets the other one start), so every full-barrier
+        // wait is for the next position in ring order (a parity wait must never run two phases ahead) and one
+        // warpgroup's epilogue runs while the other one's wgmmas keep the tensor pipe busy (cuBLASLt's int8 kernel
+        // on these shapes is such a 128 x 128 ping-pong with a 2 x 1 cluster, ncu NOTES v17).
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;
+        const int lane = tid & 31, warp = (tid >> 5) & 3;
+        const int g = lane >> 2, tq = lane & 3;
+        const uint32_t ring_a = smem_u32(ring);
+        uint32_t yq = 0;
+        int32_t acc0[BX / 2], acc1[BX / 2];
+#pragma unroll
+        for (int i = 0; i < BX / 2; ++i) acc0[i] = 0, acc1[i] = 0;
+        const int nunits = blockIdx.x < total ? (total - 1 - int(blockIdx.x)) / int(gridDim.x) + 1 : 0;
+        for (int i = cw; i < nunits; i += 2) {
+            const int t = int(blockIdx.x) + i * int(gridDim.x);
+            int nb, mb;
+            tiles.at(t, nb, mb);
+            if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(cw == 0 ? 6 : 5) : "memory");  // the other's turn ended
+            const int pos = i * ksteps;
+            int s = pos % S;
+            uint32_t phase = (pos / S) & 1;
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                mbar_wait(&full[s], phase);
+                const uint32_t wa = ring_a + s * G::kSlot;
+                const uint32_t xa = wa + kWStage;
+                wgmma_fence();
+                wgmma_fence_regs_s32(acc0);
+                wgmma_fence_regs_s32(acc1);
+#pragma unroll
+                for (int j = 0; j < kBK / 32; ++j) {
+                    const uint64_t db = desc_sw128(xa + 32 * j);
+                    const uint64_t da = desc_plain(wa + 2 * j * kBW * 16, kBW * 16, 128);
+                    wgmma_ss_s8<BX>(acc0, da, db, ks != 0 || j != 0);
+                    const uint64_t da1 = desc_plain(wa + 1024 + 2 * j * kBW * 16, kBW * 16, 128);  // rows 64-127
+                    wgmma_ss_s8<BX>(acc1, da1, db, ks != 0 || j != 0);
+                }
+                wgmma_commit();
+                wgmma_fence_regs_s32(acc0);
+                wgmma_fence_regs_s32(acc1);
+                wgmma_wait<1>();
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            // The other warpgroup's turn (its next unit exists): its stages follow in ring order.
+            if (i + 1 < nunits) asm volatile("bar.arrive %0, 256;\n" ::"r"(cw == 0 ? 5 : 6) : "memory");
+            const int nr = nb * kBW + warp * 16 + g;
+            EpiVec<BX> ev;
+            epi_prefetch<BX>(p, ev, mb * BX, nr, lane);
+            wgmma_wait<0>();
+            wgmma_fence_regs_s32(acc0);
+            wgmma_fence_regs_s32(acc1);
+            if (lane == 0) mbar_arrive(&empty[prev]);
+            if (skip_epi) continue;
+            unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
+            // Weight rows 0-63 (acc0), then 64-127 (acc1; its column vectors loaded after the first half).
+            auto half = [&](const int32_t(&acc)[BX / 2], int h) {
+                if (ystore) {
+                    if (p.epi.out == i8::kOutF16) {
+                        epilogue_tma<BX, i8::kOutF16>(p, acc, ev, mb * BX, nb * kBW + 64 * h, tq, g, warp, cw, ebuf,
+                                                      &ymap, yq);
+                    } else {
+                        epilogue_tma<BX, i8::kOutBf16>(p, acc, ev, mb * BX, nb * kBW + 64 * h, tq, g, warp, cw, ebuf,
+                                                       &ymap, yq);
+                    }
+                } else {
+                    epilogue<BX>(p, acc, ev, mb * BX, nr + 64 * h, tq);
+                }
+            };
+            half(acc0, 0);
+            epi_prefetch<BX>(p, ev, mb * BX, nr + 64, lane);
+            half(acc1, 1);
+        }
+        if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     } else {
         // ------------------------------- consumers -------------------------------
         setmaxnreg_inc<232>();
@@ -488,6 +575,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         int s = 0;
         uint32_t phase = 0;
         uint32_t yq = 0;  // TMA-store epilogue: chunks issued by this warpgroup (staging buffer yq & 1)
+        bool stagger = lag > 0 && lag < S && !p.ws;  // v17: first unit only
         // The tile's first wgmma overwrites the accumulators (scale-d = 0): zeroing them with ordinary instructions
         // at each tile start made ptxas serialize every wgmma of the W4 instances (C7515; v11).
         int32_t acc[BX / 2];
@@ -612,7 +700,23 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 }
             } else {
                 uint32_t unused[kBK / 32][4];
-                for (int ks = k0; ks < k1; ++ks) step(ks, unused, sca);
+                if (stagger) {
+                    // v17: warpgroup 0 lets warpgroup 1 start after its first `lag` stages (or its whole first unit
+                    // if shorter; lag < ring depth, so warpgroup 0 never waits on a slot warpgroup 1 must release).
+                    if (cw == 1) {
+                        asm volatile("bar.sync 4, 256;\n" ::: "memory");
+                    }
+                    for (int ks = k0; ks < k1; ++ks) {
+                        step(ks, unused, sca);
+                        if (cw == 0 && (ks - k0 + 1 == lag || ks + 1 == k1) && stagger) {
+                            asm volatile("bar.arrive 4, 256;\n" ::: "memory");
+                            stagger = false;
+                        }
+                    }
+                    stagger = false;
+                } else {
+                    for (int ks = k0; ks < k1; ++ks) step(ks, unused, sca);
+                }
             }
             // The epilogue's vectors are loaded while the last stage's wgmmas still run (their latency hides).
             const int nr = nb * kBW + cw * 64 + warp * 16 + g;
@@ -700,6 +804,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 }
                 if (ct == 0) p.counters[t] = 0;
             }
+            if (skip_epi) continue;
             if (ystore) {
                 unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
                 if (p.epi.out == i8::kOutF16) {
@@ -721,10 +826,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 #endif
 }
 
-template <int BX, bool W4 = false, bool W4S = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
