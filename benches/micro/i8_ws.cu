@@ -29,6 +29,11 @@
 //   i8_ws small [ms] [M]   # v15: library plan vs forced ws (BX, slices) on the 11 bench shapes at M = 16, 256
 //                          # (the whole int8 core is linked for it: lowbit_i8_gemm); v16: every split timed with
 //                          # the slab by per-thread reds (r) and by bulk reduction (b, kBulkRed)
+//   i8_ws big [ms] [M] [s0] [s1]   # v17: W8 at M = 1024 / 4096 (or M) on the 11 bench shapes: cuBLASLt's heuristic
+//                          # choice (tile / stages / cluster / split) and time vs ws: plan, lag 1-3, groups, other BX,
+//                          # ping-pong (kPP) with groups, int32 out, no epilogue; the library with LOWBIT_I8_WS_PP=0 / 1
+//   i8_ws profbig N K M lt|ws|lag2|pp   # one call between cudaProfilerStart / Stop (ncu --profile-from-start off)
+//   i8_ws planprint        # the library's W8 ws plans (BX, split) for the bench shapes, no GPU needed
 // On the GPU host libcublas*.so.13 come from the Python environment (LD_LIBRARY_PATH, see scripts/gpu-run).
 #include <cublasLt.h>
 #include <cublas_v2.h>

@@ -64,6 +64,13 @@
 //   flags bit 2 (v16, LOWBIT_I8_WS_BULK_RED, harness only): the slab leaves through the TMA-store staging and
 //   cp.reduce.async.bulk .add.s32 instead of per-thread reds — measured equal on an H100 (NOTES v16: the cost is the
 //   L2's reduction rate, not the instruction form), so the library keeps the reds.
+// Ping-pong consumers (v17; PP = true, W8, BX = 128, unsplit): instead of splitting each tile's 128 weight rows
+//   between the two consumer warpgroups (cooperative), warpgroup cw takes every other unit of its CTA whole (two wgmma
+//   m64n128k32 per k32 block into 2 x 64 accumulators) and the two mainloops take turns (named barriers 5 / 6), so one
+//   warpgroup's epilogue runs while the other's wgmmas keep the tensor pipe busy. Same producer, ring and epilogues.
+//   The library plan takes it for W8 at M >= 1024 where it models faster (ws_gemm.cu, NOTES v17).
+// Harness-only flags (v17): bit 3 skips the epilogue (timing probe), bits 4-5 start cooperative warpgroup 1 `lag`
+//   stages late (measured: no gain).
 #pragma once
 
 #include <cuda.h>
