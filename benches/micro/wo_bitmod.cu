@@ -13,6 +13,13 @@
 //                       # and without it: programmatic dependent launch on either stream)
 //   ./wo_bitmod bench   # M in {1, 16} on 28672x8192 and 4096x4096: INT4 g128, BitMoD W4 table / Mix4, BitMoD W3
 //                       # table / Mix3 (+ at the old block caps), INT3 g128, Mix4P, cuBLAS f16 (libcublas.so.13, dlopen'ed: put its folder on LD_LIBRARY_PATH)
+//   Eighth session (NOTES.md "Mix4 gap"):
+//   ./wo_bitmod check4  # Mix4 and its correct variants (Mix4Q, Mix4R3, Mix4V, Mix4W, Mix4V3) vs the f64 reference, split-K and
+//                       # the library's compact-X plan at M = 1; identity bit-exact
+//   ./wo_bitmod bench2  # 28672x8192, 8192x28672, 4096^2 at M = 1 / 16: INT4 (first and last), Mix4 / Q / P / N (no-patch
+//                       # ablation) / R3, Mix3; split-K plan, and at M = 1 also the library plan; cuBLAS f16
+//   ./wo_bitmod bench3  # the same shapes, library plan: INT4, Mix4, Mix4V, Mix4W (M = 1) / Mix4V3 (M = 16), Mix4N, twice
+//   ./wo_bitmod prof FMT N K M lib|splitk   # 3 launches of one configuration, for ncu -k regex:gemm_kernel --launch-skip 2 -c 1
 //
 // Launches go through wo_gemm.cuh's launch_mt (the production instances' register caps and split re-pick) with the
 // mma.sync plan of wo_launch.cu make_plan (m-tile, ~8 blocks per SM of split-K, X chunk 2048 / MT columns) and the
