@@ -53,6 +53,38 @@ constexpr int kWgStages = 6;
 // Weight k-steps in flight per lane (16-byte loads straight from HBM into registers).
 constexpr int kWgPrefetch = 4;
 
+// The strip epilogue straight from the accumulators, shared by every register-accumulator wgmma kernel of the
+// family (wgmma_kernel below, lowbit/wo_ws.cuh's ws_kernel (scalar stores) and ws_s_kernel, lowbit/wo_ws2.cuh's
+// ws2_kernel), so that their outputs stay bit-identical (the harnesses check ws-S against v1).
+// One consumer warp's strip: weight rows n0 (= 16 strip + lane / 4) and n0 + 8 with channel scales cs0 / cs1, BX
+// activation rows from m0; acc[4c + e] = (weight row n0 + 8 * (e >= 2), activation row m0 + 8c + 2 (lane % 4) +
+// (e & 1)) as wgmma m64nBXk16 leaves them. Rows >= M and columns >= N are skipped. add = false: y[m][n] =
+// T(acc * cs), one rounding; add = true (K splits): f32 atomicAdd of acc * cs into p.ws[m][n] (zero on entry; the
+// caller converts it once every split has added its part). The branch on `add` sits inside the loop for
+// readability only: the compiler unswitches it (the SASS equals that of one loop per case, NOTES.md tidy).
+template <typename T, int BX>
+__device__ __forceinline__ void store_strip(const Args& p, const float (&acc)[BX / 2], int n0, float cs0, float cs1,
+                                            int m0, int lane, bool add) {
+    const int n1 = n0 + 8;
+    T* y = static_cast<T*>(p.y);
+#pragma unroll
+    for (int c = 0; c < BX / 8; ++c) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int n = e < 2 ? n0 : n1;
+            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
+            if (mm < p.m && n < p.n) {
+                const float v = acc[4 * c + e] * (e < 2 ? cs0 : cs1);
+                if (add) {
+                    atomicAdd(p.ws + size_t(mm) * p.n + n, v);
+                } else {
+                    y[size_t(mm) * p.n + n] = to_out<T>(v);
+                }
+            }
+        }
+    }
+}
+
 template <class Fmt, int BN>
 constexpr size_t wgmma_smem_bytes(int n_tables) {
     return size_t(kWgStages) * Fmt::kTiles * BN * 32 + (Fmt::kIsLut ? size_t(n_tables) * Fmt::kEntries * 4 : 0);
@@ -186,19 +218,9 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args p) {
     wgmma_wait<0>();
     if (!active) return;
 
-    // Epilogue: acc[4c + e] = (row g + 8 * (e >= 2) of the strip, column 8c + 2t + (e & 1) of the X tile).
     const int n0 = strip * 16 + g, n1 = n0 + 8;
-    const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
-    T* y = static_cast<T*>(p.y);
-#pragma unroll
-    for (int c = 0; c < BN / 8; ++c) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int n = e < 2 ? n0 : n1;
-            const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-            if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-        }
-    }
+    const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;  // chan: [n_pad]
+    store_strip<T, BN>(p, acc, n0, cs0, cs1, m0, lane, false);
 #else
     // Built for a target without wgmma: the launcher never selects this kernel there (it checks the
     // kernel's PTX version); if it ever runs, fail loudly instead of returning garbage.

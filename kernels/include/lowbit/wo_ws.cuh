@@ -120,41 +120,6 @@ __device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uin
     return ring;
 }
 
-// The strip epilogue straight from the accumulators, shared by ws_kernel (scalar stores), ws_s_kernel and
-// lowbit/wo_ws2.cuh's ws2_kernel, so that their outputs stay bit-identical (the harness checks ws-S against v1).
-// One consumer warp's strip: weight rows n0 (= 16 strip + lane / 4) and n0 + 8 with channel scales cs0 / cs1, BX
-// activation rows from m0; acc[4c + e] = (weight row n0 + 8 * (e >= 2), activation row m0 + 8c + 2 (lane % 4) +
-// (e & 1)) as wgmma m64nBXk16 leaves them. Rows >= M and columns >= N are skipped. add = false: y[m][n] =
-// T(acc * cs), one rounding; add = true (K splits): f32 atomicAdd of acc * cs into p.ws[m][n] (zero on entry; the
-// caller converts it once every split has added its part).
-template <typename T, int BX>
-__device__ __forceinline__ void store_strip(const Args& p, const float (&acc)[BX / 2], int n0, float cs0, float cs1,
-                                            int m0, int lane, bool add) {
-    const int n1 = n0 + 8;
-    if (!add) {
-        T* y = static_cast<T*>(p.y);
-#pragma unroll
-        for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int n = e < 2 ? n0 : n1;
-                const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                if (mm < p.m && n < p.n) y[size_t(mm) * p.n + n] = wo::to_out<T>(acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-            }
-        }
-    } else {
-#pragma unroll
-        for (int c = 0; c < BX / 8; ++c) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int n = e < 2 ? n0 : n1;
-                const int mm = m0 + 8 * c + 2 * (lane & 3) + (e & 1);
-                if (mm < p.m && n < p.n) atomicAdd(p.ws + size_t(mm) * p.n + n, acc[4 * c + e] * (e < 2 ? cs0 : cs1));
-            }
-        }
-    }
-}
-
 // Staged epilogue (ST, round 2 of the seventh session): each consumer warp owns kStgWarp bytes after the ring and
 // writes its strip's output (16 weight rows x BX activation rows) in passes of 64 activation rows: four
 // stmatrix.x4.trans turn the accumulator fragments (weight row = fragment row, activation row = fragment column)
@@ -347,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                         __syncwarp();
                     }
                 } else {
-                    store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, false);
+                    wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, false);
                 }
             }
         }
@@ -515,7 +480,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
             if (active && k1 > k0) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
-                store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
+                wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
             }
         }
     }

@@ -52,7 +52,7 @@
 #include "lowbit/tma.cuh"
 #include "lowbit/wo_wgmma.cuh"
 #include "lowbit/wo_wgmma_ss.cuh"
-#include "lowbit/wo_ws.cuh"  // wows::store_strip, the epilogue shared with ws v1 and ws-S
+#include "lowbit/wo_ws.cuh"  // the tile constants and effective_splits of ws v1 / ws-S
 
 namespace lowbit {
 
@@ -336,7 +336,7 @@ __global__ void __launch_bounds__(Roles<W>::kThreads, 1) ws2_kernel(const __grid
             if (strip < p.strips && k1 > k0) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan ? p.chan[n0 < p.n ? n0 : 0] : 1.f, cs1 = p.chan ? p.chan[n1 < p.n ? n1 : 0] : 1.f;
-                wows::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
+                wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
             }
         }
         };
