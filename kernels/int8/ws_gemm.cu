@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+
 #include "lowbit/i8_ws_gemm.cuh"
 #include "lowbit/tma_host.h"
 
@@ -52,6 +54,15 @@ constexpr double kEffPP = 1.0, kEpiStages = 5.0;
 static bool pp_enabled(int64_t m) {
     const char* e = getenv("LOWBIT_I8_WS_PP");
     return m >= kPPMinM && (e && *e ? *e != '0' : kPPDefault);
+}
+// v18 (NOTES v18): the ping-pong tiles as 2-CTA clusters sharing the weight stage by bulk multicast
+// (ws_kernel<128, false, false, true, true>). Exact, but measured 5-15% slower than one CTA per SM at all 22 points
+// (11 shapes x M = 1024 / 4096, H100, same run), so off by default. LOWBIT_I8_WS_PP_MC=1 / 0 in the environment
+// (read per call) turns it on / off where the plan runs ping-pong; unset: kMCDefault.
+constexpr bool kMCDefault = false;
+static bool mc_enabled() {
+    const char* e = getenv("LOWBIT_I8_WS_PP_MC");
+    return e && *e ? *e != '0' : kMCDefault;
 }
 
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
@@ -130,6 +141,9 @@ constexpr int LOWBIT_I8_WS_LAG_SHIFT = 4;
 // v17: LOWBIT_I8_WS_PP = W8 at BX = 128 without split-K on the ping-pong consumers (each warpgroup a whole
 // 128 x 128 tile, the two taking turns; ws_kernel<128, false, false, true>).
 constexpr int LOWBIT_I8_WS_PP = 64;
+// v18: with LOWBIT_I8_WS_PP, 2-CTA clusters (pairs of activation tiles of one weight tile) multicasting the weight
+// stage (ws_kernel<128, false, false, true, true>); falls back to one CTA per SM where no cluster can be resident.
+constexpr int LOWBIT_I8_WS_MC = 128;
 constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
 
 namespace {
@@ -159,10 +173,10 @@ bool make_ymap(CUtensorMap& map, const lowbit::i8::Args& a) {
     return ok;
 }
 
-template <int BX, bool W4, bool W4S = false, bool PP = false>
+template <int BX, bool W4, bool W4S = false, bool PP = false, bool MC = false>
 cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cudaStream_t st) {
     using namespace lowbit::i8ws;
-    if (nsm < 0) return available<BX, W4, W4S, PP>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if (nsm < 0) return available<BX, W4, W4S, PP, MC>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
     CUtensorMap map, ymap;
     cudaError_t e = make_xmap(map, a, BX);
     if (e != cudaSuccess) return e;
@@ -172,13 +186,45 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
         (opts & LOWBIT_I8_WS_BULK_RED ? 4 : 0) | (opts & LOWBIT_I8_WS_SKIP_EPI ? 8 : 0) |
         (((opts >> LOWBIT_I8_WS_LAG_SHIFT) & 3) << 4);
     constexpr int smem = Geo<BX, W4, W4S>::kSmem;
-    e = cudaFuncSetAttribute(ws_kernel<BX, W4, W4S, PP>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    auto kern = ws_kernel<BX, W4, W4S, PP, MC>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
+    if constexpr (MC) {
+        // v18: 2-CTA clusters, as many as can be resident at once (persistent: a second wave would serialize), at
+        // most SMs / 2; units = pairs of activation tiles of one weight tile. cudaErrorNotSupported when no cluster
+        // fits (the caller then launches one CTA per SM).
+        cudaLaunchConfig_t cfg{};
+        cudaLaunchAttribute at[1];
+        at[0].id = cudaLaunchAttributeClusterDimension;
+        at[0].val.clusterDim.x = 2;
+        at[0].val.clusterDim.y = 1;
+        at[0].val.clusterDim.z = 1;
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        const int half = nsm / 2 > 0 ? nsm / 2 : 1;
+        cfg.gridDim = dim3(unsigned(2 * half));
+        static std::atomic<int> resident_cache{-1};  // per device kind; the host query once per process
+        int resident = resident_cache.load();
+        if (resident < 0) {
+            if (cudaOccupancyMaxActiveClusters(&resident, kern, &cfg) != cudaSuccess) resident = 0;
+            (void)cudaGetLastError();
+            resident_cache.store(resident);
+        }
+        if (resident < 1) return cudaErrorNotSupported;
+        const int64_t units = int64_t((a.n + kBW - 1) / kBW) * ((a.m + 2 * BX - 1) / (2 * BX));
+        int64_t clusters = units < resident ? units : resident;
+        if (clusters > half) clusters = half;
+        cfg.gridDim = dim3(unsigned(2 * clusters));
+        return cudaLaunchKernelEx(&cfg, kern, a, map, ymap, flags, group);
+    }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
     const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
     const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(tiles < nsm ? tiles : nsm);
-    ws_kernel<BX, W4, W4S, PP><<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
+    kern<<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
 }
 
@@ -196,7 +242,13 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
         if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
         if (bx == 64) return launch<64, false>(a, nsm, group, opts, st);
         if (bx == 128) {
-            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr) return launch<128, false, false, true>(a, nsm, group, opts, st);
+            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr) {
+                if (opts & LOWBIT_I8_WS_MC) {
+                    const cudaError_t e = launch<128, false, false, true, true>(a, nsm, group, opts, st);
+                    if (e != cudaErrorNotSupported) return e;
+                }
+                return launch<128, false, false, true>(a, nsm, group, opts, st);
+            }
             return launch<128, false>(a, nsm, group, opts, st);
         }
         if (bx == 256) return launch<256, false>(a, nsm, group, opts, st);
@@ -227,7 +279,7 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
 // output qualifies (make_ymap), else straight from the accumulators.
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     // v17: unsplit BX = 128 tiles at M >= kPPMinM on the ping-pong consumers (the plan prices them so).
-    const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
+    const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP | (mc_enabled() ? LOWBIT_I8_WS_MC : 0) : 0;
     return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT | pp, st);
 }
 

@@ -69,6 +69,12 @@
 //   m64n128k32 per k32 block into 2 x 64 accumulators) and the two mainloops take turns (named barriers 5 / 6), so one
 //   warpgroup's epilogue runs while the other's wgmmas keep the tensor pipe busy. Same producer, ring and epilogues.
 //   The library plan takes it for W8 at M >= 1024 where it models faster (ws_gemm.cu, NOTES v17).
+//   MC = true (v18, with PP): the same kernel as 2-CTA clusters. Work unit = a pair of activation tiles of one weight
+//   tile (CTA `rank` takes tile 2 v + rank); each CTA's producer sends its 8 KB K half of the shared weight stage to
+//   both CTAs with one 1-D bulk multicast (mask 3) and loads its own activation box; full barriers expect the whole
+//   32 KB slot, empty barriers count the slot's consumer warps of both CTAs (remote arrives, default .release.cta
+//   form), barrier.cluster after the barrier init and before exit. Exact, but measured 5-15% slower than one CTA per
+//   SM (L2 sectors +15%, NOTES v18): only behind LOWBIT_I8_WS_PP_MC=1.
 // Harness-only flags (v17): bit 3 skips the epilogue (timing probe), bits 4-5 start cooperative warpgroup 1 `lag`
 //   stages late (measured: no gain).
 #pragma once
@@ -120,6 +126,17 @@ __device__ __forceinline__ uint64_t desc_plain(uint32_t addr, uint32_t lbo, uint
     d |= uint64_t((lbo & 0x3FFFF) >> 4) << 16;
     d |= uint64_t((sbo & 0x3FFFF) >> 4) << 32;
     return d;
+}
+
+// 1-D bulk copy global -> the shared memory of every cluster CTA in `cta_mask` (same offset in each; each CTA's
+// mbarrier at `bar`'s offset receives the bytes written into that CTA). Size a multiple of 16, both ends 16-aligned.
+__device__ __forceinline__ void bulk_g2s_mc(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
+                                            uint16_t cta_mask) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
+        "%4;\n" ::"r"(tma::smem_u32(dst)),
+        "l"(src), "r"(bytes), "r"(tma::smem_u32(bar)), "h"(cta_mask)
+        : "memory");
 }
 
 // Tile t -> (weight tile nb, activation tile mb). Grouped rasterization: the activation tiles are taken in
@@ -385,7 +402,7 @@ __device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glo
     }
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool MC = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap ymap, int flags,
@@ -398,6 +415,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     using G = Geo<BX, W4, W4S>;
     constexpr int S = G::kStages;
     constexpr int kWStage = G::kWStage;
+    static_assert(!MC || (PP && !W4), "2-CTA multicast clusters: the W8 ping-pong kernel only");
+    constexpr int CL = MC ? 2 : 1;  // CTAs per cluster
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
     // Ring base aligned to 1024 bytes (128-byte swizzle atoms); every slot and X box stays 1024-aligned.
@@ -422,11 +441,17 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             // The producer's arrive.expect_tx (+ the copies' bytes) and, with ring scales, one arrive per scale-warp
             // lane after its stores (release: the consumers' full-barrier wait makes the bytes visible).
             mbar_init(&full[s], sscale ? 1 + 32 : 1);
-            mbar_init(&empty[s], PP ? 4 : 8);  // one arrive per consumer warp (PP: of the slot's one warpgroup)
+            // One arrive per consumer warp (PP: of the slot's one warpgroup; MC: of both CTAs of the cluster, since
+            // the slot is written by both CTAs' producers).
+            mbar_init(&empty[s], PP ? 4 * CL : 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    __syncthreads();
+    if constexpr (MC) {
+        cluster_sync();  // the partner's barriers are initialised before any multicast or remote arrive
+    } else {
+        __syncthreads();
+    }
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
     const Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
@@ -436,12 +461,50 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     const int sps = p.ws ? p.steps_per_split : ksteps;
     const int splits = p.ws ? (ksteps + sps - 1) / sps : 1;
     const int total = nt * mt * splits;
+    // MC (v18): work unit = a pair of activation tiles 2 v, 2 v + 1 of one weight tile, in the grouped order over
+    // (nt, ceil(mt / 2)) (group in activation tiles, halved); cluster c takes units c, c + clusters, ... and its CTA
+    // `rank` activation tile 2 v + rank (past M: zero-filled loads, nothing stored). Without MC: unit = tile.
+    const uint32_t rank = MC ? cluster_rank() : 0;
+    const int umt = MC ? (mt + 1) / 2 : mt;
+    const int ug = MC ? (tiles.group + 1) / 2 : tiles.group;
+    const Tiles utiles{umt, nt, ug < 1 ? 1 : (ug > umt ? umt : ug)};
+    const int utotal = MC ? nt * umt : total;
+    const int ufirst = int(blockIdx.x) / CL, ustride = int(gridDim.x) / CL;
+    auto unit_tile = [&](int u, int& nb, int& mb) {
+        if constexpr (MC) {
+            utiles.at(u, nb, mb);
+            mb = 2 * mb + int(rank);
+        } else {
+            tiles.at(u, nb, mb);
+        }
+    };
     __shared__ int split_last;  // split-K: this CTA arrived last at its tile (consumer broadcast)
 
     if (wg == 0) {
         // ------------------------------- producer -------------------------------
         setmaxnreg_dec<40>();
-        if (tid == 0) {
+        if (MC && tid == 0) {
+            // v18: the weight stage is shared by the cluster's two CTAs: CTA r copies its K half (bytes
+            // r * 8192 .. of the 16 KB tiled block: core-matrix chunks 4 r .. 4 r + 3 of all 128 rows, contiguous)
+            // into both CTAs' slot; the activation box is its own. Each CTA's full barrier expects the whole slot
+            // (its own X box + both weight halves). The slot is free once the consumers of both CTAs released it
+            // (empty count 8): the partner's producer writes into this CTA's slot too.
+            int s = 0;
+            uint32_t phase = 0;
+            for (int u = ufirst; u < utotal; u += ustride) {
+                int nb, mb;
+                unit_tile(u, nb, mb);
+                const uint8_t* wsrc = p.w + size_t(nb) * ksteps * kWStage + rank * (kWStage / 2);
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    mbar_wait(&empty[s], phase ^ 1);
+                    unsigned char* slot = ring + s * G::kSlot;
+                    mbar_expect_tx(&full[s], G::kSlot);
+                    bulk_g2s_mc(slot + rank * (kWStage / 2), wsrc + size_t(ks) * kWStage, kWStage / 2, &full[s], 3);
+                    tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        } else if (tid == 0) {
             int s = 0;
             uint32_t phase = 0;
             for (int u = blockIdx.x; u < total; u += gridDim.x) {
@@ -509,11 +572,22 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         int32_t acc0[BX / 2], acc1[BX / 2];
 #pragma unroll
         for (int i = 0; i < BX / 2; ++i) acc0[i] = 0, acc1[i] = 0;
-        const int nunits = blockIdx.x < total ? (total - 1 - int(blockIdx.x)) / int(gridDim.x) + 1 : 0;
+        // MC: units of the cluster (both CTAs walk the same list, so their ring positions match).
+        const int nunits = ufirst < utotal ? (utotal - 1 - ufirst) / ustride + 1 : 0;
+        // Release of a consumed slot: one arrive per warp on the slot's empty barrier of every CTA that writes it.
+        // MC: lane r of each warp arrives on CTA r's barrier, default .release.cta semantics (tma.cuh
+        // mbar_arrive_cluster: the wgmma reads are complete after wgmma.wait_group; the explicit .release.cluster
+        // form costs two GPU-scope fences per arrive).
+        auto release = [&](int slot) {
+            if constexpr (MC) {
+                if (lane < CL) mbar_arrive_cluster(&empty[slot], uint32_t(lane));
+            } else {
+                if (lane == 0) mbar_arrive(&empty[slot]);
+            }
+        };
         for (int i = cw; i < nunits; i += 2) {
-            const int t = int(blockIdx.x) + i * int(gridDim.x);
             int nb, mb;
-            tiles.at(t, nb, mb);
+            unit_tile(ufirst + i * ustride, nb, mb);
             if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(cw == 0 ? 6 : 5) : "memory");  // the other's turn ended
             const int pos = i * ksteps;
             int s = pos % S;
@@ -538,7 +612,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 wgmma_fence_regs_s32(acc0);
                 wgmma_fence_regs_s32(acc1);
                 wgmma_wait<1>();
-                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                if (prev >= 0) release(prev);
                 prev = s;
                 if (++s == S) s = 0, phase ^= 1;
             }
@@ -550,7 +624,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc0);
             wgmma_fence_regs_s32(acc1);
-            if (lane == 0) mbar_arrive(&empty[prev]);
+            release(prev);
             if (skip_epi) continue;
             unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
             // Weight rows 0-63 (acc0), then 64-127 (acc1; its column vectors loaded after the first half).
@@ -829,14 +903,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         // before the grid does).
         if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     }
+    // MC: no CTA leaves while its partner may still multicast into its ring or arrive on its barriers.
+    if constexpr (MC) cluster_sync();
 #endif
 #endif
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool MC = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP, MC>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
