@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from torch import nn
@@ -57,6 +59,23 @@ def test_op_checks_shapes() -> None:
         torch.ops.lowbit.weight_only_linear(torch.randn(4, 100), m[0].packed.handle, 64)
     with pytest.raises(RuntimeError, match="handle"):
         torch.ops.lowbit.weight_only_linear(torch.randn(4, 128), 10**9, 64)
+
+
+def test_registries_share_one_handle_counter_and_name_the_missing_kind() -> None:
+    """Weight-only and int8 weights get distinct handles; a freed or foreign handle raises naming the registry."""
+
+    class Holder:
+        pass
+
+    a, b = Holder(), Holder()
+    ha, hb = ops.register_int8(a), ops.register_int8(b)
+    assert ha != hb and ops._lookup_int8(ha) is a and ops._lookup_int8(hb) is b
+    del a
+    gc.collect()
+    with pytest.raises(RuntimeError, match=f"no int8 weight is registered under handle {ha} "):
+        ops._lookup_int8(ha)
+    with pytest.raises(RuntimeError, match=f"no packed weight is registered under handle {hb} "):
+        ops.lookup(hb)
 
 
 def test_fake_quantize_activations() -> None:

@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import torch
 
@@ -49,24 +49,35 @@ __all__ = [
 _REGISTRY: weakref.WeakValueDictionary[int, PackedWeight] = weakref.WeakValueDictionary()
 _NEXT = itertools.count(1)
 _LOCK = threading.Lock()
+_W = TypeVar("_W")
 
 #: `kernel`: launches of lowbit's GPU GEMM; `emulated`: dequantize + matmul calls.
 stats: Counter[str] = Counter()
 
 
-def register(weight: PackedWeight) -> int:
-    """Registers a packed weight and returns the integer handle the operator refers to it by."""
+def _register_in(registry: weakref.WeakValueDictionary[int, _W], weight: _W) -> int:
+    """Stores `weight` in `registry` under a fresh handle (one counter for every registry: handles never collide)."""
     with _LOCK:
         handle = next(_NEXT)
-        _REGISTRY[handle] = weight
+        registry[handle] = weight
     return handle
 
 
-def lookup(handle: int) -> PackedWeight:
-    w = _REGISTRY.get(handle)
+def _lookup_in(registry: weakref.WeakValueDictionary[int, _W], handle: int, what: str) -> _W:
+    """The weight registered under `handle`; RuntimeError naming `what` once its module was freed."""
+    w = registry.get(handle)
     if w is None:
-        raise RuntimeError(f"lowbit: no packed weight is registered under handle {handle} (its module was freed)")
+        raise RuntimeError(f"lowbit: no {what} is registered under handle {handle} (its module was freed)")
     return w
+
+
+def register(weight: PackedWeight) -> int:
+    """Registers a packed weight and returns the integer handle the operator refers to it by."""
+    return _register_in(_REGISTRY, weight)
+
+
+def lookup(handle: int) -> PackedWeight:
+    return _lookup_in(_REGISTRY, handle, "packed weight")
 
 
 def kernels_enabled() -> bool:
@@ -172,17 +183,11 @@ _KERNEL_ACT_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 def register_int8(weight: Any) -> int:
     """Registers an int8-GEMM weight holder (`lowbit.modules.Int8Linear`) for `int8_linear`; returns its handle."""
-    with _LOCK:
-        handle = next(_NEXT)
-        _I8_REGISTRY[handle] = weight
-    return handle
+    return _register_in(_I8_REGISTRY, weight)
 
 
 def _lookup_int8(handle: int) -> Any:
-    w = _I8_REGISTRY.get(handle)
-    if w is None:
-        raise RuntimeError(f"lowbit: no int8 weight is registered under handle {handle} (its module was freed)")
-    return w
+    return _lookup_in(_I8_REGISTRY, handle, "int8 weight")
 
 
 def _check_int8_args(
