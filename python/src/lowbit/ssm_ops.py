@@ -106,6 +106,26 @@ def _conv_weight(weight: torch.Tensor, c: int) -> torch.Tensor:
     return weight.to(torch.float32).contiguous()
 
 
+def _conv_vectors(
+    x_scale: Scale, out_scale: Scale, bias: Optional[torch.Tensor], c: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """The per-channel input scale, output scale and optional bias of both conv1d entry points as f32 `[C]`."""
+    xs, os = _vec(x_scale, c, device, "x_scale"), _vec(out_scale, c, device, "out_scale")
+    b = _vec(bias, c, device, "bias")
+    assert xs is not None and os is not None
+    return xs, os, b
+
+
+def _conv_out(
+    acc: torch.Tensor, xs: torch.Tensor, b: Optional[torch.Tensor], silu: bool, os: torch.Tensor
+) -> torch.Tensor:
+    """The emulated conv1d epilogue of both entry points: `acc * x_scale (+ bias)`, SiLU, int8 with `out_scale`."""
+    y = acc * xs if b is None else torch.addcmul(b, acc, xs)
+    if silu:
+        y = F.silu(y)
+    return _quant(y, os)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # conv1d
 # ---------------------------------------------------------------------------------------------------------------
@@ -126,9 +146,7 @@ def causal_conv1d_int8(
     bsz, length, c = x_q.shape
     w = _conv_weight(weight, c).to(x_q.device)
     width = w.shape[1]
-    xs, os = _vec(x_scale, c, x_q.device, "x_scale"), _vec(out_scale, c, x_q.device, "out_scale")
-    b = _vec(bias, c, x_q.device, "bias")
-    assert xs is not None and os is not None
+    xs, os, b = _conv_vectors(x_scale, out_scale, bias, c, x_q.device)
     if _use_kernel(x_q) and width <= MAX_CONV_WIDTH and bsz * length > 0:
         x, ldx = _rows3(x_q)
         y = torch.empty((bsz, length, c), dtype=torch.int8, device=x.device)
@@ -154,10 +172,7 @@ def causal_conv1d_int8(
     stats["emulated"] += 1
     xf = x_q.to(torch.float32).transpose(1, 2)  # [B, C, L]
     acc = F.conv1d(xf, w[:, None, :], padding=width - 1, groups=c)[..., :length].transpose(1, 2)
-    y = acc * xs if b is None else torch.addcmul(b, acc, xs)
-    if silu:
-        y = F.silu(y)
-    return _quant(y, os)
+    return _conv_out(acc, xs, b, silu, os)
 
 
 def causal_conv1d_update_int8(
@@ -179,9 +194,7 @@ def causal_conv1d_update_int8(
     width = w.shape[1]
     if tuple(conv_state.shape) != (bsz, c, width):
         raise ValueError(f"conv_state has shape {tuple(conv_state.shape)}, expected [{bsz}, {c}, {width}]")
-    xs, os = _vec(x_scale, c, x_q.device, "x_scale"), _vec(out_scale, c, x_q.device, "out_scale")
-    b = _vec(bias, c, x_q.device, "bias")
-    assert xs is not None and os is not None
+    xs, os, b = _conv_vectors(x_scale, out_scale, bias, c, x_q.device)
     if _use_kernel(x_q, conv_state) and width <= MAX_CONV_WIDTH and conv_state.is_contiguous() and bsz > 0:
         x, ldx = _rows2(x_q)
         y = torch.empty((bsz, c), dtype=torch.int8, device=x.device)
@@ -207,10 +220,7 @@ def causal_conv1d_update_int8(
     stats["emulated"] += 1
     conv_state.copy_(torch.cat([conv_state[:, :, 1:], x_q[:, :, None]], dim=-1))
     acc = (conv_state.to(torch.float32) * w).sum(-1)
-    y = acc * xs if b is None else torch.addcmul(b, acc, xs)
-    if silu:
-        y = F.silu(y)
-    return _quant(y, os)
+    return _conv_out(acc, xs, b, silu, os)
 
 
 # ---------------------------------------------------------------------------------------------------------------
