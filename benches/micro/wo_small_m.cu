@@ -6,7 +6,8 @@
 //   ./wo_small_m bench        # acceptance shapes x M in {1, 4, 16, 64}: read ceilings, v11 / v12 and the v12
 //                             # alternatives (compact-X kw 2/4/8, split-K), cuBLAS f16 (libcublas.so.13)
 //   ./wo_small_m sweep        # v11 / v12 / cuBLAS f16 for M in {1, 2, 4, 8, 16, 32, 64} (+ decode-sized layers)
-//   ./wo_small_m once NxK M v11|v12   # one launch (for ncu)
+//   ./wo_small_m once NxK M v11|v12|wide|narrow   # one launch (for ncu; wide / narrow: v14 256-row block on / off)
+//   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
 //   ./wo_small_m all          # check + bench (default). libcublas.so.13 is dlopen'ed: on the GPU machine put
 //                             # torch's or nvidia-cublas's lib folder on LD_LIBRARY_PATH (dist/wo-small/*.sh do).
 //
@@ -482,6 +483,33 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     return ok ? 0 : 1;
 }
 
+// v14: the 256-row block (16 warps, g_wide = 1) of the one-warp-per-strip INT4 kernel, which runs at MT = 2 (M = 9..16;
+// the library default since v14): M 9 / 13 / 16, odd N (a last block with 1..15 active warps), split-K auto / forced (odd
+// counts), one split with a K range in two X chunks (stage_x_div in the loop), K not a multiple of 8 (element staging),
+// g32 / g64 / g128 / per-channel, f16 and bf16, PDL predecessors; the M <= 8 cases run the 8-warp kernel with v14's
+// staging (M 1 with forced split-K, so kw = 1). Every config twice, NaN-poisoned (check_one).
+static int run_wide_checks(std::mt19937& rng) {
+    struct WC {
+        int m, n, k, fs, gl;
+    };
+    const WC wc[] = {{16, 4100, 2056, 0, 128}, {16, 1000, 4096, 3, 64}, {9, 200, 1000, 0, 32},   {5, 11008, 4096, 0, 128},
+                     {3, 4100, 2056, 7, 0},    {16, 1000, 8192, 1, 128}, {5, 200, 8192, 1, 64},  {1, 1000, 4096, 4, 128},
+                     {2, 4096, 4096, 0, 128},  {8, 48, 8192, 0, 128},    {16, 48, 8192, 2, 32},  {16, 4096, 4096, 0, 128},
+                     {13, 333, 1003, 0, 128},  {16, 11008, 4096, 0, 64}, {1, 200, 3000, 2, 32}, {4, 28, 12352, 0, 0}};
+    int fails = 0;
+    g_wide = 1;
+    for (const auto& c : wc) {
+        fails += check_one<__half>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 0, c.fs, rng, c.gl, true);
+        fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 1, c.fs, rng, c.gl, true);
+    }
+    fails += check_one<__half>(16, 4096, 4096, true, 0, rng, 128, true, 0, true);
+    fails += check_one<__nv_bfloat16>(16, 4096, 4096, false, 0, rng, 128, true, 0, true);  // the v14 PDL-ordering case
+    fails += check_one<__nv_bfloat16>(5, 1000, 4096, false, 3, rng, 128, true, 0, true);
+    g_wide = -1;
+    printf("wide checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
+    return fails;
+}
+
 static int run_checks() {
     std::mt19937 rng(7);
     int fails = 0;
@@ -531,6 +559,7 @@ static int run_checks() {
                 fails += check_one<__half>(m, sh[0], sh[1], (m + kw) % 2 == 0, 0, rng, gl, true, kw);
                 if (m == 3) fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], true, 0, rng, gl, true, kw);
             }
+    fails += run_wide_checks(rng);
     printf("checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
     return fails;
 }
@@ -771,6 +800,16 @@ static int run_bench(const char* only, bool sweep) {
                 row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
                 g_pdl_mode = 1, g_pdl_pf = -1;
             };
+            if (sweep) {
+                // v14 (this build): the 8-warp kernel with the v14 staging / metadata pointer, and the 256-row block.
+                g_wide = 0;
+                lib_row("v14 8-warp", 1, -1, 0);
+                g_wide = 1;
+                if (m <= 16) lib_row("v14 wide (256-row)", 1, -1, 0);
+                g_wide = -1;
+                lib_row("v14 library", 1, -1, 0);
+                continue;
+            }
             lib_row("v12 (pdl off)", 0, -1, 0);
             lib_row("v13 library (pdl)", 1, -1, 0);
             if (!sweep && m <= 16) {
@@ -808,6 +847,8 @@ static int run_once(const char* shape, int m, const char* variant) {
     CK(cudaMalloc(&b.y, size_t(m) * n * 2));
     CK(cudaMalloc(&b.ws, size_t(m) * n * 4 + 256));
     CK(cudaMemset(b.ws, 0, size_t(m) * n * 4 + 256));
+    if (std::string(variant) == "wide") g_wide = 1;
+    if (std::string(variant) == "narrow") g_wide = 0;
     if (std::string(variant) == "v11") {
         CK((launch_auto<Int4, __half>(w, b, m, kV11, nullptr)));
     } else {
@@ -826,6 +867,10 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (mode == "check" || mode == "all") rc |= run_checks();
+    if (mode == "wcheck") {
+        std::mt19937 rng(11);
+        rc |= run_wide_checks(rng);
+    }
     if (mode == "bench" || mode == "all") rc |= run_bench(argc > 2 ? argv[2] : nullptr, false);
     if (mode == "sweep") rc |= run_bench(argc > 2 ? argv[2] : nullptr, true);
     if (mode == "once" && argc > 4) rc |= run_once(argv[2], atoi(argv[3]), argv[4]);

@@ -24,6 +24,8 @@
 //   fill one wave, replacing split-K's atomics and convert kernel (NOTES.md v12).
 //   The X chunk of a launch is sized (x_chunk) so that the blocks the registers allow per SM also fit shared
 //   memory, as one buffer holding the block's whole K range when it fits.
+//   At M = 9..16 (MT = 2) the INT4 one-warp-per-strip grid runs 16-warp blocks (256 rows of W, 2 per SM): one X
+//   chunk staged per 256 weight rows instead of 128 (NOTES.md v14).
 //
 // Programmatic dependent launch (NOTES.md v13): on sm_90 the launcher sets the programmatic-stream-serialization
 //   attribute, so a call's blocks start while the previous kernel drains; before griddepcontrol.wait a block only
@@ -70,6 +72,25 @@ struct Args {
     int sms;                  // multiprocessors of the device (for that choice)
 };
 
+// Coherent loads for a block's first weight and metadata reads after griddepcontrol.wait (v14). ptxas moved
+// ld.global.nc loads above the wait (an .nc load promises data that is read-only for the kernel's lifetime, which a
+// programmatic dependent launch's overlap with the previous kernel does not give): SASS showed the first weight loads
+// ahead of ACQBULK in the Mix3 f16 MT = 1 instance (v13 code) and the INT4 bf16 256-row instance, and the harness PDL
+// check then failed (H100, NOTES.md v14). Plain ld.global stays behind the wait.
+__device__ __forceinline__ uint4 ld_first_u4(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p)
+                 : "memory");
+    return v;
+}
+__device__ __forceinline__ uint2 ld_first_u2(const void* p) {
+    uint2 v;
+    asm volatile("ld.global.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p) : "memory");
+    return v;
+}
+
 template <typename T>
 __device__ __forceinline__ T to_out(float v);
 template <>
@@ -79,16 +100,52 @@ __device__ __forceinline__ __nv_bfloat16 to_out<__nv_bfloat16>(float v) { return
 
 // Stage X[m0 : m0 + ROWS, c0 : c0 + kc] into shared memory (row stride kc + 8 halves: the 16-byte pad
 // keeps ldmatrix's eight row addresses in distinct bank groups). Out-of-range elements become zeros.
-template <typename T, int ROWS>
+// NT threads; piece i = (row r, 8-column piece c) is walked with r, c advanced by NT pieces per iteration
+// (v14: one division per call instead of one per piece: the per-piece division was ~40% of the staging loop, and
+// staging was ~15% of the M = 16 instruction stream, NOTES.md v14).
+template <typename T, int ROWS, int NT = kThreads>
 __device__ __forceinline__ void stage_x(const Args& p, T* dst, int m0, int c0) {
     const T* x = static_cast<const T*>(p.x);
     const int lds = p.kc + 8, pieces = p.kc / 8;
-    for (int i = threadIdx.x; i < ROWS * pieces; i += kThreads) {
+    const int dr = NT / pieces, dc = NT - dr * pieces;  // advance per iteration: dr rows and dc pieces
+    int r = int(threadIdx.x) / pieces, c = int(threadIdx.x) - r * pieces;
+    if (p.x_vec) {
+        // (The common case, in its own loop: 16-byte cp.async, K % 8 == 0 so a piece is wholly in or out.)
+        const int rows = min(ROWS, p.m - m0);  // rows >= M are zero-filled
+        for (; r < ROWS; r += dr) {
+            const int gk = c0 + c * 8;
+            const bool ok = r < rows && gk < p.k;
+            cp_async16_zfill(dst + r * lds + c * 8, ok ? static_cast<const void*>(x + size_t(m0 + r) * p.ldx + gk) : p.x, ok);
+            c += dc;
+            if (c >= pieces) c -= pieces, ++r;
+        }
+    } else {
+        for (; r < ROWS; r += dr) {
+            const int gm = m0 + r, gk = c0 + c * 8;
+            T* d = dst + r * lds + c * 8;
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                d[e] = (gm < p.m && gk + e < p.k) ? x[size_t(gm) * p.ldx + gk + e] : to_out<T>(0.f);
+            }
+            c += dc;
+            if (c >= pieces) c -= pieces, ++r;
+        }
+    }
+    cp_async_commit();
+}
+
+// The same, one division per piece: for the chunk switches inside the main loop, where the incremental walk's four
+// live registers made ptxas spill at the 64-register caps (INT4 bf16 and Mix4 f16 at MT = 2, Mix3 f16 at MT = 1).
+template <typename T, int ROWS, int NT = kThreads>
+__device__ __forceinline__ void stage_x_div(const Args& p, T* dst, int m0, int c0) {
+    const T* x = static_cast<const T*>(p.x);
+    const int lds = p.kc + 8, pieces = p.kc / 8;
+    for (int i = threadIdx.x; i < ROWS * pieces; i += NT) {
         const int r = i / pieces, c = (i - r * pieces) * 8;
         const int gm = m0 + r, gk = c0 + c;
         T* d = dst + r * lds + c;
         if (p.x_vec) {
-            const bool ok = gm < p.m && gk < p.k;  // K % 8 == 0: a piece is wholly in or out
+            const bool ok = gm < p.m && gk < p.k;
             cp_async16_zfill(d, ok ? static_cast<const void*>(x + size_t(gm) * p.ldx + gk) : p.x, ok);
         } else {
 #pragma unroll
@@ -105,10 +162,11 @@ template <typename T>
 __device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, int c0) {
     const T* x = static_cast<const T*>(p.x);
     const int lds = p.kc + 8, pieces = p.kc / 8;
-    for (int i = threadIdx.x; i < rows * pieces; i += kThreads) {
-        const int r = i / pieces, c = (i - r * pieces) * 8;
-        const int gk = c0 + c;
-        T* d = dst + r * lds + c;
+    const int dr = kThreads / pieces, dc = kThreads - dr * pieces;
+    int r = int(threadIdx.x) / pieces, c = int(threadIdx.x) - r * pieces;
+    for (; r < rows; r += dr) {
+        const int gk = c0 + c * 8;
+        T* d = dst + r * lds + c * 8;
         if (p.x_vec) {
             const bool ok = gk < p.k;
             cp_async16_zfill(d, ok ? static_cast<const void*>(x + size_t(r) * p.ldx + gk) : p.x, ok);
@@ -116,6 +174,8 @@ __device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, in
 #pragma unroll
             for (int e = 0; e < 8; ++e) d[e] = gk + e < p.k ? x[size_t(r) * p.ldx + gk + e] : to_out<T>(0.f);
         }
+        c += dc;
+        if (c >= pieces) c -= pieces, ++r;
     }
     cp_async_commit();
 }
@@ -126,9 +186,13 @@ __device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, in
 // (M x K x 2 bytes: 16 KB for M = 1 at K = 8192 instead of 8 rows' 131 KB); ldmatrix lanes of rows >= M read a
 // zero line that does not advance. That lets the in-block split-K cover long K at several blocks per SM: one
 // launch and one wave where split-K needs a workspace, atomics, a convert kernel and 2-3 waves of short blocks.
-template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false>
-__global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
+// NW (v14): warps (= 16-row strips) per block of the one-warp-per-strip kernel: 8 (128 rows), or 16 (256 rows: the
+// block's X chunk is staged once for twice the weight rows, halving X's shared-memory staging and L2 reads per weight
+// byte; two blocks per SM keep the 32 warps of four 8-warp blocks).
+template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps>
+__global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!CX || (KW && MT == 1 && !Fmt::kIsLut), "compact X: in-block split-K, 8-row m-tile, INT formats");
+    static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
     T* xs = reinterpret_cast<T*>(smem);
@@ -138,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     // Grid (m-tiles, strip groups, splits): the m-tiles of one strip group and split are neighbours in
     // launch order, so they run together and all but the first read the weights from L2.
-    const int strip = KW ? blockIdx.y * (kWarps / p.kw) + warp / p.kw : blockIdx.y * kWarps + warp;
+    const int strip = KW ? blockIdx.y * (kWarps / p.kw) + warp / p.kw : blockIdx.y * NW + warp;
     const bool active = strip < p.strips;
     const int m0 = blockIdx.x * ROWS;
     const int b_begin = blockIdx.z * p.steps_per_split;  // this block's k-steps, staged from b_begin
@@ -180,19 +244,20 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
 #endif
     if constexpr (Fmt::kIsLut) {
         // Pair tables in the output type: entry i of table t = (lut[t][c0(i)], lut[t][c1(i)]).
-        for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += kThreads) {
+        for (int i = threadIdx.x; i < p.n_tables * Fmt::kEntries; i += NW * 32) {
             const int t = i / Fmt::kEntries, e = i - t * Fmt::kEntries;
             int c0, c1;
             Fmt::split(e, c0, c1);
             tab[i] = Pair<T>::pack(p.lut[t * (1 << Fmt::kBits) + c0], p.lut[t * (1 << Fmt::kBits) + c1]);
         }
     }
-    auto load_w = [&](int i) {
+    // (first: the prologue's loads, coherent: see ld_first_u4.)
+    auto load_w = [&](int i, auto first) {
         if (s_next < s_end) {
-            const uint4 v = ld_stream_u4(wnext);
+            const uint4 v = decltype(first)::value ? ld_first_u4(wnext) : ld_stream_u4(wnext);
             wb[i][0] = v.x, wb[i][1] = v.y, wb[i][2] = v.z, wb[i][3] = v.w;
             if constexpr (Fmt::kHasHi) {
-                const uint2 h = ld_stream_u2(hnext);
+                const uint2 h = decltype(first)::value ? ld_first_u2(hnext) : ld_stream_u2(hnext);
                 hb[i][0] = h.x, hb[i][1] = h.y;
             }
         }
@@ -201,11 +266,11 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         if constexpr (Fmt::kHasHi) hnext += 64;
     };
 #pragma unroll
-    for (int i = 0; i < P; ++i) load_w(i);
+    for (int i = 0; i < P; ++i) load_w(i, std::true_type{});
 
     // Group metadata: the current group's pair is in use, the next one is already loading.
     const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
-    auto load_meta = [&](int gi) -> uint2 { return gi < p.groups ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0); };
+    auto load_meta = [&](int gi) -> uint2 { return gi < p.groups ? ld_first_u2(meta + size_t(gi) * 8) : make_uint2(0, 0); };
     const int tile0 = s_begin * TS;
     int gi = tile0 / p.gtiles, tig = tile0 - gi * p.gtiles;
     // Groups of whole k-steps (every group size >= the k-step: g128 at 4 bits, per-channel, ...) are
@@ -216,6 +281,12 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
     // Metadata comes from HBM too (it is read once): keep three groups in flight behind the current one,
     // or every group switch waits a full memory latency (the first profile's dominant stall).
     uint2 cur = load_meta(gi), nx1 = load_meta(gi + 1), nx2 = load_meta(gi + 2), nx3 = load_meta(gi + 3);
+    // The ring's next load (v14): group gi + 4 through a running pointer and a count of the groups left (no per-group
+    // index arithmetic; dereferenced only while groups are left). The load lands in a temporary that the flush copies
+    // into nx3 right away, and that copy waits for the load (ncu source counters, NOTES.md v14: the largest single stall
+    // at M = 1 and 16); deferring the refill to the next k-step measured slower on the large shapes, so it stays.
+    const uint2* mnext = meta + size_t(gi + 4) * 8;
+    int mleft = p.groups - (gi + 4);
     GroupCtx ctx;
     auto set_ctx = [&](uint32_t aux) {
         Fmt::template ctx<T>(aux, ctx);
@@ -240,11 +311,12 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
         }
-        ++gi;
         cur = nx1;
         nx1 = nx2;
         nx2 = nx3;
-        nx3 = load_meta(gi + 3);
+        nx3 = mleft > 0 ? __ldg(mnext) : make_uint2(0, 0);
+        mnext += 8;
+        --mleft;
         set_ctx(cur.y);
     };
 
@@ -257,7 +329,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
         uint32_t* zl = reinterpret_cast<uint32_t*>(xs + p.m * lds);
         for (int i = threadIdx.x; i < KSTEP; i += kThreads) zl[i] = 0u;
     } else {
-        stage_x<T, ROWS>(p, xs, m0, b_begin * KSTEP);
+        stage_x<T, ROWS, NW * 32>(p, xs, m0, b_begin * KSTEP);
     }
     int chunk = -1, chunk_left = 0;
     const T* xb = xs;
@@ -294,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
                         cp_async_wait<0>();
                         __syncthreads();
                         if ((chunk + 1) * spc < nsteps) {
-                            stage_x<T, ROWS>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
+                            stage_x_div<T, ROWS, NW * 32>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
                         }
                         xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
                         chunk_left = spc;
@@ -332,7 +404,7 @@ __global__ void __launch_bounds__(kThreads, MINB) gemm_kernel(const Args p) {
                         }
                     }
                     xb += xstep;
-                    load_w(i);
+                    load_w(i, std::false_type{});
                 }
             }
         }
@@ -685,37 +757,37 @@ cudaError_t launch_convert(float* ws, T* y, int64_t total, cudaStream_t s) {
     return launch_pdl(convert_kernel<T>, dim3(blocks), dim3(256), 0, s, pdl_want(true), ws, y, total);
 }
 
-template <class Fmt, typename T, int MT>
-cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>()>;
-    if constexpr (cx_format<Fmt, MT>()) {
-        // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
-        if (a0.kw > 1 && a0.m <= 8) {
-            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true>;
-            const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
-            if (smem > 48 * 1024) {
-                const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-                if (e != cudaSuccess) return e;
-            }
-            const int spb = kWarps / a0.kw;
-            Args a = a0;
-            a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, 1>(), a0.kw);
-            return launch_pdl(kx, dim3(1, (a0.strips + spb - 1) / spb, 1), dim3(kThreads), smem, s, pdl_want(true), a);
-        }
-    }
-    if constexpr (MT <= 2) {
-        // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
-        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
-    }
+#ifdef LOWBIT_WO_PROBE
+inline int g_wide = -1;  // harness: 256-row blocks (v14) -1 the library rule, 0 off, 1 on
+#endif
+
+// v14: the one-warp-per-strip INT4 kernel runs 16-warp (256-row) blocks at 2 per SM instead of 8-warp blocks at 4: same
+// warps per SM and registers (64), half the X staging and X reads from L2 per weight byte. INT4 only (the format
+// measured, NOTES.md v14); formats capped below 4 blocks per SM would lose warps.
+constexpr bool kWideBlocks = true;
+template <class Fmt, int MT, typename T>
+constexpr bool wide_format() {
+    return std::is_same_v<Fmt, Int4> && MT == 2 && min_blocks<Fmt, MT, T>() == 4;
+}
+inline bool wide_want() {
+#ifdef LOWBIT_WO_PROBE
+    if (g_wide >= 0) return g_wide == 1;
+#endif
+    return kWideBlocks;
+}
+
+// The one-warp-per-strip (kw = 1) and in-block split-K (kw > 1, NW = kWarps) launches: NW warps per block.
+template <class Fmt, typename T, int MT, int NW, typename Kern>
+cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaStream_t s) {
     Args a = a0;
-    // Strips per block: kWarps, or kWarps / kw with kw warps per strip (in-block split-K).
-    const int spb = a.kw > 1 ? kWarps / a.kw : kWarps;
+    // Strips per block: NW, or kWarps / kw with kw warps per strip (in-block split-K).
+    const int spb = a.kw > 1 ? kWarps / a.kw : NW;
     const int nblk = (a.strips + spb - 1) / spb;
     size_t smem = smem_bytes<Fmt, MT>(a.kc, a.n_tables);
     if (a.kw <= 1) {
         // Blocks per SM that the registers allow; the X chunk is then sized to let them all fit.
         int occ = 0;
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, kThreads, 0);
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kern, NW * 32, 0);
         cudaGetLastError();
         occ = occ > 0 ? occ : 1;
         const int smem_sm = smem_per_sm();
@@ -745,7 +817,40 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         if (e != cudaSuccess) return e;
     }
     a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, MT>(), a.kw);
-    return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(kThreads), smem, s, pdl_want(true), a);
+    return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(NW * 32), smem, s, pdl_want(true), a);
+}
+
+template <class Fmt, typename T, int MT>
+cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>()>;
+    if constexpr (cx_format<Fmt, MT>()) {
+        // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
+        if (a0.kw > 1 && a0.m <= 8) {
+            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true>;
+            const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
+            if (smem > 48 * 1024) {
+                const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+                if (e != cudaSuccess) return e;
+            }
+            const int spb = kWarps / a0.kw;
+            Args a = a0;
+            a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, 1>(), a0.kw);
+            return launch_pdl(kx, dim3(1, (a0.strips + spb - 1) / spb, 1), dim3(kThreads), smem, s, pdl_want(true), a);
+        }
+    }
+    if constexpr (wide_format<Fmt, MT, T>()) {
+        if (a0.kw <= 1 && wide_want()) {
+            constexpr int NW = 2 * kWarps;
+            return launch_grid<Fmt, T, MT, NW>(
+                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW>, a0, splits,
+                mtiles, s);
+        }
+    }
+    if constexpr (MT <= 2) {
+        // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
+        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
+    }
+    return launch_grid<Fmt, T, MT, kWarps>(kern, a0, splits, mtiles, s);
 }
 
 template <class Fmt, typename T>
