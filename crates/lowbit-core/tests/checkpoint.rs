@@ -2,6 +2,9 @@
 //! bytes in data and header, missing fields, wrong version, wrong sizes, garbage, empty file) as a typed error;
 //! atomic saves.
 
+mod common;
+
+use common::Raw;
 use lowbit_core::checkpoint::{
     self, Checkpoint, FORMAT_VERSION, KEY_LAYERS, KEY_METADATA_CRC, KEY_PASSTHROUGH, KEY_VERSION, PassthroughData,
     PassthroughTensor, QuantizedLayer, metadata_crc32,
@@ -13,8 +16,7 @@ use lowbit_core::{
 use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use safetensors::{Dtype, SafeTensors, View};
-use std::borrow::Cow;
+use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -290,33 +292,6 @@ fn garbage_empty_and_foreign_files_are_corrupt() {
 // ------------------------------------------------------------------------------------------------------------
 // Well-formed files with inconsistent contents: rewritten with valid checksums so that only the inconsistency
 // itself can be caught.
-
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl Raw {
-    fn new(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
-        Self { dtype, shape, bytes }
-    }
-}
-
-impl View for Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
 
 type Tensors = BTreeMap<String, Raw>;
 

@@ -1,34 +1,15 @@
 //! Model reader tests: safetensors F32/F16/BF16 → f32, unsupported dtypes, damaged files, the Linear-weight
 //! selection rules, and (when installed) the real all-MiniLM-L6-v2 and SmolLM2 files.
 
+mod common;
+
+use common::Raw;
 use half::{bf16, f16};
 use lowbit_core::LowbitError;
 use lowbit_core::model::{self, ModelFormat, SkipReason, classify, select_linear};
-use safetensors::{Dtype, View};
-use std::borrow::Cow;
+use safetensors::Dtype;
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-struct Raw {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
-}
-
-impl View for Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.bytes)
-    }
-    fn data_len(&self) -> usize {
-        self.bytes.len()
-    }
-}
 
 fn f32_raw(shape: Vec<usize>, v: &[f32]) -> Raw {
     Raw { dtype: Dtype::F32, shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect() }

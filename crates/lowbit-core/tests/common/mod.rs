@@ -10,6 +10,8 @@ use lowbit_core::{BipolarMatrix, IntAffineWeight, LutWeight, MixedWeight};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use safetensors::{Dtype, View};
+use std::borrow::Cow;
 
 /// A seeded RNG.
 pub fn rng(seed: u64) -> StdRng {
@@ -203,4 +205,33 @@ pub fn f16r(x: f32) -> f32 {
 pub fn all_granularities() -> [lowbit_core::Granularity; 4] {
     use lowbit_core::Granularity::{Group, PerChannel};
     [Group(32), Group(64), Group(128), PerChannel]
+}
+
+/// An owned tensor for `safetensors::serialize` (dtype, shape, little-endian bytes), for the tests that write
+/// checkpoints and model files.
+pub struct Raw {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Raw {
+    pub fn new(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
+        Self { dtype, shape, bytes }
+    }
+}
+
+impl View for Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
