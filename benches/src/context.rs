@@ -9,6 +9,7 @@ use lowbit_cuda::{CudaError, Device};
 use crate::baseline::{self, Cublas};
 use crate::card::{card_slug, hbm_peak};
 use crate::error::{BenchError, Result};
+use crate::nvml::NvmlSampler;
 use crate::report::{CardInfo, SoftwareInfo, cuda_version_string};
 use crate::sysinfo::{self, ClockMonitor};
 use crate::timing::{Timer, TimingConfig, TimingMethod};
@@ -45,6 +46,7 @@ pub struct BenchContext {
     software: SoftwareInfo,
     cublas: Option<Cublas>,
     monitor: Option<ClockMonitor>,
+    nvml: Option<Arc<NvmlSampler>>,
 }
 
 impl BenchContext {
@@ -106,7 +108,8 @@ impl BenchContext {
             lowbit_bench: env!("CARGO_PKG_VERSION").to_string(),
         };
         let monitor = ClockMonitor::start(&selector);
-        Ok(Self { dev, stream, card, software, cublas, monitor })
+        let nvml = NvmlSampler::start(card.pci_bus_id.as_deref(), info.ordinal).map(Arc::new);
+        Ok(Self { dev, stream, card, software, cublas, monitor, nvml })
     }
 
     /// The lowbit-cuda device.
@@ -134,9 +137,15 @@ impl BenchContext {
         &self.software
     }
 
-    /// A timer on [`BenchContext::stream`].
+    /// A timer on [`BenchContext::stream`] (recording the card's clock and power per measurement where NVML is
+    /// available).
     pub fn timer(&self, cfg: TimingConfig) -> Timer {
-        Timer::new(self.stream.clone(), cfg)
+        Timer::new(self.stream.clone(), cfg).with_nvml(self.nvml.clone())
+    }
+
+    /// The NVML sampler (per-window SM clock and power), if NVML could be opened.
+    pub fn nvml(&self) -> Option<&Arc<NvmlSampler>> {
+        self.nvml.as_ref()
     }
 
     /// Measures device-to-device copy bandwidth (`cuMemcpyDtoDAsync` of up to

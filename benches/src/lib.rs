@@ -10,6 +10,7 @@
 //! - [`shapes`]: the layer shapes of `benches/shapes/*.csv` (Llama, Mamba-2), embedded in the binary;
 //! - [`weights`]: fast realistic quantized weights for big shapes (a quantized row chunk, tiled);
 //! - [`suites`]: one module per kernel family (so far [`suites::weight_only`]);
+//! - [`nvml`]: the SM clock, power and clock-event reasons of each measurement's timed batches (NVML);
 //! - [`report`], [`card`], [`sysinfo`]: the JSON / Markdown results under `docs/results/<card>/`,
 //!   with the card, clocks, versions and method recorded beside the numbers.
 //!
@@ -20,6 +21,7 @@ pub mod baseline;
 pub mod card;
 pub mod context;
 pub mod error;
+pub mod nvml;
 pub mod progress;
 pub mod report;
 pub mod shapes;

@@ -45,6 +45,7 @@ use cudarc::driver::{CudaEvent, CudaGraph, CudaStream};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
+use crate::nvml::{NvmlSampler, Window};
 
 /// Fewest timed repetitions kept when the time budget per operation cuts `reps`.
 pub const MIN_REPS: usize = 5;
@@ -217,6 +218,9 @@ pub struct Measurement {
     /// Stream timing only: issuing one call took the host at least 90% of the measured time per
     /// call, so the time may be the launch rate rather than the kernel's.
     pub launch_bound: bool,
+    /// SM clock, power and clock-event reasons while the timed batches ran (NVML, when available).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Window>,
 }
 
 /// Times operations on one stream (see the module documentation).
@@ -224,13 +228,22 @@ pub struct Measurement {
 pub struct Timer {
     stream: Arc<CudaStream>,
     cfg: TimingConfig,
+    nvml: Option<Arc<NvmlSampler>>,
+    /// Host instants bracketing the last timed batches' GPU execution (for the NVML window).
+    last: std::cell::Cell<Option<(Instant, Instant)>>,
 }
 
 impl Timer {
     /// A timer on `stream`. For [`TimingMethod::Graph`] the stream must not be the legacy default
     /// stream (it cannot be captured): use a stream from `CudaContext::new_stream`.
     pub fn new(stream: Arc<CudaStream>, cfg: TimingConfig) -> Self {
-        Self { stream, cfg }
+        Self { stream, cfg, nvml: None, last: std::cell::Cell::new(None) }
+    }
+
+    /// Records the card's clock and power during each measurement's timed batches ([`Measurement::card`]).
+    pub fn with_nvml(mut self, nvml: Option<Arc<NvmlSampler>>) -> Self {
+        self.nvml = nvml;
+        self
     }
 
     /// The stream every launch must go to.
@@ -316,7 +329,11 @@ impl Timer {
     ) -> Result<Measurement> {
         let stats = Stats::from_samples(&samples)
             .ok_or_else(|| BenchError::invalid(format!("timing produced unusable samples: {samples:?}")))?;
-        Ok(Measurement { stats, method, calls_per_rep, reps, warmup, copies, fallback, launch_bound })
+        let card = match (&self.nvml, self.last.take()) {
+            (Some(n), Some((from, to))) => Some(n.window(from, to)),
+            _ => None,
+        };
+        Ok(Measurement { stats, method, calls_per_rep, reps, warmup, copies, fallback, launch_bound, card })
     }
 
     /// Captures `calls` launches (`launch(c % copies)`) into an instantiated, uploaded CUDA graph
@@ -360,6 +377,13 @@ impl Timer {
             events[r + 1].record(&self.stream)?;
         }
         events[reps].synchronize()?;
+        if self.nvml.is_some() {
+            // The timed batches ran back-to-back and ended just before the synchronize returned.
+            let end = Instant::now();
+            let gpu = f64::from(events[0].elapsed_ms(&events[reps])?) * 1e-3;
+            let from = end.checked_sub(Duration::from_secs_f64(gpu.max(0.0))).unwrap_or(end);
+            self.last.set(Some((from, end)));
+        }
         events.windows(2).map(|w| Ok(f64::from(w[0].elapsed_ms(&w[1])?) * 1000.0 / calls as f64)).collect()
     }
 }

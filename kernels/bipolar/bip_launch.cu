@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <cstdlib>
 
 #include "lowbit/bip_gemm.cuh"
 #include "lowbit/check.cuh"
@@ -95,8 +96,45 @@ int sm_count(int32_t given) {
 struct Plan {
     bool ws;  // the warp-specialized persistent kernel (lowbit/bip_ws_gemm.cuh)
     int bx, kc, resident, steps, splits, steps_per_split;
+    int group;  // ws kernel: activation tiles per rasterization group (ws_group)
     int64_t ws_bytes, counters_off;
 };
+
+// The L2 size of the current device in bytes (50 MB if unknown).
+int64_t l2_bytes() {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrL2CacheSize, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        n = 0;
+    }
+    return n > 0 ? n : int64_t(50) << 20;
+}
+
+// Tile order of the ws kernel (its `group`: activation tiles per rasterization group, lowbit::i8ws::Tiles; inside a
+// group the tiles run M-fastest over every weight tile, so each weight tile is read from HBM once per group and the
+// group's activation panels are re-read from L2). The int8 ws kernel's group of 4 suits int8 activations (a 4096-row
+// int8 X is 32 MB), but bipolar activations are P bits per element: at M = 4096, K = 8192 a 1-bit X is 4 MB, and
+// with groups of 4 the 4-plane weights (32 MB) stream from HBM mt / 4 = 8 times per call where once would do.
+// Rule (4-plane weights, the split-X tile of TX = 2 BX activation rows): the largest group whose activation panels
+// (group x TX rows x P planes x K / 8 bytes) fit in a quarter of the L2, at least 4. H100, one process, same run
+// (NOTES.md "bench vs harness"): W4A1 M = 4096 210.2 -> 206.2 us at 1980 MHz, 221.4 -> 210.7 us sustained for 2 s,
+// in lowbit-bench 214.7 -> 211.8 (M = 4096) and 430.4 -> 406.4 us (M = 8192). Other weights keep groups of 4: W1A1
+// 8192^3 measured 3.1-3.8% slower with the whole X in one group (129.7 -> 134.1 us at 1980 MHz), M = 4096 72.0 ->
+// 75.7 us. LOWBIT_BIP_WS_GROUP=<n> overrides both (read on every call: same-process A/B in
+// benches/examples/bip_gap.rs).
+int ws_group(int m, int p, int q, int bx, int64_t ld_words) {
+    if (const char* v = getenv("LOWBIT_BIP_WS_GROUP")) {
+        const int g = atoi(v);
+        if (g > 0) return g;
+    }
+    if (q != 4) return 4;
+    const int64_t tx = 2 * int64_t(bx);
+    const int64_t panel = tx * p * ld_words * 4;  // bytes of one activation tile's planes
+    const int64_t mt = (int64_t(m) + tx - 1) / tx;
+    const int64_t fit = panel > 0 ? l2_bytes() / 4 / panel : 0;
+    const int64_t g = fit < 4 ? 4 : fit > mt ? mt : fit;
+    return int(g < 1 ? 1 : g > (1 << 30) ? (1 << 30) : g);
+}
 
 lowbit_status check_operand(const lowbit_bip_operand* o, int32_t k) {
     LOWBIT_REQUIRE(o != nullptr && o->planes != nullptr && o->row_sums != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
@@ -141,6 +179,7 @@ lowbit_status make_plan(const lowbit_bip_operand* x, const lowbit_bip_operand* w
         pl.steps_per_split = pl.steps;
         pl.ws_bytes = 0;
         pl.counters_off = 0;
+        pl.group = ws_group(m, p, q, wsbx, x->ld);
         return lowbit::status_ok();
     }
     if (cfg && cfg->bx) {
@@ -264,7 +303,7 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     lowbit::clear_pending_error();
     if (pl.ws) {
         int bx = 0;
-        const cudaError_t e = lowbit_bip_launch_ws(a, x->bits, w->bits, sm_count(num_sms), 0,
+        const cudaError_t e = lowbit_bip_launch_ws(a, x->bits, w->bits, sm_count(num_sms), pl.group,
                                                    static_cast<cudaStream_t>(stream), &bx);
         if (e == cudaErrorInvalidValue) return lowbit::status_error(LOWBIT_ERR_NO_KERNEL);
         return lowbit::status_from_cuda(e);

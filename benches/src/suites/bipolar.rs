@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::BenchContext;
 use crate::error::{BenchError, Result};
+use crate::nvml::Window;
 use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
@@ -239,6 +240,12 @@ pub struct Row {
     pub copies: usize,
     /// Timing remarks.
     pub notes: Vec<String>,
+    /// SM clock, power and clock-event reasons during the kernel's timed batches (NVML; `null` without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_card: Option<Window>,
+    /// The same during the baseline's timed batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_card: Option<Window>,
 }
 
 /// Rows, skipped points and the abort reason of a run.
@@ -542,14 +549,18 @@ fn run_shape(
                     let Some(bm) = base.get(&b) else { continue };
                     let row = make_row(pair, sel, mapping, (m, n, k), meas, b, bm, card.hbm_peak_gbps, chk);
                     if sel != MappingSel::Auto {
+                        let card =
+                            |w: &Option<Window>| w.as_ref().map_or(String::new(), |w| format!(" [{}]", w.brief()));
                         pb.log(format!(
-                            "{} {} {id} M={m}: {:.1} us ({:.0} TOPS) vs {} {:.1} us -> {:.2}x",
+                            "{} {} {id} M={m}: {:.1} us ({:.0} TOPS){} vs {} {:.1} us{} -> {:.2}x",
                             row.op,
                             row.mapping,
                             row.time_us,
                             row.tops,
+                            card(&row.kernel_card),
                             b.name(),
                             row.baseline_us,
+                            card(&row.baseline_card),
                             row.speedup
                         ));
                     }
@@ -623,6 +634,8 @@ fn make_row(
         timing: kernel.method,
         copies: kernel.copies,
         notes,
+        kernel_card: kernel.card.clone(),
+        baseline_card: base.card.clone(),
     }
 }
 
@@ -671,7 +684,8 @@ pub fn markdown(r: &Report<Row>) -> String {
          > 3x L2 of the plane bytes). TOPS are effective, 2·M·N·K / time. `planes` = BGMMA bit planes, `int8` = the \
          int8 core, `auto` = the library's choice (`BipolarGemm::choose`, its mapping in brackets; the same \
          measurement as that mapping). Ratios: vs `cublaslt-int8` (int8 in, int32 out) and vs `cublas-f16`. ✗ marks a \
-         failed exact check.\n"
+         failed exact check. In the acceptance table `@ a / b MHz` is the median SM clock (NVML, 1 ms samples) during \
+         the kernel's / the baseline's timed batches.\n"
     );
     let _ = writeln!(
         s,
@@ -704,10 +718,17 @@ pub fn markdown(r: &Report<Row>) -> String {
             let val = |x: &Row| if tops_target { x.tops } else { x.speedup };
             let fmt = |x: &Row| {
                 let mark = if x.check_ok == Some(false) { " ✗" } else { "" };
-                if tops_target {
-                    format!("{:.0} TOPS ({}, {:.1} µs; {:.2}x Lt){mark}", x.tops, x.chosen, x.time_us, x.speedup)
+                let mhz =
+                    |w: &Option<Window>| w.as_ref().and_then(|w| w.sm_mhz).map_or("?".into(), |m| format!("{m:.0}"));
+                let clk = if x.kernel_card.is_some() || x.baseline_card.is_some() {
+                    format!(" @ {} / {} MHz", mhz(&x.kernel_card), mhz(&x.baseline_card))
                 } else {
-                    format!("{:.2}x ({}, {:.1} µs vs {:.1}){mark}", x.speedup, x.chosen, x.time_us, x.baseline_us)
+                    String::new()
+                };
+                if tops_target {
+                    format!("{:.0} TOPS ({}, {:.1} µs; {:.2}x Lt{clk}){mark}", x.tops, x.chosen, x.time_us, x.speedup)
+                } else {
+                    format!("{:.2}x ({}, {:.1} µs vs {:.1}{clk}){mark}", x.speedup, x.chosen, x.time_us, x.baseline_us)
                 }
             };
             let met = if val(bst) >= target { "yes" } else { "no" };
@@ -875,6 +896,8 @@ mod tests {
             timing: TimingMethod::Graph,
             copies: 1,
             notes: vec![],
+            kernel_card: None,
+            baseline_card: None,
         }];
         let b = best(&rows, Pair { q: 1, p: 1 }, 8192, 8192, 8192, BipBaseline::CublasLtInt8, "best").unwrap();
         assert_eq!(b.tops, 10995.0);

@@ -747,6 +747,7 @@ mod tests {
             copies: 3,
             fallback: None,
             launch_bound: false,
+            card: None,
         }
     }
 
