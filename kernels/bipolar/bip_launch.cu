@@ -115,8 +115,9 @@ int64_t l2_bytes() {
 // group's activation panels are re-read from L2). The int8 ws kernel's group of 4 suits int8 activations (a 4096-row
 // int8 X is 32 MB), but bipolar activations are P bits per element: at M = 4096, K = 8192 a 1-bit X is 4 MB, and
 // with groups of 4 the 4-plane weights (32 MB) stream from HBM mt / 4 = 8 times per call where once would do.
-// Rule (4-plane weights, the split-X tile of TX = 2 BX activation rows): the largest group whose activation panels
-// (group x TX rows x P planes x K / 8 bytes) fit in a quarter of the L2, at least 4. H100, one process, same run
+// Rule (4-plane weights, the split-X tile of TX = 2 BX activation rows): the fewest weight passes whose groups'
+// activation panels (group x TX rows x P planes x K / 8 bytes) fit in a quarter of the L2, in equal groups, at least 4
+// (K = 8192, M <= 8192: one group, the whole X). H100, one process, same run
 // (NOTES.md "bench vs harness"): W4A1 M = 4096 210.2 -> 206.2 us at 1980 MHz, 221.4 -> 210.7 us sustained for 2 s,
 // in lowbit-bench 214.7 -> 211.8 (M = 4096) and 430.4 -> 406.4 us (M = 8192). Other weights keep groups of 4: W1A1
 // 8192^3 measured 3.1-3.8% slower with the whole X in one group (129.7 -> 134.1 us at 1980 MHz), M = 4096 72.0 ->
@@ -132,8 +133,11 @@ int ws_group(int m, int p, int q, int bx, int64_t ld_words) {
     const int64_t panel = tx * p * ld_words * 4;  // bytes of one activation tile's planes
     const int64_t mt = (int64_t(m) + tx - 1) / tx;
     const int64_t fit = panel > 0 ? l2_bytes() / 4 / panel : 0;
-    const int64_t g = fit < 4 ? 4 : fit > mt ? mt : fit;
-    return int(g < 1 ? 1 : g > (1 << 30) ? (1 << 30) : g);
+    if (fit <= 4) return 4;
+    // As few weight passes as fit, split into equal groups (e.g. mt = 32, fit = 27: 2 x 16, not 27 + 5).
+    const int64_t passes = (mt + fit - 1) / fit;
+    const int64_t g = (mt + passes - 1) / passes;
+    return int(g < 4 ? 4 : g > (1 << 30) ? (1 << 30) : g);
 }
 
 lowbit_status check_operand(const lowbit_bip_operand* o, int32_t k) {
