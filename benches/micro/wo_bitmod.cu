@@ -19,6 +19,8 @@
 //   ./wo_bitmod bench2  # 28672x8192, 8192x28672, 4096^2 at M = 1 / 16: INT4 (first and last), Mix4 / Q / P / N (no-patch
 //                       # ablation) / R3, Mix3; split-K plan, and at M = 1 also the library plan; cuBLAS f16
 //   ./wo_bitmod bench3  # the same shapes, library plan: INT4, Mix4, Mix4V, Mix4W (M = 1) / Mix4V3 (M = 16), Mix4N, twice
+//   ./wo_bitmod bench4  # v15 load-ahead: 4 shapes x M = 1 / 16, library plan, INT4 / Mix4 / Mix3 with g_la off / on
+//                       # (alternating on one set of weights), cuBLAS f16; checks run with LOWBIT_WO_LA=1 in the environment
 //   ./wo_bitmod prof FMT N K M lib|splitk   # 3 launches of one configuration, for ncu -k regex:gemm_kernel --launch-skip 2 -c 1
 //
 // Launches go through wo_gemm.cuh's launch_mt (the production instances' register caps and split re-pick) with the
@@ -34,9 +36,11 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "baselines.cuh"
+#define LOWBIT_WO_PROBE 1  // g_la (v15 load-ahead) and the v13 / v14 toggles (left at the library rule)
 #include "lowbit/wo_gemm.cuh"
 
 using namespace lowbit::wo;
@@ -832,6 +836,51 @@ static void run_bench3() {
     }
 }
 
+// v15 (NOTES.md "v15: load-ahead"): one set of weight copies per format, the library plan timed with the load-ahead
+// instances off (g_la = 0: the HEAD kernels) and on (g_la = 1), alternating off / on / off / on; {best off, best on}.
+template <class Fmt>
+static std::pair<float, float> bench_la(int n, int k, Layout lay, int m) {
+    const size_t bytes = size_t(n) * k * (lay == kLut3 || lay == kMix3 ? 3 : 4) / 8;
+    const int nc = micro::copies_for(bytes);
+    std::vector<Weight> ws;
+    for (int i = 0; i < nc; ++i) ws.push_back(make_random(n, k, lay, 10 + i));
+    Buffers b{};
+    CK(cudaMalloc(&b.x, size_t(m) * k * 2));
+    CK(cudaMemset(b.x, 0x30, size_t(m) * k * 2));
+    CK(cudaMalloc(&b.y, size_t(m) * n * 2));
+    CK(cudaMalloc(&b.ws, size_t(m) * n * 4));
+    CK(cudaMemset(b.ws, 0, size_t(m) * n * 4));
+    int it = 0;
+    float best[2] = {1e30f, 1e30f};
+    for (int r = 0; r < 4; ++r) {
+        g_la = r & 1;
+        const float ms = micro::time_ms(100, [&] { CK(launch_lib<Fmt, __half>(ws[it++ % nc], b, m, 0)); }, 3, 7, 0);
+        best[r & 1] = std::min(best[r & 1], ms * 1e3f);
+    }
+    g_la = -1;
+    for (auto& w : ws) w.free_dev();
+    cudaFree(b.x), cudaFree(b.y), cudaFree(b.ws);
+    return {best[0], best[1]};
+}
+static void run_bench4() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    for (auto& sh : shapes) {
+        for (int m : {1, 16}) {
+            const int n = sh[0], k = sh[1];
+            const float cub = micro::bench_cublas_f16(m, n, k) * 1e3f;
+            const auto i4 = bench_la<Int4>(n, k, kInt4, m);
+            const auto x4 = bench_la<Mix4>(n, k, kMix4, m);
+            const auto x3 = bench_la<Mix3>(n, k, kMix3, m);
+            printf("bench4 %5dx%-5d m=%-2d lib | cublas %6.1f | int4 %6.1f -> %6.1f (%.3f) | mix4 %6.1f -> %6.1f (%.3f) | "
+                   "mix3 %6.1f -> %6.1f (%.3f) | mix4 / int4 speed %.3f -> %.3f (best int4 %.3f) | cuBLAS/la: int4 %.2f mix4 %.2f mix3 %.2f\n",
+                   n, k, m, cub, i4.first, i4.second, i4.first / i4.second, x4.first, x4.second, x4.first / x4.second, x3.first,
+                   x3.second, x3.first / x3.second, i4.first / x4.first, i4.second / x4.second,
+                   std::min(i4.first, i4.second) / x4.second, cub / i4.second, cub / x4.second, cub / x3.second);
+            fflush(stdout);
+        }
+    }
+}
+
 // One format / shape / M / plan, 3 launches (for ncu -k regex:gemm_kernel --launch-skip 2 -c 1).
 template <class Fmt>
 static void prof_one(int n, int k, Layout lay, int m, bool lib) {
@@ -893,6 +942,7 @@ int main(int argc, char** argv) {
     if (mode == "check4") run_checks4();
     if (mode == "bench2") run_bench2();
     if (mode == "bench3") run_bench3();
+    if (mode == "bench4") run_bench4();
     if (mode == "prof") run_prof(argc, argv);
     return g_fail ? 1 : 0;
 }

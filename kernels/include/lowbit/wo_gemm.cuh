@@ -40,6 +40,8 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <type_traits>
 
 #include "lowbit/mma.cuh"
 #include "lowbit/pdl.cuh"
@@ -189,7 +191,10 @@ __device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, in
 // NW (v14): warps (= 16-row strips) per block of the one-warp-per-strip kernel: 8 (128 rows), or 16 (256 rows: the
 // block's X chunk is staged once for twice the weight rows, halving X's shared-memory staging and L2 reads per weight
 // byte; two blocks per SM keep the 32 warps of four 8-warp blocks).
-template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps>
+// LA (v15, load-ahead): each k-step copies its slot's words into registers and issues the slot's next load at once,
+// then decodes from the copy (the slot's reload no longer waits for that k-step's decode and MMAs; 4 registers, 6 with
+// high bits, live through one k-step). Per format and m-tile: load_ahead() below (off: NOTES.md v15).
+template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps, bool LA = false>
 __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!CX || (KW && MT == 1 && !Fmt::kIsLut), "compact X: in-block split-K, 8-row m-tile, INT formats");
     static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
@@ -372,6 +377,16 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                         chunk_left = spc;
                     }
                     if constexpr (!KW) --chunk_left;
+                    // (LA: decode from a copy; the slot's next load is issued here, before the decode.)
+                    uint32_t wcp[4], hcp[2];
+                    if constexpr (LA) {
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) wcp[e] = wb[i][e];
+                        if constexpr (Fmt::kHasHi) hcp[0] = hb[i][0], hcp[1] = hb[i][1];
+                        load_w(i, std::false_type{});
+                    }
+                    uint32_t* const wd = LA ? wcp : wb[i];
+                    uint32_t* const hd = LA ? hcp : hb[i];
                     uint32_t bf[MT][4];
                     auto tile = [&](int j) {
                         if ((j & 1) == 0) {
@@ -380,7 +395,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                             for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(bf[mt], xb + mt * 8 * lds + j * 16);
                         }
                         uint32_t a[4];
-                        Fmt::template decode<T>(wb[i], hb[i], j, ctx, a);
+                        Fmt::template decode<T>(wd, hd, j, ctx, a);
 #pragma unroll
                         for (int mt = 0; mt < MT; ++mt) {
                             mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
@@ -404,7 +419,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                         }
                     }
                     xb += xstep;
-                    load_w(i, std::false_type{});
+                    if constexpr (!LA) load_w(i, std::false_type{});
                 }
             }
         }
@@ -650,6 +665,20 @@ constexpr int min_blocks() {
     if constexpr (std::is_same_v<Fmt, Mix3> && std::is_same_v<T, __half> && MT <= 2) return MT == 1 ? 4 : 3;
     return MT == 1 ? (heavy ? 3 : 4) : MT == 2 ? (heavy ? (Fmt::kTiles > 4 ? 2 : 3) : 4) : 1;
 }
+// Load-ahead (v15, the LA instances): where it is the library default. Off everywhere: measured on one H100 (NOTES.md v15)
+// it made Mix4 3-7% slower at M = 1 and moved INT4 / Mix3 by +-2% (ptxas already issues each slot's reload right after
+// the k-step's last decode; the copies cost issue slots). The harness switches it with g_la.
+template <class Fmt, int MT, typename T = __half>
+constexpr bool load_ahead() {
+    return false;
+}
+// Instances where load-ahead's extra registers fit the cap without spills (ptxas -v, sm_90a): the 8-row m-tile, except
+// Mix3 f16 at its 4-block cap outside compact X (72 bytes spilled). At the 16-row m-tile the 64-register caps spill
+// (INT4 336 bytes, Mix4 48-52, Mix3 72), so LA there would need one block per SM less.
+template <class Fmt, int MT, typename T, bool CX>
+constexpr bool la_fits() {
+    return MT == 1 && (CX || !(std::is_same_v<Fmt, Mix3> && std::is_same_v<T, __half>));
+}
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
 constexpr int cx_min_blocks() {
@@ -820,13 +849,16 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
     return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(NW * 32), smem, s, pdl_want(true), a);
 }
 
-template <class Fmt, typename T, int MT>
-cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>()>;
+template <class Fmt, typename T, int MT, bool LA>
+cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s) {
+    // (LA applies where la_fits(); elsewhere the request compiles to the LA = false instance.)
+    constexpr bool la = LA && la_fits<Fmt, MT, T, false>();
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>(), false, false, kWarps, la>;
     if constexpr (cx_format<Fmt, MT>()) {
         // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
         if (a0.kw > 1 && a0.m <= 8) {
-            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true>;
+            constexpr bool la_cx = LA && la_fits<Fmt, 1, T, true>();
+            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true, kWarps, la_cx>;
             const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
             if (smem > 48 * 1024) {
                 const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
@@ -842,15 +874,33 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         if (a0.kw <= 1 && wide_want()) {
             constexpr int NW = 2 * kWarps;
             return launch_grid<Fmt, T, MT, NW>(
-                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW>, a0, splits,
-                mtiles, s);
+                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW, la>, a0, splits, mtiles,
+                s);
         }
     }
     if constexpr (MT <= 2) {
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
-        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true>;
+        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true, false, kWarps, la>;
     }
     return launch_grid<Fmt, T, MT, kWarps>(kern, a0, splits, mtiles, s);
+}
+
+#ifdef LOWBIT_WO_PROBE
+// harness: load-ahead (v15) -1 the library rule, 0 off, 1 on (INT4, Mix4, Mix3 only; initial value from LOWBIT_WO_LA)
+inline int g_la = std::getenv("LOWBIT_WO_LA") ? std::atoi(std::getenv("LOWBIT_WO_LA")) : -1;
+#endif
+
+template <class Fmt, typename T, int MT>
+cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
+#ifdef LOWBIT_WO_PROBE
+    if constexpr (std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix4> || std::is_same_v<Fmt, Mix3>) {
+        if (g_la >= 0) {
+            return g_la ? launch_mt_la<Fmt, T, MT, true>(a0, splits, mtiles, s)
+                        : launch_mt_la<Fmt, T, MT, false>(a0, splits, mtiles, s);
+        }
+    }
+#endif
+    return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>()>(a0, splits, mtiles, s);
 }
 
 template <class Fmt, typename T>
