@@ -19,7 +19,7 @@ use half::f16;
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::granularity::Granularity;
 use lowbit_core::int8::{Epilogue, I8Out};
-use lowbit_core::reference::bipolar_gemm_exact;
+use lowbit_core::reference::{bipolar_gemm_exact, bipolar_gemm_popcount};
 use lowbit_cuda::bipolar::plane_ld;
 use lowbit_cuda::{BipConfig, BipMapping, BipPlanePath, BipolarGemm, CudaError, Device, OutDtype, upload};
 use ndarray::Array2;
@@ -255,6 +255,46 @@ fn gpu_bipolar_ws_planes_exact() {
     }
     if dev.info().sm_name() == "sm_90" {
         assert!(ran >= 8 * 3, "only {ran} ws runs on an sm_90 device");
+    }
+}
+
+/// The ws kernel's ping-pong consumers (W1A1's default on sm_90a, kernels/bipolar/NOTES.md ws v5) on a shape with
+/// more than two 128 × 128 tiles per SM (17 × 17 tiles on a 132-SM H100), so every CTA runs tiles on both consumer
+/// warpgroups: the ordered hand-over between them and the ring positions each one skips. `Y_int` exact (int32 output,
+/// poisoned) against the popcount reference (`bipolar_gemm_exact` is too slow in a debug build at this size;
+/// lowbit-core's tests check the two agree), then the f16 epilogue with weight offsets (rank-1 correction) through the
+/// TMA stores (N a multiple of 8) bit for bit. K = 333: three 1024-bit stages, the last partial, so the 4-slot ring
+/// wraps inside tiles. `LOWBIT_BIP_WS_PINGPONG=0` runs the same checks on the ws v3 kernel.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_ws_pingpong_both_warpgroups() {
+    let Some(dev) = device_or_skip("gpu_bipolar_ws_pingpong_both_warpgroups") else { return };
+    let ws = BipConfig { mapping: Some(BipMapping::Planes), plane_path: Some(BipPlanePath::Ws), ..Default::default() };
+    let (m, n, k) = (2049usize, 2056usize, 333usize);
+    let w = rand_bipolar(n, k, 1, true, 91);
+    let x = rand_bipolar(m, k, 1, false, 92);
+    let g = BipolarGemm::new(&dev, &w, 1).unwrap();
+    if g.ws_tile(&dev).unwrap() == 0 {
+        eprintln!("SKIP gpu_bipolar_ws_pingpong_both_warpgroups: no ws instance on this device");
+        return;
+    }
+    let want = bipolar_gemm_popcount(&x, &w).unwrap();
+    let got = run_i32(&dev, &g, &x, ws).unwrap();
+    check_exact("ws ping-pong W1A1", &got, &want);
+    let acts = g.upload_activations(&dev, &x).unwrap();
+    let plan = g.plan(&dev, m, ws).unwrap();
+    let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+    g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
+    let got16: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+    let want16 = epilogue_ref(&x, &w, &want);
+    if let Some(i) = got16.iter().zip(&want16).position(|(a, b)| a != b) {
+        panic!(
+            "ws ping-pong W1A1 f16: first difference at m={} n={}: got {:#06x} want {:#06x}",
+            i / n,
+            i % n,
+            got16[i],
+            want16[i]
+        );
     }
 }
 
