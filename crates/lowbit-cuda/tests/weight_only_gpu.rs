@@ -1,7 +1,7 @@
 //! Weight-only GEMM on the GPU vs the CPU reference (f64 accumulation on the exactly dequantized weight).
 //!
 //! Every format (INT 2/3/4/8 symmetric, asymmetric and act-order; BitMoD 3/4-bit; NF4; 2- and 3-bit
-//! tables) × {f16, bf16} × M ∈ {1, 3, 17, 67, 333} on odd shapes and real layer shapes, with outputs
+//! tables) × {f16, bf16} × M ∈ {1, 3, 13, 17, 67, 333} on odd shapes and real layer shapes, with outputs
 //! poisoned (NaN) before each run; forced launch plans (m-tile, split-K, X chunk) against the same
 //! reference; the identity test (X = I gives the dequantized weight, bit-exact for INT and BitMoD);
 //! a launch on a foreign stream; and every bad input a typed error.
@@ -225,13 +225,13 @@ fn sweep(test: &str, cases: Vec<Case>, ms: &[usize]) {
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_every_format_odd_shapes() {
-    sweep("gpu_weight_only_every_format_odd_shapes", cases(), &[1, 3, 17, 67, 333]);
+    sweep("gpu_weight_only_every_format_odd_shapes", cases(), &[1, 3, 13, 17, 67, 333]);
 }
 
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_real_shapes() {
-    sweep("gpu_weight_only_real_shapes", real_cases(), &[1, 17]);
+    sweep("gpu_weight_only_real_shapes", real_cases(), &[1, 16, 17]);
 }
 
 /// Real INT4 g128 shapes (sym and asym) at the M where the automatic plan picks the warp-specialized kernel
