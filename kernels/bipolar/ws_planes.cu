@@ -159,6 +159,27 @@ constexpr bool pingpong_default() {
     return P == 1 && Q == 1;
 }
 
+// Tile order of the W1A1 ping-pong kernel: the one ws v5 measured (NOTES.md; with the first form of bip_launch.cu's
+// ws_group, before W1A1 went back to groups of 4): ceil(M / 256) of its 128-row tiles per group, capped where 256-row
+// activation panels fill a quarter of the L2, at least 4 (8192^3: 32 tiles = 4096 rows, 2 weight passes). The
+// ping-pong kernel has not been measured with groups of 4 (512 rows). LOWBIT_BIP_WS_GROUP=<n> still overrides it.
+int pp_group_w1a1(const lowbit::bip::Args& a, int group) {
+    if (const char* v = getenv("LOWBIT_BIP_WS_GROUP")) {
+        if (atoi(v) > 0) return group;
+    }
+    int dev = 0, l2 = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        l2 = 0;
+    }
+    const int64_t l2b = l2 > 0 ? l2 : int64_t(50) << 20;
+    const int64_t panel = int64_t(256) * a.ldx * 4;  // bytes of 256 activation rows' plane
+    const int64_t mt = (int64_t(a.m) + 255) / 256;
+    const int64_t fit = panel > 0 ? l2b / 4 / panel : 0;
+    const int64_t g = fit < 4 ? 4 : fit > mt ? mt : fit;
+    return int(g < 1 ? 1 : g > (1 << 30) ? (1 << 30) : g);
+}
+
 // One CTA per SM, grid = min(tiles, SMs); the tile is one warpgroup's (WH * 64 weight rows x BX activation rows).
 template <int P, int Q, int BX, int WH>
 cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
@@ -198,7 +219,7 @@ cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t 
         if (pe > 0 || (pe < 0 && multicast_env() != 1 && pingpong_default<P, Q>())) {
             if constexpr (Q == 1) {
                 if (pe == 2) return launch_pp<1, 1, 256, 1>(a, nsm, group, st);
-                return launch_pp<1, 1, 128, 2>(a, nsm, group, st);
+                return launch_pp<1, 1, 128, 2>(a, nsm, pp_group_w1a1(a, group), st);
             } else {
                 return launch_pp<1, 4, 64, 1>(a, nsm, group, st);
             }
