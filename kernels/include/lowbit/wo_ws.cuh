@@ -105,14 +105,16 @@ __device__ __forceinline__ void produce(const Args& p, const CUtensorMap* xmap, 
 // barriers: full[s] takes one arrival (the producer's arrive.expect_tx; the copies' bytes complete the phase),
 // empty[s] one arrival per consumer warp (8). The fence publishes the initialization to the async proxy (the TMA
 // and bulk copies' complete_tx) and the CTA barrier to every thread before anyone waits or arrives.
+// empty_arrivals: 8 for the cooperative kernels; 4 for ws_pp_kernel (each slot is read by one warpgroup).
 template <int S>
-__device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uint64_t (&full)[S], uint64_t (&empty)[S]) {
+__device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uint64_t (&full)[S], uint64_t (&empty)[S],
+                                                    int empty_arrivals = 8) {
     const uint32_t raw = tma::smem_u32(smem_raw);
     unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
     if (threadIdx.x == 0) {
         for (int s = 0; s < S; ++s) {
             tma::mbar_init(&full[s], 1);   // the producer's arrive.expect_tx (+ the copies' bytes)
-            tma::mbar_init(&empty[s], 8);  // one arrive per consumer warp
+            tma::mbar_init(&empty[s], empty_arrivals);  // one arrive per consumer warp that reads the slot
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -486,6 +488,194 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
     }
 #endif
 #endif
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// ws-PP (eighth session): ping-pong consumers (the int8 family's v17 structure, i8_ws_gemm.cuh ws_kernel PP).
+// Same CTA, ring, producer and tile order as ws_kernel (tiles of 128 weight rows x BX activation rows, BX <= 128),
+// but each consumer warpgroup takes WHOLE tiles: warpgroup cw the CTA's units cw, cw + 2, ... (unit i = tile
+// blockIdx.x + i * gridDim.x), warp w decoding strips w (rows 0-63 of the tile, acc0) and 4 + w (rows 64-127,
+// acc1). The producer fills the ring in unit order, so unit i's k-steps sit at ring positions i * ksteps ...;
+// the two mainloops take turns through named barriers 5 / 6 (a warpgroup lets the other start once it has
+// waited on its last stage), so every full-barrier wait is for the next ring position (a parity wait never runs
+// two phases ahead), and one warpgroup's epilogue (wait_group 0 + scalar stores) runs under the other's wgmmas.
+// Per k-step and warp: wait full[s]; one ld.shared.v4 of each strip's codes; decode strip 0's four 16x16 tiles
+// (exact v1 arithmetic) into A0, four wgmma m64nBXk16 into acc0, commit, wait_group 1 (the previous step's acc1
+// group is done: its slot is released, one arrive per warp, and A1 is free); decode strip 1 into A1, four wgmmas
+// into acc1, commit, wait_group 1 (this step's acc0 group is done: A0 is free). One group stays queued on the
+// tensor pipe while the next strip is decoded. Products and accumulation order per output equal ws_kernel's.
+// Registers: 2 x BX / 2 accumulators + 32 A registers; 0 spills.
+// Measured SLOWER (weight-only NOTES.md ws-PP, one H100, same run): 0.34-0.50x the shipped ws_kernel BX = 256 at
+// M = 1024 / 4096 on the four acceptance shapes, 1.5-1.8x slower than ws_kernel BX = 128: one warpgroup's register-A
+// mainloop is latency-bound (decode -> wgmma -> wait_group), only a second concurrent mainloop hides it. Kept for
+// measurement (ws.cu LOWBIT_WO_WS_PP=1, harness benches/micro/wo_ws2.cu pp / ppbench); the library does not use it.
+template <class Fmt, typename T, int BX, bool WT = false>
+__global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constant__ Args p,
+                                                             const __grid_constant__ CUtensorMap xmap,
+                                                             const __grid_constant__ CUtensorMap wmap) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
+    static_assert(BX <= 128, "two accumulators of BX / 2 floats per thread");
+    using G = Geo<BX>;
+    using namespace tma;
+    constexpr int S = G::kStages;
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    unsigned char* ring = init_ring(smem_raw, full, empty, 4);
+
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7;
+
+    const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
+    const int total = nt * mt;
+    const int ksteps = p.ksteps;
+
+    if (wg == 0) {
+        // ------------------------------- producer (as ws_kernel) -------------------------------
+        setmaxnreg_dec<40>();
+        if (tid == 0) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+                const int nb = t / mt, mb = t - nb * mt;
+                produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, 0, ksteps, s, phase);
+            }
+        }
+    } else {
+        // ------------------------------- ping-pong consumers -------------------------------
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;
+        const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
+        const uint32_t ring_a = smem_u32(ring);
+        float acc0[BX / 2], acc1[BX / 2];
+        uint32_t a0[4][4], a1[4][4];
+        // One strip's group walk (scales / zero points per group of gtiles 16-column tiles).
+        struct Strip {
+            const uint2* meta;
+            bool active;
+            int gi, tig;
+            uint2 cur, nxt;
+            wo::GroupCtx ctx;
+            uint32_t sg, sg8;
+        };
+        auto load_meta = [&](const Strip& d, int gi) -> uint2 {
+            return (d.active && gi < p.groups) ? __ldg(d.meta + size_t(gi) * 8) : make_uint2(0, 0);
+        };
+        auto set_group = [&](Strip& d) {
+            Fmt::template ctx<T>(d.cur.y, d.ctx);
+            wo::scale_pairs<T>(d.cur.x, d.sg, d.sg8);
+        };
+        auto start = [&](Strip& d, int strip) {
+            d.active = strip < p.strips;
+            d.meta = reinterpret_cast<const uint2*>(p.meta) + size_t(d.active ? strip : 0) * p.groups * 8 + g;
+            d.gi = 0, d.tig = 0;
+            d.cur = load_meta(d, 0), d.nxt = load_meta(d, 1);
+            set_group(d);
+        };
+        auto decode = [&](Strip& d, const uint32_t(&wb)[4], uint32_t(&ab)[4][4]) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                uint32_t a[4];
+                Fmt::template decode<T>(wb, nullptr, j, d.ctx, a);
+                ab[j][0] = wo::mul_pair<T>(a[0], d.sg);
+                ab[j][1] = wo::mul_pair<T>(a[1], d.sg8);
+                ab[j][2] = wo::mul_pair<T>(a[2], d.sg);
+                ab[j][3] = wo::mul_pair<T>(a[3], d.sg8);
+                if (++d.tig == p.gtiles) {
+                    d.tig = 0;
+                    ++d.gi;
+                    d.cur = d.nxt;
+                    d.nxt = load_meta(d, d.gi + 1);
+                    set_group(d);
+                }
+            }
+        };
+        const int nunits = int(blockIdx.x) < total ? (total - 1 - int(blockIdx.x)) / int(gridDim.x) + 1 : 0;
+        for (int i = cw; i < nunits; i += 2) {
+            const int t = int(blockIdx.x) + i * int(gridDim.x);
+            const int nb = t / mt, mb = t - nb * mt;
+            Strip d0, d1;
+            start(d0, nb * kStrips + warp);
+            start(d1, nb * kStrips + 4 + warp);
+            if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(cw == 0 ? 6 : 5) : "memory");  // the other's turn ended
+            const int pos = i * ksteps;
+            int s = pos % S;
+            uint32_t phase = (pos / S) & 1;
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                mbar_wait(&full[s], phase);
+                const uint32_t xa = ring_a + s * G::kSlot;
+                uint32_t w0[4], w1[4];
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(w0[0]), "=r"(w0[1]), "=r"(w0[2]), "=r"(w0[3])
+                             : "r"(xa + G::kXStage + warp * 512 + lane * 16)
+                             : "memory");
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(w1[0]), "=r"(w1[1]), "=r"(w1[2]), "=r"(w1[3])
+                             : "r"(xa + G::kXStage + (4 + warp) * 512 + lane * 16)
+                             : "memory");
+                decode(d0, w0, a0);
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc0, a0[j], desc_sw128(xa + 32 * j), ks > 0 || j > 0);
+                wgmma_commit();
+                wgmma_wait<1>();
+                // The previous step's acc1 group (the last reader of its slot and of A1) has completed.
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                decode(d1, w1, a1);
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc1, a1[j], desc_sw128(xa + 32 * j), ks > 0 || j > 0);
+                wgmma_commit();
+                wgmma_wait<1>();  // this step's acc0 group has completed: A0 may be rewritten
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            // The other warpgroup's turn (its next unit exists): its stages follow in ring order.
+            if (i + 1 < nunits) asm volatile("bar.arrive %0, 256;\n" ::"r"(cw == 0 ? 5 : 6) : "memory");
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc0);
+            wgmma_fence_regs(acc1);
+            if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            const int m0 = mb * BX;
+            if (d0.active) {
+                const int n0 = (nb * kStrips + warp) * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;  // chan: [n_pad]
+                wo::store_strip<T, BX>(p, acc0, n0, cs0, cs1, m0, lane, false);
+            }
+            if (d1.active) {
+                const int n0 = (nb * kStrips + 4 + warp) * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;
+                wo::store_strip<T, BX>(p, acc1, n0, cs0, cs1, m0, lane, false);
+            }
+        }
+    }
+#endif
+#endif
+}
+
+template <class Fmt, typename T, int BX>
+bool available_pp() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<Fmt, T, BX>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+// ws-PP launch (tensor maps as launch below).
+template <class Fmt, typename T, int BX>
+cudaError_t launch_pp(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st,
+                      const CUtensorMap* wmap = nullptr) {
+    constexpr int smem = Geo<BX>::kSmem;
+    auto kern = wmap ? ws_pp_kernel<Fmt, T, BX, true> : ws_pp_kernel<Fmt, T, BX, false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    const int64_t tiles = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX);
+    const int grid = int(tiles < nsm ? tiles : nsm);
+    kern<<<grid, kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap);
+    return cudaGetLastError();
 }
 
 // K splits as launched: at least one k-step per split.
