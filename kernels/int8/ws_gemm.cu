@@ -65,6 +65,22 @@ static bool mc_enabled() {
     return e && *e ? *e != '0' : kMCDefault;
 }
 
+// v19 (NOTES v19): W4 (W4S) at M >= kPPMinM may run its unsplit BX = 256 tiles on the W4 ping-pong consumers
+// (ws_kernel<256, true, true, true>: each consumer warpgroup a 64-row half of the tile, the same per-lane expansion
+// as the cooperative tile, one warpgroup's epilogue under the other's wgmmas). LOWBIT_I8_WS_PP4=1 / 0 in the
+// environment (read per call); unset: kPP4Default. The plan then prices the W4 epilogue as v17 does for W8
+// (kEpiStages4 stage-times of a BX-wide tile per cooperative tile, once per CTA for ping-pong) with the ping-pong
+// half-tile's mainloop at kEffPP4 of the cooperative 256 tile's rate per MAC. Measured (H100, same run, 11 shapes x
+// M = 1024 / 4096): exact, but 7-25% SLOWER than the cooperative tile at 21 of 22 points (median coop / pp 0.78: one
+// warpgroup's wgmmas do not cover its own expansion chain), equal to the BX 64 plan at the 22nd (1024x8192 M = 1024),
+// so off by default; kEffPP4 is the measured median.
+constexpr bool kPP4Default = false;
+constexpr double kEffPP4 = 0.78, kEpiStages4 = 4.0;
+static bool pp4_enabled(int64_t m) {
+    const char* e = getenv("LOWBIT_I8_WS_PP4");
+    return m >= kPPMinM && (e && *e ? *e != '0' : kPP4Default);
+}
+
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
     const int64_t nt = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW, sms = nsm > 0 ? nsm : 1;
     const int ksteps = int((k + lowbit::i8::kBK - 1) / lowbit::i8::kBK);
@@ -89,7 +105,7 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
     }
     constexpr double kRedPerKB = 91;
     const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
-    const bool pp = !w4 && pp_enabled(m);
+    const bool pp = !w4 && pp_enabled(m), pp4 = w4 && pp4_enabled(m);
     int best = 0, best_s = 1;
     double best_cost = 0;
     for (int i = 0; i < 3; ++i) {
@@ -107,6 +123,12 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
                     cost = double((tiles + sms - 1) / sms) * per * bx / kEffPP + kEpiStages * 256;
                 } else {
                     cost += double((tiles * s + sms - 1) / sms) * kEpiStages * bx;
+                }
+            } else if (pp4) {  // v19: the W4 epilogue priced; unsplit BX 256 runs ping-pong (2 half-tile units)
+                if (bx == 256 && s == 1) {
+                    cost = double((2 * tiles + sms - 1) / sms) * per * (bx / 2) / kEffPP4 + kEpiStages4 * (bx / 2);
+                } else {
+                    cost += double((tiles * s + sms - 1) / sms) * kEpiStages4 * bx;
                 }
             }
             if (best == 0 || cost < best_cost) best = bx, best_cost = cost, best_s = s;
@@ -185,7 +207,7 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
         ((opts & LOWBIT_I8_WS_TMA_STORE) && make_ymap(ymap, a) ? 1 : 0) | (opts & LOWBIT_I8_WS_RING_SCALES ? 2 : 0) |
         (opts & LOWBIT_I8_WS_BULK_RED ? 4 : 0) | (opts & LOWBIT_I8_WS_SKIP_EPI ? 8 : 0) |
         (((opts >> LOWBIT_I8_WS_LAG_SHIFT) & 3) << 4);
-    constexpr int smem = Geo<BX, W4, W4S>::kSmem;
+    constexpr int smem = Geo<BX, W4, W4S, PP>::kSmem;
     auto kern = ws_kernel<BX, W4, W4S, PP, MC>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
@@ -222,7 +244,8 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
     }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
     const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
-    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
+    // W4 ping-pong (v19): two units (64-row halves) per tile.
+    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits * (PP && W4 ? 2 : 1);
     const int grid = int(tiles < nsm ? tiles : nsm);
     kern<<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
@@ -259,7 +282,11 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
     if (smem) {
         if (bx == 64) return launch<64, true, true>(a, nsm, group, opts, st);
         if (bx == 128) return launch<128, true, true>(a, nsm, group, opts, st);
-        if (bx == 256) return launch<256, true, true>(a, nsm, group, opts, st);
+        if (bx == 256) {
+            // v19: unsplit BX = 256 W4 tiles on the ping-pong consumers (64 weight rows x 256 activation rows each).
+            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr) return launch<256, true, true, true>(a, nsm, group, opts, st);
+            return launch<256, true, true>(a, nsm, group, opts, st);
+        }
         return cudaErrorInvalidValue;
     }
 #ifdef LOWBIT_I8_WS_W4_REGA
@@ -289,5 +316,11 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 // smem = true: the expanded block goes through shared memory (wgmma with A from shared memory) instead of the
 // register-A wgmma (both measured, NOTES.md v9; smem = false needs LOWBIT_I8_WS_W4_REGA at build time).
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
-    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT, st);
+    // v19: unsplit BX = 256 tiles at M >= kPPMinM on the W4 ping-pong consumers where switched on (the plan prices
+    // them so); only the shared-memory expansion has them.
+    // Group lengths the ring cannot carry (not a multiple of 128) stay cooperative: the ping-pong consumer would load
+    // their scales per stage in series with the expansion.
+    const bool ring = a.gs == nullptr || a.group_len % lowbit::i8::kBK == 0;
+    const int pp = smem && ring && pp4_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
+    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT | pp, st);
 }

@@ -606,9 +606,11 @@ fn ws_w4a8_is_exact() {
             r.unwrap();
         }
     }
-    // The last two: several tiles per CTA with an odd number of 128-column stages (9) and with one stage, where the
-    // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile.
-    let shapes: [(usize, usize, usize, Option<usize>); 8] = [
+    // Then: several tiles per CTA with an odd number of 128-column stages (9) and with one stage, where the
+    // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile. The last two have M >= 1024, where
+    // LOWBIT_I8_WS_PP4=1 in the environment (off by default, NOTES v19) sends the BX = 256 tiles (forced and auto) to
+    // the W4 ping-pong consumers: group scales through the ring and per-channel, several units per warpgroup.
+    let shapes: [(usize, usize, usize, Option<usize>); 10] = [
         (129, 301, 2080, Some(160)),
         (333, 77, 256, Some(128)),
         (1000, 1001, 1024, None),
@@ -617,6 +619,8 @@ fn ws_w4a8_is_exact() {
         (1000, 131, 1152, Some(128)),
         (600, 4100, 1056, Some(32)),
         (600, 4100, 128, Some(128)),
+        (1100, 301, 1152, Some(128)),
+        (1030, 1032, 640, None),
     ];
     for (si, &(m, n, k, group)) in shapes.iter().enumerate() {
         let w = W4A8Weight::quantize(rand_w(n, k, 80 + si as u64).view(), group).unwrap();

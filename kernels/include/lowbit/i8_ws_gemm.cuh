@@ -75,6 +75,10 @@
 //   32 KB slot, empty barriers count the slot's consumer warps of both CTAs (remote arrives, default .release.cta
 //   form), barrier.cluster after the barrier init and before exit. Exact, but measured 5-15% slower than one CTA per
 //   SM (L2 sectors +15%, NOTES v18): only behind LOWBIT_I8_WS_PP_MC=1.
+//   W4 (v19; PP = true, W4S, BX = 256, unsplit): each consumer warpgroup takes a 64-row half of a 128 x 256 tile whole
+//   (unit u = half u & 1 of tile u >> 1; the producer copies that half of the 4-bit block as four 1 KB bulk copies),
+//   expands it as the cooperative W4S consumer does and issues four wgmma m64n256k32; the mainloops take turns as
+//   above. Exact, but measured 7-25% slower than the cooperative tile (NOTES v19): only behind LOWBIT_I8_WS_PP4=1.
 // Harness-only flags (v17): bit 3 skips the epilogue (timing probe), bits 4-5 start cooperative warpgroup 1 `lag`
 //   stages late (measured: no gain).
 #pragma once
@@ -96,9 +100,10 @@ using i8::kBW;
 
 constexpr int kThreads = 384;
 
-template <int BX, bool W4 = false, bool W4S = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 struct Geo {
-    static constexpr int kWStage = W4 ? kBW * kBK / 2 : kBW * kBK;  // one tiled weight block (8 / 16 KB)
+    // One tiled weight block (8 / 16 KB); W4 ping-pong (v19): one 64-row half of the 4-bit block (4 KB).
+    static constexpr int kWStage = W4 ? (PP ? 64 * kBK / 2 : kBW * kBK / 2) : kBW * kBK;
     static constexpr int kXStage = BX * kBK;          // activation box bytes (multiple of 1024)
     static constexpr int kSlot = kWStage + kXStage;   // one ring slot
     // W4S: per consumer warpgroup two 8 KB int8 blocks (64 rows x 128 K) after the ring.
@@ -412,10 +417,14 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
     using namespace tma;
-    using G = Geo<BX, W4, W4S>;
+    using G = Geo<BX, W4, W4S, PP>;
     constexpr int S = G::kStages;
     constexpr int kWStage = G::kWStage;
     static_assert(!MC || (PP && !W4), "2-CTA multicast clusters: the W8 ping-pong kernel only");
+    // v19: W4 ping-pong = 64 weight rows x BX = 256 activation rows per consumer warpgroup, expansion through
+    // shared memory.
+    static_assert(!PP || !W4 || (W4S && BX == 256), "W4 ping-pong: the shared-memory expansion at BX = 256");
+    constexpr bool PPW4 = PP && W4;
     constexpr int CL = MC ? 2 : 1;  // CTAs per cluster
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
@@ -468,12 +477,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     const int umt = MC ? (mt + 1) / 2 : mt;
     const int ug = MC ? (tiles.group + 1) / 2 : tiles.group;
     const Tiles utiles{umt, nt, ug < 1 ? 1 : (ug > umt ? umt : ug)};
-    const int utotal = MC ? nt * umt : total;
+    // PPW4 (v19): unit u = half u & 1 (weight rows 64 (u & 1) ..) of tile u >> 1 (unsplit), so the two halves of
+    // a tile run on neighbouring CTAs at the same time and share the activation box through L2.
+    const int utotal = MC ? nt * umt : PPW4 ? 2 * total : total;
     const int ufirst = int(blockIdx.x) / CL, ustride = int(gridDim.x) / CL;
     auto unit_tile = [&](int u, int& nb, int& mb) {
         if constexpr (MC) {
             utiles.at(u, nb, mb);
             mb = 2 * mb + int(rank);
+        } else if constexpr (PPW4) {
+            tiles.at(u >> 1, nb, mb);
         } else {
             tiles.at(u, nb, mb);
         }
@@ -500,6 +513,26 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     unsigned char* slot = ring + s * G::kSlot;
                     mbar_expect_tx(&full[s], G::kSlot);
                     bulk_g2s_mc(slot + rank * (kWStage / 2), wsrc + size_t(ks) * kWStage, kWStage / 2, &full[s], 3);
+                    tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        } else if (PPW4 && tid == 0) {
+            // v19: the 64-row half h of the tile's 8 KB 4-bit block = four 1 KB pieces (core-matrix chunk c of rows
+            // 64 h .. 64 h + 63 at c * 2048 + h * 1024), landing as a 64-row block (chunk c at c * 1024).
+            int s = 0;
+            uint32_t phase = 0;
+            for (int u = blockIdx.x; u < utotal; u += gridDim.x) {
+                int nb, mb;
+                unit_tile(u, nb, mb);
+                const uint8_t* wsrc = p.w + size_t(nb) * ksteps * (kBW * kBK / 2) + (u & 1) * 1024;
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    mbar_wait(&empty[s], phase ^ 1);
+                    unsigned char* slot = ring + s * G::kSlot;
+                    mbar_expect_tx(&full[s], G::kSlot);
+#pragma unroll
+                    for (int c = 0; c < 4; ++c)
+                        bulk_g2s(slot + c * 1024, wsrc + size_t(ks) * (kBW * kBK / 2) + c * 2048, 1024, &full[s]);
                     tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
                     if (++s == S) s = 0, phase ^= 1;
                 }
@@ -532,8 +565,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             uint32_t phase = 0;
             // 40 registers (setmaxnreg.dec): one row pointer, 32-bit offsets, the four bytes packed in one word.
             const int rstride = 32 * p.groups;
-            for (int u = blockIdx.x; u < total; u += gridDim.x) {
-                const int t = u / splits, k0 = (u - t * splits) * sps, k1 = min(ksteps, k0 + sps);
+            // PPW4 (v19): per unit (a tile's half) the whole tile's 128 row scales, as the producer's slot order.
+            for (int u = blockIdx.x; u < utotal; u += gridDim.x) {
+                const int t = PPW4 ? u >> 1 : u / splits;
+                const int k0 = PPW4 ? 0 : (u - t * splits) * sps, k1 = PPW4 ? ksteps : min(ksteps, k0 + sps);
                 int nb, mb;
                 tiles.at(t, nb, mb);
                 const int rows_left = p.n - (nb * kBW + lane);  // rows lane + 32 q exist while 32 q < rows_left
@@ -553,6 +588,103 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 }
             }
         }
+    } else if constexpr (PPW4) {
+        // ----------------------- W4 ping-pong consumers (v19) -----------------------
+        // Consumer warpgroup cw takes the CTA's units cw, cw + 2, ... (unit = one 64-row half of a 128 x 256 tile):
+        // per stage it expands its 64 rows x 128 K of 4-bit codes exactly to q * s into one of its two 8 KB int8
+        // blocks (as the cooperative W4S consumer: same per-lane work, same layout) and issues four wgmma m64n256k32
+        // (A from that block, B = the 256-row activation box) into one set of 128 accumulators. The mainloops take
+        // turns as v17's (named barriers 5 / 6), so one warpgroup's epilogue runs under the other's wgmmas.
+        setmaxnreg_inc<232>();
+        const int cw = wg - 1;
+        const int lane = tid & 31, warp = (tid >> 5) & 3;
+        const int g = lane >> 2, tq = lane & 3;
+        const uint32_t ring_a = smem_u32(ring);
+        uint32_t yq = 0;
+        int32_t acc[BX / 2];
+#pragma unroll
+        for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
+        const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
+        // Group scales: through the ring (g % 128 == 0, flags bit 1), else loaded per stage (other group lengths:
+        // exact but unhidden L2 latency; the library runs those cooperatively), 1 for per-channel weights.
+        const bool lscale = !sscale && p.gs != nullptr;
+        const int r = warp * 16 + g;  // this lane's rows r, r + 8 of the unit's 64
+        const int nunits = ufirst < utotal ? (utotal - 1 - ufirst) / ustride + 1 : 0;
+        for (int i = cw; i < nunits; i += 2) {
+            const int u = ufirst + i * ustride, h = u & 1;
+            int nb, mb;
+            unit_tile(u, nb, mb);
+            if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(cw == 0 ? 6 : 5) : "memory");  // the other's turn ended
+            const int pos = i * ksteps;
+            int s = pos % S;
+            uint32_t phase = (pos / S) & 1;
+            int prev = -1;
+            for (int ks = 0; ks < ksteps; ++ks) {
+                uint32_t sc[kBK / 32][2];
+                if (lscale) {
+                    w4_scales(p, nb * kBW + 64 * h + r, ks, glog, sc);
+                } else if (!sscale) {
+#pragma unroll
+                    for (int j = 0; j < kBK / 32; ++j) sc[j][0] = 1, sc[j][1] = 1;
+                }
+                mbar_wait(&full[s], phase);
+                const unsigned char* raw = ring + s * G::kSlot;
+                const uint32_t xa = ring_a + s * G::kSlot + kWStage;
+                if (sscale) {
+                    const uint32_t s0 = scl[s * kBW + 64 * h + r], s1 = scl[s * kBW + 64 * h + r + 8];
+#pragma unroll
+                    for (int j = 0; j < kBK / 32; ++j) sc[j][0] = s0, sc[j][1] = s1;
+                }
+                unsigned char* eb = ring + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
+#pragma unroll
+                for (int j = 0; j < kBK / 32; ++j) {
+                    const uint32_t w0 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(r, j, 64) + 4 * tq);
+                    const uint32_t w1 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(r + 8, j, 64) + 4 * tq);
+                    uint32_t a0, a1, a2, a3;
+                    i8::expand_w4(w0, sc[j][0], i8::w4_offset(sc[j][0]), a0, a2);
+                    i8::expand_w4(w1, sc[j][1], i8::w4_offset(sc[j][1]), a1, a3);
+                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j, 64) + 4 * tq) = a0;
+                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j, 64) + 4 * tq) = a1;
+                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j + 1, 64) + 4 * tq) = a2;
+                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j + 1, 64) + 4 * tq) = a3;
+                }
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
+                const uint32_t ea = ring_a + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
+                wgmma_fence();
+                wgmma_fence_regs_s32(acc);
+#pragma unroll
+                for (int j = 0; j < kBK / 32; ++j)
+                    wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), desc_sw128(xa + 32 * j),
+                                    ks != 0 || j != 0);
+                wgmma_commit();
+                wgmma_fence_regs_s32(acc);
+                wgmma_wait<1>();
+                // The previous stage's group has completed: its slot and expansion block may be rewritten.
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            }
+            if (i + 1 < nunits) asm volatile("bar.arrive %0, 256;\n" ::"r"(cw == 0 ? 5 : 6) : "memory");
+            const int n0 = nb * kBW + 64 * h, nr = n0 + warp * 16 + g;
+            EpiVec<BX> ev;
+            epi_prefetch<BX>(p, ev, mb * BX, nr, lane);
+            wgmma_wait<0>();
+            wgmma_fence_regs_s32(acc);
+            if (lane == 0) mbar_arrive(&empty[prev]);
+            if (skip_epi) continue;
+            if (ystore) {
+                unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
+                if (p.epi.out == i8::kOutF16) {
+                    epilogue_tma<BX, i8::kOutF16>(p, acc, ev, mb * BX, n0, tq, g, warp, cw, ebuf, &ymap, yq);
+                } else {
+                    epilogue_tma<BX, i8::kOutBf16>(p, acc, ev, mb * BX, n0, tq, g, warp, cw, ebuf, &ymap, yq);
+                }
+            } else {
+                epilogue<BX>(p, acc, ev, mb * BX, nr, tq);
+            }
+        }
+        if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     } else if constexpr (PP) {
         // ------------------------- ping-pong consumers (v17) -------------------------
         // W8, unsplit. Consumer warpgroup cw takes the CTA's units cw, cw + 2, ... (unit i = tile blockIdx.x +
