@@ -14,6 +14,10 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <functional>
 #include <cstdio>
@@ -312,6 +316,73 @@ static void check_act(int p, int m, int k) {
 // ------------------------------------------------------------------ baselines and timing: baselines.cuh
 using micro::time_ms;
 
+// NVML SM clock / power sampler (ws v6 `wsv6` mode): a thread reads the SM clock and the board power every 1 ms
+// while g_samp is set (around the timed batches of bench_plane, around the whole call for cuBLASLt); samp_stop()
+// returns the medians of the window. libnvidia-ml is dlopen'ed; without it the clocks read 0.
+struct Samp {
+    int (*clk)(void*, int, unsigned*) = nullptr;
+    int (*pwr)(void*, unsigned*) = nullptr;
+    void* dev = nullptr;
+    std::atomic<bool> on{false}, quit{false};
+    std::mutex mu;
+    std::vector<unsigned> mhz, mw;
+    std::thread th;
+};
+static Samp* g_samp = nullptr;
+static void samp_init() {
+    void* h = dlopen("libnvidia-ml.so.1", RTLD_NOW);
+    if (!h) return;
+    auto init = reinterpret_cast<int (*)()>(dlsym(h, "nvmlInit_v2"));
+    auto get = reinterpret_cast<int (*)(unsigned, void**)>(dlsym(h, "nvmlDeviceGetHandleByIndex_v2"));
+    g_samp = new Samp;
+    g_samp->clk = reinterpret_cast<int (*)(void*, int, unsigned*)>(dlsym(h, "nvmlDeviceGetClockInfo"));
+    g_samp->pwr = reinterpret_cast<int (*)(void*, unsigned*)>(dlsym(h, "nvmlDeviceGetPowerUsage"));
+    if (!init || !get || !g_samp->clk || !g_samp->pwr || init() != 0 || get(0, &g_samp->dev) != 0) {
+        delete g_samp;
+        g_samp = nullptr;
+        return;
+    }
+    g_samp->th = std::thread([] {
+        while (!g_samp->quit.load()) {
+            if (g_samp->on.load()) {
+                unsigned c = 0, w = 0;
+                g_samp->clk(g_samp->dev, 1 /* NVML_CLOCK_SM */, &c);
+                g_samp->pwr(g_samp->dev, &w);
+                std::lock_guard<std::mutex> l(g_samp->mu);
+                g_samp->mhz.push_back(c);
+                g_samp->mw.push_back(w);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    });
+}
+static void samp_start() {
+    if (!g_samp) return;
+    std::lock_guard<std::mutex> l(g_samp->mu);
+    g_samp->mhz.clear();
+    g_samp->mw.clear();
+    g_samp->on = true;
+}
+static bool g_samp_plane = false;  // bench_plane: sample its timed batches only
+struct Clk {
+    unsigned mhz = 0, w = 0;
+};
+static Clk samp_stop() {
+    Clk c;
+    if (!g_samp) return c;
+    g_samp->on = false;
+    std::lock_guard<std::mutex> l(g_samp->mu);
+    auto med = [](std::vector<unsigned> v) {
+        if (v.empty()) return 0u;
+        std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+        return v[v.size() / 2];
+    };
+    c.mhz = med(g_samp->mhz);
+    c.w = med(g_samp->mw) / 1000;
+    return c;
+}
+static Clk g_last_clk;
+
 // Plane GEMM timing on rotated weight copies (> 3x L2 when the weights are small), f16 output with scales.
 static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int splits = 0, int path = 0,
                          int reps_in = 0) {
@@ -337,9 +408,11 @@ static float bench_plane(int p, int q, int m, int n, int k, int bx = 0, int spli
     CK(cudaMalloc(&y, size_t(m) * n * 2));
     int it = 0;
     const int reps = reps_in > 0 ? reps_in : micro::reps_for(double(m) * n * k * p * q / 16, 2e9);
+    if (g_samp_plane) samp_start();
     const float ms = time_ms(reps, [&] {
         ST(lowbit_bip_gemm(&dx.op, &dws[it++ % nc].op, k, &e, y, n, ws, wsb, &cfg, 0, nullptr));
     });
+    if (g_samp_plane) g_last_clk = samp_stop();
     for (auto& d : dws) release(d);
     release(dx);
     cudaFree(y);
@@ -619,6 +692,109 @@ int main(int argc, char** argv) {
         printf("wspp sustained cublaslt-int8 M=4096 %.1f us, 8192^3 %.1f us\n", bench_lt(4096, 8192, 8192) * 1e3,
                bench_lt(8192, 8192, 8192) * 1e3);
         unsetenv("LOWBIT_BIP_WS_PINGPONG");
+    }
+    if (mode == "wsv6" || mode == "wsv6c" || mode == "wsv6t") {
+        // ws v6 (kernels/bipolar/NOTES.md): the W1A1 ping-pong kernel's K loop and ring (LOWBIT_BIP_WS_PP_KLOOP =
+        // unset: ws v5, one stage per commit group, wait_group 1; wait2: wait_group 2; pair: two stages per commit
+        // group; sh5: one staging buffer shared by both warpgroups and 5 ring slots; sh5wait2: both) and its tile
+        // order (LOWBIT_BIP_WS_GROUP=4 vs the launcher's rule). Checks (wsv6 / wsv6c): for each new variant,
+        // ping-pong forced, W1A1: int32 against the CPU reference on odd shapes (K = 77 / 128 / 5248 / one
+        // CTA over many tiles, 2 / 3 / 7 CTAs, odd stage counts for the pairs) and f16 / bf16 / int8 bit for bit
+        // against the synchronous kernel through the TMA stores and the direct stores. Then timings: each variant
+        // alternating with ws v3 (LOWBIT_BIP_WS_PINGPONG=0) and cuBLASLt int8 in the same process, short (20 calls x 7)
+        // and sustained (200 calls x 7) batches, each with its median SM clock and board power (NVML, 1 ms).
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        unsetenv("LOWBIT_BIP_WS_SPLIT");
+        unsetenv("LOWBIT_BIP_WS_GROUP");
+        const char* kls[] = {"wait2", "pair", "sh5", "sh5wait2"};
+        if (mode != "wsv6t") {
+            setenv("LOWBIT_BIP_WS_PINGPONG", "1", 1);
+            for (const char* kl : kls) {
+                setenv("LOWBIT_BIP_WS_PP_KLOOP", kl, 1);
+                const int fail0 = g_fail, pass0 = g_pass;
+                const int p = 1, q = 1, bx = lowbit_bip_ws_tile(p, q);
+                check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
+                check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
+                check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
+                check_gemm(p, q, 3 * bx - 1, 130, 4096 + 1024 + 128, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                check_gemm(p, q, 4 * bx + 3, 520, 1024, 0, 0, LOWBIT_BIP_PATH_WS, 7);
+                check_gemm(p, q, 300, 1000, 3000, 0, 0, LOWBIT_BIP_PATH_WS, 0);
+                check_gemm(p, q, 333, 389, 1500, 0, 0, LOWBIT_BIP_PATH_WS, 1);  // one CTA: WG 0 / 1 alternate
+                check_gemm(p, q, 129, 200, 128, 0, 0, LOWBIT_BIP_PATH_WS, 1);   // K = one stage
+                check_gemm(p, q, 2049, 2056, 333, 0, 0, LOWBIT_BIP_PATH_WS, 0);  // the library test's shape
+                check_gemm(p, q, 700, 300, 22600, 0, 0, LOWBIT_BIP_PATH_WS, 5);  // 23 stages (odd), ring wraps
+                for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16, LOWBIT_I8_OUT_I8}) {
+                    check_ws_epilogue(p, q, bx + 9, 203, 1500, out);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216);
+                    check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out, 136);
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528);
+                    check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528, 1);
+                    check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216, 5);
+                    check_ws_epilogue(p, q, 300, 1000, 3000, out, 1000);
+                }
+                check_ws_epilogue(p, q, 4096, 8192, 8192 - 96, LOWBIT_I8_OUT_F16, 8192, 1);  // bench-size, scales only
+                printf("wsv6 check (kloop %s): %d passed, %d failed\n", kl, g_pass - pass0, g_fail - fail0);
+                fflush(stdout);
+            }
+        }
+        if (mode == "wsv6c") return g_fail ? 1 : 0;
+        samp_init();
+        g_samp_plane = true;
+        auto lt_clk = [&](int m) {
+            samp_start();
+            const float t = bench_lt(m, 8192, 8192);
+            g_last_clk = samp_stop();
+            return t;
+        };
+        // variants: name, LOWBIT_BIP_WS_PINGPONG, LOWBIT_BIP_WS_PP_KLOOP, LOWBIT_BIP_WS_GROUP (nullptr: unset)
+        struct V {
+            const char *name, *pp, *kl, *grp;
+        };
+        const V vs[] = {{"v3", "0", nullptr, nullptr},          {"pp", nullptr, nullptr, nullptr},
+                        {"wait2", nullptr, "wait2", nullptr},    {"pair", nullptr, "pair", nullptr},
+                        {"sh5", nullptr, "sh5", nullptr},        {"sh5wait2", nullptr, "sh5wait2", nullptr},
+                        {"pp-g4", nullptr, nullptr, "4"}};
+        constexpr int NV = int(sizeof(vs) / sizeof(vs[0]));
+        auto set = [](const V& v) {
+            auto se = [](const char* k, const char* x) {
+                if (x) {
+                    setenv(k, x, 1);
+                } else {
+                    unsetenv(k);
+                }
+            };
+            se("LOWBIT_BIP_WS_PINGPONG", v.pp);
+            se("LOWBIT_BIP_WS_PP_KLOOP", v.kl);
+            se("LOWBIT_BIP_WS_GROUP", v.grp);
+        };
+        const double S = 8192;
+        for (int reps : {20, 200}) {
+            for (int mm : {8192, 4096}) {
+                if (reps == 200 && mm == 4096) continue;
+                const float lt = lt_clk(mm);
+                const Clk ltc = g_last_clk;
+                printf("wsv6 %s M=%d N=K=8192 cublaslt-int8 %.1f us @ %u MHz %u W\n", reps == 20 ? "short" : "sustained",
+                       mm, lt * 1e3, ltc.mhz, ltc.w);
+                const int nrep = 2;
+                for (int rep = 0; rep < nrep; ++rep)
+                    for (int i = 0; i < NV; ++i) {
+                        const V& v = vs[rep & 1 ? NV - 1 - i : i];  // forward, then reverse order
+                        set(v);
+                        const float t = bench_plane(1, 1, mm, 8192, 8192, 0, 0, 0, reps);
+                        printf("wsv6 %s M=%d %-8s %.1f us (%.0f eff TOPS, %.2fx lt) @ %u MHz %u W\n",
+                               reps == 20 ? "short" : "sustained", mm, v.name, t * 1e3, tops(t, mm, S, S), lt / t,
+                               g_last_clk.mhz, g_last_clk.w);
+                        fflush(stdout);
+                    }
+                const float lt2 = lt_clk(mm);
+                printf("wsv6 %s M=%d N=K=8192 cublaslt-int8 after %.1f us @ %u MHz %u W\n",
+                       reps == 20 ? "short" : "sustained", mm, lt2 * 1e3, g_last_clk.mhz, g_last_clk.w);
+            }
+        }
+        g_samp_plane = false;
+        unsetenv("LOWBIT_BIP_WS_PINGPONG");
+        unsetenv("LOWBIT_BIP_WS_PP_KLOOP");
+        unsetenv("LOWBIT_BIP_WS_GROUP");
     }
     if (mode == "ncupp") {  // one W1A1 8192^3 call with ping-pong 128 x 128 and one W4A1 M = 4096, for ncu
         setenv("LOWBIT_BIP_WS_PINGPONG", "1", 1);

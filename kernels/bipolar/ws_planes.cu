@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "lowbit/bip_ws_gemm.cuh"
 #include "lowbit/tma_host.h"
@@ -159,32 +160,32 @@ constexpr bool pingpong_default() {
     return P == 1 && Q == 1;
 }
 
-// Tile order of the W1A1 ping-pong kernel: the one ws v5 measured (NOTES.md; with the first form of bip_launch.cu's
-// ws_group, before W1A1 went back to groups of 4): ceil(M / 256) of its 128-row tiles per group, capped where 256-row
-// activation panels fill a quarter of the L2, at least 4 (8192^3: 32 tiles = 4096 rows, 2 weight passes). The
-// ping-pong kernel has not been measured with groups of 4 (512 rows). LOWBIT_BIP_WS_GROUP=<n> still overrides it.
-int pp_group_w1a1(const lowbit::bip::Args& a, int group) {
-    if (const char* v = getenv("LOWBIT_BIP_WS_GROUP")) {
-        if (atoi(v) > 0) return group;
-    }
-    int dev = 0, l2 = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess) {
-        (void)cudaGetLastError();
-        l2 = 0;
-    }
-    const int64_t l2b = l2 > 0 ? l2 : int64_t(50) << 20;
-    const int64_t panel = int64_t(256) * a.ldx * 4;  // bytes of 256 activation rows' plane
-    const int64_t mt = (int64_t(a.m) + 255) / 256;
-    const int64_t fit = panel > 0 ? l2b / 4 / panel : 0;
-    const int64_t g = fit < 4 ? 4 : fit > mt ? mt : fit;
-    return int(g < 1 ? 1 : g > (1 << 30) ? (1 << 30) : g);
+// Tile order of the W1A1 ping-pong kernel (ws v6, NOTES.md): the plan's group (bip_launch.cu ws_group: 4 for W1A1,
+// LOWBIT_BIP_WS_GROUP=<n> overrides), counted in the ping-pong kernel's own 128-row activation tiles, i.e. groups of
+// 512 activation rows. H100, same run: 8192^3 126.3-126.5 -> 122.0-122.3 us (short runs), 133.5 / 137.9 -> 131.7 us
+// (200-call runs), M = 4096 67.5-67.8 -> 65.1-65.3 us against ws v5's first rule (ceil(M / 256) tiles, capped by
+// L2 / 4: 4096 rows per group at 8192^3).
+
+// LOWBIT_BIP_WS_PP_KLOOP (ws v6, NOTES.md): the W1A1 ping-pong kernel's K loop and ring. Unset / "1": ws v5 (one
+// 1024-bit stage per wgmma commit group, wgmma.wait_group 1, 4 ring slots, a staging buffer per warpgroup);
+// "wait2": wgmma.wait_group 2 (three stages in flight per warpgroup, each slot released two stages later); "pair":
+// two stages per commit group (16 BGMMAs, one wait_group 1 and two slot releases per 2048 bits); "sh5": one staging
+// buffer shared by the two warpgroups, 5 ring slots; "sh5wait2": both. Returns 0 / 2 / 3 / 4 / 5.
+int pp_kloop_env() {
+    const char* v = getenv("LOWBIT_BIP_WS_PP_KLOOP");
+    if (v == nullptr) return 0;
+    if (strcmp(v, "wait2") == 0) return 2;
+    if (strcmp(v, "pair") == 0) return 3;
+    if (strcmp(v, "sh5") == 0) return 4;
+    if (strcmp(v, "sh5wait2") == 0) return 5;
+    return 0;
 }
 
 // One CTA per SM, grid = min(tiles, SMs); the tile is one warpgroup's (WH * 64 weight rows x BX activation rows).
-template <int P, int Q, int BX, int WH>
+template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
 cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
-    using G = PGeo<P, Q, BX, WH>;
+    using G = PGeo<P, Q, BX, WH, SHS>;
     const uint64_t cols = uint64_t(a.kchunks) * 16;
     CUtensorMap xmap, wmap;
     cudaError_t e = lowbit::tma::make_3d_sw128_u8(xmap, a.x, cols, uint64_t(a.m), P, uint64_t(a.ldx) * 4,
@@ -200,7 +201,7 @@ cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         ystore = lowbit::tma::make_2d_sw128(ymap, CU_TENSOR_MAP_DATA_TYPE_UINT16, a.y, uint64_t(a.m), uint64_t(a.n),
                                             uint64_t(a.ldy) * 2, G::kOutRows, 64) == cudaSuccess;
     }
-    auto kern = ws_pp_kernel<P, Q, BX, WH>;
+    auto kern = ws_pp_kernel<P, Q, BX, WH, GS, WD, SHS>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.m + BX - 1) / BX) * ((a.n + G::kTW - 1) / G::kTW);
@@ -219,7 +220,12 @@ cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t 
         if (pe > 0 || (pe < 0 && multicast_env() != 1 && pingpong_default<P, Q>())) {
             if constexpr (Q == 1) {
                 if (pe == 2) return launch_pp<1, 1, 256, 1>(a, nsm, group, st);
-                return launch_pp<1, 1, 128, 2>(a, nsm, pp_group_w1a1(a, group), st);
+                const int kl = pp_kloop_env();
+                if (kl == 2) return launch_pp<1, 1, 128, 2, 1, 2>(a, nsm, group, st);
+                if (kl == 3) return launch_pp<1, 1, 128, 2, 2, 1>(a, nsm, group, st);
+                if (kl == 4) return launch_pp<1, 1, 128, 2, 1, 1, true>(a, nsm, group, st);
+                if (kl == 5) return launch_pp<1, 1, 128, 2, 1, 2, true>(a, nsm, group, st);
+                return launch_pp<1, 1, 128, 2>(a, nsm, group, st);
             } else {
                 return launch_pp<1, 4, 64, 1>(a, nsm, group, st);
             }

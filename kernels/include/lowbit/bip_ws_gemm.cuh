@@ -19,7 +19,9 @@
 //   cluster arrives lost their GPU-scope fences, not faster: L2 does not bound the K loop, nor, ws v4 found, shared
 //   memory bandwidth).
 //   ws_pp_kernel (ws v5, below): ping-pong consumers, each warpgroup its own tile (W1A1: 128 x 128, the library
-//   default for W1A1), K loops alternating under an ordered mbarrier pair so one's epilogue overlaps the other's BGMMAs.
+//   default for W1A1), K loops alternating under an ordered mbarrier pair so one's epilogue overlaps the other's BGMMAs;
+//   ws v6 template switches GS / WD / SHS (stages per commit group, wait_group depth, one shared staging buffer with
+//   a fifth ring slot) are harness A/B variants, all measured slower (NOTES.md ws v6).
 //
 // A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
 // from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
@@ -837,7 +839,11 @@ constexpr int out_rows_pp(int avail, int slot, int bx, int want, int wh) {
                                                                                : out_rows_pp(avail, slot, bx / 2, want, wh);
 }
 
-template <int P, int Q, int BX, int WH>
+// SHS (ws v6, harness / LOWBIT_BIP_WS_PP_KLOOP only): ONE whole-tile staging buffer shared by the two consumer
+// warpgroups instead of one each (their epilogues alternate: tile i + 1's epilogue writes the buffer after tile i's
+// TMA stores have read it, an mbarrier handed over by tile i's issuing thread), which frees a fifth 32 KB ring slot
+// for W1A1 without splitting the staging into passes.
+template <int P, int Q, int BX, int WH, bool SHS = false>
 struct PGeo {
     static constexpr int kR = P * BX;                  // stacked X rows
     static constexpr int kTW = 64 * WH;                // weight rows per (warpgroup) tile
@@ -847,19 +853,20 @@ struct PGeo {
     static constexpr int kXStage = kR * kStageBytes;
     static constexpr int kSlot = kWStage + kXStage;
     // as Geo, plus the two order barriers
-    static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 16 - 2 * int(sizeof(RowVecs<BX>)) - 256;
+    static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 24 - 2 * int(sizeof(RowVecs<BX>)) - 256;
     // whole-tile staging while it leaves LOWBIT_BIP_WS_PP_SLOTS slots (4 x 512 cycles of BGMMA at peak for W1A1),
     // else passes of half the rows
     static constexpr int kOutRowsPref = out_rows_pp(kAvail, kSlot, BX, LOWBIT_BIP_WS_PP_SLOTS, WH);
-    static constexpr int kOutRows = kOutRowsPref ? kOutRowsPref : out_rows_pp(kAvail, kSlot, BX, 3, WH);
+    static constexpr int kOutRows = SHS ? BX : kOutRowsPref ? kOutRowsPref : out_rows_pp(kAvail, kSlot, BX, 3, WH);
     static constexpr int kOutHalf = kOutRows * kStageBytes;  // one 64-column block's staging
     static constexpr int kOutBytes = WH * kOutHalf;          // per consumer warpgroup
-    static constexpr int kStages = ring_slots(kAvail - 2 * kOutBytes, kSlot);
-    static constexpr int kSmem = kStages * kSlot + 2 * kOutBytes + 1024;
+    static constexpr int kOutBufs = SHS ? 1 : 2;             // staging buffers
+    static constexpr int kStages = ring_slots(kAvail - kOutBufs * kOutBytes, kSlot);
+    static constexpr int kSmem = kStages * kSlot + kOutBufs * kOutBytes + 1024;
     static_assert(kOutRows >= 16 && BX % kOutRows == 0, "no room for the output staging buffer");
 };
 
-template <int P, int Q, int BX, int WH>
+template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constant__ Args p,
                                                              const __grid_constant__ CUtensorMap xmap,
                                                              const __grid_constant__ CUtensorMap wmap, int group,
@@ -868,14 +875,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
-    using G = PGeo<P, Q, BX, WH>;
+    using G = PGeo<P, Q, BX, WH, SHS>;
     constexpr int S = G::kStages;
     constexpr int R = G::kR;
     static_assert(S >= 3, "ring too small");
     static_assert(BX % 8 == 0 && R <= 256, "wgmma N = P * BX: a multiple of 8, at most 256");
     static_assert(WH * Q * R <= 256, "accumulators: WH * Q * P * BX / 2 registers per thread");
+    static_assert(GS >= 1 && WD >= 1 && GS * (WD + 1) <= S, "held + awaited stages must fit the ring");
     extern __shared__ unsigned char smem_raw[];
-    __shared__ __align__(8) uint64_t full[S], empty[S], order[2];
+    // order[2] (SHS only): the shared staging buffer's "read by the copy engine" hand-over, one phase per tile
+    __shared__ __align__(8) uint64_t full[S], empty[S], order[SHS ? 3 : 2];
     __shared__ RowVecs<BX> rowv[2];  // per consumer warpgroup
     const uint32_t raw = tma::smem_u32(smem_raw);
     unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
@@ -890,6 +899,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
         }
         tma::mbar_init(&order[0], 4);  // hand-overs to warpgroup 0 (from warpgroup 1's 4 warps)
         tma::mbar_init(&order[1], 4);
+        if constexpr (SHS) tma::mbar_init(&order[SHS ? 2 : 0], 1);  // (the issuing thread of each tile's stores)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
@@ -928,7 +938,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
         const int g = lane >> 2, tq = lane & 3;
         const int ct = tid & 127;
         const uint32_t ring_a = tma::smem_u32(ring);
-        unsigned char* ob = outbuf + cw * G::kOutBytes;
+        unsigned char* ob = outbuf + (SHS ? 0 : cw * G::kOutBytes);
         const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
         int s = 0;
         uint32_t phase = 0, turn = 0;
@@ -966,46 +976,125 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #pragma unroll
                     for (int e = 0; e < R / 2; ++e) acc[h][j][e] = 0;
             tma::mbar_wait(&order[cw], (turn & 1u) ^ (cw == 0 ? 1u : 0u));  // my turn for the tensor pipe
-            int prev = -1;
-            for (int ks = 0; ks < ksteps; ++ks) {
-                tma::mbar_wait(&full[s], phase);
-                const uint32_t wa = ring_a + s * G::kSlot;
-                const uint32_t xa = wa + G::kWStage;
-                wgmma_fence();
+            if constexpr (GS == 1 && WD == 1) {  // ws v5 (the default): one stage per group, wait_group 1
+                int prev = -1;
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    tma::mbar_wait(&full[s], phase);
+                    const uint32_t wa = ring_a + s * G::kSlot;
+                    const uint32_t xa = wa + G::kWStage;
+                    wgmma_fence();
 #pragma unroll
-                for (int h = 0; h < WH; ++h)
+                    for (int h = 0; h < WH; ++h)
 #pragma unroll
-                    for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+                        for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
 #pragma unroll
-                for (int kk = 0; kk < kStageBytes / 32; ++kk) {
-                    const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+                    for (int kk = 0; kk < kStageBytes / 32; ++kk) {
+                        const uint64_t db = tma::desc_sw128(xa + 32 * kk);
 #pragma unroll
-                    for (int j = 0; j < Q; ++j)
+                        for (int j = 0; j < Q; ++j)
 #pragma unroll
-                        for (int h = 0; h < WH; ++h)  // plane j's row block h: 64 rows = 8 KB from the plane start
-                            wgmma_ss_b1<R>(acc[h][j], tma::desc_sw128(wa + j * G::kWPlane + h * 8192 + 32 * kk), db,
-                                           1);
+                            for (int h = 0; h < WH; ++h)  // plane j's row block h: 64 rows = 8 KB from the plane start
+                                wgmma_ss_b1<R>(acc[h][j], tma::desc_sw128(wa + j * G::kWPlane + h * 8192 + 32 * kk), db,
+                                               1);
+                    }
+                    wgmma_commit();
+#pragma unroll
+                    for (int h = 0; h < WH; ++h)
+#pragma unroll
+                        for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+                    wgmma_wait<1>();
+                    if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
+                    prev = s;
+                    if (++s == S) s = 0, phase ^= 1;
                 }
-                wgmma_commit();
+                // Every BGMMA of this tile is issued: hand the tensor pipe to the other warpgroup, then drain.
+                __syncwarp();
+                if (lane == 0) tma::mbar_arrive(&order[cw ^ 1]);
+                ++turn;
+                wgmma_wait<0>();
 #pragma unroll
                 for (int h = 0; h < WH; ++h)
 #pragma unroll
                     for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
-                wgmma_wait<1>();
                 if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
-                prev = s;
-                if (++s == S) s = 0, phase ^= 1;
+            } else {  // ws v6 (NOTES.md, harness / LOWBIT_BIP_WS_PP_KLOOP only)
+                // K loop: groups of GS stages (one wgmma commit group each; the last group of a tile may be shorter),
+                // WD groups left in flight by wgmma.wait_group WD; a group's slots are released once it has completed.
+                // Ring slots are consumed in order, so the unreleased ones are the `pend` slots from `rs` on.
+                int rs = s, pend = 0;
+                // (every full wait of a group comes before its wgmma.fence: a try_wait loop between the fence and the
+                // BGMMAs makes ptxas serialize them, C7520)
+                auto wait_full = [&](int u) {
+                    const int su = s + u < S ? s + u : s + u - S;
+                    tma::mbar_wait(&full[su], s + u < S ? phase : phase ^ 1u);
+                };
+                auto stage = [&]() {  // one 1024-bit stage (its slot is full): issue its 4 x Q x WH BGMMAs
+                    const uint32_t wa = ring_a + s * G::kSlot;
+                    const uint32_t xa = wa + G::kWStage;
+#pragma unroll
+                    for (int kk = 0; kk < kStageBytes / 32; ++kk) {
+                        const uint64_t db = tma::desc_sw128(xa + 32 * kk);
+#pragma unroll
+                        for (int j = 0; j < Q; ++j)
+#pragma unroll
+                            for (int h = 0; h < WH; ++h)  // plane j's row block h: 64 rows = 8 KB from the plane start
+                                wgmma_ss_b1<R>(acc[h][j], tma::desc_sw128(wa + j * G::kWPlane + h * 8192 + 32 * kk), db,
+                                               1);
+                    }
+                    if (++s == S) s = 0, phase ^= 1;
+                };
+                auto fence_acc = [&]() {
+#pragma unroll
+                    for (int h = 0; h < WH; ++h)
+#pragma unroll
+                        for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
+                };
+                int ks = 0;
+                for (; ks + GS <= ksteps; ks += GS) {
+#pragma unroll
+                    for (int u = 0; u < GS; ++u) wait_full(u);
+                    wgmma_fence();
+                    fence_acc();
+#pragma unroll
+                    for (int u = 0; u < GS; ++u) stage();
+                    wgmma_commit();
+                    fence_acc();
+                    wgmma_wait<WD>();
+                    pend += GS;
+                    if (pend > WD * GS) {  // the group WD before this one has completed: release its GS slots
+#pragma unroll
+                        for (int u = 0; u < GS; ++u) {
+                            if (lane == 0) tma::mbar_arrive(&empty[rs]);
+                            if (++rs == S) rs = 0;
+                        }
+                        pend -= GS;
+                    }
+                }
+                if constexpr (GS > 1) {
+                    if (ks < ksteps) {  // GS = 2: one stage left (odd stage count)
+                        wait_full(0);
+                        wgmma_fence();
+                        fence_acc();
+                        stage();
+                        wgmma_commit();
+                        fence_acc();
+                        ++pend;
+                    }
+                }
+                // Every BGMMA of this tile is issued: hand the tensor pipe to the other warpgroup, then drain.
+                __syncwarp();
+                if (lane == 0) tma::mbar_arrive(&order[cw ^ 1]);
+                ++turn;
+                wgmma_wait<0>();
+                fence_acc();
+#pragma unroll
+                for (int u = 0; u < WD * GS + 1; ++u) {  // at most WD full groups + a short last one are unreleased
+                    if (u < pend) {
+                        if (lane == 0) tma::mbar_arrive(&empty[rs]);
+                        if (++rs == S) rs = 0;
+                    }
+                }
             }
-            // Every BGMMA of this tile is issued: hand the tensor pipe to the other warpgroup, then drain.
-            __syncwarp();
-            if (lane == 0) tma::mbar_arrive(&order[cw ^ 1]);
-            ++turn;
-            wgmma_wait<0>();
-#pragma unroll
-            for (int h = 0; h < WH; ++h)
-#pragma unroll
-                for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
-            if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
             // Recovery per row block (as ws_plane_kernel): T into acc[h][0][4 ii + e].
 #pragma unroll
             for (int h = 0; h < WH; ++h)
@@ -1023,6 +1112,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
                     }
             RowVecs<BX>& rv = rowv[cw];
             if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();  // this warpgroup's previous stores have read
+            if constexpr (SHS) {  // the previous tile's (the other warpgroup's) stores have read the shared buffer
+                if (tma_out && i > 0) tma::mbar_wait(&order[SHS ? 2 : 0], uint32_t(i - 1) & 1u);
+            }
             consumer_bar(cw);
 #pragma unroll
             for (int r = 0; r < RPT; ++r) {
@@ -1066,6 +1158,12 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
                     }
                 }
             }
+            if constexpr (SHS) {  // hand the shared staging buffer to the next tile once the copy engine has read it
+                if (tma_out && ct == 0) {
+                    tma::bulk_wait_group_read<0>();
+                    tma::mbar_arrive(&order[SHS ? 2 : 0]);
+                }
+            }
         }
         // The CTA's shared memory must outlive the copy engine's reads of the last staged tile.
         if (ystore && ct == 0) tma::bulk_wait_group_read<0>();
@@ -1074,10 +1172,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #endif
 }
 
-template <int P, int Q, int BX, int WH>
+template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
 bool available_pp() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<P, Q, BX, WH>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<P, Q, BX, WH, GS, WD, SHS>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
