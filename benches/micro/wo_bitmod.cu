@@ -21,6 +21,9 @@
 //   ./wo_bitmod bench3  # the same shapes, library plan: INT4, Mix4, Mix4V, Mix4W (M = 1) / Mix4V3 (M = 16), Mix4N, twice
 //   ./wo_bitmod bench4  # v15 load-ahead: 4 shapes x M = 1 / 16, library plan, INT4 / Mix4 / Mix3 with g_la off / on
 //                       # (alternating on one set of weights), cuBLAS f16; checks run with LOWBIT_WO_LA=1 in the environment
+//   Round 2 (NOTES.md "Mix4S"):
+//   ./wo_bitmod check5  # Mix4S / Mix4SV (SV by a second HMMA) f16 / bf16 vs the f64 reference, split-K and compact X; identity
+//   ./wo_bitmod bench5  # 4 shapes x M = 1 / 16, library plan: INT4 (first, last), Mix4 (twice), Mix4S, Mix4SV, cuBLAS f16
 //   ./wo_bitmod prof FMT N K M lib|splitk   # 3 launches of one configuration, for ncu -k regex:gemm_kernel --launch-skip 2 -c 1
 //
 // Launches go through wo_gemm.cuh's launch_mt (the production instances' register caps and split re-pick) with the
@@ -226,12 +229,93 @@ struct Mix4W : Mix4V {
         }
     }
 };
+// Mix4S (round 2, helper wo-mix4b; NOTES.md "Mix4S"): the SV patch off the A operand. decode_sv gives Mix4's bit placement p
+// unpatched (the SV code 1000 places as -0: it contributes nothing) and the indicator ind = relu(v x c - d) of Mix4's patch
+// (v = p ^ M: exactly 1 at the SV code, 0 elsewhere); the kernel (wo_gemm.cuh sv_mma) multiplies ind by X in a second
+// HMMA into its own accumulators and adds SV x 2^-15 times them to the plain sums at the group flush (sv_scales: from the
+// group's metadata word, no group context held in registers). Per tile: placement + 4 LOP3 + 4 HFMA2.RELU + 2 HMMA (Mix4: + 8 HFMA2, 1 HMMA).
+// bf16: the indicator by a bf16 HFMA2.RELU on the same v bits (v = 0x0E00 is 2^-99 as bf16, every other positive v <=
+// 2^-103: relu(v x 2^100 - 1) is 1 there, 0 elsewhere); p converts through f32 as in Mix4.
+struct Mix4S : Mix4 {
+    static constexpr bool kSvMma = true;
+    // f32 bits of SV x 2^-15 by selector: +10 -> 0x39A00000 (1.25 x 2^-12), +16 -> 0x3A000000 (2^-11), odd selectors negative.
+    __host__ __device__ static constexpr uint32_t sv_f32(uint32_t sel) { return 0x39A00000u + (sel & 2u) * 0x300000u + (sel << 31); }
+    template <typename T>
+    __device__ static void ctx(uint32_t, GroupCtx&) {}
+    __device__ static void sv_scales(uint32_t aux, float& k0, float& k1) {
+        k0 = __uint_as_float(sv_f32(aux & 3u));
+        k1 = __uint_as_float(sv_f32((aux >> 8) & 3u));
+    }
+    // v = ~p & M (p is a bit subset of M).
+    __device__ static uint32_t vbits(uint32_t p, const GroupCtx&) { return p ^ 0x8E008E00u; }
+    template <typename T>
+    __device__ static uint32_t ind(uint32_t v) {
+        uint32_t r;
+        if constexpr (std::is_same_v<T, __half>) {
+            const uint32_t kScale = 0x70007000u, kMinus2 = 0xC000C000u;  // (8192, 8192), (-2, -2)
+            const __half2 h = __hfma2_relu(*reinterpret_cast<const __half2*>(&v), *reinterpret_cast<const __half2*>(&kScale),
+                                           *reinterpret_cast<const __half2*>(&kMinus2));
+            r = *reinterpret_cast<const uint32_t*>(&h);
+        } else {
+            const uint32_t kScale = 0x71807180u, kMinus1 = 0xBF80BF80u;  // bf16 (2^100, 2^100), (-1, -1)
+            const __nv_bfloat162 h = __hfma2_relu(*reinterpret_cast<const __nv_bfloat162*>(&v),
+                                                  *reinterpret_cast<const __nv_bfloat162*>(&kScale),
+                                                  *reinterpret_cast<const __nv_bfloat162*>(&kMinus1));
+            r = *reinterpret_cast<const uint32_t*>(&h);
+        }
+        return r;
+    }
+    template <typename T, class F = Mix4S>
+    __device__ static void decode_sv(const uint32_t* w, int j, const GroupCtx& c, uint32_t (&a)[4], uint32_t (&sv)[4]) {
+        const uint32_t q = w[j];
+        uint32_t h[4];
+        h[0] = q & 0x8E008E00u;
+        h[1] = (q << 9) & 0x8E008E00u;
+        h[2] = ((q << 6) & 0x0E000E00u) | ((q << 8) & 0x80008000u);
+        h[3] = ((q >> 3) & 0x0E000E00u) | ((q << 7) & 0x80008000u);
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            sv[r] = ind<T>(F::vbits(h[r], c));
+            if constexpr (std::is_same_v<T, __half>) {
+                a[r] = h[r];
+            } else {
+                const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h[r]));
+                a[r] = Pair<T>::pack(f.x, f.y);
+            }
+        }
+    }
+};
 // Mix4V3: Mix4V with 3 blocks per SM at the 16-row m-tile (Mix4V spills 36 bytes at the 4-block cap of 64 registers there).
 struct Mix4V3 : Mix4V {};
+// Mix4SV: Mix4S with the indicator's v = M - p by an IMAD (FMA pipe) instead of p ^ M by a LOP3 (ALU pipe), the -1 made
+// opaque as a constant-bank operand (kNeg1: ptxas cannot fold it into an IADD3, and no register holds it). In Mix4S the indicator chain feeds only the second HMMA, so the extra
+// dependent step that made Mix4V slower is off the plain decode's path; the ALU-pipe ops per tile drop to the placement's.
+__constant__ uint32_t kNeg1 = 0xFFFFFFFFu;
+struct Mix4SV : Mix4S {
+    __device__ static uint32_t vbits(uint32_t p, const GroupCtx&) {
+        uint32_t v;
+        asm("mad.lo.u32 %0, %1, %2, %3;" : "=r"(v) : "r"(p), "r"(kNeg1), "r"(0x8E008E00u));
+        return v;
+    }
+    template <typename T>
+    __device__ static void decode_sv(const uint32_t* w, int j, const GroupCtx& c, uint32_t (&a)[4], uint32_t (&sv)[4]) {
+        Mix4S::decode_sv<T, Mix4SV>(w, j, c, a, sv);
+    }
+};
 namespace lowbit {
 namespace wo {
 template <>
 constexpr int min_blocks<Mix4V3, 2, __half>() { return 3; }
+// Mix4S at the 16-row m-tile: 3 blocks per SM (80 registers, no spills; at the 4-block cap of 64 it spills ~620 bytes:
+// the SV accumulators are 8 more registers there).
+template <>
+constexpr int min_blocks<Mix4S, 2, __half>() { return 3; }
+template <>
+constexpr int min_blocks<Mix4S, 2, __nv_bfloat16>() { return 3; }
+template <>
+constexpr int min_blocks<Mix4SV, 2, __half>() { return 3; }
+template <>
+constexpr int min_blocks<Mix4SV, 2, __nv_bfloat16>() { return 3; }
 template <>
 constexpr int min_blocks<Mix4R3, 1, __half>() { return 3; }
 template <>
@@ -881,6 +965,61 @@ static void run_bench4() {
     }
 }
 
+// Round 2 (NOTES.md "Mix4S"): Mix4S against the f64 reference (f16 and bf16, NaN-poisoned outputs, split-K plan at
+// M = 1 / 5 / 16 / 29 and the library's compact-X plan at M = 1, g128 and g32), identity bit-exact; Mix4 alongside.
+static void run_checks5() {
+    const int shapes[][3] = {{37, 384, 128}, {300, 1024, 128}, {149, 2048, 128}, {45, 320, 32}, {16, 8192, 128}, {16, 384, 128}};
+    uint32_t seed = 5000;
+    for (auto& sh : shapes) {
+        Weight mix = make_bitmod4(sh[0], sh[1], sh[2], kMix4, 100 + seed);
+        for (int m : {1, 5, 16, 29}) {
+            check_gemm<Mix4, __half>("mix4", mix, m, ++seed);
+            check_gemm<Mix4S, __half>("mix4s", mix, m, ++seed);
+            check_gemm<Mix4S, __nv_bfloat16>("mix4s", mix, m, ++seed);
+            check_gemm<Mix4SV, __half>("mix4sv", mix, m, ++seed);
+            check_gemm<Mix4SV, __nv_bfloat16>("mix4sv", mix, m, ++seed);
+        }
+        check_gemm<Mix4S, __half>("mix4s", mix, 1, ++seed, true);
+        check_gemm<Mix4S, __nv_bfloat16>("mix4s", mix, 1, ++seed, true);
+        check_gemm<Mix4SV, __half>("mix4sv", mix, 1, ++seed, true);
+        check_gemm<Mix4SV, __nv_bfloat16>("mix4sv", mix, 1, ++seed, true);
+        mix.free_dev();
+    }
+    Weight mix = make_bitmod4(40, 256, 128, kMix4, 7);
+    check_identity<Mix4S, __half>("mix4s", mix);
+    check_identity<Mix4S, __nv_bfloat16>("mix4s", mix);
+    check_identity<Mix4SV, __half>("mix4sv", mix);
+    check_identity<Mix4SV, __nv_bfloat16>("mix4sv", mix);
+    mix.free_dev();
+    Weight mix32 = make_bitmod4(40, 256, 32, kMix4, 8);
+    check_identity<Mix4S, __half>("mix4s", mix32);
+    check_identity<Mix4S, __nv_bfloat16>("mix4s", mix32);
+    mix32.free_dev();
+    printf("checks5: %d passed, %d failed\n", g_pass, g_fail);
+}
+// Library plan, 4 shapes x M = 1 / 16: cuBLAS f16, INT4 (first and last), Mix4 (shipped, second and second to last), Mix4S,
+// Mix4SV.
+static void run_bench5() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    for (auto& sh : shapes) {
+        for (int m : {1, 16}) {
+            const int n = sh[0], k = sh[1];
+            const float cub = micro::bench_cublas_f16(m, n, k) * 1e3f;
+            const float i4 = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+            const float x4 = bench_fmt<Mix4>(n, k, kMix4, m, 0, true);
+            const float x4s = bench_fmt<Mix4S>(n, k, kMix4, m, 0, true);
+            const float x4sv = bench_fmt<Mix4SV>(n, k, kMix4, m, 0, true);
+            const float x4b = bench_fmt<Mix4>(n, k, kMix4, m, 0, true);
+            const float i4b = bench_fmt<Int4>(n, k, kInt4, m, 0, true);
+            const float i4m = std::min(i4, i4b), x4m = std::min(x4, x4b);
+            printf("bench5 %5dx%-5d m=%-2d lib | cublas %6.1f | int4 %6.1f / %6.1f (%.2fx cuBLAS) | mix4 %6.1f / %6.1f (%.3f) | "
+                   "mix4s %6.1f (%.3f, %.2fx cuBLAS, %.3f of mix4 time) | mix4sv %6.1f (%.3f, %.2fx cuBLAS, %.3f of mix4 time)   [(x) = best int4 / fmt]\n",
+                   n, k, m, cub, i4, i4b, cub / i4m, x4, x4b, i4m / x4m, x4s, i4m / x4s, cub / x4s, x4s / x4m, x4sv, i4m / x4sv, cub / x4sv, x4sv / x4m);
+            fflush(stdout);
+        }
+    }
+}
+
 // One format / shape / M / plan, 3 launches (for ncu -k regex:gemm_kernel --launch-skip 2 -c 1).
 template <class Fmt>
 static void prof_one(int n, int k, Layout lay, int m, bool lib) {
@@ -910,6 +1049,8 @@ static void run_prof(int argc, char** argv) {
     if (f == "mix3") prof_one<Mix3>(n, k, kMix3, m, lib);
     if (f == "mix4v") prof_one<Mix4V>(n, k, kMix4, m, lib);
     if (f == "mix4w") prof_one<Mix4W>(n, k, kMix4, m, lib);
+    if (f == "mix4s") prof_one<Mix4S>(n, k, kMix4, m, lib);
+    if (f == "mix4sv") prof_one<Mix4SV>(n, k, kMix4, m, lib);
 }
 
 // INT4 g128 on the legacy default stream (what PyTorch's default stream is) and on a non-blocking stream, back-to-back
@@ -943,6 +1084,8 @@ int main(int argc, char** argv) {
     if (mode == "bench2") run_bench2();
     if (mode == "bench3") run_bench3();
     if (mode == "bench4") run_bench4();
+    if (mode == "check5") run_checks5();
+    if (mode == "bench5") run_bench5();
     if (mode == "prof") run_prof(argc, argv);
     return g_fail ? 1 : 0;
 }

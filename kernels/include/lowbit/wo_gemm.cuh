@@ -182,6 +182,16 @@ __device__ __forceinline__ void stage_x_rows(const Args& p, T* dst, int rows, in
     cp_async_commit();
 }
 
+// Decoders that take BitMoD's special value off the A operand (NOTES.md "Mix4S"): `Fmt::kSvMma` set means the kernel
+// calls Fmt::decode_sv, which returns the plain decode (the SV code decodes to 0) and a 0 / 1 indicator fragment of the
+// SV positions; the indicator goes through a second MMA into its own accumulators `accs`, which the group flush adds to
+// `accg` times the group's SV (Fmt::sv_scales of the group's metadata word: rows g and g + 8) before the group scale.
+// No library decoder sets it (measured slower than Mix4's in-register patch on the large shapes); the harness's Mix4S does.
+template <class F, class = void>
+struct sv_mma : std::false_type {};
+template <class F>
+struct sv_mma<F, std::void_t<decltype(F::kSvMma)>> : std::bool_constant<F::kSvMma> {};
+
 // KW: the in-block split-K variant (p.kw > 1 warps per strip). A separate instance, so that the common
 // one-warp-per-strip kernel keeps its register budget (its 64-register cap at 8-row m-tiles leaves no room).
 // CX (v12, with KW and MT = 1 only, M <= 8): compact X, only the M real rows of the block's K range are staged
@@ -302,12 +312,28 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     };
     set_ctx(cur.y);
 
-    float acc[MT][4], accg[MT][4];
+    constexpr bool kSv = sv_mma<Fmt>::value;
+    float acc[MT][4], accg[MT][4], accs[MT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[mt][e] = 0.f, accg[mt][e] = 0.f;
+        for (int e = 0; e < 4; ++e) acc[mt][e] = 0.f, accg[mt][e] = 0.f, accs[mt][e] = 0.f;
+    // kSv: the group's SV contribution (exact products, f32 sums) joins the plain sums before the group scale.
+    auto add_sv = [&]() {
+        if constexpr (kSv) {
+            float k0, k1;  // from the group's metadata word: no register held through the k-steps
+            Fmt::sv_scales(cur.y, k0, k1);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                accg[mt][0] += k0 * accs[mt][0], accg[mt][1] += k0 * accs[mt][1];
+                accg[mt][2] += k1 * accs[mt][2], accg[mt][3] += k1 * accs[mt][3];
+#pragma unroll
+                for (int e = 0; e < 4; ++e) accs[mt][e] = 0.f;
+            }
+        }
+    };
     auto flush = [&]() {
+        add_sv();
         const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
@@ -395,10 +421,20 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                             for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(bf[mt], xb + mt * 8 * lds + j * 16);
                         }
                         uint32_t a[4];
-                        Fmt::template decode<T>(wd, hd, j, ctx, a);
+                        if constexpr (kSv) {
+                            uint32_t ind[4];
+                            Fmt::template decode_sv<T>(wd, j, ctx, a, ind);
 #pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                            for (int mt = 0; mt < MT; ++mt) {
+                                mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                                mma_m16n8k16<T>(accs[mt], ind, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                            }
+                        } else {
+                            Fmt::template decode<T>(wd, hd, j, ctx, a);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                            }
                         }
                     };
                     if constexpr (decltype(kStepGroups)::value) {
@@ -430,6 +466,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         main_loop(std::false_type{});
     }
     if (step_groups ? sig != 0 : tig != 0) {
+        add_sv();
         const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
