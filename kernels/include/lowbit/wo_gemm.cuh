@@ -423,6 +423,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                         uint32_t a[4];
                         if constexpr (kSv) {
                             uint32_t ind[4];
+                            (void)hd;  // (no high-bit stream)
                             Fmt::template decode_sv<T>(wd, j, ctx, a, ind);
 #pragma unroll
                             for (int mt = 0; mt < MT; ++mt) {
