@@ -8,6 +8,9 @@
 //   ./wo_small_m sweep        # v11 / v12 / cuBLAS f16 for M in {1, 2, 4, 8, 16, 32, 64} (+ decode-sized layers)
 //   ./wo_small_m once NxK M v11|v12|wide|narrow   # one launch (for ncu; wide / narrow: v14 256-row block on / off)
 //   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
+//   ./wo_small_m mid [NxK|all [M,M,..]] # M in {32, 48, 64} (or the list): cuBLAS f16, the shipped small-M kernel (v14 library), the library's ws
+//                             # v1 / ws-S launcher and ws-W (lowbit/wo_ws4.cuh, 4 consumer warpgroups) with their plans,
+//                             # all graph-replayed over rotated weights (weight-only NOTES.md ws-W)
 //   ./wo_small_m all          # check + bench (default). libcublas.so.13 is dlopen'ed: on the GPU machine put
 //                             # torch's or nvidia-cublas's lib folder on LD_LIBRARY_PATH (dist/wo-small/*.sh do).
 //
@@ -38,6 +41,8 @@
 
 #define LOWBIT_WO_PROBE 1  // g_pdl_mode / g_pdl_pf toggles (v13)
 #include "lowbit/wo_gemm.cuh"
+// The library's ws launchers and plans (lowbit_wo_ws_int4 / lowbit_wo_ws_plan, lowbit_wo_ws4_int4 / _plan).
+#include "../../kernels/weight_only/ws.cu"
 
 using namespace lowbit::wo;
 
@@ -859,6 +864,130 @@ static int run_once(const char* shape, int m, const char* variant) {
     return 0;
 }
 
+// M = 32..64 (weight-only NOTES.md ws-W): cuBLAS f16, the shipped small-M kernel, the library's ws v1 / ws-S and ws-W
+// launchers (their own plans; split plans convert with the library's self-cleaning convert), graph replay over weight
+// copies that exceed 3x L2 (as lowbit-bench). Sampled outputs of ws / ws-W are compared with the small-M kernel's.
+static std::vector<int> g_mid_ms = {32, 48, 64};  // `mid NxK M,M,...` replaces them
+static int run_mid(const char* only) {
+    void* lib = dlopen("libcublas.so.13", RTLD_NOW);
+    if (!lib) {
+        printf("libcublas.so.13 not found: %s\n", dlerror());
+        return 1;
+    }
+    auto create = (BlasCreate)dlsym(lib, "cublasCreate_v2");
+    auto set_stream = (BlasSetStream)dlsym(lib, "cublasSetStream_v2");
+    auto gemm = (BlasGemmEx)dlsym(lib, "cublasGemmEx");
+    void* h = nullptr;
+    if (!create || !gemm || !set_stream || create(&h)) return 1;
+    int l2 = 0, rc = 0;
+    CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    std::mt19937 rng(1);
+    const std::vector<std::pair<int, int>> shapes = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    __half *x, *y;
+    char* ws;
+    CK(cudaMalloc(&x, size_t(64) * 28672 * 2));
+    CK(cudaMalloc(&y, size_t(64) * 28672 * 2));
+    const size_t wsb = size_t(64) * 28672 * 4 + (1 << 20);
+    CK(cudaMalloc(&ws, wsb));
+    CK(cudaMemset(ws, 0, wsb));
+    {
+        std::vector<__half> hx(size_t(64) * 28672);
+        for (auto& v : hx) v = __float2half(float(int(rng() % 2001) - 1000) / 1000.f);
+        CK(cudaMemcpy(x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
+    }
+    Buffers b{x, y, ws};
+    auto args_of = [&](const Weight& w, int m) {
+        Args a{};
+        a.words = w.d_words, a.meta = w.d_meta, a.x = x, a.y = y;
+        a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+        a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+        a.x_vec = true, a.sms = g_sms, a.ws = reinterpret_cast<float*>(ws);
+        return a;
+    };
+    // 1 = ws v1 / ws-S (library plan), 2 = ws-W (library plan)
+    auto ws_run = [&](int which, const Weight& w, int m, cudaStream_t s) -> cudaError_t {
+        Args a = args_of(w, m);
+        int bx = 64, sp = 1;
+        cudaError_t e;
+        if (which == 1) {
+            lowbit_wo_ws_plan(m, w.strips, w.ksteps, g_sms, &bx, &sp);
+            e = lowbit_wo_ws_int4(a, 0, bx, sp, g_sms, s);
+        } else {
+            lowbit_wo_ws4_plan(m, w.strips, w.ksteps, g_sms, &sp);
+            e = lowbit_wo_ws4_int4(a, 0, sp, g_sms, s);
+        }
+        if (e != cudaSuccess || sp == 1) return e;
+        return launch_convert<__half>(a.ws, static_cast<__half*>(b.y), int64_t(m) * w.n, s);
+    };
+    printf("%-12s %3s %-22s %9s %9s %8s\n", "shape", "M", "variant", "us", "cublas", "speedup");
+    for (auto& sh : shapes) {
+        const int n = sh.first, k = sh.second;
+        if (only && std::string(only) != std::to_string(n) + "x" + std::to_string(k)) continue;
+        const size_t fb = size_t(n) * k * 2;
+        const int fcopies = int(std::max<size_t>(1, 3 * size_t(l2) / fb + 1));
+        std::vector<__half*> fw(fcopies);
+        for (auto& p : fw) {
+            CK(cudaMalloc(&p, fb));
+            CK(cudaMemset(p, 0x3c, fb));
+        }
+        std::vector<Weight> i4;
+        Weight w0 = make_random(n, k, 4, false, 0, rng);
+        const size_t qb = w0.words.size() * 4 + w0.meta.size() * 4;
+        const int qcopies = int(std::max<size_t>(1, 3 * size_t(l2) / qb + 1));
+        i4.push_back(w0);
+        for (int c = 1; c < qcopies; ++c) i4.push_back(make_random(n, k, 4, false, 0, rng));
+        for (int m : g_mid_ms) {
+            // Agreement on copy 0: the small-M kernel's output vs ws / ws-W (different accumulation order: relative
+            // tolerance 1e-2 of the row's largest output; the exact checks are wo_ws2 w4 / this file's check).
+            std::vector<__half> ref(size_t(m) * n), got(size_t(m) * n);
+            CK((launch_lib<Int4, __half>(i4[0], b, m, 0)));
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(ref.data(), y, ref.size() * 2, cudaMemcpyDeviceToHost));
+            for (int which : {1, 2}) {
+                CK(cudaMemset(y, 0xFF, size_t(m) * n * 2));
+                CK(ws_run(which, i4[0], m, 0));
+                CK(cudaDeviceSynchronize());
+                CK(cudaMemcpy(got.data(), y, got.size() * 2, cudaMemcpyDeviceToHost));
+                size_t bad = 0;
+                for (int i = 0; i < m; ++i) {
+                    double mx = 0;
+                    for (int j = 0; j < n; ++j) mx = std::max(mx, double(fabsf(__half2float(ref[size_t(i) * n + j]))));
+                    for (int j = 0; j < n; ++j) {
+                        const double r = __half2float(ref[size_t(i) * n + j]), g = __half2float(got[size_t(i) * n + j]);
+                        if (!(fabs(r - g) <= 1e-2 * mx + 1e-3)) ++bad;
+                    }
+                }
+                printf("%5dx%-6d %3d agree %-16s %s (%zu differ)\n", n, k, m, which == 1 ? "ws (lib)" : "ws-W (lib)",
+                       bad ? "FAIL" : "OK", bad);
+                rc |= bad ? 1 : 0;
+            }
+            const float one = 1.f, zero = 0.f;
+            const double cub = graph_us(fcopies, [&](int c, cudaStream_t s) {
+                set_stream(h, s);
+                gemm(h, 1, 0, n, m, k, &one, fw[c], 2, k, x, 2, k, &zero, y, 2, n, 68, -1);
+            });
+            auto row = [&](const char* name, double us) {
+                printf("%5dx%-6d %3d %-22s %9.1f %9.1f %7.3fx\n", n, k, m, name, us, cub, cub / us);
+                fflush(stdout);
+            };
+            row("v14 library (small-M)",
+                graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s))); }));
+            int bx = 64, sp = 1, sp4 = 1;
+            lowbit_wo_ws_plan(m, w0.strips, w0.ksteps, g_sms, &bx, &sp);
+            lowbit_wo_ws4_plan(m, w0.strips, w0.ksteps, g_sms, &sp4);
+            char name[40];
+            snprintf(name, sizeof name, "ws lib BX=%d sp=%d", bx, sp);
+            row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK(ws_run(1, i4[c], m, s)); }));
+            snprintf(name, sizeof name, "ws-W lib sp=%d", sp4);
+            row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK(ws_run(2, i4[c], m, s)); }));
+        }
+        for (auto& p : fw) cudaFree(p);
+        for (auto& w : i4) cudaFree(w.d_words), cudaFree(w.d_meta);
+    }
+    cudaFree(x), cudaFree(y), cudaFree(ws);
+    return rc;
+}
+
 int main(int argc, char** argv) {
     CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
     cudaDeviceProp prop{};
@@ -872,6 +1001,13 @@ int main(int argc, char** argv) {
         rc |= run_wide_checks(rng);
     }
     if (mode == "bench" || mode == "all") rc |= run_bench(argc > 2 ? argv[2] : nullptr, false);
+    if (mode == "mid") {
+        if (argc > 3) {
+            g_mid_ms.clear();
+            for (char* t = strtok(argv[3], ","); t; t = strtok(nullptr, ",")) g_mid_ms.push_back(atoi(t));
+        }
+        rc |= run_mid(argc > 2 && strcmp(argv[2], "all") != 0 ? argv[2] : nullptr);
+    }
     if (mode == "sweep") rc |= run_bench(argc > 2 ? argv[2] : nullptr, true);
     if (mode == "once" && argc > 4) rc |= run_once(argv[2], atoi(argv[3]), argv[4]);
     return rc;

@@ -15,6 +15,10 @@
 //                    # M in {256, 512, 1024, 4096} (NOTES.md ws-E)
 //   wo_ws2 pp        # ws-PP (ping-pong consumers, ws_pp_kernel): full checks, bit-identity with v1, library route
 //   wo_ws2 ppbench   # ws-PP timings, M in {1024, 4096}: cuBLAS f16, shipped v1 BX=256, PP BX=128 (medians)
+//   wo_ws2 w4        # ws-W (lowbit/wo_ws4.cuh: 3 / 4 consumer warpgroups): full checks, bit-identity with v1, splits,
+//                    # identity (NOTES.md ws-W)
+//   wo_ws2 w4bench [i] # ws-W timings, M in {32, 64, 128, 256, 512}: cuBLAS f16, the library's ws plan (v1 / ws-S),
+//                    # ws-W per NC / BX / K splits (two rounds, minimum; shape i only if given)
 //   wo_ws2 diag      # M = 4096 on 28672x8192: v1 with the decode switched off, ws2 with the decode / the wgmmas
 //                    # switched off, per BX (timing only)
 //
@@ -40,6 +44,7 @@
 #include "lowbit/tma_host.h"
 #include "lowbit/wo_ws.cuh"
 #include "lowbit/wo_ws2.cuh"
+#include "lowbit/wo_ws4.cuh"
 // The library's ws launcher and plan (lowbit_wo_ws_int4 / lowbit_wo_ws_plan), compiled into this program: Cfg ver 5.
 #include "../../kernels/weight_only/ws.cu"
 
@@ -176,7 +181,11 @@ struct Cfg {
     int wt = 0;    // ws v1 / ws-S: the weight stage by one TMA (1) instead of 8 bulk copies (0)
     int st = 0;    // ws v1: the staged epilogue (stmatrix.trans + 16-byte stores)
     int pp = 0;    // ws v1: ping-pong consumers (ws_pp_kernel, BX <= 128; NOTES.md ws-PP)
+    int nc = 4;    // ws-W (ver 6): consumer warpgroups (3 or 4)
 };
+
+// ws-W bench: skip the sampled output check (the first round of each configuration checks).
+static bool g_skip_check = false;
 
 template <typename T>
 __global__ void convert_clean(float* ws, T* y, int64_t n) {
@@ -207,6 +216,35 @@ static cudaError_t launch_cfg(Args a, const CUtensorMap& map, const CUtensorMap*
         const int64_t n = int64_t(a.m) * a.n;
         convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
         return cudaGetLastError();
+    }
+    if (c.ver == 7) {  // the library's ws-W launcher with its own plan (NC = 4, BX = 64, K splits) and maps
+        int sp = 1;
+        lowbit_wo_ws4_plan(a.m, a.strips, a.ksteps, nsm, &sp);
+        if (sp > 1) a.ws = ws;
+        const cudaError_t e = lowbit_wo_ws4_int4(a, std::is_same<T, __half>::value ? 0 : 1, sp, nsm, 0);
+        if (e != cudaSuccess || sp == 1) return e;
+        const int64_t n = int64_t(a.m) * a.n;
+        convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
+        return cudaGetLastError();
+    }
+    if (c.ver == 6) {  // ws-W: NC consumer warpgroups, BX 64 / 128
+        if constexpr (BX <= 128) {
+            const int sp = wows4::effective_splits(a, c.splits);
+            if (sp > 1) a.ws = ws;
+            cudaError_t e;
+            if constexpr (BX == 64) {
+                e = c.nc == 3 ? wows4::launch<wo::Int4, T, BX, 3>(a, map, nsm, sp, 0, wmap)
+                              : wows4::launch<wo::Int4, T, BX, 4>(a, map, nsm, sp, 0, wmap);
+            } else {  // NC = 4 x BX = 128 serializes its wgmmas (ptxas C7512: 112 registers): not built
+                e = c.nc == 3 ? wows4::launch<wo::Int4, T, BX, 3>(a, map, nsm, sp, 0, wmap) : cudaErrorInvalidValue;
+            }
+            if (e != cudaSuccess || sp == 1) return e;
+            const int64_t n = int64_t(a.m) * a.n;
+            convert_clean<T><<<int(std::min<int64_t>((n + 255) / 256, 4 * nsm)), 256>>>(ws, static_cast<T*>(a.y), n);
+            return cudaGetLastError();
+        } else {
+            return cudaErrorInvalidValue;
+        }
     }
     if (c.ver == 4) {
         const int sp = wows::effective_splits(a, c.splits);
@@ -367,7 +405,7 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     float* dws = nullptr;
     CK(cudaMalloc(&dx, x.size() * sizeof(T)));
     CK(cudaMalloc(&dy, y.size() * sizeof(T)));
-    if (c.splits > 1 || c.ver == 5) {
+    if (c.splits > 1 || c.ver == 5 || c.ver == 7) {
         CK(cudaMalloc(&dws, size_t(m) * n * 4));
         CK(cudaMemset(dws, 0, size_t(m) * n * 4));
     }
@@ -379,15 +417,15 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     const CUtensorMap map = xmap_of(dx, m, k, k, BX);
     CUtensorMap wm;
     if (c.wt) CK(tma::make_2d(wm, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, D.dw, uint64_t(P.strips),
-                                 uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, 8, 128));
+                                 uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, c.ver == 6 ? 4 * c.nc : 8, 128));
     const CUtensorMap* wmap = c.wt ? &wm : nullptr;
     run_cfg<T, BX>(a, map, wmap, nsm, c, dws, 0);
     CK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
     char what[96];
     snprintf(what, sizeof what, c.pp ? "%s %s PP v%d BX=%d gm=%d sp=%d nb=%d wt=%d" : "%s %s v%d BX=%d gm=%d sp=%d nb=%d wt=%d", std::is_same<T, __half>::value ? "f16" : "bf16",
-             tag, c.ver, BX, c.gm, c.splits, c.ver == 4 ? c.nb : 0, c.wt);
+             tag, c.ver, BX, c.gm, c.splits, c.ver == 4 ? c.nb : c.ver == 6 ? c.nc : 0, c.wt);
     int fails = 0;
-    if (c.diag != 0) {
+    if (c.diag != 0 || g_skip_check) {
         // diagnostics: the output is meaningless, only the timing counts
     } else if (identity) {
         size_t bad = 0;
@@ -751,6 +789,150 @@ static int pp_bench(int nsm) {
     return fails ? 1 : 0;
 }
 
+// ws-W correctness (NOTES.md ws-W): NC = 4 (BX 64) and NC = 3 (BX 64 / 128), both weight stages, f16 / bf16, sym / asym,
+// odd shapes (partial 256- / 192-row tiles, strips past N, odd k-step counts, M 1 / 17 / 29 / 67 / 130 / 257 / 333),
+// outputs NaN-poisoned first; unsplit ws-W must equal ws v1 at the same BX bit for bit (same products, same wgmma
+// order per output), and is also checked against the f64 CPU reference; K splits 2 / 3 / 5 fully checked against the
+// reference; identity (output = X bit for bit).
+static int w4_correct(int nsm) {
+    int fails = 0, checks = 0;
+    float us = 0;
+    auto same_as = [&](const std::vector<uint16_t>& ref, const char* what) {
+        size_t bad = 0;
+        for (size_t i = 0; i < ref.size(); ++i) bad += ref[i] != g_last_y[i];
+        printf("  bitwise %-40s vs v1: %s (%zu differ)\n", what, bad ? "FAIL" : "OK", bad);
+        ++checks;
+        return bad ? 1 : 0;
+    };
+    auto w4 = [](int nc, int bx, int sp, int wt) {
+        Cfg c{6, bx, 1, sp, 0, 2, wt};
+        c.nc = nc;
+        return c;
+    };
+    const int shapes[][3] = {{67, 333, 1000}, {17, 4100, 576}, {1, 48, 64}, {130, 2056, 4096}, {257, 1040, 1032},
+                             {29, 3088, 2056}, {333, 1000, 2048}};
+    for (auto& sh : shapes) {
+        for (int asym = 0; asym < 2; ++asym) {
+            const char* tag = asym ? "asym" : "sym";
+            Dev Dh, Db;
+            dev_make<__half>(Dh, sh[1], sh[2], asym, false);
+            dev_make<__nv_bfloat16>(Db, sh[1], sh[2], asym, false);
+            for (int bx : {64, 128}) {
+                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, tag);
+                ++checks;
+                const std::vector<uint16_t> ref = g_last_y;
+                std::vector<Cfg> cs;
+                if (bx == 64) cs = {w4(4, 64, 1, 1), w4(4, 64, 1, 0), w4(3, 64, 1, 1)};
+                else cs = {w4(3, 128, 1, 1), w4(3, 128, 1, 0)};
+                for (const Cfg& c : cs) {
+                    fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, c, &us, nullptr, tag);
+                    ++checks;
+                    char w[80];
+                    snprintf(w, sizeof w, "f16 %s W nc=%d BX=%d wt=%d m=%d", tag, c.nc, bx, c.wt, sh[0]);
+                    fails += same_as(ref, w);
+                }
+            }
+            for (const Cfg& c : {w4(4, 64, 2, 1), w4(4, 64, 5, 0), w4(3, 128, 3, 1), w4(3, 64, 2, 1)}) {
+                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, c, &us, nullptr, tag);
+                ++checks;
+            }
+            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{1, 64, 1, 1, 0, 2, 1}, &us, nullptr, tag);
+            ++checks;
+            const std::vector<uint16_t> ref = g_last_y;
+            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, w4(4, 64, 1, 1), &us, nullptr, tag);
+            ++checks;
+            char w[80];
+            snprintf(w, sizeof w, "bf16 %s W nc=4 BX=64 wt=1 m=%d", tag, sh[0]);
+            fails += same_as(ref, w);
+            fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{7, 64, 1, 1}, &us, nullptr, tag);
+            ++checks;
+            for (const Cfg& c : {w4(4, 64, 3, 1), w4(3, 128, 1, 1), w4(3, 128, 2, 0), Cfg{7, 64, 1, 1}}) {
+                fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, c, &us, nullptr, tag);
+                ++checks;
+            }
+            dev_free(Dh), dev_free(Db);
+        }
+    }
+    {
+        Dev Dh, Db;
+        dev_make<__half>(Dh, 576, 576, false, false, true);
+        dev_make<__nv_bfloat16>(Db, 576, 576, false, false, true);
+        for (int m : {29, 333}) {
+            for (const Cfg& c : {w4(4, 64, 1, 1), w4(4, 64, 3, 1), w4(3, 128, 1, 1), w4(3, 64, 2, 0), Cfg{7, 64, 1, 1}}) {
+                fails += one_bx<__half>(Dh, m, true, nsm, 0, c, &us, nullptr, "id", true);
+                fails += one_bx<__nv_bfloat16>(Db, m, true, nsm, 0, c, &us, nullptr, "id", true);
+                checks += 2;
+            }
+        }
+        dev_free(Dh), dev_free(Db);
+    }
+    printf("ws-W correctness: %s (%d failures, %d checks)\n", fails ? "FAIL" : "PASS", fails, checks);
+    return fails ? 1 : 0;
+}
+
+// ws-W timings: M in {32, 64, 128, 256, 512} on the four acceptance shapes; cuBLAS f16, the library's ws launcher
+// and plan (v1 / ws-S; at M = 32 the library runs the small-M kernel instead, not in this program) and ws-W per
+// NC / BX / K splits, all on the same X; two rounds (the first checks sampled rows of every configuration), minimum.
+static int w4_bench(int nsm, int only) {
+    int fails = 0;
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
+    for (int si = 0; si < 4; ++si) {
+        if (only >= 0 && si != only) continue;
+        auto& sh = shapes[si];
+        Dev D;
+        dev_make<__half>(D, sh[0], sh[1], true, true);
+        const int ksteps = sh[1] / 64, strips = sh[0] / 16;
+        for (int m : {32, 64, 128, 256, 512}) {
+            const int it = 30;
+            std::vector<Cfg> cfgs;
+            cfgs.push_back({5, 64, 1, 1});  // the library's ws plan (first: its call also times cuBLAS)
+            cfgs.push_back({7, 64, 1, 1});  // the library's ws-W launcher and plan
+            for (int nc : {4, 3}) {
+                for (int bx : {64, 128}) {
+                    if (bx == 128 && (nc == 4 || m < 128)) continue;  // NC = 4 x BX = 128: serialized wgmma (C7512)
+                    const int64_t tiles = int64_t((strips + 4 * nc - 1) / (4 * nc)) * ((m + bx - 1) / bx);
+                    for (int sp : {1, 2, 3, 4, 6, 8}) {
+                        if (sp > 1 && (tiles * (sp - 1) >= nsm || ksteps < 8 * sp)) continue;
+                        Cfg c{6, bx, 1, sp, 0, 2, 1};
+                        c.nc = nc;
+                        cfgs.push_back(c);
+                    }
+                }
+            }
+            std::vector<float> best(cfgs.size(), 1e9f);
+            float cu = 1e9f;
+            for (int round = 0; round < 2; ++round) {
+                g_skip_check = round > 0;
+                for (size_t i = 0; i < cfgs.size(); ++i) {
+                    float u = 0, c0 = -1;
+                    fails += one_bx<__half>(D, m, false, nsm, it, cfgs[i], &u, i == 0 ? &c0 : nullptr, "asym");
+                    if (i == 0 && c0 > 0) cu = std::min(cu, c0);
+                    best[i] = std::min(best[i], u);
+                }
+            }
+            g_skip_check = false;
+            int pbx = 64, psp = 1;
+            lowbit_wo_ws_plan(m, strips, ksteps, nsm, &pbx, &psp);
+            size_t bi = 2;
+            int w4sp = 1;
+            lowbit_wo_ws4_plan(m, strips, ksteps, nsm, &w4sp);
+            for (size_t i = 1; i < cfgs.size(); ++i) {
+                printf("   %5dx%-6d M=%-4d %s nc=%d BX=%-3d sp=%d  %9.1f us  (%.3fx cuBLAS, %.3fx lib)\n", sh[0], sh[1], m,
+                       cfgs[i].ver == 7 ? "W-lib" : "W", cfgs[i].nc, cfgs[i].bx, cfgs[i].splits, best[i], cu / best[i],
+                       best[0] / best[i]);
+                if (cfgs[i].ver == 6 && best[i] < best[bi]) bi = i;
+            }
+            printf("WRESULT %5dx%-6d M=%-4d cuBLAS %8.1f  lib-ws %8.1f (BX=%d sp=%d, %.3fx)  W-lib %8.1f (sp=%d, %.3fx)  best W "
+                   "%8.1f (nc=%d BX=%d sp=%d, %.3fx)  best W vs lib-ws %.3fx\n",
+                   sh[0], sh[1], m, cu, best[0], pbx, psp, cu / best[0], best[1], w4sp, cu / best[1], best[bi],
+                   cfgs[bi].nc, cfgs[bi].bx, cfgs[bi].splits, cu / best[bi], best[0] / best[bi]);
+        }
+        dev_free(D);
+    }
+    printf("ws-W bench checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
+    return fails ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);  // line-buffered: a killed run still leaves its log
     int dev = 0, nsm = 0;
@@ -775,6 +957,8 @@ int main(int argc, char** argv) {
     float us = 0, cu = -1;
     if (argc > 1 && strcmp(argv[1], "s") == 0) return s_correct(nsm);
     if (argc > 1 && strcmp(argv[1], "pp") == 0) return pp_correct(nsm);
+    if (argc > 1 && strcmp(argv[1], "w4") == 0) return w4_correct(nsm);
+    if (argc > 1 && strcmp(argv[1], "w4bench") == 0) return w4_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);
     if (argc > 1 && strcmp(argv[1], "ppbench") == 0) return pp_bench(nsm);
     if (argc > 1 && strcmp(argv[1], "ebench") == 0) return e_bench(nsm);
     if (argc > 1 && strcmp(argv[1], "sbench") == 0) return s_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);

@@ -2,6 +2,8 @@
 // launch plan (m-tile, split-K, X chunk) and the dispatch over format x dtype x m-tile instances.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+
 #include "lowbit/wo_gemm.cuh"
 #include "lowbit_kernels.h"
 
@@ -32,6 +34,10 @@ LOWBIT_WO_DECLARE_WGMMA(mix3)
 // (m, strips, ksteps, sms -> bx, splits).
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, int, cudaStream_t);
 void lowbit_wo_ws_plan(int, int, int, int, int*, int*);
+// ws-W (ws.cu, lowbit/wo_ws4.cuh: four consumer warpgroups, 256 x 64 tiles): launch (args, dtype, splits, sms,
+// stream; sms < 0: availability) and plan (m, strips, ksteps, sms -> splits).
+cudaError_t lowbit_wo_ws4_int4(const Args&, int, int, int, cudaStream_t);
+void lowbit_wo_ws4_plan(int, int, int, int, int*);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -74,6 +80,7 @@ constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this
 
 struct Plan {
     bool ws;     // warp-specialized persistent path (INT4, sm_90a)
+    bool ws4;    // ... run by ws-W (four consumer warpgroups; K splits in `splits`, bx unused)
     int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
     bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
@@ -151,6 +158,40 @@ bool ws_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool 
     return weight_tiles * 10 >= int64_t(sms) * tenths && ws_usable(w->format, dtype);
 }
 
+bool ws4_usable(int32_t dtype);
+
+// ws-W (NOTES.md ws-W, ninth session): four consumer warpgroups per SM, tiles of 256 weight rows x 64 activation
+// rows, for 17 <= M <= 64. Measured on an H100 (same run, INT4 g128, graph replay over rotated weights as
+// lowbit-bench; benches/micro/wo_small_m.cu mid), us, ws-W vs the path chosen before:
+//   28672x8192   M = 32 / 48 / 64: 87.9 / 88.3 / 88.8 vs small-M 101.9 / 169.1, ws v1 133.5 (M = 64)
+//   8192x28672   M = 32 / 48 / 64: 81.5 / 82.6 / 83.9 vs small-M 101.9 / 163.9, ws-S 145.6 (M = 64)
+//   11008x4096   M = 32 / 48 / 64: 24.0 / 25.5 / 27.6 vs small-M 22.8 / 35.9, ws v1 35.3 (M = 64)
+//   4096x4096    M = 32 / 48 / 64: 14.0 / 14.9 / 16.2 vs small-M 11.1 / 14.6 / 16.1
+// ws-W's time hardly depends on M up to 64 (one 64-row activation tile); it wins where the weight gives each SM
+// enough 256-row tile k-steps: >= kWs4MinSteps per SM above M = 32 (11008x4096: 20.8, 4096x4096: 7.8) and
+// >= kWs4MinStepsSmall per SM at M = 17..32 (the large shapes: 108.6; 11008x4096 loses at M = 32).
+// LOWBIT_WO_WS4=0 turns the automatic choice off (measurement); =1 also runs ws-W where the ws path is forced at
+// M <= 64 (tests of odd shapes).
+constexpr int kWs4MinM = 17;
+constexpr int kWs4MaxM = 64;
+constexpr int64_t kWs4MinSteps = 12;
+constexpr int64_t kWs4MinStepsSmall = 48;
+
+int ws4_env() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS4");
+        return e && e[0] == '0' ? 0 : e && e[0] == '1' ? 1 : -1;
+    }();
+    return v;
+}
+
+bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
+    if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWs4MinM || m > kWs4MaxM || ws4_env() == 0) return false;
+    const int64_t steps = (w->n_pad / 16 + 15) / 16 * (w->k_pad / 64);  // 256-row tiles x k-steps
+    const int64_t need = m > 32 ? kWs4MinSteps : kWs4MinStepsSmall;
+    return steps >= need * sms && ws4_usable(dtype);
+}
+
 // v12 (NOTES.md): at M = 1 on INT formats the in-block split-K kernel with compact X (only the real row of X in
 // shared memory, launch_mt) runs the whole K range in one launch and one wave: no split-K workspace, atomics or
 // convert kernel. Chosen with the largest kw (warps per strip: the shortest per-warp chains) whose blocks fit one
@@ -188,10 +229,16 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
                const lowbit_wo_config* cfg, int sms, bool x_vec) {
     Plan p{};
     const int path = cfg ? cfg->path : LOWBIT_WO_PATH_AUTO;
-    p.ws = path == LOWBIT_WO_PATH_WS || (path == LOWBIT_WO_PATH_AUTO && ws_auto(w, m, dtype, sms, x_vec));
+    p.ws4 = path == LOWBIT_WO_PATH_AUTO ? ws4_auto(w, m, dtype, sms, x_vec)
+                                        : path == LOWBIT_WO_PATH_WS && m <= kWs4MaxM && ws4_env() == 1;
+    p.ws = p.ws4 || path == LOWBIT_WO_PATH_WS || (path == LOWBIT_WO_PATH_AUTO && ws_auto(w, m, dtype, sms, x_vec));
     p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
     if (p.ws) {
-        lowbit_wo_ws_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.bx, &p.splits);
+        if (p.ws4) {
+            lowbit_wo_ws4_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.splits);
+        } else {
+            lowbit_wo_ws_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.bx, &p.splits);
+        }
         p.mtiles = 1;
         p.kw = 1;
         p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
@@ -309,6 +356,20 @@ bool ws_usable(int32_t format, int32_t dtype) {
     return ok;
 }
 
+// Whether ws-W can run here: a Hopper GPU and the kernel compiled for sm_90a.
+bool ws4_usable(int32_t dtype) {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    if (major != 9) return false;
+    const bool ok = lowbit_wo_ws4_int4(Args{}, dtype, 1, -1, nullptr) == cudaSuccess;
+    cudaGetLastError();
+    return ok;
+}
+
 cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
     switch (format) {
         case LOWBIT_WO_INT2: return lowbit_wo_launch_int2(a, dtype, pl.mt, pl.splits, pl.mtiles, s);
@@ -345,7 +406,8 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
     if (pl.ws) {
         // K splits (small grids): f32 partials into the zeroed workspace, converted (and re-zeroed) after.
-        cudaError_t e = lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
+        cudaError_t e = pl.ws4 ? lowbit_wo_ws4_int4(a, dtype, pl.splits, a.sms, s)
+                               : lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
         if (e != cudaSuccess || pl.splits == 1) return e;
         const int64_t total = int64_t(a.m) * a.n;
         const int blocks = int((total + 255) / 256 > 4096 ? 4096 : (total + 255) / 256);
@@ -421,6 +483,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     if (pl.wgmma && !wgmma_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
     if (pl.ws && !ws_usable(w->format, dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
+    if (pl.ws4 && !ws4_usable(dtype)) return make_status(LOWBIT_ERR_NO_KERNEL);
     // The ws kernel reads X by TMA (16-byte aligned rows); the automatic plan only picks it with such X.
     if (pl.ws && !x_vec) return make_status(LOWBIT_ERR_ALIGNMENT);
     if (pl.ws && cfg && (cfg->k_warps > 1 || cfg->splits > 1 || cfg->m_tile != 0 || cfg->kc != 0)) {

@@ -8,11 +8,13 @@
 
 #include "lowbit/tma_host.h"
 #include "lowbit/wo_ws.cuh"
+#include "lowbit/wo_ws4.cuh"
 
 namespace {
 
 using lowbit::wo::Args;
 namespace wows = lowbit::wows;
+namespace wows4 = lowbit::wows4;
 
 // The weight stage by one TMA of the words as a [strips][ksteps * 128] u32 tensor (box 8 strips x 128 words)
 // instead of 8 bulk copies of 512 bytes per k-step (NOTES.md, ws-S / ws v2): on an H100 (harness, same run) ws v1
@@ -131,4 +133,45 @@ cudaError_t lowbit_wo_ws_int4(const Args& a, int dtype, int bx, int splits, int 
     }
     if ((bx != 64 && bx != 128 && bx != 256) || splits < 1) return cudaErrorInvalidValue;
     return dtype == 0 ? launch_bx<__half>(a, bx, splits, nsm, st) : launch_bx<__nv_bfloat16>(a, bx, splits, nsm, st);
+}
+
+// ws-W (lowbit/wo_ws4.cuh: four consumer warpgroups, tiles of 256 weight rows x 64 activation rows) plan: K splits
+// minimizing rounds x k-steps per unit plus a per-unit overhead (prologue, epilogue, f32 partials: ~6 k-steps),
+// at least 8 k-steps per split, at most 8 splits. E.g. H100 (132 SMs) at M <= 64: 28672x8192 (112 tiles) 1 split,
+// 8192x28672 (32 tiles) 4, 11008x4096 (43 tiles) 3, 4096x4096 (16 tiles) 8.
+void lowbit_wo_ws4_plan(int m, int strips, int ksteps, int nsm, int* splits) {
+    constexpr int kStrips = wows4::Cta<4>::kStrips;
+    const int64_t tiles = int64_t((strips + kStrips - 1) / kStrips) * ((m + 63) / 64);
+    int best = 1;
+    int64_t best_cost = -1;
+    for (int sp = 1; sp <= 8; ++sp) {
+        if (sp > 1 && ksteps < 8 * sp) break;
+        const int64_t units = tiles * sp, rounds = (units + nsm - 1) / nsm;
+        const int64_t kper = (ksteps + sp - 1) / sp;
+        const int64_t cost = rounds * (kper + 6);
+        if (best_cost < 0 || cost < best_cost) best = sp, best_cost = cost;
+    }
+    *splits = best;
+}
+
+// ws-W INT4 launch (NC = 4, BX = 64); dtype 0 = f16, 1 = bf16; splits >= 1 (0 = the plan's; > 1 adds f32 partials
+// into a.ws, zero on entry; the caller converts). nsm < 0 asks only whether the kernel was compiled for sm_90a.
+cudaError_t lowbit_wo_ws4_int4(const Args& a, int dtype, int splits, int nsm, cudaStream_t st) {
+    using lowbit::wows4::available;
+    if (nsm < 0) {
+        const bool ok = dtype == 0 ? available<lowbit::wo::Int4, __half, 64, 4>()
+                                   : available<lowbit::wo::Int4, __nv_bfloat16, 64, 4>();
+        return ok ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    }
+    if (splits == 0) lowbit_wo_ws4_plan(a.m, a.strips, a.ksteps, nsm, &splits);
+    if (splits < 1) return cudaErrorInvalidValue;
+    CUtensorMap xmap, wmap;
+    cudaError_t e = make_xmap(xmap, a, 64);
+    if (e != cudaSuccess) return e;
+    e = lowbit::tma::make_2d(wmap, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, a.words,
+                             uint64_t(a.strips), uint64_t(a.ksteps) * 128, uint64_t(a.ksteps) * 512,
+                             uint32_t(wows4::Cta<4>::kStrips), 128u);
+    if (e != cudaSuccess) return e;
+    return dtype == 0 ? wows4::launch<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, splits, st, &wmap)
+                      : wows4::launch<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, splits, st, &wmap);
 }

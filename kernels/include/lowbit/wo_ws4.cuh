@@ -1,0 +1,238 @@
+// lowbit/wo_ws4.cuh: ws-W, the weight-only ws kernel with FOUR consumer warpgroups (more independent
+// decode -> wgmma -> wait_group chains per SM) for the middle of the M range (about M = 17..512), Hopper (sm_90a).
+//
+// Problem, arithmetic and layout: exactly those of lowbit/wo_ws.cuh ws_kernel (ws v1): Y^T[N, M] = W[N, K] * X[M, K]^T,
+// W dequantized in registers ((q - z) in T times the group scale rounded to T, one rounding) as wgmma's A operand
+// (m64nBXk16, A from registers), X the B operand (128-byte swizzled TMA box in shared memory), f32 accumulation,
+// y = T(acc * chan[n]). Every output's products and accumulation order equal ws v1's at the same BX (bit-identical).
+//
+// Why (weight-only NOTES.md, ws-PP / "ws-W"): the register-A mainloop of one warpgroup is latency-bound (~600+ cycles
+// per k-step of ld.shared -> decode -> wgmma issue -> wait_group beyond its tensor work); at BX = 64 the tensor work
+// per step is ~128 cycles, so ws v1's two warpgroups leave the tensor pipe mostly idle. Four warpgroups give four
+// such chains per SM, and one X box per stage serves 256 weight rows instead of 128 (half the L2 -> SM X traffic).
+//
+// CTA = 4 consumer warpgroups + 1 producer warp (544 threads), one CTA per SM (launch bound 544: 120 registers per
+// thread, no setmaxnreg needed), persistent over work units (tile, K split); tiles of 256 weight rows (16 strips)
+// x BX activation rows, M-fastest:
+//   warp 16 (producer), lane 0: per 64-column k-step one X box (TMA, BX x 128 B, 128-byte swizzle, zero fill) and
+//     the weight stage (WT: one 2-D TMA of the words as [strips][ksteps * 128] u32, box 16 strips x 128 words, strips
+//     past the weight zero-filled; else one 512-byte bulk copy per strip), both on the slot's full barrier;
+//   warpgroup cw (warps 4 cw .. 4 cw + 3, one strip each): weight rows 64 cw .. 64 cw + 63 of the tile; per k-step
+//     wait full[s], one ld.shared.v4 of the lane's codes, v1's decode + group scale into the A registers (two sets,
+//     by k-step parity), four wgmma m64nBXk16, commit, wait_group 1, release of the previous step's slot (one
+//     arrive per warp: 16 per slot). The four warpgroups drift freely within the ring.
+// K splits (splits > 1): each unit adds its f32 partials (channel scale applied) into p.ws ([M][N], zero on entry;
+// the caller converts and re-zeroes), as ws_s_kernel.
+// Limits: INT formats without high words (Int4 instantiated); sm_90a; X 16-byte aligned with ldx % 8 == 0, K % 8 == 0
+// (TMA); BX = 64 or 128 (BX = 128: 64 accumulators + 32 A registers within the 120-register cap).
+#pragma once
+
+#include <cuda.h>
+
+#include "lowbit/wo_ws.cuh"
+
+namespace lowbit {
+namespace wows4 {
+
+using wo::Args;
+
+constexpr int kBK = 64;
+
+// NC consumer warpgroups (3 or 4) + one producer warpgroup; tiles of 64 NC weight rows (4 NC strips).
+template <int NC>
+struct Cta {
+    static constexpr int kStrips = 4 * NC;
+    static constexpr int kThreads = (NC + 1) * 128;
+    static constexpr int kCap = (65536 / kThreads) / 8 * 8;  // registers per thread at the launch bound
+    static constexpr int kProdRegs = 24;                      // setmaxnreg of the producer warpgroup
+    // setmaxnreg of the consumers: the rest of the launch allocation (NC = 4: 112, NC = 3: 160)
+    static constexpr int kConsRegs = ((kThreads * kCap - 128 * kProdRegs) / (NC * 128)) / 8 * 8;
+    static constexpr int kWStage = kStrips * 512;  // weight bytes per stage
+};
+
+template <int BX, int NC>
+struct Geo {
+    static constexpr int kXStage = BX * 128;
+    static constexpr int kSlot = kXStage + Cta<NC>::kWStage;  // X first: every box 1024-aligned
+    static constexpr int kFit = (200 * 1024) / kSlot;
+    static constexpr int kStages = kFit > 16 ? 16 : kFit;
+    static constexpr int kSmem = kStages * kSlot + 1024;
+};
+
+template <class Fmt, typename T, int BX, int NC, bool WT = false>
+__global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
+                                                           const __grid_constant__ CUtensorMap xmap,
+                                                           const __grid_constant__ CUtensorMap wmap, int splits) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
+    static_assert(BX == 64 || BX == 128, "BX 64 or 128 (registers)");
+    static_assert(NC == 3 || NC == 4, "3 or 4 consumer warpgroups");
+    using G = Geo<BX, NC>;
+    using C = Cta<NC>;
+    constexpr int kNC = NC, kStrips = C::kStrips;
+    using namespace tma;
+    constexpr int S = G::kStages;
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ __align__(8) uint64_t full[S], empty[S];
+    unsigned char* ring = wows::init_ring(smem_raw, full, empty, 4 * kNC);
+
+    const int tid = threadIdx.x;
+    const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
+    const int ksteps = p.ksteps;
+    const int kper = (ksteps + splits - 1) / splits;
+    const int total = nt * mt * splits;
+
+    if (tid >= kNC * 128) {
+        // ------------------------------- producer (one thread) -------------------------------
+        setmaxnreg_dec<C::kProdRegs>();
+        if (tid == kNC * 128) {
+            int s = 0;
+            uint32_t phase = 0;
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / splits, sp = u - t * splits;
+                const int nb = t / mt, mb = t - nb * mt;
+                const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
+                const int s0 = nb * kStrips;
+                const int ns = WT ? kStrips : min(kStrips, p.strips - s0);
+                const uint32_t* wsrc = p.words + size_t(s0) * ksteps * 128;
+                for (int ks = k0; ks < k1; ++ks) {
+                    mbar_wait(&empty[s], phase ^ 1);
+                    unsigned char* slot = ring + s * G::kSlot;
+                    mbar_expect_tx(&full[s], BX * 128 + ns * 512);
+                    tma_2d_g2s(slot, &xmap, ks * kBK, mb * BX, &full[s]);
+                    if constexpr (WT) {
+                        tma_2d_g2s(slot + BX * 128, &wmap, ks * 128, s0, &full[s]);
+                    } else {
+                        for (int i = 0; i < ns; ++i) {
+                            bulk_g2s(slot + BX * 128 + i * 512, wsrc + (size_t(i) * ksteps + ks) * 128, 512, &full[s]);
+                        }
+                    }
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
+    } else {
+        // ------------------------------- consumers -------------------------------
+        setmaxnreg_inc<C::kConsRegs>();
+        const int cw = tid >> 7;  // weight rows 64 cw .. 64 cw + 63 of the tile
+        const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
+        const uint32_t ring_a = smem_u32(ring);
+        int s = 0;
+        uint32_t phase = 0;
+        float acc[BX / 2];
+        uint32_t abuf[2][4][4];
+        for (int u = blockIdx.x; u < total; u += gridDim.x) {
+            const int t = u / splits, sp = u - t * splits;
+            const int nb = t / mt, mb = t - nb * mt;
+            const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
+            const int strip = nb * kStrips + cw * 4 + warp;
+            const bool active = strip < p.strips;
+            const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
+            auto load_meta = [&](int gi) -> uint2 {
+                return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
+            };
+            int gi = (k0 * 4) / p.gtiles, tig = k0 * 4 - gi * p.gtiles;
+            uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
+            wo::GroupCtx ctx;
+            uint32_t sg, sg8;
+            auto set_group = [&]() {
+                Fmt::template ctx<T>(cur.y, ctx);
+                wo::scale_pairs<T>(cur.x, sg, sg8);
+            };
+            set_group();
+            int prev = -1;
+            // One k-step (ws v1's): ab must not be the A registers of the still running previous group (the loop
+            // below is unrolled by two so that the two sets are distinct registers).
+            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
+                mbar_wait(&full[s], phase);
+                const uint32_t xa = ring_a + s * G::kSlot;
+                uint32_t wb[4];
+                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
+                             : "r"(xa + G::kXStage + (cw * 4 + warp) * 512 + lane * 16)
+                             : "memory");
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    uint32_t a[4];
+                    Fmt::template decode<T>(wb, nullptr, j, ctx, a);
+                    ab[j][0] = wo::mul_pair<T>(a[0], sg);
+                    ab[j][1] = wo::mul_pair<T>(a[1], sg8);
+                    ab[j][2] = wo::mul_pair<T>(a[2], sg);
+                    ab[j][3] = wo::mul_pair<T>(a[3], sg8);
+                    if (++tig == p.gtiles) {
+                        tig = 0;
+                        ++gi;
+                        cur = nxt;
+                        nxt = load_meta(gi + 1);
+                        set_group();
+                    }
+                }
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), ks > k0 || j > 0);
+                wgmma_commit();
+                wgmma_wait<1>();
+                // The previous step's group has completed: its slot (and its A registers) may be reused.
+                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+                prev = s;
+                if (++s == S) s = 0, phase ^= 1;
+            };
+            // Pairs unconditionally, then the odd tail (a conditional second step makes ptxas serialize the
+            // wgmmas, C7513; NOTES.md ws v1).
+            int ks = k0;
+            for (; ks + 1 < k1; ks += 2) {
+                step(ks, abuf[0]);
+                step(ks + 1, abuf[1]);
+            }
+            if (ks < k1) step(ks, abuf[0]);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc);
+            if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if (active) {
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
+                wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
+            }
+        }
+    }
+#endif
+#endif
+}
+
+template <class Fmt, typename T, int BX, int NC>
+bool available() {
+    cudaFuncAttributes attr{};
+    if (cudaFuncGetAttributes(&attr, ws4_kernel<Fmt, T, BX, NC, true>) != cudaSuccess) return false;
+    return attr.ptxVersion >= 90;
+}
+
+// K splits as launched: at least one k-step per split.
+inline int effective_splits(const Args& a, int splits) {
+    if (splits <= 1) return 1;
+    const int kper = (a.ksteps + splits - 1) / splits;
+    return (a.ksteps + kper - 1) / kper;
+}
+
+// Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle) and optionally of the weight
+// words (wmap: 2-D {ksteps * 128, strips} u32, box {128, 4 NC}, no swizzle). splits > 1 needs a.ws (f32 [M][N], zero).
+template <class Fmt, typename T, int BX, int NC>
+cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, cudaStream_t st,
+                   const CUtensorMap* wmap = nullptr) {
+    using C = Cta<NC>;
+    constexpr int smem = Geo<BX, NC>::kSmem;
+    auto kern = wmap ? ws4_kernel<Fmt, T, BX, NC, true> : ws4_kernel<Fmt, T, BX, NC, false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    splits = effective_splits(a, splits);
+    if (splits > 1 && a.ws == nullptr) return cudaErrorInvalidValue;
+    const int64_t units = int64_t((a.strips + C::kStrips - 1) / C::kStrips) * ((a.m + BX - 1) / BX) * splits;
+    const int grid = int(units < nsm ? units : nsm);
+    kern<<<grid, C::kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, splits);
+    return cudaGetLastError();
+}
+
+}  // namespace wows4
+}  // namespace lowbit
