@@ -694,6 +694,8 @@ int main(int argc, char** argv) {
         unsetenv("LOWBIT_BIP_WS_PINGPONG");
     }
     if (mode == "wsv6" || mode == "wsv6c" || mode == "wsv6t") {
+        // (The K-loop variants were removed from the library after ws v7: every LOWBIT_BIP_WS_PP_KLOOP value now runs
+        // ws v5's K loop; the mode stays for the tile-order comparison.)
         // ws v6 (kernels/bipolar/NOTES.md): the W1A1 ping-pong kernel's K loop and ring (LOWBIT_BIP_WS_PP_KLOOP =
         // unset: ws v5, one stage per commit group, wait_group 1; wait2: wait_group 2; pair: two stages per commit
         // group; sh5: one staging buffer shared by both warpgroups and 5 ring slots; sh5wait2: both) and its tile
@@ -794,6 +796,101 @@ int main(int argc, char** argv) {
         g_samp_plane = false;
         unsetenv("LOWBIT_BIP_WS_PINGPONG");
         unsetenv("LOWBIT_BIP_WS_PP_KLOOP");
+        unsetenv("LOWBIT_BIP_WS_GROUP");
+    }
+    if (mode == "wsv7c") {
+        // ws v7 (kernels/bipolar/NOTES.md): ping-pong consumers for every multi-plane instance (LOWBIT_BIP_WS_PINGPONG=1,
+        // tiles ws_planes.cu pp_bx / pp_wh). int32 against the CPU reference on odd shapes (K = 77 / 128 / 5248, one
+        // CTA alternating its warpgroups over many tiles, 2 / 3 / 5 CTAs, the ring wrapping inside tiles) and f16 /
+        // bf16 / int8 bit for bit against the synchronous kernel through the TMA stores and the direct stores.
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        unsetenv("LOWBIT_BIP_WS_SPLIT");
+        unsetenv("LOWBIT_BIP_WS_GROUP");
+        setenv("LOWBIT_BIP_WS_PINGPONG", "1", 1);
+        const int pairs[][2] = {{4, 2}, {2, 4}, {2, 2}, {4, 1}, {1, 2}, {2, 1}};  // (p = A bits, q = W bits)
+        for (const auto& pq : pairs) {
+            const int p = pq[0], q = pq[1], bx = lowbit_bip_ws_tile(p, q);
+            const int fail0 = g_fail, pass0 = g_pass;
+            check_gemm(p, q, 37, 133, 300, 0, 0, LOWBIT_BIP_PATH_WS);
+            check_gemm(p, q, 2 * bx + 5, 389, 2317, 0, 0, LOWBIT_BIP_PATH_WS, 3);
+            check_gemm(p, q, bx + 1, 257, 77, 0, 0, LOWBIT_BIP_PATH_WS, 2);
+            check_gemm(p, q, 333, 389, 1500, 0, 0, LOWBIT_BIP_PATH_WS, 1);  // one CTA: WG 0 / 1 alternate
+            check_gemm(p, q, 129, 200, 128, 0, 0, LOWBIT_BIP_PATH_WS, 1);   // K = one stage
+            check_gemm(p, q, 300, 260, 5248, 0, 0, LOWBIT_BIP_PATH_WS, 5);  // 41 stages, the ring wraps
+            for (int out : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16, LOWBIT_I8_OUT_I8}) {
+                check_ws_epilogue(p, q, bx + 9, 200, 1500, out, 216);
+                check_ws_epilogue(p, q, 4 * bx + 3, 520, 2317, out, 528, 1);
+                check_ws_epilogue(p, q, 3 * bx + 1, 136, 777, out);
+            }
+            check_ws_epilogue(p, q, 300, 1000, 3000, LOWBIT_I8_OUT_F16, 1000);
+            printf("wsv7 check W%dA%d (pingpong): %d passed, %d failed\n", q, p, g_pass - pass0, g_fail - fail0);
+            fflush(stdout);
+        }
+        unsetenv("LOWBIT_BIP_WS_PINGPONG");
+        return g_fail ? 1 : 0;
+    }
+    if (mode == "wsv7t") {
+        // ws v7 timings on a cool card (every timed op starts after 1 s idle, as lowbit-bench --cooldown-ms 1000), each
+        // with its median NVML SM clock: M = 4096, N = K = 8192 per pair, cuBLASLt int8, the cooperative ws kernel
+        // (LOWBIT_BIP_WS_PINGPONG=0) and ping-pong (=1), forward then reverse order; W1A1 8192^3 ping-pong with tile
+        // groups 4 (the plan's) / 2 / 8 (LOWBIT_BIP_WS_GROUP) against ws v3.
+        setenv("LOWBIT_BIP_WS_MULTICAST", "0", 1);
+        unsetenv("LOWBIT_BIP_WS_SPLIT");
+        unsetenv("LOWBIT_BIP_WS_GROUP");
+        samp_init();
+        g_samp_plane = true;
+        auto cool = [] { std::this_thread::sleep_for(std::chrono::milliseconds(1000)); };
+        auto lt_at = [&](int m, int reps) {
+            cool();
+            samp_start();
+            const float t = micro::bench_lt_int8(m, 8192, 8192, reps);
+            g_last_clk = samp_stop();
+            printf("wsv7 M=%d cublaslt-int8 %.1f us @ %u MHz\n", m, t * 1e3, g_last_clk.mhz);
+            fflush(stdout);
+            return t;
+        };
+        auto plane = [&](int p, int q, int m, const char* pp, const char* grp, const char* name, float lt, int reps) {
+            if (pp) setenv("LOWBIT_BIP_WS_PINGPONG", pp, 1); else unsetenv("LOWBIT_BIP_WS_PINGPONG");
+            if (grp) setenv("LOWBIT_BIP_WS_GROUP", grp, 1); else unsetenv("LOWBIT_BIP_WS_GROUP");
+            cool();
+            const float t = bench_plane(p, q, m, 8192, 8192, 0, 0, 0, reps);
+            printf("wsv7 M=%d W%dA%d %-8s %.1f us (%.3fx lt, %.0f eff TOPS) @ %u MHz\n", m, q, p, name, t * 1e3, lt / t,
+                   2.0 * m * 8192 * 8192 / (t * 1e-3) / 1e12, g_last_clk.mhz);
+            fflush(stdout);
+            return t;
+        };
+        for (const auto& pq : {std::make_pair(4, 2), std::make_pair(2, 4)}) {  // the p·q = 8 bars
+            const int p = pq.first, q = pq.second;
+            const float lt = lt_at(4096, 8);
+            plane(p, q, 4096, "0", nullptr, "coop", lt, 8);
+            plane(p, q, 4096, "1", nullptr, "pp", lt, 8);
+            plane(p, q, 4096, "1", nullptr, "pp", lt, 8);
+            plane(p, q, 4096, "0", nullptr, "coop", lt, 8);
+            lt_at(4096, 8);
+        }
+        {
+            const float lt = lt_at(4096, 8);
+            for (const auto& pq : {std::make_pair(2, 2), std::make_pair(4, 1), std::make_pair(1, 2), std::make_pair(2, 1)}) {
+                plane(pq.first, pq.second, 4096, "0", nullptr, "coop", lt, 10);
+                plane(pq.first, pq.second, 4096, "1", nullptr, "pp", lt, 10);
+            }
+            cool();
+            const float i8 = bench_i8core(4096, 8192, 8192);
+            printf("wsv7 M=4096 int8-core W8 %.1f us (%.3fx lt)\n", i8 * 1e3, lt / i8);
+        }
+        {
+            const float lt = lt_at(8192, 4);
+            plane(1, 1, 8192, nullptr, nullptr, "pp-g4", lt, 20);
+            plane(1, 1, 8192, nullptr, "2", "pp-g2", lt, 20);
+            plane(1, 1, 8192, nullptr, "8", "pp-g8", lt, 20);
+            plane(1, 1, 8192, "0", nullptr, "v3", lt, 20);
+            plane(1, 1, 8192, nullptr, "8", "pp-g8", lt, 20);
+            plane(1, 1, 8192, nullptr, "2", "pp-g2", lt, 20);
+            plane(1, 1, 8192, nullptr, nullptr, "pp-g4", lt, 20);
+            lt_at(8192, 4);
+        }
+        g_samp_plane = false;
+        unsetenv("LOWBIT_BIP_WS_PINGPONG");
         unsetenv("LOWBIT_BIP_WS_GROUP");
     }
     if (mode == "ncupp") {  // one W1A1 8192^3 call with ping-pong 128 x 128 and one W4A1 M = 4096, for ncu

@@ -7,7 +7,9 @@
 # defaults), `wsx` (ws v4: the transposed split-X tile LOWBIT_BIP_WS_SPLIT=2 for W4A1, its checks and timings against
 # split-X), `wspp` (ws v5: ping-pong consumers LOWBIT_BIP_WS_PINGPONG, checks + timings against the ws v3 kernel),
 # `wsppt` (those timings only), `wsv6` / `wsv6c` / `wsv6t` (ws v6: the ping-pong K-loop / ring variants
-# LOWBIT_BIP_WS_PP_KLOOP and the tile order, checks + timings with NVML clocks / checks only / timings only), `ncu1` / `ncu2` / `ncupp` (one W1A1 8192^3 / W4A1 M = 4096 call with the defaults /
+# LOWBIT_BIP_WS_PP_KLOOP and the tile order, checks + timings with NVML clocks / checks only / timings only; the
+# variants were removed after ws v7, so every LOWBIT_BIP_WS_PP_KLOOP value now runs ws v5's K loop), `wsv7c` / `wsv7t`
+# (ws v7: ping-pong for the multi-plane pairs, checks / cool-card timings with NVML clocks), `ncu1` / `ncu2` / `ncupp` (one W1A1 8192^3 / W4A1 M = 4096 call with the defaults /
 # with ping-pong forced, for ncu) or
 # `all` = check + bench (default); several modes comma-separated.
 # BIP_V3=1 also builds the v3 stage geometry and runs it with mode $2 (default bench); BIP_WS_SECTOR=1 the ws kernel

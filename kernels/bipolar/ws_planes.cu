@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
 #include "lowbit/bip_ws_gemm.cuh"
 #include "lowbit/tma_host.h"
@@ -144,9 +143,9 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
 }
 
 // LOWBIT_BIP_WS_PINGPONG (ws v5): ping-pong consumer warpgroups (lowbit/bip_ws_gemm.cuh ws_pp_kernel), each
-// warpgroup its own tile, their K loops alternating so one's drain + epilogue runs under the other's BGMMAs. Only for
-// W1A1 and W4A1. =1: on (W1A1 with 128 x 128 tiles per warpgroup, two m64n128k256 row blocks; W4A1 64 x 64 x 4
-// planes); =2: on, W1A1 with 64 x 256 tiles instead (measured 23% slower); =0: off; unset: pingpong_default.
+// warpgroup its own tile, their K loops alternating so one's drain + epilogue runs under the other's BGMMAs. Every
+// instance (tiles: pp_bx / pp_wh below; W1A1 128 x 128, two m64n128k256 row blocks; W4A1 64 x 64 x 4 planes). =1: on;
+// =2: on, W1A1 with 64 x 256 tiles instead (measured 23% slower); =0: off; unset: pingpong_default.
 int pingpong_env() {
     const char* v = getenv("LOWBIT_BIP_WS_PINGPONG");
     return v == nullptr || v[0] == 0 ? -1 : v[0] == '1' ? 1 : v[0] == '2' ? 2 : 0;
@@ -154,10 +153,26 @@ int pingpong_env() {
 
 // Default (H100, NOTES.md ws v5, same run): on for W1A1 (8192^3 136.3 -> 127.1 us short runs, 135.1 -> 132.7 us in
 // 200-call runs; M = 4096 69.0 -> 67.3 us), off for W4A1 (M = 4096 204.4 -> 216.9 us: its 64 x 64 x 4 tile fills
-// 1.67x the bytes per op of the split-X tile).
+// 1.67x the bytes per op of the split-X tile). ws v7 (H100, one process, every op from an idle card, M = 4096,
+// N = K = 8192): on for W2A4 (372.6 -> 350.1 us, 1.01 -> 1.08x cuBLASLt int8), W2A2 (198.1 -> 185.5), W2A1 (115.7 ->
+// 103.7) and W1A2 (111.3 -> 107.3); off for W4A2 (392.0 -> 409.7: 1.67x the fill bytes, as W4A1) and W1A4 (196.6 ->
+// 227.7).
 template <int P, int Q>
 constexpr bool pingpong_default() {
-    return P == 1 && Q == 1;
+    return (P == 1 && Q == 1) || (P == 4 && Q == 2) || (P == 2 && Q == 2) || (P == 1 && Q == 2) || (P == 2 && Q == 1);
+}
+
+// Ping-pong tile of one consumer warpgroup per instance (ws v7, NOTES.md): BX activation rows x WH 64-row weight
+// blocks, the largest with WH * Q * P * BX / 2 = 128 accumulators per thread and one wgmma N = P * BX <= 256. The
+// multi-plane tiles fill 32 KB per 1024-bit stage for half the ops of the cooperative kernel's 48 KB stage (1.33x the
+// bytes per op, as W1A1's 128 x 128), except the 4-plane weights (W4A1, W4A2: 40 KB, 1.67x of the split-X tile).
+template <int P, int Q>
+constexpr int pp_bx() {
+    return P == 1 ? (Q == 4 ? 64 : 128) : P == 2 ? (Q == 4 ? 32 : 64) : 32;
+}
+template <int P, int Q>
+constexpr int pp_wh() {
+    return (P == 1 && Q == 1) || (P == 2 && Q == 1) || (P == 4 && Q == 1) ? 2 : 1;
 }
 
 // Tile order of the W1A1 ping-pong kernel (ws v6, NOTES.md): the plan's group (bip_launch.cu ws_group: 4 for W1A1,
@@ -166,26 +181,14 @@ constexpr bool pingpong_default() {
 // (200-call runs), M = 4096 67.5-67.8 -> 65.1-65.3 us against ws v5's first rule (ceil(M / 256) tiles, capped by
 // L2 / 4: 4096 rows per group at 8192^3).
 
-// LOWBIT_BIP_WS_PP_KLOOP (ws v6, NOTES.md): the W1A1 ping-pong kernel's K loop and ring. Unset / "1": ws v5 (one
-// 1024-bit stage per wgmma commit group, wgmma.wait_group 1, 4 ring slots, a staging buffer per warpgroup);
-// "wait2": wgmma.wait_group 2 (three stages in flight per warpgroup, each slot released two stages later); "pair":
-// two stages per commit group (16 BGMMAs, one wait_group 1 and two slot releases per 2048 bits); "sh5": one staging
-// buffer shared by the two warpgroups, 5 ring slots; "sh5wait2": both. Returns 0 / 2 / 3 / 4 / 5.
-int pp_kloop_env() {
-    const char* v = getenv("LOWBIT_BIP_WS_PP_KLOOP");
-    if (v == nullptr) return 0;
-    if (strcmp(v, "wait2") == 0) return 2;
-    if (strcmp(v, "pair") == 0) return 3;
-    if (strcmp(v, "sh5") == 0) return 4;
-    if (strcmp(v, "sh5wait2") == 0) return 5;
-    return 0;
-}
+// (ws v6's K-loop / ring variants, LOWBIT_BIP_WS_PP_KLOOP, all measured slower, were removed after ws v7: code in
+// commit 0fa85a6, numbers in NOTES.md ws v6.)
 
 // One CTA per SM, grid = min(tiles, SMs); the tile is one warpgroup's (WH * 64 weight rows x BX activation rows).
-template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
+template <int P, int Q, int BX, int WH>
 cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
-    using G = PGeo<P, Q, BX, WH, SHS>;
+    using G = PGeo<P, Q, BX, WH>;
     const uint64_t cols = uint64_t(a.kchunks) * 16;
     CUtensorMap xmap, wmap;
     cudaError_t e = lowbit::tma::make_3d_sw128_u8(xmap, a.x, cols, uint64_t(a.m), P, uint64_t(a.ldx) * 4,
@@ -201,7 +204,7 @@ cudaError_t launch_pp(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         ystore = lowbit::tma::make_2d_sw128(ymap, CU_TENSOR_MAP_DATA_TYPE_UINT16, a.y, uint64_t(a.m), uint64_t(a.n),
                                             uint64_t(a.ldy) * 2, G::kOutRows, 64) == cudaSuccess;
     }
-    auto kern = ws_pp_kernel<P, Q, BX, WH, GS, WD, SHS>;
+    auto kern = ws_pp_kernel<P, Q, BX, WH>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem);
     if (e != cudaSuccess) return e;
     const int64_t tiles = int64_t((a.m + BX - 1) / BX) * ((a.n + G::kTW - 1) / G::kTW);
@@ -214,21 +217,14 @@ template <int P, int Q, int BX>
 cudaError_t launch(const lowbit::bip::Args& a, int nsm, int group, cudaStream_t st) {
     using namespace lowbit::bipws;
     if (nsm < 0) return available<P, Q, BX>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
-    if constexpr (P == 1 && (Q == 1 || Q == 4)) {  // ping-pong consumers (ws v5)
+    {  // ping-pong consumers (ws v5; every instance since ws v7)
         const int pe = pingpong_env();
         // (a forced LOWBIT_BIP_WS_MULTICAST=1 keeps the multicast kernel unless ping-pong is forced as well)
         if (pe > 0 || (pe < 0 && multicast_env() != 1 && pingpong_default<P, Q>())) {
-            if constexpr (Q == 1) {
+            if constexpr (P == 1 && Q == 1) {
                 if (pe == 2) return launch_pp<1, 1, 256, 1>(a, nsm, group, st);
-                const int kl = pp_kloop_env();
-                if (kl == 2) return launch_pp<1, 1, 128, 2, 1, 2>(a, nsm, group, st);
-                if (kl == 3) return launch_pp<1, 1, 128, 2, 2, 1>(a, nsm, group, st);
-                if (kl == 4) return launch_pp<1, 1, 128, 2, 1, 1, true>(a, nsm, group, st);
-                if (kl == 5) return launch_pp<1, 1, 128, 2, 1, 2, true>(a, nsm, group, st);
-                return launch_pp<1, 1, 128, 2>(a, nsm, group, st);
-            } else {
-                return launch_pp<1, 4, 64, 1>(a, nsm, group, st);
             }
+            return launch_pp<P, Q, pp_bx<P, Q>(), pp_wh<P, Q>()>(a, nsm, group, st);
         }
     }
     const int env = multicast_env();

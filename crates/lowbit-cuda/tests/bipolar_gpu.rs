@@ -298,6 +298,48 @@ fn gpu_bipolar_ws_pingpong_both_warpgroups() {
     }
 }
 
+/// ws v7: the ping-pong consumers of the multi-plane instances that take them by default (W2A4, W2A2, W2A1, W1A2;
+/// kernels/bipolar/ws_planes.cu `pingpong_default`), on a shape with more ping-pong tiles than SMs (M = 2049,
+/// N = 1032: 289–1105 tiles of 64 × 32 … 128 × 64), so both consumer warpgroups of every CTA run and take turns;
+/// K = 1333: 11 stages, the ring wraps inside tiles, the last stage partial. int32 exact against the popcount
+/// reference, then the f16 epilogue with weight offsets through the TMA stores (N a multiple of 8) bit for bit.
+/// `LOWBIT_BIP_WS_PINGPONG=0` runs the same checks on the cooperative kernel.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_ws_pingpong_multi_plane() {
+    let Some(dev) = device_or_skip("gpu_bipolar_ws_pingpong_multi_plane") else { return };
+    let ws = BipConfig { mapping: Some(BipMapping::Planes), plane_path: Some(BipPlanePath::Ws), ..Default::default() };
+    let (m, n, k) = (2049usize, 1032usize, 1333usize);
+    // (activation bits p, weight bits q)
+    for (p, q) in [(4u32, 2u32), (2, 2), (1, 2), (2, 1)] {
+        let w = rand_bipolar(n, k, q, true, 93 + u64::from(p * 10 + q));
+        let x = rand_bipolar(m, k, p, false, 94 + u64::from(p * 10 + q));
+        let g = BipolarGemm::new(&dev, &w, p).unwrap();
+        if g.ws_tile(&dev).unwrap() == 0 {
+            eprintln!("SKIP gpu_bipolar_ws_pingpong_multi_plane W{q}A{p}: no ws instance on this device");
+            continue;
+        }
+        let want = bipolar_gemm_popcount(&x, &w).unwrap();
+        let got = run_i32(&dev, &g, &x, ws).unwrap();
+        check_exact(&format!("ws ping-pong W{q}A{p}"), &got, &want);
+        let acts = g.upload_activations(&dev, &x).unwrap();
+        let plan = g.plan(&dev, m, ws).unwrap();
+        let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+        g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
+        let got16: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+        let want16 = epilogue_ref(&x, &w, &want);
+        if let Some(i) = got16.iter().zip(&want16).position(|(a, b)| a != b) {
+            panic!(
+                "ws ping-pong W{q}A{p} f16: first difference at m={} n={}: got {:#06x} want {:#06x}",
+                i / n,
+                i % n,
+                got16[i],
+                want16[i]
+            );
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_bipolar_act_quant_matches_cpu() {

@@ -20,8 +20,8 @@
 //   memory bandwidth).
 //   ws_pp_kernel (ws v5, below): ping-pong consumers, each warpgroup its own tile (W1A1: 128 x 128, the library
 //   default for W1A1), K loops alternating under an ordered mbarrier pair so one's epilogue overlaps the other's BGMMAs;
-//   ws v6 template switches GS / WD / SHS (stages per commit group, wait_group depth, one shared staging buffer with
-//   a fifth ring slot) are harness A/B variants, all measured slower (NOTES.md ws v6).
+//   since ws v7 the default for W2A4 / W2A2 / W2A1 / W1A2 as well. (ws v6's K-loop and ring variants, all measured
+//   slower, were removed after ws v7; their code is in commit 0fa85a6, their numbers in NOTES.md ws v6.)
 //
 // A stage = 128 bytes of K (1024 bits) of every plane of both operands, loaded by TWO 3-D TMA copies straight
 // from the lowbit-core plane layout (no repack): the weight map is (bytes, N rows, Q planes) with box
@@ -72,6 +72,41 @@ struct RowVecs {
     uint32_t sx[BX];
     float rs[BX], rc[BX];
 };
+
+// One consumer thread's share of a tile's row vectors in registers (rows ct + 128 r of the tile), loaded before the
+// K loop (load_rows) and stored into the warpgroup's RowVecs after it (stash_rows); rows >= BX or >= M read 0.
+template <int BX>
+struct RowRegs {
+    static constexpr int kRPT = (BX + 127) / 128;  // tile rows per thread
+    uint32_t sx[kRPT];
+    float rs[kRPT], rc[kRPT];
+};
+
+template <int BX>
+__device__ __forceinline__ RowRegs<BX> load_rows(const Args& p, int m0, int ct) {
+    RowRegs<BX> v;
+#pragma unroll
+    for (int r = 0; r < RowRegs<BX>::kRPT; ++r) {
+        const int m = m0 + ct + 128 * r;
+        const bool ok = ct + 128 * r < BX && m < p.m;
+        v.sx[r] = ok ? uint32_t(__ldg(p.sx + m)) : 0u;
+        v.rs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
+        v.rc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
+    }
+    return v;
+}
+
+template <int BX>
+__device__ __forceinline__ void stash_rows(RowVecs<BX>& rv, const RowRegs<BX>& v, int ct) {
+#pragma unroll
+    for (int r = 0; r < RowRegs<BX>::kRPT; ++r) {
+        if (ct + 128 * r < BX) {
+            rv.sx[ct + 128 * r] = v.sx[r];
+            rv.rs[ct + 128 * r] = v.rs[r];
+            rv.rc[ct + 128 * r] = v.rc[r];
+        }
+    }
+}
 
 // Shared-memory plan (ws v2): the ring of S slots plus the output staging buffer of the TMA-store epilogue
 // (store_tile_tma): per consumer warpgroup OR rows x 128 bytes (its 64 f16 / bf16 columns of OR activation rows),
@@ -655,7 +690,6 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
         uint32_t phase = 0;
         int32_t acc[Q][R / 2];
         const int ct = tid & 127;            // thread within the consumer warpgroup
-        constexpr int RPT = (BX + 127) / 128;  // tile rows per thread for the row vectors
         // Release of a consumed slot: one arrive per warp on the slot's empty barrier of every CTA that writes it.
         // MC: lane r of each warp arrives on CTA r's barrier (both in one instruction slot, as CUTLASS spreads its
         // cluster arrives over the warp's lanes), with the default .release.cta semantics (tma.cuh: the explicit
@@ -675,16 +709,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
             const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
             ColVals cv{};
             if (tma_out) cv = load_cols<P, Q>(p, nr);
-            uint32_t lsx[RPT];
-            float lrs[RPT], lrc[RPT];
-#pragma unroll
-            for (int r = 0; r < RPT; ++r) {
-                const int m = m0 + ct + 128 * r;
-                const bool ok = ct + 128 * r < BX && m < p.m;
-                lsx[r] = ok ? uint32_t(__ldg(p.sx + m)) : 0u;
-                lrs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
-                lrc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
-            }
+            const RowRegs<BX> lrow = load_rows<BX>(p, m0, ct);
             // SX == 2: this thread's 2 activation rows and 16 weight columns, loaded before the K loop.
             TCols<SX == 2> tc;
             if constexpr (SX == 2) tc = load_tcols<P, Q>(p, nb * TW + 2 * tq, m0 + warp * 16 + g);
@@ -755,14 +780,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_plane_kernel(const __grid_cons
                 RowVecs<BX>& rv = rowv[cw];
                 if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();
                 asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-#pragma unroll
-                for (int r = 0; r < RPT; ++r) {
-                    if (ct + 128 * r < BX) {
-                        rv.sx[ct + 128 * r] = lsx[r];
-                        rv.rs[ct + 128 * r] = lrs[r];
-                        rv.rc[ct + 128 * r] = lrc[r];
-                    }
-                }
+                stash_rows<BX>(rv, lrow, ct);
                 asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
                 if (tma_out) {
                     unsigned char* ob = outbuf + cw * G::kOutBytes;
@@ -839,11 +857,7 @@ constexpr int out_rows_pp(int avail, int slot, int bx, int want, int wh) {
                                                                                : out_rows_pp(avail, slot, bx / 2, want, wh);
 }
 
-// SHS (ws v6, harness / LOWBIT_BIP_WS_PP_KLOOP only): ONE whole-tile staging buffer shared by the two consumer
-// warpgroups instead of one each (their epilogues alternate: tile i + 1's epilogue writes the buffer after tile i's
-// TMA stores have read it, an mbarrier handed over by tile i's issuing thread), which frees a fifth 32 KB ring slot
-// for W1A1 without splitting the staging into passes.
-template <int P, int Q, int BX, int WH, bool SHS = false>
+template <int P, int Q, int BX, int WH>
 struct PGeo {
     static constexpr int kR = P * BX;                  // stacked X rows
     static constexpr int kTW = 64 * WH;                // weight rows per (warpgroup) tile
@@ -852,21 +866,20 @@ struct PGeo {
     static constexpr int kWStage = Q * kWPlane;
     static constexpr int kXStage = kR * kStageBytes;
     static constexpr int kSlot = kWStage + kXStage;
-    // as Geo, plus the two order barriers
+    // as Geo, plus the order barriers (24 bytes: ws v6 had three)
     static constexpr int kAvail = kSmemLimit - 1024 - 2 * 8 * 8 - 24 - 2 * int(sizeof(RowVecs<BX>)) - 256;
     // whole-tile staging while it leaves LOWBIT_BIP_WS_PP_SLOTS slots (4 x 512 cycles of BGMMA at peak for W1A1),
     // else passes of half the rows
     static constexpr int kOutRowsPref = out_rows_pp(kAvail, kSlot, BX, LOWBIT_BIP_WS_PP_SLOTS, WH);
-    static constexpr int kOutRows = SHS ? BX : kOutRowsPref ? kOutRowsPref : out_rows_pp(kAvail, kSlot, BX, 3, WH);
+    static constexpr int kOutRows = kOutRowsPref ? kOutRowsPref : out_rows_pp(kAvail, kSlot, BX, 3, WH);
     static constexpr int kOutHalf = kOutRows * kStageBytes;  // one 64-column block's staging
     static constexpr int kOutBytes = WH * kOutHalf;          // per consumer warpgroup
-    static constexpr int kOutBufs = SHS ? 1 : 2;             // staging buffers
-    static constexpr int kStages = ring_slots(kAvail - kOutBufs * kOutBytes, kSlot);
-    static constexpr int kSmem = kStages * kSlot + kOutBufs * kOutBytes + 1024;
+    static constexpr int kStages = ring_slots(kAvail - 2 * kOutBytes, kSlot);
+    static constexpr int kSmem = kStages * kSlot + 2 * kOutBytes + 1024;
     static_assert(kOutRows >= 16 && BX % kOutRows == 0, "no room for the output staging buffer");
 };
 
-template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
+template <int P, int Q, int BX, int WH>
 __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constant__ Args p,
                                                              const __grid_constant__ CUtensorMap xmap,
                                                              const __grid_constant__ CUtensorMap wmap, int group,
@@ -875,16 +888,14 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
-    using G = PGeo<P, Q, BX, WH, SHS>;
+    using G = PGeo<P, Q, BX, WH>;
     constexpr int S = G::kStages;
     constexpr int R = G::kR;
     static_assert(S >= 3, "ring too small");
     static_assert(BX % 8 == 0 && R <= 256, "wgmma N = P * BX: a multiple of 8, at most 256");
     static_assert(WH * Q * R <= 256, "accumulators: WH * Q * P * BX / 2 registers per thread");
-    static_assert(GS >= 1 && WD >= 1 && GS * (WD + 1) <= S, "held + awaited stages must fit the ring");
     extern __shared__ unsigned char smem_raw[];
-    // order[2] (SHS only): the shared staging buffer's "read by the copy engine" hand-over, one phase per tile
-    __shared__ __align__(8) uint64_t full[S], empty[S], order[SHS ? 3 : 2];
+    __shared__ __align__(8) uint64_t full[S], empty[S], order[2];
     __shared__ RowVecs<BX> rowv[2];  // per consumer warpgroup
     const uint32_t raw = tma::smem_u32(smem_raw);
     unsigned char* ring = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
@@ -899,7 +910,6 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
         }
         tma::mbar_init(&order[0], 4);  // hand-overs to warpgroup 0 (from warpgroup 1's 4 warps)
         tma::mbar_init(&order[1], 4);
-        if constexpr (SHS) tma::mbar_init(&order[SHS ? 2 : 0], 1);  // (the issuing thread of each tile's stores)
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
@@ -938,12 +948,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
         const int g = lane >> 2, tq = lane & 3;
         const int ct = tid & 127;
         const uint32_t ring_a = tma::smem_u32(ring);
-        unsigned char* ob = outbuf + (SHS ? 0 : cw * G::kOutBytes);
+        unsigned char* ob = outbuf + cw * G::kOutBytes;
         const bool tma_out = ystore && (p.epi.out == i8::kOutF16 || p.epi.out == i8::kOutBf16);
         int s = 0;
         uint32_t phase = 0, turn = 0;
         int32_t acc[WH][Q][R / 2];
-        constexpr int RPT = (BX + 127) / 128;
         int i = 0;
         for (int t = int(blockIdx.x); t < total; t += int(gridDim.x), ++i) {
             if ((i & 1) != cw) {  // the other warpgroup's tile: skip its ring positions
@@ -959,16 +968,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
             ColVals cv[WH];
 #pragma unroll
             for (int h = 0; h < WH; ++h) cv[h] = tma_out ? load_cols<P, Q>(p, nr + 64 * h) : ColVals{};
-            uint32_t lsx[RPT];
-            float lrs[RPT], lrc[RPT];
-#pragma unroll
-            for (int r = 0; r < RPT; ++r) {
-                const int m = m0 + ct + 128 * r;
-                const bool ok = ct + 128 * r < BX && m < p.m;
-                lsx[r] = ok ? uint32_t(__ldg(p.sx + m)) : 0u;
-                lrs[r] = p.epi.rs ? (ok ? __ldg(p.epi.rs + m) : 0.f) : p.epi.rs_val;
-                lrc[r] = p.epi.rc && ok ? __ldg(p.epi.rc + m) : 0.f;
-            }
+            const RowRegs<BX> lrow = load_rows<BX>(p, m0, ct);
 #pragma unroll
             for (int h = 0; h < WH; ++h)
 #pragma unroll
@@ -976,7 +976,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #pragma unroll
                     for (int e = 0; e < R / 2; ++e) acc[h][j][e] = 0;
             tma::mbar_wait(&order[cw], (turn & 1u) ^ (cw == 0 ? 1u : 0u));  // my turn for the tensor pipe
-            if constexpr (GS == 1 && WD == 1) {  // ws v5 (the default): one stage per group, wait_group 1
+            {  // K loop (ws v5): one 1024-bit stage per wgmma commit group, wgmma.wait_group 1
                 int prev = -1;
                 for (int ks = 0; ks < ksteps; ++ks) {
                     tma::mbar_wait(&full[s], phase);
@@ -1017,83 +1017,6 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #pragma unroll
                     for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
                 if (prev >= 0 && lane == 0) tma::mbar_arrive(&empty[prev]);
-            } else {  // ws v6 (NOTES.md, harness / LOWBIT_BIP_WS_PP_KLOOP only)
-                // K loop: groups of GS stages (one wgmma commit group each; the last group of a tile may be shorter),
-                // WD groups left in flight by wgmma.wait_group WD; a group's slots are released once it has completed.
-                // Ring slots are consumed in order, so the unreleased ones are the `pend` slots from `rs` on.
-                int rs = s, pend = 0;
-                // (every full wait of a group comes before its wgmma.fence: a try_wait loop between the fence and the
-                // BGMMAs makes ptxas serialize them, C7520)
-                auto wait_full = [&](int u) {
-                    const int su = s + u < S ? s + u : s + u - S;
-                    tma::mbar_wait(&full[su], s + u < S ? phase : phase ^ 1u);
-                };
-                auto stage = [&]() {  // one 1024-bit stage (its slot is full): issue its 4 x Q x WH BGMMAs
-                    const uint32_t wa = ring_a + s * G::kSlot;
-                    const uint32_t xa = wa + G::kWStage;
-#pragma unroll
-                    for (int kk = 0; kk < kStageBytes / 32; ++kk) {
-                        const uint64_t db = tma::desc_sw128(xa + 32 * kk);
-#pragma unroll
-                        for (int j = 0; j < Q; ++j)
-#pragma unroll
-                            for (int h = 0; h < WH; ++h)  // plane j's row block h: 64 rows = 8 KB from the plane start
-                                wgmma_ss_b1<R>(acc[h][j], tma::desc_sw128(wa + j * G::kWPlane + h * 8192 + 32 * kk), db,
-                                               1);
-                    }
-                    if (++s == S) s = 0, phase ^= 1;
-                };
-                auto fence_acc = [&]() {
-#pragma unroll
-                    for (int h = 0; h < WH; ++h)
-#pragma unroll
-                        for (int j = 0; j < Q; ++j) wgmma_fence_regs_s32(acc[h][j]);
-                };
-                int ks = 0;
-                for (; ks + GS <= ksteps; ks += GS) {
-#pragma unroll
-                    for (int u = 0; u < GS; ++u) wait_full(u);
-                    wgmma_fence();
-                    fence_acc();
-#pragma unroll
-                    for (int u = 0; u < GS; ++u) stage();
-                    wgmma_commit();
-                    fence_acc();
-                    wgmma_wait<WD>();
-                    pend += GS;
-                    if (pend > WD * GS) {  // the group WD before this one has completed: release its GS slots
-#pragma unroll
-                        for (int u = 0; u < GS; ++u) {
-                            if (lane == 0) tma::mbar_arrive(&empty[rs]);
-                            if (++rs == S) rs = 0;
-                        }
-                        pend -= GS;
-                    }
-                }
-                if constexpr (GS > 1) {
-                    if (ks < ksteps) {  // GS = 2: one stage left (odd stage count)
-                        wait_full(0);
-                        wgmma_fence();
-                        fence_acc();
-                        stage();
-                        wgmma_commit();
-                        fence_acc();
-                        ++pend;
-                    }
-                }
-                // Every BGMMA of this tile is issued: hand the tensor pipe to the other warpgroup, then drain.
-                __syncwarp();
-                if (lane == 0) tma::mbar_arrive(&order[cw ^ 1]);
-                ++turn;
-                wgmma_wait<0>();
-                fence_acc();
-#pragma unroll
-                for (int u = 0; u < WD * GS + 1; ++u) {  // at most WD full groups + a short last one are unreleased
-                    if (u < pend) {
-                        if (lane == 0) tma::mbar_arrive(&empty[rs]);
-                        if (++rs == S) rs = 0;
-                    }
-                }
             }
             // Recovery per row block (as ws_plane_kernel): T into acc[h][0][4 ii + e].
 #pragma unroll
@@ -1112,18 +1035,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
                     }
             RowVecs<BX>& rv = rowv[cw];
             if (tma_out && ct == 0) tma::bulk_wait_group_read<0>();  // this warpgroup's previous stores have read
-            if constexpr (SHS) {  // the previous tile's (the other warpgroup's) stores have read the shared buffer
-                if (tma_out && i > 0) tma::mbar_wait(&order[SHS ? 2 : 0], uint32_t(i - 1) & 1u);
-            }
             consumer_bar(cw);
-#pragma unroll
-            for (int r = 0; r < RPT; ++r) {
-                if (ct + 128 * r < BX) {
-                    rv.sx[ct + 128 * r] = lsx[r];
-                    rv.rs[ct + 128 * r] = lrs[r];
-                    rv.rc[ct + 128 * r] = lrc[r];
-                }
-            }
+            stash_rows<BX>(rv, lrow, ct);
             consumer_bar(cw);
 #pragma unroll
             for (int h = 0; h < WH; ++h) {
@@ -1158,12 +1071,6 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
                     }
                 }
             }
-            if constexpr (SHS) {  // hand the shared staging buffer to the next tile once the copy engine has read it
-                if (tma_out && ct == 0) {
-                    tma::bulk_wait_group_read<0>();
-                    tma::mbar_arrive(&order[SHS ? 2 : 0]);
-                }
-            }
         }
         // The CTA's shared memory must outlive the copy engine's reads of the last staged tile.
         if (ystore && ct == 0) tma::bulk_wait_group_read<0>();
@@ -1172,10 +1079,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_pp_kernel(const __grid_constan
 #endif
 }
 
-template <int P, int Q, int BX, int WH, int GS = 1, int WD = 1, bool SHS = false>
+template <int P, int Q, int BX, int WH>
 bool available_pp() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<P, Q, BX, WH, GS, WD, SHS>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_pp_kernel<P, Q, BX, WH>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
