@@ -4,7 +4,9 @@
 //
 // Instances: the large tile of kernels/bipolar/README.md (BX = the most activation rows with P * BX <= 256 and
 // P * Q * BX <= 256) for every P * Q <= 8 with Q <= 4 (Q >= 5 leaves fewer than 3 ring slots of 128-byte stages),
-// each one CTA per SM and as 2-CTA multicast clusters; for Q = 4 also the split-X tile (the default there).
+// each one CTA per SM and as 2-CTA multicast clusters; for Q = 4 also the split-X tile (the default there); and each
+// with ping-pong consumers (ws v5 / v7: tile per warpgroup pp_bx x 64 pp_wh; the default for W1A1, W2A4, W2A2, W2A1,
+// W1A2, pingpong_default), W1A1 also with 64 x 256 tiles (LOWBIT_BIP_WS_PINGPONG=2).
 #include <cuda.h>
 #include <cuda_runtime.h>
 
