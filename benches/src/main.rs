@@ -146,7 +146,8 @@ struct BipolarArgs {
     /// M values, comma-separated. Default: 1,16,256,1024,4096,8192.
     #[arg(long = "m")]
     m: Option<String>,
-    /// (weight, activation) bit pairs: w{q}a{p},... (q, p in 1..=8), `default` or `all` (q, p in {1,2,3,4,8}).
+    /// (weight, activation) bit pairs: w{q}a{p},... (q, p in 1..=8), `default` (the acceptance rows, W8A8 included),
+    /// `all` (every q, p in 1..=8) or `issue` (q, p in {1,2,3,4,8}).
     #[arg(long, default_value = "default")]
     pairs: String,
     #[command(flatten)]

@@ -269,6 +269,8 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     const int esize = out == LOWBIT_I8_OUT_I32 ? 4 : out == LOWBIT_I8_OUT_I8 ? 1 : 2;
     LOWBIT_REQUIRE(lowbit::is_aligned(y, esize), LOWBIT_ERR_ALIGNMENT);
     LOWBIT_REQUIRE((epi->row_corr == nullptr) == (epi->col_corr == nullptr), LOWBIT_ERR_INVALID_ARGUMENT);
+    // The plane kernels' epilogue has one rank-1 term (the int8 core's second one is for its bipolar mapping).
+    LOWBIT_REQUIRE(epi->row_corr2 == nullptr && epi->col_corr2 == nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
     if (out == LOWBIT_I8_OUT_I8)
         LOWBIT_REQUIRE(epi->out_scales != nullptr || (epi->out_scale > 0.f && epi->out_scale < INFINITY),
                        LOWBIT_ERR_INVALID_ARGUMENT);
@@ -300,7 +302,8 @@ extern "C" lowbit_status lowbit_bip_gemm(const lowbit_bip_operand* x, const lowb
     a.ws = pl.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
     a.counters = pl.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + pl.counters_off) : nullptr;
     a.epi = lowbit::i8::Epilogue{out,           epi->row_scale, epi->row_scale_value, epi->col_scale,
-                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales};
+                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales,
+                                 nullptr,       nullptr};  // no second rank-1 term on the plane path (checked above)
     a.y = y;
     a.ldy = ldy;
 

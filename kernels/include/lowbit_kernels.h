@@ -360,7 +360,8 @@ lowbit_status lowbit_wo_gather_columns(const lowbit_wo_weight *w, const void *x,
  * int8 tensor-core GEMM (kernels/int8): W8A8 and W4A8.
  *
  *   acc[m, n] = sum_k X[m, k] * Wq[n, k]          exact int32 (X int8 [m, k] row-major, `ldx` bytes apart)
- *   y[m, n]   = ((f32(acc) * rs[m]) * cs[n] + rc[m] * cc[n]) + bias[n]   (each step rounded once, f32)
+ *   y[m, n]   = (((f32(acc) * rs[m]) * cs[n] + rc[m] * cc[n]) + rc2[m] * cc2[n]) + bias[n]
+ *             (each step rounded once, f32; each correction one fused multiply-add; absent terms skipped)
  *
  * Wq is the int8 weight (LOWBIT_I8_W8) or the 4-bit weight expanded to int8 as q * s, q = u - 8 in -8..7,
  * s the integer group scale 1..16 (LOWBIT_I8_W4; lowbit-core int8::W4A8Weight). The output is f16, bf16,
@@ -466,6 +467,15 @@ typedef struct lowbit_i8_epilogue {
      * otherwise gives saturated codes, never a fault). Ignored by the other output types.
      */
     const float *out_scales;
+    /**
+     * [m] and [n] second rank-1 correction y += row_corr2[m] * col_corr2[n] (after the first, before the bias):
+     * both or neither (NULL: absent, no cost). The bipolar GEMM's int8 mapping of 8-bit activations with 8-bit
+     * weights (or with weight offsets) needs two rank-1 terms. The bipolar plane kernels take no second term
+     * (LOWBIT_ERR_INVALID_ARGUMENT when set there).
+     */
+    const float *row_corr2;
+    /** See row_corr2. */
+    const float *col_corr2;
 } lowbit_i8_epilogue;
 
 /** Launch overrides (tests, benchmarks); 0 in a field = automatic. */
@@ -492,7 +502,7 @@ int64_t lowbit_i8_gemm_workspace_bytes(const lowbit_i8_weight *w, int64_t m, con
  * arrival counters clean up after themselves), so one workspace serves any number of calls on one stream
  * (never two concurrent calls). `cfg` may be NULL.
  * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL pointers, unknown enum,
- * a lone correction vector, out_scale <= 0 for int8 output, bad config, workspace too small),
+ * a lone correction vector (of either pair), out_scale <= 0 for int8 output, bad config, workspace too small),
  * LOWBIT_ERR_NO_KERNEL (wgmma requested where it cannot run), LOWBIT_ERR_CUDA.
  */
 lowbit_status lowbit_i8_gemm(const lowbit_i8_weight *w, const int8_t *x, int64_t ldx, int64_t m,
@@ -523,7 +533,8 @@ lowbit_status lowbit_act_quant(const void *x, int64_t ldx, void *residual, const
  * Y_int[m, n] = sum_k v_x[m, k] * v_w[n, k] exact in int32 for p-bit activations x q-bit weights, where a
  * b-bit code u means v = 2u - (2^b - 1); then the int8 GEMM's epilogue (lowbit_i8_epilogue, the same formula:
  * y = f32(Y_int) * row_scale[m] * col_scale[n] (+ row_corr[m] * col_corr[n]) (+ bias[n]), or Y_int for
- * LOWBIT_I8_OUT_I32). The int8 mapping of the same product runs through lowbit_i8_gemm (lowbit-cuda chooses).
+ * LOWBIT_I8_OUT_I32; row_corr2 / col_corr2 must be NULL here). The int8 mapping of the same product runs through
+ * lowbit_i8_gemm (lowbit-cuda chooses).
  * Limits (LOWBIT_ERR_SHAPE): 1 <= rows < 2^31, 1 <= k, k * (2^p - 1) * (2^q - 1) < 2^31, ld >= ceil(k / 32),
  * plane_stride >= rows * ld; plane bits beyond k zero up to the next multiple of 128 columns (the kernel reads
  * whole 16-byte chunks). Alignment (LOWBIT_ERR_ALIGNMENT): planes 16-byte aligned, ld a multiple of 4

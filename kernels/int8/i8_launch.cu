@@ -338,6 +338,10 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
                                         int64_t workspace_bytes, const lowbit_i8_config* cfg, int32_t num_sms,
                                         void* stream) {
     LOWBIT_REQUIRE(x != nullptr && epi != nullptr && y != nullptr, LOWBIT_ERR_INVALID_ARGUMENT);
+    // The second rank-1 pair: both or neither, 4-byte aligned (checked before planning: host-only, testable on CPU).
+    LOWBIT_REQUIRE((epi->row_corr2 == nullptr) == (epi->col_corr2 == nullptr), LOWBIT_ERR_INVALID_ARGUMENT);
+    LOWBIT_REQUIRE(lowbit::is_aligned(epi->row_corr2, 4) && lowbit::is_aligned(epi->col_corr2, 4),
+                   LOWBIT_ERR_ALIGNMENT);
     Plan p{};
     const lowbit_status ps = make_plan(w, m, cfg, sm_count(num_sms), p);
     if (ps.code != LOWBIT_OK) return ps;
@@ -378,7 +382,8 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     a.ws = p.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
     a.counters = p.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + p.counters_off) : nullptr;
     a.epi = lowbit::i8::Epilogue{out,          epi->row_scale, epi->row_scale_value, epi->col_scale,
-                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales};
+                                 epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales,
+                                 epi->row_corr2, epi->col_corr2};
     a.y = y;
     a.ldy = ldy;
 

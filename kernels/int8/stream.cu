@@ -95,8 +95,11 @@ __host__ __device__ constexpr int x_budget(int sp) { return sp == 8 ? 176 * 1024
 // The 2-bit format reads activations as W8 does (16 bytes at 16t of a 64-byte window).
 __host__ __device__ constexpr int x_pad(int f) { return f == kW4 || f == kBip4 ? 16 : 64; }
 
-// Epilogue vectors in shared memory: rs, rc [MT] and cs, cc, bias [32 SP] floats.
-__host__ __device__ constexpr int evec_bytes(int mt, int sp) { return (2 * mt + 3 * 32 * sp) * 4; }
+// Epilogue vectors in shared memory: rs, rc [MT] and cs, cc, bias [32 SP] floats, then (only when the second rank-1
+// term is present: `two`, so that launches without it keep their shared-memory size) rc2 [MT] and cc2 [32 SP].
+__host__ __device__ constexpr int evec_bytes(int mt, int sp, bool two = false) {
+    return (2 * mt + 3 * 32 * sp + (two ? mt + 32 * sp : 0)) * 4;
+}
 
 // Largest steps_per_split whose activation tile fits x_budget (2-bit: even, a unit is two 128-column steps).
 __host__ __device__ constexpr int max_steps(int mt, int f, int sp) {
@@ -333,15 +336,17 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     }
     {
         // Epilogue vectors (after griddepcontrol.wait: a previous kernel may have written them). Layout in evec:
-        // rs [MT], rc [MT], cs [R], cc [R], bias [R]; only rows < M and columns < N are copied (only those are read).
+        // rs [MT], rc [MT], cs [R], cc [R], bias [R], then rc2 [MT], cc2 [R] (evec_bytes); only rows < M and columns < N
+        // are copied (only those are read).
         const Epilogue& e = p.epi;
-        const float* src[5] = {e.rs, e.rc, e.cs, e.cc, e.bias};
-        const int len[5] = {min(MT, p.m), min(MT, p.m), min(R, p.n - n0), min(R, p.n - n0), min(R, p.n - n0)};
-        const int off[5] = {0, MT, 2 * MT, 2 * MT + R, 2 * MT + 2 * R};
+        const float* src[7] = {e.rs, e.rc, e.cs, e.cc, e.bias, e.rc2, e.cc2};
+        const int len[7] = {min(MT, p.m),     min(MT, p.m),     min(R, p.n - n0), min(R, p.n - n0),
+                            min(R, p.n - n0), min(MT, p.m),     min(R, p.n - n0)};
+        const int off[7] = {0, MT, 2 * MT, 2 * MT + R, 2 * MT + 2 * R, 2 * MT + 3 * R, 3 * MT + 3 * R};
 #pragma unroll
-        for (int v = 0; v < 5; ++v) {
+        for (int v = 0; v < 7; ++v) {
             if (src[v] == nullptr) continue;
-            const float* sv = v < 2 ? src[v] : src[v] + n0;
+            const float* sv = v < 2 || v == 5 ? src[v] : src[v] + n0;
             for (int i = tid; i < len[v]; i += kThreads) cp_async4(evec + off[v] + i, sv + i);
         }
         cp_async_commit();
@@ -542,6 +547,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     if (es.cs) es.cs = evec + 2 * MT - n0;
     if (es.cc) es.cc = evec + 2 * MT + R - n0;
     if (es.bias) es.bias = evec + 2 * MT + 2 * R - n0;
+    if (es.rc2) es.rc2 = evec + 2 * MT + 3 * R, es.cc2 = evec + 3 * MT + 3 * R - n0;
 #ifdef LOWBIT_STREAM_PROBE
     if (tlo) tlo[3] = gtime();
     if (probe & 4) {  // timing probe: no epilogue / split-K finish (acc kept live by a store that never happens)
@@ -606,7 +612,7 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
         return cudaFuncGetAttributes(&attr, kern);
     }
     const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(F)) + red_bytes(SP) +
-                        (GS ? size_t(32 * SP) * a.steps_per_split : 0) + evec_bytes(MT, SP);
+                        (GS ? size_t(32 * SP) * a.steps_per_split : 0) + evec_bytes(MT, SP, a.epi.rc2 != nullptr);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
     cudaLaunchConfig_t cfg{};

@@ -49,8 +49,8 @@ pub const DEFAULT_MS: [usize; 6] = [1, 16, 256, 1024, 4096, 8192];
 pub const DEFAULT_SHAPES: &str = "8192x8192,28672x8192,8192x28672,4096x4096";
 
 /// Default `(q, p)` pairs: every row of the issue's acceptance table (W1A1, W2A2, W1A4, W4A1, W2A4, W4A2, the
-/// "others" W4A4, W2A8, W4A8) and the decode targets (W2 / W4 weights at M = 1 with A2 / A4 / A8).
-pub const DEFAULT_PAIRS: &str = "w1a1,w2a2,w1a4,w4a1,w2a4,w4a2,w4a4,w2a8,w4a8";
+/// "others" W4A4, W2A8, W4A8, W8A8) and the decode targets (W2 / W4 weights at M = 1 with A2 / A4 / A8).
+pub const DEFAULT_PAIRS: &str = "w1a1,w2a2,w1a4,w4a1,w2a4,w4a2,w4a4,w2a8,w4a8,w8a8";
 
 /// Rows quantized per (shape, q); the rest repeat them.
 pub const CHUNK_ROWS: usize = 512;
@@ -94,10 +94,14 @@ impl Pair {
         Ok(Pair { q, p })
     }
 
-    /// Parses a comma-separated list; `all` = every pair of [`ISSUE_BITS`]², `default` = [`DEFAULT_PAIRS`].
+    /// Parses a comma-separated list; `all` = every pair with `q, p ∈ 1..=8` (64, the issue's "every other p,q ≤ 8"
+    /// row), `issue` = every pair of [`ISSUE_BITS`]² (25), `default` = [`DEFAULT_PAIRS`].
     pub fn parse_list(s: &str) -> Result<Vec<Pair>> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("all") {
+            return Ok((1..=8).flat_map(|q| (1..=8).map(move |p| Pair { q, p })).collect());
+        }
+        if t.eq_ignore_ascii_case("issue") {
             return Ok(ISSUE_BITS.iter().flat_map(|&q| ISSUE_BITS.iter().map(move |&p| Pair { q, p })).collect());
         }
         if t.eq_ignore_ascii_case("default") {
@@ -818,8 +822,15 @@ mod tests {
             assert!(Pair::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Pair::parse_list("w1a1, w2a2,w1a1").unwrap(), vec![Pair { q: 1, p: 1 }, Pair { q: 2, p: 2 }]);
-        assert_eq!(Pair::parse_list("all").unwrap().len(), 25);
-        assert_eq!(Pair::parse_list("default").unwrap().len(), 9);
+        let all = Pair::parse_list("all").unwrap();
+        assert_eq!(all.len(), 64);
+        for (q, p) in [(1, 1), (3, 3), (5, 7), (8, 8), (7, 5)] {
+            assert!(all.contains(&Pair { q, p }), "W{q}A{p} in all");
+        }
+        assert_eq!(Pair::parse_list("issue").unwrap().len(), 25);
+        let default = Pair::parse_list("default").unwrap();
+        assert_eq!(default.len(), 10);
+        assert!(default.contains(&Pair { q: 8, p: 8 }), "W8A8 in the default pairs");
         assert!(Pair::parse_list(" , ").is_err());
         assert_eq!(serde_json::to_string(&MappingSel::Int8).unwrap(), "\"int8\"");
         assert_eq!(serde_json::to_string(&BipBaseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");

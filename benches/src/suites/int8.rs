@@ -380,6 +380,8 @@ fn run_shape(
                     bias: 0,
                     out_scale: 1.0,
                     os: 0,
+                    rc2: 0,
+                    cc2: 0,
                 };
                 let epis: Vec<RawEpilogue> = st.copies.iter().map(|g| epi(g, I8Out::F16)).collect();
                 let cu = stream.cu_stream().cast();

@@ -403,6 +403,9 @@ pub struct Epilogue {
     pub col_scale: Option<Vec<f32>>,
     /// `[m]` × `[n]` rank-1 correction.
     pub correction: Option<(Vec<f32>, Vec<f32>)>,
+    /// `[m]` × `[n]` second rank-1 correction, applied after the first (the bipolar GEMM's int8 mapping of
+    /// 8-bit activations with 8-bit weights or weight offsets needs two).
+    pub correction2: Option<(Vec<f32>, Vec<f32>)>,
     /// `[n]` bias.
     pub bias: Option<Vec<f32>>,
     /// int8 output scale (when `out_scales` is `None`).
@@ -412,8 +415,8 @@ pub struct Epilogue {
 }
 
 impl Epilogue {
-    /// `v = ((f32(acc) · rs[m]) · cs[n] + rc[m] · cc[n]) + bias[n]`, each operation rounded once (the
-    /// correction as one fused multiply-add), exactly as the kernel computes it.
+    /// `v = (((f32(acc) · rs[m]) · cs[n] + rc[m] · cc[n]) + rc2[m] · cc2[n]) + bias[n]`, each operation rounded
+    /// once (each correction as one fused multiply-add), exactly as the kernel computes it.
     pub fn value(&self, acc: i32, m: usize, n: usize) -> f32 {
         let rs = self.row_scale.as_ref().map_or(self.row_scale_value, |v| v[m]);
         let mut v = acc as f32 * rs;
@@ -421,6 +424,9 @@ impl Epilogue {
             v *= cs[n];
         }
         if let Some((rc, cc)) = &self.correction {
+            v = rc[m].mul_add(cc[n], v);
+        }
+        if let Some((rc, cc)) = &self.correction2 {
             v = rc[m].mul_add(cc[n], v);
         }
         if let Some(b) = &self.bias {
@@ -674,6 +680,10 @@ mod tests {
         };
         assert_eq!(e.value(4, 0, 0), 4.0 * 0.5 * 3.0 + 0.25 + 1.0);
         assert_eq!(e.value(4, 1, 0), 4.0 * 2.0 * 3.0 - 0.25 + 1.0);
+        // the second rank-1 term comes after the first, before the bias
+        let e2 = Epilogue { correction2: Some((vec![2.0, 0.5], vec![-4.0])), ..e.clone() };
+        assert_eq!(e2.value(4, 0, 0), 4.0 * 0.5 * 3.0 + 0.25 - 8.0 + 1.0);
+        assert_eq!(e2.value(4, 1, 0), 4.0 * 2.0 * 3.0 - 0.25 - 2.0 + 1.0);
         assert_eq!(e.to_i8(1000.0), 127);
         assert_eq!(e.to_i8(-1000.0), -128);
         assert_eq!(e.to_i8(0.75), 2); // 1.5 rounds to even

@@ -6,8 +6,9 @@
 //!   as `Σ 2^(i+j)·D_ij` in registers with the popcount correction — the winner when `p·q` is small;
 //! - [`BipMapping::Int8`]: the values themselves through the int8 core ([`Int8Gemm`], wgmma s8 / IMMA): a value of
 //!   `b ≤ 7` bits fits int8 as is; an 8-bit value `v = 2ŝ + 1` enters as `ŝ = u − 128` and the epilogue's scale
-//!   and rank-1 correction vectors restore `Y_int` (`2·acc + Σ v` of the other side). Cases that would need a
-//!   rank-2 correction (8-bit activations with 8-bit weights, or with weight offsets) have no int8 mapping.
+//!   and rank-1 correction vectors restore `Y_int` (`2·acc + Σ v` of the other side). 8-bit activations with
+//!   8-bit weights (`Y = 4·acc + S_x[m] + S_w[n] − K`) or with weight offsets use the int8 core's second rank-1
+//!   epilogue term ([`I8Epilogue::correction2`]): `a_x[m]·(a_w·(S_w − K))[n]` and `(a_x·S_x)[m]·a_w[n]`.
 //!   At `M ≤` [`PACKED_MAX_M`] weights of `q ≤ 4` bits (K % 32 == 0) run as packed 2- / 4-bit codes on the int8
 //!   core's streaming kernel (`v = 2u − (2^q − 1)` applied exactly in int32 there; same accumulator, q/8 of the
 //!   weight bytes; `kernels/int8/NOTES.md` v10); the weight is then held in both forms on the device.
@@ -121,13 +122,15 @@ pub fn int8_operand(codes: &[u8], bits: u32) -> Vec<i8> {
     codes.iter().map(|&u| if bits == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 }).collect()
 }
 
-/// `Y_int` (`[m, n]`) from the int8 mapping's accumulator `acc = Σ op_x·op_w` and the value row sums of both sides:
-/// `Y = fx·fw·acc + (p = 8: S_w[n]) + (q = 8: S_x[m])`, `f = 2` for an 8-bit side (`v = 2ŝ + 1`). W8A8 (no int8
-/// mapping) is outside its domain.
+/// `Y_int` (`[m, n]`) from the int8 mapping's accumulator `acc = Σ op_x·op_w` over depth `k` and the value row sums
+/// of both sides: `Y = fx·fw·acc + (p = 8: S_w[n]) + (q = 8: S_x[m]) − (p = q = 8: K)`, `f = 2` for an 8-bit side
+/// (`v = 2ŝ + 1`, so `Σ 2ŝ = S − K`).
+#[allow(clippy::too_many_arguments)]
 pub fn exact_from_int8_parts(
     acc: &[i32],
     m: usize,
     n: usize,
+    k: usize,
     p: u32,
     q: u32,
     x_sums: &[i32],
@@ -144,19 +147,72 @@ pub fn exact_from_int8_parts(
             if q == 8 {
                 v += x_sums[r] as i64;
             }
+            if p == 8 && q == 8 {
+                v -= k as i64;
+            }
             v
         })
         .collect()
 }
 
-/// Which activation vector the int8 mapping's row correction uses.
+/// The int8 mapping's epilogue vectors of a weight (host side): `y = f32(acc)·a_x[m]·col_scale[n] (+ row1[m]·col1[n])
+/// (+ (a_x·S_x)[m]·col2[n])` equals `a_x·(a_w·Y + b_w·S_x)` (the plane mapping's epilogue) up to f32 rounding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int8EpilogueVectors {
+    /// `fx·fw·a_w` (`f = 2` for an 8-bit side).
+    pub col_scale: Vec<f32>,
+    /// First rank-1 term: its row vector and `[N]` column vector.
+    pub corr: Option<(Int8RowVector, Vec<f32>)>,
+    /// Second rank-1 term (row vector always `a_x·S_x`): `[N]` column vector.
+    pub corr2: Option<Vec<f32>>,
+}
+
+/// Which activation vector a rank-1 term of the int8 mapping uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RowCorr {
-    None,
-    /// `a_x` (8-bit activations: `+ a_x · (a_w · S_w)`).
+pub enum Int8RowVector {
+    /// `a_x` (8-bit activations: `+ a_x · (a_w · (S_w − [q = 8]·K))`).
     Scales,
     /// `a_x · S_x` (weight offsets, or 8-bit weights).
     ScaledSums,
+}
+
+/// [`Int8EpilogueVectors`] for `p`-bit activations and a `q`-bit weight with channel scales `a_w`, optional offsets
+/// `b_w`, value row sums `S_w` and depth `k`. With 8-bit activations and (8-bit weights or offsets) both terms are
+/// present: the `a_x` term first, the `a_x·S_x` term second; a single term always goes first.
+pub fn int8_epilogue_vectors(
+    p: u32,
+    q: u32,
+    k: usize,
+    scales: &[f32],
+    offsets: Option<&[f32]>,
+    w_sums: &[i32],
+) -> Int8EpilogueVectors {
+    let fx = if p == 8 { 2.0f32 } else { 1.0 };
+    let fw = if q == 8 { 2.0f32 } else { 1.0 };
+    let col_scale = scales.iter().map(|s| s * fx * fw).collect();
+    // p = 8: Y = fw·2·acc + S_w[n] (− K for q = 8): a_x[m] · (a_w (S_w − K))[n]; |S_w − K| < 2^24, exact in f32.
+    let kq = if q == 8 { k as i64 } else { 0 };
+    let by_scales: Option<Vec<f32>> =
+        (p == 8).then(|| scales.iter().zip(w_sums).map(|(s, &sw)| s * (sw as i64 - kq) as f32).collect());
+    // q = 8: + S_x[m] · a_w[n]; offsets: + S_x[m] · b_w[n] (the plane mapping's a_x S_x b_w): (a_x S_x)[m] · (..)[n].
+    let by_sums: Option<Vec<f32>> = (q == 8 || offsets.is_some()).then(|| {
+        scales
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match (q == 8, offsets) {
+                (true, Some(o)) => s + o[i],
+                (true, None) => *s,
+                (false, Some(o)) => o[i],
+                (false, None) => 0.0,
+            })
+            .collect()
+    });
+    let (corr, corr2) = match (by_scales, by_sums) {
+        (Some(a), b) => (Some((Int8RowVector::Scales, a)), b),
+        (None, Some(b)) => (Some((Int8RowVector::ScaledSums, b)), None),
+        (None, None) => (None, None),
+    };
+    Int8EpilogueVectors { col_scale, corr, corr2 }
 }
 
 #[derive(Debug, Clone)]
@@ -166,8 +222,10 @@ struct Int8Side {
     /// what the int8 mapping runs at `M ≤` [`PACKED_MAX_M`] (same accumulator, a quarter / half of the bytes).
     packed: Option<Int8Gemm>,
     col_scale: CudaSlice<f32>,
-    col_corr: Option<CudaSlice<f32>>,
-    row_corr: RowCorr,
+    /// The first rank-1 term's row vector and column vector.
+    corr: Option<(Int8RowVector, CudaSlice<f32>)>,
+    /// The second rank-1 term's column vector (row vector `a_x·S_x`).
+    corr2: Option<CudaSlice<f32>>,
 }
 
 /// Largest M at which the int8 mapping runs the packed-code weight (the int8 core's streaming kernel).
@@ -279,28 +337,11 @@ impl BipolarGemm {
         // The int8 mapping: operands are the values (b <= 7) or u - 128 (b = 8).
         let (int8, int8_missing) = if !k.is_multiple_of(16) {
             (None, "K is not a multiple of 16 (int8 core)")
-        } else if p == 8 && (q == 8 || w.offsets.is_some()) {
-            (None, "8-bit activations with 8-bit weights or weight offsets need a rank-2 correction")
         } else {
             let unsigned = w.codes();
             let codes = int8_operand(&unsigned, q);
-            let fx = if p == 8 { 2.0f32 } else { 1.0 };
-            let fw = if q == 8 { 2.0f32 } else { 1.0 };
-            let cs: Vec<f32> = w.scales.iter().map(|s| s * fx * fw).collect();
-            let off = w.offsets.as_ref();
-            let (col_corr, row_corr) = if p == 8 {
-                // Y = 2 acc + S_w[n]: + a_x[m] · (a_w S_w)[n].
-                let cc: Vec<f32> = w.scales.iter().zip(&host_row_sums).map(|(s, &sw)| s * sw as f32).collect();
-                (Some(cc), RowCorr::Scales)
-            } else if q == 8 {
-                // Y = 2 acc + S_x[m]: + (a_x S_x)[m] · a_w[n] (+ (a_x S_x)[m] · b_w[n]).
-                let cc: Vec<f32> = w.scales.iter().enumerate().map(|(i, s)| s + off.map_or(0.0, |o| o[i])).collect();
-                (Some(cc), RowCorr::ScaledSums)
-            } else if let Some(o) = off {
-                (Some(o.clone()), RowCorr::ScaledSums)
-            } else {
-                (None, RowCorr::None)
-            };
+            let v = int8_epilogue_vectors(p, q, k, &w.scales, w.offsets.as_deref(), &host_row_sums);
+            let cs = v.col_scale;
             let gemm = Int8Gemm::new_w8_codes(dev, &codes, n, k, &cs)?;
             let packed = if q <= 4 && k.is_multiple_of(32) {
                 Some(Int8Gemm::new_bipolar_codes(dev, &unsigned, q, n, k, &cs)?)
@@ -311,8 +352,8 @@ impl BipolarGemm {
                 gemm,
                 packed,
                 col_scale: upload(dev, &cs)?,
-                col_corr: col_corr.map(|c| upload(dev, &c)).transpose()?,
-                row_corr,
+                corr: v.corr.map(|(r, c)| upload(dev, &c).map(|c| (r, c))).transpose()?,
+                corr2: v.corr2.map(|c| upload(dev, &c)).transpose()?,
             };
             (Some(side), "")
         };
@@ -669,16 +710,16 @@ impl BipolarGemm {
                     launcher: LAUNCHER,
                     detail: format!("int8 mapping: {}", self.int8_missing),
                 })?;
-                let rc = match side.row_corr {
-                    RowCorr::None => None,
-                    RowCorr::Scales => Some(&acts.scales),
-                    RowCorr::ScaledSums => Some(&acts.row_corr),
+                let row = |r: Int8RowVector| match r {
+                    Int8RowVector::Scales => &acts.scales,
+                    Int8RowVector::ScaledSums => &acts.row_corr,
                 };
                 let epi = I8Epilogue {
                     out,
                     row_scale: RowScale::PerToken(&acts.scales),
                     col_scale: Some(&side.col_scale),
-                    correction: rc.zip(side.col_corr.as_ref()),
+                    correction: side.corr.as_ref().map(|(r, c)| (row(*r), c)),
+                    correction2: side.corr2.as_ref().map(|c| (&acts.row_corr, c)),
                     bias: None,
                     out_scale: 1.0,
                     out_scales: None,
@@ -754,22 +795,28 @@ impl BipolarGemm {
                     detail: format!("int8 mapping: {}", self.int8_missing),
                 })?;
                 let ptr = |s: &CudaSlice<f32>| s.device_ptr(stream).0;
-                let rc = match side.row_corr {
-                    RowCorr::None => 0,
-                    RowCorr::Scales => ptr(&acts.scales),
-                    RowCorr::ScaledSums => ptr(&acts.row_corr),
-                };
-                let cc = side.col_corr.as_ref().map_or(0, ptr);
+                let (rc, cc) = side.corr.as_ref().map_or((0, 0), |(r, c)| {
+                    (
+                        match r {
+                            Int8RowVector::Scales => ptr(&acts.scales),
+                            Int8RowVector::ScaledSums => ptr(&acts.row_corr),
+                        },
+                        ptr(c),
+                    )
+                });
+                let (rc2, cc2) = side.corr2.as_ref().map_or((0, 0), |c| (ptr(&acts.row_corr), ptr(c)));
                 let epi = RawEpilogue {
                     out,
                     rs: ptr(&acts.scales),
                     rs_val: 0.0,
                     cs: ptr(&side.col_scale),
-                    rc: if cc == 0 { 0 } else { rc },
-                    cc: if rc == 0 { 0 } else { cc },
+                    rc,
+                    cc,
                     bias: 0,
                     out_scale: 1.0,
                     os: 0,
+                    rc2,
+                    cc2,
                 };
                 let gemm = side.gemm_for(m);
                 let i8plan = gemm.plan(dev, m, I8Config::default())?;
@@ -832,6 +879,9 @@ impl BipolarGemm {
             bias: std::ptr::null(),
             out_scale: 1.0,
             out_scales: std::ptr::null(),
+            // The plane kernels take one rank-1 term (the launcher rejects a second).
+            row_corr2: std::ptr::null(),
+            col_corr2: std::ptr::null(),
         };
         let cfg = sys::lowbit_bip_config {
             bx: plan.config.bx.unwrap_or(0) as i32,
@@ -865,7 +915,7 @@ impl BipolarGemm {
     /// `Y_int` from the int8 mapping's raw accumulator (`[M, N]`, [`I8Out::I32`]) and the activations' value row
     /// sums: `Y = fx·fw·acc + (p = 8: S_w) + (q = 8: S_x)` (8-bit sides enter as `ŝ`, `v = 2ŝ + 1`).
     pub fn exact_from_int8(&self, acc: &[i32], m: usize, x_row_sums: &[i32]) -> Vec<i64> {
-        exact_from_int8_parts(acc, m, self.n, self.p, self.q, x_row_sums, &self.host_row_sums)
+        exact_from_int8_parts(acc, m, self.n, self.k, self.p, self.q, x_row_sums, &self.host_row_sums)
     }
 }
 
@@ -919,10 +969,15 @@ pub struct MappingKernels {
 ///   ws v7, kernels/bipolar/NOTES.md; M = 8192 795.9 / 789.7 against 784.8 / 839.7). Elsewhere the int8 core stays:
 ///   28672×8192 12% ahead at M = 8192, 4096² 17% at M = 4096, 8192×28672 3% at M = 4096 (seventh session's suite).
 /// - M ≥ 1024 and `p·q = 1`: bit planes (even the synchronous plane kernel beats the int8 core for W1A1).
-/// - Everything else: the int8 core.
+/// - Everything else, and W8A8 at every M: the int8 core.
 ///
 /// Where the preferred mapping does not exist the other one runs; `None` when neither does.
 pub fn auto_mapping(kn: &MappingKernels, p: u32, q: u32, m: usize, n: usize, k: usize) -> Option<BipMapping> {
+    if p == 8 && q == 8 {
+        // W8A8: 64 plane products and no plane instance for p·q = 64; the int8 core (IGMMA, two rank-1 epilogue
+        // terms) runs it at every M.
+        return if kn.int8 { Some(BipMapping::Int8) } else { kn.planes.then_some(BipMapping::Planes) };
+    }
     let pq = p * q;
     let ws_runs = kn.ws_tile > 0 && n.div_ceil(128) * m.div_ceil(kn.ws_tile as usize) >= kn.sms as usize;
     let prefer_planes = if m <= PACKED_MAX_M && kn.int8_packed && (2..=4).contains(&q) {
@@ -1016,26 +1071,91 @@ mod tests {
         assert_eq!(auto(&planes_only, 4, 4, 4096, 8192, 8192), Some(Planes));
         let none = MappingKernels { planes: false, ws_tile: 0, int8: false, int8_packed: false, sms: 132 };
         assert_eq!(auto(&none, 2, 2, 4096, 8192, 8192), None);
+        // W8A8: the int8 core at every M (even where a plane instance would exist).
+        for m in [1, 16, 64, 256, 4096] {
+            assert_eq!(auto(&h100, 8, 8, m, 8192, 8192), Some(Int8), "W8A8 m={m}");
+            assert_eq!(auto(&unpacked, 8, 8, m, 28672, 8192), Some(Int8), "W8A8 m={m}");
+        }
+        assert_eq!(auto(&planes_only, 8, 8, 4096, 8192, 8192), Some(Planes));
+        assert_eq!(auto(&none, 8, 8, 1, 8192, 8192), None);
     }
 
-    /// The int8 mapping's algebra, on the CPU for every (p, q) but W8A8: int8 operands, an exact int32 product
+    /// The int8 mapping's algebra, on the CPU for every (p, q), W8A8 included: int8 operands, an exact int32 product
     /// (lowbit-core's int8 reference GEMM) and the correction give the bipolar product exactly.
     #[test]
     fn int8_mapping_is_exact_for_every_pq() {
         let (m, n, k) = (5, 7, 83);
         for p in 1..=8u32 {
             for q in 1..=8u32 {
-                if p == 8 && q == 8 {
-                    continue;
-                }
                 let cx: Vec<u8> = (0..m * k).map(|i| ((i * 131 + p as usize * 7) % (1 << p)) as u8).collect();
                 let cw: Vec<u8> = (0..n * k).map(|i| ((i * 197 + q as usize * 3) % (1 << q)) as u8).collect();
                 let x = BipolarMatrix::from_codes(m, k, p, Granularity::PerChannel, &cx, vec![1.0; m], None).unwrap();
                 let w = BipolarMatrix::from_codes(n, k, q, Granularity::PerChannel, &cw, vec![1.0; n], None).unwrap();
                 let acc = lowbit_core::int8::gemm_i32(&int8_operand(&cx, p), m, k, &int8_operand(&cw, q), n);
-                let got = exact_from_int8_parts(&acc, m, n, p, q, &value_sums(&x), &value_sums(&w));
+                let got = exact_from_int8_parts(&acc, m, n, k, p, q, &value_sums(&x), &value_sums(&w));
                 let want: Vec<i64> = lowbit_core::reference::bipolar_gemm_exact(&x, &w).unwrap().into_iter().collect();
                 assert_eq!(got, want, "W{q}A{p}");
+            }
+        }
+    }
+
+    /// The int8 mapping's epilogue vectors, on the CPU for every (p, q) with and without weight offsets: the int8
+    /// core's epilogue (lowbit-core `Epilogue::value`, both rank-1 terms, the kernel's f32 operation order) on the
+    /// exact accumulator gives `a_x·(a_w·Y + b_w·S_x)` (f64 reference) to f32 rounding; W8A8 and A8 with offsets
+    /// use the second term, every other pair at most one.
+    #[test]
+    fn int8_epilogue_vectors_give_the_scaled_product() {
+        let (m, n, k) = (6, 9, 211);
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f64 / (1u64 << 31) as f64) as f32
+        };
+        for p in 1..=8u32 {
+            for q in 1..=8u32 {
+                for with_off in [false, true] {
+                    let cx: Vec<u8> = (0..m * k).map(|_| (rnd() * (1 << p) as f32) as u8).collect();
+                    let cw: Vec<u8> = (0..n * k).map(|_| (rnd() * (1 << q) as f32) as u8).collect();
+                    let ax: Vec<f32> = (0..m).map(|_| 0.01 + 0.02 * rnd()).collect();
+                    let aw: Vec<f32> = (0..n).map(|_| 0.005 + 0.01 * rnd()).collect();
+                    let bw: Option<Vec<f32>> = with_off.then(|| (0..n).map(|_| rnd() - 0.5).collect());
+                    let g = Granularity::PerChannel;
+                    let x = BipolarMatrix::from_codes(m, k, p, g, &cx, ax.clone(), None).unwrap();
+                    let w = BipolarMatrix::from_codes(n, k, q, g, &cw, aw.clone(), bw.clone()).unwrap();
+                    let (sx, sw) = (value_sums(&x), value_sums(&w));
+                    let v = int8_epilogue_vectors(p, q, k, &aw, bw.as_deref(), &sw);
+                    let two = p == 8 && (q == 8 || with_off);
+                    assert_eq!(v.corr2.is_some(), two, "W{q}A{p} offsets {with_off}");
+                    assert_eq!(v.corr.is_some(), p == 8 || q == 8 || with_off, "W{q}A{p} offsets {with_off}");
+                    let axsx: Vec<f32> = ax.iter().zip(&sx).map(|(a, &s)| a * s as f32).collect();
+                    let row = |r: Int8RowVector| if r == Int8RowVector::Scales { ax.clone() } else { axsx.clone() };
+                    let e = lowbit_core::int8::Epilogue {
+                        row_scale: Some(ax.clone()),
+                        col_scale: Some(v.col_scale.clone()),
+                        correction: v.corr.as_ref().map(|(r, c)| (row(*r), c.clone())),
+                        correction2: v.corr2.as_ref().map(|c| (axsx.clone(), c.clone())),
+                        ..Default::default()
+                    };
+                    let acc = lowbit_core::int8::gemm_i32(&int8_operand(&cx, p), m, k, &int8_operand(&cw, q), n);
+                    let y = lowbit_core::reference::bipolar_gemm_exact(&x, &w).unwrap();
+                    for r in 0..m {
+                        for c in 0..n {
+                            let off = bw.as_ref().map_or(0.0, |b| b[c] as f64 * sx[r] as f64);
+                            let want = ax[r] as f64 * (aw[c] as f64 * y[[r, c]] as f64 + off);
+                            // The terms' magnitudes bound the f32 rounding of the sum (a few ulps of each).
+                            let mag = ax[r] as f64
+                                * (aw[c] as f64 * (4 * acc[r * n + c]).unsigned_abs() as f64
+                                    + aw[c] as f64 * (sw[c].unsigned_abs() as f64 + k as f64)
+                                    + (aw[c] as f64 + bw.as_ref().map_or(0.0, |b| b[c].abs() as f64))
+                                        * sx[r].unsigned_abs() as f64);
+                            let got = e.value(acc[r * n + c], r, c) as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-6 * mag + 1e-30,
+                                "W{q}A{p} offsets {with_off} ({r}, {c}): got {got} want {want} (scale {mag})"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

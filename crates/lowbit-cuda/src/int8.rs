@@ -6,7 +6,7 @@
 //! split-K workspace; [`Int8Gemm::run`] launches on the device's stream, [`Int8Gemm::run_raw`] on any stream
 //! with raw pointers (PyTorch). The math, exact in int32 before the epilogue:
 //!
-//! `y[m, n] = ((f32(Σ_k x[m, k] · wq[n, k]) · rs[m]) · cs[n] + rc[m] · cc[n]) + bias[n]`
+//! `y[m, n] = (((f32(Σ_k x[m, k] · wq[n, k]) · rs[m]) · cs[n] + rc[m] · cc[n]) + rc2[m] · cc2[n]) + bias[n]`
 //!
 //! with `cs` defaulting to the weight's channel scales; the CPU oracle is [`lowbit_core::int8`].
 //! [`act_quant`] quantizes f16 / bf16 activations to int8 with per-token scales, optionally fused with a
@@ -101,6 +101,9 @@ pub struct I8Epilogue<'a> {
     pub col_scale: Option<&'a CudaSlice<f32>>,
     /// Rank-1 correction `rc[M] · cc[N]`.
     pub correction: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
+    /// Second rank-1 correction `rc2[M] · cc2[N]`, added after the first (the bipolar GEMM's int8 mapping of
+    /// W8A8 needs two); `None` costs nothing.
+    pub correction2: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
     /// Bias `[N]`.
     pub bias: Option<&'a CudaSlice<f32>>,
     /// Output scale of [`I8Out::I8`] (when `out_scales` is `None`).
@@ -112,8 +115,68 @@ pub struct I8Epilogue<'a> {
 impl<'a> I8Epilogue<'a> {
     /// Scales only (`y = acc · rs[m] · cs[n]`) into `out`.
     pub fn scaled(out: I8Out, row_scale: RowScale<'a>) -> Self {
-        Self { out, row_scale, col_scale: None, correction: None, bias: None, out_scale: 1.0, out_scales: None }
+        Self {
+            out,
+            row_scale,
+            col_scale: None,
+            correction: None,
+            correction2: None,
+            bias: None,
+            out_scale: 1.0,
+            out_scales: None,
+        }
     }
+
+    /// The lengths of the vectors it holds (what [`check_epilogue_lens`] checks).
+    fn lens(&self) -> EpilogueLens {
+        EpilogueLens {
+            row_scale: match self.row_scale {
+                RowScale::PerToken(s) => Some(s.len()),
+                RowScale::PerTensor(_) => None,
+            },
+            col_scale: self.col_scale.map(|c| c.len()),
+            correction: self.correction.map(|(r, c)| (r.len(), c.len())),
+            correction2: self.correction2.map(|(r, c)| (r.len(), c.len())),
+            bias: self.bias.map(|b| b.len()),
+            out_scales: self.out_scales.map(|o| o.len()),
+        }
+    }
+}
+
+/// Element counts of an epilogue's optional vectors (`None` = absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EpilogueLens {
+    /// Per-token row scales.
+    pub row_scale: Option<usize>,
+    /// Column scales.
+    pub col_scale: Option<usize>,
+    /// First rank-1 correction (row, column).
+    pub correction: Option<(usize, usize)>,
+    /// Second rank-1 correction (row, column).
+    pub correction2: Option<(usize, usize)>,
+    /// Bias.
+    pub bias: Option<usize>,
+    /// Per-column int8 output scales.
+    pub out_scales: Option<usize>,
+}
+
+/// Checks the epilogue's vectors against `m` rows and `n` columns: every row vector needs `≥ m` elements, every
+/// column vector `≥ n` ([`CudaError::BufferSize`] naming the vector otherwise). Host-only.
+pub fn check_epilogue_lens(l: &EpilogueLens, m: usize, n: usize) -> Result<()> {
+    let want = |what: &'static str, have: Option<usize>, want: usize| -> Result<()> {
+        match have {
+            Some(h) if h < want => Err(CudaError::BufferSize { what, expected: want, got: h }),
+            _ => Ok(()),
+        }
+    };
+    want("row scales", l.row_scale, m)?;
+    want("column scales", l.col_scale, n)?;
+    want("row correction", l.correction.map(|c| c.0), m)?;
+    want("column correction", l.correction.map(|c| c.1), n)?;
+    want("second row correction", l.correction2.map(|c| c.0), m)?;
+    want("second column correction", l.correction2.map(|c| c.1), n)?;
+    want("bias", l.bias, n)?;
+    want("output scales", l.out_scales, n)
 }
 
 /// Bytes per output element of `out`.
@@ -410,25 +473,7 @@ impl Int8Gemm {
                 return Err(CudaError::BufferSize { what, expected: want, got: have });
             }
         }
-        let vec_len = |what: &'static str, s: &CudaSlice<f32>, want: usize| -> Result<()> {
-            if s.len() < want { Err(CudaError::BufferSize { what, expected: want, got: s.len() }) } else { Ok(()) }
-        };
-        if let RowScale::PerToken(s) = epi.row_scale {
-            vec_len("row scales", s, m)?;
-        }
-        if let Some(c) = epi.col_scale {
-            vec_len("column scales", c, self.n)?;
-        }
-        if let Some((rc, cc)) = epi.correction {
-            vec_len("row correction", rc, m)?;
-            vec_len("column correction", cc, self.n)?;
-        }
-        if let Some(b) = epi.bias {
-            vec_len("bias", b, self.n)?;
-        }
-        if let Some(o) = epi.out_scales {
-            vec_len("output scales", o, self.n)?;
-        }
+        check_epilogue_lens(&epi.lens(), m, self.n)?;
         let have = workspace.as_ref().map_or(0, |w| w.len());
         if have < plan.workspace_bytes {
             return Err(CudaError::BufferSize {
@@ -450,6 +495,10 @@ impl Int8Gemm {
             Some((a, b)) => (ptr(a.device_ptr(stream)), ptr(b.device_ptr(stream))),
             None => (0, 0),
         };
+        let (rc2, cc2) = match epi.correction2 {
+            Some((a, b)) => (ptr(a.device_ptr(stream)), ptr(b.device_ptr(stream))),
+            None => (0, 0),
+        };
         let bias = epi.bias.map_or(0, |b| ptr(b.device_ptr(stream)));
         let os = epi.out_scales.map_or(0, |o| ptr(o.device_ptr(stream)));
         let xp = ptr(x.device_ptr(stream));
@@ -461,7 +510,7 @@ impl Int8Gemm {
             }
             None => (0, None),
         };
-        let raw = RawEpilogue { out: epi.out, rs, rs_val, cs, rc, cc, bias, out_scale: epi.out_scale, os };
+        let raw = RawEpilogue { out: epi.out, rs, rs_val, cs, rc, cc, bias, out_scale: epi.out_scale, os, rc2, cc2 };
         // SAFETY: every buffer length was checked above against the plan's sizes; all are allocations of
         // `dev`'s context (current on this thread) and the launch goes to its stream; the guards keep them
         // ordered on that stream; y is borrowed mutably so it aliases nothing.
@@ -510,6 +559,8 @@ impl Int8Gemm {
             bias: epi.bias as *const f32,
             out_scale: epi.out_scale,
             out_scales: epi.os as *const f32,
+            row_corr2: epi.rc2 as *const f32,
+            col_corr2: epi.cc2 as *const f32,
         };
         let cfg = plan.config.to_ffi();
         // SAFETY: per this function's contract; the launcher validates sizes, nullness and alignment.
@@ -575,6 +626,10 @@ pub struct RawEpilogue {
     pub out_scale: f32,
     /// `[N]` per-column int8 output scales or 0.
     pub os: u64,
+    /// `[M]` second row correction or 0 (with `cc2`: both or neither).
+    pub rc2: u64,
+    /// `[N]` second column correction or 0.
+    pub cc2: u64,
 }
 
 /// Whether the wgmma path runs on `dev` (an sm_90 GPU with sm_90a code compiled in).
@@ -800,5 +855,61 @@ mod tests {
         assert!(matches!(check_with(st, "lowbit_act_quant", String::new), Err(CudaError::InvalidArgument { .. })));
         assert_eq!(out_elem_bytes(I8Out::Bf16), 2);
         assert_eq!(out_elem_bytes(I8Out::I32), 4);
+    }
+
+    /// The second rank-1 pair: a lone vector (either side) is an invalid argument and a misaligned one an alignment
+    /// error, from the launcher's host checks (no GPU needed); the safe API's length checks name the vector.
+    #[test]
+    fn second_correction_is_validated_without_a_gpu() {
+        let w = weight(0, 64, 4096);
+        let call = |rc2: usize, cc2: usize| {
+            let epi = sys::lowbit_i8_epilogue {
+                out_dtype: 0,
+                row_corr2: rc2 as *const f32,
+                col_corr2: cc2 as *const f32,
+                ..Default::default()
+            };
+            // SAFETY: every case is rejected by host-side validation before planning, a dereference or a CUDA call.
+            let st = unsafe {
+                sys::lowbit_i8_gemm(
+                    &w,
+                    4096usize as *const i8,
+                    64,
+                    1,
+                    &epi,
+                    4096usize as *mut c_void,
+                    8,
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null(),
+                    132,
+                    std::ptr::null_mut(),
+                )
+            };
+            check_with(st, LAUNCHER, || "test".into())
+        };
+        assert!(matches!(call(4096, 0), Err(CudaError::InvalidArgument { .. })));
+        assert!(matches!(call(0, 4096), Err(CudaError::InvalidArgument { .. })));
+        assert!(matches!(call(4098, 4096), Err(CudaError::Alignment { .. })));
+        assert!(matches!(call(4096, 4097), Err(CudaError::Alignment { .. })));
+
+        let ok = EpilogueLens {
+            row_scale: Some(5),
+            col_scale: Some(7),
+            correction: Some((5, 7)),
+            correction2: Some((6, 9)),
+            bias: Some(7),
+            out_scales: None,
+        };
+        check_epilogue_lens(&ok, 5, 7).unwrap();
+        check_epilogue_lens(&EpilogueLens::default(), 5, 7).unwrap();
+        let short = |l: EpilogueLens| match check_epilogue_lens(&l, 5, 7) {
+            Err(CudaError::BufferSize { what, expected, got }) => (what, expected, got),
+            r => panic!("{l:?}: {r:?}"),
+        };
+        assert_eq!(short(EpilogueLens { correction2: Some((4, 7)), ..ok }), ("second row correction", 5, 4));
+        assert_eq!(short(EpilogueLens { correction2: Some((5, 6)), ..ok }), ("second column correction", 7, 6));
+        assert_eq!(short(EpilogueLens { correction: Some((5, 0)), ..ok }), ("column correction", 7, 0));
+        assert_eq!(short(EpilogueLens { row_scale: Some(1), ..ok }), ("row scales", 5, 1));
     }
 }

@@ -123,18 +123,98 @@ fn gpu_bipolar_int8_exact_every_pq() {
                 let x = rand_bipolar(m, k, p, false, seed + 7);
                 let g = BipolarGemm::new(&dev, &w, p).unwrap();
                 let cfg = BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() };
-                if g.int8_mapping().is_err() {
-                    assert!(matches!(run_i32(&dev, &g, &x, cfg), Err(CudaError::NoKernel { .. })));
-                    assert_eq!((p, q), (8, 8));
-                    continue;
-                }
+                g.int8_mapping().unwrap();
                 let got = run_i32(&dev, &g, &x, cfg).unwrap();
                 check_exact(&format!("int8 W{q}A{p} m={m} n={n} k={k}"), &got, &bipolar_gemm_exact(&x, &w).unwrap());
                 ran += 1;
             }
         }
     }
-    assert_eq!(ran, 63 * SHAPES.len());
+    // Every pair, W8A8 included (its int8 mapping: the int8 core's second rank-1 epilogue term).
+    assert_eq!(ran, 64 * SHAPES.len());
+}
+
+/// W8A8 and 8-bit activations with weight offsets (the int8 mapping's two rank-1 epilogue terms,
+/// `a_x[m]·(a_w(S_w − K))[n] + (a_x S_x)[m]·(a_w + b_w)[n]`): at M = 1, 5 (int8 streaming kernel), 17, 67 (tile
+/// kernel), 333 (warp-specialized kernel on sm_90a) on odd N and K % 128 != 0, poisoned outputs: the exact `Y_int`
+/// (int32 accumulator + `exact_from_int8`) against the CPU integer reference, and the f16 output bit for bit
+/// against lowbit-core's epilogue on the exact accumulator with the mapping's vectors (`int8_epilogue_vectors`),
+/// plus within 1e-2 of the f64 product of the dequantized operands (the int8 mapping forced). For W8A8 the
+/// automatic choice is the int8 mapping and the plane mapping has no instance for p·q = 64 (a typed `NoKernel` when
+/// forced). (The int8 core's paths themselves,
+/// ping-pong included, are checked with both terms in int8_gpu.rs.)
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_bipolar_w8a8_int8_mapping_exact_and_epilogue() {
+    use lowbit_cuda::bipolar::{Int8RowVector, int8_epilogue_vectors, int8_operand};
+    let Some(dev) = device_or_skip("gpu_bipolar_w8a8_int8_mapping_exact_and_epilogue") else { return };
+    let mut ran = 0;
+    for (q, offsets) in [(8u32, false), (8, true), (3, true), (1, true)] {
+        for (si, &(m, n, k)) in
+            [(1usize, 131usize, 272usize), (5, 77, 416), (17, 129, 272), (67, 131, 1040), (333, 75, 304)]
+                .iter()
+                .enumerate()
+        {
+            let p = 8u32;
+            let seed = 9000 + 100 * q as u64 + 10 * offsets as u64 + si as u64;
+            let w = rand_bipolar(n, k, q, offsets, seed);
+            let x = rand_bipolar(m, k, p, false, seed + 1);
+            let g = BipolarGemm::new(&dev, &w, p).unwrap();
+            let name = format!("W{q}A{p} offsets {offsets} m={m} n={n} k={k}");
+            g.int8_mapping().unwrap_or_else(|e| panic!("{name}: no int8 mapping: {e}"));
+            if q == 8 {
+                // W8A8: the automatic choice is the int8 mapping; the planes have no instance.
+                assert_eq!(g.choose(&dev, m).unwrap(), Some(BipMapping::Int8), "{name}: auto choice");
+                let planes = BipConfig { mapping: Some(BipMapping::Planes), ..Default::default() };
+                assert!(matches!(g.plan(&dev, m, planes), Err(CudaError::NoKernel { .. })), "{name}: W8A8 planes");
+            }
+            // Exact before scaling (the int8 mapping, forced: W3A8 / W1A8 at small M prefer the planes).
+            let int8 = BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() };
+            let yint = bipolar_gemm_exact(&x, &w).unwrap();
+            check_exact(&name, &run_i32(&dev, &g, &x, int8).unwrap(), &yint);
+            // f16 epilogue: bit for bit with the CPU epilogue on the exact accumulator.
+            let sx: Vec<i32> = x.values().rows().into_iter().map(|r| r.sum()).collect();
+            let sw: Vec<i32> = w.values().rows().into_iter().map(|r| r.sum()).collect();
+            let v = int8_epilogue_vectors(p, q, k, &w.scales, w.offsets.as_deref(), &sw);
+            assert_eq!(v.corr2.is_some(), q == 8 || offsets, "{name}: second term");
+            let axsx: Vec<f32> = x.scales.iter().zip(&sx).map(|(s, &v)| s * v as f32).collect();
+            let row = |r: Int8RowVector| if r == Int8RowVector::Scales { x.scales.clone() } else { axsx.clone() };
+            let e = Epilogue {
+                row_scale: Some(x.scales.clone()),
+                col_scale: Some(v.col_scale.clone()),
+                correction: v.corr.as_ref().map(|(r, c)| (row(*r), c.clone())),
+                correction2: v.corr2.as_ref().map(|c| (axsx.clone(), c.clone())),
+                ..Default::default()
+            };
+            let acc = lowbit_core::int8::gemm_i32(&int8_operand(&x.codes(), p), m, k, &int8_operand(&w.codes(), q), n);
+            let want_bits: Vec<u16> = e.apply(&acc, m, n, I8Out::F16).iter().map(|&b| b as u16).collect();
+            let acts = g.upload_activations(&dev, &x).unwrap();
+            let plan = g.plan(&dev, m, int8).unwrap();
+            let mut ws = g.workspace(&dev, &plan).unwrap();
+            let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
+            g.run(&dev, &acts, I8Out::F16, &mut y, &plan, ws.as_mut()).unwrap();
+            let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+            if let Some(i) = got.iter().zip(&want_bits).position(|(a, b)| a != b) {
+                panic!(
+                    "{name}: f16 not bit-exact at ({}, {}): got {} want {}",
+                    i / n,
+                    i % n,
+                    f16::from_bits(got[i]),
+                    f16::from_bits(want_bits[i])
+                );
+            }
+            let (wd, xd) = (w.dequantize(), x.dequantize());
+            for (i, &bits) in got.iter().enumerate() {
+                let (r, c) = (i / n, i % n);
+                let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
+                let gv = f16::from_bits(bits).to_f64();
+                let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
+                assert!((gv - want).abs() <= tol, "{name} ({r},{c}): got {gv} want {want}");
+            }
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 20);
 }
 
 /// The CPU epilogue of the plane mapping: `((f32(Y)·a_x)·a_w + (a_x·S_x)·b_w)`.
@@ -148,6 +228,7 @@ fn epilogue_ref(x: &BipolarMatrix, w: &BipolarMatrix, y: &Array2<i64>) -> Vec<u1
             .offsets
             .as_ref()
             .map(|o| (x.scales.iter().zip(&sx).map(|(s, &v)| s * v as f32).collect(), o.clone())),
+        correction2: None,
         bias: None,
         out_scale: 1.0,
         out_scales: None,
@@ -419,14 +500,20 @@ fn gpu_bipolar_bad_inputs_are_typed_errors() {
     ));
     let plan5 = g.plan(&dev, 5, BipConfig::default()).unwrap();
     assert!(matches!(g.run(&dev, &acts, I8Out::I32, &mut y32, &plan5, None), Err(CudaError::InvalidArgument { .. })));
-    // 8x8 has no int8 mapping
+    // W8A8: the int8 mapping exists (two rank-1 epilogue terms), the plane mapping has no instance for p·q = 64
     let w8 = rand_bipolar(16, 256, 8, false, 5);
     let g8 = BipolarGemm::new(&dev, &w8, 8).unwrap();
-    assert!(g8.int8_mapping().is_err());
+    g8.int8_mapping().unwrap();
+    g8.plan(&dev, 4, BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() }).unwrap();
     assert!(matches!(
-        g8.plan(&dev, 4, BipConfig { mapping: Some(BipMapping::Int8), ..Default::default() }),
+        g8.plan(&dev, 4, BipConfig { mapping: Some(BipMapping::Planes), ..Default::default() }),
         Err(CudaError::NoKernel { .. })
     ));
+    // K not a multiple of 16: no int8 mapping, and W8A8 has no other
+    let w8k = rand_bipolar(16, 264, 8, false, 6);
+    let g8k = BipolarGemm::new(&dev, &w8k, 8).unwrap();
+    assert!(g8k.int8_mapping().is_err());
+    assert!(matches!(g8k.plan(&dev, 4, BipConfig::default()), Err(CudaError::NoKernel { .. })));
 }
 
 /// `run` on the device's stream vs `run_raw` of `g2` on `other` into a second poisoned buffer; returns both outputs.
@@ -476,7 +563,7 @@ fn gpu_bipolar_run_raw_matches_run() {
     let Some(dev) = device_or_skip("gpu_bipolar_run_raw_matches_run") else { return };
     let (m, n, k) = (37, 133, 1040);
     let other = dev.context().new_stream().unwrap();
-    for (p, q, offsets) in [(1, 1, false), (2, 2, true), (8, 2, false), (2, 8, true), (4, 4, false)] {
+    for (p, q, offsets) in [(1, 1, false), (2, 2, true), (8, 2, false), (2, 8, true), (4, 4, false), (8, 8, true)] {
         let w = rand_bipolar(n, k, q, offsets, (p * 10 + q) as u64 + 7);
         let x = rand_bipolar(m, k, p, false, (p * 10 + q) as u64 + 70);
         let g = BipolarGemm::new(&dev, &w, p).unwrap();

@@ -212,18 +212,25 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
             upload(&dev, &cc).unwrap(),
             upload(&dev, &bias).unwrap(),
         );
+        // Second rank-1 term (the bipolar W8A8 mapping's): row values of the size of a scaled row sum.
+        let (rc2, cc2) = (rand_f32(m, -30.0, 30.0, 16), rand_f32(n, 1e-3, 2e-2, 17));
+        let (rc2_d, cc2_d) = (upload(&dev, &rc2).unwrap(), upload(&dev, &cc2).unwrap());
         let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 15).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
         let os_d = upload(&dev, &os).unwrap();
         // The streaming path serves M <= 16 (W4 here has groups of 128 columns).
         for path in paths(&dev).into_iter().chain((m <= 16).then_some(I8Path::Stream)) {
-            for (variant, per_token, corr, with_bias) in
-                [("scales", true, false, false), ("all", true, true, true), ("per-tensor+bias", false, false, true)]
-            {
+            for (variant, per_token, corr, corr2, with_bias) in [
+                ("scales", true, false, false, false),
+                ("all", true, true, true, true),
+                ("rank-1", true, true, false, false),
+                ("per-tensor+bias", false, false, false, true),
+            ] {
                 let cpu = Epilogue {
                     row_scale: per_token.then(|| rs.clone()),
                     row_scale_value: 7.5e-3,
                     col_scale: Some(cs.clone()),
                     correction: corr.then(|| (rc.clone(), cc.clone())),
+                    correction2: corr2.then(|| (rc2.clone(), cc2.clone())),
                     bias: with_bias.then(|| bias.clone()),
                     out_scale: 0.05,
                     out_scales: None,
@@ -233,6 +240,7 @@ fn fused_epilogues_match_the_cpu_bit_for_bit() {
                     row_scale: if per_token { RowScale::PerToken(&rs_d) } else { RowScale::PerTensor(7.5e-3) },
                     col_scale: None,
                     correction: corr.then_some((&rc_d, &cc_d)),
+                    correction2: corr2.then_some((&rc2_d, &cc2_d)),
                     bias: with_bias.then_some(&b_d),
                     out_scale: 0.05,
                     out_scales: None,
@@ -491,7 +499,19 @@ fn bad_inputs_are_typed_errors() {
     let plan = g.plan(&dev, 4, cfg).unwrap();
     let (xp, _gx) = x.device_ptr(dev.stream());
     let (yp, _gy) = y32.device_ptr_mut(dev.stream());
-    let raw = RawEpilogue { out: I8Out::I32, rs: 0, rs_val: 1.0, cs: 0, rc: 0, cc: 0, bias: 0, out_scale: 1.0, os: 0 };
+    let raw = RawEpilogue {
+        out: I8Out::I32,
+        rs: 0,
+        rs_val: 1.0,
+        cs: 0,
+        rc: 0,
+        cc: 0,
+        bias: 0,
+        out_scale: 1.0,
+        os: 0,
+        rc2: 0,
+        cc2: 0,
+    };
     let stream = dev.stream().cu_stream().cast();
     // SAFETY: every call below is rejected by the launcher's host-side checks before any launch.
     unsafe {
@@ -499,6 +519,12 @@ fn bad_inputs_are_typed_errors() {
         assert!(matches!(e, CudaError::Alignment { .. }), "{e}");
         let e = g.run_raw(&dev, xp, 64, &RawEpilogue { rc: xp, ..raw }, yp, 8, &plan, 0, 0, stream).unwrap_err();
         assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
+        // the second rank-1 pair: a lone vector, a misaligned one
+        let e = g.run_raw(&dev, xp, 64, &RawEpilogue { cc2: xp, ..raw }, yp, 8, &plan, 0, 0, stream).unwrap_err();
+        assert!(matches!(e, CudaError::InvalidArgument { .. }), "{e}");
+        let bad = RawEpilogue { rc2: xp, cc2: xp + 2, ..raw };
+        let e = g.run_raw(&dev, xp, 64, &bad, yp, 8, &plan, 0, 0, stream).unwrap_err();
+        assert!(matches!(e, CudaError::Alignment { .. }), "{e}");
         let e = g.run_raw(&dev, xp, 32, &raw, yp, 8, &plan, 0, 0, stream).unwrap_err();
         assert!(matches!(e, CudaError::Shape { .. }), "{e}");
     }
@@ -561,6 +587,11 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
     // one element at a time) and even (stored as column pairs, the last pair cut at N = 258 = 2 * 129).
     for n in [259usize, 258] {
         ws_epilogues(&dev, ws, 333, n, 528);
+    }
+    // M >= 1024: the forced BX = 128 tiles run the ping-pong consumers (v17; unsplit: K = 528 has 5 stages), whose
+    // epilogue calls (two weight-row halves per unit) are separate from the cooperative tile's.
+    for n in [259usize, 258] {
+        ws_epilogues(&dev, ws, 1100, n, 528);
     }
     // Split-K on a small grid (v14): 512 x 8192 at M = 256 has 4 weight tiles and 64 stages; the plan splits K
     // (workspace; v15 prices the slab reds, so K must be long enough for a split to pay: 1024 x 4096 no longer
@@ -649,6 +680,7 @@ fn ws_w4a8_is_exact() {
         row_scale_value: 1.0,
         col_scale: Some(w.scales.clone()),
         correction: None,
+        correction2: None,
         bias: Some(bias.clone()),
         out_scale: 1.0,
         out_scales: None,
@@ -658,6 +690,7 @@ fn ws_w4a8_is_exact() {
         row_scale: RowScale::PerToken(&rs_d),
         col_scale: None,
         correction: None,
+        correction2: None,
         bias: Some(&b_d),
         out_scale: 1.0,
         out_scales: None,
@@ -787,6 +820,8 @@ fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
     let acc = gemm_i32(&xs, m, k, &w.codes, n);
     let (rs, rc, cc) = (rand_f32(m, 1e-3, 2e-2, 62), rand_f32(m, -1.0, 1.0, 63), rand_f32(n, -1.0, 1.0, 64));
     let bias = rand_f32(n, -0.5, 0.5, 65);
+    let (rc2, cc2) = (rand_f32(m, -30.0, 30.0, 67), rand_f32(n, 1e-3, 2e-2, 68));
+    let (rc2_d, cc2_d) = (upload(dev, &rc2).unwrap(), upload(dev, &cc2).unwrap());
     let os: Vec<f32> = rand_f32(n, -2.0, 0.0, 66).iter().map(|e| 0.05 * 10f32.powf(*e + 1.0)).collect();
     let (rs_d, rc_d, cc_d, b_d, os_d) = (
         upload(dev, &rs).unwrap(),
@@ -797,12 +832,18 @@ fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
     );
     for bx in [64u32, 128, 256] {
         let cfg = I8Config { bx: Some(bx), ..ws };
-        for (per_token, corr, with_bias) in [(true, false, false), (true, true, true), (false, false, true)] {
+        for (per_token, corr, corr2, with_bias) in [
+            (true, false, false, false),
+            (true, true, true, true),
+            (true, true, false, false),
+            (false, false, false, true),
+        ] {
             let cpu = Epilogue {
                 row_scale: per_token.then(|| rs.clone()),
                 row_scale_value: 7.5e-3,
                 col_scale: Some(w.scales.clone()),
                 correction: corr.then(|| (rc.clone(), cc.clone())),
+                correction2: corr2.then(|| (rc2.clone(), cc2.clone())),
                 bias: with_bias.then(|| bias.clone()),
                 out_scale: 0.05,
                 out_scales: None,
@@ -812,11 +853,12 @@ fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
                 row_scale: if per_token { RowScale::PerToken(&rs_d) } else { RowScale::PerTensor(7.5e-3) },
                 col_scale: None,
                 correction: corr.then_some((&rc_d, &cc_d)),
+                correction2: corr2.then_some((&rc2_d, &cc2_d)),
                 bias: with_bias.then_some(&b_d),
                 out_scale: 0.05,
                 out_scales: None,
             };
-            let name = format!("ws bx={bx} token={per_token} corr={corr} bias={with_bias}");
+            let name = format!("ws bx={bx} token={per_token} corr={corr} corr2={corr2} bias={with_bias}");
             for out in [I8Out::F16, I8Out::Bf16] {
                 let mut y = upload(dev, &vec![0x7FFFu16; m * n]).unwrap();
                 g.run(dev, &x, m, &I8Epilogue { out, ..gpu }, &mut y, cfg, None).unwrap();

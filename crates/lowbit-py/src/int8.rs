@@ -181,6 +181,8 @@ impl PyInt8Gemm {
                 bias,
                 out_scale: if out_scales == 0 { out_scale } else { 1.0 },
                 os: out_scales,
+                rc2: 0,
+                cc2: 0,
             };
             // SAFETY: the caller passes live device tensors of this weight's device (x: m rows of ldx bytes,
             // y: m rows of ldy elements of `out`, the epilogue vectors [m] / [N] f32, the zeroed workspace of

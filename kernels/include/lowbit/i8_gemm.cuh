@@ -6,9 +6,10 @@
 //     W4: 4-bit codes u = q + 8 with an integer group scale s in 1..16, expanded on the way to the tensor cores
 //         into the int8 value q * s (QQQ-style two-level quantization: |q * s| <= 128 fits int8 exactly), so
 //         the group scale costs nothing after the expansion and the accumulation stays exact.
-//   y[m, n] = epilogue(acc): v = f32(acc) * rs[m] * cs[n] (+ rc[m] * cc[n]) (+ bias[n]), written as f16 / bf16,
-//   int8 (sat(rne(v / os)), os = out_scale or a per-column os[n]) or the raw int32 accumulator (tests, chaining). rs / cs / rc / cc are the
-//   general per-row / per-column vectors (activation scales, weight channel scales, rank-1 corrections).
+//   y[m, n] = epilogue(acc): v = f32(acc) * rs[m] * cs[n] (+ rc[m] * cc[n]) (+ rc2[m] * cc2[n]) (+ bias[n]), written
+//   as f16 / bf16, int8 (sat(rne(v / os)), os = out_scale or a per-column os[n]) or the raw int32 accumulator (tests,
+//   chaining). rs / cs / rc / cc / rc2 / cc2 are the general per-row / per-column vectors (activation scales, weight
+//   channel scales, up to two rank-1 corrections: the bipolar GEMM's int8 mapping of W8A8 needs two).
 //
 // Tiling (one CTA = 256 threads = 8 warps = 2 warpgroups)
 //   CTA tile = 128 weight rows (BW) x BX activation rows, K in stages of 128 bytes (BK). D^T = W * X^T: the
@@ -70,6 +71,11 @@ struct Epilogue {
     const float* bias;    // [N] or nullptr
     float out_scale;      // int8 output scale (when os is nullptr)
     const float* os;      // [N] per-column int8 output scales or nullptr
+    // Second rank-1 correction (both or neither; last, so that aggregate initialisers without it leave it null).
+    // Absent (nullptr) it costs one uniform branch per value in the generic epilogue (epi_value) and none in the ws
+    // kernel's unrolled bodies (i8ws::epilogue_t / epilogue_tma dispatch to their R2 instance when it is set).
+    const float* rc2;     // [M] or nullptr
+    const float* cc2;     // [N]
 };
 
 struct Args {
@@ -113,13 +119,15 @@ __device__ __forceinline__ int cm_off(int r, int c, int R) { return c * R * 16 +
 
 // ---------------------------------------------------------------------------------------------------
 // Epilogue arithmetic, written with explicit round-to-nearest intrinsics so the CPU reference
-// (lowbit-core int8::epilogue_f32) reproduces it bit for bit: v = ((f32(acc) * rs) * cs + rc * cc) + bias.
+// (lowbit-core int8::epilogue_f32) reproduces it bit for bit: v = (((f32(acc) * rs) * cs + rc * cc) + rc2 * cc2) + bias,
+// each correction one fused multiply-add.
 // ---------------------------------------------------------------------------------------------------
 __device__ __forceinline__ float epi_value(const Epilogue& e, int32_t acc, int m, int n) {
     const float rs = e.rs ? e.rs[m] : e.rs_val;
     float v = __fmul_rn(__int2float_rn(acc), rs);
     if (e.cs) v = __fmul_rn(v, e.cs[n]);
     if (e.rc) v = __fmaf_rn(e.rc[m], e.cc[n], v);
+    if (e.rc2) v = __fmaf_rn(e.rc2[m], e.cc2[n], v);
     if (e.bias) v = __fadd_rn(v, e.bias[n]);
     return v;
 }

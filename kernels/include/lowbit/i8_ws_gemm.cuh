@@ -196,10 +196,14 @@ __device__ __forceinline__ uint32_t to_b16(float v) {
 // holds activation rows m0 + 32 j + l, j < BX / 32; the epilogue takes each row's value with one shuffle). Before
 // v11 every one of the BX / 8 row pairs did its own dependent L2 load inside the store loop: ~BX / 8 serial
 // load latencies per tile (NOTES.md v11).
+// The second rank-1 term (rc2 / cc2, the bipolar W8A8 mapping) is held the same way: rc2 spread over the warp,
+// cc2 per weight row, loaded behind a uniform branch on e.rc2; the per-value code uses them only in the R2 = true
+// instances of epilogue_t / epilogue_tma (each dispatches to it when e.rc2 is set), so the unrolled bodies of
+// launches without the term are those of before (no extra shuffles, FMAs or predicates).
 template <int BX>
 struct EpiVec {
-    float cs[2], cc[2], bs[2], os[2];
-    float rs[BX / 32], rc[BX / 32];
+    float cs[2], cc[2], bs[2], os[2], cc2[2];
+    float rs[BX / 32], rc[BX / 32], rc2[BX / 32];
 };
 
 template <int BX>
@@ -213,6 +217,7 @@ __device__ __forceinline__ void epi_prefetch(const Args& p, EpiVec<BX>& v, int m
         v.cc[r] = e.rc && ok ? __ldg(e.cc + n) : 0.f;
         v.bs[r] = e.bias && ok ? __ldg(e.bias + n) : 0.f;
         v.os[r] = e.os && ok ? __ldg(e.os + n) : e.out_scale;
+        v.cc2[r] = e.rc2 && ok ? __ldg(e.cc2 + n) : 0.f;
     }
 #pragma unroll
     for (int j = 0; j < BX / 32; ++j) {
@@ -220,40 +225,51 @@ __device__ __forceinline__ void epi_prefetch(const Args& p, EpiVec<BX>& v, int m
         const bool ok = m < p.m;
         v.rs[j] = e.rs ? (ok ? __ldg(e.rs + m) : 0.f) : e.rs_val;
         v.rc[j] = e.rc && ok ? __ldg(e.rc + m) : 0.f;
+        v.rc2[j] = e.rc2 && ok ? __ldg(e.rc2 + m) : 0.f;
     }
 }
 
 // The row vectors of the two activation rows (h = 0, 1) that this lane's register group i holds: row
 // 32 (i / 4) + 8 (i % 4) + 2 tq + h of the tile is register i / 4 of lane 8 (i % 4) + 2 tq + h (epi_prefetch).
-template <int BX>
+template <int BX, bool R2>
 __device__ __forceinline__ void epi_rows(const i8::Epilogue& e, const EpiVec<BX>& ev, int i, int tq, float (&rs)[2],
-                                         float (&rc)[2]) {
+                                         float (&rc)[2], float (&rc2)[2]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int src = 8 * (i % 4) + 2 * tq + h;
         rs[h] = __shfl_sync(0xffffffffu, ev.rs[i / 4], src);
         rc[h] = e.rc ? __shfl_sync(0xffffffffu, ev.rc[i / 4], src) : 0.f;
+        rc2[h] = R2 ? __shfl_sync(0xffffffffu, ev.rc2[i / 4], src) : 0.f;
     }
 }
 
 // The epilogue's f32 values (before the output conversion) of register group i, weight row r, both rows h: the
-// operations of lowbit-core's int8::epilogue_f32 in its order (row scale, column scale, correction, bias).
-template <int BX>
+// operations of lowbit-core's int8::epilogue_f32 in its order (row scale, column scale, correction, second
+// correction (R2: present), bias).
+template <int BX, bool R2>
 __device__ __forceinline__ void epi_values(const i8::Epilogue& e, const EpiVec<BX>& ev, const int32_t (&acc)[BX / 2],
-                                           int i, int r, const float (&rs)[2], const float (&rc)[2], float (&v)[2]) {
+                                           int i, int r, const float (&rs)[2], const float (&rc)[2],
+                                           const float (&rc2)[2], float (&v)[2]) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         v[h] = __fmul_rn(__int2float_rn(acc[4 * i + 2 * r + h]), rs[h]);
         if (e.cs) v[h] = __fmul_rn(v[h], ev.cs[r]);
         if (e.rc) v[h] = __fmaf_rn(rc[h], ev.cc[r], v[h]);
+        if constexpr (R2) v[h] = __fmaf_rn(rc2[h], ev.cc2[r], v[h]);
         if (e.bias) v[h] = __fadd_rn(v[h], ev.bs[r]);
     }
 }
 
-template <int BX, int OUT>
+template <int BX, int OUT, bool R2 = false>
 __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
                                            int nr, int tq) {
     const i8::Epilogue& e = p.epi;
+    if constexpr (!R2) {
+        if (e.rc2) {  // uniform: the instance with the second rank-1 term
+            epilogue_t<BX, OUT, true>(p, acc, ev, m0, nr, tq);
+            return;
+        }
+    }
     // f16 / bf16 with an even row pitch: lanes g and g ^ 1 swap one value each (shfl.xor 4), so that each stores
     // a 4-byte pair of adjacent columns (n, n + 1) for one row: half the store instructions.
     const bool pairs = OUT != i8::kOutI8 && p.ldy % 2 == 0 && (reinterpret_cast<uintptr_t>(p.y) & 3) == 0;
@@ -261,13 +277,13 @@ __device__ __forceinline__ void epilogue_t(const Args& p, const int32_t (&acc)[B
 #pragma unroll
     for (int i = 0; i < BX / 8; ++i) {
         const int ma = m0 + 8 * i + 2 * tq;  // rows ma (h = 0) and ma + 1 (h = 1)
-        float rs[2], rc[2];
-        epi_rows<BX>(e, ev, i, tq, rs, rc);
+        float rs[2], rc[2], rc2[2];
+        epi_rows<BX, R2>(e, ev, i, tq, rs, rc, rc2);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const int n = nr + 8 * r;
             float v[2];
-            epi_values<BX>(e, ev, acc, i, r, rs, rc, v);
+            epi_values<BX, R2>(e, ev, acc, i, r, rs, rc, rc2, v);
             if constexpr (OUT == i8::kOutI8) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
@@ -319,11 +335,17 @@ __device__ __forceinline__ void wg_sync(int cw) { asm volatile("bar.sync %0, 128
 // has been read). `q` counts the chunks this warpgroup has issued (buffer q & 1).
 // Bank conflicts: one STS.32 per (i, r) per lane: lanes (g, tq) write rows 8i + 2tq + (g & 1) (eight distinct r & 7)
 // at unit 2 warp + r (XOR r & 7: eight distinct units) and word g >> 1: 32 distinct banks.
-template <int BX, int OUT>
+template <int BX, int OUT, bool R2 = false>
 __device__ __forceinline__ void epilogue_tma(const Args& p, const int32_t (&acc)[BX / 2], const EpiVec<BX>& ev, int m0,
                                              int n0, int tq, int g, int warp, int cw, unsigned char* ebuf,
                                              const CUtensorMap* ymap, uint32_t& q) {
     const i8::Epilogue& e = p.epi;
+    if constexpr (!R2) {
+        if (e.rc2) {  // uniform: the instance with the second rank-1 term
+            epilogue_tma<BX, OUT, true>(p, acc, ev, m0, n0, tq, g, warp, cw, ebuf, ymap, q);
+            return;
+        }
+    }
     const bool odd = g & 1;
     const bool leader = (threadIdx.x & 127) == 0;
 #pragma unroll
@@ -334,13 +356,13 @@ __device__ __forceinline__ void epilogue_tma(const Args& p, const int32_t (&acc)
 #pragma unroll
         for (int ii = 0; ii < 8; ++ii) {
             const int i = 8 * c + ii;
-            float rs[2], rc[2];
-            epi_rows<BX>(e, ev, i, tq, rs, rc);
+            float rs[2], rc[2], rc2[2];
+            epi_rows<BX, R2>(e, ev, i, tq, rs, rc, rc2);
             const int lr = 8 * ii + 2 * tq + (odd ? 1 : 0);  // chunk-relative activation row this lane stores
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float v[2];
-                epi_values<BX>(e, ev, acc, i, r, rs, rc, v);
+                epi_values<BX, R2>(e, ev, acc, i, r, rs, rc, rc2, v);
                 const uint32_t b0 = to_b16<OUT>(v[0]), b1 = to_b16<OUT>(v[1]);
                 // As epilogue_t's pairs: even lane -> row ma, columns (n, n + 1); odd lane -> row ma + 1, (n - 1, n).
                 const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? b0 : b1, 4);
