@@ -75,6 +75,9 @@ extern "C" cudaError_t cudaProfilerStop(void);
 static int kLag(int d) { return d << 4; }
 static const int kPP = 64;  // v17: W8 BX = 128 on the ping-pong consumers (ws_gemm.cu LOWBIT_I8_WS_PP)
 static const int kMC = 128;  // v18: with kPP, 2-CTA clusters multicasting the weight stage (LOWBIT_I8_WS_MC)
+// v20: split-K slices of a tile in one cluster, reduced through DSMEM (ws_gemm.cu LOWBIT_I8_WS_CSPLIT; a.ws = nullptr).
+static const int kCsplit = 256;
+static bool g_csplit = false;  // `small` with I8_CSPLIT=1: time the cluster split beside the red split (v20)
 
 #define CK(x)                                                                                  \
     do {                                                                                       \
@@ -485,9 +488,15 @@ static int check_split(int m, int n, int k, int bits, int glen, int bx, int spli
     Args a = args(dx, m, k, w, dy, n);
     int64_t wsb = 0;
     uint8_t* ws = split_ws(a, bx, splits, &wsb);
+    if ((opts & kCsplit) && ws) {  // v20: no workspace, the slices reduce through the cluster's shared memory
+        cudaFree(ws);
+        ws = nullptr;
+        a.ws = nullptr, a.counters = nullptr;
+    }
     char name[160];
     snprintf(name, sizeof name, "split-K %s W%d g%d bx=%d slices=%d (sps %d) m=%d n=%d k=%d",
-             opts & kBulkRed ? "bulk" : "red", bits, glen, bx, splits, a.steps_per_split, m, n, k);
+             opts & kCsplit ? "cluster" : opts & kBulkRed ? "bulk" : "red", bits, glen, bx, splits, a.steps_per_split, m,
+             n, k);
     // int32 twice (the second call runs on the workspace the first one left), then f16 with row / column scales.
     for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
@@ -802,6 +811,9 @@ static int time_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, 
 //    ws W8 / W4-g128 at forced (BX, slices) on the bench's 11 shapes at M = 1, 16, 256, cuBLASLt int8 and cuBLAS f16
 //    in the same process (graph replay, rotated weights); every forced configuration and the library's int32 equal to
 //    cuBLASLt's on the same (expanded) weights. Needs the whole int8 core linked (i8_launch, stream, inst_*).
+//    (v20) I8_CSPLIT=1 in the environment: trimmed (BX, slices) lists, each split timed as slab adds ("r") and as a
+//    cluster split ("c"), and where the library plan is a cluster split, the library again with LOWBIT_I8_WS_CSPLIT=0.
+//    `small <ms> 1024` then adds 2560x5120 at M = 1024.
 // ------------------------------------------------------------------------------------------------------------
 static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, int m, double ms) {
     const size_t rot_bytes = 150u << 20;
@@ -881,11 +893,42 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
         int psp = 1, psps = 0;
         const int pbx = m >= 256 ? lowbit_i8_ws_plan(n, m, k, bits == 4, nsm(), 0, &psp, &psps) : 0;
         printf(" || W%d lib %.1f (%.2fx)%s", bits, tl, base / tl, m >= 256 ? "" : " stream");
-        if (m >= 256) printf(" [plan %d/%d]", pbx, psp);
+        if (m >= 256) printf(" [plan %d/%d%s]", pbx, psp, psp > 1 && lwsb == 0 ? " cluster" : "");
         if (lws) cudaFree(lws);
+        if (g_csplit && m >= 65 && psp > 1 && lwsb == 0) {
+            // v20: the same library call with the cluster split switched off (LOWBIT_I8_WS_CSPLIT=0), same process.
+            setenv("LOWBIT_I8_WS_CSPLIT", "0", 1);
+            const int64_t owsb = lowbit_i8_gemm_workspace_bytes(&lv, m, nullptr, 0);
+            void* ows = nullptr;
+            if (owsb > 0) {
+                CK(cudaMalloc(&ows, owsb));
+                CK(cudaMemset(ows, 0, owsb));
+            }
+            CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
+            ls = lowbit_i8_gemm(&lv, x, k, m, &e32, y1, n, ows, owsb, nullptr, 0, st);
+            CK(cudaStreamSynchronize(st));
+            bad = ls.code != LOWBIT_OK ? 1 : diff(y0, y1, size_t(m) * n);
+            if (bad) printf("\nFAIL n=%d k=%d m=%d W%d library plan, cluster split off\n", n, k, m, bits), ++fails;
+            const double to = time_graph(st, [&](int i) {
+                lowbit_i8_gemm(&lvs[i % rv], x, k, m, &eh, yh, n, ows, owsb, nullptr, 0, st);
+            }, ms);
+            int osp = 1, osps = 0;
+            const int obx = lowbit_i8_ws_plan(n, m, k, bits == 4, nsm(), 0, &osp, &osps);
+            printf(" | lib csplit=0 %.1f (%.2fx) [plan %d/%d] on/off %.2fx", to, base / to, obx, osp, to / tl);
+            unsetenv("LOWBIT_I8_WS_CSPLIT");
+            if (ows) cudaFree(ows);
+        }
         // Forced ws (BX, slices).
         std::vector<std::pair<int, int>> cand;
-        if (m <= 16) {
+        if (g_csplit) {  // v20: trimmed lists, each split in red and cluster form
+            if (m <= 16) {
+                cand = {{64, 1}, {64, 2}, {64, 4}, {64, 8}};
+            } else if (bits == 4) {
+                cand = {{64, 1}, {128, 1}, {256, 1}, {128, 2}, {128, 4}, {256, 2}, {256, 4}, {256, 8}};
+            } else {
+                cand = {{64, 1}, {128, 1}, {256, 1}, {64, 2}, {64, 4}, {128, 2}, {128, 4}, {256, 4}};
+            }
+        } else if (m <= 16) {
             for (int s2 : {1, 2, 3, 4, 6, 8}) cand.push_back({64, s2});
         } else if (bits == 4) {
             cand = {{64, 1},  {128, 1}, {256, 1}, {128, 2}, {128, 4}, {128, 8},
@@ -903,9 +946,14 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
             // v16: split configurations in both slab modes (r = red.global per thread, b = bulk reduction), each
             // exact twice on the same workspace (the second run checks the first left it clean) and timed.
             printf(" %d/%d", cbx, cs2);
-            for (int o : {kOptsDefault, kOptsDefault | kBulkRed}) {
+            for (int o : {kOptsDefault, kOptsDefault | (g_csplit ? kCsplit : kBulkRed)}) {
                 if (cs2 == 1 && o != kOptsDefault) continue;
                 Args c2 = c;
+                if (o & kCsplit) {
+                    const int sl = (c2.ksteps + c2.steps_per_split - 1) / c2.steps_per_split;
+                    if (sl > 8 || (cbx == 256 && sl != 2 && sl != 4)) continue;  // the launcher's cluster limits
+                    c2.ws = nullptr, c2.counters = nullptr;
+                }
                 for (int rep = 0; rep < 2; ++rep) {
                     CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
                     CK(launch_opts(c2, bits, cbx, o, st));
@@ -915,7 +963,8 @@ static int small_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k,
                 }
                 c2.y = yh, c2.epi.out = lowbit::i8::kOutF16, c2.epi.rs = rs, c2.epi.cs = cs, c2.epi.rs_val = 0.f;
                 const double tc = time_graph(st, [&](int i) { Args b = c2; b.w = wv[i % rv].tiled; b.gs = wv[i % rv].gs; CK(launch_opts(b, bits, cbx, o, st)); }, ms / 2);
-                printf(" %s%.1f (%.2fx)%s", cs2 == 1 ? "" : (o & kBulkRed ? "b " : "r "), tc, base / tc, bad ? "!" : "");
+                printf(" %s%.1f (%.2fx)%s", cs2 == 1 ? "" : (o & kCsplit ? "c " : o & kBulkRed ? "b " : "r "), tc, base / tc,
+                       bad ? "!" : "");
             }
             if (cw) cudaFree(cw);
         }
@@ -1412,6 +1461,7 @@ int main(int argc, char** argv) {
     }
     if (argc > 1 && strcmp(argv[1], "small") == 0) {
         const double ms = argc > 2 ? atof(argv[2]) : 30.0;
+        g_csplit = getenv("I8_CSPLIT") && *getenv("I8_CSPLIT") == '1';
         Lt lt;
         cublasHandle_t hb;
         CB(cublasCreate(&hb));
@@ -1429,6 +1479,7 @@ int main(int argc, char** argv) {
             for (auto& s : shapes) fails += small_point(lt, hb, st, s[0], s[1], m, ms);
         }
         if (!mlist || mlist == 1024) fails += small_point(lt, hb, st, 1024, 8192, 1024, ms);  // the W4 plan's other split
+        if (g_csplit && mlist == 1024) fails += small_point(lt, hb, st, 2560, 5120, 1024, ms);  // v20: M = 1024 splits
         printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
         return fails ? 1 : 0;
     }
@@ -1453,8 +1504,18 @@ int main(int argc, char** argv) {
                              {1000, 4104, 1024, 8, 0, 128, 2}, {200, 520, 1152, 4, 64, 64, 2},
                              {77, 1024, 8192, 8, 0, 256, 16},  {256, 1024, 8192, 4, 128, 128, 8},
                              {256, 1024, 8192, 8, 0, 128, 8},  {513, 264, 640, 4, 0, 128, 5}};
-    for (int o : {kOptsDefault, kOptsDefault | kBulkRed})
-        for (auto& c : scases) fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 777u + c[0], o);
+    for (int o : {kOptsDefault, kOptsDefault | kBulkRed, kOptsDefault | kCsplit})
+        for (auto& c : scases) {
+            if ((o & kCsplit) && c[6] > 8) continue;  // clusters of at most 8 CTAs
+            fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 777u + c[0], o);
+        }
+    // v20: cluster split-K at the shapes it is meant for: BX 256 x 4 (64-row parts per rank), BX 64 at M <= 16 (rank 0
+    // sums the rows below M), W8 / W4 ring / lane / per-channel scales, odd M and N.
+    const int ccases[][7] = {{300, 1000, 2080, 4, 128, 256, 4}, {77, 1032, 4096, 8, 0, 256, 4},
+                             {16, 4100, 4096, 8, 0, 64, 4},     {13, 1000, 1024, 4, 128, 64, 8},
+                             {9, 520, 1152, 4, 64, 64, 3},      {256, 1024, 8192, 4, 128, 128, 2},
+                             {255, 4096, 1024, 8, 0, 256, 2},   {16, 1024, 8192, 4, 0, 64, 6}};
+    for (auto& c : ccases) fails += check_split(c[0], c[1], c[2], c[3], c[4], c[5], c[6], 999u + c[0], kOptsDefault | kCsplit);
     fflush(stdout);
     if (!quick) {
         Lt lt;

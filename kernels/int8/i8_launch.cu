@@ -17,6 +17,7 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st);
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps);
 int64_t lowbit_i8_ws_workspace(int64_t n, int64_t m, int bx, int splits, int64_t* counters_off);
+bool lowbit_i8_ws_csplit(int64_t m, bool w4, int bx, int splits);
 
 namespace {
 
@@ -264,7 +265,10 @@ lowbit_status make_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_co
             p.ws = true;
             p.wg = true;
             p.bx = lowbit_i8_ws_plan(w->n, m, w->k, w4, nsm, cfg ? cfg->bx : 0, &p.splits, &p.steps_per_split);
-            p.ws_bytes = lowbit_i8_ws_workspace(w->n, m, p.bx, p.splits, &p.counters_off);
+            // v20: a cluster split (W4, 2 slices) reduces through distributed shared memory: no workspace.
+            p.ws_bytes = lowbit_i8_ws_csplit(m, w4, p.bx, p.splits)
+                             ? 0
+                             : lowbit_i8_ws_workspace(w->n, m, p.bx, p.splits, &p.counters_off);
             return lowbit::status_ok();
         }
         LOWBIT_REQUIRE(path != LOWBIT_I8_PATH_WS, LOWBIT_ERR_NO_KERNEL);
@@ -379,8 +383,10 @@ extern "C" lowbit_status lowbit_i8_gemm(const lowbit_i8_weight* w, const int8_t*
     a.ksteps = p.stream ? (w->k + kBK * stream_unit(w) - 1) / (kBK * stream_unit(w)) * stream_unit(w)
                         : (w->k + kBK - 1) / kBK;
     a.steps_per_split = p.steps_per_split;
-    a.ws = p.splits > 1 ? static_cast<int32_t*>(workspace) : nullptr;
-    a.counters = p.splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + p.counters_off) : nullptr;
+    a.ws = p.splits > 1 && p.ws_bytes > 0 ? static_cast<int32_t*>(workspace) : nullptr;
+    a.counters = p.splits > 1 && p.ws_bytes > 0
+                     ? reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + p.counters_off)
+                     : nullptr;
     a.epi = lowbit::i8::Epilogue{out,          epi->row_scale, epi->row_scale_value, epi->col_scale,
                                  epi->row_corr, epi->col_corr,  epi->bias,            epi->out_scale, epi->out_scales,
                                  epi->row_corr2, epi->col_corr2};

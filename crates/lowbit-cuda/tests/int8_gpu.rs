@@ -640,8 +640,10 @@ fn ws_w4a8_is_exact() {
     // Then: several tiles per CTA with an odd number of 128-column stages (9) and with one stage, where the
     // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile. The last two have M >= 1024, where
     // LOWBIT_I8_WS_PP4=1 in the environment (off by default, NOTES v19) sends the BX = 256 tiles (forced and auto) to
-    // the W4 ping-pong consumers: group scales through the ring and per-channel, several units per warpgroup.
-    let shapes: [(usize, usize, usize, Option<usize>); 10] = [
+    // the W4 ping-pong consumers: group scales through the ring and per-channel, several units per warpgroup. With
+    // 64 < M < 1024 the plan may split K in two with the slices in one 2-CTA cluster (NOTES v20: auto and bx 128 take it
+    // on the first shape (group 160: per-lane scales) and the last two (ring scales, per-channel); rows past M on both).
+    let shapes: [(usize, usize, usize, Option<usize>); 12] = [
         (129, 301, 2080, Some(160)),
         (333, 77, 256, Some(128)),
         (1000, 1001, 1024, None),
@@ -652,6 +654,8 @@ fn ws_w4a8_is_exact() {
         (600, 4100, 128, Some(128)),
         (1100, 301, 1152, Some(128)),
         (1030, 1032, 640, None),
+        (300, 1000, 2080, Some(128)),
+        (255, 1024, 2048, None),
     ];
     for (si, &(m, n, k, group)) in shapes.iter().enumerate() {
         let w = W4A8Weight::quantize(rand_w(n, k, 80 + si as u64).view(), group).unwrap();

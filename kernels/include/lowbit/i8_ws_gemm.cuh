@@ -61,6 +61,9 @@
 //   (zeroing it and the counter, so the workspace is clean for the next call: it must be zero before the first)
 //   and runs the ordinary epilogue, TMA store included; n8 accumulator blocks wholly past M are neither added nor
 //   read back (v15). The plan (ws_gemm.cu lowbit_i8_ws_plan) weighs each split against the slab's red time.
+//   flags bit 6 (v20, LOWBIT_I8_WS_CSPLIT): the slices of a tile are the CTAs of one thread-block cluster (2..8; BX 256
+//   only 2 or 4), one unit per CTA and no workspace: partials staged in each CTA's idle ring, reduced over distributed
+//   shared memory (csplit_finish). The library plan takes it for W4 at 64 < M < 1024 with 2 slices (ws_gemm.cu).
 //   flags bit 2 (v16, LOWBIT_I8_WS_BULK_RED, harness only): the slab leaves through the TMA-store staging and
 //   cp.reduce.async.bulk .add.s32 instead of per-thread reds — measured equal on an H100 (NOTES v16: the cost is the
 //   L2's reduction rate, not the instruction form), so the library keeps the reds.
@@ -429,6 +432,126 @@ __device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glo
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// v20: split-K through a thread-block cluster. The K slices of one output tile run on the CTAs of one cluster (rank =
+// slice, one unit per CTA); instead of adding BX x 128 int32 slabs in the L2 (v14-v16: the L2's reduction rate,
+// ~250-350 GB/s grid-wide), each CTA stages its partial sums in its own (now idle) ring, one cluster barrier makes
+// them visible, and the sums are read back over distributed shared memory (ld.shared::cluster). Where the tile splits
+// evenly into 64- or 128-row parts (BX 256 x 2 / 4, BX 128 x 2) every rank sums and stores its own part of the tile's
+// activation rows (the epilogue of a BX / splits-wide tile on that part); otherwise rank 0 sums the whole tile (only
+// the n8 blocks below M: at M <= 16 a quarter of a BX 64 tile) and runs the ordinary epilogue. A second cluster
+// barrier keeps every CTA's staging alive until its peers have read it. No workspace, no atomics.
+// ---------------------------------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t mapa_shared(uint32_t addr, uint32_t rank) {
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
+    return r;
+}
+__device__ __forceinline__ int4 ld_cluster_v4(uint32_t addr) {
+    int4 v;
+    asm volatile("ld.shared::cluster.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
+}
+
+// The epilogue of one BX-wide tile's activation rows [m0, m0 + BX) of weight rows n0 + (warp 16 + g, + 8).
+template <int BX>
+__device__ __forceinline__ void csplit_epilogue(const Args& p, const int32_t (&acc)[BX / 2], int m0, int n0, int tq,
+                                                int g, int warp, int lane, int cw, bool ystore, unsigned char* ebuf,
+                                                const CUtensorMap* ymap, uint32_t& yq) {
+    const int nr = n0 + warp * 16 + g;
+    EpiVec<BX> ev;
+    epi_prefetch<BX>(p, ev, m0, nr, lane);
+    if (ystore) {
+        if (p.epi.out == i8::kOutF16) {
+            epilogue_tma<BX, i8::kOutF16>(p, acc, ev, m0, n0, tq, g, warp, cw, ebuf, ymap, yq);
+        } else {
+            epilogue_tma<BX, i8::kOutBf16>(p, acc, ev, m0, n0, tq, g, warp, cw, ebuf, ymap, yq);
+        }
+    } else {
+        epilogue<BX>(p, acc, ev, m0, nr, tq);
+    }
+}
+
+// Part `part` (activation rows m0 + part SUB ..) of the tile: summed over every CTA's staging and stored.
+template <int SUB>
+__device__ __forceinline__ void csplit_part(const Args& p, uint32_t stage, int splits, int part, int m0, int n0, int ct,
+                                            int nv, int tq, int g, int warp, int lane, int cw, bool ystore,
+                                            unsigned char* ebuf, const CUtensorMap* ymap, uint32_t& yq) {
+    const int ms = m0 + part * SUB;
+    if (ms >= p.m) return;
+    int32_t sum[SUB / 2];
+#pragma unroll
+    for (int j = 0; j < SUB / 2; ++j) sum[j] = 0;
+    const int i0 = part * (SUB / 8);
+    for (int q = 0; q < splits; ++q) {
+        const uint32_t base = mapa_shared(stage, uint32_t(q));
+#pragma unroll
+        for (int ii = 0; ii < SUB / 8; ++ii) {
+            if (4 * (i0 + ii) < nv) {
+                const int4 v = ld_cluster_v4(base + uint32_t(((i0 + ii) * 256 + ct) * 16));
+                sum[4 * ii] += v.x, sum[4 * ii + 1] += v.y, sum[4 * ii + 2] += v.z, sum[4 * ii + 3] += v.w;
+            }
+        }
+    }
+    csplit_epilogue<SUB>(p, sum, ms, n0, tq, g, warp, lane, cw, ystore, ebuf, ymap, yq);
+}
+
+// Called by the 256 consumer threads of every CTA of the cluster after the unit's last wgmma.wait_group 0 (the
+// producer warpgroup calls cluster_sync twice to match). ct = consumer thread 0..255.
+template <int BX>
+__device__ __forceinline__ void csplit_finish(const Args& p, int32_t (&acc)[BX / 2], unsigned char* ring, int splits,
+                                              int m0, int n0, int ct, int tq, int g, int warp, int lane, int cw,
+                                              bool ystore, unsigned char* ebuf, const CUtensorMap* ymap,
+                                              uint32_t& yq) {
+    // n8 accumulator blocks below M (v15's skip): accumulator j holds activation row m0 + 8 (j / 4) + 2 tq + (j & 1).
+    const int nv = min(BX / 2, 4 * ((p.m - m0 + 7) >> 3));
+    const uint32_t stage = tma::smem_u32(ring);
+    // Both consumer warpgroups' wgmmas have completed (each waited for its own): the ring is free. Staging layout:
+    // accumulators 4 i .. 4 i + 3 of consumer thread ct at (i * 256 + ct) * 16 (conflict-free 16-byte stores, and
+    // each warp's remote 16-byte loads cover 512 contiguous bytes).
+    asm volatile("bar.sync 3, 256;\n" ::: "memory");
+#pragma unroll
+    for (int i = 0; i < BX / 8; ++i) {
+        if (4 * i < nv) {
+            asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(stage + uint32_t((i * 256 + ct) * 16)),
+                         "r"(acc[4 * i]), "r"(acc[4 * i + 1]), "r"(acc[4 * i + 2]), "r"(acc[4 * i + 3])
+                         : "memory");
+        }
+    }
+    tma::cluster_sync();  // release / acquire at cluster scope: every CTA's staging is visible to its peers
+    const uint32_t rank = tma::cluster_rank();
+    // Where the tile splits into 64-row parts evenly over the ranks (BX 256 x 2 / 4, BX 128 x 2), rank r sums and
+    // stores parts r P .. r P + P - 1 (P = BX / 64 / splits), one 64-row part at a time (registers: 32 sums).
+    // BX = 256 takes only this path (the launcher admits 2 and 4 slices there): rank 0 holding the 256-row tile's 128
+    // accumulators while it reads its peers' would not fit the kernel's 168 registers.
+    if (BX == 256 || (BX == 128 && splits == 2)) {
+        const int per = BX / 64 / splits;
+        for (int h = 0; h < per; ++h)
+            csplit_part<64>(p, stage, splits, int(rank) * per + h, m0, n0, ct, nv, tq, g, warp, lane, cw, ystore, ebuf,
+                            ymap, yq);
+        tma::cluster_sync();  // every CTA's reads of its peers' staging are complete: the peers may leave
+        return;
+    }
+    if constexpr (BX == 256) return;
+    if (rank == 0) {
+        for (int q = 1; q < splits; ++q) {
+            const uint32_t base = mapa_shared(stage, uint32_t(q));
+#pragma unroll
+            for (int i = 0; i < BX / 8; ++i) {
+                if (4 * i < nv) {
+                    const int4 v = ld_cluster_v4(base + uint32_t((i * 256 + ct) * 16));
+                    acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+                }
+            }
+        }
+    }
+    tma::cluster_sync();  // rank 0 has read every peer's staging
+    if (rank == 0) csplit_epilogue<BX>(p, acc, m0, n0, tq, g, warp, lane, cw, ystore, ebuf, ymap, yq);
+}
+
 template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool MC = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
@@ -442,6 +565,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     using G = Geo<BX, W4, W4S, PP>;
     constexpr int S = G::kStages;
     constexpr int kWStage = G::kWStage;
+    static_assert(S * G::kSlot >= BX * 512, "v20: the cluster split-K staging (BX x 128 int32) fits the ring");
     static_assert(!MC || (PP && !W4), "2-CTA multicast clusters: the W8 ping-pong kernel only");
     // v19: W4 ping-pong = 64 weight rows x BX = 256 activation rows per consumer warpgroup, expansion through
     // shared memory.
@@ -460,6 +584,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     // group_len % 128 == 0): the stage's scales come through the ring from the scale warp (v13).
     const bool ystore = flags & 1;
     const bool bulkred = flags & 4;  // split-K slab by bulk reduction from shared memory (v16)
+    // v20 (flags bit 6): split-K slices of a tile in one thread-block cluster (p.ws == nullptr, grid = units, one unit
+    // per CTA), partial sums reduced through distributed shared memory (csplit_finish).
+    const bool csplit = flags & 64;
     // v17 (harness probes / options): bit 3 skips the epilogue (timing probe only: the output is not written);
     // bits 4-5 = lag (W8): consumer warpgroup 1 starts lag stages after warpgroup 0, so that one warpgroup's
     // epilogue runs while the other still issues its last wgmmas (one warpgroup alone saturates the tensor pipe).
@@ -489,8 +616,8 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     const int ksteps = p.ksteps;
     // Split-K (v14, p.ws != nullptr): work unit u = (output tile u / splits, K slice u % splits of sps stages); the
     // slices of one tile are consecutive units, so they run at the same time on neighbouring CTAs.
-    const int sps = p.ws ? p.steps_per_split : ksteps;
-    const int splits = p.ws ? (ksteps + sps - 1) / sps : 1;
+    const int sps = p.ws || csplit ? p.steps_per_split : ksteps;
+    const int splits = p.ws || csplit ? (ksteps + sps - 1) / sps : 1;
     const int total = nt * mt * splits;
     // MC (v18): work unit = a pair of activation tiles 2 v, 2 v + 1 of one weight tile, in the grouped order over
     // (nt, ceil(mt / 2)) (group in activation tiles, halved); cluster c takes units c, c + clusters, ... and its CTA
@@ -609,6 +736,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                     if (++s == S) s = 0, phase ^= 1;
                 }
             }
+        }
+        // v20: the producer warpgroup's part in the consumers' two cluster barriers (csplit_finish).
+        if (csplit) {
+            cluster_sync();
+            cluster_sync();
         }
     } else if constexpr (PPW4) {
         // ----------------------- W4 ping-pong consumers (v19) -----------------------
@@ -960,6 +1092,20 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             wgmma_wait<0>();
             wgmma_fence_regs_s32(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if (splits > 1 && csplit) {
+                // v20: the tile's slices are this cluster's CTAs (rank = slice); reduce through DSMEM, no workspace.
+                // One unit per CTA in this mode: `break` (not `continue`) ends the accumulators' live range here, so
+                // the reduction's registers do not add to theirs (with `continue` the BX = 256 instances spilled).
+                if (skip_epi) {
+                    cluster_sync();
+                    cluster_sync();
+                    break;
+                }
+                unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
+                csplit_finish<BX>(p, acc, ring, splits, mb * BX, nb * kBW + cw * 64, tid - 128, tq, g, warp, lane, cw,
+                                  ystore, ebuf, &ymap, yq);
+                break;
+            }
             if (splits > 1) {
                 // Split-K (v14): add this slice's partial sums into the tile's int32 slab of the workspace (element
                 // j of consumer thread ct at j * 256 + ct: one coalesced 128-byte red per warp instruction), then
