@@ -6,7 +6,8 @@ usage: python3 benches/micro/bipolar_report.py <log> <out_dir>
 Every ratio is same-run, same-card: the baselines (direct cuBLASLt int8 with its heuristic algorithm, cuBLAS fp16
 GemmEx) are timed by the same program right before the kernels of the same shape. The int8 mapping's time is the
 lowbit int8 core's W8 time for the shape (the same kernel the mapping launches; only its epilogue vectors differ);
-W8A8 has no int8 mapping. "best" is the faster of the two mappings (what the chooser should pick).
+this harness does not time W8A8 (the library runs it through the int8 mapping with a second rank-1
+epilogue term; `lowbit-bench bipolar` times it). "best" is the faster of the two mappings (what the chooser should pick).
 """
 import json
 import sys
