@@ -32,12 +32,7 @@
 //   i8_ws big [ms] [M] [s0] [s1]   # v17: W8 at M = 1024 / 4096 (or M) on the 11 bench shapes: cuBLASLt's heuristic
 //                          # choice (tile / stages / cluster / split) and time vs ws: plan, lag 1-3, groups, other BX,
 //                          # ping-pong (kPP) with groups, int32 out, no epilogue; the library with LOWBIT_I8_WS_PP=0 / 1
-//   i8_ws mc [ms] [M]      # v18: ping-pong one CTA per SM vs 2-CTA multicast clusters vs cuBLASLt, M = 1024 / 4096,
-//                          # 3 alternating passes, medians; int32 checks; the library with LOWBIT_I8_WS_PP_MC=0 / 1
-//   i8_ws w4pp [ms] [M]    # v19: W4A8-g128 cooperative 256 tile vs W4 ping-pong vs cuBLAS f16 / cuBLASLt int8,
-//                          # M = 1024 / 4096, 3 alternating passes, medians; int32 checks; the library with
-//                          # LOWBIT_I8_WS_PP4=0 / 1
-//   i8_ws profbig N K M lt|ws|lag2|pp|mc   # one call between cudaProfilerStart / Stop (ncu --profile-from-start off)
+//   i8_ws profbig N K M lt|ws|lag2|pp      # one call between cudaProfilerStart / Stop (ncu --profile-from-start off)
 //   i8_ws planprint        # the library's W8 ws plans (BX, split) for the bench shapes, no GPU needed
 // On the GPU host libcublas*.so.13 come from the Python environment (LD_LIBRARY_PATH, see scripts/gpu-run).
 #include <cublasLt.h>
@@ -74,7 +69,6 @@ extern "C" cudaError_t cudaProfilerStart(void);  // cuda_profiler_api.h (not in 
 extern "C" cudaError_t cudaProfilerStop(void);
 static int kLag(int d) { return d << 4; }
 static const int kPP = 64;  // v17: W8 BX = 128 on the ping-pong consumers (ws_gemm.cu LOWBIT_I8_WS_PP)
-static const int kMC = 128;  // v18: with kPP, 2-CTA clusters multicasting the weight stage (LOWBIT_I8_WS_MC)
 // v20: split-K slices of a tile in one cluster, reduced through DSMEM (ws_gemm.cu LOWBIT_I8_WS_CSPLIT; a.ws = nullptr).
 static const int kCsplit = 256;
 static bool g_csplit = false;  // `small` with I8_CSPLIT=1: time the cluster split beside the red split (v20)
@@ -339,18 +333,16 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
     std::vector<int32_t> got(size_t(m) * n);
     char name[192];
     // W4: v 0-2 the library's options (ring scales), 3-5 v12's per-lane scale loads, 6-8 register-A (if built).
-    // W8: v 3 = the ping-pong consumers at BX 128 (v17), v 4 = the same as 2-CTA multicast clusters (v18).
-    // W4: the last v = the W4 ping-pong consumers at BX 256 (v19; every scale path: ring g128 / g256, per-stage
-    // loads for other groups, per-channel).
+    // W8: v 3 = the ping-pong consumers at BX 128 (v17).
     const int nw4 = kRegA ? 9 : 6;
-    for (int v = 0; v < (bits == 8 ? 5 : nw4 + 1); ++v) {
-        const bool pp = bits == 8 ? v >= 3 : v == nw4, mc = bits == 8 && v == 4;
-        const int bx = pp ? (bits == 8 ? 128 : 256) : 64 << (v % 3);
+    for (int v = 0; v < (bits == 8 ? 4 : nw4); ++v) {
+        const bool pp = bits == 8 && v == 3;
+        const int bx = pp ? 128 : 64 << (v % 3);
         const bool smem = pp || v < 6;
         const bool lane_scales = !pp && v >= 3 && v < 6;
         CK(cudaMemset(dy, 0x7F, size_t(m) * n * 4));
         if (pp) {
-            CK(launch_opts(args(dx, m, ldx, w, dy, n), bits, bx, kOptsDefault | kPP | (mc ? kMC : 0), nullptr));
+            CK(launch_opts(args(dx, m, ldx, w, dy, n), bits, bx, kOptsDefault | kPP, nullptr));
         } else if (lane_scales) {
             CK(launch_opts(args(dx, m, ldx, w, dy, n), bits, bx, kTmaStore, nullptr));
         } else {
@@ -362,7 +354,7 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
         for (size_t i = 0; i < want.size(); ++i)
             if (got[i] != want[i] && bad++ == 0) first = i;
         snprintf(name, sizeof name, "W%d%s g%d bx=%d m=%d n=%d k=%d ldx=%d int32", bits,
-                 mc ? " pp-mc" : pp ? " pp" : !smem ? " regA" : lane_scales ? " lane-scales" : "", glen, bx, m, n, k, ldx);
+                 pp ? " pp" : !smem ? " regA" : lane_scales ? " lane-scales" : "", glen, bx, m, n, k, ldx);
         if (bad) {
             printf("FAIL %s: %zu of %zu differ (first m=%zu n=%zu got %d want %d)\n", name, bad, want.size(),
                    first / n, first % n, got[first], want[first]);
@@ -388,14 +380,11 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
                            {lowbit::i8::kOutF16, 1, 1, 256, 0}, {lowbit::i8::kOutF16, 1, 0, 0, 0},  {lowbit::i8::kOutBf16, 0, 1, 0, 0},
                            {lowbit::i8::kOutBf16, 1, 1, 0, 0},  {lowbit::i8::kOutI8, 0, 1, 0, 0},
                            {lowbit::i8::kOutF16, 1, 1, 128, 1}, {lowbit::i8::kOutF16, 0, 1, 128, 1}, {lowbit::i8::kOutF16, 1, 0, 128, 1},
-                           {lowbit::i8::kOutBf16, 1, 1, 128, 1}, {lowbit::i8::kOutI8, 0, 1, 128, 1},
-                           // v18: 5th column 2 = ping-pong as 2-CTA multicast clusters
-                           {lowbit::i8::kOutF16, 1, 1, 128, 2}, {lowbit::i8::kOutF16, 0, 1, 128, 2}, {lowbit::i8::kOutF16, 1, 0, 128, 2},
-                           {lowbit::i8::kOutBf16, 1, 1, 128, 2}, {lowbit::i8::kOutI8, 0, 1, 128, 2}};
+                           {lowbit::i8::kOutBf16, 1, 1, 128, 1}, {lowbit::i8::kOutI8, 0, 1, 128, 1}};
     for (const auto& var : vars) {
         const int out = var[0], ldy = var[1] ? ldp : n, bxv = var[3];
         const bool tma = var[2] != 0, ppv = var[4] != 0;
-        if (var[4] == 2 && bits != 8) continue;  // multicast: W8 only
+        if (ppv && bits != 8) continue;  // ping-pong: W8 only
         HostEpi he{out};
         if (out == lowbit::i8::kOutF16) {  // per-token + channel scales, corrections, bias
             he.rs = vec(m, 1e-3f), he.cs = vec(n, 1.f), he.rc = vec(m, 1.f), he.cc = vec(n, 1.f), he.bias = vec(n, 2.f);
@@ -415,9 +404,9 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
         a.epi.out = out;
         a.epi.rs = drs, a.epi.rs_val = he.rs_val, a.epi.cs = dcs, a.epi.rc = drc, a.epi.cc = dcc, a.epi.bias = db;
         a.epi.os = dos, a.epi.out_scale = he.out_scale;
-        const int bx = ppv && bits == 4 ? 256 : bxv ? bxv : auto_bx(m, n, bits);  // v19: W4 ping-pong at BX 256
+        const int bx = bxv ? bxv : auto_bx(m, n, bits);
         if (ppv) {
-            CK(launch_opts(a, bits, bx, (tma ? kOptsDefault : 0) | kPP | (var[4] == 2 ? kMC : 0), nullptr));
+            CK(launch_opts(a, bits, bx, (tma ? kOptsDefault : 0) | kPP, nullptr));
         } else {
             CK(tma ? launch(a, bits, bx, nullptr) : launch_opts(a, bits, bx, 0, nullptr));
         }
@@ -438,7 +427,7 @@ static int check_case(int m, int n, int k, int ldx, int bits, int glen, unsigned
                 if (g != wnt && bad++ == 0) first = size_t(i) * n + j, gv = g, wv = wnt;
             }
         snprintf(name, sizeof name, "W%d%s g%d bx=%d m=%d n=%d k=%d ldy=%d %s epilogue %s", bits,
-                 var[4] == 2 ? " pp-mc" : ppv ? " pp" : "", glen, bx, m, n, k, ldy,
+                 ppv ? " pp" : "", glen, bx, m, n, k, ldy,
                  out == lowbit::i8::kOutI8 ? "" : tma && ldy % 8 == 0 && n % 8 == 0 ? "tma-store" : tma ? "direct" : "v12",
                  out == lowbit::i8::kOutF16 ? "f16 (rs cs rc cc bias)" : out == lowbit::i8::kOutBf16 ? "bf16 (rs_val cs)" : "i8 (rs os)");
         if (bad || stray) {
@@ -1101,221 +1090,7 @@ static int big_point(Lt& lt, cudaStream_t st, int n, int k, int m, double ms) {
     return fails;
 }
 
-// 6. (v18) `mc [ms] [M]`: W8A8 at M = 1024 / 4096 on the 11 bench shapes: cuBLASLt int8 (its heuristic's first
-//    algorithm, int32 out) against the ping-pong kernel (f16 out, per-token and channel scales) as one CTA per SM (pp)
-//    and as 2-CTA clusters multicasting the weight stage (mc), three alternating passes each, medians; pp's and mc's
-//    int32 outputs equal to cuBLASLt's; the library (lowbit_i8_gemm, default plan) int32-equal to cuBLASLt with
-//    LOWBIT_I8_WS_PP_MC = 0 and 1, and its f16 path timed once with each.
-static double med3(double a, double b, double c) { return std::max(std::min(a, b), std::min(std::max(a, b), c)); }
-static int mc_point(Lt& lt, cudaStream_t st, int n, int k, int m, double ms) {
-    const size_t rot_bytes = 150u << 20;
-    const int r8 = int(std::min<size_t>(16, std::max<size_t>(1, (rot_bytes + size_t(n) * k - 1) / (size_t(n) * k))));
-    int8_t* x = dalloc<int8_t>(size_t(m) * k);
-    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5 + m);
-    std::vector<Weight> w8;
-    for (int i = 0; i < r8; ++i) w8.push_back(make_weight(n, k, 8, 0, 100 + i));
-    float* rs = dalloc<float>(m);
-    float* cs = dalloc<float>(n);
-    {
-        std::vector<float> v(std::max(m, n), 1e-3f);
-        CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
-    }
-    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
-    int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
-    __half* yh = dalloc<__half>(size_t(m) * n);
-    CK(cudaDeviceSynchronize());
-    const Lt::Plan lp = lt.plan(m, n, k);
-    int fails = 0;
-    const int opts[2] = {kOptsDefault | kPP, kOptsDefault | kPP | kMC};
-    const char* names[2] = {"pp", "mc"};
-    lt.run(lp, w8[0].plain, x, y0, st);
-    for (int c = 0; c < 2; ++c) {
-        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
-        CK(lowbit_i8_launch_ws_ex(args(x, m, k, w8[0], y1, n), 8, 128, nsm(), 0, false, opts[c], st));
-        CK(cudaStreamSynchronize(st));
-        const unsigned long long b = diff(y0, y1, size_t(m) * n);
-        if (b) printf("FAIL n=%d k=%d m=%d %s: int32 differs from cuBLASLt at %llu points\n", n, k, m, names[c], b), ++fails;
-    }
-    // The library, default plan, multicast off / on: int32 exact vs cuBLASLt (reference recomputed above, before any
-    // timing loop rotates weights through y0), f16 timed.
-    double t_lib[2] = {0, 0};
-    int sp = 1, sps = 0;
-    const int lbx = lowbit_i8_ws_plan(n, m, k, false, nsm(), 0, &sp, &sps);
-    std::vector<lowbit_i8_weight> lv(r8);
-    for (int i = 0; i < r8; ++i) {
-        lv[i] = lowbit_i8_weight{};
-        lv[i].format = LOWBIT_I8_W8, lv[i].codes = w8[i].tiled, lv[i].n = n, lv[i].k = k;
-    }
-    const int64_t lwsb = lowbit_i8_gemm_workspace_bytes(&lv[0], m, nullptr, 0);
-    void* lws = nullptr;
-    if (lwsb > 0) {
-        CK(cudaMalloc(&lws, lwsb));
-        CK(cudaMemset(lws, 0, lwsb));
-    }
-    lowbit_i8_epilogue e32{};
-    e32.out_dtype = LOWBIT_I8_OUT_I32;
-    e32.row_scale_value = 1.f;
-    lowbit_i8_epilogue eh{};
-    eh.out_dtype = LOWBIT_I8_OUT_F16;
-    eh.row_scale = rs, eh.col_scale = cs;
-    for (int mc = 0; mc < 2; ++mc) {
-        setenv("LOWBIT_I8_WS_PP_MC", mc ? "1" : "0", 1);
-        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
-        const lowbit_status ls = lowbit_i8_gemm(&lv[0], x, k, m, &e32, y1, n, lws, lwsb, nullptr, 0, st);
-        CK(cudaStreamSynchronize(st));
-        if (ls.code != LOWBIT_OK) printf("FAIL n=%d k=%d m=%d library mc=%d: status %d\n", n, k, m, mc, ls.code), ++fails;
-        const unsigned long long b = diff(y0, y1, size_t(m) * n);
-        if (b) printf("FAIL n=%d k=%d m=%d library mc=%d: int32 differs from cuBLASLt at %llu points\n", n, k, m, mc, b), ++fails;
-    }
-    auto f16 = [&](int c, int i) {
-        Args a = args(x, m, k, w8[i % r8], yh, n);
-        a.epi.out = lowbit::i8::kOutF16;
-        a.epi.rs = rs, a.epi.cs = cs;
-        CK(lowbit_i8_launch_ws_ex(a, 8, 128, nsm(), 0, false, opts[c], st));
-    };
-    double tl[3], tp[3], tm[3];
-    for (int pass = 0; pass < 3; ++pass) {
-        tl[pass] = time_graph(st, [&](int i) { lt.run(lp, w8[i % r8].plain, x, y0, st); }, ms);
-        tp[pass] = time_graph(st, [&](int i) { f16(0, i); }, ms);
-        tm[pass] = time_graph(st, [&](int i) { f16(1, i); }, ms);
-    }
-    for (int mc = 0; mc < 2; ++mc) {
-        setenv("LOWBIT_I8_WS_PP_MC", mc ? "1" : "0", 1);
-        t_lib[mc] = time_graph(st, [&](int i) { lowbit_i8_gemm(&lv[i % r8], x, k, m, &eh, yh, n, lws, lwsb, nullptr, 0, st); }, ms);
-    }
-    unsetenv("LOWBIT_I8_WS_PP_MC");
-    if (lws) cudaFree(lws);
-    const double l = med3(tl[0], tl[1], tl[2]), pp = med3(tp[0], tp[1], tp[2]), mcv = med3(tm[0], tm[1], tm[2]);
-    printf("mc %5dx%-5d M=%-4d | lt %.1f | pp %.1f (%.3fx) | mc %.1f (%.3fx) | mc/pp %.3f | lib bx %d%s mc=0 %.1f (%.3fx) mc=1 %.1f (%.3fx) | passes lt %.1f %.1f %.1f pp %.1f %.1f %.1f mc %.1f %.1f %.1f\n",
-           n, k, m, l, pp, l / pp, mcv, l / mcv, pp / mcv, lbx, sp > 1 ? "s" : "", t_lib[0], l / t_lib[0], t_lib[1], l / t_lib[1],
-           tl[0], tl[1], tl[2], tp[0], tp[1], tp[2], tm[0], tm[1], tm[2]);
-    fflush(stdout);
-    for (auto& w : w8) free_weight(w);
-    for (void* p : {(void*)x, (void*)rs, (void*)cs, (void*)y0, (void*)y1, (void*)yh}) cudaFree(p);
-    return fails;
-}
-
-// 7. (v19) `w4pp [ms] [M]`: W4A8-g128 at M = 1024 / 4096 on the 11 bench shapes: cuBLAS f16 (f16 out), cuBLASLt int8
-//    (int32 out, int8 weights rotated) against the shipped cooperative 128 x 256 W4 tile (coop) and the W4 ping-pong
-//    consumers (pp: each warpgroup a 64-row half of the tile), both f16 out with per-token and channel scales, three
-//    alternating passes each, medians; coop's and pp's int32 outputs equal to cuBLASLt's on the expanded weights; the
-//    library (lowbit_i8_gemm, default plan) int32-equal to cuBLASLt with LOWBIT_I8_WS_PP4 = 0 and 1, and its f16 path
-//    timed once with each.
-static int w4pp_point(Lt& lt, cublasHandle_t hb, cudaStream_t st, int n, int k, int m, double ms) {
-    const size_t rot_bytes = 150u << 20;
-    auto copies = [&](size_t bytes) { return int(std::min<size_t>(16, std::max<size_t>(1, (rot_bytes + bytes - 1) / bytes))); };
-    const int r8 = copies(size_t(n) * k), r4 = copies(size_t(n) * k / 2), rh = copies(size_t(n) * k * 2);
-    int8_t* x = dalloc<int8_t>(size_t(m) * k);
-    fill_i8<<<kGrid, kBlock>>>(x, size_t(m) * k, 5 + m);
-    __half* xh = dalloc<__half>(size_t(m) * k);
-    fill_h<<<kGrid, kBlock>>>(xh, size_t(m) * k, 6 + m);
-    std::vector<Weight> w8, w4;
-    for (int i = 0; i < r8; ++i) w8.push_back(make_weight(n, k, 8, 0, 100 + i));
-    for (int i = 0; i < r4; ++i) w4.push_back(make_weight(n, k, 4, 128, 200 + i));
-    for (int i = 1; i < r4; ++i) cudaFree(w4[i].plain), w4[i].plain = nullptr;
-    std::vector<__half*> wh;
-    for (int i = 0; i < rh; ++i) {
-        wh.push_back(dalloc<__half>(size_t(n) * k));
-        fill_h<<<kGrid, kBlock>>>(wh.back(), size_t(n) * k, 300 + i);
-    }
-    float* rs = dalloc<float>(m);
-    float* cs = dalloc<float>(n);
-    {
-        std::vector<float> v(std::max(m, n), 1e-3f);
-        CK(cudaMemcpy(rs, v.data(), m * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(cs, v.data(), n * 4, cudaMemcpyHostToDevice));
-    }
-    int32_t* y0 = dalloc<int32_t>(size_t(m) * n);
-    int32_t* y1 = dalloc<int32_t>(size_t(m) * n);
-    __half* yh = dalloc<__half>(size_t(m) * n);
-    CK(cudaDeviceSynchronize());
-    const Lt::Plan lp = lt.plan(m, n, k);
-    int fails = 0;
-    const int opts[2] = {kOptsDefault, kOptsDefault | kPP};
-    const char* names[2] = {"coop", "pp"};
-    lt.run(lp, w4[0].plain, x, y0, st);
-    for (int c = 0; c < 2; ++c) {
-        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
-        CK(lowbit_i8_launch_ws_ex(args(x, m, k, w4[0], y1, n), 4, 256, nsm(), 0, true, opts[c], st));
-        CK(cudaStreamSynchronize(st));
-        const unsigned long long b = diff(y0, y1, size_t(m) * n);
-        if (b) printf("FAIL n=%d k=%d m=%d W4 %s: int32 differs from cuBLASLt at %llu points\n", n, k, m, names[c], b), ++fails;
-    }
-    // The library, default plan, W4 ping-pong off / on: int32 exact vs cuBLASLt, f16 timed.
-    int bxl[2], spl[2];
-    for (int pp = 0; pp < 2; ++pp) {
-        setenv("LOWBIT_I8_WS_PP4", pp ? "1" : "0", 1);
-        int sps = 0;
-        bxl[pp] = lowbit_i8_ws_plan(n, m, k, true, nsm(), 0, &spl[pp], &sps);
-    }
-    auto lw = [&](const Weight& w) {
-        lowbit_i8_weight v{};
-        v.format = LOWBIT_I8_W4;
-        v.codes = w.tiled, v.n = n, v.k = k;
-        v.group_scales = w.gs, v.group_len = 128;
-        return v;
-    };
-    std::vector<lowbit_i8_weight> lv;
-    for (auto& w : w4) lv.push_back(lw(w));
-    const int64_t lwsb = lowbit_i8_gemm_workspace_bytes(&lv[0], m, nullptr, 0);
-    void* lws = nullptr;
-    if (lwsb > 0) {
-        CK(cudaMalloc(&lws, lwsb));
-        CK(cudaMemset(lws, 0, lwsb));
-    }
-    lowbit_i8_epilogue e32{};
-    e32.out_dtype = LOWBIT_I8_OUT_I32;
-    e32.row_scale_value = 1.f;
-    lowbit_i8_epilogue eh{};
-    eh.out_dtype = LOWBIT_I8_OUT_F16;
-    eh.row_scale = rs, eh.col_scale = cs;
-    for (int pp = 0; pp < 2; ++pp) {
-        setenv("LOWBIT_I8_WS_PP4", pp ? "1" : "0", 1);
-        CK(cudaMemsetAsync(y1, 0x7F, size_t(m) * n * 4, st));
-        const lowbit_status ls = lowbit_i8_gemm(&lv[0], x, k, m, &e32, y1, n, lws, lwsb, nullptr, 0, st);
-        CK(cudaStreamSynchronize(st));
-        if (ls.code != LOWBIT_OK) printf("FAIL n=%d k=%d m=%d library pp4=%d: status %d\n", n, k, m, pp, ls.code), ++fails;
-        const unsigned long long b = diff(y0, y1, size_t(m) * n);
-        if (b) printf("FAIL n=%d k=%d m=%d library pp4=%d: int32 differs from cuBLASLt at %llu points\n", n, k, m, pp, b), ++fails;
-    }
-    auto f16 = [&](int c, int i) {
-        Args a = args(x, m, k, w4[i % r4], yh, n);
-        a.epi.out = lowbit::i8::kOutF16;
-        a.epi.rs = rs, a.epi.cs = cs;
-        CK(lowbit_i8_launch_ws_ex(a, 4, 256, nsm(), 0, true, opts[c], st));
-    };
-    const float one = 1.f, zero = 0.f;
-    CB(cublasSetStream(hb, st));
-    double tl[3], th[3], tc[3], tp[3];
-    for (int pass = 0; pass < 3; ++pass) {
-        th[pass] = time_graph(st, [&](int i) {
-            CB(cublasGemmEx(hb, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, wh[i % rh], CUDA_R_16F, k, xh, CUDA_R_16F, k, &zero,
-                            yh, CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        }, ms);
-        tl[pass] = time_graph(st, [&](int i) { lt.run(lp, w8[i % r8].plain, x, y0, st); }, ms);
-        tc[pass] = time_graph(st, [&](int i) { f16(0, i); }, ms);
-        tp[pass] = time_graph(st, [&](int i) { f16(1, i); }, ms);
-    }
-    double t_lib[2];
-    for (int pp = 0; pp < 2; ++pp) {
-        setenv("LOWBIT_I8_WS_PP4", pp ? "1" : "0", 1);
-        t_lib[pp] = time_graph(st, [&](int i) { lowbit_i8_gemm(&lv[i % r4], x, k, m, &eh, yh, n, lws, lwsb, nullptr, 0, st); }, ms);
-    }
-    unsetenv("LOWBIT_I8_WS_PP4");
-    if (lws) cudaFree(lws);
-    const double h = med3(th[0], th[1], th[2]), l = med3(tl[0], tl[1], tl[2]), co = med3(tc[0], tc[1], tc[2]),
-                 pv = med3(tp[0], tp[1], tp[2]);
-    printf("w4pp %5dx%-5d M=%-4d | f16 %.1f | lt %.1f | coop %.1f (%.3fx f16) | pp %.1f (%.3fx f16) | coop/pp %.3f | lib pp4=0 bx %d%s %.1f (%.3fx) pp4=1 bx %d%s %.1f (%.3fx) | passes f16 %.1f %.1f %.1f coop %.1f %.1f %.1f pp %.1f %.1f %.1f\n",
-           n, k, m, h, l, co, h / co, pv, h / pv, co / pv, bxl[0], spl[0] > 1 ? "s" : "", t_lib[0], h / t_lib[0], bxl[1],
-           spl[1] > 1 ? "s" : "", t_lib[1], h / t_lib[1], th[0], th[1], th[2], tc[0], tc[1], tc[2], tp[0], tp[1], tp[2]);
-    fflush(stdout);
-    for (auto& w : w8) free_weight(w);
-    for (auto& w : w4) free_weight(w);
-    for (auto* p : wh) cudaFree(p);
-    for (void* p : {(void*)x, (void*)xh, (void*)rs, (void*)cs, (void*)y0, (void*)y1, (void*)yh}) cudaFree(p);
-    return fails;
-}
+// (6. `mc`, v18 2-CTA multicast ping-pong, and 7. `w4pp`, v19 W4 ping-pong: removed with their kernels, NOTES v18 / v19.)
 
 // `profbig N K M lt|ws|lag2|pp`: one call of cuBLASLt or ws W8 (f16 out) between cudaProfilerStart / Stop (for ncu
 // --profile-from-start off), after a warm-up call.
@@ -1334,13 +1109,13 @@ static int prof_big(int n, int k, int m, const char* which) {
     char desc[256];
     Lt::describe(lp, desc, sizeof desc);
     int sp = 1, sps = 0;
-    const bool is_mc = strcmp(which, "mc") == 0, is_pp = is_mc || strcmp(which, "pp") == 0;
+    const bool is_pp = strcmp(which, "pp") == 0;
     const int bx = is_pp ? 128 : lowbit_i8_ws_plan(n, m, k, false, nsm(), 0, &sp, &sps);
     Args a = args(x, m, k, w, yh, n);
     a.epi.out = lowbit::i8::kOutF16;
     a.epi.rs = rs, a.epi.cs = cs;
     const bool is_lt = strcmp(which, "lt") == 0;
-    const int opts = kOptsDefault | (strcmp(which, "lag2") == 0 ? kLag(2) : 0) | (is_pp ? kPP : 0) | (is_mc ? kMC : 0);
+    const int opts = kOptsDefault | (strcmp(which, "lag2") == 0 ? kLag(2) : 0) | (is_pp ? kPP : 0);
     for (int i = 0; i < 2; ++i) {
         if (i == 1) {
             CK(cudaDeviceSynchronize());
@@ -1402,45 +1177,6 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc > 5 && strcmp(argv[1], "profbig") == 0) return prof_big(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), argv[5]);
-    if (argc > 1 && strcmp(argv[1], "mc") == 0) {
-        // mc [ms] [M] (v18)
-        const double ms = argc > 2 ? atof(argv[2]) : 10.0;
-        const int mlist = argc > 3 ? atoi(argv[3]) : 0;
-        Lt lt;
-        cudaStream_t st;
-        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-        const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
-                                 {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
-        int fails = 0;
-        for (int m : {1024, 4096}) {
-            if (mlist && m != mlist) continue;
-            for (auto& sh : shapes) fails += mc_point(lt, st, sh[0], sh[1], m, ms);
-        }
-        printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
-        return fails ? 1 : 0;
-    }
-    if (argc > 1 && strcmp(argv[1], "w4pp") == 0) {
-        // w4pp [ms] [M] (v19)
-        const double ms = argc > 2 ? atof(argv[2]) : 10.0;
-        const int mlist = argc > 3 ? atoi(argv[3]) : 0;
-        Lt lt;
-        cublasHandle_t hb;
-        CB(cublasCreate(&hb));
-        void* hws;
-        CK(cudaMalloc(&hws, 32u << 20));
-        CB(cublasSetWorkspace(hb, hws, 32u << 20));
-        cudaStream_t st;
-        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-        const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192},  {1024, 8192}, {28672, 8192},
-                                 {8192, 28672}, {18560, 4096}, {4096, 8192},  {10576, 2560}, {2560, 5120}};
-        int fails = 0;
-        for (int m : {1024, 4096}) {
-            if (mlist && m != mlist) continue;
-            for (auto& sh : shapes) fails += w4pp_point(lt, hb, st, sh[0], sh[1], m, ms);
-        }
-        printf(fails ? "FAILURES: %d\n" : "ALL OK\n", fails);
-        return fails ? 1 : 0;
-    }
     if (argc > 1 && strcmp(argv[1], "big") == 0) {
         // big [ms] [M] [first shape] [last shape]
         const double ms = argc > 2 ? atof(argv[2]) : 20.0;

@@ -13,8 +13,6 @@
 //   wo_ws2 sbench [i] # ws-S timings beside v1 and cuBLAS f16, M in {64, 256, 1024, 4096} (shape i only if given)
 //   wo_ws2 ebench    # ws v1's staged epilogue (ST) against its scalar stores, cuBLAS f16 and the library launcher,
 //                    # M in {256, 512, 1024, 4096} (NOTES.md ws-E)
-//   wo_ws2 pp        # ws-PP (ping-pong consumers, ws_pp_kernel): full checks, bit-identity with v1, library route
-//   wo_ws2 ppbench   # ws-PP timings, M in {1024, 4096}: cuBLAS f16, shipped v1 BX=256, PP BX=128 (medians)
 //   wo_ws2 w4        # ws-W (lowbit/wo_ws4.cuh: 3 / 4 consumer warpgroups): full checks, bit-identity with v1, splits,
 //                    # identity (NOTES.md ws-W)
 //   wo_ws2 w4bench [i] # ws-W timings, M in {32, 64, 128, 256, 512}: cuBLAS f16, the library's ws plan (v1 / ws-S),
@@ -180,7 +178,6 @@ struct Cfg {
     int nb = 2;    // ws-S: A buffers per warpgroup (2 or 3)
     int wt = 0;    // ws v1 / ws-S: the weight stage by one TMA (1) instead of 8 bulk copies (0)
     int st = 0;    // ws v1: the staged epilogue (stmatrix.trans + 16-byte stores)
-    int pp = 0;    // ws v1: ping-pong consumers (ws_pp_kernel, BX <= 128; NOTES.md ws-PP)
     int nc = 4;    // ws-W (ver 6): consumer warpgroups (3 or 4)
 };
 
@@ -198,11 +195,6 @@ __global__ void convert_clean(float* ws, T* y, int64_t n) {
 template <typename T, int BX>
 static cudaError_t launch_cfg(Args a, const CUtensorMap& map, const CUtensorMap* wmap, int nsm, const Cfg& c, float* ws) {
     if (c.ver == 1) {
-        if constexpr (BX <= 128) {
-            if (c.pp) return wows::launch_pp<wo::Int4, T, BX>(a, map, nsm, 0, wmap);
-        } else {
-            if (c.pp) return cudaErrorInvalidValue;
-        }
         if (c.st) return wows::launch<wo::Int4, T, BX, false, true>(a, map, nsm, 0, wmap);
         return c.diag == 1 ? wows::launch<wo::Int4, T, BX, true>(a, map, nsm, 0, wmap)
                            : wows::launch<wo::Int4, T, BX>(a, map, nsm, 0, wmap);
@@ -422,7 +414,7 @@ static int one(Dev& D, int m, bool full, int nsm, int iters, const Cfg& c, float
     run_cfg<T, BX>(a, map, wmap, nsm, c, dws, 0);
     CK(cudaMemcpy(y.data(), dy, y.size() * sizeof(T), cudaMemcpyDeviceToHost));
     char what[96];
-    snprintf(what, sizeof what, c.pp ? "%s %s PP v%d BX=%d gm=%d sp=%d nb=%d wt=%d" : "%s %s v%d BX=%d gm=%d sp=%d nb=%d wt=%d", std::is_same<T, __half>::value ? "f16" : "bf16",
+    snprintf(what, sizeof what, "%s %s v%d BX=%d gm=%d sp=%d nb=%d wt=%d", std::is_same<T, __half>::value ? "f16" : "bf16",
              tag, c.ver, BX, c.gm, c.splits, c.ver == 4 ? c.nb : c.ver == 6 ? c.nc : 0, c.wt);
     int fails = 0;
     if (c.diag != 0 || g_skip_check) {
@@ -646,148 +638,7 @@ static int e_bench(int nsm) {
     return fails ? 1 : 0;
 }
 
-// ws-PP correctness (NOTES.md ws-PP): ping-pong consumers at BX 64 / 128, both weight stages, f16 / bf16, sym /
-// asym, odd shapes (tiles that leave the second warpgroup idle, odd unit counts, strips past N), full check of every
-// output against the f64 CPU reference with NaN-poisoned outputs, bit-identity with ws v1 at the same BX (same
-// products, same wgmma order per accumulator), identity; then the library launcher (LOWBIT_WO_WS_PP decides).
-static int pp_correct(int nsm) {
-    int fails = 0;
-    float us = 0;
-    auto same_as = [&](const std::vector<uint16_t>& ref, const char* what) {
-        size_t bad = 0;
-        for (size_t i = 0; i < ref.size(); ++i) bad += ref[i] != g_last_y[i];
-        printf("  bitwise %-40s vs v1: %s (%zu differ)\n", what, bad ? "FAIL" : "OK", bad);
-        return bad ? 1 : 0;
-    };
-    const int shapes[][3] = {{67, 333, 1000}, {1031, 1040, 1032}, {1, 48, 64}, {130, 2056, 4096}, {257, 4100, 576},
-                             {2049, 4104, 1096}};
-    for (auto& sh : shapes) {
-        for (int asym = 0; asym < 2; ++asym) {
-            const char* tag = asym ? "asym" : "sym";
-            Dev Dh, Db;
-            dev_make<__half>(Dh, sh[1], sh[2], asym, false);
-            dev_make<__nv_bfloat16>(Db, sh[1], sh[2], asym, false);
-            for (int bx : {64, 128}) {
-                fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{1, bx, 1, 1, 0, 2, 1}, &us, nullptr, tag);
-                const std::vector<uint16_t> ref = g_last_y;
-                for (int wt : {1, 0}) {
-                    Cfg c{1, bx, 1, 1, 0, 2, wt};
-                    c.pp = 1;
-                    fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, c, &us, nullptr, tag);
-                    char w[80];
-                    snprintf(w, sizeof w, "f16 %s PP BX=%d wt=%d m=%d", tag, bx, wt, sh[0]);
-                    fails += same_as(ref, w);
-                }
-            }
-            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{1, 128, 1, 1, 0, 2, 1}, &us, nullptr, tag);
-            const std::vector<uint16_t> ref = g_last_y;
-            Cfg c{1, 128, 1, 1, 0, 2, 1};
-            c.pp = 1;
-            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, c, &us, nullptr, tag);
-            char w[80];
-            snprintf(w, sizeof w, "bf16 %s PP BX=128 wt=1 m=%d", tag, sh[0]);
-            fails += same_as(ref, w);
-            fails += one_bx<__half>(Dh, sh[0], true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, tag);
-            fails += one_bx<__nv_bfloat16>(Db, sh[0], true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, tag);
-            dev_free(Dh), dev_free(Db);
-        }
-    }
-    {
-        Dev Dh, Db;
-        dev_make<__half>(Dh, 576, 576, false, false, true);
-        dev_make<__nv_bfloat16>(Db, 576, 576, false, false, true);
-        Cfg c{1, 128, 1, 1, 0, 2, 1};
-        c.pp = 1;
-        fails += one_bx<__half>(Dh, 1333, true, nsm, 0, c, &us, nullptr, "id", true);
-        fails += one_bx<__nv_bfloat16>(Db, 1333, true, nsm, 0, c, &us, nullptr, "id", true);
-        fails += one_bx<__half>(Dh, 1333, true, nsm, 0, Cfg{5, 64, 1, 1}, &us, nullptr, "id", true);
-        dev_free(Dh), dev_free(Db);
-    }
-    const char* e = getenv("LOWBIT_WO_WS_PP");
-    printf("ws-PP correctness (LOWBIT_WO_WS_PP=%s): %s (%d failures)\n", e ? e : "unset", fails ? "FAIL" : "PASS", fails);
-    return fails ? 1 : 0;
-}
-
-// ws-PP timings: M in {1024, 4096} on the four acceptance shapes, cuBLAS f16 (GemmEx), the shipped unsplit kernel
-// (ws v1 BX = 256 with the weight TMA, what lowbit_wo_ws_int4 launches there) and ping-pong BX = 128 (and v1
-// BX = 128 for reference) on one X per point, ROUNDS rounds in alternation of `it` launches each; medians of the
-// rounds. Every kernel's output is checked on sampled rows once.
-static int pp_bench(int nsm) {
-    int fails = 0;
-    constexpr int kRounds = 7;
-    const int shapes[][2] = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
-    for (auto& sh : shapes) {
-        Dev D;
-        dev_make<__half>(D, sh[0], sh[1], true, true);
-        for (int m : {1024, 4096}) {
-            const int n = sh[0], k = sh[1], it = m >= 4096 ? 5 : 10;
-            Problem& P = D.P;
-            P.m = m;
-            std::mt19937 r(99 + m);
-            std::uniform_real_distribution<float> xd(-1.f, 1.f);
-            std::vector<__half> x(size_t(m) * k), y(size_t(m) * n);
-            for (auto& v : x) v = fromf<__half>(xd(r));
-            __half *dx, *dy;
-            CK(cudaMalloc(&dx, x.size() * 2));
-            CK(cudaMalloc(&dy, y.size() * 2));
-            CK(cudaMemcpy(dx, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
-            Args a{};
-            a.words = D.dw, a.meta = D.dm, a.x = dx, a.y = dy, a.m = m, a.n = n, a.k = k, a.ldx = k;
-            a.strips = P.strips, a.ksteps = P.ksteps, a.gtiles = P.gtiles, a.groups = P.groups;
-            const CUtensorMap m256 = xmap_of(dx, m, k, k, 256), m128 = xmap_of(dx, m, k, k, 128);
-            CUtensorMap wm;
-            CK(tma::make_2d(wm, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, D.dw, uint64_t(P.strips),
-                            uint64_t(P.ksteps) * 128, uint64_t(P.ksteps) * 512, 8, 128));
-            const float al = 1.f, be = 0.f;
-            // 0 cuBLAS, 1 shipped v1 BX=256, 2 PP BX=128, 3 v1 BX=128
-            auto launch = [&](int v) -> cudaError_t {
-                if (v == 0) return gemmex(cublas_h, 1, 0, n, m, k, &al, D.dwd, 2, k, dx, 2, k, &be, dy, 2, n, 68, -1) == 0
-                                       ? cudaSuccess : cudaErrorUnknown;
-                if (v == 1) return wows::launch<wo::Int4, __half, 256>(a, m256, nsm, 0, &wm);
-                if (v == 2) return wows::launch_pp<wo::Int4, __half, 128>(a, m128, nsm, 0, &wm);
-                return wows::launch<wo::Int4, __half, 128>(a, m128, nsm, 0, &wm);
-            };
-            const char* names[4] = {"cuBLAS", "v1-256", "PP-128", "v1-128"};
-            for (int v = 1; v < 4; ++v) {
-                CK(cudaMemset(dy, 0xFF, y.size() * 2));
-                CK(launch(v));
-                wait_or_die(Cfg{1, 0, 0, 0});
-                CK(cudaMemcpy(y.data(), dy, y.size() * 2, cudaMemcpyDeviceToHost));
-                fails += check<__half>(P, x, y, false, 2e-3, names[v]);
-            }
-            std::vector<float> t[4];
-            cudaEvent_t e0, e1;
-            cudaEventCreate(&e0), cudaEventCreate(&e1);
-            for (int rd = 0; rd < kRounds; ++rd)
-                for (int v = 0; v < 4; ++v) {
-                    if (v == 0 && !gemmex) continue;
-                    CK(launch(v));
-                    cudaEventRecord(e0);
-                    for (int i = 0; i < it; ++i) launch(v);
-                    cudaEventRecord(e1);
-                    CK(cudaEventSynchronize(e1));
-                    float ms;
-                    cudaEventElapsedTime(&ms, e0, e1);
-                    t[v].push_back(ms * 1000.f / it);
-                }
-            float med[4] = {-1, -1, -1, -1};
-            for (int v = 0; v < 4; ++v) {
-                if (t[v].empty()) continue;
-                std::sort(t[v].begin(), t[v].end());
-                med[v] = t[v][t[v].size() / 2];
-            }
-            printf("PPRESULT %5dx%-6d M=%-5d cuBLAS %8.1f  shipped v1-256 %8.1f (%.3fx)  PP-128 %8.1f (%.3fx)  v1-128 %8.1f"
-                   " (%.3fx)  PP vs shipped %.3fx  [min/max PP %.1f/%.1f shipped %.1f/%.1f]\n",
-                   n, k, m, med[0], med[1], med[0] / med[1], med[2], med[0] / med[2], med[3], med[0] / med[3],
-                   med[1] / med[2], t[2].front(), t[2].back(), t[1].front(), t[1].back());
-            fflush(stdout);
-            cudaFree(dx), cudaFree(dy);
-        }
-        dev_free(D);
-    }
-    printf("ws-PP bench checks: %s (%d failures)\n", fails ? "FAIL" : "PASS", fails);
-    return fails ? 1 : 0;
-}
+// (ws-PP, ping-pong consumers: `pp` / `ppbench` removed with ws_pp_kernel, measured slower, NOTES.md ws-PP.)
 
 // ws-W correctness (NOTES.md ws-W): NC = 4 (BX 64) and NC = 3 (BX 64 / 128), both weight stages, f16 / bf16, sym / asym,
 // odd shapes (partial 256- / 192-row tiles, strips past N, odd k-step counts, M 1 / 17 / 29 / 67 / 130 / 257 / 333),
@@ -956,10 +807,8 @@ int main(int argc, char** argv) {
     int fails = 0;
     float us = 0, cu = -1;
     if (argc > 1 && strcmp(argv[1], "s") == 0) return s_correct(nsm);
-    if (argc > 1 && strcmp(argv[1], "pp") == 0) return pp_correct(nsm);
     if (argc > 1 && strcmp(argv[1], "w4") == 0) return w4_correct(nsm);
     if (argc > 1 && strcmp(argv[1], "w4bench") == 0) return w4_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);
-    if (argc > 1 && strcmp(argv[1], "ppbench") == 0) return pp_bench(nsm);
     if (argc > 1 && strcmp(argv[1], "ebench") == 0) return e_bench(nsm);
     if (argc > 1 && strcmp(argv[1], "sbench") == 0) return s_bench(nsm, argc > 2 ? atoi(argv[2]) : -1);
     if (!bench) {

@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <atomic>
-
 #include "lowbit/i8_ws_gemm.cuh"
 #include "lowbit/tma_host.h"
 
@@ -55,31 +53,7 @@ static bool pp_enabled(int64_t m) {
     const char* e = getenv("LOWBIT_I8_WS_PP");
     return m >= kPPMinM && (e && *e ? *e != '0' : kPPDefault);
 }
-// v18 (NOTES v18): the ping-pong tiles as 2-CTA clusters sharing the weight stage by bulk multicast
-// (ws_kernel<128, false, false, true, true>). Exact, but measured 5-15% slower than one CTA per SM at all 22 points
-// (11 shapes x M = 1024 / 4096, H100, same run), so off by default. LOWBIT_I8_WS_PP_MC=1 / 0 in the environment
-// (read per call) turns it on / off where the plan runs ping-pong; unset: kMCDefault.
-constexpr bool kMCDefault = false;
-static bool mc_enabled() {
-    const char* e = getenv("LOWBIT_I8_WS_PP_MC");
-    return e && *e ? *e != '0' : kMCDefault;
-}
-
-// v19 (NOTES v19): W4 (W4S) at M >= kPPMinM may run its unsplit BX = 256 tiles on the W4 ping-pong consumers
-// (ws_kernel<256, true, true, true>: each consumer warpgroup a 64-row half of the tile, the same per-lane expansion
-// as the cooperative tile, one warpgroup's epilogue under the other's wgmmas). LOWBIT_I8_WS_PP4=1 / 0 in the
-// environment (read per call); unset: kPP4Default. The plan then prices the W4 epilogue as v17 does for W8
-// (kEpiStages4 stage-times of a BX-wide tile per cooperative tile, once per CTA for ping-pong) with the ping-pong
-// half-tile's mainloop at kEffPP4 of the cooperative 256 tile's rate per MAC. Measured (H100, same run, 11 shapes x
-// M = 1024 / 4096): exact, but 7-25% SLOWER than the cooperative tile at 21 of 22 points (median coop / pp 0.78: one
-// warpgroup's wgmmas do not cover its own expansion chain), equal to the BX 64 plan at the 22nd (1024x8192 M = 1024),
-// so off by default; kEffPP4 is the measured median.
-constexpr bool kPP4Default = false;
-constexpr double kEffPP4 = 0.78, kEpiStages4 = 4.0;
-static bool pp4_enabled(int64_t m) {
-    const char* e = getenv("LOWBIT_I8_WS_PP4");
-    return m >= kPPMinM && (e && *e ? *e != '0' : kPP4Default);
-}
+// v18 (2-CTA weight-multicast ping-pong) and v19 (W4 ping-pong): measured slower (NOTES v18 / v19), code removed.
 
 // v20 (NOTES v20): W4 at 64 < M < 1024 may split K in two with the slices in one 2-CTA cluster, reduced through
 // distributed shared memory (no workspace, no L2 adds), for BX = 128 / 256 tiles. Measured (H100, same run, 11 bench
@@ -123,7 +97,7 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
     }
     constexpr double kRedPerKB = 91;
     const double eff[3] = {1.0, w4 ? 0.6 : 0.85, w4 ? 0.33 : 0.6};
-    const bool pp = !w4 && pp_enabled(m), pp4 = w4 && pp4_enabled(m);
+    const bool pp = !w4 && pp_enabled(m);
     int best = 0, best_s = 1;
     double best_cost = 0;
     for (int i = 0; i < 3; ++i) {
@@ -143,12 +117,6 @@ int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int for
                     cost = double((tiles + sms - 1) / sms) * per * bx / kEffPP + kEpiStages * 256;
                 } else {
                     cost += double((tiles * s + sms - 1) / sms) * kEpiStages * bx;
-                }
-            } else if (pp4) {  // v19: the W4 epilogue priced; unsplit BX 256 runs ping-pong (2 half-tile units)
-                if (bx == 256 && s == 1) {
-                    cost = double((2 * tiles + sms - 1) / sms) * per * (bx / 2) / kEffPP4 + kEpiStages4 * (bx / 2);
-                } else {
-                    cost += double((tiles * s + sms - 1) / sms) * kEpiStages4 * bx;
                 }
             }
             if (best == 0 || cost < best_cost) best = bx, best_cost = cost, best_s = s;
@@ -183,9 +151,6 @@ constexpr int LOWBIT_I8_WS_LAG_SHIFT = 4;
 // v17: LOWBIT_I8_WS_PP = W8 at BX = 128 without split-K on the ping-pong consumers (each warpgroup a whole
 // 128 x 128 tile, the two taking turns; ws_kernel<128, false, false, true>).
 constexpr int LOWBIT_I8_WS_PP = 64;
-// v18: with LOWBIT_I8_WS_PP, 2-CTA clusters (pairs of activation tiles of one weight tile) multicasting the weight
-// stage (ws_kernel<128, false, false, true, true>); falls back to one CTA per SM where no cluster can be resident.
-constexpr int LOWBIT_I8_WS_MC = 128;
 // v20: split-K (a.steps_per_split, a.ws == nullptr) with the slices of a tile in one thread-block cluster of 2..8 CTAs,
 // reduced through distributed shared memory (kernel flags bit 6; lowbit/i8_ws_gemm.cuh csplit_finish): grid = units,
 // one unit per CTA, no workspace. Cooperative consumers only (never ping-pong).
@@ -219,10 +184,10 @@ bool make_ymap(CUtensorMap& map, const lowbit::i8::Args& a) {
     return ok;
 }
 
-template <int BX, bool W4, bool W4S = false, bool PP = false, bool MC = false>
+template <int BX, bool W4, bool W4S = false, bool PP = false>
 cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cudaStream_t st) {
     using namespace lowbit::i8ws;
-    if (nsm < 0) return available<BX, W4, W4S, PP, MC>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    if (nsm < 0) return available<BX, W4, W4S, PP>() ? cudaSuccess : cudaErrorNoKernelImageForDevice;
     CUtensorMap map, ymap;
     cudaError_t e = make_xmap(map, a, BX);
     if (e != cudaSuccess) return e;
@@ -231,11 +196,11 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
         ((opts & LOWBIT_I8_WS_TMA_STORE) && make_ymap(ymap, a) ? 1 : 0) | (opts & LOWBIT_I8_WS_RING_SCALES ? 2 : 0) |
         (opts & LOWBIT_I8_WS_BULK_RED ? 4 : 0) | (opts & LOWBIT_I8_WS_SKIP_EPI ? 8 : 0) |
         (((opts >> LOWBIT_I8_WS_LAG_SHIFT) & 3) << 4);
-    constexpr int smem = Geo<BX, W4, W4S, PP>::kSmem;
-    auto kern = ws_kernel<BX, W4, W4S, PP, MC>;
+    constexpr int smem = Geo<BX, W4, W4S>::kSmem;
+    auto kern = ws_kernel<BX, W4, W4S, PP>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    if constexpr (!PP && !MC) {
+    if constexpr (!PP) {
         if (opts & LOWBIT_I8_WS_CSPLIT) {
             // v20: clusters of `splits` CTAs (one K slice each), one unit per CTA; clusters past the resident ones
             // wait for a free slot (the kernel is not persistent in this mode).
@@ -258,41 +223,9 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
             return cudaLaunchKernelEx(&cfg, kern, a, map, ymap, flags | 64, group);
         }
     }
-    if constexpr (MC) {
-        // v18: 2-CTA clusters, as many as can be resident at once (persistent: a second wave would serialize), at
-        // most SMs / 2; units = pairs of activation tiles of one weight tile. cudaErrorNotSupported when no cluster
-        // fits (the caller then launches one CTA per SM).
-        cudaLaunchConfig_t cfg{};
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 2;
-        at[0].val.clusterDim.y = 1;
-        at[0].val.clusterDim.z = 1;
-        cfg.blockDim = dim3(kThreads);
-        cfg.dynamicSmemBytes = smem;
-        cfg.stream = st;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        const int half = nsm / 2 > 0 ? nsm / 2 : 1;
-        cfg.gridDim = dim3(unsigned(2 * half));
-        static std::atomic<int> resident_cache{-1};  // per device kind; the host query once per process
-        int resident = resident_cache.load();
-        if (resident < 0) {
-            if (cudaOccupancyMaxActiveClusters(&resident, kern, &cfg) != cudaSuccess) resident = 0;
-            (void)cudaGetLastError();
-            resident_cache.store(resident);
-        }
-        if (resident < 1) return cudaErrorNotSupported;
-        const int64_t units = int64_t((a.n + kBW - 1) / kBW) * ((a.m + 2 * BX - 1) / (2 * BX));
-        int64_t clusters = units < resident ? units : resident;
-        if (clusters > half) clusters = half;
-        cfg.gridDim = dim3(unsigned(2 * clusters));
-        return cudaLaunchKernelEx(&cfg, kern, a, map, ymap, flags, group);
-    }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
     const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
-    // W4 ping-pong (v19): two units (64-row halves) per tile.
-    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits * (PP && W4 ? 2 : 1);
+    const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(tiles < nsm ? tiles : nsm);
     kern<<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
     return cudaGetLastError();
@@ -313,13 +246,8 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
         if (group <= 0) group = lowbit_i8_ws_group(a.m, a.k, bx);
         if (bx == 64) return launch<64, false>(a, nsm, group, opts, st);
         if (bx == 128) {
-            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr && !(opts & LOWBIT_I8_WS_CSPLIT)) {
-                if (opts & LOWBIT_I8_WS_MC) {
-                    const cudaError_t e = launch<128, false, false, true, true>(a, nsm, group, opts, st);
-                    if (e != cudaErrorNotSupported) return e;
-                }
+            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr && !(opts & LOWBIT_I8_WS_CSPLIT))
                 return launch<128, false, false, true>(a, nsm, group, opts, st);
-            }
             return launch<128, false>(a, nsm, group, opts, st);
         }
         if (bx == 256) return launch<256, false>(a, nsm, group, opts, st);
@@ -330,12 +258,7 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
     if (smem) {
         if (bx == 64) return launch<64, true, true>(a, nsm, group, opts, st);
         if (bx == 128) return launch<128, true, true>(a, nsm, group, opts, st);
-        if (bx == 256) {
-            // v19: unsplit BX = 256 W4 tiles on the ping-pong consumers (64 weight rows x 256 activation rows each).
-            if ((opts & LOWBIT_I8_WS_PP) && a.ws == nullptr && !(opts & LOWBIT_I8_WS_CSPLIT))
-                return launch<256, true, true, true>(a, nsm, group, opts, st);
-            return launch<256, true, true>(a, nsm, group, opts, st);
-        }
+        if (bx == 256) return launch<256, true, true>(a, nsm, group, opts, st);
         return cudaErrorInvalidValue;
     }
 #ifdef LOWBIT_I8_WS_W4_REGA
@@ -355,7 +278,7 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
 // output qualifies (make_ymap), else straight from the accumulators.
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     // v17: unsplit BX = 128 tiles at M >= kPPMinM on the ping-pong consumers (the plan prices them so).
-    const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP | (mc_enabled() ? LOWBIT_I8_WS_MC : 0) : 0;
+    const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
     return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT | pp, st);
 }
 
@@ -365,13 +288,7 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 // smem = true: the expanded block goes through shared memory (wgmma with A from shared memory) instead of the
 // register-A wgmma (both measured, NOTES.md v9; smem = false needs LOWBIT_I8_WS_W4_REGA at build time).
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
-    // v19: unsplit BX = 256 tiles at M >= kPPMinM on the W4 ping-pong consumers where switched on (the plan prices
-    // them so); only the shared-memory expansion has them.
-    // Group lengths the ring cannot carry (not a multiple of 128) stay cooperative: the ping-pong consumer would load
-    // their scales per stage in series with the expansion.
-    const bool ring = a.gs == nullptr || a.group_len % lowbit::i8::kBK == 0;
-    const int pp = smem && ring && pp4_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
     // v20: a split plan without a workspace is a cluster split (lowbit_i8_ws_csplit gave it no workspace).
     const int cs = a.ws == nullptr && a.steps_per_split > 0 && a.steps_per_split < a.ksteps ? LOWBIT_I8_WS_CSPLIT : 0;
-    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT | pp | cs, st);
+    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT | cs, st);
 }

@@ -28,25 +28,6 @@ constexpr bool kWeightTma = true;
 // M = 256 gained (47.3 -> 45.7 us).
 constexpr bool kStagedStore = false;
 
-// Ping-pong consumers (lowbit/wo_ws.cuh ws_pp_kernel, NOTES.md ws-PP) for the unsplit kernel at M >= 1024: tiles of
-// 128 weight rows x 128 activation rows, one per consumer warpgroup, instead of the cooperative BX = 256 tile.
-// kPingPong is the default; LOWBIT_WO_WS_PP=1 / =0 overrides it (read once). OFF: measured on an H100 (harness, same
-// run) at 0.34-0.50x the cooperative BX = 256 kernel at M = 1024 / 4096 on 28672x8192, 8192x28672, 11008x4096 and
-// 4096x4096 (e.g. 28672x8192 M = 4096: 2763 -> 7924 us): the register-A mainloop of one warpgroup alone is
-// latency-bound (NOTES.md ws-PP).
-constexpr bool kPingPong = false;
-constexpr int kPingPongMinM = 1024;
-
-bool ping_pong() {
-    static const bool on = [] {
-        const char* e = getenv("LOWBIT_WO_WS_PP");
-        if (e && e[0] == '1') return true;
-        if (e && e[0] == '0') return false;
-        return kPingPong;
-    }();
-    return on;
-}
-
 // X[m][ldx] of 16-bit elements as a 2-D tensor {K, M} with a {64, bx} box and 128-byte swizzle (the copy engine
 // zero-fills rows >= M and columns >= K). The bit pattern is copied as is, so f16 serves bf16 too.
 cudaError_t make_xmap(CUtensorMap& map, const Args& a, int bx) {
@@ -75,13 +56,6 @@ cudaError_t launch_t(const Args& a, int splits, int nsm, cudaStream_t st) {
     }
     const CUtensorMap* wm = kWeightTma ? &wmap : nullptr;
     if (splits <= 1) {
-        if constexpr (BX == 256) {
-            if (a.m >= kPingPongMinM && ping_pong()) {
-                e = make_xmap(xmap, a, 128);
-                if (e != cudaSuccess) return e;
-                return wows::launch_pp<lowbit::wo::Int4, T, 128>(a, xmap, nsm, st, wm);
-            }
-        }
         return wows::launch<lowbit::wo::Int4, T, BX, false, kStagedStore>(a, xmap, nsm, st, wm);
     }
     return wows::launch_s<lowbit::wo::Int4, T, BX, BX == 64 ? 3 : 2>(a, xmap, nsm, splits, st, wm);

@@ -638,10 +638,9 @@ fn ws_w4a8_is_exact() {
         }
     }
     // Then: several tiles per CTA with an odd number of 128-column stages (9) and with one stage, where the
-    // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile. The last two have M >= 1024, where
-    // LOWBIT_I8_WS_PP4=1 in the environment (off by default, NOTES v19) sends the BX = 256 tiles (forced and auto) to
-    // the W4 ping-pong consumers: group scales through the ring and per-channel, several units per warpgroup. With
-    // 64 < M < 1024 the plan may split K in two with the slices in one 2-CTA cluster (NOTES v20: auto and bx 128 take it
+    // parity-split group-scale prefetch (NOTES v11) crosses into the CTA's next tile. Two have M >= 1024 (group
+    // scales through the ring and per-channel, several tiles per CTA). With 64 < M < 1024 the plan may split K in
+    // two with the slices in one 2-CTA cluster (NOTES v20: auto and bx 128 take it
     // on the first shape (group 160: per-lane scales) and the last two (ring scales, per-channel); rows past M on both).
     let shapes: [(usize, usize, usize, Option<usize>); 12] = [
         (129, 301, 2080, Some(160)),

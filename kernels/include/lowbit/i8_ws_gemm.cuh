@@ -72,16 +72,7 @@
 //   m64n128k32 per k32 block into 2 x 64 accumulators) and the two mainloops take turns (named barriers 5 / 6), so one
 //   warpgroup's epilogue runs while the other's wgmmas keep the tensor pipe busy. Same producer, ring and epilogues.
 //   The library plan takes it for W8 at M >= 1024 where it models faster (ws_gemm.cu, NOTES v17).
-//   MC = true (v18, with PP): the same kernel as 2-CTA clusters. Work unit = a pair of activation tiles of one weight
-//   tile (CTA `rank` takes tile 2 v + rank); each CTA's producer sends its 8 KB K half of the shared weight stage to
-//   both CTAs with one 1-D bulk multicast (mask 3) and loads its own activation box; full barriers expect the whole
-//   32 KB slot, empty barriers count the slot's consumer warps of both CTAs (remote arrives, default .release.cta
-//   form), barrier.cluster after the barrier init and before exit. Exact, but measured 5-15% slower than one CTA per
-//   SM (L2 sectors +15%, NOTES v18): only behind LOWBIT_I8_WS_PP_MC=1.
-//   W4 (v19; PP = true, W4S, BX = 256, unsplit): each consumer warpgroup takes a 64-row half of a 128 x 256 tile whole
-//   (unit u = half u & 1 of tile u >> 1; the producer copies that half of the 4-bit block as four 1 KB bulk copies),
-//   expands it as the cooperative W4S consumer does and issues four wgmma m64n256k32; the mainloops take turns as
-//   above. Exact, but measured 7-25% slower than the cooperative tile (NOTES v19): only behind LOWBIT_I8_WS_PP4=1.
+//   (Removed, measured slower, NOTES v18 / v19: the 2-CTA weight-multicast form of this kernel and a W4 ping-pong.)
 // Harness-only flags (v17): bit 3 skips the epilogue (timing probe), bits 4-5 start cooperative warpgroup 1 `lag`
 //   stages late (measured: no gain).
 #pragma once
@@ -103,10 +94,10 @@ using i8::kBW;
 
 constexpr int kThreads = 384;
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
+template <int BX, bool W4 = false, bool W4S = false>
 struct Geo {
-    // One tiled weight block (8 / 16 KB); W4 ping-pong (v19): one 64-row half of the 4-bit block (4 KB).
-    static constexpr int kWStage = W4 ? (PP ? 64 * kBK / 2 : kBW * kBK / 2) : kBW * kBK;
+    // One tiled weight block (8 / 16 KB).
+    static constexpr int kWStage = W4 ? kBW * kBK / 2 : kBW * kBK;
     static constexpr int kXStage = BX * kBK;          // activation box bytes (multiple of 1024)
     static constexpr int kSlot = kWStage + kXStage;   // one ring slot
     // W4S: per consumer warpgroup two 8 KB int8 blocks (64 rows x 128 K) after the ring.
@@ -134,17 +125,6 @@ __device__ __forceinline__ uint64_t desc_plain(uint32_t addr, uint32_t lbo, uint
     d |= uint64_t((lbo & 0x3FFFF) >> 4) << 16;
     d |= uint64_t((sbo & 0x3FFFF) >> 4) << 32;
     return d;
-}
-
-// 1-D bulk copy global -> the shared memory of every cluster CTA in `cta_mask` (same offset in each; each CTA's
-// mbarrier at `bar`'s offset receives the bytes written into that CTA). Size a multiple of 16, both ends 16-aligned.
-__device__ __forceinline__ void bulk_g2s_mc(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
-                                            uint16_t cta_mask) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
-        "%4;\n" ::"r"(tma::smem_u32(dst)),
-        "l"(src), "r"(bytes), "r"(tma::smem_u32(bar)), "h"(cta_mask)
-        : "memory");
 }
 
 // Tile t -> (weight tile nb, activation tile mb). Grouped rasterization: the activation tiles are taken in
@@ -552,7 +532,7 @@ __device__ __forceinline__ void csplit_finish(const Args& p, int32_t (&acc)[BX /
     if (rank == 0) csplit_epilogue<BX>(p, acc, m0, n0, tq, g, warp, lane, cw, ystore, ebuf, ymap, yq);
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool MC = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap ymap, int flags,
@@ -562,16 +542,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
     using namespace tma;
-    using G = Geo<BX, W4, W4S, PP>;
+    using G = Geo<BX, W4, W4S>;
     constexpr int S = G::kStages;
     constexpr int kWStage = G::kWStage;
     static_assert(S * G::kSlot >= BX * 512, "v20: the cluster split-K staging (BX x 128 int32) fits the ring");
-    static_assert(!MC || (PP && !W4), "2-CTA multicast clusters: the W8 ping-pong kernel only");
-    // v19: W4 ping-pong = 64 weight rows x BX = 256 activation rows per consumer warpgroup, expansion through
-    // shared memory.
-    static_assert(!PP || !W4 || (W4S && BX == 256), "W4 ping-pong: the shared-memory expansion at BX = 256");
-    constexpr bool PPW4 = PP && W4;
-    constexpr int CL = MC ? 2 : 1;  // CTAs per cluster
+    static_assert(!PP || !W4, "ping-pong consumers: W8 only");
     extern __shared__ unsigned char smem_raw[];
     __shared__ __align__(8) uint64_t full[S], empty[S];
     // Ring base aligned to 1024 bytes (128-byte swizzle atoms); every slot and X box stays 1024-aligned.
@@ -599,17 +574,12 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             // The producer's arrive.expect_tx (+ the copies' bytes) and, with ring scales, one arrive per scale-warp
             // lane after its stores (release: the consumers' full-barrier wait makes the bytes visible).
             mbar_init(&full[s], sscale ? 1 + 32 : 1);
-            // One arrive per consumer warp (PP: of the slot's one warpgroup; MC: of both CTAs of the cluster, since
-            // the slot is written by both CTAs' producers).
-            mbar_init(&empty[s], PP ? 4 * CL : 8);
+            // One arrive per consumer warp (PP: of the slot's one warpgroup).
+            mbar_init(&empty[s], PP ? 4 : 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    if constexpr (MC) {
-        cluster_sync();  // the partner's barriers are initialised before any multicast or remote arrive
-    } else {
-        __syncthreads();
-    }
+    __syncthreads();
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
     const Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
@@ -619,74 +589,16 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     const int sps = p.ws || csplit ? p.steps_per_split : ksteps;
     const int splits = p.ws || csplit ? (ksteps + sps - 1) / sps : 1;
     const int total = nt * mt * splits;
-    // MC (v18): work unit = a pair of activation tiles 2 v, 2 v + 1 of one weight tile, in the grouped order over
-    // (nt, ceil(mt / 2)) (group in activation tiles, halved); cluster c takes units c, c + clusters, ... and its CTA
-    // `rank` activation tile 2 v + rank (past M: zero-filled loads, nothing stored). Without MC: unit = tile.
-    const uint32_t rank = MC ? cluster_rank() : 0;
-    const int umt = MC ? (mt + 1) / 2 : mt;
-    const int ug = MC ? (tiles.group + 1) / 2 : tiles.group;
-    const Tiles utiles{umt, nt, ug < 1 ? 1 : (ug > umt ? umt : ug)};
-    // PPW4 (v19): unit u = half u & 1 (weight rows 64 (u & 1) ..) of tile u >> 1 (unsplit), so the two halves of
-    // a tile run on neighbouring CTAs at the same time and share the activation box through L2.
-    const int utotal = MC ? nt * umt : PPW4 ? 2 * total : total;
-    const int ufirst = int(blockIdx.x) / CL, ustride = int(gridDim.x) / CL;
-    auto unit_tile = [&](int u, int& nb, int& mb) {
-        if constexpr (MC) {
-            utiles.at(u, nb, mb);
-            mb = 2 * mb + int(rank);
-        } else if constexpr (PPW4) {
-            tiles.at(u >> 1, nb, mb);
-        } else {
-            tiles.at(u, nb, mb);
-        }
-    };
+    // Work unit u = tile u (with split-K: one K slice of it); CTA blockIdx.x takes units blockIdx.x, + gridDim.x, ...
+    const int utotal = total;
+    const int ufirst = int(blockIdx.x), ustride = int(gridDim.x);
+    auto unit_tile = [&](int u, int& nb, int& mb) { tiles.at(u, nb, mb); };
     __shared__ int split_last;  // split-K: this CTA arrived last at its tile (consumer broadcast)
 
     if (wg == 0) {
         // ------------------------------- producer -------------------------------
         setmaxnreg_dec<40>();
-        if (MC && tid == 0) {
-            // v18: the weight stage is shared by the cluster's two CTAs: CTA r copies its K half (bytes
-            // r * 8192 .. of the 16 KB tiled block: core-matrix chunks 4 r .. 4 r + 3 of all 128 rows, contiguous)
-            // into both CTAs' slot; the activation box is its own. Each CTA's full barrier expects the whole slot
-            // (its own X box + both weight halves). The slot is free once the consumers of both CTAs released it
-            // (empty count 8): the partner's producer writes into this CTA's slot too.
-            int s = 0;
-            uint32_t phase = 0;
-            for (int u = ufirst; u < utotal; u += ustride) {
-                int nb, mb;
-                unit_tile(u, nb, mb);
-                const uint8_t* wsrc = p.w + size_t(nb) * ksteps * kWStage + rank * (kWStage / 2);
-                for (int ks = 0; ks < ksteps; ++ks) {
-                    mbar_wait(&empty[s], phase ^ 1);
-                    unsigned char* slot = ring + s * G::kSlot;
-                    mbar_expect_tx(&full[s], G::kSlot);
-                    bulk_g2s_mc(slot + rank * (kWStage / 2), wsrc + size_t(ks) * kWStage, kWStage / 2, &full[s], 3);
-                    tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
-                    if (++s == S) s = 0, phase ^= 1;
-                }
-            }
-        } else if (PPW4 && tid == 0) {
-            // v19: the 64-row half h of the tile's 8 KB 4-bit block = four 1 KB pieces (core-matrix chunk c of rows
-            // 64 h .. 64 h + 63 at c * 2048 + h * 1024), landing as a 64-row block (chunk c at c * 1024).
-            int s = 0;
-            uint32_t phase = 0;
-            for (int u = blockIdx.x; u < utotal; u += gridDim.x) {
-                int nb, mb;
-                unit_tile(u, nb, mb);
-                const uint8_t* wsrc = p.w + size_t(nb) * ksteps * (kBW * kBK / 2) + (u & 1) * 1024;
-                for (int ks = 0; ks < ksteps; ++ks) {
-                    mbar_wait(&empty[s], phase ^ 1);
-                    unsigned char* slot = ring + s * G::kSlot;
-                    mbar_expect_tx(&full[s], G::kSlot);
-#pragma unroll
-                    for (int c = 0; c < 4; ++c)
-                        bulk_g2s(slot + c * 1024, wsrc + size_t(ks) * (kBW * kBK / 2) + c * 2048, 1024, &full[s]);
-                    tma_2d_g2s(slot + kWStage, &xmap, ks * kBK, mb * BX, &full[s]);
-                    if (++s == S) s = 0, phase ^= 1;
-                }
-            }
-        } else if (tid == 0) {
+        if (tid == 0) {
             int s = 0;
             uint32_t phase = 0;
             for (int u = blockIdx.x; u < total; u += gridDim.x) {
@@ -714,10 +626,9 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             uint32_t phase = 0;
             // 40 registers (setmaxnreg.dec): one row pointer, 32-bit offsets, the four bytes packed in one word.
             const int rstride = 32 * p.groups;
-            // PPW4 (v19): per unit (a tile's half) the whole tile's 128 row scales, as the producer's slot order.
-            for (int u = blockIdx.x; u < utotal; u += gridDim.x) {
-                const int t = PPW4 ? u >> 1 : u / splits;
-                const int k0 = PPW4 ? 0 : (u - t * splits) * sps, k1 = PPW4 ? ksteps : min(ksteps, k0 + sps);
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / splits;
+                const int k0 = (u - t * splits) * sps, k1 = min(ksteps, k0 + sps);
                 int nb, mb;
                 tiles.at(t, nb, mb);
                 const int rows_left = p.n - (nb * kBW + lane);  // rows lane + 32 q exist while 32 q < rows_left
@@ -742,103 +653,6 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             cluster_sync();
             cluster_sync();
         }
-    } else if constexpr (PPW4) {
-        // ----------------------- W4 ping-pong consumers (v19) -----------------------
-        // Consumer warpgroup cw takes the CTA's units cw, cw + 2, ... (unit = one 64-row half of a 128 x 256 tile):
-        // per stage it expands its 64 rows x 128 K of 4-bit codes exactly to q * s into one of its two 8 KB int8
-        // blocks (as the cooperative W4S consumer: same per-lane work, same layout) and issues four wgmma m64n256k32
-        // (A from that block, B = the 256-row activation box) into one set of 128 accumulators. The mainloops take
-        // turns as v17's (named barriers 5 / 6), so one warpgroup's epilogue runs under the other's wgmmas.
-        setmaxnreg_inc<232>();
-        const int cw = wg - 1;
-        const int lane = tid & 31, warp = (tid >> 5) & 3;
-        const int g = lane >> 2, tq = lane & 3;
-        const uint32_t ring_a = smem_u32(ring);
-        uint32_t yq = 0;
-        int32_t acc[BX / 2];
-#pragma unroll
-        for (int i = 0; i < BX / 2; ++i) acc[i] = 0;
-        const int glog = (p.group_len & (p.group_len - 1)) == 0 ? __ffs(p.group_len) - 1 : -1;
-        // Group scales: through the ring (g % 128 == 0, flags bit 1), else loaded per stage (other group lengths:
-        // exact but unhidden L2 latency; the library runs those cooperatively), 1 for per-channel weights.
-        const bool lscale = !sscale && p.gs != nullptr;
-        const int r = warp * 16 + g;  // this lane's rows r, r + 8 of the unit's 64
-        const int nunits = ufirst < utotal ? (utotal - 1 - ufirst) / ustride + 1 : 0;
-        for (int i = cw; i < nunits; i += 2) {
-            const int u = ufirst + i * ustride, h = u & 1;
-            int nb, mb;
-            unit_tile(u, nb, mb);
-            if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(cw == 0 ? 6 : 5) : "memory");  // the other's turn ended
-            const int pos = i * ksteps;
-            int s = pos % S;
-            uint32_t phase = (pos / S) & 1;
-            int prev = -1;
-            for (int ks = 0; ks < ksteps; ++ks) {
-                uint32_t sc[kBK / 32][2];
-                if (lscale) {
-                    w4_scales(p, nb * kBW + 64 * h + r, ks, glog, sc);
-                } else if (!sscale) {
-#pragma unroll
-                    for (int j = 0; j < kBK / 32; ++j) sc[j][0] = 1, sc[j][1] = 1;
-                }
-                mbar_wait(&full[s], phase);
-                const unsigned char* raw = ring + s * G::kSlot;
-                const uint32_t xa = ring_a + s * G::kSlot + kWStage;
-                if (sscale) {
-                    const uint32_t s0 = scl[s * kBW + 64 * h + r], s1 = scl[s * kBW + 64 * h + r + 8];
-#pragma unroll
-                    for (int j = 0; j < kBK / 32; ++j) sc[j][0] = s0, sc[j][1] = s1;
-                }
-                unsigned char* eb = ring + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
-#pragma unroll
-                for (int j = 0; j < kBK / 32; ++j) {
-                    const uint32_t w0 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(r, j, 64) + 4 * tq);
-                    const uint32_t w1 = *reinterpret_cast<const uint32_t*>(raw + i8::cm_off(r + 8, j, 64) + 4 * tq);
-                    uint32_t a0, a1, a2, a3;
-                    i8::expand_w4(w0, sc[j][0], i8::w4_offset(sc[j][0]), a0, a2);
-                    i8::expand_w4(w1, sc[j][1], i8::w4_offset(sc[j][1]), a1, a3);
-                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j, 64) + 4 * tq) = a0;
-                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j, 64) + 4 * tq) = a1;
-                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r, 2 * j + 1, 64) + 4 * tq) = a2;
-                    *reinterpret_cast<uint32_t*>(eb + i8::cm_off(r + 8, 2 * j + 1, 64) + 4 * tq) = a3;
-                }
-                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-                asm volatile("bar.sync %0, 128;\n" ::"r"(1 + cw) : "memory");
-                const uint32_t ea = ring_a + S * G::kSlot + (cw * 2 + (ks & 1)) * 64 * kBK;
-                wgmma_fence();
-                wgmma_fence_regs_s32(acc);
-#pragma unroll
-                for (int j = 0; j < kBK / 32; ++j)
-                    wgmma_ss_s8<BX>(acc, desc_plain(ea + 2 * j * 1024, 1024, 128), desc_sw128(xa + 32 * j),
-                                    ks != 0 || j != 0);
-                wgmma_commit();
-                wgmma_fence_regs_s32(acc);
-                wgmma_wait<1>();
-                // The previous stage's group has completed: its slot and expansion block may be rewritten.
-                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-                prev = s;
-                if (++s == S) s = 0, phase ^= 1;
-            }
-            if (i + 1 < nunits) asm volatile("bar.arrive %0, 256;\n" ::"r"(cw == 0 ? 5 : 6) : "memory");
-            const int n0 = nb * kBW + 64 * h, nr = n0 + warp * 16 + g;
-            EpiVec<BX> ev;
-            epi_prefetch<BX>(p, ev, mb * BX, nr, lane);
-            wgmma_wait<0>();
-            wgmma_fence_regs_s32(acc);
-            if (lane == 0) mbar_arrive(&empty[prev]);
-            if (skip_epi) continue;
-            if (ystore) {
-                unsigned char* ebuf = ring + S * G::kSlot + G::kExp + cw * 2 * G::kEpiBuf;
-                if (p.epi.out == i8::kOutF16) {
-                    epilogue_tma<BX, i8::kOutF16>(p, acc, ev, mb * BX, n0, tq, g, warp, cw, ebuf, &ymap, yq);
-                } else {
-                    epilogue_tma<BX, i8::kOutBf16>(p, acc, ev, mb * BX, n0, tq, g, warp, cw, ebuf, &ymap, yq);
-                }
-            } else {
-                epilogue<BX>(p, acc, ev, mb * BX, nr, tq);
-            }
-        }
-        if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     } else if constexpr (PP) {
         // ------------------------- ping-pong consumers (v17) -------------------------
         // W8, unsplit. Consumer warpgroup cw takes the CTA's units cw, cw + 2, ... (unit i = tile blockIdx.x +
@@ -858,18 +672,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         int32_t acc0[BX / 2], acc1[BX / 2];
 #pragma unroll
         for (int i = 0; i < BX / 2; ++i) acc0[i] = 0, acc1[i] = 0;
-        // MC: units of the cluster (both CTAs walk the same list, so their ring positions match).
         const int nunits = ufirst < utotal ? (utotal - 1 - ufirst) / ustride + 1 : 0;
-        // Release of a consumed slot: one arrive per warp on the slot's empty barrier of every CTA that writes it.
-        // MC: lane r of each warp arrives on CTA r's barrier, default .release.cta semantics (tma.cuh
-        // mbar_arrive_cluster: the wgmma reads are complete after wgmma.wait_group; the explicit .release.cluster
-        // form costs two GPU-scope fences per arrive).
+        // Release of a consumed slot: one arrive per warp on the slot's empty barrier.
         auto release = [&](int slot) {
-            if constexpr (MC) {
-                if (lane < CL) mbar_arrive_cluster(&empty[slot], uint32_t(lane));
-            } else {
-                if (lane == 0) mbar_arrive(&empty[slot]);
-            }
+            if (lane == 0) mbar_arrive(&empty[slot]);
         };
         for (int i = cw; i < nunits; i += 2) {
             int nb, mb;
@@ -1203,16 +1009,14 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         // before the grid does).
         if (ystore && (tid & 127) == 0) tma::bulk_wait_group<0>();
     }
-    // MC: no CTA leaves while its partner may still multicast into its ring or arrive on its barriers.
-    if constexpr (MC) cluster_sync();
 #endif
 #endif
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool MC = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP, MC>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
