@@ -5,8 +5,8 @@
 // division), t = x / s (0 when s = 0), u = clamp(floor(t / 2) + 2^(p-1), 0, 2^p - 1), value v = 2u - (2^p - 1).
 // Partitioning: one CTA (256 threads) per row. Pass 1 reduces the absmax; pass 2 gives each thread one 32-column
 // word at a time (32 codes -> p plane words, one bit each), writes the planes (zero bits beyond k, zero words up to
-// the next multiple of 4 words so the GEMM's 16-byte chunks are clean), the int8 operand (v for p <= 7, u - 128
-// for p = 8) and adds the values for the row sum. The row is read twice (the second time mostly from L1/L2).
+// the next multiple of 4 words so the GEMM's 16-byte chunks are clean), the int8 operand (the code u for p <= 7,
+// u - 128 for p = 8: bipolar.rs int8_operand) and adds the values for the row sum. The row is read twice (the second time mostly from L1/L2).
 // Limits: see lowbit_kernels.h.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kThreads) bip_act_kernel(const T* __restrict__
 #pragma unroll
                 for (int i = 0; i < 8; ++i)
                     if (i < p) pw[i] |= uint32_t((u >> i) & 1) << b;
-                if (codes8) codes8[row * ldc + c] = int8_t(p == 8 ? u - 128 : 2 * u - maxc);
+                if (codes8) codes8[row * ldc + c] = int8_t(p == 8 ? u - 128 : u);
             }
         }
         if (planes) {

@@ -378,14 +378,15 @@ enum lowbit_i8_wformat {
     /** 4-bit codes u = q + 8 in lowbit-core int8::pack_w4's fragment order (docs/formats.md). */
     LOWBIT_I8_W4 = 1,
     /**
-     * 4-bit bipolar codes u (weight value 2u - 15) in the W4 layout; per-channel (group_scales NULL); streaming
-     * kernel only (m <= 16, LOWBIT_ERR_NO_KERNEL otherwise). The bipolar GEMM's int8 mapping at small M.
+     * 4-bit unsigned codes u in 0..15 in the W4 layout, multiplied as u (acc = sum_k x u; the bipolar GEMM's int8
+     * mapping turns it into the value product in its epilogue); per-channel (group_scales NULL); streaming kernel
+     * only (m <= 16, LOWBIT_ERR_NO_KERNEL otherwise). The bipolar GEMM's int8 mapping at small M.
      */
     LOWBIT_I8_BIP4 = 2,
     /**
-     * 2-bit bipolar codes u (weight value 2u - 3), lowbit-core int8::tile_bip2: [ceil(n/128)][ceil(k/256)] blocks
-     * of 128 rows x 256 columns (8192 bytes, same chunk order as W4); k % 32 == 0; per-channel; streaming kernel
-     * only (m <= 16).
+     * 2-bit unsigned codes u in 0..3, multiplied as u (as BIP4), lowbit-core int8::tile_bip2:
+     * [ceil(n/128)][ceil(k/256)] blocks of 128 rows x 256 columns (8192 bytes, same chunk order as W4); k % 32 == 0;
+     * per-channel; streaming kernel only (m <= 16).
      */
     LOWBIT_I8_BIP2 = 3
 };
@@ -607,8 +608,9 @@ lowbit_status lowbit_bip_gemm(const lowbit_bip_operand *x, const lowbit_bip_oper
  *   NULL (the epilogue's row correction of weight offsets: sum_k x~ * b_w = b_w * s * row_sums);
  *   planes (may be NULL): bit planes [p][m][ld] as lowbit_bip_operand (ld a multiple of 4 words >= ceil(k/32),
  *   plane i at planes + i * plane_stride; padding bits and words up to the next multiple of 4 written 0);
- *   codes8 (may be NULL): int8 [m][ldc]: the value v when p <= 7, the signed code u - 128 when p = 8 (the int8
- *   mapping's operand).
+ *   codes8 (may be NULL): int8 [m][ldc]: the code u when p <= 7, the signed code u - 128 when p = 8 (the int8
+ *   mapping's operand: narrow non-negative codes switch fewer tensor-core bits than odd values, kernels/bipolar
+ *   NOTES "operand codes").
  * Limits: 1 <= p <= 8, 1 <= k < 2^31; x 2-byte, scales/row_sums 4-byte, planes 16-byte aligned.
  * Errors: LOWBIT_ERR_SHAPE, LOWBIT_ERR_ALIGNMENT, LOWBIT_ERR_INVALID_ARGUMENT (NULL x / scales / row_sums, both
  * outputs NULL, bad dtype), LOWBIT_ERR_CUDA.

@@ -31,10 +31,11 @@
 // The activation sums sum_k x come from one extra MMA per k32 step against an all-ones B fragment (they land in
 // the accumulator lanes that need them). Group scales (groups of a multiple of 128 columns = whole units) are
 // applied per unit to an int32 partial: acc += s_n * (part - 8 xsum). Every step is exact int32.
-// Bipolar codes (v10): value v = 2u - (2^b - 1), so sum x v = 2 sum x u - (2^b - 1) sum x, the same machinery with
-// (mul, off) = (2, 15) for BIP4 (the W4 bytes) and (2, 3) for BIP2, whose 256-column unit is one 8 KB block of
-// 128 rows (lowbit-core int8::tile_bip2): lane t's word c holds columns 64c + 16t + [0, 16), bit 8b + 2i <->
-// column 8 (i >> 1) + 4 (i & 1) + b, so (w >> 2i) & 0x03030303 is a ready B (or A) fragment register.
+// Bipolar codes (v10; the unsigned operand since v21): the bipolar GEMM's int8 mapping multiplies the codes u
+// themselves (its epilogue turns sum x u into the value product), so off = 0 and no activation sums are needed.
+// BIP4 reads the W4 bytes; BIP2's 256-column unit is one 8 KB block of 128 rows (lowbit-core int8::tile_bip2):
+// lane t's word c holds columns 64c + 16t + [0, 16), bit 8b + 2i <-> column 8 (i >> 1) + 4 (i & 1) + b, so
+// (w >> 2i) & 0x03030303 is a ready B (or A) fragment register.
 // Orientation: at MT = 16 (and for grouped W4) the weights are the MMA's B side (n8 = one row group) and the
 // activations its A side (m16); at MT = 8 without group scales ("T", v10) the weights are A (two row groups per
 // m16) and the 8 activation rows B, which halves the MMAs; the packed formats' sum x then comes from one dp4a pass
@@ -70,13 +71,14 @@ namespace stream {
 __host__ __device__ constexpr int warps_of(int sp) { return sp == 8 ? 16 : 8; }
 __host__ __device__ constexpr int ctas_per_sm(int sp) { return sp == 8 ? 1 : 2; }
 // Weight formats (= enum lowbit_i8_wformat): int8 codes; 4-bit codes u = q + 8 (pack_w4 order); 4-bit bipolar codes
-// u (value 2u - 15, pack_w4 order: the W4 bytes); 2-bit bipolar codes u (value 2u - 3, the 2-bit stream order below).
+// u (pack_w4 order: the W4 bytes); 2-bit bipolar codes u (the 2-bit stream order below); both multiplied as u.
 constexpr int kW8 = 0, kW4 = 1, kBip4 = 2, kBip2 = 3;
 constexpr uint32_t kOnesI = 0x01010101u;  // four int8 ones (dp4a / all-ones MMA operand)
-// Packed unsigned codes u whose int32 result is mul * sum x u - off * sum x (W4: q = u - 8; bipolar: v = 2u - (2^b - 1)).
+// Packed unsigned codes u whose int32 result is sum x u - off * sum x (W4: q = u - 8, off = 8; bipolar: u itself,
+// the int8 mapping's unsigned operand, off = 0). Only W4 needs the activation sums sum x.
 __host__ __device__ constexpr bool packed(int f) { return f != kW8; }
-__host__ __device__ constexpr int code_mul(int f) { return f == kW4 ? 1 : 2; }
-__host__ __device__ constexpr int code_off(int f) { return f == kW4 ? 8 : f == kBip4 ? 15 : 3; }
+__host__ __device__ constexpr int code_off(int f) { return f == kW4 ? 8 : 0; }
+__host__ __device__ constexpr bool needs_xsum(int f) { return packed(f) && code_off(f) != 0; }
 // Units per register buffer: two buffers per warp, the next one's loads issued before the current one's MMAs,
 // so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
@@ -357,7 +359,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     if (tlo) tlo[2] = gtime();
 #endif
     __shared__ int32_t xsum_s[8];
-    if (T && packed(F) && warp < min(8, p.m)) {
+    if (T && needs_xsum(F) && warp < min(8, p.m)) {
         // Activation sums of rows 0..M-1 (<= 8) over this CTA's K range (zero-filled beyond K): warp w sums row w.
         const unsigned char* xrow = smem + warp * xstride;
         const int pieces = (s_end - s_begin) * (kBK / 16);
@@ -445,8 +447,10 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                     const uint4 a = lds128(xr + 64 * c + 16 * t);
                     const uint4 a8 = MT > 8 ? lds128(xr + 8 * xstride + 64 * c + 16 * t) : make_uint4(0, 0, 0, 0);
                     const uint32_t a0[4] = {a.x, a8.x, a.y, a8.y}, a1[4] = {a.z, a8.z, a.w, a8.w};
-                    mma_s8_m16n8k32(xacc, a0, kOnes, kOnes);
-                    mma_s8_m16n8k32(xacc, a1, kOnes, kOnes);
+                    if constexpr (needs_xsum(F)) {
+                        mma_s8_m16n8k32(xacc, a0, kOnes, kOnes);
+                        mma_s8_m16n8k32(xacc, a1, kOnes, kOnes);
+                    }
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         const uint32_t w = word(wv[i][j], c), m3 = 0x03030303u;
@@ -502,7 +506,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                 } else {
 #pragma unroll
                     for (int s = 0; s < 4; ++s) {
-                        mma_s8_m16n8k32(xacc, af[s], kOnes, kOnes);
+                        if constexpr (needs_xsum(F)) mma_s8_m16n8k32(xacc, af[s], kOnes, kOnes);
 #pragma unroll
                         for (int j = 0; j < 4; ++j) {
                             uint32_t lo, hi;
@@ -521,13 +525,13 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         compute(wb, u0 + kStep);
         load(wb, u0 + 3 * kStep);
     }
-    if constexpr (packed(F) && !GS && !T) {
-        // acc = mul * sum x u - off * sum x: exact int32 (wrapping intermediates, the final value fits).
-        constexpr int kMul = code_mul(F), kOff = code_off(F);
+    if constexpr (needs_xsum(F) && !GS && !T) {
+        // acc = sum x u - off * sum x: exact int32 (wrapping intermediates, the final value fits).
+        constexpr int kOff = code_off(F);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-            acc[j][0] = kMul * acc[j][0] - kOff * xacc[0], acc[j][1] = kMul * acc[j][1] - kOff * xacc[0];
-            acc[j][2] = kMul * acc[j][2] - kOff * xacc[2], acc[j][3] = kMul * acc[j][3] - kOff * xacc[2];
+            acc[j][0] -= kOff * xacc[0], acc[j][1] -= kOff * xacc[0];
+            acc[j][2] -= kOff * xacc[2], acc[j][3] -= kOff * xacc[2];
         }
     }
 
@@ -563,13 +567,13 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                 for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
         if constexpr (T) {
             // acc[jp][e]: weight row 16 jp + 8 (e >> 1) + g of the strip, activation row 2t + (e & 1).
-            if constexpr (packed(F)) {
-                constexpr int kMul = code_mul(F), kOff = code_off(F);
+            if constexpr (needs_xsum(F)) {
+                constexpr int kOff = code_off(F);
                 const int32_t s0 = xsum_s[2 * t], s1 = xsum_s[2 * t + 1];
 #pragma unroll
                 for (int jp = 0; jp < 2; ++jp) {
-                    acc[jp][0] = kMul * acc[jp][0] - kOff * s0, acc[jp][1] = kMul * acc[jp][1] - kOff * s1;
-                    acc[jp][2] = kMul * acc[jp][2] - kOff * s0, acc[jp][3] = kMul * acc[jp][3] - kOff * s1;
+                    acc[jp][0] -= kOff * s0, acc[jp][1] -= kOff * s1;
+                    acc[jp][2] -= kOff * s0, acc[jp][3] -= kOff * s1;
                 }
             }
 #pragma unroll

@@ -22,7 +22,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use lowbit_core::bipolar::{BipolarMatrix, value};
 use lowbit_core::granularity::Granularity;
 use lowbit_core::int8::{I8Out, W8Weight};
-use lowbit_cuda::bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations};
+use lowbit_cuda::bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations, int8_value_offset};
 use lowbit_cuda::cublaslt::CublasLtInt8;
 use lowbit_cuda::{BipolarGemm, OutDtype};
 use rand::rngs::StdRng;
@@ -306,14 +306,10 @@ fn mapping_bytes(mapping: BipMapping, q: u32, n: usize, k: usize) -> usize {
 }
 
 /// The exact integer `Y_int[r, c] = Σ_k v_x[r, k] · v_w[c, k]` from the activations' int8 operand row
-/// (`v` for `p ≤ 7`, `v = 2ŝ + 1` for 8 bits) and the weight's codes.
+/// (`v = 2·op + d_p`, `lowbit_cuda::bipolar::int8_value_offset`) and the weight's codes.
 fn reference_element(x_op: &[i8], p: u32, w: &BipolarMatrix, c: usize) -> i64 {
-    (0..w.k)
-        .map(|kk| {
-            let xv = if p == 8 { 2 * x_op[kk] as i64 + 1 } else { x_op[kk] as i64 };
-            xv * value(w.code(c, kk), w.bits) as i64
-        })
-        .sum()
+    let d = int8_value_offset(p);
+    (0..w.k).map(|kk| (2 * x_op[kk] as i64 + d) * value(w.code(c, kk), w.bits) as i64).sum()
 }
 
 struct PairState {

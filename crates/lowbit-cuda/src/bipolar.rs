@@ -116,15 +116,22 @@ fn value_sums(m: &BipolarMatrix) -> Vec<i32> {
         .collect()
 }
 
-/// The int8 mapping's operand of `b`-bit bipolar codes: the value `2u − (2^b − 1)` for `b ≤ 7`, `u − 128` for 8 bits.
+/// The int8 mapping's operand of `b`-bit bipolar codes: the code `u` itself for `b ≤ 7`, `u − 128` for 8 bits. The
+/// value is `v = 2·op + d_b` ([`int8_value_offset`]). Non-negative codes of `b` bits keep the upper `8 − b` operand
+/// bits zero, which costs the tensor cores less switching power than the odd values `2u − (2^b − 1)` (sign-extended,
+/// every bit toggling) that the mapping multiplied before: kernels/bipolar/NOTES.md "operand codes".
 pub fn int8_operand(codes: &[u8], bits: u32) -> Vec<i8> {
-    let max = (1i32 << bits) - 1;
-    codes.iter().map(|&u| if bits == 8 { (u as i32 - 128) as i8 } else { (2 * u as i32 - max) as i8 }).collect()
+    codes.iter().map(|&u| if bits == 8 { (u as i32 - 128) as i8 } else { u as i8 }).collect()
+}
+
+/// `d_b` of the int8 operand: the value of a `b`-bit bipolar code is `v = 2·op + d_b`, with `d_b = −(2^b − 1)` for the
+/// unsigned operand (`b ≤ 7`) and `d_8 = 1` for `u − 128`.
+pub fn int8_value_offset(bits: u32) -> i64 {
+    if bits == 8 { 1 } else { 1 - (1i64 << bits) }
 }
 
 /// `Y_int` (`[m, n]`) from the int8 mapping's accumulator `acc = Σ op_x·op_w` over depth `k` and the value row sums
-/// of both sides: `Y = fx·fw·acc + (p = 8: S_w[n]) + (q = 8: S_x[m]) − (p = q = 8: K)`, `f = 2` for an 8-bit side
-/// (`v = 2ŝ + 1`, so `Σ 2ŝ = S − K`).
+/// of both sides: with `v = 2·op + d` on each side, `Y = 4·acc + d_w·S_x[m] + d_x·S_w[n] − K·d_x·d_w`.
 #[allow(clippy::too_many_arguments)]
 pub fn exact_from_int8_parts(
     acc: &[i32],
@@ -136,30 +143,21 @@ pub fn exact_from_int8_parts(
     x_sums: &[i32],
     w_sums: &[i32],
 ) -> Vec<i64> {
-    let f = if p == 8 { 2 } else { 1 } * if q == 8 { 2 } else { 1 };
+    let (dx, dw) = (int8_value_offset(p), int8_value_offset(q));
+    let kdd = k as i64 * dx * dw;
     (0..m * n)
         .map(|i| {
             let (r, c) = (i / n, i % n);
-            let mut v = f * acc[i] as i64;
-            if p == 8 {
-                v += w_sums[c] as i64;
-            }
-            if q == 8 {
-                v += x_sums[r] as i64;
-            }
-            if p == 8 && q == 8 {
-                v -= k as i64;
-            }
-            v
+            4 * acc[i] as i64 + dw * x_sums[r] as i64 + dx * w_sums[c] as i64 - kdd
         })
         .collect()
 }
 
-/// The int8 mapping's epilogue vectors of a weight (host side): `y = f32(acc)·a_x[m]·col_scale[n] (+ row1[m]·col1[n])
-/// (+ (a_x·S_x)[m]·col2[n])` equals `a_x·(a_w·Y + b_w·S_x)` (the plane mapping's epilogue) up to f32 rounding.
+/// The int8 mapping's epilogue vectors of a weight (host side): `y = f32(acc)·a_x[m]·col_scale[n] + a_x[m]·col1[n]
+/// + (a_x·S_x)[m]·col2[n]` equals `a_x·(a_w·Y + b_w·S_x)` (the plane mapping's epilogue) up to f32 rounding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Int8EpilogueVectors {
-    /// `fx·fw·a_w` (`f = 2` for an 8-bit side).
+    /// `4·a_w`.
     pub col_scale: Vec<f32>,
     /// First rank-1 term: its row vector and `[N]` column vector.
     pub corr: Option<(Int8RowVector, Vec<f32>)>,
@@ -170,15 +168,16 @@ pub struct Int8EpilogueVectors {
 /// Which activation vector a rank-1 term of the int8 mapping uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Int8RowVector {
-    /// `a_x` (8-bit activations: `+ a_x · (a_w · (S_w − [q = 8]·K))`).
+    /// `a_x`: `+ a_x · (a_w·d_x·(S_w − K·d_w))`.
     Scales,
-    /// `a_x · S_x` (weight offsets, or 8-bit weights).
+    /// `a_x · S_x`: `+ (a_x·S_x) · (d_w·a_w + b_w)`.
     ScaledSums,
 }
 
 /// [`Int8EpilogueVectors`] for `p`-bit activations and a `q`-bit weight with channel scales `a_w`, optional offsets
-/// `b_w`, value row sums `S_w` and depth `k`. With 8-bit activations and (8-bit weights or offsets) both terms are
-/// present: the `a_x` term first, the `a_x·S_x` term second; a single term always goes first.
+/// `b_w`, value row sums `S_w` and depth `k`: from [`exact_from_int8_parts`], `a_x·(a_w·Y + b_w·S_x)` =
+/// `4·a_x·a_w·acc + a_x·a_w·d_x·(S_w − K·d_w) + (a_x·S_x)·(d_w·a_w + b_w)`. Both rank-1 terms are always present
+/// (`d ≠ 0`): the `a_x` term first, the `a_x·S_x` term second.
 pub fn int8_epilogue_vectors(
     p: u32,
     q: u32,
@@ -187,32 +186,20 @@ pub fn int8_epilogue_vectors(
     offsets: Option<&[f32]>,
     w_sums: &[i32],
 ) -> Int8EpilogueVectors {
-    let fx = if p == 8 { 2.0f32 } else { 1.0 };
-    let fw = if q == 8 { 2.0f32 } else { 1.0 };
-    let col_scale = scales.iter().map(|s| s * fx * fw).collect();
-    // p = 8: Y = fw·2·acc + S_w[n] (− K for q = 8): a_x[m] · (a_w (S_w − K))[n]; |S_w − K| < 2^24, exact in f32.
-    let kq = if q == 8 { k as i64 } else { 0 };
-    let by_scales: Option<Vec<f32>> =
-        (p == 8).then(|| scales.iter().zip(w_sums).map(|(s, &sw)| s * (sw as i64 - kq) as f32).collect());
-    // q = 8: + S_x[m] · a_w[n]; offsets: + S_x[m] · b_w[n] (the plane mapping's a_x S_x b_w): (a_x S_x)[m] · (..)[n].
-    let by_sums: Option<Vec<f32>> = (q == 8 || offsets.is_some()).then(|| {
-        scales
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match (q == 8, offsets) {
-                (true, Some(o)) => s + o[i],
-                (true, None) => *s,
-                (false, Some(o)) => o[i],
-                (false, None) => 0.0,
-            })
-            .collect()
+    let (dx, dw) = (int8_value_offset(p), int8_value_offset(q));
+    let col_scale = scales.iter().map(|s| 4.0 * s).collect();
+    // d_x·(S_w − K·d_w) is an exact integer (|·| < 2^40); one f64 product, one rounding to f32.
+    let by_scales =
+        scales.iter().zip(w_sums).map(|(&s, &sw)| (s as f64 * (dx * (sw as i64 - k as i64 * dw)) as f64) as f32);
+    let by_sums = scales.iter().enumerate().map(|(i, &s)| {
+        let b = offsets.map_or(0.0, |o| o[i] as f64);
+        (dw as f64 * s as f64 + b) as f32
     });
-    let (corr, corr2) = match (by_scales, by_sums) {
-        (Some(a), b) => (Some((Int8RowVector::Scales, a)), b),
-        (None, Some(b)) => (Some((Int8RowVector::ScaledSums, b)), None),
-        (None, None) => (None, None),
-    };
-    Int8EpilogueVectors { col_scale, corr, corr2 }
+    Int8EpilogueVectors {
+        col_scale,
+        corr: Some((Int8RowVector::Scales, by_scales.collect())),
+        corr2: Some(by_sums.collect()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +258,7 @@ impl BipolarActivations {
     pub fn planes(&self) -> &CudaSlice<u32> {
         &self.planes
     }
-    /// The int8 mapping's operand `[M][K16]` (K rounded up to 16; the value, or `u − 128` for 8 bits).
+    /// The int8 mapping's operand `[M][K16]` (K rounded up to 16; the code `u`, or `u − 128` for 8 bits).
     pub fn codes8(&self) -> &CudaSlice<i8> {
         &self.codes8
     }
@@ -334,7 +321,7 @@ impl BipolarGemm {
         let scales = upload(dev, &w.scales)?;
         let offsets = w.offsets.as_ref().map(|o| upload(dev, o)).transpose()?;
 
-        // The int8 mapping: operands are the values (b <= 7) or u - 128 (b = 8).
+        // The int8 mapping: operands are the codes u (b <= 7) or u - 128 (b = 8).
         let (int8, int8_missing) = if !k.is_multiple_of(16) {
             (None, "K is not a multiple of 16 (int8 core)")
         } else {
@@ -1101,8 +1088,7 @@ mod tests {
 
     /// The int8 mapping's epilogue vectors, on the CPU for every (p, q) with and without weight offsets: the int8
     /// core's epilogue (lowbit-core `Epilogue::value`, both rank-1 terms, the kernel's f32 operation order) on the
-    /// exact accumulator gives `a_x·(a_w·Y + b_w·S_x)` (f64 reference) to f32 rounding; W8A8 and A8 with offsets
-    /// use the second term, every other pair at most one.
+    /// exact accumulator gives `a_x·(a_w·Y + b_w·S_x)` (f64 reference) to f32 rounding; every pair uses both terms.
     #[test]
     fn int8_epilogue_vectors_give_the_scaled_product() {
         let (m, n, k) = (6, 9, 211);
@@ -1124,9 +1110,7 @@ mod tests {
                     let w = BipolarMatrix::from_codes(n, k, q, g, &cw, aw.clone(), bw.clone()).unwrap();
                     let (sx, sw) = (value_sums(&x), value_sums(&w));
                     let v = int8_epilogue_vectors(p, q, k, &aw, bw.as_deref(), &sw);
-                    let two = p == 8 && (q == 8 || with_off);
-                    assert_eq!(v.corr2.is_some(), two, "W{q}A{p} offsets {with_off}");
-                    assert_eq!(v.corr.is_some(), p == 8 || q == 8 || with_off, "W{q}A{p} offsets {with_off}");
+                    assert!(v.corr2.is_some() && v.corr.is_some(), "W{q}A{p} offsets {with_off}: both terms");
                     let axsx: Vec<f32> = ax.iter().zip(&sx).map(|(a, &s)| a * s as f32).collect();
                     let row = |r: Int8RowVector| if r == Int8RowVector::Scales { ax.clone() } else { axsx.clone() };
                     let e = lowbit_core::int8::Epilogue {
@@ -1143,10 +1127,11 @@ mod tests {
                             let off = bw.as_ref().map_or(0.0, |b| b[c] as f64 * sx[r] as f64);
                             let want = ax[r] as f64 * (aw[c] as f64 * y[[r, c]] as f64 + off);
                             // The terms' magnitudes bound the f32 rounding of the sum (a few ulps of each).
+                            let (dx, dw) = (int8_value_offset(p) as f64, int8_value_offset(q) as f64);
                             let mag = ax[r] as f64
-                                * (aw[c] as f64 * (4 * acc[r * n + c]).unsigned_abs() as f64
-                                    + aw[c] as f64 * (sw[c].unsigned_abs() as f64 + k as f64)
-                                    + (aw[c] as f64 + bw.as_ref().map_or(0.0, |b| b[c].abs() as f64))
+                                * (aw[c] as f64 * (4 * acc[r * n + c] as i64).unsigned_abs() as f64
+                                    + aw[c] as f64 * dx.abs() * (sw[c] as f64 - k as f64 * dw).abs()
+                                    + (aw[c] as f64 * dw.abs() + bw.as_ref().map_or(0.0, |b| b[c].abs() as f64))
                                         * sx[r].unsigned_abs() as f64);
                             let got = e.value(acc[r * n + c], r, c) as f64;
                             assert!(

@@ -257,12 +257,12 @@ impl Int8Gemm {
         Self::upload(dev, &tiled, gs, &w.scales, true, w.n, w.k, w.group.unwrap_or(w.k), w.storage_bytes())
     }
 
-    /// Uploads a `bits`-bit bipolar weight (`bits ∈ 1..=4`) as packed unsigned codes `u` (value `2u − (2^bits − 1)`,
-    /// `[n, k]` row-major) with `n` channel scales, for the small-M streaming kernel only (`M ≤ 16`; larger `M` or
-    /// another path is [`CudaError::NoKernel`]): 1- and 2-bit codes go to the 2-bit format (`LOWBIT_I8_BIP2`,
-    /// [`tile_bip2`]), 3- and 4-bit codes to the 4-bit one (`LOWBIT_I8_BIP4`, the W4 layout), shifted so the values
-    /// stay the same. The accumulator equals that of [`Self::new_w8_codes`] with the values `2u − (2^bits − 1)`
-    /// (the bipolar GEMM's int8 mapping at decode, `kernels/int8/NOTES.md` v10). K must be a multiple of 32.
+    /// Uploads a `bits`-bit bipolar weight (`bits ∈ 1..=4`) as packed unsigned codes `u` (`[n, k]` row-major) with
+    /// `n` channel scales, for the small-M streaming kernel only (`M ≤ 16`; larger `M` or another path is
+    /// [`CudaError::NoKernel`]): 1- and 2-bit codes go to the 2-bit format (`LOWBIT_I8_BIP2`, [`tile_bip2`]), 3- and
+    /// 4-bit codes to the 4-bit one (`LOWBIT_I8_BIP4`, the W4 layout). The kernel multiplies the codes themselves:
+    /// the accumulator equals that of [`Self::new_w8_codes`] with the codes `u` as int8 (the bipolar GEMM's int8
+    /// mapping at decode, `kernels/int8/NOTES.md` v10 / v21). K must be a multiple of 32.
     pub fn new_bipolar_codes(
         dev: &Device,
         codes: &[u8],
@@ -296,14 +296,11 @@ impl Int8Gemm {
             });
         }
         let packed_bits = if bits <= 2 { 2 } else { 4 };
-        // Same value 2u - (2^bits - 1) = 2u' - (2^packed - 1) with u' = u + (2^packed - 2^bits) / 2.
-        let shift = ((1u32 << packed_bits) - (1u32 << bits)) / 2;
         let tiled = if packed_bits == 2 {
-            let u: Vec<u8> = codes.iter().map(|&c| c + shift as u8).collect();
-            tile_bip2(&u, n, k)?
+            tile_bip2(codes, n, k)?
         } else {
-            // pack_w4 stores q + 8 for q in -8..=7: pass q = u' - 8.
-            let q: Vec<i8> = codes.iter().map(|&c| (c as i32 + shift as i32 - 8) as i8).collect();
+            // pack_w4 stores q + 8 for q in -8..=7: pass q = u - 8.
+            let q: Vec<i8> = codes.iter().map(|&c| (c as i32 - 8) as i8).collect();
             let bytes: Vec<u8> = pack_w4(&q, n, k)?.iter().flat_map(|v| v.to_le_bytes()).collect();
             tile_weight(&bytes, n, k, true)?
         };
