@@ -864,12 +864,13 @@ mod tests {
         }
         // Reference: against the library's values() on an explicit dot product.
         let vals = w.values();
-        let x: Vec<i8> = (0..64).map(|i| ((i * 37) % 15) as i8 - 7).collect();
+        // 4-bit activations enter as the codes u (v = 2u − 15).
+        let x: Vec<i8> = (0..64).map(|i| ((i * 37) % 16) as i8).collect();
         for c in 0..7 {
-            let want: i64 = (0..64).map(|kk| x[kk] as i64 * vals[[c, kk]] as i64).sum();
+            let want: i64 = (0..64).map(|kk| (2 * x[kk] as i64 - 15) * vals[[c, kk]] as i64).sum();
             assert_eq!(reference_element(&x, 4, &w, c), want);
         }
-        // 8-bit activations enter as ŝ with v = 2ŝ + 1.
+        // 8-bit activations enter as ŝ = u − 128 with v = 2ŝ + 1.
         let want: i64 = (0..64).map(|kk| (2 * x[kk] as i64 + 1) * vals[[0, kk]] as i64).sum();
         assert_eq!(reference_element(&x, 8, &w, 0), want);
         assert_eq!(mapping_bytes(BipMapping::Planes, 2, 7, 64), 2 * 7 * 4 * 4);

@@ -949,12 +949,11 @@ pub struct MappingKernels {
 /// - Otherwise M ≤ 64: bit planes (`q` bits per weight where the unpacked int8 mapping reads 8).
 /// - Where the warp-specialized plane kernel runs (its tiles fill every SM, as the launcher decides) and `p·q ≤ 4`:
 ///   bit planes (M = 4096, N = K = 8192: W1A4 1.53×, W2A2 1.46×, W4A1 1.15× cuBLASLt int8; the int8 mapping runs
-///   0.90–1.01× there). W2A4 is faster on the int8 core at M = 1024 (6–29%), on the planes below it (M = 256:
-///   10–16% on every bench shape with the TMA-store epilogue, docs/results/h100/bipolar.md of the sixth session)
-///   and at M ≥ 4096 on 8192-deep layers with `N ≤ K` (8192²: planes 380.6 / 383.5 µs against the int8 mapping's
-///   408.4 / 388.5 µs at M = 4096 in two cool-card lowbit-bench runs, the second with the ping-pong plane kernel of
-///   ws v7, kernels/bipolar/NOTES.md; M = 8192 795.9 / 789.7 against 784.8 / 839.7). Elsewhere the int8 core stays:
-///   28672×8192 12% ahead at M = 8192, 4096² 17% at M = 4096, 8192×28672 3% at M = 4096 (seventh session's suite).
+///   1.04–1.07× there with its unsigned operand codes, v21). W2A4 runs on the planes below M = 1024 (M = 256:
+///   10–16% ahead on every bench shape with the TMA-store epilogue, docs/results/h100/bipolar.md of the sixth
+///   session) and on the int8 core from M = 1024 (6–29% ahead at 1024; at M = 4096 on 8192²: 351.4 µs against the
+///   planes' 380.1 µs = 1.06× / 0.98× cuBLASLt int8 in one cool-card run of the tenth session, once the int8 mapping
+///   multiplied the unsigned codes; before that the two were within run-to-run noise there).
 /// - M ≥ 1024 and `p·q = 1`: bit planes (even the synchronous plane kernel beats the int8 core for W1A1).
 /// - Everything else, and W8A8 at every M: the int8 core.
 ///
@@ -973,10 +972,8 @@ pub fn auto_mapping(kn: &MappingKernels, p: u32, q: u32, m: usize, n: usize, k: 
     } else {
         // W2A4 on the planes below M = 1024 too: the ws kernel's TMA-store epilogue (sixth session) made it 10-16%
         // faster than the int8 core at M = 256 on every bench shape, while from M = 1024 the int8 core stays ahead.
-        // From M = 4096 on 8192-deep layers with N <= K (measured at 8192^2) the planes are ahead again.
         let w2a4_mid = q == 2 && p == 4 && m < 1024;
-        let w2a4_large = q == 2 && p == 4 && m >= 4096 && (8192..16384).contains(&k) && n <= k;
-        m <= 64 || (ws_runs && (pq <= 4 || w2a4_mid || w2a4_large)) || (m >= 1024 && pq == 1)
+        m <= 64 || (ws_runs && (pq <= 4 || w2a4_mid)) || (m >= 1024 && pq == 1)
     };
     match (prefer_planes, kn.planes, kn.int8) {
         (true, true, _) | (false, true, false) => Some(BipMapping::Planes),
@@ -1032,16 +1029,16 @@ mod tests {
         for (p, q) in [(2, 4), (4, 4), (8, 2), (8, 4), (8, 1)] {
             assert_eq!(auto(&h100, p, q, 4096, 8192, 8192), Some(Int8), "W{q}A{p}");
         }
-        // W2A4 where the ws kernel runs: the planes below M = 1024, the int8 core at 1024, the planes again from
-        // M = 4096 on 8192-deep layers with N <= K (8192^2: 1-7% ahead of the int8 mapping in two cool-card runs).
+        // W2A4 where the ws kernel runs: the planes below M = 1024, the int8 core from 1024 (8192^2 at M = 4096:
+        // 1.06x against the planes' 0.98x cuBLASLt int8 with the unsigned operand codes, v21).
         assert_eq!(auto(&h100, 4, 2, 256, 28672, 8192), Some(Planes));
         assert_eq!(auto(&h100, 4, 2, 1024, 28672, 8192), Some(Int8));
         assert_eq!(auto(&h100, 4, 2, 1024, 8192, 8192), Some(Int8));
-        assert_eq!(auto(&h100, 4, 2, 4096, 8192, 8192), Some(Planes));
-        assert_eq!(auto(&h100, 4, 2, 8192, 8192, 8192), Some(Planes));
-        assert_eq!(auto(&h100, 4, 2, 4096, 8192, 28672), Some(Int8), "K = 28672: the int8 core 3% ahead");
-        assert_eq!(auto(&h100, 4, 2, 8192, 28672, 8192), Some(Int8), "N > K: the int8 core stayed ahead");
-        assert_eq!(auto(&h100, 4, 2, 4096, 4096, 4096), Some(Int8), "K = 4096: the int8 core 17% ahead");
+        assert_eq!(auto(&h100, 4, 2, 4096, 8192, 8192), Some(Int8));
+        assert_eq!(auto(&h100, 4, 2, 8192, 8192, 8192), Some(Int8));
+        assert_eq!(auto(&h100, 4, 2, 4096, 8192, 28672), Some(Int8));
+        assert_eq!(auto(&h100, 4, 2, 8192, 28672, 8192), Some(Int8));
+        assert_eq!(auto(&h100, 4, 2, 4096, 4096, 4096), Some(Int8));
         assert_eq!(auto(&no_ws, 4, 2, 4096, 8192, 8192), Some(Int8));
         assert_eq!(auto(&h100, 2, 4, 256, 28672, 8192), Some(Int8), "W4A2 stays on the int8 core");
         // The ws kernel's tiles must fill the SMs (64 x 2 = 128 tiles < 132 here); without it only W1A1 stays.
