@@ -122,6 +122,55 @@ __device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uin
     return ring;
 }
 
+// One k-step of the register-A consumers (ws v1 ws_kernel, ws-W lowbit/wo_ws4.cuh ws4_kernel): wait full[s], one
+// ld.shared.v4 of the lane's codes (the warp's strip wstrip of the slot's weight stage, after the BX x 128-byte X
+// box), v1's decode of the four 16x16 tiles times the group scale (sg, sg8; one rounding) into the A registers ab,
+// next_tile() after each tile (the caller's group walk: the next group's scale / context at a group's end), four
+// wgmma m64nBXk16 (B: the X box, 128-byte swizzle, +32 bytes per k16; the unit's first k-step ks = k0 overwrites
+// acc), commit, wait_group 1, then the release of the previous step's slot prev (lane 0: one arrive per warp) and
+// the next ring position s / phase; prev becomes this step's slot. kNoDecode (timing only, wrong results): the codes
+// as they are. ab must not be the A registers of the still running previous group: the callers unroll by two so
+// that the two sets are distinct registers.
+// Written so that both kernels' SASS stayed identical to their inline k-steps (cu13.1, sm_90a; NOTES.md, tidy of
+// the tenth session), down to the operand order of the k0 < ks test.
+template <class Fmt, typename T, int BX, int kSlot, int S, bool kNoDecode, class NextTile>
+__device__ __forceinline__ void rs_kstep(float (&acc)[BX / 2], uint32_t (&ab)[4][4], uint64_t* full, uint64_t* empty,
+                                         uint32_t ring_a, int wstrip, int lane, int ks, int k0, int& s, uint32_t& phase,
+                                         int& prev, const wo::GroupCtx& ctx, const uint32_t& sg, const uint32_t& sg8,
+                                         NextTile&& next_tile) {
+    using namespace tma;
+    mbar_wait(&full[s], phase);
+    const uint32_t xa = ring_a + s * kSlot;
+    uint32_t wb[4];
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
+                 : "r"(xa + BX * 128 + wstrip * 512 + lane * 16)
+                 : "memory");
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if constexpr (kNoDecode) {
+            ab[j][0] = ab[j][1] = ab[j][2] = ab[j][3] = wb[j];
+            continue;
+        }
+        uint32_t a[4];
+        Fmt::template decode<T>(wb, nullptr, j, ctx, a);
+        ab[j][0] = wo::mul_pair<T>(a[0], sg);
+        ab[j][1] = wo::mul_pair<T>(a[1], sg8);
+        ab[j][2] = wo::mul_pair<T>(a[2], sg);
+        ab[j][3] = wo::mul_pair<T>(a[3], sg8);
+        next_tile();
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), k0 < ks || j > 0);
+    wgmma_commit();
+    wgmma_wait<1>();
+    // The previous step's group has completed: its slot (and its A registers) may be reused.
+    if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+    prev = s;
+    if (++s == S) s = 0, phase ^= 1;
+}
+
 // Staged epilogue (ST, round 2 of the seventh session): each consumer warp owns kStgWarp bytes after the ring and
 // writes its strip's output (16 weight rows x BX activation rows) in passes of 64 activation rows: four
 // stmatrix.x4.trans turn the accumulator fragments (weight row = fragment row, activation row = fragment column)
@@ -210,46 +259,19 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 wo::scale_pairs<T>(cur.x, sg, sg8);
             };
             set_group();
-            int prev = -1;
-            // One k-step: A registers ab must not be the ones the previous, still running wgmma group reads
-            // (the loop below is unrolled by two so that the two buffers are distinct registers).
-            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
-                mbar_wait(&full[s], phase);
-                const uint32_t xa = ring_a + s * G::kSlot;
-                uint32_t wb[4];
-                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
-                             : "r"(xa + G::kXStage + (cw * 4 + warp) * 512 + lane * 16)
-                             : "memory");
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    if constexpr (kNoDecode) {
-                        ab[j][0] = ab[j][1] = ab[j][2] = ab[j][3] = wb[j];
-                        continue;
-                    }
-                    uint32_t a[4];
-                    Fmt::template decode<T>(wb, nullptr, j, ctx, a);
-                    ab[j][0] = wo::mul_pair<T>(a[0], sg);
-                    ab[j][1] = wo::mul_pair<T>(a[1], sg8);
-                    ab[j][2] = wo::mul_pair<T>(a[2], sg);
-                    ab[j][3] = wo::mul_pair<T>(a[3], sg8);
-                    if (++tig == p.gtiles) {
-                        tig = 0;
-                        ++gi;
-                        cur = nxt;
-                        nxt = load_meta(gi + 1);
-                        set_group();
-                    }
+            auto next_tile = [&]() {
+                if (++tig == p.gtiles) {
+                    tig = 0;
+                    ++gi;
+                    cur = nxt;
+                    nxt = load_meta(gi + 1);
+                    set_group();
                 }
-                wgmma_fence();
-#pragma unroll
-                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), ks > 0 || j > 0);
-                wgmma_commit();
-                wgmma_wait<1>();
-                // The previous step's group has completed: its slot (and its A registers) may be reused.
-                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-                prev = s;
-                if (++s == S) s = 0, phase ^= 1;
+            };
+            int prev = -1;
+            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
+                rs_kstep<Fmt, T, BX, G::kSlot, S, kNoDecode>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks, 0,
+                                                             s, phase, prev, ctx, sg, sg8, next_tile);
             };
             // Pairs unconditionally, then the odd tail (abuf[0] is free there: its last group was retired by
             // the wait_group 1 of the pair's second step). A conditional second step inside the loop makes

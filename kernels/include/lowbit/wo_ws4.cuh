@@ -143,42 +143,20 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                 wo::scale_pairs<T>(cur.x, sg, sg8);
             };
             set_group();
-            int prev = -1;
-            // One k-step (ws v1's): ab must not be the A registers of the still running previous group (the loop
-            // below is unrolled by two so that the two sets are distinct registers).
-            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
-                mbar_wait(&full[s], phase);
-                const uint32_t xa = ring_a + s * G::kSlot;
-                uint32_t wb[4];
-                asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(wb[0]), "=r"(wb[1]), "=r"(wb[2]), "=r"(wb[3])
-                             : "r"(xa + G::kXStage + (cw * 4 + warp) * 512 + lane * 16)
-                             : "memory");
-#pragma unroll
-                for (int j = 0; j < 4; ++j) {
-                    uint32_t a[4];
-                    Fmt::template decode<T>(wb, nullptr, j, ctx, a);
-                    ab[j][0] = wo::mul_pair<T>(a[0], sg);
-                    ab[j][1] = wo::mul_pair<T>(a[1], sg8);
-                    ab[j][2] = wo::mul_pair<T>(a[2], sg);
-                    ab[j][3] = wo::mul_pair<T>(a[3], sg8);
-                    if (++tig == p.gtiles) {
-                        tig = 0;
-                        ++gi;
-                        cur = nxt;
-                        nxt = load_meta(gi + 1);
-                        set_group();
-                    }
+            auto next_tile = [&]() {
+                if (++tig == p.gtiles) {
+                    tig = 0;
+                    ++gi;
+                    cur = nxt;
+                    nxt = load_meta(gi + 1);
+                    set_group();
                 }
-                wgmma_fence();
-#pragma unroll
-                for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), ks > k0 || j > 0);
-                wgmma_commit();
-                wgmma_wait<1>();
-                // The previous step's group has completed: its slot (and its A registers) may be reused.
-                if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-                prev = s;
-                if (++s == S) s = 0, phase ^= 1;
+            };
+            int prev = -1;
+            // One k-step, ws v1's (lowbit/wo_ws.cuh rs_kstep).
+            auto step = [&](int ks, uint32_t(&ab)[4][4]) {
+                wows::rs_kstep<Fmt, T, BX, G::kSlot, S, false>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks,
+                                                               k0, s, phase, prev, ctx, sg, sg8, next_tile);
             };
             // Pairs unconditionally, then the odd tail (a conditional second step makes ptxas serialize the
             // wgmmas, C7513; NOTES.md ws v1).
