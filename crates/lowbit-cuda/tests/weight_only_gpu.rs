@@ -16,86 +16,17 @@
 
 mod common;
 
-use common::{device_or_skip, require_gpu, weights};
+use common::weight_only::{activations, compare, identity_x, run_gemm};
+use common::{POISON, device_or_skip, reference_bits, require_gpu, weights};
 use cudarc::driver::{DevicePtr, DevicePtrMut};
-use half::{bf16, f16};
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::lut::NF4;
 use lowbit_core::{Granularity, IntAffineWeight, LowbitError, LutWeight, MixedWeight, QuantizedWeight};
 use lowbit_cuda::{CudaError, Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
 use ndarray::Array2;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-
-const POISON: u16 = 0x7FFF;
-
-/// Random activations in ±1 rounded to `dtype`: the 16-bit patterns and their exact f64 values.
-fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut bits = Vec::with_capacity(m * k);
-    let vals = Array2::from_shape_fn((m, k), |_| {
-        let v: f32 = rng.random_range(-1.0f32..1.0);
-        let (b, x) = match dtype {
-            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
-            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
-        };
-        bits.push(b);
-        x
-    });
-    (bits, vals)
-}
-
-fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
-    bits.iter()
-        .map(|&b| match dtype {
-            OutDtype::F16 => f16::from_bits(b).to_f64(),
-            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
-        })
-        .collect()
-}
-
-/// Checks `got` (16-bit patterns, [m, n]) against `reference` with the tolerance model above.
-fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
-    let (fro_tol, rtol) = match dtype {
-        OutDtype::F16 => (2e-3, 1e-2),
-        OutDtype::Bf16 => (1.2e-2, 4e-2),
-    };
-    let g = to_f64(got, dtype);
-    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
-    let (mut num, mut den) = (0.0, 0.0);
-    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
-        if !y.is_finite() {
-            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
-        }
-        if (y - r).abs() > rtol * (r.abs() + rms) {
-            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
-        }
-        num += (y - r) * (y - r);
-        den += r * r;
-    }
-    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
-    if rel > fro_tol {
-        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
-    }
-    Ok(())
-}
-
-/// One GEMM on the GPU into a poisoned output; returns the output bits.
-fn run_gemm(dev: &Device, g: &WeightOnlyGemm, x: &[u16], m: usize, dtype: OutDtype, cfg: GemmConfig) -> Vec<u16> {
-    let (n, k) = g.shape();
-    let xt = {
-        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
-        let data = upload(dev, x).expect("upload x");
-        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
-        t
-    };
-    let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
-    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
-    let mut ws = g.workspace(dev, &plan).expect("workspace");
-    g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
-    y.to_host_bits().expect("download y")
-}
 
 fn reference(w: &QuantizedWeight, x: &Array2<f64>) -> Array2<f64> {
     let wd = w.dequantize().mapv(f64::from);
@@ -416,21 +347,9 @@ fn gpu_weight_only_identity() {
             let wgmma = matches!(path, Some(GemmPath::Wgmma) | Some(GemmPath::Ws));
             let max_ulps = if *exact { wgmma as i32 } else { 1 + wgmma as i32 };
             for m in [64usize, k] {
-                // X = first m rows of I_k.
-                let eye: Vec<u16> = (0..m * k)
-                    .map(|i| {
-                        let one = i / k == i % k;
-                        match dtype {
-                            OutDtype::F16 => if one { f16::ONE } else { f16::ZERO }.to_bits(),
-                            OutDtype::Bf16 => if one { bf16::ONE } else { bf16::ZERO }.to_bits(),
-                        }
-                    })
-                    .collect();
+                let eye = identity_x(m, k, dtype);
                 let got = run_gemm(&dev, &g, &eye, m, dtype, GemmConfig { path, ..GemmConfig::default() });
-                let want: Vec<u16> = match dtype {
-                    OutDtype::F16 => w.dequantize_f16().iter().map(|v| v.to_bits()).collect(),
-                    OutDtype::Bf16 => w.dequantize_bf16().iter().map(|v| v.to_bits()).collect(),
-                };
+                let want = reference_bits(w, dtype == OutDtype::Bf16);
                 for r in 0..m {
                     for c in 0..n {
                         let (a, b) = (got[r * n + c], want[c * k + r]);

@@ -14,88 +14,19 @@
 
 mod common;
 
-use common::{device_or_skip, weights};
-use half::{bf16, f16};
+use common::weight_only::{activations, compare, identity_x, run_gemm};
+use common::{device_or_skip, reference_bits, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
-use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
-use ndarray::Array2;
+use lowbit_cuda::{GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-
-const POISON: u16 = 0x7FFF;
 
 /// Turns ws-W on for forced ws plans before the first launch of this process (the launcher reads it once).
 fn ws4_on() {
     // SAFETY: set before any thread of this test binary reads the environment through the launcher; the only
     // test of this binary sets the same value.
     unsafe { std::env::set_var("LOWBIT_WO_WS4", "1") };
-}
-
-fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut bits = Vec::with_capacity(m * k);
-    let vals = Array2::from_shape_fn((m, k), |_| {
-        let v: f32 = rng.random_range(-1.0f32..1.0);
-        let (b, x) = match dtype {
-            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
-            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
-        };
-        bits.push(b);
-        x
-    });
-    (bits, vals)
-}
-
-fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
-    bits.iter()
-        .map(|&b| match dtype {
-            OutDtype::F16 => f16::from_bits(b).to_f64(),
-            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
-        })
-        .collect()
-}
-
-/// `weight_only_gpu`'s tolerance model: relative Frobenius error <= 2e-3 (f16) / 1.2e-2 (bf16), every element
-/// within rtol * (|ref| + rms(ref)), rtol = 1e-2 (f16) / 4e-2 (bf16); no poison left.
-fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
-    let (fro_tol, rtol) = match dtype {
-        OutDtype::F16 => (2e-3, 1e-2),
-        OutDtype::Bf16 => (1.2e-2, 4e-2),
-    };
-    let g = to_f64(got, dtype);
-    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
-    let (mut num, mut den) = (0.0, 0.0);
-    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
-        if !y.is_finite() {
-            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
-        }
-        if (y - r).abs() > rtol * (r.abs() + rms) {
-            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
-        }
-        num += (y - r) * (y - r);
-        den += r * r;
-    }
-    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
-    if rel > fro_tol {
-        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
-    }
-    Ok(())
-}
-
-fn run_gemm(dev: &Device, g: &WeightOnlyGemm, x: &[u16], m: usize, dtype: OutDtype, cfg: GemmConfig) -> Vec<u16> {
-    let (n, k) = g.shape();
-    let xt = {
-        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
-        let data = upload(dev, x).expect("upload x");
-        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
-        t
-    };
-    let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
-    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
-    let mut ws = g.workspace(dev, &plan).expect("workspace");
-    g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
-    y.to_host_bits().expect("download y")
 }
 
 fn cases() -> Vec<(String, QuantizedWeight)> {
@@ -159,16 +90,9 @@ fn gpu_weight_only_ws4_odd_shapes_and_identity() {
     let w = QuantizedWeight::Int(q);
     let g = WeightOnlyGemm::new(&dev, &w).expect("upload");
     for dtype in [OutDtype::F16, OutDtype::Bf16] {
-        let want: Vec<u16> = match dtype {
-            OutDtype::F16 => w.dequantize_f16().iter().map(|v| v.to_bits()).collect(),
-            OutDtype::Bf16 => w.dequantize_bf16().iter().map(|v| v.to_bits()).collect(),
-        };
+        let want = reference_bits(&w, dtype == OutDtype::Bf16);
         for m in [29usize, 64] {
-            let one = match dtype {
-                OutDtype::F16 => f16::ONE.to_bits(),
-                OutDtype::Bf16 => bf16::ONE.to_bits(),
-            };
-            let eye: Vec<u16> = (0..m * k).map(|i| if i / k == i % k { one } else { 0 }).collect();
+            let eye = identity_x(m, k, dtype);
             let cfg = GemmConfig { path: Some(GemmPath::Ws), ..GemmConfig::default() };
             let got = run_gemm(&dev, &g, &eye, m, dtype, cfg);
             count += 1;

@@ -2,6 +2,8 @@
 //! quantized weights (every format, bit width, granularity and awkward shape).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod weight_only;
+
 use lowbit_core::bipolar::BipolarMatrix;
 use lowbit_core::lut::NF4;
 use lowbit_core::{Granularity, IntAffineWeight, LutWeight, MixedWeight, QuantizedWeight};

@@ -1,0 +1,88 @@
+//! Shared helpers of the weight-only GEMM GPU tests (`weight_only_gpu`, `weight_only_ws4_gpu`): activations, the
+//! stated tolerance model, one poisoned GEMM run, the identity activations.
+
+use half::{bf16, f16};
+use lowbit_cuda::{Device, DeviceTensor, GemmConfig, OutDtype, WeightOnlyGemm, upload};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::POISON;
+
+/// Random activations in ±1 rounded to `dtype`: the 16-bit patterns and their exact f64 values.
+pub fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut bits = Vec::with_capacity(m * k);
+    let vals = Array2::from_shape_fn((m, k), |_| {
+        let v: f32 = rng.random_range(-1.0f32..1.0);
+        let (b, x) = match dtype {
+            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
+            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
+        };
+        bits.push(b);
+        x
+    });
+    (bits, vals)
+}
+
+fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
+    bits.iter()
+        .map(|&b| match dtype {
+            OutDtype::F16 => f16::from_bits(b).to_f64(),
+            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
+        })
+        .collect()
+}
+
+/// Checks `got` (16-bit patterns, [m, n]) against `reference` with the tolerance model of `weight_only_gpu`:
+/// relative Frobenius error <= 2e-3 (f16) / 1.2e-2 (bf16), every element within rtol * (|ref| + rms(ref)),
+/// rtol = 1e-2 (f16) / 4e-2 (bf16); no poison left.
+pub fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
+    let (fro_tol, rtol) = match dtype {
+        OutDtype::F16 => (2e-3, 1e-2),
+        OutDtype::Bf16 => (1.2e-2, 4e-2),
+    };
+    let g = to_f64(got, dtype);
+    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
+        if !y.is_finite() {
+            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
+        }
+        if (y - r).abs() > rtol * (r.abs() + rms) {
+            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
+        }
+        num += (y - r) * (y - r);
+        den += r * r;
+    }
+    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+    if rel > fro_tol {
+        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
+    }
+    Ok(())
+}
+
+/// One GEMM on the GPU into a poisoned output; returns the output bits.
+pub fn run_gemm(dev: &Device, g: &WeightOnlyGemm, x: &[u16], m: usize, dtype: OutDtype, cfg: GemmConfig) -> Vec<u16> {
+    let (n, k) = g.shape();
+    let xt = {
+        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
+        let data = upload(dev, x).expect("upload x");
+        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
+        t
+    };
+    let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
+    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
+    let mut ws = g.workspace(dev, &plan).expect("workspace");
+    g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
+    y.to_host_bits().expect("download y")
+}
+
+/// X = the first m rows of I_k as 16-bit patterns of `dtype` (then Y[r][c] = W[c][r]).
+pub fn identity_x(m: usize, k: usize, dtype: OutDtype) -> Vec<u16> {
+    let one = match dtype {
+        OutDtype::F16 => f16::ONE.to_bits(),
+        OutDtype::Bf16 => bf16::ONE.to_bits(),
+    };
+    (0..m * k).map(|i| if i / k == i % k { one } else { 0 }).collect()
+}
