@@ -327,8 +327,10 @@ cudaError_t wgmma_format(int32_t format, int32_t dtype, const Args& a, int mtile
     }
 }
 
-// Whether the wgmma path can run here: a Hopper GPU and kernels compiled for sm_90a.
-bool wgmma_usable(int32_t format, int32_t dtype) {
+// Whether an sm_90a-only kernel can run here: a Hopper GPU (compute capability 9.x) and probe(), its launcher's
+// availability query (cudaSuccess where the kernel was compiled for sm_90a), succeeds. Leaves no error behind.
+template <class Probe>
+bool sm90a_usable(Probe probe) {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -336,38 +338,25 @@ bool wgmma_usable(int32_t format, int32_t dtype) {
         return false;
     }
     if (major != 9) return false;
-    const bool ok = wgmma_format(format, dtype, Args{}, -1, nullptr) == cudaSuccess;
+    const bool ok = probe() == cudaSuccess;
     cudaGetLastError();  // clear a failed attribute query
     return ok;
+}
+
+// Whether the wgmma path can run here: a Hopper GPU and kernels compiled for sm_90a.
+bool wgmma_usable(int32_t format, int32_t dtype) {
+    return sm90a_usable([&] { return wgmma_format(format, dtype, Args{}, -1, nullptr); });
 }
 
 // Whether the ws path can run here: INT4, a Hopper GPU and the kernel compiled for sm_90a.
 bool ws_usable(int32_t format, int32_t dtype) {
     if (format != LOWBIT_WO_INT4) return false;
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    if (major != 9) return false;
-    const bool ok = lowbit_wo_ws_int4(Args{}, dtype, 0, 1, -1, nullptr) == cudaSuccess;
-    cudaGetLastError();
-    return ok;
+    return sm90a_usable([&] { return lowbit_wo_ws_int4(Args{}, dtype, 0, 1, -1, nullptr); });
 }
 
 // Whether ws-W can run here: a Hopper GPU and the kernel compiled for sm_90a.
 bool ws4_usable(int32_t dtype) {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    if (major != 9) return false;
-    const bool ok = lowbit_wo_ws4_int4(Args{}, dtype, 1, -1, nullptr) == cudaSuccess;
-    cudaGetLastError();
-    return ok;
+    return sm90a_usable([&] { return lowbit_wo_ws4_int4(Args{}, dtype, 1, -1, nullptr); });
 }
 
 cudaError_t launch_format(int32_t format, int32_t dtype, const Args& a, const Plan& pl, cudaStream_t s) {
@@ -420,36 +409,38 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     return launch_convert<T>(a.ws, static_cast<T*>(a.y), int64_t(a.m) * a.n, s);  // PDL where the device has it
 }
 
+// The plan the queries below report, for a valid weight, M >= 1 and dtype (else false). X alignment is unknown
+// here: planned as if aligned (the launch falls back to a split-free mma.sync plan for misaligned X, which needs no
+// more workspace than this).
+bool query_plan(const lowbit_wo_weight* w, int64_t m, int32_t dtype, const lowbit_wo_config* cfg, int32_t num_sms,
+                Plan& p) {
+    FormatInfo fi;
+    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
+        return false;
+    }
+    p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
+    return true;
+}
+
 }  // namespace
 
 extern "C" int64_t lowbit_wo_gemm_workspace_bytes(const lowbit_wo_weight* w, int64_t m, int32_t dtype,
                                                   const lowbit_wo_config* cfg, int32_t num_sms) {
-    FormatInfo fi;
-    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
-        return -1;
-    }
-    // X alignment is unknown here: plan as if aligned (the launch falls back to a split-free mma.sync plan
-    // for misaligned X, which needs no more workspace than this).
-    const Plan p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
+    Plan p;
+    if (!query_plan(w, m, dtype, cfg, num_sms, p)) return -1;
     return p.ws_split_bytes + p.ws_gather_bytes;
 }
 
 extern "C" int64_t lowbit_wo_gemm_workspace_zeroed_bytes(const lowbit_wo_weight* w, int64_t m, int32_t dtype,
                                                          const lowbit_wo_config* cfg, int32_t num_sms) {
-    FormatInfo fi;
-    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
-        return -1;
-    }
-    const Plan p = make_plan(w, fi, m, dtype, 2, cfg, sm_count(num_sms), w->k % 8 == 0);
+    Plan p;
+    if (!query_plan(w, m, dtype, cfg, num_sms, p)) return -1;
     return p.ws_split_bytes;  // the split-K partial sums lead the workspace; the act-order gather follows
 }
 
 extern "C" int32_t lowbit_wo_gemm_auto_path(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int32_t num_sms) {
-    FormatInfo fi;
-    if (m < 1 || check_weight(w, fi).code != LOWBIT_OK || (dtype != LOWBIT_DTYPE_F16 && dtype != LOWBIT_DTYPE_BF16)) {
-        return -1;
-    }
-    const Plan p = make_plan(w, fi, m, dtype, 2, nullptr, sm_count(num_sms), w->k % 8 == 0);
+    Plan p;
+    if (!query_plan(w, m, dtype, nullptr, num_sms, p)) return -1;
     return p.ws ? LOWBIT_WO_PATH_WS : p.wgmma ? LOWBIT_WO_PATH_WGMMA : LOWBIT_WO_PATH_MMA;
 }
 
