@@ -70,6 +70,48 @@ fn check_exact(name: &str, got: &[i32], want: &Array2<i64>) {
     }
 }
 
+/// One run with the f16 epilogue into a poisoned output: its 16-bit patterns ([m, n]).
+fn run_f16(dev: &Device, g: &BipolarGemm, x: &BipolarMatrix, cfg: BipConfig) -> Result<Vec<u16>, CudaError> {
+    let (n, _) = g.shape();
+    let m = x.n;
+    let acts = g.upload_activations(dev, x)?;
+    let plan = g.plan(dev, m, cfg)?;
+    let mut ws = g.workspace(dev, &plan)?;
+    let mut y: CudaSlice<u16> = upload(dev, &vec![0x7FFFu16; m * n])?;
+    g.run(dev, &acts, I8Out::F16, &mut y, &plan, ws.as_mut())?;
+    Ok(dev.stream().clone_dtoh(&y)?)
+}
+
+/// f16 outputs ([m, n] patterns) bit for bit; panics at the first difference.
+fn check_bits(name: &str, got: &[u16], want: &[u16], n: usize) {
+    assert_eq!(got.len(), want.len(), "{name}: output length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "{name}: f16 not bit-exact; first difference at m={} n={}: got {} ({:#06x}) want {} ({:#06x})",
+            i / n,
+            i % n,
+            f16::from_bits(got[i]),
+            got[i],
+            f16::from_bits(want[i]),
+            want[i]
+        );
+    }
+}
+
+/// The int8 mapping's f16 output (its own rounding order) within 1e-2 relative of the f64 product of the dequantized
+/// operands (floor 1e-5 K).
+fn check_close(name: &str, got: &[u16], x: &BipolarMatrix, w: &BipolarMatrix) {
+    let (n, k) = (w.n, w.k);
+    let (wd, xd) = (w.dequantize(), x.dequantize());
+    for (i, &bits) in got.iter().enumerate() {
+        let (r, c) = (i / n, i % n);
+        let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
+        let gv = f16::from_bits(bits).to_f64();
+        let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
+        assert!((gv - want).abs() <= tol, "{name} ({r},{c}): got {gv} want {want}");
+    }
+}
+
 /// Odd shapes (m, n, k): decode rows, one past tiles, K not a multiple of 32 / 128 / 256 (int8 mapping: K % 16).
 const SHAPES: [(usize, usize, usize); 4] = [(1, 129, 272), (37, 133, 300), (70, 255, 1040), (261, 131, 2320)];
 
@@ -191,29 +233,9 @@ fn gpu_bipolar_int8_mapping_exact_and_epilogue() {
             };
             let acc = lowbit_core::int8::gemm_i32(&int8_operand(&x.codes(), p), m, k, &int8_operand(&w.codes(), q), n);
             let want_bits: Vec<u16> = e.apply(&acc, m, n, I8Out::F16).iter().map(|&b| b as u16).collect();
-            let acts = g.upload_activations(&dev, &x).unwrap();
-            let plan = g.plan(&dev, m, int8).unwrap();
-            let mut ws = g.workspace(&dev, &plan).unwrap();
-            let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-            g.run(&dev, &acts, I8Out::F16, &mut y, &plan, ws.as_mut()).unwrap();
-            let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
-            if let Some(i) = got.iter().zip(&want_bits).position(|(a, b)| a != b) {
-                panic!(
-                    "{name}: f16 not bit-exact at ({}, {}): got {} want {}",
-                    i / n,
-                    i % n,
-                    f16::from_bits(got[i]),
-                    f16::from_bits(want_bits[i])
-                );
-            }
-            let (wd, xd) = (w.dequantize(), x.dequantize());
-            for (i, &bits) in got.iter().enumerate() {
-                let (r, c) = (i / n, i % n);
-                let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
-                let gv = f16::from_bits(bits).to_f64();
-                let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
-                assert!((gv - want).abs() <= tol, "{name} ({r},{c}): got {gv} want {want}");
-            }
+            let got = run_f16(&dev, &g, &x, int8).unwrap();
+            check_bits(&name, &got, &want_bits, n);
+            check_close(&name, &got, &x, &w);
             ran += 1;
         }
     }
@@ -250,32 +272,20 @@ fn gpu_bipolar_f16_epilogue_both_mappings() {
             let w = rand_bipolar(n, k, q, offsets, (p * 10 + q) as u64);
             let x = rand_bipolar(m, k, p, false, (p * 10 + q) as u64 + 99);
             let g = BipolarGemm::new(&dev, &w, p).unwrap();
-            let acts = g.upload_activations(&dev, &x).unwrap();
             let yint = bipolar_gemm_exact(&x, &w).unwrap();
             let want_bits = epilogue_ref(&x, &w, &yint);
-            let wd = w.dequantize();
-            let xd = x.dequantize();
             for mapping in [BipMapping::Planes, BipMapping::Int8] {
                 let cfg = BipConfig { mapping: Some(mapping), ..Default::default() };
-                let plan = match g.plan(&dev, m, cfg) {
-                    Ok(p) => p,
+                let got = match run_f16(&dev, &g, &x, cfg) {
+                    Ok(got) => got,
                     Err(CudaError::NoKernel { .. }) => continue,
                     Err(e) => panic!("{e}"),
                 };
-                let mut ws = g.workspace(&dev, &plan).unwrap();
-                let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-                g.run(&dev, &acts, I8Out::F16, &mut y, &plan, ws.as_mut()).unwrap();
-                let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
+                let name = format!("{mapping:?} W{q}A{p} offsets {offsets}");
                 if mapping == BipMapping::Planes {
-                    assert_eq!(got, want_bits, "planes W{q}A{p} offsets {offsets}: f16 epilogue not bit-exact");
+                    check_bits(&name, &got, &want_bits, n);
                 } else {
-                    for (i, &bits) in got.iter().enumerate() {
-                        let (r, c) = (i / n, i % n);
-                        let want: f64 = (0..k).map(|t| xd[[r, t]] as f64 * wd[[c, t]] as f64).sum();
-                        let g = f16::from_bits(bits).to_f64();
-                        let tol = 1e-2 * want.abs().max(1e-2 * k as f64 * 1e-3);
-                        assert!((g - want).abs() <= tol, "int8 W{q}A{p} off {offsets} ({r},{c}): got {g} want {want}");
-                    }
+                    check_close(&name, &got, &x, &w);
                 }
             }
         }
@@ -324,12 +334,8 @@ fn gpu_bipolar_ws_planes_exact() {
                 if f16_check {
                     // f16 epilogue with weight offsets (rank-1 correction; none for the last shape), poisoned
                     // output, bit for bit.
-                    let acts = g.upload_activations(&dev, &x).unwrap();
-                    let plan = g.plan(&dev, m, ws).unwrap();
-                    let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-                    g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
-                    let got: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
-                    assert_eq!(got, epilogue_ref(&x, &w, &want), "ws W{q}A{p}: f16 epilogue not bit-exact");
+                    let got = run_f16(&dev, &g, &x, ws).unwrap();
+                    check_bits(&format!("ws W{q}A{p} m={m} n={n} k={k}"), &got, &epilogue_ref(&x, &w, &want), n);
                 }
                 ran += 1;
             }
@@ -365,21 +371,7 @@ fn gpu_bipolar_ws_pingpong_both_warpgroups() {
     let want = bipolar_gemm_popcount(&x, &w).unwrap();
     let got = run_i32(&dev, &g, &x, ws).unwrap();
     check_exact("ws ping-pong W1A1", &got, &want);
-    let acts = g.upload_activations(&dev, &x).unwrap();
-    let plan = g.plan(&dev, m, ws).unwrap();
-    let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-    g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
-    let got16: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
-    let want16 = epilogue_ref(&x, &w, &want);
-    if let Some(i) = got16.iter().zip(&want16).position(|(a, b)| a != b) {
-        panic!(
-            "ws ping-pong W1A1 f16: first difference at m={} n={}: got {:#06x} want {:#06x}",
-            i / n,
-            i % n,
-            got16[i],
-            want16[i]
-        );
-    }
+    check_bits("ws ping-pong W1A1", &run_f16(&dev, &g, &x, ws).unwrap(), &epilogue_ref(&x, &w, &want), n);
 }
 
 /// ws v7: the ping-pong consumers of the multi-plane instances that take them by default (W2A4, W2A2, W2A1, W1A2;
@@ -405,22 +397,9 @@ fn gpu_bipolar_ws_pingpong_multi_plane() {
         }
         let want = bipolar_gemm_popcount(&x, &w).unwrap();
         let got = run_i32(&dev, &g, &x, ws).unwrap();
-        check_exact(&format!("ws ping-pong W{q}A{p}"), &got, &want);
-        let acts = g.upload_activations(&dev, &x).unwrap();
-        let plan = g.plan(&dev, m, ws).unwrap();
-        let mut y: CudaSlice<u16> = upload(&dev, &vec![0x7FFFu16; m * n]).unwrap();
-        g.run(&dev, &acts, I8Out::F16, &mut y, &plan, None).unwrap();
-        let got16: Vec<u16> = dev.stream().clone_dtoh(&y).unwrap();
-        let want16 = epilogue_ref(&x, &w, &want);
-        if let Some(i) = got16.iter().zip(&want16).position(|(a, b)| a != b) {
-            panic!(
-                "ws ping-pong W{q}A{p} f16: first difference at m={} n={}: got {:#06x} want {:#06x}",
-                i / n,
-                i % n,
-                got16[i],
-                want16[i]
-            );
-        }
+        let name = format!("ws ping-pong W{q}A{p}");
+        check_exact(&name, &got, &want);
+        check_bits(&name, &run_f16(&dev, &g, &x, ws).unwrap(), &epilogue_ref(&x, &w, &want), n);
     }
 }
 
