@@ -122,6 +122,21 @@ __device__ __forceinline__ unsigned char* init_ring(unsigned char* smem_raw, uin
     return ring;
 }
 
+// The group walk of a consumer warp's register decode (ws v1, ws-W) after one 16-column tile: at the end of a group
+// (tig reaches gtiles) on to the next one, cur <- nxt, the one after prefetched (load_meta), set_group(). ws-S
+// keeps the same lines inline: through this helper 8 of its 12 instances got another register assignment.
+template <class LoadMeta, class SetGroup>
+__device__ __forceinline__ void group_next_tile(int& tig, int& gi, uint2& cur, uint2& nxt, int gtiles,
+                                                LoadMeta&& load_meta, SetGroup&& set_group) {
+    if (++tig == gtiles) {
+        tig = 0;
+        ++gi;
+        cur = nxt;
+        nxt = load_meta(gi + 1);
+        set_group();
+    }
+}
+
 // One k-step of the register-A consumers (ws v1 ws_kernel, ws-W lowbit/wo_ws4.cuh ws4_kernel): wait full[s], one
 // ld.shared.v4 of the lane's codes (the warp's strip wstrip of the slot's weight stage, after the BX x 128-byte X
 // box), v1's decode of the four 16x16 tiles times the group scale (sg, sg8; one rounding) into the A registers ab,
@@ -259,15 +274,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
                 wo::scale_pairs<T>(cur.x, sg, sg8);
             };
             set_group();
-            auto next_tile = [&]() {
-                if (++tig == p.gtiles) {
-                    tig = 0;
-                    ++gi;
-                    cur = nxt;
-                    nxt = load_meta(gi + 1);
-                    set_group();
-                }
-            };
+            auto next_tile = [&]() { group_next_tile(tig, gi, cur, nxt, p.gtiles, load_meta, set_group); };
             int prev = -1;
             auto step = [&](int ks, uint32_t(&ab)[4][4]) {
                 rs_kstep<Fmt, T, BX, G::kSlot, S, kNoDecode>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks, 0,

@@ -143,15 +143,7 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                 wo::scale_pairs<T>(cur.x, sg, sg8);
             };
             set_group();
-            auto next_tile = [&]() {
-                if (++tig == p.gtiles) {
-                    tig = 0;
-                    ++gi;
-                    cur = nxt;
-                    nxt = load_meta(gi + 1);
-                    set_group();
-                }
-            };
+            auto next_tile = [&]() { wows::group_next_tile(tig, gi, cur, nxt, p.gtiles, load_meta, set_group); };
             int prev = -1;
             // One k-step, ws v1's (lowbit/wo_ws.cuh rs_kstep).
             auto step = [&](int ks, uint32_t(&ab)[4][4]) {
