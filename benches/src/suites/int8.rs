@@ -371,17 +371,10 @@ fn run_shape(
                     None => (0, 0),
                 };
                 let epi = |g: &Int8Gemm, out: I8Out| RawEpilogue {
-                    out,
                     rs: xsp,
                     rs_val: 0.0,
                     cs: g.channel_scales().device_ptr(stream).0,
-                    rc: 0,
-                    cc: 0,
-                    bias: 0,
-                    out_scale: 1.0,
-                    os: 0,
-                    rc2: 0,
-                    cc2: 0,
+                    ..RawEpilogue::new(out)
                 };
                 let epis: Vec<RawEpilogue> = st.copies.iter().map(|g| epi(g, I8Out::F16)).collect();
                 let cu = stream.cu_stream().cast();

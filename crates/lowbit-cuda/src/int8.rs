@@ -629,6 +629,14 @@ pub struct RawEpilogue {
     pub cc2: u64,
 }
 
+impl RawEpilogue {
+    /// Output `out` with no vectors (every pointer 0), per-tensor row scale 1 and int8 output scale 1: the base that
+    /// callers complete with struct update syntax.
+    pub fn new(out: I8Out) -> Self {
+        Self { out, rs: 0, rs_val: 1.0, cs: 0, rc: 0, cc: 0, bias: 0, out_scale: 1.0, os: 0, rc2: 0, cc2: 0 }
+    }
+}
+
 /// Whether the wgmma path runs on `dev` (an sm_90 GPU with sm_90a code compiled in).
 pub fn wgmma_available(dev: &Device) -> Result<bool> {
     dev.bind_to_thread()?;

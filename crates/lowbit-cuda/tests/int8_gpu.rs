@@ -499,19 +499,7 @@ fn bad_inputs_are_typed_errors() {
     let plan = g.plan(&dev, 4, cfg).unwrap();
     let (xp, _gx) = x.device_ptr(dev.stream());
     let (yp, _gy) = y32.device_ptr_mut(dev.stream());
-    let raw = RawEpilogue {
-        out: I8Out::I32,
-        rs: 0,
-        rs_val: 1.0,
-        cs: 0,
-        rc: 0,
-        cc: 0,
-        bias: 0,
-        out_scale: 1.0,
-        os: 0,
-        rc2: 0,
-        cc2: 0,
-    };
+    let raw = RawEpilogue::new(I8Out::I32);
     let stream = dev.stream().cu_stream().cast();
     // SAFETY: every call below is rejected by the launcher's host-side checks before any launch.
     unsafe {
