@@ -148,17 +148,10 @@ fn main() -> Res<()> {
         let epis: Vec<RawEpilogue> = copies
             .iter()
             .map(|g| RawEpilogue {
-                out: I8Out::F16,
                 rs: xsp,
                 rs_val: 0.0,
                 cs: g.channel_scales().device_ptr(stream).0,
-                rc: 0,
-                cc: 0,
-                bias: 0,
-                out_scale: 1.0,
-                os: 0,
-                rc2: 0,
-                cc2: 0,
+                ..RawEpilogue::new(I8Out::F16)
             })
             .collect();
         dev.synchronize()?;

@@ -793,17 +793,14 @@ impl BipolarGemm {
                 });
                 let (rc2, cc2) = side.corr2.as_ref().map_or((0, 0), |c| (ptr(&acts.row_corr), ptr(c)));
                 let epi = RawEpilogue {
-                    out,
                     rs: ptr(&acts.scales),
                     rs_val: 0.0,
                     cs: ptr(&side.col_scale),
                     rc,
                     cc,
-                    bias: 0,
-                    out_scale: 1.0,
-                    os: 0,
                     rc2,
                     cc2,
+                    ..RawEpilogue::new(out)
                 };
                 let gemm = side.gemm_for(m);
                 let i8plan = gemm.plan(dev, m, I8Config::default())?;

@@ -172,17 +172,13 @@ impl PyInt8Gemm {
             }
             let cs = self.gemm.channel_scales_ptr(&self.dev)?;
             let epi = RawEpilogue {
-                out,
                 rs: row_scales,
                 rs_val: row_scale_value,
                 cs,
-                rc: 0,
-                cc: 0,
                 bias,
                 out_scale: if out_scales == 0 { out_scale } else { 1.0 },
                 os: out_scales,
-                rc2: 0,
-                cc2: 0,
+                ..RawEpilogue::new(out)
             };
             // SAFETY: the caller passes live device tensors of this weight's device (x: m rows of ldx bytes,
             // y: m rows of ldy elements of `out`, the epilogue vectors [m] / [N] f32, the zeroed workspace of
