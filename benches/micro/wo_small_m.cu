@@ -10,6 +10,7 @@
 //   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
 //   ./wo_small_m mid [NxK|all [M,M,..]] # M in {32, 48, 64} (or the list): cuBLAS f16, the shipped small-M kernel (v14 library), the library's ws
 //                             # v1 / ws-S launcher and ws-W (lowbit/wo_ws4.cuh, 4 consumer warpgroups) with their plans,
+//                             # and ws-W's stream-K schedule (forced; "(plan)" where lowbit_wo_ws4_sk_plan picks it),
 //                             # all graph-replayed over rotated weights (weight-only NOTES.md ws-W)
 //   ./wo_small_m all          # check + bench (default). libcublas.so.13 is dlopen'ed: on the GPU machine put
 //                             # torch's or nvidia-cublas's lib folder on LD_LIBRARY_PATH (dist/wo-small/*.sh do).
@@ -729,7 +730,7 @@ static int run_bench(const char* only, bool sweep) {
     CK(cudaMalloc(&sink, 4));
     CK(cudaMalloc(&x, size_t(64) * 28672 * 2));
     CK(cudaMalloc(&y, size_t(64) * 28672 * 2));
-    const size_t wsb = size_t(64) * 28672 * 4 + (1 << 20);
+    const size_t wsb = size_t(64) * 28672 * 4 + (16 << 20);  // K splits' [M][N] f32 or stream-K's flags + slots
     CK(cudaMalloc(&ws, wsb));
     CK(cudaMemset(ws, 0, wsb));
     {
@@ -887,7 +888,7 @@ static int run_mid(const char* only) {
     char* ws;
     CK(cudaMalloc(&x, size_t(64) * 28672 * 2));
     CK(cudaMalloc(&y, size_t(64) * 28672 * 2));
-    const size_t wsb = size_t(64) * 28672 * 4 + (1 << 20);
+    const size_t wsb = size_t(64) * 28672 * 4 + (16 << 20);  // K splits' [M][N] f32 or stream-K's flags + slots
     CK(cudaMalloc(&ws, wsb));
     CK(cudaMemset(ws, 0, wsb));
     {
@@ -904,7 +905,7 @@ static int run_mid(const char* only) {
         a.x_vec = true, a.sms = g_sms, a.ws = reinterpret_cast<float*>(ws);
         return a;
     };
-    // 1 = ws v1 / ws-S (library plan), 2 = ws-W (library plan)
+    // 1 = ws v1 / ws-S (library plan), 2 = ws-W (library K-split plan), 3 = ws-W stream-K (forced)
     auto ws_run = [&](int which, const Weight& w, int m, cudaStream_t s) -> cudaError_t {
         Args a = args_of(w, m);
         int bx = 64, sp = 1;
@@ -912,6 +913,8 @@ static int run_mid(const char* only) {
         if (which == 1) {
             lowbit_wo_ws_plan(m, w.strips, w.ksteps, g_sms, &bx, &sp);
             e = lowbit_wo_ws_int4(a, 0, bx, sp, g_sms, s);
+        } else if (which == 3) {
+            return lowbit_wo_ws4_sk_int4(a, 0, g_sms, s);
         } else {
             lowbit_wo_ws4_plan(m, w.strips, w.ksteps, g_sms, &sp);
             e = lowbit_wo_ws4_int4(a, 0, sp, g_sms, s);
@@ -943,7 +946,7 @@ static int run_mid(const char* only) {
             CK((launch_lib<Int4, __half>(i4[0], b, m, 0)));
             CK(cudaDeviceSynchronize());
             CK(cudaMemcpy(ref.data(), y, ref.size() * 2, cudaMemcpyDeviceToHost));
-            for (int which : {1, 2}) {
+            for (int which : {1, 2, 3}) {
                 CK(cudaMemset(y, 0xFF, size_t(m) * n * 2));
                 CK(ws_run(which, i4[0], m, 0));
                 CK(cudaDeviceSynchronize());
@@ -957,7 +960,8 @@ static int run_mid(const char* only) {
                         if (!(fabs(r - g) <= 1e-2 * mx + 1e-3)) ++bad;
                     }
                 }
-                printf("%5dx%-6d %3d agree %-16s %s (%zu differ)\n", n, k, m, which == 1 ? "ws (lib)" : "ws-W (lib)",
+                printf("%5dx%-6d %3d agree %-16s %s (%zu differ)\n", n, k, m,
+                       which == 1 ? "ws (lib)" : which == 2 ? "ws-W (lib)" : "ws-W stream-K",
                        bad ? "FAIL" : "OK", bad);
                 rc |= bad ? 1 : 0;
             }
@@ -980,6 +984,8 @@ static int run_mid(const char* only) {
             row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK(ws_run(1, i4[c], m, s)); }));
             snprintf(name, sizeof name, "ws-W lib sp=%d", sp4);
             row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK(ws_run(2, i4[c], m, s)); }));
+            snprintf(name, sizeof name, "ws-W stream-K%s", lowbit_wo_ws4_sk_plan(m, w0.strips, w0.ksteps, g_sms) > 0 ? " (plan)" : "");
+            row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK(ws_run(3, i4[c], m, s)); }));
         }
         for (auto& p : fw) cudaFree(p);
         for (auto& w : i4) cudaFree(w.d_words), cudaFree(w.d_meta);

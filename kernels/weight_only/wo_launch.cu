@@ -38,6 +38,11 @@ void lowbit_wo_ws_plan(int, int, int, int, int*, int*);
 // stream; sms < 0: availability) and plan (m, strips, ksteps, sms -> splits).
 cudaError_t lowbit_wo_ws4_int4(const Args&, int, int, int, cudaStream_t);
 void lowbit_wo_ws4_plan(int, int, int, int, int*);
+// ws-W stream-K (ws.cu): plan (m, strips, ksteps, sms -> grid, 0 = the K-split plan), zeroed workspace bytes and
+// launch (args with ws, dtype, sms, stream).
+int lowbit_wo_ws4_sk_plan(int, int, int, int);
+int64_t lowbit_wo_ws4_sk_ws_bytes(int, int, int, int);
+cudaError_t lowbit_wo_ws4_sk_int4(const Args&, int, int, cudaStream_t);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -81,6 +86,7 @@ constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this
 struct Plan {
     bool ws;     // warp-specialized persistent path (INT4, sm_90a)
     bool ws4;    // ... run by ws-W (four consumer warpgroups; K splits in `splits`, bx unused)
+    bool ws4_sk; // ... with the stream-K schedule (splits = 1, no convert; its flags and slots in ws_split_bytes)
     int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
     bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
@@ -185,6 +191,21 @@ int ws4_env() {
     return v;
 }
 
+// ws-W's stream-K schedule (NOTES.md ws-SK, tenth session; ws.cu lowbit_wo_ws4_sk_plan): each SM takes an equal run
+// of the tiles' k-steps instead of whole tiles or K splits. NOT in the automatic plan (kWs4SkAuto = false): measured on
+// an H100 (same run, graph replay, M = 64) it lost on every shape: 28672x8192 103.1 vs 90.6 us (K-split plan: one
+// round), 8192x28672 112.9 vs 85.2, 11008x4096 48.7 vs 27.6, 4096x4096 73.2 vs 16.2 (~7 us per partial slot on the
+// owner's critical path). With it on, stream-K runs where lowbit_wo_ws4_sk_plan's model beats the K splits.
+// LOWBIT_WO_WS4_SK=0 keeps the K-split plan, =1 runs stream-K on every ws-W plan (tests, A/B).
+constexpr bool kWs4SkAuto = false;
+int ws4_sk_env() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS4_SK");
+        return e && e[0] == '0' ? 0 : e && e[0] == '1' ? 1 : -1;
+    }();
+    return v;
+}
+
 bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWs4MinM || m > kWs4MaxM || ws4_env() == 0) return false;
     const int64_t steps = (w->n_pad / 16 + 15) / 16 * (w->k_pad / 64);  // 256-row tiles x k-steps
@@ -234,14 +255,22 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     p.ws = p.ws4 || path == LOWBIT_WO_PATH_WS || (path == LOWBIT_WO_PATH_AUTO && ws_auto(w, m, dtype, sms, x_vec));
     p.ws_gather_bytes = w->perm ? (m * w->k * elem_bytes + 255) / 256 * 256 : 0;
     if (p.ws) {
+        const int strips = int(w->n_pad / 16), ksteps = int(w->k_pad / 64);
         if (p.ws4) {
-            lowbit_wo_ws4_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.splits);
+            lowbit_wo_ws4_plan(int(m), strips, ksteps, sms, &p.splits);
+            const int sk = ws4_sk_env();
+            p.ws4_sk = sk == 1 || (kWs4SkAuto && sk == -1 && lowbit_wo_ws4_sk_plan(int(m), strips, ksteps, sms) > 0);
         } else {
-            lowbit_wo_ws_plan(int(m), int(w->n_pad / 16), int(w->k_pad / 64), sms, &p.bx, &p.splits);
+            lowbit_wo_ws_plan(int(m), strips, ksteps, sms, &p.bx, &p.splits);
         }
         p.mtiles = 1;
         p.kw = 1;
-        p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
+        if (p.ws4_sk) {
+            p.splits = 1;
+            p.ws_split_bytes = lowbit_wo_ws4_sk_ws_bytes(int(m), strips, ksteps, sms);
+        } else {
+            p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
+        }
         return p;
     }
     p.wgmma = path == LOWBIT_WO_PATH_WGMMA ||
@@ -388,13 +417,15 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         a.ldx = a.k;
         a.x_vec = a.k % 8 == 0;
     }
-    if (pl.splits > 1) {
-        // Zero on entry (the caller's contract), zero again after convert_kernel: no memset per call.
+    if (pl.splits > 1 || pl.ws4_sk) {
+        // Zero on entry (the caller's contract), zero again after convert_kernel (stream-K: after the kernel): no
+        // memset per call.
         a.ws = reinterpret_cast<float*>(ws);
     }
     const int32_t dtype = std::is_same_v<T, __half> ? LOWBIT_DTYPE_F16 : LOWBIT_DTYPE_BF16;
     if (pl.ws) {
         // K splits (small grids): f32 partials into the zeroed workspace, converted (and re-zeroed) after.
+        if (pl.ws4_sk) return lowbit_wo_ws4_sk_int4(a, dtype, a.sms, s);
         cudaError_t e = pl.ws4 ? lowbit_wo_ws4_int4(a, dtype, pl.splits, a.sms, s)
                                : lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
         if (e != cudaSuccess || pl.splits == 1) return e;

@@ -128,6 +128,15 @@ void lowbit_wo_ws4_plan(int m, int strips, int ksteps, int nsm, int* splits) {
     *splits = best;
 }
 
+// ws-W's maps: X (box 64 x 64) and the weight words (box 16 strips x 128 words).
+cudaError_t ws4_maps(const Args& a, CUtensorMap& xmap, CUtensorMap& wmap) {
+    cudaError_t e = make_xmap(xmap, a, 64);
+    if (e != cudaSuccess) return e;
+    return lowbit::tma::make_2d(wmap, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, a.words,
+                                uint64_t(a.strips), uint64_t(a.ksteps) * 128, uint64_t(a.ksteps) * 512,
+                                uint32_t(wows4::Cta<4>::kStrips), 128u);
+}
+
 // ws-W INT4 launch (NC = 4, BX = 64); dtype 0 = f16, 1 = bf16; splits >= 1 (0 = the plan's; > 1 adds f32 partials
 // into a.ws, zero on entry; the caller converts). nsm < 0 asks only whether the kernel was compiled for sm_90a.
 cudaError_t lowbit_wo_ws4_int4(const Args& a, int dtype, int splits, int nsm, cudaStream_t st) {
@@ -140,12 +149,46 @@ cudaError_t lowbit_wo_ws4_int4(const Args& a, int dtype, int splits, int nsm, cu
     if (splits == 0) lowbit_wo_ws4_plan(a.m, a.strips, a.ksteps, nsm, &splits);
     if (splits < 1) return cudaErrorInvalidValue;
     CUtensorMap xmap, wmap;
-    cudaError_t e = make_xmap(xmap, a, 64);
-    if (e != cudaSuccess) return e;
-    e = lowbit::tma::make_2d(wmap, CU_TENSOR_MAP_DATA_TYPE_UINT32, CU_TENSOR_MAP_SWIZZLE_NONE, a.words,
-                             uint64_t(a.strips), uint64_t(a.ksteps) * 128, uint64_t(a.ksteps) * 512,
-                             uint32_t(wows4::Cta<4>::kStrips), 128u);
+    const cudaError_t e = ws4_maps(a, xmap, wmap);
     if (e != cudaSuccess) return e;
     return dtype == 0 ? wows4::launch<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, splits, st, &wmap)
                       : wows4::launch<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, splits, st, &wmap);
+}
+
+// ws-W stream-K (lowbit/wo_ws4.cuh SK, NOTES.md ws-SK): every SM takes ~tiles x ksteps / SMs k-steps, tiles cut across
+// CTAs are summed in the kernel (no convert launch). Plan: stream-K where its model cost, ceil(work / SMs) + 6 (as a
+// split unit's overhead) + kSkFix (publishing and adding up to two 64 KB partial slots), is below the K-split plan's
+// rounds x (k-steps per unit + 6) (lowbit_wo_ws4_plan). H100 (132 SMs) at M <= 64: 28672x8192 (112 tiles x 128
+// k-steps: one round, 20 SMs idle) 118 vs 134: stream-K; 8192x28672 118 vs 118 (4 splits), 11008x4096 30 vs 28
+// (3 splits): K splits. Returns the stream-K grid, or 0 for the split plan. The model, not the measurement: the
+// launcher's automatic plan does not use it (wo_launch.cu kWs4SkAuto; NOTES.md ws-SK measured stream-K slower).
+constexpr int kSkFix = 3;
+int lowbit_wo_ws4_sk_plan(int m, int strips, int ksteps, int nsm) {
+    int sp = 1;
+    lowbit_wo_ws4_plan(m, strips, ksteps, nsm, &sp);
+    Args a{};
+    a.m = m, a.strips = strips, a.ksteps = ksteps;
+    const int64_t work = wows4::sk_work<64, 4>(a);
+    const int grid = wows4::sk_grid<64, 4>(a, nsm);
+    const int64_t tiles = work / ksteps, units = tiles * sp, rounds = (units + nsm - 1) / nsm;
+    const int64_t kper = (ksteps + sp - 1) / sp;
+    const int64_t split_cost = rounds * (kper + 6), sk_cost = (work + grid - 1) / grid + 6 + kSkFix;
+    return sk_cost < split_cost ? grid : 0;
+}
+
+// Zeroed workspace bytes of the stream-K launch on nsm SMs.
+int64_t lowbit_wo_ws4_sk_ws_bytes(int m, int strips, int ksteps, int nsm) {
+    Args a{};
+    a.m = m, a.strips = strips, a.ksteps = ksteps;
+    return (wows4::sk_ws_bytes<64, 4>(wows4::sk_grid<64, 4>(a, nsm)) + 255) / 256 * 256;
+}
+
+// ws-W stream-K INT4 launch (NC = 4, BX = 64) on nsm SMs; a.ws: lowbit_wo_ws4_sk_ws_bytes zeroed bytes (left zero).
+cudaError_t lowbit_wo_ws4_sk_int4(const Args& a, int dtype, int nsm, cudaStream_t st) {
+    if (nsm < 1) return cudaErrorInvalidValue;
+    CUtensorMap xmap, wmap;
+    const cudaError_t e = ws4_maps(a, xmap, wmap);
+    if (e != cudaSuccess) return e;
+    return dtype == 0 ? wows4::launch_sk<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, st, &wmap)
+                      : wows4::launch_sk<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, st, &wmap);
 }

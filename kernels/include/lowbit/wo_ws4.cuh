@@ -23,11 +23,21 @@
 //     arrive per warp: 16 per slot). The four warpgroups drift freely within the ring.
 // K splits (splits > 1): each unit adds its f32 partials (channel scale applied) into p.ws ([M][N], zero on entry;
 // the caller converts and re-zeroes), as ws_s_kernel.
+// Stream-K (SK, tenth session, NOTES.md ws-SK): the tiles' k-steps, tile-major, as one run of W = tiles x ksteps
+// k-steps; CTA c takes [c W / G, (c + 1) W / G) (G = gridDim.x <= SMs, all CTAs resident), as segments (tile, k0, k1).
+// A whole tile stores T directly; a tile cut across CTAs is finished by its OWNER, the CTA holding its k0 = 0
+// segment (the last segment of that CTA's run): the others (each the FIRST segment of its CTA's run, so it never
+// waits before publishing) store their f32 accumulators to the CTA's slot and raise its flag; the owner waits for
+// the flags in k order, adds the slots to its accumulators (a fixed order: deterministic), re-zeroes slots and
+// flags, and stores T(sum * chan) as an unsplit tile. p.ws: [G rounded to 64] int flags, then G slots of
+// (NC x 128 threads) x BX / 2 floats in the consumers' register order; all zero on entry, left zero (sk_ws_bytes).
 // Limits: INT formats without high words (Int4 instantiated); sm_90a; X 16-byte aligned with ldx % 8 == 0, K % 8 == 0
 // (TMA); BX = 64 or 128 (BX = 128: 64 accumulators + 32 A registers within the 120-register cap).
 #pragma once
 
 #include <cuda.h>
+
+#include <type_traits>
 
 #include "lowbit/wo_ws.cuh"
 
@@ -59,7 +69,16 @@ struct Geo {
     static constexpr int kSmem = kStages * kSlot + 1024;
 };
 
-template <class Fmt, typename T, int BX, int NC, bool WT = false>
+// Stream-K: the CTA holding work index w (tile-major k-steps) of W over G CTAs (the largest c with c W / G <= w).
+__device__ __forceinline__ int sk_cta(int64_t w, int64_t W, int G) { return int(((w + 1) * G - 1) / W); }
+
+// Consumer warpgroups' named barrier (id 1: ws4_kernel uses no other named barrier).
+template <int NC>
+__device__ __forceinline__ void consumer_bar() {
+    asm volatile("bar.sync 1, %0;\n" ::"r"(NC * 128) : "memory");
+}
+
+template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false>
 __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
                                                            const __grid_constant__ CUtensorMap xmap,
                                                            const __grid_constant__ CUtensorMap wmap, int splits) {
@@ -84,6 +103,28 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     const int ksteps = p.ksteps;
     const int kper = (ksteps + splits - 1) / splits;
     const int total = nt * mt * splits;
+    // Work of this CTA as segments (tile t, k-steps k0 .. k1 - 1). K splits: units u = blockIdx.x + i gridDim.x of
+    // tile u / splits, split u % splits. Stream-K: the run [c W / G, (c + 1) W / G) cut at tile boundaries.
+    const int64_t work = int64_t(nt) * mt * ksteps;
+    using UI = std::conditional_t<SK, int64_t, int>;
+    UI uw = SK ? UI(int64_t(blockIdx.x) * work / gridDim.x) : UI(blockIdx.x);
+    const UI uhi = SK ? UI(int64_t(blockIdx.x + 1) * work / gridDim.x) : UI(total);
+    auto next_unit = [&](int& t, int& k0, int& k1) -> bool {
+        if (uw >= uhi) return false;
+        if constexpr (SK) {
+            t = int(uw / ksteps);
+            k0 = int(uw - int64_t(t) * ksteps);
+            k1 = int(min(int64_t(ksteps), k0 + (uhi - uw)));
+            uw += k1 - k0;
+        } else {
+            t = int(uw) / splits;
+            const int sp = int(uw) - t * splits;
+            k0 = sp * kper;
+            k1 = min(ksteps, k0 + kper);
+            uw += int(gridDim.x);
+        }
+        return true;
+    };
 
     if (tid >= kNC * 128) {
         // ------------------------------- producer (one thread) -------------------------------
@@ -91,10 +132,9 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
         if (tid == kNC * 128) {
             int s = 0;
             uint32_t phase = 0;
-            for (int u = blockIdx.x; u < total; u += gridDim.x) {
-                const int t = u / splits, sp = u - t * splits;
+            int t, k0, k1;
+            while (next_unit(t, k0, k1)) {
                 const int nb = t / mt, mb = t - nb * mt;
-                const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
                 const int s0 = nb * kStrips;
                 const int ns = WT ? kStrips : min(kStrips, p.strips - s0);
                 const uint32_t* wsrc = p.words + size_t(s0) * ksteps * 128;
@@ -124,10 +164,9 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
         uint32_t phase = 0;
         float acc[BX / 2];
         uint32_t abuf[2][4][4];
-        for (int u = blockIdx.x; u < total; u += gridDim.x) {
-            const int t = u / splits, sp = u - t * splits;
+        int t, k0, k1;
+        while (next_unit(t, k0, k1)) {
             const int nb = t / mt, mb = t - nb * mt;
-            const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
             const int strip = nb * kStrips + cw * 4 + warp;
             const bool active = strip < p.strips;
             const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
@@ -161,10 +200,54 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
             wgmma_wait<0>();
             wgmma_fence_regs(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if constexpr (SK) {
+                if (k0 > 0 || k1 < ksteps) {
+                    // A tile cut across CTAs (see the file comment). Slot layout: thread tid's BX / 2 floats.
+                    int* flags = reinterpret_cast<int*>(p.ws);
+                    float* slots = p.ws + (gridDim.x + 63) / 64 * 64;
+                    constexpr int kSlot = kNC * 128 * (BX / 2);
+                    if (k0 > 0) {
+                        // Not the owner: publish the partial (the first segment of this CTA: nothing waited yet).
+                        float4* dst = reinterpret_cast<float4*>(slots + size_t(blockIdx.x) * kSlot) + tid * (BX / 8);
+#pragma unroll
+                        for (int i = 0; i < BX / 8; ++i) {
+                            __stcg(dst + i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
+                        }
+                        __threadfence();
+                        consumer_bar<kNC>();
+                        if (tid == 0) {
+                            asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flags + blockIdx.x), "r"(1)
+                                         : "memory");
+                        }
+                        continue;
+                    }
+                    // The owner: add the partials of CTAs blockIdx.x + 1 .. (the one holding the tile's last k-step)
+                    // in k order, then re-zero their slots and flags.
+                    const int64_t tw = int64_t(t) * ksteps;
+                    const int clast = sk_cta(tw + ksteps - 1, work, gridDim.x);
+                    for (int c = blockIdx.x + 1; c <= clast; ++c) {
+                        if (tid == 0) {
+                            uint32_t f = 0;
+                            do {
+                                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(f) : "l"(flags + c) : "memory");
+                            } while (f == 0);
+                            flags[c] = 0;  // its only reader; the next launch sees it zero
+                        }
+                        consumer_bar<kNC>();
+                        float4* src = reinterpret_cast<float4*>(slots + size_t(c) * kSlot) + tid * (BX / 8);
+#pragma unroll
+                        for (int i = 0; i < BX / 8; ++i) {
+                            const float4 v = __ldcg(src + i);
+                            acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+                            __stcg(src + i, make_float4(0.f, 0.f, 0.f, 0.f));
+                        }
+                    }
+                }
+            }
             if (active) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
-                wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
+                wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, !SK && splits != 1);
             }
         }
     }
@@ -201,6 +284,37 @@ cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, 
     const int64_t units = int64_t((a.strips + C::kStrips - 1) / C::kStrips) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(units < nsm ? units : nsm);
     kern<<<grid, C::kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, splits);
+    return cudaGetLastError();
+}
+
+// Stream-K (SK): the grid (one CTA per SM, at most one per k-step of work) and its workspace (flags, then one slot
+// of f32 accumulators per CTA; zero on entry, left zero).
+template <int BX, int NC>
+inline int64_t sk_work(const Args& a) {
+    return int64_t((a.strips + Cta<NC>::kStrips - 1) / Cta<NC>::kStrips) * ((a.m + BX - 1) / BX) * a.ksteps;
+}
+template <int BX, int NC>
+inline int sk_grid(const Args& a, int nsm) {
+    const int64_t w = sk_work<BX, NC>(a);
+    return int(w < nsm ? w : nsm);
+}
+template <int BX, int NC>
+inline int64_t sk_ws_bytes(int grid) {
+    return int64_t(grid + 63) / 64 * 64 * 4 + int64_t(grid) * NC * 128 * (BX / 2) * 4;
+}
+
+// Stream-K launch (maps as launch); a.ws: sk_ws_bytes(sk_grid(a, nsm)) zeroed bytes.
+template <class Fmt, typename T, int BX, int NC>
+cudaError_t launch_sk(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st,
+                      const CUtensorMap* wmap = nullptr) {
+    using C = Cta<NC>;
+    constexpr int smem = Geo<BX, NC>::kSmem;
+    auto kern = wmap ? ws4_kernel<Fmt, T, BX, NC, true, true> : ws4_kernel<Fmt, T, BX, NC, false, true>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    if (a.ws == nullptr) return cudaErrorInvalidValue;
+    const int grid = sk_grid<BX, NC>(a, nsm);
+    kern<<<grid, C::kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, 1);
     return cudaGetLastError();
 }
 

@@ -1,0 +1,267 @@
+//! ws-W's stream-K schedule (`kernels/include/lowbit/wo_ws4.cuh` SK, weight-only NOTES.md ws-SK) on the GPU vs the
+//! CPU reference (f64 accumulation on the exactly dequantized weight).
+//!
+//! Its own test binary: `LOWBIT_WO_WS4=1` and `LOWBIT_WO_WS4_SK=1` (read once per process by the launcher) make a
+//! forced `GemmPath::Ws` at M <= 64, and every automatic ws-W plan, run the stream-K schedule: each CTA takes an equal
+//! run of the tiles' k-steps, tiles cut across CTAs are summed by their owner through the zeroed workspace (flags and
+//! f32 slots, left zero). Shapes with many cut tiles: N = 1000 x K = 2048 (4 tiles x 32 k-steps on 128 CTAs: one k-step
+//! per CTA, every tile summed from 32 CTAs), 4096x4096 (16 x 64 over 132 CTAs: ~8 per tile), 28672x512 (112 tiles of
+//! 8 k-steps: runs of 6-7 k-steps, two or three CTAs per tile, as 28672x8192's runs of 108-109 over 128), odd N
+//! (strips past N in the last tile), per-channel scales, act-order (the gather behind the stream-K workspace), f16 and
+//! bf16, M in {1, 3, 17, 29, 33, 64}, outputs poisoned (NaN). Every GEMM runs twice on one workspace: both results
+//! are checked, stream-K runs must be equal bit for bit (the owner adds the partials in a fixed order), and the
+//! workspace must be zero afterwards. Plus the real 28672x8192 shape at M = 33 / 64 (the automatic plan's stream-K case), and a small
+//! set for compute-sanitizer.
+//!
+//! GPU tests are `#[ignore]`d: `scripts/gpu-run` runs them with `--include-ignored`; without a GPU they print
+//! `SKIP`, unless `LOWBIT_REQUIRE_GPU=1`.
+
+mod common;
+
+use common::{device_or_skip, weights};
+use half::{bf16, f16};
+use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
+use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+const POISON: u16 = 0x7FFF;
+
+/// Turns ws-W and its stream-K schedule on before the first launch of this process (the launcher reads both once).
+fn sk_on() {
+    // SAFETY: set before any thread of this test binary reads the environment through the launcher; every test
+    // of this binary sets the same values.
+    unsafe {
+        std::env::set_var("LOWBIT_WO_WS4", "1");
+        std::env::set_var("LOWBIT_WO_WS4_SK", "1");
+    }
+}
+
+fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut bits = Vec::with_capacity(m * k);
+    let vals = Array2::from_shape_fn((m, k), |_| {
+        let v: f32 = rng.random_range(-1.0f32..1.0);
+        let (b, x) = match dtype {
+            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
+            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
+        };
+        bits.push(b);
+        x
+    });
+    (bits, vals)
+}
+
+fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
+    bits.iter()
+        .map(|&b| match dtype {
+            OutDtype::F16 => f16::from_bits(b).to_f64(),
+            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
+        })
+        .collect()
+}
+
+/// `weight_only_gpu`'s tolerance model: relative Frobenius error <= 2e-3 (f16) / 1.2e-2 (bf16), every element
+/// within rtol * (|ref| + rms(ref)), rtol = 1e-2 (f16) / 4e-2 (bf16); no poison left.
+fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
+    let (fro_tol, rtol) = match dtype {
+        OutDtype::F16 => (2e-3, 1e-2),
+        OutDtype::Bf16 => (1.2e-2, 4e-2),
+    };
+    let g = to_f64(got, dtype);
+    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
+        if !y.is_finite() {
+            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
+        }
+        if (y - r).abs() > rtol * (r.abs() + rms) {
+            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
+        }
+        num += (y - r) * (y - r);
+        den += r * r;
+    }
+    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
+    if rel > fro_tol {
+        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
+    }
+    Ok(())
+}
+
+/// Runs the GEMM twice on one workspace (Y poisoned before each run): both outputs, the workspace's zeroed part
+/// afterwards (must be zero) and whether the plan had one.
+fn run_twice(
+    dev: &Device,
+    g: &WeightOnlyGemm,
+    x: &[u16],
+    m: usize,
+    dtype: OutDtype,
+    cfg: GemmConfig,
+) -> (Vec<u16>, Vec<u16>, bool) {
+    let (n, k) = g.shape();
+    let xt = {
+        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
+        let data = upload(dev, x).expect("upload x");
+        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
+        t
+    };
+    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
+    let mut ws = g.workspace(dev, &plan).expect("workspace");
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
+        g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
+        outs.push(y.to_host_bits().expect("download y"));
+    }
+    let clean = match &ws {
+        Some(w) if plan.zeroed_bytes > 0 => {
+            let host: Vec<u8> = dev.stream().memcpy_dtov(w).expect("download workspace");
+            host[..plan.zeroed_bytes].iter().all(|&b| b == 0)
+        }
+        _ => true,
+    };
+    let second = outs.pop().unwrap();
+    (outs.pop().unwrap(), second, clean)
+}
+
+fn cases() -> Vec<(String, QuantizedWeight)> {
+    let g = Granularity::Group;
+    let mut out = Vec::new();
+    for (n, k) in [(1000usize, 2048usize), (4096, 4096), (28672, 512), (333, 640)] {
+        for (sym, gran) in [(false, g(128)), (true, g(128)), (false, Granularity::PerChannel)] {
+            if (n == 4096 || n == 28672) && !(gran == g(128) && !sym) {
+                continue;
+            }
+            let q = IntAffineWeight::quantize(weights(n, k, 71 + n as u64).view(), 4, sym, gran).unwrap();
+            out.push((format!("w4-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" }), QuantizedWeight::Int(q)));
+        }
+    }
+    let (n, k) = (1000usize, 1024usize);
+    let mut perm: Vec<usize> = (0..k).collect();
+    perm.shuffle(&mut StdRng::seed_from_u64(7));
+    let q = IntAffineWeight::quantize_act_order(weights(n, k, 73).view(), 4, false, g(128), &perm).unwrap();
+    out.push((format!("w4-asym-g128-actorder {n}x{k}"), QuantizedWeight::Int(q)));
+    out
+}
+
+fn check_case(
+    dev: &Device,
+    name: &str,
+    w: &QuantizedWeight,
+    ms: &[usize],
+    dtypes: &[OutDtype],
+    paths: &[Option<GemmPath>],
+    failures: &mut Vec<String>,
+) -> usize {
+    let g = WeightOnlyGemm::new(dev, w).expect("upload");
+    let (_, k) = g.shape();
+    let wd = w.dequantize().mapv(f64::from);
+    let mut count = 0;
+    for &dtype in dtypes {
+        for &m in ms {
+            let (xb, xv) = activations(m, k, dtype, m as u64 * 131 + k as u64 + 9);
+            let r = xv.dot(&wd.t());
+            for &path in paths {
+                let cfg = GemmConfig { path, ..GemmConfig::default() };
+                let label = format!("{name} m={m} {dtype} {path:?}");
+                let (a, b, clean) = run_twice(dev, &g, &xb, m, dtype, cfg);
+                if let Err(e) = compare(&label, &a, &r, dtype) {
+                    failures.push(e);
+                } else if let Err(e) = compare(&format!("{label} (second run)"), &b, &r, dtype) {
+                    failures.push(e);
+                } else if a != b && (path.is_some() || k * g.shape().0 >= 28672 * 8192) {
+                    // Stream-K runs (the forced ws path, and the automatic plan on 28672x8192) sum in a fixed order;
+                    // the automatic plan of the small shapes is the mma.sync split-K (f32 atomics: not bit-stable).
+                    failures.push(format!("{label}: the two runs differ (stream-K sums in a fixed order)"));
+                }
+                if !clean {
+                    failures.push(format!("{label}: workspace not left zero"));
+                }
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws4_stream_k() {
+    sk_on();
+    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k") else { return };
+    if dev.info().compute_capability.0 != 9 {
+        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
+        return;
+    }
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (name, w) in cases() {
+        count += check_case(
+            &dev,
+            &name,
+            &w,
+            &[1, 3, 17, 29, 33, 64],
+            &[OutDtype::F16, OutDtype::Bf16],
+            &[Some(GemmPath::Ws), None],
+            &mut failures,
+        );
+    }
+    println!("gpu_weight_only_ws4_stream_k: {count} GEMMs checked (each twice), {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {count} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws4_stream_k_real_shape() {
+    sk_on();
+    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k_real_shape") else { return };
+    if dev.info().compute_capability.0 != 9 {
+        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
+        return;
+    }
+    // The real shape whose single round of 112 tiles stream-K balances (the automatic plan's case).
+    let mut failures = Vec::new();
+    let q = IntAffineWeight::quantize(weights(28672, 8192, 79).view(), 4, false, Granularity::Group(128)).unwrap();
+    let count = check_case(
+        &dev,
+        "w4-asym-g128 28672x8192",
+        &QuantizedWeight::Int(q),
+        &[33, 64],
+        &[OutDtype::F16, OutDtype::Bf16],
+        &[None],
+        &mut failures,
+    );
+    println!("gpu_weight_only_ws4_stream_k_real_shape: {count} GEMMs checked (each twice), {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {count} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// A small stream-K set for compute-sanitizer (memcheck / racecheck): one k-step per CTA (1000x2048: 32 CTAs per
+/// tile) and 28672x512 (two or three CTAs per tile), odd M.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws4_stream_k_small() {
+    sk_on();
+    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k_small") else { return };
+    if dev.info().compute_capability.0 != 9 {
+        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
+        return;
+    }
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (n, k) in [(1000usize, 2048usize), (28672, 512)] {
+        let q = IntAffineWeight::quantize(weights(n, k, 83).view(), 4, false, Granularity::Group(128)).unwrap();
+        count += check_case(
+            &dev,
+            &format!("w4-asym-g128 {n}x{k}"),
+            &QuantizedWeight::Int(q),
+            &[33],
+            &[OutDtype::F16],
+            &[Some(GemmPath::Ws)],
+            &mut failures,
+        );
+    }
+    println!("gpu_weight_only_ws4_stream_k_small: {count} GEMMs checked (each twice), {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {count} failed:\n{}", failures.len(), failures.join("\n"));
+}
