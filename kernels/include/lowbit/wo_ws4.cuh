@@ -202,18 +202,22 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
             if constexpr (SK) {
                 if (k0 > 0 || k1 < ksteps) {
-                    // A tile cut across CTAs (see the file comment). Slot layout: thread tid's BX / 2 floats.
+                    // A tile cut across CTAs (see the file comment). Slot layout: float4 i of thread tid at
+                    // [i][tid] (one warp instruction = 512 contiguous bytes; the per-thread layout of the first
+                    // version, 8 float4 per thread, touched 32 lines per instruction: NOTES.md ws-SK).
                     int* flags = reinterpret_cast<int*>(p.ws);
                     float* slots = p.ws + (gridDim.x + 63) / 64 * 64;
-                    constexpr int kSlot = kNC * 128 * (BX / 2);
+                    constexpr int kCons = kNC * 128, kSlot = kCons * (BX / 2);
                     if (k0 > 0) {
                         // Not the owner: publish the partial (the first segment of this CTA: nothing waited yet).
-                        float4* dst = reinterpret_cast<float4*>(slots + size_t(blockIdx.x) * kSlot) + tid * (BX / 8);
+                        float4* dst = reinterpret_cast<float4*>(slots + size_t(blockIdx.x) * kSlot) + tid;
 #pragma unroll
                         for (int i = 0; i < BX / 8; ++i) {
-                            __stcg(dst + i, make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
+                            __stcg(dst + i * kCons,
+                                   make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]));
                         }
-                        __threadfence();
+                        // CTA barrier, then one release at gpu scope (cumulative over the CTA's stores ordered
+                        // before it by the barrier; the CUTLASS stream-K / GenericBarrier pattern).
                         consumer_bar<kNC>();
                         if (tid == 0) {
                             asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(flags + blockIdx.x), "r"(1)
@@ -234,12 +238,15 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                             flags[c] = 0;  // its only reader; the next launch sees it zero
                         }
                         consumer_bar<kNC>();
-                        float4* src = reinterpret_cast<float4*>(slots + size_t(c) * kSlot) + tid * (BX / 8);
+                        float4* src = reinterpret_cast<float4*>(slots + size_t(c) * kSlot) + tid;
+                        float4 v[BX / 8];
+#pragma unroll
+                        for (int i = 0; i < BX / 8; ++i) v[i] = __ldcg(src + i * kCons);
 #pragma unroll
                         for (int i = 0; i < BX / 8; ++i) {
-                            const float4 v = __ldcg(src + i);
-                            acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
-                            __stcg(src + i, make_float4(0.f, 0.f, 0.f, 0.f));
+                            acc[4 * i] += v[i].x, acc[4 * i + 1] += v[i].y, acc[4 * i + 2] += v[i].z,
+                                acc[4 * i + 3] += v[i].w;
+                            __stcg(src + i * kCons, make_float4(0.f, 0.f, 0.f, 0.f));
                         }
                     }
                 }
