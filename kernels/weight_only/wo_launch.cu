@@ -192,12 +192,13 @@ int ws4_env() {
 }
 
 // ws-W's stream-K schedule (NOTES.md ws-SK, tenth session; ws.cu lowbit_wo_ws4_sk_plan): each SM takes an equal run
-// of the tiles' k-steps instead of whole tiles or K splits. NOT in the automatic plan (kWs4SkAuto = false): measured on
-// an H100 (same run, graph replay, M = 64) it lost on every shape: 28672x8192 103.1 vs 90.6 us (K-split plan: one
-// round), 8192x28672 112.9 vs 85.2, 11008x4096 48.7 vs 27.6, 4096x4096 73.2 vs 16.2 (~7 us per partial slot on the
-// owner's critical path). With it on, stream-K runs where lowbit_wo_ws4_sk_plan's model beats the K splits.
-// LOWBIT_WO_WS4_SK=0 keeps the K-split plan, =1 runs stream-K on every ws-W plan (tests, A/B).
-constexpr bool kWs4SkAuto = false;
+// of the tiles' k-steps instead of whole tiles or K splits. In the automatic plan (kWs4SkAuto) only where the K-split
+// plan keeps one split with fewer tiles than SMs (one round, SMs idle): measured on an H100 (wo_small_m mid, graph
+// replay, cuBLAS f16 same run) 28672x8192 M = 32 / 48 / 64: 84.3 / 85.6 / 88.1 us vs K-split 88.6 / 89.2 / 90.5
+// (1.94-2.02x vs 1.89-1.92x cuBLAS f16). Where the K-split plan splits it lost (8192x28672 86-90 vs 82-85 us,
+// 11008x4096 28.3 vs 27.6 at M = 64, 4096x4096 27 vs 14-16), so those keep the K splits.
+// LOWBIT_WO_WS4_SK=0 keeps the K-split plan everywhere, =1 runs stream-K on every ws-W plan (tests, A/B).
+constexpr bool kWs4SkAuto = true;
 int ws4_sk_env() {
     static const int v = [] {
         const char* e = getenv("LOWBIT_WO_WS4_SK");

@@ -156,24 +156,20 @@ cudaError_t lowbit_wo_ws4_int4(const Args& a, int dtype, int splits, int nsm, cu
 }
 
 // ws-W stream-K (lowbit/wo_ws4.cuh SK, NOTES.md ws-SK): every SM takes ~tiles x ksteps / SMs k-steps, tiles cut across
-// CTAs are summed in the kernel (no convert launch). Plan: stream-K where its model cost, ceil(work / SMs) + 6 (as a
-// split unit's overhead) + kSkFix (publishing and adding up to two 64 KB partial slots), is below the K-split plan's
-// rounds x (k-steps per unit + 6) (lowbit_wo_ws4_plan). H100 (132 SMs) at M <= 64: 28672x8192 (112 tiles x 128
-// k-steps: one round, 20 SMs idle) 118 vs 134: stream-K; 8192x28672 118 vs 118 (4 splits), 11008x4096 30 vs 28
-// (3 splits): K splits. Returns the stream-K grid, or 0 for the split plan. The model, not the measurement: the
-// launcher's automatic plan does not use it (wo_launch.cu kWs4SkAuto; NOTES.md ws-SK measured stream-K slower).
-constexpr int kSkFix = 3;
+// CTAs are summed in the kernel (no convert launch). Plan: stream-K only where the K-split plan (lowbit_wo_ws4_plan)
+// keeps one split and its tiles leave SMs idle in its single round (tiles < SMs), the one case it measured faster:
+// H100 (132 SMs, wo_small_m mid, graph replay, cuBLAS f16 same run) 28672x8192 (112 tiles x 128 k-steps, 20 SMs idle)
+// M = 32 / 48 / 64: 84.3 / 85.6 / 88.1 us vs K-split 88.6 / 89.2 / 90.5. Where the K-split plan splits, stream-K lost:
+// 8192x28672 (32 tiles, 4 splits) 86-90 vs 82-85 us, 11008x4096 (43 tiles, 3 splits) 28.3 vs 27.6 at M = 64,
+// 4096x4096 (16 tiles, 8 splits) 27 vs 14-16. Also each SM's run at least 8 k-steps (the K splits' minimum): small
+// weights (forced ws plans only) keep the unsplit tiles. Returns the stream-K grid, or 0 for the split plan.
 int lowbit_wo_ws4_sk_plan(int m, int strips, int ksteps, int nsm) {
     int sp = 1;
     lowbit_wo_ws4_plan(m, strips, ksteps, nsm, &sp);
     Args a{};
     a.m = m, a.strips = strips, a.ksteps = ksteps;
-    const int64_t work = wows4::sk_work<64, 4>(a);
-    const int grid = wows4::sk_grid<64, 4>(a, nsm);
-    const int64_t tiles = work / ksteps, units = tiles * sp, rounds = (units + nsm - 1) / nsm;
-    const int64_t kper = (ksteps + sp - 1) / sp;
-    const int64_t split_cost = rounds * (kper + 6), sk_cost = (work + grid - 1) / grid + 6 + kSkFix;
-    return sk_cost < split_cost ? grid : 0;
+    const int64_t work = wows4::sk_work<64, 4>(a), tiles = work / ksteps;
+    return sp == 1 && tiles < nsm && work >= 8 * int64_t(nsm) ? wows4::sk_grid<64, 4>(a, nsm) : 0;
 }
 
 // Zeroed workspace bytes of the stream-K launch on nsm SMs.

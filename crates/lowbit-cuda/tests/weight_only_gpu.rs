@@ -205,6 +205,47 @@ fn gpu_weight_only_ws_split_shapes() {
     sweep("gpu_weight_only_ws_split_shapes", ws_split_cases(), &[64, 128, 256, 333]);
 }
 
+/// ws-W's stream-K schedule in the automatic plan (`wo_launch.cu` kWs4SkAuto, weight-only NOTES.md ws-SK): INT4 g128
+/// 28672x8192 at M = 33 and 64 (112 tiles of 256 x 64 and one K split: fewer tiles than an H100's 132 SMs), f16 and
+/// bf16, against the f64 reference, twice on one workspace (equal bit for bit, the owner's fixed order). On a Hopper
+/// GPU with more SMs than tiles the plan must show the choice: zeroed workspace bytes (stream-K's flags and slots;
+/// the unsplit K-split plan has none).
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_ws4_stream_k_auto() {
+    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k_auto") else { return };
+    let (n, k) = (28672usize, 8192usize);
+    let w = QuantizedWeight::Int(
+        IntAffineWeight::quantize(weights(n, k, 79).view(), 4, false, Granularity::Group(128)).unwrap(),
+    );
+    let g = WeightOnlyGemm::new(&dev, &w).expect("upload");
+    let wd = w.dequantize().mapv(f64::from);
+    let sk_expected = dev.info().compute_capability == (9, 0) && dev.info().sm_count > 112;
+    let cfg = GemmConfig::default();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for m in [33usize, 64] {
+        for dtype in [OutDtype::F16, OutDtype::Bf16] {
+            let plan = g.plan(&dev, m, dtype, cfg).expect("plan");
+            if sk_expected && (plan.zeroed_bytes == 0 || plan.dequant_cublas) {
+                failures.push(format!("m={m} {dtype}: the automatic plan is not stream-K ({plan:?})"));
+            }
+            let (xb, xv) = activations(m, k, dtype, m as u64 * 37 + 5);
+            let r = xv.dot(&wd.t());
+            let got = run_gemm(&dev, &g, &xb, m, dtype, cfg);
+            if let Err(e) = compare(&format!("w4-asym-g128 {n}x{k} m={m} {dtype}"), &got, &r, dtype) {
+                failures.push(e);
+            }
+            if run_gemm(&dev, &g, &xb, m, dtype, cfg) != got {
+                failures.push(format!("m={m} {dtype}: a second run differs"));
+            }
+            count += 1;
+        }
+    }
+    println!("gpu_weight_only_ws4_stream_k_auto: {count} GEMMs checked (each twice), {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {count} failed:\n{}", failures.len(), failures.join("\n"));
+}
+
 #[test]
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_forced_plans() {
