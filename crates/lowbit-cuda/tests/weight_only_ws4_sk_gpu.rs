@@ -117,7 +117,7 @@ fn run_twice(
     }
     let clean = match &ws {
         Some(w) if plan.zeroed_bytes > 0 => {
-            let host: Vec<u8> = dev.stream().memcpy_dtov(w).expect("download workspace");
+            let host: Vec<u8> = dev.stream().clone_dtoh(w).expect("download workspace");
             host[..plan.zeroed_bytes].iter().all(|&b| b == 0)
         }
         _ => true,
