@@ -8,8 +8,10 @@ emulated path measures here, so a broken scale, permutation or cache path (error
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import pytest
@@ -46,7 +48,45 @@ def _mamba2() -> nn.Module:
         chunk_size=8,
         conv_kernel=4,
     )
-    return transformers.Mamba2ForCausalLM(cfg).eval()
+    model = transformers.Mamba2ForCausalLM(cfg).eval()
+    for layer in model.backbone.layers:
+        if not hasattr(layer.mixer.norm, "group_size"):
+            layer.mixer.norm = _GroupGatedRMSNorm(layer.mixer.norm, layer.mixer.intermediate_size // cfg.n_groups)
+    return model
+
+
+class _GroupGatedRMSNorm(nn.Module):
+    """Mamba2's gated RMSNorm over each SSD group (`group_size` = d_inner / n_groups), as in mamba_ssm and in
+    transformers 5.24's `MambaRMSNormGated`. transformers 5.17's torch path normalizes over all of d_inner instead
+    (the same for n_groups = 1, not for the n_groups = 2 test model), so on 5.17 the float reference gets this norm;
+    lowbit's mixers compute the per-group norm on every version."""
+
+    def __init__(self, hf_norm: nn.Module, group_size: int) -> None:
+        super().__init__()
+        self.weight = hf_norm.weight
+        self.variance_epsilon = hf_norm.variance_epsilon
+        self.group_size = group_size
+
+    def forward(self, hidden_states: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        dtype = hidden_states.dtype
+        h = hidden_states.float()
+        if gate is not None:
+            h = h * torch.nn.functional.silu(gate.float())
+        g = h.view(*h.shape[:-1], -1, self.group_size)
+        g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * g.view(h.shape).to(dtype)
+
+
+def _cached(model: nn.Module, ids: torch.Tensor, cache: Any) -> Any:
+    """`model(ids, use_cache=True)` with `cache` under the keyword the installed transformers gives it (`cache`
+    in 5.24, `cache_params` in 5.17, whose forward would swallow an unknown `cache=` in its `**kwargs`)."""
+    key = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "cache_params"
+    return model(ids, use_cache=True, **{key: cache})
+
+
+def _cache_of(out: Any) -> Any:
+    """The cache an HF forward returned: `out.cache` (transformers 5.24) or `out.cache_params` (5.17)."""
+    return out.cache if hasattr(out, "cache") else out.cache_params
 
 
 MODELS = {"mamba1": _mamba1, "mamba2": _mamba2}
@@ -183,10 +223,10 @@ def test_w4a16_keeps_hf_mixers_with_lowbit_projections(kind: str) -> None:
     with torch.no_grad():
         torch.testing.assert_close(q(ids).logits, ref(ids).logits, atol=1e-4, rtol=1e-4)
         c1, c2 = transformers.DynamicCache(config=q.config), transformers.DynamicCache(config=ref.config)
-        o1, o2 = q(ids[:, :5], cache=c1, use_cache=True), ref(ids[:, :5], cache=c2, use_cache=True)
+        o1, o2 = _cached(q, ids[:, :5], c1), _cached(ref, ids[:, :5], c2)
         for t in range(5, ids.shape[1]):
-            o1 = q(ids[:, t : t + 1], cache=o1.cache, use_cache=True)
-            o2 = ref(ids[:, t : t + 1], cache=o2.cache, use_cache=True)
+            o1 = _cached(q, ids[:, t : t + 1], _cache_of(o1))
+            o2 = _cached(ref, ids[:, t : t + 1], _cache_of(o2))
             torch.testing.assert_close(o1.logits, o2.logits, atol=1e-4, rtol=1e-4)
     # quantizing again finds nothing left to quantize
     with pytest.raises(ValueError, match="no Mamba1 / Mamba2 mixer"):
@@ -201,10 +241,10 @@ def test_decode_with_cache_equals_prefill(kind: str, cfg: str) -> None:
     with torch.no_grad():
         full = q(ids).logits
         cache = transformers.DynamicCache(config=q.config)
-        out = q(ids[:, :5], cache=cache, use_cache=True)
+        out = _cached(q, ids[:, :5], cache)
         steps = [out.logits]
         for t in range(5, ids.shape[1]):
-            out = q(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+            out = _cached(q, ids[:, t : t + 1], _cache_of(out))
             steps.append(out.logits)
         stepped = torch.cat(steps, dim=1)
     # int8 path: identical codes everywhere; y passes through f16 in both paths, the state update order differs
@@ -215,6 +255,71 @@ def test_decode_with_cache_equals_prefill(kind: str, cfg: str) -> None:
         for _ in range(5):
             manual = torch.cat([manual, q(manual).logits[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(gen, manual)
+
+
+@pytest.mark.parametrize("kind", ["mamba1", "mamba2"])
+def test_layer_state_cache_adapter_decodes_like_prefill(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adapter for caches without the state getters (transformers 5.17: states read from `cache.layers[i]`)
+    gives the same cached decode as the cache the installed transformers hands over; forced here by hiding the
+    getters from the feature detection, so CI's transformers covers both adapters."""
+    _, q = _quantized(kind, CONFIGS["w8a8"][0])
+    ids = _ids(9)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            out = _cached(q, ids[:, :5], transformers.DynamicCache(config=q.config))
+            steps = [out.logits]
+            for t in range(5, ids.shape[1]):
+                out = _cached(q, ids[:, t : t + 1], _cache_of(out))
+                steps.append(out.logits)
+        return torch.cat(steps, dim=1)
+
+    native = run()
+    seen: list[str] = []
+    state_cache = lm._state_cache
+    monkeypatch.setattr(lm, "_GETTERS", ("a_getter_no_cache_has",))
+    monkeypatch.setattr(lm, "_state_cache", lambda c: seen.append(type(state_cache(c)).__name__) or state_cache(c))
+    layered = run()
+    assert seen and set(seen) == {"_LayerStateCache"}
+    torch.testing.assert_close(layered, native, rtol=0, atol=0)
+
+
+def test_cache_without_the_linear_attention_api_is_rejected() -> None:
+    """A cache from before the linear-attention cache API (transformers 4's `MambaCache`: no `update_conv_state`)
+    raises the named error, with the minimum transformers version in its message."""
+
+    class MambaCache:
+        def __init__(self) -> None:
+            self.conv_states: list[torch.Tensor] = []
+            self.ssm_states: list[torch.Tensor] = []
+
+    _, q = _quantized("mamba2", CONFIGS["w8a8"][0])
+    mixer = q.backbone.layers[0].mixer
+    x = torch.randn(1, 3, 64)
+    with pytest.raises(lm.UnsupportedTransformersError, match=r"transformers >= 5\.17\.0") as e:
+        mixer(x, cache_params=MambaCache())
+    assert isinstance(e.value, NotImplementedError) and lm.MIN_TRANSFORMERS == "5.17.0"
+    assert lm._state_cache(None) is None
+
+
+def test_whole_width_gated_norm_warns() -> None:
+    """An HF Mamba2 mixer with n_groups > 1 whose gated norm has no `group_size` (transformers 5.17) gets a warning:
+    the quantized mixer keeps the per-group norm."""
+
+    class Mamba2Mixer(nn.Module):
+        n_groups = 2
+
+        def __init__(self, norm: nn.Module) -> None:
+            super().__init__()
+            self.norm = norm
+
+    with pytest.warns(UserWarning, match="ignores n_groups=2"):
+        lm._warn_whole_width_norm(Mamba2Mixer(nn.Identity()), "layers.0.mixer")
+    grouped = nn.Identity()
+    grouped.group_size = 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm._warn_whole_width_norm(Mamba2Mixer(grouped), "layers.0.mixer")
 
 
 def test_sort_and_cluster_and_per_state_group_options_run() -> None:
@@ -361,10 +466,10 @@ def test_gpu_kernels_match_emulated(kind: str, cfg: str, cuda_device: str, monke
     def run() -> torch.Tensor:
         with torch.no_grad():
             cache = transformers.DynamicCache(config=model.config)
-            out = model(ids[:, :30], cache=cache, use_cache=True)
+            out = _cached(model, ids[:, :30], cache)
             steps = [out.logits]
             for t in range(30, ids.shape[1]):
-                out = model(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+                out = _cached(model, ids[:, t : t + 1], _cache_of(out))
                 steps.append(out.logits)
             return torch.cat(steps, dim=1).float()
 
@@ -410,9 +515,9 @@ def test_save_load_round_trip(kind: str, cfg: lowbit.Mamba, tmp_path: Path) -> N
         torch.testing.assert_close(skel(ids).logits, q(ids).logits, rtol=0, atol=0)
         # the decode path (cache) too
         c1, c2 = transformers.DynamicCache(config=q.config), transformers.DynamicCache(config=skel.config)
-        o1, o2 = q(ids[:, :5], cache=c1, use_cache=True), skel(ids[:, :5], cache=c2, use_cache=True)
-        s1 = q(ids[:, 5:6], cache=o1.cache, use_cache=True).logits
-        s2 = skel(ids[:, 5:6], cache=o2.cache, use_cache=True).logits
+        o1, o2 = _cached(q, ids[:, :5], c1), _cached(skel, ids[:, :5], c2)
+        s1 = _cached(q, ids[:, 5:6], _cache_of(o1)).logits
+        s2 = _cached(skel, ids[:, 5:6], _cache_of(o2)).logits
         torch.testing.assert_close(s2, s1, rtol=0, atol=0)
 
 
@@ -438,10 +543,10 @@ def test_fused_blocks_equal_hf_block_forward(kind: str) -> None:
         with torch.no_grad():
             outs = [model(ids).logits, model(ids, attention_mask=torch.ones_like(ids)).logits]
             cache = transformers.DynamicCache(config=model.config)
-            out = model(ids[:, :5], cache=cache, use_cache=True)
+            out = _cached(model, ids[:, :5], cache)
             outs.append(out.logits)
             for t in range(5, 8):
-                out = model(ids[:, t : t + 1], cache=out.cache, use_cache=True)
+                out = _cached(model, ids[:, t : t + 1], _cache_of(out))
                 outs.append(out.logits)
             hs = model(ids, output_hidden_states=True).hidden_states
         return outs + list(hs)

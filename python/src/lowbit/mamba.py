@@ -4,9 +4,11 @@ Works on Hugging Face `MambaForCausalLM` / `Mamba2ForCausalLM` (or their backbon
 `MambaMixer` / `Mamba2Mixer`), and on any module built like them (`Mamba1Spec`-compatible mixers, e.g. the
 typeseg port in `lowbit.typeseg`). With int8 activations (and for W4A16 on mixers that are not HF's; W4A16 keeps
 HF's mixers, see below) each mixer is replaced by a `QuantMamba1Mixer` / `QuantMamba2Mixer` that keeps
-HF's call signature `mixer(hidden_states, cache=None, attention_mask=None)` and its cache API (conv and recurrent
-states through `cache.update_conv_state` / `update_recurrent_state`), so `model.generate` and manual decode loops
-work: a call with a cache and one token runs the one-step decode path, anything else the whole-sequence path.
+HF's call signature `mixer(hidden_states, cache=None, attention_mask=None)` (or `cache_params=`) and its cache API
+(conv and recurrent states through `cache.update_conv_state` / `update_recurrent_state`; transformers >= 5.17, tested
+with 5.17.0 and 5.24.0, see `_StateCache`; older versions raise `UnsupportedTransformersError`), so `model.generate`
+and manual decode loops work: a call with a cache and one token runs the one-step decode path, anything else the
+whole-sequence path.
 
 Calibration (forward pre-hooks on every mixer; the hook replays the mixer in float with `_m1_forward` /
 `_m2_forward` and records every intermediate). Pass 1 gathers statistics in the original basis; the
@@ -57,12 +59,14 @@ reference dataflow: the online FWHTs in torch; conv, scan / SSD, gated norm in f
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import types
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -890,8 +894,140 @@ def _cluster_scales(
 # --------------------------------------------------------------------------------------------------------------
 
 
+# The transformers cache API. lowbit.mamba's mixers keep their conv and recurrent (SSM) states in the Hugging Face cache
+# the model hands them, through one small interface (`_StateCache`). transformers gives it two shapes, told apart by
+# feature detection (no version strings): from some 5.2x release on, `Cache` has the getters itself
+# (`get_conv_state`, `get_recurrent_state`, `is_recording_past`; 5.24 has them), and the cache is used as it is;
+# before that (5.17) `Cache` only has the updaters (`update_conv_state`, `update_recurrent_state`) and the states
+# live on its linear-attention layers (`layers[i].conv_states[0]` / `recurrent_states[0]` / `has_previous_state[0]`
+# / `record_past`, which is where 5.17's own mixers read them), wrapped by `_LayerStateCache`. Older caches
+# (transformers 4's `MambaCache` / `Mamba2Cache`, no `update_conv_state`) raise `UnsupportedTransformersError`.
+
+MIN_TRANSFORMERS = "5.17.0"
+"""The oldest transformers whose Mamba / Mamba2 cache the quantized mixers support (tested with 5.17.0 and 5.24.0)."""
+
+
+class UnsupportedTransformersError(NotImplementedError):
+    """The installed transformers predates the linear-attention cache API (`Cache.update_conv_state`) that
+    lowbit.mamba's quantized mixers keep their states in; they need transformers >= `MIN_TRANSFORMERS`."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"lowbit.mamba needs transformers >= {MIN_TRANSFORMERS} (its linear-attention cache API, "
+            f"Cache.update_conv_state / update_recurrent_state), got {what}"
+        )
+
+
+class _StateCache(Protocol):
+    """What the quantized mixers use of the HF cache (state index 0 of the layer `layer_idx`); the getters return
+    None until the layer's first update (or after a reset)."""
+
+    def get_conv_state(self, layer_idx: int) -> Optional[Tensor]: ...
+
+    def update_conv_state(self, conv_states: Tensor, layer_idx: int, *, conv_kernel_size: int) -> Tensor: ...
+
+    def get_recurrent_state(self, layer_idx: int) -> Optional[Tensor]: ...
+
+    def update_recurrent_state(self, recurrent_states: Tensor, layer_idx: int) -> Tensor: ...
+
+    def is_recording_past(self, layer_idx: int) -> bool: ...
+
+
+_GETTERS = ("get_conv_state", "get_recurrent_state", "is_recording_past")
+_UPDATERS = ("update_conv_state", "update_recurrent_state")
+
+
+class _LayerStateCache:
+    """`_StateCache` over a cache whose `Cache` has only the updaters (transformers 5.17): the states are read from
+    its linear-attention layer, as the 5.17 mixers read them, with the later getters' semantics (None while the
+    layer has no previous state)."""
+
+    __slots__ = ("hf",)
+
+    def __init__(self, hf: Any) -> None:
+        self.hf = hf
+
+    def get_conv_state(self, layer_idx: int) -> Optional[Tensor]:
+        layer = self.hf.layers[layer_idx]
+        return layer.conv_states[0] if layer.has_previous_state[0] else None
+
+    def update_conv_state(self, conv_states: Tensor, layer_idx: int, *, conv_kernel_size: int) -> Tensor:
+        return self.hf.update_conv_state(conv_states, layer_idx, conv_kernel_size=conv_kernel_size)
+
+    def get_recurrent_state(self, layer_idx: int) -> Optional[Tensor]:
+        layer = self.hf.layers[layer_idx]
+        return layer.recurrent_states[0] if layer.has_previous_state[0] else None
+
+    def update_recurrent_state(self, recurrent_states: Tensor, layer_idx: int) -> Tensor:
+        return self.hf.update_recurrent_state(recurrent_states, layer_idx)
+
+    def is_recording_past(self, layer_idx: int) -> bool:
+        return bool(getattr(self.hf.layers[layer_idx], "record_past", False))
+
+
+def _state_cache(cache: Any) -> Optional[_StateCache]:
+    """The `_StateCache` view of an HF cache (None stays None): the cache itself when it has the getters, a
+    `_LayerStateCache` when it has only the updaters and `layers`; anything older raises
+    `UnsupportedTransformersError`."""
+    if cache is None or isinstance(cache, _LayerStateCache):
+        return cache
+    if all(hasattr(cache, n) for n in (*_GETTERS, *_UPDATERS)):
+        return cache
+    if all(hasattr(cache, n) for n in (*_UPDATERS, "layers")):
+        return _LayerStateCache(cache)
+    raise UnsupportedTransformersError(f"a {type(cache).__name__} without that API")
+
+
+def _hf_cache(cache: Any, kw: dict[str, Any]) -> Any:
+    """The HF cache a forward was called with: `cache=` (transformers >= 5.2x) or `cache_params=` (5.17, and the
+    deprecated name later)."""
+    return kw.get("cache_params") if cache is None else cache
+
+
+def _cache_arg(cache: Any, kw: dict[str, Any]) -> Optional[_StateCache]:
+    return _state_cache(_hf_cache(cache, kw))
+
+
+@functools.cache
+def _cache_kwarg(forward: Callable[..., Any]) -> str:
+    """The keyword under which an HF forward takes the cache: `cache` (transformers >= 5.2x) or `cache_params`
+    (5.17, whose forwards would swallow an unknown `cache=` in their `**kwargs`)."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "cache_params"
+
+
+def _require_cache_api(module: nn.Module) -> None:
+    """Raises `UnsupportedTransformersError` up front when `module` comes from a transformers whose `Cache` lacks
+    the linear-attention updaters (the quantized mixers could not keep their states in its cache)."""
+    if not type(module).__module__.startswith("transformers."):
+        return
+    from transformers import cache_utils
+
+    cache_cls = getattr(cache_utils, "Cache", None)
+    if cache_cls is None or not all(hasattr(cache_cls, n) for n in _UPDATERS):
+        import transformers
+
+        raise UnsupportedTransformersError(f"transformers {getattr(transformers, '__version__', '?')}")
+
+
+def _warn_whole_width_norm(module: nn.Module, name: str) -> None:
+    """Warns when an HF `Mamba2Mixer` with n_groups > 1 has a gated norm without `group_size` (transformers 5.17's
+    torch path normalizes over all of d_inner; mamba_ssm, HF's fused kernel path and transformers 5.24 normalize each
+    SSD group): the quantized mixer computes the per-group norm, so it differs from that float forward by more than
+    quantization error."""
+    if type(module).__name__ != "Mamba2Mixer" or int(getattr(module, "n_groups", 1)) <= 1:
+        return
+    if hasattr(getattr(module, "norm", None), "group_size"):
+        return
+    warnings.warn(
+        f"{name or 'the mixer'}: this transformers' Mamba2 gated norm ignores n_groups={module.n_groups} (it "
+        "normalizes over all of d_inner); lowbit's quantized mixer uses the per-group norm of mamba_ssm and of "
+        "later transformers (5.24), so its outputs differ from this float model's beyond quantization error",
+        stacklevel=3,
+    )
+
+
 def _conv_prefill(
-    mixer: nn.Module, xq: Tensor, cache: Any, conv_fn: Callable[[Tensor], Tensor], same_shift: int = 0
+    mixer: nn.Module, xq: Tensor, cache: Optional[_StateCache], conv_fn: Callable[[Tensor], Tensor], same_shift: int = 0
 ) -> Tensor:
     """Whole-sequence conv through the HF cache API: the cache keeps the last `width` conv inputs (int8 codes for the
     int8 path) and hands back the history to prepend when a prefill continues from a cached state."""
@@ -905,25 +1041,13 @@ def _conv_prefill(
     return conv_fn(xq)
 
 
-def _decoding(mixer: nn.Module, cache: Any, length: int) -> bool:
+def _decoding(mixer: nn.Module, cache: Optional[_StateCache], length: int) -> bool:
     return (
         cache is not None
         and length == 1
         and cache.get_conv_state(mixer.layer_idx) is not None
         and not cache.is_recording_past(mixer.layer_idx)
     )
-
-
-def _cache_arg(cache: Any, kw: dict[str, Any]) -> Any:
-    """The HF cache (transformers >= 5: `cache=`, or the deprecated `cache_params=` name); older cache classes
-    (`MambaCache` / `Mamba2Cache` without `get_conv_state`) are rejected with a clear error."""
-    if cache is None:
-        cache = kw.get("cache_params")
-    if cache is not None and not hasattr(cache, "get_conv_state"):
-        raise NotImplementedError(
-            f"lowbit.mamba needs the transformers >= 5 linear-attention cache API, got {type(cache).__name__}"
-        )
-    return cache
 
 
 def _out_kind(dtype: torch.dtype) -> str:
@@ -997,12 +1121,12 @@ class QuantMamba2Mixer(_F32Buffers):
         """The int8 mixer from its already quantized input `q` `[T, d_model]` (the fused block path: the previous
         block's residual add, this block's norm and the activation quantizer ran in one kernel); `h` `[B, L, d_model]`
         only gives the shape, `out_dtype` the output dtype."""
-        return self._forward_int8(h, cache, None, q, out_dtype)
+        return self._forward_int8(h, _state_cache(cache), None, q, out_dtype)
 
     def _forward_int8(
         self,
         h: Tensor,
-        cache: Any,
+        cache: Optional[_StateCache],
         mask: Optional[Tensor],
         q: Optional[Tensor] = None,
         odt: Optional[torch.dtype] = None,
@@ -1082,7 +1206,7 @@ class QuantMamba2Mixer(_F32Buffers):
         out = self.out_proj.forward_int8(g, self.s_y, _out_kind(odt))
         return out.view(bsz, length, -1).to(odt)
 
-    def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
+    def _forward_float(self, h: Tensor, cache: Optional[_StateCache], mask: Optional[Tensor]) -> Tensor:
         bsz, length, _ = h.shape
         d, gn, nh = self.d_inner, self.ngroups * self.d_state, self.nheads
         if mask is not None:
@@ -1182,12 +1306,12 @@ class QuantMamba1Mixer(_F32Buffers):
         """As QuantMamba2Mixer.forward_quantized."""
         if self.bidirectional and cache is not None:
             raise NotImplementedError("a bidirectional Mamba mixer has no step-by-step decode")
-        return self._forward_int8(h, cache, None, q, out_dtype)
+        return self._forward_int8(h, _state_cache(cache), None, q, out_dtype)
 
     def _forward_int8(
         self,
         h: Tensor,
-        cache: Any,
+        cache: Optional[_StateCache],
         mask: Optional[Tensor],
         q: Optional[Tensor] = None,
         odt: Optional[torch.dtype] = None,
@@ -1271,7 +1395,7 @@ class QuantMamba1Mixer(_F32Buffers):
         out = self.out_proj.forward_int8(g, self.s_y, _out_kind(odt))
         return out.view(bsz, length, -1).to(odt)
 
-    def _forward_float(self, h: Tensor, cache: Any, mask: Optional[Tensor]) -> Tensor:
+    def _forward_float(self, h: Tensor, cache: Optional[_StateCache], mask: Optional[Tensor]) -> Tensor:
         _bsz, length, _ = h.shape
         d, n, r = self.d_inner, self.d_state, self.dt_rank
         if mask is not None:
@@ -1324,9 +1448,11 @@ def _fused_block_forward(
     RMSNorm, FWHT and activation quantization in one kernel (`ssm_ops.residual_rmsnorm_quant`). A mask, a
     non-float input or a caller other than the layer loop take HF's own forward (bit-identical results)."""
     mixer = block.mixer
-    cache = _cache_arg(cache, kw)
+    hf_cache = _hf_cache(cache, kw)
+    state = _state_cache(hf_cache)
     if attention_mask is not None or not hidden_states.is_floating_point() or hidden_states.dim() != 3:
-        return type(block).forward(block, hidden_states, cache=cache, attention_mask=attention_mask)
+        forward = type(block).forward
+        return forward(block, hidden_states, attention_mask=attention_mask, **{_cache_kwarg(forward): hf_cache})
     from .ssm_ops import residual_rmsnorm_quant
 
     chain: _Chain = mixer._lowbit_chain
@@ -1340,7 +1466,7 @@ def _fused_block_forward(
             hidden_states.reshape(-1, shape[-1]), None, mixer.gamma, mixer.gamma_eps, mixer.had_in, mixer.s_in, dt
         )
     chain.h = chain.q = None
-    out = mixer.forward_quantized(hidden_states, q, dt, cache)
+    out = mixer.forward_quantized(hidden_states, q, dt, state)
     nxt = mixer._lowbit_next
     if nxt is None:
         return hidden_states + out
@@ -1705,6 +1831,10 @@ def quantize_mamba_(
         raise ValueError(f"no Mamba1 / Mamba2 mixer found in {type(model).__name__}")
     if any(s.name == "" for s in sites):
         raise ValueError("the model itself is a mixer: use lowbit.mamba.quantize_mixer, which returns the new module")
+    for s in sites:
+        _require_cache_api(s.module)
+        if not _keeps_mixer(config, s.module):
+            _warn_whole_width_norm(s.module, s.name)
     use_gptq = config.w_bits == 4 and config.gptq and bool(calib)
     report = QuantizeReport(calib_samples=len(calib))
     if calib:
@@ -1883,6 +2013,8 @@ def build_shell(meta: dict[str, Any], old: Optional[nn.Module], where: str) -> n
     classes: dict[str, type[nn.Module]] = {"QuantMamba1Mixer": QuantMamba1Mixer, "QuantMamba2Mixer": QuantMamba2Mixer}
     if cls not in classes:
         raise ValueError(f"{where}: unknown lowbit.mamba module class {cls!r}")
+    if old is not None:
+        _require_cache_api(old)
     m = classes[cls].__new__(classes[cls])
     nn.Module.__init__(m)
     tuples = set(meta.get("tuples", []))
@@ -1925,11 +2057,13 @@ def model_bytes(model: nn.Module) -> int:
 
 
 __all__ = [
+    "MIN_TRANSFORMERS",
     "Mamba1Spec",
     "Mamba2Spec",
     "QuantEmbedding",
     "QuantMamba1Mixer",
     "QuantMamba2Mixer",
+    "UnsupportedTransformersError",
     "fuse_hadamard",
     "fwht",
     "hadamard_block",
