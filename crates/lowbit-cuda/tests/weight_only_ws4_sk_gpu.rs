@@ -18,16 +18,13 @@
 
 mod common;
 
-use common::{device_or_skip, weights};
-use half::{bf16, f16};
+use common::weight_only::{activations, compare};
+use common::{POISON, device_or_skip, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
-use ndarray::Array2;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-
-const POISON: u16 = 0x7FFF;
 
 /// Turns ws-W and its stream-K schedule on before the first launch of this process (the launcher reads both once).
 fn sk_on() {
@@ -37,57 +34,6 @@ fn sk_on() {
         std::env::set_var("LOWBIT_WO_WS4", "1");
         std::env::set_var("LOWBIT_WO_WS4_SK", "1");
     }
-}
-
-fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut bits = Vec::with_capacity(m * k);
-    let vals = Array2::from_shape_fn((m, k), |_| {
-        let v: f32 = rng.random_range(-1.0f32..1.0);
-        let (b, x) = match dtype {
-            OutDtype::F16 => (f16::from_f32(v).to_bits(), f16::from_f32(v).to_f64()),
-            OutDtype::Bf16 => (bf16::from_f32(v).to_bits(), bf16::from_f32(v).to_f64()),
-        };
-        bits.push(b);
-        x
-    });
-    (bits, vals)
-}
-
-fn to_f64(bits: &[u16], dtype: OutDtype) -> Vec<f64> {
-    bits.iter()
-        .map(|&b| match dtype {
-            OutDtype::F16 => f16::from_bits(b).to_f64(),
-            OutDtype::Bf16 => bf16::from_bits(b).to_f64(),
-        })
-        .collect()
-}
-
-/// `weight_only_gpu`'s tolerance model: relative Frobenius error <= 2e-3 (f16) / 1.2e-2 (bf16), every element
-/// within rtol * (|ref| + rms(ref)), rtol = 1e-2 (f16) / 4e-2 (bf16); no poison left.
-fn compare(name: &str, got: &[u16], reference: &Array2<f64>, dtype: OutDtype) -> Result<(), String> {
-    let (fro_tol, rtol) = match dtype {
-        OutDtype::F16 => (2e-3, 1e-2),
-        OutDtype::Bf16 => (1.2e-2, 4e-2),
-    };
-    let g = to_f64(got, dtype);
-    let rms = (reference.iter().map(|v| v * v).sum::<f64>() / reference.len() as f64).sqrt();
-    let (mut num, mut den) = (0.0, 0.0);
-    for (i, (&y, &r)) in g.iter().zip(reference.iter()).enumerate() {
-        if !y.is_finite() {
-            return Err(format!("{name}: element {i} is {y} (poison left or overflow); reference {r}"));
-        }
-        if (y - r).abs() > rtol * (r.abs() + rms) {
-            return Err(format!("{name}: element {i} = {y}, reference {r} (rms {rms:.3e})"));
-        }
-        num += (y - r) * (y - r);
-        den += r * r;
-    }
-    let rel = (num / den.max(f64::MIN_POSITIVE)).sqrt();
-    if rel > fro_tol {
-        return Err(format!("{name}: relative Frobenius error {rel:.3e} > {fro_tol:.1e}"));
-    }
-    Ok(())
 }
 
 /// Runs the GEMM twice on one workspace (Y poisoned before each run): both outputs, the workspace's zeroed part
