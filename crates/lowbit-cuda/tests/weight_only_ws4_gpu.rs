@@ -14,13 +14,10 @@
 
 mod common;
 
-use common::weight_only::{activations, compare, identity_x, run_gemm};
+use common::weight_only::{activations, compare, identity_x, int4_cases, run_gemm};
 use common::{device_or_skip, reference_bits, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 /// Turns ws-W on for forced ws plans before the first launch of this process (the launcher reads it once).
 fn ws4_on() {
@@ -31,25 +28,13 @@ fn ws4_on() {
 
 fn cases() -> Vec<(String, QuantizedWeight)> {
     let g = Granularity::Group;
-    let mut out = Vec::new();
+    let all = [(true, g(128)), (false, g(128)), (false, g(64)), (true, g(32)), (false, Granularity::PerChannel)];
     // Odd N (partial 256-row tiles, strips past N); K with odd k-step counts; 4096x4096 (16 tiles: 8 K splits).
-    for (n, k) in [(37usize, 384usize), (333, 640), (1000, 2048), (4096, 4096)] {
-        for (sym, gran) in
-            [(true, g(128)), (false, g(128)), (false, g(64)), (true, g(32)), (false, Granularity::PerChannel)]
-        {
-            if n == 4096 && gran != g(128) {
-                continue;
-            }
-            let q = IntAffineWeight::quantize(weights(n, k, 51 + n as u64).view(), 4, sym, gran).unwrap();
-            out.push((format!("w4-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" }), QuantizedWeight::Int(q)));
-        }
-    }
-    let (n, k) = (333usize, 640usize);
-    let mut perm: Vec<usize> = (0..k).collect();
-    perm.shuffle(&mut StdRng::seed_from_u64(5));
-    let q = IntAffineWeight::quantize_act_order(weights(n, k, 53).view(), 4, false, g(128), &perm).unwrap();
-    out.push((format!("w4-asym-g128-actorder {n}x{k}"), QuantizedWeight::Int(q)));
-    out
+    int4_cases(
+        &[((37, 384), &all), ((333, 640), &all), ((1000, 2048), &all), ((4096, 4096), &all[..2])],
+        51,
+        (333, 640, 53, 5),
+    )
 }
 
 #[test]

@@ -18,13 +18,10 @@
 
 mod common;
 
-use common::weight_only::{activations, compare};
+use common::weight_only::{activations, compare, int4_cases};
 use common::{POISON, device_or_skip, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 /// Turns ws-W and its stream-K schedule on before the first launch of this process (the launcher reads both once).
 fn sk_on() {
@@ -74,22 +71,12 @@ fn run_twice(
 
 fn cases() -> Vec<(String, QuantizedWeight)> {
     let g = Granularity::Group;
-    let mut out = Vec::new();
-    for (n, k) in [(1000usize, 2048usize), (4096, 4096), (28672, 512), (333, 640)] {
-        for (sym, gran) in [(false, g(128)), (true, g(128)), (false, Granularity::PerChannel)] {
-            if (n == 4096 || n == 28672) && (sym || gran != g(128)) {
-                continue;
-            }
-            let q = IntAffineWeight::quantize(weights(n, k, 71 + n as u64).view(), 4, sym, gran).unwrap();
-            out.push((format!("w4-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" }), QuantizedWeight::Int(q)));
-        }
-    }
-    let (n, k) = (1000usize, 1024usize);
-    let mut perm: Vec<usize> = (0..k).collect();
-    perm.shuffle(&mut StdRng::seed_from_u64(7));
-    let q = IntAffineWeight::quantize_act_order(weights(n, k, 73).view(), 4, false, g(128), &perm).unwrap();
-    out.push((format!("w4-asym-g128-actorder {n}x{k}"), QuantizedWeight::Int(q)));
-    out
+    let all = [(false, g(128)), (true, g(128)), (false, Granularity::PerChannel)];
+    int4_cases(
+        &[((1000, 2048), &all), ((4096, 4096), &all[..1]), ((28672, 512), &all[..1]), ((333, 640), &all)],
+        71,
+        (1000, 1024, 73, 7),
+    )
 }
 
 fn check_case(

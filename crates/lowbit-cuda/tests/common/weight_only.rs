@@ -1,13 +1,43 @@
-//! Shared helpers of the weight-only GEMM GPU tests (`weight_only_gpu`, `weight_only_ws4_gpu`): activations, the
-//! stated tolerance model, one poisoned GEMM run, the identity activations.
+//! Shared helpers of the weight-only GEMM GPU tests (`weight_only_gpu`, `weight_only_ws4_gpu`,
+//! `weight_only_ws4_sk_gpu`): INT4 test weights, activations, the stated tolerance model, one poisoned GEMM run, the
+//! identity activations.
 
 use half::{bf16, f16};
+use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{Device, DeviceTensor, GemmConfig, OutDtype, WeightOnlyGemm, upload};
 use ndarray::Array2;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::POISON;
+use super::{POISON, weights};
+
+/// One shape of `int4_cases`: `(n, k)` and the `(symmetric, granularity)` choices it is quantized with.
+pub type Int4Shape<'a> = ((usize, usize), &'a [(bool, Granularity)]);
+
+/// INT4 weights for the ws kernels' tests, named for failure messages: every `(n, k)` of `shapes` quantized with
+/// each of its `(symmetric, granularity)` choices from `weights(n, k, seed + n)`, then one act-order weight
+/// (`act_order = (n, k, weight seed, permutation seed)`, asymmetric, group 128, a random column permutation).
+pub fn int4_cases(
+    shapes: &[Int4Shape],
+    seed: u64,
+    act_order: (usize, usize, u64, u64),
+) -> Vec<(String, QuantizedWeight)> {
+    let mut out = Vec::new();
+    for &((n, k), grans) in shapes {
+        for &(sym, gran) in grans {
+            let q = IntAffineWeight::quantize(weights(n, k, seed + n as u64).view(), 4, sym, gran).unwrap();
+            out.push((format!("w4-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" }), QuantizedWeight::Int(q)));
+        }
+    }
+    let (n, k, wseed, pseed) = act_order;
+    let mut perm: Vec<usize> = (0..k).collect();
+    perm.shuffle(&mut StdRng::seed_from_u64(pseed));
+    let g128 = Granularity::Group(128);
+    let q = IntAffineWeight::quantize_act_order(weights(n, k, wseed).view(), 4, false, g128, &perm).unwrap();
+    out.push((format!("w4-asym-g128-actorder {n}x{k}"), QuantizedWeight::Int(q)));
+    out
+}
 
 /// Random activations in ±1 rounded to `dtype`: the 16-bit patterns and their exact f64 values.
 pub fn activations(m: usize, k: usize, dtype: OutDtype, seed: u64) -> (Vec<u16>, Array2<f64>) {
