@@ -1,6 +1,6 @@
 // Harness of the int8 core's small-M streaming kernel (kernels/int8/stream.cu) through the C ABI
 // (lowbit_i8_gemm): every weight format it streams — W8, W4 per-channel, W4 g128, and the bipolar packed codes
-// BIP4 (value 2u - 15) and BIP2 (value 2u - 3, NOTES v10) — exact int32 vs a CPU reference, then CUDA-event timings
+// BIP4 and BIP2 (NOTES v10; multiplied as the codes u since v21) — exact int32 vs a CPU reference, then CUDA-event timings
 // beside direct cuBLASLt int8 (int32 out) and cuBLAS f16 in the same process. Every op's weights are rotated
 // through >= 200 MB of copies (> 3x the 50 MB L2), baselines included.
 //
@@ -14,6 +14,8 @@
 //   ./i8_stream probe     # where a call's time goes: read line, PDL on/off, graph replay, probe flags, per-CTA
 //                         # timelines, the v10 plan and forced 256-row CTAs (each exact against the plan)
 //   ./i8_stream one w4g128 1 28672 8192   # four calls of one op (ncu -k regex:stream_kernel -c 1 target)
+//   ./i8_stream ab        # NOTES v22: the library plan with v22's copy / finish vs v21's (probe flags 16, 32), same
+//                         # process, int32 equal, stream and graph timings, M = 16 timelines
 // Not the bench of record (lowbit-bench is); it exists to iterate with one device call.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -60,7 +62,7 @@ struct HostW {
     int n, k;
     std::vector<uint8_t> tiled;
     std::vector<uint8_t> gs;
-    std::vector<int32_t> val;  // effective integer weight (W4: q * gs; BIP: 2u - (2^b - 1))
+    std::vector<int32_t> val;  // effective integer weight (W4: q * gs; BIP: the code u, v21)
 };
 
 static int nib_col(int t, int nib) {
@@ -123,7 +125,7 @@ static HostW make_weight(Fmt f, int n, int k) {
         h.tiled = tile(rows, n, k, 128);
     } else if (f.format == LOWBIT_I8_BIP2) {
         std::vector<uint8_t> u(size_t(n) * k);
-        for (size_t i = 0; i < u.size(); ++i) u[i] = uint8_t(d4(g_rng)), h.val[i] = 2 * u[i] - 3;
+        for (size_t i = 0; i < u.size(); ++i) u[i] = uint8_t(d4(g_rng)), h.val[i] = u[i];
         h.tiled = tile(pack_bip2_rows(u, n, k), n, (k + 255) / 256 * 64, 64);
     } else {  // W4 / BIP4: pack_w4 words of u
         const int groups = f.group ? k / f.group : 1;
@@ -139,7 +141,7 @@ static HostW make_weight(Fmt f, int n, int k) {
                 const int s = f.group ? h.gs[size_t(r) * groups + c / f.group] : 1;
                 if (f.format == LOWBIT_I8_W4 && (uu - 8) * s > 127) uu = 8 + 127 / s;
                 u[size_t(r) * k + c] = uint8_t(uu);
-                h.val[size_t(r) * k + c] = f.format == LOWBIT_I8_W4 ? (uu - 8) * s : 2 * uu - 15;
+                h.val[size_t(r) * k + c] = f.format == LOWBIT_I8_W4 ? (uu - 8) * s : uu;
             }
         std::vector<uint8_t> rows(size_t(n) * k / 2);
         for (int r = 0; r < n; ++r)
@@ -231,6 +233,16 @@ static void check_case(Fmt f, int m, int n, int k, int path, int bx, int splits,
             for (int c = n; c < ldy; ++c)
                 if (got[size_t(r) * ldy + c] != int32_t(0xABABABABu)) ++bad;
     }
+    if (ok && ws) {  // the workspace is zero again after every call (lowbit_i8_gemm's contract)
+        std::vector<uint8_t> hw(wsb);
+        CK(cudaMemcpy(hw.data(), ws, wsb, cudaMemcpyDeviceToHost));
+        for (uint8_t b : hw)
+            if (b) {
+                printf("  workspace not zero after the call\n");
+                ++bad;
+                break;
+            }
+    }
     ok = ok && bad == 0;
     printf("%s %-6s m=%-2d n=%-5d k=%-5d path=%d bx=%-2d splits=%d nsm=%d ws=%lld\n", ok ? "PASS" : "FAIL", f.name, m, n,
            k, path, bx, splits, nsm, (long long)wsb);
@@ -302,6 +314,14 @@ static void run_checks() {
         check_case(f, 9, 900, 12288, 0, 0, 0, 8);
         check_case(f, 1, 600, 4096, 0, 0, 0, 3);  // one split, dead strips
         check_case(f, 14, 600, 4096, 0, 0, 0, 3);
+    }
+    // v22 (chunked activation copy, split-K slabs): M = 9..16 with odd N on forced splits (SP = 4) and on 256-row
+    // CTAs split through a small SM count, K ragged against the chunks.
+    for (Fmt f : {kBip2, kBip4, kW4, kW4g, kW8}) {
+        check_case(f, 11, 777, 8192 + 256, LOWBIT_I8_PATH_STREAM, 0, 5);
+        check_case(f, 15, 1001, 16384 + 512, 0, 0, 0, 8);
+        check_case(f, 16, 257, 2560, LOWBIT_I8_PATH_STREAM, 0, 3);
+        check_case(f, 10, 3000, 3072, LOWBIT_I8_PATH_STREAM, 0, 0);
     }
     for (Fmt f : {kBip2, kBip4, kW4}) {  // K not a multiple of 128 / 256 (tail units zero-filled)
         check_case(f, 1, 131, 160, 0, 0, 0);
@@ -467,6 +487,11 @@ struct ProbeOp {
     cudaStream_t st;
 };
 
+// Direct launches' split-K workspace: slabs [splits][row blocks][M][R] (stream.cu finish_slab) for up to kDirectSplits
+// splits of 256- or 128-row CTAs, then the counters.
+constexpr int kDirectSplits = 33;
+static size_t direct_slab_bytes(int m, int n) { return (size_t(kDirectSplits) * (n + 256) * m * 4 + 255) / 256 * 256; }
+
 static ProbeOp make_op(Fmt f, int m, int n, int k) {
     ProbeOp o{f, m, n, k, {}, 0, nullptr, micro::f16_epilogue(m, n)};
     const HostW h = bench_weight(f, n, k);
@@ -481,7 +506,7 @@ static ProbeOp make_op(Fmt f, int m, int n, int k) {
         CK(cudaMemset(o.ws, 0, o.wsb));
     }
     CK(cudaMalloc(&o.y, size_t(m) * n * 4));
-    const size_t w8b = size_t(m) * n * 4 + 4 * ((n + 31) / 32) + 256;
+    const size_t w8b = direct_slab_bytes(m, n) + 4 * ((n + 31) / 32) + 256;
     CK(cudaMalloc(&o.ws8, w8b));
     CK(cudaMemset(o.ws8, 0, w8b));
     CK(cudaStreamCreateWithFlags(&o.st, cudaStreamNonBlocking));
@@ -515,8 +540,12 @@ static void direct_call(ProbeOp& o, int it, int sp, int splits, bool i32 = false
     int sps = (a.ksteps / unit + splits - 1) / splits * unit;
     a.steps_per_split = sps;
     const int real_splits = (a.ksteps + sps - 1) / sps;
+    if (real_splits > kDirectSplits) {
+        printf("direct_call: %d splits > %d\n", real_splits, kDirectSplits);
+        exit(1);
+    }
     a.ws = real_splits > 1 ? static_cast<int32_t*>(o.ws8) : nullptr;
-    a.counters = real_splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(o.ws8) + (size_t(o.m) * o.n * 4 + 255) / 256 * 256) : nullptr;
+    a.counters = real_splits > 1 ? reinterpret_cast<int32_t*>(static_cast<char*>(o.ws8) + direct_slab_bytes(o.m, o.n)) : nullptr;
     const lowbit_i8_epilogue& e = o.fe.e;
     a.epi = lowbit::i8::Epilogue{i32 ? LOWBIT_I8_OUT_I32 : e.out_dtype, e.row_scale, e.row_scale_value, e.col_scale,
                                  e.row_corr, e.col_corr, e.bias, e.out_scale, e.out_scales};
@@ -761,6 +790,83 @@ static void run_probe(const std::string& mode) {
     cudaFree(sink);
 }
 
+// v22 A/B (NOTES v22): the library plan with v22's chunked activation copy and split-K slabs (probe flags 0) against
+// v21's up-front copy and red.global finish (48), and each v21 half alone (16 = v21 copy, 32 = v21 finish), same
+// process, same weights, same workspace; the int32 results of all four equal; stream launches and graph replay;
+// timelines of the M = 16 W4-g128 calls on the two 28672-wide shapes.
+static void run_ab() {
+    CK(cudaMalloc(&g_tl, size_t(kTlCtas) * 6 * 8));
+    struct Sh {
+        int n, k;
+        std::vector<int> ms;
+    };
+    const std::vector<Sh> shapes = {{8192, 28672, {16, 9, 1}}, {28672, 8192, {16, 9, 1}}, {11008, 4096, {16, 1}},
+                                    {10576, 2560, {16, 1}},    {4096, 4096, {16, 1}}};
+    printf("ab columns (us per call): v22 = flags 0, v21 = flags 48 (both halves old), c21 = v21 copy only (16), "
+           "f21 = v21 finish only (32); g = graph replay of 20 calls; x f16 = cuBLAS f16 / v22\n");
+    for (const Sh& sh : shapes) {
+        for (int m : sh.ms) {
+            const float f16 = bench_f16(m, sh.n, sh.k), lt = bench_lt(m, sh.n, sh.k);
+            printf("ab %dx%d M=%d | cuBLASLt int8 %.1f | cuBLAS f16 %.1f\n", sh.n, sh.k, m, lt * 1e3, f16 * 1e3);
+            for (Fmt f : {kW4g, kW4, kW8, kBip2}) {
+                ProbeOp o = make_op(f, m, sh.n, sh.k);
+                // Exactness: int32 of the four variants equal (random activations, twice through one workspace).
+                std::vector<int8_t> hx(size_t(m) * sh.k);
+                for (auto& v : hx) v = int8_t(g_rng() % 255 - 127);
+                CK(cudaMemcpy(o.x, hx.data(), hx.size(), cudaMemcpyHostToDevice));
+                lowbit_i8_epilogue e32{};
+                e32.out_dtype = LOWBIT_I8_OUT_I32;
+                e32.row_scale_value = 1.f;
+                int32_t* yi;
+                CK(cudaMalloc(&yi, size_t(m) * sh.n * 4));
+                std::vector<int32_t> ref, got(size_t(m) * sh.n);
+                bool same = true;
+                for (int fl : {0, 48, 16, 32, 0}) {
+                    lowbit_i8_stream_probe(fl, nullptr, 1);
+                    CK(cudaMemsetAsync(yi, 0xAB, size_t(m) * sh.n * 4, o.st));
+                    lib_call(o, 1, &e32, yi);
+                    CK(cudaStreamSynchronize(o.st));
+                    CK(cudaMemcpy(got.data(), yi, got.size() * 4, cudaMemcpyDeviceToHost));
+                    if (ref.empty()) {
+                        ref = got;
+                    } else {
+                        same = same && got == ref;
+                    }
+                }
+                same ? ++g_pass : ++g_fail;
+                cudaFree(yi);
+                CK(cudaMemset(o.x, 5, size_t(m) * sh.k));
+                auto lib = [&](int i) { lib_call(o, i); };
+                float t[4], g[2];
+                const int fl[4] = {0, 48, 16, 32};
+                for (int v = 0; v < 4; ++v) {
+                    lowbit_i8_stream_probe(fl[v], nullptr, 1);
+                    t[v] = time_op(o, lib, false);
+                    if (v < 2) g[v] = time_op(o, lib, true);
+                }
+                // A second v22 timing after the others: the run-to-run spread of one configuration.
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                const float t0b = time_op(o, lib, false);
+                printf("ab %dx%d M=%-2d %-6s | v22 %.1f (again %.1f) g %.1f | v21 %.1f g %.1f | c21 %.1f | f21 %.1f | "
+                       "v22/v21 %.3f g %.3f | x f16 %.2f | exact %s\n",
+                       sh.n, sh.k, m, f.name, t[0] * 1e3, t0b * 1e3, g[0] * 1e3, t[1] * 1e3, g[1] * 1e3, t[2] * 1e3,
+                       t[3] * 1e3, t[0] / t[1], g[0] / g[1], f16 / t[0], same ? "yes" : "NO");
+                if (m == 16 && f.format == LOWBIT_I8_W4 && f.group && (sh.n == 28672 || sh.k == 28672)) {
+                    lowbit_i8_stream_probe(0, g_tl, 0);
+                    timeline(o, "v22 (pdl off)", lib);
+                    lowbit_i8_stream_probe(48, g_tl, 0);
+                    timeline(o, "v21 (pdl off)", lib);
+                }
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                fflush(stdout);
+                free_op(o);
+            }
+        }
+    }
+    printf("ab exactness: %d passed, %d failed\n", g_pass, g_fail);
+    cudaFree(g_tl);
+}
+
 // One op, a few calls (for ncu -k regex:stream_kernel -c 1): one <w8|w4g128|bip2> m n k
 static void run_one(int argc, char** argv) {
     const std::string fn = argv[2];
@@ -784,6 +890,7 @@ int main(int argc, char** argv) {
     if (mode.find("sweep") != std::string::npos) run_sweep();
 #ifdef LOWBIT_STREAM_PROBE
     if (mode.find("probe") != std::string::npos) run_probe(mode);
+    if (mode.find("ab") != std::string::npos) run_ab();
     if (mode == "one") run_one(argc, argv);
 #endif
     return g_fail ? 1 : 0;

@@ -170,7 +170,10 @@ lowbit_status stream_plan(const lowbit_i8_weight* w, int64_t m, const lowbit_i8_
     p.splits = (ksteps + p.steps_per_split - 1) / p.steps_per_split;
     p.steps_per_split *= unit;
     if (p.splits > 1) {
-        const int64_t acc = (m * int64_t(w->n) * 4 + 255) / 256 * 256;
+        // One int32 slab [M][32 SP] per split and CTA row block (stream.cu finish_slab, NOTES v22: plain stores
+        // summed by the last CTA to arrive, instead of red.global into one [M][N] sum).
+        const int64_t rows = 32 * int64_t(p.sp), blocks = (w->n + rows - 1) / rows;
+        const int64_t acc = (int64_t(p.splits) * blocks * m * rows * 4 + 255) / 256 * 256;
         p.counters_off = acc;
         p.ws_bytes = acc + int64_t(strips) * 4;  // one arrival counter per CTA row block (<= strips)
     } else {

@@ -48,9 +48,10 @@
 // SM with a 176 KB activation budget, where the 128-row plan needs a second wave (M = 16 on 28672x8192: unsplit).
 // Programmatic dependent launch (NOTES v13): the first weights are prefetched into L2 before griddepcontrol.wait,
 // every load into the SM comes after it. grid = (1, ceil(N / (32 SP)), splits) with split-K over
-// 128-column steps across CTAs (int32 workspace + last-arriving CTA epilogue, as lowbit/i8_gemm.cuh
-// splitk_finish). The CTA's activation rows [0, MT) x its K range sit in shared memory (zero-filled beyond M and
-// K: the weight padding of the last block is code u = 0), W4 group scales too. Two register buffers of
+// 128-column steps across CTAs (NOTES v22: each CTA stores its int32 sums into its own workspace slab, the last CTA
+// of the row block to arrive adds the slabs and runs the epilogue; finish_slab). The CTA's activation rows [0, MT)
+// x its K range sit in shared memory (zero-filled beyond K: the weight padding of the last block is code u = 0),
+// copied in up to kXChunks chunks that the warps wait for one by one (v22), W4 group scales too. Two register buffers of
 // units_per_buffer units per warp: the next buffer's loads are issued before the current buffer's MMAs.
 // Limits: M <= 16 (MT = 8 or 16); W4 group_len a multiple of 128 (or no group scales); the launcher bounds
 // steps_per_split so MT rows x the CTA's K range fit kXBudget bytes of shared memory.
@@ -58,6 +59,7 @@
 #include <stdint.h>
 
 
+#include "lowbit/cp_async_bar.cuh"
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit/imma.cuh"
 #include "lowbit/mma.cuh"
@@ -108,8 +110,16 @@ __host__ __device__ constexpr int max_steps(int mt, int f, int sp) {
     return f == kBip2 ? ((x_budget(sp) / mt - x_pad(f)) / kBK) & ~1 : (x_budget(sp) / mt - x_pad(f)) / kBK;
 }
 
+// The CTA's activation slice is copied in up to kXChunks pieces of whole 128-column steps, each completing on its own
+// mbarrier (NOTES v22). On 128- and 256-row CTAs without T's activation-sum pass (kChunked) the first goes before the
+// weight loads, the rest behind them, and a warp waits for a piece only when its unit walk reaches it; elsewhere all
+// pieces go behind the weight loads and are waited for before the loop (v21's order).
+constexpr int kXChunks = 8;
+
 // Timing probes (NOTES v13), compiled only into the micro harness (-DLOWBIT_STREAM_PROBE): flags 1 = no MMAs (the
-// weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish; a per-CTA timeline
+// weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish, 8 = rotated unit walk,
+// 16 = v21's activation copy (the whole slice after the weight loads, one wait before the loop), 32 = v21's
+// split-K finish (red.global per accumulator into one [M][N] sum); a per-CTA timeline
 // (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
 // at exit, and the SM id) when a buffer is set.
 #ifdef LOWBIT_STREAM_PROBE
@@ -178,6 +188,50 @@ __device__ __forceinline__ void finish(const Args& p, const Epilogue& es, int n0
             __stcg(at, 0);
             epi_store(es, p.y, p.ldy, v, m, n);
         }
+    }
+    if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
+}
+
+// Split-K finish through per-split slabs (NOTES v22), the library's: the CTA's [MT][R] int32 partials, staged in
+// shared memory (`tile`: row m at m * R, columns XOR-swizzled by 8 (m & 3) so that a warp's accumulator stores spread
+// over the banks), go to its own slab of the workspace, [split][row block][M][R], as coalesced 16-byte stores; the
+// last CTA of the row block to arrive adds the other splits' slabs to its tile, zeroes every slab (the workspace is
+// zero between calls, as lowbit_i8_gemm promises), and applies the epilogue with consecutive threads on consecutive
+// columns. Plain stores and loads at L2 bandwidth instead of v21's 16 x R / 2 red.global per CTA, which ran at
+// ~3.4 GB/s per SM (v15); int32 sums in any order are exact.
+template <int MT, int R, int NT>
+__device__ __forceinline__ void finish_slab(const Args& p, const Epilogue& es, int n0, const int32_t* tile) {
+    __shared__ int last;
+    constexpr int kC = R / 4;  // 16-byte pieces per tile row
+    const int rows = min(MT, p.m);
+    const size_t slab = size_t(rows) * R, zstride = size_t(gridDim.y) * slab;
+    int32_t* const base = p.ws + size_t(blockIdx.y) * slab;  // + split * zstride + m * R + column
+    auto piece = [&](int m, int c) { return reinterpret_cast<const int4*>(tile + m * R + ((4 * c) ^ ((m & 3) << 3))); };
+    for (int i = threadIdx.x; i < rows * kC; i += NT) {
+        const int m = i / kC, c = i % kC;
+        __stcg(reinterpret_cast<int4*>(base + blockIdx.z * zstride + size_t(m) * R + 4 * c), *piece(m, c));
+    }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(p.counters + blockIdx.y, 1) == int(gridDim.z) - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < rows * kC; i += NT) {
+        const int m = i / kC, c = i % kC;
+        int4 v = *piece(m, c);
+        int32_t* const at = base + size_t(m) * R + 4 * c;
+        for (int z = 0; z < int(gridDim.z); ++z) {
+            if (z == int(blockIdx.z)) continue;
+            const int4 o = __ldcg(reinterpret_cast<const int4*>(at + z * zstride));
+            v.x += o.x, v.y += o.y, v.z += o.z, v.w += o.w;
+        }
+        for (int z = 0; z < int(gridDim.z); ++z) __stcg(reinterpret_cast<int4*>(at + z * zstride), make_int4(0, 0, 0, 0));
+        const int n = n0 + 4 * c;
+        const int32_t vv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            if (n + e < p.n) epi_store(es, p.y, p.ldy, vv[e], m, n + e);
     }
     if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
 }
@@ -271,6 +325,13 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #else
     constexpr int probe = 0;
 #endif
+    // Activation chunk barriers (NOTES v22): one arrival per thread each, initialised before any copy is issued.
+    __shared__ uint64_t xbar[kXChunks];
+    if (tid == 0) {
+#pragma unroll
+        for (int c = 0; c < kXChunks; ++c) cp_async_bar_init(&xbar[c], kThreads);
+    }
+    __syncthreads();
     // First weights on their way before the grid-dependency wait: with programmatic dependent launch (the
     // launcher's attribute) this CTA may start while the previous kernel in the stream is still running, and that
     // kernel may have written anything this one reads (a user's kernel may even write the weights), so before
@@ -285,58 +346,61 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     asm volatile("griddepcontrol.launch_dependents;\n");
     asm volatile("griddepcontrol.wait;\n");  // the __syncthreads below orders the later memory operations
 #endif
-    // Both register buffers go out before the activation copy, so its wait (3.7-6 us at the start of a wave,
-    // behind every CTA's first loads: NOTES v13) drains 2 buffers instead of 1; they hit the prefetched lines.
-    load(wa, kw);
-    load(wb, kw + kStep);
-#ifdef LOWBIT_STREAM_PROBE
-    if (tlo) tlo[1] = gtime();
-#endif
-    // Activations [0, min(M, MT)) x this CTA's K range -> shared memory (row stride xstride), zero beyond K: all
-    // copies issued asynchronously (cp.async) before one wait, not one dependent load per loop trip. Rows M .. MT
-    // are left unwritten: they only reach outputs of rows >= M (A rows / B columns of the MMAs, their activation
-    // sums), which emit() drops; v10 zero-filled them (7 of 8 rows at M = 1).
-    if (!(probe & 2)) {
-        const int kb0 = s_begin * kBK;
-        const int pieces = (s_end - s_begin) * (kBK / 16);
-        for (int i = tid; i < min(MT, p.m) * pieces; i += kThreads) {
-            const int m = i / pieces, c = i % pieces;
-            const int col = kb0 + 16 * c;
-            const bool ok = col < p.k;
-            cp_async16_zfill(smem + m * xstride + 16 * c, ok ? static_cast<const void*>(p.x + size_t(m) * p.ldx + col) : p.x,
-                             ok);
+    // Activations [0, min(M, MT)) x this CTA's K range -> shared memory (row stride xstride), zero beyond K, in
+    // nch chunks of xcs steps; chunk c's copies, then one arrival on xbar[c] per thread. Rows M .. MT are left
+    // unwritten: they only reach outputs of rows >= M (A rows / B columns of the MMAs, their activation sums), which
+    // emit() drops; v10 zero-filled them (7 of 8 rows at M = 1).
+    // v13-v21 copied the whole slice after the weight loads and waited for all of it before the loop: 16 rows x
+    // 7-8 K columns per 256-row CTA at M = 16 queued behind 64 KB of weight loads per SM, a 7.1 us p50 wait (v13
+    // timeline) during which the weight stream stalled. Now chunk 0 (with the group scales and epilogue vectors)
+    // goes first and the later chunks land behind the first weight buffers while the loop runs.
+    const int kb0 = s_begin * kBK;
+    const int xsteps = s_end - s_begin;
+    const int xcs = max(1, (xsteps + kXChunks - 1) / kXChunks);  // steps per chunk
+    const int nch = max(1, (xsteps + xcs - 1) / xcs);
+    auto copy_x = [&](int c) {
+        if (!(probe & 2)) {
+            const int st0 = c * xcs, pieces = (min(xsteps, st0 + xcs) - st0) * (kBK / 16);
+            for (int i = tid; i < min(MT, p.m) * pieces; i += kThreads) {
+                const int m = i / pieces, q = st0 * (kBK / 16) + i % pieces;
+                const int col = kb0 + 16 * q;
+                const bool ok = col < p.k;
+                cp_async16_zfill(smem + m * xstride + 16 * q,
+                                 ok ? static_cast<const void*>(p.x + size_t(m) * p.ldx + col) : p.x, ok);
+            }
         }
-        cp_async_commit();
-    }
-    if constexpr (GS) {
-        // Groups of a multiple of 128 columns: one scale per row and unit, read from shared memory in the loop
-        // (a global byte load per use put L2 latency into every unit: v5). Rows beyond N get 1.
-        const int g1 = min(p.groups - 1, (s_end * kBK - 1) / p.group_len);
-        const int ng = g1 - g0 + 1;
-        if ((p.groups & 3) == 0 && (g0 & 3) == 0 && (gstride & 3) == 0 && (reinterpret_cast<uintptr_t>(p.gs) & 3) == 0) {
-            // 4-byte words (groups g0 .. g0 + ng4 - 1 stay inside the row; ng4 <= gstride), asynchronously with the
-            // activations: byte loads one after another cost 2.4 us more at the start than W8 (NOTES v13).
-            const int nw = (ng + 3) >> 2;
-            for (int i = tid; i < R * nw; i += kThreads) {
-                const int r = i / nw, c = i % nw;
-                const int n = n0 + r;
-                if (n < p.n) {
-                    cp_async4(gsm + r * gstride + 4 * c, p.gs + size_t(n) * p.groups + g0 + 4 * c);
-                } else {
-                    *reinterpret_cast<uint32_t*>(gsm + r * gstride + 4 * c) = 0x01010101u;
+        cp_async_bar_arrive(&xbar[c]);
+    };
+    auto copy_gs = [&] {
+        if constexpr (GS) {
+            // Groups of a multiple of 128 columns: one scale per row and unit, read from shared memory in the loop
+            // (a global byte load per use put L2 latency into every unit: v5). Rows beyond N get 1.
+            const int g1 = min(p.groups - 1, (s_end * kBK - 1) / p.group_len);
+            const int ng = g1 - g0 + 1;
+            if ((p.groups & 3) == 0 && (g0 & 3) == 0 && (gstride & 3) == 0 && (reinterpret_cast<uintptr_t>(p.gs) & 3) == 0) {
+                // 4-byte words (groups g0 .. g0 + ng4 - 1 stay inside the row; ng4 <= gstride), asynchronously with the
+                // activations: byte loads one after another cost 2.4 us more at the start than W8 (NOTES v13).
+                const int nw = (ng + 3) >> 2;
+                for (int i = tid; i < R * nw; i += kThreads) {
+                    const int r = i / nw, c = i % nw;
+                    const int n = n0 + r;
+                    if (n < p.n) {
+                        cp_async4(gsm + r * gstride + 4 * c, p.gs + size_t(n) * p.groups + g0 + 4 * c);
+                    } else {
+                        *reinterpret_cast<uint32_t*>(gsm + r * gstride + 4 * c) = 0x01010101u;
+                    }
+                }
+            } else {
+#pragma unroll 8
+                for (int i = tid; i < R * ng; i += kThreads) {
+                    const int r = i / ng, c = i % ng;
+                    const int n = n0 + r;
+                    gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
                 }
             }
-            cp_async_commit();
-        } else {
-#pragma unroll 8
-            for (int i = tid; i < R * ng; i += kThreads) {
-                const int r = i / ng, c = i % ng;
-                const int n = n0 + r;
-                gsm[r * gstride + c] = n < p.n ? __ldg(p.gs + size_t(n) * p.groups + g0 + c) : 1;
-            }
         }
-    }
-    {
+    };
+    auto copy_evec = [&] {
         // Epilogue vectors (after griddepcontrol.wait: a previous kernel may have written them). Layout in evec:
         // rs [MT], rc [MT], cs [R], cc [R], bias [R], then rc2 [MT], cc2 [R] (evec_bytes); only rows < M and columns < N
         // are copied (only those are read).
@@ -351,13 +415,45 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             const float* sv = v < 2 || v == 5 ? src[v] : src[v] + n0;
             for (int i = tid; i < len[v]; i += kThreads) cp_async4(evec + off[v] + i, sv + i);
         }
-        cp_async_commit();
+    };
+    // The chunked copy where a CTA's warps walk K in order (SP = 4 / 8: two warps per strip) and nothing reads the
+    // whole slice first. Elsewhere v21's order (weights, then the whole slice, one wait): with SP = 1 the 8 warps of a
+    // strip interleave K, so the first two buffers already need every chunk, and T's dp4a activation sums need the
+    // whole slice before the loop; chunk 0 ahead of the weights then only put the rest behind them (H100, NOTES v22:
+    // 4096x4096 M = 16 W4 13.9 -> 15.2 us, 8192x28672 M = 1 W4 44.4 -> 45.2).
+    constexpr bool kChunked = SP != 1 && !(T && needs_xsum(F));
+    const bool xup = !kChunked || (probe & 16);  // probe flag 16: v21's order everywhere (A/B)
+    if (!xup) {
+        copy_gs();
+        copy_evec();
+        copy_x(0);  // its arrival also covers the scales and vectors issued before it
     }
-    cp_async_wait<0>();
-    __syncthreads();
+    // Both register buffers go out before the later chunks; they hit the prefetched lines.
+    load(wa, kw);
+    load(wb, kw + kStep);
+#ifdef LOWBIT_STREAM_PROBE
+    if (tlo) tlo[1] = gtime();
+#endif
+    if (xup) {
+        for (int c = 0; c < nch; ++c) copy_x(c);
+        copy_gs();
+        copy_evec();
+        cp_async_commit();
+        cp_async_wait<0>();
+    } else {
+        for (int c = 1; c < nch; ++c) copy_x(c);
+    }
+    __syncthreads();  // the group scales' plain stores (rows past N, unaligned scales)
+    cp_async_bar_wait(&xbar[0], 0);
 #ifdef LOWBIT_STREAM_PROBE
     if (tlo) tlo[2] = gtime();
 #endif
+    // Chunks 0..xready are in shared memory. Everything up front where the whole slice is read first (T's dp4a
+    // activation sums) or the unit walk is out of order (probe rotation); v21's order (probe 16) has it all already.
+    int xready = 0;
+    if ((T && needs_xsum(F)) || rot != 0 || xup) {
+        while (xready < nch - 1) cp_async_bar_wait(&xbar[++xready], 0);
+    }
     __shared__ int32_t xsum_s[8];
     if (T && needs_xsum(F) && warp < min(8, p.m)) {
         // Activation sums of rows 0..M-1 (<= 8) over this CTA's K range (zero-filled beyond K): warp w sums row w.
@@ -388,12 +484,19 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         for (int i = 0; i < kB; ++i) {
             const int u = u0 + i * kKW;
             if (u >= nunits) break;
+            const int ur = rotu(u);
+            {
+                // The activation chunk of this unit's last step (units only move forward: a warp waits at most once
+                // per chunk, and not at all once the copy is ahead; the no-MMA probe waits too, so that no copy is
+                // still in flight when the CTA exits).
+                const int need = (W2 ? 2 * ur + 1 : W4 ? ur : ur >> 1) / xcs;
+                while (xready < need) cp_async_bar_wait(&xbar[++xready], 0);
+            }
             if (probe & 1) {  // timing probe: consume the loads without MMAs
 #pragma unroll
                 for (int j = 0; j < 4; ++j) acc[0][0] ^= int32_t(wv[i][j].x ^ wv[i][j].y ^ wv[i][j].z ^ wv[i][j].w);
                 continue;
             }
-            const int ur = rotu(u);
             const unsigned char* xr = smem + g * xstride + ur * UC;
             if constexpr (T) {
                 // A = weights: rows g / g + 8 of the pair (2jp, 2jp + 1) of row groups; B = activation row g.
@@ -552,22 +655,37 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     if (es.cc) es.cc = evec + 2 * MT + R - n0;
     if (es.bias) es.bias = evec + 2 * MT + 2 * R - n0;
     if (es.rc2) es.rc2 = evec + 2 * MT + 3 * R, es.cc2 = evec + 3 * MT + 3 * R - n0;
+    // Split-K (NOTES v22): the CTA's sums go through the shared-memory tile (the in-block reduction's buffer, free
+    // once warp kw = 0 has read it) into its own workspace slab (finish_slab); v21's red.global per element (emit
+    // into p.ws, then finish) only under probe flag 32.
+    static_assert(red_bytes(SP) >= MT * R * 4, "the split-K tile reuses the in-block reduction buffer");
+    const bool slab = p.ws != nullptr && !(probe & 32);
+    int32_t* const stile = reinterpret_cast<int32_t*>(red);
+    // One final sum of the CTA (activation row m, weight row n0 + nl) leaves: to the tile (swizzled as finish_slab
+    // reads it) or through emit().
+    auto out = [&](int32_t v, int m, int nl) {
+        if (slab) {
+            stile[m * R + (nl ^ ((m & 3) << 3))] = v;
+        } else {
+            emit(p, es, v, m, n0 + nl);
+        }
+    };
 #ifdef LOWBIT_STREAM_PROBE
     if (tlo) tlo[3] = gtime();
     if (probe & 4) {  // timing probe: no epilogue / split-K finish (acc kept live by a store that never happens)
         if (acc[0][0] == 0x7fffffff && acc[1][1] == 0x7ffffffe && p.m < 0) p.ws[0] = acc[0][0];
     } else
 #endif
-    if (kw == 0) {
+    {
+        if (kw == 0) {
 #pragma unroll
-        for (int q = 1; q < kKW; ++q)
+            for (int q = 1; q < kKW; ++q)
 #pragma unroll
-            for (int j = 0; j < NJ; ++j)
+                for (int j = 0; j < NJ; ++j)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
-        if constexpr (T) {
-            // acc[jp][e]: weight row 16 jp + 8 (e >> 1) + g of the strip, activation row 2t + (e & 1).
-            if constexpr (needs_xsum(F)) {
+                    for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
+            if constexpr (T && needs_xsum(F)) {
+                // acc[jp][e]: weight row 16 jp + 8 (e >> 1) + g of the strip, activation row 2t + (e & 1).
                 constexpr int kOff = code_off(F);
                 const int32_t s0 = xsum_s[2 * t], s1 = xsum_s[2 * t + 1];
 #pragma unroll
@@ -576,29 +694,34 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                     acc[jp][2] -= kOff * s0, acc[jp][3] -= kOff * s1;
                 }
             }
+        }
+        if (slab) __syncthreads();  // every warp kw = 0 has read `red` before it becomes the tile `stile`
+        if (kw == 0) {
+            if constexpr (T) {
 #pragma unroll
-            for (int jp = 0; jp < 2; ++jp)
+                for (int jp = 0; jp < 2; ++jp)
 #pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    emit(p, es, acc[jp][e], 2 * t + (e & 1), n0 + strip * 32 + 16 * jp + 8 * (e >> 1) + g);
-        } else {
+                    for (int e = 0; e < 4; ++e) out(acc[jp][e], 2 * t + (e & 1), strip * 32 + 16 * jp + 8 * (e >> 1) + g);
+            } else {
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int nr = n0 + strip * 32 + 8 * j + 2 * t;
+                for (int j = 0; j < 4; ++j)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) emit(p, es, acc[j][e], g + 8 * (e >> 1), nr + (e & 1));
+                    for (int e = 0; e < 4; ++e) out(acc[j][e], g + 8 * (e >> 1), strip * 32 + 8 * j + 2 * t + (e & 1));
             }
+        }
+        if (slab) {
+            __syncthreads();  // the tile is complete
+            finish_slab<MT, R, kThreads>(p, es, n0, stile);
+        } else if (p.ws) {
+            finish<MT, R, kThreads>(p, es, n0);
         }
     }
 #ifdef LOWBIT_STREAM_PROBE
-    if (p.ws && !(probe & 4)) finish<MT, R, kThreads>(p, es, n0);
     if (tlo) {
         unsigned int smid;
         asm volatile("mov.u32 %0, %smid;" : "=r"(smid));
         tlo[4] = gtime(), tlo[5] = smid;
     }
-#else
-    if (p.ws) finish<MT, R, kThreads>(p, es, n0);
 #endif
 }
 
