@@ -34,6 +34,11 @@ LOWBIT_WO_DECLARE_WGMMA(mix3)
 // (m, strips, ksteps, sms -> bx, splits).
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, int, cudaStream_t);
 void lowbit_wo_ws_plan(int, int, int, int, int*, int*);
+// ws-C (ws_c.cu, NOTES.md ws-C: K splits as 2-CTA clusters reduced through distributed shared memory): launch (args,
+// dtype, bx, K slices per cluster, mainloop 0 = ws v1, stream, null) and plan (m, strips, ksteps, sms -> bx; returns
+// the slices, 0 = keep the ws plan).
+cudaError_t lowbit_wo_ws_c_int4(const Args&, int, int, int, int, cudaStream_t, int*);
+int lowbit_wo_ws_c_plan(int, int, int, int, int*);
 // ws-W (ws.cu, lowbit/wo_ws4.cuh: four consumer warpgroups, 256 x 64 tiles): launch (args, dtype, splits, sms,
 // stream; sms < 0: availability) and plan (m, strips, ksteps, sms -> splits).
 cudaError_t lowbit_wo_ws4_int4(const Args&, int, int, int, cudaStream_t);
@@ -88,6 +93,7 @@ struct Plan {
     bool ws4;    // ... run by ws-W (four consumer warpgroups; K splits in `splits`, bx unused)
     bool ws4_sk; // ... with the stream-K schedule (splits = 1, no convert; its flags and slots in ws_split_bytes)
     int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
+    int ws_cs;   // ws-C: K slices per thread-block cluster (> 1: splits = 1, no workspace, no convert), else 0
     bool wgmma;  // warpgroup path (else mma.sync)
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
@@ -207,6 +213,18 @@ int ws4_sk_env() {
     return v;
 }
 
+// ws-C (NOTES.md ws-C, eleventh session; ws_c.cu lowbit_wo_ws_c_plan): where the ws plan splits K at M >= 128, the
+// splits run as 2-CTA clusters summed over distributed shared memory instead of f32 atomics + convert (H100, same
+// run: 8192x28672 M = 256 231.6 -> 181.0 us, 4096x4096 M = 256 30.5 -> 24.8). Also on forced ws plans.
+// LOWBIT_WO_WS_C=0 in the environment keeps the atomics splits (measurement, A/B).
+int ws_c_env() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS_C");
+        return e && e[0] == '0' ? 0 : -1;
+    }();
+    return v;
+}
+
 bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWs4MinM || m > kWs4MaxM || ws4_env() == 0) return false;
     const int64_t steps = (w->n_pad / 16 + 15) / 16 * (w->k_pad / 64);  // 256-row tiles x k-steps
@@ -263,6 +281,9 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
             p.ws4_sk = sk == 1 || (kWs4SkAuto && sk == -1 && lowbit_wo_ws4_sk_plan(int(m), strips, ksteps, sms) > 0);
         } else {
             lowbit_wo_ws_plan(int(m), strips, ksteps, sms, &p.bx, &p.splits);
+            int cbx = 0;
+            const int cs = p.splits > 1 && ws_c_env() != 0 ? lowbit_wo_ws_c_plan(int(m), strips, ksteps, sms, &cbx) : 0;
+            if (cs > 1) p.bx = cbx, p.ws_cs = cs, p.splits = 1;  // ws-C: no split-K workspace
         }
         p.mtiles = 1;
         p.kw = 1;
@@ -427,6 +448,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     if (pl.ws) {
         // K splits (small grids): f32 partials into the zeroed workspace, converted (and re-zeroed) after.
         if (pl.ws4_sk) return lowbit_wo_ws4_sk_int4(a, dtype, a.sms, s);
+        if (pl.ws_cs > 1) return lowbit_wo_ws_c_int4(a, dtype, pl.bx, pl.ws_cs, 0, s, nullptr);
         cudaError_t e = pl.ws4 ? lowbit_wo_ws4_int4(a, dtype, pl.splits, a.sms, s)
                                : lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
         if (e != cudaSuccess || pl.splits == 1) return e;

@@ -186,9 +186,9 @@ fn gpu_weight_only_ws_real_shapes() {
 }
 
 /// INT4 g128 4096x4096 (32 weight tiles of 128 rows: fewer than half of an H100's SMs), sym and asym, at M where the
-/// ws plan splits K (M = 64 forced: 4 splits; 128 and 256 automatic: 4 splits; 333: two 256-row activation tiles,
-/// 2 splits; f32 partials in the zeroed workspace, then the conversion): every path, every output compared
-/// against the f64 reference (poisoned Y).
+/// ws plan splits K (M = 64 forced: 4 splits, f32 partials in the zeroed workspace, then the conversion; from M = 128
+/// on an H100 ws-C, 2-CTA clusters summed over distributed shared memory: 128 at BX 64, 256 at BX 128, 333 at BX
+/// 256; kernels/weight_only/NOTES.md ws-C): every path, every output compared against the f64 reference (poisoned Y).
 fn ws_split_cases() -> Vec<Case> {
     let mut out = Vec::new();
     for sym in [true, false] {

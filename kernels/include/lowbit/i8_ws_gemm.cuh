@@ -422,19 +422,8 @@ __device__ __forceinline__ void w4_scales(const Args& p, int gn, int ks, int glo
 // the n8 blocks below M: at M <= 16 a quarter of a BX 64 tile) and runs the ordinary epilogue. A second cluster
 // barrier keeps every CTA's staging alive until its peers have read it. No workspace, no atomics.
 // ---------------------------------------------------------------------------------------------------
-__device__ __forceinline__ uint32_t mapa_shared(uint32_t addr, uint32_t rank) {
-    uint32_t r;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
-    return r;
-}
-__device__ __forceinline__ int4 ld_cluster_v4(uint32_t addr) {
-    int4 v;
-    asm volatile("ld.shared::cluster.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "r"(addr)
-                 : "memory");
-    return v;
-}
+using tma::ld_cluster_v4;  // the DSMEM helpers live in lowbit/tma.cuh (shared with the weight-only ws-C)
+using tma::mapa_shared;
 
 // The epilogue of one BX-wide tile's activation rows [m0, m0 + BX) of weight rows n0 + (warp 16 + g, + 8).
 template <int BX>

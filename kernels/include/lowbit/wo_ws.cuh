@@ -22,9 +22,10 @@
 //   producer streams the next tile's stages while the consumers run the epilogue.
 //
 // Limits: INT formats without high words (Int4, Int8 share the code path; instantiated: Int4); sm_90a; X
-// 16-byte aligned with ldx % 8 == 0 (TMA: global stride a multiple of 16 bytes), K % 8 == 0; no split-K
-// (tiles = ceil(N / 128) * ceil(M / BX) must fill the machine for it to pay off). The launcher (kernels/
-// weight_only/ws.cu) builds the tensor map.
+// 16-byte aligned with ldx % 8 == 0 (TMA: global stride a multiple of 16 bytes), K % 8 == 0. K splits: ws-S below
+// (f32 atomics into a workspace + convert) or ws-C (CS > 1: the slices of a tile on one thread-block cluster, summed
+// over distributed shared memory; cluster_finish / launch_c). The launchers (kernels/weight_only/ws.cu, ws_c.cu)
+// build the tensor maps.
 #pragma once
 
 #include <cuda.h>
@@ -211,9 +212,96 @@ __device__ __forceinline__ uint32_t pack_out(float lo, float hi) {
     return uint32_t(ua) | (uint32_t(ub) << 16);
 }
 
+// ------------------------------------------------------------------------------------------------------------
+// ws-C (eleventh session): split-K through a thread-block cluster, the int8 family's v20 (i8_ws_gemm.cuh
+// csplit_finish) for the weight-only kernels. The CS K slices of one output tile are the CS CTAs of one cluster
+// (rank = slice; one unit per CTA, grid = tiles x CS); instead of f32 atomics into a zeroed workspace and a convert
+// launch (ws-S's splits), each CTA finishes one BX / CS-row part of the tile's activation rows:
+//   1. both consumer warpgroups' wgmmas have completed (each waited for its own; named barrier 3 over the 256 consumer
+//      threads): the ring is idle. Each consumer thread stores the accumulators of the CS - 1 parts that other ranks
+//      finish into its CTA's ring (part q at q * kPart, float4 i of thread ct at (i * 256 + ct) * 16: conflict-free
+//      16-byte stores; a warp's remote 16-byte loads cover 512 contiguous bytes);
+//   2. barrier.cluster (release / acquire) makes the staging visible to the peers;
+//   3. rank r reads part r of every peer over distributed shared memory (mapa + ld.shared::cluster.v4), adds the
+//      slices in the fixed order 0 .. CS - 1 (its own from registers: every rank's sums are the same, deterministic),
+//      and stores its part as the unsplit kernel does (channel scale, one rounding to T);
+//   4. a second barrier.cluster keeps every CTA's staging alive until its peers have read it.
+// Only 8-row accumulator blocks below M are staged and read. The producer warpgroup joins both cluster barriers.
+// ------------------------------------------------------------------------------------------------------------
+template <int BX, int CS>
+struct ClusterSplit {
+    static_assert(CS == 2 || CS == 4, "2 or 4 K slices per cluster");
+    static constexpr int kRows = BX / CS;       // activation rows finished per rank
+    static constexpr int kF = kRows / 2;        // accumulators per consumer thread and part
+    static constexpr int kV = kF / 4;           // float4 per consumer thread and part
+    static constexpr int kPart = kV * 256 * 16; // staging bytes per part
+    static constexpr int kStage = CS * kPart;   // parts 0 .. CS - 1 at q * kPart (the own part's slot stays unused)
+    // remote float4 loads in flight per peer (the kernels' 168 registers hold BX / 2 accumulators besides)
+    static constexpr int kBatch = kV < (BX == 256 ? 4 : 8) ? kV : (BX == 256 ? 4 : 8);
+};
+
+template <typename T, int BX, int CS>
+__device__ __forceinline__ void cluster_finish(const Args& p, float (&acc)[BX / 2], uint32_t stage, int ct, int m0,
+                                               int n0, float cs0, float cs1, int lane, bool active) {
+    using C = ClusterSplit<BX, CS>;
+    const int nv = min(BX / 2, 4 * ((p.m - m0 + 7) >> 3));  // accumulators of 8-row blocks below M
+    const int rank = int(tma::cluster_rank());
+    asm volatile("bar.sync 3, 256;\n" ::: "memory");  // both consumer warpgroups are done with the ring
+#pragma unroll
+    for (int q = 0; q < CS; ++q) {
+        if (q == rank) continue;
+#pragma unroll
+        for (int i = 0; i < C::kV; ++i) {
+            const int j = q * C::kF + 4 * i;
+            if (j < nv) {
+                asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(stage + uint32_t(q * C::kPart + (i * 256 + ct) * 16)),
+                             "f"(acc[j]), "f"(acc[j + 1]), "f"(acc[j + 2]), "f"(acc[j + 3])
+                             : "memory");
+            }
+        }
+    }
+    tma::cluster_sync();  // release / acquire at cluster scope: every CTA's staging is visible to its peers
+#pragma unroll
+    for (int r = 0; r < CS; ++r) {
+        if (r != rank) continue;
+        // The sums replace this rank's accumulators in place (no second array: 168 registers at BX = 256).
+        float(&sum)[C::kF] = *reinterpret_cast<float(*)[C::kF]>(&acc[r * C::kF]);
+#pragma unroll
+        for (int i0 = 0; i0 < C::kV; i0 += C::kBatch) {
+            // Slices in order 0 .. CS - 1; slice r (this CTA) from registers, the others' part r from their staging.
+            float4 v[CS][C::kBatch];
+#pragma unroll
+            for (int q = 0; q < CS; ++q) {
+                if (q == r) continue;
+                const uint32_t base = tma::mapa_shared(stage + uint32_t(r * C::kPart), uint32_t(q));
+#pragma unroll
+                for (int ii = 0; ii < C::kBatch; ++ii) {
+                    if (r * C::kF + 4 * (i0 + ii) < nv) v[q][ii] = tma::ld_cluster_v4f(base + uint32_t(((i0 + ii) * 256 + ct) * 16));
+                }
+            }
+#pragma unroll
+            for (int ii = 0; ii < C::kBatch; ++ii) {
+                const int j = r * C::kF + 4 * (i0 + ii), o = 4 * (i0 + ii);
+                const float4 own = make_float4(acc[j], acc[j + 1], acc[j + 2], acc[j + 3]);
+                float4 a = r == 0 ? own : v[0][ii];
+#pragma unroll
+                for (int q = 1; q < CS; ++q) {
+                    const float4 b = q == r ? own : v[q][ii];
+                    a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+                }
+                sum[o] = a.x, sum[o + 1] = a.y, sum[o + 2] = a.z, sum[o + 3] = a.w;
+            }
+        }
+        if (active) wo::store_strip<T, C::kRows>(p, sum, n0, cs0, cs1, m0 + r * C::kRows, lane, false);
+    }
+    tma::cluster_sync();  // every CTA's reads of its peers' staging are complete: the peers may exit
+}
+
 // kNoDecode (measurements only, wrong results; benches/micro/wo_ws2.cu `diag`): the A registers take the codes as
 // they are, to time the pipeline and the register-A wgmmas without the decode. ST: the staged epilogue above.
-template <class Fmt, typename T, int BX, bool kNoDecode = false, bool WT = false, bool ST = false>
+// CS > 1 (ws-C): the K range of each tile in CS slices on the CTAs of one cluster (launch_c: grid = tiles x CS, one
+// unit per CTA), reduced through distributed shared memory (cluster_finish); CS = 1 is ws v1 as before.
+template <class Fmt, typename T, int BX, bool kNoDecode = false, bool WT = false, bool ST = false, int CS = 1>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap wmap) {
@@ -232,9 +320,11 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
     const int tid = threadIdx.x;
     const int wg = tid >> 7;
 
+    static_assert(CS == 1 || (!kNoDecode && !ST), "ws-C: the library's v1 configuration only");
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
-    const int total = nt * mt;
+    const int total = nt * mt * CS;
     const int ksteps = p.ksteps;
+    const int kper = CS > 1 ? (ksteps + CS - 1) / CS : ksteps;  // k-steps per slice (a last slice may be empty)
 
     if (wg == 0) {
         // ------------------------------- producer -------------------------------
@@ -242,10 +332,17 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         if (tid == 0) {
             int s = 0;
             uint32_t phase = 0;
-            for (int t = blockIdx.x; t < total; t += gridDim.x) {
+            for (int u = blockIdx.x; u < total; u += gridDim.x) {
+                const int t = u / CS, sp = u - t * CS;
                 const int nb = t / mt, mb = t - nb * mt;
-                produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, 0, ksteps, s, phase);
+                const int k0 = sp * kper;
+                produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, k0, min(ksteps, k0 + kper), s,
+                                             phase);
             }
+        }
+        if constexpr (CS > 1) {
+            tma::cluster_sync();  // the consumers' two cluster barriers (cluster_finish)
+            tma::cluster_sync();
         }
     } else {
         // ------------------------------- consumers -------------------------------
@@ -257,16 +354,18 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
         uint32_t phase = 0;
         float acc[BX / 2];
         uint32_t abuf[2][4][4];
-        for (int t = blockIdx.x; t < total; t += gridDim.x) {
+        for (int u = blockIdx.x; u < total; u += gridDim.x) {
+            const int t = u / CS, sp = u - t * CS;
             const int nb = t / mt, mb = t - nb * mt;
+            const int k0 = sp * kper, k1 = min(ksteps, k0 + kper);
             const int strip = nb * kStrips + cw * 4 + warp;
             const bool active = strip < p.strips;
             const uint2* meta = reinterpret_cast<const uint2*>(p.meta) + size_t(active ? strip : 0) * p.groups * 8 + g;
             auto load_meta = [&](int gi) -> uint2 {
                 return (active && gi < p.groups) ? __ldg(meta + size_t(gi) * 8) : make_uint2(0, 0);
             };
-            int gi = 0, tig = 0;
-            uint2 cur = load_meta(0), nxt = load_meta(1);
+            int gi = (k0 * 4) / p.gtiles, tig = k0 * 4 - gi * p.gtiles;
+            uint2 cur = load_meta(gi), nxt = load_meta(gi + 1);
             wo::GroupCtx ctx;
             uint32_t sg, sg8;
             auto set_group = [&]() {
@@ -277,22 +376,32 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             auto next_tile = [&]() { group_next_tile(tig, gi, cur, nxt, p.gtiles, load_meta, set_group); };
             int prev = -1;
             auto step = [&](int ks, uint32_t(&ab)[4][4]) {
-                rs_kstep<Fmt, T, BX, G::kSlot, S, kNoDecode>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks, 0,
+                rs_kstep<Fmt, T, BX, G::kSlot, S, kNoDecode>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks, k0,
                                                              s, phase, prev, ctx, sg, sg8, next_tile);
             };
             // Pairs unconditionally, then the odd tail (abuf[0] is free there: its last group was retired by
             // the wait_group 1 of the pair's second step). A conditional second step inside the loop makes
             // ptxas serialize every wgmma (C7513).
-            int ks = 0;
-            for (; ks + 1 < ksteps; ks += 2) {
+            int ks = k0;
+            for (; ks + 1 < k1; ks += 2) {
                 step(ks, abuf[0]);
                 step(ks + 1, abuf[1]);
             }
-            if (ks < ksteps) step(ks, abuf[0]);
+            if (ks < k1) step(ks, abuf[0]);
             wgmma_wait<0>();
             wgmma_fence_regs(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
-            if (active) {
+            if constexpr (CS > 1) {
+                if (k1 <= k0) {  // an empty last slice (ksteps < CS * kper) adds zeros
+#pragma unroll
+                    for (int j = 0; j < BX / 2; ++j) acc[j] = 0.f;
+                }
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = active && p.chan ? p.chan[n0] : 1.f, cs1 = active && p.chan ? p.chan[n1] : 1.f;
+                static_assert(S * G::kSlot >= ClusterSplit<BX, CS>::kStage, "ws-C: the staging fits the ring");
+                cluster_finish<T, BX, CS>(p, acc, ring_a, tid - 128, mb * BX, n0, cs0, cs1, lane, active);
+                break;  // one unit per CTA: no loop-carried accumulators (registers for the finish)
+            } else if (active) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan ? p.chan[n0] : 1.f, cs1 = p.chan ? p.chan[n1] : 1.f;  // chan: [n_pad]
                 if constexpr (ST) {
@@ -386,7 +495,9 @@ struct GeoS {
     static constexpr int kSmem = kStages * kSlot + kA + 1024;
 };
 
-template <class Fmt, typename T, int BX, int NB, bool WT = false>
+// CS > 1 (ws-C): as ws_kernel's CS (one unit per CTA, the slices of a tile on one cluster, cluster_finish); `splits`
+// is then CS.
+template <class Fmt, typename T, int BX, int NB, bool WT = false, int CS = 1>
 __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant__ Args p,
                                                             const __grid_constant__ CUtensorMap xmap,
                                                             const __grid_constant__ CUtensorMap wmap, int splits) {
@@ -408,6 +519,7 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
     const int ksteps = p.ksteps;
+    if constexpr (CS > 1) splits = CS;
     const int kper = (ksteps + splits - 1) / splits;
     const int total = nt * mt * splits;
 
@@ -424,6 +536,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
                 produce<BX, G::kSlot, S, WT>(p, &xmap, &wmap, ring, full, empty, nb, mb, k0, min(ksteps, k0 + kper), s,
                                              phase);
             }
+        }
+        if constexpr (CS > 1) {
+            tma::cluster_sync();  // the consumers' two cluster barriers (cluster_finish)
+            tma::cluster_sync();
         }
     } else {
         // ------------------------------- consumers -------------------------------
@@ -508,7 +624,17 @@ __global__ void __launch_bounds__(kThreads, 1) ws_s_kernel(const __grid_constant
                 if (lane == 0) mbar_arrive(&empty[oldest]);
                 if (++oldest == S) oldest = 0;
             }
-            if (active && k1 > k0) {
+            if constexpr (CS > 1) {
+                if (k1 <= k0) {  // an empty last slice (ksteps < CS * kper) adds zeros
+#pragma unroll
+                    for (int j = 0; j < BX / 2; ++j) acc[j] = 0.f;
+                }
+                static_assert(S * G::kSlot >= ClusterSplit<BX, CS>::kStage, "ws-C: the staging fits the ring");
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
+                cluster_finish<T, BX, CS>(p, acc, ring_a, tid - 128, mb * BX, n0, cs0, cs1, lane, active);
+                break;  // one unit per CTA: no loop-carried accumulators (registers for the finish)
+            } else if (active && k1 > k0) {
                 const int n0 = strip * 16 + g, n1 = n0 + 8;
                 const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
                 wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, splits != 1);
@@ -548,6 +674,67 @@ cudaError_t launch_s(const Args& a, const CUtensorMap& xmap, int nsm, int splits
     const int grid = int(units < nsm ? units : nsm);
     kern<<<grid, kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, splits);
     return cudaGetLastError();
+}
+
+// ws-C launch (NOTES.md ws-C): the K slices of each tile on the CS CTAs of one thread-block cluster, grid = tiles x CS
+// (one unit per CTA; clusters beyond the resident ones wait for free SMs), reduced through distributed shared memory:
+// no workspace, no convert launch. SS = false: ws v1's register-A mainloop (ws_kernel), true: ws-S's (ws_s_kernel,
+// NB A buffers). wmap: the weight-word tensor map (one TMA per k-step), as launch / launch_s.
+template <class Fmt, typename T, int BX, int CS, bool SS, int NB = (BX == 64 ? 3 : 2)>
+cudaError_t launch_c(const Args& a, const CUtensorMap& xmap, const CUtensorMap& wmap, cudaStream_t st) {
+    constexpr int smem = SS ? GeoS<BX, NB>::kSmem : Geo<BX>::kSmem;
+    const int64_t units = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX) * CS;
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = unsigned(CS);
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.gridDim = dim3(unsigned(units));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    if constexpr (SS) {
+        auto kern = ws_s_kernel<Fmt, T, BX, NB, true, CS>;
+        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, CS);
+    } else {
+        auto kern = ws_kernel<Fmt, T, BX, false, true, false, CS>;
+        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap);
+    }
+}
+
+// Clusters of CS ws-C CTAs that can be resident at once (cudaOccupancyMaxActiveClusters; 0 on error).
+template <class Fmt, typename T, int BX, int CS, bool SS, int NB = (BX == 64 ? 3 : 2)>
+int max_active_clusters() {
+    constexpr int smem = SS ? GeoS<BX, NB>::kSmem : Geo<BX>::kSmem;
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = unsigned(CS);
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.gridDim = dim3(unsigned(CS * 64));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    int n = 0;
+    if constexpr (SS) {
+        auto kern = ws_s_kernel<Fmt, T, BX, NB, true, CS>;
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
+        if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) return 0;
+    } else {
+        auto kern = ws_kernel<Fmt, T, BX, false, true, false, CS>;
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
+        if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) return 0;
+    }
+    return n;
 }
 
 template <class Fmt, typename T, int BX>
