@@ -325,13 +325,23 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #else
     constexpr int probe = 0;
 #endif
+    // The chunked activation copy (below) where a CTA's warps walk K in order (SP = 4 / 8: two warps per strip), at
+    // MT = 16, and nothing reads the whole slice first. Elsewhere v21's order (weights, then the whole slice, one
+    // wait), compiled without the chunk barriers: with SP = 1 the 8 warps of a strip interleave K, so the first two
+    // buffers already need every chunk, and T's dp4a activation sums need the whole slice before the loop; chunk 0
+    // ahead of the weights then only put the rest behind them (H100, NOTES v22: 4096x4096 M = 16 W4 13.9 -> 15.2 us,
+    // 8192x28672 M = 1 W4 44.4 -> 45.2). At MT = 8 (M <= 8) the chunks' gain was within the noise, and their code
+    // made the W4-g128 128-row instance spill.
+    constexpr bool kChunked = MT > 8 && SP != 1 && !(T && needs_xsum(F));
     // Activation chunk barriers (NOTES v22): one arrival per thread each, initialised before any copy is issued.
-    __shared__ uint64_t xbar[kXChunks];
-    if (tid == 0) {
+    __shared__ uint64_t xbar[kChunked ? kXChunks : 1];
+    if constexpr (kChunked) {
+        if (tid == 0) {
 #pragma unroll
-        for (int c = 0; c < kXChunks; ++c) cp_async_bar_init(&xbar[c], kThreads);
+            for (int c = 0; c < kXChunks; ++c) cp_async_bar_init(&xbar[c], kThreads);
+        }
+        __syncthreads();
     }
-    __syncthreads();
     // First weights on their way before the grid-dependency wait: with programmatic dependent launch (the
     // launcher's attribute) this CTA may start while the previous kernel in the stream is still running, and that
     // kernel may have written anything this one reads (a user's kernel may even write the weights), so before
@@ -356,8 +366,8 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // goes first and the later chunks land behind the first weight buffers while the loop runs.
     const int kb0 = s_begin * kBK;
     const int xsteps = s_end - s_begin;
-    const int xcs = max(1, (xsteps + kXChunks - 1) / kXChunks);  // steps per chunk
-    const int nch = max(1, (xsteps + xcs - 1) / xcs);
+    const int xcs = kChunked ? max(1, (xsteps + kXChunks - 1) / kXChunks) : max(1, xsteps);  // steps per chunk
+    const int nch = kChunked ? max(1, (xsteps + xcs - 1) / xcs) : 1;
     auto copy_x = [&](int c) {
         if (!(probe & 2)) {
             const int st0 = c * xcs, pieces = (min(xsteps, st0 + xcs) - st0) * (kBK / 16);
@@ -369,7 +379,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                                  ok ? static_cast<const void*>(p.x + size_t(m) * p.ldx + col) : p.x, ok);
             }
         }
-        cp_async_bar_arrive(&xbar[c]);
+        if constexpr (kChunked) cp_async_bar_arrive(&xbar[c]);
     };
     auto copy_gs = [&] {
         if constexpr (GS) {
@@ -416,12 +426,6 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             for (int i = tid; i < len[v]; i += kThreads) cp_async4(evec + off[v] + i, sv + i);
         }
     };
-    // The chunked copy where a CTA's warps walk K in order (SP = 4 / 8: two warps per strip) and nothing reads the
-    // whole slice first. Elsewhere v21's order (weights, then the whole slice, one wait): with SP = 1 the 8 warps of a
-    // strip interleave K, so the first two buffers already need every chunk, and T's dp4a activation sums need the
-    // whole slice before the loop; chunk 0 ahead of the weights then only put the rest behind them (H100, NOTES v22:
-    // 4096x4096 M = 16 W4 13.9 -> 15.2 us, 8192x28672 M = 1 W4 44.4 -> 45.2).
-    constexpr bool kChunked = SP != 1 && !(T && needs_xsum(F));
     const bool xup = !kChunked || (probe & 16);  // probe flag 16: v21's order everywhere (A/B)
     if (!xup) {
         copy_gs();
@@ -444,15 +448,17 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         for (int c = 1; c < nch; ++c) copy_x(c);
     }
     __syncthreads();  // the group scales' plain stores (rows past N, unaligned scales)
-    cp_async_bar_wait(&xbar[0], 0);
+    if constexpr (kChunked) cp_async_bar_wait(&xbar[0], 0);
 #ifdef LOWBIT_STREAM_PROBE
     if (tlo) tlo[2] = gtime();
 #endif
     // Chunks 0..xready are in shared memory. Everything up front where the whole slice is read first (T's dp4a
     // activation sums) or the unit walk is out of order (probe rotation); v21's order (probe 16) has it all already.
     int xready = 0;
-    if ((T && needs_xsum(F)) || rot != 0 || xup) {
-        while (xready < nch - 1) cp_async_bar_wait(&xbar[++xready], 0);
+    if constexpr (kChunked) {
+        if (rot != 0 || xup) {
+            while (xready < nch - 1) cp_async_bar_wait(&xbar[++xready], 0);
+        }
     }
     __shared__ int32_t xsum_s[8];
     if (T && needs_xsum(F) && warp < min(8, p.m)) {
@@ -485,10 +491,10 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             const int u = u0 + i * kKW;
             if (u >= nunits) break;
             const int ur = rotu(u);
-            {
+            if constexpr (kChunked) {
                 // The activation chunk of this unit's last step (units only move forward: a warp waits at most once
                 // per chunk, and not at all once the copy is ahead; the no-MMA probe waits too, so that no copy is
-                // still in flight when the CTA exits).
+                // still in flight when the CTA exits). Without chunks every chunk was waited for before the loop.
                 const int need = (W2 ? 2 * ur + 1 : W4 ? ur : ur >> 1) / xcs;
                 while (xready < need) cp_async_bar_wait(&xbar[++xready], 0);
             }
@@ -657,9 +663,11 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     if (es.rc2) es.rc2 = evec + 2 * MT + 3 * R, es.cc2 = evec + 3 * MT + 3 * R - n0;
     // Split-K (NOTES v22): the CTA's sums go through the shared-memory tile (the in-block reduction's buffer, free
     // once warp kw = 0 has read it) into its own workspace slab (finish_slab); v21's red.global per element (emit
-    // into p.ws, then finish) only under probe flag 32.
+    // into p.ws, then finish) at MT = 8 and under probe flag 32. At MT = 8 (M <= 8) a CTA has at most 8 x R / 2 reds
+    // and the tile's staging cost registers (the W4-g128 128-row instance spilled 8 bytes with it); the slab layout
+    // holds v21's [M][N] sum, so the workspace serves both.
     static_assert(red_bytes(SP) >= MT * R * 4, "the split-K tile reuses the in-block reduction buffer");
-    const bool slab = p.ws != nullptr && !(probe & 32);
+    const bool slab = MT > 8 && p.ws != nullptr && !(probe & 32);
     int32_t* const stile = reinterpret_cast<int32_t*>(red);
     // One final sum of the CTA (activation row m, weight row n0 + nl) leaves: to the tile (swizzled as finish_slab
     // reads it) or through emit().
