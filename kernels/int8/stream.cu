@@ -331,8 +331,14 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // buffers already need every chunk, and T's dp4a activation sums need the whole slice before the loop; chunk 0
     // ahead of the weights then only put the rest behind them (H100, NOTES v22: 4096x4096 M = 16 W4 13.9 -> 15.2 us,
     // 8192x28672 M = 1 W4 44.4 -> 45.2). At MT = 8 (M <= 8) the chunks' gain was within the noise, and their code
-    // made the W4-g128 128-row instance spill.
-    constexpr bool kChunked = MT > 8 && SP != 1 && !(T && needs_xsum(F));
+    // made the W4-g128 128-row instance spill. Hopper only: measured there, and on sm_80 / sm_89 the chunk code made
+    // the per-channel W4 and BIP2 128-row instances at MT = 16 spill 4 bytes.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    constexpr bool kChunkArch = false;
+#else
+    constexpr bool kChunkArch = true;
+#endif
+    constexpr bool kChunked = kChunkArch && MT > 8 && SP != 1 && !(T && needs_xsum(F));
     // Activation chunk barriers (NOTES v22): one arrival per thread each, initialised before any copy is issued.
     __shared__ uint64_t xbar[kChunked ? kXChunks : 1];
     if constexpr (kChunked) {
