@@ -90,6 +90,50 @@ inline F16Epilogue f16_epilogue(int m, int n) {
     return f;
 }
 
+// Median µs per call of `f(copy, stream)` over CUDA-graph replays of one pass over all copies (at least 24 calls per
+// replay, 15 timed replays after 3 untimed ones), on a non-blocking stream of its own; one warm-up pass outside the
+// capture also sets the kernels' attributes.
+inline double graph_us(int copies, const std::function<void(int, cudaStream_t)>& f) {
+    cudaStream_t s;
+    MICRO_CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (int i = 0; i < copies; ++i) f(i, s);
+    MICRO_CK(cudaStreamSynchronize(s));
+    const int per = std::max(copies, 24);
+    cudaGraph_t g;
+    MICRO_CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < per; ++i) f(i % copies, s);
+    MICRO_CK(cudaStreamEndCapture(s, &g));
+    cudaGraphExec_t ge;
+    MICRO_CK(cudaGraphInstantiate(&ge, g, 0));
+    for (int i = 0; i < 3; ++i) MICRO_CK(cudaGraphLaunch(ge, s));
+    cudaEvent_t e0, e1;
+    MICRO_CK(cudaEventCreate(&e0));
+    MICRO_CK(cudaEventCreate(&e1));
+    std::vector<double> v;
+    for (int r = 0; r < 15; ++r) {
+        MICRO_CK(cudaEventRecord(e0, s));
+        MICRO_CK(cudaGraphLaunch(ge, s));
+        MICRO_CK(cudaEventRecord(e1, s));
+        MICRO_CK(cudaEventSynchronize(e1));
+        float ms = 0;
+        MICRO_CK(cudaEventElapsedTime(&ms, e0, e1));
+        v.push_back(1000.0 * ms / per);
+    }
+    std::sort(v.begin(), v.end());
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaStreamDestroy(s);
+    return v[v.size() / 2];
+}
+
+// cuBLAS v2 entry points for harnesses that call GemmEx themselves (dlsym'ed from libcublas.so.13).
+typedef int (*BlasCreate)(void**);
+typedef int (*BlasSetStream)(void*, cudaStream_t);
+typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
+                          const void*, void*, int, int, int, int);
+
 // cuBLASLt / cuBLAS entry points (the C ABI, declared here by hand).
 typedef int (*LtCreate)(void**);
 typedef int (*LtDescCreate)(void**, int, int);

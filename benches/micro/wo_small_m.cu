@@ -41,11 +41,13 @@
 #include <vector>
 
 #define LOWBIT_WO_PROBE 1  // g_pdl_mode / g_pdl_pf toggles (v13)
+#include "baselines.cuh"
 #include "lowbit/wo_gemm.cuh"
 // The library's ws launchers and plans (lowbit_wo_ws_int4 / lowbit_wo_ws_plan, lowbit_wo_ws4_int4 / _plan).
 #include "../../kernels/weight_only/ws.cu"
 
 using namespace lowbit::wo;
+using micro::BlasCreate, micro::BlasGemmEx, micro::BlasSetStream, micro::graph_us;
 
 #define CK(...)                                                                                          \
     do {                                                                                                 \
@@ -571,46 +573,7 @@ static int run_checks() {
 }
 
 // ------------------------------------------------------------------------------------------------ bench
-typedef int (*BlasCreate)(void**);
-typedef int (*BlasSetStream)(void*, cudaStream_t);
-typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
-                          const void*, void*, int, int, int, int);
-
-// Median µs per call of `f(copy, stream)` over CUDA-graph replays of one pass over all copies.
-static double graph_us(int copies, const std::function<void(int, cudaStream_t)>& f) {
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    for (int i = 0; i < copies; ++i) f(i, s);  // warm-up (and attribute setting) outside the capture
-    CK(cudaStreamSynchronize(s));
-    const int per = std::max(copies, 24);
-    cudaGraph_t g;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < per; ++i) f(i % copies, s);
-    CK(cudaStreamEndCapture(s, &g));
-    cudaGraphExec_t ge;
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    for (int i = 0; i < 3; ++i) CK(cudaGraphLaunch(ge, s));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    std::vector<double> v;
-    for (int r = 0; r < 15; ++r) {
-        CK(cudaEventRecord(e0, s));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaEventRecord(e1, s));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        v.push_back(1000.0 * ms / per);
-    }
-    std::sort(v.begin(), v.end());
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaStreamDestroy(s);
-    return v[v.size() / 2];
-}
+// graph_us and the cuBLAS entry-point types (BlasCreate, BlasSetStream, BlasGemmEx): baselines.cuh.
 
 // Pure-read ceilings of the same bytes (no decode, no MMA; a xor keeps the loads alive): `read_linear` streams one
 // buffer of the weight's size (codes + metadata) with a grid-stride loop of 4 independent 16-byte loads per

@@ -38,9 +38,11 @@
 #include <thread>
 #include <vector>
 
+#include "baselines.cuh"
 #include "lowbit/wo_ws.cuh"
 
 using lowbit::wo::Args;
+using micro::BlasCreate, micro::BlasGemmEx, micro::BlasSetStream, micro::graph_us;
 
 // ws.cu (library, linked): plan and launcher of ws v1 / ws-S.
 cudaError_t lowbit_wo_ws_int4(const Args&, int, int, int, int, cudaStream_t);
@@ -326,46 +328,7 @@ static int run_checks(bool small) {
 }
 
 // ------------------------------------------------------------------------------------------------ bench
-typedef int (*BlasCreate)(void**);
-typedef int (*BlasSetStream)(void*, cudaStream_t);
-typedef int (*BlasGemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int,
-                          const void*, void*, int, int, int, int);
-
-// Median µs per call of `f(copy, stream)` over CUDA-graph replays of one pass over all copies.
-static double graph_us(int copies, const std::function<void(int, cudaStream_t)>& f) {
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    for (int i = 0; i < copies; ++i) f(i, s);  // warm-up (and attribute setting) outside the capture
-    CK(cudaStreamSynchronize(s));
-    const int per = std::max(copies, 24);
-    cudaGraph_t g;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < per; ++i) f(i % copies, s);
-    CK(cudaStreamEndCapture(s, &g));
-    cudaGraphExec_t ge;
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    for (int i = 0; i < 3; ++i) CK(cudaGraphLaunch(ge, s));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    std::vector<double> v;
-    for (int r = 0; r < 15; ++r) {
-        CK(cudaEventRecord(e0, s));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaEventRecord(e1, s));
-        CK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        v.push_back(1000.0 * ms / per);
-    }
-    std::sort(v.begin(), v.end());
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaStreamDestroy(s);
-    return v[v.size() / 2];
-}
+// graph_us and the cuBLAS entry-point types (BlasCreate, BlasSetStream, BlasGemmEx): baselines.cuh.
 
 __global__ void fill_words(uint32_t* w, size_t n, uint64_t seed) {
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
