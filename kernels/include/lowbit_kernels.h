@@ -490,8 +490,9 @@ typedef struct lowbit_i8_config {
 } lowbit_i8_config;
 
 /**
- * Workspace bytes lowbit_i8_gemm needs for this weight, m and config (the int32 split-K accumulator), 0 when
- * none, -1 for invalid arguments. `num_sms` <= 0 queries the current device.
+ * Workspace bytes lowbit_i8_gemm needs for this weight, m and config (the split-K int32 partial sums -- on the
+ * streaming path one slab per K split and row block, summed by the last CTA to arrive -- and their arrival
+ * counters), 0 when none, -1 for invalid arguments. `num_sms` <= 0 queries the current device.
  */
 int64_t lowbit_i8_gemm_workspace_bytes(const lowbit_i8_weight *w, int64_t m, const lowbit_i8_config *cfg,
                                        int32_t num_sms);
