@@ -14,8 +14,8 @@
 
 mod common;
 
-use common::weight_only::{activations, compare, identity_x, int4_cases, run_gemm};
-use common::{device_or_skip, reference_bits, weights};
+use common::weight_only::{activations, compare, hopper_or_skip, identity_x, int4_cases, run_gemm};
+use common::{reference_bits, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
 
@@ -41,11 +41,7 @@ fn cases() -> Vec<(String, QuantizedWeight)> {
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_ws4_odd_shapes_and_identity() {
     ws4_on();
-    let Some(dev) = device_or_skip("gpu_weight_only_ws4_odd_shapes_and_identity") else { return };
-    if dev.info().compute_capability.0 != 9 {
-        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
-        return;
-    }
+    let Some(dev) = hopper_or_skip("gpu_weight_only_ws4_odd_shapes_and_identity") else { return };
     let mut failures = Vec::new();
     let mut count = 0;
     for (name, w) in cases() {

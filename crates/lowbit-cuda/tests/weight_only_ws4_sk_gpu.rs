@@ -18,8 +18,8 @@
 
 mod common;
 
-use common::weight_only::{activations, compare, int4_cases};
-use common::{POISON, device_or_skip, weights};
+use common::weight_only::{activations, compare, hopper_or_skip, int4_cases};
+use common::{POISON, weights};
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
 use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
 
@@ -123,11 +123,7 @@ fn check_case(
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_ws4_stream_k() {
     sk_on();
-    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k") else { return };
-    if dev.info().compute_capability.0 != 9 {
-        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
-        return;
-    }
+    let Some(dev) = hopper_or_skip("gpu_weight_only_ws4_stream_k") else { return };
     let mut failures = Vec::new();
     let mut count = 0;
     for (name, w) in cases() {
@@ -149,11 +145,7 @@ fn gpu_weight_only_ws4_stream_k() {
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_ws4_stream_k_real_shape() {
     sk_on();
-    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k_real_shape") else { return };
-    if dev.info().compute_capability.0 != 9 {
-        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
-        return;
-    }
+    let Some(dev) = hopper_or_skip("gpu_weight_only_ws4_stream_k_real_shape") else { return };
     // The real shape whose single round of 112 tiles stream-K balances (the automatic plan's case).
     let mut failures = Vec::new();
     let q = IntAffineWeight::quantize(weights(28672, 8192, 79).view(), 4, false, Granularity::Group(128)).unwrap();
@@ -176,11 +168,7 @@ fn gpu_weight_only_ws4_stream_k_real_shape() {
 #[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
 fn gpu_weight_only_ws4_stream_k_small() {
     sk_on();
-    let Some(dev) = device_or_skip("gpu_weight_only_ws4_stream_k_small") else { return };
-    if dev.info().compute_capability.0 != 9 {
-        println!("ws-W needs sm_90a: not tested on {}", dev.info().name);
-        return;
-    }
+    let Some(dev) = hopper_or_skip("gpu_weight_only_ws4_stream_k_small") else { return };
     let mut failures = Vec::new();
     let mut count = 0;
     for (n, k) in [(1000usize, 2048usize), (28672, 512)] {

@@ -116,3 +116,14 @@ pub fn identity_x(m: usize, k: usize, dtype: OutDtype) -> Vec<u16> {
     };
     (0..m * k).map(|i| if i / k == i % k { one } else { 0 }).collect()
 }
+
+/// The device for a test of the sm_90a-only ws kernels (`device_or_skip`), or `None` after saying why on a card that
+/// is not compute capability 9.x: those kernels are compiled for sm_90a only and the plan never picks them elsewhere.
+pub fn hopper_or_skip(test: &str) -> Option<Device> {
+    let dev = super::device_or_skip(test)?;
+    if dev.info().compute_capability.0 != 9 {
+        println!("SKIP {test}: the ws kernels need sm_90a, not tested on {}", dev.info().name);
+        return None;
+    }
+    Some(dev)
+}
