@@ -15,6 +15,7 @@
 #include <cstdlib>
 
 #include "lowbit/bip_ws_gemm.cuh"
+#include "lowbit/launch.cuh"
 #include "lowbit/tma_host.h"
 
 namespace {
@@ -115,32 +116,18 @@ cudaError_t launch_mc(const lowbit::bip::Args& a, int nsm, int group, cudaStream
         return cudaGetLastError();
     } else {
         const int64_t units = MC == 1 ? mt * ((nt + 1) / 2) : ((mt + 1) / 2) * nt;
-        cudaLaunchConfig_t cfg{};
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeClusterDimension;
-        at[0].val.clusterDim.x = 2;
-        at[0].val.clusterDim.y = 1;
-        at[0].val.clusterDim.z = 1;
-        cfg.blockDim = dim3(kThreads);
-        cfg.dynamicSmemBytes = G::kSmem;
-        cfg.stream = st;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        cfg.gridDim = dim3(unsigned(2 * (nsm / 2 > 0 ? nsm / 2 : 1)));
-        int resident = 0;
-        e = cudaOccupancyMaxActiveClusters(&resident, kern, &cfg);
-        if (e != cudaSuccess || resident < 1) {
-            (void)cudaGetLastError();
-            return cudaErrorNotSupported;  // the caller falls back to MC = 0
-        }
+        lowbit::LaunchEx cfg(dim3(unsigned(2 * (nsm / 2 > 0 ? nsm / 2 : 1))), dim3(kThreads), G::kSmem, st);
+        cfg.cluster_x(2);
+        const int resident = cfg.max_active_clusters(kern);
+        if (resident < 1) return cudaErrorNotSupported;  // the caller falls back to MC = 0
         int64_t clusters = units < resident ? units : resident;
         if (clusters > nsm / 2) clusters = nsm / 2 > 0 ? nsm / 2 : 1;
-        cfg.gridDim = dim3(unsigned(2 * clusters));
+        cfg.grid(dim3(unsigned(2 * clusters)));
         static std::atomic<bool> told{false};
         if (debug_enabled() && !told.exchange(true))
             fprintf(stderr, "bip ws P=%d Q=%d BX=%d MC=%d SX=%d: %d resident clusters, %lld launched, %lld units\n", P,
                     Q, BX, MC, SX, resident, (long long)clusters, (long long)units);
-        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, group, ymap, ystore);
+        return cfg.launch(kern, a, xmap, wmap, group, ymap, ystore);
     }
 }
 

@@ -62,6 +62,7 @@
 #include "lowbit/cp_async_bar.cuh"
 #include "lowbit/i8_gemm.cuh"
 #include "lowbit/imma.cuh"
+#include "lowbit/launch.cuh"
 #include "lowbit/mma.cuh"
 #include "lowbit/pdl.cuh"
 
@@ -756,14 +757,6 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
                         (GS ? size_t(32 * SP) * a.steps_per_split : 0) + evec_bytes(MT, SP, a.epi.rc2 != nullptr);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
-    cfg.blockDim = dim3(32 * warps_of(SP));
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
     // PDL at MT = 8 and for unsplit grids (H100, NOTES v13 run 2: -2.5..-4.7 us per call at M = 1 on every shape and
     // format measured, -3.1..-3.9 us for the unsplit 256-row grid of 28672x8192 at M = 16; +0.2..+1.9 us for split-K
     // grids at M = 16, whose next call's early CTAs slow the split-K tail).
@@ -773,10 +766,9 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
 #else
     const bool pdl = want && pdl_runs();
 #endif
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    const cudaError_t l = cudaLaunchKernelEx(&cfg, kern, a);
-    return l != cudaSuccess ? l : cudaGetLastError();
+    return LaunchEx(dim3(1, (a.n + 32 * SP - 1) / (32 * SP), splits), dim3(32 * warps_of(SP)), smem, st)
+        .pdl(pdl)
+        .launch(kern, a);
 }
 
 }  // namespace stream

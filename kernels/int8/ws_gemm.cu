@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lowbit/i8_ws_gemm.cuh"
+#include "lowbit/launch.cuh"
 #include "lowbit/tma_host.h"
 
 // Automatic rasterization group: 4 activation tiles (measured best of {none, 16 MB of panels, 4} at M >= 1024 on
@@ -207,20 +208,9 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
             const int splits = a.steps_per_split > 0 ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 0;
             if (a.ws != nullptr || splits < 2 || splits > 8 || (BX == 256 && splits != 2 && splits != 4))
                 return cudaErrorInvalidValue;
-            cudaLaunchConfig_t cfg{};
-            cudaLaunchAttribute at[1];
-            at[0].id = cudaLaunchAttributeClusterDimension;
-            at[0].val.clusterDim.x = unsigned(splits);
-            at[0].val.clusterDim.y = 1;
-            at[0].val.clusterDim.z = 1;
             const int64_t units = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
-            cfg.gridDim = dim3(unsigned(units));
-            cfg.blockDim = dim3(kThreads);
-            cfg.dynamicSmemBytes = smem;
-            cfg.stream = st;
-            cfg.attrs = at;
-            cfg.numAttrs = 1;
-            return cudaLaunchKernelEx(&cfg, kern, a, map, ymap, flags | 64, group);
+            lowbit::LaunchEx cfg(dim3(unsigned(units)), dim3(kThreads), smem, st);
+            return cfg.cluster_x(unsigned(splits)).launch(kern, a, map, ymap, flags | 64, group);
         }
     }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).

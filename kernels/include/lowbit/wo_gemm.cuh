@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "lowbit/launch.cuh"
 #include "lowbit/mma.cuh"
 #include "lowbit/pdl.cuh"
 #include "lowbit/wo_decode.cuh"
@@ -803,18 +804,7 @@ inline int pdl_prefetch_steps(int p, int kw) {
 
 template <typename Kern, typename... A>
 cudaError_t launch_pdl(Kern kern, dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl, A... args) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, args...);
-    return e != cudaSuccess ? e : cudaGetLastError();
+    return LaunchEx(grid, block, smem, s).pdl(pdl).launch(kern, args...);
 }
 
 // The split-K finish after the GEMM (wo_launch.cu run, the harness): Y = T(ws), ws = 0.

@@ -30,6 +30,7 @@
 
 #include <cuda.h>
 
+#include "lowbit/launch.cuh"
 #include "lowbit/tma.cuh"
 #include "lowbit/wo_wgmma.cuh"
 #include "lowbit/wo_wgmma_ss.cuh"
@@ -684,28 +685,18 @@ template <class Fmt, typename T, int BX, int CS, bool SS, int NB = (BX == 64 ? 3
 cudaError_t launch_c(const Args& a, const CUtensorMap& xmap, const CUtensorMap& wmap, cudaStream_t st) {
     constexpr int smem = SS ? GeoS<BX, NB>::kSmem : Geo<BX>::kSmem;
     const int64_t units = int64_t((a.strips + kStrips - 1) / kStrips) * ((a.m + BX - 1) / BX) * CS;
-    cudaLaunchConfig_t cfg{};
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = unsigned(CS);
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.gridDim = dim3(unsigned(units));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
+    LaunchEx cfg(dim3(unsigned(units)), dim3(kThreads), smem, st);
+    cfg.cluster_x(unsigned(CS));
     if constexpr (SS) {
         auto kern = ws_s_kernel<Fmt, T, BX, NB, true, CS>;
         cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return e;
-        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, CS);
+        return cfg.launch(kern, a, xmap, wmap, CS);
     } else {
         auto kern = ws_kernel<Fmt, T, BX, false, true, false, CS>;
         cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return e;
-        return cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap);
+        return cfg.launch(kern, a, xmap, wmap);
     }
 }
 
@@ -713,28 +704,17 @@ cudaError_t launch_c(const Args& a, const CUtensorMap& xmap, const CUtensorMap& 
 template <class Fmt, typename T, int BX, int CS, bool SS, int NB = (BX == 64 ? 3 : 2)>
 int max_active_clusters() {
     constexpr int smem = SS ? GeoS<BX, NB>::kSmem : Geo<BX>::kSmem;
-    cudaLaunchConfig_t cfg{};
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = unsigned(CS);
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    cfg.gridDim = dim3(unsigned(CS * 64));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.attrs = at;
-    cfg.numAttrs = 1;
-    int n = 0;
+    LaunchEx cfg(dim3(unsigned(CS * 64)), dim3(kThreads), smem, nullptr);
+    cfg.cluster_x(unsigned(CS));
     if constexpr (SS) {
         auto kern = ws_s_kernel<Fmt, T, BX, NB, true, CS>;
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
-        if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) return 0;
+        return cfg.max_active_clusters(kern);
     } else {
         auto kern = ws_kernel<Fmt, T, BX, false, true, false, CS>;
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
-        if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) return 0;
+        return cfg.max_active_clusters(kern);
     }
-    return n;
 }
 
 template <class Fmt, typename T, int BX>
