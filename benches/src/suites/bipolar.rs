@@ -18,10 +18,10 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtrMut};
 use lowbit_core::bipolar::{BipolarMatrix, value};
 use lowbit_core::granularity::Granularity;
-use lowbit_core::int8::{I8Out, W8Weight};
+use lowbit_core::int8::I8Out;
 use lowbit_cuda::bipolar::{BipConfig, BipMapping, BipPlan, BipolarActivations, int8_value_offset};
 use lowbit_cuda::cublaslt::CublasLtInt8;
 use lowbit_cuda::{BipolarGemm, OutDtype};
@@ -36,8 +36,9 @@ use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
 use crate::suites::common::{SyncOnExit, is_soft, repeat_rows};
+use crate::suites::int_baselines::{IntBaseline, IntBaselines};
 use crate::timing::{Measurement, TimingConfig, TimingMethod, rotation_copies};
-use crate::weights::{random_activations, random_normal};
+use crate::weights::random_normal;
 
 /// Suite name (file names, `suite` field).
 pub const SUITE: &str = "bipolar";
@@ -150,27 +151,6 @@ fn mapping_name(m: BipMapping) -> &'static str {
     match m {
         BipMapping::Planes => "planes",
         BipMapping::Int8 => "int8",
-    }
-}
-
-/// A baseline of this suite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BipBaseline {
-    /// Direct cuBLASLt int8 GEMM, int32 output.
-    #[serde(rename = "cublaslt-int8")]
-    CublasLtInt8,
-    /// cuBLAS fp16 GEMM (f32 accumulation).
-    #[serde(rename = "cublas-f16")]
-    CublasF16,
-}
-
-impl BipBaseline {
-    /// Report name.
-    pub fn name(self) -> &'static str {
-        match self {
-            BipBaseline::CublasLtInt8 => "cublaslt-int8",
-            BipBaseline::CublasF16 => "cublas-f16",
-        }
     }
 }
 
@@ -418,58 +398,16 @@ fn run_shape(
             Err(e) => return Err(e),
         }
     }
-    // Baseline weights: int8 codes of the W8 quantization (cuBLASLt) and fp16 floats (cuBLAS).
-    let w8 = W8Weight::quantize(floats.view())?;
-    let w8_full: Vec<i8> = repeat_rows(&w8.codes, k, n);
-    let lt_copies: Vec<CudaSlice<i8>> = (0..rotation_copies(n * k, l2, cfg.timing.l2_factor))
-        .map(|_| stream.clone_htod(&w8_full))
-        .collect::<std::result::Result<_, _>>()?;
-    let f16_chunk = crate::weights::float_bits(floats.view(), OutDtype::F16);
-    let f16_full = repeat_rows(&f16_chunk, k, n);
-    let f16_copies: Vec<CudaSlice<u16>> = (0..rotation_copies(2 * n * k, l2, cfg.timing.l2_factor))
-        .map(|_| stream.clone_htod(&f16_full))
-        .collect::<std::result::Result<_, _>>()?;
-    drop((floats, w8_full, f16_full));
-    let _sync = SyncOnExit(stream);
-
-    // Activations and outputs of the baselines.
+    // Baselines' weights and activations; the bipolar activations are the fp16 ones, quantized per pair.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
-    let xq: Vec<i8> = (0..m_max * k).map(|_| rng.random_range(-127i32..=127) as i8).collect();
-    let x8 = stream.clone_htod(&xq)?;
-    let x16 = stream.clone_htod(&random_activations(m_max, k, OutDtype::F16, seed ^ 0xF16, cfg.threads))?;
-    let mut y16 = stream.alloc_zeros::<u16>(m_max * n)?;
-    let mut y32 = stream.alloc_zeros::<i32>(m_max * n)?;
-    stream.synchronize()?;
-    let y16p = y16.device_ptr_mut(stream).0;
-    let y32p = y32.device_ptr_mut(stream).0;
-    let x8p = x8.device_ptr(stream).0;
-    let x16p = x16.device_ptr(stream).0;
+    let mut bl = IntBaselines::new(ctx, floats.view(), n, m_max, &mut rng, seed ^ 0xF16, &cfg.timing, cfg.threads)?;
+    drop(floats);
+    let _sync = SyncOnExit(stream);
+    let y16p = bl.y16.device_ptr_mut(stream).0;
 
     let first_row = out.rows.len();
     for &m in &cfg.ms {
-        let mut base: HashMap<BipBaseline, Measurement> = HashMap::new();
-        pb.set_message(format!("{id} M={m} cublaslt-int8"));
-        let lt_ptrs: Vec<u64> = lt_copies.iter().map(|w| w.device_ptr(stream).0).collect();
-        match lt.prepare(m, n, k) {
-            Ok(()) => {
-                let meas = timer.measure(lt_ptrs.len(), |i| {
-                    // SAFETY: x8 holds m_max ≥ m rows of K int8, each copy N·K int8, y32 m_max·N int32, all on this
-                    // stream's context and alive until the stream is synchronized at the end of this function.
-                    Ok(unsafe { lt.matmul_raw(m, n, k, x8p, lt_ptrs[i], y32p) }?)
-                })?;
-                base.insert(BipBaseline::CublasLtInt8, meas);
-            }
-            Err(e) => out.skipped.push(Skipped { what: format!("cublaslt-int8 {id} M={m}"), reason: e.to_string() }),
-        }
-        pb.inc();
-        pb.set_message(format!("{id} M={m} cublas-f16"));
-        let f16_ptrs: Vec<u64> = f16_copies.iter().map(|w| w.device_ptr(stream).0).collect();
-        let meas = timer.measure(f16_ptrs.len(), |i| {
-            // SAFETY: as above, with f16 operands and the f16 output.
-            Ok(unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, x16p, f16_ptrs[i], y16p) }?)
-        })?;
-        base.insert(BipBaseline::CublasF16, meas);
-        pb.inc();
+        let base = bl.measure(ctx, &timer, lt, cublas, m, &id, pb, &mut out.skipped)?;
 
         for st in &pairs {
             let pair = st.pair;
@@ -477,7 +415,7 @@ fn run_shape(
             // Activations: the first M rows of x16, quantized by the library (on the device's stream).
             let acts = (|| -> Result<BipolarActivations> {
                 let mut a = g0.activations(dev, m)?;
-                g0.quantize_activations(dev, &x16, OutDtype::F16, &mut a)?;
+                g0.quantize_activations(dev, &bl.x16, OutDtype::F16, &mut a)?;
                 dev.synchronize()?;
                 Ok(a)
             })();
@@ -511,7 +449,7 @@ fn run_shape(
                         Ok(unsafe { st.copies[i].run_raw(dev, stream, &acts, I8Out::F16, y16p, &plan, wsp, wsb) }?)
                     })?;
                     let check = if cfg.check {
-                        Some(spot_check(ctx, &mut y32, g0, &mats[&pair.q], &acts, &plan, wsp, wsb, seed ^ m as u64)?)
+                        Some(spot_check(ctx, &mut bl.y32, g0, &mats[&pair.q], &acts, &plan, wsp, wsb, seed ^ m as u64)?)
                     } else {
                         None
                     };
@@ -545,7 +483,7 @@ fn run_shape(
                         mapping_name(mapping)
                     ));
                 }
-                for b in [BipBaseline::CublasLtInt8, BipBaseline::CublasF16] {
+                for b in [IntBaseline::CublasLtInt8, IntBaseline::CublasF16] {
                     let Some(bm) = base.get(&b) else { continue };
                     let row = make_row(pair, sel, mapping, (m, n, k), meas, b, bm, card.hbm_peak_gbps, chk);
                     if sel != MappingSel::Auto {
@@ -594,7 +532,7 @@ fn make_row(
     mapping: BipMapping,
     (m, n, k): (usize, usize, usize),
     kernel: &Measurement,
-    baseline: BipBaseline,
+    baseline: IntBaseline,
     base: &Measurement,
     hbm: Option<f64>,
     check: Option<(bool, usize)>,
@@ -641,12 +579,12 @@ fn make_row(
 
 /// An acceptance target: `(label, pair, M, N, K, baseline, target ratio or TOPS)`. A `None` pair means every
 /// measured pair the label selects (W2 / W4 weights, or the pairs no other row names: the ≥ 0.95× row).
-pub type Target = (&'static str, Option<Pair>, usize, usize, usize, BipBaseline, f64);
+pub type Target = (&'static str, Option<Pair>, usize, usize, usize, IntBaseline, f64);
 
 /// The acceptance targets.
 pub fn acceptance_targets() -> Vec<Target> {
-    let lt = BipBaseline::CublasLtInt8;
-    let f16 = BipBaseline::CublasF16;
+    let lt = IntBaseline::CublasLtInt8;
+    let f16 = IntBaseline::CublasF16;
     let pr = |q, p| Some(Pair { q, p });
     vec![
         ("W1A1 8192³ eff TOPS ≥ 9000", pr(1, 1), 8192, 8192, 8192, lt, 9000.0),
@@ -666,7 +604,7 @@ fn is_named(p: Pair) -> bool {
 }
 
 /// Best (fastest) row of `pair` at a point against a baseline, among the forced mappings and `auto`.
-fn best<'a>(rows: &'a [Row], pair: Pair, m: usize, n: usize, k: usize, b: BipBaseline, sel: &str) -> Option<&'a Row> {
+fn best<'a>(rows: &'a [Row], pair: Pair, m: usize, n: usize, k: usize, b: IntBaseline, sel: &str) -> Option<&'a Row> {
     rows.iter()
         .filter(|r| r.q == pair.q && r.p == pair.p && r.m == m && r.n == n && r.k == k && r.baseline == b.name())
         .filter(|r| sel == "best" || r.mapping == sel)
@@ -754,19 +692,19 @@ pub fn markdown(r: &Report<Row>) -> String {
         ms.dedup();
         for m in ms {
             for &p in &pairs {
-                let get = |sel: &str, b: BipBaseline| {
+                let get = |sel: &str, b: IntBaseline| {
                     rows.iter()
                         .find(|x| x.m == m && x.q == p.q && x.p == p.p && x.mapping == sel && x.baseline == b.name())
                 };
-                let any = get("planes", BipBaseline::CublasF16)
-                    .or_else(|| get("int8", BipBaseline::CublasF16))
-                    .or_else(|| get("auto", BipBaseline::CublasF16));
+                let any = get("planes", IntBaseline::CublasF16)
+                    .or_else(|| get("int8", IntBaseline::CublasF16))
+                    .or_else(|| get("auto", IntBaseline::CublasF16));
                 let Some(any) = any else { continue };
-                let lt_us = get("auto", BipBaseline::CublasLtInt8)
-                    .or_else(|| get("planes", BipBaseline::CublasLtInt8))
-                    .or_else(|| get("int8", BipBaseline::CublasLtInt8))
+                let lt_us = get("auto", IntBaseline::CublasLtInt8)
+                    .or_else(|| get("planes", IntBaseline::CublasLtInt8))
+                    .or_else(|| get("int8", IntBaseline::CublasLtInt8))
                     .map(|x| x.baseline_us);
-                let cell = |sel: &str| match (get(sel, BipBaseline::CublasLtInt8), get(sel, BipBaseline::CublasF16)) {
+                let cell = |sel: &str| match (get(sel, IntBaseline::CublasLtInt8), get(sel, IntBaseline::CublasF16)) {
                     (lt, Some(f)) => format!(
                         "{:.1} ({} / {:.2}x){}",
                         f.time_us,
@@ -776,7 +714,7 @@ pub fn markdown(r: &Report<Row>) -> String {
                     ),
                     _ => "–".into(),
                 };
-                let auto = get("auto", BipBaseline::CublasF16);
+                let auto = get("auto", IntBaseline::CublasF16);
                 let _ = writeln!(
                     s,
                     "| {m} | {} | {} | {:.1} | {} | {} | {} | {} |",
@@ -829,7 +767,7 @@ mod tests {
         assert!(default.contains(&Pair { q: 8, p: 8 }), "W8A8 in the default pairs");
         assert!(Pair::parse_list(" , ").is_err());
         assert_eq!(serde_json::to_string(&MappingSel::Int8).unwrap(), "\"int8\"");
-        assert_eq!(serde_json::to_string(&BipBaseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");
+        assert_eq!(serde_json::to_string(&IntBaseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");
     }
 
     #[test]
@@ -907,8 +845,8 @@ mod tests {
             kernel_card: None,
             baseline_card: None,
         }];
-        let b = best(&rows, Pair { q: 1, p: 1 }, 8192, 8192, 8192, BipBaseline::CublasLtInt8, "best").unwrap();
+        let b = best(&rows, Pair { q: 1, p: 1 }, 8192, 8192, 8192, IntBaseline::CublasLtInt8, "best").unwrap();
         assert_eq!(b.tops, 10995.0);
-        assert!(best(&rows, Pair { q: 2, p: 2 }, 8192, 8192, 8192, BipBaseline::CublasLtInt8, "best").is_none());
+        assert!(best(&rows, Pair { q: 2, p: 2 }, 8192, 8192, 8192, IntBaseline::CublasLtInt8, "best").is_none());
     }
 }

@@ -13,14 +13,13 @@
 //!    element for element with cuBLASLt's int32 result on the same int8 operands (for W4A8 the expanded int8
 //!    weight `q · g`). `check_ok` is true only on exact agreement.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use lowbit_core::int8::{I8Out, W4A8Weight, W8Weight};
 use lowbit_cuda::cublaslt::CublasLtInt8;
 use lowbit_cuda::int8::RawEpilogue;
-use lowbit_cuda::{I8Config, Int8Gemm, OutDtype};
+use lowbit_cuda::{I8Config, Int8Gemm};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -31,8 +30,9 @@ use crate::progress::Progress;
 use crate::report::{Report, Skipped, fmt_opt};
 use crate::shapes::Shape;
 use crate::suites::common::{SyncOnExit, is_soft, repeat_rows};
+use crate::suites::int_baselines::{IntBaseline, IntBaselines};
 use crate::timing::{Measurement, TimingConfig, TimingMethod, rotation_copies};
-use crate::weights::{random_activations, random_normal};
+use crate::weights::random_normal;
 
 /// Suite name (file names, `suite` field).
 pub const SUITE: &str = "int8";
@@ -92,30 +92,6 @@ impl Op {
             return Err(BenchError::invalid("no op given"));
         }
         Ok(out)
-    }
-}
-
-/// A baseline of this suite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Int8Baseline {
-    /// Direct cuBLASLt int8 GEMM, int32 output.
-    #[serde(rename = "cublaslt-int8")]
-    CublasLtInt8,
-    /// cuBLAS fp16 GEMM (f32 accumulation).
-    #[serde(rename = "cublas-f16")]
-    CublasF16,
-}
-
-impl Int8Baseline {
-    /// Both, in report order.
-    pub const ALL: [Int8Baseline; 2] = [Int8Baseline::CublasLtInt8, Int8Baseline::CublasF16];
-
-    /// Report name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Int8Baseline::CublasLtInt8 => "cublaslt-int8",
-            Int8Baseline::CublasF16 => "cublas-f16",
-        }
     }
 }
 
@@ -282,7 +258,6 @@ fn run_shape(
     let (n, k) = (shape.n, shape.k);
     let (dev, stream) = (ctx.device(), ctx.stream());
     let cublas = ctx.cublas()?;
-    let l2 = dev.info().l2_cache_bytes;
     let timer = ctx.timer(cfg.timing.clone());
     let m_max = cfg.ms.iter().copied().max().unwrap_or(1);
     let seed = cfg.seed ^ (n as u64).wrapping_mul(1_000_003) ^ (k as u64).wrapping_mul(7919);
@@ -302,62 +277,20 @@ fn run_shape(
             Err(e) => return Err(e),
         }
     }
-    // Baseline weights: int8 codes of the W8 quantization (cuBLASLt) and fp16 floats (cuBLAS).
-    let w8 = W8Weight::quantize(floats.view())?;
-    let w8_full: Vec<i8> = repeat_rows(&w8.codes, k, n);
-    let lt_copies: Vec<CudaSlice<i8>> = (0..rotation_copies(n * k, l2, cfg.timing.l2_factor))
-        .map(|_| stream.clone_htod(&w8_full))
-        .collect::<std::result::Result<_, _>>()?;
-    let f16_chunk = crate::weights::float_bits(floats.view(), OutDtype::F16);
-    let f16_full = repeat_rows(&f16_chunk, k, n);
-    let f16_copies: Vec<CudaSlice<u16>> = (0..rotation_copies(2 * n * k, l2, cfg.timing.l2_factor))
-        .map(|_| stream.clone_htod(&f16_full))
-        .collect::<std::result::Result<_, _>>()?;
-    drop((floats, w8_full, f16_full));
-    let _sync = SyncOnExit(stream);
-
-    // Activations and outputs.
+    // Baselines' weights and activations; the int8 activations are shared with the ops (per-token scales next).
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
-    let xq: Vec<i8> = (0..m_max * k).map(|_| rng.random_range(-127i32..=127) as i8).collect();
+    let mut bl = IntBaselines::new(ctx, floats.view(), n, m_max, &mut rng, seed ^ 0xF16, &cfg.timing, cfg.threads)?;
+    drop(floats);
     let xs: Vec<f32> = (0..m_max).map(|_| rng.random_range(1e-3f32..1e-2)).collect();
-    let x8 = stream.clone_htod(&xq)?;
     let xscale = stream.clone_htod(&xs)?;
-    let x16 = stream.clone_htod(&random_activations(m_max, k, OutDtype::F16, seed ^ 0xF16, cfg.threads))?;
-    let mut y16 = stream.alloc_zeros::<u16>(m_max * n)?;
-    let mut y32 = stream.alloc_zeros::<i32>(m_max * n)?;
-    stream.synchronize()?;
-    let y16p = y16.device_ptr_mut(stream).0;
-    let y32p = y32.device_ptr_mut(stream).0;
-    let x8p = x8.device_ptr(stream).0;
-    let x16p = x16.device_ptr(stream).0;
+    let _sync = SyncOnExit(stream);
+    let y16p = bl.y16.device_ptr_mut(stream).0;
+    let x8p = bl.x8.device_ptr(stream).0;
     let xsp = xscale.device_ptr(stream).0;
 
     let first_row = out.rows.len();
     for &m in &cfg.ms {
-        // Baselines.
-        let mut base: HashMap<Int8Baseline, Measurement> = HashMap::new();
-        pb.set_message(format!("{id} M={m} cublaslt-int8"));
-        let lt_ptrs: Vec<u64> = lt_copies.iter().map(|w| w.device_ptr(stream).0).collect();
-        match lt.prepare(m, n, k) {
-            Ok(()) => {
-                let meas = timer.measure(lt_ptrs.len(), |i| {
-                    // SAFETY: x8 holds m_max ≥ m rows of K int8, each copy N·K int8, y32 m_max·N int32, all on this
-                    // stream's context and alive until the stream is synchronized at the end of this function.
-                    Ok(unsafe { lt.matmul_raw(m, n, k, x8p, lt_ptrs[i], y32p) }?)
-                })?;
-                base.insert(Int8Baseline::CublasLtInt8, meas);
-            }
-            Err(e) => out.skipped.push(Skipped { what: format!("cublaslt-int8 {id} M={m}"), reason: e.to_string() }),
-        }
-        pb.inc();
-        pb.set_message(format!("{id} M={m} cublas-f16"));
-        let f16_ptrs: Vec<u64> = f16_copies.iter().map(|w| w.device_ptr(stream).0).collect();
-        let meas = timer.measure(f16_ptrs.len(), |i| {
-            // SAFETY: as above, with f16 operands and the f16 output.
-            Ok(unsafe { cublas.gemm_raw(OutDtype::F16, m, n, k, x16p, f16_ptrs[i], y16p) }?)
-        })?;
-        base.insert(Int8Baseline::CublasF16, meas);
-        pb.inc();
+        let base = bl.measure(ctx, &timer, lt, cublas, m, &id, pb, &mut out.skipped)?;
 
         for st in &ops {
             let what = format!("{} {id} M={m}", st.op.name());
@@ -384,7 +317,7 @@ fn run_shape(
                     // alive until the stream is synchronized at the end of this function.
                     Ok(unsafe { st.copies[i].run_raw(dev, x8p, k, &epis[i], y16p, n, &plan, wsp, wsb, cu) }?)
                 })?;
-                let check = if cfg.check && base.contains_key(&Int8Baseline::CublasLtInt8) {
+                let check = if cfg.check && base.contains_key(&IntBaseline::CublasLtInt8) {
                     // Exact check: int32 output of the kernel (poisoned first) vs cuBLASLt on the same operands.
                     let mut got = stream.clone_htod(&vec![0x7FFF_7FFFi32; m * n])?;
                     let gp = got.device_ptr_mut(stream).0;
@@ -436,7 +369,7 @@ fn make_row(
     st: &OpState,
     (m, n, k): (usize, usize, usize),
     kernel: &Measurement,
-    baseline: Int8Baseline,
+    baseline: IntBaseline,
     base: &Measurement,
     hbm: Option<f64>,
     check: Option<(bool, usize)>,
@@ -560,6 +493,6 @@ mod tests {
         for op in Op::ALL {
             assert_eq!(serde_json::to_string(&op).unwrap(), format!("\"{}\"", op.name()));
         }
-        assert_eq!(serde_json::to_string(&Int8Baseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");
+        assert_eq!(serde_json::to_string(&IntBaseline::CublasLtInt8).unwrap(), "\"cublaslt-int8\"");
     }
 }

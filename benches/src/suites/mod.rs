@@ -5,4 +5,5 @@
 pub mod bipolar;
 pub mod common;
 pub mod int8;
+pub mod int_baselines;
 pub mod weight_only;
