@@ -11,6 +11,7 @@
 
 #include "lowbit/i8_ws_gemm.cuh"
 #include "lowbit/launch.cuh"
+#include "lowbit/pdl.cuh"
 #include "lowbit/tma_host.h"
 
 // Automatic rasterization group: 4 activation tiles (measured best of {none, 16 MB of panels, 4} at M >= 1024 on
@@ -71,8 +72,11 @@ static bool csplit_enabled() {
     return e && *e ? *e != '0' : kCsplitDefault;
 }
 // Whether a ws plan (m, W4?, bx, splits) runs as cluster split-K (no workspace) rather than slab split-K.
+// v24: W8 too, at BX = 64 only (NOTES v20's W8 sweep at M = 256: 1024x8192 64 x 2 cluster 14.4 us vs the plan's 64 x 4
+// slab adds 17.3, cuBLASLt 10.1; 128 x 2 clusters lost to the unsplit BX 64 tiles, e.g. 4096x4096 15.1 vs ~11.5, and
+// the wave model at BX 128 comes within 1% of taking them there, so W8 stays off BX 128 / 256 clusters).
 bool lowbit_i8_ws_csplit(int64_t m, bool w4, int bx, int splits) {
-    return w4 && m > 64 && m <= kCsplitMaxM && splits == 2 && bx >= 128 && csplit_enabled();
+    return m > 64 && m <= kCsplitMaxM && splits == 2 && (w4 ? bx >= 128 : bx == 64) && csplit_enabled();
 }
 int lowbit_i8_ws_plan(int64_t n, int64_t m, int64_t k, bool w4, int nsm, int force_bx, int* splits, int* sps) {
     const int64_t nt = (n + lowbit::i8::kBW - 1) / lowbit::i8::kBW, sms = nsm > 0 ? nsm : 1;
@@ -156,7 +160,19 @@ constexpr int LOWBIT_I8_WS_PP = 64;
 // reduced through distributed shared memory (kernel flags bit 6; lowbit/i8_ws_gemm.cuh csplit_finish): grid = units,
 // one unit per CTA, no workspace. Cooperative consumers only (never ping-pong).
 constexpr int LOWBIT_I8_WS_CSPLIT = 256;
+// v24: programmatic dependent launch (kernel flags bit 7: the first S weight stages of the CTA's first unit
+// prefetched into L2 before griddepcontrol.wait).
+constexpr int LOWBIT_I8_WS_PDL = 512;
 constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
+// v24 (NOTES v24): the library's split-K ws launches (slab or cluster split) use PDL at M < kPdlMaxM (measured there:
+// M = 9..16 and 256 on the issue's nine shapes); unsplit grids keep the plain launch (measured slower with PDL).
+// LOWBIT_I8_WS_PDL=0 / 1 in the environment (read per call) turns it off / on (split grids) at every M; LOWBIT_PDL=0
+// turns off every PDL launch of the library.
+constexpr int64_t kPdlMaxM = 1024;
+static int pdl_opt(int64_t m) {
+    const char* e = getenv("LOWBIT_I8_WS_PDL");
+    return (e && *e ? *e != '0' : m < kPdlMaxM) ? LOWBIT_I8_WS_PDL : 0;
+}
 
 namespace {
 
@@ -208,17 +224,27 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
             const int splits = a.steps_per_split > 0 ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 0;
             if (a.ws != nullptr || splits < 2 || splits > 8 || (BX == 256 && splits != 2 && splits != 4))
                 return cudaErrorInvalidValue;
+            // v24: programmatic dependent launch here too (the next grid launches only once every cluster of this
+            // one has started and passed its wait, so waiting clusters never compete with it for SMs).
+            const bool pdl = (opts & LOWBIT_I8_WS_PDL) && lowbit::pdl_runs();
             const int64_t units = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
             lowbit::LaunchEx cfg(dim3(unsigned(units)), dim3(kThreads), smem, st);
-            return cfg.cluster_x(unsigned(splits)).launch(kern, a, map, ymap, flags | 64, group);
+            return cfg.cluster_x(unsigned(splits)).pdl(pdl).launch(kern, a, map, ymap, flags | 64 | (pdl ? 128 : 0),
+                                                                   group);
         }
     }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
     const int splits = a.ws ? (a.ksteps + a.steps_per_split - 1) / a.steps_per_split : 1;
     const int64_t tiles = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(tiles < nsm ? tiles : nsm);
-    kern<<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
-    return cudaGetLastError();
+    // v24: programmatic dependent launch (LOWBIT_I8_WS_PDL and lowbit::pdl_runs()) for split-K grids only (slab split
+    // here, cluster split above). H100, same binary, same call (NOTES v24): the slab splits gained (M = 16 W8
+    // 4096x11008 / 4096x8192 -1.5 us, 1024x8192 -0.3; W4 1024x8192 M = 256 -1.2), while unsplit grids lost 0.5-1.5 us
+    // at M = 16 (4096x4096, 11008x4096, 8192x8192, 8192x28672) and 1-5 us at M = 256 (W8: 4096x11008, 8192x8192,
+    // 8192x28672, 4096x8192, 11008x4096).
+    const bool pdl = (opts & LOWBIT_I8_WS_PDL) && a.ws != nullptr && lowbit::pdl_runs();
+    lowbit::LaunchEx cfg(dim3(unsigned(grid)), dim3(kThreads), smem, st);
+    return cfg.pdl(pdl).launch(kern, a, map, ymap, flags | (pdl ? 128 : 0), group);
 }
 
 }  // namespace
@@ -269,7 +295,9 @@ cudaError_t lowbit_i8_launch_ws_ex(const lowbit::i8::Args& a, int bits, int bx, 
 cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int group, cudaStream_t st) {
     // v17: unsplit BX = 128 tiles at M >= kPPMinM on the ping-pong consumers (the plan prices them so).
     const int pp = pp_enabled(a.m) ? LOWBIT_I8_WS_PP : 0;
-    return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT | pp, st);
+    // v24: a split plan without a workspace is a cluster split (lowbit_i8_ws_csplit gave it no workspace), as for W4.
+    const int cs = a.ws == nullptr && a.steps_per_split > 0 && a.steps_per_split < a.ksteps ? LOWBIT_I8_WS_CSPLIT : 0;
+    return lowbit_i8_launch_ws_ex(a, 8, bx, nsm, group, false, LOWBIT_I8_WS_DEFAULT | pp | cs | pdl_opt(a.m), st);
 }
 
 // W4A8 (4-bit codes in the tiled pack_w4 layout, integer group scales a.gs or nullptr): as lowbit_i8_launch_ws.
@@ -280,5 +308,5 @@ cudaError_t lowbit_i8_launch_ws(const lowbit::i8::Args& a, int bx, int nsm, int 
 cudaError_t lowbit_i8_launch_ws_w4(const lowbit::i8::Args& a, int bx, int nsm, int group, bool smem, cudaStream_t st) {
     // v20: a split plan without a workspace is a cluster split (lowbit_i8_ws_csplit gave it no workspace).
     const int cs = a.ws == nullptr && a.steps_per_split > 0 && a.steps_per_split < a.ksteps ? LOWBIT_I8_WS_CSPLIT : 0;
-    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT | cs, st);
+    return lowbit_i8_launch_ws_ex(a, 4, bx, nsm, group, smem, LOWBIT_I8_WS_DEFAULT | cs | pdl_opt(a.m), st);
 }

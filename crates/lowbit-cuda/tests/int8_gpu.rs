@@ -597,6 +597,21 @@ fn ws_w8a8_is_exact_and_fused_epilogues_match() {
             check_exact(&format!("W8 ws split-K call {rep} m={m} n={n} k={k}"), &got, &want, n);
         }
     }
+    // v24: W8 split-K through a 2-CTA cluster (BX 64, no workspace) where the plan takes it: 1024 x 8192 at M = 256
+    // (a bench shape) and an odd 1000 x 8192 at M = 300; exact twice on one plan (programmatic dependent launch
+    // between the calls).
+    for (m, n, k) in [(256usize, 1024usize, 8192usize), (300, 1000, 8192)] {
+        let w = W8Weight::quantize(rand_w(n, k, 48).view()).unwrap();
+        let g = Int8Gemm::new_w8(&dev, &w).unwrap();
+        assert_eq!(g.plan(&dev, m, I8Config::default()).unwrap().workspace_bytes, 0, "no cluster split at M = {m}");
+        let xs = rand_i8(m * k, 148);
+        let x = upload(&dev, &xs).unwrap();
+        let want = gemm_i32(&xs, m, k, &w.codes, n);
+        for rep in 0..2 {
+            let got = run_i32(&dev, &g, &x, m, I8Config::default()).unwrap();
+            check_exact(&format!("W8 ws cluster split call {rep} m={m} n={n} k={k}"), &got, &want, n);
+        }
+    }
     // A forced split is not this kernel's (its plan splits by itself).
     assert!(matches!(
         probe.plan(&dev, 512, I8Config { splits: Some(2), ..ws }),

@@ -521,6 +521,27 @@ __device__ __forceinline__ void csplit_finish(const Args& p, int32_t (&acc)[BX /
     if (rank == 0) csplit_epilogue<BX>(p, acc, m0, n0, tq, g, warp, lane, cw, ystore, ebuf, ymap, yq);
 }
 
+// v24: the L2 prefetch of a CTA's first weight stages before griddepcontrol.wait (ws_kernel, flags bit 7): the first
+// min(S, stages of the unit) 16 KB / 8 KB tiled blocks of unit blockIdx.x, one bulk prefetch each. Out of line so
+// that the kernel's register allocation is the one without it.
+template <int BX>
+__device__ __noinline__ void pdl_prefetch(const Args& p, int group, int S, int wstage, bool csplit) {
+    const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
+    const Tiles tiles{mt, nt, group < 1 ? 1 : (group > mt ? mt : group)};
+    const int sps = p.ws || csplit ? p.steps_per_split : p.ksteps;
+    const int splits = p.ws || csplit ? (p.ksteps + sps - 1) / sps : 1;
+    const int u = int(blockIdx.x);
+    if (u >= nt * mt * splits) return;
+    const int t = u / splits, k0 = (u - t * splits) * sps, k1 = min(p.ksteps, k0 + min(sps, S));
+    int nb, mb;
+    tiles.at(t, nb, mb);
+    const uint8_t* wsrc = p.w + size_t(nb) * p.ksteps * wstage;
+    for (int ks = k0; ks < k1; ++ks)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(wsrc + size_t(ks) * wstage),
+                     "r"(uint32_t(wstage))
+                     : "memory");
+}
+
 template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
@@ -567,7 +588,17 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             mbar_init(&empty[s], PP ? 4 : 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        // v24 (NOTES v24): programmatic dependent launch. Launched with the programmatic-stream-serialization
+        // attribute (ws_gemm.cu), this CTA may start while the previous kernel of the stream still runs, and that
+        // kernel may have written anything this one reads (weights included). So before griddepcontrol.wait this
+        // thread only prefetches the first S weight stages of the CTA's first unit into L2 (flags bit 7; L2 is
+        // coherent with the previous kernel's stores), and every copy into shared memory, load and store of every
+        // thread comes after the wait. Without the attribute the wait returns at once.
+        if (flags & 128) pdl_prefetch<BX>(p, group, S, kWStage, csplit);
     }
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    // The next kernel's CTAs may launch into free SMs once every CTA of this grid is past its wait (one call ahead).
+    asm volatile("griddepcontrol.launch_dependents;\n");
     __syncthreads();
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;

@@ -12,7 +12,8 @@
 
 namespace lowbit {
 
-/// A cudaLaunchKernelEx configuration with at most one launch attribute.
+/// A cudaLaunchKernelEx configuration with at most one cluster and one PDL attribute (int8 ws NOTES v24: the cluster
+/// split-K launch takes both).
 class LaunchEx {
   public:
     LaunchEx(dim3 grid, dim3 block, size_t smem, cudaStream_t stream) {
@@ -28,20 +29,26 @@ class LaunchEx {
 
     /// Thread-block clusters of `n` CTAs along x (the grid's x extent must be a multiple of n).
     LaunchEx& cluster_x(unsigned n) {
-        attr_[0].id = cudaLaunchAttributeClusterDimension;
-        attr_[0].val.clusterDim.x = n;
-        attr_[0].val.clusterDim.y = 1;
-        attr_[0].val.clusterDim.z = 1;
-        cfg_.numAttrs = 1;
+        cudaLaunchAttribute& a = slot(cudaLaunchAttributeClusterDimension);
+        a.val.clusterDim.x = n;
+        a.val.clusterDim.y = 1;
+        a.val.clusterDim.z = 1;
         return *this;
     }
 
     /// Programmatic dependent launch when `on` (the kernel must wait in griddepcontrol.wait before touching data the
     /// previous kernel of the stream writes or reads); no attribute otherwise.
     LaunchEx& pdl(bool on) {
-        attr_[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr_[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg_.numAttrs = on ? 1 : 0;
+        if (on) {
+            slot(cudaLaunchAttributeProgrammaticStreamSerialization).val.programmaticStreamSerializationAllowed = 1;
+        } else {
+            for (unsigned i = 0; i < cfg_.numAttrs; ++i) {
+                if (attr_[i].id == cudaLaunchAttributeProgrammaticStreamSerialization) {
+                    attr_[i] = attr_[--cfg_.numAttrs];
+                    break;
+                }
+            }
+        }
         return *this;
     }
 
@@ -72,8 +79,18 @@ class LaunchEx {
     const cudaLaunchConfig_t& config() const { return cfg_; }
 
   private:
+    // The attribute of this id, appended if not set yet.
+    cudaLaunchAttribute& slot(cudaLaunchAttributeID id) {
+        for (unsigned i = 0; i < cfg_.numAttrs; ++i)
+            if (attr_[i].id == id) return attr_[i];
+        cudaLaunchAttribute& a = attr_[cfg_.numAttrs++];
+        a = cudaLaunchAttribute{};
+        a.id = id;
+        return a;
+    }
+
     cudaLaunchConfig_t cfg_{};
-    cudaLaunchAttribute attr_[1]{};
+    cudaLaunchAttribute attr_[2]{};
 };
 
 }  // namespace lowbit
