@@ -225,10 +225,25 @@ int ws_c_env() {
     return v;
 }
 
+// Measurement switches (twelfth session, NOTES.md ws-PDL): LOWBIT_WO_WS4_SPLITS=<n> forces ws-W's K splits (K-split
+// plans only), LOWBIT_WO_WS4_MINSTEPS=<n> replaces kWs4MinSteps (above M = 32). Unset: the plan below.
+int env_int(const char* name) {
+    const char* e = getenv(name);
+    return e && e[0] >= '0' && e[0] <= '9' ? atoi(e) : -1;
+}
+int ws4_splits_env() {
+    static const int v = env_int("LOWBIT_WO_WS4_SPLITS");
+    return v;
+}
+int64_t ws4_min_steps() {
+    static const int v = env_int("LOWBIT_WO_WS4_MINSTEPS");
+    return v >= 0 ? v : kWs4MinSteps;
+}
+
 bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWs4MinM || m > kWs4MaxM || ws4_env() == 0) return false;
     const int64_t steps = (w->n_pad / 16 + 15) / 16 * (w->k_pad / 64);  // 256-row tiles x k-steps
-    const int64_t need = m > 32 ? kWs4MinSteps : kWs4MinStepsSmall;
+    const int64_t need = m > 32 ? ws4_min_steps() : kWs4MinStepsSmall;
     return steps >= need * sms && ws4_usable(dtype);
 }
 
@@ -277,7 +292,8 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
         const int strips = int(w->n_pad / 16), ksteps = int(w->k_pad / 64);
         if (p.ws4) {
             lowbit_wo_ws4_plan(int(m), strips, ksteps, sms, &p.splits);
-            const int sk = ws4_sk_env();
+            if (ws4_splits_env() > 0) p.splits = ws4_splits_env() < ksteps ? ws4_splits_env() : ksteps;
+            const int sk = ws4_splits_env() > 0 ? 0 : ws4_sk_env();
             p.ws4_sk = sk == 1 || (kWs4SkAuto && sk == -1 && lowbit_wo_ws4_sk_plan(int(m), strips, ksteps, sms) > 0);
         } else {
             lowbit_wo_ws_plan(int(m), strips, ksteps, sms, &p.bx, &p.splits);

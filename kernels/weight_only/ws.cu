@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 
+#include "lowbit/pdl.cuh"
 #include "lowbit/tma_host.h"
 #include "lowbit/wo_ws.cuh"
 #include "lowbit/wo_ws4.cuh"
@@ -128,6 +129,26 @@ void lowbit_wo_ws4_plan(int m, int strips, int ksteps, int nsm, int* splits) {
     *splits = best;
 }
 
+// ws-W under programmatic dependent launch (NOTES.md ws-PDL, twelfth session): where lowbit::pdl_runs() allows it
+// (sm_90, LOWBIT_PDL not 0), ws-W kernels start while the previous kernel of the stream drains and pull the first
+// kWs4PdlPf weight stages of their first unit into L2 before griddepcontrol.wait. LOWBIT_WO_WS4_PDL=0 in the
+// environment launches them without the attribute (A/B); LOWBIT_WO_WS4_PF=<n> sets the prefetch depth (measurement).
+constexpr int kWs4PdlPf = 4;
+bool ws4_pdl() {
+    static const bool on = [] {
+        const char* e = getenv("LOWBIT_WO_WS4_PDL");
+        return !(e && e[0] == '0');
+    }();
+    return on && lowbit::pdl_runs();
+}
+int ws4_pf() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS4_PF");
+        return e && e[0] >= '0' && e[0] <= '9' ? atoi(e) : kWs4PdlPf;
+    }();
+    return v;
+}
+
 // ws-W's maps: X (box 64 x 64) and the weight words (box 16 strips x 128 words).
 cudaError_t ws4_maps(const Args& a, CUtensorMap& xmap, CUtensorMap& wmap) {
     cudaError_t e = make_xmap(xmap, a, 64);
@@ -151,8 +172,11 @@ cudaError_t lowbit_wo_ws4_int4(const Args& a, int dtype, int splits, int nsm, cu
     CUtensorMap xmap, wmap;
     const cudaError_t e = ws4_maps(a, xmap, wmap);
     if (e != cudaSuccess) return e;
-    return dtype == 0 ? wows4::launch<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, splits, st, &wmap)
-                      : wows4::launch<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, splits, st, &wmap);
+    const bool pdl = ws4_pdl();
+    const int pf = pdl ? ws4_pf() : 0;
+    return dtype == 0
+               ? wows4::launch<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, splits, st, &wmap, pdl, pf)
+               : wows4::launch<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, splits, st, &wmap, pdl, pf);
 }
 
 // ws-W stream-K (lowbit/wo_ws4.cuh SK, NOTES.md ws-SK): every SM takes ~tiles x ksteps / SMs k-steps, tiles cut across
@@ -185,6 +209,8 @@ cudaError_t lowbit_wo_ws4_sk_int4(const Args& a, int dtype, int nsm, cudaStream_
     CUtensorMap xmap, wmap;
     const cudaError_t e = ws4_maps(a, xmap, wmap);
     if (e != cudaSuccess) return e;
-    return dtype == 0 ? wows4::launch_sk<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, st, &wmap)
-                      : wows4::launch_sk<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, st, &wmap);
+    const bool pdl = ws4_pdl();
+    const int pf = pdl ? ws4_pf() : 0;
+    return dtype == 0 ? wows4::launch_sk<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, st, &wmap, pdl, pf)
+                      : wows4::launch_sk<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, st, &wmap, pdl, pf);
 }

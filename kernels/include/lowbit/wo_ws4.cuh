@@ -72,6 +72,13 @@ struct Geo {
 // Stream-K: the CTA holding work index w (tile-major k-steps) of W over G CTAs (the largest c with c W / G <= w).
 __device__ __forceinline__ int sk_cta(int64_t w, int64_t W, int G) { return int(((w + 1) * G - 1) / W); }
 
+// Programmatic dependent launch: let the next kernel of the stream launch, then wait for the previous one (its
+// stores visible). A no-op pair when the kernel was launched without the attribute.
+__device__ __forceinline__ void griddep_start() {
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+
 // Consumer warpgroups' named barrier (id 1: ws4_kernel uses no other named barrier).
 template <int NC>
 __device__ __forceinline__ void consumer_bar() {
@@ -81,7 +88,8 @@ __device__ __forceinline__ void consumer_bar() {
 template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false>
 __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
                                                            const __grid_constant__ CUtensorMap xmap,
-                                                           const __grid_constant__ CUtensorMap wmap, int splits) {
+                                                           const __grid_constant__ CUtensorMap wmap, int splits,
+                                                           int pf) {
 #if defined(__CUDA_ARCH__)
 #if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
     __trap();  // never launched: the launcher checks the kernel's PTX version first
@@ -126,9 +134,35 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
         return true;
     };
 
+    // Programmatic dependent launch (NOTES.md ws-PDL; launch / launch_sk with pdl): this CTA may start while the
+    // previous kernel of the stream drains. Before griddepcontrol.wait nothing is read into the SM and nothing is
+    // written: the producer only pulls the first pf weight stages of its first unit into L2 (the point of coherence:
+    // a line fetched before the previous kernel's stores is updated by them). Without the launch attribute the wait
+    // returns at once.
+    // Programmatic dependent launch (NOTES.md ws-PDL; launch / launch_sk with pdl): this CTA may start while the
+    // previous kernel of the stream drains. Before griddepcontrol.wait (griddep_start) nothing is read into the SM and
+    // nothing is written: the producer only pulls the first pf weight stages of its first unit into L2 (the point of
+    // coherence: a line fetched before the previous kernel's stores is updated by them). Without the launch attribute
+    // the wait returns at once.
     if (tid >= kNC * 128) {
         // ------------------------------- producer (one thread) -------------------------------
         setmaxnreg_dec<C::kProdRegs>();
+        if (WT && pf > 0 && tid == kNC * 128) {
+            // The first pf weight stages of this CTA's first unit into L2 (before the wait: see above).
+            const UI w0 = uw;
+            int t, k0, k1;
+            if (next_unit(t, k0, k1)) {
+                const int s0 = (t / mt) * kStrips, kend = min(k1, k0 + pf);
+                for (int ks = k0; ks < kend; ++ks) {
+                    asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];\n" ::"l"(
+                                     reinterpret_cast<uint64_t>(&wmap)),
+                                 "r"(ks * 128), "r"(s0)
+                                 : "memory");
+                }
+            }
+            uw = w0;
+        }
+        griddep_start();
         if (tid == kNC * 128) {
             int s = 0;
             uint32_t phase = 0;
@@ -157,6 +191,7 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     } else {
         // ------------------------------- consumers -------------------------------
         setmaxnreg_inc<C::kConsRegs>();
+        griddep_start();
         const int cw = tid >> 7;  // weight rows 64 cw .. 64 cw + 63 of the tile
         const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
         const uint32_t ring_a = smem_u32(ring);
@@ -278,9 +313,28 @@ inline int effective_splits(const Args& a, int splits) {
 
 // Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle) and optionally of the weight
 // words (wmap: 2-D {ksteps * 128, strips} u32, box {128, 4 NC}, no swizzle). splits > 1 needs a.ws (f32 [M][N], zero).
+// Launch of a ws4_kernel instance, with the programmatic-stream-serialization attribute where pdl (the caller asks
+// lowbit::pdl_runs()); pf: weight stages prefetched into L2 before griddepcontrol.wait (WT only).
+template <typename Kern>
+cudaError_t launch_kern(Kern kern, int grid, int threads, int smem, cudaStream_t st, bool pdl, const Args& a,
+                        const CUtensorMap& xmap, const CUtensorMap& wmap, int splits, int pf) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(threads);
+    cfg.dynamicSmemBytes = size_t(smem);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, splits, pf);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 template <class Fmt, typename T, int BX, int NC>
 cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, cudaStream_t st,
-                   const CUtensorMap* wmap = nullptr) {
+                   const CUtensorMap* wmap = nullptr, bool pdl = false, int pf = 0) {
     using C = Cta<NC>;
     constexpr int smem = Geo<BX, NC>::kSmem;
     auto kern = wmap ? ws4_kernel<Fmt, T, BX, NC, true> : ws4_kernel<Fmt, T, BX, NC, false>;
@@ -290,8 +344,7 @@ cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, 
     if (splits > 1 && a.ws == nullptr) return cudaErrorInvalidValue;
     const int64_t units = int64_t((a.strips + C::kStrips - 1) / C::kStrips) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(units < nsm ? units : nsm);
-    kern<<<grid, C::kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, splits);
-    return cudaGetLastError();
+    return launch_kern(kern, grid, C::kThreads, smem, st, pdl, a, xmap, wmap ? *wmap : xmap, splits, wmap ? pf : 0);
 }
 
 // Stream-K (SK): the grid (one CTA per SM, at most one per k-step of work) and its workspace (flags, then one slot
@@ -313,7 +366,7 @@ inline int64_t sk_ws_bytes(int grid) {
 // Stream-K launch (maps as launch); a.ws: sk_ws_bytes(sk_grid(a, nsm)) zeroed bytes.
 template <class Fmt, typename T, int BX, int NC>
 cudaError_t launch_sk(const Args& a, const CUtensorMap& xmap, int nsm, cudaStream_t st,
-                      const CUtensorMap* wmap = nullptr) {
+                      const CUtensorMap* wmap = nullptr, bool pdl = false, int pf = 0) {
     using C = Cta<NC>;
     constexpr int smem = Geo<BX, NC>::kSmem;
     auto kern = wmap ? ws4_kernel<Fmt, T, BX, NC, true, true> : ws4_kernel<Fmt, T, BX, NC, false, true>;
@@ -321,8 +374,7 @@ cudaError_t launch_sk(const Args& a, const CUtensorMap& xmap, int nsm, cudaStrea
     if (e != cudaSuccess) return e;
     if (a.ws == nullptr) return cudaErrorInvalidValue;
     const int grid = sk_grid<BX, NC>(a, nsm);
-    kern<<<grid, C::kThreads, smem, st>>>(a, xmap, wmap ? *wmap : xmap, 1);
-    return cudaGetLastError();
+    return launch_kern(kern, grid, C::kThreads, smem, st, pdl, a, xmap, wmap ? *wmap : xmap, 1, wmap ? pf : 0);
 }
 
 }  // namespace wows4
