@@ -180,13 +180,17 @@ bool ws4_usable(int32_t dtype);
 //   11008x4096   M = 32 / 48 / 64: 24.0 / 25.5 / 27.6 vs small-M 22.8 / 35.9, ws v1 35.3 (M = 64)
 //   4096x4096    M = 32 / 48 / 64: 14.0 / 14.9 / 16.2 vs small-M 11.1 / 14.6 / 16.1
 // ws-W's time hardly depends on M up to 64 (one 64-row activation tile); it wins where the weight gives each SM
-// enough 256-row tile k-steps: >= kWs4MinSteps per SM above M = 32 (11008x4096: 20.8, 4096x4096: 7.8) and
-// >= kWs4MinStepsSmall per SM at M = 17..32 (the large shapes: 108.6; 11008x4096 loses at M = 32).
+// enough 256-row tile k-steps: >= kWs4MinSteps per SM at M = 40..64 (11008x4096: 20.8, 4096x4096: 7.8),
+// >= kWs4MinStepsMid at M = 33..39 and >= kWs4MinStepsSmall per SM at M = 17..32 (the large shapes: 108.6;
+// 11008x4096 loses at M = 32). Twelfth session (NOTES.md ws-PDL, H100, lowbit-bench, same run, twice): 4096x4096 at
+// M = 40 / 48 / 56 / 64 ws-W (8 K splits) 13.2 / 13.8 / 14.5 / 15.2 us vs small-M 13.6 / 14.4 / 15.2 / 15.9, so the
+// threshold from M = 40 went from 12 to 7 k-steps per SM (M = 33..39 not measured: keeps 12).
 // LOWBIT_WO_WS4=0 turns the automatic choice off (measurement); =1 also runs ws-W where the ws path is forced at
 // M <= 64 (tests of odd shapes).
 constexpr int kWs4MinM = 17;
 constexpr int kWs4MaxM = 64;
-constexpr int64_t kWs4MinSteps = 12;
+constexpr int64_t kWs4MinSteps = 7;
+constexpr int64_t kWs4MinStepsMid = 12;
 constexpr int64_t kWs4MinStepsSmall = 48;
 
 int ws4_env() {
@@ -226,7 +230,7 @@ int ws_c_env() {
 }
 
 // Measurement switches (twelfth session, NOTES.md ws-PDL): LOWBIT_WO_WS4_SPLITS=<n> forces ws-W's K splits (K-split
-// plans only), LOWBIT_WO_WS4_MINSTEPS=<n> replaces kWs4MinSteps (above M = 32). Unset: the plan below.
+// plans only), LOWBIT_WO_WS4_MINSTEPS=<n> replaces kWs4MinSteps (M = 40..64). Unset: the plan below.
 int env_int(const char* name) {
     const char* e = getenv(name);
     return e && e[0] >= '0' && e[0] <= '9' ? atoi(e) : -1;
@@ -243,7 +247,7 @@ int64_t ws4_min_steps() {
 bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool x_vec) {
     if (w->format != LOWBIT_WO_INT4 || !x_vec || m < kWs4MinM || m > kWs4MaxM || ws4_env() == 0) return false;
     const int64_t steps = (w->n_pad / 16 + 15) / 16 * (w->k_pad / 64);  // 256-row tiles x k-steps
-    const int64_t need = m > 32 ? ws4_min_steps() : kWs4MinStepsSmall;
+    const int64_t need = m >= 40 ? ws4_min_steps() : m > 32 ? kWs4MinStepsMid : kWs4MinStepsSmall;
     return steps >= need * sms && ws4_usable(dtype);
 }
 
