@@ -313,25 +313,8 @@ inline int effective_splits(const Args& a, int splits) {
 
 // Launch with a prepared tensor map of X (2-D {K, M}, box {64, BX}, 128-byte swizzle) and optionally of the weight
 // words (wmap: 2-D {ksteps * 128, strips} u32, box {128, 4 NC}, no swizzle). splits > 1 needs a.ws (f32 [M][N], zero).
-// Launch of a ws4_kernel instance, with the programmatic-stream-serialization attribute where pdl (the caller asks
+// launch / launch_sk: with the programmatic-stream-serialization attribute where pdl (the caller asks
 // lowbit::pdl_runs()); pf: weight stages prefetched into L2 before griddepcontrol.wait (WT only).
-template <typename Kern>
-cudaError_t launch_kern(Kern kern, int grid, int threads, int smem, cudaStream_t st, bool pdl, const Args& a,
-                        const CUtensorMap& xmap, const CUtensorMap& wmap, int splits, int pf) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(threads);
-    cfg.dynamicSmemBytes = size_t(smem);
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, a, xmap, wmap, splits, pf);
-    return e != cudaSuccess ? e : cudaGetLastError();
-}
-
 template <class Fmt, typename T, int BX, int NC>
 cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, cudaStream_t st,
                    const CUtensorMap* wmap = nullptr, bool pdl = false, int pf = 0) {
@@ -344,7 +327,9 @@ cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, 
     if (splits > 1 && a.ws == nullptr) return cudaErrorInvalidValue;
     const int64_t units = int64_t((a.strips + C::kStrips - 1) / C::kStrips) * ((a.m + BX - 1) / BX) * splits;
     const int grid = int(units < nsm ? units : nsm);
-    return launch_kern(kern, grid, C::kThreads, smem, st, pdl, a, xmap, wmap ? *wmap : xmap, splits, wmap ? pf : 0);
+    return LaunchEx(dim3(unsigned(grid)), dim3(C::kThreads), smem, st)
+        .pdl(pdl)
+        .launch(kern, a, xmap, wmap ? *wmap : xmap, splits, wmap ? pf : 0);
 }
 
 // Stream-K (SK): the grid (one CTA per SM, at most one per k-step of work) and its workspace (flags, then one slot
@@ -374,7 +359,9 @@ cudaError_t launch_sk(const Args& a, const CUtensorMap& xmap, int nsm, cudaStrea
     if (e != cudaSuccess) return e;
     if (a.ws == nullptr) return cudaErrorInvalidValue;
     const int grid = sk_grid<BX, NC>(a, nsm);
-    return launch_kern(kern, grid, C::kThreads, smem, st, pdl, a, xmap, wmap ? *wmap : xmap, 1, wmap ? pf : 0);
+    return LaunchEx(dim3(unsigned(grid)), dim3(C::kThreads), smem, st)
+        .pdl(pdl)
+        .launch(kern, a, xmap, wmap ? *wmap : xmap, 1, wmap ? pf : 0);
 }
 
 }  // namespace wows4
