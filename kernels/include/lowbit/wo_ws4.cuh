@@ -135,11 +135,6 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     };
 
     // Programmatic dependent launch (NOTES.md ws-PDL; launch / launch_sk with pdl): this CTA may start while the
-    // previous kernel of the stream drains. Before griddepcontrol.wait nothing is read into the SM and nothing is
-    // written: the producer only pulls the first pf weight stages of its first unit into L2 (the point of coherence:
-    // a line fetched before the previous kernel's stores is updated by them). Without the launch attribute the wait
-    // returns at once.
-    // Programmatic dependent launch (NOTES.md ws-PDL; launch / launch_sk with pdl): this CTA may start while the
     // previous kernel of the stream drains. Before griddepcontrol.wait (griddep_start) nothing is read into the SM and
     // nothing is written: the producer only pulls the first pf weight stages of its first unit into L2 (the point of
     // coherence: a line fetched before the previous kernel's stores is updated by them). Without the launch attribute
