@@ -339,6 +339,17 @@ static void run_checks() {
         check_case(f, 9, 2000, 12288, LOWBIT_I8_PATH_WS, 0, 0);
         check_case(f, 16, 640, 12288, LOWBIT_I8_PATH_WS, 0, 0, 6);
     }
+    // v25: grouped W4 at M <= 8 on the T orientation, group index by shift (256) or division (384), M = 16 too.
+    {
+        const Fmt g256{LOWBIT_I8_W4, 256, "w4g256"}, g384{LOWBIT_I8_W4, 384, "w4g384"};
+        check_case(g256, 1, 300, 2048, 0, 0, 0);
+        check_case(g256, 8, 1000, 4096, LOWBIT_I8_PATH_STREAM, 0, 3);
+        check_case(g256, 16, 640, 12288, 0, 0, 0, 6);
+        check_case(g384, 3, 520, 3072, 0, 0, 0);
+        check_case(g384, 5, 600, 4608, LOWBIT_I8_PATH_STREAM, 0, 3);
+        check_case(g384, 16, 1000, 3072, LOWBIT_I8_PATH_STREAM, 0, 2);
+        check_case(g384, 1, 640, 12288, 0, 0, 0, 6);
+    }
     check_errors();
     printf("checks: %d passed, %d failed\n", g_pass, g_fail);
 }
@@ -418,6 +429,23 @@ static void run_bench() {
                    "%.1f (%.2fx) | %.2f\n",
                    n, k, m, lt * 1e3, f16 * 1e3, w8 * 1e3, lt / w8, w8s * 1e3, lt / w8s, w4g * 1e3, f16 / w4g, w8 / w4g, w4 * 1e3,
                    f16 / w4, b4 * 1e3, f16 / b4, b2 * 1e3, f16 / b2, b2bytes / (b2 * 1e-3) / 1e12);
+            fflush(stdout);
+        }
+    }
+}
+
+// v25 A/B (one binary per kernel build, run alternately): the library plan on the two large shapes.
+static void run_quick() {
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}};
+    for (auto& s : shapes) {
+        const int n = s[0], k = s[1];
+        // QUICK_FULL=1: cuBLAS f16 and W8 too (the kernels this build does not change: once per process set).
+        const bool full = getenv("QUICK_FULL") != nullptr;
+        for (int m : {1, 16}) {
+            const float f16 = full ? bench_f16(m, n, k) : 1e-9f, w8 = full ? bench_lowbit(kW8, m, n, k) : 1e-9f;
+            const float w4g = bench_lowbit(kW4g, m, n, k), w4 = bench_lowbit(kW4, m, n, k);
+            printf("quick %dx%d M=%-2d | f16 %.1f | w8 %.1f | w4g128 %.1f (%.2fx f16, %.3fx w8) | w4 %.1f (%.2fx)\n", n, k, m,
+                   f16 * 1e3, w8 * 1e3, w4g * 1e3, f16 / w4g, w8 / w4g, w4 * 1e3, f16 / w4);
             fflush(stdout);
         }
     }
@@ -888,6 +916,7 @@ int main(int argc, char** argv) {
     if (mode.find("check") != std::string::npos) run_checks();
     if (mode.find("bench") != std::string::npos) run_bench();
     if (mode.find("sweep") != std::string::npos) run_sweep();
+    if (mode.find("quick") != std::string::npos) run_quick();
 #ifdef LOWBIT_STREAM_PROBE
     if (mode.find("probe") != std::string::npos) run_probe(mode);
     if (mode.find("ab") != std::string::npos) run_ab();

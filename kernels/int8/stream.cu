@@ -87,8 +87,26 @@ __host__ __device__ constexpr bool needs_xsum(int f) { return packed(f) && code_
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
 // Grouped W4 with 16 activation rows or 8 warps per strip keeps one unit per buffer (two spilled 8-36 bytes
 // under the 128-register bound).
+// Grouped W4 at MT = 8 runs the T orientation since v25 (fewer registers): two units per buffer on every CTA shape.
+#ifndef LOWBIT_STREAM_GS_T
+#define LOWBIT_STREAM_GS_T 1
+#endif
+#ifndef LOWBIT_STREAM_PF_AHEAD
+#define LOWBIT_STREAM_PF_AHEAD 0
+#endif
+#ifndef LOWBIT_STREAM_PF_ALL
+#define LOWBIT_STREAM_PF_ALL 0
+#endif
+#ifndef LOWBIT_STREAM_GS16_KB
+#define LOWBIT_STREAM_GS16_KB 1
+#endif
+#ifndef LOWBIT_STREAM_GS8_KB
+#define LOWBIT_STREAM_GS8_KB 2
+#endif
 template <int F, bool GS, int MT, int SP>
-constexpr int units_per_buffer() { return (F == kW4 && GS && (MT > 8 || SP != 4)) ? 1 : 2; }
+constexpr int units_per_buffer() {
+    return !(F == kW4 && GS) ? 2 : MT == 8 ? LOWBIT_STREAM_GS8_KB : LOWBIT_STREAM_GS16_KB;
+}
 // In-block reduction: (warps per strip - 1) x strips x 16 accumulators x 32 lanes.
 __host__ __device__ constexpr int red_bytes(int sp) { return (warps_of(sp) / sp - 1) * sp * 16 * 32 * 4; }
 // Activation bytes in shared memory per CTA: 80 KB (+ 8 KB reduction + group scales) at two CTAs per SM; 176 KB
@@ -247,7 +265,9 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // per m16n8k32) and the activations its B side (n8 = the 8 activation rows), which halves the MMAs of the
     // MT = 16 orientation, half of whose A rows were padding at M <= 8. Packed formats then take the activation
     // sums once per CTA (dp4a over the shared-memory slice) instead of one all-ones MMA per k32 step.
-    constexpr bool T = MT == 8 && !GS;
+    // Grouped W4 too since v25 (NOTES v25): its group scales apply per unit to the T partials (4 weight rows x 2
+    // activation rows per lane), with the unit's activation sums from one all-ones MMA per k32 step.
+    constexpr bool T = MT == 8 && (!GS || LOWBIT_STREAM_GS_T);
     constexpr int NJ = T ? 2 : 4;  // accumulator tiles per warp: 2 pairs of row groups (T) or 4 row groups
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
     static_assert(SP == 8 || SP == 4 || SP == 1, "SP is 8 (256-row CTAs), 4 (128) or 1 (32) strips per CTA");
@@ -258,6 +278,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     extern __shared__ __align__(16) unsigned char smem[];
 
     constexpr int kB = units_per_buffer<F, GS, MT, SP>();
+    constexpr int kPf = (GS || LOWBIT_STREAM_PF_ALL) ? LOWBIT_STREAM_PF_AHEAD : 0;  // L2 prefetch distance (buffers)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int strip = warp % SP, kw = warp / SP;
@@ -339,7 +360,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #else
     constexpr bool kChunkArch = true;
 #endif
-    constexpr bool kChunked = kChunkArch && MT > 8 && SP != 1 && !(T && needs_xsum(F));
+    constexpr bool kChunked = kChunkArch && MT > 8 && SP != 1 && !(T && needs_xsum(F) && !GS);
     // Activation chunk barriers (NOTES v22): one arrival per thread each, initialised before any copy is issued.
     __shared__ uint64_t xbar[kChunked ? kXChunks : 1];
     if constexpr (kChunked) {
@@ -358,6 +379,8 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     auto prefetch = [&](int u0) { each_piece(u0, [](int, int, const uint8_t* a) { prefetch_l2(a); }); };
     prefetch(kw);
     prefetch(kw + kStep);
+#pragma unroll
+    for (int d = 2; d < 2 + kPf; ++d) prefetch(kw + d * kStep);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // Let the next kernel's CTAs launch into free SM slots now (they wait in their own griddepcontrol.wait).
     asm volatile("griddepcontrol.launch_dependents;\n");
@@ -468,7 +491,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         }
     }
     __shared__ int32_t xsum_s[8];
-    if (T && needs_xsum(F) && warp < min(8, p.m)) {
+    if (T && needs_xsum(F) && !GS && warp < min(8, p.m)) {
         // Activation sums of rows 0..M-1 (<= 8) over this CTA's K range (zero-filled beyond K): warp w sums row w.
         const unsigned char* xrow = smem + warp * xstride;
         const int pieces = (s_end - s_begin) * (kBK / 16);
@@ -491,6 +514,15 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     int32_t xacc[4] = {0, 0, 0, 0};  // packed per-channel: running activation sums (rows g, g + 8 in [0], [2])
     constexpr uint32_t kOnes = 0x01010101u;
     (void)kOnes;
+    // W4 group of unit u relative to g0 (groups are whole 128-column steps): a shift where the steps per group are a
+    // power of two (g128: none), else one division per unit (v25: the division per unit was ~20 instructions).
+    const int gsteps = GS ? p.group_len / kBK : 1;
+    const int gshift = (gsteps & (gsteps - 1)) == 0 ? __ffs(gsteps) - 1 : -1;
+    auto group_of = [&](int ur) {
+        const int st = s_begin + ur;
+        return (gshift >= 0 ? st >> gshift : st / gsteps) - g0;
+    };
+    (void)group_of;
 
     auto compute = [&](const uint4 (&wv)[kB][4], int u0) {
 #pragma unroll
@@ -502,8 +534,17 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                 // The activation chunk of this unit's last step (units only move forward: a warp waits at most once
                 // per chunk, and not at all once the copy is ahead; the no-MMA probe waits too, so that no copy is
                 // still in flight when the CTA exits). Without chunks every chunk was waited for before the loop.
-                const int need = (W2 ? 2 * ur + 1 : W4 ? ur : ur >> 1) / xcs;
-                while (xready < need) cp_async_bar_wait(&xbar[++xready], 0);
+                // Chunk (last step) / xcs, without an integer division per unit (v25): wait while the next chunk
+                // starts at or before the unit's last step.
+                // Grouped W4 only: elsewhere the form changed the register allocation (8-byte spills in the
+                // per-channel W4 and BIP4 128-row instances at MT = 16).
+                const int last = W2 ? 2 * ur + 1 : W4 ? ur : ur >> 1;
+                if constexpr (GS) {
+                    while ((xready + 1) * xcs <= last) cp_async_bar_wait(&xbar[++xready], 0);
+                } else {
+                    const int need = last / xcs;
+                    while (xready < need) cp_async_bar_wait(&xbar[++xready], 0);
+                }
             }
             if (probe & 1) {  // timing probe: consume the loads without MMAs
 #pragma unroll
@@ -539,6 +580,44 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                             const uint32_t f1[4] = {(w0 >> 4) & m3, (w1 >> 4) & m3, (w0 >> 6) & m3, (w1 >> 6) & m3};
                             mma_s8_m16n8k32(acc[jp], f1, a.z, a.w);
                         }
+                    }
+                } else if constexpr (GS) {
+                    // Grouped W4 (v25): the unit's partials part[jp] (fresh int32 per unit), its activation sums for
+                    // activation rows 2t, 2t + 1 from an all-ones A (xs[0], xs[1]), then acc += s_n (part - 8 xs) with
+                    // the group scale of each of the lane's weight rows 16 jp + 8 h + g of the strip.
+                    const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
+                    const uint32_t ones[4] = {kOnes, kOnes, kOnes, kOnes};
+                    int32_t part[2][4], xs[4];
+#pragma unroll
+                    for (int s = 0; s < 4; ++s) {
+                        if (s == 0) {
+                            mma_s8_zero(xs, ones, word(l, s), word(h, s));
+                        } else {
+                            mma_s8_m16n8k32(xs, ones, word(l, s), word(h, s));
+                        }
+#pragma unroll
+                        for (int jp = 0; jp < 2; ++jp) {
+                            uint32_t lo0, hi0, lo1, hi1;
+                            w4_codes(word(wv[i][2 * jp], s), lo0, hi0);
+                            w4_codes(word(wv[i][2 * jp + 1], s), lo1, hi1);
+                            const uint32_t f[4] = {lo0, lo1, hi0, hi1};
+                            if (s == 0) {
+                                mma_s8_zero(part[jp], f, word(l, s), word(h, s));
+                            } else {
+                                mma_s8_m16n8k32(part[jp], f, word(l, s), word(h, s));
+                            }
+                        }
+                    }
+                    constexpr int kOff = code_off(F);
+                    const int32_t nx0 = -kOff * xs[0], nx1 = -kOff * xs[1];
+                    const unsigned char* sg = gsm + (strip * 32 + g) * gstride + group_of(ur);
+#pragma unroll
+                    for (int jp = 0; jp < 2; ++jp) {
+                        const int32_t sc0 = sg[(16 * jp) * gstride], sc1 = sg[(16 * jp + 8) * gstride];
+                        acc[jp][0] += sc0 * (part[jp][0] + nx0);
+                        acc[jp][1] += sc0 * (part[jp][1] + nx1);
+                        acc[jp][2] += sc1 * (part[jp][2] + nx0);
+                        acc[jp][3] += sc1 * (part[jp][3] + nx1);
                     }
                 } else {
                     const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
@@ -599,7 +678,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 #pragma unroll
                     for (int s = 1; s < 4; ++s) mma_s8_m16n8k32(xs, af[s], kOnes, kOnes);
                     const int32_t nx0 = -8 * xs[0], nx2 = -8 * xs[2];
-                    const int gi = ((s_begin + ur) * kBK) / p.group_len - g0;
+                    const int gi = group_of(ur);
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         int32_t part[4];
@@ -634,11 +713,14 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             }
         }
     };
-    // Two register buffers: the next buffer's loads go out before the current buffer's MMAs.
+    // Two register buffers: the next buffer's loads go out before the current buffer's MMAs. kPf > 0: the lines of
+    // the buffer kPf buffers ahead of each register load are prefetched into L2 (bytes in flight without registers).
     for (int u0 = kw; u0 < nunits; u0 += 2 * kStep) {
         compute(wa, u0);
+        if constexpr (kPf > 0) prefetch(u0 + (2 + kPf) * kStep);
         load(wa, u0 + 2 * kStep);
         compute(wb, u0 + kStep);
+        if constexpr (kPf > 0) prefetch(u0 + (3 + kPf) * kStep);
         load(wb, u0 + 3 * kStep);
     }
     if constexpr (needs_xsum(F) && !GS && !T) {
@@ -699,7 +781,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                 for (int j = 0; j < NJ; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) acc[j][e] += r[(q - 1) * SP * 512 + (4 * j + e) * 32];
-            if constexpr (T && needs_xsum(F)) {
+            if constexpr (T && needs_xsum(F) && !GS) {
                 // acc[jp][e]: weight row 16 jp + 8 (e >> 1) + g of the strip, activation row 2t + (e & 1).
                 constexpr int kOff = code_off(F);
                 const int32_t s0 = xsum_s[2 * t], s1 = xsum_s[2 * t + 1];
