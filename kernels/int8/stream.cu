@@ -36,10 +36,10 @@
 // BIP4 reads the W4 bytes; BIP2's 256-column unit is one 8 KB block of 128 rows (lowbit-core int8::tile_bip2):
 // lane t's word c holds columns 64c + 16t + [0, 16), bit 8b + 2i <-> column 8 (i >> 1) + 4 (i & 1) + b, so
 // (w >> 2i) & 0x03030303 is a ready B (or A) fragment register.
-// Orientation: at MT = 16 (and for grouped W4) the weights are the MMA's B side (n8 = one row group) and the
-// activations its A side (m16); at MT = 8 without group scales ("T", v10) the weights are A (two row groups per
-// m16) and the 8 activation rows B, which halves the MMAs; the packed formats' sum x then comes from one dp4a pass
-// over the CTA's activation slice instead of all-ones MMAs.
+// Orientation: at MT = 16 the weights are the MMA's B side (n8 = one row group) and the activations its A side
+// (m16); at MT = 8 ("T", v10; grouped W4 since v25) the weights are A (two row groups per m16) and the 8 activation
+// rows B, which halves the MMAs; per-channel packed formats' sum x then comes from one dp4a pass over the CTA's
+// activation slice, grouped W4's per-unit sums from one all-ones MMA per k32 step.
 //
 // Partitioning: CTA = 256 threads = 8 warps = SP strips of 32 weight rows x 8 / SP warps that split each
 // strip's units (in-block split-K, reduced through shared memory at the end): SP = 4 (one 128-row tile, 2 warps
@@ -85,28 +85,11 @@ __host__ __device__ constexpr bool needs_xsum(int f) { return packed(f) && code_
 // Units per register buffer: two buffers per warp, the next one's loads issued before the current one's MMAs,
 // so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
-// Grouped W4 with 16 activation rows or 8 warps per strip keeps one unit per buffer (two spilled 8-36 bytes
-// under the 128-register bound).
-// Grouped W4 at MT = 8 runs the T orientation since v25 (fewer registers): two units per buffer on every CTA shape.
-#ifndef LOWBIT_STREAM_GS_T
-#define LOWBIT_STREAM_GS_T 1
-#endif
-#ifndef LOWBIT_STREAM_PF_AHEAD
-#define LOWBIT_STREAM_PF_AHEAD 0
-#endif
-#ifndef LOWBIT_STREAM_PF_ALL
-#define LOWBIT_STREAM_PF_ALL 0
-#endif
-#ifndef LOWBIT_STREAM_GS16_KB
-#define LOWBIT_STREAM_GS16_KB 1
-#endif
-#ifndef LOWBIT_STREAM_GS8_KB
-#define LOWBIT_STREAM_GS8_KB 2
-#endif
+// Grouped W4 with 16 activation rows keeps one unit per buffer (two spilled 8-36 bytes under the 128-register
+// bound, v6). Grouped W4 at MT = 8 runs the T orientation since v25 (123-127 registers): two units per buffer on every CTA
+// shape. At MT = 16 two units per buffer spilled 20-76 bytes and measured 0-3 us slower (H100, NOTES v25).
 template <int F, bool GS, int MT, int SP>
-constexpr int units_per_buffer() {
-    return !(F == kW4 && GS) ? 2 : MT == 8 ? LOWBIT_STREAM_GS8_KB : LOWBIT_STREAM_GS16_KB;
-}
+constexpr int units_per_buffer() { return (F == kW4 && GS && MT > 8) ? 1 : 2; }
 // In-block reduction: (warps per strip - 1) x strips x 16 accumulators x 32 lanes.
 __host__ __device__ constexpr int red_bytes(int sp) { return (warps_of(sp) / sp - 1) * sp * 16 * 32 * 4; }
 // Activation bytes in shared memory per CTA: 80 KB (+ 8 KB reduction + group scales) at two CTAs per SM; 176 KB
@@ -267,7 +250,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // sums once per CTA (dp4a over the shared-memory slice) instead of one all-ones MMA per k32 step.
     // Grouped W4 too since v25 (NOTES v25): its group scales apply per unit to the T partials (4 weight rows x 2
     // activation rows per lane), with the unit's activation sums from one all-ones MMA per k32 step.
-    constexpr bool T = MT == 8 && (!GS || LOWBIT_STREAM_GS_T);
+    constexpr bool T = MT == 8;
     constexpr int NJ = T ? 2 : 4;  // accumulator tiles per warp: 2 pairs of row groups (T) or 4 row groups
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
     static_assert(SP == 8 || SP == 4 || SP == 1, "SP is 8 (256-row CTAs), 4 (128) or 1 (32) strips per CTA");
@@ -278,7 +261,6 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     extern __shared__ __align__(16) unsigned char smem[];
 
     constexpr int kB = units_per_buffer<F, GS, MT, SP>();
-    constexpr int kPf = (GS || LOWBIT_STREAM_PF_ALL) ? LOWBIT_STREAM_PF_AHEAD : 0;  // L2 prefetch distance (buffers)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     const int strip = warp % SP, kw = warp / SP;
@@ -379,8 +361,6 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     auto prefetch = [&](int u0) { each_piece(u0, [](int, int, const uint8_t* a) { prefetch_l2(a); }); };
     prefetch(kw);
     prefetch(kw + kStep);
-#pragma unroll
-    for (int d = 2; d < 2 + kPf; ++d) prefetch(kw + d * kStep);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // Let the next kernel's CTAs launch into free SM slots now (they wait in their own griddepcontrol.wait).
     asm volatile("griddepcontrol.launch_dependents;\n");
@@ -713,14 +693,12 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
             }
         }
     };
-    // Two register buffers: the next buffer's loads go out before the current buffer's MMAs. kPf > 0: the lines of
-    // the buffer kPf buffers ahead of each register load are prefetched into L2 (bytes in flight without registers).
+    // Two register buffers: the next buffer's loads go out before the current buffer's MMAs. (Prefetching the lines
+    // of later buffers into L2 as well, 2 or 4 buffers ahead, measured 0-6 us slower: NOTES v25.)
     for (int u0 = kw; u0 < nunits; u0 += 2 * kStep) {
         compute(wa, u0);
-        if constexpr (kPf > 0) prefetch(u0 + (2 + kPf) * kStep);
         load(wa, u0 + 2 * kStep);
         compute(wb, u0 + kStep);
-        if constexpr (kPf > 0) prefetch(u0 + (3 + kPf) * kStep);
         load(wb, u0 + 3 * kStep);
     }
     if constexpr (needs_xsum(F) && !GS && !T) {
