@@ -86,7 +86,7 @@ __host__ __device__ constexpr bool needs_xsum(int f) { return packed(f) && code_
 // so 2-4 units (8-16 loads of 16 B per lane) are always in flight (v5 loaded 4 units, then consumed them with
 // nothing in flight: H100, W8 at 87% of the copy bandwidth, W4 no faster than W8).
 // Grouped W4 with 16 activation rows keeps one unit per buffer (two spilled 8-36 bytes under the 128-register
-// bound, v6). Grouped W4 at MT = 8 runs the T orientation since v25 (123-127 registers): two units per buffer on every CTA
+// bound, v6). Grouped W4 at MT = 8 runs the T orientation since v25 (123-126 registers): two units per buffer on every CTA
 // shape. At MT = 16 two units per buffer spilled 20-76 bytes and measured 0-3 us slower (H100, NOTES v25).
 template <int F, bool GS, int MT, int SP>
 constexpr int units_per_buffer() { return (F == kW4 && GS && MT > 8) ? 1 : 2; }
