@@ -22,7 +22,8 @@ mkdir -p "$OUT"
 FLAGS=(-O3 -std=c++17 --expt-relaxed-constexpr -Xptxas=--warn-on-spills -gencode=arch=compute_90a,code=sm_90a -Ikernels/include)
 SRCS=(kernels/bipolar/inst_a.cu kernels/bipolar/inst_b.cu kernels/bipolar/inst_c.cu kernels/bipolar/inst_d.cu
       kernels/bipolar/bip_launch.cu kernels/bipolar/ws_planes.cu kernels/bipolar/bip_act_quant.cu kernels/int8/i8_launch.cu kernels/int8/inst_w8.cu
-      kernels/int8/inst_w4.cu kernels/int8/stream.cu kernels/int8/ws_gemm.cu benches/micro/bipolar.cu)
+      kernels/int8/inst_w4.cu kernels/int8/stream.cu kernels/int8/ws_gemm.cu kernels/int8/ws_pdl.cu
+      benches/micro/bipolar.cu)
 pids=()
 for s in "${SRCS[@]}"; do
   "$NVCC" "${FLAGS[@]}" -c "$s" -o "$OUT/$(basename "$s" .cu).o" &

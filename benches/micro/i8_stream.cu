@@ -6,7 +6,7 @@
 //
 //   bash benches/micro/i8_stream.sh [modes]   (nvcc on the GPU machine, translation units in parallel), or
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
-//        benches/micro/i8_stream.cu kernels/int8/{i8_launch,stream,inst_w8,inst_w4,ws_gemm}.cu -o i8_stream -ldl
+//        benches/micro/i8_stream.cu kernels/int8/{i8_launch,stream,inst_w8,inst_w4,ws_gemm,ws_pdl}.cu -o i8_stream -ldl
 //   ./i8_stream check     # exactness (odd shapes, forced splits / tile widths, poisoned outputs, bad inputs)
 //   ./i8_stream bench     # M = 1, 16 on the issue's shapes
 //   ./i8_stream sweep     # forced splits for BIP2 / BIP4 / W4 on the two 28672-wide shapes

@@ -12,7 +12,7 @@ FLAGS=(-O3 -std=c++17 --expt-relaxed-constexpr -Xptxas=--warn-on-spills -gencode
 # I8S_PROBE=1: the timing probes of stream.cu and the harness's `probe` / `one` modes (NOTES v13); not for the bench.
 [ "${I8S_PROBE:-0}" = 1 ] && FLAGS+=(-DLOWBIT_STREAM_PROBE)
 SRCS=(kernels/int8/i8_launch.cu kernels/int8/stream.cu kernels/int8/inst_w8.cu kernels/int8/inst_w4.cu
-      kernels/int8/ws_gemm.cu benches/micro/i8_stream.cu)
+      kernels/int8/ws_gemm.cu kernels/int8/ws_pdl.cu benches/micro/i8_stream.cu)
 pids=()
 for s in "${SRCS[@]}"; do
   "$NVCC" "${FLAGS[@]}" -c "$s" -o "$OUT/$(basename "$s" .cu).o" &

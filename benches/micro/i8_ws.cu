@@ -20,7 +20,7 @@
 //
 //   CU=.tools/venv/lib/python3.11/site-packages/nvidia/cu13
 //   nvcc -O3 -std=c++17 --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Ikernels/include \
-//        -I$CU/include benches/micro/i8_ws.cu kernels/int8/{ws_gemm,i8_launch,stream,inst_w8,inst_w4}.cu -L$CU/lib \
+//        -I$CU/include benches/micro/i8_ws.cu kernels/int8/{ws_gemm,ws_pdl,i8_launch,stream,inst_w8,inst_w4}.cu -L$CU/lib \
 //        -l:libcublasLt.so.13 -l:libcublas.so.13 -ldl -o dist/i8-small/i8_ws
 //   (add -DLOWBIT_I8_WS_W4_REGA to also check the register-A W4 variant)
 //   i8_ws quick          # correctness only

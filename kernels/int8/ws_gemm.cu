@@ -163,16 +163,26 @@ constexpr int LOWBIT_I8_WS_CSPLIT = 256;
 // v24: programmatic dependent launch (kernel flags bit 7: the first S weight stages of the CTA's first unit
 // prefetched into L2 before griddepcontrol.wait).
 constexpr int LOWBIT_I8_WS_PDL = 512;
+// v26 (measurement switch): PDL on unsplit cooperative grids too (LOWBIT_I8_WS_PDL=2; never on ping-pong grids).
+constexpr int LOWBIT_I8_WS_PDL_UNSPLIT = 1024;
 constexpr int LOWBIT_I8_WS_DEFAULT = LOWBIT_I8_WS_TMA_STORE | LOWBIT_I8_WS_RING_SCALES;
 // v24 (NOTES v24): the library's split-K ws launches (slab or cluster split) use PDL at M < kPdlMaxM (measured there:
 // M = 9..16 and 256 on the issue's nine shapes); unsplit grids keep the plain launch (measured slower with PDL).
-// LOWBIT_I8_WS_PDL=0 / 1 in the environment (read per call) turns it off / on (split grids) at every M; LOWBIT_PDL=0
-// turns off every PDL launch of the library.
+// LOWBIT_I8_WS_PDL=0 / 1 in the environment (read per call) turns it off / on (split grids) at every M, =2 on for
+// split and unsplit cooperative grids at every M (v26, for measurements); LOWBIT_PDL=0 turns off every PDL launch of
+// the library. v26: a PDL launch runs the PDL instance of the kernel (ws_pdl.cu), every other launch the instance
+// without the griddepcontrol code (pre-v24 SASS).
 constexpr int64_t kPdlMaxM = 1024;
 static int pdl_opt(int64_t m) {
     const char* e = getenv("LOWBIT_I8_WS_PDL");
+    if (e && *e == '2') return LOWBIT_I8_WS_PDL | LOWBIT_I8_WS_PDL_UNSPLIT;
     return (e && *e ? *e != '0' : m < kPdlMaxM) ? LOWBIT_I8_WS_PDL : 0;
 }
+// v26 (ws_pdl.cu): launches ws_kernel<bx, w4, w4, false, true> (W8, or W4 with the shared-memory expansion) with the
+// PDL attribute (and clusters of `cluster` CTAs along x when cluster > 1), flags | 128.
+cudaError_t lowbit_i8_ws_launch_pdl(const lowbit::i8::Args& a, int bx, bool w4, const CUtensorMap& map,
+                                    const CUtensorMap& ymap, int flags, int group, unsigned grid, unsigned cluster,
+                                    cudaStream_t st);
 
 namespace {
 
@@ -225,12 +235,15 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
             if (a.ws != nullptr || splits < 2 || splits > 8 || (BX == 256 && splits != 2 && splits != 4))
                 return cudaErrorInvalidValue;
             // v24: programmatic dependent launch here too (the next grid launches only once every cluster of this
-            // one has started and passed its wait, so waiting clusters never compete with it for SMs).
-            const bool pdl = (opts & LOWBIT_I8_WS_PDL) && lowbit::pdl_runs();
+            // one has started and passed its wait, so waiting clusters never compete with it for SMs); v26: through
+            // the PDL instance.
+            const bool pdl = (opts & LOWBIT_I8_WS_PDL) && (!W4 || W4S) && lowbit::pdl_runs();
             const int64_t units = int64_t((a.n + kBW - 1) / kBW) * ((a.m + BX - 1) / BX) * splits;
+            if (pdl)
+                return lowbit_i8_ws_launch_pdl(a, BX, W4, map, ymap, flags | 64, group, unsigned(units),
+                                               unsigned(splits), st);
             lowbit::LaunchEx cfg(dim3(unsigned(units)), dim3(kThreads), smem, st);
-            return cfg.cluster_x(unsigned(splits)).pdl(pdl).launch(kern, a, map, ymap, flags | 64 | (pdl ? 128 : 0),
-                                                                   group);
+            return cfg.cluster_x(unsigned(splits)).launch(kern, a, map, ymap, flags | 64, group);
         }
     }
     // Work units: output tiles x K slices (split-K when a.ws is set, v14).
@@ -242,9 +255,14 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
     // 4096x11008 / 4096x8192 -1.5 us, 1024x8192 -0.3; W4 1024x8192 M = 256 -1.2), while unsplit grids lost 0.5-1.5 us
     // at M = 16 (4096x4096, 11008x4096, 8192x8192, 8192x28672) and 1-5 us at M = 256 (W8: 4096x11008, 8192x8192,
     // 8192x28672, 4096x8192, 11008x4096).
-    const bool pdl = (opts & LOWBIT_I8_WS_PDL) && a.ws != nullptr && lowbit::pdl_runs();
-    lowbit::LaunchEx cfg(dim3(unsigned(grid)), dim3(kThreads), smem, st);
-    return cfg.pdl(pdl).launch(kern, a, map, ymap, flags | (pdl ? 128 : 0), group);
+    // v26 (NOTES v26): the PDL launch runs the PDL instance (ws_pdl.cu); the plain launch runs this one, which has no
+    // griddepcontrol code (v24 compiled it into every instance: W8A8 4096x11008 at M = 1024 / 4096, unsplit BX 256,
+    // measured 7-20% slower on an H100).
+    const bool pdl = (opts & LOWBIT_I8_WS_PDL) && (a.ws != nullptr || (opts & LOWBIT_I8_WS_PDL_UNSPLIT)) && !PP &&
+                     (!W4 || W4S) && lowbit::pdl_runs();
+    if (pdl) return lowbit_i8_ws_launch_pdl(a, BX, W4, map, ymap, flags, group, unsigned(grid), 1, st);
+    kern<<<grid, kThreads, smem, st>>>(a, map, ymap, flags, group);
+    return cudaGetLastError();
 }
 
 }  // namespace

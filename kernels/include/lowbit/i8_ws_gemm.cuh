@@ -542,7 +542,11 @@ __device__ __noinline__ void pdl_prefetch(const Args& p, int group, int S, int w
                      : "memory");
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
+// PDL (v26): the instance launched with programmatic dependent launch (v24's griddepcontrol.wait /
+// launch_dependents and the flags-bit-7 L2 prefetch compiled in). The library launches it only for split-K grids
+// (kernels/int8/ws_pdl.cu); every other launch runs PDL = false, whose code is exactly the pre-v24 kernel's (v24 had
+// the PDL code in every instance; NOTES v26).
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool PDL = false>
 __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__ Args p,
                                                           const __grid_constant__ CUtensorMap xmap,
                                                           const __grid_constant__ CUtensorMap ymap, int flags,
@@ -588,17 +592,22 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
             mbar_init(&empty[s], PP ? 4 : 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        // v24 (NOTES v24): programmatic dependent launch. Launched with the programmatic-stream-serialization
-        // attribute (ws_gemm.cu), this CTA may start while the previous kernel of the stream still runs, and that
-        // kernel may have written anything this one reads (weights included). So before griddepcontrol.wait this
-        // thread only prefetches the first S weight stages of the CTA's first unit into L2 (flags bit 7; L2 is
-        // coherent with the previous kernel's stores), and every copy into shared memory, load and store of every
-        // thread comes after the wait. Without the attribute the wait returns at once.
-        if (flags & 128) pdl_prefetch<BX>(p, group, S, kWStage, csplit);
+        // v24 (NOTES v24): programmatic dependent launch (PDL instances only, v26). Launched with the
+        // programmatic-stream-serialization attribute (ws_pdl.cu), this CTA may start while the previous kernel of
+        // the stream still runs, and that kernel may have written anything this one reads (weights included). So
+        // before griddepcontrol.wait this thread only prefetches the first S weight stages of the CTA's first unit
+        // into L2 (flags bit 7; L2 is coherent with the previous kernel's stores), and every copy into shared memory,
+        // load and store of every thread comes after the wait. Without the attribute the wait returns at once.
+        if constexpr (PDL) {
+            if (flags & 128) pdl_prefetch<BX>(p, group, S, kWStage, csplit);
+        }
     }
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    // The next kernel's CTAs may launch into free SMs once every CTA of this grid is past its wait (one call ahead).
-    asm volatile("griddepcontrol.launch_dependents;\n");
+    if constexpr (PDL) {
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        // The next kernel's CTAs may launch into free SMs once every CTA of this grid is past its wait (one call
+        // ahead).
+        asm volatile("griddepcontrol.launch_dependents;\n");
+    }
     __syncthreads();
 
     const int mt = (p.m + BX - 1) / BX, nt = (p.n + kBW - 1) / kBW;
@@ -1033,10 +1042,10 @@ __global__ void __launch_bounds__(kThreads, 1) ws_kernel(const __grid_constant__
 #endif
 }
 
-template <int BX, bool W4 = false, bool W4S = false, bool PP = false>
+template <int BX, bool W4 = false, bool W4S = false, bool PP = false, bool PDL = false>
 bool available() {
     cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP>) != cudaSuccess) return false;
+    if (cudaFuncGetAttributes(&attr, ws_kernel<BX, W4, W4S, PP, PDL>) != cudaSuccess) return false;
     return attr.ptxVersion >= 90;
 }
 
