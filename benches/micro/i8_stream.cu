@@ -441,7 +441,7 @@ static void run_quick() {
         const int n = s[0], k = s[1];
         // QUICK_FULL=1: cuBLAS f16 and W8 too (the kernels this build does not change: once per process set).
         const bool full = getenv("QUICK_FULL") != nullptr;
-        for (int m : {1, 16}) {
+        for (int m : {1, 8, 16}) {
             const float f16 = full ? bench_f16(m, n, k) : 1e-9f, w8 = full ? bench_lowbit(kW8, m, n, k) : 1e-9f;
             const float w4g = bench_lowbit(kW4g, m, n, k), w4 = bench_lowbit(kW4, m, n, k);
             printf("quick %dx%d M=%-2d | f16 %.1f | w8 %.1f | w4g128 %.1f (%.2fx f16, %.3fx w8) | w4 %.1f (%.2fx)\n", n, k, m,

@@ -30,7 +30,9 @@
 // 8 codes, no IMAD), and the offset is removed exactly afterwards: sum_k x (u - 8) s = s (sum_k x u - 8 sum_k x).
 // The activation sums sum_k x come from one extra MMA per k32 step against an all-ones B fragment (they land in
 // the accumulator lanes that need them). Group scales (groups of a multiple of 128 columns = whole units) are
-// applied per unit to an int32 partial: acc += s_n * (part - 8 xsum). Every step is exact int32.
+// applied per unit to an int32 partial; grouped W4 (v27) feeds the MMA signed codes 16 q instead (w4_codes16: the
+// same instruction count as the u expansion), so no activation sums: acc += s_n * (part >> 4). Every step is exact
+// int32.
 // Bipolar codes (v10; the unsigned operand since v21): the bipolar GEMM's int8 mapping multiplies the codes u
 // themselves (its epilogue turns sum x u into the value product), so off = 0 and no activation sums are needed.
 // BIP4 reads the W4 bytes; BIP2's 256-column unit is one 8 KB block of 128 rows (lowbit-core int8::tile_bip2):
@@ -39,7 +41,7 @@
 // Orientation: at MT = 16 the weights are the MMA's B side (n8 = one row group) and the activations its A side
 // (m16); at MT = 8 ("T", v10; grouped W4 since v25) the weights are A (two row groups per m16) and the 8 activation
 // rows B, which halves the MMAs; per-channel packed formats' sum x then comes from one dp4a pass over the CTA's
-// activation slice, grouped W4's per-unit sums from one all-ones MMA per k32 step.
+// activation slice; grouped W4 needs none (signed codes 16 q, v27).
 //
 // Partitioning: CTA = 256 threads = 8 warps = SP strips of 32 weight rows x 8 / SP warps that split each
 // strip's units (in-block split-K, reduced through shared memory at the end): SP = 4 (one 128-row tile, 2 warps
@@ -171,6 +173,21 @@ __device__ __forceinline__ void w4_codes(uint32_t x, uint32_t& lo, uint32_t& hi)
     hi = prmt(e, o, 0x7351);
 }
 
+// The same 8 codes as signed bytes 16 q = (u ^ 8) << 4 (q = u - 8 in -8..7; NOTES v27): an s8 MMA on them gives
+// 16 sum x q exactly (|x * 16 q| <= 2^14), so grouped W4 needs no activation sums; the per-unit partial is shifted
+// back (>> 4, exact) before its group scale. Same instruction count as w4_codes (a shift, two LOP3, two PRMT).
+// (a & 0xF0F0F0F0) ^ c as one LOP3 (written in C++, ptxas split it into two: an AND and an XOR per use, NOTES v27).
+__device__ __forceinline__ uint32_t hi_xor(uint32_t a, uint32_t c) {
+    uint32_t d;
+    asm("lop3.b32 %0, %1, 0xF0F0F0F0, %2, 0x6A;" : "=r"(d) : "r"(a), "r"(c));
+    return d;
+}
+__device__ __forceinline__ void w4_codes16(uint32_t x, uint32_t& lo, uint32_t& hi) {
+    const uint32_t e = hi_xor(x << 4, 0x80808080u), o = hi_xor(x, 0x80808080u);
+    lo = prmt(e, o, 0x6240);
+    hi = prmt(e, o, 0x7351);
+}
+
 // Split-K (as lowbit/i8_gemm.cuh splitk_finish, for an R-row CTA): after its partial sums are in the workspace,
 // the last CTA of the row block to arrive applies the epilogue to the block and zeroes its workspace and counter.
 template <int MT, int R, int NT>
@@ -249,7 +266,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // MT = 16 orientation, half of whose A rows were padding at M <= 8. Packed formats then take the activation
     // sums once per CTA (dp4a over the shared-memory slice) instead of one all-ones MMA per k32 step.
     // Grouped W4 too since v25 (NOTES v25): its group scales apply per unit to the T partials (4 weight rows x 2
-    // activation rows per lane), with the unit's activation sums from one all-ones MMA per k32 step.
+    // activation rows per lane); since v27 on signed codes 16 q, without the unit's activation sums.
     constexpr bool T = MT == 8;
     constexpr int NJ = T ? 2 : 4;  // accumulator tiles per warp: 2 pairs of row groups (T) or 4 row groups
     static_assert(MT == 8 || MT == 16, "MT is 8 or 16 activation rows");
@@ -562,24 +579,18 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                         }
                     }
                 } else if constexpr (GS) {
-                    // Grouped W4 (v25): the unit's partials part[jp] (fresh int32 per unit), its activation sums for
-                    // activation rows 2t, 2t + 1 from an all-ones A (xs[0], xs[1]), then acc += s_n (part - 8 xs) with
-                    // the group scale of each of the lane's weight rows 16 jp + 8 h + g of the strip.
+                    // Grouped W4 (v25; v27: signed codes 16 q, no activation sums): the unit's partials part[jp]
+                    // (fresh int32 per unit, 16 x the true partial), then acc += s_n (part >> 4) with the group scale of
+                    // each of the lane's weight rows 16 jp + 8 h + g of the strip.
                     const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
-                    const uint32_t ones[4] = {kOnes, kOnes, kOnes, kOnes};
-                    int32_t part[2][4], xs[4];
+                    int32_t part[2][4];
 #pragma unroll
                     for (int s = 0; s < 4; ++s) {
-                        if (s == 0) {
-                            mma_s8_zero(xs, ones, word(l, s), word(h, s));
-                        } else {
-                            mma_s8_m16n8k32(xs, ones, word(l, s), word(h, s));
-                        }
 #pragma unroll
                         for (int jp = 0; jp < 2; ++jp) {
                             uint32_t lo0, hi0, lo1, hi1;
-                            w4_codes(word(wv[i][2 * jp], s), lo0, hi0);
-                            w4_codes(word(wv[i][2 * jp + 1], s), lo1, hi1);
+                            w4_codes16(word(wv[i][2 * jp], s), lo0, hi0);
+                            w4_codes16(word(wv[i][2 * jp + 1], s), lo1, hi1);
                             const uint32_t f[4] = {lo0, lo1, hi0, hi1};
                             if (s == 0) {
                                 mma_s8_zero(part[jp], f, word(l, s), word(h, s));
@@ -588,16 +599,14 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                             }
                         }
                     }
-                    constexpr int kOff = code_off(F);
-                    const int32_t nx0 = -kOff * xs[0], nx1 = -kOff * xs[1];
                     const unsigned char* sg = gsm + (strip * 32 + g) * gstride + group_of(ur);
 #pragma unroll
                     for (int jp = 0; jp < 2; ++jp) {
                         const int32_t sc0 = sg[(16 * jp) * gstride], sc1 = sg[(16 * jp + 8) * gstride];
-                        acc[jp][0] += sc0 * (part[jp][0] + nx0);
-                        acc[jp][1] += sc0 * (part[jp][1] + nx1);
-                        acc[jp][2] += sc1 * (part[jp][2] + nx0);
-                        acc[jp][3] += sc1 * (part[jp][3] + nx1);
+                        acc[jp][0] += sc0 * (part[jp][0] >> 4);
+                        acc[jp][1] += sc0 * (part[jp][1] >> 4);
+                        acc[jp][2] += sc1 * (part[jp][2] >> 4);
+                        acc[jp][3] += sc1 * (part[jp][3] >> 4);
                     }
                 } else {
                     const uint4 l = lds128(xr + 32 * t), h = lds128(xr + 32 * t + 16);
@@ -652,31 +661,26 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
                     af[s][0] = word(l, s), af[s][1] = word(l8, s), af[s][2] = word(h, s), af[s][3] = word(h8, s);
                 }
                 if constexpr (GS) {
-                    // Activation sums of the unit (rows g, g + 8 in xs[0], xs[2]).
-                    int32_t xs[4];
-                    mma_s8_zero(xs, af[0], kOnes, kOnes);
-#pragma unroll
-                    for (int s = 1; s < 4; ++s) mma_s8_m16n8k32(xs, af[s], kOnes, kOnes);
-                    const int32_t nx0 = -8 * xs[0], nx2 = -8 * xs[2];
+                    // Signed codes 16 q (v27): the partial is 16 x the unit's true partial, no activation sums.
                     const int gi = group_of(ur);
 #pragma unroll
                     for (int j = 0; j < 4; ++j) {
                         int32_t part[4];
                         uint32_t lo, hi;
-                        w4_codes(word(wv[i][j], 0), lo, hi);
+                        w4_codes16(word(wv[i][j], 0), lo, hi);
                         mma_s8_zero(part, af[0], lo, hi);
 #pragma unroll
                         for (int s = 1; s < 4; ++s) {
-                            w4_codes(word(wv[i][j], s), lo, hi);
+                            w4_codes16(word(wv[i][j], s), lo, hi);
                             mma_s8_m16n8k32(part, af[s], lo, hi);
                         }
                         // part[e]: activation row g (e < 2) / g + 8, weight row 8j + 2t + (e & 1) of the strip.
                         const unsigned char* sg = gsm + (strip * 32 + 8 * j + 2 * t) * gstride + gi;
                         const int32_t sc0 = sg[0], sc1 = sg[gstride];
-                        acc[j][0] += sc0 * (part[0] + nx0);
-                        acc[j][1] += sc1 * (part[1] + nx0);
-                        acc[j][2] += sc0 * (part[2] + nx2);
-                        acc[j][3] += sc1 * (part[3] + nx2);
+                        acc[j][0] += sc0 * (part[0] >> 4);
+                        acc[j][1] += sc1 * (part[1] >> 4);
+                        acc[j][2] += sc0 * (part[2] >> 4);
+                        acc[j][3] += sc1 * (part[3] >> 4);
                     }
                 } else {
 #pragma unroll
