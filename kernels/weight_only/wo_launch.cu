@@ -48,6 +48,11 @@ void lowbit_wo_ws4_plan(int, int, int, int, int*);
 int lowbit_wo_ws4_sk_plan(int, int, int, int);
 int64_t lowbit_wo_ws4_sk_ws_bytes(int, int, int, int);
 cudaError_t lowbit_wo_ws4_sk_int4(const Args&, int, int, cudaStream_t);
+// ws-SKv (ws.cu: ws v1's 128 x 256 tiles on ws-W's stream-K schedule): plan (m, strips, ksteps, sms, force -> grid,
+// 0 = the ws plan), zeroed workspace bytes and launch (args with ws, dtype, sms, stream).
+int lowbit_wo_ws_sk_plan(int, int, int, int, int);
+int64_t lowbit_wo_ws_sk_ws_bytes(int, int, int, int);
+cudaError_t lowbit_wo_ws_sk_int4(const Args&, int, int, cudaStream_t);
 #define LOWBIT_WO_DECLARE_DEQUANT(NAME) cudaError_t lowbit_wo_dequant_##NAME(const Args&, int, void*, int, cudaStream_t);
 LOWBIT_WO_DECLARE_DEQUANT(int2)
 LOWBIT_WO_DECLARE_DEQUANT(int3)
@@ -92,6 +97,7 @@ struct Plan {
     bool ws;     // warp-specialized persistent path (INT4, sm_90a)
     bool ws4;    // ... run by ws-W (four consumer warpgroups; K splits in `splits`, bx unused)
     bool ws4_sk; // ... with the stream-K schedule (splits = 1, no convert; its flags and slots in ws_split_bytes)
+    bool ws_sk;  // ws plan at BX = 256 run by ws-SKv (stream-K, splits = 1, no convert; workspace as ws4_sk)
     int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
     int ws_cs;   // ws-C: K slices per thread-block cluster (> 1: splits = 1, no workspace, no convert), else 0
     bool wgmma;  // warpgroup path (else mma.sync)
@@ -229,6 +235,18 @@ int ws_c_env() {
     return v;
 }
 
+// ws-SKv (thirteenth session, NOTES.md; ws.cu lowbit_wo_ws_sk_plan): the unsplit ws plans at BX = 256 whose last
+// round of tiles leaves SMs idle run on the stream-K schedule (H100: 28672x8192 at M = 129..768, 11008x4096 at
+// M = 257..512, 8192x28672 at M = 513..768). LOWBIT_WO_WS_SK=0 in the environment keeps the ws
+// plan (A/B), =1 runs ws-SKv on every ws plan at BX = 256 (M > 128; tests), split or not.
+int ws_sk_env() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS_SK");
+        return e && e[0] == '0' ? 0 : e && e[0] == '1' ? 1 : -1;
+    }();
+    return v;
+}
+
 // Measurement switches (twelfth session, NOTES.md ws-PDL): LOWBIT_WO_WS4_SPLITS=<n> forces ws-W's K splits (K-split
 // plans only), LOWBIT_WO_WS4_MINSTEPS=<n> replaces kWs4MinSteps (M = 40..64). Unset: the plan below.
 int env_int(const char* name) {
@@ -301,6 +319,8 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
             p.ws4_sk = sk == 1 || (kWs4SkAuto && sk == -1 && lowbit_wo_ws4_sk_plan(int(m), strips, ksteps, sms) > 0);
         } else {
             lowbit_wo_ws_plan(int(m), strips, ksteps, sms, &p.bx, &p.splits);
+            p.ws_sk = ws_sk_env() != 0 && lowbit_wo_ws_sk_plan(int(m), strips, ksteps, sms, ws_sk_env()) > 0;
+            if (p.ws_sk) p.splits = 1;  // forced (=1) over a split plan: the stream-K schedule replaces the splits
             int cbx = 0;
             const int cs = p.splits > 1 && ws_c_env() != 0 ? lowbit_wo_ws_c_plan(int(m), strips, ksteps, sms, &cbx) : 0;
             if (cs > 1) p.bx = cbx, p.ws_cs = cs, p.splits = 1;  // ws-C: no split-K workspace
@@ -310,6 +330,8 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
         if (p.ws4_sk) {
             p.splits = 1;
             p.ws_split_bytes = lowbit_wo_ws4_sk_ws_bytes(int(m), strips, ksteps, sms);
+        } else if (p.ws_sk) {
+            p.ws_split_bytes = lowbit_wo_ws_sk_ws_bytes(int(m), strips, ksteps, sms);
         } else {
             p.ws_split_bytes = p.splits > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
         }
@@ -459,7 +481,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         a.ldx = a.k;
         a.x_vec = a.k % 8 == 0;
     }
-    if (pl.splits > 1 || pl.ws4_sk) {
+    if (pl.splits > 1 || pl.ws4_sk || pl.ws_sk) {
         // Zero on entry (the caller's contract), zero again after convert_kernel (stream-K: after the kernel): no
         // memset per call.
         a.ws = reinterpret_cast<float*>(ws);
@@ -468,6 +490,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     if (pl.ws) {
         // K splits (small grids): f32 partials into the zeroed workspace, converted (and re-zeroed) after.
         if (pl.ws4_sk) return lowbit_wo_ws4_sk_int4(a, dtype, a.sms, s);
+        if (pl.ws_sk) return lowbit_wo_ws_sk_int4(a, dtype, a.sms, s);
         if (pl.ws_cs > 1) return lowbit_wo_ws_c_int4(a, dtype, pl.bx, pl.ws_cs, 0, s, nullptr);
         cudaError_t e = pl.ws4 ? lowbit_wo_ws4_int4(a, dtype, pl.splits, a.sms, s)
                                : lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);

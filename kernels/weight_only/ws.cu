@@ -214,3 +214,59 @@ cudaError_t lowbit_wo_ws4_sk_int4(const Args& a, int dtype, int nsm, cudaStream_
     return dtype == 0 ? wows4::launch_sk<lowbit::wo::Int4, __half, 64, 4>(a, xmap, nsm, st, &wmap, pdl, pf)
                       : wows4::launch_sk<lowbit::wo::Int4, __nv_bfloat16, 64, 4>(a, xmap, nsm, st, &wmap, pdl, pf);
 }
+
+// ws-SKv (thirteenth session, NOTES.md): ws v1's geometry (tiles of 128 weight rows x 256 activation rows, two
+// consumer warpgroups) on ws-W's stream-K schedule (lowbit/wo_ws4.cuh ws4_kernel NC = 2, BX = 256): every SM takes
+// ~tiles x ksteps / SMs k-steps instead of whole tiles, tiles cut across CTAs are summed by their owner through the
+// zeroed workspace (no convert launch). Plan: where the ws plan (lowbit_wo_ws_plan) runs BX = 256 unsplit, its last
+// round of tiles leaves SMs idle (tiles < kWsSkMaxFill x rounds x SMs) and each SM's run is at least one tile's
+// k-steps (a tile is cut across at most two CTAs: one 128 KB slot per owner). Measured on an H100 (lowbit-bench graph
+// replay, short passes, same call as main's bench; NOTES.md ws-SKv): 28672x8192 M = 256 / 512 / 768 -6 / -5 / -8%
+// (224 / 448 / 672 tiles: 0.85 of the rounds' SMs; hot passes at M = 256: 0), 11008x4096 M = 512 -11% (172: 0.65),
+// 8192x28672 M = 768 -8% (192: 0.73); left out as measured behind: 11008x4096 M = 256 (runs of 42 k-steps, 3 CTAs per
+// tile: +2% short, +11% hot), 4096x4096 M = 768 (+4%), 11008x4096 M = 1024 (0.87 filled: +1%). force: 1 = every
+// BX = 256 ws plan, split or not (tests). Returns the stream-K grid, or 0 for the ws plan.
+constexpr double kWsSkMaxFill = 0.86;
+int lowbit_wo_ws_sk_plan(int m, int strips, int ksteps, int nsm, int force) {
+    Args a{};
+    a.m = m, a.strips = strips, a.ksteps = ksteps;
+    int bx = 0, sp = 1;
+    lowbit_wo_ws_plan(m, strips, ksteps, nsm, &bx, &sp);
+    if (bx != 256 || nsm < 1) return 0;
+    const int grid = wows4::sk_grid<256, 2>(a, nsm);
+    if (force == 1) return grid;
+    const int64_t work = wows4::sk_work<256, 2>(a), tiles = work / ksteps, rounds = (tiles + nsm - 1) / nsm;
+    const bool tail = double(tiles) < kWsSkMaxFill * double(rounds * nsm);
+    return sp == 1 && tail && work >= int64_t(ksteps) * nsm && ksteps >= 16 ? grid : 0;
+}
+
+// Zeroed workspace bytes of the ws-SKv launch on nsm SMs.
+int64_t lowbit_wo_ws_sk_ws_bytes(int m, int strips, int ksteps, int nsm) {
+    Args a{};
+    a.m = m, a.strips = strips, a.ksteps = ksteps;
+    return (wows4::sk_ws_bytes<256, 2>(wows4::sk_grid<256, 2>(a, nsm)) + 255) / 256 * 256;
+}
+
+// ws-SKv INT4 launch (NC = 2, BX = 256) on nsm SMs; a.ws: lowbit_wo_ws_sk_ws_bytes zeroed bytes (left zero). PDL and
+// the L2 prefetch of the first weight stages as ws-W (ws4_pdl / ws4_pf). nsm < 0 asks only whether the kernel was
+// compiled for sm_90a.
+cudaError_t lowbit_wo_ws_sk_int4(const Args& a, int dtype, int nsm, cudaStream_t st) {
+    static_assert(wows4::Cta<2>::kStrips == wows::kStrips, "make_wmap's box is the NC = 2 tile's strips");
+    if (nsm < 0) {
+        cudaFuncAttributes attr{};
+        const cudaError_t e = dtype == 0
+                                  ? cudaFuncGetAttributes(&attr, wows4::ws4_kernel<lowbit::wo::Int4, __half, 256, 2, true, true>)
+                                  : cudaFuncGetAttributes(&attr, wows4::ws4_kernel<lowbit::wo::Int4, __nv_bfloat16, 256, 2, true, true>);
+        return e == cudaSuccess && attr.ptxVersion >= 90 ? cudaSuccess : cudaErrorNoKernelImageForDevice;
+    }
+    if (nsm < 1) return cudaErrorInvalidValue;
+    CUtensorMap xmap, wmap;
+    cudaError_t e = make_xmap(xmap, a, 256);
+    if (e != cudaSuccess) return e;
+    e = make_wmap(wmap, a);  // box 8 strips x 128 words = Cta<2>::kStrips
+    if (e != cudaSuccess) return e;
+    const bool pdl = ws4_pdl();
+    const int pf = pdl ? ws4_pf() : 0;
+    return dtype == 0 ? wows4::launch_sk<lowbit::wo::Int4, __half, 256, 2>(a, xmap, nsm, st, &wmap, pdl, pf)
+                      : wows4::launch_sk<lowbit::wo::Int4, __nv_bfloat16, 256, 2>(a, xmap, nsm, st, &wmap, pdl, pf);
+}

@@ -31,8 +31,13 @@
 // the flags in k order, adds the slots to its accumulators (a fixed order: deterministic), re-zeroes slots and
 // flags, and stores T(sum * chan) as an unsplit tile. p.ws: [G rounded to 64] int flags, then G slots of
 // (NC x 128 threads) x BX / 2 floats in the consumers' register order; all zero on entry, left zero (sk_ws_bytes).
+// NC = 2, BX = 256 (ws-SKv, thirteenth session, NOTES.md): ws v1's geometry (two consumer warpgroups, tiles of 128
+// weight rows x 256 activation rows, 384 threads, consumers at 240 registers) on this kernel's schedules; the library
+// runs it with the stream-K schedule only (lowbit_wo_ws_sk_int4), for the unsplit ws plans whose last round of tiles
+// leaves SMs idle (e.g. 28672x8192 at M = 256: 224 tiles on 132 SMs).
 // Limits: INT formats without high words (Int4 instantiated); sm_90a; X 16-byte aligned with ldx % 8 == 0, K % 8 == 0
-// (TMA); BX = 64 or 128 (BX = 128: 64 accumulators + 32 A registers within the 120-register cap).
+// (TMA); NC = 3 / 4 at BX = 64 or 128 (BX = 128: 64 accumulators + 32 A registers within the 120-register cap), NC = 2
+// at BX = 256.
 #pragma once
 
 #include <cuda.h>
@@ -48,14 +53,14 @@ using wo::Args;
 
 constexpr int kBK = 64;
 
-// NC consumer warpgroups (3 or 4) + one producer warpgroup; tiles of 64 NC weight rows (4 NC strips).
+// NC consumer warpgroups (2, 3 or 4) + one producer warpgroup; tiles of 64 NC weight rows (4 NC strips).
 template <int NC>
 struct Cta {
     static constexpr int kStrips = 4 * NC;
     static constexpr int kThreads = (NC + 1) * 128;
     static constexpr int kCap = (65536 / kThreads) / 8 * 8;  // registers per thread at the launch bound
     static constexpr int kProdRegs = 24;                      // setmaxnreg of the producer warpgroup
-    // setmaxnreg of the consumers: the rest of the launch allocation (NC = 4: 112, NC = 3: 160)
+    // setmaxnreg of the consumers: the rest of the launch allocation (NC = 4: 112, NC = 3: 160, NC = 2: 240)
     static constexpr int kConsRegs = ((kThreads * kCap - 128 * kProdRegs) / (NC * 128)) / 8 * 8;
     static constexpr int kWStage = kStrips * 512;  // weight bytes per stage
 };
@@ -95,8 +100,8 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     __trap();  // never launched: the launcher checks the kernel's PTX version first
 #else
     static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
-    static_assert(BX == 64 || BX == 128, "BX 64 or 128 (registers)");
-    static_assert(NC == 3 || NC == 4, "3 or 4 consumer warpgroups");
+    static_assert(((NC == 3 || NC == 4) && (BX == 64 || BX == 128)) || (NC == 2 && BX == 256),
+                  "NC 3 / 4 at BX 64 / 128 (registers), NC 2 at BX 256");
     using G = Geo<BX, NC>;
     using C = Cta<NC>;
     constexpr int kNC = NC, kStrips = C::kStrips;
@@ -269,14 +274,21 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                         }
                         consumer_bar<kNC>();
                         float4* src = reinterpret_cast<float4*>(slots + size_t(c) * kSlot) + tid;
-                        float4 v[BX / 8];
+                        // Loads in flight per batch: the whole slot at BX <= 128, 8 float4 at BX = 256 (128
+                        // accumulators besides).
+                        constexpr int kNV = BX / 8, kB = BX == 256 ? 8 : kNV;
 #pragma unroll
-                        for (int i = 0; i < BX / 8; ++i) v[i] = __ldcg(src + i * kCons);
+                        for (int i0 = 0; i0 < kNV; i0 += kB) {
+                            float4 v[kB];
 #pragma unroll
-                        for (int i = 0; i < BX / 8; ++i) {
-                            acc[4 * i] += v[i].x, acc[4 * i + 1] += v[i].y, acc[4 * i + 2] += v[i].z,
-                                acc[4 * i + 3] += v[i].w;
-                            __stcg(src + i * kCons, make_float4(0.f, 0.f, 0.f, 0.f));
+                            for (int i = 0; i < kB; ++i) v[i] = __ldcg(src + (i0 + i) * kCons);
+#pragma unroll
+                            for (int ii = 0; ii < kB; ++ii) {
+                                const int i = i0 + ii;
+                                acc[4 * i] += v[ii].x, acc[4 * i + 1] += v[ii].y, acc[4 * i + 2] += v[ii].z,
+                                    acc[4 * i + 3] += v[ii].w;
+                                __stcg(src + i * kCons, make_float4(0.f, 0.f, 0.f, 0.f));
+                            }
                         }
                     }
                 }

@@ -1,5 +1,5 @@
 //! Shared helpers of the weight-only GEMM GPU tests (`weight_only_gpu`, `weight_only_ws4_gpu`,
-//! `weight_only_ws4_sk_gpu`): INT4 test weights, activations, the stated tolerance model, one poisoned GEMM run, the
+//! `weight_only_ws4_sk_gpu`, `weight_only_ws_sk_gpu`): INT4 test weights, activations, the stated tolerance model, one poisoned GEMM run, the
 //! identity activations.
 
 use half::{bf16, f16};
