@@ -18,10 +18,10 @@
 
 mod common;
 
-use common::weight_only::{activations, compare, hopper_or_skip, int4_cases};
-use common::{POISON, weights};
+use common::weight_only::{activations, compare, hopper_or_skip, run_twice, stream_k_cases};
+use common::weights;
 use lowbit_core::{Granularity, IntAffineWeight, QuantizedWeight};
-use lowbit_cuda::{Device, DeviceTensor, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm, upload};
+use lowbit_cuda::{Device, GemmConfig, GemmPath, OutDtype, WeightOnlyGemm};
 
 /// Turns ws-W and its stream-K schedule on before the first launch of this process (the launcher reads both once).
 fn sk_on() {
@@ -31,52 +31,6 @@ fn sk_on() {
         std::env::set_var("LOWBIT_WO_WS4", "1");
         std::env::set_var("LOWBIT_WO_WS4_SK", "1");
     }
-}
-
-/// Runs the GEMM twice on one workspace (Y poisoned before each run): both outputs, the workspace's zeroed part
-/// afterwards (must be zero) and whether the plan had one.
-fn run_twice(
-    dev: &Device,
-    g: &WeightOnlyGemm,
-    x: &[u16],
-    m: usize,
-    dtype: OutDtype,
-    cfg: GemmConfig,
-) -> (Vec<u16>, Vec<u16>, bool) {
-    let (n, k) = g.shape();
-    let xt = {
-        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
-        let data = upload(dev, x).expect("upload x");
-        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
-        t
-    };
-    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
-    let mut ws = g.workspace(dev, &plan).expect("workspace");
-    let mut outs = Vec::new();
-    for _ in 0..2 {
-        let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
-        g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
-        outs.push(y.to_host_bits().expect("download y"));
-    }
-    let clean = match &ws {
-        Some(w) if plan.zeroed_bytes > 0 => {
-            let host: Vec<u8> = dev.stream().clone_dtoh(w).expect("download workspace");
-            host[..plan.zeroed_bytes].iter().all(|&b| b == 0)
-        }
-        _ => true,
-    };
-    let second = outs.pop().unwrap();
-    (outs.pop().unwrap(), second, clean)
-}
-
-fn cases() -> Vec<(String, QuantizedWeight)> {
-    let g = Granularity::Group;
-    let all = [(false, g(128)), (true, g(128)), (false, Granularity::PerChannel)];
-    int4_cases(
-        &[((1000, 2048), &all), ((4096, 4096), &all[..1]), ((28672, 512), &all[..1]), ((333, 640), &all)],
-        71,
-        (1000, 1024, 73, 7),
-    )
 }
 
 fn check_case(
@@ -126,7 +80,7 @@ fn gpu_weight_only_ws4_stream_k() {
     let Some(dev) = hopper_or_skip("gpu_weight_only_ws4_stream_k") else { return };
     let mut failures = Vec::new();
     let mut count = 0;
-    for (name, w) in cases() {
+    for (name, w) in stream_k_cases() {
         count += check_case(
             &dev,
             &name,

@@ -127,3 +127,52 @@ pub fn hopper_or_skip(test: &str) -> Option<Device> {
     }
     Some(dev)
 }
+
+/// Runs the GEMM twice on one workspace (Y poisoned before each run): both outputs, the workspace's zeroed part
+/// afterwards (must be zero) and whether the plan had one.
+pub fn run_twice(
+    dev: &Device,
+    g: &WeightOnlyGemm,
+    x: &[u16],
+    m: usize,
+    dtype: OutDtype,
+    cfg: GemmConfig,
+) -> (Vec<u16>, Vec<u16>, bool) {
+    let (n, k) = g.shape();
+    let xt = {
+        let mut t = DeviceTensor::filled(dev, m, k, dtype, 0).expect("alloc x");
+        let data = upload(dev, x).expect("upload x");
+        dev.stream().memcpy_dtod(&data, t.data_mut()).expect("copy x");
+        t
+    };
+    let plan = g.plan(dev, m, dtype, cfg).expect("plan");
+    let mut ws = g.workspace(dev, &plan).expect("workspace");
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let mut y = DeviceTensor::filled(dev, m, n, dtype, POISON).expect("alloc y");
+        g.run(dev, &xt, &mut y, cfg, ws.as_mut()).expect("run");
+        outs.push(y.to_host_bits().expect("download y"));
+    }
+    let clean = match &ws {
+        Some(w) if plan.zeroed_bytes > 0 => {
+            let host: Vec<u8> = dev.stream().clone_dtoh(w).expect("download workspace");
+            host[..plan.zeroed_bytes].iter().all(|&b| b == 0)
+        }
+        _ => true,
+    };
+    let second = outs.pop().unwrap();
+    (outs.pop().unwrap(), second, clean)
+}
+
+/// The stream-K test weights (ws-W stream-K and ws-SKv): shapes whose tiles are cut across many CTAs (1000x2048: ~16 CTAs
+/// per tile at small K-step runs; 4096x4096; 28672x512: two CTAs per tile), an odd small one, each in group-128 /
+/// act-order / per-channel INT4.
+pub fn stream_k_cases() -> Vec<(String, QuantizedWeight)> {
+    let g = Granularity::Group;
+    let all = [(false, g(128)), (true, g(128)), (false, Granularity::PerChannel)];
+    int4_cases(
+        &[((1000, 2048), &all), ((4096, 4096), &all[..1]), ((28672, 512), &all[..1]), ((333, 640), &all)],
+        71,
+        (1000, 1024, 73, 7),
+    )
+}
