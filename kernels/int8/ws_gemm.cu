@@ -256,8 +256,8 @@ cudaError_t launch(const lowbit::i8::Args& a, int nsm, int group, int opts, cuda
     // at M = 16 (4096x4096, 11008x4096, 8192x8192, 8192x28672) and 1-5 us at M = 256 (W8: 4096x11008, 8192x8192,
     // 8192x28672, 4096x8192, 11008x4096).
     // v26 (NOTES v26): the PDL launch runs the PDL instance (ws_pdl.cu); the plain launch runs this one, which has no
-    // griddepcontrol code (v24 compiled it into every instance: W8A8 4096x11008 at M = 1024 / 4096, unsplit BX 256,
-    // measured 7-20% slower on an H100).
+    // griddepcontrol code and the pre-v24 SASS (v24 compiled that code into every instance; a bench A/B suggested the
+    // unsplit BX 256 grids lost 7-20% by it, but in one process v24's and pre-v24's kernels measured equal: spread).
     const bool pdl = (opts & LOWBIT_I8_WS_PDL) && (a.ws != nullptr || (opts & LOWBIT_I8_WS_PDL_UNSPLIT)) && !PP &&
                      (!W4 || W4S) && lowbit::pdl_runs();
     if (pdl) return lowbit_i8_ws_launch_pdl(a, BX, W4, map, ymap, flags, group, unsigned(grid), 1, st);
