@@ -5,7 +5,10 @@
 //!    without kernels would only fail later, on the GPU machine.
 //! 2. Compiles every `kernels/**/*.cu` with nvcc through the `cc` crate, one `cc::Build` per file
 //!    (so each is a whole-program translation unit, see `compile_kernels`), and archives the
-//!    objects into one static library, `liblowbit_kernels.a`.
+//!    objects into one static library, `liblowbit_kernels.a`. Objects are kept in a cache shared by
+//!    every Cargo profile of the target directory (`ObjectCache`): kernels are built the same way
+//!    whatever the profile, so `cargo clippy`, `cargo test` and maturin's release build compile each
+//!    kernel once between them, and a change to one `.cu` file recompiles only that file.
 //! 3. Links it with the CUDA runtime, statically (`cudart_static` + dl, rt, pthread, stdc++).
 //! 4. Runs bindgen on `kernels/include/lowbit_kernels.h` into `$OUT_DIR/bindings.rs`.
 //!
@@ -18,10 +21,15 @@
 //! - `NVCC`, `CUDA_HOME` (set by `.cargo/config.toml` to the pip toolchain in `.tools/`),
 //!   `CUDA_PATH`, `CUDA_ROOT`, `PATH`: where nvcc is looked for.
 //! - `LIBCLANG_PATH`: where bindgen finds libclang (also set by `.cargo/config.toml`).
+//! - `LOWBIT_KERNEL_CACHE`: the object cache's directory (default
+//!   `<target dir>/lowbit-kernel-cache`); empty turns the cache off.
 
 use std::env;
+use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 /// Default targets: SASS for A100 (sm_80), L4/L40/RTX 40 (sm_89) and H100/H200 (sm_90a, the
 /// arch-specific variant that allows wgmma/TMA), plus compute_80 PTX as the portable fallback
@@ -60,6 +68,7 @@ fn main() {
         "LOWBIT_CUDA_ARCHS",
         "LOWBIT_NVCC_EXTRA_FLAGS",
         "LIBCLANG_PATH",
+        "LOWBIT_KERNEL_CACHE",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -93,7 +102,11 @@ fn main() {
     let extra: Vec<String> = env::var("LOWBIT_NVCC_EXTRA_FLAGS")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let objects = compile_kernels(&cu_files, &include_dir, &gencode, &extra);
+    let cache = ObjectCache::new(&out_dir, &kernels_dir, &nvcc, &nvcc_version, &gencode, &extra);
+    let objects = compile_kernels(&cu_files, &include_dir, &gencode, &extra, cache.as_ref());
+    if let Some(cache) = &cache {
+        cache.prune();
+    }
 
     let mut archive = cc::Build::new();
     archive.cpp(true).cpp_link_stdlib("stdc++");
@@ -223,18 +236,28 @@ fn find_cu_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Compiles each `.cu` on its own thread with its own `cc::Build` and returns the objects.
+/// Compiles each `.cu` on its own thread with its own `cc::Build` and returns the objects (from
+/// the cache where it holds them).
 ///
 /// Why one Build per file: given several `.cu` files, cc compiles them with `--device-c`
 /// (relocatable device code) and adds a device-link step. lowbit's kernels need no cross-file
 /// device calls, and whole-program compilation keeps the most-tested registration path and lets
 /// the embedded compute_80 PTX be JIT-compiled on its own on GPUs without matching SASS.
-fn compile_kernels(files: &[PathBuf], include_dir: &Path, gencode: &[String], extra: &[String]) -> Vec<PathBuf> {
+fn compile_kernels(
+    files: &[PathBuf],
+    include_dir: &Path,
+    gencode: &[String],
+    extra: &[String],
+    cache: Option<&ObjectCache>,
+) -> Vec<PathBuf> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .iter()
             .map(|file| {
                 scope.spawn(move || {
+                    if let Some(hit) = cache.and_then(|c| c.lookup(file)) {
+                        return vec![hit];
+                    }
                     let mut build = cc::Build::new();
                     build
                         .cuda(true)
@@ -253,12 +276,153 @@ fn compile_kernels(files: &[PathBuf], include_dir: &Path, gencode: &[String], ex
                     for flag in gencode.iter().chain(extra) {
                         build.flag(flag);
                     }
-                    build.compile_intermediates()
+                    let objects = build.compile_intermediates();
+                    match (cache, objects.as_slice()) {
+                        (Some(c), [object]) => vec![c.store(file, object)],
+                        _ => objects,
+                    }
                 })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("nvcc compile thread panicked")).collect()
     })
+}
+
+/// nvcc objects kept across Cargo profiles, keyed by everything that decides their bytes.
+///
+/// Cargo runs this build script once per profile (`dev` for clippy, `test`, `release` for the
+/// wheel), each time in a fresh `OUT_DIR`, but the kernels are compiled identically in every
+/// profile (see `compile_kernels`), so one compile can serve them all. The key of a `.cu` file
+/// hashes its own bytes, every other kernel source that is not a `.cu` file (the headers it may
+/// include: `kernels/` holds no `.cu` that includes another), the nvcc path and version, every
+/// flag, the target triple and the environment variables cc or nvcc read flags from. A miss
+/// compiles as before and copies the object in (write, then rename: concurrent builds never see
+/// a partial file); entries unused for a week are removed. ptxas's spill warnings print on the
+/// compile that fills an entry, not on later hits. Any doubt (an unknown target-dir
+/// layout, an unreadable file) means no cache, never a stale object.
+struct ObjectCache {
+    dir: PathBuf,
+    /// Hash state over everything but the `.cu` file itself.
+    common: DefaultHasher,
+}
+
+impl ObjectCache {
+    /// Environment variables that cc or nvcc read flags from.
+    const FLAG_VARS: [&'static str; 8] =
+        ["CFLAGS", "CXXFLAGS", "CUDAFLAGS", "NVCC_FLAGS", "NVCC_PREPEND_FLAGS", "NVCC_APPEND_FLAGS", "CC", "CXX"];
+    /// How long an entry no build has used is kept.
+    const MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    fn new(
+        out_dir: &Path,
+        kernels_dir: &Path,
+        nvcc: &Path,
+        nvcc_version: &str,
+        gencode: &[String],
+        extra: &[String],
+    ) -> Option<Self> {
+        let dir = match env::var_os("LOWBIT_KERNEL_CACHE") {
+            Some(d) if d.is_empty() => return None,
+            Some(d) => PathBuf::from(d),
+            // OUT_DIR is <target dir>[/<triple>]/<profile>/build/<package>-<hash>/out.
+            None => {
+                let build = out_dir.ancestors().nth(2)?;
+                if build.file_name()? != "build" {
+                    return None;
+                }
+                // Builds with an explicit --target (maturin may pass one) share it too: the
+                // triple is part of the key.
+                let mut target_dir = build.ancestors().nth(2)?;
+                if env::var_os("TARGET").is_some_and(|t| target_dir.file_name() == Some(t.as_os_str())) {
+                    target_dir = target_dir.parent()?;
+                }
+                target_dir.join("lowbit-kernel-cache")
+            }
+        };
+        fs::create_dir_all(&dir).ok()?;
+        for var in Self::FLAG_VARS {
+            println!("cargo:rerun-if-env-changed={var}");
+        }
+        let mut common = DefaultHasher::new();
+        "lowbit-kernel-cache v1".hash(&mut common);
+        nvcc.hash(&mut common);
+        nvcc_version.hash(&mut common);
+        NVCC_FLAGS.hash(&mut common);
+        gencode.hash(&mut common);
+        extra.hash(&mut common);
+        for var in ["TARGET", "HOST"].iter().chain(Self::FLAG_VARS.iter()) {
+            (var, env::var_os(var)).hash(&mut common);
+        }
+        let mut sources = Vec::new();
+        let mut stack = vec![kernels_dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).ok()? {
+                let path = entry.ok()?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_none_or(|e| e != "cu" && e != "md") {
+                    sources.push(path);
+                }
+            }
+        }
+        sources.sort();
+        for path in sources {
+            path.strip_prefix(kernels_dir).ok()?.hash(&mut common);
+            fs::read(&path).ok()?.hash(&mut common);
+        }
+        Some(Self { dir, common })
+    }
+
+    /// The cache file of `file`: `<stem>-<128-bit key>.o`, or `None` when the file is unreadable.
+    fn entry(&self, file: &Path) -> Option<PathBuf> {
+        let bytes = fs::read(file).ok()?;
+        let key: Vec<u64> = (0u8..2)
+            .map(|salt| {
+                let mut h = self.common.clone();
+                salt.hash(&mut h);
+                // The full path: -lineinfo records it in the object.
+                file.hash(&mut h);
+                bytes.hash(&mut h);
+                h.finish()
+            })
+            .collect();
+        let stem = file.file_stem()?.to_string_lossy();
+        Some(self.dir.join(format!("{stem}-{:016x}{:016x}.o", key[0], key[1])))
+    }
+
+    /// The cached object of `file`, marked as used, if there is one.
+    fn lookup(&self, file: &Path) -> Option<PathBuf> {
+        let entry = self.entry(file)?;
+        let f = fs::File::options().append(true).open(&entry).ok()?;
+        // A failed mtime update only shortens the entry's life.
+        let _ = f.set_modified(SystemTime::now());
+        Some(entry)
+    }
+
+    /// Copies a fresh object into the cache and returns the path to archive (the cached copy, or
+    /// the object itself if the copy fails).
+    fn store(&self, file: &Path, object: &Path) -> PathBuf {
+        let Some(entry) = self.entry(file) else { return object.to_path_buf() };
+        let tmp = entry.with_extension(format!("o.tmp{}", std::process::id()));
+        if fs::copy(object, &tmp).is_ok() && fs::rename(&tmp, &entry).is_ok() {
+            entry
+        } else {
+            let _ = fs::remove_file(&tmp);
+            object.to_path_buf()
+        }
+    }
+
+    /// Removes entries (and leftover temporary files) that no build has used for `MAX_IDLE`.
+    fn prune(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let idle = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok());
+            if idle.is_some_and(|idle| idle > Self::MAX_IDLE) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// The directory holding `libcudart_static.a`: `<nvcc>/../lib` (pip layout), `../lib64` or
