@@ -435,13 +435,17 @@ static void run_bench() {
 }
 
 // v25 A/B (one binary per kernel build, run alternately): the library plan on the two large shapes.
+// QUICK_M16=1: M = 16 on the two large shapes only; otherwise 4096x11008 too and M = 1, 4, 8, 16 (v28).
 static void run_quick() {
-    const int shapes[][2] = {{28672, 8192}, {8192, 28672}};
+    const bool m16 = getenv("QUICK_M16") != nullptr;
+    const std::vector<std::pair<int, int>> shapes =
+        m16 ? std::vector<std::pair<int, int>>{{28672, 8192}, {8192, 28672}}
+            : std::vector<std::pair<int, int>>{{28672, 8192}, {8192, 28672}, {4096, 11008}};
     for (auto& s : shapes) {
-        const int n = s[0], k = s[1];
+        const int n = s.first, k = s.second;
         // QUICK_FULL=1: cuBLAS f16 and W8 too (the kernels this build does not change: once per process set).
         const bool full = getenv("QUICK_FULL") != nullptr;
-        for (int m : {1, 8, 16}) {
+        for (int m : m16 ? std::vector<int>{16} : std::vector<int>{1, 4, 8, 16}) {
             const float f16 = full ? bench_f16(m, n, k) : 1e-9f, w8 = full ? bench_lowbit(kW8, m, n, k) : 1e-9f;
             const float w4g = bench_lowbit(kW4g, m, n, k), w4 = bench_lowbit(kW4, m, n, k);
             printf("quick %dx%d M=%-2d | f16 %.1f | w8 %.1f | w4g128 %.1f (%.2fx f16, %.3fx w8) | w4 %.1f (%.2fx)\n", n, k, m,
@@ -818,6 +822,96 @@ static void run_probe(const std::string& mode) {
     cudaFree(sink);
 }
 
+// v28 (probe build): where the M = 16 time goes on the two large shapes, W4-g128 and W4 per-channel at M = 1 / 16, one
+// process: read line, library plan (stream launches, PDL rule), graph replay, and the probes: no MMA (1), no copy (2),
+// no finish (4), bare (7), the pre-v28 unsplit epilogue (64, in-process A/B of v28); timelines with PDL off.
+// v28's unsplit MT = 16 tile epilogue (flags 0) against the pre-v28 scattered stores (flags 64): f16 and bf16 outputs
+// bitwise equal, with 8-byte stores (ldy % 4 == 0), a partial last piece (N % 4 != 0) and the unaligned fallback.
+static void check_epi() {
+    const int cases[][2] = {{28672, 0}, {28670, 2}, {28670, 0}, {28668, 4}};  // n, ldy - n
+    for (auto& c : cases) {
+        const int n = c[0], ldy = c[0] + c[1];
+        for (Fmt f : {kW4g, kW4}) {
+            for (int m : {16, 13}) {
+                if (f.group == 0 && m == 13) continue;
+                ProbeOp o = make_op(f, m, n, 8192);
+                std::vector<int8_t> hx(size_t(m) * o.k);
+                for (auto& v : hx) v = int8_t(g_rng() % 255 - 127);
+                CK(cudaMemcpy(o.x, hx.data(), hx.size(), cudaMemcpyHostToDevice));
+                for (int dt : {LOWBIT_I8_OUT_F16, LOWBIT_I8_OUT_BF16}) {
+                    lowbit_i8_epilogue e = o.fe.e;
+                    e.out_dtype = dt;
+                    const size_t bytes = size_t(m) * ldy * 2;
+                    std::vector<uint8_t> got[2];
+                    void* y;
+                    CK(cudaMalloc(&y, bytes));
+                    for (int v = 0; v < 2; ++v) {
+                        lowbit_i8_stream_probe(v ? 64 : 0, nullptr, 1);
+                        CK(cudaMemset(y, 0xAB, bytes));
+                        ST(lowbit_i8_gemm(&o.ds[0].w, o.x, o.k, m, &e, y, ldy, o.ws, o.wsb, nullptr, 0, o.st));
+                        CK(cudaStreamSynchronize(o.st));
+                        got[v].resize(bytes);
+                        CK(cudaMemcpy(got[v].data(), y, bytes, cudaMemcpyDeviceToHost));
+                    }
+                    lowbit_i8_stream_probe(0, nullptr, 1);
+                    cudaFree(y);
+                    const bool same = got[0] == got[1];
+                    same ? ++g_pass : ++g_fail;
+                    printf("epi %s %-6s m=%-2d n=%d ldy=%d %s\n", same ? "PASS" : "FAIL", f.name, m, n, ldy,
+                           dt == LOWBIT_I8_OUT_F16 ? "f16" : "bf16");
+                }
+                free_op(o);
+            }
+        }
+    }
+    printf("epi checks: %d passed, %d failed\n", g_pass, g_fail);
+}
+
+static void run_m16() {
+    check_epi();
+    int nsm = 0;
+    CK(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaMalloc(&g_tl, size_t(kTlCtas) * 6 * 8));
+    unsigned* sink;
+    CK(cudaMalloc(&sink, 4));
+    const int shapes[][2] = {{28672, 8192}, {8192, 28672}};
+    for (auto& sh : shapes) {
+        for (int m : {16, 1}) {
+            for (Fmt f : {kW4g, kW4}) {
+                ProbeOp o = make_op(f, m, sh[0], sh[1]);
+                const double mb = weight_bytes(o) / 1e6;
+                auto lib = [&](int i) { lib_call(o, i); };
+                const float rd = time_op(o, [&](int i) {
+                    read_kernel<<<nsm * 4, 256, 0, o.st>>>(reinterpret_cast<const uint4*>(o.ds[i % o.nc].codes),
+                                                           weight_bytes(o) / 16, sink);
+                }, false);
+                float t[8];
+                const int fl[8] = {0, 64, 1, 2, 4, 7, 0, 64};
+                for (int v = 0; v < 8; ++v) {
+                    lowbit_i8_stream_probe(fl[v], nullptr, 1);
+                    t[v] = time_op(o, lib, v >= 6);
+                }
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                printf("m16 %dx%d M=%-2d %-6s %6.1f MB | read %.1f | plan %.1f old-epi %.1f | graph %.1f old-epi %.1f | "
+                       "noMMA %.1f nocopy %.1f nofin %.1f bare %.1f\n",
+                       sh[0], sh[1], m, f.name, mb, rd * 1e3, t[0] * 1e3, t[1] * 1e3, t[6] * 1e3, t[7] * 1e3, t[2] * 1e3,
+                       t[3] * 1e3, t[4] * 1e3, t[5] * 1e3);
+                if (f.group) {
+                    lowbit_i8_stream_probe(0, g_tl, 0);
+                    timeline(o, "plan (pdl off)", lib);
+                    lowbit_i8_stream_probe(64, g_tl, 0);
+                    timeline(o, "old-epi (pdl off)", lib);
+                    lowbit_i8_stream_probe(0, nullptr, 1);
+                }
+                fflush(stdout);
+                free_op(o);
+            }
+        }
+    }
+    cudaFree(g_tl);
+    cudaFree(sink);
+}
+
 // v22 A/B (NOTES v22): the library plan with v22's chunked activation copy and split-K slabs (probe flags 0) against
 // v21's up-front copy and red.global finish (48), and each v21 half alone (16 = v21 copy, 32 = v21 finish), same
 // process, same weights, same workspace; the int32 results of all four equal; stream launches and graph replay;
@@ -920,6 +1014,7 @@ int main(int argc, char** argv) {
 #ifdef LOWBIT_STREAM_PROBE
     if (mode.find("probe") != std::string::npos) run_probe(mode);
     if (mode.find("ab") != std::string::npos) run_ab();
+    if (mode.find("m16") != std::string::npos) run_m16();
     if (mode == "one") run_one(argc, argv);
 #endif
     return g_fail ? 1 : 0;

@@ -123,7 +123,8 @@ constexpr int kXChunks = 8;
 // Timing probes (NOTES v13), compiled only into the micro harness (-DLOWBIT_STREAM_PROBE): flags 1 = no MMAs (the
 // weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish, 8 = rotated unit walk,
 // 16 = v21's activation copy (the whole slice after the weight loads, one wait before the loop), 32 = v21's
-// split-K finish (red.global per accumulator into one [M][N] sum); a per-CTA timeline
+// split-K finish (red.global per accumulator into one [M][N] sum), 64 = the pre-v28 unsplit MT = 16 epilogue (scattered
+// stores from the accumulators); a per-CTA timeline
 // (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
 // at exit, and the SM id) when a buffer is set.
 #ifdef LOWBIT_STREAM_PROBE
@@ -253,6 +254,42 @@ __device__ __forceinline__ void finish_slab(const Args& p, const Epilogue& es, i
             if (n + e < p.n) epi_store(es, p.y, p.ldy, vv[e], m, n + e);
     }
     if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
+}
+
+// Unsplit MT = 16 epilogue through the same shared-memory tile (NOTES v28): consecutive threads on consecutive 4-column
+// pieces of a row, f16 / bf16 written as one 8-byte store per piece where it is whole and aligned, instead of 16 scattered
+// 2-byte stores per lane of the accumulator layout (rows g, g + 8 x columns 2t, 2t + 1 of four row groups).
+template <int MT, int R, int NT>
+__device__ __forceinline__ void store_tile(const Args& p, const Epilogue& es, int n0, const int32_t* tile) {
+    constexpr int kC = R / 4;
+    const int rows = min(MT, p.m);
+    const bool half = es.out == kOutF16 || es.out == kOutBf16;
+    const bool al = (p.ldy & 3) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 7) == 0;
+    for (int i = threadIdx.x; i < rows * kC; i += NT) {
+        const int m = i / kC, c = i % kC;
+        const int4 v = *reinterpret_cast<const int4*>(tile + m * R + ((4 * c) ^ ((m & 3) << 3)));
+        const int n = n0 + 4 * c;
+        const int32_t vv[4] = {v.x, v.y, v.z, v.w};
+        if (half && al && n + 3 < p.n) {
+            uint32_t w[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float a = epi_value(es, vv[2 * e], m, n + 2 * e), b = epi_value(es, vv[2 * e + 1], m, n + 2 * e + 1);
+                if (es.out == kOutF16) {
+                    const __half2 h = __floats2half2_rn(a, b);
+                    w[e] = *reinterpret_cast<const uint32_t*>(&h);
+                } else {
+                    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+                    w[e] = *reinterpret_cast<const uint32_t*>(&h);
+                }
+            }
+            *reinterpret_cast<uint2*>(static_cast<unsigned char*>(p.y) + (size_t(m) * p.ldy + n) * 2) = make_uint2(w[0], w[1]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                if (n + e < p.n) epi_store(es, p.y, p.ldy, vv[e], m, n + e);
+        }
+    }
 }
 
 template <int F, bool GS, int MT, int SP>
@@ -738,7 +775,8 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     // and the tile's staging cost registers (the W4-g128 128-row instance spilled 8 bytes with it); the slab layout
     // holds v21's [M][N] sum, so the workspace serves both.
     static_assert(red_bytes(SP) >= MT * R * 4, "the split-K tile reuses the in-block reduction buffer");
-    const bool slab = MT > 8 && p.ws != nullptr && !(probe & 32);
+    // Unsplit at MT = 16 the tile serves the epilogue too (store_tile, NOTES v28).
+    const bool slab = MT > 8 && !(probe & 32) && !(p.ws == nullptr && (probe & 64));
     int32_t* const stile = reinterpret_cast<int32_t*>(red);
     // One final sum of the CTA (activation row m, weight row n0 + nl) leaves: to the tile (swizzled as finish_slab
     // reads it) or through emit().
@@ -790,7 +828,11 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         }
         if (slab) {
             __syncthreads();  // the tile is complete
-            finish_slab<MT, R, kThreads>(p, es, n0, stile);
+            if (p.ws) {
+                finish_slab<MT, R, kThreads>(p, es, n0, stile);
+            } else {
+                store_tile<MT, R, kThreads>(p, es, n0, stile);
+            }
         } else if (p.ws) {
             finish<MT, R, kThreads>(p, es, n0);
         }
