@@ -769,6 +769,18 @@ static int run_bench(const char* only, bool sweep) {
                 row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
                 g_pdl_mode = 1, g_pdl_pf = -1;
             };
+            if (sweep && std::getenv("WO_MS_AB")) {
+                // v16: metadata in shared memory (g_ms = 1) against the same launch without it (g_ms = 0), ABAB.
+                if (m > 16) continue;
+                for (int rep = 0; rep < 2; ++rep) {
+                    g_ms = 0;
+                    lib_row("base (ms off)", 1, -1, 0);
+                    g_ms = 1;
+                    lib_row("v16 ms", 1, -1, 0);
+                }
+                g_ms = -1;
+                continue;
+            }
             if (sweep) {
                 // v14 (this build): the 8-warp kernel with the v14 staging / metadata pointer, and the 256-row block.
                 g_wide = 0;

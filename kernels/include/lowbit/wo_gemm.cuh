@@ -73,6 +73,7 @@ struct Args {
     int auto_splits;          // 1: the launch may re-pick the split count (>= 2) to fill whole waves
     int kw;                   // warps per strip (1, 2, 4, 8): in-block split-K; > 1 needs one X chunk
     int sms;                  // multiprocessors of the device (for that choice)
+    int ms_off;               // MS (v16): byte offset of the block's metadata copy in dynamic shared memory
 };
 
 // Coherent loads for a block's first weight and metadata reads after griddepcontrol.wait (v14). ptxas moved
@@ -91,6 +92,18 @@ __device__ __forceinline__ uint4 ld_first_u4(const void* p) {
 __device__ __forceinline__ uint2 ld_first_u2(const void* p) {
     uint2 v;
     asm volatile("ld.global.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p) : "memory");
+    return v;
+}
+
+// 8-byte cp.async (zero fill when !pred), for the MS metadata copy.
+__device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, bool pred) {
+    const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(addr), "l"(gmem), "r"(pred ? 8 : 0));
+}
+
+__device__ __forceinline__ uint2 ld_shared_u2(uint32_t addr) {
+    uint2 v;
+    asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
     return v;
 }
 
@@ -205,7 +218,12 @@ struct sv_mma<F, std::void_t<decltype(F::kSvMma)>> : std::bool_constant<F::kSvMm
 // LA (v15, load-ahead): each k-step copies its slot's words into registers and issues the slot's next load at once,
 // then decodes from the copy (the slot's reload no longer waits for that k-step's decode and MMAs; 4 registers, 6 with
 // high bits, live through one k-step). Per format and m-tile: load_ahead() below (off: NOTES.md v15).
-template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps, bool LA = false>
+// MS (v16, the int8 stream kernel's v6 pattern): the block's group metadata (its strips x the groups its K range
+// touches, 64 bytes each) is copied into shared memory by cp.async with the X chunk, and a flush reads the next
+// group's pair there (one LDS.64 a group, issued a group ahead) instead of a global load that queues behind the weight
+// stream (ncu, NOTES.md v14: the ring's copy of that load was 23-30% of the stall samples at M = 1 / 16).
+template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps, bool LA = false,
+          bool MS = false>
 __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!CX || (KW && MT == 1 && !Fmt::kIsLut), "compact X: in-block split-K, 8-row m-tile, INT formats");
     static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
@@ -296,7 +314,25 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     int sig = tig / TS;                               // k-steps of the current group done
     // Metadata comes from HBM too (it is read once): keep three groups in flight behind the current one,
     // or every group switch waits a full memory latency (the first profile's dominant stall).
-    uint2 cur = load_meta(gi), nx1 = load_meta(gi + 1), nx2 = load_meta(gi + 2), nx3 = load_meta(gi + 3);
+    uint2 cur, nx1, nx2, nx3;
+    if constexpr (!MS) cur = load_meta(gi), nx1 = load_meta(gi + 1), nx2 = load_meta(gi + 2), nx3 = load_meta(gi + 3);
+    // MS: the block's groups [g_first, g_first + ngb) of its strips in shared memory, [strip][group][8] uint2 (+ one
+    // group of padding: the flush reads one group past the last), copied here; read after the first cp.async wait.
+    uint32_t msn = 0;  // MS: shared-memory address of this lane's next metadata pair
+    if constexpr (MS) {
+        const int spb = KW ? kWarps / p.kw : NW, strip0 = KW ? blockIdx.y * spb : blockIdx.y * NW;
+        const int g_first = b_begin * TS / p.gtiles, ngb = (b_end * TS - 1) / p.gtiles - g_first + 1;
+        unsigned char* ms = smem + p.ms_off;
+        const unsigned char* src = reinterpret_cast<const unsigned char*>(p.meta) + size_t(g_first) * 64;
+        // (8-byte pieces: the metadata is only 8-byte aligned; once per block.)
+        for (int i = threadIdx.x; i < spb * ngb * 8; i += NW * 32) {
+            const int sl = i / (ngb * 8), r = i - sl * (ngb * 8);
+            const int st = strip0 + sl;
+            cp_async8_zfill(ms + size_t(i) * 8, st < p.strips ? src + (size_t(st) * p.groups * 8 + r) * 8 : static_cast<const void*>(p.meta), st < p.strips);
+        }
+        const int sl = KW ? warp / p.kw : warp;
+        msn = static_cast<uint32_t>(__cvta_generic_to_shared(ms)) + ((sl * ngb + (gi - g_first)) * 8 + g) * 8;
+    }
     // The ring's next load (v14): group gi + 4 through a running pointer and a count of the groups left (no per-group
     // index arithmetic; dereferenced only while groups are left). The load lands in a temporary that the flush copies
     // into nx3 right away, and that copy waits for the load (ncu source counters, NOTES.md v14: the largest single stall
@@ -311,7 +347,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             ctx.tab_g8 = tab + ((aux >> 8) & 0xFF) * Fmt::kEntries;
         }
     };
-    set_ctx(cur.y);
+    if constexpr (!MS) set_ctx(cur.y);
 
     constexpr bool kSv = sv_mma<Fmt>::value;
     float acc[MT][4], accg[MT][4], accs[MT][4];
@@ -344,11 +380,16 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
         }
         cur = nx1;
-        nx1 = nx2;
-        nx2 = nx3;
-        nx3 = mleft > 0 ? __ldg(mnext) : make_uint2(0, 0);
-        mnext += 8;
-        --mleft;
+        if constexpr (MS) {
+            nx1 = ld_shared_u2(msn);  // (the group after next: read here, used at the next flush)
+            msn += 64;
+        } else {
+            nx1 = nx2;
+            nx2 = nx3;
+            nx3 = mleft > 0 ? __ldg(mnext) : make_uint2(0, 0);
+            mnext += 8;
+            --mleft;
+        }
         set_ctx(cur.y);
     };
 
@@ -362,6 +403,13 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         for (int i = threadIdx.x; i < KSTEP; i += kThreads) zl[i] = 0u;
     } else {
         stage_x<T, ROWS, NW * 32>(p, xs, m0, b_begin * KSTEP);
+    }
+    if constexpr (MS) {
+        // (The metadata copy is in the staging's commit group; KW waits for it below anyway.)
+        if constexpr (!KW) {
+            cp_async_wait<0>();
+            __syncthreads();
+        }
     }
     int chunk = -1, chunk_left = 0;
     const T* xb = xs;
@@ -380,6 +428,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         } else {
             xb = xs + lds_lane + (s_begin - b_begin) * KSTEP;
         }
+    }
+    if constexpr (MS) {
+        cur = ld_shared_u2(msn);
+        nx1 = ld_shared_u2(msn + 64);
+        msn += 128;
+        set_ctx(cur.y);
     }
     // Advance of this lane's X row address per k-step (CX: zero-line lanes stay put).
     const int xstep = CX ? ((lane & 7) < p.m ? KSTEP : 0) : KSTEP;
@@ -718,6 +772,11 @@ template <class Fmt, int MT, typename T, bool CX>
 constexpr bool la_fits() {
     return MT == 1 && (CX || !(std::is_same_v<Fmt, Mix3> && std::is_same_v<T, __half>));
 }
+// MS (v16, metadata in shared memory): where it is the library default.
+template <class Fmt, int MT, typename T = __half>
+constexpr bool meta_smem() {
+    return false;
+}
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
 constexpr int cx_min_blocks() {
@@ -743,12 +802,17 @@ inline int smem_per_sm() {
 struct XChunk {
     int kc, bufs;
 };
+// MS (v16): shared memory of a block's metadata copy: spb strips x the groups a range of `steps` k-steps can touch, and
+// two groups of padding (a flush reads one group ahead).
+inline int64_t ms_bytes(int spb, int steps, int ts, int gtiles) {
+    return int64_t(spb) * ((int64_t(steps) * ts + gtiles - 1) / gtiles + 1) * 64 + 128;
+}
 template <class Fmt, int MT>
-XChunk x_chunk(int steps_per_split, int plan_kc, int n_tables, int smem_sm, int blocks) {
+XChunk x_chunk(int steps_per_split, int plan_kc, int n_tables, int smem_sm, int blocks, int64_t extra = 0) {
     constexpr int ROWS = MT * 8, KSTEP = Fmt::kTiles * 16;
     const int64_t tab = Fmt::kIsLut ? int64_t(n_tables) * Fmt::kEntries * 4 : 0;
     // 1 KB per block is the driver's reservation.
-    const int64_t budget = int64_t(smem_sm) / (blocks > 0 ? blocks : 1) - 1024 - tab;
+    const int64_t budget = int64_t(smem_sm) / (blocks > 0 ? blocks : 1) - 1024 - tab - extra;
     const int64_t whole = int64_t(steps_per_split) * KSTEP;
     // The pair tables sit behind two X buffers (gemm_kernel), so table formats keep both allocated.
     if ((Fmt::kIsLut ? 2 : 1) * int64_t(ROWS) * (whole + 8) * 2 <= budget) return {int(whole), Fmt::kIsLut ? 2 : 1};
@@ -834,7 +898,7 @@ inline bool wide_want() {
 }
 
 // The one-warp-per-strip (kw = 1) and in-block split-K (kw > 1, NW = kWarps) launches: NW warps per block.
-template <class Fmt, typename T, int MT, int NW, typename Kern>
+template <class Fmt, typename T, int MT, int NW, bool MS = false, typename Kern>
 cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaStream_t s) {
     Args a = a0;
     // Strips per block: NW, or kWarps / kw with kw warps per strip (in-block split-K).
@@ -865,9 +929,14 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
                 }
             }
         }
-        const XChunk xc = x_chunk<Fmt, MT>(a.steps_per_split, a.kc, a.n_tables, smem_sm, occ);
+        const int64_t ms = MS ? ms_bytes(NW, a.steps_per_split, Fmt::kTiles, a.gtiles) : 0;
+        const XChunk xc = x_chunk<Fmt, MT>(a.steps_per_split, a.kc, a.n_tables, smem_sm, occ, ms);
         a.kc = xc.kc;
         smem = size_t(xc.bufs) * (MT * 8) * (xc.kc + 8) * 2 + (Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0);
+    }
+    if constexpr (MS) {
+        a.ms_off = int((smem + 15) / 16 * 16);
+        smem = size_t(a.ms_off) + size_t(ms_bytes(spb, a.steps_per_split, Fmt::kTiles, a.gtiles));
     }
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
@@ -877,23 +946,27 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
     return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(NW * 32), smem, s, pdl_want(true), a);
 }
 
-template <class Fmt, typename T, int MT, bool LA>
+template <class Fmt, typename T, int MT, bool LA, bool MS = false>
 cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     // (LA applies where la_fits(); elsewhere the request compiles to the LA = false instance.)
     constexpr bool la = LA && la_fits<Fmt, MT, T, false>();
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>(), false, false, kWarps, la>;
+    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>(), false, false, kWarps, la, MS>;
     if constexpr (cx_format<Fmt, MT>()) {
         // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
         if (a0.kw > 1 && a0.m <= 8) {
             constexpr bool la_cx = LA && la_fits<Fmt, 1, T, true>();
-            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true, kWarps, la_cx>;
-            const size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
+            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true, kWarps, la_cx, MS>;
+            Args a = a0;
+            size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
+            if constexpr (MS) {
+                a.ms_off = int((smem + 15) / 16 * 16);
+                smem = size_t(a.ms_off) + size_t(ms_bytes(kWarps / a0.kw, a0.steps_per_split, Fmt::kTiles, a0.gtiles));
+            }
             if (smem > 48 * 1024) {
                 const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
                 if (e != cudaSuccess) return e;
             }
             const int spb = kWarps / a0.kw;
-            Args a = a0;
             a.pdl_pf = pdl_prefetch_steps(prefetch_steps<Fmt, 1>(), a0.kw);
             return launch_pdl(kx, dim3(1, (a0.strips + spb - 1) / spb, 1), dim3(kThreads), smem, s, pdl_want(true), a);
         }
@@ -901,16 +974,16 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
     if constexpr (wide_format<Fmt, MT, T>()) {
         if (a0.kw <= 1 && wide_want()) {
             constexpr int NW = 2 * kWarps;
-            return launch_grid<Fmt, T, MT, NW>(
-                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW, la>, a0, splits, mtiles,
-                s);
+            return launch_grid<Fmt, T, MT, NW, MS>(
+                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW, la, MS>, a0, splits,
+                mtiles, s);
         }
     }
     if constexpr (MT <= 2) {
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
-        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true, false, kWarps, la>;
+        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true, false, kWarps, la, MS>;
     }
-    return launch_grid<Fmt, T, MT, kWarps>(kern, a0, splits, mtiles, s);
+    return launch_grid<Fmt, T, MT, kWarps, MS>(kern, a0, splits, mtiles, s);
 }
 
 #ifdef LOWBIT_WO_PROBE
@@ -918,9 +991,20 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
 inline int g_la = std::getenv("LOWBIT_WO_LA") ? std::atoi(std::getenv("LOWBIT_WO_LA")) : -1;
 #endif
 
+#ifdef LOWBIT_WO_PROBE
+// harness: metadata in shared memory (v16) -1 the library rule, 0 off, 1 on (INT4 only; initial value from LOWBIT_WO_MS)
+inline int g_ms = std::getenv("LOWBIT_WO_MS") ? std::atoi(std::getenv("LOWBIT_WO_MS")) : -1;
+#endif
+
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
 #ifdef LOWBIT_WO_PROBE
+    if constexpr (std::is_same_v<Fmt, Int4>) {
+        if (g_ms >= 0 && MT <= 2) {
+            return g_ms ? launch_mt_la<Fmt, T, MT, false, true>(a0, splits, mtiles, s)
+                        : launch_mt_la<Fmt, T, MT, false, false>(a0, splits, mtiles, s);
+        }
+    }
     if constexpr (std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix4> || std::is_same_v<Fmt, Mix3>) {
         if (g_la >= 0) {
             return g_la ? launch_mt_la<Fmt, T, MT, true>(a0, splits, mtiles, s)
@@ -928,7 +1012,7 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         }
     }
 #endif
-    return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>()>(a0, splits, mtiles, s);
+    return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), meta_smem<Fmt, MT, T>()>(a0, splits, mtiles, s);
 }
 
 template <class Fmt, typename T>
