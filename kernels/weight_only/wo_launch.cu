@@ -109,10 +109,13 @@ struct Plan {
 };
 
 // Shared memory of the mma.sync kernel for a plan: two X chunks (+ the pair tables, at most 4 x 256 words); the
-// compact-X in-block split-K (kw > 1 at M <= 8 on INT formats, launch_mt) only the M rows of X.
-int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p, int64_t m) {
-    if (p.kw > 1 && p.mt == 1 && m <= 8 && !fi.is_lut) return int64_t(cx_smem_bytes(int(m), p.kc, fi.tiles * 16));
-    return 2 * int64_t(p.mt * 8) * (p.kc + 8) * 2 + (fi.is_lut ? 4 * (int64_t(1) << (2 * fi.bits)) * 4 : 0);
+// compact-X in-block split-K (kw > 1 at M <= 8 on INT formats, launch_mt) only the M rows of X; with ms_gtiles > 0
+// (v16, INT4 at the 8-row m-tile: wo_gemm.cuh meta_smem) + the block's metadata copy.
+int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p, int64_t m, int ms_gtiles) {
+    int64_t ms = ms_gtiles > 0 && p.mt == 1 ? ms_bytes(p.kw > 1 ? kWarps / p.kw : kWarps, p.steps_per_split, fi.tiles, ms_gtiles) : 0;
+    ms = ms > kMsMaxBytes ? 0 : ms;  // (a larger copy runs the instance without it: launch_mt)
+    if (p.kw > 1 && p.mt == 1 && m <= 8 && !fi.is_lut) return int64_t(cx_smem_bytes(int(m), p.kc, fi.tiles * 16)) + ms;
+    return 2 * int64_t(p.mt * 8) * (p.kc + 8) * 2 + (fi.is_lut ? 4 * (int64_t(1) << (2 * fi.bits)) * 4 : 0) + ms;
 }
 
 bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
@@ -279,15 +282,18 @@ bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool
 // rule), and at M = 4 it lost on every shape (11008x4096 16.3 vs 14.1): M = 1 only. Returns that kw, or 0.
 constexpr double kCxMinFill = 0.6;
 int max_smem_optin();
-int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, int sms, int64_t splitk_blocks) {
+// ms_gtiles > 0: the compact-X instance keeps the block's metadata in shared memory too (v16, wo_gemm.cuh meta_smem:
+// INT4), groups of ms_gtiles tiles; its copy grows with the strips per block (kWarps / kw).
+int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, int sms, int64_t splitk_blocks, int ms_gtiles) {
     if (mt != 1 || m != 1 || fi.is_lut) return 0;
     const int kstep = fi.tiles * 16;
-    const int64_t per_block = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep)) + 1024;
     const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // cx_min_blocks<Fmt>()
-    int64_t occ = int64_t(smem_per_sm()) / per_block;
-    occ = occ > max_b ? max_b : occ;
-    if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
     for (int kw = kWarps; kw > 1; kw /= 2) {
+        const int64_t x = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep));
+        const int64_t per_block = x + (ms_gtiles > 0 ? ms_bytes(kWarps / kw, ksteps, fi.tiles, ms_gtiles) : 0) + 1024;
+        int64_t occ = int64_t(smem_per_sm()) / per_block;
+        occ = occ > max_b ? max_b : occ;
+        if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
         const int64_t blocks = (strips + kWarps / kw - 1) / (kWarps / kw);
         if (blocks <= occ * sms && ksteps >= kw) {
             return (blocks >= kCxMinFill * 4 * sms || blocks >= splitk_blocks) ? kw : 0;
@@ -376,7 +382,9 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     const int kc_cap = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
     const int want_kw = cfg ? cfg->k_warps : 0;
     p.kw = 1;
-    const int cx_kw = want_kw == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0)) ? compact_kw(fi, m, p.mt, strips, ksteps, sms, int64_t(nblk) * p.mtiles * splits) : 0;
+    const int cx_kw = want_kw == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0)) ? compact_kw(fi, m, p.mt, strips, ksteps, sms, int64_t(nblk) * p.mtiles * splits,
+                                                                                     w->format == LOWBIT_WO_INT4 ? w->group_len / 16 : 0)
+                                                                        : 0;
     if (want_kw > 1) {
         p.kw = want_kw;
         splits = 1;
@@ -579,7 +587,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
     if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m) > max_smem_optin()) {
+    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m, w->format == LOWBIT_WO_INT4 ? w->group_len / 16 : 0) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

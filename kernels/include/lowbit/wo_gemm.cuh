@@ -73,7 +73,6 @@ struct Args {
     int auto_splits;          // 1: the launch may re-pick the split count (>= 2) to fill whole waves
     int kw;                   // warps per strip (1, 2, 4, 8): in-block split-K; > 1 needs one X chunk
     int sms;                  // multiprocessors of the device (for that choice)
-    int ms_off;               // MS (v16): byte offset of the block's metadata copy in dynamic shared memory
 };
 
 // Coherent loads for a block's first weight and metadata reads after griddepcontrol.wait (v14). ptxas moved
@@ -218,6 +217,12 @@ struct sv_mma<F, std::void_t<decltype(F::kSvMma)>> : std::bool_constant<F::kSvMm
 // LA (v15, load-ahead): each k-step copies its slot's words into registers and issues the slot's next load at once,
 // then decodes from the copy (the slot's reload no longer waits for that k-step's decode and MMAs; 4 registers, 6 with
 // high bits, live through one k-step). Per format and m-tile: load_ahead() below (off: NOTES.md v15).
+// MS (v16): shared memory of a block's metadata copy: spb strips x the groups a range of `steps` k-steps can touch, and
+// two groups of padding (a flush reads one group ahead); rounded to 16 bytes (the X chunk follows it).
+__host__ __device__ inline int64_t ms_bytes(int spb, int steps, int ts, int gtiles) {
+    return (int64_t(spb) * ((int64_t(steps) * ts + gtiles - 1) / gtiles + 1) * 64 + 128 + 15) / 16 * 16;
+}
+
 // MS (v16, the int8 stream kernel's v6 pattern): the block's group metadata (its strips x the groups its K range
 // touches, 64 bytes each) is copied into shared memory by cp.async with the X chunk, and a flush reads the next
 // group's pair there (one LDS.64 a group, issued a group ahead) instead of a global load that queues behind the weight
@@ -229,7 +234,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
-    T* xs = reinterpret_cast<T*>(smem);
+    // (MS: the metadata copy first, the X chunk(s) and tables behind it.)
+    T* xs = reinterpret_cast<T*>(smem + (MS ? ms_bytes(KW ? kWarps / p.kw : NW, p.steps_per_split, TS, p.gtiles) : 0));
     const int lds = p.kc + 8;
     uint32_t* tab = reinterpret_cast<uint32_t*>(xs + 2 * ROWS * lds);
 
@@ -314,15 +320,16 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     int sig = tig / TS;                               // k-steps of the current group done
     // Metadata comes from HBM too (it is read once): keep three groups in flight behind the current one,
     // or every group switch waits a full memory latency (the first profile's dominant stall).
-    uint2 cur, nx1, nx2, nx3;
-    if constexpr (!MS) cur = load_meta(gi), nx1 = load_meta(gi + 1), nx2 = load_meta(gi + 2), nx3 = load_meta(gi + 3);
+    const uint2 z2 = make_uint2(0, 0);  // (MS: the pairs are read after the first cp.async wait, below)
+    uint2 cur = MS ? z2 : load_meta(gi), nx1 = MS ? z2 : load_meta(gi + 1), nx2 = MS ? z2 : load_meta(gi + 2),
+          nx3 = MS ? z2 : load_meta(gi + 3);
     // MS: the block's groups [g_first, g_first + ngb) of its strips in shared memory, [strip][group][8] uint2 (+ one
     // group of padding: the flush reads one group past the last), copied here; read after the first cp.async wait.
     uint32_t msn = 0;  // MS: shared-memory address of this lane's next metadata pair
     if constexpr (MS) {
         const int spb = KW ? kWarps / p.kw : NW, strip0 = KW ? blockIdx.y * spb : blockIdx.y * NW;
         const int g_first = b_begin * TS / p.gtiles, ngb = (b_end * TS - 1) / p.gtiles - g_first + 1;
-        unsigned char* ms = smem + p.ms_off;
+        unsigned char* ms = smem;
         const unsigned char* src = reinterpret_cast<const unsigned char*>(p.meta) + size_t(g_first) * 64;
         // (8-byte pieces: the metadata is only 8-byte aligned; once per block.)
         for (int i = threadIdx.x; i < spb * ngb * 8; i += NW * 32) {
@@ -347,7 +354,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             ctx.tab_g8 = tab + ((aux >> 8) & 0xFF) * Fmt::kEntries;
         }
     };
-    if constexpr (!MS) set_ctx(cur.y);
+    if (!MS) set_ctx(cur.y);
 
     constexpr bool kSv = sv_mma<Fmt>::value;
     float acc[MT][4], accg[MT][4], accs[MT][4];
@@ -454,7 +461,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                         if ((chunk + 1) * spc < nsteps) {
                             stage_x_div<T, ROWS, NW * 32>(p, xs + ((chunk + 1) & 1) * ROWS * lds, m0, (s_begin + (chunk + 1) * spc) * KSTEP);
                         }
-                        xb = xs + (chunk & 1) * ROWS * lds + lds_lane;
+                        // (MS: the lane's ldmatrix offset recomputed here, not held through the loop: the 16-row
+                        // instances spilled it at the 64-register cap.)
+                        const int ll = MS ? (threadIdx.x & 7) * lds + ((threadIdx.x >> 3) & 3) * 8 : lds_lane;
+                        xb = xs + (chunk & 1) * ROWS * lds + ll;
                         chunk_left = spc;
                     }
                     if constexpr (!KW) --chunk_left;
@@ -772,10 +782,13 @@ template <class Fmt, int MT, typename T, bool CX>
 constexpr bool la_fits() {
     return MT == 1 && (CX || !(std::is_same_v<Fmt, Mix3> && std::is_same_v<T, __half>));
 }
-// MS (v16, metadata in shared memory): where it is the library default.
+// MS (v16, metadata in shared memory): where it is the library default. INT4 at the 8-row m-tile (M <= 8: split-K,
+// in-block split-K and compact X), measured on one H100 (NOTES.md v16): 8192x28672 M = 1 52.6 -> 50.1 us, M = 2..8
+// -0.9..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
+// +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there; other formats not measured.
 template <class Fmt, int MT, typename T = __half>
 constexpr bool meta_smem() {
-    return false;
+    return std::is_same_v<Fmt, Int4> && MT == 1;
 }
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
@@ -802,11 +815,9 @@ inline int smem_per_sm() {
 struct XChunk {
     int kc, bufs;
 };
-// MS (v16): shared memory of a block's metadata copy: spb strips x the groups a range of `steps` k-steps can touch, and
-// two groups of padding (a flush reads one group ahead).
-inline int64_t ms_bytes(int spb, int steps, int ts, int gtiles) {
-    return int64_t(spb) * ((int64_t(steps) * ts + gtiles - 1) / gtiles + 1) * 64 + 128;
-}
+// Largest copy the launcher takes (else it runs the MS = false instance): the automatic plans stay far below it
+// (28672x8192 M = 1, compact X kw = 2: 16.8 KB; split-K blocks: 8 strips x a few groups); a forced long split would not.
+constexpr int64_t kMsMaxBytes = 48 * 1024;
 template <class Fmt, int MT>
 XChunk x_chunk(int steps_per_split, int plan_kc, int n_tables, int smem_sm, int blocks, int64_t extra = 0) {
     constexpr int ROWS = MT * 8, KSTEP = Fmt::kTiles * 16;
@@ -920,6 +931,7 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
             double best = -1;
             for (int c = 2; c <= max_s; ++c) {
                 const int sps = (a.ksteps + c - 1) / c, real = (a.ksteps + sps - 1) / sps;
+                if (MS && ms_bytes(NW, sps, Fmt::kTiles, a.gtiles) > kMsMaxBytes) continue;  // (launch_mt's bound)
                 const double waves = double(int64_t(nblk) * mtiles * real) / double(slots);
                 const double eff = waves / std::ceil(waves);
                 if (eff > best + 0.02) {
@@ -934,10 +946,7 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
         a.kc = xc.kc;
         smem = size_t(xc.bufs) * (MT * 8) * (xc.kc + 8) * 2 + (Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0);
     }
-    if constexpr (MS) {
-        a.ms_off = int((smem + 15) / 16 * 16);
-        smem = size_t(a.ms_off) + size_t(ms_bytes(spb, a.steps_per_split, Fmt::kTiles, a.gtiles));
-    }
+    if constexpr (MS) smem += size_t(ms_bytes(spb, a.steps_per_split, Fmt::kTiles, a.gtiles));  // (in front of X)
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
@@ -958,10 +967,7 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
             auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true, kWarps, la_cx, MS>;
             Args a = a0;
             size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
-            if constexpr (MS) {
-                a.ms_off = int((smem + 15) / 16 * 16);
-                smem = size_t(a.ms_off) + size_t(ms_bytes(kWarps / a0.kw, a0.steps_per_split, Fmt::kTiles, a0.gtiles));
-            }
+            if constexpr (MS) smem += size_t(ms_bytes(kWarps / a0.kw, a0.steps_per_split, Fmt::kTiles, a0.gtiles));
             if (smem > 48 * 1024) {
                 const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
                 if (e != cudaSuccess) return e;
@@ -1012,6 +1018,11 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
         }
     }
 #endif
+    if constexpr (meta_smem<Fmt, MT, T>()) {
+        if (ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) > kMsMaxBytes) {
+            return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), false>(a0, splits, mtiles, s);
+        }
+    }
     return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), meta_smem<Fmt, MT, T>()>(a0, splits, mtiles, s);
 }
 
