@@ -6,6 +6,7 @@
 //   ./wo_small_m bench        # acceptance shapes x M in {1, 4, 16, 64}: read ceilings, v11 / v12 and the v12
 //                             # alternatives (compact-X kw 2/4/8, split-K), cuBLAS f16 (libcublas.so.13)
 //   ./wo_small_m sweep        # v11 / v12 / cuBLAS f16 for M in {1, 2, 4, 8, 16, 32, 64} (+ decode-sized layers)
+//                             # (WO_MS_AB=1: M <= 16 with the v16 metadata copy off / on / off / on, library plan)
 //   ./wo_small_m once NxK M v11|v12|wide|narrow   # one launch (for ncu; wide / narrow: v14 256-row block on / off)
 //   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
 //   ./wo_small_m mid [NxK|all [M,M,..]] # M in {32, 48, 64} (or the list): cuBLAS f16, the shipped small-M kernel (v14 library), the library's ws
