@@ -323,8 +323,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     const uint2 z2 = make_uint2(0, 0);  // (MS: the pairs are read after the first cp.async wait, below)
     uint2 cur = MS ? z2 : load_meta(gi), nx1 = MS ? z2 : load_meta(gi + 1), nx2 = MS ? z2 : load_meta(gi + 2),
           nx3 = MS ? z2 : load_meta(gi + 3);
-    // MS: the block's groups [g_first, g_first + ngb) of its strips in shared memory, [strip][group][8] uint2 (+ one
-    // group of padding: the flush reads one group past the last), copied here; read after the first cp.async wait.
+    // MS: the block's groups [g_first, g_first + ngb) of its strips in shared memory, [strip][group][8] uint2 (+ two
+    // groups of padding: the flushes read up to two groups past the last), copied here; read after the first cp.async wait.
     uint32_t msn = 0;  // MS: shared-memory address of this lane's next metadata pair
     if constexpr (MS) {
         const int spb = KW ? kWarps / p.kw : NW, strip0 = KW ? blockIdx.y * spb : blockIdx.y * NW;
@@ -335,7 +335,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         for (int i = threadIdx.x; i < spb * ngb * 8; i += NW * 32) {
             const int sl = i / (ngb * 8), r = i - sl * (ngb * 8);
             const int st = strip0 + sl;
-            cp_async8_zfill(ms + size_t(i) * 8, st < p.strips ? src + (size_t(st) * p.groups * 8 + r) * 8 : static_cast<const void*>(p.meta), st < p.strips);
+            const bool ok = st < p.strips;
+            cp_async8_zfill(ms + size_t(i) * 8, ok ? src + (size_t(st) * p.groups * 8 + r) * 8 : static_cast<const void*>(p.meta), ok);
         }
         const int sl = KW ? warp / p.kw : warp;
         msn = static_cast<uint32_t>(__cvta_generic_to_shared(ms)) + ((sl * ngb + (gi - g_first)) * 8 + g) * 8;
@@ -784,7 +785,7 @@ constexpr bool la_fits() {
 }
 // MS (v16, metadata in shared memory): where it is the library default. INT4 at the 8-row m-tile (M <= 8: split-K,
 // in-block split-K and compact X), measured on one H100 (NOTES.md v16): 8192x28672 M = 1 52.6 -> 50.1 us, M = 2..8
-// -0.9..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
+// -1.0..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
 // +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there; other formats not measured.
 template <class Fmt, int MT, typename T = __half>
 constexpr bool meta_smem() {
