@@ -822,9 +822,6 @@ static void run_probe(const std::string& mode) {
     cudaFree(sink);
 }
 
-// v28 (probe build): where the M = 16 time goes on the two large shapes, W4-g128 and W4 per-channel at M = 1 / 16, one
-// process: read line, library plan (stream launches, PDL rule), graph replay, and the probes: no MMA (1), no copy (2),
-// no finish (4), bare (7), the pre-v28 unsplit epilogue (64, in-process A/B of v28); timelines with PDL off.
 // v28's unsplit MT = 16 tile epilogue (flags 0) against the pre-v28 scattered stores (flags 64): f16 and bf16 outputs
 // bitwise equal, with 8-byte stores (ldy % 4 == 0), a partial last piece (N % 4 != 0) and the unaligned fallback.
 static void check_epi() {
@@ -867,6 +864,9 @@ static void check_epi() {
     printf("epi checks: %d passed, %d failed\n", g_pass, g_fail);
 }
 
+// v28 (probe build): where the M = 16 time goes on the two large shapes, W4-g128 and W4 per-channel at M = 1 / 16, one
+// process: read line, library plan (stream launches, PDL rule), graph replay, and the probes: no MMA (1), no copy (2),
+// no finish (4), bare (7), the pre-v28 unsplit epilogue (64, in-process A/B of v28); timelines with PDL off.
 static void run_m16() {
     check_epi();
     int nsm = 0;
