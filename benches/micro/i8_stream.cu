@@ -14,6 +14,7 @@
 //   ./i8_stream probe     # where a call's time goes: read line, PDL on/off, graph replay, probe flags, per-CTA
 //                         # timelines, the v10 plan and forced 256-row CTAs (each exact against the plan)
 //   ./i8_stream one w4g128 1 28672 8192   # four calls of one op (ncu -k regex:stream_kernel -c 1 target)
+//   ./i8_stream stag      # NOTES v30: the plan under probe-flag variants on the nine bench shapes (I8S_* env)
 //   ./i8_stream ab        # NOTES v22: the library plan with v22's copy / finish vs v21's (probe flags 16, 32), same
 //                         # process, int32 equal, stream and graph timings, M = 16 timelines
 // Not the bench of record (lowbit-bench is); it exists to iterate with one device call.
@@ -517,6 +518,7 @@ struct ProbeOp {
     __half* y;
     void* ws8 = nullptr;  // direct launches: int32 workspace + counters, zeroed
     cudaStream_t st;
+    lowbit_i8_config cfg{0, 0, 0};  // library calls' config (path forced by make_op's `path`)
 };
 
 // Direct launches' split-K workspace: slabs [splits][row blocks][M][R] (stream.cu finish_slab) for up to kDirectSplits
@@ -524,15 +526,15 @@ struct ProbeOp {
 constexpr int kDirectSplits = 33;
 static size_t direct_slab_bytes(int m, int n) { return (size_t(kDirectSplits) * (n + 256) * m * 4 + 255) / 256 * 256; }
 
-static ProbeOp make_op(Fmt f, int m, int n, int k) {
+static ProbeOp make_op(Fmt f, int m, int n, int k, int path = 0) {
     ProbeOp o{f, m, n, k, {}, 0, nullptr, micro::f16_epilogue(m, n)};
+    o.cfg.path = path;
     const HostW h = bench_weight(f, n, k);
     o.nc = copies_for(h.tiled.size());
     for (int i = 0; i < o.nc; ++i) o.ds.push_back(upload(h));
     CK(cudaMalloc(&o.x, size_t(m) * k));
     CK(cudaMemset(o.x, 5, size_t(m) * k));
-    lowbit_i8_config cfg{0, 0, 0};
-    o.wsb = lowbit_i8_gemm_workspace_bytes(&o.ds[0].w, m, &cfg, 0);
+    o.wsb = lowbit_i8_gemm_workspace_bytes(&o.ds[0].w, m, &o.cfg, 0);
     if (o.wsb > 0) {
         CK(cudaMalloc(&o.ws, o.wsb));
         CK(cudaMemset(o.ws, 0, o.wsb));
@@ -556,8 +558,8 @@ static void free_op(ProbeOp& o) {
 
 // Library call (the automatic plan) on the op's stream.
 static void lib_call(ProbeOp& o, int it, const lowbit_i8_epilogue* e = nullptr, void* y = nullptr) {
-    ST(lowbit_i8_gemm(&o.ds[it % o.nc].w, o.x, o.k, o.m, e ? e : &o.fe.e, y ? y : o.y, o.n, o.ws, o.wsb, nullptr, 0,
-                      o.st));
+    ST(lowbit_i8_gemm(&o.ds[it % o.nc].w, o.x, o.k, o.m, e ? e : &o.fe.e, y ? y : o.y, o.n, o.ws, o.wsb,
+                      o.cfg.path ? &o.cfg : nullptr, 0, o.st));
 }
 
 // Direct launch of a forced instance (sp, splits; mt = 8 or 16); int32 output when i32.
@@ -989,6 +991,105 @@ static void run_ab() {
     cudaFree(g_tl);
 }
 
+// NOTES v30: the library plan under probe flag variants (I8S_VARIANTS, default 0,512: 512 = the multicast activation
+// copy off; v30's call 1 timed the since-removed flags 128 = staggered walk and 256 = every chunk before the weights)
+// on the nine bench shapes at M = 1, 8, 16 (I8S_MS): W4-g128 and W8 (plan), and W8 forced onto the streaming kernel at
+// M = 16 (variants at M = 16 only). int32 of every variant equal to the first one's (random activations); two
+// stream-launched timings per variant (interleaved rounds), one graph replay at M = 16. With main's stream.cu (which
+// ignores the flags) I8S_VARIANTS=0 gives the baseline. I8S_BASE=1: cuBLASLt int8 and cuBLAS f16 per point too.
+static void run_stag() {
+    std::vector<int> vars;
+    {
+        const char* v = getenv("I8S_VARIANTS");
+        std::string sv = v ? v : "0,512";
+        size_t pos = 0;
+        while (pos <= sv.size()) {
+            const size_t c = sv.find(',', pos);
+            vars.push_back(atoi(sv.substr(pos, c == std::string::npos ? std::string::npos : c - pos).c_str()));
+            if (c == std::string::npos) break;
+            pos = c + 1;
+        }
+    }
+    std::vector<int> ms = {1, 8, 16};
+    if (const char* e = getenv("I8S_MS")) {
+        ms.clear();
+        for (const char* q = e; *q;) {
+            ms.push_back(atoi(q));
+            while (*q && *q != ',') ++q;
+            if (*q) ++q;
+        }
+    }
+    const bool base = getenv("I8S_BASE") != nullptr;
+    const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192}, {1024, 8192},
+                             {28672, 8192}, {8192, 28672}, {18560, 4096}, {4096, 8192}};
+    for (auto& sh : shapes) {
+        const int n = sh[0], k = sh[1];
+        for (int m : ms) {
+            if (base) {
+                printf("stag %dx%d M=%-2d base | cuBLASLt int8 %.1f | cuBLAS f16 %.1f\n", n, k, m, bench_lt(m, n, k) * 1e3,
+                       bench_f16(m, n, k) * 1e3);
+            }
+            struct OpDef {
+                Fmt f;
+                int path;
+                const char* name;
+            };
+            std::vector<OpDef> ops = {{kW4g, 0, "w4g128"}, {kW8, 0, "w8"}};
+            if (m > 8) ops.push_back({kW8, LOWBIT_I8_PATH_STREAM, "w8-stream"});
+            for (const OpDef& od : ops) {
+                ProbeOp o = make_op(od.f, m, n, k, od.path);
+                const std::vector<int> vv = m > 8 ? vars : std::vector<int>{vars[0]};
+                std::vector<int8_t> hx(size_t(m) * k);
+                for (auto& v : hx) v = int8_t(g_rng() % 255 - 127);
+                CK(cudaMemcpy(o.x, hx.data(), hx.size(), cudaMemcpyHostToDevice));
+                lowbit_i8_epilogue e32{};
+                e32.out_dtype = LOWBIT_I8_OUT_I32;
+                e32.row_scale_value = 1.f;
+                int32_t* yi;
+                CK(cudaMalloc(&yi, size_t(m) * n * 4));
+                std::vector<int32_t> ref, got(size_t(m) * n);
+                bool same = true;
+                for (int rep = 0; rep < 2; ++rep) {
+                    for (int fl : vv) {
+                        lowbit_i8_stream_probe(fl, nullptr, 1);
+                        CK(cudaMemsetAsync(yi, 0xAB, size_t(m) * n * 4, o.st));
+                        lib_call(o, rep, &e32, yi);
+                        CK(cudaStreamSynchronize(o.st));
+                        CK(cudaMemcpy(got.data(), yi, got.size() * 4, cudaMemcpyDeviceToHost));
+                        if (ref.empty()) {
+                            ref = got;
+                        } else {
+                            same = same && got == ref;
+                        }
+                    }
+                }
+                same ? ++g_pass : ++g_fail;
+                cudaFree(yi);
+                CK(cudaMemset(o.x, 5, size_t(m) * k));
+                auto lib = [&](int i) { lib_call(o, i); };
+                std::vector<float> t1(vv.size()), t2(vv.size()), tg(vv.size(), 0.f);
+                for (size_t v = 0; v < vv.size(); ++v) {
+                    lowbit_i8_stream_probe(vv[v], nullptr, 1);
+                    t1[v] = time_op(o, lib, false);
+                }
+                for (size_t v = 0; v < vv.size(); ++v) {
+                    lowbit_i8_stream_probe(vv[v], nullptr, 1);
+                    t2[v] = time_op(o, lib, false);
+                    if (m > 8) tg[v] = time_op(o, lib, true);
+                }
+                printf("stag %dx%d M=%-2d %-9s", n, k, m, od.name);
+                for (size_t v = 0; v < vv.size(); ++v)
+                    printf(" | f%d %.1f %.1f g %.1f", vv[v], t1[v] * 1e3, t2[v] * 1e3, tg[v] * 1e3);
+                printf(" | exact %s\n", same ? "yes" : "NO");
+                lowbit_i8_stream_probe(0, nullptr, 1);
+                fflush(stdout);
+                free_op(o);
+            }
+        }
+    }
+    printf("stag exactness: %d passed, %d failed\n", g_pass, g_fail);
+}
+
 // One op, a few calls (for ncu -k regex:stream_kernel -c 1): one <w8|w4g128|bip2> m n k
 static void run_one(int argc, char** argv) {
     const std::string fn = argv[2];
@@ -1007,6 +1108,10 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+#ifdef LOWBIT_STREAM_PROBE
+    // I8S_FLAGS: probe flags for every library call of the other modes (e.g. `check` of a variant, NOTES v30).
+    if (const char* fl = getenv("I8S_FLAGS")) lowbit_i8_stream_probe(atoi(fl), nullptr, 1);
+#endif
     if (mode.find("check") != std::string::npos) run_checks();
     if (mode.find("bench") != std::string::npos) run_bench();
     if (mode.find("sweep") != std::string::npos) run_sweep();
@@ -1015,6 +1120,7 @@ int main(int argc, char** argv) {
     if (mode.find("probe") != std::string::npos) run_probe(mode);
     if (mode.find("ab") != std::string::npos) run_ab();
     if (mode.find("m16") != std::string::npos) run_m16();
+    if (mode.find("stag") != std::string::npos) run_stag();
     if (mode == "one") run_one(argc, argv);
 #endif
     return g_fail ? 1 : 0;

@@ -60,6 +60,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <atomic>
+
 
 #include "lowbit/cp_async_bar.cuh"
 #include "lowbit/i8_gemm.cuh"
@@ -67,6 +69,7 @@
 #include "lowbit/launch.cuh"
 #include "lowbit/mma.cuh"
 #include "lowbit/pdl.cuh"
+#include "lowbit/tma.cuh"
 
 namespace lowbit {
 namespace i8 {
@@ -119,12 +122,18 @@ __host__ __device__ constexpr int max_steps(int mt, int f, int sp) {
 // weight loads, the rest behind them, and a warp waits for a piece only when its unit walk reaches it; elsewhere all
 // pieces go behind the weight loads and are waited for before the loop (v21's order).
 constexpr int kXChunks = 8;
+// NOTES v30: on Hopper, the 256-row W8 / W4 instances at MT = 16 launched as 2-CTA clusters (two row blocks, the same
+// K range) copy the activation slice once per cluster: each CTA issues 1-D bulk copies of half its rows, multicast to
+// both (H100: 28672x8192 W4-g128 at M = 16 -1.0 us, W8 -2.2 us; the 4-way split 8192x28672 within +-0.3 us). Not on the
+// 128-row CTAs (two per SM): there the clusters measured +0.4..+0.5 us (4096x11008, 8192x8192 W4-g128 at M = 16).
+constexpr bool kMulticast = true;
+__host__ __device__ constexpr bool mc_instance(int f, int mt, int sp) { return mt > 8 && sp == 8 && (f == kW8 || f == kW4); }
 
 // Timing probes (NOTES v13), compiled only into the micro harness (-DLOWBIT_STREAM_PROBE): flags 1 = no MMAs (the
 // weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish, 8 = rotated unit walk,
 // 16 = v21's activation copy (the whole slice after the weight loads, one wait before the loop), 32 = v21's
 // split-K finish (red.global per accumulator into one [M][N] sum), 64 = the pre-v28 unsplit MT = 16 epilogue (scattered
-// stores from the accumulators); a per-CTA timeline
+// stores from the accumulators), 512 = kMulticast flipped (host side: the launch's cluster, NOTES v30); a per-CTA timeline
 // (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
 // at exit, and the SM id) when a buffer is set.
 #ifdef LOWBIT_STREAM_PROBE
@@ -397,14 +406,35 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     constexpr bool kChunkArch = true;
 #endif
     constexpr bool kChunked = kChunkArch && MT > 8 && SP != 1 && !(T && needs_xsum(F) && !GS);
-    // Activation chunk barriers (NOTES v22): one arrival per thread each, initialised before any copy is issued.
+    // Multicast copy (NOTES v30): a 2-CTA cluster (launch_one, Hopper, K a multiple of 128) shares the activation
+    // slice: rank r copies rows r, r + 2, ... of every chunk with one 1-D bulk copy per row into the same offsets of
+    // both CTAs' shared memory (multicast), completing on both CTAs' chunk barriers (complete_tx); each CTA's thread 0
+    // adds the chunk's bytes to its own barrier (one extra arrival with expect_tx). Halves the slice's L2 reads.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    bool mc = false;
+    uint32_t mrank = 0;
+    if constexpr (kChunked && mc_instance(F, MT, SP)) {
+        uint32_t ncl;
+        asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(ncl));
+        mc = ncl == 2;
+        mrank = tma::cluster_rank();
+    }
+#else
+    constexpr bool mc = false;
+    constexpr uint32_t mrank = 0;
+#endif
+    // Activation chunk barriers (NOTES v22): one arrival per thread each (+ thread 0's expect_tx arrival when
+    // multicast), initialised before any copy is issued.
     __shared__ uint64_t xbar[kChunked ? kXChunks : 1];
     if constexpr (kChunked) {
         if (tid == 0) {
 #pragma unroll
-            for (int c = 0; c < kXChunks; ++c) cp_async_bar_init(&xbar[c], kThreads);
+            for (int c = 0; c < kXChunks; ++c) cp_async_bar_init(&xbar[c], kThreads + (mc ? 1 : 0));
         }
         __syncthreads();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (mc) tma::cluster_sync();  // the partner's barriers are initialised before any multicast reaches them
+#endif
     }
     // First weights on their way before the grid-dependency wait: with programmatic dependent launch (the
     // launcher's attribute) this CTA may start while the previous kernel in the stream is still running, and that
@@ -433,6 +463,23 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
     const int xcs = kChunked ? max(1, (xsteps + kXChunks - 1) / kXChunks) : max(1, xsteps);  // steps per chunk
     const int nch = kChunked ? max(1, (xsteps + xcs - 1) / xcs) : 1;
     auto copy_x = [&](int c) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (mc) {
+            const int st0 = c * xcs, bytes = (min(xsteps, st0 + xcs) - st0) * kBK, rows = min(MT, p.m);
+            if (tid == 0) tma::mbar_expect_tx(&xbar[c], (probe & 2) ? 0u : uint32_t(rows * bytes));
+            const int m = 2 * tid + int(mrank);
+            if (!(probe & 2) && tid < 16 && m < rows) {
+                asm volatile(
+                    "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, "
+                    "[%3], %4;\n" ::"r"(tma::smem_u32(smem + m * xstride + st0 * kBK)),
+                    "l"(p.x + size_t(m) * p.ldx + kb0 + st0 * kBK), "r"(bytes), "r"(tma::smem_u32(&xbar[c])),
+                    "h"(uint16_t(3))
+                    : "memory");
+            }
+            cp_async_bar_arrive(&xbar[c]);  // chunk 0: the scales and vectors issued before it
+            return;
+        }
+#endif
         if (!(probe & 2)) {
             const int st0 = c * xcs, pieces = (min(xsteps, st0 + xcs) - st0) * (kBK / 16);
             for (int i = tid; i < min(MT, p.m) * pieces; i += kThreads) {
@@ -850,7 +897,24 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
 // prologue (launch, first weight prefetches) overlaps the previous kernel's tail.
 #ifdef LOWBIT_STREAM_PROBE
 inline int g_pdl_host = 1;  // harness toggle (lowbit_i8_stream_probe): 0 off, 1 the library rule, 2 always
+inline int g_flags_host = 0;  // the probe flags, host side: 512 flips kMulticast
 #endif
+
+// Clusters of two of this launch configuration that can be resident at once (0: none, or no cluster launch on this
+// device), cached per instance and shared-memory size.
+template <typename Kern>
+int mc_max_clusters(Kern kern, const cudaLaunchConfig_t& cfg) {
+    static std::atomic<unsigned long long> cache{0};  // smem << 32 | (clusters + 1)
+    const unsigned long long c = cache.load(std::memory_order_relaxed);
+    if (c != 0 && (c >> 32) == cfg.dynamicSmemBytes) return int(c & 0xFFFFFFFFu) - 1;
+    int n = 0;
+    if (cudaOccupancyMaxActiveClusters(&n, kern, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();
+        n = 0;
+    }
+    cache.store((static_cast<unsigned long long>(cfg.dynamicSmemBytes) << 32) | unsigned(n + 1), std::memory_order_relaxed);
+    return n;
+}
 
 template <int F, bool GS, int MT, int SP>
 cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
@@ -872,9 +936,39 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
 #else
     const bool pdl = want && pdl_runs();
 #endif
-    return LaunchEx(dim3(1, (a.n + 32 * SP - 1) / (32 * SP), splits), dim3(32 * warps_of(SP)), smem, st)
-        .pdl(pdl)
-        .launch(kern, a);
+    const dim3 grid(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
+    if constexpr (mc_instance(F, MT, SP)) {
+        // NOTES v30: 2-CTA clusters along y (row blocks 2i, 2i + 1 share the activation slice) where every cluster fits
+        // one wave, K is whole 128-column steps (the bulk copies do not zero-fill) and the grid pairs up.
+#ifdef LOWBIT_STREAM_PROBE
+        const bool want_mc = kMulticast != ((g_flags_host & 512) != 0);
+#else
+        constexpr bool want_mc = kMulticast;
+#endif
+        if (want_mc && a.k % kBK == 0 && grid.y % 2 == 0) {
+            cudaLaunchAttribute attr[2];
+            attr[0].id = cudaLaunchAttributeClusterDimension;
+            attr[0].val.clusterDim.x = 1;
+            attr[0].val.clusterDim.y = 2;
+            attr[0].val.clusterDim.z = 1;
+            attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[1].val.programmaticStreamSerializationAllowed = 1;
+            cudaLaunchConfig_t cfg{};
+            cfg.gridDim = grid;
+            cfg.blockDim = dim3(32 * warps_of(SP));
+            cfg.dynamicSmemBytes = smem;
+            cfg.stream = st;
+            cfg.attrs = attr;
+            cfg.numAttrs = 1;
+            const int per_wave = mc_max_clusters(kern, cfg);
+            if (int64_t(grid.y / 2) * grid.z <= per_wave) {
+                cfg.numAttrs = pdl ? 2 : 1;
+                const cudaError_t le = cudaLaunchKernelEx(&cfg, kern, a);
+                return le != cudaSuccess ? le : cudaGetLastError();
+            }
+        }
+    }
+    return LaunchEx(grid, dim3(32 * warps_of(SP)), smem, st).pdl(pdl).launch(kern, a);
 }
 
 }  // namespace stream
@@ -921,5 +1015,6 @@ extern "C" void lowbit_i8_stream_probe(int flags, unsigned long long* timeline, 
     cudaMemcpyToSymbol(lowbit::i8::stream::g_probe, &flags, sizeof(int));
     cudaMemcpyToSymbol(lowbit::i8::stream::g_timeline, &timeline, sizeof(timeline));
     lowbit::i8::stream::g_pdl_host = pdl;
+    lowbit::i8::stream::g_flags_host = flags;
 }
 #endif
