@@ -573,6 +573,39 @@ static int run_checks() {
     return fails;
 }
 
+// v17 (`zcheck`): the M <= 8 cases of run_checks (library plan, forced split-K, compact X kw 2 / 4 / 8, PDL), the ones
+// the zero-point fold (g_zf, LOWBIT_WO_ZF) changes: groups 128 / 64 / 32 / per-channel, sym and asym, both dtypes.
+static int run_zchecks() {
+    std::mt19937 rng(11);
+    int fails = 0;
+    const int shapes[][2] = {{200, 1000}, {1000, 4096}, {48, 8192}, {4100, 2056}, {11008, 4096}};
+    for (int gl : {128, 64, 32, 0})
+        for (auto& sh : shapes)
+            for (int m : {1, 2, 3, 8}) {
+                fails += check_one<__half>(m, sh[0], sh[1], (m + gl / 32) % 2 == 1, 0, rng, gl, true);
+                fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], (m + gl / 32) % 2 == 0, 0, rng, gl, true);
+            }
+    for (int m : {1, 3, 8})
+        for (int fs : {2, 3, 7}) {
+            fails += check_one<__half>(m, 1000, 4096, true, fs, rng);
+            fails += check_one<__nv_bfloat16>(m, 200, 3000, false, fs, rng);
+            fails += check_one<__half>(m, 4100, 2056, false, fs, rng, 64);
+        }
+    for (int kw : {2, 4, 8})
+        for (auto& sh : shapes)
+            for (int m : {1, 3, 8}) {
+                fails += check_one<__half>(m, sh[0], sh[1], (m + kw) % 2 == 0, 0, rng, 128, true, kw);
+                fails += check_one<__nv_bfloat16>(m, sh[0], sh[1], (m + kw) % 2 == 1, 0, rng, kw == 4 ? 64 : 128, true, kw);
+            }
+    for (int m : {1, 3, 8}) {
+        fails += check_one<__half>(m, 4096, 4096, true, 0, rng, 128, true, 0, true);
+        fails += check_one<__nv_bfloat16>(m, 1000, 4096, false, 3, rng, 128, true, 0, true);
+        fails += check_one<__half>(m, 1000, 4096, false, 0, rng, 128, true, 2, true);
+    }
+    printf("zchecks (LOWBIT_WO_ZF=%d): %s (%d failed)\n", g_zf, fails ? "FAIL" : "all passed", fails);
+    return fails;
+}
+
 // ------------------------------------------------------------------------------------------------ bench
 // graph_us and the cuBLAS entry-point types (BlasCreate, BlasSetStream, BlasGemmEx): baselines.cuh.
 
@@ -770,6 +803,23 @@ static int run_bench(const char* only, bool sweep) {
                 row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
                 g_pdl_mode = 1, g_pdl_pf = -1;
             };
+            if (sweep && std::getenv("WO_ZF_AB")) {
+                // v17: the zero-point fold (g_zf = 1; 2: with 5 k-steps in flight at M <= 8) against main's launch
+                // (g_zf = 0: the library's instances), ABAB, library plan.
+                if (m > 16) continue;
+                for (int rep = 0; rep < 2; ++rep) {
+                    g_zf = 0;
+                    lib_row("main (zf off)", 1, -1, 0);
+                    g_zf = 1;
+                    lib_row("v17 zf", 1, -1, 0);
+                    if (m <= 8) {
+                        g_zf = 2;
+                        lib_row("v17 zf P=5", 1, -1, 0);
+                    }
+                }
+                g_zf = -1;
+                continue;
+            }
             if (sweep && std::getenv("WO_MS_AB")) {
                 // v16: metadata in shared memory (g_ms = 1) against the same launch without it (g_ms = 0), ABAB.
                 if (m > 16) continue;
@@ -978,6 +1028,7 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (mode == "check" || mode == "all") rc |= run_checks();
+    if (mode == "zcheck") rc |= run_zchecks();
     if (mode == "wcheck") {
         std::mt19937 rng(11);
         rc |= run_wide_checks(rng);

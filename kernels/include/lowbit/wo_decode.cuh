@@ -102,6 +102,40 @@ struct Int4 {
             a[3] = Pair<T>::sub(and_or(q >> 12, 0x000F000Fu, Pair<T>::kMagic), c.zc[1]);
         }
     }
+    // ZF (NOTES.md v17, zero point folded out): the codes with the magic left in, one LOP3 a register and no
+    // subtraction: f16 rows g = 1024 + q, rows g + 8 = 1024 + 16q (the nibble at bits 4..7, exact below 2048);
+    // bf16 every register 128 + q. The kernel's group flush subtracts (magic + z) (f16 rows g + 8: 1024 + 16z, then
+    // / 16) times the group's activation sums.
+    template <typename T>
+    __device__ static void decode_zf(const uint32_t* w, int j, uint32_t (&a)[4]) {
+        const uint32_t q = w[j];
+        if constexpr (std::is_same_v<T, __half>) {
+            a[0] = and_or(q, 0x000F000Fu, Pair<T>::kMagic);
+            a[1] = and_or(q, 0x00F000F0u, Pair<T>::kMagic);
+            a[2] = and_or(q >> 8, 0x000F000Fu, Pair<T>::kMagic);
+            a[3] = and_or(q >> 8, 0x00F000F0u, Pair<T>::kMagic);
+        } else {
+            a[0] = and_or(q, 0x000F000Fu, Pair<T>::kMagic);
+            a[1] = and_or(q >> 4, 0x000F000Fu, Pair<T>::kMagic);
+            a[2] = and_or(q >> 8, 0x000F000Fu, Pair<T>::kMagic);
+            a[3] = and_or(q >> 12, 0x000F000Fu, Pair<T>::kMagic);
+        }
+    }
+    // ZF: (magic + z) of rows g and g + 8 in f32 from the group's aux word, and the factor on the group scale of
+    // rows g + 8 (f16: 1/16). f32(1024 + v) = 0x44800000 + (v << 13) for v < 1024, f32(128 + z) = 0x43000000 + (z << 16).
+    template <typename T>
+    __device__ static void zf_consts(uint32_t aux, float& z0, float& z1, float& f1) {
+        const uint32_t zg = aux & 0xFFu, zg8 = (aux >> 8) & 0xFFu;
+        if constexpr (std::is_same_v<T, __half>) {
+            z0 = __uint_as_float(0x44800000u + (zg << 13));
+            z1 = __uint_as_float(0x44800000u + (zg8 << 17));
+            f1 = 0.0625f;
+        } else {
+            z0 = __uint_as_float(0x43000000u + (zg << 16));
+            z1 = __uint_as_float(0x43000000u + (zg8 << 16));
+            f1 = 1.f;
+        }
+    }
 };
 
 // ---- INT 8-bit: two words per tile, bytes [a0..a3], [a4..a7] --------------------------------------

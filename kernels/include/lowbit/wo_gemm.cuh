@@ -222,20 +222,32 @@ struct sv_mma<F, std::void_t<decltype(F::kSvMma)>> : std::bool_constant<F::kSvMm
 __host__ __device__ inline int64_t ms_bytes(int spb, int steps, int ts, int gtiles) {
     return (int64_t(spb) * ((int64_t(steps) * ts + gtiles - 1) / gtiles + 1) * 64 + 128 + 15) / 16 * 16;
 }
+// ZF (v17): shared memory of a block's activation sums: one f32 per (k-step of its range, X row of the m-tile),
+// behind the MS copy and in front of the X chunk.
+__host__ __device__ inline int64_t zf_bytes(int steps, int rows) { return (int64_t(steps) * rows * 4 + 15) / 16 * 16; }
 
 // MS (v16, the int8 stream kernel's v6 pattern): the block's group metadata (its strips x the groups its K range
 // touches, 64 bytes each) is copied into shared memory by cp.async with the X chunk, and a flush reads the next
 // group's pair there (one LDS.64 a group, issued a group ahead) instead of a global load that queues behind the weight
 // stream (ncu, NOTES.md v14: the ring's copy of that load was 23-30% of the stall samples at M = 1 / 16).
+// ZF (v17, INT4 only): the zero point folded out of the decode. decode_zf leaves the magic in (one LOP3 a register, no
+// f16x2 subtraction: 4 of the 9 decode instructions of a tile), so a group's MMAs accumulate sum((magic + q) x) (f16
+// rows g + 8: (1024 + 16q) x); the flush subtracts (magic + z) times the sum of the activations over the columns the
+// warp took of that group, from `zr`: per (k-step, X row) f32 running sums within each group (restarted at the block's
+// first k-step), computed from X in the prologue; a warp's first group starts at R[s_begin - 1] when its share begins
+// inside a group (in-block split-K), `zsub`. Groups must be whole k-steps (the launcher: gtiles % kTiles == 0).
 template <class Fmt, typename T, int MT, int P, int MINB, bool KW = false, bool CX = false, int NW = kWarps, bool LA = false,
-          bool MS = false>
+          bool MS = false, bool ZF = false>
 __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!CX || (KW && MT == 1 && !Fmt::kIsLut), "compact X: in-block split-K, 8-row m-tile, INT formats");
     static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
+    static_assert(!ZF || (std::is_same_v<Fmt, Int4> && !LA && (MS || KW)), "zero-point fold: INT4, a barrier before the loop");
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
     extern __shared__ __align__(128) unsigned char smem[];
-    // (MS: the metadata copy first, the X chunk(s) and tables behind it.)
-    T* xs = reinterpret_cast<T*>(smem + (MS ? ms_bytes(KW ? kWarps / p.kw : NW, p.steps_per_split, TS, p.gtiles) : 0));
+    // (MS: the metadata copy first, ZF's activation sums, the X chunk(s) and tables behind them.)
+    const int64_t ms_b = MS ? ms_bytes(KW ? kWarps / p.kw : NW, p.steps_per_split, TS, p.gtiles) : 0;
+    float* const zr = reinterpret_cast<float*>(smem + ms_b);
+    T* xs = reinterpret_cast<T*>(smem + ms_b + (ZF ? zf_bytes(p.steps_per_split, ROWS) : 0));
     const int lds = p.kc + 8;
     uint32_t* tab = reinterpret_cast<uint32_t*>(xs + 2 * ROWS * lds);
 
@@ -341,6 +353,61 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         const int sl = KW ? warp / p.kw : warp;
         msn = static_cast<uint32_t>(__cvta_generic_to_shared(ms)) + ((sl * ngb + (gi - g_first)) * 8 + g) * 8;
     }
+    // ZF: the block's activation sums zr[(s - b_begin) * ROWS + r] = sum of X[m0 + r][c] over the columns c of k-steps
+    // max(group start, b_begin) .. s (rows >= M: 0). Pass 1: the sum of each (row, k-step) by a team of 8 lanes (16
+    // bytes each; plain coherent loads after griddepcontrol.wait: X may come from the previous kernel); pass 2, after a
+    // barrier: running sums within each group, one thread per (row, group).
+    if constexpr (ZF) {
+        const int rows = min(ROWS, p.m - m0), bsteps = b_end - b_begin;
+        for (int i = threadIdx.x; i < bsteps * ROWS; i += NW * 32) {
+            if (i % ROWS >= rows) zr[i] = 0.f;
+        }
+        const unsigned tmask = 0xFFu << (threadIdx.x & 24);
+        const T* x = static_cast<const T*>(p.x);
+        const int tl = threadIdx.x & 7;
+#pragma unroll 4
+        for (int u = threadIdx.x >> 3; u < rows * bsteps; u += NW * 4) {
+            const int r = u / bsteps, s = u - r * bsteps;
+            const int c = (b_begin + s) * KSTEP + tl * 8;
+            const T* xr = x + size_t(m0 + r) * p.ldx + c;
+            float v = 0.f;
+            if (p.x_vec) {
+                if (c < p.k) {
+                    const uint4 q = *reinterpret_cast<const uint4*>(xr);
+                    const uint32_t qq[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        float2 f;
+                        if constexpr (std::is_same_v<T, __half>) {
+                            f = __half22float2(*reinterpret_cast<const __half2*>(&qq[e]));
+                        } else {
+                            f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qq[e]));
+                        }
+                        v += f.x + f.y;
+                    }
+                }
+            } else {
+                for (int e = 0; e < 8; ++e) {
+                    if (c + e < p.k) v += float(xr[e]);
+                }
+            }
+            v += __shfl_xor_sync(tmask, v, 1);
+            v += __shfl_xor_sync(tmask, v, 2);
+            v += __shfl_xor_sync(tmask, v, 4);
+            if (tl == 0) zr[s * ROWS + r] = v;
+        }
+        __syncthreads();
+        const int spg_ = p.gtiles / TS, gf = b_begin / spg_, nruns = (b_end - 1) / spg_ - gf + 1;
+        for (int u = threadIdx.x; u < rows * nruns; u += NW * 32) {
+            const int r = u / nruns, gr = gf + (u - r * nruns);
+            const int s_lo = max(gr * spg_, b_begin), s_hi = min((gr + 1) * spg_, b_end);
+            float run = 0.f;
+            for (int s = s_lo; s < s_hi; ++s) {
+                run += zr[(s - b_begin) * ROWS + r];
+                zr[(s - b_begin) * ROWS + r] = run;
+            }
+        }
+    }
     // The ring's next load (v14): group gi + 4 through a running pointer and a count of the groups left (no per-group
     // index arithmetic; dereferenced only while groups are left). The load lands in a temporary that the flush copies
     // into nx3 right away, and that copy waits for the load (ncu source counters, NOTES.md v14: the largest single stall
@@ -355,7 +422,11 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             ctx.tab_g8 = tab + ((aux >> 8) & 0xFF) * Fmt::kEntries;
         }
     };
-    if (!MS) set_ctx(cur.y);
+    if (!MS && !ZF) set_ctx(cur.y);
+    // ZF: shared-memory address of this lane's pair of sums (X rows 2t, 2t + 1 of m-subtile 0) at the last k-step of its
+    // current group (zfa; clipped to its last k-step, zend), and k-steps left in the group (zleft).
+    uint32_t zfa = 0, zend = 0;
+    int zleft = 0;
 
     constexpr bool kSv = sv_mma<Fmt>::value;
     float acc[MT][4], accg[MT][4], accs[MT][4];
@@ -377,8 +448,33 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             }
         }
     };
+    // ZF: a group's accumulators start at -(magic + z) * (its activation sums), read at `za` (the sums up to the warp's
+    // last k-step of the group; one LDS.64 per m-subtile): the flush is then acc += scale * accg, as without ZF.
+    auto zf_init = [&](uint32_t za) {
+        if constexpr (ZF) {
+            float z0, z1, f1;
+            Fmt::template zf_consts<T>(cur.y, z0, z1, f1);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                const uint2 sv = ld_shared_u2(za + mt * 32);
+                const float sx0 = __uint_as_float(sv.x), sx1 = __uint_as_float(sv.y);
+                accg[mt][0] = -z0 * sx0, accg[mt][1] = -z0 * sx1, accg[mt][2] = -z1 * sx0, accg[mt][3] = -z1 * sx1;
+            }
+        }
+    };
     auto flush = [&]() {
         add_sv();
+        if constexpr (ZF) {
+            float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
+            float z0, z1, f1;
+            Fmt::template zf_consts<T>(0u, z0, z1, f1);
+            sc.y *= f1;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                acc[mt][0] += sc.x * accg[mt][0], acc[mt][1] += sc.x * accg[mt][1];
+                acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
+            }
+        } else {
         const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
@@ -386,6 +482,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
 #pragma unroll
             for (int e = 0; e < 4; ++e) accg[mt][e] = 0.f;
+        }
         }
         cur = nx1;
         if constexpr (MS) {
@@ -398,7 +495,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             mnext += 8;
             --mleft;
         }
-        set_ctx(cur.y);
+        if constexpr (ZF) {
+            zfa = min(zfa + uint32_t((p.gtiles / TS) * ROWS * 4), zend);
+            zf_init(zfa);
+        } else {
+            set_ctx(cur.y);
+        }
     };
 
     // (In the chunk loop below s_begin = b_begin and nsteps = the block's k-steps: with kw > 1 there is one
@@ -441,7 +543,29 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         cur = ld_shared_u2(msn);
         nx1 = ld_shared_u2(msn + 64);
         msn += 128;
-        set_ctx(cur.y);
+        if constexpr (!ZF) set_ctx(cur.y);
+    }
+    if constexpr (ZF) {
+        // (After the barrier above: the sums are in shared memory. A share that starts inside a group (in-block
+        // split-K) takes the group's sums before its first k-step off its first group.)
+        const int spg_ = p.gtiles / TS;
+        zleft = spg_ - sig;
+        if (s_end > s_begin) {
+            const uint32_t zb = static_cast<uint32_t>(__cvta_generic_to_shared(zr)) + (2 * (lane & 3) - b_begin * ROWS) * 4;
+            zend = zb + (s_end - 1) * ROWS * 4;
+            zfa = min(zb + (s_begin + zleft - 1) * ROWS * 4, zend);
+            zf_init(zfa);
+            if (KW && sig > 0 && s_begin > b_begin) {
+                float z0, z1, f1;
+                Fmt::template zf_consts<T>(cur.y, z0, z1, f1);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    const uint2 sv = ld_shared_u2(zb + (s_begin - 1) * ROWS * 4 + mt * 32);
+                    accg[mt][0] += z0 * __uint_as_float(sv.x), accg[mt][1] += z0 * __uint_as_float(sv.y);
+                    accg[mt][2] += z1 * __uint_as_float(sv.x), accg[mt][3] += z1 * __uint_as_float(sv.y);
+                }
+            }
+        }
     }
     // Advance of this lane's X row address per k-step (CX: zero-line lanes stay put).
     const int xstep = CX ? ((lane & 7) < p.m ? KSTEP : 0) : KSTEP;
@@ -496,6 +620,13 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                                 mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
                                 mma_m16n8k16<T>(accs[mt], ind, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
                             }
+                        } else if constexpr (ZF) {
+                            (void)hd;
+                            Fmt::template decode_zf<T>(wd, j, a);
+#pragma unroll
+                            for (int mt = 0; mt < MT; ++mt) {
+                                mma_m16n8k16<T>(accg[mt], a, bf[mt][(j & 1) * 2], bf[mt][(j & 1) * 2 + 1]);
+                            }
                         } else {
                             Fmt::template decode<T>(wd, hd, j, ctx, a);
 #pragma unroll
@@ -507,7 +638,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
                     if constexpr (decltype(kStepGroups)::value) {
 #pragma unroll
                         for (int j = 0; j < TS; ++j) tile(j);
-                        if (++sig == spg) {
+                        if constexpr (ZF) {
+                            if (--zleft == 0) {
+                                zleft = spg;
+                                flush();
+                            }
+                        } else if (++sig == spg) {
                             sig = 0;
                             flush();
                         }
@@ -527,12 +663,28 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             }
         }
     };
+    if constexpr (ZF) {
+        // (The launcher runs ZF only on groups of whole k-steps.)
+        main_loop(std::true_type{});
+        if (zleft != spg && s_end > s_begin) {
+            float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
+            float z0, z1, f1;
+            Fmt::template zf_consts<T>(0u, z0, z1, f1);
+            sc.y *= f1;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                acc[mt][0] += sc.x * accg[mt][0], acc[mt][1] += sc.x * accg[mt][1];
+                acc[mt][2] += sc.y * accg[mt][2], acc[mt][3] += sc.y * accg[mt][3];
+            }
+        }
+    } else {
     if (step_groups) {
         main_loop(std::true_type{});
     } else {
         main_loop(std::false_type{});
     }
-    if (step_groups ? sig != 0 : tig != 0) {
+    }
+    if (!ZF && (step_groups ? sig != 0 : tig != 0)) {
         add_sv();
         const float2 sc = __half22float2(*reinterpret_cast<const __half2*>(&cur.x));
 #pragma unroll
@@ -910,7 +1062,7 @@ inline bool wide_want() {
 }
 
 // The one-warp-per-strip (kw = 1) and in-block split-K (kw > 1, NW = kWarps) launches: NW warps per block.
-template <class Fmt, typename T, int MT, int NW, bool MS = false, typename Kern>
+template <class Fmt, typename T, int MT, int NW, bool MS = false, bool ZF = false, typename Kern>
 cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaStream_t s) {
     Args a = a0;
     // Strips per block: NW, or kWarps / kw with kw warps per strip (in-block split-K).
@@ -942,12 +1094,14 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
                 }
             }
         }
-        const int64_t ms = MS ? ms_bytes(NW, a.steps_per_split, Fmt::kTiles, a.gtiles) : 0;
+        const int64_t ms = (MS ? ms_bytes(NW, a.steps_per_split, Fmt::kTiles, a.gtiles) : 0) +
+                           (ZF ? zf_bytes(a.steps_per_split, MT * 8) : 0);
         const XChunk xc = x_chunk<Fmt, MT>(a.steps_per_split, a.kc, a.n_tables, smem_sm, occ, ms);
         a.kc = xc.kc;
         smem = size_t(xc.bufs) * (MT * 8) * (xc.kc + 8) * 2 + (Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0);
     }
     if constexpr (MS) smem += size_t(ms_bytes(spb, a.steps_per_split, Fmt::kTiles, a.gtiles));  // (in front of X)
+    if constexpr (ZF) smem += size_t(zf_bytes(a.steps_per_split, MT * 8));                        // (the same)
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
@@ -956,19 +1110,22 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
     return launch_pdl(kern, dim3(mtiles, nblk, splits), dim3(NW * 32), smem, s, pdl_want(true), a);
 }
 
-template <class Fmt, typename T, int MT, bool LA, bool MS = false>
+template <class Fmt, typename T, int MT, bool LA, bool MS = false, bool ZF = false, int PZ = 0>
 cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     // (LA applies where la_fits(); elsewhere the request compiles to the LA = false instance.)
-    constexpr bool la = LA && la_fits<Fmt, MT, T, false>();
-    auto kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>(), false, false, kWarps, la, MS>;
+    constexpr bool la = LA && la_fits<Fmt, MT, T, false>() && !ZF;
+    // (PZ: the harness's k-steps in flight per lane, 0 = prefetch_steps.)
+    constexpr int PP = PZ ? PZ : prefetch_steps<Fmt, MT>(), PP1 = PZ ? PZ : prefetch_steps<Fmt, 1>();
+    auto kern = gemm_kernel<Fmt, T, MT, PP, min_blocks<Fmt, MT, T>(), false, false, kWarps, la, MS, ZF>;
     if constexpr (cx_format<Fmt, MT>()) {
         // In-block split-K with compact X (v12): up to cx_min_blocks() blocks per SM, one wave (the plan's rule).
         if (a0.kw > 1 && a0.m <= 8) {
-            constexpr bool la_cx = LA && la_fits<Fmt, 1, T, true>();
-            auto kx = gemm_kernel<Fmt, T, 1, prefetch_steps<Fmt, 1>(), cx_min_blocks<Fmt>(), true, true, kWarps, la_cx, MS>;
+            constexpr bool la_cx = LA && la_fits<Fmt, 1, T, true>() && !ZF;
+            auto kx = gemm_kernel<Fmt, T, 1, PP1, cx_min_blocks<Fmt>(), true, true, kWarps, la_cx, MS, ZF>;
             Args a = a0;
             size_t smem = cx_smem_bytes(a0.m, a0.kc, Fmt::kTiles * 16);
             if constexpr (MS) smem += size_t(ms_bytes(kWarps / a0.kw, a0.steps_per_split, Fmt::kTiles, a0.gtiles));
+            if constexpr (ZF) smem += size_t(zf_bytes(a0.steps_per_split, 8));
             if (smem > 48 * 1024) {
                 const cudaError_t e = cudaFuncSetAttribute(kx, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
                 if (e != cudaSuccess) return e;
@@ -981,16 +1138,16 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
     if constexpr (wide_format<Fmt, MT, T>()) {
         if (a0.kw <= 1 && wide_want()) {
             constexpr int NW = 2 * kWarps;
-            return launch_grid<Fmt, T, MT, NW, MS>(
-                gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), min_blocks<Fmt, MT, T>() / 2, false, false, NW, la, MS>, a0, splits,
-                mtiles, s);
+            return launch_grid<Fmt, T, MT, NW, MS, ZF>(
+                gemm_kernel<Fmt, T, MT, PP, min_blocks<Fmt, MT, T>() / 2, false, false, NW, la, MS, ZF>, a0,
+                splits, mtiles, s);
         }
     }
     if constexpr (MT <= 2) {
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
-        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, prefetch_steps<Fmt, MT>(), 1, true, false, kWarps, la, MS>;
+        if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, PP, 1, true, false, kWarps, la, MS, ZF>;
     }
-    return launch_grid<Fmt, T, MT, kWarps, MS>(kern, a0, splits, mtiles, s);
+    return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s);
 }
 
 #ifdef LOWBIT_WO_PROBE
@@ -1003,8 +1160,30 @@ inline int g_la = std::getenv("LOWBIT_WO_LA") ? std::atoi(std::getenv("LOWBIT_WO
 inline int g_ms = std::getenv("LOWBIT_WO_MS") ? std::atoi(std::getenv("LOWBIT_WO_MS")) : -1;
 #endif
 
+#ifdef LOWBIT_WO_PROBE
+// harness: zero-point fold (v17) -1 the library rule, 0 off, 1 on (INT4 at MT = 1 / 2 with MS as the library has it;
+// initial value from LOWBIT_WO_ZF)
+inline int g_zf = std::getenv("LOWBIT_WO_ZF") ? std::atoi(std::getenv("LOWBIT_WO_ZF")) : -1;
+#endif
+
+// ZF (v17): groups of whole k-steps, at most 8 k-steps (the prologue's running sums are serial within a group).
+template <class Fmt>
+inline bool zf_groups_ok(const Args& a) {
+    return a.gtiles % Fmt::kTiles == 0 && a.gtiles / Fmt::kTiles <= 8;
+}
+
 template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
+#ifdef LOWBIT_WO_PROBE
+    if constexpr (std::is_same_v<Fmt, Int4> && MT == 1) {
+        // (ZF needs the MS copy's barrier or the in-block split-K's before the loop.)
+        const bool ms_ok = ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) <= kMsMaxBytes;
+        if (g_zf > 0 && g_ms < 0 && ms_ok && zf_groups_ok<Fmt>(a0)) {
+            return g_zf == 2 ? launch_mt_la<Fmt, T, MT, false, true, true, 5>(a0, splits, mtiles, s)
+                             : launch_mt_la<Fmt, T, MT, false, true, true>(a0, splits, mtiles, s);
+        }
+    }
+#endif
 #ifdef LOWBIT_WO_PROBE
     if constexpr (std::is_same_v<Fmt, Int4>) {
         if (g_ms >= 0 && MT <= 2) {
