@@ -353,61 +353,6 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
         const int sl = KW ? warp / p.kw : warp;
         msn = static_cast<uint32_t>(__cvta_generic_to_shared(ms)) + ((sl * ngb + (gi - g_first)) * 8 + g) * 8;
     }
-    // ZF: the block's activation sums zr[(s - b_begin) * ROWS + r] = sum of X[m0 + r][c] over the columns c of k-steps
-    // max(group start, b_begin) .. s (rows >= M: 0). Pass 1: the sum of each (row, k-step) by a team of 8 lanes (16
-    // bytes each; plain coherent loads after griddepcontrol.wait: X may come from the previous kernel); pass 2, after a
-    // barrier: running sums within each group, one thread per (row, group).
-    if constexpr (ZF) {
-        const int rows = min(ROWS, p.m - m0), bsteps = b_end - b_begin;
-        for (int i = threadIdx.x; i < bsteps * ROWS; i += NW * 32) {
-            if (i % ROWS >= rows) zr[i] = 0.f;
-        }
-        const unsigned tmask = 0xFFu << (threadIdx.x & 24);
-        const T* x = static_cast<const T*>(p.x);
-        const int tl = threadIdx.x & 7;
-#pragma unroll 4
-        for (int u = threadIdx.x >> 3; u < rows * bsteps; u += NW * 4) {
-            const int r = u / bsteps, s = u - r * bsteps;
-            const int c = (b_begin + s) * KSTEP + tl * 8;
-            const T* xr = x + size_t(m0 + r) * p.ldx + c;
-            float v = 0.f;
-            if (p.x_vec) {
-                if (c < p.k) {
-                    const uint4 q = *reinterpret_cast<const uint4*>(xr);
-                    const uint32_t qq[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        float2 f;
-                        if constexpr (std::is_same_v<T, __half>) {
-                            f = __half22float2(*reinterpret_cast<const __half2*>(&qq[e]));
-                        } else {
-                            f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qq[e]));
-                        }
-                        v += f.x + f.y;
-                    }
-                }
-            } else {
-                for (int e = 0; e < 8; ++e) {
-                    if (c + e < p.k) v += float(xr[e]);
-                }
-            }
-            v += __shfl_xor_sync(tmask, v, 1);
-            v += __shfl_xor_sync(tmask, v, 2);
-            v += __shfl_xor_sync(tmask, v, 4);
-            if (tl == 0) zr[s * ROWS + r] = v;
-        }
-        __syncthreads();
-        const int spg_ = p.gtiles / TS, gf = b_begin / spg_, nruns = (b_end - 1) / spg_ - gf + 1;
-        for (int u = threadIdx.x; u < rows * nruns; u += NW * 32) {
-            const int r = u / nruns, gr = gf + (u - r * nruns);
-            const int s_lo = max(gr * spg_, b_begin), s_hi = min((gr + 1) * spg_, b_end);
-            float run = 0.f;
-            for (int s = s_lo; s < s_hi; ++s) {
-                run += zr[(s - b_begin) * ROWS + r];
-                zr[(s - b_begin) * ROWS + r] = run;
-            }
-        }
-    }
     // The ring's next load (v14): group gi + 4 through a running pointer and a count of the groups left (no per-group
     // index arithmetic; dereferenced only while groups are left). The load lands in a temporary that the flush copies
     // into nx3 right away, and that copy waits for the load (ncu source counters, NOTES.md v14: the largest single stall
@@ -520,6 +465,66 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             cp_async_wait<0>();
             __syncthreads();
         }
+    }
+    // ZF: the block's activation sums zr[(s - b_begin) * ROWS + r] = sum of X[m0 + r][c] over the columns c of k-steps
+    // max(group start, b_begin) .. s (rows >= M: 0), from the staged X chunk (after the MS / KW wait; call 1 of v17
+    // read them from global memory: one round trip behind the weight stream per pass, +3..7 us), or from global memory
+    // where the first chunk does not hold the block's range (a forced long split). A team of 8 lanes (16 bytes each: one
+    // k-step of one row per pass) walks one (row, group) run; one barrier.
+    if constexpr (ZF) {
+        if constexpr (KW) {
+            // (The in-block split-K's wait, here for the sums; its barrier below is then a formality.)
+            cp_async_wait<0>();
+            __syncthreads();
+        }
+        const int rows = min(ROWS, p.m - m0), bsteps = b_end - b_begin;
+        for (int i = threadIdx.x; i < bsteps * ROWS; i += NW * 32) {
+            if (i % ROWS >= rows) zr[i] = 0.f;
+        }
+        const bool from_smem = KW || spc >= bsteps;
+        const int spg_ = p.gtiles / TS, gf = b_begin / spg_, nruns = (b_end - 1) / spg_ - gf + 1;
+        const int tl = threadIdx.x & 7;
+        const unsigned tmask = 0xFFu << (threadIdx.x & 24);
+        const T* x = static_cast<const T*>(p.x);
+        for (int u = threadIdx.x >> 3; u < rows * nruns; u += NW * 4) {
+            const int r = u / nruns, gr = gf + (u - r * nruns);
+            const int s_lo = max(gr * spg_, b_begin), s_hi = min((gr + 1) * spg_, b_end);
+            float run = 0.f;
+            for (int s = s_lo; s < s_hi; ++s) {
+                uint4 q = make_uint4(0, 0, 0, 0);
+                float v = 0.f;
+                if (from_smem) {
+                    q = *reinterpret_cast<const uint4*>(xs + r * lds + (s - b_begin) * KSTEP + tl * 8);
+                } else {
+                    const int c = s * KSTEP + tl * 8;
+                    const T* xr = x + size_t(m0 + r) * p.ldx + c;
+                    if (p.x_vec) {
+                        if (c < p.k) q = *reinterpret_cast<const uint4*>(xr);
+                    } else {
+                        for (int e = 0; e < 8; ++e) {
+                            if (c + e < p.k) v += float(xr[e]);
+                        }
+                    }
+                }
+                const uint32_t qq[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float2 f;
+                    if constexpr (std::is_same_v<T, __half>) {
+                        f = __half22float2(*reinterpret_cast<const __half2*>(&qq[e]));
+                    } else {
+                        f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qq[e]));
+                    }
+                    v += f.x + f.y;
+                }
+                v += __shfl_xor_sync(tmask, v, 1);
+                v += __shfl_xor_sync(tmask, v, 2);
+                v += __shfl_xor_sync(tmask, v, 4);
+                run += v;
+                if (tl == 0) zr[(s - b_begin) * ROWS + r] = run;
+            }
+        }
+        __syncthreads();
     }
     int chunk = -1, chunk_left = 0;
     const T* xb = xs;
@@ -1166,6 +1171,13 @@ inline int g_ms = std::getenv("LOWBIT_WO_MS") ? std::atoi(std::getenv("LOWBIT_WO
 inline int g_zf = std::getenv("LOWBIT_WO_ZF") ? std::atoi(std::getenv("LOWBIT_WO_ZF")) : -1;
 #endif
 
+// ZF (v17, the zero-point fold): where it is the library default: INT4 at the 8-row m-tile with the MS copy (M <= 8),
+// groups of whole k-steps (zf_groups_ok).
+constexpr bool kZeroFold = true;
+template <class Fmt, int MT, typename T = __half>
+constexpr bool zero_fold() {
+    return kZeroFold && meta_smem<Fmt, MT, T>() && std::is_same_v<Fmt, Int4>;
+}
 // ZF (v17): groups of whole k-steps, at most 8 k-steps (the prologue's running sums are serial within a group).
 template <class Fmt>
 inline bool zf_groups_ok(const Args& a) {
@@ -1176,11 +1188,15 @@ template <class Fmt, typename T, int MT>
 cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
 #ifdef LOWBIT_WO_PROBE
     if constexpr (std::is_same_v<Fmt, Int4> && MT == 1) {
-        // (ZF needs the MS copy's barrier or the in-block split-K's before the loop.)
-        const bool ms_ok = ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) <= kMsMaxBytes;
-        if (g_zf > 0 && g_ms < 0 && ms_ok && zf_groups_ok<Fmt>(a0)) {
-            return g_zf == 2 ? launch_mt_la<Fmt, T, MT, false, true, true, 5>(a0, splits, mtiles, s)
-                             : launch_mt_la<Fmt, T, MT, false, true, true>(a0, splits, mtiles, s);
+        // (g_zf = 0: the MS = library, ZF = false instances, i.e. main's before v17.)
+        if (g_zf >= 0 && g_ms < 0) {
+            const bool ms_ok = ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) <= kMsMaxBytes;
+            if (g_zf > 0 && ms_ok && zf_groups_ok<Fmt>(a0)) {
+                return g_zf == 2 ? launch_mt_la<Fmt, T, MT, false, true, true, 5>(a0, splits, mtiles, s)
+                                 : launch_mt_la<Fmt, T, MT, false, true, true>(a0, splits, mtiles, s);
+            }
+            return ms_ok ? launch_mt_la<Fmt, T, MT, false, true>(a0, splits, mtiles, s)
+                         : launch_mt_la<Fmt, T, MT, false, false>(a0, splits, mtiles, s);
         }
     }
 #endif
@@ -1201,6 +1217,9 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     if constexpr (meta_smem<Fmt, MT, T>()) {
         if (ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) > kMsMaxBytes) {
             return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), false>(a0, splits, mtiles, s);
+        }
+        if constexpr (zero_fold<Fmt, MT, T>()) {
+            if (zf_groups_ok<Fmt>(a0)) return launch_mt_la<Fmt, T, MT, false, true, true>(a0, splits, mtiles, s);
         }
     }
     return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), meta_smem<Fmt, MT, T>()>(a0, splits, mtiles, s);
