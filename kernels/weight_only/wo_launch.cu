@@ -114,6 +114,8 @@ struct Plan {
 int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p, int64_t m, int ms_gtiles) {
     int64_t ms = ms_gtiles > 0 && p.mt == 1 ? ms_bytes(p.kw > 1 ? kWarps / p.kw : kWarps, p.steps_per_split, fi.tiles, ms_gtiles) : 0;
     ms = ms > kMsMaxBytes ? 0 : ms;  // (a larger copy runs the instance without it: launch_mt)
+    // v17 (wo_gemm.cuh zero_fold): with the copy, INT4 groups of whole k-steps also keep the block's activation sums.
+    if (ms > 0 && kZeroFold && ms_gtiles % fi.tiles == 0 && ms_gtiles / fi.tiles <= 8) ms += zf_bytes(p.steps_per_split, 8);
     if (p.kw > 1 && p.mt == 1 && m <= 8 && !fi.is_lut) return int64_t(cx_smem_bytes(int(m), p.kc, fi.tiles * 16)) + ms;
     return 2 * int64_t(p.mt * 8) * (p.kc + 8) * 2 + (fi.is_lut ? 4 * (int64_t(1) << (2 * fi.bits)) * 4 : 0) + ms;
 }
@@ -290,7 +292,10 @@ int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, 
     const int max_b = fi.has_hi || fi.tiles > 4 ? 3 : 4;  // cx_min_blocks<Fmt>()
     for (int kw = kWarps; kw > 1; kw /= 2) {
         const int64_t x = int64_t(cx_smem_bytes(int(m), ksteps * kstep, kstep));
-        const int64_t per_block = x + (ms_gtiles > 0 ? ms_bytes(kWarps / kw, ksteps, fi.tiles, ms_gtiles) : 0) + 1024;
+        int64_t ms = ms_gtiles > 0 ? ms_bytes(kWarps / kw, ksteps, fi.tiles, ms_gtiles) : 0;
+        // (v17: + the activation sums of the zero-point fold, where launch_mt runs it.)
+        if (ms > 0 && ms <= kMsMaxBytes && kZeroFold && ms_gtiles % fi.tiles == 0 && ms_gtiles / fi.tiles <= 8) ms += zf_bytes(ksteps, 8);
+        const int64_t per_block = x + ms + 1024;
         int64_t occ = int64_t(smem_per_sm()) / per_block;
         occ = occ > max_b ? max_b : occ;
         if (occ < 1 || per_block - 1024 > max_smem_optin()) return 0;
