@@ -1171,9 +1171,11 @@ inline int g_ms = std::getenv("LOWBIT_WO_MS") ? std::atoi(std::getenv("LOWBIT_WO
 inline int g_zf = std::getenv("LOWBIT_WO_ZF") ? std::atoi(std::getenv("LOWBIT_WO_ZF")) : -1;
 #endif
 
-// ZF (v17, the zero-point fold): where it is the library default: INT4 at the 8-row m-tile with the MS copy (M <= 8),
-// groups of whole k-steps (zf_groups_ok).
-constexpr bool kZeroFold = true;
+// ZF (v17, the zero-point fold): where it would be the library default (INT4 at the 8-row m-tile with the MS copy,
+// groups of whole k-steps: zf_groups_ok). Off: measured slower on one H100 (NOTES.md v17: 28672x8192 M = 1 47.7 -> 52.3
+// us, 8192x28672 50.5 -> 52.7, every M = 1..8 point of four shapes +0.7..+4.6 us) although its loop issues 16% fewer
+// instructions per weight byte. With it off, inst_int4's sm_90a SASS is identical to v16's; the harness runs ZF with g_zf.
+constexpr bool kZeroFold = false;
 template <class Fmt, int MT, typename T = __half>
 constexpr bool zero_fold() {
     return kZeroFold && meta_smem<Fmt, MT, T>() && std::is_same_v<Fmt, Int4>;
