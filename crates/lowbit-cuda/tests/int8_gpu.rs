@@ -816,6 +816,38 @@ fn stream_small_m_is_exact() {
     check_exact("W4 g32 auto m=1", &got, &gemm_i32(&xs, 1, 256, &w4.expanded_i8(), 64), 64);
 }
 
+/// The streaming path's 256-row M = 9..16 plans that launch as 2-CTA clusters sharing the activation slice by
+/// multicast (stream.cu, NOTES v30): on a 132-SM Hopper, 27136x1024 plans 106 row blocks of 256 rows unsplit and
+/// 14336x4096 56 row blocks x 2 K splits (both pair up, K a multiple of 128, one wave of clusters); K = 4096 + 64
+/// takes the same plan shape without clusters (the bulk copies need whole 128-column steps). Exact int32 for W8 and,
+/// where K allows, W4 with groups of 128 columns, at M = 16 and M = 11 (the slice's rows 11..15 absent). On other
+/// GPUs the plans differ and the check still holds.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn stream_m16_cluster_plans_are_exact() {
+    let Some(dev) = device_or_skip("stream_m16_cluster_plans_are_exact") else { return };
+    let stream = I8Config { path: Some(I8Path::Stream), ..Default::default() };
+    for (si, &(n, k)) in [(27136usize, 1024usize), (14336, 4096), (14336, 4160)].iter().enumerate() {
+        let wf = rand_w(n, k, 90 + si as u64);
+        let w8 = W8Weight::quantize(wf.view()).unwrap();
+        let mut gs: Vec<(String, Int8Gemm, Vec<i8>)> =
+            vec![("W8".into(), Int8Gemm::new_w8(&dev, &w8).unwrap(), w8.codes.clone())];
+        if k.is_multiple_of(128) {
+            let w4 = W4A8Weight::quantize(wf.view(), Some(128)).unwrap();
+            gs.push(("W4 g128".into(), Int8Gemm::new_w4(&dev, &w4).unwrap(), w4.expanded_i8()));
+        }
+        for m in [16usize, 11] {
+            let xs = rand_i8(m * k, 190 + 10 * si as u64 + m as u64);
+            let x = upload(&dev, &xs).unwrap();
+            for (name, g, codes) in &gs {
+                let want = gemm_i32(&xs, m, k, codes, n);
+                let got = run_i32(&dev, g, &x, m, stream).unwrap();
+                check_exact(&format!("{name} stream m={m} n={n} k={k}"), &got, &want, n);
+            }
+        }
+    }
+}
+
 /// `ws_w8a8_is_exact_and_fused_epilogues_match`: every fused epilogue of the warp-specialized kernel at each
 /// tile width, bit for bit with the CPU.
 fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {
