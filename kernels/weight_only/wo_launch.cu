@@ -90,6 +90,23 @@ bool format_info(int32_t f, FormatInfo& fi) {
     }
 }
 
+// v16 / v18 (wo_gemm.cuh meta_smem): the formats whose 8-row m-tile keeps the block's metadata in shared memory; the
+// plan counts the copy in their shared memory (mma_smem_bytes, compact_kw: groups of group_len / 16 tiles).
+bool ms_format_of(int32_t f) {
+    switch (f) {
+        case LOWBIT_WO_INT2: return ms_format<IntLow<2>>();
+        case LOWBIT_WO_INT3: return ms_format<IntLow<3>>();
+        case LOWBIT_WO_INT4: return ms_format<Int4>();
+        case LOWBIT_WO_INT8: return ms_format<Int8>();
+        case LOWBIT_WO_LUT2: return ms_format<Lut<2>>();
+        case LOWBIT_WO_LUT3: return ms_format<Lut<3>>();
+        case LOWBIT_WO_LUT4: return ms_format<Lut<4>>();
+        case LOWBIT_WO_MIX4: return ms_format<Mix4>();
+        case LOWBIT_WO_MIX3: return ms_format<Mix3>();
+        default: return false;
+    }
+}
+
 constexpr int kWgmmaBn = 128;     // rows of X per wgmma block
 constexpr int kWgmmaMinM = 128;  // automatic choice of the wgmma path from this M up (Hopper)
 
@@ -110,7 +127,7 @@ struct Plan {
 
 // Shared memory of the mma.sync kernel for a plan: two X chunks (+ the pair tables, at most 4 x 256 words); the
 // compact-X in-block split-K (kw > 1 at M <= 8 on INT formats, launch_mt) only the M rows of X; with ms_gtiles > 0
-// (v16, INT4 at the 8-row m-tile: wo_gemm.cuh meta_smem) + the block's metadata copy.
+// (v16 / v18, the 8-row m-tile of the ms_format_of formats: wo_gemm.cuh meta_smem) + the block's metadata copy.
 int64_t mma_smem_bytes(const FormatInfo& fi, const Plan& p, int64_t m, int ms_gtiles) {
     int64_t ms = ms_gtiles > 0 && p.mt == 1 ? ms_bytes(p.kw > 1 ? kWarps / p.kw : kWarps, p.steps_per_split, fi.tiles, ms_gtiles) : 0;
     ms = ms > kMsMaxBytes ? 0 : ms;  // (a larger copy runs the instance without it: launch_mt)
@@ -285,7 +302,7 @@ bool ws4_auto(const lowbit_wo_weight* w, int64_t m, int32_t dtype, int sms, bool
 constexpr double kCxMinFill = 0.6;
 int max_smem_optin();
 // ms_gtiles > 0: the compact-X instance keeps the block's metadata in shared memory too (v16, wo_gemm.cuh meta_smem:
-// INT4), groups of ms_gtiles tiles; its copy grows with the strips per block (kWarps / kw).
+// ms_format_of), groups of ms_gtiles tiles; its copy grows with the strips per block (kWarps / kw).
 int compact_kw(const FormatInfo& fi, int64_t m, int mt, int strips, int ksteps, int sms, int64_t splitk_blocks, int ms_gtiles) {
     if (mt != 1 || m != 1 || fi.is_lut) return 0;
     const int kstep = fi.tiles * 16;
@@ -388,7 +405,7 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     const int want_kw = cfg ? cfg->k_warps : 0;
     p.kw = 1;
     const int cx_kw = want_kw == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0)) ? compact_kw(fi, m, p.mt, strips, ksteps, sms, int64_t(nblk) * p.mtiles * splits,
-                                                                                     w->format == LOWBIT_WO_INT4 ? w->group_len / 16 : 0)
+                                                                                     ms_format_of(w->format) ? w->group_len / 16 : 0)
                                                                         : 0;
     if (want_kw > 1) {
         p.kw = want_kw;
@@ -592,7 +609,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
     if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m, w->format == LOWBIT_WO_INT4 ? w->group_len / 16 : 0) > max_smem_optin()) {
+    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m, ms_format_of(w->format) ? w->group_len / 16 : 0) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

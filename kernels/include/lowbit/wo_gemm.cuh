@@ -243,6 +243,10 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
     static_assert(!KW || NW == kWarps, "in-block split-K: 8-warp blocks");
     static_assert(!ZF || (std::is_same_v<Fmt, Int4> && !LA && (MS || KW)), "zero-point fold: INT4, a barrier before the loop");
     constexpr int TS = Fmt::kTiles, KSTEP = TS * 16, ROWS = MT * 8;
+    // v18 (MS outside INT4, one warp per strip): the launcher runs this instance only where one X chunk holds the block's
+    // K range (launch_grid), so the loop has no chunk switch: its inlined X staging made Mix3 f16 at its 4-block cap
+    // spill (the k-step bound, then a slot's high-bit words) with the copy's base offset live. INT4 keeps v16's code.
+    constexpr bool kOneChunk = MS && !KW && !std::is_same_v<Fmt, Int4>;
     extern __shared__ __align__(128) unsigned char smem[];
     // (MS: the metadata copy first, ZF's activation sums, the X chunk(s) and tables behind them.)
     const int64_t ms_b = MS ? ms_bytes(KW ? kWarps / p.kw : NW, p.steps_per_split, TS, p.gtiles) : 0;
@@ -544,6 +548,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             xb = xs + lds_lane + (s_begin - b_begin) * KSTEP;
         }
     }
+    if constexpr (kOneChunk) xb = xs + lds_lane;  // (the only chunk, staged and waited for above)
     if constexpr (MS) {
         cur = ld_shared_u2(msn);
         nx1 = ld_shared_u2(msn + 64);
@@ -582,7 +587,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) gemm_kernel(const Args p) {
             for (int i = 0; i < P; ++i) {
                 if (s0 + i < s_end) {
                     // (KW: one chunk, staged before the loop; no chunk bookkeeping in the loop.)
-                    if (!KW && chunk_left == 0) {
+                    if (!KW && !kOneChunk && chunk_left == 0) {
                         // Chunk `chunk` + 1 landed; every warp is done with the previous one, whose buffer
                         // takes the chunk after.
                         ++chunk;
@@ -943,10 +948,16 @@ constexpr bool la_fits() {
 // MS (v16, metadata in shared memory): where it is the library default. INT4 at the 8-row m-tile (M <= 8: split-K,
 // in-block split-K and compact X), measured on one H100 (NOTES.md v16): 8192x28672 M = 1 52.6 -> 50.1 us, M = 2..8
 // -1.0..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
-// +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there; other formats not measured.
+// +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there.
+// v18 (NOTES.md v18): the formats that take it, one rule for the kernels and the host plan (wo_launch.cu ms_format_of,
+// which sizes the copy in the plan's shared memory).
+template <class Fmt>
+constexpr bool ms_format() {
+    return std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix3> || std::is_same_v<Fmt, Mix4>;
+}
 template <class Fmt, int MT, typename T = __half>
 constexpr bool meta_smem() {
-    return std::is_same_v<Fmt, Int4> && MT == 1;
+    return ms_format<Fmt>() && MT == 1;
 }
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
@@ -1067,9 +1078,11 @@ inline bool wide_want() {
 }
 
 // The one-warp-per-strip (kw = 1) and in-block split-K (kw > 1, NW = kWarps) launches: NW warps per block.
+// (plain: the MS = false instance, for the MS instances outside INT4 where one X chunk cannot hold a block's K range.)
 template <class Fmt, typename T, int MT, int NW, bool MS = false, bool ZF = false, typename Kern>
-cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaStream_t s) {
+cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaStream_t s, Kern plain = nullptr) {
     Args a = a0;
+    const int splits0 = splits;
     // Strips per block: NW, or kWarps / kw with kw warps per strip (in-block split-K).
     const int spb = a.kw > 1 ? kWarps / a.kw : NW;
     const int nblk = (a.strips + spb - 1) / spb;
@@ -1102,6 +1115,12 @@ cudaError_t launch_grid(Kern kern, const Args& a0, int splits, int mtiles, cudaS
         const int64_t ms = (MS ? ms_bytes(NW, a.steps_per_split, Fmt::kTiles, a.gtiles) : 0) +
                            (ZF ? zf_bytes(a.steps_per_split, MT * 8) : 0);
         const XChunk xc = x_chunk<Fmt, MT>(a.steps_per_split, a.kc, a.n_tables, smem_sm, occ, ms);
+        if constexpr (MS && !std::is_same_v<Fmt, Int4>) {
+            // (v18: these MS instances have no chunk switch in the loop, gemm_kernel kOneChunk.)
+            if (xc.kc < a.steps_per_split * Fmt::kTiles * 16) {
+                return plain ? launch_grid<Fmt, T, MT, NW, false, ZF>(plain, a0, splits0, mtiles, s) : cudaErrorInvalidValue;
+            }
+        }
         a.kc = xc.kc;
         smem = size_t(xc.bufs) * (MT * 8) * (xc.kc + 8) * 2 + (Fmt::kIsLut ? size_t(a.n_tables) * Fmt::kEntries * 4 : 0);
     }
@@ -1152,7 +1171,8 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
         if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, PP, 1, true, false, kWarps, la, MS, ZF>;
     }
-    return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s);
+    return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s,
+                                                   gemm_kernel<Fmt, T, MT, PP, min_blocks<Fmt, MT, T>(), false, false, kWarps, la, false, ZF>);
 }
 
 #ifdef LOWBIT_WO_PROBE
@@ -1161,7 +1181,8 @@ inline int g_la = std::getenv("LOWBIT_WO_LA") ? std::atoi(std::getenv("LOWBIT_WO
 #endif
 
 #ifdef LOWBIT_WO_PROBE
-// harness: metadata in shared memory (v16) -1 the library rule, 0 off, 1 on (INT4 only; initial value from LOWBIT_WO_MS)
+// harness: metadata in shared memory (v16) -1 the library rule, 0 off, 1 on (every format at MT = 1 / 2 since v18; initial
+// value from LOWBIT_WO_MS)
 inline int g_ms = std::getenv("LOWBIT_WO_MS") ? std::atoi(std::getenv("LOWBIT_WO_MS")) : -1;
 #endif
 
@@ -1203,10 +1224,11 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     }
 #endif
 #ifdef LOWBIT_WO_PROBE
-    if constexpr (std::is_same_v<Fmt, Int4>) {
-        if (g_ms >= 0 && MT <= 2) {
-            return g_ms ? launch_mt_la<Fmt, T, MT, false, true>(a0, splits, mtiles, s)
-                        : launch_mt_la<Fmt, T, MT, false, false>(a0, splits, mtiles, s);
+    if constexpr (MT <= 2) {
+        if (g_ms >= 0) {
+            const bool ms_ok = ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) <= kMsMaxBytes;
+            return g_ms && ms_ok ? launch_mt_la<Fmt, T, MT, false, true>(a0, splits, mtiles, s)
+                                 : launch_mt_la<Fmt, T, MT, false, false>(a0, splits, mtiles, s);
         }
     }
     if constexpr (std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix4> || std::is_same_v<Fmt, Mix3>) {
