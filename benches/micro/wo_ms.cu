@@ -9,7 +9,7 @@
 //                    # instance), which the library tests check against references; NaN-poisoned outputs
 //   ./wo_ms bench    # 28672x8192, 8192x28672, 11008x4096, 4096x4096 at M = 1, 2, 4, 8, 16: cuBLAS f16, then per format
 //                    # the library plan with g_ms = 0 (main's instances for Mix3 / Mix4 / the others; v14 for INT4),
-//                    # g_ms = -1 (the library rule of this build) and g_ms = 1, in the order 0 1 0 1 0 1 (CUDA-graph replays
+//                    # g_ms = -1 (the library rule of this build; BitMoD: LOWBIT_WO_MS_BITMOD) and g_ms = 1, in the order 0 1 0 1 0 1 (CUDA-graph replays
 //                    # over weight copies > 200 MB, benches/micro/baselines.cuh graph_us); best of each
 //   ./wo_ms bench2   # the other formats (INT3, INT2, INT8, LUT4) at M = 1 / 4 on 28672x8192 and 4096x4096, same A/B
 //

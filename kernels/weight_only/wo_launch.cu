@@ -90,19 +90,20 @@ bool format_info(int32_t f, FormatInfo& fi) {
     }
 }
 
-// v16 / v18 (wo_gemm.cuh meta_smem): the formats whose 8-row m-tile keeps the block's metadata in shared memory; the
-// plan counts the copy in their shared memory (mma_smem_bytes, compact_kw: groups of group_len / 16 tiles).
+// v16 / v18 (wo_gemm.cuh meta_smem, ms_active): the formats whose 8-row m-tile keeps the block's metadata in shared
+// memory in this process (BitMoD: LOWBIT_WO_MS_BITMOD); the plan counts the copy in their shared memory (mma_smem_bytes,
+// compact_kw: groups of group_len / 16 tiles).
 bool ms_format_of(int32_t f) {
     switch (f) {
-        case LOWBIT_WO_INT2: return ms_format<IntLow<2>>();
-        case LOWBIT_WO_INT3: return ms_format<IntLow<3>>();
-        case LOWBIT_WO_INT4: return ms_format<Int4>();
-        case LOWBIT_WO_INT8: return ms_format<Int8>();
-        case LOWBIT_WO_LUT2: return ms_format<Lut<2>>();
-        case LOWBIT_WO_LUT3: return ms_format<Lut<3>>();
-        case LOWBIT_WO_LUT4: return ms_format<Lut<4>>();
-        case LOWBIT_WO_MIX4: return ms_format<Mix4>();
-        case LOWBIT_WO_MIX3: return ms_format<Mix3>();
+        case LOWBIT_WO_INT2: return ms_active<IntLow<2>>();
+        case LOWBIT_WO_INT3: return ms_active<IntLow<3>>();
+        case LOWBIT_WO_INT4: return ms_active<Int4>();
+        case LOWBIT_WO_INT8: return ms_active<Int8>();
+        case LOWBIT_WO_LUT2: return ms_active<Lut<2>>();
+        case LOWBIT_WO_LUT3: return ms_active<Lut<3>>();
+        case LOWBIT_WO_LUT4: return ms_active<Lut<4>>();
+        case LOWBIT_WO_MIX4: return ms_active<Mix4>();
+        case LOWBIT_WO_MIX3: return ms_active<Mix3>();
         default: return false;
     }
 }

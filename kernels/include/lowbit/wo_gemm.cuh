@@ -949,8 +949,9 @@ constexpr bool la_fits() {
 // in-block split-K and compact X), measured on one H100 (NOTES.md v16): 8192x28672 M = 1 52.6 -> 50.1 us, M = 2..8
 // -1.0..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
 // +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there.
-// v18 (NOTES.md v18): the formats that take it, one rule for the kernels and the host plan (wo_launch.cu ms_format_of,
-// which sizes the copy in the plan's shared memory).
+// v18 (NOTES.md v18): the formats whose MS instances are compiled (INT4, BitMoD W3 / W4), and where they run: INT4
+// always, BitMoD where kMsBitmod or LOWBIT_WO_MS_BITMOD=1 in the environment (=0 off). One rule for the launches and the
+// host plan (wo_launch.cu ms_format_of, which sizes the copy in the plan's shared memory).
 template <class Fmt>
 constexpr bool ms_format() {
     return std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix3> || std::is_same_v<Fmt, Mix4>;
@@ -958,6 +959,20 @@ constexpr bool ms_format() {
 template <class Fmt, int MT, typename T = __half>
 constexpr bool meta_smem() {
     return ms_format<Fmt>() && MT == 1;
+}
+// BitMoD's default: off until measured (v18's device call built its harness too late to time it; the library test ran
+// with it on: NOTES.md v18).
+constexpr bool kMsBitmod = false;
+inline bool ms_bitmod_on() {
+    static const int v = [] {
+        const char* e = std::getenv("LOWBIT_WO_MS_BITMOD");
+        return e ? std::atoi(e) : -1;
+    }();
+    return v < 0 ? kMsBitmod : v != 0;
+}
+template <class Fmt>
+inline bool ms_active() {
+    return ms_format<Fmt>() && (std::is_same_v<Fmt, Int4> || ms_bitmod_on());
 }
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
@@ -1171,8 +1186,12 @@ cudaError_t launch_mt_la(const Args& a0, int splits, int mtiles, cudaStream_t s)
         // Its grid is at most one block per SM (the plan's rule), so it needs no multi-block register cap.
         if (a0.kw > 1) kern = gemm_kernel<Fmt, T, MT, PP, 1, true, false, kWarps, la, MS, ZF>;
     }
-    return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s,
-                                                   gemm_kernel<Fmt, T, MT, PP, min_blocks<Fmt, MT, T>(), false, false, kWarps, la, false, ZF>);
+    if constexpr (MS && !std::is_same_v<Fmt, Int4>) {
+        // (v18: the MS = false instance, where one X chunk cannot hold a block's K range: launch_grid.)
+        return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s,
+                                                       gemm_kernel<Fmt, T, MT, PP, min_blocks<Fmt, MT, T>(), false, false, kWarps, la, false, false>);
+    }
+    return launch_grid<Fmt, T, MT, kWarps, MS, ZF>(kern, a0, splits, mtiles, s);
 }
 
 #ifdef LOWBIT_WO_PROBE
@@ -1239,7 +1258,8 @@ cudaError_t launch_mt(const Args& a0, int splits, int mtiles, cudaStream_t s) {
     }
 #endif
     if constexpr (meta_smem<Fmt, MT, T>()) {
-        if (ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) > kMsMaxBytes) {
+        if (!ms_active<Fmt>() ||
+            ms_bytes(a0.kw > 1 ? kWarps / a0.kw : kWarps, a0.steps_per_split, Fmt::kTiles, a0.gtiles) > kMsMaxBytes) {
             return launch_mt_la<Fmt, T, MT, load_ahead<Fmt, MT, T>(), false>(a0, splits, mtiles, s);
         }
         if constexpr (zero_fold<Fmt, MT, T>()) {
