@@ -949,9 +949,8 @@ constexpr bool la_fits() {
 // in-block split-K and compact X), measured on one H100 (NOTES.md v16): 8192x28672 M = 1 52.6 -> 50.1 us, M = 2..8
 // -1.0..-2.1 us; 28672x8192 M = 2..8 -1.1..-1.6 us (M = 1 -0.2); 11008x4096 -0.1..-0.5; 4096^2 M = 2..8 -0.3..-0.5 (M = 1
 // +0.2). At the 16-row m-tile it was 0..0.7 us slower (M = 16 on all four shapes): off there.
-// v18 (NOTES.md v18): the formats whose MS instances are compiled (INT4, BitMoD W3 / W4), and where they run: INT4
-// always, BitMoD where kMsBitmod or LOWBIT_WO_MS_BITMOD=1 in the environment (=0 off). One rule for the launches and the
-// host plan (wo_launch.cu ms_format_of, which sizes the copy in the plan's shared memory).
+// v18 (NOTES.md v18): the formats whose MS instances are compiled (INT4, BitMoD W3 / W4), and where they run. One rule
+// for the launches and the host plan (wo_launch.cu ms_format_of, which sizes the copy in the plan's shared memory).
 template <class Fmt>
 constexpr bool ms_format() {
     return std::is_same_v<Fmt, Int4> || std::is_same_v<Fmt, Mix3> || std::is_same_v<Fmt, Mix4>;
@@ -960,19 +959,28 @@ template <class Fmt, int MT, typename T = __half>
 constexpr bool meta_smem() {
     return ms_format<Fmt>() && MT == 1;
 }
-// BitMoD's default: off until measured (v18's device call built its harness too late to time it; the library test ran
-// with it on: NOTES.md v18).
-constexpr bool kMsBitmod = false;
-inline bool ms_bitmod_on() {
+// BitMoD's rule, from v18's A/B (one H100, same process, NOTES.md v18): Mix3 with MS 28672x8192 M = 1 47.3 -> 45.8 us,
+// M = 2..8 -4..-14% on 28672x8192 / 11008x4096 / 4096^2 (8192x28672 equal; 4096^2 M = 1 +0.2 us): on. Mix4 with MS
+// +1..6% at M = 1..8 on both large shapes: off. LOWBIT_WO_MS_BITMOD in the environment overrides: 0 = both off, 1 = both
+// on (the A/B switch of benches/micro/wo_ms.cu).
+inline int ms_bitmod_env() {
     static const int v = [] {
         const char* e = std::getenv("LOWBIT_WO_MS_BITMOD");
         return e ? std::atoi(e) : -1;
     }();
-    return v < 0 ? kMsBitmod : v != 0;
+    return v;
 }
 template <class Fmt>
 inline bool ms_active() {
-    return ms_format<Fmt>() && (std::is_same_v<Fmt, Int4> || ms_bitmod_on());
+    if constexpr (std::is_same_v<Fmt, Int4>) {
+        return true;
+    } else if constexpr (std::is_same_v<Fmt, Mix3>) {
+        return ms_bitmod_env() != 0;
+    } else if constexpr (std::is_same_v<Fmt, Mix4>) {
+        return ms_bitmod_env() > 0;
+    } else {
+        return false;
+    }
 }
 // Blocks per SM of the compact-X instance (wo_launch.cu compact_kw assumes the same: 3 for the 3-bit and 8-tile formats).
 template <class Fmt>
