@@ -816,10 +816,11 @@ fn stream_small_m_is_exact() {
     check_exact("W4 g32 auto m=1", &got, &gemm_i32(&xs, 1, 256, &w4.expanded_i8(), 64), 64);
 }
 
-/// The streaming path's 256-row M = 9..16 plans that launch as 2-CTA clusters sharing the activation slice by
-/// multicast (stream.cu, NOTES v30): on a 132-SM Hopper, 27136x1024 plans 106 row blocks of 256 rows unsplit and
-/// 14336x4096 56 row blocks x 2 K splits (both pair up, K a multiple of 128, one wave of clusters); K = 4096 + 64
-/// takes the same plan shape without clusters (the bulk copies need whole 128-column steps). Exact int32 for W8 and,
+/// The streaming path's 256-row M = 9..16 plans, which stream.cu launches as 2-CTA clusters sharing the activation
+/// slice by multicast where the clusters fit one wave (NOTES v30): on a 132-SM Hopper, `stream_plan` gives 27136x1024
+/// 106 row blocks of 256 rows unsplit and 14336x4096 56 row blocks x 2 K splits (both pair up, K a multiple of 128;
+/// whether the clusters fit is the driver's occupancy answer, not asserted here); K = 4096 + 64 takes the same plan
+/// shape without clusters (the bulk copies need whole 128-column steps). Exact int32 for W8 and,
 /// where K allows, W4 with groups of 128 columns, at M = 16 and M = 11 (the slice's rows 11..15 absent). On other
 /// GPUs the plans differ and the check still holds.
 #[test]
