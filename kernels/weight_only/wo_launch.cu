@@ -46,6 +46,11 @@ void lowbit_wo_ws4_plan(int, int, int, int, int*);
 // ws-W stream-K (ws.cu): plan (m, strips, ksteps, sms -> grid, 0 = the K-split plan), zeroed workspace bytes and
 // launch (args with ws, dtype, sms, stream).
 int lowbit_wo_ws4_sk_plan(int, int, int, int);
+// ws4-C (ws4_c.cu, NOTES.md ws4-C: ws-W's K splits as thread-block clusters summed over distributed shared memory):
+// launch (args, dtype, cluster size, stream, null) and plan (m, strips, ksteps, sms, force -> cluster size, 0 = keep
+// the atomics split).
+cudaError_t lowbit_wo_ws4_c_int4(const Args&, int, int, cudaStream_t, int*);
+int lowbit_wo_ws4_c_plan(int, int, int, int, int);
 int64_t lowbit_wo_ws4_sk_ws_bytes(int, int, int, int);
 cudaError_t lowbit_wo_ws4_sk_int4(const Args&, int, int, cudaStream_t);
 // ws-SKv (ws.cu: ws v1's 128 x 256 tiles on ws-W's stream-K schedule): plan (m, strips, ksteps, sms, force -> grid,
@@ -115,6 +120,7 @@ struct Plan {
     bool ws;     // warp-specialized persistent path (INT4, sm_90a)
     bool ws4;    // ... run by ws-W (four consumer warpgroups; K splits in `splits`, bx unused)
     bool ws4_sk; // ... with the stream-K schedule (splits = 1, no convert; its flags and slots in ws_split_bytes)
+    int ws4_cs;  // ... with its K splits as clusters of ws4_cs CTAs (ws4-C: splits = 1, no workspace, no convert), else 0
     bool ws_sk;  // ws plan at BX = 256 run by ws-SKv (stream-K, splits = 1, no convert; workspace as ws4_sk)
     int bx;      // its activation tile (lowbit_wo_ws_plan, with its K splits in `splits`)
     int ws_cs;   // ws-C: K slices per thread-block cluster (> 1: splits = 1, no workspace, no convert), else 0
@@ -270,6 +276,21 @@ int ws_sk_env() {
     return v;
 }
 
+// ws4-C (NOTES.md ws4-C, sixteenth session; ws4_c.cu lowbit_wo_ws4_c_plan): where ws-W's K-split plan splits, the
+// splits run as thread-block clusters summed over distributed shared memory (no f32 atomics, no convert launch,
+// deterministic) where the plan's cost model says so and the clusters are all resident at once. On an H100 that is
+// 4096x4096 at M = 40..64 (clusters of 6, 8 -> 6 K slices: 16.3 -> 15.2 us at M = 64, 14.0 -> 13.7 at M = 40; harness,
+// same process); 11008x4096 keeps its 3 atomics splits (43 clusters of 3 need two waves: 39 resident). LOWBIT_WO_WS4_C=0 keeps the atomics splits (A/B), =1 runs ws4-C wherever
+// ws-W splits (the cheapest resident cluster size; tests); LOWBIT_WO_WS4_CS=<n> forces the cluster size (where ws-W
+// splits, unless LOWBIT_WO_WS4_C=0).
+int ws4_c_env() {
+    static const int v = [] {
+        const char* e = getenv("LOWBIT_WO_WS4_C");
+        return e && e[0] == '0' ? 0 : e && e[0] == '1' ? 1 : -1;
+    }();
+    return v;
+}
+
 // Measurement switches (twelfth session, NOTES.md ws-PDL): LOWBIT_WO_WS4_SPLITS=<n> forces ws-W's K splits (K-split
 // plans only), LOWBIT_WO_WS4_MINSTEPS=<n> replaces kWs4MinSteps (M = 40..64). Unset: the plan below.
 int env_int(const char* name) {
@@ -278,6 +299,10 @@ int env_int(const char* name) {
 }
 int ws4_splits_env() {
     static const int v = env_int("LOWBIT_WO_WS4_SPLITS");
+    return v;
+}
+int ws4_cs_env() {
+    static const int v = env_int("LOWBIT_WO_WS4_CS");
     return v;
 }
 int64_t ws4_min_steps() {
@@ -346,6 +371,11 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
             if (ws4_splits_env() > 0) p.splits = ws4_splits_env() < ksteps ? ws4_splits_env() : ksteps;
             const int sk = ws4_splits_env() > 0 ? 0 : ws4_sk_env();
             p.ws4_sk = sk == 1 || (kWs4SkAuto && sk == -1 && lowbit_wo_ws4_sk_plan(int(m), strips, ksteps, sms) > 0);
+            if (!p.ws4_sk && p.splits > 1 && ws4_splits_env() <= 0 && ws4_c_env() != 0) {
+                const int force = ws4_cs_env() > 1 ? ws4_cs_env() : ws4_c_env() == 1 ? 1 : 0;
+                const int cs = lowbit_wo_ws4_c_plan(int(m), strips, ksteps, sms, force);
+                if (cs > 1) p.ws4_cs = cs, p.splits = 1;  // ws4-C: no split-K workspace
+            }
         } else {
             lowbit_wo_ws_plan(int(m), strips, ksteps, sms, &p.bx, &p.splits);
             p.ws_sk = ws_sk_env() != 0 && lowbit_wo_ws_sk_plan(int(m), strips, ksteps, sms, ws_sk_env()) > 0;
@@ -523,6 +553,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         if (pl.ws4_sk) return lowbit_wo_ws4_sk_int4(a, dtype, a.sms, s);
         if (pl.ws_sk) return lowbit_wo_ws_sk_int4(a, dtype, a.sms, s);
         if (pl.ws_cs > 1) return lowbit_wo_ws_c_int4(a, dtype, pl.bx, pl.ws_cs, 0, s, nullptr);
+        if (pl.ws4_cs > 1) return lowbit_wo_ws4_c_int4(a, dtype, pl.ws4_cs, s, nullptr);
         cudaError_t e = pl.ws4 ? lowbit_wo_ws4_int4(a, dtype, pl.splits, a.sms, s)
                                : lowbit_wo_ws_int4(a, dtype, pl.bx, pl.splits, a.sms, s);
         if (e != cudaSuccess || pl.splits == 1) return e;

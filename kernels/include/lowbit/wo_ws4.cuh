@@ -35,6 +35,10 @@
 // weight rows x 256 activation rows, 384 threads, consumers at 240 registers) on this kernel's schedules; the library
 // runs it with the stream-K schedule only (lowbit_wo_ws_sk_int4), for the unsplit ws plans whose last round of tiles
 // leaves SMs idle (e.g. 28672x8192 at M = 256: 224 tiles on 132 SMs).
+// ws4-C (CS > 1, sixteenth session, NOTES.md ws4-C): the K splits of a tile on the CS CTAs of one thread-block
+// cluster (grid = tiles x CS, one unit per CTA, rank = K slice of ceil(ksteps / CS) k-steps; an empty last slice adds
+// zeros), summed over distributed shared memory (cluster_finish4) instead of f32 atomics into p.ws + a convert launch:
+// no workspace, one rounding, deterministic (slices added in the fixed order 0 .. CS - 1).
 // Limits: INT formats without high words (Int4 instantiated); sm_90a; X 16-byte aligned with ldx % 8 == 0, K % 8 == 0
 // (TMA); NC = 3 / 4 at BX = 64 or 128 (BX = 128: 64 accumulators + 32 A registers within the 120-register cap), NC = 2
 // at BX = 256.
@@ -90,7 +94,56 @@ __device__ __forceinline__ void consumer_bar() {
     asm volatile("bar.sync 1, %0;\n" ::"r"(NC * 128) : "memory");
 }
 
-template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false>
+// ws4-C's split finish (CS > 1; the ws-C finish of lowbit/wo_ws.cuh cluster_finish for NC consumer warpgroups and any
+// cluster size up to 8). The tile's 8-row activation blocks below M (nbv of BX / 8) are dealt to the ranks as
+// contiguous runs (block b to rank b CS / nbv, so every rank finishes at most ceil(nbv / CS) blocks and ranks past
+// nbv none). After every consumer warpgroup's last wgmma (named barrier 1: the ring is idle, every TMA into it has
+// completed, since each slot was waited on), each consumer thread stages the float4 of every block another rank
+// finishes into its own ring (block b at (b x NC 128 + ct) x 16: conflict-free 16-byte stores, a warp's remote load
+// covers 512 contiguous bytes); barrier.cluster (release / acquire); each rank reads its blocks from every peer over
+// DSMEM, adds the slices in the order 0 .. CS - 1 (its own from registers) and stores T(sum * chan) as the unsplit
+// kernel; a second barrier.cluster keeps the staging alive until every peer has read it. The producer warpgroup
+// joins both cluster barriers.
+template <typename T, int BX, int NC, int CS>
+__device__ __forceinline__ void cluster_finish4(const Args& p, float (&acc)[BX / 2], uint32_t stage, int ct, int m0,
+                                                int n0, float cs0, float cs1, int lane, bool active) {
+    static_assert(CS >= 2 && CS <= 8, "2 .. 8 K slices per cluster (portable cluster sizes)");
+    constexpr int kCons = NC * 128, NB = BX / 8;
+    const int nbv = min(NB, (p.m - m0 + 7) >> 3);  // 8-row blocks below M
+    const int rank = int(tma::cluster_rank());
+    consumer_bar<NC>();  // every consumer warpgroup is done with the ring
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+        if (b < nbv && (b * CS) / nbv != rank) {
+            asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(stage + uint32_t((b * kCons + ct) * 16)),
+                         "f"(acc[4 * b]), "f"(acc[4 * b + 1]), "f"(acc[4 * b + 2]), "f"(acc[4 * b + 3])
+                         : "memory");
+        }
+    }
+    tma::cluster_sync();  // release / acquire at cluster scope: every CTA's staging is visible to its peers
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+        if (!(b < nbv && (b * CS) / nbv == rank)) continue;
+        float4 v[CS];
+        const uint32_t addr = stage + uint32_t((b * kCons + ct) * 16);
+#pragma unroll
+        for (int q = 0; q < CS; ++q) {
+            if (q != rank) v[q] = tma::ld_cluster_v4f(tma::mapa_shared(addr, uint32_t(q)));
+        }
+        const float4 own = make_float4(acc[4 * b], acc[4 * b + 1], acc[4 * b + 2], acc[4 * b + 3]);
+        float4 a = rank == 0 ? own : v[0];
+#pragma unroll
+        for (int q = 1; q < CS; ++q) {
+            const float4 c = q == rank ? own : v[q];
+            a.x += c.x, a.y += c.y, a.z += c.z, a.w += c.w;
+        }
+        float sum[4] = {a.x, a.y, a.z, a.w};
+        if (active) wo::store_strip<T, 8>(p, sum, n0, cs0, cs1, m0 + 8 * b, lane, false);
+    }
+    tma::cluster_sync();  // every CTA's reads of its peers' staging are complete: the peers may exit
+}
+
+template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false, int CS = 1>
 __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
                                                            const __grid_constant__ CUtensorMap xmap,
                                                            const __grid_constant__ CUtensorMap wmap, int splits,
@@ -102,6 +155,7 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
     static_assert(((NC == 3 || NC == 4) && (BX == 64 || BX == 128)) || (NC == 2 && BX == 256),
                   "NC 3 / 4 at BX 64 / 128 (registers), NC 2 at BX 256");
+    static_assert(CS == 1 || (!SK && WT), "ws4-C: the K-split schedule with the weight TMA");
     using G = Geo<BX, NC>;
     using C = Cta<NC>;
     constexpr int kNC = NC, kStrips = C::kStrips;
@@ -114,6 +168,7 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     const int tid = threadIdx.x;
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
     const int ksteps = p.ksteps;
+    if constexpr (CS > 1) splits = CS;  // one unit per CTA (grid = tiles x CS), rank = split
     const int kper = (ksteps + splits - 1) / splits;
     const int total = nt * mt * splits;
     // Work of this CTA as segments (tile t, k-steps k0 .. k1 - 1). K splits: units u = blockIdx.x + i gridDim.x of
@@ -188,6 +243,10 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                 }
             }
         }
+        if constexpr (CS > 1) {
+            tma::cluster_sync();  // the consumers' two cluster barriers (cluster_finish4)
+            tma::cluster_sync();
+        }
     } else {
         // ------------------------------- consumers -------------------------------
         setmaxnreg_inc<C::kConsRegs>();
@@ -235,6 +294,17 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
             wgmma_wait<0>();
             wgmma_fence_regs(acc);
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if constexpr (CS > 1) {
+                if (k1 <= k0) {  // an empty last slice (ksteps < CS * kper) adds zeros
+#pragma unroll
+                    for (int j = 0; j < BX / 2; ++j) acc[j] = 0.f;
+                }
+                const int n0 = strip * 16 + g, n1 = n0 + 8;
+                const float cs0 = p.chan && n0 < p.n ? p.chan[n0] : 1.f, cs1 = p.chan && n1 < p.n ? p.chan[n1] : 1.f;
+                static_assert(S * G::kSlot >= BX / 8 * kNC * 128 * 16, "ws4-C: the staging fits the ring");
+                cluster_finish4<T, BX, kNC, CS>(p, acc, ring_a, tid, mb * BX, n0, cs0, cs1, lane, active);
+                break;  // one unit per CTA
+            }
             if constexpr (SK) {
                 if (k0 > 0 || k1 < ksteps) {
                     // A tile cut across CTAs (see the file comment). Slot layout: float4 i of thread tid at
@@ -337,6 +407,35 @@ cudaError_t launch(const Args& a, const CUtensorMap& xmap, int nsm, int splits, 
     return LaunchEx(dim3(unsigned(grid)), dim3(C::kThreads), smem, st)
         .pdl(pdl)
         .launch(kern, a, xmap, wmap ? *wmap : xmap, splits, wmap ? pf : 0);
+}
+
+// ws4-C launch (CS > 1, NOTES.md ws4-C): grid = tiles x CS in clusters of CS CTAs (one unit per CTA: clusters beyond
+// the resident ones wait for free SMs), the K slices summed over DSMEM; no workspace, no convert launch. wmap: the
+// weight-word tensor map (as launch). PDL and pf as launch.
+template <class Fmt, typename T, int BX, int NC, int CS>
+cudaError_t launch_c(const Args& a, const CUtensorMap& xmap, const CUtensorMap& wmap, cudaStream_t st, bool pdl = false,
+                     int pf = 0) {
+    using C = Cta<NC>;
+    constexpr int smem = Geo<BX, NC>::kSmem;
+    auto kern = ws4_kernel<Fmt, T, BX, NC, true, false, CS>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    const int64_t units = int64_t((a.strips + C::kStrips - 1) / C::kStrips) * ((a.m + BX - 1) / BX) * CS;
+    return LaunchEx(dim3(unsigned(units)), dim3(C::kThreads), smem, st)
+        .cluster_x(unsigned(CS))
+        .pdl(pdl)
+        .launch(kern, a, xmap, wmap, CS, pf);
+}
+
+// Clusters of CS ws4-C CTAs that can be resident at once (cudaOccupancyMaxActiveClusters; 0 on error).
+template <class Fmt, typename T, int BX, int NC, int CS>
+int max_active_clusters_c() {
+    constexpr int smem = Geo<BX, NC>::kSmem;
+    auto kern = ws4_kernel<Fmt, T, BX, NC, true, false, CS>;
+    if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) return 0;
+    LaunchEx cfg(dim3(unsigned(CS * 64)), dim3(Cta<NC>::kThreads), smem, nullptr);
+    cfg.cluster_x(unsigned(CS));
+    return cfg.max_active_clusters(kern);
 }
 
 // Stream-K (SK): the grid (one CTA per SM, at most one per k-step of work) and its workspace (flags, then one slot
