@@ -1,5 +1,6 @@
 #!/bin/bash
-# Builds the ws4-C harness (benches/micro/wo_ws4_c.cu) into $1 (default /tmp/wo-m64s16-b/bin). Run from the repo root.
+# Builds the ws4-C harness (benches/micro/wo_ws4_c.cu) into $1 (default /tmp/wo_ws4_c). Run from the repo root.
+# NVCC: the nvcc to use; LDFLAGS: e.g. -L<cuda>/lib where nvcc does not find cudart_static. Then: $1/wo_ws4_c check | bench.
 set -e
 O=${1:-/tmp/wo_ws4_c}; mkdir -p $O
 NVCC=${NVCC:-nvcc}
