@@ -6,7 +6,7 @@
 // LOWBIT_WS4_C_PART (harness builds only, benches/micro/wo_ws4_c.cu): compile only the instances of dtype
 // LOWBIT_WS4_C_PART / 8 and cluster size LOWBIT_WS4_C_PART % 8 + 1 under the name LOWBIT_WS4_C_FN (every cluster size
 // 2 .. 8), so that the harness builds them in parallel; the library build (no LOWBIT_WS4_C_PART) holds the plan and
-// the cluster sizes of kLibCs.
+// the cluster sizes of lib_cs.
 #include <cuda.h>
 #include <cuda_runtime.h>
 
@@ -102,22 +102,25 @@ int resident_clusters(int cs) {
 }
 }  // namespace
 
-// ws4-C plan (NOTES.md ws4-C): where ws-W's K-split plan (lowbit_wo_ws4_plan) splits, the cluster size among the
-// library's (kLibCs) whose tiles x 1 clusters are all resident at once on this device (cudaOccupancyMaxActiveClusters,
-// scaled to nsm SMs) and whose cost, k-steps per slice + kFixC, is below the atomics split's k-steps per split +
-// kFixA. Returns the cluster size, or 0 (keep the atomics split). force > 1: that cluster size wherever ws-W splits
+// ws4-C plan (NOTES.md ws4-C): where ws-W's K-split plan (lowbit_wo_ws4_plan) splits and M >= kWs4CMinM, the cluster
+// size among the library's (lib_cs) whose tiles clusters are all resident at once on this device
+// (cudaOccupancyMaxActiveClusters, scaled to nsm SMs) and whose cost, k-steps per slice + kFixC, is below the atomics
+// split's k-steps per split + kFixA. Returns the cluster size, or 0 (keep the atomics split). force > 1: that cluster size wherever ws-W splits
 // (measurement, tests); force == 1: the cheapest resident size wherever ws-W splits, gain or not.
 // Cost constants (k-steps of ~0.6 us) from the H100 measurement (harness wo_ws4_c bench, graph replay, same process,
 // M = 64): 4096x4096 (16 tiles) atomics at 2 / 4 / 6 / 8 splits 27.7 / 18.4 / 17.2 / 16.3 us (~9 us above its
 // k-steps), clusters of 2 / 3 / 4 / 5 / 6 CTAs 26.6 / 20.3 / 16.8 / 15.7 / 15.2 (~7 us above); 8 CTAs (15 clusters
 // resident) 24.7: two waves. 11008x4096 (43 tiles): atomics 3 splits 27.75 us, clusters of 2 28.2, of 3 40.8 (39
-// resident: two waves). So the plan takes 4096x4096 at M = 33..64 to clusters of 6 (-2..-7%) and keeps the atomics
+// resident: two waves). So the plan takes 4096x4096 at M = 40..64 to clusters of 6 (-2..-7%) and keeps the atomics
 // split on 11008x4096 and 8192x28672 (32 clusters of 3 would fit: 150 k-steps per slice vs 112, 104.1 vs 84.1 us).
-constexpr int kFixA = 12, kFixC = 6;
+// Below M = 40 the atomics split's finish is cheaper (fewer rows of f32 partials) and the cluster split lost: 4096x4096
+// M = 8 / 24 11.6 / 12.6 us atomics vs 13.0 / 13.4 clusters of 6 (M = 40: 13.8-14.0 vs 13.7): kWs4CMinM (the automatic
+// plan; force runs any M).
+constexpr int kFixA = 12, kFixC = 6, kWs4CMinM = 40;
 int lowbit_wo_ws4_c_plan(int m, int strips, int ksteps, int nsm, int force) {
     int sp = 1;
     lowbit_wo_ws4_plan(m, strips, ksteps, nsm, &sp);
-    if (sp < 2 || nsm < 1) return 0;
+    if (sp < 2 || nsm < 1 || (force == 0 && m < kWs4CMinM)) return 0;
     if (force > 1) return force <= 8 && lib_cs(force) ? force : 0;
     int dev_sms = nsm, dev = 0;
     if (cudaGetDevice(&dev) == cudaSuccess) {

@@ -5,7 +5,7 @@
 //! Its own test binary: `LOWBIT_WO_WS4=1` and `LOWBIT_WO_WS4_C=1` (read once per process by the launcher) make a
 //! forced `GemmPath::Ws` at M <= 64 run ws-W, and every ws-W plan that splits K run its splits as clusters (the
 //! cheapest cluster size the device holds at once; `LOWBIT_WO_WS4_CS=<n>` in the environment forces another size,
-//! e.g. `for cs in 3 4 6 8`). Shapes: N = 1000 x K = 1088 (4 tiles x 17 k-steps: slices of 3 k-steps at 8 CTAs per
+//! e.g. `for cs in 3 4 6 8`). Shapes: N = 1000 x K = 1152 (4 tiles x 18 k-steps: slices of 3 k-steps at 8 CTAs per
 //! cluster start mid-group and the last two slices are empty), 333x2048 (one partial 256-row tile, strips past N),
 //! 4096x4096 (16 tiles, the real M = 64 case), groups 32 / 64 / 128 / per-channel, sym and asym, act-order (the gather
 //! beside a cluster plan), f16 and bf16, M in {1, 17, 33, 47, 64}, outputs poisoned (NaN). Every GEMM runs twice: both
@@ -39,9 +39,9 @@ fn gpu_weight_only_ws4_cluster_split() {
     let g = Granularity::Group;
     let all = [(true, g(128)), (false, g(128)), (false, g(64)), (true, g(32)), (false, Granularity::PerChannel)];
     let cases = int4_cases(
-        &[((1000, 1088), &all), ((333, 2048), &all[..3]), ((4096, 4096), &all[..2])],
+        &[((1000, 1152), &all), ((333, 2048), &all[..3]), ((4096, 4096), &all[..2])],
         61,
-        (1000, 1088, 67, 7),
+        (1000, 1152, 67, 7),
     );
     let mut failures = Vec::new();
     let mut count = 0;
