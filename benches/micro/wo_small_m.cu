@@ -44,6 +44,7 @@
 #define LOWBIT_WO_PROBE 1  // g_pdl_mode / g_pdl_pf toggles (v13)
 #include "baselines.cuh"
 #include "lowbit/wo_gemm.cuh"
+#include "lowbit/wo_s2.cuh"  // v19: two strips per warp (S2)
 // The library's ws launchers and plans (lowbit_wo_ws_int4 / lowbit_wo_ws_plan, lowbit_wo_ws4_int4 / _plan).
 #include "../../kernels/weight_only/ws.cu"
 
@@ -340,6 +341,41 @@ static cudaError_t launch_lib(const Weight& w, const Buffers& b, int m, cudaStre
     return launch_convert<T>(a.ws, static_cast<T*>(b.y), int64_t(m) * w.n, s);  // as wo_launch.cu run() (PDL)
 }
 
+// v19 (S2, lowbit/wo_s2.cuh): variant id -> (P, MINB): 1 = (4, 2), 2 = (6, 2), 3 = (3, 3), 4 = (8, 2); with the
+// warp-staged prologue (WST): 5 = (4, 2), 6 = (3, 3), 7 = (6, 2). force_kw > 0: that
+// kw; else s2_plan_kw (one wave). Returns cudaErrorNotSupported where the plan declines.
+static int g_s2 = 0;        // check_one: 0 = the library / v11 launch, else the S2 variant id
+static int g_s2_kw = 0;     // check_one: forced kw for S2 (0 = plan)
+static int s2_minb(int v) { return v == 3 || v == 6 ? 3 : 2; }
+static int s2_kw_of(const Weight& w, int m, int v, int force_kw) {
+    int optin = 0;
+    CK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    return s2_plan_kw(m, w.strips, w.ksteps, w.gl / 16, w.groups, g_sms, s2_minb(v), smem_per_sm(), optin, force_kw);
+}
+template <typename T>
+static cudaError_t launch_s2_h(const Weight& w, const Buffers& b, int m, cudaStream_t s, int v, int force_kw = 0) {
+    Args a{};
+    a.words = w.d_words;
+    a.meta = w.d_meta;
+    a.x = b.x;
+    a.y = b.y;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.x_vec = w.k % 8 == 0;
+    a.sms = g_sms;
+    a.kw = s2_kw_of(w, m, v, force_kw);
+    if (a.kw == 0) return cudaErrorNotSupported;
+    switch (v) {
+        case 1: return launch_s2<T, 4, 2>(a, s);
+        case 2: return launch_s2<T, 6, 2>(a, s);
+        case 3: return launch_s2<T, 3, 3>(a, s);
+        case 4: return launch_s2<T, 8, 2>(a, s);
+        case 5: return launch_s2<T, 4, 2, true>(a, s);
+        case 6: return launch_s2<T, 3, 3, true>(a, s);
+        default: return launch_s2<T, 6, 2, true>(a, s);
+    }
+}
+
 // ------------------------------------------------------------------------------------------------ check
 template <typename T>
 static float to_f(T v);
@@ -419,7 +455,11 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
                                                    reinterpret_cast<const uint4*>(msg), reinterpret_cast<uint4*>(w.d_meta), mb / 16,
                                                    static_cast<const uint4*>(b.y), reinterpret_cast<uint4*>(yold), yb / 16, 20000);
             CK(cudaGetLastError());
-            CK(launch_lib<Int4, T>(w, b, m, st, force_splits, cx_kw));
+            if (g_s2) {
+                CK(launch_s2_h<T>(w, b, m, st, g_s2, g_s2_kw));
+            } else {
+                CK(launch_lib<Int4, T>(w, b, m, st, force_splits, cx_kw));
+            }
             g_pdl_mode = saved;
             CK(cudaStreamSynchronize(st));
             std::vector<unsigned char> yo(yb / 16 * 16);
@@ -430,7 +470,9 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
             CK(cudaMemcpy(rep ? y2.data() : y1.data(), b.y, y1.size() * sizeof(T), cudaMemcpyDeviceToHost));
             continue;
         }
-        if (lib) {
+        if (g_s2) {
+            CK(launch_s2_h<T>(w, b, m, nullptr, g_s2, g_s2_kw));
+        } else if (lib) {
             CK(launch_lib<Int4, T>(w, b, m, nullptr, force_splits, cx_kw));
         } else {
             CK(launch_auto<Int4, T>(w, b, m, kV11, nullptr, force_splits));
@@ -482,8 +524,9 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     const Plan pl = make_plan(m, n, w.k_pad, 64, lib, cx_kw);
     const int splits = force_splits ? force_splits : pl.splits;
     // Split-K adds partial sums with atomics (order varies between runs): bit equality only without it.
-    const bool ok = bad == 0 && dirty == 0 && pdl_bad == 0 && (splits > 1 || same == size_t(m) * n);
+    const bool ok = bad == 0 && dirty == 0 && pdl_bad == 0 && ((splits > 1 && !g_s2) || same == size_t(m) * n);
     if (pdl_test) printf("  [pdl: predecessor writes X/W/meta, reads Y; Y bytes changed early: %zu]", pdl_bad);
+    if (g_s2) printf("  [S2 v%d kw=%d]", g_s2, s2_kw_of(w, m, g_s2, g_s2_kw));
     printf("  check %s %s g%-4d M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
            lib ? "v12" : "v11", std::is_same<T, __half>::value ? "f16 " : "bf16", gl ? gl : w.k_pad, m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
            force_splits ? force_splits : pl.splits, pl.kw, std::sqrt(num / (den > 0 ? den : 1)), worst, bad, dirty,
@@ -516,6 +559,42 @@ static int run_wide_checks(std::mt19937& rng) {
     fails += check_one<__nv_bfloat16>(5, 1000, 4096, false, 3, rng, 128, true, 0, true);
     g_wide = -1;
     printf("wide checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
+    return fails;
+}
+
+// v19 (`s2check`): S2 against the f64 reference: odd N (a half pair, a partly filled block), K not a multiple of the
+// k-step or of 8 (element staging), M 1..8, g64 / g128 / per-channel, sym / asym, f16 / bf16, kw forced 1 / 2 / 4 / 8 and
+// the plan's, all four variants, PDL predecessors; every call twice, NaN-poisoned, bit-equal repeats (check_one).
+static int run_s2_checks() {
+    std::mt19937 rng(19);
+    int fails = 0;
+    struct C {
+        int m, n, k, gl, kw, v;
+    };
+    const C cs[] = {{1, 200, 1000, 128, 0, 1},    {3, 1000, 4096, 64, 0, 1},   {8, 48, 8192, 128, 0, 1},  {1, 4100, 2056, 0, 0, 1},
+                    {2, 11008, 4096, 128, 0, 1},  {5, 33, 3000, 128, 0, 1},    {1, 40, 1003, 64, 8, 1},   {7, 4100, 2056, 128, 4, 1},
+                    {1, 1000, 4096, 128, 2, 1},   {4, 1000, 4096, 0, 1, 1},    {1, 8192, 8192, 128, 0, 1}, {1, 4096, 4096, 128, 0, 2},
+                    {3, 1000, 4096, 64, 8, 2},    {1, 11008, 4096, 128, 0, 3}, {6, 200, 1000, 128, 2, 3}, {1, 4096, 4096, 128, 0, 4},
+                    {8, 4100, 2056, 64, 4, 4},    {1, 48, 12352, 0, 8, 4},     {1, 2048, 28672, 128, 8, 1},
+                    // WST (5 / 6 / 7): every kw, odd N (half pairs, partly filled blocks), K % 8 != 0, M 1..8, groups
+                    {1, 200, 1000, 128, 0, 5},    {3, 1000, 4096, 64, 0, 5},   {8, 48, 8192, 128, 0, 5},  {1, 4100, 2056, 0, 0, 5},
+                    {2, 11008, 4096, 128, 0, 6},  {5, 33, 3000, 128, 0, 6},    {1, 40, 1003, 64, 8, 5},   {7, 4100, 2056, 128, 4, 5},
+                    {1, 1000, 4096, 128, 2, 6},   {4, 1000, 4096, 0, 1, 5},    {1, 8192, 8192, 128, 0, 7}, {3, 333, 1003, 64, 4, 6},
+                    {1, 37, 2056, 128, 2, 7},     {6, 100, 1000, 0, 8, 6},     {1, 2048, 28672, 128, 8, 5}, {2, 1000, 4096, 128, 4, 7}};
+    for (const auto& c : cs) {
+        g_s2 = c.v, g_s2_kw = c.kw;
+        fails += check_one<__half>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 0, 0, rng, c.gl, true);
+        fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 1, 0, rng, c.gl, true);
+    }
+    const C pc[] = {{1, 4096, 4096, 128, 0, 1}, {3, 1000, 4096, 64, 8, 2}, {1, 1000, 4096, 128, 2, 3},
+                    {1, 4096, 4096, 128, 0, 5}, {3, 1000, 4096, 64, 4, 6}, {1, 1000, 4096, 128, 2, 7}};
+    for (const auto& c : pc) {
+        g_s2 = c.v, g_s2_kw = c.kw;
+        fails += check_one<__half>(c.m, c.n, c.k, true, 0, rng, c.gl, true, 0, true);
+        fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, false, 0, rng, c.gl, true, 0, true);
+    }
+    g_s2 = 0, g_s2_kw = 0;
+    printf("s2 checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
     return fails;
 }
 
@@ -803,6 +882,36 @@ static int run_bench(const char* only, bool sweep) {
                 row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
                 g_pdl_mode = 1, g_pdl_pf = -1;
             };
+            if (sweep && std::getenv("WO_S2_AB")) {
+                // v19: S2 (two strips per warp, lowbit/wo_s2.cuh) against the library launch (harness mirror of the
+                // plan), alternated A B A B in this process; variants 1..4 = (P, MINB) (4, 2) / (6, 2) / (3, 3) / (8, 2),
+                // each with its plan's kw; at M = 1 also every other kw forced (variant 1).
+                if (m > 8) continue;
+                for (int rep = 0; rep < 2; ++rep) {
+                    lib_row("library", 1, -1, 0);
+                    for (int v = 1; v <= 7; ++v) {
+                        const int kw = s2_kw_of(i4[0], m, v, 0);
+                        if (kw == 0) {
+                            printf("%5dx%-6d %3d S2 v%d: plan declines (no one-wave kw)\n", n, k, m, v);
+                            continue;
+                        }
+                        char name[40];
+                        snprintf(name, sizeof name, "S2 v%d kw=%d", v, kw);
+                        row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_s2_h<__half>(i4[c], b, m, s, v, 0))); }), gb4);
+                    }
+                    if (m <= 2 && rep == 0) {
+                        for (int fv : {5, 6}) {
+                            for (int fk : {8, 4, 2}) {
+                                if (fk == s2_kw_of(i4[0], m, fv, 0) || s2_kw_of(i4[0], m, fv, fk) != fk) continue;
+                                char name[40];
+                                snprintf(name, sizeof name, "S2 v%d kw=%d forced", fv, fk);
+                                row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_s2_h<__half>(i4[c], b, m, s, fv, fk))); }), gb4);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             if (sweep && std::getenv("WO_ZF_AB")) {
                 // v17: the zero-point fold (g_zf = 1; 2: with 5 k-steps in flight at M <= 8) against main's launch
                 // (g_zf = 0: the library's instances), ABAB, library plan.
@@ -1029,6 +1138,7 @@ int main(int argc, char** argv) {
     int rc = 0;
     if (mode == "check" || mode == "all") rc |= run_checks();
     if (mode == "zcheck") rc |= run_zchecks();
+    if (mode == "s2check") rc |= run_s2_checks();
     if (mode == "wcheck") {
         std::mt19937 rng(11);
         rc |= run_wide_checks(rng);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "lowbit/wo_gemm.cuh"
+#include "lowbit/wo_s2.cuh"
 #include "lowbit_kernels.h"
 
 using namespace lowbit::wo;
@@ -20,6 +21,10 @@ LOWBIT_WO_DECLARE(lut3)
 LOWBIT_WO_DECLARE(lut4)
 LOWBIT_WO_DECLARE(mix4)
 LOWBIT_WO_DECLARE(mix3)
+// S2 (inst_int4.cu, lowbit/wo_s2.cuh, NOTES.md v19): two strips per warp, compact X, in-block split-K; INT4, M <= 8.
+// Launch (args with kw, dtype, config: 0 = P 4 / 2 blocks per SM, 1 = P 3 / 3 blocks per SM; + 2 = warp-staged
+// prologue, stream).
+cudaError_t lowbit_wo_s2_int4(const Args&, int, int, cudaStream_t);
 #define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
 LOWBIT_WO_DECLARE_WGMMA(int2)
 LOWBIT_WO_DECLARE_WGMMA(int3)
@@ -128,7 +133,8 @@ struct Plan {
     int mt;      // m-subtiles of 8 rows per block
     int mtiles;  // blocks along M
     int splits, steps_per_split, kc;
-    int kw;      // warps per strip (in-block split-K), 1 = one warp per strip
+    int kw;      // warps per strip (in-block split-K), 1 = one warp per strip; S2: warps per strip pair
+    int s2;      // S2 kernel config + 1 (lowbit_wo_s2_int4), 0 = not S2
     int64_t ws_split_bytes, ws_gather_bytes;
 };
 
@@ -356,6 +362,58 @@ int max_smem_optin() {
     return v;
 }
 
+// v19 (NOTES.md v19, one H100, harness A/B in one process against the library launch): S2, two 16-row strips per warp
+// in the compact-X in-block split-K kernel (lowbit/wo_s2.cuh), INT4 with groups of whole k-steps at M <= 8. Measured
+// faster where its plan reaches kw = 8 (8 warps per strip pair, one wave): 8192x28672 M = 1 50.7 -> 47.6 us (the
+// library ran 41-way split-K), 4096^2 M = 1 / 2 / 4 7.5 / 8.3 / 8.3 -> 6.8 / 7.5 / 7.7, 2048^2 and 1536x576 M = 1..4
+// 10-20% faster; with 3 blocks per SM (P = 3) 11008x4096 M = 1 13.2 -> 11.2 (kw = 8 where 2 per SM give kw = 4). Slower
+// at M = 8 (4096^2 +0.3 us), where kw < 8 (28672x8192 M = 1 kw = 2 +0.4 us, M = 2..8 and 8192x28672 M = 2: the
+// library's grids win) and on the smallest grids (576x1536 M = 1, 18 pairs, +0.15 us). Rule: M <= 4, >= 32 strip
+// pairs, kw = 8 with 2 blocks per SM (config 0), or at M = 1 with 3 blocks per SM (config 1). LOWBIT_WO_S2=0 turns it
+// off, =1 runs it wherever its plan fits one wave at M <= 8 (tests, measurement); LOWBIT_WO_S2_WST=0 / 1 picks the
+// block-wide / warp-staged prologue (default: kS2WarpStaged).
+constexpr bool kS2WarpStaged = false;
+int s2_env() {
+    static const int v = [] {
+        const char* e = std::getenv("LOWBIT_WO_S2");
+        return e ? std::atoi(e) : -1;
+    }();
+    return v;
+}
+int s2_wst_env() {
+    static const int v = [] {
+        const char* e = std::getenv("LOWBIT_WO_S2_WST");
+        return e ? std::atoi(e) : -1;
+    }();
+    return v;
+}
+// The S2 config + 1 for this call (0 = not S2) and its kw.
+int s2_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int strips, int ksteps, int sms, int& kw) {
+    const int env = s2_env();
+    if (env == 0 || w->format != LOWBIT_WO_INT4 || m > 8 || fi.tiles != 4) return 0;
+    const int gtiles = w->group_len / 16, groups = int(w->k_pad / w->group_len);
+    const int smem_sm = smem_per_sm(), optin = max_smem_optin();
+    const int kw2 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 2, smem_sm, optin);
+    const int kw3 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 3, smem_sm, optin);
+    const bool wst = s2_wst_env() >= 0 ? s2_wst_env() == 1 : kS2WarpStaged;
+    if (env == 1) {
+        // (forced: the config with the larger kw, 2 blocks per SM on ties)
+        if (kw2 == 0 && kw3 == 0) return 0;
+        kw = kw3 > kw2 ? kw3 : kw2;
+        return 1 + (kw3 > kw2 ? 1 : 0) + (wst ? 2 : 0);
+    }
+    if (m > 4 || (strips + 1) / 2 < 32) return 0;
+    if (kw2 == kWarps) {
+        kw = kw2;
+        return 1 + (wst ? 2 : 0);
+    }
+    if (m == 1 && kw3 == kWarps) {
+        kw = kw3;
+        return 2 + (wst ? 2 : 0);
+    }
+    return 0;
+}
+
 Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32_t dtype, int32_t elem_bytes,
                const lowbit_wo_config* cfg, int sms, bool x_vec) {
     Plan p{};
@@ -435,6 +493,21 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
     const int kc_cap = (cfg && cfg->kc > 0) ? cfg->kc : 2048 / p.mt;
     const int want_kw = cfg ? cfg->k_warps : 0;
     p.kw = 1;
+    // v19: S2 where its rule picks it (no explicit m-tile, splits, chunk or k_warps in the config).
+    if (want_kw == 0 && want_mt == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0))) {
+        int kw2 = 0;
+        p.s2 = s2_choice(w, fi, m, strips, ksteps, sms, kw2);
+        if (p.s2) {
+            p.mt = 1;
+            p.mtiles = 1;
+            p.kw = kw2;
+            p.splits = 1;
+            p.steps_per_split = ksteps;
+            p.kc = ksteps * kstep;
+            p.ws_split_bytes = 0;
+            return p;
+        }
+    }
     const int cx_kw = want_kw == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0)) ? compact_kw(fi, m, p.mt, strips, ksteps, sms, int64_t(nblk) * p.mtiles * splits,
                                                                                      ms_format_of(w->format) ? w->group_len / 16 : 0)
                                                                         : 0;
@@ -563,6 +636,7 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
         return cudaGetLastError();
     }
     if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
+    if (pl.s2) return lowbit_wo_s2_int4(a, dtype, pl.s2 - 1, s);
     cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
     return launch_convert<T>(a.ws, static_cast<T*>(a.y), int64_t(a.m) * a.n, s);  // PDL where the device has it
@@ -641,7 +715,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
     if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && !pl.ws && mma_smem_bytes(fi, pl, m, ms_format_of(w->format) ? w->group_len / 16 : 0) > max_smem_optin()) {
+    if (!pl.wgmma && !pl.ws && !pl.s2 && mma_smem_bytes(fi, pl, m, ms_format_of(w->format) ? w->group_len / 16 : 0) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }

@@ -165,6 +165,33 @@ fn gpu_weight_only_real_shapes() {
     sweep("gpu_weight_only_real_shapes", real_cases(), &[1, 16, 17]);
 }
 
+/// INT4 shapes where the automatic plan runs S2 (two strips per warp, compact X, in-block split-K; weight-only NOTES.md
+/// v19: M <= 4, >= 32 strip pairs, kw = 8): 2048x2048 and 4096x4096 g128 sym / asym, odd N (1037: 65 strips, a half
+/// pair and a partly filled block) with g64 and per-channel, 11008x4096 g128 (the 3-blocks-per-SM config at M = 1);
+/// M = 1..4 and 8 (8: the library's own grids), every path, poisoned Y, f64 reference. Under `LOWBIT_WO_S2=1` S2 also
+/// runs the odd shapes of the other tests at M <= 8; `LOWBIT_WO_S2_WST=1` switches its warp-staged prologue.
+fn s2_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (n, k, sym, gran) in [
+        (2048usize, 2048usize, true, Granularity::Group(128)),
+        (4096, 4096, false, Granularity::Group(128)),
+        (1037, 2112, false, Granularity::Group(64)),
+        (1037, 1000, true, Granularity::PerChannel),
+        (11008, 4096, true, Granularity::Group(128)),
+    ] {
+        let q = IntAffineWeight::quantize(weights(n, k, 47).view(), 4, sym, gran).unwrap();
+        let name = format!("w4-int-{}-{gran:?} {n}x{k}", if sym { "sym" } else { "asym" });
+        out.push(Case { name, w: QuantizedWeight::Int(q) });
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn gpu_weight_only_s2_shapes() {
+    sweep("gpu_weight_only_s2_shapes", s2_cases(), &[1, 2, 3, 4, 8]);
+}
+
 /// Real INT4 g128 shapes (sym and asym) at the M where the automatic plan picks the warp-specialized kernel
 /// (64..256) and odd M beyond its tiles: every path, every output compared (poisoned Y).
 fn ws_cases() -> Vec<Case> {
