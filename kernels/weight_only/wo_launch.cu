@@ -362,17 +362,18 @@ int max_smem_optin() {
     return v;
 }
 
-// v19 (NOTES.md v19, one H100, harness A/B in one process against the library launch): S2, two 16-row strips per warp
-// in the compact-X in-block split-K kernel (lowbit/wo_s2.cuh), INT4 with groups of whole k-steps at M <= 8. Measured
-// faster where its plan reaches kw = 8 (8 warps per strip pair, one wave): 8192x28672 M = 1 50.7 -> 47.6 us (the
-// library ran 41-way split-K), 4096^2 M = 1 / 2 / 4 7.5 / 8.3 / 8.3 -> 6.8 / 7.5 / 7.7, 2048^2 and 1536x576 M = 1..4
-// 10-20% faster; with 3 blocks per SM (P = 3) 11008x4096 M = 1 13.2 -> 11.2 (kw = 8 where 2 per SM give kw = 4). Slower
-// at M = 8 (4096^2 +0.3 us), where kw < 8 (28672x8192 M = 1 kw = 2 +0.4 us, M = 2..8 and 8192x28672 M = 2: the
-// library's grids win) and on the smallest grids (576x1536 M = 1, 18 pairs, +0.15 us). Rule: M <= 4, >= 32 strip
-// pairs, kw = 8 with 2 blocks per SM (config 0), or at M = 1 with 3 blocks per SM (config 1). LOWBIT_WO_S2=0 turns it
-// off, =1 runs it wherever its plan fits one wave at M <= 8 (tests, measurement); LOWBIT_WO_S2_WST=0 / 1 picks the
-// block-wide / warp-staged prologue (default: kS2WarpStaged).
-constexpr bool kS2WarpStaged = false;
+// v19 (NOTES.md v19, one H100, harness A/B in one process against the library launch, and lowbit-bench default vs
+// LOWBIT_WO_S2=0 in one call): S2, two 16-row strips per warp in the compact-X in-block split-K kernel
+// (lowbit/wo_s2.cuh), INT4 with groups of whole k-steps at M <= 8. Faster where its plan reaches kw = 8 (8 warps per
+// strip pair, one wave): lowbit-bench 8192x28672 M = 1 50.6 -> 47.7 us (the library ran 41-way split-K), 4096^2 M = 1 /
+// 2 / 4 7.4 / 8.4 / 8.4 -> 6.6 / 7.3 / 7.6, 11008x4096 M = 1 (3 blocks per SM, P = 3, warp-staged prologue) 13.2 ->
+// 10.8; harness: 2048^2 and 1536x576 M = 1..4 10-20% faster. Slower at M = 8 (4096^2 +0.3 us), where kw < 8
+// (28672x8192 M = 1 kw = 2 +0.4 us; M = 2..8 and 8192x28672 M = 2: the library's grids win) and on the smallest grids
+// (576x1536 M = 1, 18 pairs, +0.15 us). Rule: M <= 4, >= 32 strip pairs, kw = 8 at 2 blocks per SM (config 0,
+// block-wide prologue), or at M = 1 at 3 blocks per SM (config 1, warp-staged prologue: harness 11.3 -> 10.8 us, where
+// the warp-staged prologue made config 0 0.3 us slower on 8192x28672 and 0.1-0.3 us slower on the small shapes).
+// LOWBIT_WO_S2=0 turns it off, =1 runs it wherever its plan fits one wave at M <= 8 (tests, measurement);
+// LOWBIT_WO_S2_WST=0 / 1 forces the block-wide / warp-staged prologue for both configs.
 int s2_env() {
     static const int v = [] {
         const char* e = std::getenv("LOWBIT_WO_S2");
@@ -395,22 +396,21 @@ int s2_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int st
     const int smem_sm = smem_per_sm(), optin = max_smem_optin();
     const int kw2 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 2, smem_sm, optin);
     const int kw3 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 3, smem_sm, optin);
-    const bool wst = s2_wst_env() >= 0 ? s2_wst_env() == 1 : kS2WarpStaged;
+    // Warp-staged prologue: config 1 by default (v19 measurement), LOWBIT_WO_S2_WST overrides.
+    const int wenv = s2_wst_env();
+    auto pick = [&](int config, int k) {
+        kw = k;
+        const bool wst = wenv >= 0 ? wenv == 1 : config == 1;
+        return 1 + config + (wst ? 2 : 0);
+    };
     if (env == 1) {
         // (forced: the config with the larger kw, 2 blocks per SM on ties)
         if (kw2 == 0 && kw3 == 0) return 0;
-        kw = kw3 > kw2 ? kw3 : kw2;
-        return 1 + (kw3 > kw2 ? 1 : 0) + (wst ? 2 : 0);
+        return kw3 > kw2 ? pick(1, kw3) : pick(0, kw2);
     }
     if (m > 4 || (strips + 1) / 2 < 32) return 0;
-    if (kw2 == kWarps) {
-        kw = kw2;
-        return 1 + (wst ? 2 : 0);
-    }
-    if (m == 1 && kw3 == kWarps) {
-        kw = kw3;
-        return 2 + (wst ? 2 : 0);
-    }
+    if (kw2 == kWarps) return pick(0, kw2);
+    if (m == 1 && kw3 == kWarps) return pick(1, kw3);
     return 0;
 }
 
