@@ -9,6 +9,8 @@
 //                             # (WO_MS_AB=1: M <= 16 with the v16 metadata copy off / on / off / on, library plan)
 //   ./wo_small_m once NxK M v11|v12|wide|narrow   # one launch (for ncu; wide / narrow: v14 256-row block on / off)
 //   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
+//   ./wo_small_m s2check      # v19: S2 (lowbit/wo_s2.cuh, variants 1..7) against the f64 reference (run_s2_checks)
+//                             # (WO_S2_AB=1 ./wo_small_m sweep [NxK]: library launch vs the S2 variants, A B A B, M <= 8)
 //   ./wo_small_m mid [NxK|all [M,M,..]] # M in {32, 48, 64} (or the list): cuBLAS f16, the shipped small-M kernel (v14 library), the library's ws
 //                             # v1 / ws-S launcher and ws-W (lowbit/wo_ws4.cuh, 4 consumer warpgroups) with their plans,
 //                             # and ws-W's stream-K schedule (forced; "(plan)" where lowbit_wo_ws4_sk_plan picks it),
