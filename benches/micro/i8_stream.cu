@@ -14,7 +14,8 @@
 //   ./i8_stream probe     # where a call's time goes: read line, PDL on/off, graph replay, probe flags, per-CTA
 //                         # timelines, the v10 plan and forced 256-row CTAs (each exact against the plan)
 //   ./i8_stream one w4g128 1 28672 8192   # four calls of one op (ncu -k regex:stream_kernel -c 1 target)
-//   ./i8_stream stag      # NOTES v30: the plan under probe-flag variants on the nine bench shapes (I8S_* env)
+//   ./i8_stream stag      # NOTES v30: the plan under probe-flag variants on the nine bench shapes (I8S_* env; v32:
+//                         # I8S_VARIANTS=0,4096 = cooperative split-K finish on / off, I8S_SHAPES, I8S_OPS filters)
 //   ./i8_stream ab        # NOTES v22: the library plan with v22's copy / finish vs v21's (probe flags 16, 32), same
 //                         # process, int32 equal, stream and graph timings, M = 16 timelines
 // Not the bench of record (lowbit-bench is); it exists to iterate with one device call.
@@ -324,6 +325,18 @@ static void run_checks() {
         check_case(f, 16, 257, 2560, LOWBIT_I8_PATH_STREAM, 0, 3);
         check_case(f, 10, 3000, 3072, LOWBIT_I8_PATH_STREAM, 0, 0);
     }
+    // v32 (cooperative split-K finish at M = 9..16): split counts 2 / 3 / 4 / 7 forced (SP = 4, odd N, ragged K) and
+    // the 256-row CTAs split through a small SM count; the finish shares uneven (rows x pieces not a multiple of splits).
+    for (Fmt f : {kW4g, kW4, kW8, kBip2}) {
+        for (int s : {2, 3, 4, 7}) check_case(f, 9 + s, 1000 + 37 * s, 4096 + 512, LOWBIT_I8_PATH_STREAM, 16, s);
+        check_case(f, 13, 600, 16384 + 512, 0, 0, 0, 9);   // SP = 8, 3 blocks x 3 splits
+        check_case(f, 16, 600, 16384 + 512, 0, 0, 0, 12);  // SP = 8, 3 blocks x 4 splits
+        check_case(f, 16, 3000, 3072 + 256, LOWBIT_I8_PATH_STREAM, 0, 7);
+    }
+    // A split grid beyond one wave (313 tiles x 3 splits): the last-arriver finish by the launcher's rule; under probe
+    // flag 8192 the cooperative one, whose waits then time out (the first waves hold only z = 0 / 1 CTAs).
+    check_case(kW4g, 12, 40000, 768, LOWBIT_I8_PATH_STREAM, 16, 3);
+    check_case(kW8, 16, 40000 + 8, 768, LOWBIT_I8_PATH_STREAM, 16, 3);
     for (Fmt f : {kBip2, kBip4, kW4}) {  // K not a multiple of 128 / 256 (tail units zero-filled)
         check_case(f, 1, 131, 160, 0, 0, 0);
         check_case(f, 4, 250, 32 * 37, 0, 0, 0);
@@ -1022,8 +1035,12 @@ static void run_stag() {
     const bool base = getenv("I8S_BASE") != nullptr;
     const int shapes[][2] = {{4096, 4096},  {11008, 4096}, {4096, 11008}, {8192, 8192}, {1024, 8192},
                              {28672, 8192}, {8192, 28672}, {18560, 4096}, {4096, 8192}};
+    // I8S_SHAPES (e.g. "8192x28672,4096x11008"): only these of the nine; I8S_OPS (e.g. "w4g128,w8-stream"): only these ops.
+    const char* only_shapes = getenv("I8S_SHAPES");
+    const char* only_ops = getenv("I8S_OPS");
     for (auto& sh : shapes) {
         const int n = sh[0], k = sh[1];
+        if (only_shapes && !strstr(only_shapes, (std::to_string(n) + "x" + std::to_string(k)).c_str())) continue;
         for (int m : ms) {
             if (base) {
                 printf("stag %dx%d M=%-2d base | cuBLASLt int8 %.1f | cuBLAS f16 %.1f\n", n, k, m, bench_lt(m, n, k) * 1e3,
@@ -1037,6 +1054,7 @@ static void run_stag() {
             std::vector<OpDef> ops = {{kW4g, 0, "w4g128"}, {kW8, 0, "w8"}};
             if (m > 8) ops.push_back({kW8, LOWBIT_I8_PATH_STREAM, "w8-stream"});
             for (const OpDef& od : ops) {
+                if (only_ops && !strstr((std::string(",") + only_ops + ",").c_str(), (std::string(",") + od.name + ",").c_str())) continue;
                 ProbeOp o = make_op(od.f, m, n, k, od.path);
                 const std::vector<int> vv = m > 8 ? vars : std::vector<int>{vars[0]};
                 std::vector<int8_t> hx(size_t(m) * k);

@@ -61,6 +61,7 @@
 #include <stdint.h>
 
 #include <atomic>
+#include <cstdlib>
 
 
 #include "lowbit/cp_async_bar.cuh"
@@ -133,7 +134,9 @@ __host__ __device__ constexpr bool mc_instance(int f, int mt, int sp) { return m
 // weights are XOR-consumed), 2 = no activation copy, 4 = no epilogue / split-K finish, 8 = rotated unit walk,
 // 16 = v21's activation copy (the whole slice after the weight loads, one wait before the loop), 32 = v21's
 // split-K finish (red.global per accumulator into one [M][N] sum), 64 = the pre-v28 unsplit MT = 16 epilogue (scattered
-// stores from the accumulators), 512 = kMulticast flipped (host side: the launch's cluster, NOTES v30); a per-CTA timeline
+// stores from the accumulators), 512 = kMulticast flipped (host side: the launch's cluster, NOTES v30), 4096 = the
+// cooperative split-K finish flipped (host side: Args::coop, NOTES v32), 8192 = the cooperative finish on split grids that
+// do not fit one wave too (its waits time out: the fallback path); a per-CTA timeline
 // (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
 // at exit, and the SM id) when a buffer is set.
 #ifdef LOWBIT_STREAM_PROBE
@@ -221,6 +224,108 @@ __device__ __forceinline__ void finish(const Args& p, const Epilogue& es, int n0
     if (threadIdx.x == 0) p.counters[blockIdx.y] = 0;
 }
 
+// One 4-column piece of final sums (activation row m, weight rows n .. n + 3) through the epilogue: f16 / bf16 as one
+// 8-byte store where the piece is whole and aligned (`al`), else per element (as store_tile).
+__device__ __forceinline__ void store_piece(const Args& p, const Epilogue& es, const int4& v, int m, int n, bool al) {
+    const int32_t vv[4] = {v.x, v.y, v.z, v.w};
+    if (al && n + 3 < p.n) {
+        uint32_t w[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const float a = epi_value(es, vv[2 * e], m, n + 2 * e), b = epi_value(es, vv[2 * e + 1], m, n + 2 * e + 1);
+            if (es.out == kOutF16) {
+                const __half2 h = __floats2half2_rn(a, b);
+                w[e] = *reinterpret_cast<const uint32_t*>(&h);
+            } else {
+                const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+                w[e] = *reinterpret_cast<const uint32_t*>(&h);
+            }
+        }
+        *reinterpret_cast<uint2*>(static_cast<unsigned char*>(p.y) + (size_t(m) * p.ldy + n) * 2) = make_uint2(w[0], w[1]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            if (n + e < p.n) epi_store(es, p.y, p.ldy, vv[e], m, n + e);
+    }
+}
+
+// Cooperative split-K finish (NOTES v32, Args::coop; called by finish_slab once the CTA's slab is stored and fenced):
+// as in finish_slab every CTA counts its arrival, but then every CTA of the row block that sees all `splits` slabs in takes shares of
+// the block (pieces [s per, (s + 1) per) of its rows x R / 4 16-byte pieces, s claimed from a counter): it adds the
+// share's pieces of every slab (its own from the shared tile; up to 4 L2 loads in flight per thread), zeroes them in
+// every slab and runs the epilogue (8-byte f16 / bf16 stores). So the block's finish runs on all its CTAs at once
+// instead of on the last arriver alone, one L2 round trip per piece instead of one per slab.
+// The row block's counter word packs three counts: arrivals (bits 0..9), share claims (10..19), CTAs done (20..29);
+// the last CTA done resets it to 0 (lowbit_i8_gemm's contract: zero between calls). A CTA waits for the other
+// arrivals only while the launcher's rule holds (the whole grid in one wave, splits <= kCoopMaxSplits) and at most
+// kCoopWaitNs: past that it leaves without a share, and the last arriver, which never waits, claims every share not
+// yet taken. So the finish is correct whether or not the row block's CTAs are resident together (no deadlock).
+constexpr int kCoopMaxSplits = 64;  // claims overshoot by at most one per CTA: 2 x splits < 1024
+constexpr unsigned long long kCoopWaitNs = 20000;
+__device__ __forceinline__ unsigned long long coop_time() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ int ld_acquire(const int* a) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
+    return v;
+}
+template <int MT, int R, int NT>
+__device__ __forceinline__ void finish_coop(const Args& p, const Epilogue& es, int n0, const int32_t* tile) {
+    __shared__ int share;
+    constexpr int kC = R / 4;  // 16-byte pieces per tile row
+    constexpr int kArr = 1, kClaim = 1 << 10, kDone = 1 << 20, kMask = 1023;
+    const int rows = min(MT, p.m), splits = int(gridDim.z), zme = int(blockIdx.z);
+    const size_t slab = size_t(rows) * R, zstride = size_t(gridDim.y) * slab;
+    int32_t* const base = p.ws + size_t(blockIdx.y) * slab;  // + split * zstride + m * R + column
+    int* const ctr = p.counters + blockIdx.y;
+    auto piece = [&](int m, int c) { return reinterpret_cast<const int4*>(tile + m * R + ((4 * c) ^ ((m & 3) << 3))); };
+    if (threadIdx.x == 0) {
+        bool all = (atomicAdd(ctr, kArr) & kMask) == splits - 1;
+        if (!all) {
+            const unsigned long long t0 = coop_time();
+            do {
+                all = (ld_acquire(ctr) & kMask) == splits;
+            } while (!all && coop_time() - t0 < kCoopWaitNs);
+        }
+        share = all ? (atomicAdd(ctr, kClaim) >> 10) & kMask : splits;
+    }
+    const int total = rows * kC, per = (total + splits - 1) / splits;
+    const bool al = (es.out == kOutF16 || es.out == kOutBf16) && (p.ldy & 3) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 7) == 0;
+    for (;;) {
+        __syncthreads();  // `share` is visible
+        const int s = share;
+        if (s >= splits) break;
+        __threadfence();
+        const int hi = min(total, (s + 1) * per);
+        for (int i = s * per + int(threadIdx.x); i < hi; i += NT) {
+            const int m = i / kC, c = i % kC;
+            int4 v = *piece(m, c);
+            int32_t* const at = base + size_t(m) * R + 4 * c;
+#pragma unroll 1
+            for (int z0 = 0; z0 < splits; z0 += 4) {
+                int4 o[4];
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const int z = z0 + j;
+                    o[j] = z < splits && z != zme ? __ldcg(reinterpret_cast<const int4*>(at + z * zstride)) : make_int4(0, 0, 0, 0);
+                }
+#pragma unroll
+                for (int j = 0; j < 4; ++j) v.x += o[j].x, v.y += o[j].y, v.z += o[j].z, v.w += o[j].w;
+            }
+#pragma unroll 1
+            for (int z = 0; z < splits; ++z) __stcg(reinterpret_cast<int4*>(at + z * zstride), make_int4(0, 0, 0, 0));
+            store_piece(p, es, v, m, n0 + 4 * c, al);
+        }
+        __syncthreads();  // every thread has read `share`
+        if (threadIdx.x == 0) share = (atomicAdd(ctr, kClaim) >> 10) & kMask;
+    }
+    // Done: the last CTA of the row block to get here resets the counter word (every other CTA's last access is behind it).
+    if (threadIdx.x == 0 && (atomicAdd(ctr, kDone) >> 20) == splits - 1) atomicExch(ctr, 0);
+}
+
 // Split-K finish through per-split slabs (NOTES v22), the library's: the CTA's [MT][R] int32 partials, staged in
 // shared memory (`tile`: row m at m * R, columns XOR-swizzled by 8 (m & 3) so that a warp's accumulator stores spread
 // over the banks), go to its own slab of the workspace, [split][row block][M][R], as coalesced 16-byte stores; the
@@ -242,6 +347,10 @@ __device__ __forceinline__ void finish_slab(const Args& p, const Epilogue& es, i
     }
     __threadfence();
     __syncthreads();
+    if (p.coop) {  // NOTES v32
+        finish_coop<MT, R, NT>(p, es, n0, tile);
+        return;
+    }
     if (threadIdx.x == 0) last = atomicAdd(p.counters + blockIdx.y, 1) == int(gridDim.z) - 1;
     __syncthreads();
     if (!last) return;
@@ -916,13 +1025,39 @@ int mc_max_clusters(Kern kern, const cudaLaunchConfig_t& cfg) {
     return n;
 }
 
+// NOTES v32: the cooperative split-K finish (finish_coop) on split MT = 16 grids that fit one wave. LOWBIT_I8_STREAM_COOP=0 /
+// 1 in the environment (read per call) turns it off / on; unset: kCoopDefault.
+constexpr bool kCoopDefault = true;
+inline bool coop_enabled() {
+    const char* e = getenv("LOWBIT_I8_STREAM_COOP");
+    return e && *e ? *e != '0' : kCoopDefault;
+}
+// Whether `blocks` CTAs of instance `kern` at this shared-memory size are resident at once on the current device
+// (resident CTAs per SM x SMs, cached in the instance's `cache`: smem << 32 | (resident CTAs + 1)).
+template <typename Kern>
+bool one_wave(std::atomic<unsigned long long>& cache, Kern kern, int threads, size_t smem, int64_t blocks) {
+    unsigned long long c = cache.load(std::memory_order_relaxed);
+    if (c == 0 || (c >> 32) != smem) {
+        int per_sm = 0, dev = 0, sms = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, threads, smem) != cudaSuccess ||
+            cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+            (void)cudaGetLastError();
+            per_sm = 0, sms = 0;
+        }
+        c = (static_cast<unsigned long long>(smem) << 32) | unsigned(per_sm * sms + 1);
+        cache.store(c, std::memory_order_relaxed);
+    }
+    return blocks <= int64_t(c & 0xFFFFFFFFu) - 1;
+}
+
 template <int F, bool GS, int MT, int SP>
-cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
+cudaError_t launch_one(const Args& a0, int splits, cudaStream_t st) {
     auto kern = stream_kernel<F, GS, MT, SP>;
     if (splits < 0) {
         cudaFuncAttributes attr{};
         return cudaFuncGetAttributes(&attr, kern);
     }
+    Args a = a0;
     const size_t smem = size_t(MT) * (a.steps_per_split * kBK + x_pad(F)) + red_bytes(SP) +
                         (GS ? size_t(32 * SP) * a.steps_per_split : 0) + evec_bytes(MT, SP, a.epi.rc2 != nullptr);
     const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
@@ -937,6 +1072,22 @@ cudaError_t launch_one(const Args& a, int splits, cudaStream_t st) {
     const bool pdl = want && pdl_runs();
 #endif
     const dim3 grid(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
+    a.coop = 0;
+    // Not on the 32-row CTAs (SP = 1): there it measured ~1 us slower (H100, NOTES v32: 1024x8192, 4096x8192 at M = 16).
+    if (MT > 8 && SP >= 4 && splits > 1 && splits <= kCoopMaxSplits && a.ws != nullptr) {
+#ifdef LOWBIT_STREAM_PROBE
+        const bool want_coop = coop_enabled() != ((g_flags_host & 4096) != 0);
+#else
+        const bool want_coop = coop_enabled();
+#endif
+#ifdef LOWBIT_STREAM_PROBE
+        const bool force = (g_flags_host & 8192) != 0;  // harness: the waits' time-out path on grids beyond one wave
+#else
+        constexpr bool force = false;
+#endif
+        static std::atomic<unsigned long long> wave_cache{0};  // one per instance (launch_one's template arguments)
+        a.coop = want_coop && (force || one_wave(wave_cache, kern, 32 * warps_of(SP), smem, int64_t(grid.y) * grid.z)) ? 1 : 0;
+    }
     if constexpr (mc_instance(F, MT, SP)) {
         // NOTES v30: 2-CTA clusters along y (row blocks 2i, 2i + 1 share the activation slice) where every cluster fits
         // one wave, K is whole 128-column steps (the bulk copies do not zero-fill) and the grid pairs up.

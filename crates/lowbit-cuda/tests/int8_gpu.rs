@@ -849,6 +849,45 @@ fn stream_m16_cluster_plans_are_exact() {
     }
 }
 
+/// The streaming path's split-K finish at M = 9..16 (NOTES v32: every CTA of a row block sums and stores a share of the
+/// block once all its slabs are in, `finish_coop`, where the grid fits one wave; LOWBIT_I8_STREAM_COOP=0 in the
+/// environment runs the last-arriver finish instead): forced splits 2, 3, 4 and 7 (128-row CTAs), odd N, K ragged
+/// against the 128-column step, M = 9, 13, 16, each plan run twice (run_i32 checks that the workspace, slabs and
+/// counter words, is zero after every call). W8, W4 per-channel and W4 with groups of 128 columns. The 256-row split
+/// plan (14336x4096, two splits on a 132-SM Hopper) runs in `stream_m16_cluster_plans_are_exact`.
+#[test]
+#[ignore = "needs an NVIDIA GPU (run with --include-ignored; scripts/gpu-run)"]
+fn stream_m16_split_finish_is_exact() {
+    let Some(dev) = device_or_skip("stream_m16_split_finish_is_exact") else { return };
+    for (si, &(n, k)) in [(1000usize, 4608usize), (777, 4160), (3001, 3328)].iter().enumerate() {
+        let wf = rand_w(n, k, 110 + si as u64);
+        let w8 = W8Weight::quantize(wf.view()).unwrap();
+        let mut gs: Vec<(String, Int8Gemm, Vec<i8>)> =
+            vec![("W8".into(), Int8Gemm::new_w8(&dev, &w8).unwrap(), w8.codes.clone())];
+        for group in [None, Some(128)] {
+            if group.is_some_and(|g| !k.is_multiple_of(g)) {
+                continue;
+            }
+            let w4 = W4A8Weight::quantize(wf.view(), group).unwrap();
+            gs.push((format!("W4 {group:?}"), Int8Gemm::new_w4(&dev, &w4).unwrap(), w4.expanded_i8()));
+        }
+        for m in [9usize, 13, 16] {
+            let xs = rand_i8(m * k, 210 + 10 * si as u64 + m as u64);
+            let x = upload(&dev, &xs).unwrap();
+            for (name, g, codes) in &gs {
+                let want = gemm_i32(&xs, m, k, codes, n);
+                for splits in [2u32, 3, 4, 7] {
+                    let cfg = I8Config { path: Some(I8Path::Stream), bx: None, splits: Some(splits) };
+                    for rep in 0..2 {
+                        let got = run_i32(&dev, g, &x, m, cfg).unwrap();
+                        check_exact(&format!("{name} splits={splits} m={m} n={n} k={k} rep={rep}"), &got, &want, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `ws_w8a8_is_exact_and_fused_epilogues_match`: every fused epilogue of the warp-specialized kernel at each
 /// tile width, bit for bit with the CPU.
 fn ws_epilogues(dev: &Device, ws: I8Config, m: usize, n: usize, k: usize) {

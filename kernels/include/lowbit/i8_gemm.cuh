@@ -93,6 +93,7 @@ struct Args {
     Epilogue epi;
     void* y;
     int64_t ldy;          // elements per output row
+    int coop;             // stream split-K at MT = 16: 1 = cooperative slab finish (stream.cu finish_coop), 0 = last arriver
 };
 
 // ---------------------------------------------------------------------------------------------------
