@@ -136,7 +136,8 @@ __host__ __device__ constexpr bool mc_instance(int f, int mt, int sp) { return m
 // split-K finish (red.global per accumulator into one [M][N] sum), 64 = the pre-v28 unsplit MT = 16 epilogue (scattered
 // stores from the accumulators), 512 = kMulticast flipped (host side: the launch's cluster, NOTES v30), 4096 = the
 // cooperative split-K finish flipped (host side: Args::coop, NOTES v32), 8192 = the cooperative finish on split grids that
-// do not fit one wave too (its waits time out: the fallback path); a per-CTA timeline
+// do not fit one wave too (its waits time out: the fallback path), 16384 = on the 32-row (SP = 1) split grids too; a
+// per-CTA timeline
 // (globaltimer at entry, after the grid-dependency wait, after the activation copy, after the in-block reduction,
 // at exit, and the SM id) when a buffer is set.
 #ifdef LOWBIT_STREAM_PROBE
@@ -250,55 +251,63 @@ __device__ __forceinline__ void store_piece(const Args& p, const Epilogue& es, c
 }
 
 // Cooperative split-K finish (NOTES v32, Args::coop; called by finish_slab once the CTA's slab is stored and fenced):
-// as in finish_slab every CTA counts its arrival, but then every CTA of the row block that sees all `splits` slabs in takes shares of
-// the block (pieces [s per, (s + 1) per) of its rows x R / 4 16-byte pieces, s claimed from a counter): it adds the
-// share's pieces of every slab (its own from the shared tile; up to 4 L2 loads in flight per thread), zeroes them in
-// every slab and runs the epilogue (8-byte f16 / bf16 stores). So the block's finish runs on all its CTAs at once
-// instead of on the last arriver alone, one L2 round trip per piece instead of one per slab.
-// The row block's counter word packs three counts: arrivals (bits 0..9), share claims (10..19), CTAs done (20..29);
-// the last CTA done resets it to 0 (lowbit_i8_gemm's contract: zero between calls). A CTA waits for the other
-// arrivals only while the launcher's rule holds (the whole grid in one wave, splits <= kCoopMaxSplits) and at most
-// kCoopWaitNs: past that it leaves without a share, and the last arriver, which never waits, claims every share not
-// yet taken. So the finish is correct whether or not the row block's CTAs are resident together (no deadlock).
-constexpr int kCoopMaxSplits = 64;  // claims overshoot by at most one per CTA: 2 x splits < 1024
+// every CTA counts its arrival as in finish_slab, then waits for the row block's other arrivals and finishes its own
+// share of the block (share z = pieces [z per, (z + 1) per) of the block's rows x R / 4 16-byte pieces, per =
+// ceil(pieces / splits)): it adds the share's pieces of every slab (its own from the shared tile; up to 4 L2 loads in
+// flight per thread before the adds), zeroes them in every slab and runs the epilogue (8-byte f16 / bf16 stores). So
+// the block's finish runs on its `splits` CTAs at once instead of on the last arriver alone, with no atomic between the
+// last arrival and the sums.
+// The row block's counter word packs arrivals (bits 0..7), a give-up mask (bit 8 + z) and CTAs done (bits 24..31);
+// the last CTA done resets it to 0 (lowbit_i8_gemm's contract: zero between calls). A CTA waits at most kCoopWaitNs
+// (the launcher's rule, the whole grid in one wave, makes the wait short; it is not a residency guarantee): past that
+// it sets its give-up bit, and the last arriver, which never waits, finishes its own share and every share whose bit
+// its arrival saw; a CTA whose give-up came after the last arrival (the word says all are in) finishes its share
+// itself. So every share is finished exactly once, resident together or not (no deadlock).
+constexpr int kCoopMaxSplits = 16;
 constexpr unsigned long long kCoopWaitNs = 20000;
 __device__ __forceinline__ unsigned long long coop_time() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
     return t;
 }
-__device__ __forceinline__ int ld_acquire(const int* a) {
-    int v;
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* a) {
+    unsigned v;
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(a) : "memory");
     return v;
 }
 template <int MT, int R, int NT>
 __device__ __forceinline__ void finish_coop(const Args& p, const Epilogue& es, int n0, const int32_t* tile) {
-    __shared__ int share;
+    __shared__ unsigned todo;  // bit s: share s is this CTA's to finish
     constexpr int kC = R / 4;  // 16-byte pieces per tile row
-    constexpr int kArr = 1, kClaim = 1 << 10, kDone = 1 << 20, kMask = 1023;
+    constexpr unsigned kArrived = 0xFFu, kDone = 1u << 24;
     const int rows = min(MT, p.m), splits = int(gridDim.z), zme = int(blockIdx.z);
     const size_t slab = size_t(rows) * R, zstride = size_t(gridDim.y) * slab;
     int32_t* const base = p.ws + size_t(blockIdx.y) * slab;  // + split * zstride + m * R + column
-    int* const ctr = p.counters + blockIdx.y;
+    unsigned* const ctr = reinterpret_cast<unsigned*>(p.counters + blockIdx.y);
     auto piece = [&](int m, int c) { return reinterpret_cast<const int4*>(tile + m * R + ((4 * c) ^ ((m & 3) << 3))); };
     if (threadIdx.x == 0) {
-        bool all = (atomicAdd(ctr, kArr) & kMask) == splits - 1;
-        if (!all) {
+        const unsigned old = atomicAdd(ctr, 1u);
+        unsigned mine = 1u << zme;
+        if ((old & kArrived) == unsigned(splits - 1)) {
+            mine |= (old >> 8) & 0xFFFFu;  // the last arrival: the shares given up before it too
+        } else {
+            bool all;
             const unsigned long long t0 = coop_time();
             do {
-                all = (ld_acquire(ctr) & kMask) == splits;
+                all = (ld_acquire(ctr) & kArrived) == unsigned(splits);
             } while (!all && coop_time() - t0 < kCoopWaitNs);
+            // Give up unless all are in by the give-up's own update (then the last arrival did not see the bit).
+            if (!all && (atomicAdd(ctr, 1u << (8 + zme)) & kArrived) != unsigned(splits)) mine = 0;
         }
-        share = all ? (atomicAdd(ctr, kClaim) >> 10) & kMask : splits;
+        todo = mine;
     }
+    __syncthreads();
+    const unsigned mine = todo;
+    if (mine) __threadfence();
     const int total = rows * kC, per = (total + splits - 1) / splits;
     const bool al = (es.out == kOutF16 || es.out == kOutBf16) && (p.ldy & 3) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 7) == 0;
-    for (;;) {
-        __syncthreads();  // `share` is visible
-        const int s = share;
-        if (s >= splits) break;
-        __threadfence();
+    for (unsigned bits = mine; bits != 0; bits &= bits - 1) {
+        const int s = __ffs(bits) - 1;
         const int hi = min(total, (s + 1) * per);
         for (int i = s * per + int(threadIdx.x); i < hi; i += NT) {
             const int m = i / kC, c = i % kC;
@@ -319,11 +328,9 @@ __device__ __forceinline__ void finish_coop(const Args& p, const Epilogue& es, i
             for (int z = 0; z < splits; ++z) __stcg(reinterpret_cast<int4*>(at + z * zstride), make_int4(0, 0, 0, 0));
             store_piece(p, es, v, m, n0 + 4 * c, al);
         }
-        __syncthreads();  // every thread has read `share`
-        if (threadIdx.x == 0) share = (atomicAdd(ctr, kClaim) >> 10) & kMask;
     }
-    // Done: the last CTA of the row block to get here resets the counter word (every other CTA's last access is behind it).
-    if (threadIdx.x == 0 && (atomicAdd(ctr, kDone) >> 20) == splits - 1) atomicExch(ctr, 0);
+    // Done (thread 0's last access to the word): the last CTA of the row block to get here resets it.
+    if (threadIdx.x == 0 && (atomicAdd(ctr, kDone) >> 24) == unsigned(splits - 1)) atomicExch(ctr, 0u);
 }
 
 // Split-K finish through per-split slabs (NOTES v22), the library's: the CTA's [MT][R] int32 partials, staged in
@@ -1073,8 +1080,14 @@ cudaError_t launch_one(const Args& a0, int splits, cudaStream_t st) {
 #endif
     const dim3 grid(1, (a.n + 32 * SP - 1) / (32 * SP), splits);
     a.coop = 0;
-    // Not on the 32-row CTAs (SP = 1): there it measured ~1 us slower (H100, NOTES v32: 1024x8192, 4096x8192 at M = 16).
-    if (MT > 8 && SP >= 4 && splits > 1 && splits <= kCoopMaxSplits && a.ws != nullptr) {
+    // Not on the 32-row CTAs (SP = 1): there v32's first protocol (share claims: three more atomics in the chain) measured
+    // ~1 us slower (H100, NOTES v32: 1024x8192, 4096x8192 at M = 16).
+#ifdef LOWBIT_STREAM_PROBE
+    const bool sp_ok = SP >= 4 || (g_flags_host & 16384) != 0;  // harness: SP = 1 too
+#else
+    constexpr bool sp_ok = SP >= 4;
+#endif
+    if (MT > 8 && sp_ok && splits > 1 && splits <= kCoopMaxSplits && a.ws != nullptr) {
 #ifdef LOWBIT_STREAM_PROBE
         const bool want_coop = coop_enabled() != ((g_flags_host & 4096) != 0);
 #else
