@@ -255,7 +255,10 @@ fn compile_kernels(
             .iter()
             .map(|file| {
                 scope.spawn(move || {
-                    if let Some(hit) = cache.and_then(|c| c.lookup(file)) {
+                    // The key of the bytes nvcc is about to read: an object is stored under it only if
+                    // no source changed while nvcc ran (`ObjectCache::store`).
+                    let entry = cache.and_then(|c| c.entry(file));
+                    if let Some(hit) = cache.zip(entry.as_deref()).and_then(|(c, e)| c.lookup(e)) {
                         return vec![hit];
                     }
                     let mut build = cc::Build::new();
@@ -277,8 +280,8 @@ fn compile_kernels(
                         build.flag(flag);
                     }
                     let objects = build.compile_intermediates();
-                    match (cache, objects.as_slice()) {
-                        (Some(c), [object]) => vec![c.store(file, object)],
+                    match (cache, entry, objects.as_slice()) {
+                        (Some(c), Some(entry), [object]) => vec![c.store(file, &entry, object)],
                         _ => objects,
                     }
                 })
@@ -299,11 +302,15 @@ fn compile_kernels(
 /// compiles as before and copies the object in (write, then rename: concurrent builds never see
 /// a partial file); entries unused for a week are removed. ptxas's spill warnings print on the
 /// compile that fills an entry, not on later hits. Any doubt (an unknown target-dir
-/// layout, an unreadable file) means no cache, never a stale object.
+/// layout, an unreadable file, a source edited while nvcc ran) means no cache entry, never a
+/// stale object.
 struct ObjectCache {
     dir: PathBuf,
+    kernels_dir: PathBuf,
     /// Hash state over everything but the `.cu` file itself.
     common: DefaultHasher,
+    /// Hash of the headers alone, as read at the start of the build.
+    headers: u64,
 }
 
 impl ObjectCache {
@@ -353,6 +360,14 @@ impl ObjectCache {
         for var in ["TARGET", "HOST"].iter().chain(Self::FLAG_VARS.iter()) {
             (var, env::var_os(var)).hash(&mut common);
         }
+        let headers = Self::headers_hash(kernels_dir)?;
+        headers.hash(&mut common);
+        Some(Self { dir, kernels_dir: kernels_dir.to_path_buf(), common, headers })
+    }
+
+    /// Hash of every kernel source that is not a `.cu` file (path and bytes, in path order).
+    fn headers_hash(kernels_dir: &Path) -> Option<u64> {
+        let mut h = DefaultHasher::new();
         let mut sources = Vec::new();
         let mut stack = vec![kernels_dir.to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -367,10 +382,10 @@ impl ObjectCache {
         }
         sources.sort();
         for path in sources {
-            path.strip_prefix(kernels_dir).ok()?.hash(&mut common);
-            fs::read(&path).ok()?.hash(&mut common);
+            path.strip_prefix(kernels_dir).ok()?.hash(&mut h);
+            fs::read(&path).ok()?.hash(&mut h);
         }
-        Some(Self { dir, common })
+        Some(h.finish())
     }
 
     /// The cache file of `file`: `<stem>-<128-bit key>.o`, or `None` when the file is unreadable.
@@ -390,22 +405,29 @@ impl ObjectCache {
         Some(self.dir.join(format!("{stem}-{:016x}{:016x}.o", key[0], key[1])))
     }
 
-    /// The cached object of `file`, marked as used, if there is one.
-    fn lookup(&self, file: &Path) -> Option<PathBuf> {
-        let entry = self.entry(file)?;
-        let f = fs::File::options().append(true).open(&entry).ok()?;
+    /// The cached object at `entry` (from `entry`), marked as used, if there is one.
+    fn lookup(&self, entry: &Path) -> Option<PathBuf> {
+        let f = fs::File::options().append(true).open(entry).ok()?;
         // A failed mtime update only shortens the entry's life.
         let _ = f.set_modified(SystemTime::now());
-        Some(entry)
+        Some(entry.to_path_buf())
     }
 
-    /// Copies a fresh object into the cache and returns the path to archive (the cached copy, or
-    /// the object itself if the copy fails).
-    fn store(&self, file: &Path, object: &Path) -> PathBuf {
-        let Some(entry) = self.entry(file) else { return object.to_path_buf() };
+    /// Copies a fresh object of `file` into the cache at `entry` (its key taken before nvcc ran)
+    /// and returns the path to archive: the cached copy, or the object itself if the copy fails or
+    /// if `file` or a header changed while nvcc ran (the object's sources are then unknown, so it
+    /// is used for this build only and never stored under either key).
+    fn store(&self, file: &Path, entry: &Path, object: &Path) -> PathBuf {
+        if self.entry(file).as_deref() != Some(entry) || Self::headers_hash(&self.kernels_dir) != Some(self.headers) {
+            println!(
+                "cargo:warning={} or a kernel header changed during its compile: object not cached",
+                file.display()
+            );
+            return object.to_path_buf();
+        }
         let tmp = entry.with_extension(format!("o.tmp{}", std::process::id()));
-        if fs::copy(object, &tmp).is_ok() && fs::rename(&tmp, &entry).is_ok() {
-            entry
+        if fs::copy(object, &tmp).is_ok() && fs::rename(&tmp, entry).is_ok() {
+            entry.to_path_buf()
         } else {
             let _ = fs::remove_file(&tmp);
             object.to_path_buf()

@@ -1017,10 +1017,11 @@ inline int g_flags_host = 0;  // the probe flags, host side: 512 flips kMulticas
 #endif
 
 // Clusters of two of this launch configuration that can be resident at once (0: none, or no cluster launch on this
-// device), cached per instance and shared-memory size.
+// device), cached in `cache` (the caller's per-instance static: Kern is the same function-pointer type for every
+// instance, so a static here would be shared by all of them) for the last shared-memory size asked.
 template <typename Kern>
-int mc_max_clusters(Kern kern, const cudaLaunchConfig_t& cfg) {
-    static std::atomic<unsigned long long> cache{0};  // smem << 32 | (clusters + 1)
+int mc_max_clusters(std::atomic<unsigned long long>& cache, Kern kern, const cudaLaunchConfig_t& cfg) {
+    // cache: smem << 32 | (clusters + 1); 0 = not asked yet
     const unsigned long long c = cache.load(std::memory_order_relaxed);
     if (c != 0 && (c >> 32) == cfg.dynamicSmemBytes) return int(c & 0xFFFFFFFFu) - 1;
     int n = 0;
@@ -1124,7 +1125,8 @@ cudaError_t launch_one(const Args& a0, int splits, cudaStream_t st) {
             cfg.stream = st;
             cfg.attrs = attr;
             cfg.numAttrs = 1;
-            const int per_wave = mc_max_clusters(kern, cfg);
+            static std::atomic<unsigned long long> mc_cache{0};  // one per instance (launch_one's template arguments)
+            const int per_wave = mc_max_clusters(mc_cache, kern, cfg);
             if (int64_t(grid.y / 2) * grid.z <= per_wave) {
                 cfg.numAttrs = pdl ? 2 : 1;
                 const cudaError_t le = cudaLaunchKernelEx(&cfg, kern, a);
