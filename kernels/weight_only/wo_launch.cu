@@ -370,10 +370,15 @@ int max_smem_optin() {
 // 10.8; harness: 2048^2 and 1536x576 M = 1..4 10-20% faster. Slower at M = 8 (4096^2 +0.3 us), where kw < 8
 // (28672x8192 M = 1 kw = 2 +0.4 us; M = 2..8 and 8192x28672 M = 2: the library's grids win) and on the smallest grids
 // (576x1536 M = 1, 18 pairs, +0.15 us). Rule: M <= 4, >= 32 strip pairs, kw = 8 at 2 blocks per SM (config 0,
-// block-wide prologue), or at M = 1 at 3 blocks per SM (config 1, warp-staged prologue: harness 11.3 -> 10.8 us, where
-// the warp-staged prologue made config 0 0.3 us slower on 8192x28672 and 0.1-0.3 us slower on the small shapes).
+// block-wide prologue), or at M = 1 at 3 blocks per SM (config 1; the warp-staged prologue measured 11.3 -> 10.8 us
+// there and made config 0 0.3 us slower on 8192x28672 and 0.1-0.3 us slower on the small shapes).
 // LOWBIT_WO_S2=0 turns it off, =1 runs it wherever its plan fits one wave at M <= 8 (tests, measurement);
 // LOWBIT_WO_S2_WST=0 / 1 forces the block-wide / warp-staged prologue for both configs.
+// The warp-staged prologue is OFF by default since the lead's racecheck of gpu_weight_only_s2_shapes (one H100, bundle
+// 8e9d082, NOTES v19 "racecheck"): its warps write the shared zero line and the metadata padding that other warps already
+// read, and copy / read the groups at slice borders without a barrier between them (same values, so the outputs were
+// right in every test, but they are races); config 1 runs the block-wide prologue (harness: 11008x4096 M = 1 11.2 us
+// against 10.8 warp-staged, 13.2 without S2) until the warp-staged copy is made race-free.
 int s2_env() {
     static const int v = [] {
         const char* e = std::getenv("LOWBIT_WO_S2");
@@ -396,11 +401,11 @@ int s2_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int st
     const int smem_sm = smem_per_sm(), optin = max_smem_optin();
     const int kw2 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 2, smem_sm, optin);
     const int kw3 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 3, smem_sm, optin);
-    // Warp-staged prologue: config 1 by default (v19 measurement), LOWBIT_WO_S2_WST overrides.
+    // Warp-staged prologue: only when LOWBIT_WO_S2_WST=1 (racecheck, see above).
     const int wenv = s2_wst_env();
     auto pick = [&](int config, int k) {
         kw = k;
-        const bool wst = wenv >= 0 ? wenv == 1 : config == 1;
+        const bool wst = wenv == 1;
         return 1 + config + (wst ? 2 : 0);
     };
     if (env == 1) {
