@@ -352,7 +352,7 @@ static int s2_minb(int v) { return v == 3 || v == 6 ? 3 : 2; }
 static int s2_kw_of(const Weight& w, int m, int v, int force_kw) {
     int optin = 0;
     CK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
-    return s2_plan_kw(m, w.strips, w.ksteps, w.gl / 16, w.groups, g_sms, s2_minb(v), smem_per_sm(), optin, force_kw);
+    return s2_plan_kw(m, w.strips, w.ksteps, w.gl / 16, w.groups, g_sms, s2_minb(v), smem_per_sm(), optin, force_kw, v >= 5);
 }
 template <typename T>
 static cudaError_t launch_s2_h(const Weight& w, const Buffers& b, int m, cudaStream_t s, int v, int force_kw = 0) {

@@ -226,7 +226,7 @@ __device__ __forceinline__ void finish(const Args& p, const Epilogue& es, int n0
 }
 
 // One 4-column piece of final sums (activation row m, weight rows n .. n + 3) through the epilogue: f16 / bf16 as one
-// 8-byte store where the piece is whole and aligned (`al`), else per element (as store_tile).
+// 8-byte store where the piece is whole and `al` (the output is f16 / bf16 and 8-byte aligned), else per element.
 __device__ __forceinline__ void store_piece(const Args& p, const Epilogue& es, const int4& v, int m, int n, bool al) {
     const int32_t vv[4] = {v.x, v.y, v.z, v.w};
     if (al && n + 3 < p.n) {
@@ -393,27 +393,7 @@ __device__ __forceinline__ void store_tile(const Args& p, const Epilogue& es, in
     for (int i = threadIdx.x; i < rows * kC; i += NT) {
         const int m = i / kC, c = i % kC;
         const int4 v = *reinterpret_cast<const int4*>(tile + m * R + ((4 * c) ^ ((m & 3) << 3)));
-        const int n = n0 + 4 * c;
-        const int32_t vv[4] = {v.x, v.y, v.z, v.w};
-        if (half && al && n + 3 < p.n) {
-            uint32_t w[2];
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                const float a = epi_value(es, vv[2 * e], m, n + 2 * e), b = epi_value(es, vv[2 * e + 1], m, n + 2 * e + 1);
-                if (es.out == kOutF16) {
-                    const __half2 h = __floats2half2_rn(a, b);
-                    w[e] = *reinterpret_cast<const uint32_t*>(&h);
-                } else {
-                    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-                    w[e] = *reinterpret_cast<const uint32_t*>(&h);
-                }
-            }
-            *reinterpret_cast<uint2*>(static_cast<unsigned char*>(p.y) + (size_t(m) * p.ldy + n) * 2) = make_uint2(w[0], w[1]);
-        } else {
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-                if (n + e < p.n) epi_store(es, p.y, p.ldy, vv[e], m, n + e);
-        }
+        store_piece(p, es, v, m, n0 + 4 * c, half && al);
     }
 }
 
@@ -536,8 +516,7 @@ __global__ void __launch_bounds__(32 * warps_of(SP), ctas_per_sm(SP)) stream_ker
         mrank = tma::cluster_rank();
     }
 #else
-    constexpr bool mc = false;
-    constexpr uint32_t mrank = 0;
+    constexpr bool mc = false;  // (the cluster rank is only read by the sm_90 multicast copy)
 #endif
     // Activation chunk barriers (NOTES v22): one arrival per thread each (+ thread 0's expect_tx arrival when
     // multicast), initialised before any copy is issued.

@@ -378,7 +378,9 @@ int max_smem_optin() {
 // 8e9d082, NOTES v19 "racecheck"): its warps write the shared zero line and the metadata padding that other warps already
 // read, and copy / read the groups at slice borders without a barrier between them (same values, so the outputs were
 // right in every test, but they are races); config 1 runs the block-wide prologue (harness: 11008x4096 M = 1 11.2 us
-// against 10.8 warp-staged, 13.2 without S2) until the warp-staged copy is made race-free.
+// against 10.8 warp-staged, 13.2 without S2). v19b (NOTES) rebuilt the warp-staged copy so that no shared byte is
+// shared between slices (per-slice metadata regions, the one-ahead read clamped, no zero line); it stays opt-in until
+// a racecheck and an A/B of it have run on a GPU.
 int s2_env() {
     static const int v = [] {
         const char* e = std::getenv("LOWBIT_WO_S2");
@@ -399,13 +401,13 @@ int s2_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int st
     if (env == 0 || w->format != LOWBIT_WO_INT4 || m > 8 || fi.tiles != 4) return 0;
     const int gtiles = w->group_len / 16, groups = int(w->k_pad / w->group_len);
     const int smem_sm = smem_per_sm(), optin = max_smem_optin();
-    const int kw2 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 2, smem_sm, optin);
-    const int kw3 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 3, smem_sm, optin);
-    // Warp-staged prologue: only when LOWBIT_WO_S2_WST=1 (racecheck, see above).
-    const int wenv = s2_wst_env();
+    // Warp-staged prologue: only when LOWBIT_WO_S2_WST=1 (racecheck, see above). Its per-slice metadata copies take
+    // up to (kw - 1) groups more shared memory, so the plan is made for the prologue that will run.
+    const bool wst = s2_wst_env() == 1;
+    const int kw2 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 2, smem_sm, optin, 0, wst);
+    const int kw3 = s2_plan_kw(int(m), strips, ksteps, gtiles, groups, sms, 3, smem_sm, optin, 0, wst);
     auto pick = [&](int config, int k) {
         kw = k;
-        const bool wst = wenv == 1;
         return 1 + config + (wst ? 2 : 0);
     };
     if (env == 1) {

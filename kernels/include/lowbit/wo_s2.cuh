@@ -23,9 +23,14 @@ namespace wo {
 
 // Shared memory of an S2 block: the metadata copy of its 2 * pairs strips (+ two groups of padding: the one-ahead read
 // of the last strip), the M rows of X over the whole K range, the zero line; at least the reduction's 8 KB.
+// Metadata groups per strip in shared memory: the block-wide prologue copies each strip's `groups` once; the warp-staged
+// one gives every K slice its own copy of the groups it touches, so a group at a slice border is held twice (at most
+// kw - 1 such groups).
+__host__ __device__ inline int s2_meta_groups(int groups, int kw, bool wst) { return wst ? groups + kw - 1 : groups; }
 __host__ __device__ inline int64_t s2_meta_bytes(int strips_pb, int groups) { return (int64_t(strips_pb) * groups * 64 + 128 + 15) / 16 * 16; }
-inline size_t s2_smem_bytes(int m, int ksteps, int groups, int strips_pb) {
-    const size_t x = size_t(s2_meta_bytes(strips_pb, groups)) + size_t(m) * (size_t(ksteps) * 64 + 8) * 2 + 256;
+inline size_t s2_smem_bytes(int m, int ksteps, int groups, int strips_pb, bool wst = false) {
+    const int mg = s2_meta_groups(groups, kWarps / (strips_pb / 2), wst);
+    const size_t x = size_t(s2_meta_bytes(strips_pb, mg)) + size_t(m) * (size_t(ksteps) * 64 + 8) * 2 + 256;
     const size_t red = size_t(kWarps) * 8 * 32 * 4;
     return x > red ? x : red;
 }
@@ -43,7 +48,7 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
     const int s_begin = p.ksteps * slice / kw, s_end = p.ksteps * (slice + 1) / kw;
     const int strip0_blk = 2 * blockIdx.x * ppb;                         // first strip of the block
     const int nst = min(2 * ppb, p.strips - strip0_blk);                 // its real strips
-    const int64_t meta_b = s2_meta_bytes(2 * ppb, p.groups);
+    const int64_t meta_b = s2_meta_bytes(2 * ppb, s2_meta_groups(p.groups, kw, WST));
     T* xs = reinterpret_cast<T*>(smem + meta_b);
     const int lds = p.kc + 8;  // (p.kc = ksteps * KSTEP: the whole K range)
 
@@ -79,6 +84,9 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
     for (int i = 0; i < P; ++i) load_w(i, std::true_type{});
 
     const int spg = p.gtiles / TS;  // k-steps per group (the launcher: gtiles % TS == 0)
+    // WST: this lane's shared-memory metadata address (strip sl0, the slice's first group, row pair g), the stride to
+    // strip sl0 + 1 and the address of the slice's last group (where the one-ahead read stops).
+    uint32_t wst_msn = 0, wst_m1 = 0, wst_mlast = 0;
     if constexpr (!WST) {
         // Metadata copy (contiguous: strips strip0_blk .. + nst, all groups) and compact X, one commit group, one barrier.
         const unsigned char* src = reinterpret_cast<const unsigned char*>(p.meta) + size_t(strip0_blk) * p.groups * 64;
@@ -96,16 +104,29 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
         // WST (warp-staged): the warps of K-slice `slice` (one per pair: ppb warps) stage only that slice's X columns
         // (each 1/ppb of them) and each warp only its own two strips' groups of the slice, then meet in a named barrier
         // of ppb warps (kw = 8: none, a warp waits only for its own copies): no block-wide wait for the whole X and
-        // metadata before the first MMA. Groups at slice borders are copied by both neighbours (the same bytes).
-        const int g_lo = s_begin / spg, g_hi = s_end > s_begin ? (s_end - 1) / spg + 1 : g_lo;  // [g_lo, g_hi)
+        // metadata before the first MMA. Nothing in shared memory is written by one slice and read by another before
+        // the reduction's barrier (racecheck): every slice has its own metadata region ([2 * ppb strips][ng groups]; a
+        // group at a slice border is copied twice, to two places),
+        // the one-ahead metadata read stops at the slice's last group instead of reading padding or the next strip,
+        // and ldmatrix lanes of rows >= M read row 0 (its products land in MMA columns the store drops) instead of a
+        // zero line every warp would have to write.
+        // This slice's groups [g_lo, g_hi) (the plan keeps ksteps >= kw: every slice has at least one k-step).
+        const int g_lo = s_begin / spg, g_hi = s_end > s_begin ? (s_end - 1) / spg + 1 : g_lo;
         const int ng = g_hi - g_lo;
-        const int sl0w = 2 * (warp / kw), nsw = act1 ? 2 : (act0 ? 1 : 0);
+        const int sl0w = 2 * (warp / kw);
+        // The region of slice t starts at group g_lo(t) + t: g_hi(t) <= g_lo(t + 1) + 1 (a slice ends inside the group
+        // where the next one starts, or at its start), so the regions do not overlap and all end by groups + kw - 1.
+        unsigned char* region = smem + size_t(g_lo + slice) * (2 * ppb) * 64;
+        const int nsw = act1 ? 2 : (act0 ? 1 : 0);
         const unsigned char* src = reinterpret_cast<const unsigned char*>(p.meta) + size_t(strip0_blk + sl0w) * p.groups * 64;
         for (int i = lane; i < nsw * ng * 8; i += 32) {
             const int st = i / (ng * 8), r = i - st * (ng * 8);
-            const size_t off = (size_t(st) * p.groups + g_lo) * 64 + size_t(r) * 8;
-            cp_async8_zfill(smem + size_t(sl0w) * p.groups * 64 + off, src + off, true);
+            cp_async8_zfill(region + (size_t(sl0w + st) * ng) * 64 + size_t(r) * 8,
+                            src + (size_t(st) * p.groups + g_lo) * 64 + size_t(r) * 8, true);
         }
+        wst_msn = static_cast<uint32_t>(__cvta_generic_to_shared(region)) + (sl0w * ng * 8 + g) * 8;
+        wst_m1 = uint32_t(ng) * 64;
+        wst_mlast = wst_msn + uint32_t(ng - 1) * 64;
         // X columns [s_begin, s_end) x KSTEP of the M rows; piece i of this slice's (rows x cols / 8) among ppb warps.
         const T* x = static_cast<const T*>(p.x);
         const int c_lo = s_begin * KSTEP, cpr = (s_end - s_begin) * (KSTEP / 8);  // 8-column pieces per row
@@ -122,9 +143,6 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
             }
         }
         cp_async_commit();
-        // The zero line and the copy's padding, written by every warp (the same zeros).
-        reinterpret_cast<uint2*>(xs + p.m * lds)[lane] = make_uint2(0u, 0u);
-        reinterpret_cast<uint32_t*>(smem + size_t(nst) * p.groups * 64)[lane] = 0u;
         cp_async_wait<0>();
         if (ppb > 1) {
             asm volatile("bar.sync %0, %1;\n" ::"r"(1 + slice), "r"(ppb * 32) : "memory");
@@ -135,11 +153,14 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
 
     int gi = s_begin / spg, sig = s_begin - gi * spg;
     const int sl0 = 2 * (warp / kw);
-    // Metadata addresses of this lane: strip sl0 (and sl0 + 1 at + groups * 64 bytes), group gi.
-    uint32_t msn = static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + ((sl0 * p.groups + gi) * 8 + g) * 8;
-    const uint32_t m1 = uint32_t(p.groups) * 64;
+    // Metadata addresses of this lane: strip sl0 (and sl0 + 1 at + m1 bytes), group gi.
+    uint32_t msn = WST ? wst_msn : static_cast<uint32_t>(__cvta_generic_to_shared(smem)) + ((sl0 * p.groups + gi) * 8 + g) * 8;
+    const uint32_t m1 = WST ? wst_m1 : uint32_t(p.groups) * 64;
+    // The one-ahead read's address: the warp-staged copy stops at the slice's last group (the block-wide one reads the
+    // next strip's first group or the padding, both copied before its barrier).
+    auto ahead = [&](uint32_t a) { return WST ? min(a, wst_mlast) : a; };
     uint2 c0 = ld_shared_u2(msn), c1 = ld_shared_u2(msn + m1);
-    uint2 n0 = ld_shared_u2(msn + 64), n1 = ld_shared_u2(msn + m1 + 64);
+    uint2 n0 = ld_shared_u2(ahead(msn + 64)), n1 = ld_shared_u2(ahead(msn + 64) + m1);
     msn += 128;
     GroupCtx x0, x1;
     Int4::template ctx<T>(c0.y, x0);
@@ -163,16 +184,17 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
     auto flush = [&]() {
         scale();
         c0 = n0, c1 = n1;
-        n0 = ld_shared_u2(msn), n1 = ld_shared_u2(msn + m1);
+        n0 = ld_shared_u2(ahead(msn)), n1 = ld_shared_u2(ahead(msn) + m1);
         msn += 64;
         Int4::template ctx<T>(c0.y, x0);
         Int4::template ctx<T>(c1.y, x1);
     };
 
-    // ldmatrix row address of this lane (rows >= M: the zero line, which does not advance).
+    // ldmatrix row address of this lane (rows >= M: the zero line, which does not advance; warp-staged: row 0).
     const int r = lane & 7;
-    const T* xb = r < p.m ? xs + r * lds + (lane >> 3) * 8 + s_begin * KSTEP : xs + p.m * lds + (lane >> 3) * 8;
-    const int xstep = r < p.m ? KSTEP : 0;
+    const bool real_row = r < p.m || WST;
+    const T* xb = real_row ? xs + (r < p.m ? r : 0) * lds + (lane >> 3) * 8 + s_begin * KSTEP : xs + p.m * lds + (lane >> 3) * 8;
+    const int xstep = real_row ? KSTEP : 0;
     for (int s0 = s_begin; s0 < s_end; s0 += P) {
 #pragma unroll
         for (int i = 0; i < P; ++i) {
@@ -233,14 +255,15 @@ __global__ void __launch_bounds__(kThreads, MINB) s2_kernel(const Args p) {
 // The S2 plan: warps per strip pair (kw: 8, 4, 2 or 1), or 0 where S2 does not apply (M > 8, groups that are not whole
 // k-steps, too little shared memory) or its blocks do not fit one wave of `minb` blocks per SM. The largest kw whose
 // blocks fit one wave (shortest per-warp chains). force_kw > 0: that kw (if it fits shared memory).
-inline int s2_plan_kw(int m, int strips, int ksteps, int gtiles, int groups, int sms, int minb, int smem_sm, int optin, int force_kw = 0) {
+inline int s2_plan_kw(int m, int strips, int ksteps, int gtiles, int groups, int sms, int minb, int smem_sm, int optin, int force_kw = 0,
+                      bool wst = false) {
     if (m < 1 || m > 8 || gtiles % Int4::kTiles != 0) return 0;
     const int pairs = (strips + 1) / 2;
     for (int kw = kWarps; kw >= 1; kw /= 2) {
         if (force_kw > 0 && kw != force_kw) continue;
         const int ppb = kWarps / kw;
         const int64_t blocks = (pairs + ppb - 1) / ppb;
-        const int64_t smem = int64_t(s2_smem_bytes(m, ksteps, groups, 2 * ppb));
+        const int64_t smem = int64_t(s2_smem_bytes(m, ksteps, groups, 2 * ppb, wst));
         if (smem > optin) continue;
         int64_t occ = int64_t(smem_sm) / (smem + 1024);
         occ = occ > minb ? minb : occ;
@@ -256,7 +279,7 @@ cudaError_t launch_s2(const Args& a0, cudaStream_t s) {
     a.kc = a.ksteps * Int4::kTiles * 16;
     a.steps_per_split = a.ksteps;
     const int ppb = kWarps / a.kw;
-    const size_t smem = s2_smem_bytes(a.m, a.ksteps, a.groups, 2 * ppb);
+    const size_t smem = s2_smem_bytes(a.m, a.ksteps, a.groups, 2 * ppb, WST);
     auto kern = s2_kernel<T, P, MINB, WST>;
     if (smem > 48 * 1024) {
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
