@@ -150,7 +150,10 @@ __device__ __forceinline__ void group_next_tile(int& tig, int& gi, uint2& cur, u
 // that the two sets are distinct registers.
 // Written so that both kernels' SASS stayed identical to their inline k-steps (cu13.1, sm_90a; NOTES.md, tidy of
 // the tenth session), down to the operand order of the k0 < ks test.
-template <class Fmt, typename T, int BX, int kSlot, int S, bool kNoDecode, class NextTile>
+// kNoMma (ws-W's launch-floor probe, kProbeDecode; harness only): the decode without the wgmmas. The A registers are
+// XOR-folded into acc (16 LOP3 per k-step) that the caller feeds to a store under a condition that never holds: an
+// empty asm does not keep them alive (ptxas removes what no PTX instruction reads).
+template <class Fmt, typename T, int BX, int kSlot, int S, bool kNoDecode, bool kNoMma = false, class NextTile>
 __device__ __forceinline__ void rs_kstep(float (&acc)[BX / 2], uint32_t (&ab)[4][4], uint64_t* full, uint64_t* empty,
                                          uint32_t ring_a, int wstrip, int lane, int ks, int k0, int& s, uint32_t& phase,
                                          int& prev, const wo::GroupCtx& ctx, const uint32_t& sg, const uint32_t& sg8,
@@ -178,8 +181,16 @@ __device__ __forceinline__ void rs_kstep(float (&acc)[BX / 2], uint32_t (&ab)[4]
         next_tile();
     }
     wgmma_fence();
+    if constexpr (kNoMma) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), k0 < ks || j > 0);
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[4 * j + r] = __uint_as_float(__float_as_uint(acc[4 * j + r]) ^ ab[j][r]);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) wgmma_rs<T, BX>(acc, ab[j], desc_sw128(xa + 32 * j), k0 < ks || j > 0);
+    }
     wgmma_commit();
     wgmma_wait<1>();
     // The previous step's group has completed: its slot (and its A registers) may be reused.

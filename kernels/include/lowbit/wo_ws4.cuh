@@ -143,19 +143,59 @@ __device__ __forceinline__ void cluster_finish4(const Args& p, float (&acc)[BX /
     tma::cluster_sync();  // every CTA's reads of its peers' staging are complete: the peers may exit
 }
 
-template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false, int CS = 1>
-__global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
-                                                           const __grid_constant__ CUtensorMap xmap,
-                                                           const __grid_constant__ CUtensorMap wmap, int splits,
-                                                           int pf) {
-#if defined(__CUDA_ARCH__)
-#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
-    __trap();  // never launched: the launcher checks the kernel's PTX version first
-#else
+// Probe rungs of the launch-floor harness (benches/micro/wo_ws4_floor.cu, NOTES.md "ws-floor", seventeenth session):
+// ws4_body cut after each part of the kernel's life. The library kernel (ws4_kernel) is kProbeFull; every other rung
+// is instantiated only by the harness (ws4_probe_kernel). Rungs: kProbeEmpty returns at once (the launch
+// configuration alone); kProbeSetup + the ring barriers' init, fence, __syncthreads, setmaxnreg, the producer's L2
+// prefetch and griddep_start, then returns; kProbeTma + the producer's whole TMA stream while the consumers only wait
+// on each full barrier and release the slot (no metadata, no ld.shared, no decode); kProbeDecode + the metadata loads,
+// ld.shared and decode (no wgmma: the A registers XOR-folded into acc, rs_kstep kNoMma) and no epilogue; kProbeMma +
+// the wgmmas (no epilogue: no stores, no split-K reds, no cluster finish; acc kept alive by a store under p.m < 0,
+// which never holds); kProbeFull the library kernel; kProbeStamp the full
+// kernel plus %globaltimer / clock64 stamps per CTA into ts (ws4_stamp); kProbeTmapPf the full kernel plus
+// prefetch.tensormap of both maps by the producer thread at entry (a lever candidate, not a decomposition rung).
+constexpr int kProbeEmpty = 0, kProbeSetup = 1, kProbeTma = 2, kProbeDecode = 3, kProbeMma = 4, kProbeFull = 5,
+              kProbeStamp = 6, kProbeTmapPf = 7;
+// kProbeStamp: per CTA 32 u64 at ts[blockIdx.x * 32 ..]: [i] %globaltimer (ns), [16 + i] clock64 at point i:
+// 0 entry (thread 0), 1 after the ring init's __syncthreads (thread 0), 2 consumer thread 0 after griddep_start,
+// 3 consumer thread 0 once the first full barrier completed (first X + weight stage landed; the unit's metadata loads
+// were issued before, and set_group may have waited for them), 4 consumer thread 0
+// after the last wgmma_wait<0>, 5 .. 4 + NC each consumer warpgroup's thread 0 at its end (after the epilogue or the
+// cluster finish), 10 the producer thread after griddep_start, 11 the producer thread after its last TMA issue;
+// [15] the SM id.
+constexpr int kStampWords = 32;
+
+// The CTA's index is read by a volatile asm at each stamp so that its address is not kept live across the mainloop
+// (hoisted, it made the stamped rung spill).
+__device__ __forceinline__ void ws4_stamp(unsigned long long* ts, int i) {
+    unsigned long long g, c;
+    uint32_t b;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(g));
+    asm volatile("mov.u64 %0, %%clock64;\n" : "=l"(c));
+    asm volatile("mov.u32 %0, %%ctaid.x;\n" : "=r"(b));
+    ts[size_t(b) * kStampWords + i] = g;
+    ts[size_t(b) * kStampWords + 16 + i] = c;
+}
+
+// The kernel body (ws4_kernel is kProbeFull; ws4_probe_kernel the harness's rungs). ts: kProbeStamp only.
+template <class Fmt, typename T, int BX, int NC, bool WT, bool SK, int CS, int PR>
+__device__ __forceinline__ void ws4_body(const Args& p, const CUtensorMap& xmap, const CUtensorMap& wmap, int splits,
+                                         int pf, unsigned long long* ts) {
     static_assert(!Fmt::kHasHi && !Fmt::kIsLut && Fmt::kTiles == 4, "one 16-byte word group per lane and k-step");
     static_assert(((NC == 3 || NC == 4) && (BX == 64 || BX == 128)) || (NC == 2 && BX == 256),
                   "NC 3 / 4 at BX 64 / 128 (registers), NC 2 at BX 256");
     static_assert(CS == 1 || (!SK && WT), "ws4-C: the K-split schedule with the weight TMA");
+    static_assert(PR == kProbeFull || (WT && !SK), "probe rungs: the K-split / cluster schedule with the weight TMA");
+    if constexpr (PR == kProbeEmpty) return;
+    constexpr bool kStamp = PR == kProbeStamp;
+    if constexpr (kStamp) {
+        if (threadIdx.x == 0) {
+            ws4_stamp(ts, 0);
+            unsigned sm;
+            asm volatile("mov.u32 %0, %%smid;\n" : "=r"(sm));
+            ts[size_t(blockIdx.x) * kStampWords + 15] = sm;
+        }
+    }
     using G = Geo<BX, NC>;
     using C = Cta<NC>;
     constexpr int kNC = NC, kStrips = C::kStrips;
@@ -166,6 +206,9 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     unsigned char* ring = wows::init_ring(smem_raw, full, empty, 4 * kNC);
 
     const int tid = threadIdx.x;
+    if constexpr (kStamp) {
+        if (tid == 0) ws4_stamp(ts, 1);
+    }
     const int mt = (p.m + BX - 1) / BX, nt = (p.strips + kStrips - 1) / kStrips;
     const int ksteps = p.ksteps;
     if constexpr (CS > 1) splits = CS;  // one unit per CTA (grid = tiles x CS), rank = split
@@ -202,6 +245,12 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
     if (tid >= kNC * 128) {
         // ------------------------------- producer (one thread) -------------------------------
         setmaxnreg_dec<C::kProdRegs>();
+        if constexpr (PR == kProbeTmapPf) {
+            if (tid == kNC * 128) {
+                asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&xmap)) : "memory");
+                asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&wmap)) : "memory");
+            }
+        }
         if (WT && pf > 0 && tid == kNC * 128) {
             // The first pf weight stages of this CTA's first unit into L2 (before the wait: see above).
             const UI w0 = uw;
@@ -218,6 +267,10 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
             uw = w0;
         }
         griddep_start();
+        if constexpr (PR == kProbeSetup) return;
+        if constexpr (kStamp) {
+            if (tid == kNC * 128) ws4_stamp(ts, 10);
+        }
         if (tid == kNC * 128) {
             int s = 0;
             uint32_t phase = 0;
@@ -242,8 +295,9 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                     if (++s == S) s = 0, phase ^= 1;
                 }
             }
+            if constexpr (kStamp) ws4_stamp(ts, 11);
         }
-        if constexpr (CS > 1) {
+        if constexpr (CS > 1 && PR >= kProbeFull) {
             tma::cluster_sync();  // the consumers' two cluster barriers (cluster_finish4)
             tma::cluster_sync();
         }
@@ -251,11 +305,27 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
         // ------------------------------- consumers -------------------------------
         setmaxnreg_inc<C::kConsRegs>();
         griddep_start();
+        if constexpr (PR == kProbeSetup) return;
         const int cw = tid >> 7;  // weight rows 64 cw .. 64 cw + 63 of the tile
         const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2;
         const uint32_t ring_a = smem_u32(ring);
         int s = 0;
         uint32_t phase = 0;
+        if constexpr (kStamp) {
+            if (tid == 0) ws4_stamp(ts, 2);
+        }
+        if constexpr (PR == kProbeTma) {
+            // The ring protocol alone: wait for each stage, release it (one arrive per warp). This consumes every
+            // unit, so the mainloop below runs no unit (a return here made the loop "not reachable", warning 128).
+            int t, k0, k1;
+            while (next_unit(t, k0, k1)) {
+                for (int ks = k0; ks < k1; ++ks) {
+                    mbar_wait(&full[s], phase);
+                    if (lane == 0) mbar_arrive(&empty[s]);
+                    if (++s == S) s = 0, phase ^= 1;
+                }
+            }
+        }
         float acc[BX / 2];
         uint32_t abuf[2][4][4];
         int t, k0, k1;
@@ -280,20 +350,48 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
             int prev = -1;
             // One k-step, ws v1's (lowbit/wo_ws.cuh rs_kstep).
             auto step = [&](int ks, uint32_t(&ab)[4][4]) {
-                wows::rs_kstep<Fmt, T, BX, G::kSlot, S, false>(acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks,
-                                                               k0, s, phase, prev, ctx, sg, sg8, next_tile);
+                wows::rs_kstep<Fmt, T, BX, G::kSlot, S, false, PR == kProbeDecode>(
+                    acc, ab, full, empty, ring_a, cw * 4 + warp, lane, ks, k0, s, phase, prev, ctx, sg, sg8, next_tile);
             };
             // Pairs unconditionally, then the odd tail (a conditional second step makes ptxas serialize the
             // wgmmas, C7513; NOTES.md ws v1).
             int ks = k0;
+            if constexpr (PR == kProbeDecode) {
+#pragma unroll
+                for (int j = 0; j < BX / 2; ++j) acc[j] = 0.f;  // defined values for the fold (no wgmma writes acc)
+            }
+            if constexpr (kStamp) {
+                // The first unit's first stage landed (the k-step's own wait follows and returns at once); not where
+                // the unit has no k-steps (an empty cluster slice issues no TMA). Probe schedules: K splits only.
+                if (tid == 0 && k0 < k1 && int(uw) == int(blockIdx.x + gridDim.x)) {
+                    mbar_wait(&full[s], phase);
+                    ws4_stamp(ts, 3);
+                }
+            }
             for (; ks + 1 < k1; ks += 2) {
                 step(ks, abuf[0]);
                 step(ks + 1, abuf[1]);
             }
             if (ks < k1) step(ks, abuf[0]);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc);
+            if constexpr (PR != kProbeDecode) {
+                wgmma_wait<0>();
+                wgmma_fence_regs(acc);
+            }
             if (prev >= 0 && lane == 0) mbar_arrive(&empty[prev]);
+            if constexpr (kStamp) {
+                if (tid == 0) ws4_stamp(ts, 4);
+            }
+            if constexpr (PR == kProbeDecode || PR == kProbeMma) {
+                // No epilogue / split finish. A store that never runs (M >= 1) keeps the accumulators, and with them
+                // the wgmmas (kProbeMma) or the decode folded into them (kProbeDecode), from ptxas's dead-code removal.
+                if (p.m < 0) {
+                    float f = 0.f;
+#pragma unroll
+                    for (int j = 0; j < BX / 2; ++j) f += acc[j];
+                    p.ws[tid] = f;
+                }
+                continue;
+            }
             if constexpr (CS > 1) {
                 if (k1 <= k0) {  // an empty last slice (ksteps < CS * kper) adds zeros
 #pragma unroll
@@ -369,7 +467,39 @@ __global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_
                 wo::store_strip<T, BX>(p, acc, n0, cs0, cs1, mb * BX, lane, !SK && splits != 1);
             }
         }
+        if constexpr (kStamp) {
+            if ((tid & 127) == 0) ws4_stamp(ts, 5 + cw);
+        }
     }
+}
+
+template <class Fmt, typename T, int BX, int NC, bool WT = false, bool SK = false, int CS = 1>
+__global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_kernel(const __grid_constant__ Args p,
+                                                           const __grid_constant__ CUtensorMap xmap,
+                                                           const __grid_constant__ CUtensorMap wmap, int splits,
+                                                           int pf) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();  // never launched: the launcher checks the kernel's PTX version first
+#else
+    ws4_body<Fmt, T, BX, NC, WT, SK, CS, kProbeFull>(p, xmap, wmap, splits, pf, nullptr);
+#endif
+#endif
+}
+
+// The launch-floor harness's rungs (PR, see kProbeEmpty ..; harness builds only): ws4_kernel<Fmt, T, BX, NC, true,
+// false, CS> cut after a part of its life; launched exactly as launch / launch_c launch ws4_kernel (ts: kProbeStamp's
+// stamps, else unused).
+template <class Fmt, typename T, int BX, int NC, int CS, int PR>
+__global__ void __launch_bounds__(Cta<NC>::kThreads, 1) ws4_probe_kernel(const __grid_constant__ Args p,
+                                                                 const __grid_constant__ CUtensorMap xmap,
+                                                                 const __grid_constant__ CUtensorMap wmap, int splits,
+                                                                 int pf, unsigned long long* ts) {
+#if defined(__CUDA_ARCH__)
+#if !(__CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL))
+    __trap();
+#else
+    ws4_body<Fmt, T, BX, NC, true, false, CS, PR>(p, xmap, wmap, splits, pf, ts);
 #endif
 #endif
 }
