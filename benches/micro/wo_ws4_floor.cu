@@ -593,7 +593,19 @@ static int run_stamps(const std::vector<Cfg>& cfgs, int m) {
             cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaEventDestroy(e0), cudaEventDestroy(e1);
             cudaStreamDestroy(s);
             // Analysis: calls 4 .. 22 (call i + 1 bounds call i's gap).
-            auto at = [&](int call, int cta, int i) { return double(h[(size_t(call) * grid + cta) * W + i]); };
+            // Stamps relative to the earliest entry (globaltimer, slots 0 .. 14) / the smallest entry clock64 (slots
+            // 16 ..), in u64 before the conversion: %globaltimer is ~1.8e18 ns, where a double's step is 256 ns.
+            uint64_t gt0 = ~0ull, ck0 = ~0ull;
+            for (int c = 0; c < kCalls; ++c)
+                for (int b = 0; b < grid; ++b) {
+                    gt0 = std::min<uint64_t>(gt0, h[(size_t(c) * grid + b) * W + 0]);
+                    ck0 = std::min<uint64_t>(ck0, h[(size_t(c) * grid + b) * W + 16]);
+                }
+            auto at = [&](int call, int cta, int i) {
+                const uint64_t raw = h[(size_t(call) * grid + cta) * W + i];
+                if (i == 15) return double(raw);  // SM id
+                return double(int64_t(raw - (i < 16 ? gt0 : ck0)));
+            };
             const int nc = 4;  // NC consumer warpgroups: end stamps 5 .. 8
             double gmin = 1e30;
             std::vector<double> period, span, gap, dep, skew, init, wait, first, mainl, epi, slow, pwait, ptma;
