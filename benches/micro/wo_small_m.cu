@@ -11,6 +11,9 @@
 //   ./wo_small_m wcheck       # v14: the 256-row block checks only (run_wide_checks; `check` runs them too)
 //   ./wo_small_m s2check      # v19: S2 (lowbit/wo_s2.cuh, variants 1..7) against the f64 reference (run_s2_checks)
 //                             # (WO_S2_AB=1 ./wo_small_m sweep [NxK]: library launch vs the S2 variants, A B A B, M <= 8)
+//   ./wo_small_m s2mcheck     # v20: S2M (lowbit/wo_s2m.cuh, variants 1..3) against the f64 reference (run_s2m_checks)
+//                             # (WO_S2M_AB=1 ./wo_small_m sweep [NxK]: M = 9 / 12 / 16, library launch vs the S2M variants
+//                             # with their plans and with forced splits / kw, A B A B; prints "s2m summary" lines)
 //   ./wo_small_m mid [NxK|all [M,M,..]] # M in {32, 48, 64} (or the list): cuBLAS f16, the shipped small-M kernel (v14 library), the library's ws
 //                             # v1 / ws-S launcher and ws-W (lowbit/wo_ws4.cuh, 4 consumer warpgroups) with their plans,
 //                             # and ws-W's stream-K schedule (forced; "(plan)" where lowbit_wo_ws4_sk_plan picks it),
@@ -47,6 +50,7 @@
 #include "baselines.cuh"
 #include "lowbit/wo_gemm.cuh"
 #include "lowbit/wo_s2.cuh"  // v19: two strips per warp (S2)
+#include "lowbit/wo_s2m.cuh"  // v20: S2M, two strips per warp at M = 9..16 (split-K across blocks)
 // The library's ws launchers and plans (lowbit_wo_ws_int4 / lowbit_wo_ws_plan, lowbit_wo_ws4_int4 / _plan).
 #include "../../kernels/weight_only/ws.cu"
 
@@ -378,6 +382,48 @@ static cudaError_t launch_s2_h(const Weight& w, const Buffers& b, int m, cudaStr
     }
 }
 
+// v20 (S2M, lowbit/wo_s2m.cuh): variant id -> (P, MINB, NW): 1 = (4, 2, 8) 256-row blocks, 2 per SM; 2 = (4, 1, 16)
+// 512-row blocks, 1 per SM; 3 = (5, 1, 16). force_kw / force_splits > 0: those; else s2m_plan. Split-K (splits > 1):
+// f32 atomics into b.ws and the library's convert kernel after (as launch_lib). Returns cudaErrorNotSupported where
+// the plan declines; g_s2m_splits / g_s2m_kw: the last launch's plan.
+static int g_s2m = 0;          // check_one: S2M variant id (0 = not S2M)
+static int g_s2m_kw = 0, g_s2m_fs = 0;
+static int g_s2m_splits = 0, g_s2m_plan_kw = 0;
+static int s2m_nw(int v) { return v == 1 ? 8 : 16; }
+static int s2m_minb(int v) { return v == 1 ? 2 : 1; }
+static bool s2m_plan_of(const Weight& w, int m, int v, int force_kw, int force_splits, int& kw, int& splits, int& sps) {
+    int optin = 0;
+    CK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    return s2m_plan(m, w.strips, w.ksteps, w.gl / 16, w.groups, g_sms, s2m_nw(v), s2m_minb(v), smem_per_sm(), optin, force_kw,
+                    force_splits, kw, splits, sps);
+}
+template <typename T>
+static cudaError_t launch_s2m_h(const Weight& w, const Buffers& b, int m, cudaStream_t s, int v, int force_kw = 0, int force_splits = 0) {
+    int kw = 0, splits = 0, sps = 0;
+    if (!s2m_plan_of(w, m, v, force_kw, force_splits, kw, splits, sps)) return cudaErrorNotSupported;
+    g_s2m_splits = splits, g_s2m_plan_kw = kw;
+    Args a{};
+    a.words = w.d_words;
+    a.meta = w.d_meta;
+    a.x = b.x;
+    a.y = b.y;
+    a.ws = splits > 1 ? reinterpret_cast<float*>(b.ws) : nullptr;
+    a.m = m, a.n = w.n, a.k = w.k, a.ldx = w.k;
+    a.strips = w.strips, a.ksteps = w.ksteps, a.gtiles = w.gl / 16, a.groups = w.groups;
+    a.x_vec = w.k % 8 == 0;
+    a.sms = g_sms;
+    a.kw = kw;
+    a.steps_per_split = sps;
+    cudaError_t e;
+    switch (v) {
+        case 1: e = launch_s2m<T, 4, 2, 8>(a, splits, s); break;
+        case 2: e = launch_s2m<T, 4, 1, 16>(a, splits, s); break;
+        default: e = launch_s2m<T, 5, 1, 16>(a, splits, s); break;
+    }
+    if (e != cudaSuccess || splits == 1) return e;
+    return launch_convert<T>(a.ws, static_cast<T*>(b.y), int64_t(m) * w.n, s);
+}
+
 // ------------------------------------------------------------------------------------------------ check
 template <typename T>
 static float to_f(T v);
@@ -414,6 +460,13 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
                      int cx_kw = 0, bool pdl_test = false) {
     std::vector<float> deq;
     Weight w = make_int4(n, k, gl, asym, rng, deq);
+    if (g_s2m) {
+        int kw_ = 0, sp_ = 0, sps_ = 0;
+        if (!s2m_plan_of(w, m, g_s2m, g_s2m_kw, g_s2m_fs, kw_, sp_, sps_)) {
+            printf("  check S2M v%d M=%d N=%d K=%d kw=%d splits=%d: plan declines FAIL\n", g_s2m, m, n, k, g_s2m_kw, g_s2m_fs);
+            return 1;
+        }
+    }
     std::vector<T> hx(size_t(m) * k);
     std::vector<float> xf(hx.size());
     for (size_t i = 0; i < hx.size(); ++i) {
@@ -457,7 +510,9 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
                                                    reinterpret_cast<const uint4*>(msg), reinterpret_cast<uint4*>(w.d_meta), mb / 16,
                                                    static_cast<const uint4*>(b.y), reinterpret_cast<uint4*>(yold), yb / 16, 20000);
             CK(cudaGetLastError());
-            if (g_s2) {
+            if (g_s2m) {
+                CK(launch_s2m_h<T>(w, b, m, st, g_s2m, g_s2m_kw, g_s2m_fs));
+            } else if (g_s2) {
                 CK(launch_s2_h<T>(w, b, m, st, g_s2, g_s2_kw));
             } else {
                 CK(launch_lib<Int4, T>(w, b, m, st, force_splits, cx_kw));
@@ -472,7 +527,9 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
             CK(cudaMemcpy(rep ? y2.data() : y1.data(), b.y, y1.size() * sizeof(T), cudaMemcpyDeviceToHost));
             continue;
         }
-        if (g_s2) {
+        if (g_s2m) {
+            CK(launch_s2m_h<T>(w, b, m, nullptr, g_s2m, g_s2m_kw, g_s2m_fs));
+        } else if (g_s2) {
             CK(launch_s2_h<T>(w, b, m, nullptr, g_s2, g_s2_kw));
         } else if (lib) {
             CK(launch_lib<Int4, T>(w, b, m, nullptr, force_splits, cx_kw));
@@ -526,9 +583,11 @@ static int check_one(int m, int n, int k, bool asym, int force_splits, std::mt19
     const Plan pl = make_plan(m, n, w.k_pad, 64, lib, cx_kw);
     const int splits = force_splits ? force_splits : pl.splits;
     // Split-K adds partial sums with atomics (order varies between runs): bit equality only without it.
-    const bool ok = bad == 0 && dirty == 0 && pdl_bad == 0 && ((splits > 1 && !g_s2) || same == size_t(m) * n);
+    const bool ok = bad == 0 && dirty == 0 && pdl_bad == 0 &&
+                    (g_s2m ? (g_s2m_splits > 1 || same == size_t(m) * n) : ((splits > 1 && !g_s2) || same == size_t(m) * n));
     if (pdl_test) printf("  [pdl: predecessor writes X/W/meta, reads Y; Y bytes changed early: %zu]", pdl_bad);
     if (g_s2) printf("  [S2 v%d kw=%d]", g_s2, s2_kw_of(w, m, g_s2, g_s2_kw));
+    if (g_s2m) printf("  [S2M v%d kw=%d splits=%d%s]", g_s2m, g_s2m_plan_kw, g_s2m_splits, g_s2m_fs || g_s2m_kw ? " forced" : "");
     printf("  check %s %s g%-4d M=%-3d N=%-5d K=%-5d %s splits=%s%d kw=%d: rel.fro %.2e worst %.2e bad %zu, ws dirty %zu, repeat-equal %s %s\n",
            lib ? "v12" : "v11", std::is_same<T, __half>::value ? "f16 " : "bf16", gl ? gl : w.k_pad, m, n, k, asym ? "asym" : "sym ", force_splits ? "forced " : "",
            force_splits ? force_splits : pl.splits, pl.kw, std::sqrt(num / (den > 0 ? den : 1)), worst, bad, dirty,
@@ -597,6 +656,42 @@ static int run_s2_checks() {
     }
     g_s2 = 0, g_s2_kw = 0;
     printf("s2 checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
+    return fails;
+}
+
+// v20 (`s2mcheck`): S2M against the f64 reference: M 9..16 (and 1 / 5 / 8: the kernel takes any M <= 16), odd N (a half
+// pair, partly filled blocks), K not a multiple of the k-step or of 8 (element staging), g64 / g128 / per-channel, sym /
+// asym, f16 / bf16, the plan's (kw, splits) and forced ones (splits 1 / 2 / 3 / 7: last split short; kw 2 / 4 / 8:
+// slices of a split's range; kw 8 with a split shorter than 8 k-steps: empty slices), all three variants, PDL
+// predecessors; every call twice, NaN-poisoned, workspace left zero, bit-equal repeats where splits = 1 (check_one).
+static int run_s2m_checks() {
+    std::mt19937 rng(20);
+    int fails = 0;
+    struct C {
+        int m, n, k, gl, kw, fs, v;
+    };
+    const C cs[] = {{16, 4100, 2056, 128, 0, 0, 1},  {16, 1000, 4096, 64, 0, 3, 1},   {9, 200, 1000, 128, 0, 0, 1},
+                    {13, 333, 1003, 128, 0, 0, 1},   {16, 11008, 4096, 128, 0, 0, 1}, {12, 48, 8192, 0, 0, 0, 1},
+                    {16, 1000, 8192, 128, 0, 1, 1},  {15, 4096, 4096, 64, 2, 2, 1},   {16, 1037, 2112, 64, 4, 1, 1},
+                    {10, 200, 3000, 128, 8, 7, 1},   {16, 40, 1003, 64, 8, 1, 1},     {1, 1000, 4096, 128, 0, 0, 1},
+                    {5, 4100, 2056, 0, 0, 0, 1},     {8, 333, 4096, 128, 0, 3, 1},    {16, 4096, 4096, 128, 0, 0, 2},
+                    {16, 4100, 2056, 128, 0, 0, 2},  {11, 1000, 4096, 64, 0, 3, 2},   {16, 333, 1003, 128, 2, 1, 2},
+                    {14, 11008, 4096, 128, 0, 0, 2}, {16, 1000, 8192, 0, 4, 2, 2},    {16, 2048, 28672, 128, 0, 0, 2},
+                    {9, 100, 1000, 128, 8, 0, 2},    {16, 4096, 4096, 128, 0, 0, 3},  {13, 1000, 4096, 64, 0, 7, 3},
+                    {16, 333, 3000, 0, 2, 0, 3},     {16, 8192, 8192, 128, 0, 0, 3}};
+    for (const auto& c : cs) {
+        g_s2m = c.v, g_s2m_kw = c.kw, g_s2m_fs = c.fs;
+        fails += check_one<__half>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 0, 0, rng, c.gl, true);
+        fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, (c.m + c.gl) % 2 == 1, 0, rng, c.gl, true);
+    }
+    const C pc[] = {{16, 4096, 4096, 128, 0, 0, 1}, {13, 1000, 4096, 64, 0, 1, 2}, {16, 1000, 4096, 128, 2, 3, 3}};
+    for (const auto& c : pc) {
+        g_s2m = c.v, g_s2m_kw = c.kw, g_s2m_fs = c.fs;
+        fails += check_one<__half>(c.m, c.n, c.k, true, 0, rng, c.gl, true, 0, true);
+        fails += check_one<__nv_bfloat16>(c.m, c.n, c.k, false, 0, rng, c.gl, true, 0, true);
+    }
+    g_s2m = 0, g_s2m_kw = 0, g_s2m_fs = 0;
+    printf("s2m checks: %s (%d failed)\n", fails ? "FAIL" : "all passed", fails);
     return fails;
 }
 
@@ -801,7 +896,7 @@ static int run_bench(const char* only, bool sweep) {
     std::mt19937 rng(1);
     std::vector<std::pair<int, int>> shapes = {{28672, 8192}, {8192, 28672}, {11008, 4096}, {4096, 4096}};
     if (sweep) shapes.insert(shapes.end(), {{576, 1536}, {2048, 2048}, {1536, 576}});
-    const std::vector<int> ms = sweep ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 4, 16};  // (v13: M = 64 runs ws / is not this kernel's bar)
+    std::vector<int> ms = sweep ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 4, 16};  // (v13: M = 64 runs ws / is not this kernel's bar)
     __half *x, *y;
     char* ws;
     uint32_t* sink;
@@ -816,6 +911,7 @@ static int run_bench(const char* only, bool sweep) {
         for (auto& v : hx) v = __float2half(float(int(rng() % 2001) - 1000) / 1000.f);
         CK(cudaMemcpy(x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice));
     }
+    if (sweep && std::getenv("WO_S2M_AB")) ms = {9, 12, 16};  // (v20: S2M's range)
     Buffers b{x, y, ws};
     printf("%-12s %3s %-22s %9s %9s %8s %8s\n", "shape", "M", "variant", "us", "cublas", "speedup", "TB/s");
     for (auto& sh : shapes) {
@@ -884,6 +980,55 @@ static int run_bench(const char* only, bool sweep) {
                 row(name, graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, fs))); }), gb4);
                 g_pdl_mode = 1, g_pdl_pf = -1;
             };
+            if (sweep && std::getenv("WO_S2M_AB")) {
+                // v20: S2M (two strips per warp at M = 9..16, lowbit/wo_s2m.cuh) against the library launch (harness
+                // mirror of the plan: the v14 256-row block with its split rule), alternated A B A B in this process;
+                // variants 1..3 = (P, MINB, NW) (4, 2, 8) / (4, 1, 16) / (5, 1, 16) with their plans; in the first
+                // pass also forced (kw, splits) around the plan. Summary: the best S2M row against the library.
+                if (m != 9 && m != 12 && m != 16) continue;
+                double lib_best = 1e30, s2m_best = 1e30;
+                char best_name[48] = "";
+                for (int rep = 0; rep < 2; ++rep) {
+                    g_pdl_mode = 1, g_pdl_pf = -1;
+                    const double tl = graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_lib<Int4, __half>(i4[c], b, m, s, 0))); });
+                    row("library", tl, gb4);
+                    lib_best = std::min(lib_best, tl);
+                    auto s2m_row = [&](int v, int fk, int fs, const char* tag) {
+                        int kw = 0, splits = 0, sps = 0;
+                        if (!s2m_plan_of(i4[0], m, v, fk, fs, kw, splits, sps)) {
+                            if (!fk && !fs) printf("%5dx%-6d %3d S2M v%d: plan declines\n", n, k, m, v);
+                            return;
+                        }
+                        char name[48];
+                        snprintf(name, sizeof name, "S2M v%d kw%d s%d%s", v, kw, splits, tag);
+                        const double t = graph_us(qcopies, [&](int c, cudaStream_t s) { CK((launch_s2m_h<__half>(i4[c], b, m, s, v, fk, fs))); });
+                        row(name, t, gb4);
+                        if (t < s2m_best) s2m_best = t, snprintf(best_name, sizeof best_name, "%s", name);
+                    };
+                    for (int v = 1; v <= 3; ++v) s2m_row(v, 0, 0, "");
+                    if (rep == 0 && m == 16) {
+                        for (int v = 1; v <= 2; ++v) {
+                            int kw0 = 0, sp0 = 0, sps0 = 0;
+                            if (!s2m_plan_of(i4[0], m, v, 0, 0, kw0, sp0, sps0)) continue;
+                            std::vector<int> tried;
+                            for (int fs : {1, 2, 3, 4, sp0 / 2, sp0 - 1, sp0 + 1, 2 * sp0}) {
+                                if (fs < 1 || fs == sp0 || fs > i4[0].ksteps ||
+                                    std::find(tried.begin(), tried.end(), fs) != tried.end()) continue;
+                                tried.push_back(fs);
+                                s2m_row(v, kw0, fs, " forced");
+                            }
+                            for (int fk : {1, 2, 4}) {
+                                if (fk == kw0) continue;
+                                s2m_row(v, fk, 0, " forced");
+                            }
+                        }
+                    }
+                }
+                printf("s2m summary %5dx%-6d M=%-2d library %.2f us, best S2M %.2f us (%s): %+.1f%%\n", n, k, m, lib_best, s2m_best,
+                       best_name, (s2m_best / lib_best - 1.0) * 100.0);
+                fflush(stdout);
+                continue;
+            }
             if (sweep && std::getenv("WO_S2_AB")) {
                 // v19: S2 (two strips per warp, lowbit/wo_s2.cuh) against the library launch (harness mirror of the
                 // plan), alternated A B A B in this process; variants 1..4 = (P, MINB) (4, 2) / (6, 2) / (3, 3) / (8, 2),
@@ -1141,6 +1286,7 @@ int main(int argc, char** argv) {
     if (mode == "check" || mode == "all") rc |= run_checks();
     if (mode == "zcheck") rc |= run_zchecks();
     if (mode == "s2check") rc |= run_s2_checks();
+    if (mode == "s2mcheck") rc |= run_s2m_checks();
     if (mode == "wcheck") {
         std::mt19937 rng(11);
         rc |= run_wide_checks(rng);

@@ -2,6 +2,7 @@
 #include "lowbit/wo_gemm.cuh"
 #include "lowbit/wo_wgmma.cuh"
 #include "lowbit/wo_s2.cuh"
+#include "lowbit/wo_s2m.cuh"
 
 LOWBIT_WO_INSTANTIATE(int4, lowbit::wo::Int4)
 LOWBIT_WO_INSTANTIATE_WGMMA(int4, lowbit::wo::Int4)
@@ -24,4 +25,13 @@ cudaError_t lowbit_wo_s2_int4(const lowbit::wo::Args& a, int dtype, int config, 
         case 2: return launch_s2<__nv_bfloat16, 4, 2, true>(a, s);
         default: return launch_s2<__nv_bfloat16, 3, 3, true>(a, s);
     }
+}
+
+// S2M (lowbit/wo_s2m.cuh, NOTES.md v20; only with LOWBIT_WO_S2M): config 0 = 8 warps x 2 strips (256 rows), P 4, 2 blocks
+// per SM; 1 = 16 warps x 2 strips (512 rows), P 4, 1 block per SM. a.kw / a.steps_per_split from the plan
+// (wo_launch.cu s2m_choice); splits > 1: a.ws is the zeroed f32 workspace and the caller converts.
+cudaError_t lowbit_wo_s2m_int4(const lowbit::wo::Args& a, int dtype, int config, int splits, cudaStream_t s) {
+    using namespace lowbit::wo;
+    if (dtype == 0) return config == 0 ? launch_s2m<__half, 4, 2, 8>(a, splits, s) : launch_s2m<__half, 4, 1, 16>(a, splits, s);
+    return config == 0 ? launch_s2m<__nv_bfloat16, 4, 2, 8>(a, splits, s) : launch_s2m<__nv_bfloat16, 4, 1, 16>(a, splits, s);
 }

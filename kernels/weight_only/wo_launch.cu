@@ -6,6 +6,7 @@
 
 #include "lowbit/wo_gemm.cuh"
 #include "lowbit/wo_s2.cuh"
+#include "lowbit/wo_s2m.cuh"
 #include "lowbit_kernels.h"
 
 using namespace lowbit::wo;
@@ -25,6 +26,10 @@ LOWBIT_WO_DECLARE(mix3)
 // Launch (args with kw, dtype, config: 0 = P 4 / 2 blocks per SM, 1 = P 3 / 3 blocks per SM; + 2 = warp-staged
 // prologue, stream).
 cudaError_t lowbit_wo_s2_int4(const Args&, int, int, cudaStream_t);
+// S2M (inst_int4.cu, lowbit/wo_s2m.cuh, NOTES.md v20): two strips per warp at M = 9..16, X of the block's K range,
+// split-K across blocks (f32 atomics; the caller converts). Launch (args with kw / steps_per_split, dtype, config: 0 =
+// 256-row blocks 2 per SM, 1 = 512-row blocks 1 per SM, splits, stream); only with LOWBIT_WO_S2M=1 / 2.
+cudaError_t lowbit_wo_s2m_int4(const Args&, int, int, int, cudaStream_t);
 #define LOWBIT_WO_DECLARE_WGMMA(NAME) cudaError_t lowbit_wo_wgmma_##NAME(const Args&, int, int, cudaStream_t);
 LOWBIT_WO_DECLARE_WGMMA(int2)
 LOWBIT_WO_DECLARE_WGMMA(int3)
@@ -135,6 +140,7 @@ struct Plan {
     int splits, steps_per_split, kc;
     int kw;      // warps per strip (in-block split-K), 1 = one warp per strip; S2: warps per strip pair
     int s2;      // S2 kernel config + 1 (lowbit_wo_s2_int4), 0 = not S2
+    int s2m;     // S2M kernel config + 1 (lowbit_wo_s2m_int4; K splits in `splits`), 0 = not S2M
     int64_t ws_split_bytes, ws_gather_bytes;
 };
 
@@ -395,6 +401,29 @@ int s2_wst_env() {
     }();
     return v;
 }
+// v20 (NOTES.md v20; not measured on a GPU when written): S2M, the S2 structure at M = 9..16 (lowbit/wo_s2m.cuh). Off by
+// default: LOWBIT_WO_S2M=1 runs its 256-row config (8 warps x 2 strips, 2 blocks per SM), =2 its 512-row config (16
+// warps x 2 strips, 1 block per SM) wherever it applies (INT4, M = 9..16, groups of whole k-steps, no explicit
+// m-tile / splits / chunk / k_warps in the config); unset or 0: the v14 256-row block as before.
+int s2m_env() {
+    static const int v = [] {
+        const char* e = std::getenv("LOWBIT_WO_S2M");
+        return e ? std::atoi(e) : 0;
+    }();
+    return v;
+}
+// The S2M config + 1 for this call (0 = not S2M) with its kw, splits and k-steps per split.
+int s2m_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int strips, int ksteps, int sms, int& kw, int& splits,
+               int& sps) {
+    const int env = s2m_env();
+    if ((env != 1 && env != 2) || w->format != LOWBIT_WO_INT4 || m < 9 || m > 16 || fi.tiles != 4) return 0;
+    const int nw = env == 1 ? 8 : 16, minb = env == 1 ? 2 : 1;
+    if (!s2m_plan(int(m), strips, ksteps, w->group_len / 16, int(w->k_pad / w->group_len), sms, nw, minb, smem_per_sm(),
+                  max_smem_optin(), 0, 0, kw, splits, sps)) {
+        return 0;
+    }
+    return env;
+}
 // The S2 config + 1 for this call (0 = not S2) and its kw.
 int s2_choice(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int strips, int ksteps, int sms, int& kw) {
     const int env = s2_env();
@@ -512,6 +541,21 @@ Plan make_plan(const lowbit_wo_weight* w, const FormatInfo& fi, int64_t m, int32
             p.steps_per_split = ksteps;
             p.kc = ksteps * kstep;
             p.ws_split_bytes = 0;
+            return p;
+        }
+    }
+    // v20: S2M where LOWBIT_WO_S2M selects it (the same conditions on the config as S2).
+    if (want_kw == 0 && want_mt == 0 && !(cfg && (cfg->splits > 0 || cfg->kc > 0))) {
+        int kw3 = 0, sp3 = 0, sps3 = 0;
+        p.s2m = s2m_choice(w, fi, m, strips, ksteps, sms, kw3, sp3, sps3);
+        if (p.s2m) {
+            p.mt = 2;
+            p.mtiles = 1;
+            p.kw = kw3;
+            p.splits = sp3;
+            p.steps_per_split = sps3;
+            p.kc = sps3 * kstep;
+            p.ws_split_bytes = sp3 > 1 ? ((m * w->n * 4 + 255) / 256 * 256) : 0;
             return p;
         }
     }
@@ -644,6 +688,11 @@ cudaError_t run(const lowbit_wo_weight* w, const Args& a0, const Plan& pl, void*
     }
     if (pl.wgmma) return wgmma_format(w->format, dtype, a, pl.mtiles, s);
     if (pl.s2) return lowbit_wo_s2_int4(a, dtype, pl.s2 - 1, s);
+    if (pl.s2m) {
+        cudaError_t e = lowbit_wo_s2m_int4(a, dtype, pl.s2m - 1, pl.splits, s);
+        if (e != cudaSuccess || pl.splits == 1) return e;
+        return launch_convert<T>(a.ws, static_cast<T*>(a.y), int64_t(a.m) * a.n, s);
+    }
     cudaError_t e = launch_format(w->format, dtype, a, pl, s);
     if (e != cudaSuccess || pl.splits == 1) return e;
     return launch_convert<T>(a.ws, static_cast<T*>(a.y), int64_t(a.m) * a.n, s);  // PDL where the device has it
@@ -722,7 +771,7 @@ extern "C" lowbit_status lowbit_wo_gemm(const lowbit_wo_weight* w, const void* x
     }
     // The in-block split-K kernels exist for 8- and 16-row m-tiles of the mma.sync path only.
     if (pl.kw > 1 && (pl.wgmma || pl.ws || pl.mt > 2)) return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
-    if (!pl.wgmma && !pl.ws && !pl.s2 && mma_smem_bytes(fi, pl, m, ms_format_of(w->format) ? w->group_len / 16 : 0) > max_smem_optin()) {
+    if (!pl.wgmma && !pl.ws && !pl.s2 && !pl.s2m && mma_smem_bytes(fi, pl, m, ms_format_of(w->format) ? w->group_len / 16 : 0) > max_smem_optin()) {
         // Only an explicit kc can get here (the automatic chunk always fits): refuse it by name.
         return make_status(LOWBIT_ERR_INVALID_ARGUMENT);
     }
