@@ -37,7 +37,13 @@ fn gpu_weight_only_s2m_shapes() {
     let odd = [(false, g(64)), (true, g(128)), (false, Granularity::PerChannel), (true, g(32))];
     let real = [(true, g(128)), (false, g(128))];
     let cases = int4_cases(
-        &[((37, 384), &odd), ((1037, 2112), &odd), ((333, 1003), &odd[..2]), ((4096, 4096), &real), ((11008, 4096), &real[..1])],
+        &[
+            ((37, 384), &odd),
+            ((1037, 2112), &odd),
+            ((333, 1003), &odd[..2]),
+            ((4096, 4096), &real),
+            ((11008, 4096), &real[..1]),
+        ],
         61,
         (1037, 2112, 63, 7),
     );
